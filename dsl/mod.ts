@@ -1,0 +1,14 @@
+/**
+ * The pattern DSL: builders, the zod schemas behind them, and the error classes.
+ * @module
+ */
+export * from "./builders.ts";
+export {
+  KINDS,
+  LEAF_KINDS,
+  type LeafPattern,
+  parsePattern,
+  type Pattern,
+  PatternSchema,
+} from "./schema.ts";
+export * from "./errors.ts";

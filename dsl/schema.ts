@@ -1,0 +1,191 @@
+/**
+ * Zod schemas for the JSON pattern form (DESIGN §2). They are the single source of truth:
+ * the `Pattern` type is inferred from them, the builders produce exactly these objects, and
+ * `parsePattern` is the one place user input is checked.
+ * @module
+ */
+import { z } from "zod";
+import { PatternError } from "./errors.ts";
+
+const U32_MAX = 0xffffffff;
+/** Positions and sizes are i32 in the kernels. */
+const I32_MAX = 0x7fffffff;
+
+function integer(what: string, min: number, max = I32_MAX) {
+  return z.number({ error: (i) => `${what} must be an integer in [${min}, ${max}], got ${show(i.input)}` })
+    .int({ error: (i) => `${what} must be an integer in [${min}, ${max}], got ${show(i.input)}` })
+    .min(min, { error: (i) => `${what} must be an integer in [${min}, ${max}], got ${show(i.input)}` })
+    .max(max, { error: (i) => `${what} must be an integer in [${min}, ${max}], got ${show(i.input)}` });
+}
+
+function show(value: unknown): string {
+  if (value === undefined) return "nothing";
+  const text = JSON.stringify(value);
+  return text === undefined ? String(value) : text.length > 40 ? text.slice(0, 37) + "..." : text;
+}
+
+export const DenseSchema = z.strictObject({ kind: z.literal("dense") });
+export const CausalSchema = z.strictObject({ kind: z.literal("causal") });
+export const WindowSchema = z.strictObject({
+  kind: z.literal("window"),
+  left: integer("window left", 0),
+  right: integer("window right", 0),
+});
+export const RingSchema = z.strictObject({
+  kind: z.literal("ring"),
+  radius: integer("ring radius", 0),
+});
+export const StrideSchema = z.strictObject({
+  kind: z.literal("stride"),
+  period: integer("stride period", 1),
+});
+export const GlobalSchema = z.strictObject({
+  kind: z.literal("global"),
+  tokens: z.array(integer("global token", 0), {
+    error: (i) => `global tokens must be an array of integers >= 0, got ${show(i.input)}`,
+  }),
+});
+export const RandomSchema = z.strictObject({
+  kind: z.literal("random"),
+  blocks: integer("random blocks", 1, 1 << 16),
+  blockSize: integer("random blockSize", 1),
+  seed: integer("random seed", 0, U32_MAX),
+});
+
+/** The leaf kinds: each is one allowed-set rule from DESIGN §2. */
+export const LEAF_KINDS = ["dense", "causal", "window", "ring", "stride", "global", "random"] as const;
+/** Every kind the schema accepts. */
+export const KINDS = [...LEAF_KINDS, "union", "intersect", "gated"] as const;
+
+export const UnionSchema = z.strictObject({
+  kind: z.literal("union"),
+  get of() {
+    return z.array(PatternSchema, {
+      error: (i) => `union.of must be an array of patterns, got ${show(i.input)}`,
+    }).min(1, { error: "union.of must hold at least one pattern, got []" });
+  },
+});
+export const IntersectSchema = z.strictObject({
+  kind: z.literal("intersect"),
+  get of() {
+    return z.array(PatternSchema, {
+      error: (i) => `intersect.of must be an array of patterns, got ${show(i.input)}`,
+    }).min(1, { error: "intersect.of must hold at least one pattern, got []" });
+  },
+});
+export const GatedSchema = z.strictObject({
+  kind: z.literal("gated"),
+  get branches() {
+    return z.array(PatternSchema, {
+      error: (i) => `gated.branches must be an array of patterns, got ${show(i.input)}`,
+    }).min(1, { error: "gated.branches must hold at least one pattern, got []" });
+  },
+  gates: z.array(
+    z.number({ error: (i) => `gated.gates must hold finite numbers, got ${show(i.input)}` })
+      .refine(Number.isFinite, { error: "gated.gates must hold finite numbers" }),
+  ).optional(),
+}).refine((g) => g.gates === undefined || g.gates.length === g.branches.length, {
+  error: (i) => {
+    const g = i.input as { gates: unknown[]; branches: unknown[] };
+    return `gated.gates must have one gate per branch (${g.branches.length}), got ${g.gates.length}`;
+  },
+  path: ["gates"],
+});
+
+export const PatternSchema = z.discriminatedUnion("kind", [
+  DenseSchema,
+  CausalSchema,
+  WindowSchema,
+  RingSchema,
+  StrideSchema,
+  GlobalSchema,
+  RandomSchema,
+  UnionSchema,
+  IntersectSchema,
+  GatedSchema,
+], {
+  error: (i) => {
+    const kind = (i.input as { kind?: unknown } | undefined)?.kind;
+    return kind === undefined
+      ? `a pattern must be an object with a "kind" (one of ${KINDS.join(", ")}), got ${show(i.input)}`
+      : `unknown kind ${show(kind)}; expected one of ${KINDS.join(", ")}`;
+  },
+});
+
+/** A sparse attention pattern in its JSON form (DESIGN §2). */
+export type Pattern = z.infer<typeof PatternSchema>;
+export type DensePattern = z.infer<typeof DenseSchema>;
+export type CausalPattern = z.infer<typeof CausalSchema>;
+export type WindowPattern = z.infer<typeof WindowSchema>;
+export type RingPattern = z.infer<typeof RingSchema>;
+export type StridePattern = z.infer<typeof StrideSchema>;
+export type GlobalPattern = z.infer<typeof GlobalSchema>;
+export type RandomPattern = z.infer<typeof RandomSchema>;
+export type UnionPattern = z.infer<typeof UnionSchema>;
+export type IntersectPattern = z.infer<typeof IntersectSchema>;
+export type GatedPattern = z.infer<typeof GatedSchema>;
+/** A pattern that is not a combinator. */
+export type LeafPattern = Extract<Pattern, { kind: (typeof LEAF_KINDS)[number] }>;
+
+/**
+ * Checks unknown input (parsed JSON, builder output) and returns it as a `Pattern`.
+ * `gated` is allowed only at the top: a branch mixes softmaxes, it is not an allowed set.
+ *
+ * @param input the candidate pattern
+ * @returns the same value, typed
+ * @throws {PatternError} one line naming the field, what was expected and what came
+ * @example
+ * ```ts
+ * import { parsePattern } from "./schema.ts";
+ * const p = parsePattern({ kind: "stride", period: 16 });
+ * console.log(p.kind); // "stride"
+ * ```
+ */
+export function parsePattern(input: unknown): Pattern {
+  const result = PatternSchema.safeParse(input);
+  if (!result.success) {
+    const issue = deepestIssue(result.error.issues);
+    const where = issue.path.length ? `pattern${formatPath(issue.path)}` : "pattern";
+    throw new PatternError(`Cannot compile pattern: ${where}: ${oneLine(issue)}`);
+  }
+  rejectNestedGated(result.data, "pattern", true);
+  return result.data;
+}
+
+function rejectNestedGated(p: Pattern, where: string, top: boolean): void {
+  if (p.kind === "gated" && !top) {
+    throw new PatternError(
+      `Cannot compile pattern: ${where}: "gated" may only be the outermost pattern ` +
+        `(it blends separate softmaxes); move it to the top or use "union"`,
+    );
+  }
+  const children = p.kind === "union" || p.kind === "intersect"
+    ? p.of.map((c, i) => [c, `${where}.of[${i}]`] as const)
+    : p.kind === "gated"
+    ? p.branches.map((c, i) => [c, `${where}.branches[${i}]`] as const)
+    : [];
+  for (const [child, path] of children) rejectNestedGated(child, path, false);
+}
+
+type Issue = z.core.$ZodIssue;
+
+/** Zod reports a union failure as one issue holding each member's issues; take the deepest. */
+function deepestIssue(issues: readonly Issue[]): Issue {
+  let best = issues[0];
+  for (const issue of issues) {
+    if (issue.path.length > best.path.length) best = issue;
+  }
+  return best;
+}
+
+function formatPath(path: readonly PropertyKey[]): string {
+  return path.map((p) => typeof p === "number" ? `[${p}]` : `.${String(p)}`).join("");
+}
+
+function oneLine(issue: Issue): string {
+  if (issue.code === "unrecognized_keys") {
+    return `unexpected field${issue.keys.length > 1 ? "s" : ""} ${issue.keys.join(", ")}; ` +
+      `remove ${issue.keys.length > 1 ? "them" : "it"} (see DESIGN §2 for each kind's fields)`;
+  }
+  return issue.message.replace(/\s+/g, " ");
+}
