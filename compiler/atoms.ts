@@ -1,0 +1,64 @@
+/**
+ * Atoms: the leaf rules a plan is made of. A pattern's leaves become atoms, with one change:
+ * `global` splits into `globalRows` (q in G) and `globalCols` (k in G), because each half is
+ * dense in its own gathered layout while the whole is not dense in any one.
+ * @module
+ */
+import { z } from "zod";
+
+export const AtomSchema = z.discriminatedUnion("kind", [
+  z.object({ kind: z.literal("dense") }),
+  z.object({ kind: z.literal("causal") }),
+  z.object({ kind: z.literal("window"), left: z.number().int(), right: z.number().int() }),
+  z.object({ kind: z.literal("ring"), radius: z.number().int() }),
+  z.object({ kind: z.literal("stride"), period: z.number().int() }),
+  /** Query position in `tokens` (sorted, unique). */
+  z.object({ kind: z.literal("globalRows"), tokens: z.array(z.number().int()) }),
+  /** Key position in `tokens` (sorted, unique). */
+  z.object({ kind: z.literal("globalCols"), tokens: z.array(z.number().int()) }),
+  z.object({
+    kind: z.literal("random"),
+    blocks: z.number().int(),
+    blockSize: z.number().int(),
+    seed: z.number().int(),
+  }),
+]);
+
+/** One allowed-set rule over positions `(q, k)`; a component allows the AND of its atoms. */
+export type Atom = z.infer<typeof AtomSchema>;
+
+/** Tile-level truth of an atom (or a conjunction) over a block of (q, k) pairs. */
+export const enum Coverage {
+  /** No pair in the block is allowed: the block is skipped. */
+  Empty = 0,
+  /** Every pair is allowed: the kernel does no mask work. */
+  Full = 1,
+  /** Some pairs are: the kernel evaluates the predicate per element. */
+  Partial = 2,
+}
+
+/** Stable text for an atom, used in plan summaries and kernel header comments. */
+export function atomLabel(a: Atom): string {
+  switch (a.kind) {
+    case "dense":
+    case "causal":
+      return a.kind;
+    case "window":
+      return `window(${a.left},${a.right})`;
+    case "ring":
+      return `ring(${a.radius})`;
+    case "stride":
+      return `stride(${a.period})`;
+    case "globalRows":
+      return `globalRows(${a.tokens.length} tokens)`;
+    case "globalCols":
+      return `globalCols(${a.tokens.length} tokens)`;
+    case "random":
+      return `random(${a.blocks}x${a.blockSize},seed ${a.seed})`;
+  }
+}
+
+/** Structural key: two atoms with the same key allow the same set. */
+export function atomKey(a: Atom): string {
+  return JSON.stringify(a);
+}

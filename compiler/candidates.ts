@@ -1,0 +1,139 @@
+/**
+ * Candidate key tiles: for one query tile, the key tiles that may hold an allowed pair, as a
+ * few index ranges derived from the atoms' geometry (a window's band, a ring's band and its
+ * wrap-around, the key blocks `random` drew, a residue class range). The classifier then looks
+ * only at these, so building a schedule costs about the number of tiles visited, not N^2.
+ * @module
+ */
+import type { Atom } from "./atoms.ts";
+import { countInRange } from "./classify.ts";
+import { type Layout, residueGeometry, type TileSpan } from "./layout.ts";
+import type { RandomTables } from "./random_table.ts";
+
+/** Inclusive integer intervals, sorted and disjoint. */
+type Intervals = [number, number][];
+
+const MAX_RANDOM_QUERY_BLOCKS = 64;
+
+/**
+ * Key-tile index ranges `[first, last]` worth classifying for one query tile.
+ * @param options the component's atoms and layouts, the query tile's span, N and key tile size
+ * @returns inclusive tile-index ranges, ascending
+ * @example
+ * ```ts
+ * import { candidateKeyTiles } from "./candidates.ts";
+ * import { RandomTables } from "./random_table.ts";
+ * candidateKeyTiles({
+ *   atoms: [{ kind: "window", left: 16, right: 0 }],
+ *   qLayout: { kind: "identity" }, kLayout: { kind: "identity" },
+ *   qSpan: { lo: 64, hi: 127, contiguous: true, classLo: -1, classHi: -1 },
+ *   n: 256, tileK: 32, random: new RandomTables(256),
+ * }); // [[1, 3]]
+ * ```
+ */
+export function candidateKeyTiles(options: {
+  atoms: readonly Atom[];
+  qLayout: Layout;
+  kLayout: Layout;
+  qSpan: TileSpan;
+  n: number;
+  tileK: number;
+  random: RandomTables;
+}): [number, number][] {
+  const { atoms, qLayout, kLayout, qSpan, n, tileK } = options;
+  if (kLayout.kind === "gather") {
+    return kLayout.tokens.length ? [[0, Math.ceil(kLayout.tokens.length / tileK) - 1]] : [];
+  }
+  if (kLayout.kind === "residue") {
+    const ownStride = qLayout.kind === "residue" && qLayout.period === kLayout.period &&
+      atoms.some((a) => a.kind === "stride" && a.period === kLayout.period);
+    const all: [number, number][] = [[0, Math.ceil(n / tileK) - 1]];
+    if (!ownStride) return all;
+    const g = residueGeometry(kLayout.period, n);
+    const first = g.classStart(qSpan.classLo);
+    const last = g.classStart(qSpan.classHi + 1) - 1;
+    return [[Math.floor(first / tileK), Math.floor(last / tileK)]];
+  }
+  let keys: Intervals = [[0, n - 1]];
+  for (const atom of atoms) {
+    const allowed = keyPositions(atom, qSpan, n, options.random);
+    if (allowed) keys = intersect(keys, allowed);
+  }
+  return toTiles(keys, tileK);
+}
+
+/** Positions of keys `atom` may allow for some query in the span; undefined = no limit. */
+function keyPositions(
+  atom: Atom,
+  qs: TileSpan,
+  n: number,
+  random: RandomTables,
+): Intervals | undefined {
+  switch (atom.kind) {
+    case "causal":
+      return [[0, qs.hi]];
+    case "window":
+      return clip([[qs.lo - atom.left, qs.hi + atom.right]], n);
+    case "ring": {
+      const lo = qs.lo - atom.radius, hi = qs.hi + atom.radius;
+      if (hi - lo + 1 >= n) return undefined;
+      // The band wraps around the ends: shift the out-of-range parts by N.
+      return normalizeIntervals([
+        [Math.max(lo, 0), Math.min(hi, n - 1)],
+        ...(lo < 0 ? [[lo + n, n - 1] as [number, number]] : []),
+        ...(hi > n - 1 ? [[0, hi - n] as [number, number]] : []),
+      ]);
+    }
+    case "globalCols":
+      return normalizeIntervals(atom.tokens.map((t) => [t, t]));
+    case "globalRows":
+      return countInRange(atom.tokens, qs.lo, qs.hi) === 0 ? [] : undefined;
+    case "random": {
+      const s = atom.blockSize;
+      const qb0 = Math.floor(qs.lo / s), qb1 = Math.floor(qs.hi / s);
+      if (qb1 - qb0 >= MAX_RANDOM_QUERY_BLOCKS) return undefined;
+      const table = random.get(atom);
+      const blocks = new Set<number>();
+      for (let qb = qb0; qb <= qb1; qb++) for (const kb of table.drawnSorted(qb)) blocks.add(kb);
+      return clip([...blocks].map((kb) => [kb * s, kb * s + s - 1]), n);
+    }
+    default:
+      return undefined;
+  }
+}
+
+function clip(list: Intervals, n: number): Intervals {
+  return normalizeIntervals(
+    list.map(([a, b]) => [Math.max(a, 0), Math.min(b, n - 1)] as [number, number]),
+  );
+}
+
+/** Sorts, drops empty intervals and merges overlapping or adjacent ones. */
+function normalizeIntervals(list: Intervals): Intervals {
+  const sorted = list.filter(([a, b]) => a <= b).sort((x, y) => x[0] - y[0]);
+  const out: Intervals = [];
+  for (const [a, b] of sorted) {
+    const last = out[out.length - 1];
+    if (last && a <= last[1] + 1) last[1] = Math.max(last[1], b);
+    else out.push([a, b]);
+  }
+  return out;
+}
+
+function intersect(x: Intervals, y: Intervals): Intervals {
+  const out: Intervals = [];
+  let i = 0, j = 0;
+  while (i < x.length && j < y.length) {
+    const a = Math.max(x[i][0], y[j][0]), b = Math.min(x[i][1], y[j][1]);
+    if (a <= b) out.push([a, b]);
+    if (x[i][1] < y[j][1]) i++;
+    else j++;
+  }
+  return out;
+}
+
+function toTiles(keys: Intervals, tileK: number): [number, number][] {
+  return normalizeIntervals(
+    keys.map(([a, b]) => [Math.floor(a / tileK), Math.floor(b / tileK)] as [number, number]),
+  );
+}

@@ -1,0 +1,184 @@
+/**
+ * The compiler: Pattern -> Plan -> WGSL passes. Pure: it returns text, buffer contents, binding
+ * names and dispatch sizes; the runtime owns every GPU object.
+ * @module
+ */
+import { parsePattern } from "../dsl/schema.ts";
+import { AuxData } from "./aux_data.ts";
+import { layoutCount } from "./layout.ts";
+import { type Plan, planPattern, type TileShape } from "./plan.ts";
+import { packSchedules } from "./schedule_buffer.ts";
+import { type AttentionShape, checkAttentionShape } from "./shape.ts";
+import { chooseTiles, type DeviceLimits } from "./tiles.ts";
+import { componentKernel } from "./wgsl/attention_wgsl.ts";
+import { blendKernel, clearKernel, elementwiseWorkgroups } from "./wgsl/elementwise_wgsl.ts";
+
+/** The buffers a pass can bind, by name; the runtime allocates each once per call shape. */
+export type BufferName = "q" | "k" | "v" | "schedule" | "aux" | "o" | "lse" | "branchO" | "gates";
+
+/** A storage binding: which buffer, and whether the kernel writes it. */
+export interface Binding {
+  buffer: BufferName;
+  writable: boolean;
+}
+
+/** One compute dispatch: its WGSL, its bindings in binding order, its workgroup counts. */
+export interface Pass {
+  label: string;
+  wgsl: string;
+  bindings: Binding[];
+  workgroups: [number, number];
+}
+
+export interface CompileOptions {
+  shape: AttentionShape;
+  /** Softmax scale; defaults to 1 / sqrt(D). */
+  scale?: number;
+  /** The adapter's limits; tiles are sized from them (WebGPU defaults otherwise). */
+  limits?: DeviceLimits;
+  /** Override the tile shape (tests use small tiles to exercise many tiles at small N). */
+  tiles?: TileShape;
+  /** Gated patterns: gates given per position `[B, Hq, N, branches]` rather than `[B, Hq, branches]`. */
+  gatesPerPosition?: boolean;
+}
+
+/** Everything the runtime needs to run a pattern at one shape. */
+export interface CompiledAttention {
+  plan: Plan;
+  shape: AttentionShape;
+  scale: number;
+  passes: Pass[];
+  /** Contents of the `schedule` and `aux` buffers. */
+  schedule: Uint32Array;
+  aux: Uint32Array;
+  /** Number of softmax branches; LSE is `[branches, B, Hq, N]` when gated, else `[B, Hq, N]`. */
+  branches: number;
+  gated: boolean;
+  gatesPerPosition: boolean;
+  /** Default gates `[branches]` (JSON gates or 1/branches) used when no gate tensor is given. */
+  defaultGates: number[];
+  /** Milliseconds spent planning and generating WGSL. */
+  compileMs: number;
+}
+
+/**
+ * Compiles a pattern for one shape.
+ *
+ * @param pattern a pattern object or JSON value (checked here)
+ * @param options shape, scale, device limits, tile override
+ * @returns the plan, WGSL passes and buffer contents
+ * @throws {PatternError} bad pattern; {ShapeError} bad shape; {PlanError} unplannable at this N
+ * @example
+ * ```ts
+ * import { compile } from "./compile.ts";
+ * const c = compile({ kind: "stride", period: 16 }, {
+ *   shape: { batch: 1, headsQ: 8, headsKV: 8, seqLen: 4096, headDim: 64 },
+ * });
+ * console.log(c.passes.length); // 1
+ * ```
+ */
+export function compile(pattern: unknown, options: CompileOptions): CompiledAttention {
+  const started = performance.now();
+  // 1. Check the input once, at the boundary.
+  const parsed = parsePattern(pattern);
+  const shape = options.shape;
+  checkAttentionShape(shape);
+  const scale = options.scale ?? 1 / Math.sqrt(shape.headDim);
+  // 2. Size tiles from the device's workgroup storage.
+  const tiles = options.tiles ?? chooseTiles(shape.headDim, options.limits);
+  // 3. Plan: branches of disjoint components, each with layouts and a BlockMask.
+  const plan = planPattern(parsed, shape.seqLen, tiles);
+  // 4. Pack every component's BlockMask into one schedule buffer.
+  const packed = packSchedules(plan);
+  // 5. Generate the passes: per branch, clear if needed, then one kernel per component; blend.
+  const aux = new AuxData(shape.seqLen, plan.random);
+  const gated = parsed.kind === "gated";
+  const passes = plan.branches.flatMap((branch, b) =>
+    branchPasses({ plan, b, shape, scale, aux, packed, gated })
+  );
+  const branches = plan.branches.length;
+  const gatesPerPosition = gated && (options.gatesPerPosition ?? false);
+  if (gated) passes.push(blendPass(shape, branches, gatesPerPosition));
+  return {
+    plan,
+    shape,
+    scale,
+    passes,
+    schedule: packed.words,
+    aux: aux.finish(),
+    branches,
+    gated,
+    gatesPerPosition,
+    defaultGates: plan.gates ?? new Array(branches).fill(1 / branches),
+    compileMs: performance.now() - started,
+  };
+}
+
+function branchPasses(o: {
+  plan: Plan;
+  b: number;
+  shape: AttentionShape;
+  scale: number;
+  aux: AuxData;
+  packed: ReturnType<typeof packSchedules>;
+  gated: boolean;
+}): Pass[] {
+  const { shape, b } = o;
+  const rows = shape.batch * shape.headsQ * shape.seqLen;
+  const d4 = shape.headDim / 4;
+  const oBase = b * rows * d4, lseBase = b * rows;
+  const oName: BufferName = o.gated ? "branchO" : "o";
+  const components = o.plan.branches[b].components;
+  // Every row is written by a component whose query layout covers all N positions; otherwise clear.
+  const firstCoversAll = components.length > 0 && components[0].qLayout.kind !== "gather";
+  const passes: Pass[] = [];
+  if (!firstCoversAll) {
+    const workgroups = elementwiseWorkgroups(rows);
+    passes.push({
+      label: `branch ${b}: clear`,
+      wgsl: clearKernel({ rows, d4, oBase, lseBase, groupsX: workgroups[0] }),
+      bindings: [written(oName), written("lse")],
+      workgroups,
+    });
+  }
+  components.forEach((component, j) => {
+    const label = `branch ${b} component ${j}`;
+    const offsets = o.packed.offsets[b][j];
+    passes.push({
+      label,
+      wgsl: componentKernel({
+        component,
+        shape,
+        scale: o.scale,
+        aux: o.aux,
+        scheduleOffsets: offsets.rows,
+        scheduleEntries: offsets.entries,
+        oBase,
+        lseBase,
+        merge: j > 0 || !firstCoversAll,
+        label: `${o.plan.branches[b].label}, ${label}`,
+      }),
+      bindings: [...["q", "k", "v", "schedule", "aux"].map(read), written(oName), written("lse")],
+      workgroups: [
+        Math.ceil(layoutCount(component.qLayout, shape.seqLen) / component.mask.tileQ),
+        shape.batch * shape.headsQ,
+      ],
+    });
+  });
+  return passes;
+}
+
+function blendPass(shape: AttentionShape, branches: number, perPosition: boolean): Pass {
+  const workgroups = elementwiseWorkgroups(
+    shape.batch * shape.headsQ * shape.seqLen * shape.headDim / 4,
+  );
+  return {
+    label: "gated blend",
+    wgsl: blendKernel({ shape, branches, perPosition, groupsX: workgroups[0] }),
+    bindings: [read("branchO"), read("gates"), written("o")],
+    workgroups,
+  };
+}
+
+const read = (buffer: BufferName): Binding => ({ buffer, writable: false });
+const written = (buffer: BufferName): Binding => ({ buffer, writable: true });

@@ -1,0 +1,25 @@
+/**
+ * The compiler: Pattern -> Plan -> WGSL. Pure functions; no GPU here.
+ * @module
+ */
+export {
+  type BufferName,
+  compile,
+  type CompiledAttention,
+  type CompileOptions,
+  type Pass,
+} from "./compile.ts";
+export {
+  type Branch,
+  type Component,
+  type Plan,
+  planPattern,
+  planSummary,
+  planTileCounts,
+  type TileShape,
+} from "./plan.ts";
+export { type BlockMask, blockMaskCounts } from "./block_mask.ts";
+export { type AttentionShape, checkAttentionShape } from "./shape.ts";
+export { chooseTiles, DEFAULT_LIMITS, type DeviceLimits } from "./tiles.ts";
+export { type Layout, layoutPositions } from "./layout.ts";
+export { type Atom, Coverage } from "./atoms.ts";

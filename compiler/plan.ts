@@ -1,0 +1,199 @@
+/**
+ * Plan: what the kernels will do for one pattern at one N and tile shape.
+ *
+ * A plan has one branch per gate (one when not gated). A branch is a list of components whose
+ * allowed sets are disjoint: component `j` allows the AND of its atoms minus whatever an earlier
+ * component of the branch allows. Each component has its own layouts and BlockMask and writes a
+ * partial (O, LSE); partials merge exactly by log-sum-exp, so a union never needs one layout
+ * for everything. Pure data: no GPU, no WGSL.
+ * @module
+ */
+import type { Pattern } from "../dsl/schema.ts";
+import { type Atom, atomLabel } from "./atoms.ts";
+import { type BlockMask, blockMaskCounts, buildBlockMask } from "./block_mask.ts";
+import { type Layout, layoutLabel } from "./layout.ts";
+import { normalize, type Term } from "./normalize.ts";
+import { RandomTables } from "./random_table.ts";
+
+/** One disjoint piece of a branch. */
+export interface Component {
+  /** Allowed: every atom allows the pair... */
+  atoms: Atom[];
+  /** ...and no earlier component of the branch does (each entry is one earlier component). */
+  exclusions: Atom[][];
+  qLayout: Layout;
+  kLayout: Layout;
+  mask: BlockMask;
+}
+
+/** One softmax. */
+export interface Branch {
+  label: string;
+  components: Component[];
+}
+
+/** The tile shape the kernels and schedules share. */
+export interface TileShape {
+  /** Queries per workgroup (one invocation each). */
+  tileQ: number;
+  /** Keys staged in workgroup memory per step. */
+  tileK: number;
+}
+
+export interface Plan {
+  pattern: Pattern;
+  n: number;
+  tiles: TileShape;
+  branches: Branch[];
+  /** JSON gates of a gated pattern, else undefined (runtime gates or 1/branches apply). */
+  gates?: number[];
+  /** Random-block tables the kernels read (shared by every component). */
+  random: RandomTables;
+}
+
+/**
+ * Plans a pattern: normalise, make components disjoint, choose each component's layouts by the
+ * fewest tiles visited, and build its BlockMask.
+ *
+ * @param pattern a parsed pattern
+ * @param n sequence length N
+ * @param tiles the tile shape
+ * @returns the plan
+ * @throws {PlanError} when the pattern cannot be planned at this N
+ * @example
+ * ```ts
+ * import { planPattern } from "./plan.ts";
+ * const plan = planPattern({ kind: "stride", period: 16 }, 4096, { tileQ: 64, tileK: 32 });
+ * console.log(plan.branches[0].components[0].qLayout); // { kind: "residue", period: 16 }
+ * ```
+ */
+export function planPattern(pattern: Pattern, n: number, tiles: TileShape): Plan {
+  const random = new RandomTables(n);
+  const branches = normalize(pattern, n).map((b): Branch => {
+    const terms = orderTerms(b.terms);
+    const components: Component[] = [];
+    for (const atoms of terms) {
+      const exclusions = components.map((c) => c.atoms);
+      components.push(bestComponent(atoms, exclusions, n, tiles, random));
+    }
+    return { label: b.label, components };
+  });
+  const gates = pattern.kind === "gated" ? pattern.gates : undefined;
+  return { pattern, n, tiles, branches, gates, random };
+}
+
+/** Band-like terms first: their tiles are cheap to exclude in any other layout. */
+function orderTerms(terms: Term[]): Term[] {
+  const rank = (t: Term) =>
+    t.some((a) => a.kind === "globalRows")
+      ? 3
+      : t.some((a) => a.kind === "globalCols")
+      ? 2
+      : t.some((a) => a.kind === "stride")
+      ? 1
+      : 0;
+  return terms.map((t, i) => [t, i] as const)
+    .sort((x, y) => rank(x[0]) - rank(y[0]) || x[1] - y[1])
+    .map(([t]) => t);
+}
+
+function bestComponent(
+  atoms: Atom[],
+  exclusions: Atom[][],
+  n: number,
+  tiles: TileShape,
+  random: RandomTables,
+): Component {
+  let best: Component | undefined;
+  for (const [qLayout, kLayout] of layoutCandidates(atoms, n)) {
+    const mask = buildBlockMask({ atoms, exclusions, qLayout, kLayout, n, ...tiles, random });
+    const candidate = { atoms, exclusions, qLayout, kLayout, mask };
+    if (!best || cost(mask) < cost(best.mask)) best = candidate;
+  }
+  return best!;
+}
+
+/** A PARTIAL tile costs about one and a half FULL ones (the predicate per element). */
+function cost(mask: BlockMask): number {
+  const { visited, partial } = blockMaskCounts(mask);
+  return visited + 0.5 * partial;
+}
+
+/** Identity (or gathered global rows/columns), and a residue order per stride period. */
+function layoutCandidates(atoms: Atom[], n: number): [Layout, Layout][] {
+  const rows = atoms.find((a) => a.kind === "globalRows");
+  const cols = atoms.find((a) => a.kind === "globalCols");
+  const q: Layout = rows ? { kind: "gather", tokens: rows.tokens } : { kind: "identity" };
+  const k: Layout = cols ? { kind: "gather", tokens: cols.tokens } : { kind: "identity" };
+  const out: [Layout, Layout][] = [[q, k]];
+  if (rows || cols) return out;
+  for (const a of atoms) {
+    if (a.kind === "stride" && a.period >= 2 && a.period < n) {
+      const residue: Layout = { kind: "residue", period: a.period };
+      out.push([residue, residue]);
+    }
+  }
+  return out;
+}
+
+/**
+ * Tiles visited by the plan and the dense count (every branch visits its own tiles).
+ * @param plan the plan
+ * @returns visited, partial and dense tile counts
+ * @example
+ * ```ts
+ * import { planPattern, planTileCounts } from "./plan.ts";
+ * planTileCounts(planPattern({ kind: "dense" }, 128, { tileQ: 64, tileK: 32 })); // visited 8 of 8
+ * ```
+ */
+export function planTileCounts(plan: Plan): { visited: number; partial: number; dense: number } {
+  let visited = 0, partial = 0;
+  for (const b of plan.branches) {
+    for (const c of b.components) {
+      const counts = blockMaskCounts(c.mask);
+      visited += counts.visited;
+      partial += counts.partial;
+    }
+  }
+  const dense = plan.branches.length * Math.ceil(plan.n / plan.tiles.tileQ) *
+    Math.ceil(plan.n / plan.tiles.tileK);
+  return { visited, partial, dense };
+}
+
+/**
+ * A readable summary: branches, components with their layouts, tiles visited.
+ * @param plan the plan
+ * @returns several lines of text
+ * @example
+ * ```ts
+ * import { planPattern, planSummary } from "./plan.ts";
+ * console.log(planSummary(planPattern({ kind: "ring", radius: 8 }, 256, { tileQ: 64, tileK: 32 })));
+ * ```
+ */
+export function planSummary(plan: Plan): string {
+  const lines: string[] = [];
+  const { visited, partial, dense } = planTileCounts(plan);
+  lines.push(
+    `N=${plan.n}, tile ${plan.tiles.tileQ}x${plan.tiles.tileK}: ${visited} of ${dense} tiles ` +
+      `visited (${pct(visited / dense)}), ${partial} partial`,
+  );
+  plan.branches.forEach((b, i) => {
+    const gate = plan.gates ? ` gate ${plan.gates[i]}` : "";
+    lines.push(`branch ${i}: ${b.label}${gate}`);
+    if (b.components.length === 0) lines.push("  (allows nothing)");
+    b.components.forEach((c, j) => {
+      const { visited, partial } = blockMaskCounts(c.mask);
+      const excl = c.exclusions.length ? ` minus components 0..${c.exclusions.length - 1}` : "";
+      lines.push(
+        `  component ${j}: ${c.atoms.map(atomLabel).join(" & ")}${excl}; ` +
+          `layout q ${layoutLabel(c.qLayout)}, k ${layoutLabel(c.kLayout)}; ` +
+          `${visited} tiles (${partial} partial)`,
+      );
+    });
+  });
+  return lines.join("\n");
+}
+
+function pct(x: number): string {
+  return `${(100 * x).toFixed(x < 0.01 ? 3 : 2)}%`;
+}

@@ -1,0 +1,53 @@
+/**
+ * The attention problem's shape (DESIGN §1): Q `[B, Hq, N, D]`, K and V `[B, Hkv, N, D]`.
+ * @module
+ */
+import { ShapeError } from "../dsl/errors.ts";
+
+/** Sizes of one attention call. */
+export interface AttentionShape {
+  /** B */
+  batch: number;
+  /** Hq: query heads */
+  headsQ: number;
+  /** Hkv: key/value heads; `headsQ % headsKV == 0` (MHA, GQA, MQA) */
+  headsKV: number;
+  /** N */
+  seqLen: number;
+  /** D */
+  headDim: number;
+}
+
+/** Head dims the kernels read as vec4 rows; kept in registers, so bounded. */
+export const MAX_HEAD_DIM = 256;
+
+/**
+ * Checks the sizes themselves (not the tensors): positive integers, `headsQ % headsKV == 0`,
+ * a head dim the kernels support.
+ * @param shape the sizes
+ * @throws {ShapeError} one line naming the field
+ * @example
+ * ```ts
+ * import { checkAttentionShape } from "./shape.ts";
+ * checkAttentionShape({ batch: 1, headsQ: 8, headsKV: 2, seqLen: 100, headDim: 64 });
+ * ```
+ */
+export function checkAttentionShape(shape: AttentionShape): void {
+  const fields = ["batch", "headsQ", "headsKV", "seqLen", "headDim"] as const;
+  for (const f of fields) {
+    const x = shape[f];
+    if (!Number.isInteger(x) || x < 1 || x > 0x7fffffff) {
+      throw new ShapeError(`Bad shape: ${f} must be an integer >= 1, got ${x}`);
+    }
+  }
+  if (shape.headsQ % shape.headsKV !== 0) {
+    throw new ShapeError(
+      `Bad shape: headsQ (${shape.headsQ}) must be a multiple of headsKV (${shape.headsKV})`,
+    );
+  }
+  if (shape.headDim % 4 !== 0 || shape.headDim > MAX_HEAD_DIM) {
+    throw new ShapeError(
+      `Bad shape: headDim must be a multiple of 4 in [4, ${MAX_HEAD_DIM}], got ${shape.headDim}`,
+    );
+  }
+}

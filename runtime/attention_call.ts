@@ -1,0 +1,223 @@
+/**
+ * One compiled pattern bound to device buffers: upload once, then each `submit` is one command
+ * buffer holding every pass (clears, component kernels, blend) in a single compute pass, timed
+ * with `timestamp-query` where the device has it. Nothing is read back until `read`.
+ * @module
+ */
+import type { BufferName, CompiledAttention } from "../compiler/mod.ts";
+import { DeviceError } from "../dsl/errors.ts";
+import type { PipelineCache } from "./pipeline_cache.ts";
+
+/** Float32 inputs in DESIGN §1 layout; gates `[B, Hq, branches]` or `[B, Hq, N, branches]`. */
+export interface AttentionInputs {
+  q: Float32Array;
+  k: Float32Array;
+  v: Float32Array;
+  gates?: Float32Array;
+}
+
+/** O `[B, Hq, N, D]`, LSE `[B, Hq, N]` (or `[branches, B, Hq, N]` when gated). */
+export interface AttentionOutputs {
+  o: Float32Array;
+  lse: Float32Array;
+}
+
+const STORAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC;
+
+/** Buffers, bind groups and pipelines of one compiled pattern at one shape. */
+export class AttentionCall {
+  readonly #buffers = new Map<BufferName, GPUBuffer>();
+  readonly #steps: {
+    pipeline: GPUComputePipeline;
+    bindGroup: GPUBindGroup;
+    workgroups: [number, number];
+  }[] = [];
+  #timing?: { querySet: GPUQuerySet; resolve: GPUBuffer; read: GPUBuffer };
+
+  private constructor(readonly device: GPUDevice, readonly compiled: CompiledAttention) {}
+
+  /**
+   * Allocates and uploads the buffers and builds pipelines (cached) and bind groups.
+   * @param device the device
+   * @param cache the device's pipeline cache
+   * @param compiled the compiled pattern
+   * @param inputs q, k, v (and gates) as float32
+   * @param timestamps whether to time submissions with timestamp-query
+   * @returns a call ready to submit
+   */
+  static async create(
+    device: GPUDevice,
+    cache: PipelineCache,
+    compiled: CompiledAttention,
+    inputs: AttentionInputs,
+    timestamps: boolean,
+  ): Promise<AttentionCall> {
+    const call = new AttentionCall(device, compiled);
+    call.#allocate(inputs);
+    for (const pass of compiled.passes) {
+      const pipeline = await cache.get(pass);
+      device.pushErrorScope("validation");
+      const bindGroup = device.createBindGroup({
+        label: pass.label,
+        layout: pipeline.getBindGroupLayout(0),
+        entries: pass.bindings.map((b, binding) => ({
+          binding,
+          resource: { buffer: call.#buffers.get(b.buffer)! },
+        })),
+      });
+      const error = await device.popErrorScope();
+      if (error) throw new DeviceError(`Cannot bind buffers of ${pass.label}: ${error.message}`);
+      call.#steps.push({ pipeline, bindGroup, workgroups: pass.workgroups });
+    }
+    if (timestamps) {
+      call.#timing = {
+        querySet: device.createQuerySet({ type: "timestamp", count: 2 }),
+        resolve: device.createBuffer({
+          size: 16,
+          usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
+        }),
+        read: device.createBuffer({
+          size: 16,
+          usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+        }),
+      };
+    }
+    return call;
+  }
+
+  #allocate(inputs: AttentionInputs): void {
+    const { shape, branches, gated } = this.compiled;
+    const rows = shape.batch * shape.headsQ * shape.seqLen;
+    const gates = gated ? inputs.gates ?? this.#defaultGates() : new Float32Array(1);
+    const sizes: Record<BufferName, number> = {
+      q: inputs.q.byteLength,
+      k: inputs.k.byteLength,
+      v: inputs.v.byteLength,
+      schedule: this.compiled.schedule.byteLength,
+      aux: this.compiled.aux.byteLength,
+      o: rows * shape.headDim * 4,
+      lse: rows * branches * 4,
+      branchO: gated ? rows * shape.headDim * 4 * branches : 16,
+      gates: gates.byteLength,
+    };
+    const limit = this.device.limits.maxStorageBufferBindingSize;
+    for (const [name, size] of Object.entries(sizes) as [BufferName, number][]) {
+      if (size > limit) {
+        throw new DeviceError(
+          `Tensor ${name} needs ${size} bytes, over this device's maxStorageBufferBindingSize ` +
+            `(${limit}); use fewer heads or batches per call`,
+        );
+      }
+      this.#buffers.set(
+        name,
+        this.device.createBuffer({ label: name, size: align4(size), usage: STORAGE }),
+      );
+    }
+    const write = (name: BufferName, data: ArrayBufferView) =>
+      this.device.queue.writeBuffer(
+        this.#buffers.get(name)!,
+        0,
+        data.buffer,
+        data.byteOffset,
+        data.byteLength,
+      );
+    write("q", inputs.q);
+    write("k", inputs.k);
+    write("v", inputs.v);
+    write("schedule", this.compiled.schedule);
+    write("aux", this.compiled.aux);
+    write("gates", gates);
+  }
+
+  /** Gates `[B, Hq, branches]` repeated from the JSON gates (or 1/branches). */
+  #defaultGates(): Float32Array {
+    const { shape, defaultGates } = this.compiled;
+    const perPosition = this.compiled.gatesPerPosition ? shape.seqLen : 1;
+    const out = new Float32Array(shape.batch * shape.headsQ * perPosition * defaultGates.length);
+    for (let i = 0; i < out.length; i++) out[i] = defaultGates[i % defaultGates.length];
+    return out;
+  }
+
+  /**
+   * Encodes every pass into one command buffer and submits it.
+   * @returns GPU milliseconds from timestamp queries, or undefined without them
+   */
+  async submit(): Promise<number | undefined> {
+    const encoder = this.device.createCommandEncoder();
+    const timing = this.#timing;
+    const pass = encoder.beginComputePass(
+      timing
+        ? {
+          timestampWrites: {
+            querySet: timing.querySet,
+            beginningOfPassWriteIndex: 0,
+            endOfPassWriteIndex: 1,
+          },
+        }
+        : {},
+    );
+    for (const step of this.#steps) {
+      pass.setPipeline(step.pipeline);
+      pass.setBindGroup(0, step.bindGroup);
+      pass.dispatchWorkgroups(step.workgroups[0], step.workgroups[1]);
+    }
+    pass.end();
+    if (timing) {
+      encoder.resolveQuerySet(timing.querySet, 0, 2, timing.resolve, 0);
+      encoder.copyBufferToBuffer(timing.resolve, 0, timing.read, 0, 16);
+    }
+    this.device.queue.submit([encoder.finish()]);
+    if (!timing) {
+      await this.device.queue.onSubmittedWorkDone();
+      return undefined;
+    }
+    await timing.read.mapAsync(GPUMapMode.READ);
+    const [begin, end] = new BigUint64Array(timing.read.getMappedRange().slice(0));
+    timing.read.unmap();
+    return Number(end - begin) / 1e6;
+  }
+
+  /**
+   * Copies O and LSE back to the host.
+   * @returns the outputs as float32
+   */
+  async read(): Promise<AttentionOutputs> {
+    const [o, lse] = await Promise.all([this.#readBuffer("o"), this.#readBuffer("lse")]);
+    return { o, lse };
+  }
+
+  async #readBuffer(name: BufferName): Promise<Float32Array> {
+    const source = this.#buffers.get(name)!;
+    const staging = this.device.createBuffer({
+      size: source.size,
+      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+    });
+    const encoder = this.device.createCommandEncoder();
+    encoder.copyBufferToBuffer(source, 0, staging, 0, source.size);
+    this.device.queue.submit([encoder.finish()]);
+    await staging.mapAsync(GPUMapMode.READ);
+    const data = new Float32Array(staging.getMappedRange().slice(0));
+    staging.unmap();
+    staging.destroy();
+    return data;
+  }
+
+  /** Total bytes of the device buffers this call holds. */
+  bufferBytes(): number {
+    let total = 0;
+    for (const b of this.#buffers.values()) total += b.size;
+    return total;
+  }
+
+  /** Frees the device buffers. */
+  destroy(): void {
+    for (const b of this.#buffers.values()) b.destroy();
+    this.#timing?.querySet.destroy();
+    this.#timing?.resolve.destroy();
+    this.#timing?.read.destroy();
+  }
+}
+
+function align4(n: number): number {
+  return Math.max(4, Math.ceil(n / 4) * 4);
+}

@@ -1,0 +1,77 @@
+/**
+ * Adapter and device: the high-performance adapter, its real limits requested (WebGPU's
+ * defaults are far below what GPUs offer), the optional features Weft uses.
+ * @module
+ */
+import { DeviceError } from "../dsl/errors.ts";
+
+/** What Weft knows about the device it runs on. */
+export interface DeviceInfo {
+  description: string;
+  vendor: string;
+  architecture: string;
+  /** A software adapter (e.g. Mesa llvmpipe): correct, but timings mean nothing. */
+  isFallback: boolean;
+  features: string[];
+  timestamps: boolean;
+  shaderF16: boolean;
+}
+
+/** The limits Weft raises to the adapter's maximum. */
+const RAISED_LIMITS = [
+  "maxComputeWorkgroupStorageSize",
+  "maxStorageBufferBindingSize",
+  "maxBufferSize",
+  "maxComputeInvocationsPerWorkgroup",
+  "maxComputeWorkgroupSizeX",
+  "maxStorageBuffersPerShaderStage",
+  "maxComputeWorkgroupsPerDimension",
+] as const;
+
+/**
+ * Requests the high-performance adapter (a fallback adapter is accepted and reported) and a
+ * device with its real limits and the `timestamp-query` and `shader-f16` features when offered.
+ * @returns the device and what it is
+ * @throws {DeviceError} when no adapter exists, with how to get one
+ * @example
+ * ```ts ignore
+ * import { openDevice } from "./device.ts";
+ * const { device, info } = await openDevice();
+ * console.log(info.description, info.isFallback);
+ * ```
+ */
+export async function openDevice(): Promise<{ device: GPUDevice; info: DeviceInfo }> {
+  if (!("gpu" in navigator) || !navigator.gpu) {
+    throw new DeviceError(
+      "No WebGPU in this runtime: run with Deno 2.x (`npx -y deno@2.9.6 task test`), which ships WebGPU",
+    );
+  }
+  const adapter = await navigator.gpu.requestAdapter({ powerPreference: "high-performance" });
+  if (!adapter) {
+    throw new DeviceError(
+      "No WebGPU adapter found: install a Vulkan driver (on a CPU-only Linux machine, Mesa's " +
+        "llvmpipe: `apt-get install mesa-vulkan-drivers`), or on a GPU machine set " +
+        "VK_DRIVER_FILES to the vendor's ICD json",
+    );
+  }
+  const wanted = ["timestamp-query", "shader-f16"].filter((f) =>
+    adapter.features.has(f)
+  ) as GPUFeatureName[];
+  const requiredLimits: Record<string, number> = {};
+  for (const name of RAISED_LIMITS) requiredLimits[name] = adapter.limits[name];
+  const device = await adapter.requestDevice({ requiredFeatures: wanted, requiredLimits });
+  const info = adapter.info;
+  return {
+    device,
+    info: {
+      description: info.description || info.device || "unknown adapter",
+      vendor: info.vendor,
+      architecture: info.architecture,
+      isFallback: (adapter as { isFallbackAdapter?: boolean }).isFallbackAdapter ??
+        (info as { isFallbackAdapter?: boolean }).isFallbackAdapter ?? false,
+      features: [...device.features],
+      timestamps: device.features.has("timestamp-query"),
+      shaderF16: device.features.has("shader-f16"),
+    },
+  };
+}

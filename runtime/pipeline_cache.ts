@@ -1,0 +1,84 @@
+/**
+ * Compute pipelines, created once per distinct WGSL text on a device. The WGSL already encodes
+ * the plan, shape, tile shape and dtype, and a cache lives on one device (one adapter), so the
+ * text is an exact key. Failed compiles become a ShaderError quoting the offending line.
+ * @module
+ */
+import type { Pass } from "../compiler/mod.ts";
+import { ShaderError } from "../dsl/errors.ts";
+
+/** Pipelines by WGSL text, with hit and miss counts. */
+export class PipelineCache {
+  readonly #pipelines = new Map<string, Promise<GPUComputePipeline>>();
+  hits = 0;
+  misses = 0;
+
+  constructor(readonly device: GPUDevice) {}
+
+  /**
+   * The pipeline for a WGSL module (entry point `main`), compiled on first use.
+   * @param pass the pass: WGSL (entry point `main`), label and bindings
+   * @returns the pipeline
+   * @throws {ShaderError} the compiler's message with the generated line it points at
+   */
+  get(pass: Pass): Promise<GPUComputePipeline> {
+    const { wgsl, label } = pass;
+    let pipeline = this.#pipelines.get(wgsl);
+    if (pipeline) {
+      this.hits++;
+      return pipeline;
+    }
+    this.misses++;
+    pipeline = this.#create(pass);
+    this.#pipelines.set(wgsl, pipeline);
+    pipeline.catch(() => this.#pipelines.delete(wgsl));
+    return pipeline;
+  }
+
+  async #create({ wgsl, label, bindings }: Pass): Promise<GPUComputePipeline> {
+    this.device.pushErrorScope("validation");
+    const module = this.device.createShaderModule({ code: wgsl, label });
+    const info = await module.getCompilationInfo();
+    const errors = info.messages.filter((m) => m.type === "error");
+    const scopeError = await this.device.popErrorScope();
+    if (errors.length || scopeError) {
+      throw new ShaderError(describeShaderError(wgsl, label, errors, scopeError));
+    }
+    try {
+      return await this.device.createComputePipelineAsync({
+        label,
+        // Explicit layouts: "auto" would drop bindings a kernel happens not to read.
+        layout: this.device.createPipelineLayout({
+          bindGroupLayouts: [this.device.createBindGroupLayout({
+            label,
+            entries: bindings.map((b, binding) => ({
+              binding,
+              visibility: GPUShaderStage.COMPUTE,
+              buffer: { type: b.writable ? "storage" : "read-only-storage" },
+            })),
+          })],
+        }),
+        compute: { module, entryPoint: "main" },
+      });
+    } catch (e) {
+      throw new ShaderError(`WGSL of ${label} failed to build a pipeline: ${(e as Error).message}`);
+    }
+  }
+}
+
+function describeShaderError(
+  wgsl: string,
+  label: string,
+  errors: readonly GPUCompilationMessage[],
+  scopeError: GPUError | null,
+): string {
+  const lines = wgsl.split("\n");
+  if (errors.length) {
+    const e = errors[0];
+    const source = e.lineNum > 0 ? lines[e.lineNum - 1]?.trim() : undefined;
+    const message = e.message.split("\n").map((l) => l.trim()).find((l) => l) ?? "";
+    return `WGSL of ${label} does not compile: line ${e.lineNum}:${e.linePos}: ${message}` +
+      (source ? ` (at: ${source})` : "");
+  }
+  return `WGSL of ${label} does not compile: ${scopeError!.message.split("\n")[0]}`;
+}

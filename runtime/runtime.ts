@@ -1,0 +1,79 @@
+/**
+ * The runtime: a device, its pipeline cache, and `compile`/`prepare`/`run` bound to the
+ * device's limits. Create one per process and reuse it.
+ * @module
+ */
+import { compile, type CompiledAttention, type CompileOptions } from "../compiler/mod.ts";
+import { AttentionCall, type AttentionInputs, type AttentionOutputs } from "./attention_call.ts";
+import { type DeviceInfo, openDevice } from "./device.ts";
+import { PipelineCache } from "./pipeline_cache.ts";
+import { checkShape } from "./shape.ts";
+
+/** Compile options without the limits: the runtime supplies its device's. */
+export type RuntimeCompileOptions = Omit<CompileOptions, "limits">;
+
+/** A WebGPU device ready to run compiled patterns. */
+export interface Runtime {
+  device: GPUDevice;
+  info: DeviceInfo;
+  pipelines: PipelineCache;
+  /** Compiles for this device's limits (pure; no GPU work). */
+  compile(pattern: unknown, options: RuntimeCompileOptions): CompiledAttention;
+  /** Uploads inputs and builds pipelines; the call can then be submitted many times. */
+  prepare(compiled: CompiledAttention, inputs: AttentionInputs): Promise<AttentionCall>;
+  /** Runs once and reads back O and LSE, with the GPU time when timestamps are available. */
+  run(
+    compiled: CompiledAttention,
+    inputs: AttentionInputs,
+  ): Promise<AttentionOutputs & { gpuMs?: number }>;
+  destroy(): void;
+}
+
+/**
+ * Opens the high-performance WebGPU adapter (a software fallback is accepted and reported in
+ * `info.isFallback`).
+ * @returns the runtime
+ * @throws {DeviceError} when there is no adapter, with how to get one
+ * @example
+ * ```ts ignore
+ * import { createRuntime } from "./runtime.ts";
+ * const rt = await createRuntime();
+ * const compiled = rt.compile({ kind: "ring", radius: 8 }, {
+ *   shape: { batch: 1, headsQ: 1, headsKV: 1, seqLen: 64, headDim: 32 },
+ * });
+ * const x = new Float32Array(64 * 32).map(() => Math.random());
+ * const { o, lse } = await rt.run(compiled, { q: x, k: x, v: x });
+ * ```
+ */
+export async function createRuntime(): Promise<Runtime> {
+  const { device, info } = await openDevice();
+  const pipelines = new PipelineCache(device);
+  const limits = {
+    maxComputeWorkgroupStorageSize: device.limits.maxComputeWorkgroupStorageSize,
+    maxComputeInvocationsPerWorkgroup: device.limits.maxComputeInvocationsPerWorkgroup,
+  };
+  const prepare = (compiled: CompiledAttention, inputs: AttentionInputs) => {
+    checkShape(compiled.shape, {
+      ...inputs,
+      branches: compiled.gated ? compiled.branches : undefined,
+    });
+    return AttentionCall.create(device, pipelines, compiled, inputs, info.timestamps);
+  };
+  return {
+    device,
+    info,
+    pipelines,
+    compile: (pattern, options) => compile(pattern, { ...options, limits }),
+    prepare,
+    async run(compiled, inputs) {
+      const call = await prepare(compiled, inputs);
+      try {
+        const gpuMs = await call.submit();
+        return { ...(await call.read()), gpuMs };
+      } finally {
+        call.destroy();
+      }
+    },
+    destroy: () => device.destroy(),
+  };
+}
