@@ -93,7 +93,7 @@ export function compile(pattern: unknown, options: CompileOptions): CompiledAtte
   // 5. Generate the passes: per branch, clear if needed, then one kernel per component; blend.
   const aux = new AuxData(shape.seqLen, plan.random);
   const gated = parsed.kind === "gated";
-  const passes = plan.branches.flatMap((branch, b) =>
+  const passes = plan.branches.flatMap((_, b) =>
     branchPasses({ plan, b, shape, scale, aux, packed, gated })
   );
   const branches = plan.branches.length;

@@ -57,29 +57,23 @@ export const LEAF_KINDS = ["dense", "causal", "window", "ring", "stride", "globa
 /** Every kind the schema accepts. */
 export const KINDS = [...LEAF_KINDS, "union", "intersect", "gated"] as const;
 
+function patternList(what: string) {
+  return z.array(z.lazy(() => PatternSchema), {
+    error: (i) => `${what} must be an array of patterns, got ${show(i.input)}`,
+  }).min(1, { error: `${what} must hold at least one pattern, got []` });
+}
+
 export const UnionSchema = z.strictObject({
   kind: z.literal("union"),
-  get of() {
-    return z.array(PatternSchema, {
-      error: (i) => `union.of must be an array of patterns, got ${show(i.input)}`,
-    }).min(1, { error: "union.of must hold at least one pattern, got []" });
-  },
+  of: patternList("union.of"),
 });
 export const IntersectSchema = z.strictObject({
   kind: z.literal("intersect"),
-  get of() {
-    return z.array(PatternSchema, {
-      error: (i) => `intersect.of must be an array of patterns, got ${show(i.input)}`,
-    }).min(1, { error: "intersect.of must hold at least one pattern, got []" });
-  },
+  of: patternList("intersect.of"),
 });
 export const GatedSchema = z.strictObject({
   kind: z.literal("gated"),
-  get branches() {
-    return z.array(PatternSchema, {
-      error: (i) => `gated.branches must be an array of patterns, got ${show(i.input)}`,
-    }).min(1, { error: "gated.branches must hold at least one pattern, got []" });
-  },
+  branches: patternList("gated.branches"),
   gates: z.array(
     z.number({ error: (i) => `gated.gates must hold finite numbers, got ${show(i.input)}` })
       .refine(Number.isFinite, { error: "gated.gates must hold finite numbers" }),
@@ -92,7 +86,27 @@ export const GatedSchema = z.strictObject({
   path: ["gates"],
 });
 
-export const PatternSchema = z.discriminatedUnion("kind", [
+/** A sparse attention pattern in its JSON form (DESIGN §2). */
+export type Pattern = LeafPattern | UnionPattern | IntersectPattern | GatedPattern;
+/** Any member allows: one softmax over the union. */
+export interface UnionPattern {
+  kind: "union";
+  of: Pattern[];
+}
+/** Every member allows. */
+export interface IntersectPattern {
+  kind: "intersect";
+  of: Pattern[];
+}
+/** A softmax per branch, blended by gates. */
+export interface GatedPattern {
+  kind: "gated";
+  branches: Pattern[];
+  gates?: number[];
+}
+
+// The annotation breaks the type's self-reference; the leaves' types are inferred from schemas.
+export const PatternSchema: z.ZodType<Pattern> = z.discriminatedUnion("kind", [
   DenseSchema,
   CausalSchema,
   WindowSchema,
@@ -112,8 +126,6 @@ export const PatternSchema = z.discriminatedUnion("kind", [
   },
 });
 
-/** A sparse attention pattern in its JSON form (DESIGN §2). */
-export type Pattern = z.infer<typeof PatternSchema>;
 export type DensePattern = z.infer<typeof DenseSchema>;
 export type CausalPattern = z.infer<typeof CausalSchema>;
 export type WindowPattern = z.infer<typeof WindowSchema>;
@@ -121,11 +133,15 @@ export type RingPattern = z.infer<typeof RingSchema>;
 export type StridePattern = z.infer<typeof StrideSchema>;
 export type GlobalPattern = z.infer<typeof GlobalSchema>;
 export type RandomPattern = z.infer<typeof RandomSchema>;
-export type UnionPattern = z.infer<typeof UnionSchema>;
-export type IntersectPattern = z.infer<typeof IntersectSchema>;
-export type GatedPattern = z.infer<typeof GatedSchema>;
 /** A pattern that is not a combinator. */
-export type LeafPattern = Extract<Pattern, { kind: (typeof LEAF_KINDS)[number] }>;
+export type LeafPattern =
+  | DensePattern
+  | CausalPattern
+  | WindowPattern
+  | RingPattern
+  | StridePattern
+  | GlobalPattern
+  | RandomPattern;
 
 /**
  * Checks unknown input (parsed JSON, builder output) and returns it as a `Pattern`.

@@ -22,7 +22,7 @@ export class PipelineCache {
    * @throws {ShaderError} the compiler's message with the generated line it points at
    */
   get(pass: Pass): Promise<GPUComputePipeline> {
-    const { wgsl, label } = pass;
+    const { wgsl } = pass;
     let pipeline = this.#pipelines.get(wgsl);
     if (pipeline) {
       this.hits++;
