@@ -1,0 +1,94 @@
+/**
+ * The allowed set `A(q)` of DESIGN §2, evaluated one `(q, k)` pair at a time. This is the
+ * oracle's definition of a pattern, so it is written to be read against the table in §2, not
+ * to be fast: no intervals, no tiles, only the per-pattern sets that make each call O(1).
+ * @module
+ */
+import { PlanError } from "../../dsl/errors.ts";
+import { randomKeyBlocks } from "../../dsl/hash.ts";
+import type { Pattern } from "../../dsl/schema.ts";
+
+/** `true` when key `k` is allowed for query `q`; both in `[0, n)`. */
+export type AllowedFn = (q: number, k: number) => boolean;
+
+/**
+ * Builds the element predicate of a (non-gated) pattern for sequence length `n`.
+ *
+ * @param pattern a parsed pattern; `gated` is refused because each branch is its own softmax
+ *   and has its own mask (call this once per branch)
+ * @param n the sequence length N
+ * @param options `path`: where this pattern sits in the caller's pattern, for error messages
+ *   (default `"pattern"`; the reference passes `"pattern.branches[i]"` for a gated branch)
+ * @returns `(q, k) => boolean`, O(1) per call
+ * @throws {PlanError} for `gated`, or a global token `>= n`
+ * @example
+ * ```ts
+ * import { allowedMask } from "./allowed.ts";
+ * const a = allowedMask({ kind: "ring", radius: 2 }, 16);
+ * console.log(a(0, 15), a(0, 3)); // true false
+ * ```
+ */
+export function allowedMask(
+  pattern: Pattern,
+  n: number,
+  options: { path?: string } = {},
+): AllowedFn {
+  return build(pattern, n, options.path ?? "pattern");
+}
+
+/** Mathematical modulo: the result is in `[0, m)` even when `a` is negative. */
+function mod(a: number, m: number): number {
+  return ((a % m) + m) % m;
+}
+
+function build(p: Pattern, n: number, where: string): AllowedFn {
+  switch (p.kind) {
+    case "dense":
+      return () => true;
+    case "causal":
+      return (q, k) => k <= q;
+    case "window":
+      return (q, k) => q - p.left <= k && k <= q + p.right;
+    case "ring":
+      return (q, k) => {
+        const d = Math.abs(q - k);
+        return Math.min(d, n - d) <= p.radius;
+      };
+    case "stride":
+      return (q, k) => mod(q - k, p.period) === 0;
+    case "global": {
+      p.tokens.forEach((t, i) => {
+        if (t >= n) {
+          throw new PlanError(
+            `Cannot plan pattern: ${where}.tokens[${i}]: global token must be < N (${n}), got ${t}`,
+          );
+        }
+      });
+      const g = new Set(p.tokens);
+      return (q, k) => g.has(q) || g.has(k);
+    }
+    case "random": {
+      const s = p.blockSize;
+      const keyBlockCount = Math.ceil(n / s);
+      // drawn[qb] holds the key blocks query block qb drew (duplicates collapse in the Set).
+      const drawn: Set<number>[] = [];
+      for (let qb = 0; qb < keyBlockCount; qb++) {
+        drawn.push(new Set(randomKeyBlocks(qb, p.blocks, p.seed, keyBlockCount)));
+      }
+      return (q, k) => drawn[Math.floor(q / s)].has(Math.floor(k / s));
+    }
+    case "union": {
+      const members = p.of.map((m, i) => build(m, n, `${where}.of[${i}]`));
+      return (q, k) => members.some((a) => a(q, k));
+    }
+    case "intersect": {
+      const members = p.of.map((m, i) => build(m, n, `${where}.of[${i}]`));
+      return (q, k) => members.every((a) => a(q, k));
+    }
+    case "gated":
+      throw new PlanError(
+        `Cannot plan pattern: ${where}: "gated" has no single allowed set; ` +
+          `evaluate each of its branches separately`,
+      );
+  }
+}

@@ -1,0 +1,12 @@
+/**
+ * The float64 CPU reference (DESIGN §4): the oracle every kernel and golden file is checked
+ * against. `allowedMask` is a pattern's allowed set, `reference` the attention it implies.
+ * @module
+ */
+export { type AllowedFn, allowedMask } from "./allowed.ts";
+export {
+  type AttentionShape,
+  reference,
+  type ReferenceInput,
+  type ReferenceOutput,
+} from "./reference.ts";

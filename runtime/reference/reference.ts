@@ -1,0 +1,175 @@
+/**
+ * The float64 CPU reference: DESIGN §1 computed literally, one query row at a time, with the
+ * allowed set from `allowedMask`. It is the oracle for the kernels and the only source of the
+ * golden files, so it favours plain loops over speed.
+ * @module
+ */
+import { parsePattern, type Pattern } from "../../dsl/schema.ts";
+import { ShapeError } from "../../dsl/errors.ts";
+import { type AttentionShape, checkShape, type GateLayout } from "../shape.ts";
+import { allowedMask } from "./allowed.ts";
+
+export type { AttentionShape } from "../shape.ts";
+
+/** Everything one reference call needs; tensors are row-major in DESIGN §1 layout. */
+export interface ReferenceInput {
+  pattern: Pattern;
+  shape: AttentionShape;
+  /** `[B, Hq, N, D]` */
+  q: ArrayLike<number>;
+  /** `[B, Hkv, N, D]` */
+  k: ArrayLike<number>;
+  /** `[B, Hkv, N, D]` */
+  v: ArrayLike<number>;
+  /** Runtime gates `[B, Hq, branches]` or `[B, Hq, N, branches]` (gated patterns only). */
+  gates?: { data: ArrayLike<number>; shape: number[] };
+  /** Score scale; defaults to `1 / sqrt(D)`. */
+  scale?: number;
+}
+
+/** The outputs, float64. */
+export interface ReferenceOutput {
+  /** `[B, Hq, N, D]` */
+  o: Float64Array;
+  /** `[B, Hq, N]`, or `[branches, B, Hq, N]` for a gated pattern (each branch's own lse). */
+  lse: Float64Array;
+}
+
+/**
+ * Sparse attention in float64, straight from DESIGN §1-§2.
+ *
+ * @param input pattern, shape, q/k/v, optional runtime gates and scale
+ * @returns `o` and `lse`; an empty allowed set gives `o = 0`, `lse = -Infinity`
+ * @throws {PatternError} an invalid pattern
+ * @throws {PlanError} a global token `>= N`
+ * @throws {ShapeError} tensors or gates that disagree with the shape
+ * @example
+ * ```ts
+ * import { reference } from "./reference.ts";
+ * const shape = { batch: 1, headsQ: 1, headsKV: 1, seqLen: 2, headDim: 1 };
+ * const { o, lse } = reference({
+ *   pattern: { kind: "causal" },
+ *   shape,
+ *   q: [0, 0],
+ *   k: [0, 0],
+ *   v: [1, 3],
+ * });
+ * console.log(o, lse); // Float64Array [1, 2], Float64Array [0, Math.LN2]
+ * ```
+ */
+export function reference(input: ReferenceInput): ReferenceOutput {
+  const pattern = parsePattern(input.pattern);
+  const { shape } = input;
+  const branches = pattern.kind === "gated" ? pattern.branches : [pattern];
+  const gated = pattern.kind === "gated";
+  const layout = checkShape(shape, {
+    q: input.q,
+    k: input.k,
+    v: input.v,
+    gates: input.gates,
+    branches: gated ? branches.length : undefined,
+  });
+  const scale = input.scale ?? 1 / Math.sqrt(shape.headDim);
+  if (!Number.isFinite(scale)) {
+    throw new ShapeError(`Bad shape: scale must be a finite number, got ${scale}`);
+  }
+
+  const { batch: B, headsQ: Hq, headsKV: Hkv, seqLen: N, headDim: D } = shape;
+  // A(q) does not depend on batch or head, so list each branch's keys per query once.
+  const allowedKeys = branches.map((branch, i) => {
+    const allowed = allowedMask(branch, N, { path: gated ? `pattern.branches[${i}]` : "pattern" });
+    return Array.from({ length: N }, (_, q) => keysOf(allowed, q, N));
+  });
+  const gate = gateFn(pattern, shape, input.gates?.data, layout);
+
+  const o = new Float64Array(B * Hq * N * D);
+  const lse = new Float64Array(branches.length * B * Hq * N);
+  const row = new Float64Array(D);
+  for (let b = 0; b < B; b++) {
+    for (let h = 0; h < Hq; h++) {
+      // DESIGN §1: query head h reads kv head floor(h / (Hq / Hkv)).
+      const kvHead = Math.floor(h / (Hq / Hkv));
+      for (let q = 0; q < N; q++) {
+        const qRow = ((b * Hq + h) * N + q) * D;
+        for (let i = 0; i < branches.length; i++) {
+          const lseRow = softmaxRow({
+            input,
+            qRow,
+            kvBase: (b * Hkv + kvHead) * N * D,
+            keys: allowedKeys[i][q],
+            D,
+            scale,
+            out: row,
+          });
+          lse[((i * B + b) * Hq + h) * N + q] = lseRow;
+          // Not gated: the single branch has weight 1.
+          const g = gated ? gate(b, h, q, i) : 1;
+          for (let d = 0; d < D; d++) o[qRow + d] += g * row[d];
+        }
+      }
+    }
+  }
+  return { o, lse };
+}
+
+function keysOf(allowed: (q: number, k: number) => boolean, q: number, n: number): number[] {
+  const keys: number[] = [];
+  for (let k = 0; k < n; k++) if (allowed(q, k)) keys.push(k);
+  return keys;
+}
+
+/**
+ * One softmax over `keys` for the query row at `qRow`: writes the weighted sum of V rows into
+ * `out` and returns the lse. No keys: `out = 0` and lse `-Infinity` (never NaN).
+ */
+function softmaxRow(args: {
+  input: ReferenceInput;
+  qRow: number;
+  kvBase: number;
+  keys: number[];
+  D: number;
+  scale: number;
+  out: Float64Array;
+}): number {
+  const { input, qRow, kvBase, keys, D, scale, out } = args;
+  out.fill(0);
+  if (keys.length === 0) return -Infinity;
+  const scores = keys.map((k) => {
+    let dot = 0;
+    for (let d = 0; d < D; d++) {
+      dot += input.q[qRow + d] * input.k[kvBase + k * D + d];
+    }
+    return scale * dot;
+  });
+  // Subtracting the row max keeps every exp() <= 1, so nothing overflows.
+  // (A loop, not Math.max(...scores): spreading a long row can overflow the call stack.)
+  let max = -Infinity;
+  for (const s of scores) max = Math.max(max, s);
+  const weights = scores.map((s) => Math.exp(s - max));
+  const sum = weights.reduce((a, w) => a + w, 0);
+  keys.forEach((k, j) => {
+    const p = weights[j] / sum;
+    for (let d = 0; d < D; d++) out[d] += p * input.v[kvBase + k * D + d];
+  });
+  return max + Math.log(sum);
+}
+
+/** The gate of branch `i` at `(b, h, q)`: runtime tensor, else JSON gates, else 1/branches. */
+function gateFn(
+  pattern: Pattern,
+  shape: AttentionShape,
+  data: ArrayLike<number> | undefined,
+  layout: GateLayout,
+): (b: number, h: number, q: number, i: number) => number {
+  if (pattern.kind !== "gated") return () => 1;
+  const count = pattern.branches.length;
+  const { headsQ: Hq, seqLen: N } = shape;
+  if (data !== undefined && layout === "head") {
+    return (b, h, _q, i) => data[(b * Hq + h) * count + i];
+  }
+  if (data !== undefined && layout === "position") {
+    return (b, h, q, i) => data[((b * Hq + h) * N + q) * count + i];
+  }
+  const fixed = pattern.gates ?? pattern.branches.map(() => 1 / count);
+  return (_b, _h, _q, i) => fixed[i];
+}

@@ -1,0 +1,127 @@
+/**
+ * Shape checks for one attention call (DESIGN §1): Q `[B, Hq, N, D]`, K and V `[B, Hkv, N, D]`.
+ * Shared by the CPU reference and the GPU runtime so both refuse the same inputs with the same
+ * one-line messages. Kernel-only limits (head dim a multiple of 4, ...) stay in the compiler.
+ * @module
+ */
+import { ShapeError } from "../dsl/errors.ts";
+import type { AttentionShape } from "../compiler/shape.ts";
+
+// One definition of the sizes for the whole pipeline: the compiler's (imports flow
+// compiler -> runtime). Re-exported so the runtime and the reference need only this file.
+export type { AttentionShape };
+
+/** Gates with an explicit shape, as read from a `.npy` file. */
+export interface ShapedGates {
+  data: ArrayLike<number>;
+  shape: readonly number[];
+}
+
+/** The tensors of one call; only their lengths (and the gates' shape, when given) are read. */
+export interface ShapeInputs {
+  q: ArrayLike<number>;
+  k: ArrayLike<number>;
+  v: ArrayLike<number>;
+  /** Runtime gates: a flat array (layout told by its length) or data with a shape. */
+  gates?: ArrayLike<number> | ShapedGates;
+  /** The gated pattern's branch count; `undefined` when the pattern is not gated. */
+  branches?: number;
+}
+
+/**
+ * How runtime gates are laid out: `"none"` (not given), `"head"` `[B, Hq, branches]` or
+ * `"position"` `[B, Hq, N, branches]`.
+ */
+export type GateLayout = "none" | "head" | "position";
+
+/**
+ * Checks the sizes and that every tensor has the element count they imply.
+ *
+ * @param shape the sizes
+ * @param inputs q, k, v, optional gates, and the branch count when the pattern is gated
+ * @returns the gates' layout
+ * @throws {ShapeError} one line naming the field, what was expected and what came
+ * @example
+ * ```ts
+ * import { checkShape } from "./shape.ts";
+ * const shape = { batch: 1, headsQ: 2, headsKV: 1, seqLen: 4, headDim: 8 };
+ * const q = new Float32Array(64), kv = new Float32Array(32);
+ * checkShape(shape, { q, k: kv, v: kv }); // "none"
+ * checkShape(shape, { q, k: kv, v: kv, gates: new Float32Array(4), branches: 2 }); // "head"
+ * ```
+ */
+export function checkShape(shape: AttentionShape, inputs: ShapeInputs): GateLayout {
+  for (const field of ["batch", "headsQ", "headsKV", "seqLen", "headDim"] as const) {
+    const x = shape[field];
+    if (!Number.isInteger(x) || x < 1) {
+      throw new ShapeError(`Bad shape: ${field} must be an integer >= 1, got ${x}`);
+    }
+  }
+  const { batch: B, headsQ: Hq, headsKV: Hkv, seqLen: N, headDim: D } = shape;
+  if (Hq % Hkv !== 0) {
+    throw new ShapeError(`Bad shape: headsQ (${Hq}) must be a multiple of headsKV (${Hkv})`);
+  }
+  checkLength("q", inputs.q.length, "B*Hq*N*D", B * Hq * N * D);
+  checkLength("k", inputs.k.length, "B*Hkv*N*D", B * Hkv * N * D);
+  checkLength("v", inputs.v.length, "B*Hkv*N*D", B * Hkv * N * D);
+  return checkGates(shape, inputs.gates, inputs.branches);
+}
+
+function checkLength(field: string, got: number, formula: string, expected: number): void {
+  if (got !== expected) {
+    throw new ShapeError(
+      `Bad shape: ${field} has ${got} elements, expected ${formula} = ${expected}`,
+    );
+  }
+}
+
+function checkGates(
+  shape: AttentionShape,
+  gates: ShapeInputs["gates"],
+  branches: number | undefined,
+): GateLayout {
+  if (gates === undefined) return "none";
+  if (branches === undefined) {
+    throw new ShapeError(
+      "Bad shape: gates were given but the pattern is not gated; drop them or use a gated pattern",
+    );
+  }
+  const { batch: B, headsQ: Hq, seqLen: N } = shape;
+  const perHead = [B, Hq, branches];
+  const perPosition = [B, Hq, N, branches];
+  const expected = `[B, Hq, branches] = [${perHead.join(", ")}] or ` +
+    `[B, Hq, N, branches] = [${perPosition.join(", ")}]`;
+
+  if (isShaped(gates)) {
+    const given = [...gates.shape];
+    const layout: GateLayout | undefined = sameDims(given, perHead)
+      ? "head"
+      : sameDims(given, perPosition)
+      ? "position"
+      : undefined;
+    if (layout === undefined) {
+      throw new ShapeError(`Bad shape: gates shape is [${given.join(", ")}], expected ${expected}`);
+    }
+    const count = given.reduce((a, b) => a * b, 1);
+    if (gates.data.length !== count) {
+      throw new ShapeError(
+        `Bad shape: gates has ${gates.data.length} elements, its shape [${given.join(", ")}] ` +
+          `needs ${count}`,
+      );
+    }
+    return layout;
+  }
+  // A flat array says its layout by its length (with N = 1 both layouts are the same bytes).
+  const length = gates.length;
+  if (length === B * Hq * branches) return "head";
+  if (length === B * Hq * N * branches) return "position";
+  throw new ShapeError(`Bad shape: gates has ${length} elements, expected ${expected}`);
+}
+
+function isShaped(gates: ArrayLike<number> | ShapedGates): gates is ShapedGates {
+  return "shape" in gates && "data" in gates;
+}
+
+function sameDims(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}

@@ -1,0 +1,156 @@
+/**
+ * `deno task golden`: regenerates the golden files from the float64 CPU reference (never from
+ * the GPU, DESIGN §4). For each case in `cases.json` it draws q, k, v (and runtime gates) from
+ * a seeded PRNG, rounds them to float32, runs `reference` on exactly those float32 values, and
+ * writes `<name>.{q,k,v,gates,o,lse}.npy` plus `manifest.json`. Reruns give identical bytes.
+ * @module
+ */
+import { parsePattern, type Pattern } from "../../dsl/schema.ts";
+import { writeNpy } from "../../runtime/npy.ts";
+import { reference } from "../../runtime/reference/mod.ts";
+import type { AttentionShape } from "../../runtime/shape.ts";
+import { mulberry32, normals } from "./_random.ts";
+
+/**
+ * Where a gated case's gates come from: a runtime tensor `[B, Hq, branches]` ("runtime") or
+ * `[B, Hq, N, branches]` ("runtime_position"), the pattern's JSON gates, or `1 / branches`.
+ */
+export type GateSource = "runtime" | "runtime_position" | "json" | "default";
+
+/** One line of `cases.json`. */
+export interface GoldenCase extends AttentionShape {
+  name: string;
+  pattern: Pattern;
+  gates?: GateSource;
+  seed: number;
+}
+
+/** The golden files hold only so much: they live in git. */
+const MAX_TOTAL_BYTES = 6_000_000;
+
+const dir = new URL("./", import.meta.url);
+
+/**
+ * Builds every case's files in memory and writes them, after removing the old `.npy` files so
+ * a renamed case leaves nothing behind.
+ *
+ * @returns when all files are written
+ * @example
+ * ```ts ignore
+ * await generate(); // same as `deno task golden`
+ * ```
+ */
+export async function generate(): Promise<void> {
+  const cases: GoldenCase[] = JSON.parse(await Deno.readTextFile(new URL("cases.json", dir)));
+  const names = new Set<string>();
+  const files = new Map<string, Uint8Array>();
+  const manifest = [];
+  for (const c of cases) {
+    if (names.has(c.name)) throw new Error(`cases.json: duplicate case name "${c.name}"`);
+    names.add(c.name);
+    const { entry, npy } = buildCase(c);
+    manifest.push(entry);
+    for (const [file, bytes] of npy) files.set(file, bytes);
+  }
+  const total = [...files.values()].reduce((a, b) => a + b.length, 0);
+  if (total > MAX_TOTAL_BYTES) {
+    throw new Error(`golden files total ${total} bytes, over the ${MAX_TOTAL_BYTES} budget`);
+  }
+
+  for await (const e of Deno.readDir(dir)) {
+    if (e.isFile && e.name.endsWith(".npy")) await Deno.remove(new URL(e.name, dir));
+  }
+  for (const [file, bytes] of files) await Deno.writeFile(new URL(file, dir), bytes);
+  const text = JSON.stringify(
+    {
+      generator: "tests/golden/generate.ts (deno task golden) from the float64 CPU reference",
+      layout: "q [B,Hq,N,D], k/v [B,Hkv,N,D], o [B,Hq,N,D], lse [B,Hq,N] or " +
+        "[branches,B,Hq,N] when gated; all float32, little-endian, C order",
+      cases: manifest,
+    },
+    null,
+    2,
+  );
+  await Deno.writeTextFile(new URL("manifest.json", dir), text + "\n");
+  console.log(`wrote ${files.size} .npy files for ${manifest.length} cases, ${total} bytes`);
+}
+
+function buildCase(c: GoldenCase) {
+  const pattern = parsePattern(c.pattern);
+  const shape: AttentionShape = {
+    batch: c.batch,
+    headsQ: c.headsQ,
+    headsKV: c.headsKV,
+    seqLen: c.seqLen,
+    headDim: c.headDim,
+  };
+  const { batch: B, headsQ: Hq, headsKV: Hkv, seqLen: N, headDim: D } = shape;
+  const gateSource = c.gates ?? (pattern.kind === "gated" ? "json" : undefined);
+  if ((pattern.kind === "gated") !== (gateSource !== undefined)) {
+    throw new Error(`cases.json: case "${c.name}": "gates" is for gated patterns only`);
+  }
+  if (gateSource === "json" && pattern.kind === "gated" && !pattern.gates) {
+    throw new Error(`cases.json: case "${c.name}": gates "json" needs pattern.gates`);
+  }
+
+  // Inputs are rounded to float32 first: the kernels see float32, so the oracle must too.
+  const next = normals(c.seed);
+  const q = Float32Array.from({ length: B * Hq * N * D }, next);
+  const k = Float32Array.from({ length: B * Hkv * N * D }, next);
+  const v = Float32Array.from({ length: B * Hkv * N * D }, next);
+  const branches = pattern.kind === "gated" ? pattern.branches.length : 0;
+  const gateShape = gateSource === "runtime"
+    ? [B, Hq, branches]
+    : gateSource === "runtime_position"
+    ? [B, Hq, N, branches]
+    : undefined;
+  const gates = gateShape && {
+    data: Float32Array.from({ length: gateShape.reduce((a, b) => a * b, 1) }, mulberry32(~c.seed)),
+    shape: gateShape,
+  };
+
+  const { o, lse } = reference({ pattern, shape, q, k, v, gates });
+
+  const file = (part: string) => `${c.name}.${part}.npy`;
+  const npy = new Map<string, Uint8Array>([
+    [file("q"), writeNpy({ dtype: "f4", shape: [B, Hq, N, D], data: q })],
+    [file("k"), writeNpy({ dtype: "f4", shape: [B, Hkv, N, D], data: k })],
+    [file("v"), writeNpy({ dtype: "f4", shape: [B, Hkv, N, D], data: v })],
+    [file("o"), writeNpy({ dtype: "f4", shape: [B, Hq, N, D], data: Float32Array.from(o) })],
+    [
+      file("lse"),
+      writeNpy({
+        dtype: "f4",
+        shape: branches ? [branches, B, Hq, N] : [B, Hq, N],
+        data: Float32Array.from(lse), // -Infinity (empty rows) survives the rounding
+      }),
+    ],
+  ]);
+  if (gates) {
+    npy.set(file("gates"), writeNpy({ dtype: "f4", shape: gates.shape, data: gates.data }));
+  }
+
+  let maxAbsO = 0;
+  for (const x of o) maxAbsO = Math.max(maxAbsO, Math.abs(x));
+  const emptyRows = lse.filter((x) => x === -Infinity).length;
+  const entry = {
+    name: c.name,
+    pattern,
+    shape,
+    gates: gateSource ?? null,
+    seed: c.seed,
+    files: {
+      q: file("q"),
+      k: file("k"),
+      v: file("v"),
+      ...(gates ? { gates: file("gates") } : {}),
+      o: file("o"),
+      lse: file("lse"),
+    },
+    maxAbsO,
+    emptyRows,
+  };
+  return { entry, npy };
+}
+
+if (import.meta.main) await generate();
