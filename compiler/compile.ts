@@ -38,6 +38,11 @@ export interface CompileOptions {
   limits?: DeviceLimits;
   /** Override the tile shape (tests use small tiles to exercise many tiles at small N). */
   tiles?: TileShape;
+  /**
+   * Constant inner loop bounds, which GPU compilers unroll (default). Software adapters want
+   * false: llvmpipe spent 30-60 s compiling each unrolled kernel, about 5 s otherwise.
+   */
+  unroll?: boolean;
   /** Gated patterns: gates given per position `[B, Hq, N, branches]` rather than `[B, Hq, branches]`. */
   gatesPerPosition?: boolean;
 }
@@ -89,12 +94,13 @@ export function compile(pattern: unknown, options: CompileOptions): CompiledAtte
   // 3. Plan: branches of disjoint components, each with layouts and a BlockMask.
   const plan = planPattern(parsed, shape.seqLen, tiles);
   // 4. Pack every component's BlockMask into one schedule buffer.
-  const packed = packSchedules(plan);
+  const packed = packSchedules(plan, shape.headDim);
   // 5. Generate the passes: per branch, clear if needed, then one kernel per component; blend.
   const aux = new AuxData(shape.seqLen, plan.random);
   const gated = parsed.kind === "gated";
+  const unroll = options.unroll ?? true;
   const passes = plan.branches.flatMap((_, b) =>
-    branchPasses({ plan, b, shape, scale, aux, packed, gated })
+    branchPasses({ plan, b, shape, scale, aux, packed, gated, unroll })
   );
   const branches = plan.branches.length;
   const gatesPerPosition = gated && (options.gatesPerPosition ?? false);
@@ -122,6 +128,7 @@ function branchPasses(o: {
   aux: AuxData;
   packed: ReturnType<typeof packSchedules>;
   gated: boolean;
+  unroll: boolean;
 }): Pass[] {
   const { shape, b } = o;
   const rows = shape.batch * shape.headsQ * shape.seqLen;
@@ -156,9 +163,14 @@ function branchPasses(o: {
         oBase,
         lseBase,
         merge: j > 0 || !firstCoversAll,
+        unroll: o.unroll,
         label: `${o.plan.branches[b].label}, ${label}`,
       }),
-      bindings: [...["q", "k", "v", "schedule", "aux"].map(read), written(oName), written("lse")],
+      bindings: [
+        ...(["q", "k", "v", "schedule", "aux"] as const).map(read),
+        written(oName),
+        written("lse"),
+      ],
       workgroups: [
         Math.ceil(layoutCount(component.qLayout, shape.seqLen) / component.mask.tileQ),
         shape.batch * shape.headsQ,

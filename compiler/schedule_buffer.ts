@@ -1,10 +1,14 @@
 /**
- * Packs every component's BlockMask into the one `schedule` buffer the kernels read:
- * per component, its row pointers (`qTiles + 1` words) then its entries, each entry
- * `kvIndex << 1 | partial`. Row pointers are relative to the component's entries.
+ * Packs every component's BlockMask into the one `schedule` buffer the kernels read: a header
+ * `[D / 4, tileK]` (loop bounds for kernels built without unrolling), then per component its
+ * row pointers (`qTiles + 1` words) and its entries, each `kvIndex << 1 | partial`. Row
+ * pointers are relative to the component's entries.
  * @module
  */
 import type { Plan } from "./plan.ts";
+
+/** Words before the first component: `[D / 4, tileK]`. */
+export const HEADER_WORDS = 2;
 
 /** Word offsets of one component's row pointers and entries. */
 export interface ScheduleOffsets {
@@ -20,17 +24,22 @@ export interface ScheduleOffsets {
  * ```ts
  * import { planPattern } from "./plan.ts";
  * import { packSchedules } from "./schedule_buffer.ts";
- * const packed = packSchedules(planPattern({ kind: "causal" }, 128, { tileQ: 64, tileK: 64 }));
- * console.log(Array.from(packed.words)); // [0, 1, 3, 0, 1, 3]: row pointers, then entries
+ * const packed = packSchedules(planPattern({ kind: "causal" }, 128, { tileQ: 64, tileK: 64 }), 32);
+ * console.log(Array.from(packed.words)); // [8, 64, 0, 1, 3, 0, 1, 3]: header, row pointers, entries
  * ```
  */
-export function packSchedules(plan: Plan): { words: Uint32Array; offsets: ScheduleOffsets[][] } {
-  let size = 0;
+export function packSchedules(
+  plan: Plan,
+  headDim: number,
+): { words: Uint32Array; offsets: ScheduleOffsets[][] } {
+  let size = HEADER_WORDS;
   for (const b of plan.branches) {
     for (const c of b.components) size += c.mask.offsets.length + c.mask.kvIndices.length;
   }
-  const words = new Uint32Array(Math.max(size, 1));
-  let at = 0;
+  const words = new Uint32Array(size);
+  words[0] = headDim / 4;
+  words[1] = plan.tiles.tileK;
+  let at = HEADER_WORDS;
   const offsets = plan.branches.map((b) =>
     b.components.map((c) => {
       const rows = at;

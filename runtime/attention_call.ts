@@ -113,14 +113,9 @@ export class AttentionCall {
         this.device.createBuffer({ label: name, size: align4(size), usage: STORAGE }),
       );
     }
+    // Typed arrays are written whole: offsets and sizes would be in elements, not bytes.
     const write = (name: BufferName, data: ArrayBufferView) =>
-      this.device.queue.writeBuffer(
-        this.#buffers.get(name)!,
-        0,
-        data.buffer,
-        data.byteOffset,
-        data.byteLength,
-      );
+      this.device.queue.writeBuffer(this.#buffers.get(name)!, 0, data as BufferSource);
     write("q", inputs.q);
     write("k", inputs.k);
     write("v", inputs.v);

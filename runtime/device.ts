@@ -54,9 +54,8 @@ export async function openDevice(): Promise<{ device: GPUDevice; info: DeviceInf
         "VK_DRIVER_FILES to the vendor's ICD json",
     );
   }
-  const wanted = ["timestamp-query", "shader-f16"].filter((f) =>
-    adapter.features.has(f)
-  ) as GPUFeatureName[];
+  const optional: GPUFeatureName[] = ["timestamp-query", "shader-f16"];
+  const wanted = optional.filter((f) => adapter.features.has(f));
   const requiredLimits: Record<string, number> = {};
   for (const name of RAISED_LIMITS) requiredLimits[name] = adapter.limits[name];
   const device = await adapter.requestDevice({ requiredFeatures: wanted, requiredLimits });

@@ -63,7 +63,8 @@ export async function createRuntime(): Promise<Runtime> {
     device,
     info,
     pipelines,
-    compile: (pattern, options) => compile(pattern, { ...options, limits }),
+    compile: (pattern, options) =>
+      compile(pattern, { unroll: !info.isFallback, ...options, limits }),
     prepare,
     async run(compiled, inputs) {
       const call = await prepare(compiled, inputs);

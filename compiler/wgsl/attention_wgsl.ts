@@ -32,6 +32,8 @@ export interface ComponentKernelOptions {
   lseBase: number;
   /** Merge into what earlier components wrote (false: overwrite; the first one covers all rows). */
   merge: boolean;
+  /** Constant loop bounds (GPUs unroll them); false reads them from the schedule header. */
+  unroll: boolean;
   label: string;
 }
 
@@ -112,6 +114,7 @@ function entryPoint(o: ComponentKernelOptions, qPos: string, kPos: string): stri
   return `
 @compute @workgroup_size(${tileQ})
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  ${loopBounds(o.unroll)}
   let qTile = wg.x;
   let bh = wg.y;                      // batch * HQ + query head
   let kvHead = (bh / HQ) * HKV + (bh % HQ) / GROUP;
@@ -123,7 +126,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   var acc: array<vec4<f32>, ${o.shape.headDim / 4}>;
   if (rowActive) {
     let qBase = (bh * N + u32(q)) * D4;
-    for (var d = 0u; d < D4; d++) {
+    for (var d = 0u; d < d4; d++) {
       qRow[d] = qIn[qBase + d] * SCORE_SCALE;
       acc[d] = vec4<f32>(0.0);
     }
@@ -140,26 +143,27 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     let isPartial = (entry & 1u) == 1u;
 
     workgroupBarrier();               // the previous tile is no longer read
+    // Positions first, once per key: layout index math stays out of the vec4 copy loop.
+    for (var j = lid; j < TILE_K; j += TILE_Q) {
+      kPosition[j] = ${kPos}(kTileStart + j);
+    }
+    workgroupBarrier();
     for (var i = lid; i < TILE_K * D4; i += TILE_Q) {
-      let row = i / D4;
-      let k = ${kPos}(kTileStart + row);
+      let k = kPosition[i / D4];
       let src = kvBase + u32(max(k, 0)) * D4 + i % D4;
       kTile[i] = select(vec4<f32>(0.0), kIn[src], k >= 0);
       vTile[i] = select(vec4<f32>(0.0), vIn[src], k >= 0);
-    }
-    for (var j = lid; j < TILE_K; j += TILE_Q) {
-      kPosition[j] = ${kPos}(kTileStart + j);
     }
     workgroupBarrier();
 
     if (rowActive) {
       var tileMax = NO_SCORE;
-      for (var j = 0u; j < TILE_K; j++) {
+      for (var j = 0u; j < tileK; j++) {
         let k = kPosition[j];
         var s = NO_SCORE;
         if (k >= 0 && (!isPartial || allowed(q, k))) {
           var dot4 = vec4<f32>(0.0);
-          for (var d = 0u; d < D4; d++) {
+          for (var d = 0u; d < d4; d++) {
             dot4 += qRow[d] * kTile[j * D4 + d];
           }
           s = dot4.x + dot4.y + dot4.z + dot4.w;
@@ -171,14 +175,14 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         let newMax = max(rowMax, tileMax);
         let rescale = exp2(rowMax - newMax);
         rowSum *= rescale;
-        for (var d = 0u; d < D4; d++) {
+        for (var d = 0u; d < d4; d++) {
           acc[d] *= rescale;
         }
-        for (var j = 0u; j < TILE_K; j++) {
+        for (var j = 0u; j < tileK; j++) {
           if (scores[j] > NO_SCORE) {
             let p = exp2(scores[j] - newMax);
             rowSum += p;
-            for (var d = 0u; d < D4; d++) {
+            for (var d = 0u; d < d4; d++) {
               acc[d] += p * vTile[j * D4 + d];
             }
           }
@@ -196,7 +200,7 @@ ${
     o.merge
       ? "    return;                           // nothing allowed here: keep earlier components' result"
       : `    lseOut[row] = negativeInfinity();
-    for (var d = 0u; d < D4; d++) {
+    for (var d = 0u; d < d4; d++) {
       oOut[outBase + d] = vec4<f32>(0.0);
     }
     return;`
@@ -208,9 +212,19 @@ ${o.merge ? mergeEpilogue() : writeEpilogue()}
 }`;
 }
 
+/**
+ * Inner loop bounds. Constants let a GPU compiler unroll; on software adapters (llvmpipe)
+ * unrolling made LLVM take 30-60 s per kernel, so there they come from the schedule header.
+ */
+function loopBounds(unroll: boolean): string {
+  return unroll
+    ? "let d4 = D4;\n  let tileK = TILE_K;"
+    : "let d4 = schedule[0];            // == D4, opaque to the compiler: no unrolling\n  let tileK = schedule[1];         // == TILE_K";
+}
+
 function writeEpilogue(): string {
   return `  lseOut[row] = lse;
-  for (var d = 0u; d < D4; d++) {
+  for (var d = 0u; d < d4; d++) {
     oOut[outBase + d] = acc[d] * inv;
   }`;
 }
@@ -222,7 +236,7 @@ function mergeEpilogue(): string {
   let wEarlier = exp(earlier - merged); // 0 when earlier components allowed nothing (-inf)
   let wOwn = exp(lse - merged);
   lseOut[row] = merged;
-  for (var d = 0u; d < D4; d++) {
+  for (var d = 0u; d < d4; d++) {
     oOut[outBase + d] = wEarlier * oOut[outBase + d] + wOwn * inv * acc[d];
   }`;
 }

@@ -1,0 +1,89 @@
+/**
+ * Golden-output kernel tests: every case of tests/golden/manifest.json runs through the
+ * compiled kernels on the WebGPU adapter (llvmpipe in CI) and must match the float64
+ * reference's stored output within DESIGN §4's float32 tolerance. Each case runs with the tile
+ * shape chosen for the device; a few also run with small tiles so that small N crosses many tile
+ * boundaries, partial tiles and residue-class seams (the CPU schedule tests cover tile shapes
+ * exhaustively; each extra kernel costs seconds of llvmpipe compile time in CI).
+ */
+import assert from "node:assert/strict";
+import { fileURLToPath } from "node:url";
+import type { AttentionShape } from "../../compiler/mod.ts";
+import { readNpyFile } from "../../runtime/npy.ts";
+import { createRuntime } from "../../runtime/runtime.ts";
+
+const TOLERANCE = 1e-4;
+const SMALL_TILE_CASES = new Set([
+  "stride_7_n130",
+  "union_ring8_stride16_n500",
+  "bigbird_n257",
+  "intersect_random_causal_n130",
+  "gated_runtime_position_n64",
+  "mqa_union_n130",
+]);
+const dir = fileURLToPath(new URL("../golden/", import.meta.url));
+
+interface GoldenCase {
+  name: string;
+  pattern: unknown;
+  shape: AttentionShape;
+  files: Record<string, string>;
+}
+
+const manifest: { cases: GoldenCase[] } = JSON.parse(
+  await Deno.readTextFile(`${dir}manifest.json`),
+);
+
+/** Largest |a - b| over finite entries; infinities must agree exactly. */
+export function maxAbsError(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
+  assert.equal(actual.length, expected.length, "length");
+  let worst = 0;
+  for (let i = 0; i < actual.length; i++) {
+    const a = actual[i], e = expected[i];
+    if (Number.isNaN(a)) return Infinity;
+    if (!Number.isFinite(e) || !Number.isFinite(a)) {
+      if (a !== e) return Infinity;
+      continue;
+    }
+    worst = Math.max(worst, Math.abs(a - e));
+  }
+  return worst;
+}
+
+Deno.test("golden kernels match the float64 reference", async (t) => {
+  const rt = await createRuntime();
+  try {
+    for (const c of manifest.cases) {
+      const load = async (key: string) =>
+        c.files[key] ? (await readNpyFile(dir + c.files[key])) : undefined;
+      const [q, k, v, o, lse, gates] = await Promise.all(
+        ["q", "k", "v", "o", "lse", "gates"].map(load),
+      );
+      const shapes = SMALL_TILE_CASES.has(c.name)
+        ? [undefined, { tileQ: 16, tileK: 8 }]
+        : [undefined];
+      for (const tiles of shapes) {
+        const label = `${c.name} (${tiles ? "tiles 16x8" : "device tiles"})`;
+        await t.step(label, async () => {
+          const compiled = rt.compile(c.pattern, {
+            shape: c.shape,
+            tiles,
+            gatesPerPosition: gates?.shape.length === 4,
+          });
+          const out = await rt.run(compiled, {
+            q: q!.data as Float32Array,
+            k: k!.data as Float32Array,
+            v: v!.data as Float32Array,
+            gates: gates?.data as Float32Array | undefined,
+          });
+          const errO = maxAbsError(out.o, o!.data);
+          const errLse = maxAbsError(out.lse, lse!.data);
+          assert.ok(errO <= TOLERANCE, `${label}: max |O - O_ref| = ${errO}`);
+          assert.ok(errLse <= TOLERANCE, `${label}: max |LSE - LSE_ref| = ${errLse}`);
+        });
+      }
+    }
+  } finally {
+    rt.destroy();
+  }
+});
