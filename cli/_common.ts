@@ -1,0 +1,372 @@
+/**
+ * What the command-line tools share: flag parsing, resolving `--pattern` (a JSON file, JSON
+ * text or an example's name), reading float32 `.npy` tensors, comparing against the float64
+ * reference, and turning every user error into one line on stderr with exit status 2.
+ * @module
+ */
+import { resolve } from "node:path";
+import { pathToFileURL } from "node:url";
+import { parseArgs, type ParseArgsOptionsConfig, styleText } from "node:util";
+import { DeviceError, PatternError, PlanError, ShaderError, ShapeError } from "../dsl/errors.ts";
+import { parsePattern, type Pattern } from "../dsl/schema.ts";
+import { readNpy, writeNpy } from "../runtime/npy.ts";
+import { exampleNames, examplePattern } from "../examples/registry.ts";
+
+/** Bad flags, missing or unreadable files: the person running the tool can fix it. */
+export class UsageError extends Error {
+  override name = "UsageError";
+}
+
+/** Exit status for input a person can fix (bad flags, patterns, shapes, files). */
+export const EXIT_USER_ERROR = 2;
+/** Exit status for a result outside tolerance, or a bug in Weft. */
+export const EXIT_FAILURE = 1;
+
+const USER_ERRORS = [UsageError, PatternError, PlanError, ShapeError, ShaderError, DeviceError];
+
+/**
+ * Whether an error is the user's to fix (exit 2) rather than a bug in Weft (exit 1).
+ *
+ * @param error anything thrown
+ * @returns true for Weft's stage errors and `UsageError`
+ * @example
+ * ```ts
+ * import { isUserError, UsageError } from "./_common.ts";
+ * isUserError(new UsageError("missing --q")); // true
+ * isUserError(new TypeError("x is undefined")); // false
+ * ```
+ */
+export function isUserError(error: unknown): boolean {
+  return USER_ERRORS.some((kind) => error instanceof kind);
+}
+
+/**
+ * The one line printed for an error: its message with any line breaks folded, so a WGSL
+ * compiler message quoting a line still prints as one line.
+ *
+ * @param error anything thrown
+ * @returns `error: <message>`, one line
+ * @example
+ * ```ts
+ * import { errorLine } from "./_common.ts";
+ * errorLine(new Error("a\nb")); // "error: a | b"
+ * ```
+ */
+export function errorLine(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  const folded = message.split(/\r?\n/).map((s) => s.trim()).filter((s) => s).join(" | ");
+  return isUserError(error) || !(error instanceof Error)
+    ? `error: ${folded}`
+    : `error: internal error (a bug in Weft, please report; WEFT_DEBUG=1 shows the stack): ` +
+      `${error.name}: ${folded}`;
+}
+
+/**
+ * Runs a tool's `main` and exits: with its status, with 2 and one line on stderr for a user
+ * error, with 1 and one line for anything else (the stack only when `WEFT_DEBUG` is set).
+ *
+ * @param main the tool; resolves to its exit status (0 when it returns nothing)
+ * @returns never: the process exits
+ * @example
+ * ```ts ignore
+ * import { runMain } from "./_common.ts";
+ * await runMain(async () => 0);
+ * ```
+ */
+export async function runMain(main: () => Promise<number | void>): Promise<never> {
+  let status: number;
+  try {
+    status = (await main()) ?? 0;
+  } catch (error) {
+    const label = Deno.stderr.isTerminal() && !Deno.env.get("NO_COLOR")
+      ? styleText("red", "error:")
+      : "error:";
+    console.error(errorLine(error).replace(/^error:/, label));
+    if (!isUserError(error) && Deno.env.get("WEFT_DEBUG") && error instanceof Error) {
+      console.error(error.stack);
+    }
+    status = isUserError(error) ? EXIT_USER_ERROR : EXIT_FAILURE;
+  }
+  Deno.exit(status);
+}
+
+/**
+ * `node:util` `parseArgs` in strict mode, with its errors turned into one-line `UsageError`s
+ * that list the flags the tool knows.
+ *
+ * @param args the command line (usually `Deno.args`)
+ * @param options the flags, as for `parseArgs`
+ * @param allowPositionals whether bare arguments are accepted
+ * @returns the parsed values and positionals
+ * @throws {UsageError} an unknown flag, a missing value, a stray argument
+ * @example
+ * ```ts
+ * import { parseFlags } from "./_common.ts";
+ * const { values } = parseFlags(["--seq-len", "64"], { "seq-len": { type: "string" } });
+ * values["seq-len"]; // "64"
+ * ```
+ */
+export function parseFlags<T extends ParseArgsOptionsConfig>(
+  args: string[],
+  options: T,
+  allowPositionals = false,
+): ReturnType<typeof parseArgs<{ options: T; allowPositionals: boolean; strict: true }>> {
+  try {
+    return parseArgs({ args, options, allowPositionals, strict: true });
+  } catch (error) {
+    const known = Object.keys(options).map((f) => `--${f}`).join(", ");
+    const code = (error as { code?: string }).code;
+    const quoted = /'([^']+)'/.exec((error as Error).message)?.[1];
+    if (code === "ERR_PARSE_ARGS_UNKNOWN_OPTION") {
+      throw new UsageError(`unknown flag ${quoted}; expected one of ${known} (see --help)`);
+    }
+    if (code === "ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL") {
+      throw new UsageError(
+        `unexpected argument ${quoted}; every input needs its flag (see --help)`,
+      );
+    }
+    if (code === "ERR_PARSE_ARGS_INVALID_OPTION_VALUE") {
+      throw new UsageError(`${(error as Error).message.split("\n")[0]} (see --help)`);
+    }
+    throw error;
+  }
+}
+
+/**
+ * A required string flag.
+ *
+ * @param value the parsed value
+ * @param flag the flag's name without dashes
+ * @param what what the flag holds, for the message
+ * @returns the value
+ * @throws {UsageError} when it is missing or empty
+ * @example
+ * ```ts
+ * import { required } from "./_common.ts";
+ * required("q.npy", "q", "the query tensor"); // "q.npy"
+ * ```
+ */
+export function required(value: string | undefined, flag: string, what: string): string {
+  if (value === undefined || value === "") {
+    throw new UsageError(`missing --${flag} (${what})`);
+  }
+  return value;
+}
+
+/**
+ * A flag holding an integer in a range.
+ *
+ * @param value the parsed text (undefined when the flag was not given)
+ * @param flag the flag's name without dashes
+ * @param options `min`, optional `max` and `fallback` (used when the flag is absent)
+ * @returns the integer, or the fallback (undefined when there is none)
+ * @throws {UsageError} when the text is not such an integer
+ * @example
+ * ```ts
+ * import { integerFlag } from "./_common.ts";
+ * integerFlag("4096", "seq-len", { min: 1 }); // 4096
+ * integerFlag(undefined, "head-dim", { min: 4, fallback: 64 }); // 64
+ * ```
+ */
+export function integerFlag(
+  value: string | undefined,
+  flag: string,
+  options: { min: number; max?: number; fallback?: number },
+): number | undefined {
+  if (value === undefined) return options.fallback;
+  const x = Number(value);
+  const max = options.max ?? 0x7fffffff;
+  if (value.trim() === "" || !Number.isInteger(x) || x < options.min || x > max) {
+    throw new UsageError(
+      `--${flag} must be an integer in [${options.min}, ${max}], got ${JSON.stringify(value)}`,
+    );
+  }
+  return x;
+}
+
+/**
+ * Resolves `--pattern`: JSON text (starts with `{`), a JSON file, a `.ts` module exporting
+ * `pattern`, or the name of an example in `examples/` (e.g. `pi_attention`).
+ *
+ * @param spec the flag's value
+ * @returns the checked pattern
+ * @throws {UsageError} when it is none of those; {PatternError} when the JSON is not a pattern
+ * @example
+ * ```ts
+ * import { loadPattern } from "./_common.ts";
+ * const p = await loadPattern('{"kind":"stride","period":16}');
+ * p.kind; // "stride"
+ * ```
+ */
+export async function loadPattern(spec: string): Promise<Pattern> {
+  const text = spec.trim();
+  if (text.startsWith("{") || text.startsWith("[")) {
+    return parsePattern(parseJson(text, "--pattern"));
+  }
+  const fromExample = await examplePattern(text);
+  if (fromExample) return parsePattern(fromExample);
+  let source: string;
+  try {
+    source = await Deno.readTextFile(text);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) {
+      throw new UsageError(
+        `--pattern ${JSON.stringify(text)} is not JSON text, a file, or an example name ` +
+          `(${exampleNames().join(", ")})`,
+      );
+    }
+    throw new UsageError(`--pattern ${text}: cannot read: ${(error as Error).message}`);
+  }
+  if (/\.[mc]?ts$/.test(text)) {
+    const module = await import(pathToFileURL(resolve(text)).href);
+    if (!("pattern" in module)) {
+      throw new UsageError(`--pattern ${text}: the module must export \`pattern\``);
+    }
+    return parsePattern(module.pattern);
+  }
+  return parsePattern(parseJson(source, `--pattern ${text}`));
+}
+
+function parseJson(text: string, where: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (error) {
+    throw new UsageError(`${where}: not valid JSON (${(error as Error).message})`);
+  }
+}
+
+/** A float32 tensor read from a `.npy` file. */
+export interface Tensor {
+  shape: number[];
+  data: Float32Array;
+}
+
+/**
+ * Reads a float32 `.npy` file for a flag.
+ *
+ * @param path the file
+ * @param flag the flag that named it, for messages
+ * @returns its shape and data
+ * @throws {UsageError} missing or unreadable file, not a .npy file, or not float32
+ * @example
+ * ```ts ignore
+ * import { readTensor } from "./_common.ts";
+ * const q = await readTensor("q.npy", "q");
+ * ```
+ */
+export async function readTensor(path: string, flag: string): Promise<Tensor> {
+  let bytes: Uint8Array;
+  try {
+    bytes = await Deno.readFile(path);
+  } catch (error) {
+    const why = error instanceof Deno.errors.NotFound
+      ? "no such file"
+      : (error as Error).message.split("\n")[0];
+    throw new UsageError(`--${flag} ${path}: cannot read: ${why}`);
+  }
+  let array;
+  try {
+    array = readNpy(bytes);
+  } catch (error) {
+    throw new UsageError(`--${flag} ${path}: ${(error as Error).message}`);
+  }
+  if (array.dtype === "f2") {
+    throw new UsageError(
+      `--${flag} ${path} is float16: f16 is not supported yet on this adapter/version; ` +
+        `save it as float32 (.astype(np.float32))`,
+    );
+  }
+  if (array.dtype !== "f4") {
+    throw new UsageError(
+      `--${flag} ${path} has dtype <${array.dtype}, expected float32 (<f4); ` +
+        `convert with .astype(np.float32)`,
+    );
+  }
+  return { shape: array.shape, data: array.data as Float32Array };
+}
+
+/**
+ * Writes a float32 `.npy` file for a flag.
+ *
+ * @param path the file
+ * @param flag the flag that named it, for messages
+ * @param tensor shape and data
+ * @returns when written
+ * @throws {UsageError} when the file cannot be written
+ * @example
+ * ```ts ignore
+ * import { writeTensor } from "./_common.ts";
+ * await writeTensor("o.npy", "out", { shape: [1], data: new Float32Array([0]) });
+ * ```
+ */
+export async function writeTensor(path: string, flag: string, tensor: Tensor): Promise<void> {
+  try {
+    await Deno.writeFile(path, writeNpy({ dtype: "f4", ...tensor }));
+  } catch (error) {
+    throw new UsageError(
+      `--${flag} ${path}: cannot write: ${(error as Error).message.split("\n")[0]}`,
+    );
+  }
+}
+
+/**
+ * Largest `|actual - expected|` over entries where the reference is finite; an infinite
+ * reference entry (the `-inf` LSE of an empty row) must be matched exactly, and a NaN anywhere
+ * counts as an infinite error.
+ *
+ * @param actual the GPU's output
+ * @param expected the float64 reference
+ * @returns the worst absolute error (Infinity on a mismatched infinity, a NaN or a length mismatch)
+ * @example
+ * ```ts
+ * import { maxAbsError } from "./_common.ts";
+ * maxAbsError([1, -Infinity], [1.5, -Infinity]); // 0.5
+ * ```
+ */
+export function maxAbsError(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
+  if (actual.length !== expected.length) return Infinity;
+  let worst = 0;
+  for (let i = 0; i < actual.length; i++) {
+    const a = actual[i], e = expected[i];
+    if (Number.isNaN(a) || Number.isNaN(e)) return Infinity;
+    if (!Number.isFinite(e) || !Number.isFinite(a)) {
+      if (a !== e) return Infinity;
+      continue;
+    }
+    worst = Math.max(worst, Math.abs(a - e));
+  }
+  return worst;
+}
+
+/**
+ * Milliseconds for humans: three significant digits.
+ *
+ * @param ms a duration
+ * @returns e.g. `"12.3 ms"`
+ * @example
+ * ```ts
+ * import { formatMs } from "./_common.ts";
+ * formatMs(12.345); // "12.3 ms"
+ * ```
+ */
+export function formatMs(ms: number): string {
+  return `${ms >= 100 ? ms.toFixed(0) : ms.toPrecision(3)} ms`;
+}
+
+/**
+ * The adapter line: its description, and a warning when it is a software fallback.
+ *
+ * @param info the runtime's device info
+ * @returns one line
+ * @example
+ * ```ts
+ * import { adapterLine } from "./_common.ts";
+ * adapterLine({ description: "llvmpipe", isFallback: true });
+ * ```
+ */
+export function adapterLine(info: { description: string; isFallback: boolean }): string {
+  return info.isFallback
+    ? `adapter: ${info.description} (fallback software adapter: correct, but timings are not ` +
+      `representative of a GPU)`
+    : `adapter: ${info.description}`;
+}

@@ -1,0 +1,187 @@
+/**
+ * `deno task explain`: what a pattern compiles to at one sequence length, without a GPU.
+ *
+ * ```sh
+ * deno task explain P --seq-len N [--head-dim D] [--tiles QxK] [--wgsl out.wgsl] [--all-wgsl]
+ *   [--svg mask.svg]
+ * ```
+ *
+ * Prints the pattern's JSON, the plan (branches, components, layouts, tiles visited of the dense
+ * count, partial tiles), each branch's density (allowed pairs over N²) and how much of the
+ * visited tile area is allowed, a picture of the mask (element-level up to N = 64, else at most
+ * 64x64 cells), then the WGSL of the first pass (`--all-wgsl`: every pass; `--wgsl FILE`: every
+ * pass to a file instead). All of it comes from the tile schedule, so N = 65536 takes as long
+ * as the compiler does, never N² work.
+ * @module
+ */
+import { compile, type CompiledAttention } from "../compiler/mod.ts";
+import { planSummary } from "../compiler/mod.ts";
+import { describe } from "../compiler/normalize.ts";
+import {
+  formatMs,
+  integerFlag,
+  loadPattern,
+  parseFlags,
+  required,
+  runMain,
+  UsageError,
+} from "./_common.ts";
+import { type BranchMask, branchMasks, maskSvg, renderMask } from "./_mask_picture.ts";
+
+const USAGE = `Usage: deno task explain P --seq-len N [--head-dim D] [--tiles QxK] [--wgsl out.wgsl]
+       [--all-wgsl] [--svg mask.svg]
+
+  P              a JSON file, JSON text, or an example's name (e.g. pi_attention)
+  --seq-len N    sequence length
+  --head-dim D   head dim (default 64; sizes the tiles and specialises the WGSL)
+  --tiles QxK    override the tile shape (default: sized for WebGPU's default limits)
+  --wgsl FILE    write the WGSL of every pass to FILE instead of printing the first
+  --all-wgsl     print the WGSL of every pass
+  --svg FILE     write the mask picture as SVG`;
+
+const FLAGS = {
+  pattern: { type: "string" },
+  "seq-len": { type: "string" },
+  "head-dim": { type: "string" },
+  tiles: { type: "string" },
+  wgsl: { type: "string" },
+  "all-wgsl": { type: "boolean" },
+  svg: { type: "string" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
+/**
+ * The tool: compile for one shape (B = H = 1) and print what the plan does.
+ *
+ * @param args the command line
+ * @returns the exit status
+ * @throws {UsageError|PatternError|ShapeError|PlanError} bad input
+ * @example
+ * ```ts ignore
+ * import { main } from "./explain.ts";
+ * await main(["stride_16.json", "--seq-len", "4096"]);
+ * ```
+ */
+export async function main(args: string[]): Promise<number> {
+  const { values, positionals } = parseFlags(args, FLAGS, true);
+  if (values.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  if (positionals.length > 1 || (positionals.length === 1 && values.pattern !== undefined)) {
+    throw new UsageError(
+      `expected one pattern, got ${[...positionals, values.pattern].filter(Boolean).join(", ")}`,
+    );
+  }
+  const spec = required(
+    positionals[0] ?? values.pattern,
+    "pattern",
+    "the pattern, or first argument",
+  );
+  const seqLen = integerFlag(required(values["seq-len"], "seq-len", "N"), "seq-len", { min: 1 })!;
+  const headDim = integerFlag(values["head-dim"], "head-dim", { min: 4, max: 256, fallback: 64 })!;
+  const tiles = parseTiles(values.tiles);
+  const pattern = await loadPattern(spec);
+
+  const compiled = compile(pattern, {
+    shape: { batch: 1, headsQ: 1, headsKV: 1, seqLen, headDim },
+    tiles,
+  });
+  console.log(`pattern: ${JSON.stringify(pattern)}`);
+  console.log(
+    `shape: N=${seqLen}, D=${headDim} (B=1, H=1); tiles ${compiled.plan.tiles.tileQ}x` +
+      `${compiled.plan.tiles.tileK}${tiles ? " (given)" : " (sized for WebGPU's default limits)"}`,
+  );
+  console.log(`compile: ${formatMs(compiled.compileMs)}`);
+  console.log("\nplan:");
+  console.log(indent(planSummary(compiled.plan)));
+
+  const started = performance.now();
+  const masks = branchMasks(compiled.plan);
+  const labels = compiled.plan.branches.map((b, i) =>
+    compiled.branches > 1 ? `branch ${i}: ${b.label}` : b.label
+  );
+  console.log(`\ndensity (allowed (q, k) pairs of N² = ${seqLen * seqLen}):`);
+  masks.forEach((m, i) => console.log(`  ${labels[i]}: ${densityLine(m, seqLen)}`));
+  console.log(`  (measured from the tile schedule in ${formatMs(performance.now() - started)})`);
+
+  masks.forEach((m, i) => {
+    const scale = m.cellSize === 1
+      ? "element-level"
+      : `tile-level: a cell is ${m.cellSize}x${m.cellSize} positions`;
+    console.log(
+      `\nmask of ${labels[i]} (${scale}; rows are queries, columns keys; █ some pair allowed, ` +
+        `░ none):`,
+    );
+    console.log(renderMask(m));
+  });
+  if (values.svg !== undefined) {
+    await writeText(values.svg, "svg", maskSvg(masks, labels));
+    console.log(`\nwrote the mask picture to ${values.svg}`);
+  }
+
+  console.log(
+    `\npasses: ${compiled.passes.map((p) => `${p.label} [${p.workgroups.join("x")}]`).join(", ")}`,
+  );
+  if (values.wgsl !== undefined) {
+    await writeText(values.wgsl, "wgsl", allWgsl(compiled));
+    console.log(`wrote the WGSL of ${compiled.passes.length} pass(es) to ${values.wgsl}`);
+  } else if (values["all-wgsl"]) {
+    console.log(`\n${allWgsl(compiled)}`);
+  } else {
+    const first = compiled.passes[0];
+    if (first) {
+      console.log(
+        `\nWGSL of ${first.label} (--all-wgsl prints every pass, --wgsl FILE writes them):\n`,
+      );
+      console.log(first.wgsl);
+    }
+  }
+  return 0;
+}
+
+function densityLine(m: BranchMask, n: number): string {
+  const total = n * n;
+  const coverage = m.visitedArea === 0 ? 1 : m.allowed / m.visitedArea;
+  return `${pct(m.allowed / total)} (${m.allowed} pairs, ${(m.allowed / n).toFixed(1)} keys per ` +
+    `query on average); ${pct(coverage)} of the visited tile area is allowed`;
+}
+
+function parseTiles(text: string | undefined): { tileQ: number; tileK: number } | undefined {
+  if (text === undefined) return undefined;
+  const match = /^(\d+)x(\d+)$/.exec(text.trim());
+  const [tileQ, tileK] = match ? [Number(match[1]), Number(match[2])] : [0, 0];
+  if (!match || tileQ < 1 || tileK < 1 || tileQ > 256 || tileK > 256) {
+    throw new UsageError(`--tiles must be QxK with Q and K in [1, 256] (e.g. 64x32), got ${text}`);
+  }
+  return { tileQ, tileK };
+}
+
+function allWgsl(compiled: CompiledAttention): string {
+  const header = `// Weft: ${describe(compiled.plan.pattern)}, N=${compiled.shape.seqLen}, ` +
+    `D=${compiled.shape.headDim}; ${compiled.passes.length} pass(es), run in this order\n`;
+  return header +
+    compiled.passes.map((p, i) =>
+      `\n// ===== pass ${i}: ${p.label}; workgroups ${p.workgroups.join(" x ")}; bindings ` +
+      `${p.bindings.map((b) => `${b.buffer}${b.writable ? " (rw)" : ""}`).join(", ")} =====\n\n` +
+      p.wgsl
+    ).join("\n");
+}
+
+async function writeText(path: string, flag: string, text: string): Promise<void> {
+  try {
+    await Deno.writeTextFile(path, text);
+  } catch (error) {
+    throw new UsageError(`--${flag} ${path}: cannot write: ${(error as Error).message}`);
+  }
+}
+
+function indent(text: string): string {
+  return text.split("\n").map((l) => `  ${l}`).join("\n");
+}
+
+function pct(x: number): string {
+  return `${(100 * x).toFixed(x < 0.001 ? 4 : x < 0.01 ? 3 : 2)}%`;
+}
+
+if (import.meta.main) await runMain(() => main(Deno.args));

@@ -1,0 +1,157 @@
+/**
+ * Shared by the examples' `import.meta.main` blocks: build seeded random inputs, run the
+ * pattern on the WebGPU adapter, compare with the float64 reference, print the result.
+ * @module
+ */
+import type { AttentionShape } from "../compiler/mod.ts";
+import { planSummary } from "../compiler/mod.ts";
+import type { Pattern } from "../dsl/schema.ts";
+import { reference } from "../runtime/reference/mod.ts";
+import { createRuntime } from "../runtime/runtime.ts";
+import { adapterLine, EXIT_FAILURE, formatMs, maxAbsError, runMain } from "../cli/_common.ts";
+
+/** DESIGN §4: float32 kernels match the float64 reference within this, for unit-normal inputs. */
+export const TOLERANCE = 1e-4;
+
+/**
+ * Seeded standard normal samples (mulberry32 uniforms, Box-Muller), so every run of an example
+ * checks the same numbers.
+ *
+ * @param seed any number; its low 32 bits seed the generator
+ * @returns a function giving the next sample
+ * @example
+ * ```ts
+ * import { seededNormals } from "./_verify.ts";
+ * const next = seededNormals(1);
+ * Number.isFinite(next()); // true
+ * ```
+ */
+export function seededNormals(seed: number): () => number {
+  let state = seed >>> 0;
+  const uniform = () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  let spare: number | undefined;
+  return () => {
+    if (spare !== undefined) {
+      const s = spare;
+      spare = undefined;
+      return s;
+    }
+    const radius = Math.sqrt(-2 * Math.log(1 - uniform())); // 1 - u is in (0, 1]
+    const angle = 2 * Math.PI * uniform();
+    spare = radius * Math.sin(angle);
+    return radius * Math.cos(angle);
+  };
+}
+
+/**
+ * A float32 array of seeded standard normal samples.
+ *
+ * @param length number of elements
+ * @param seed the generator's seed
+ * @returns the samples
+ * @example
+ * ```ts
+ * import { randomTensor } from "./_verify.ts";
+ * randomTensor(4, 7).length; // 4
+ * ```
+ */
+export function randomTensor(length: number, seed: number): Float32Array {
+  const next = seededNormals(seed);
+  return Float32Array.from({ length }, next);
+}
+
+/** One example run. */
+export interface VerifyOptions {
+  /** The example's name, for the printout. */
+  name: string;
+  pattern: Pattern;
+  shape: AttentionShape;
+  /** Runtime gates `[B, Hq, branches]` (gated patterns); the pattern's gates otherwise. */
+  gates?: Float32Array;
+  /** Seed of q, k and v (k and v use the next two seeds). */
+  seed?: number;
+}
+
+/** What one run measured. */
+export interface VerifyResult {
+  errorO: number;
+  errorLse: number;
+  gpuMs?: number;
+}
+
+/**
+ * Runs a pattern on the GPU at one shape and checks it against the float64 reference.
+ *
+ * @param o the pattern, shape, optional gates and seed
+ * @returns the max abs errors of O and LSE, and the GPU time when timestamps are available
+ * @example
+ * ```ts ignore
+ * import { verifyExample } from "./_verify.ts";
+ * const r = await verifyExample({
+ *   name: "ring",
+ *   pattern: { kind: "ring", radius: 8 },
+ *   shape: { batch: 1, headsQ: 1, headsKV: 1, seqLen: 64, headDim: 32 },
+ * });
+ * console.log(r.errorO <= 1e-4);
+ * ```
+ */
+export async function verifyExample(o: VerifyOptions): Promise<VerifyResult> {
+  const { shape, pattern } = o;
+  const seed = o.seed ?? 1;
+  const q = randomTensor(shape.batch * shape.headsQ * shape.seqLen * shape.headDim, seed);
+  const kvLength = shape.batch * shape.headsKV * shape.seqLen * shape.headDim;
+  const k = randomTensor(kvLength, seed + 1);
+  const v = randomTensor(kvLength, seed + 2);
+
+  const rt = await createRuntime();
+  try {
+    const compiled = rt.compile(pattern, { shape });
+    const { batch: B, headsQ: Hq, headsKV: Hkv, seqLen: N, headDim: D } = shape;
+    console.log(`${o.name}: B=${B} Hq=${Hq} Hkv=${Hkv} N=${N} D=${D}`);
+    console.log(planSummary(compiled.plan).split("\n")[0]);
+    console.log(adapterLine(rt.info));
+    const out = await rt.run(compiled, { q, k, v, gates: o.gates });
+    const gates = o.gates && { data: o.gates, shape: [B, Hq, compiled.branches] };
+    const expected = reference({ pattern, shape, q, k, v, gates, scale: compiled.scale });
+    const result = {
+      errorO: maxAbsError(out.o, expected.o),
+      errorLse: maxAbsError(out.lse, expected.lse),
+      gpuMs: out.gpuMs,
+    };
+    if (out.gpuMs !== undefined) {
+      console.log(`gpu: ${formatMs(out.gpuMs)} (first submission: includes shader compilation)`);
+    }
+    console.log(`max abs error vs float64 reference: ${result.errorO.toExponential(2)}`);
+    console.log(`max abs error of LSE: ${result.errorLse.toExponential(2)}`);
+    return result;
+  } finally {
+    rt.destroy();
+  }
+}
+
+/**
+ * The body of an example's `import.meta.main`: verify, then exit 0 within tolerance, 1 above
+ * it, 2 on a user error (one line on stderr).
+ *
+ * @param o as for `verifyExample`
+ * @returns never: the process exits
+ * @example
+ * ```ts ignore
+ * import { mainExample } from "./_verify.ts";
+ * if (import.meta.main) await mainExample({ name: "ring", pattern, shape });
+ * ```
+ */
+export function mainExample(o: VerifyOptions): Promise<never> {
+  return runMain(async () => {
+    const { errorO, errorLse } = await verifyExample(o);
+    const ok = errorO <= TOLERANCE && errorLse <= TOLERANCE;
+    console.log(ok ? `ok (tolerance ${TOLERANCE})` : `FAILED: above tolerance ${TOLERANCE}`);
+    return ok ? 0 : EXIT_FAILURE;
+  });
+}
