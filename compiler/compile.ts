@@ -9,7 +9,7 @@ import { layoutCount } from "./layout.ts";
 import { type Plan, planPattern, type TileShape } from "./plan.ts";
 import { packSchedules } from "./schedule_buffer.ts";
 import { type AttentionShape, checkAttentionShape } from "./shape.ts";
-import { chooseTiles, type DeviceLimits } from "./tiles.ts";
+import { chooseTiles, type DeviceLimits, type KernelShape, kernelShape } from "./tiles.ts";
 import { componentKernel } from "./wgsl/attention_wgsl.ts";
 import { blendKernel, clearKernel, elementwiseWorkgroups } from "./wgsl/elementwise_wgsl.ts";
 
@@ -37,7 +37,7 @@ export interface CompileOptions {
   /** The adapter's limits; tiles are sized from them (WebGPU defaults otherwise). */
   limits?: DeviceLimits;
   /** Override the tile shape (tests use small tiles to exercise many tiles at small N). */
-  tiles?: TileShape;
+  tiles?: TileShape & Partial<KernelShape>;
   /**
    * Constant inner loop bounds, which GPU compilers unroll (default). Software adapters want
    * false: llvmpipe spent 30-60 s compiling each unrolled kernel, about 5 s otherwise.
@@ -90,9 +90,13 @@ export function compile(pattern: unknown, options: CompileOptions): CompiledAtte
   checkAttentionShape(shape);
   const scale = options.scale ?? 1 / Math.sqrt(shape.headDim);
   // 2. Size tiles from the device's workgroup storage.
-  const tiles = options.tiles ?? chooseTiles(shape.headDim, options.limits);
+  const tiles = options.tiles
+    ? options.tiles.threads
+      ? options.tiles as KernelShape
+      : kernelShape(options.tiles.tileQ, options.tiles.tileK, 2, shape.headDim / 4)!
+    : chooseTiles(shape.headDim, options.limits);
   // 3. Plan: branches of disjoint components, each with layouts and a BlockMask.
-  const plan = planPattern(parsed, shape.seqLen, tiles);
+  const plan = planPattern(parsed, shape.seqLen, { tileQ: tiles.tileQ, tileK: tiles.tileK });
   // 4. Pack every component's BlockMask into one schedule buffer.
   const packed = packSchedules(plan, shape.headDim);
   // 5. Generate the passes: per branch, clear if needed, then one kernel per component; blend.
@@ -100,7 +104,7 @@ export function compile(pattern: unknown, options: CompileOptions): CompiledAtte
   const gated = parsed.kind === "gated";
   const unroll = options.unroll ?? true;
   const passes = plan.branches.flatMap((_, b) =>
-    branchPasses({ plan, b, shape, scale, aux, packed, gated, unroll })
+    branchPasses({ plan, b, shape, scale, aux, packed, gated, unroll, kernel: tiles })
   );
   const branches = plan.branches.length;
   const gatesPerPosition = gated && (options.gatesPerPosition ?? false);
@@ -129,6 +133,7 @@ function branchPasses(o: {
   packed: ReturnType<typeof packSchedules>;
   gated: boolean;
   unroll: boolean;
+  kernel: KernelShape;
 }): Pass[] {
   const { shape, b } = o;
   const rows = shape.batch * shape.headsQ * shape.seqLen;
@@ -164,6 +169,8 @@ function branchPasses(o: {
         lseBase,
         merge: j > 0 || !firstCoversAll,
         unroll: o.unroll,
+        threads: o.kernel.threads,
+        rowsPerThread: o.kernel.rowsPerThread,
         label: `${o.plan.branches[b].label}, ${label}`,
       }),
       bindings: [

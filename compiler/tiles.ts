@@ -1,6 +1,8 @@
 /**
- * Tile shapes sized from the device: K and V tiles live in workgroup memory, so the key tile is
- * the largest power of two whose two tiles fit in `maxComputeWorkgroupStorageSize`.
+ * Kernel shapes sized from the device. The query tile, the K and V tiles and the P tile live in
+ * workgroup memory, so the largest candidate whose tiles fit `maxComputeWorkgroupStorageSize`
+ * wins; within a workgroup, invocations own `rowsPerThread` query rows and split keys and output
+ * dims `cols` ways (see the kernel's geometry).
  * @module
  */
 import type { TileShape } from "./plan.ts";
@@ -17,25 +19,82 @@ export const DEFAULT_LIMITS: DeviceLimits = {
   maxComputeInvocationsPerWorkgroup: 256,
 };
 
-/** Queries per workgroup: one invocation each. */
-const TILE_Q = 64;
-/** Per-invocation scores live in registers; beyond this they spill. */
-const MAX_TILE_K = 32;
+/** A tile shape plus how the kernel's invocations split it. */
+export interface KernelShape extends TileShape {
+  threads: number;
+  rowsPerThread: number;
+}
+
+/** Candidates, largest first: (tileQ, tileK, rows per invocation). */
+const CANDIDATES: [number, number, number][] = [
+  [64, 32, 4],
+  [32, 32, 4],
+  [32, 16, 4],
+  [16, 16, 4],
+  [16, 8, 2],
+  [8, 8, 2],
+];
 
 /**
- * The tile shape for a head dim on a device.
+ * Workgroup memory of a kernel shape, in bytes (float32 tiles).
+ * @param s the kernel shape
  * @param headDim D
+ * @returns bytes of workgroup memory the kernel declares
+ * @example
+ * ```ts
+ * import { kernelStorageBytes } from "./tiles.ts";
+ * kernelStorageBytes({ tileQ: 32, tileK: 32, threads: 64, rowsPerThread: 4 }, 64); // 31488
+ * ```
+ */
+export function kernelStorageBytes(s: KernelShape, headDim: number): number {
+  const d4 = headDim / 4;
+  const cols = s.threads / (s.tileQ / s.rowsPerThread);
+  return 16 * (s.tileQ * (d4 + 1) + s.tileK * (d4 + 1) + s.tileK * d4) +
+    4 * (s.tileQ * (s.tileK + 1) + s.tileQ * cols + s.tileK);
+}
+
+/**
+ * The kernel shape for a head dim on a device.
+ * @param headDim D (a multiple of 4)
  * @param limits the adapter's limits (defaults to WebGPU's)
- * @returns `{ tileQ, tileK }`
+ * @returns tile shape and invocation split
  * @example
  * ```ts
  * import { chooseTiles } from "./tiles.ts";
- * chooseTiles(128, { maxComputeWorkgroupStorageSize: 32768 }); // { tileQ: 64, tileK: 16 }
+ * chooseTiles(64, { maxComputeWorkgroupStorageSize: 49152 }); // { tileQ: 64, tileK: 32, threads: 128, rowsPerThread: 4 }
  * ```
  */
-export function chooseTiles(headDim: number, limits: DeviceLimits = DEFAULT_LIMITS): TileShape {
-  const perKey = 2 * headDim * 4 + 4; // one K row, one V row, its position
-  let tileK = MAX_TILE_K;
-  while (tileK > 4 && tileK * perKey > limits.maxComputeWorkgroupStorageSize) tileK /= 2;
-  return { tileQ: TILE_Q, tileK };
+export function chooseTiles(headDim: number, limits: DeviceLimits = DEFAULT_LIMITS): KernelShape {
+  const maxThreads = limits.maxComputeInvocationsPerWorkgroup ?? 256;
+  const d4 = headDim / 4;
+  for (const [tileQ, tileK, rowsPerThread] of CANDIDATES) {
+    const shape = kernelShape(tileQ, tileK, rowsPerThread, d4);
+    if (!shape || shape.threads > maxThreads) continue;
+    if (kernelStorageBytes(shape, headDim) <= limits.maxComputeWorkgroupStorageSize) return shape;
+  }
+  return kernelShape(4, 4, 1, d4)!;
+}
+
+/**
+ * A kernel shape with `cols` = the largest of 8, 4, 2, 1 dividing both tileK and D/4.
+ * @param tileQ queries per workgroup
+ * @param tileK keys per tile
+ * @param rowsPerThread query rows per invocation
+ * @param d4 D / 4
+ * @returns the shape, or undefined when rowsPerThread does not divide tileQ
+ * @example
+ * ```ts
+ * import { kernelShape } from "./tiles.ts";
+ * kernelShape(16, 8, 4, 16); // { tileQ: 16, tileK: 8, threads: 32, rowsPerThread: 4 }
+ * ```
+ */
+export function kernelShape(
+  tileQ: number,
+  tileK: number,
+  rowsPerThread: number,
+  d4: number,
+): KernelShape | undefined {
+  if (tileQ % rowsPerThread !== 0) return undefined;
+  const cols = [8, 4, 2, 1].find((c) => tileK % c === 0 && d4 % c === 0)!;
+  return { tileQ, tileK, threads: (tileQ / rowsPerThread) * cols, rowsPerThread };
 }

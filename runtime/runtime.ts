@@ -9,6 +9,13 @@ import { type DeviceInfo, openDevice } from "./device.ts";
 import { PipelineCache } from "./pipeline_cache.ts";
 import { checkShape } from "./shape.ts";
 
+/**
+ * Software adapters (llvmpipe) run kernels correctly but compile them slowly (seconds to a
+ * minute each, growing with the register tiles), and their timings mean nothing: use the
+ * smallest tiles and no unrolling there.
+ */
+export const FALLBACK_TILES = { tileQ: 8, tileK: 8 };
+
 /** Compile options without the limits: the runtime supplies its device's. */
 export type RuntimeCompileOptions = Omit<CompileOptions, "limits">;
 
@@ -64,7 +71,12 @@ export async function createRuntime(): Promise<Runtime> {
     info,
     pipelines,
     compile: (pattern, options) =>
-      compile(pattern, { unroll: !info.isFallback, ...options, limits }),
+      compile(pattern, {
+        ...options,
+        unroll: options.unroll ?? !info.isFallback,
+        tiles: options.tiles ?? (info.isFallback ? FALLBACK_TILES : undefined),
+        limits,
+      }),
     prepare,
     async run(compiled, inputs) {
       const call = await prepare(compiled, inputs);

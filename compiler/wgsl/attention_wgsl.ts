@@ -9,6 +9,7 @@
  * merged by log-sum-exp into what earlier components of the branch wrote.
  * @module
  */
+import { assert } from "../../dsl/errors.ts";
 import { atomLabel } from "../atoms.ts";
 import type { AuxData } from "../aux_data.ts";
 import { layoutLabel } from "../layout.ts";
@@ -34,6 +35,9 @@ export interface ComponentKernelOptions {
   merge: boolean;
   /** Constant loop bounds (GPUs unroll them); false reads them from the schedule header. */
   unroll: boolean;
+  /** Invocations per workgroup and query rows per invocation. */
+  threads: number;
+  rowsPerThread: number;
   label: string;
 }
 
@@ -60,7 +64,9 @@ export function componentKernel(o: ComponentKernelOptions): string {
     )
     .comment(`layouts: q ${layoutLabel(c.qLayout)}, k ${layoutLabel(c.kLayout)}`)
     .comment(
-      `tile ${tileQ}x${tileK}, workgroup ${tileQ}, N=${n}, D=${shape.headDim}, ` +
+      `tile ${tileQ}x${tileK}, workgroup ${
+        kernelGeometry(o).threads
+      }, N=${n}, D=${shape.headDim}, ` +
         `Hq=${shape.headsQ}, Hkv=${shape.headsKV}, float32`,
     );
   m.declare(
@@ -74,6 +80,7 @@ export function componentKernel(o: ComponentKernelOptions): string {
 @group(0) @binding(5) var<storage, read_write> oOut: array<vec4<f32>>;
 @group(0) @binding(6) var<storage, read_write> lseOut: array<f32>;`,
   );
+  const g = kernelGeometry(o);
   m.declare(
     "constants",
     `
@@ -84,6 +91,13 @@ const HKV = ${shape.headsKV}u;
 const GROUP = ${shape.headsQ / shape.headsKV}u; // query heads per key/value head
 const TILE_Q = ${tileQ}u;
 const TILE_K = ${tileK}u;
+const THREADS = ${g.threads}u;
+const ROWS = ${g.rows}u;          // query rows per invocation
+const COLS = ${g.cols}u;          // invocations sharing those rows
+const KEYS = ${g.keys}u;          // keys per invocation per tile: col, col + COLS, ...
+const DIMS4 = ${g.dims4}u;         // output vec4s per row per invocation
+const QK_STRIDE = ${d4 + 1}u;     // padded row stride of the Q and K tiles: spreads banks
+const P_STRIDE = ${tileK + 1}u;
 const SCORE_SCALE = ${f32(o.scale * LOG2E)}; // scale * log2(e): scores live in the exp2 domain
 const NO_SCORE = -1.0e30;   // below any real score; never reaches exp2 unguarded
 const LN2 = ${f32(Math.LN2)};`,
@@ -91,8 +105,11 @@ const LN2 = ${f32(Math.LN2)};`,
   m.declare(
     "workgroupMemory",
     `
-var<workgroup> kTile: array<vec4<f32>, ${tileK * d4}>;
+var<workgroup> qTile: array<vec4<f32>, ${tileQ * (d4 + 1)}>;
+var<workgroup> kTile: array<vec4<f32>, ${tileK * (d4 + 1)}>;
 var<workgroup> vTile: array<vec4<f32>, ${tileK * d4}>;
+var<workgroup> pTile: array<f32, ${tileQ * (tileK + 1)}>;
+var<workgroup> rowShare: array<f32, ${tileQ * g.cols}>; // per-column row maxima, then row sums
 var<workgroup> kPosition: array<i32, ${tileK}>;`,
   );
   m.declare(
@@ -110,106 +127,192 @@ fn negativeInfinity() -> f32 {
 }
 
 function entryPoint(o: ComponentKernelOptions, qPos: string, kPos: string): string {
-  const { tileQ } = o.component.mask;
+  const g = kernelGeometry(o);
+  const R = range(g.rows), J = range(g.keys), Dd = range(g.dims4);
+  // Register tiles are unrolled into scalars (s{r}_{j}, acc{r}_{d}): WGSL compilers leave
+  // loop-indexed private arrays in local memory, which cost 20x on the H100.
+  const each = (f: (r: number) => string) => R.map(f).join("\n");
+  const eachRJ = (f: (r: number, j: number) => string) =>
+    R.flatMap((r) => J.map((j) => f(r, j))).join("\n");
+  const eachRD = (f: (r: number, d: number) => string) =>
+    R.flatMap((r) => Dd.map((d) => f(r, d))).join("\n");
   return `
-@compute @workgroup_size(${tileQ})
+@compute @workgroup_size(${g.threads})
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   ${loopBounds(o.unroll)}
-  let qTile = wg.x;
+  let qTileIndex = wg.x;
   let bh = wg.y;                      // batch * HQ + query head
   let kvHead = (bh / HQ) * HKV + (bh % HQ) / GROUP;
   let kvBase = kvHead * N * D4;
-  let q = ${qPos}(qTile * TILE_Q + lid);
-  let rowActive = q >= 0;
+  // Invocation = (row group, column): COLS consecutive invocations share ROWS query rows; for
+  // scores a column owns keys col, col + COLS, ...; for O it owns vec4 dims col, col + COLS, ...
+  let col = lid % COLS;
+  let firstRow = (lid / COLS) * ROWS;
 
-  var qRow: array<vec4<f32>, ${o.shape.headDim / 4}>;
-  var acc: array<vec4<f32>, ${o.shape.headDim / 4}>;
-  if (rowActive) {
-    let qBase = (bh * N + u32(q)) * D4;
-    for (var d = 0u; d < d4; d++) {
-      qRow[d] = qIn[qBase + d] * SCORE_SCALE;
-      acc[d] = vec4<f32>(0.0);
-    }
+  // Stage the query tile, pre-scaled, in workgroup memory.
+  for (var i = lid; i < TILE_Q * D4; i += THREADS) {
+    let r = i / D4;
+    let q = ${qPos}(qTileIndex * TILE_Q + r);
+    let src = (bh * N + u32(max(q, 0))) * D4 + i % D4;
+    qTile[r * QK_STRIDE + i % D4] = select(vec4<f32>(0.0), qIn[src] * SCORE_SCALE, q >= 0);
   }
-  var rowMax = NO_SCORE;
-  var rowSum = 0.0;
-  var scores: array<f32, ${o.component.mask.tileK}>;
+${each((r) => `  let q${r} = ${qPos}(qTileIndex * TILE_Q + firstRow + ${r}u);`)}
+${each((r) => `  var rowMax${r} = NO_SCORE;`)}
+  // Row sums are this invocation's share; the shares are added over columns at the end.
+${each((r) => `  var rowSum${r} = 0.0;`)}
+${eachRD((r, d) => `  var acc${r}_${d} = vec4<f32>(0.0);`)}
 
-  let first = schedule[${o.scheduleOffsets}u + qTile];
-  let last = schedule[${o.scheduleOffsets}u + qTile + 1u];
+  let first = schedule[${o.scheduleOffsets}u + qTileIndex];
+  let last = schedule[${o.scheduleOffsets}u + qTileIndex + 1u];
   for (var e = first; e < last; e++) {
     let entry = schedule[${o.scheduleEntries}u + e];
     let kTileStart = (entry >> 1u) * TILE_K;
     let isPartial = (entry & 1u) == 1u;
 
-    workgroupBarrier();               // the previous tile is no longer read
-    // Positions first, once per key: layout index math stays out of the vec4 copy loop.
-    for (var j = lid; j < TILE_K; j += TILE_Q) {
-      kPosition[j] = ${kPos}(kTileStart + j);
-    }
-    workgroupBarrier();
-    for (var i = lid; i < TILE_K * D4; i += TILE_Q) {
-      let k = kPosition[i / D4];
+    workgroupBarrier();               // every read of the previous tile is done
+    for (var i = lid; i < TILE_K * D4; i += THREADS) {
+      let j = i / D4;
+      let k = ${kPos}(kTileStart + j);
+      if (i % D4 == 0u) { kPosition[j] = k; }
       let src = kvBase + u32(max(k, 0)) * D4 + i % D4;
-      kTile[i] = select(vec4<f32>(0.0), kIn[src], k >= 0);
+      kTile[j * QK_STRIDE + i % D4] = select(vec4<f32>(0.0), kIn[src], k >= 0);
       vTile[i] = select(vec4<f32>(0.0), vIn[src], k >= 0);
     }
     workgroupBarrier();
 
-    if (rowActive) {
-      var tileMax = NO_SCORE;
-      for (var j = 0u; j < tileK; j++) {
-        let k = kPosition[j];
-        var s = NO_SCORE;
-        if (k >= 0 && (!isPartial || allowed(q, k))) {
-          var dot4 = vec4<f32>(0.0);
-          for (var d = 0u; d < d4; d++) {
-            dot4 += qRow[d] * kTile[j * D4 + d];
-          }
-          s = dot4.x + dot4.y + dot4.z + dot4.w;
-        }
-        scores[j] = s;
-        tileMax = max(tileMax, s);
-      }
-      if (tileMax > NO_SCORE) {       // the tile holds at least one allowed key for this row
-        let newMax = max(rowMax, tileMax);
-        let rescale = exp2(rowMax - newMax);
-        rowSum *= rescale;
-        for (var d = 0u; d < d4; d++) {
-          acc[d] *= rescale;
-        }
-        for (var j = 0u; j < tileK; j++) {
-          if (scores[j] > NO_SCORE) {
-            let p = exp2(scores[j] - newMax);
-            rowSum += p;
-            for (var d = 0u; d < d4; d++) {
-              acc[d] += p * vTile[j * D4 + d];
-            }
-          }
-        }
-        rowMax = newMax;
-      }
+    // Scores: a ROWS x KEYS register tile, vec4 dot products over the head dim.
+${eachRJ((r, j) => `    var s${r}_${j} = 0.0;`)}
+    for (var d = 0u; d < d4; d++) {
+${each((r) => `      let qv${r} = qTile[(firstRow + ${r}u) * QK_STRIDE + d];`)}
+${J.map((j) => `      let kv${j} = kTile[(col + ${j * g.cols}u) * QK_STRIDE + d];`).join("\n")}
+${eachRJ((r, j) => `      s${r}_${j} += dot(qv${r}, kv${j});`)}
+    }
+    // Mask (PARTIAL tiles only) and this column's share of each row's max.
+${J.map((j) => `    let k${j} = kPosition[col + ${j * g.cols}u];`).join("\n")}
+${
+    eachRJ((r, j) =>
+      `    s${r}_${j} = select(NO_SCORE, s${r}_${j}, q${r} >= 0 && k${j} >= 0 && (!isPartial || allowed(q${r}, k${j})));`
+    )
+  }
+${
+    each((r) =>
+      `    rowShare[(firstRow + ${r}u) * COLS + col] = ${maxOf(J.map((j) => `s${r}_${j}`))};`
+    )
+  }
+    workgroupBarrier();
+    // Online softmax: rescale by the new row max, write P for the P·V product.
+${each((r) => softmaxRow(r, J, Dd, g.cols))}
+    workgroupBarrier();
+    // O += P V: a ROWS x DIMS4 register tile of vec4s.
+    for (var j = 0u; j < tileK; j++) {
+${each((r) => `      let p${r} = pTile[(firstRow + ${r}u) * P_STRIDE + j];`)}
+${Dd.map((d) => `      let v${d} = vTile[j * D4 + col + ${d * g.cols}u];`).join("\n")}
+${eachRD((r, d) => `      acc${r}_${d} += p${r} * v${d};`)}
     }
   }
 
-  if (!rowActive) { return; }
-  let row = ${o.lseBase}u + bh * N + u32(q);
-  let outBase = ${o.oBase}u + (bh * N + u32(q)) * D4;
-  if (rowSum == 0.0) {
+  // Each row's sum is spread over its COLS invocations: add the shares.
+  workgroupBarrier();
+${each((r) => `  rowShare[(firstRow + ${r}u) * COLS + col] = rowSum${r};`)}
 ${
     o.merge
-      ? "    return;                           // nothing allowed here: keep earlier components' result"
-      : `    lseOut[row] = negativeInfinity();
-    for (var d = 0u; d < d4; d++) {
-      oOut[outBase + d] = vec4<f32>(0.0);
-    }
-    return;`
+      ? each((r) => `  let earlier${r} = lseOut[${o.lseBase}u + bh * N + u32(max(q${r}, 0))];`)
+      : ""
   }
-  }
-  let lse = (rowMax + log2(rowSum)) * LN2;
-  let inv = 1.0 / rowSum;
-${o.merge ? mergeEpilogue() : writeEpilogue()}
+  workgroupBarrier();
+${each((r) => epilogue(o, r, Dd, g.cols))}
 }`;
+}
+
+function range(n: number): number[] {
+  return Array.from({ length: n }, (_, i) => i);
+}
+
+function maxOf(terms: string[]): string {
+  return terms.length === 1 ? terms[0] : `max(${terms[0]}, ${maxOf(terms.slice(1))})`;
+}
+
+function softmaxRow(r: number, J: number[], Dd: number[], cols: number): string {
+  return `    {
+      var tileMax = NO_SCORE;
+      for (var c = 0u; c < COLS; c++) { tileMax = max(tileMax, rowShare[(firstRow + ${r}u) * COLS + c]); }
+      let newMax = max(rowMax${r}, tileMax);
+      let rescale = exp2(rowMax${r} - newMax); // 1 while the row has seen nothing
+      rowMax${r} = newMax;
+${
+    J.map((j) => `      let p${j} = select(0.0, exp2(s${r}_${j} - newMax), s${r}_${j} > NO_SCORE);`)
+      .join("\n")
+  }
+      rowSum${r} = rowSum${r} * rescale + ${J.map((j) => `p${j}`).join(" + ")};
+${Dd.map((d) => `      acc${r}_${d} *= rescale;`).join("\n")}
+${
+    J.map((j) => `      pTile[(firstRow + ${r}u) * P_STRIDE + col + ${j * cols}u] = p${j};`).join(
+      "\n",
+    )
+  }
+    }`;
+}
+
+/** Row r's output: normalise once; write, or merge exactly with earlier components by LSE. */
+function epilogue(o: ComponentKernelOptions, r: number, Dd: number[], cols: number): string {
+  const at = (d: number) => `outBase + col + ${d * cols}u`;
+  const head = `  if (q${r} >= 0) {
+    var total = 0.0;
+    for (var c = 0u; c < COLS; c++) { total += rowShare[(firstRow + ${r}u) * COLS + c]; }
+    let row = ${o.lseBase}u + bh * N + u32(q${r});
+    let outBase = ${o.oBase}u + (bh * N + u32(q${r})) * D4;`;
+  if (!o.merge) {
+    return `${head}
+    if (total == 0.0) {               // nothing allowed: O = 0, LSE = -inf
+      if (col == 0u) { lseOut[row] = negativeInfinity(); }
+${Dd.map((d) => `      oOut[${at(d)}] = vec4<f32>(0.0);`).join("\n")}
+    } else {
+      if (col == 0u) { lseOut[row] = (rowMax${r} + log2(total)) * LN2; }
+${Dd.map((d) => `      oOut[${at(d)}] = acc${r}_${d} / total;`).join("\n")}
+    }
+  }`;
+  }
+  // lse = logaddexp(earlier, own); O = e^(earlier - lse) O_earlier + e^(own - lse) O_own.
+  return `${head}
+    if (total > 0.0) {                // else keep what earlier components wrote
+      let lse = (rowMax${r} + log2(total)) * LN2;
+      let merged = max(earlier${r}, lse) + log(1.0 + exp(-abs(earlier${r} - lse)));
+      let wEarlier = exp(earlier${r} - merged); // 0 when earlier components allowed nothing (-inf)
+      let wOwn = exp(lse - merged) / total;
+${
+    Dd.map((d) => `      oOut[${at(d)}] = wEarlier * oOut[${at(d)}] + wOwn * acc${r}_${d};`).join(
+      "\n",
+    )
+  }
+      if (col == 0u) { lseOut[row] = merged; }
+    }
+  }`;
+}
+
+/**
+ * How a workgroup's invocations split the tile: `tileQ / rows` row groups of `cols`
+ * invocations each; a column owns `keys` keys of a tile and `dims4` vec4s of each output row.
+ */
+export function kernelGeometry(
+  o: { component: Component; shape: AttentionShape; threads: number; rowsPerThread: number },
+) {
+  const { tileQ, tileK } = o.component.mask;
+  const rows = o.rowsPerThread;
+  const cols = o.threads / (tileQ / rows);
+  const geometry = {
+    threads: o.threads,
+    rows,
+    cols,
+    keys: tileK / cols,
+    dims4: o.shape.headDim / 4 / cols,
+  };
+  for (const [name, value] of Object.entries(geometry)) {
+    assert(
+      Number.isInteger(value) && value >= 1,
+      `kernel geometry ${name} = ${value} is not a positive integer`,
+    );
+  }
+  return geometry;
 }
 
 /**
@@ -220,23 +323,4 @@ function loopBounds(unroll: boolean): string {
   return unroll
     ? "let d4 = D4;\n  let tileK = TILE_K;"
     : "let d4 = schedule[0];            // == D4, opaque to the compiler: no unrolling\n  let tileK = schedule[1];         // == TILE_K";
-}
-
-function writeEpilogue(): string {
-  return `  lseOut[row] = lse;
-  for (var d = 0u; d < d4; d++) {
-    oOut[outBase + d] = acc[d] * inv;
-  }`;
-}
-
-/** Exact merge of two softmax partials: lse = logaddexp, O weighted by exp(lse_i - lse). */
-function mergeEpilogue(): string {
-  return `  let earlier = lseOut[row];
-  let merged = max(earlier, lse) + log(1.0 + exp(-abs(earlier - lse)));
-  let wEarlier = exp(earlier - merged); // 0 when earlier components allowed nothing (-inf)
-  let wOwn = exp(lse - merged);
-  lseOut[row] = merged;
-  for (var d = 0u; d < d4; d++) {
-    oOut[outBase + d] = wEarlier * oOut[outBase + d] + wOwn * inv * acc[d];
-  }`;
 }
