@@ -11,10 +11,28 @@ import { packSchedules } from "./schedule_buffer.ts";
 import { type AttentionShape, checkAttentionShape } from "./shape.ts";
 import { chooseTiles, type DeviceLimits, type KernelShape, kernelShape } from "./tiles.ts";
 import { componentKernel } from "./wgsl/attention_wgsl.ts";
-import { blendKernel, clearKernel, elementwiseWorkgroups } from "./wgsl/elementwise_wgsl.ts";
+import {
+  blendKernel,
+  castKernel,
+  clearKernel,
+  elementwiseWorkgroups,
+} from "./wgsl/elementwise_wgsl.ts";
 
 /** The buffers a pass can bind, by name; the runtime allocates each once per call shape. */
-export type BufferName = "q" | "k" | "v" | "schedule" | "aux" | "o" | "lse" | "branchO" | "gates";
+export type BufferName =
+  | "q"
+  | "k"
+  | "v"
+  | "schedule"
+  | "aux"
+  | "o"
+  | "lse"
+  | "branchO"
+  | "gates"
+  | "o16";
+
+/** Element type of Q, K, V and O; LSE and every running sum are float32. */
+export type Dtype = "f32" | "f16";
 
 /** A storage binding: which buffer, and whether the kernel writes it. */
 export interface Binding {
@@ -32,6 +50,8 @@ export interface Pass {
 
 export interface CompileOptions {
   shape: AttentionShape;
+  /** Element type of the inputs and O (default f32); f16 needs the adapter's `shader-f16`. */
+  dtype?: Dtype;
   /** Softmax scale; defaults to 1 / sqrt(D). */
   scale?: number;
   /** The adapter's limits; tiles are sized from them (WebGPU defaults otherwise). */
@@ -51,6 +71,7 @@ export interface CompileOptions {
 export interface CompiledAttention {
   plan: Plan;
   shape: AttentionShape;
+  dtype: Dtype;
   scale: number;
   passes: Pass[];
   /** Contents of the `schedule` and `aux` buffers. */
@@ -89,12 +110,13 @@ export function compile(pattern: unknown, options: CompileOptions): CompiledAtte
   const shape = options.shape;
   checkAttentionShape(shape);
   const scale = options.scale ?? 1 / Math.sqrt(shape.headDim);
+  const dtype = options.dtype ?? "f32";
   // 2. Size tiles from the device's workgroup storage.
   const tiles = options.tiles
     ? options.tiles.threads
       ? options.tiles as KernelShape
       : kernelShape(options.tiles.tileQ, options.tiles.tileK, 2, shape.headDim / 4)!
-    : chooseTiles(shape.headDim, options.limits);
+    : chooseTiles(shape.headDim, options.limits, dtype);
   // 3. Plan: branches of disjoint components, each with layouts and a BlockMask.
   const plan = planPattern(parsed, shape.seqLen, { tileQ: tiles.tileQ, tileK: tiles.tileK });
   // 4. Pack every component's BlockMask into one schedule buffer.
@@ -104,14 +126,17 @@ export function compile(pattern: unknown, options: CompileOptions): CompiledAtte
   const gated = parsed.kind === "gated";
   const unroll = options.unroll ?? true;
   const passes = plan.branches.flatMap((_, b) =>
-    branchPasses({ plan, b, shape, scale, aux, packed, gated, unroll, kernel: tiles })
+    branchPasses({ plan, b, shape, scale, aux, packed, gated, unroll, kernel: tiles, dtype })
   );
   const branches = plan.branches.length;
   const gatesPerPosition = gated && (options.gatesPerPosition ?? false);
   if (gated) passes.push(blendPass(shape, branches, gatesPerPosition));
+  // 6. Float16 calls accumulate O in float32 and convert once at the end.
+  if (dtype === "f16") passes.push(castPass(shape));
   return {
     plan,
     shape,
+    dtype,
     scale,
     passes,
     schedule: packed.words,
@@ -134,6 +159,7 @@ function branchPasses(o: {
   gated: boolean;
   unroll: boolean;
   kernel: KernelShape;
+  dtype: Dtype;
 }): Pass[] {
   const { shape, b } = o;
   const rows = shape.batch * shape.headsQ * shape.seqLen;
@@ -169,6 +195,7 @@ function branchPasses(o: {
         lseBase,
         merge: j > 0 || !firstCoversAll,
         unroll: o.unroll,
+        dtype: o.dtype,
         threads: o.kernel.threads,
         rowsPerThread: o.kernel.rowsPerThread,
         label: `${o.plan.branches[b].label}, ${label}`,
@@ -185,6 +212,17 @@ function branchPasses(o: {
     });
   });
   return passes;
+}
+
+function castPass(shape: AttentionShape): Pass {
+  const count = shape.batch * shape.headsQ * shape.seqLen * shape.headDim / 4;
+  const workgroups = elementwiseWorkgroups(count);
+  return {
+    label: "cast O to float16",
+    wgsl: castKernel({ count, groupsX: workgroups[0] }),
+    bindings: [read("o"), written("o16")],
+    workgroups,
+  };
 }
 
 function blendPass(shape: AttentionShape, branches: number, perPosition: boolean): Pass {

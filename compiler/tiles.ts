@@ -27,6 +27,7 @@ export interface KernelShape extends TileShape {
 
 /** Candidates, largest first: (tileQ, tileK, rows per invocation). */
 const CANDIDATES: [number, number, number][] = [
+  [64, 64, 4],
   [64, 32, 4],
   [32, 32, 4],
   [32, 16, 4],
@@ -39,6 +40,7 @@ const CANDIDATES: [number, number, number][] = [
  * Workgroup memory of a kernel shape, in bytes (float32 tiles).
  * @param s the kernel shape
  * @param headDim D
+ * @param dtype element type of the staged tiles ("f32" or "f16")
  * @returns bytes of workgroup memory the kernel declares
  * @example
  * ```ts
@@ -46,10 +48,11 @@ const CANDIDATES: [number, number, number][] = [
  * kernelStorageBytes({ tileQ: 32, tileK: 32, threads: 64, rowsPerThread: 4 }, 64); // 31488
  * ```
  */
-export function kernelStorageBytes(s: KernelShape, headDim: number): number {
+export function kernelStorageBytes(s: KernelShape, headDim: number, dtype = "f32"): number {
   const d4 = headDim / 4;
   const cols = s.threads / (s.tileQ / s.rowsPerThread);
-  return 16 * (s.tileQ * (d4 + 1) + s.tileK * (d4 + 1) + s.tileK * d4) +
+  const vec4Bytes = dtype === "f16" ? 8 : 16;
+  return vec4Bytes * (s.tileQ * (d4 + 1) + s.tileK * (d4 + 1) + s.tileK * d4) +
     4 * (s.tileQ * (s.tileK + 1) + s.tileQ * cols + s.tileK);
 }
 
@@ -57,6 +60,7 @@ export function kernelStorageBytes(s: KernelShape, headDim: number): number {
  * The kernel shape for a head dim on a device.
  * @param headDim D (a multiple of 4)
  * @param limits the adapter's limits (defaults to WebGPU's)
+ * @param dtype element type of the staged tiles ("f32" or "f16")
  * @returns tile shape and invocation split
  * @example
  * ```ts
@@ -64,13 +68,19 @@ export function kernelStorageBytes(s: KernelShape, headDim: number): number {
  * chooseTiles(64, { maxComputeWorkgroupStorageSize: 49152 }); // { tileQ: 64, tileK: 32, threads: 128, rowsPerThread: 4 }
  * ```
  */
-export function chooseTiles(headDim: number, limits: DeviceLimits = DEFAULT_LIMITS): KernelShape {
+export function chooseTiles(
+  headDim: number,
+  limits: DeviceLimits = DEFAULT_LIMITS,
+  dtype = "f32",
+): KernelShape {
   const maxThreads = limits.maxComputeInvocationsPerWorkgroup ?? 256;
   const d4 = headDim / 4;
   for (const [tileQ, tileK, rowsPerThread] of CANDIDATES) {
     const shape = kernelShape(tileQ, tileK, rowsPerThread, d4);
     if (!shape || shape.threads > maxThreads) continue;
-    if (kernelStorageBytes(shape, headDim) <= limits.maxComputeWorkgroupStorageSize) return shape;
+    if (kernelStorageBytes(shape, headDim, dtype) <= limits.maxComputeWorkgroupStorageSize) {
+      return shape;
+    }
   }
   return kernelShape(4, 4, 1, d4)!;
 }

@@ -8,17 +8,20 @@ import type { BufferName, CompiledAttention } from "../compiler/mod.ts";
 import { DeviceError } from "../dsl/errors.ts";
 import type { PipelineCache } from "./pipeline_cache.ts";
 
-/** Float32 inputs in DESIGN §1 layout; gates `[B, Hq, branches]` or `[B, Hq, N, branches]`. */
+/**
+ * Inputs in DESIGN §1 layout; gates `[B, Hq, branches]` or `[B, Hq, N, branches]` (float32).
+ * A float16 call takes Float16Array tensors (Float32Array ones are converted on upload).
+ */
 export interface AttentionInputs {
-  q: Float32Array;
-  k: Float32Array;
-  v: Float32Array;
+  q: Float32Array | Float16Array;
+  k: Float32Array | Float16Array;
+  v: Float32Array | Float16Array;
   gates?: Float32Array;
 }
 
-/** O `[B, Hq, N, D]`, LSE `[B, Hq, N]` (or `[branches, B, Hq, N]` when gated). */
+/** O `[B, Hq, N, D]` in the call's dtype, LSE `[B, Hq, N]` (or `[branches, B, Hq, N]` when gated). */
 export interface AttentionOutputs {
-  o: Float32Array;
+  o: Float32Array | Float16Array;
   lse: Float32Array;
 }
 
@@ -89,16 +92,23 @@ export class AttentionCall {
     const { shape, branches, gated } = this.compiled;
     const rows = shape.batch * shape.headsQ * shape.seqLen;
     const gates = gated ? inputs.gates ?? this.#defaultGates() : new Float32Array(1);
+    const half = this.compiled.dtype === "f16";
+    const asDtype = (x: Float32Array | Float16Array) =>
+      half ? (x instanceof Float16Array ? x : Float16Array.from(x)) : (
+        x instanceof Float32Array ? x : Float32Array.from(x)
+      );
+    const [q, k, v] = [asDtype(inputs.q), asDtype(inputs.k), asDtype(inputs.v)];
     const sizes: Record<BufferName, number> = {
-      q: inputs.q.byteLength,
-      k: inputs.k.byteLength,
-      v: inputs.v.byteLength,
+      q: q.byteLength,
+      k: k.byteLength,
+      v: v.byteLength,
       schedule: this.compiled.schedule.byteLength,
       aux: this.compiled.aux.byteLength,
       o: rows * shape.headDim * 4,
       lse: rows * branches * 4,
       branchO: gated ? rows * shape.headDim * 4 * branches : 16,
       gates: gates.byteLength,
+      o16: half ? rows * shape.headDim * 2 : 16,
     };
     const limit = this.device.limits.maxStorageBufferBindingSize;
     for (const [name, size] of Object.entries(sizes) as [BufferName, number][]) {
@@ -116,9 +126,9 @@ export class AttentionCall {
     // Typed arrays are written whole: offsets and sizes would be in elements, not bytes.
     const write = (name: BufferName, data: ArrayBufferView) =>
       this.device.queue.writeBuffer(this.#buffers.get(name)!, 0, data as BufferSource);
-    write("q", inputs.q);
-    write("k", inputs.k);
-    write("v", inputs.v);
+    write("q", q);
+    write("k", k);
+    write("v", v);
     write("schedule", this.compiled.schedule);
     write("aux", this.compiled.aux);
     write("gates", gates);
@@ -177,11 +187,15 @@ export class AttentionCall {
    * @returns the outputs as float32
    */
   async read(): Promise<AttentionOutputs> {
-    const [o, lse] = await Promise.all([this.#readBuffer("o"), this.#readBuffer("lse")]);
-    return { o, lse };
+    const half = this.compiled.dtype === "f16";
+    const [o, lse] = await Promise.all([
+      this.#readBuffer(half ? "o16" : "o"),
+      this.#readBuffer("lse"),
+    ]);
+    return { o: half ? new Float16Array(o) : new Float32Array(o), lse: new Float32Array(lse) };
   }
 
-  async #readBuffer(name: BufferName): Promise<Float32Array> {
+  async #readBuffer(name: BufferName): Promise<ArrayBuffer> {
     const source = this.#buffers.get(name)!;
     const staging = this.device.createBuffer({
       size: source.size,
@@ -191,7 +205,7 @@ export class AttentionCall {
     encoder.copyBufferToBuffer(source, 0, staging, 0, source.size);
     this.device.queue.submit([encoder.finish()]);
     await staging.mapAsync(GPUMapMode.READ);
-    const data = new Float32Array(staging.getMappedRange().slice(0));
+    const data = staging.getMappedRange().slice(0);
     staging.unmap();
     staging.destroy();
     return data;

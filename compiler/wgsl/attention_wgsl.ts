@@ -35,6 +35,8 @@ export interface ComponentKernelOptions {
   merge: boolean;
   /** Constant loop bounds (GPUs unroll them); false reads them from the schedule header. */
   unroll: boolean;
+  /** Element type of Q, K and V (and of their workgroup tiles); sums are always float32. */
+  dtype: "f32" | "f16";
   /** Invocations per workgroup and query rows per invocation. */
   threads: number;
   rowsPerThread: number;
@@ -67,14 +69,18 @@ export function componentKernel(o: ComponentKernelOptions): string {
       `tile ${tileQ}x${tileK}, workgroup ${
         kernelGeometry(o).threads
       }, N=${n}, D=${shape.headDim}, ` +
-        `Hq=${shape.headsQ}, Hkv=${shape.headsKV}, float32`,
+        `Hq=${shape.headsQ}, Hkv=${shape.headsKV}, ${
+          o.dtype === "f16" ? "float16 inputs, float32 accumulation" : "float32"
+        }`,
     );
+  const T = o.dtype; // element type of Q, K, V and their workgroup tiles
+  if (T === "f16") m.enable("f16");
   m.declare(
     "bindings",
     `
-@group(0) @binding(0) var<storage, read> qIn: array<vec4<f32>>;
-@group(0) @binding(1) var<storage, read> kIn: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> vIn: array<vec4<f32>>;
+@group(0) @binding(0) var<storage, read> qIn: array<vec4<${T}>>;
+@group(0) @binding(1) var<storage, read> kIn: array<vec4<${T}>>;
+@group(0) @binding(2) var<storage, read> vIn: array<vec4<${T}>>;
 @group(0) @binding(3) var<storage, read> schedule: array<u32>;
 @group(0) @binding(4) var<storage, read> aux: array<u32>;
 @group(0) @binding(5) var<storage, read_write> oOut: array<vec4<f32>>;
@@ -105,9 +111,9 @@ const LN2 = ${f32(Math.LN2)};`,
   m.declare(
     "workgroupMemory",
     `
-var<workgroup> qTile: array<vec4<f32>, ${tileQ * (d4 + 1)}>;
-var<workgroup> kTile: array<vec4<f32>, ${tileK * (d4 + 1)}>;
-var<workgroup> vTile: array<vec4<f32>, ${tileK * d4}>;
+var<workgroup> qTile: array<vec4<${T}>, ${tileQ * (d4 + 1)}>;
+var<workgroup> kTile: array<vec4<${T}>, ${tileK * (d4 + 1)}>;
+var<workgroup> vTile: array<vec4<${T}>, ${tileK * d4}>;
 var<workgroup> pTile: array<f32, ${tileQ * (tileK + 1)}>;
 var<workgroup> rowShare: array<f32, ${tileQ * g.cols}>; // per-column row maxima, then row sums
 var<workgroup> kPosition: array<i32, ${tileK}>;`,
@@ -154,7 +160,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     let r = i / D4;
     let q = ${qPos}(qTileIndex * TILE_Q + r);
     let src = (bh * N + u32(max(q, 0))) * D4 + i % D4;
-    qTile[r * QK_STRIDE + i % D4] = select(vec4<f32>(0.0), qIn[src] * SCORE_SCALE, q >= 0);
+    qTile[r * QK_STRIDE + i % D4] = select(vec4<${o.dtype}>(0.0), qIn[src] * SCORE_SCALE, q >= 0);
   }
 ${each((r) => `  let q${r} = ${qPos}(qTileIndex * TILE_Q + firstRow + ${r}u);`)}
 ${each((r) => `  var rowMax${r} = NO_SCORE;`)}
@@ -175,8 +181,8 @@ ${eachRD((r, d) => `  var acc${r}_${d} = vec4<f32>(0.0);`)}
       let k = ${kPos}(kTileStart + j);
       if (i % D4 == 0u) { kPosition[j] = k; }
       let src = kvBase + u32(max(k, 0)) * D4 + i % D4;
-      kTile[j * QK_STRIDE + i % D4] = select(vec4<f32>(0.0), kIn[src], k >= 0);
-      vTile[i] = select(vec4<f32>(0.0), vIn[src], k >= 0);
+      kTile[j * QK_STRIDE + i % D4] = select(vec4<${o.dtype}>(0.0), kIn[src], k >= 0);
+      vTile[i] = select(vec4<${o.dtype}>(0.0), vIn[src], k >= 0);
     }
     workgroupBarrier();
 
@@ -185,7 +191,7 @@ ${eachRJ((r, j) => `    var s${r}_${j} = 0.0;`)}
     for (var d = 0u; d < d4; d++) {
 ${each((r) => `      let qv${r} = qTile[(firstRow + ${r}u) * QK_STRIDE + d];`)}
 ${J.map((j) => `      let kv${j} = kTile[(col + ${j * g.cols}u) * QK_STRIDE + d];`).join("\n")}
-${eachRJ((r, j) => `      s${r}_${j} += dot(qv${r}, kv${j});`)}
+${eachRJ((r, j) => `      s${r}_${j} += ${widen(`dot(qv${r}, kv${j})`, o.dtype, "f32")};`)}
     }
     // Mask (PARTIAL tiles only) and this column's share of each row's max.
 ${J.map((j) => `    let k${j} = kPosition[col + ${j * g.cols}u];`).join("\n")}
@@ -206,7 +212,12 @@ ${each((r) => softmaxRow(r, J, Dd, g.cols))}
     // O += P V: a ROWS x DIMS4 register tile of vec4s.
     for (var j = 0u; j < tileK; j++) {
 ${each((r) => `      let p${r} = pTile[(firstRow + ${r}u) * P_STRIDE + j];`)}
-${Dd.map((d) => `      let v${d} = vTile[j * D4 + col + ${d * g.cols}u];`).join("\n")}
+${
+    Dd.map((d) =>
+      `      let v${d} = ${widen(`vTile[j * D4 + col + ${d * g.cols}u]`, o.dtype, "vec4<f32>")};`
+    )
+      .join("\n")
+  }
 ${eachRD((r, d) => `      acc${r}_${d} += p${r} * v${d};`)}
     }
   }
@@ -222,6 +233,11 @@ ${
   workgroupBarrier();
 ${each((r) => epilogue(o, r, Dd, g.cols))}
 }`;
+}
+
+/** Float16 products are summed in float32: wrap an f16 value in a conversion. */
+function widen(expression: string, dtype: "f32" | "f16", to: string): string {
+  return dtype === "f16" ? `${to}(${expression})` : expression;
 }
 
 function range(n: number): number[] {

@@ -71,6 +71,34 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
 }
 
 /**
+ * WGSL that converts the float32 output accumulator to the float16 output tensor.
+ * @param o number of vec4s and the x workgroup count
+ * @returns the module text
+ * @example
+ * ```ts
+ * import { castKernel } from "./elementwise_wgsl.ts";
+ * castKernel({ count: 1024, groupsX: 4 });
+ * ```
+ */
+export function castKernel(o: { count: number; groupsX: number }): string {
+  const m = new ShaderModule().comment("Weft cast: O float32 -> float16").enable("f16");
+  m.declare(
+    "bindings",
+    `
+@group(0) @binding(0) var<storage, read> oIn: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read_write> oOut: array<vec4<f16>>;`,
+  );
+  linearIndex(m);
+  return m.render(`
+@compute @workgroup_size(${ELEMENTWISE_WORKGROUP})
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let i = linearIndex(wg, lid, ${o.groupsX}u);
+  if (i >= ${o.count}u) { return; }
+  oOut[i] = vec4<f16>(oIn[i]);
+}`);
+}
+
+/**
  * WGSL that blends the branches' outputs with gates.
  * @param o shape, branch count, whether gates vary per position, the x workgroup count
  * @returns the module text

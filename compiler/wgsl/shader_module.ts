@@ -7,11 +7,18 @@
 /** Collects the pieces of one WGSL module in a deterministic order. */
 export class ShaderModule {
   readonly #header: string[] = [];
+  readonly #enables: string[] = [];
   readonly #declarations = new Map<string, string>();
 
   /** A line of the header comment (pattern, tile shape, workgroup size). */
   comment(line: string): this {
     this.#header.push(`// ${line}`);
+    return this;
+  }
+
+  /** An `enable` directive (e.g. `f16`), which WGSL requires before any declaration. */
+  enable(extension: string): this {
+    if (!this.#enables.includes(extension)) this.#enables.push(extension);
     return this;
   }
 
@@ -24,7 +31,7 @@ export class ShaderModule {
   /** The full module text. */
   render(entryPoint: string): string {
     return [
-      this.#header.join("\n"),
+      this.#header.join("\n") + this.#enables.map((e) => `\nenable ${e};`).join(""),
       ...this.#declarations.values(),
       entryPoint.trim(),
     ].join("\n\n") + "\n";

@@ -13,7 +13,6 @@ import type { AttentionShape } from "../../compiler/mod.ts";
 import { readNpyFile } from "../../runtime/npy.ts";
 import { createRuntime } from "../../runtime/runtime.ts";
 
-const TOLERANCE = 1e-4;
 /** A second tile shape: two keys and more rows per invocation than the device shape. */
 const SECOND_TILES = { tileQ: 16, tileK: 16 };
 const SMALL_TILE_CASES = new Set([
@@ -53,38 +52,51 @@ export function maxAbsError(actual: ArrayLike<number>, expected: ArrayLike<numbe
   return worst;
 }
 
-Deno.test("golden kernels match the float64 reference", async (t) => {
-  const rt = await createRuntime();
-  try {
-    for (const c of manifest.cases) {
-      const load = async (key: string) =>
-        c.files[key] ? (await readNpyFile(dir + c.files[key])) : undefined;
-      const [q, k, v, o, lse, gates] = await Promise.all(
-        ["q", "k", "v", "o", "lse", "gates"].map(load),
-      );
-      const shapes = SMALL_TILE_CASES.has(c.name) ? [undefined, SECOND_TILES] : [undefined];
-      for (const tiles of shapes) {
-        const label = `${c.name} (${tiles ? "tiles 16x16" : "device tiles"})`;
-        await t.step(label, async () => {
-          const compiled = rt.compile(c.pattern, {
-            shape: c.shape,
-            tiles,
-            gatesPerPosition: gates?.shape.length === 4,
-          });
-          const out = await rt.run(compiled, {
-            q: q!.data as Float32Array,
-            k: k!.data as Float32Array,
-            v: v!.data as Float32Array,
-            gates: gates?.data as Float32Array | undefined,
-          });
-          const errO = maxAbsError(out.o, o!.data);
-          const errLse = maxAbsError(out.lse, lse!.data);
-          assert.ok(errO <= TOLERANCE, `${label}: max |O - O_ref| = ${errO}`);
-          assert.ok(errLse <= TOLERANCE, `${label}: max |LSE - LSE_ref| = ${errLse}`);
+const rt = await createRuntime();
+addEventListener("unload", () => rt.destroy());
+
+/** Runs every golden case in `dtype` and checks O and LSE within `tolerance`. */
+async function checkGolden(t: Deno.TestContext, dtype: "f32" | "f16", tolerance: number) {
+  for (const c of manifest.cases) {
+    const load = async (key: string) =>
+      c.files[key] ? (await readNpyFile(dir + c.files[key])) : undefined;
+    const [q, k, v, o, lse, gates] = await Promise.all(
+      ["q", "k", "v", "o", "lse", "gates"].map(load),
+    );
+    const shapes = SMALL_TILE_CASES.has(c.name) ? [undefined, SECOND_TILES] : [undefined];
+    for (const tiles of shapes) {
+      const label = `${c.name} ${dtype} (${tiles ? "tiles 16x16" : "device tiles"})`;
+      await t.step(label, async () => {
+        const compiled = rt.compile(c.pattern, {
+          shape: c.shape,
+          dtype,
+          tiles,
+          gatesPerPosition: gates?.shape.length === 4,
         });
-      }
+        const out = await rt.run(compiled, {
+          q: q!.data as Float32Array,
+          k: k!.data as Float32Array,
+          v: v!.data as Float32Array,
+          gates: gates?.data as Float32Array | undefined,
+        });
+        const errO = maxAbsError(out.o, o!.data);
+        const errLse = maxAbsError(out.lse, lse!.data);
+        assert.ok(errO <= tolerance, `${label}: max |O - O_ref| = ${errO}`);
+        assert.ok(errLse <= tolerance, `${label}: max |LSE - LSE_ref| = ${errLse}`);
+      });
     }
-  } finally {
-    rt.destroy();
   }
+}
+
+Deno.test("golden kernels match the float64 reference (float32)", async (t) => {
+  await checkGolden(t, "f32", 1e-4);
+});
+
+// Float16 needs the adapter's shader-f16 (the H100 has it; llvmpipe's GL path does not).
+Deno.test({
+  name: "golden kernels match the float64 reference (float16 inputs and O)",
+  ignore: !rt.info.shaderF16,
+  fn: async (t) => {
+    await checkGolden(t, "f16", 5e-3);
+  },
 });
