@@ -1,0 +1,241 @@
+/**
+ * `deno task bench`: times the pattern suite on this machine's WebGPU adapter.
+ *
+ * On a software fallback adapter it runs a small matrix (B=1, H=2, D=64, N in {256, 1024})
+ * timed by the wall clock; on a GPU, B=1, H=8, D=64, N in {4096, 16384, 65536} timed with
+ * timestamp queries. Progress goes to stderr, the table to stdout.
+ *
+ * ```sh
+ * deno task bench
+ * deno task bench --n 4096,16384 --patterns dense,ring --reps 20 --json out.json --markdown out.md
+ * ```
+ * @module
+ */
+import { styleText } from "node:util";
+import { parseArgs } from "node:util";
+import type { AttentionShape } from "../compiler/mod.ts";
+import { createRuntime, type Runtime } from "../runtime/runtime.ts";
+import { measurePattern, seededNormals } from "./measure.ts";
+import {
+  type BenchRow,
+  buildRow,
+  failedRow,
+  formatJson,
+  formatMarkdown,
+  formatTable,
+} from "./report.ts";
+import { selectPatterns, SUITE, type SuiteEntry } from "./suite.ts";
+
+const USAGE = `Usage: deno task bench [options]
+
+  --n LIST          sequence lengths, e.g. 4096,16384
+  --patterns LIST   suite names (${SUITE.map((e) => e.name).join(", ")})
+  --heads H         query (and key/value) heads
+  --head-dim D      head dim
+  --dtype LIST      f32, f16 (default: both where the adapter has shader-f16)
+  --reps R          timed submissions per row (median reported)
+  --warmup W        untimed submissions first
+  --json FILE       write the rows as a JSON array
+  --markdown FILE   write a markdown table
+  --help            show this`;
+
+/** The sizes and repetitions of one run. */
+interface Matrix {
+  ns: number[];
+  dtypes: ("f32" | "f16")[];
+  heads: number;
+  headDim: number;
+  reps: number;
+  warmup: number;
+}
+
+/** Small enough for a 2-core llvmpipe machine in well under two minutes; real sizes on a GPU. */
+function defaultMatrix(fallback: boolean): Matrix {
+  return fallback
+    ? { ns: [256, 1024], dtypes: ["f32"], heads: 2, headDim: 64, reps: 3, warmup: 1 }
+    : {
+      ns: [4096, 16384, 65536],
+      dtypes: ["f32", "f16"],
+      heads: 8,
+      headDim: 64,
+      reps: 10,
+      warmup: 2,
+    };
+}
+
+function dtypeList(text: string, shaderF16: boolean): ("f32" | "f16")[] {
+  const list = text.split(",").map((s) => s.trim());
+  for (const d of list) {
+    if (d !== "f32" && d !== "f16") throw new Error(`--dtype must list f32 or f16, got "${d}"`);
+    if (d === "f16" && !shaderF16) {
+      throw new Error("--dtype f16 needs an adapter with shader-f16; this one has none");
+    }
+  }
+  return list as ("f32" | "f16")[];
+}
+
+function positiveInts(flag: string, text: string): number[] {
+  const xs = text.split(",").map((s) => Number(s.trim()));
+  if (xs.length === 0 || xs.some((x) => !Number.isInteger(x) || x < 1)) {
+    throw new Error(`--${flag} must be positive integers separated by commas, got "${text}"`);
+  }
+  return xs;
+}
+
+function positiveInt(flag: string, text: string | undefined, fallback: number): number {
+  return text === undefined ? fallback : positiveInts(flag, text)[0];
+}
+
+function parse(args: string[]) {
+  const { values } = parseArgs({
+    args,
+    options: {
+      n: { type: "string" },
+      patterns: { type: "string" },
+      heads: { type: "string" },
+      "head-dim": { type: "string" },
+      dtype: { type: "string" },
+      reps: { type: "string" },
+      warmup: { type: "string" },
+      json: { type: "string" },
+      markdown: { type: "string" },
+      help: { type: "boolean" },
+    },
+  });
+  return values;
+}
+
+/** Runs every pattern at one N, dense first so the others' efficiency can refer to it. */
+async function benchShape(
+  rt: Runtime,
+  shape: AttentionShape,
+  entries: readonly SuiteEntry[],
+  matrix: Matrix & { dtype: "f32" | "f16" },
+  progress: (row: BenchRow, extra: string) => void,
+): Promise<BenchRow[]> {
+  const count = shape.batch * shape.headsQ * shape.seqLen * shape.headDim;
+  // One set of inputs per shape, shared by its patterns; distinct seeds for q, k and v.
+  // Converted to the call's dtype once here rather than on every upload.
+  const make = (seed: number) => {
+    const x = seededNormals(count, seed);
+    return matrix.dtype === "f16" ? Float16Array.from(x) : x;
+  };
+  const inputs = { q: make(1), k: make(2), v: make(3) };
+  const rows: BenchRow[] = [];
+  let denseMs: number | undefined;
+  for (const entry of entries) {
+    const ctx = {
+      pattern: entry.name,
+      shape,
+      device: rt.info.description,
+      dtype: matrix.dtype,
+      denseMs,
+    };
+    try {
+      const m = await measurePattern(rt, entry.pattern, { shape, inputs, ...matrix });
+      if (entry.name === "dense") denseMs = m.ms;
+      const row = buildRow(m, { ...ctx, denseMs });
+      rows.push(row);
+      progress(
+        row,
+        `pipelines ${m.pipelineMs.toFixed(0)} ms, prepare ${m.prepareMs.toFixed(0)} ms, ` +
+          `first submit ${m.firstSubmitMs.toFixed(0)} ms, ` +
+          `samples ${m.samples.map((s) => s.toFixed(2)).join(" ")}`,
+      );
+    } catch (e) {
+      const row = failedRow(ctx, e);
+      rows.push(row);
+      progress(row, "");
+    }
+  }
+  return rows;
+}
+
+async function main(args: string[]): Promise<number> {
+  const flags = parse(args);
+  if (flags.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  const entries = selectPatterns(flags.patterns?.split(",").map((s) => s.trim()));
+  const rt = await createRuntime();
+  const { description, isFallback } = rt.info;
+  const defaults = defaultMatrix(isFallback);
+  const matrix: Matrix = {
+    ns: flags.n === undefined ? defaults.ns : positiveInts("n", flags.n),
+    dtypes: flags.dtype === undefined
+      ? defaults.dtypes.filter((d) => d === "f32" || rt.info.shaderF16)
+      : dtypeList(flags.dtype, rt.info.shaderF16),
+    heads: positiveInt("heads", flags.heads, defaults.heads),
+    headDim: positiveInt("head-dim", flags["head-dim"], defaults.headDim),
+    reps: positiveInt("reps", flags.reps, defaults.reps),
+    warmup: flags.warmup === "0" ? 0 : positiveInt("warmup", flags.warmup, defaults.warmup),
+  };
+  const shapeText = `B=1 H=${matrix.heads} D=${matrix.headDim}, ${matrix.dtypes.join(" and ")}, ` +
+    `median of ${matrix.reps} after ${matrix.warmup} warm-up`;
+  const timerText = rt.info.timestamps && !isFallback
+    ? "GPU timestamps"
+    : "wall clock (submit awaits completion)";
+  console.error(
+    styleText(
+      "bold",
+      `Weft bench on ${description}${isFallback ? " (software fallback)" : ""}: ${shapeText}; ` +
+        `timer: ${timerText}`,
+    ),
+  );
+
+  const total = matrix.ns.length * matrix.dtypes.length * entries.length;
+  let done = 0;
+  const progress = (row: BenchRow, extra: string) => {
+    done++;
+    const head = `[${done}/${total}] ${row.pattern} N=${row.n} ${row.dtype}`;
+    if (row.error !== undefined) {
+      console.error(styleText("red", `${head}: failed: ${row.error}`));
+    } else {
+      console.error(
+        `${head}: ${row.ms!.toFixed(3)} ms (${row.timer}), density ${row.density!.toFixed(4)}, ` +
+          styleText("dim", extra),
+      );
+    }
+  };
+  const started = performance.now();
+  const rows: BenchRow[] = [];
+  for (const n of matrix.ns) {
+    const shape = {
+      batch: 1,
+      headsQ: matrix.heads,
+      headsKV: matrix.heads,
+      seqLen: n,
+      headDim: matrix.headDim,
+    };
+    for (const dtype of matrix.dtypes) {
+      rows.push(...await benchShape(rt, shape, entries, { ...matrix, dtype }, progress));
+    }
+  }
+  console.error(`done in ${((performance.now() - started) / 1000).toFixed(1)} s`);
+
+  console.log(formatTable(rows));
+  if (flags.json) await Deno.writeTextFile(flags.json, formatJson(rows));
+  if (flags.markdown) {
+    await Deno.writeTextFile(
+      flags.markdown,
+      formatMarkdown(rows, {
+        device: description,
+        fallback: isFallback,
+        date: new Date(),
+        shape: `${shapeText}, timer: ${timerText}`,
+      }),
+    );
+  }
+  rt.destroy();
+  return rows.some((r) => r.error !== undefined) ? 1 : 0;
+}
+
+if (import.meta.main) {
+  try {
+    Deno.exit(await main(Deno.args));
+  } catch (e) {
+    console.error(styleText("red", `bench: ${e instanceof Error ? e.message : e}`));
+    Deno.exit(2);
+  }
+}

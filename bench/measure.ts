@@ -1,0 +1,165 @@
+/**
+ * Measuring one pattern at one shape: compile, build pipelines, upload, warm up, then time
+ * repeated submissions. GPU time comes from timestamp queries where the adapter has them and
+ * is not a software fallback (whose timestamps mean little); otherwise from the wall clock
+ * around `submit`, which awaits the queue, so it includes submission overhead.
+ * @module
+ */
+import { type AttentionShape, planTileCounts } from "../compiler/mod.ts";
+import type { Pattern } from "../dsl/schema.ts";
+import type { AttentionInputs } from "../runtime/attention_call.ts";
+import type { Runtime } from "../runtime/runtime.ts";
+import { planDensity } from "./density.ts";
+
+/** Where a row's milliseconds come from: timestamp queries, or the host's clock. */
+export type Timer = "gpu" | "wall";
+
+/** Everything measured for one pattern at one shape. */
+export interface Measurement {
+  /** Median milliseconds per submission. */
+  ms: number;
+  /** Every timed sample, in order. */
+  samples: number[];
+  timer: Timer;
+  /** Planning and WGSL generation (`compiled.compileMs`). */
+  compileMs: number;
+  /** Shader module and pipeline creation for every pass (zero for cached pipelines). */
+  pipelineMs: number;
+  /** Buffer allocation, uploads and bind groups (pipelines already cached). */
+  prepareMs: number;
+  /**
+   * Wall time of the very first submission. Drivers that compile lazily (Mesa's llvmpipe JITs
+   * a kernel at its first dispatch) pay their real compile cost here, not in `pipelineMs`.
+   */
+  firstSubmitMs: number;
+  tiles: { visited: number; partial: number; dense: number };
+  /** Fraction of allowed pairs, averaged over branches (see `planDensity`). */
+  density: number;
+}
+
+/** What `measurePattern` needs besides the pattern. */
+export interface MeasureOptions {
+  shape: AttentionShape;
+  /** Q, K, V for `shape` (shared between patterns of one shape). */
+  inputs: AttentionInputs;
+  /** Timed submissions; the median is reported. */
+  reps: number;
+  /** Untimed submissions first (pipeline warm-up, clocks, caches). */
+  warmup: number;
+  /** Element type (default f32). */
+  dtype?: "f32" | "f16";
+}
+
+/**
+ * Compiles, prepares and times one pattern.
+ * @param rt the runtime
+ * @param pattern the pattern (JSON form)
+ * @param options shape, inputs, repetitions, warm-up submissions
+ * @returns the median time and what it was measured with, compile costs, tiles and density
+ * @throws whatever compiling or preparing throws (PatternError, PlanError, DeviceError, ...)
+ * @example
+ * ```ts ignore
+ * import { createRuntime } from "../runtime/runtime.ts";
+ * import { measurePattern, seededNormals } from "./measure.ts";
+ * const rt = await createRuntime();
+ * const shape = { batch: 1, headsQ: 2, headsKV: 2, seqLen: 256, headDim: 64 };
+ * const x = seededNormals(2 * 256 * 64, 1);
+ * const m = await measurePattern(rt, { kind: "causal" }, {
+ *   shape, inputs: { q: x, k: x, v: x }, reps: 3, warmup: 1,
+ * });
+ * console.log(m.ms, m.timer, m.density);
+ * ```
+ */
+export async function measurePattern(
+  rt: Runtime,
+  pattern: Pattern,
+  options: MeasureOptions,
+): Promise<Measurement> {
+  const compiled = rt.compile(pattern, { shape: options.shape, dtype: options.dtype });
+  // Pipelines first, on their own, so their cost is not mixed with the uploads of `prepare`.
+  let started = performance.now();
+  await Promise.all(compiled.passes.map((p) => rt.pipelines.get(p)));
+  const pipelineMs = performance.now() - started;
+  started = performance.now();
+  const call = await rt.prepare(compiled, options.inputs);
+  const prepareMs = performance.now() - started;
+  const useGpuTimer = rt.info.timestamps && !rt.info.isFallback;
+  const gpu: (number | undefined)[] = [], wall: number[] = [];
+  let firstSubmitMs = NaN;
+  try {
+    for (let i = 0; i < options.warmup + options.reps; i++) {
+      const t0 = performance.now();
+      const gpuMs = await call.submit();
+      const wallMs = performance.now() - t0;
+      if (i === 0) firstSubmitMs = wallMs;
+      if (i < options.warmup) continue;
+      gpu.push(gpuMs);
+      wall.push(wallMs);
+    }
+  } finally {
+    call.destroy();
+  }
+  // Timestamps on every sample, or the wall clock for all of them: never a mix.
+  const timer: Timer = useGpuTimer && gpu.every((t) => t !== undefined) ? "gpu" : "wall";
+  const samples = timer === "gpu" ? gpu as number[] : wall;
+  return {
+    ms: median(samples),
+    samples,
+    timer,
+    compileMs: compiled.compileMs,
+    pipelineMs,
+    prepareMs,
+    firstSubmitMs,
+    tiles: planTileCounts(compiled.plan),
+    density: planDensity(compiled.plan).density,
+  };
+}
+
+/**
+ * The median; the mean of the two middle values for an even count.
+ * @param xs samples (at least one)
+ * @returns the median, NaN for no samples
+ * @example
+ * ```ts
+ * import { median } from "./measure.ts";
+ * median([3, 1, 2]); // 2
+ * ```
+ */
+export function median(xs: readonly number[]): number {
+  if (xs.length === 0) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
+}
+
+/**
+ * Unit-normal float32 samples from a seeded PRNG (mulberry32, Box-Muller), so runs repeat and
+ * the kernels never see the zeros or constants that make exp and max trivially cheap.
+ * @param count how many samples
+ * @param seed any u32
+ * @returns the samples
+ * @example
+ * ```ts
+ * import { seededNormals } from "./measure.ts";
+ * seededNormals(4, 7).length; // 4
+ * ```
+ */
+export function seededNormals(count: number, seed: number): Float32Array {
+  const out = new Float32Array(count);
+  let state = seed >>> 0;
+  const uniform = () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  for (let i = 0; i < count; i += 2) {
+    // 1 - u keeps the log's argument in (0, 1].
+    const r = Math.sqrt(-2 * Math.log(1 - uniform()));
+    const theta = 2 * Math.PI * uniform();
+    out[i] = r * Math.cos(theta);
+    if (i + 1 < count) out[i + 1] = r * Math.sin(theta);
+  }
+  return out;
+}

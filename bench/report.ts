@@ -1,0 +1,223 @@
+/**
+ * Benchmark rows and their three renderings: an aligned text table for the terminal, a
+ * markdown table with a header line naming the device and date, and JSON. Derived numbers
+ * (throughput, efficiency) are computed here, once, from the raw measurements.
+ * @module
+ */
+import type { AttentionShape } from "../compiler/mod.ts";
+import type { Measurement, Timer } from "./measure.ts";
+
+/**
+ * One result row, in the JSON form `--json` writes (snake_case, as other tools read it).
+ * Numbers a failed row lacks are `null`, and `error` says why it failed.
+ */
+export interface BenchRow {
+  pattern: string;
+  n: number;
+  dtype: "f32" | "f16";
+  /** Median milliseconds per call. */
+  ms: number | null;
+  /** `4·B·H·N²·D / t`: what dense attention would need to reach the same time. */
+  tflops_dense_equiv: number | null;
+  /** `density × tflops_dense_equiv`: the useful work actually done per second. */
+  tflops_allowed: number | null;
+  /** Fraction of allowed pairs, averaged over branches. */
+  density: number | null;
+  /** `(t_dense / t) × density` at the same N; `null` when the dense row did not run. */
+  efficiency: number | null;
+  /** Planning and WGSL generation plus pipeline creation. */
+  compile_ms: number | null;
+  /**
+   * Wall time of the first submission: where a lazily compiling driver (llvmpipe) pays for
+   * its shader compile, which `compile_ms` then misses.
+   */
+  first_submit_ms: number | null;
+  tiles_visited: number | null;
+  tiles_dense: number | null;
+  timer: Timer | null;
+  device: string;
+  error?: string;
+}
+
+/** What a row needs besides its measurement. */
+export interface RowContext {
+  pattern: string;
+  shape: AttentionShape;
+  device: string;
+  /** Element type of the call (default f32). */
+  dtype?: "f32" | "f16";
+  /** Median ms of the dense pattern at the same shape and dtype, when it ran. */
+  denseMs?: number;
+}
+
+/**
+ * Builds a row from a measurement, deriving throughput and efficiency.
+ * @param m the measurement
+ * @param ctx pattern name, shape, device, dense time at the same shape
+ * @returns the row
+ * @example
+ * ```ts
+ * import { buildRow } from "./report.ts";
+ * const row = buildRow({
+ *   ms: 2, samples: [2], timer: "gpu", compileMs: 1, pipelineMs: 4, prepareMs: 1, firstSubmitMs: 9,
+ *   tiles: { visited: 10, partial: 2, dense: 40 }, density: 0.25,
+ * }, {
+ *   pattern: "ring", device: "gpu", denseMs: 4,
+ *   shape: { batch: 1, headsQ: 8, headsKV: 8, seqLen: 4096, headDim: 64 },
+ * });
+ * row.efficiency; // 0.5
+ * ```
+ */
+export function buildRow(m: Measurement, ctx: RowContext): BenchRow {
+  const { batch, headsQ, seqLen: n, headDim } = ctx.shape;
+  const flops = 4 * batch * headsQ * n * n * headDim;
+  const tflopsDense = flops / (m.ms * 1e-3) / 1e12;
+  return {
+    pattern: ctx.pattern,
+    n,
+    dtype: ctx.dtype ?? "f32",
+    ms: m.ms,
+    tflops_dense_equiv: tflopsDense,
+    tflops_allowed: m.density * tflopsDense,
+    density: m.density,
+    efficiency: ctx.denseMs === undefined ? null : (ctx.denseMs / m.ms) * m.density,
+    compile_ms: m.compileMs + m.pipelineMs,
+    first_submit_ms: m.firstSubmitMs,
+    tiles_visited: m.tiles.visited,
+    tiles_dense: m.tiles.dense,
+    timer: m.timer,
+    device: ctx.device,
+  };
+}
+
+/**
+ * A row for a pattern that failed to compile or run.
+ * @param ctx pattern name, shape, device
+ * @param error what went wrong
+ * @returns a row with null numbers and the error's message
+ * @example
+ * ```ts
+ * import { failedRow } from "./report.ts";
+ * const shape = { batch: 1, headsQ: 1, headsKV: 1, seqLen: 64, headDim: 64 };
+ * failedRow({ pattern: "ring", shape, device: "gpu" }, new Error("boom")).error; // "boom"
+ * ```
+ */
+export function failedRow(ctx: RowContext, error: unknown): BenchRow {
+  return {
+    pattern: ctx.pattern,
+    n: ctx.shape.seqLen,
+    dtype: ctx.dtype ?? "f32",
+    ms: null,
+    tflops_dense_equiv: null,
+    tflops_allowed: null,
+    density: null,
+    efficiency: null,
+    compile_ms: null,
+    first_submit_ms: null,
+    tiles_visited: null,
+    tiles_dense: null,
+    timer: null,
+    device: ctx.device,
+    error: error instanceof Error ? error.message : String(error),
+  };
+}
+
+const HEADERS = [
+  "pattern",
+  "N",
+  "ms",
+  "timer",
+  "TFLOP/s dense-eq",
+  "TFLOP/s allowed",
+  "density",
+  "efficiency",
+  "compile ms",
+  "tiles visited/dense",
+];
+
+function cells(r: BenchRow): string[] {
+  if (r.error !== undefined) {
+    return [r.pattern, String(r.n), "error", "", "", "", "", "", "", r.error];
+  }
+  return [
+    r.pattern,
+    String(r.n),
+    sig(r.ms),
+    r.timer ?? "",
+    sig(r.tflops_dense_equiv),
+    sig(r.tflops_allowed),
+    r.density === null ? "" : r.density.toFixed(4),
+    r.efficiency === null ? "" : r.efficiency.toFixed(3),
+    r.compile_ms === null ? "" : r.compile_ms.toFixed(0),
+    `${r.tiles_visited}/${r.tiles_dense}`,
+  ];
+}
+
+/** Three significant digits, without exponents for the sizes a benchmark sees. */
+function sig(x: number | null): string {
+  if (x === null || !Number.isFinite(x)) return "";
+  if (x === 0) return "0";
+  const digits = Math.max(0, 2 - Math.floor(Math.log10(Math.abs(x))));
+  return x.toFixed(Math.min(digits, 6));
+}
+
+/**
+ * An aligned plain-text table: text left, numbers right.
+ * @param rows the rows
+ * @returns the table, one line per row under a header and a rule
+ * @example
+ * ```ts
+ * import { formatTable } from "./report.ts";
+ * console.log(formatTable([]));
+ * ```
+ */
+export function formatTable(rows: readonly BenchRow[]): string {
+  const table = [HEADERS, ...rows.map(cells)];
+  const widths = HEADERS.map((_, c) => Math.max(...table.map((r) => r[c].length)));
+  const leftAligned = new Set([0, 3]);
+  const line = (r: string[]) =>
+    r.map((cell, c) => leftAligned.has(c) ? cell.padEnd(widths[c]) : cell.padStart(widths[c]))
+      .join("  ").trimEnd();
+  return [line(HEADERS), widths.map((w) => "-".repeat(w)).join("  "), ...table.slice(1).map(line)]
+    .join("\n");
+}
+
+/**
+ * A markdown table under a header line naming the device, the date and the shape.
+ * @param rows the rows
+ * @param meta device description, whether it is a software fallback, date, shape summary
+ * @returns markdown text ending in a newline
+ * @example
+ * ```ts
+ * import { formatMarkdown } from "./report.ts";
+ * formatMarkdown([], { device: "llvmpipe", fallback: true, date: new Date(0), shape: "B=1" });
+ * ```
+ */
+export function formatMarkdown(
+  rows: readonly BenchRow[],
+  meta: { device: string; fallback: boolean; date: Date; shape: string },
+): string {
+  const device = meta.fallback ? `${meta.device} (software fallback adapter)` : meta.device;
+  const lines = [
+    `### Weft bench: ${device}, ${meta.date.toISOString().slice(0, 10)}, ${meta.shape}`,
+    "",
+    `| ${HEADERS.join(" | ")} |`,
+    `| ${HEADERS.map((_, c) => c === 0 || c === 3 ? "---" : "---:").join(" | ")} |`,
+    ...rows.map((r) => `| ${cells(r).map((c) => c.replaceAll("|", "\\|")).join(" | ")} |`),
+  ];
+  return lines.join("\n") + "\n";
+}
+
+/**
+ * The rows as pretty-printed JSON (an array), with non-finite numbers as `null`.
+ * @param rows the rows
+ * @returns JSON text ending in a newline
+ * @example
+ * ```ts
+ * import { formatJson } from "./report.ts";
+ * formatJson([]); // "[]\n"
+ * ```
+ */
+export function formatJson(rows: readonly BenchRow[]): string {
+  return JSON.stringify(rows, null, 2) + "\n";
+}

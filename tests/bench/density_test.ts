@@ -1,0 +1,80 @@
+/**
+ * The benchmark's density, read off BlockMasks, against a brute-force count of the reference's
+ * allowed set, for every suite pattern at N=257 (an odd N leaves ragged last tiles and
+ * residue classes of unequal length). Then `bench/main.ts` end to end in a subprocess.
+ */
+import assert from "node:assert/strict";
+import { fileURLToPath } from "node:url";
+import { chooseTiles, planPattern, type TileShape } from "../../compiler/mod.ts";
+import type { Pattern } from "../../dsl/schema.ts";
+import { allowedMask } from "../../runtime/reference/mod.ts";
+import { planDensity } from "../../bench/density.ts";
+import { SUITE } from "../../bench/suite.ts";
+
+const N = 257;
+
+/** Allowed pairs of each branch, counted over all N² pairs with the reference's predicate. */
+function bruteForcePairs(pattern: Pattern, n: number): number[] {
+  const branches = pattern.kind === "gated" ? pattern.branches : [pattern];
+  return branches.map((b) => {
+    const allows = allowedMask(b, n);
+    let count = 0;
+    for (let q = 0; q < n; q++) {
+      for (let k = 0; k < n; k++) if (allows(q, k)) count++;
+    }
+    return count;
+  });
+}
+
+// The device's tile shape for D=64, and a small one so that N=257 crosses many tiles.
+const TILE_SHAPES: TileShape[] = [chooseTiles(64), { tileQ: 16, tileK: 8 }];
+
+for (const { name, pattern } of SUITE) {
+  Deno.test(`density of ${name} at N=${N} matches a brute-force count`, () => {
+    const expected = bruteForcePairs(pattern, N);
+    const expectedDensity = expected.reduce((s, x) => s + x, 0) / expected.length / (N * N);
+    for (const tiles of TILE_SHAPES) {
+      const got = planDensity(planPattern(pattern, N, tiles));
+      const where = `${name}, tile ${tiles.tileQ}x${tiles.tileK}`;
+      assert.deepEqual(got.allowedPairs, expected, `${where}: allowed pairs per branch`);
+      assert.equal(got.density, expectedDensity, `${where}: density`);
+    }
+  });
+}
+
+Deno.test("bench/main.ts writes rows with finite ms and density in (0, 1]", async () => {
+  const json = await Deno.makeTempFile({ suffix: ".json" });
+  try {
+    const main = fileURLToPath(new URL("../../bench/main.ts", import.meta.url));
+    const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        main,
+        "--n",
+        "128",
+        "--patterns",
+        "ring,stride16",
+        "--reps",
+        "1",
+        "--json",
+        json,
+      ],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const decode = (b: Uint8Array) => new TextDecoder().decode(b);
+    assert.equal(code, 0, `bench failed:\n${decode(stderr)}`);
+    assert.match(decode(stdout), /stride16/);
+    const rows = JSON.parse(await Deno.readTextFile(json));
+    assert.deepEqual(rows.map((r: { pattern: string }) => r.pattern), ["ring", "stride16"]);
+    for (const r of rows) {
+      assert.equal(r.n, 128);
+      assert.ok(Number.isFinite(r.ms) && r.ms > 0, `${r.pattern}: ms ${r.ms}`);
+      assert.ok(r.density > 0 && r.density <= 1, `${r.pattern}: density ${r.density}`);
+      assert.ok(r.timer === "gpu" || r.timer === "wall", `${r.pattern}: timer ${r.timer}`);
+    }
+  } finally {
+    await Deno.remove(json);
+  }
+});
