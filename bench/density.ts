@@ -16,7 +16,10 @@ import { type AllowedFn, allowedMask } from "../runtime/reference/mod.ts";
 export interface PlanDensity {
   /** Allowed pairs of each branch (one entry when not gated). */
   allowedPairs: number[];
-  /** Fraction of the N² pairs each branch allows, averaged over branches; in [0, 1]. */
+  /**
+   * Pairs computed per N²: the branches' allowed pairs summed (a gated pattern evaluates each
+   * branch's pairs separately, so its work is the sum; in [0, branches]).
+   */
   density: number;
 }
 
@@ -24,7 +27,7 @@ export interface PlanDensity {
  * Counts the pairs a plan allows from its BlockMasks: O(visited tiles + elements of PARTIAL
  * tiles), never O(N²) unless the schedule itself is.
  * @param plan a compiled plan (`compiled.plan`)
- * @returns allowed pairs per branch and the mean density over branches
+ * @returns allowed pairs per branch and the density (all branches' pairs per N²)
  * @example
  * ```ts
  * import { planPattern } from "../compiler/plan.ts";
@@ -37,8 +40,8 @@ export function planDensity(plan: Plan): PlanDensity {
   const allowedPairs = plan.branches.map((b) =>
     b.components.reduce((sum, c) => sum + componentPairs(c, plan.n), 0)
   );
-  const mean = allowedPairs.reduce((s, x) => s + x, 0) / Math.max(1, allowedPairs.length);
-  return { allowedPairs, density: mean / (plan.n * plan.n) };
+  const total = allowedPairs.reduce((s, x) => s + x, 0);
+  return { allowedPairs, density: total / (plan.n * plan.n) };
 }
 
 /**

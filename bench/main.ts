@@ -24,6 +24,7 @@ import {
   formatMarkdown,
   formatTable,
 } from "./report.ts";
+import { joinPeer, peerMarkdown, type PeerRow } from "./peer.ts";
 import { selectPatterns, SUITE, type SuiteEntry } from "./suite.ts";
 
 const USAGE = `Usage: deno task bench [options]
@@ -37,6 +38,9 @@ const USAGE = `Usage: deno task bench [options]
   --warmup W        untimed submissions first
   --json FILE       write the rows as a JSON array
   --markdown FILE   write a markdown table
+  --peer LIST       peer JSON files (bench/peers/flex_attention.py): adds FlexAttention and
+                    SDPA times and the Flex/Weft ratio to every row
+  --from FILE       re-report the rows of an earlier --json run instead of measuring
   --help            show this`;
 
 /** The sizes and repetitions of one run. */
@@ -99,6 +103,8 @@ function parse(args: string[]) {
       warmup: { type: "string" },
       json: { type: "string" },
       markdown: { type: "string" },
+      peer: { type: "string" },
+      from: { type: "string" },
       help: { type: "boolean" },
     },
   });
@@ -157,6 +163,7 @@ async function main(args: string[]): Promise<number> {
     console.log(USAGE);
     return 0;
   }
+  if (flags.from) return await report(JSON.parse(await Deno.readTextFile(flags.from)), flags);
   const entries = selectPatterns(flags.patterns?.split(",").map((s) => s.trim()));
   const rt = await createRuntime();
   const { description, isFallback } = rt.info;
@@ -214,6 +221,10 @@ async function main(args: string[]): Promise<number> {
   }
   console.error(`done in ${((performance.now() - started) / 1000).toFixed(1)} s`);
 
+  if (flags.peer) {
+    rt.destroy();
+    return await report(rows, flags);
+  }
   console.log(formatTable(rows));
   if (flags.json) await Deno.writeTextFile(flags.json, formatJson(rows));
   if (flags.markdown) {
@@ -228,6 +239,20 @@ async function main(args: string[]): Promise<number> {
     );
   }
   rt.destroy();
+  return rows.some((r) => r.error !== undefined) ? 1 : 0;
+}
+
+/** Joins rows with the peer's and writes the table, JSON and markdown with peer columns. */
+async function report(rows: BenchRow[], flags: ReturnType<typeof parse>): Promise<number> {
+  const peer: PeerRow[] = [];
+  for (const file of flags.peer?.split(",") ?? []) {
+    peer.push(...JSON.parse(await Deno.readTextFile(file.trim())));
+  }
+  const joined = joinPeer(rows, peer);
+  console.log(formatTable(rows));
+  if (peer.length) console.log("\n" + peerMarkdown(joined));
+  if (flags.json) await Deno.writeTextFile(flags.json, JSON.stringify(joined, null, 2) + "\n");
+  if (flags.markdown) await Deno.writeTextFile(flags.markdown, peerMarkdown(joined));
   return rows.some((r) => r.error !== undefined) ? 1 : 0;
 }
 

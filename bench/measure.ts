@@ -33,7 +33,7 @@ export interface Measurement {
    */
   firstSubmitMs: number;
   tiles: { visited: number; partial: number; dense: number };
-  /** Fraction of allowed pairs, averaged over branches (see `planDensity`). */
+  /** Pairs computed per N², summed over branches (see `planDensity`). */
   density: number;
 }
 

@@ -21,7 +21,7 @@ export interface BenchRow {
   tflops_dense_equiv: number | null;
   /** `density × tflops_dense_equiv`: the useful work actually done per second. */
   tflops_allowed: number | null;
-  /** Fraction of allowed pairs, averaged over branches. */
+  /** Pairs computed per N² (gated patterns: summed over branches). */
   density: number | null;
   /** `(t_dense / t) × density` at the same N; `null` when the dense row did not run. */
   efficiency: number | null;

@@ -12,10 +12,9 @@ const U32_MAX = 0xffffffff;
 const I32_MAX = 0x7fffffff;
 
 function integer(what: string, min: number, max = I32_MAX) {
-  return z.number({ error: (i) => `${what} must be an integer in [${min}, ${max}], got ${show(i.input)}` })
-    .int({ error: (i) => `${what} must be an integer in [${min}, ${max}], got ${show(i.input)}` })
-    .min(min, { error: (i) => `${what} must be an integer in [${min}, ${max}], got ${show(i.input)}` })
-    .max(max, { error: (i) => `${what} must be an integer in [${min}, ${max}], got ${show(i.input)}` });
+  const error = (i: { input: unknown }) =>
+    `${what} must be an integer in [${min}, ${max}], got ${show(i.input)}`;
+  return z.number({ error }).int({ error }).min(min, { error }).max(max, { error });
 }
 
 function show(value: unknown): string {
@@ -53,7 +52,15 @@ export const RandomSchema = z.strictObject({
 });
 
 /** The leaf kinds: each is one allowed-set rule from DESIGN §2. */
-export const LEAF_KINDS = ["dense", "causal", "window", "ring", "stride", "global", "random"] as const;
+export const LEAF_KINDS = [
+  "dense",
+  "causal",
+  "window",
+  "ring",
+  "stride",
+  "global",
+  "random",
+] as const;
 /** Every kind the schema accepts. */
 export const KINDS = [...LEAF_KINDS, "union", "intersect", "gated"] as const;
 
@@ -121,7 +128,9 @@ export const PatternSchema: z.ZodType<Pattern> = z.discriminatedUnion("kind", [
   error: (i) => {
     const kind = (i.input as { kind?: unknown } | undefined)?.kind;
     return kind === undefined
-      ? `a pattern must be an object with a "kind" (one of ${KINDS.join(", ")}), got ${show(i.input)}`
+      ? `a pattern must be an object with a "kind" (one of ${KINDS.join(", ")}), got ${
+        show(i.input)
+      }`
       : `unknown kind ${show(kind)}; expected one of ${KINDS.join(", ")}`;
   },
 });
