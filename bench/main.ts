@@ -1,7 +1,7 @@
 /**
  * `deno task bench`: times the pattern suite on this machine's WebGPU adapter.
  *
- * On a software fallback adapter it runs a small matrix (B=1, H=2, D=64, N in {256, 1024})
+ * On a software fallback adapter it runs a small matrix (B=1, H=2, D=32, N in {256, 1024})
  * timed by the wall clock; on a GPU, B=1, H=8, D=64, N in {4096, 16384, 65536} timed with
  * timestamp queries. Progress goes to stderr, the table to stdout.
  *
@@ -53,10 +53,16 @@ interface Matrix {
   warmup: number;
 }
 
-/** Small enough for a 2-core llvmpipe machine in well under two minutes; real sizes on a GPU. */
+/**
+ * Real sizes on a GPU. On a software adapter, small enough for a 2-core llvmpipe machine in
+ * well under two minutes from a cold shader cache: llvmpipe compiles each kernel at its first
+ * dispatch, and N and D are baked into the WGSL, so every (pattern, N) pays a compile that grows
+ * with D. Measured cold (2 cores, 18 rows): D=64 145 s (108 s of it compiling), D=32 55 s,
+ * D=16 27 s.
+ */
 function defaultMatrix(fallback: boolean): Matrix {
   return fallback
-    ? { ns: [256, 1024], dtypes: ["f32"], heads: 2, headDim: 64, reps: 3, warmup: 1 }
+    ? { ns: [256, 1024], dtypes: ["f32"], heads: 2, headDim: 32, reps: 3, warmup: 1 }
     : {
       ns: [4096, 16384, 65536],
       dtypes: ["f32", "f16"],
