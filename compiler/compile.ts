@@ -9,7 +9,15 @@ import { layoutCount } from "./layout.ts";
 import { type Plan, planPattern, type TileShape } from "./plan.ts";
 import { packSchedules } from "./schedule_buffer.ts";
 import { type AttentionShape, checkAttentionShape } from "./shape.ts";
-import { chooseTiles, type DeviceLimits, type KernelShape, kernelShape } from "./tiles.ts";
+import {
+  chooseTiles,
+  DEFAULT_LIMITS,
+  type DeviceLimits,
+  type KernelShape,
+  kernelShape,
+  kernelStorageBytes,
+} from "./tiles.ts";
+import { PlanError } from "../dsl/errors.ts";
 import { componentKernel } from "./wgsl/attention_wgsl.ts";
 import {
   blendKernel,
@@ -118,6 +126,8 @@ export function compile(pattern: unknown, options: CompileOptions): CompiledAtte
       : kernelShape(options.tiles.tileQ, options.tiles.tileK, 2, shape.headDim / 4)!
     : chooseTiles(shape.headDim, options.limits, dtype);
   // 3. Plan: branches of disjoint components, each with layouts and a BlockMask.
+  // Only a real device's limits are binding; without them the WGSL is text to read.
+  if (options.limits) checkKernelFits(tiles, shape.headDim, dtype, options.limits);
   const plan = planPattern(parsed, shape.seqLen, { tileQ: tiles.tileQ, tileK: tiles.tileK });
   // 4. Pack every component's BlockMask into one schedule buffer.
   const packed = packSchedules(plan, shape.headDim);
@@ -212,6 +222,29 @@ function branchPasses(o: {
     });
   });
   return passes;
+}
+
+/**
+ * A pipeline over the device's workgroup memory is an error at best; on the H100 through Deno
+ * it hung. Refuse it here, with the numbers.
+ */
+function checkKernelFits(tiles: KernelShape, headDim: number, dtype: Dtype, limits: DeviceLimits) {
+  const bytes = kernelStorageBytes(tiles, headDim, dtype);
+  if (bytes > limits.maxComputeWorkgroupStorageSize) {
+    throw new PlanError(
+      `Cannot compile: tile ${tiles.tileQ}x${tiles.tileK} at D=${headDim} (${dtype}) needs ${bytes} ` +
+        `bytes of workgroup memory; this device allows ${limits.maxComputeWorkgroupStorageSize}. ` +
+        `Use smaller tiles or leave tiles unset`,
+    );
+  }
+  const maxThreads = limits.maxComputeInvocationsPerWorkgroup ??
+    DEFAULT_LIMITS.maxComputeInvocationsPerWorkgroup!;
+  if (tiles.threads > maxThreads) {
+    throw new PlanError(
+      `Cannot compile: tile ${tiles.tileQ}x${tiles.tileK} uses ${tiles.threads} invocations per ` +
+        `workgroup; this device allows ${maxThreads}`,
+    );
+  }
 }
 
 function castPass(shape: AttentionShape): Pass {

@@ -45,7 +45,7 @@ const CANDIDATES: [number, number, number][] = [
  * @example
  * ```ts
  * import { kernelStorageBytes } from "./tiles.ts";
- * kernelStorageBytes({ tileQ: 32, tileK: 32, threads: 64, rowsPerThread: 4 }, 64); // 31488
+ * kernelStorageBytes({ tileQ: 32, tileK: 32, threads: 64, rowsPerThread: 4 }, 64); // 31360
  * ```
  */
 export function kernelStorageBytes(s: KernelShape, headDim: number, dtype = "f32"): number {
@@ -53,7 +53,7 @@ export function kernelStorageBytes(s: KernelShape, headDim: number, dtype = "f32
   const cols = s.threads / (s.tileQ / s.rowsPerThread);
   const vec4Bytes = dtype === "f16" ? 8 : 16;
   return vec4Bytes * (s.tileQ * (d4 + 1) + s.tileK * (d4 + 1) + s.tileK * d4) +
-    4 * (s.tileQ * (s.tileK + 1) + s.tileQ * cols + s.tileK);
+    4 * (s.tileQ * (s.tileK + 4) + s.tileQ * cols + s.tileK);
 }
 
 /**

@@ -103,7 +103,7 @@ const COLS = ${g.cols}u;          // invocations sharing those rows
 const KEYS = ${g.keys}u;          // keys per invocation per tile: col, col + COLS, ...
 const DIMS4 = ${g.dims4}u;         // output vec4s per row per invocation
 const QK_STRIDE = ${d4 + 1}u;     // padded row stride of the Q and K tiles: spreads banks
-const P_STRIDE = ${tileK + 1}u;
+const P_STRIDE4 = ${tileK / 4 + 1}u;    // P rows are vec4s of 4 keys, padded by one vec4
 const SCORE_SCALE = ${f32(o.scale * LOG2E)}; // scale * log2(e): scores live in the exp2 domain
 const NO_SCORE = -1.0e30;   // below any real score; never reaches exp2 unguarded
 const LN2 = ${f32(Math.LN2)};`,
@@ -114,7 +114,7 @@ const LN2 = ${f32(Math.LN2)};`,
 var<workgroup> qTile: array<vec4<${T}>, ${tileQ * (d4 + 1)}>;
 var<workgroup> kTile: array<vec4<${T}>, ${tileK * (d4 + 1)}>;
 var<workgroup> vTile: array<vec4<${T}>, ${tileK * d4}>;
-var<workgroup> pTile: array<f32, ${tileQ * (tileK + 1)}>;
+var<workgroup> pTile: array<vec4<f32>, ${tileQ * (tileK / 4 + 1)}>;
 var<workgroup> rowShare: array<f32, ${tileQ * g.cols}>; // per-column row maxima, then row sums
 var<workgroup> kPosition: array<i32, ${tileK}>;`,
   );
@@ -210,15 +210,23 @@ ${
 ${each((r) => softmaxRow(r, J, Dd, g.cols))}
     workgroupBarrier();
     // O += P V: a ROWS x DIMS4 register tile of vec4s.
-    for (var j = 0u; j < tileK; j++) {
-${each((r) => `      let p${r} = pTile[(firstRow + ${r}u) * P_STRIDE + j];`)}
+    for (var j4 = 0u; j4 < tileK / 4u; j4++) {
+${each((r) => `      let p${r} = pTile[(firstRow + ${r}u) * P_STRIDE4 + j4];`)}
 ${
-    Dd.map((d) =>
-      `      let v${d} = ${widen(`vTile[j * D4 + col + ${d * g.cols}u]`, o.dtype, "vec4<f32>")};`
+    [0, 1, 2, 3].map((c) =>
+      Dd.map((d) =>
+        `      let v${c}_${d} = ${
+          widen(`vTile[(j4 * 4u + ${c}u) * D4 + col + ${d * g.cols}u]`, o.dtype, "vec4<f32>")
+        };`
+      ).join("\n")
+    ).join("\n")
+  }
+${
+    [0, 1, 2, 3].map((c) =>
+      eachRD((r, d) => `      acc${r}_${d} += p${r}.${"xyzw"[c]} * v${c}_${d};`)
     )
       .join("\n")
   }
-${eachRD((r, d) => `      acc${r}_${d} += p${r} * v${d};`)}
     }
   }
 
@@ -262,7 +270,11 @@ ${
       rowSum${r} = rowSum${r} * rescale + ${J.map((j) => `p${j}`).join(" + ")};
 ${Dd.map((d) => `      acc${r}_${d} *= rescale;`).join("\n")}
 ${
-    J.map((j) => `      pTile[(firstRow + ${r}u) * P_STRIDE + col + ${j * cols}u] = p${j};`).join(
+    J.map((j) =>
+      `      pTile[(firstRow + ${r}u) * P_STRIDE4 + (col + ${j * cols}u) / 4u][(col + ${
+        j * cols
+      }u) % 4u] = p${j};`
+    ).join(
       "\n",
     )
   }
