@@ -25,9 +25,15 @@ export interface KernelShape extends TileShape {
   rowsPerThread: number;
 }
 
-/** Candidates, largest first: (tileQ, tileK, rows per invocation). */
+/**
+ * Candidates in order of preference: (tileQ, tileK, rows per invocation). The first two won a
+ * sweep on the H100 at N = 16384, D = 64 (docs/BENCHMARKS.md): 256 invocations of two rows
+ * each beat 128 of four and 64 of eight (dense f32 39.9 vs 46.2 vs 78.6 ms); 64x64 fits only
+ * in float16.
+ */
 const CANDIDATES: [number, number, number][] = [
-  [64, 64, 4],
+  [64, 64, 2],
+  [64, 32, 2],
   [64, 32, 4],
   [32, 32, 4],
   [32, 16, 4],
@@ -65,7 +71,7 @@ export function kernelStorageBytes(s: KernelShape, headDim: number, dtype = "f32
  * @example
  * ```ts
  * import { chooseTiles } from "./tiles.ts";
- * chooseTiles(64, { maxComputeWorkgroupStorageSize: 49152 }); // { tileQ: 64, tileK: 32, threads: 128, rowsPerThread: 4 }
+ * chooseTiles(64, { maxComputeWorkgroupStorageSize: 49152 }); // { tileQ: 64, tileK: 32, threads: 256, rowsPerThread: 2 }
  * ```
  */
 export function chooseTiles(
