@@ -15,7 +15,8 @@ import { styleText } from "node:util";
 import { parseArgs } from "node:util";
 import type { AttentionShape } from "../compiler/mod.ts";
 import { createRuntime, type Runtime } from "../runtime/runtime.ts";
-import { measurePattern, seededNormals } from "./measure.ts";
+import { normalTensor } from "../runtime/seeded_random.ts";
+import { measurePattern } from "./measure.ts";
 import {
   type BenchRow,
   buildRow,
@@ -129,7 +130,7 @@ async function benchShape(
   // One set of inputs per shape, shared by its patterns; distinct seeds for q, k and v.
   // Converted to the call's dtype once here rather than on every upload.
   const make = (seed: number) => {
-    const x = seededNormals(count, seed);
+    const x = normalTensor(count, seed);
     return matrix.dtype === "f16" ? Float16Array.from(x) : x;
   };
   const inputs = { q: make(1), k: make(2), v: make(3) };

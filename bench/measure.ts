@@ -60,10 +60,11 @@ export interface MeasureOptions {
  * @example
  * ```ts ignore
  * import { createRuntime } from "../runtime/runtime.ts";
- * import { measurePattern, seededNormals } from "./measure.ts";
+ * import { normalTensor } from "../runtime/seeded_random.ts";
+ * import { measurePattern } from "./measure.ts";
  * const rt = await createRuntime();
  * const shape = { batch: 1, headsQ: 2, headsKV: 2, seqLen: 256, headDim: 64 };
- * const x = seededNormals(2 * 256 * 64, 1);
+ * const x = normalTensor(2 * 256 * 64, 1);
  * const m = await measurePattern(rt, { kind: "causal" }, {
  *   shape, inputs: { q: x, k: x, v: x }, reps: 3, warmup: 1,
  * });
@@ -130,36 +131,4 @@ export function median(xs: readonly number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const mid = s.length >> 1;
   return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
-}
-
-/**
- * Unit-normal float32 samples from a seeded PRNG (mulberry32, Box-Muller), so runs repeat and
- * the kernels never see the zeros or constants that make exp and max trivially cheap.
- * @param count how many samples
- * @param seed any u32
- * @returns the samples
- * @example
- * ```ts
- * import { seededNormals } from "./measure.ts";
- * seededNormals(4, 7).length; // 4
- * ```
- */
-export function seededNormals(count: number, seed: number): Float32Array {
-  const out = new Float32Array(count);
-  let state = seed >>> 0;
-  const uniform = () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  for (let i = 0; i < count; i += 2) {
-    // 1 - u keeps the log's argument in (0, 1].
-    const r = Math.sqrt(-2 * Math.log(1 - uniform()));
-    const theta = 2 * Math.PI * uniform();
-    out[i] = r * Math.cos(theta);
-    if (i + 1 < count) out[i + 1] = r * Math.sin(theta);
-  }
-  return out;
 }

@@ -8,63 +8,11 @@ import { planSummary } from "../compiler/mod.ts";
 import type { Pattern } from "../dsl/schema.ts";
 import { reference } from "../runtime/reference/mod.ts";
 import { createRuntime } from "../runtime/runtime.ts";
+import { normalTensor } from "../runtime/seeded_random.ts";
 import { adapterLine, EXIT_FAILURE, formatMs, maxAbsError, runMain } from "../cli/_common.ts";
 
 /** DESIGN §4: float32 kernels match the float64 reference within this, for unit-normal inputs. */
 export const TOLERANCE = 1e-4;
-
-/**
- * Seeded standard normal samples (mulberry32 uniforms, Box-Muller), so every run of an example
- * checks the same numbers.
- *
- * @param seed any number; its low 32 bits seed the generator
- * @returns a function giving the next sample
- * @example
- * ```ts
- * import { seededNormals } from "./_verify.ts";
- * const next = seededNormals(1);
- * Number.isFinite(next()); // true
- * ```
- */
-export function seededNormals(seed: number): () => number {
-  let state = seed >>> 0;
-  const uniform = () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  let spare: number | undefined;
-  return () => {
-    if (spare !== undefined) {
-      const s = spare;
-      spare = undefined;
-      return s;
-    }
-    const radius = Math.sqrt(-2 * Math.log(1 - uniform())); // 1 - u is in (0, 1]
-    const angle = 2 * Math.PI * uniform();
-    spare = radius * Math.sin(angle);
-    return radius * Math.cos(angle);
-  };
-}
-
-/**
- * A float32 array of seeded standard normal samples.
- *
- * @param length number of elements
- * @param seed the generator's seed
- * @returns the samples
- * @example
- * ```ts
- * import { randomTensor } from "./_verify.ts";
- * randomTensor(4, 7).length; // 4
- * ```
- */
-export function randomTensor(length: number, seed: number): Float32Array {
-  const next = seededNormals(seed);
-  return Float32Array.from({ length }, next);
-}
 
 /** One example run. */
 export interface VerifyOptions {
@@ -104,10 +52,10 @@ export interface VerifyResult {
 export async function verifyExample(o: VerifyOptions): Promise<VerifyResult> {
   const { shape, pattern } = o;
   const seed = o.seed ?? 1;
-  const q = randomTensor(shape.batch * shape.headsQ * shape.seqLen * shape.headDim, seed);
+  const q = normalTensor(shape.batch * shape.headsQ * shape.seqLen * shape.headDim, seed);
   const kvLength = shape.batch * shape.headsKV * shape.seqLen * shape.headDim;
-  const k = randomTensor(kvLength, seed + 1);
-  const v = randomTensor(kvLength, seed + 2);
+  const k = normalTensor(kvLength, seed + 1);
+  const v = normalTensor(kvLength, seed + 2);
 
   const rt = await createRuntime();
   try {

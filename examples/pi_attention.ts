@@ -11,7 +11,8 @@
  * @module
  */
 import { gated, ring, stride } from "../dsl/builders.ts";
-import { mainExample, seededNormals } from "./_verify.ts";
+import { normals } from "../runtime/seeded_random.ts";
+import { mainExample } from "./_verify.ts";
 
 /** Ring radius r: each position sees `2r + 1` neighbours, wrapping at the ends. */
 export const RADIUS = 128;
@@ -31,7 +32,7 @@ if (import.meta.main) {
   // N = 512 > 2r + 1, so the ring is a real band (at N <= 257 it would allow every key).
   const shape = { batch: 1, headsQ: 2, headsKV: 2, seqLen: 512, headDim: 64 };
   // A learned gate per head, g = sigmoid(x): runtime gates [B, Hq, 2] = [g, 1 - g].
-  const next = seededNormals(42);
+  const next = normals(42);
   const gates = new Float32Array(shape.batch * shape.headsQ * 2);
   for (let h = 0; h < shape.batch * shape.headsQ; h++) {
     const g = 1 / (1 + Math.exp(-next()));

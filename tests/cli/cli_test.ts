@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { maxAbsError } from "../../cli/_common.ts";
 import type { Pattern } from "../../dsl/schema.ts";
 import { exampleNames } from "../../examples/registry.ts";
-import { randomTensor } from "../../examples/_verify.ts";
+import { normalTensor } from "../../runtime/seeded_random.ts";
 import { readNpyFile, writeNpyFile } from "../../runtime/npy.ts";
 import { reference } from "../../runtime/reference/mod.ts";
 
@@ -52,9 +52,9 @@ async function writeInputs(
   const dir = await Deno.makeTempDir({ prefix: "weft_cli_" });
   const { batch: B, headsQ: Hq, headsKV: Hkv, seqLen: N, headDim: D } = shape;
   const kN = overrides.kSeqLen ?? N;
-  const q = randomTensor(B * Hq * N * D, 11);
-  const k = randomTensor(B * Hkv * kN * D, 12);
-  const v = randomTensor(B * Hkv * kN * D, 13);
+  const q = normalTensor(B * Hq * N * D, 11);
+  const k = normalTensor(B * Hkv * kN * D, 12);
+  const v = normalTensor(B * Hkv * kN * D, 13);
   await writeNpyFile(join(dir, "q.npy"), { dtype: "f4", shape: [B, Hq, N, D], data: q });
   await writeNpyFile(join(dir, "k.npy"), { dtype: "f4", shape: [B, Hkv, kN, D], data: k });
   await writeNpyFile(join(dir, "v.npy"), { dtype: "f4", shape: [B, Hkv, kN, D], data: v });

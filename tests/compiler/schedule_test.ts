@@ -11,6 +11,7 @@ import { type Component, planPattern, planTileCounts } from "../../compiler/plan
 import type { Pattern } from "../../dsl/schema.ts";
 import { allowedMask } from "../../runtime/reference/mod.ts";
 import { lowbias32 } from "../../dsl/hash.ts";
+import { mulberry32 } from "../../runtime/seeded_random.ts";
 
 /** Element truth of one atom, written from DESIGN §2 independently of the compiler. */
 function atomAllows(a: Atom, q: number, k: number, n: number): boolean {
@@ -96,17 +97,6 @@ function checkMask(c: Component, n: number, where: string): void {
   }
 }
 
-/** mulberry32: a small seeded PRNG so failures reproduce. */
-function prng(seed: number) {
-  return () => {
-    seed = (seed + 0x6d2b79f5) >>> 0;
-    let t = seed;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 function randomLeaf(rand: () => number, n: number): Pattern {
   const int = (lo: number, hi: number) => lo + Math.floor(rand() * (hi - lo + 1));
   switch (int(0, 6)) {
@@ -161,7 +151,7 @@ Deno.test("schedules: every leaf kind at edge sizes", () => {
 });
 
 Deno.test("schedules: random unions and intersections match the reference", () => {
-  const rand = prng(2026);
+  const rand = mulberry32(2026); // seeded so that a failure reproduces
   for (let i = 0; i < 150; i++) {
     const n = 1 + Math.floor(rand() * 90);
     const pattern = randomPattern(rand, n, 2);

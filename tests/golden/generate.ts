@@ -9,7 +9,7 @@ import { parsePattern, type Pattern } from "../../dsl/schema.ts";
 import { writeNpy } from "../../runtime/npy.ts";
 import { reference } from "../../runtime/reference/mod.ts";
 import type { AttentionShape } from "../../runtime/shape.ts";
-import { mulberry32, normals } from "./_random.ts";
+import { mulberry32, normals } from "../../runtime/seeded_random.ts";
 
 /**
  * Where a gated case's gates come from: a runtime tensor `[B, Hq, branches]` ("runtime") or

@@ -4,7 +4,7 @@ import { randomKeyBlocks } from "../../dsl/hash.ts";
 import type { Pattern } from "../../dsl/schema.ts";
 import { readNpyFile } from "../../runtime/npy.ts";
 import { allowedMask, type AttentionShape, reference } from "../../runtime/reference/mod.ts";
-import { normals } from "../golden/_random.ts";
+import { normals } from "../../runtime/seeded_random.ts";
 
 // ---------------------------------------------------------------------------------------------
 // An independent oracle for the oracle: masks built as explicit N x N matrices by enumerating

@@ -1,6 +1,7 @@
 /**
- * A tiny seeded PRNG for the golden inputs, so `deno task golden` rewrites byte-identical files.
- * Not for anything statistical beyond "unit-normal-ish test data".
+ * A tiny seeded PRNG for test and benchmark inputs (golden files, examples, the bench), so runs
+ * repeat exactly: `deno task golden` rewrites byte-identical files. Not for anything
+ * statistical beyond "unit-normal test data".
  * @module
  */
 
@@ -11,7 +12,7 @@
  * @returns a function giving the next uniform float in `[0, 1)`
  * @example
  * ```ts
- * import { mulberry32 } from "./_random.ts";
+ * import { mulberry32 } from "./seeded_random.ts";
  * const next = mulberry32(1);
  * next(); // the same value on every run
  * ```
@@ -34,7 +35,7 @@ export function mulberry32(seed: number): () => number {
  * @returns a function giving the next standard normal sample
  * @example
  * ```ts
- * import { normals } from "./_random.ts";
+ * import { normals } from "./seeded_random.ts";
  * const next = normals(7);
  * Number.isFinite(next()); // true
  * ```
@@ -54,4 +55,23 @@ export function normals(seed: number): () => number {
     spare = radius * Math.sin(angle);
     return radius * Math.cos(angle);
   };
+}
+
+/**
+ * A float32 tensor of seeded standard normal samples (the sequence of `normals(seed)`).
+ *
+ * @param length number of elements
+ * @param seed the generator's seed
+ * @returns the samples
+ * @example
+ * ```ts
+ * import { normalTensor } from "./seeded_random.ts";
+ * normalTensor(4, 7).length; // 4
+ * ```
+ */
+export function normalTensor(length: number, seed: number): Float32Array {
+  const next = normals(seed);
+  const out = new Float32Array(length);
+  for (let i = 0; i < length; i++) out[i] = next();
+  return out;
 }
