@@ -41,6 +41,8 @@ export interface BlockMaskOptions {
   tileQ: number;
   tileK: number;
   random: RandomTables;
+  /** Give up (return undefined) once more tiles than this are visited: a cheaper layout won. */
+  maxVisited?: number;
 }
 
 /**
@@ -58,14 +60,18 @@ export interface BlockMaskOptions {
  * console.log(m.kvIndices.length); // 3: one full tile, two diagonal partial ones
  * ```
  */
-export function buildBlockMask(o: BlockMaskOptions): BlockMask {
+export function buildBlockMask(o: BlockMaskOptions & { maxVisited?: undefined }): BlockMask;
+export function buildBlockMask(o: BlockMaskOptions): BlockMask | undefined;
+export function buildBlockMask(o: BlockMaskOptions): BlockMask | undefined {
   const qSpans = tileSpans(o.qLayout, o.n, o.tileQ);
   const kSpans = tileSpans(o.kLayout, o.n, o.tileK);
   const ctx = { n: o.n, qLayout: o.qLayout, kLayout: o.kLayout, random: o.random };
   const offsets = new Uint32Array(qSpans.length + 1);
   const kv: number[] = [];
   const partial: number[] = [];
-  qSpans.forEach((qs, t) => {
+  const maxVisited = o.maxVisited ?? Infinity;
+  for (let t = 0; t < qSpans.length; t++) {
+    const qs = qSpans[t];
     const ranges = candidateKeyTiles({ ...o, qSpan: qs });
     for (const [first, last] of ranges) {
       for (let kt = first; kt <= last && kt < kSpans.length; kt++) {
@@ -83,7 +89,8 @@ export function buildBlockMask(o: BlockMaskOptions): BlockMask {
       }
     }
     offsets[t + 1] = kv.length;
-  });
+    if (kv.length > maxVisited) return undefined;
+  }
   return {
     qTiles: qSpans.length,
     kTiles: kSpans.length,

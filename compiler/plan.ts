@@ -105,8 +105,21 @@ function bestComponent(
   random: RandomTables,
 ): Component {
   let best: Component | undefined;
-  for (const [qLayout, kLayout] of layoutCandidates(atoms, n)) {
-    const mask = buildBlockMask({ atoms, exclusions, qLayout, kLayout, n, ...tiles, random });
+  // Specialised layouts come first, so a worse candidate stops early instead of listing, say,
+  // every tile of stride(16) in natural order.
+  for (const [qLayout, kLayout] of layoutCandidates(atoms, n).reverse()) {
+    const maxVisited = best ? cost(best.mask) : undefined; // a cost is at least its visited count
+    const mask = buildBlockMask({
+      atoms,
+      exclusions,
+      qLayout,
+      kLayout,
+      n,
+      ...tiles,
+      random,
+      maxVisited,
+    });
+    if (!mask) continue;
     const candidate = { atoms, exclusions, qLayout, kLayout, mask };
     if (!best || cost(mask) < cost(best.mask)) best = candidate;
   }
