@@ -33,6 +33,26 @@ export const MAX_HEAD_DIM = 256;
  * ```
  */
 export function checkAttentionShape(shape: AttentionShape): void {
+  checkSizes(shape);
+  if (shape.headDim % 4 !== 0 || shape.headDim > MAX_HEAD_DIM) {
+    throw new ShapeError(
+      `Bad shape: headDim must be a multiple of 4 in [4, ${MAX_HEAD_DIM}], got ${shape.headDim}`,
+    );
+  }
+}
+
+/**
+ * Checks what any attention call needs, kernel or reference: positive integer sizes and
+ * `headsQ % headsKV == 0`.
+ * @param shape the sizes
+ * @throws {ShapeError} one line naming the field
+ * @example
+ * ```ts
+ * import { checkSizes } from "./shape.ts";
+ * checkSizes({ batch: 1, headsQ: 8, headsKV: 2, seqLen: 100, headDim: 3 });
+ * ```
+ */
+export function checkSizes(shape: AttentionShape): void {
   const fields = ["batch", "headsQ", "headsKV", "seqLen", "headDim"] as const;
   for (const f of fields) {
     const x = shape[f];
@@ -43,11 +63,6 @@ export function checkAttentionShape(shape: AttentionShape): void {
   if (shape.headsQ % shape.headsKV !== 0) {
     throw new ShapeError(
       `Bad shape: headsQ (${shape.headsQ}) must be a multiple of headsKV (${shape.headsKV})`,
-    );
-  }
-  if (shape.headDim % 4 !== 0 || shape.headDim > MAX_HEAD_DIM) {
-    throw new ShapeError(
-      `Bad shape: headDim must be a multiple of 4 in [4, ${MAX_HEAD_DIM}], got ${shape.headDim}`,
     );
   }
 }

@@ -8,6 +8,7 @@ import { AttentionCall, type AttentionInputs, type AttentionOutputs } from "./at
 import { type DeviceInfo, openDevice } from "./device.ts";
 import { PipelineCache } from "./pipeline_cache.ts";
 import { checkShape } from "./shape.ts";
+import { ShapeError } from "../dsl/errors.ts";
 
 /**
  * Software adapters (llvmpipe) run kernels correctly but compile them slowly (seconds to a
@@ -59,12 +60,23 @@ export async function createRuntime(): Promise<Runtime> {
     maxComputeWorkgroupStorageSize: device.limits.maxComputeWorkgroupStorageSize,
     maxComputeInvocationsPerWorkgroup: device.limits.maxComputeInvocationsPerWorkgroup,
   };
-  const prepare = (compiled: CompiledAttention, inputs: AttentionInputs) => {
-    checkShape(compiled.shape, {
+  const prepare = async (compiled: CompiledAttention, inputs: AttentionInputs) => {
+    const gates = checkShape(compiled.shape, {
       ...inputs,
       branches: compiled.gated ? compiled.branches : undefined,
     });
-    return AttentionCall.create(device, pipelines, compiled, inputs, info.timestamps);
+    // The blend kernel indexes gates by its compiled layout: a mismatch would read wrong gates.
+    const n = compiled.shape.seqLen; // at N = 1 both layouts are the same bytes
+    if (gates !== "none" && n > 1 && (gates === "position") !== compiled.gatesPerPosition) {
+      throw new ShapeError(
+        `Bad shape: gates are laid out ${
+          gates === "position" ? "[B, Hq, N, branches]" : "[B, Hq, branches]"
+        } ` +
+          `but the pattern was compiled with gatesPerPosition: ${compiled.gatesPerPosition}; ` +
+          `compile with gatesPerPosition: ${gates === "position"}`,
+      );
+    }
+    return await AttentionCall.create(device, pipelines, compiled, inputs, info.timestamps);
   };
   return {
     device,

@@ -5,7 +5,7 @@
  * @module
  */
 import { ShapeError } from "../dsl/errors.ts";
-import type { AttentionShape } from "../compiler/shape.ts";
+import { type AttentionShape, checkSizes } from "../compiler/shape.ts";
 
 // One definition of the sizes for the whole pipeline: the compiler's (imports flow
 // compiler -> runtime). Re-exported so the runtime and the reference need only this file.
@@ -51,16 +51,8 @@ export type GateLayout = "none" | "head" | "position";
  * ```
  */
 export function checkShape(shape: AttentionShape, inputs: ShapeInputs): GateLayout {
-  for (const field of ["batch", "headsQ", "headsKV", "seqLen", "headDim"] as const) {
-    const x = shape[field];
-    if (!Number.isInteger(x) || x < 1) {
-      throw new ShapeError(`Bad shape: ${field} must be an integer >= 1, got ${x}`);
-    }
-  }
+  checkSizes(shape);
   const { batch: B, headsQ: Hq, headsKV: Hkv, seqLen: N, headDim: D } = shape;
-  if (Hq % Hkv !== 0) {
-    throw new ShapeError(`Bad shape: headsQ (${Hq}) must be a multiple of headsKV (${Hkv})`);
-  }
   checkLength("q", inputs.q.length, "B*Hq*N*D", B * Hq * N * D);
   checkLength("k", inputs.k.length, "B*Hkv*N*D", B * Hkv * N * D);
   checkLength("v", inputs.v.length, "B*Hkv*N*D", B * Hkv * N * D);
