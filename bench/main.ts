@@ -25,6 +25,7 @@ import {
   formatMarkdown,
   formatTable,
 } from "./report.ts";
+import { timeChart } from "./chart.ts";
 import { joinPeer, peerMarkdown, type PeerRow } from "./peer.ts";
 import { selectPatterns, SUITE, type SuiteEntry } from "./suite.ts";
 
@@ -42,6 +43,7 @@ const USAGE = `Usage: deno task bench [options]
   --peer LIST       peer JSON files (bench/peers/flex_attention.py): adds FlexAttention and
                     SDPA times and the Flex/Weft ratio to every row
   --from FILE       re-report the rows of an earlier --json run instead of measuring
+  --svg FILE        write a chart of time against N per pattern (one panel per dtype)
   --help            show this`;
 
 /** The sizes and repetitions of one run. */
@@ -112,6 +114,7 @@ function parse(args: string[]) {
       markdown: { type: "string" },
       peer: { type: "string" },
       from: { type: "string" },
+      svg: { type: "string" },
       help: { type: "boolean" },
     },
   });
@@ -245,8 +248,15 @@ async function main(args: string[]): Promise<number> {
       }),
     );
   }
+  await writeChart(rows, flags);
   rt.destroy();
   return rows.some((r) => r.error !== undefined) ? 1 : 0;
+}
+
+async function writeChart(rows: readonly BenchRow[], flags: ReturnType<typeof parse>) {
+  if (!flags.svg) return;
+  const device = rows.find((r) => r.device)?.device ?? "unknown device";
+  await Deno.writeTextFile(flags.svg, timeChart(rows, `Weft bench: ${device}`));
 }
 
 /** Joins rows with the peer's and writes the table, JSON and markdown with peer columns. */
@@ -260,6 +270,7 @@ async function report(rows: BenchRow[], flags: ReturnType<typeof parse>): Promis
   if (peer.length) console.log("\n" + peerMarkdown(joined));
   if (flags.json) await Deno.writeTextFile(flags.json, JSON.stringify(joined, null, 2) + "\n");
   if (flags.markdown) await Deno.writeTextFile(flags.markdown, peerMarkdown(joined));
+  await writeChart(rows, flags);
   return rows.some((r) => r.error !== undefined) ? 1 : 0;
 }
 
