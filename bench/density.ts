@@ -6,11 +6,9 @@
  * components of a branch are disjoint, so their counts add up to the branch's allowed set.
  * @module
  */
-import type { Atom } from "../compiler/atoms.ts";
 import { layoutPositions } from "../compiler/layout.ts";
 import type { Component, Plan } from "../compiler/plan.ts";
-import type { Pattern } from "../dsl/schema.ts";
-import { type AllowedFn, allowedMask } from "../runtime/reference/mod.ts";
+import { componentAllows } from "../runtime/reference/component.ts";
 
 /** What a plan allows. */
 export interface PlanDensity {
@@ -61,7 +59,7 @@ export function componentPairs(c: Component, n: number): number {
   const qPos = layoutPositions(c.qLayout, n);
   const kPos = layoutPositions(c.kLayout, n);
   const { offsets, kvIndices, partial, tileQ, tileK } = c.mask;
-  const allows = componentPredicate(c, n);
+  const allows = componentAllows(c, n);
   let total = 0;
   for (let t = 0; t + 1 < offsets.length; t++) {
     const q0 = t * tileQ, q1 = Math.min(qPos.length, q0 + tileQ);
@@ -77,28 +75,4 @@ export function componentPairs(c: Component, n: number): number {
     }
   }
   return total;
-}
-
-/** The component's element predicate: all its atoms allow, and no earlier component does. */
-function componentPredicate(c: Component, n: number): AllowedFn {
-  const conjunction = (atoms: readonly Atom[]): AllowedFn => {
-    const fns = atoms.map((a) => atomPredicate(a, n));
-    return (q, k) => fns.every((f) => f(q, k));
-  };
-  const own = conjunction(c.atoms);
-  const excluded = c.exclusions.map(conjunction);
-  return (q, k) => own(q, k) && !excluded.some((f) => f(q, k));
-}
-
-/**
- * One atom at element level. Leaf atoms are patterns and go through the reference's
- * `allowedMask`; the two halves of `global` have no pattern of their own.
- */
-function atomPredicate(a: Atom, n: number): AllowedFn {
-  if (a.kind === "globalRows" || a.kind === "globalCols") {
-    const member = new Uint8Array(n);
-    for (const t of a.tokens) member[t] = 1;
-    return a.kind === "globalRows" ? (q) => member[q] === 1 : (_q, k) => member[k] === 1;
-  }
-  return allowedMask(a as Pattern, n);
 }

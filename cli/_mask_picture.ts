@@ -10,10 +10,9 @@
  * visited, not to N².
  * @module
  */
-import type { Atom } from "../compiler/atoms.ts";
 import { layoutPositions, type Plan } from "../compiler/mod.ts";
 import type { Component } from "../compiler/plan.ts";
-import { randomKeyBlocks } from "../dsl/hash.ts";
+import { componentAllows } from "../runtime/reference/component.ts";
 
 /** The picture is at most this many cells a side. */
 export const MAX_CELLS = 64;
@@ -74,7 +73,7 @@ function measureComponent(c: Component, n: number, cellSize: number, bits: Uint3
   const kPositions = layoutPositions(c.kLayout, n);
   const qCells = tileCellSets(qPositions, tileQ, cellSize);
   const kCells = tileCellSets(kPositions, tileK, cellSize);
-  const allows = componentPredicate(c, n);
+  const allows = componentAllows(c, n);
   let allowed = 0, visitedArea = 0;
   for (let qt = 0; qt < c.mask.qTiles; qt++) {
     const q0 = qt * tileQ, q1 = Math.min(qPositions.length, q0 + tileQ);
@@ -126,53 +125,6 @@ function forEachBit(lo: number, hi: number, f: (bit: number) => void): void {
       const bit = 31 - Math.clz32(word & -word);
       f(w * 32 + bit);
       word &= word - 1;
-    }
-  }
-}
-
-/** The component's PARTIAL-tile predicate: all its atoms, and no earlier component's. */
-function componentPredicate(c: Component, n: number): (q: number, k: number) => boolean {
-  const own = conjunction(c.atoms, n);
-  const earlier = c.exclusions.map((atoms) => conjunction(atoms, n));
-  return (q, k) => own(q, k) && !earlier.some((e) => e(q, k));
-}
-
-function conjunction(atoms: readonly Atom[], n: number): (q: number, k: number) => boolean {
-  const tests = atoms.map((a) => atomPredicate(a, n));
-  return (q, k) => tests.every((t) => t(q, k));
-}
-
-/** One atom, element by element, straight from DESIGN §2 (globals split into rows and columns). */
-function atomPredicate(a: Atom, n: number): (q: number, k: number) => boolean {
-  switch (a.kind) {
-    case "dense":
-      return () => true;
-    case "causal":
-      return (q, k) => k <= q;
-    case "window":
-      return (q, k) => q - a.left <= k && k <= q + a.right;
-    case "ring":
-      return (q, k) => {
-        const d = Math.abs(q - k);
-        return Math.min(d, n - d) <= a.radius;
-      };
-    case "stride":
-      return (q, k) => (((q - k) % a.period) + a.period) % a.period === 0;
-    case "globalRows": {
-      const tokens = new Set(a.tokens);
-      return (q) => tokens.has(q);
-    }
-    case "globalCols": {
-      const tokens = new Set(a.tokens);
-      return (_q, k) => tokens.has(k);
-    }
-    case "random": {
-      const blocks = Math.ceil(n / a.blockSize);
-      const drawn = Array.from(
-        { length: blocks },
-        (_, qb) => new Set(randomKeyBlocks(qb, a.blocks, a.seed, blocks)),
-      );
-      return (q, k) => drawn[Math.floor(q / a.blockSize)].has(Math.floor(k / a.blockSize));
     }
   }
 }

@@ -4,6 +4,7 @@
  * @module
  */
 export { type AllowedFn, allowedMask } from "./allowed.ts";
+export { componentAllows } from "./component.ts";
 export {
   type AttentionShape,
   reference,

@@ -1,0 +1,44 @@
+/**
+ * The element-level truth of one planned component: every atom allows the pair and no earlier
+ * component of its branch does. Leaf atoms go through `allowedMask` (DESIGN §2); the two halves
+ * of `global`, which have no pattern of their own, are membership tests. Used to count a
+ * plan's allowed pairs and to draw its mask from PARTIAL tiles without an N² scan.
+ * @module
+ */
+import type { Atom } from "../../compiler/atoms.ts";
+import type { Component } from "../../compiler/plan.ts";
+import type { Pattern } from "../../dsl/schema.ts";
+import { type AllowedFn, allowedMask } from "./allowed.ts";
+
+/**
+ * The predicate of a component, exclusions included.
+ * @param c the component (atoms and the atoms of each earlier component)
+ * @param n sequence length N
+ * @returns `(q, k) => allowed`
+ * @example
+ * ```ts
+ * import { planPattern } from "../../compiler/plan.ts";
+ * import { componentAllows } from "./component.ts";
+ * const plan = planPattern({ kind: "union", of: [{ kind: "causal" }, { kind: "ring", radius: 1 }] }, 8, { tileQ: 8, tileK: 8 });
+ * componentAllows(plan.branches[0].components[1], 8)(0, 1); // true: ring allows it, causal does not
+ * ```
+ */
+export function componentAllows(c: Component, n: number): AllowedFn {
+  const own = conjunction(c.atoms, n);
+  const earlier = c.exclusions.map((atoms) => conjunction(atoms, n));
+  return (q, k) => own(q, k) && !earlier.some((e) => e(q, k));
+}
+
+function conjunction(atoms: readonly Atom[], n: number): AllowedFn {
+  const tests = atoms.map((a) => atomAllows(a, n));
+  return (q, k) => tests.every((t) => t(q, k));
+}
+
+function atomAllows(a: Atom, n: number): AllowedFn {
+  if (a.kind === "globalRows" || a.kind === "globalCols") {
+    const member = new Uint8Array(n);
+    for (const t of a.tokens) member[t] = 1;
+    return a.kind === "globalRows" ? (q) => member[q] === 1 : (_q, k) => member[k] === 1;
+  }
+  return allowedMask(a as Pattern, n);
+}
