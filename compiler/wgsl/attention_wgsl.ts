@@ -17,7 +17,7 @@ import type { Component } from "../plan.ts";
 import type { AttentionShape } from "../shape.ts";
 import { declareLayout } from "./layout_wgsl.ts";
 import { declareAllowed } from "./predicate_wgsl.ts";
-import { f32, ShaderModule } from "./shader_module.ts";
+import { declareNegativeInfinity, f32, ShaderModule } from "./shader_module.ts";
 
 /** Where a component kernel finds its schedule and writes its result. */
 export interface ComponentKernelOptions {
@@ -118,14 +118,7 @@ var<workgroup> pTile: array<vec4<f32>, ${tileQ * (tileK / 4 + 1)}>;
 var<workgroup> rowShare: array<f32, ${tileQ * g.cols}>; // per-column row maxima, then row sums
 var<workgroup> kPosition: array<i32, ${tileK}>;`,
   );
-  m.declare(
-    "negativeInfinity",
-    `
-// WGSL has no infinity literal; LSE of an empty row is -inf (DESIGN §1).
-fn negativeInfinity() -> f32 {
-  return bitcast<f32>(0xff800000u);
-}`,
-  );
+  declareNegativeInfinity(m);
   const qPos = declareLayout(m, c.qLayout, n, o.aux);
   const kPos = declareLayout(m, c.kLayout, n, o.aux);
   declareAllowed(m, { atoms: c.atoms, exclusions: c.exclusions, n, aux: o.aux });

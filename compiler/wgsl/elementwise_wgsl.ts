@@ -4,7 +4,7 @@
  * @module
  */
 import type { AttentionShape } from "../shape.ts";
-import { ShaderModule } from "./shader_module.ts";
+import { declareNegativeInfinity, ShaderModule } from "./shader_module.ts";
 
 /** Invocations per workgroup of the elementwise kernels. */
 export const ELEMENTWISE_WORKGROUP = 256;
@@ -58,12 +58,13 @@ export function clearKernel(
 @group(0) @binding(1) var<storage, read_write> lseOut: array<f32>;`,
   );
   linearIndex(m);
+  declareNegativeInfinity(m);
   return m.render(`
 @compute @workgroup_size(${ELEMENTWISE_WORKGROUP})
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let row = linearIndex(wg, lid, ${o.groupsX}u);
   if (row >= ${o.rows}u) { return; }
-  lseOut[${o.lseBase}u + row] = bitcast<f32>(0xff800000u);
+  lseOut[${o.lseBase}u + row] = negativeInfinity();
   for (var d = 0u; d < ${o.d4}u; d++) {
     oOut[${o.oBase}u + row * ${o.d4}u + d] = vec4<f32>(0.0);
   }

@@ -45,8 +45,24 @@ export function f32(x: number): string {
   return /[.e]/.test(s) ? s : `${s}.0`;
 }
 
-/** Indents every line of `code` by `spaces`. */
-export function indent(code: string, spaces: number): string {
-  const pad = " ".repeat(spaces);
-  return code.split("\n").map((l) => (l ? pad + l : l)).join("\n");
+/**
+ * Declares `fn negativeInfinity() -> f32`: the LSE of an empty row (DESIGN §1), which WGSL can
+ * only spell as a bit pattern.
+ * @param m the module being built
+ * @returns the function name
+ * @example
+ * ```ts
+ * import { declareNegativeInfinity, ShaderModule } from "./shader_module.ts";
+ * declareNegativeInfinity(new ShaderModule()); // "negativeInfinity"
+ * ```
+ */
+export function declareNegativeInfinity(m: ShaderModule): string {
+  return m.declare(
+    "negativeInfinity",
+    `
+// WGSL has no infinity literal; LSE of an empty row is -inf (DESIGN §1).
+fn negativeInfinity() -> f32 {
+  return bitcast<f32>(0xff800000u);
+}`,
+  );
 }
