@@ -26,14 +26,14 @@ export interface KernelShape extends TileShape {
 }
 
 /**
- * Candidates in order of preference: (tileQ, tileK, rows per invocation). The first two won a
- * sweep on the H100 at N = 16384, D = 64 (docs/BENCHMARKS.md): 256 invocations of two rows
- * each beat 128 of four and 64 of eight (dense f32 39.9 vs 46.2 vs 78.6 ms); 64x64 fits only
- * in float16.
+ * Candidates in order of preference: (tileQ, tileK, rows per invocation). The order comes from
+ * sweeps on the H100 at N = 16384, D = 64 (docs/BENCHMARKS.md): 256 invocations of two rows
+ * each beat 128 of four and 64 of eight (dense f32 39.9 vs 46.2 vs 78.6 ms), and with float16
+ * arithmetic 64x32 beat 64x64 (dense f16 24.0 vs 26.7 ms).
  */
 const CANDIDATES: [number, number, number][] = [
-  [64, 64, 2],
   [64, 32, 2],
+  [64, 64, 2],
   [64, 32, 4],
   [32, 32, 4],
   [32, 16, 4],
@@ -58,8 +58,10 @@ export function kernelStorageBytes(s: KernelShape, headDim: number, dtype = "f32
   const d4 = headDim / 4;
   const cols = s.threads / (s.tileQ / s.rowsPerThread);
   const vec4Bytes = dtype === "f16" ? 8 : 16;
+  // Q, K (padded rows), V and P (padded by one vec4) in the element type; row shares and key
+  // positions in 32-bit words.
   return vec4Bytes * (s.tileQ * (d4 + 1) + s.tileK * (d4 + 1) + s.tileK * d4) +
-    4 * (s.tileQ * (s.tileK + 4) + s.tileQ * cols + s.tileK);
+    (vec4Bytes / 4) * s.tileQ * (s.tileK + 4) + 4 * (s.tileQ * cols + s.tileK);
 }
 
 /**

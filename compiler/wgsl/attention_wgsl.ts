@@ -70,7 +70,9 @@ export function componentKernel(o: ComponentKernelOptions): string {
         kernelGeometry(o).threads
       }, N=${n}, D=${shape.headDim}, ` +
         `Hq=${shape.headsQ}, Hkv=${shape.headsKV}, ${
-          o.dtype === "f16" ? "float16 inputs, float32 accumulation" : "float32"
+          o.dtype === "f16"
+            ? "float16 products summed in float16 over short chunks, float32 running sums"
+            : "float32"
         }`,
     );
   const T = o.dtype; // element type of Q, K, V and their workgroup tiles
@@ -114,7 +116,7 @@ const LN2 = ${f32(Math.LN2)};`,
 var<workgroup> qTile: array<vec4<${T}>, ${tileQ * (d4 + 1)}>;
 var<workgroup> kTile: array<vec4<${T}>, ${tileK * (d4 + 1)}>;
 var<workgroup> vTile: array<vec4<${T}>, ${tileK * d4}>;
-var<workgroup> pTile: array<vec4<f32>, ${tileQ * (tileK / 4 + 1)}>;
+var<workgroup> pTile: array<vec4<${T}>, ${tileQ * (tileK / 4 + 1)}>;
 var<workgroup> rowShare: array<f32, ${tileQ * g.cols}>; // per-column row maxima, then row sums
 var<workgroup> kPosition: array<i32, ${tileK}>;`,
   );
@@ -179,13 +181,7 @@ ${eachRD((r, d) => `  var acc${r}_${d} = vec4<f32>(0.0);`)}
     }
     workgroupBarrier();
 
-    // Scores: a ROWS x KEYS register tile, vec4 dot products over the head dim.
-${eachRJ((r, j) => `    var s${r}_${j} = 0.0;`)}
-    for (var d = 0u; d < d4; d++) {
-${each((r) => `      let qv${r} = qTile[(firstRow + ${r}u) * QK_STRIDE + d];`)}
-${J.map((j) => `      let kv${j} = kTile[(col + ${j * g.cols}u) * QK_STRIDE + d];`).join("\n")}
-${eachRJ((r, j) => `      s${r}_${j} += ${widen(`dot(qv${r}, kv${j})`, o.dtype, "f32")};`)}
-    }
+${o.dtype === "f16" ? scoresF16(R, J, g.cols) : scoresF32(R, J, g.cols)}
     // Mask (PARTIAL tiles only) and this column's share of each row's max.
 ${J.map((j) => `    let k${j} = kPosition[col + ${j * g.cols}u];`).join("\n")}
 ${
@@ -200,27 +196,9 @@ ${
   }
     workgroupBarrier();
     // Online softmax: rescale by the new row max, write P for the P·V product.
-${each((r) => softmaxRow(r, J, Dd, g.cols))}
+${each((r) => softmaxRow(r, J, Dd, g.cols, o.dtype))}
     workgroupBarrier();
-    // O += P V: a ROWS x DIMS4 register tile of vec4s.
-    for (var j4 = 0u; j4 < tileK / 4u; j4++) {
-${each((r) => `      let p${r} = pTile[(firstRow + ${r}u) * P_STRIDE4 + j4];`)}
-${
-    [0, 1, 2, 3].map((c) =>
-      Dd.map((d) =>
-        `      let v${c}_${d} = ${
-          widen(`vTile[(j4 * 4u + ${c}u) * D4 + col + ${d * g.cols}u]`, o.dtype, "vec4<f32>")
-        };`
-      ).join("\n")
-    ).join("\n")
-  }
-${
-    [0, 1, 2, 3].map((c) =>
-      eachRD((r, d) => `      acc${r}_${d} += p${r}.${"xyzw"[c]} * v${c}_${d};`)
-    )
-      .join("\n")
-  }
-    }
+${o.dtype === "f16" ? productF16(R, Dd, g.cols) : productF32(R, Dd, g.cols)}
   }
 
   // Each row's sum is spread over its COLS invocations: add the shares.
@@ -236,9 +214,99 @@ ${each((r) => epilogue(o, r, Dd, g.cols))}
 }`;
 }
 
-/** Float16 products are summed in float32: wrap an f16 value in a conversion. */
-function widen(expression: string, dtype: "f32" | "f16", to: string): string {
-  return dtype === "f16" ? `${to}(${expression})` : expression;
+/**
+ * Float16 products are summed in float16 for at most this many vec4 steps (64 terms per score
+ * or output component, 16 per lane), then added to a float32 sum: packed half arithmetic
+ * doubles the CUDA-core rate, and the short chunks bound the rounding error.
+ */
+const F16_CHUNK = 16;
+
+type Lines = (f: (r: number, x: number) => string) => string;
+
+function grid(rows: number[], xs: number[]): Lines {
+  return (f) => rows.flatMap((r) => xs.map((x) => f(r, x))).join("\n");
+}
+
+/** Scores in float32: a ROWS x KEYS register tile, vec4 dot products over the head dim. */
+function scoresF32(R: number[], J: number[], cols: number): string {
+  const rj = grid(R, J);
+  return `    // Scores: a ROWS x KEYS register tile, vec4 dot products over the head dim.
+${rj((r, j) => `    var s${r}_${j} = 0.0;`)}
+    for (var d = 0u; d < d4; d++) {
+${R.map((r) => `      let qv${r} = qTile[(firstRow + ${r}u) * QK_STRIDE + d];`).join("\n")}
+${J.map((j) => `      let kv${j} = kTile[(col + ${j * cols}u) * QK_STRIDE + d];`).join("\n")}
+${rj((r, j) => `      s${r}_${j} += dot(qv${r}, kv${j});`)}
+    }`;
+}
+
+/**
+ * Scores from float16: lane-wise half products accumulate in vec4<f16> over a chunk of the head
+ * dim, then the four lanes are added into the float32 score.
+ */
+function scoresF16(R: number[], J: number[], cols: number): string {
+  const rj = grid(R, J);
+  return `    // Scores: a ROWS x KEYS register tile; half products per chunk, float32 across chunks.
+${rj((r, j) => `    var s${r}_${j} = 0.0;`)}
+    for (var d0 = 0u; d0 < d4; d0 += ${F16_CHUNK}u) {
+${rj((r, j) => `      var h${r}_${j} = vec4<f16>(0.0);`)}
+      for (var d = d0; d < min(d0 + ${F16_CHUNK}u, d4); d++) {
+${R.map((r) => `        let qv${r} = qTile[(firstRow + ${r}u) * QK_STRIDE + d];`).join("\n")}
+${J.map((j) => `        let kv${j} = kTile[(col + ${j * cols}u) * QK_STRIDE + d];`).join("\n")}
+${rj((r, j) => `        h${r}_${j} = fma(qv${r}, kv${j}, h${r}_${j});`)}
+      }
+${
+    rj((r, j) =>
+      `      let pair${r}_${j} = h${r}_${j}.xy + h${r}_${j}.zw;
+      s${r}_${j} += f32(pair${r}_${j}.x) + f32(pair${r}_${j}.y);`
+    )
+  }
+    }`;
+}
+
+/** O += P V in float32: a ROWS x DIMS4 register tile of vec4s. */
+function productF32(R: number[], Dd: number[], cols: number): string {
+  const rd = grid(R, Dd);
+  return `    // O += P V: a ROWS x DIMS4 register tile of vec4s.
+    for (var j4 = 0u; j4 < tileK / 4u; j4++) {
+${R.map((r) => `      let p${r} = pTile[(firstRow + ${r}u) * P_STRIDE4 + j4];`).join("\n")}
+${
+    [0, 1, 2, 3].flatMap((c) =>
+      Dd.map((d) => `      let v${c}_${d} = vTile[(j4 * 4u + ${c}u) * D4 + col + ${d * cols}u];`)
+    ).join("\n")
+  }
+${
+    [0, 1, 2, 3].map((c) => rd((r, d) => `      acc${r}_${d} += p${r}.${"xyzw"[c]} * v${c}_${d};`))
+      .join("\n")
+  }
+    }`;
+}
+
+/**
+ * O += P V from float16: P (in [0, 1]) and V products accumulate in vec4<f16> over a chunk of
+ * keys, then join the float32 accumulator (already rescaled for this tile's row max).
+ */
+function productF16(R: number[], Dd: number[], cols: number): string {
+  const rd = grid(R, Dd);
+  return `    // O += P V: a ROWS x DIMS4 register tile; half products per chunk of keys, float32 across.
+    for (var c0 = 0u; c0 < tileK / 4u; c0 += ${F16_CHUNK}u) {
+${rd((r, d) => `      var pv${r}_${d} = vec4<f16>(0.0);`)}
+      for (var j4 = c0; j4 < min(c0 + ${F16_CHUNK}u, tileK / 4u); j4++) {
+${R.map((r) => `        let p${r} = pTile[(firstRow + ${r}u) * P_STRIDE4 + j4];`).join("\n")}
+${
+    [0, 1, 2, 3].flatMap((c) =>
+      Dd.map((d) => `        let v${c}_${d} = vTile[(j4 * 4u + ${c}u) * D4 + col + ${d * cols}u];`)
+    ).join("\n")
+  }
+${
+    [0, 1, 2, 3].map((c) =>
+      rd((r, d) =>
+        `        pv${r}_${d} = fma(vec4<f16>(p${r}.${"xyzw"[c]}), v${c}_${d}, pv${r}_${d});`
+      )
+    ).join("\n")
+  }
+      }
+${rd((r, d) => `      acc${r}_${d} += vec4<f32>(pv${r}_${d});`)}
+    }`;
 }
 
 function range(n: number): number[] {
@@ -249,7 +317,14 @@ function maxOf(terms: string[]): string {
   return terms.length === 1 ? terms[0] : `max(${terms[0]}, ${maxOf(terms.slice(1))})`;
 }
 
-function softmaxRow(r: number, J: number[], Dd: number[], cols: number): string {
+function softmaxRow(
+  r: number,
+  J: number[],
+  Dd: number[],
+  cols: number,
+  dtype: "f32" | "f16",
+): string {
+  const store = (p: string) => dtype === "f16" ? `f16(${p})` : p; // P has the tiles' type
   return `    {
       var tileMax = NO_SCORE;
       for (var c = 0u; c < COLS; c++) { tileMax = max(tileMax, rowShare[(firstRow + ${r}u) * COLS + c]); }
@@ -266,7 +341,7 @@ ${
     J.map((j) =>
       `      pTile[(firstRow + ${r}u) * P_STRIDE4 + (col + ${j * cols}u) / 4u][(col + ${
         j * cols
-      }u) % 4u] = p${j};`
+      }u) % 4u] = ${store(`p${j}`)};`
     ).join(
       "\n",
     )
