@@ -17,7 +17,7 @@ import {
   kernelShape,
   kernelStorageBytes,
 } from "./tiles.ts";
-import { PlanError, ShapeError } from "../dsl/errors.ts";
+import { PlanError } from "../dsl/errors.ts";
 import { componentKernel } from "./wgsl/attention_wgsl.ts";
 import {
   blendKernel,
@@ -119,24 +119,12 @@ export function compile(pattern: unknown, options: CompileOptions): CompiledAtte
   checkAttentionShape(shape);
   const scale = options.scale ?? 1 / Math.sqrt(shape.headDim);
   const dtype = options.dtype ?? "f32";
-  if (dtype === "f16" && shape.headDim % 8 !== 0) {
-    // Float16 rows are read as 16-byte words of 8 halves.
-    throw new ShapeError(
-      `Bad shape: headDim must be a multiple of 8 for dtype f16, got ${shape.headDim}`,
-    );
-  }
   // 2. Size tiles from the device's workgroup storage.
   const tiles = options.tiles
     ? options.tiles.threads
       ? options.tiles as KernelShape
-      : kernelShape(options.tiles.tileQ, options.tiles.tileK, 2, shape.headDim / 4, dtype)
+      : kernelShape(options.tiles.tileQ, options.tiles.tileK, 2, shape.headDim / 4)!
     : chooseTiles(shape.headDim, options.limits, dtype);
-  if (!tiles) {
-    throw new PlanError(
-      `Cannot compile: tile ${options.tiles!.tileQ}x${options.tiles!.tileK} cannot be split ` +
-        `over invocations for ${dtype} at D=${shape.headDim} (float16 needs an even tileK)`,
-    );
-  }
   // 3. Plan: branches of disjoint components, each with layouts and a BlockMask.
   // Only a real device's limits are binding; without them the WGSL is text to read.
   if (options.limits) checkKernelFits(tiles, shape.headDim, dtype, options.limits);

@@ -55,13 +55,13 @@ const CANDIDATES: [number, number, number][] = [
  * ```
  */
 export function kernelStorageBytes(s: KernelShape, headDim: number, dtype = "f32"): number {
-  // Rows are 16-byte vectors: 4 floats, or 8 packed halves.
-  const lanes = dtype === "f16" ? 8 : 4;
-  const dv = headDim / lanes;
+  const d4 = headDim / 4;
   const cols = s.threads / (s.tileQ / s.rowsPerThread);
-  // Q, K (padded rows), V and P (padded by one vector); row shares and key positions in words.
-  return 16 * (s.tileQ * (dv + 1) + s.tileK * (dv + 1) + s.tileK * dv) +
-    16 * s.tileQ * (s.tileK / lanes + 1) + 4 * (s.tileQ * cols + s.tileK);
+  const vec4Bytes = dtype === "f16" ? 8 : 16;
+  // Q, K (padded rows), V and P (padded by one vec4) in the element type; row shares and key
+  // positions in 32-bit words.
+  return vec4Bytes * (s.tileQ * (d4 + 1) + s.tileK * (d4 + 1) + s.tileK * d4) +
+    (vec4Bytes / 4) * s.tileQ * (s.tileK + 4) + 4 * (s.tileQ * cols + s.tileK);
 }
 
 /**
@@ -84,13 +84,13 @@ export function chooseTiles(
   const maxThreads = limits.maxComputeInvocationsPerWorkgroup ?? 256;
   const d4 = headDim / 4;
   for (const [tileQ, tileK, rowsPerThread] of CANDIDATES) {
-    const shape = kernelShape(tileQ, tileK, rowsPerThread, d4, dtype);
+    const shape = kernelShape(tileQ, tileK, rowsPerThread, d4);
     if (!shape || shape.threads > maxThreads) continue;
     if (kernelStorageBytes(shape, headDim, dtype) <= limits.maxComputeWorkgroupStorageSize) {
       return shape;
     }
   }
-  return kernelShape(4, 4, 1, d4)!; // float32 only: float16 fits a candidate above
+  return kernelShape(4, 4, 1, d4)!;
 }
 
 /**
@@ -111,12 +111,8 @@ export function kernelShape(
   tileK: number,
   rowsPerThread: number,
   d4: number,
-  dtype = "f32",
 ): KernelShape | undefined {
   if (tileQ % rowsPerThread !== 0) return undefined;
-  // Float16 kernels hand keys and output vec4s to an invocation in pairs.
-  const pair = dtype === "f16" ? 2 : 1;
-  const cols = [8, 4, 2, 1].find((c) => tileK % (c * pair) === 0 && d4 % (c * pair) === 0);
-  if (cols === undefined) return undefined;
+  const cols = [8, 4, 2, 1].find((c) => tileK % c === 0 && d4 % c === 0)!;
   return { tileQ, tileK, threads: (tileQ / rowsPerThread) * cols, rowsPerThread };
 }

@@ -75,18 +75,14 @@ export function componentKernel(o: ComponentKernelOptions): string {
             : "float32"
         }`,
     );
-  const half = o.dtype === "f16";
-  // Float32 rows are vec4<f32>; float16 rows are Half8 words (two vec4<f16>), so one 16-byte
-  // load brings 8 values (the kernel is bound by workgroup-memory loads).
-  const V = half ? "Half8" : "vec4<f32>";
-  const dv = shape.headDim / (half ? 8 : 4);
-  if (half) m.enable("f16");
+  const T = o.dtype; // element type of Q, K, V and their workgroup tiles
+  if (T === "f16") m.enable("f16");
   m.declare(
     "bindings",
     `
-@group(0) @binding(0) var<storage, read> qIn: array<${V}>;
-@group(0) @binding(1) var<storage, read> kIn: array<${V}>;
-@group(0) @binding(2) var<storage, read> vIn: array<${V}>;
+@group(0) @binding(0) var<storage, read> qIn: array<vec4<${T}>>;
+@group(0) @binding(1) var<storage, read> kIn: array<vec4<${T}>>;
+@group(0) @binding(2) var<storage, read> vIn: array<vec4<${T}>>;
 @group(0) @binding(3) var<storage, read> schedule: array<u32>;
 @group(0) @binding(4) var<storage, read> aux: array<u32>;
 @group(0) @binding(5) var<storage, read_write> oOut: array<vec4<f32>>;
@@ -97,8 +93,7 @@ export function componentKernel(o: ComponentKernelOptions): string {
     "constants",
     `
 const N = ${n}u;
-const D4 = ${d4}u;          // head dim / 4: O rows are written as vec4<f32>
-const DV = ${dv}u;          // vectors per Q, K and V row (${half ? "8 halves" : "4 floats"} each)
+const D4 = ${d4}u;          // head dim / 4: rows are read as vec4
 const HQ = ${shape.headsQ}u;
 const HKV = ${shape.headsKV}u;
 const GROUP = ${shape.headsQ / shape.headsKV}u; // query heads per key/value head
@@ -107,14 +102,10 @@ const TILE_K = ${tileK}u;
 const THREADS = ${g.threads}u;
 const ROWS = ${g.rows}u;          // query rows per invocation
 const COLS = ${g.cols}u;          // invocations sharing those rows
-const KEYS = ${g.keys}u;          // keys per invocation per tile: ${
-      half ? "pairs 2 col, 2 (col + COLS), ..." : "col, col + COLS, ..."
-    }
+const KEYS = ${g.keys}u;          // keys per invocation per tile: col, col + COLS, ...
 const DIMS4 = ${g.dims4}u;         // output vec4s per row per invocation
-const QK_STRIDE = ${dv + 1}u;     // padded row stride of the Q and K tiles: spreads banks
-const P_STRIDE = ${tileK / (half ? 8 : 4) + 1}u;    // P rows are vectors of ${
-      half ? 8 : 4
-    } keys, padded by one
+const QK_STRIDE = ${d4 + 1}u;     // padded row stride of the Q and K tiles: spreads banks
+const P_STRIDE4 = ${tileK / 4 + 1}u;    // P rows are vec4s of 4 keys, padded by one vec4
 const SCORE_SCALE = ${f32(o.scale * LOG2E)}; // scale * log2(e): scores live in the exp2 domain
 const NO_SCORE = -1.0e30;   // below any real score; never reaches exp2 unguarded
 const LN2 = ${f32(Math.LN2)};`,
@@ -122,15 +113,14 @@ const LN2 = ${f32(Math.LN2)};`,
   m.declare(
     "workgroupMemory",
     `
-var<workgroup> qTile: array<${V}, ${tileQ * (dv + 1)}>;
-var<workgroup> kTile: array<${V}, ${tileK * (dv + 1)}>;
-var<workgroup> vTile: array<${V}, ${tileK * dv}>;
-var<workgroup> pTile: array<${V}, ${tileQ * (tileK / (half ? 8 : 4) + 1)}>;
+var<workgroup> qTile: array<vec4<${T}>, ${tileQ * (d4 + 1)}>;
+var<workgroup> kTile: array<vec4<${T}>, ${tileK * (d4 + 1)}>;
+var<workgroup> vTile: array<vec4<${T}>, ${tileK * d4}>;
+var<workgroup> pTile: array<vec4<${T}>, ${tileQ * (tileK / 4 + 1)}>;
 var<workgroup> rowShare: array<f32, ${tileQ * g.cols}>; // per-column row maxima, then row sums
 var<workgroup> kPosition: array<i32, ${tileK}>;`,
   );
   declareNegativeInfinity(m);
-  if (half) declareHalves(m);
   const qPos = declareLayout(m, c.qLayout, n, o.aux);
   const kPos = declareLayout(m, c.kLayout, n, o.aux);
   declareAllowed(m, { atoms: c.atoms, exclusions: c.exclusions, n, aux: o.aux });
@@ -139,11 +129,7 @@ var<workgroup> kPosition: array<i32, ${tileK}>;`,
 
 function entryPoint(o: ComponentKernelOptions, qPos: string, kPos: string): string {
   const g = kernelGeometry(o);
-  const half = o.dtype === "f16";
   const R = range(g.rows), J = range(g.keys), Dd = range(g.dims4);
-  const key = (j: number) => keyIndex(j, g.cols, half);
-  const zero = half ? "Half8()" : "vec4<f32>(0.0)";
-  const pick = half ? "selectHalves" : "select"; // WGSL's select takes no structs
   // Register tiles are unrolled into scalars (s{r}_{j}, acc{r}_{d}): WGSL compilers leave
   // loop-indexed private arrays in local memory, which cost 20x on the H100.
   const each = (f: (r: number) => string) => R.map(f).join("\n");
@@ -158,24 +144,18 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   let qTileIndex = wg.x;
   let bh = wg.y;                      // batch * HQ + query head
   let kvHead = (bh / HQ) * HKV + (bh % HQ) / GROUP;
-  let kvBase = kvHead * N * DV;
+  let kvBase = kvHead * N * D4;
   // Invocation = (row group, column): COLS consecutive invocations share ROWS query rows; for
-  // scores a column owns ${
-    half
-      ? "key pairs 2 col, 2 (col + COLS), ...; for O it owns pairs of vec4 dims"
-      : "keys col, col + COLS, ...; for O it owns vec4 dims"
-  } col, col + COLS, ...
+  // scores a column owns keys col, col + COLS, ...; for O it owns vec4 dims col, col + COLS, ...
   let col = lid % COLS;
   let firstRow = (lid / COLS) * ROWS;
 
   // Stage the query tile, pre-scaled, in workgroup memory.
-  for (var i = lid; i < TILE_Q * DV; i += THREADS) {
-    let r = i / DV;
+  for (var i = lid; i < TILE_Q * D4; i += THREADS) {
+    let r = i / D4;
     let q = ${qPos}(qTileIndex * TILE_Q + r);
-    let src = (bh * N + u32(max(q, 0))) * DV + i % DV;
-    qTile[r * QK_STRIDE + i % DV] = ${pick}(${zero}, ${
-    half ? "scaleHalves(qIn[src], f16(SCORE_SCALE))" : "qIn[src] * SCORE_SCALE"
-  }, q >= 0);
+    let src = (bh * N + u32(max(q, 0))) * D4 + i % D4;
+    qTile[r * QK_STRIDE + i % D4] = select(vec4<${o.dtype}>(0.0), qIn[src] * SCORE_SCALE, q >= 0);
   }
 ${each((r) => `  let q${r} = ${qPos}(qTileIndex * TILE_Q + firstRow + ${r}u);`)}
 ${each((r) => `  var rowMax${r} = NO_SCORE;`)}
@@ -191,19 +171,19 @@ ${eachRD((r, d) => `  var acc${r}_${d} = vec4<f32>(0.0);`)}
     let isPartial = (entry & 1u) == 1u;
 
     workgroupBarrier();               // every read of the previous tile is done
-    for (var i = lid; i < TILE_K * DV; i += THREADS) {
-      let j = i / DV;
+    for (var i = lid; i < TILE_K * D4; i += THREADS) {
+      let j = i / D4;
       let k = ${kPos}(kTileStart + j);
-      if (i % DV == 0u) { kPosition[j] = k; }
-      let src = kvBase + u32(max(k, 0)) * DV + i % DV;
-      kTile[j * QK_STRIDE + i % DV] = ${pick}(${zero}, kIn[src], k >= 0);
-      vTile[i] = ${pick}(${zero}, vIn[src], k >= 0);
+      if (i % D4 == 0u) { kPosition[j] = k; }
+      let src = kvBase + u32(max(k, 0)) * D4 + i % D4;
+      kTile[j * QK_STRIDE + i % D4] = select(vec4<${o.dtype}>(0.0), kIn[src], k >= 0);
+      vTile[i] = select(vec4<${o.dtype}>(0.0), vIn[src], k >= 0);
     }
     workgroupBarrier();
 
-${half ? scoresF16(R, J, key) : scoresF32(R, J, key)}
+${o.dtype === "f16" ? scoresF16(R, J, g.cols) : scoresF32(R, J, g.cols)}
     // Mask (PARTIAL tiles only) and this column's share of each row's max.
-${J.map((j) => `    let k${j} = kPosition[${key(j)}];`).join("\n")}
+${J.map((j) => `    let k${j} = kPosition[col + ${j * g.cols}u];`).join("\n")}
 ${
     eachRJ((r, j) =>
       `    s${r}_${j} = select(NO_SCORE, s${r}_${j}, q${r} >= 0 && k${j} >= 0 && (!isPartial || allowed(q${r}, k${j})));`
@@ -216,9 +196,9 @@ ${
   }
     workgroupBarrier();
     // Online softmax: rescale by the new row max, write P for the P·V product.
-${each((r) => softmaxRow(r, J, Dd, key, half))}
+${each((r) => softmaxRow(r, J, Dd, g.cols, o.dtype))}
     workgroupBarrier();
-${half ? productF16(R, Dd, g.cols) : productF32(R, Dd, g.cols)}
+${o.dtype === "f16" ? productF16(R, Dd, g.cols) : productF32(R, Dd, g.cols)}
   }
 
   // Each row's sum is spread over its COLS invocations: add the shares.
@@ -230,16 +210,16 @@ ${
       : ""
   }
   workgroupBarrier();
-${each((r) => epilogue(o, r, Dd, (d) => outputIndex(d, g.cols, half)))}
+${each((r) => epilogue(o, r, Dd, g.cols))}
 }`;
 }
 
 /**
- * Float16 products are summed in float16 over at most this many vectors (64 products per score
- * or output component, 8 per lane), then added to a float32 sum: packed half arithmetic doubles
- * the CUDA-core rate, and the short chunks bound the rounding error.
+ * Float16 products are summed in float16 for at most this many vec4 steps (64 terms per score
+ * or output component, 16 per lane), then added to a float32 sum: packed half arithmetic
+ * doubles the CUDA-core rate, and the short chunks bound the rounding error.
  */
-const F16_CHUNK = 8;
+const F16_CHUNK = 16;
 
 type Lines = (f: (r: number, x: number) => string) => string;
 
@@ -247,90 +227,37 @@ function grid(rows: number[], xs: number[]): Lines {
   return (f) => rows.flatMap((r) => xs.map((x) => f(r, x))).join("\n");
 }
 
-/**
- * Tile row of an invocation's j-th key. Float32: keys col, col + COLS, ...; float16: pairs of
- * adjacent keys, so that two P values pack into one u32 word.
- */
-function keyIndex(j: number, cols: number, half: boolean): string {
-  if (!half) return `col + ${j * cols}u`;
-  return `2u * (col + ${(j >> 1) * cols}u) + ${j & 1}u`;
-}
-
-/** Index into O of an invocation's d-th vec4 of a row (float16: vec4 pairs, one per 8 dims). */
-function outputIndex(d: number, cols: number, half: boolean): string {
-  return half
-    ? `outBase + 2u * (col + ${(d >> 1) * cols}u) + ${d & 1}u`
-    : `outBase + col + ${d * cols}u`;
-}
-
-/**
- * Float16 rows as 16-byte words of 8 halves. (A struct of two vec4<f16>: naga's
- * bitcast<vec2<f16>>(u32) mistypes its result, so u32 words cannot carry the halves.)
- */
-function declareHalves(m: ShaderModule): void {
-  m.declare(
-    "halves",
-    `
-struct Half8 { lo: vec4<f16>, hi: vec4<f16> }
-
-fn selectHalves(f: Half8, t: Half8, c: bool) -> Half8 {
-  return Half8(select(f.lo, t.lo, c), select(f.hi, t.hi, c));
-}
-
-fn scaleHalves(w: Half8, s: f16) -> Half8 {
-  return Half8(w.lo * s, w.hi * s);
-}
-
-// P of two adjacent keys (key even) of one row: both land in the same half of one word.
-fn storePairP(rowStart: u32, key: u32, p0: f32, p1: f32) {
-  let at = rowStart + key / 8u;
-  let part = key % 8u;
-  if (part < 4u) {
-    pTile[at].lo[part] = f16(p0);
-    pTile[at].lo[part + 1u] = f16(p1);
-  } else {
-    pTile[at].hi[part - 4u] = f16(p0);
-    pTile[at].hi[part - 3u] = f16(p1);
-  }
-}`,
-  );
-}
-
 /** Scores in float32: a ROWS x KEYS register tile, vec4 dot products over the head dim. */
-function scoresF32(R: number[], J: number[], key: (j: number) => string): string {
+function scoresF32(R: number[], J: number[], cols: number): string {
   const rj = grid(R, J);
   return `    // Scores: a ROWS x KEYS register tile, vec4 dot products over the head dim.
 ${rj((r, j) => `    var s${r}_${j} = 0.0;`)}
     for (var d = 0u; d < d4; d++) {
 ${R.map((r) => `      let qv${r} = qTile[(firstRow + ${r}u) * QK_STRIDE + d];`).join("\n")}
-${J.map((j) => `      let kv${j} = kTile[(${key(j)}) * QK_STRIDE + d];`).join("\n")}
+${J.map((j) => `      let kv${j} = kTile[(col + ${j * cols}u) * QK_STRIDE + d];`).join("\n")}
 ${rj((r, j) => `      s${r}_${j} += dot(qv${r}, kv${j});`)}
     }`;
 }
 
 /**
- * Scores from float16: lane-wise half products of 8-half words accumulate in vec4<f16> over a
- * chunk of the head dim; the lanes are then added into the float32 score.
+ * Scores from float16: lane-wise half products accumulate in vec4<f16> over a chunk of the head
+ * dim, then the four lanes are added into the float32 score.
  */
-function scoresF16(R: number[], J: number[], key: (j: number) => string): string {
+function scoresF16(R: number[], J: number[], cols: number): string {
   const rj = grid(R, J);
   return `    // Scores: a ROWS x KEYS register tile; half products per chunk, float32 across chunks.
 ${rj((r, j) => `    var s${r}_${j} = 0.0;`)}
-    let dv = d4 / 2u;
-    for (var d0 = 0u; d0 < dv; d0 += ${F16_CHUNK}u) {
+    for (var d0 = 0u; d0 < d4; d0 += ${F16_CHUNK}u) {
 ${rj((r, j) => `      var h${r}_${j} = vec4<f16>(0.0);`)}
-      for (var d = d0; d < min(d0 + ${F16_CHUNK}u, dv); d++) {
+      for (var d = d0; d < min(d0 + ${F16_CHUNK}u, d4); d++) {
 ${R.map((r) => `        let qv${r} = qTile[(firstRow + ${r}u) * QK_STRIDE + d];`).join("\n")}
-${J.map((j) => `        let kv${j} = kTile[(${key(j)}) * QK_STRIDE + d];`).join("\n")}
-${
-    rj((r, j) =>
-      `        h${r}_${j} = fma(qv${r}.hi, kv${j}.hi, fma(qv${r}.lo, kv${j}.lo, h${r}_${j}));`
-    )
-  }
+${J.map((j) => `        let kv${j} = kTile[(col + ${j * cols}u) * QK_STRIDE + d];`).join("\n")}
+${rj((r, j) => `        h${r}_${j} = fma(qv${r}, kv${j}, h${r}_${j});`)}
       }
 ${
     rj((r, j) =>
-      `      let pair${r}_${j} = h${r}_${j}.xy + h${r}_${j}.zw;\n      s${r}_${j} += f32(pair${r}_${j}.x) + f32(pair${r}_${j}.y);`
+      `      let pair${r}_${j} = h${r}_${j}.xy + h${r}_${j}.zw;
+      s${r}_${j} += f32(pair${r}_${j}.x) + f32(pair${r}_${j}.y);`
     )
   }
     }`;
@@ -341,10 +268,10 @@ function productF32(R: number[], Dd: number[], cols: number): string {
   const rd = grid(R, Dd);
   return `    // O += P V: a ROWS x DIMS4 register tile of vec4s.
     for (var j4 = 0u; j4 < tileK / 4u; j4++) {
-${R.map((r) => `      let p${r} = pTile[(firstRow + ${r}u) * P_STRIDE + j4];`).join("\n")}
+${R.map((r) => `      let p${r} = pTile[(firstRow + ${r}u) * P_STRIDE4 + j4];`).join("\n")}
 ${
     [0, 1, 2, 3].flatMap((c) =>
-      Dd.map((d) => `      let v${c}_${d} = vTile[(j4 * 4u + ${c}u) * DV + col + ${d * cols}u];`)
+      Dd.map((d) => `      let v${c}_${d} = vTile[(j4 * 4u + ${c}u) * D4 + col + ${d * cols}u];`)
     ).join("\n")
   }
 ${
@@ -355,30 +282,25 @@ ${
 }
 
 /**
- * O += P V from float16: P (in [0, 1], 8 keys per word) times V (8 dims per word) accumulates
- * in vec4<f16> over a chunk of keys, then joins the float32 accumulator (already rescaled for
- * this tile's row max). acc{r}_{2u} and acc{r}_{2u+1} hold the low and high 4 dims of word u.
+ * O += P V from float16: P (in [0, 1]) and V products accumulate in vec4<f16> over a chunk of
+ * keys, then join the float32 accumulator (already rescaled for this tile's row max).
  */
 function productF16(R: number[], Dd: number[], cols: number): string {
-  const U = Dd.filter((d) => d % 2 === 0).map((d) => d / 2); // 8-dim words per invocation
   const rd = grid(R, Dd);
-  const C = range(8);
-  const half = (d: number) => (d % 2 === 0 ? "lo" : "hi");
-  const p = (r: number, c: number) => `pw${r}.${c < 4 ? "lo" : "hi"}.${"xyzw"[c % 4]}`;
   return `    // O += P V: a ROWS x DIMS4 register tile; half products per chunk of keys, float32 across.
-    for (var c0 = 0u; c0 < tileK / 8u; c0 += ${F16_CHUNK}u) {
+    for (var c0 = 0u; c0 < tileK / 4u; c0 += ${F16_CHUNK}u) {
 ${rd((r, d) => `      var pv${r}_${d} = vec4<f16>(0.0);`)}
-      for (var j8 = c0; j8 < min(c0 + ${F16_CHUNK}u, tileK / 8u); j8++) {
-${R.map((r) => `        let pw${r} = pTile[(firstRow + ${r}u) * P_STRIDE + j8];`).join("\n")}
+      for (var j4 = c0; j4 < min(c0 + ${F16_CHUNK}u, tileK / 4u); j4++) {
+${R.map((r) => `        let p${r} = pTile[(firstRow + ${r}u) * P_STRIDE4 + j4];`).join("\n")}
 ${
-    C.flatMap((c) =>
-      U.map((u) => `        let v${c}_${u} = vTile[(j8 * 8u + ${c}u) * DV + col + ${u * cols}u];`)
+    [0, 1, 2, 3].flatMap((c) =>
+      Dd.map((d) => `        let v${c}_${d} = vTile[(j4 * 4u + ${c}u) * D4 + col + ${d * cols}u];`)
     ).join("\n")
   }
 ${
-    C.map((c) =>
+    [0, 1, 2, 3].map((c) =>
       rd((r, d) =>
-        `        pv${r}_${d} = fma(vec4<f16>(${p(r, c)}), v${c}_${d >> 1}.${half(d)}, pv${r}_${d});`
+        `        pv${r}_${d} = fma(vec4<f16>(p${r}.${"xyzw"[c]}), v${c}_${d}, pv${r}_${d});`
       )
     ).join("\n")
   }
@@ -399,17 +321,10 @@ function softmaxRow(
   r: number,
   J: number[],
   Dd: number[],
-  key: (j: number) => string,
-  half: boolean,
+  cols: number,
+  dtype: "f32" | "f16",
 ): string {
-  // Float16: an invocation's keys come in adjacent pairs within one half of an 8-key word.
-  const store = half
-    ? J.filter((j) => j % 2 === 0).map((j) =>
-      `      storePairP((firstRow + ${r}u) * P_STRIDE, ${key(j)}, p${j}, p${j + 1});`
-    )
-    : J.map((j) =>
-      `      pTile[(firstRow + ${r}u) * P_STRIDE + (${key(j)}) / 4u][(${key(j)}) % 4u] = p${j};`
-    );
+  const store = (p: string) => dtype === "f16" ? `f16(${p})` : p; // P has the tiles' type
   return `    {
       var tileMax = NO_SCORE;
       for (var c = 0u; c < COLS; c++) { tileMax = max(tileMax, rowShare[(firstRow + ${r}u) * COLS + c]); }
@@ -422,17 +337,21 @@ ${
   }
       rowSum${r} = rowSum${r} * rescale + ${J.map((j) => `p${j}`).join(" + ")};
 ${Dd.map((d) => `      acc${r}_${d} *= rescale;`).join("\n")}
-${store.join("\n")}
+${
+    J.map((j) =>
+      `      pTile[(firstRow + ${r}u) * P_STRIDE4 + (col + ${j * cols}u) / 4u][(col + ${
+        j * cols
+      }u) % 4u] = ${store(`p${j}`)};`
+    ).join(
+      "\n",
+    )
+  }
     }`;
 }
 
 /** Row r's output: normalise once; write, or merge exactly with earlier components by LSE. */
-function epilogue(
-  o: ComponentKernelOptions,
-  r: number,
-  Dd: number[],
-  at: (d: number) => string,
-): string {
+function epilogue(o: ComponentKernelOptions, r: number, Dd: number[], cols: number): string {
+  const at = (d: number) => `outBase + col + ${d * cols}u`;
   const head = `  if (q${r} >= 0) {
     var total = 0.0;
     for (var c = 0u; c < COLS; c++) { total += rowShare[(firstRow + ${r}u) * COLS + c]; }
@@ -471,13 +390,7 @@ ${
  * invocations each; a column owns `keys` keys of a tile and `dims4` vec4s of each output row.
  */
 export function kernelGeometry(
-  o: {
-    component: Component;
-    shape: AttentionShape;
-    threads: number;
-    rowsPerThread: number;
-    dtype?: "f32" | "f16";
-  },
+  o: { component: Component; shape: AttentionShape; threads: number; rowsPerThread: number },
 ) {
   const { tileQ, tileK } = o.component.mask;
   const rows = o.rowsPerThread;
@@ -493,13 +406,6 @@ export function kernelGeometry(
     assert(
       Number.isInteger(value) && value >= 1,
       `kernel geometry ${name} = ${value} is not a positive integer`,
-    );
-  }
-  if (o.dtype === "f16") {
-    // Keys and output vec4s go to an invocation in pairs (one u32 of P, one 8-half word of V).
-    assert(
-      geometry.keys % 2 === 0 && geometry.dims4 % 2 === 0,
-      `float16 kernel geometry needs even keys (${geometry.keys}) and dims4 (${geometry.dims4})`,
     );
   }
   return geometry;
