@@ -59,8 +59,8 @@ interface Matrix {
 /**
  * Real sizes on a GPU. On a software adapter, small enough for a 2-core llvmpipe machine in
  * well under two minutes from a cold shader cache: llvmpipe compiles each kernel at its first
- * dispatch, and N and D are baked into the WGSL, so every (pattern, N) pays a compile that grows
- * with D. Measured cold (2 cores, 18 rows): D=64 145 s (108 s of it compiling), D=32 55 s,
+ * dispatch, and N and D are baked into the WGSL, so every (pattern structure, N) pays a compile
+ * that grows with D (a pattern's numbers are not: stride64 reuses stride16's kernel). Measured cold (2 cores, 18 rows): D=64 145 s (108 s of it compiling), D=32 55 s,
  * D=16 27 s.
  */
 function defaultMatrix(fallback: boolean): Matrix {
@@ -154,7 +154,8 @@ async function benchShape(
       rows.push(row);
       progress(
         row,
-        `pipelines ${m.pipelineMs.toFixed(0)} ms, prepare ${m.prepareMs.toFixed(0)} ms, ` +
+        `pipelines ${m.pipelineMs.toFixed(0)} ms (${m.pipelinesCached} of ${m.passes} cached), ` +
+          `prepare ${m.prepareMs.toFixed(0)} ms, ` +
           `first submit ${m.firstSubmitMs.toFixed(0)} ms, ` +
           `samples ${m.samples.map((s) => s.toFixed(2)).join(" ")}`,
       );

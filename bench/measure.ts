@@ -25,6 +25,13 @@ export interface Measurement {
   compileMs: number;
   /** Shader module and pipeline creation for every pass (zero for cached pipelines). */
   pipelineMs: number;
+  /**
+   * Passes whose pipeline came from the runtime's cache, of `passes`: an earlier row of the
+   * same structure and shape (other numbers, e.g. stride16 then stride64) compiled it already.
+   */
+  pipelinesCached: number;
+  /** Passes (pipelines) of the compiled pattern. */
+  passes: number;
   /** Buffer allocation, uploads and bind groups (pipelines already cached). */
   prepareMs: number;
   /**
@@ -79,8 +86,10 @@ export async function measurePattern(
   const compiled = rt.compile(pattern, { shape: options.shape, dtype: options.dtype });
   // Pipelines first, on their own, so their cost is not mixed with the uploads of `prepare`.
   let started = performance.now();
+  const hits = rt.pipelines.hits;
   await Promise.all(compiled.passes.map((p) => rt.pipelines.get(p)));
   const pipelineMs = performance.now() - started;
+  const pipelinesCached = rt.pipelines.hits - hits;
   started = performance.now();
   const call = await rt.prepare(compiled, options.inputs);
   const prepareMs = performance.now() - started;
@@ -109,6 +118,8 @@ export async function measurePattern(
     timer,
     compileMs: compiled.compileMs,
     pipelineMs,
+    pipelinesCached,
+    passes: compiled.passes.length,
     prepareMs,
     firstSubmitMs,
     tiles: planTileCounts(compiled.plan),

@@ -28,6 +28,12 @@ export interface BenchRow {
   /** Planning and WGSL generation plus pipeline creation. */
   compile_ms: number | null;
   /**
+   * Passes whose pipeline was already in the cache (an earlier row of the same structure and
+   * shape with other numbers compiled it), and all passes; absent in rows from older runs.
+   */
+  pipelines_cached?: number | null;
+  pipelines?: number | null;
+  /**
    * Wall time of the first submission: where a lazily compiling driver (llvmpipe) pays for
    * its shader compile, which `compile_ms` then misses.
    */
@@ -59,7 +65,8 @@ export interface RowContext {
  * ```ts
  * import { buildRow } from "./report.ts";
  * const row = buildRow({
- *   ms: 2, samples: [2], timer: "gpu", compileMs: 1, pipelineMs: 4, prepareMs: 1, firstSubmitMs: 9,
+ *   ms: 2, samples: [2], timer: "gpu", compileMs: 1, pipelineMs: 4, pipelinesCached: 0, passes: 1,
+ *   prepareMs: 1, firstSubmitMs: 9,
  *   tiles: { visited: 10, partial: 2, dense: 40 }, density: 0.25,
  * }, {
  *   pattern: "ring", device: "gpu", denseMs: 4,
@@ -82,6 +89,8 @@ export function buildRow(m: Measurement, ctx: RowContext): BenchRow {
     density: m.density,
     efficiency: ctx.denseMs === undefined ? null : (ctx.denseMs / m.ms) * m.density,
     compile_ms: m.compileMs + m.pipelineMs,
+    pipelines_cached: m.pipelinesCached,
+    pipelines: m.passes,
     first_submit_ms: m.firstSubmitMs,
     tiles_visited: m.tiles.visited,
     tiles_dense: m.tiles.dense,
@@ -113,6 +122,8 @@ export function failedRow(ctx: RowContext, error: unknown): BenchRow {
     density: null,
     efficiency: null,
     compile_ms: null,
+    pipelines_cached: null,
+    pipelines: null,
     first_submit_ms: null,
     tiles_visited: null,
     tiles_dense: null,
@@ -132,12 +143,13 @@ const HEADERS = [
   "density",
   "efficiency",
   "compile ms",
+  "cached pipelines",
   "tiles visited/dense",
 ];
 
 function cells(r: BenchRow): string[] {
   if (r.error !== undefined) {
-    return [r.pattern, String(r.n), "error", "", "", "", "", "", "", r.error];
+    return [r.pattern, String(r.n), "error", "", "", "", "", "", "", "", r.error];
   }
   return [
     r.pattern,
@@ -149,6 +161,7 @@ function cells(r: BenchRow): string[] {
     r.density === null ? "" : r.density.toFixed(4),
     r.efficiency === null ? "" : r.efficiency.toFixed(3),
     r.compile_ms === null ? "" : r.compile_ms.toFixed(0),
+    r.pipelines_cached == null ? "" : `${r.pipelines_cached}/${r.pipelines}`,
     `${r.tiles_visited}/${r.tiles_dense}`,
   ];
 }

@@ -73,6 +73,14 @@ export interface CompileOptions {
   unroll?: boolean;
   /** Gated patterns: gates given per position `[B, Hq, N, branches]` rather than `[B, Hq, branches]`. */
   gatesPerPosition?: boolean;
+  /**
+   * Bake the pattern's numbers (windows, radii, periods, residue geometry, aux offsets) into
+   * the WGSL as constants. By default (false) kernels read them from the aux buffer, so a
+   * pattern of the same structure with other numbers reuses the compiled pipelines; constants
+   * let a GPU compiler turn the residue layout's divisions into multiplications, at the price
+   * of a new pipeline for every new number.
+   */
+  constantParams?: boolean;
 }
 
 /** Everything the runtime needs to run a pattern at one shape. */
@@ -132,7 +140,8 @@ export function compile(pattern: unknown, options: CompileOptions): CompiledAtte
   // 4. Pack every component's BlockMask into one schedule buffer.
   const packed = packSchedules(plan, shape.headDim);
   // 5. Generate the passes: per branch, clear if needed, then one kernel per component; blend.
-  const aux = new AuxData(shape.seqLen, plan.random);
+  // The pattern's numbers go to aux as runtime parameters: the WGSL depends on its structure.
+  const aux = new AuxData(shape.seqLen, plan.random, options.constantParams ?? false);
   const gated = parsed.kind === "gated";
   const unroll = options.unroll ?? true;
   const passes = plan.branches.flatMap((_, b) =>

@@ -23,3 +23,4 @@ export { type AttentionShape, checkAttentionShape } from "./shape.ts";
 export { chooseTiles, DEFAULT_LIMITS, type DeviceLimits } from "./tiles.ts";
 export { type Layout, layoutPositions } from "./layout.ts";
 export { type Atom, Coverage } from "./atoms.ts";
+export { pipelineKey } from "./wgsl/shader_module.ts";

@@ -1,13 +1,18 @@
 /**
- * Compute pipelines, created once per distinct WGSL text on a device. The WGSL already encodes
- * the plan, shape, tile shape and dtype, and a cache lives on one device (one adapter), so the
- * text is an exact key. Failed compiles become a ShaderError quoting the offending line.
+ * Compute pipelines, created once per distinct kernel on a device. The key is the WGSL without
+ * its comments (`pipelineKey`): the code encodes the plan's structure, the shape, tile shape and
+ * dtype, while the pattern's numbers (periods, radii, windows, aux offsets) are runtime values
+ * in the aux buffer and gates are a buffer too. So changing those numbers at the same shape is
+ * a cache hit; changing the structure (another layout, atom kind or component count, which the
+ * plan may choose for very different numbers) compiles anew. A cache lives on one device (one
+ * adapter), so the adapter needs no place in the key. Failed compiles become a ShaderError
+ * quoting the offending line.
  * @module
  */
-import type { Pass } from "../compiler/mod.ts";
+import { type Pass, pipelineKey } from "../compiler/mod.ts";
 import { ShaderError } from "../dsl/errors.ts";
 
-/** Pipelines by WGSL text, with hit and miss counts. */
+/** Pipelines by WGSL without comments, with hit and miss counts. */
 export class PipelineCache {
   readonly #pipelines = new Map<string, Promise<GPUComputePipeline>>();
   hits = 0;
@@ -22,16 +27,16 @@ export class PipelineCache {
    * @throws {ShaderError} the compiler's message with the generated line it points at
    */
   get(pass: Pass): Promise<GPUComputePipeline> {
-    const { wgsl } = pass;
-    let pipeline = this.#pipelines.get(wgsl);
+    const key = pipelineKey(pass.wgsl);
+    let pipeline = this.#pipelines.get(key);
     if (pipeline) {
       this.hits++;
       return pipeline;
     }
     this.misses++;
     pipeline = this.#create(pass);
-    this.#pipelines.set(wgsl, pipeline);
-    pipeline.catch(() => this.#pipelines.delete(wgsl));
+    this.#pipelines.set(key, pipeline);
+    pipeline.catch(() => this.#pipelines.delete(key));
     return pipeline;
   }
 

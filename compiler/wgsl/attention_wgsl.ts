@@ -121,9 +121,11 @@ var<workgroup> rowShare: array<f32, ${tileQ * g.cols}>; // per-column row maxima
 var<workgroup> kPosition: array<i32, ${tileK}>;`,
   );
   declareNegativeInfinity(m);
-  const qPos = declareLayout(m, c.qLayout, n, o.aux);
-  const kPos = declareLayout(m, c.kLayout, n, o.aux);
-  declareAllowed(m, { atoms: c.atoms, exclusions: c.exclusions, n, aux: o.aux });
+  // The pattern's numbers are runtime parameters in aux (comments aside, the WGSL is structural).
+  const params = o.aux.paramBlock();
+  const qPos = declareLayout(m, c.qLayout, n, params);
+  const kPos = declareLayout(m, c.kLayout, n, params);
+  declareAllowed(m, { atoms: c.atoms, exclusions: c.exclusions, n, params });
   return m.render(entryPoint(o, qPos, kPos));
 }
 

@@ -1,67 +1,91 @@
 /**
  * WGSL for layouts: a function from a layout index to a sequence position, -1 past the end.
+ * A residue layout's period and geometry and a gathered layout's token offset and count are
+ * parameters read from aux, so they are not part of the WGSL.
  * @module
  */
-import type { AuxData } from "../aux_data.ts";
-import { type Layout, layoutCount, residueGeometry } from "../layout.ts";
+import type { ParamBlock } from "../aux_data.ts";
+import { type Layout, layoutCount, layoutLabel, residueGeometry } from "../layout.ts";
+import { ParamReader } from "./params_wgsl.ts";
 import type { ShaderModule } from "./shader_module.ts";
 
 /**
- * Declares the position function of a layout and returns its name.
+ * Declares the position function of a layout and returns its name. Layouts with parameters
+ * get a function of their own, named by their first parameter slot (structural, like the slot;
+ * by their period or token offset when the numbers are baked in as constants).
  * @param m the module being built
  * @param layout the layout
  * @param n N
- * @param aux aux data (gathered layouts read their tokens from it)
+ * @param params the kernel's parameter block (gathered layouts also add their tokens to aux)
  * @returns the WGSL function name, `fn name(i: u32) -> i32`
  * @example
  * ```ts
+ * import { AuxData } from "../aux_data.ts";
+ * import { RandomTables } from "../random_table.ts";
  * import { ShaderModule } from "./shader_module.ts";
  * import { declareLayout } from "./layout_wgsl.ts";
- * declareLayout(new ShaderModule(), { kind: "identity" }, 100, undefined as never); // "identityPosition"
+ * const params = new AuxData(100, new RandomTables(100)).paramBlock();
+ * declareLayout(new ShaderModule(), { kind: "identity" }, 100, params); // "identityPosition"
+ * declareLayout(new ShaderModule(), { kind: "residue", period: 7 }, 100, params); // "residuePosition0"
  * ```
  */
-export function declareLayout(m: ShaderModule, layout: Layout, n: number, aux: AuxData): string {
-  const count = layoutCount(layout, n);
+export function declareLayout(
+  m: ShaderModule,
+  layout: Layout,
+  n: number,
+  params: ParamBlock,
+): string {
   switch (layout.kind) {
     case "identity":
       return m.declare(
         "identityPosition",
         `
 fn identityPosition(i: u32) -> i32 {
-  return select(-1, i32(i), i < ${count}u);
+  return select(-1, i32(i), i < ${n}u);
 }`,
       );
     case "residue": {
       const g = residueGeometry(layout.period, n);
-      const name = `residuePosition${layout.period}`;
-      // Classes c < LONG_CLASSES hold LONG positions, the rest SHORT: N = SHORT * P + LONG_CLASSES.
+      const name = `residuePosition${params.aux.constants ? layout.period : params.size}`;
+      const reader = new ParamReader(m, params);
+      const label = layoutLabel(layout);
+      reader.unsigned("period", layout.period, label);
+      reader.unsigned("longLength", g.long, `${label}: positions per long class`);
+      reader.unsigned("longClasses", g.longCount, `${label}: N = short length * period + this`);
+      reader.unsigned("shortLength", Math.max(g.short, 1), `${label}: positions per short class`);
       return m.declare(
         name,
         `
-// Residue order for stride(${layout.period}): index i -> class c, rank r -> position c + r * ${layout.period}.
+// Residue order for stride(${layout.period}): index i -> class c, rank r -> position c + r * period.
+// Classes c < longClasses hold longLength positions, the rest one fewer.
 fn ${name}(i: u32) -> i32 {
-  if (i >= ${count}u) { return -1; }
-  let longSpan = ${g.longCount}u * ${g.long}u;
+${reader.lines.join("\n")}
+  if (i >= ${n}u) { return -1; }
+  let longSpan = longClasses * longLength;
   if (i < longSpan) {
-    return i32(i / ${g.long}u + (i % ${g.long}u) * ${layout.period}u);
+    return i32(i / longLength + (i % longLength) * period);
   }
   let j = i - longSpan;
-  return i32(${g.longCount}u + j / ${Math.max(g.short, 1)}u + (j % ${
-          Math.max(g.short, 1)
-        }u) * ${layout.period}u);
+  return i32(longClasses + j / shortLength + (j % shortLength) * period);
 }`,
       );
     }
     case "gather": {
-      const offset = aux.tokens(layout.tokens);
-      const name = `gatherPosition${offset}`;
+      const count = layoutCount(layout, n);
+      const offset = params.aux.tokens(layout.tokens);
+      const name = `gatherPosition${params.aux.constants ? offset : params.size}`;
+      const reader = new ParamReader(m, params);
+      const label = layoutLabel(layout);
+      reader.dataOffset("tokens", offset, `${label}: aux offset`);
+      reader.unsigned("count", count, `${label}: token count`);
       return m.declare(
         name,
         `
-// Gathered layout: ${count} token positions stored in aux[${offset}..].
+// Gathered layout: ${count} token positions, sorted, stored in aux from offset \`tokens\`.
 fn ${name}(i: u32) -> i32 {
-  if (i >= ${count}u) { return -1; }
-  return i32(aux[${offset}u + i]);
+${reader.lines.join("\n")}
+  if (i >= count) { return -1; }
+  return i32(aux[tokens + i]);
 }`,
       );
     }

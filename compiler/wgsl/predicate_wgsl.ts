@@ -4,33 +4,48 @@
  * Only PARTIAL tiles evaluate it.
  * @module
  */
-import type { Atom } from "../atoms.ts";
-import type { AuxData } from "../aux_data.ts";
+import { type Atom, atomLabel } from "../atoms.ts";
+import type { ParamBlock } from "../aux_data.ts";
+import { ParamReader } from "./params_wgsl.ts";
 import type { ShaderModule } from "./shader_module.ts";
 
 /**
- * The WGSL expression for one atom, declaring any helper it calls.
- * @param m the module being built
+ * The WGSL expression for one atom, declaring any helper it calls. Its numbers (window, radius,
+ * period, block size, aux offsets) are parameters, read by `let`s that `reader` collects.
+ * @param reader collects the `let`s of the function the expression goes in
  * @param atom the atom
  * @param n N
- * @param aux aux data for bitsets and random tables
  * @returns a boolean WGSL expression in `q` and `k`
  * @example
  * ```ts
+ * import { AuxData } from "../aux_data.ts";
+ * import { RandomTables } from "../random_table.ts";
  * import { ShaderModule } from "./shader_module.ts";
+ * import { ParamReader } from "./params_wgsl.ts";
  * import { atomExpression } from "./predicate_wgsl.ts";
- * atomExpression(new ShaderModule(), { kind: "causal" }, 128, undefined as never); // "k <= q"
+ * const aux = new AuxData(128, new RandomTables(128));
+ * const reader = new ParamReader(new ShaderModule(), aux.paramBlock(), true);
+ * atomExpression(reader, { kind: "stride", period: 16 }, 128); // "u32(abs(q - k)) % period0 == 0u"
  * ```
  */
-export function atomExpression(m: ShaderModule, atom: Atom, n: number, aux: AuxData): string {
+export function atomExpression(reader: ParamReader, atom: Atom, n: number): string {
+  const { m } = reader;
+  const aux = reader.params.aux;
+  const label = atomLabel(atom);
+  // Any window, radius, period or block size past N allows what N allows; clamping keeps
+  // `q + right` and friends inside i32.
+  const clamp = (x: number) => Math.min(x, n);
   switch (atom.kind) {
     case "dense":
       return "true";
     case "causal":
       return "k <= q";
-    case "window":
-      return `(k >= q - ${atom.left} && k <= q + ${atom.right})`;
-    case "ring":
+    case "window": {
+      const left = reader.signed("left", clamp(atom.left), label);
+      const right = reader.signed("right", clamp(atom.right), label);
+      return `(k >= q - ${left} && k <= q + ${right})`;
+    }
+    case "ring": {
       m.declare(
         "ringDistance",
         `
@@ -40,18 +55,19 @@ fn ringDistance(q: i32, k: i32) -> i32 {
   return min(d, ${n} - d);
 }`,
       );
-      return `ringDistance(q, k) <= ${atom.radius}`;
+      return `ringDistance(q, k) <= ${reader.signed("radius", clamp(atom.radius), label)}`;
+    }
     case "stride":
       // Unsigned remainder of |q - k|: signed % on negative operands was miscompiled on
       // llvmpipe (it behaved as unsigned), and divisibility does not depend on the sign.
-      return `u32(abs(q - k)) % ${atom.period}u == 0u`;
+      return `u32(abs(q - k)) % ${reader.unsigned("period", clamp(atom.period), label)} == 0u`;
     case "globalRows":
+    case "globalCols": {
       declareBitset(m);
-      return `inBitset(${aux.bitset(atom.tokens)}u, q)`;
-    case "globalCols":
-      declareBitset(m);
-      return `inBitset(${aux.bitset(atom.tokens)}u, k)`;
-    case "random":
+      const bitset = reader.dataOffset("bitset", aux.bitset(atom.tokens), `${label}: aux offset`);
+      return `inBitset(${bitset}, ${atom.kind === "globalRows" ? "q" : "k"})`;
+    }
+    case "random": {
       m.declare(
         "randomAllows",
         `
@@ -65,7 +81,11 @@ fn randomAllows(table: u32, blocks: u32, size: i32, q: i32, k: i32) -> bool {
   return false;
 }`,
       );
-      return `randomAllows(${aux.randomTable(atom)}u, ${atom.blocks}u, ${atom.blockSize}, q, k)`;
+      const table = reader.dataOffset("table", aux.randomTable(atom), `${label}: aux offset`);
+      const blocks = reader.unsigned("blocks", atom.blocks, label);
+      const size = reader.signed("blockSize", clamp(atom.blockSize), label);
+      return `randomAllows(${table}, ${blocks}, ${size}, q, k)`;
+    }
   }
 }
 
@@ -81,15 +101,19 @@ fn inBitset(base: u32, position: i32) -> bool {
 }
 
 /**
- * Declares `fn allowed(q: i32, k: i32) -> bool` for a component.
+ * Declares `fn allowed(q: i32, k: i32) -> bool` for a component, its numbers read from the
+ * kernel's parameter block.
  * @param m the module being built
- * @param options the component's atoms and exclusions, N, aux data
+ * @param options the component's atoms and exclusions, N, the kernel's parameter block
  * @returns the function name
  * @example
  * ```ts
+ * import { AuxData } from "../aux_data.ts";
+ * import { RandomTables } from "../random_table.ts";
  * import { ShaderModule } from "./shader_module.ts";
  * import { declareAllowed } from "./predicate_wgsl.ts";
- * declareAllowed(new ShaderModule(), { atoms: [{ kind: "causal" }], exclusions: [], n: 64, aux: undefined as never });
+ * const params = new AuxData(64, new RandomTables(64)).paramBlock();
+ * declareAllowed(new ShaderModule(), { atoms: [{ kind: "causal" }], exclusions: [], n: 64, params });
  * ```
  */
 export function declareAllowed(
@@ -98,11 +122,12 @@ export function declareAllowed(
     atoms: readonly Atom[];
     exclusions: readonly (readonly Atom[])[];
     n: number;
-    aux: AuxData;
+    params: ParamBlock;
   },
 ): string {
+  const reader = new ParamReader(m, options.params, true);
   const conj = (atoms: readonly Atom[]) =>
-    atoms.map((a) => atomExpression(m, a, options.n, options.aux)).join(" && ");
+    atoms.map((a) => atomExpression(reader, a, options.n)).join(" && ");
   const lines = [`  let own = ${conj(options.atoms)};`];
   options.exclusions.forEach((e, i) => {
     lines.push(`  // Allowed by earlier component ${i}: counted there, not here.`);
@@ -113,7 +138,7 @@ export function declareAllowed(
     "allowed",
     `
 fn allowed(q: i32, k: i32) -> bool {
-${lines.join("\n")}
+${[...reader.lines, ...lines].join("\n")}
   return own${excluded};
 }`,
   );

@@ -66,3 +66,26 @@ fn negativeInfinity() -> f32 {
 }`,
   );
 }
+
+/**
+ * What identifies a compiled pipeline: the WGSL without its comments and blank lines. Comments
+ * may name the pattern's numbers for a reader (`// ring(128)`); the code itself reads them from
+ * aux, so two patterns of the same structure at the same shape have the same key. A different
+ * structure (another layout, atom kind or component count) is different code and compiles anew.
+ * WGSL has no string literals, so every `//` starts a comment.
+ * @param wgsl a module's text
+ * @returns the text without `//` and `/* *\/` comments, trailing spaces and blank lines
+ * @example
+ * ```ts
+ * import { pipelineKey } from "./shader_module.ts";
+ * pipelineKey("// ring(128)\nlet r = signedParam(0u); // radius\n"); // "let r = signedParam(0u);"
+ * ```
+ */
+export function pipelineKey(wgsl: string): string {
+  return wgsl
+    .replace(/\/\*[\s\S]*?\*\//g, "")
+    .split("\n")
+    .map((line) => line.replace(/\/\/.*$/, "").trimEnd())
+    .filter((line) => line !== "")
+    .join("\n");
+}
