@@ -1,7 +1,6 @@
 /**
- * The autotuner's pure parts: where the cache file lives, how it is read (a bad file is an
- * empty cache plus one warning, never a crash) and written (atomic, merging), and the key's
- * pattern structure and size classes. No adapter needed.
+ * The autotuner's file: where it lives, how it is read (a bad file is an empty cache plus one
+ * warning, never a crash) and written (atomic, merging). No adapter needed.
  */
 import assert from "node:assert/strict";
 import {
@@ -10,7 +9,6 @@ import {
   readAutotuneFile,
   writeAutotuneFile,
 } from "../../runtime/autotune_cache.ts";
-import { keyText, patternStructure, powerOfTwoAtLeast } from "../../runtime/autotune.ts";
 
 const env = (vars: Record<string, string>) => (name: string) => vars[name];
 
@@ -142,50 +140,4 @@ Deno.test("an unwritable cache is one warning and false, never a throw", async (
   assert.equal(warnings.length, 1);
   assert.match(warnings[0], /^weft: cannot write autotune cache .*file\/autotune\.json: /);
   await Deno.remove(dir, { recursive: true });
-});
-
-Deno.test("the pattern structure is the kinds tree without numbers, in order", () => {
-  assert.equal(patternStructure({ kind: "ring", radius: 128 }), "ring");
-  assert.equal(
-    patternStructure({
-      kind: "gated",
-      branches: [
-        { kind: "window", left: 1, right: 2 },
-        {
-          kind: "intersect",
-          of: [{ kind: "random", blocks: 1, blockSize: 8, seed: 3 }, {
-            kind: "causal",
-          }],
-        },
-      ],
-    }),
-    "gated(window,intersect(random,causal))",
-  );
-  assert.notEqual(
-    patternStructure({ kind: "union", of: [{ kind: "ring" }, { kind: "stride" }] }),
-    patternStructure({ kind: "union", of: [{ kind: "stride" }, { kind: "ring" }] }),
-  );
-  for (const bad of [null, 3, "dense", {}, { kind: "union", of: 1 }, { kind: "union", of: [7] }]) {
-    assert.equal(patternStructure(bad), undefined, JSON.stringify(bad));
-  }
-});
-
-Deno.test("size classes are powers of two at least the size", () => {
-  assert.deepEqual([1, 2, 3, 64, 65, 4096, 4097].map(powerOfTwoAtLeast), [
-    1,
-    2,
-    4,
-    64,
-    128,
-    4096,
-    8192,
-  ]);
-});
-
-Deno.test("the key text names every part", () => {
-  assert.equal(
-    keyText(entry("64x32x2", "union(ring,stride)").key),
-    "NVIDIA H100 80GB HBM3 [vendor nvidia, arch hopper, device 8960, deno 2.9.6] | " +
-      "f32 D=64 Hq/Hkv=1 B*Hq<=8 N<=4096 | union(ring,stride)",
-  );
 });
