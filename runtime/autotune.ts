@@ -102,6 +102,8 @@ export interface AutotunerDeps {
   ): CompiledAttention;
   /** The kernel shape a software adapter keeps (the runtime's fallback tiles). */
   fallback(headDim: number): KernelShape;
+  /** False: store and use nothing; `tune` returns the untuned default. */
+  enabled: boolean;
 }
 
 /** Tunes kernel shapes for one runtime's device and remembers them (see the module comment). */
@@ -150,6 +152,7 @@ export class Autotuner {
    * @returns the kernel shape, or undefined when nothing (usable) is stored
    */
   cached(pattern: unknown, shape: AttentionShape, dtype: Dtype): KernelShape | undefined {
+    if (!this.deps.enabled) return undefined;
     const k = this.key(pattern, shape, dtype);
     const entry = k && this.#load().get(k.id);
     return entry && this.#usable(entry.tiles, shape.headDim, dtype);
@@ -178,6 +181,20 @@ export class Autotuner {
     checkAttentionShape(shape);
     const k = this.key(pattern, shape, dtype);
     assert(k !== undefined, "a checked pattern and shape have a tuning key");
+    const { info, enabled } = this.deps;
+    const untuned = (source: "fallback" | "default", reason: string): TuneResult => {
+      const tiles = info.isFallback
+        ? this.deps.fallback(shape.headDim)
+        : chooseTiles(shape.headDim, this.deps.limits, dtype);
+      const name = kernelShapeName(tiles);
+      return { ...k, tiles, name, source, reason, ms: performance.now() - started };
+    };
+    if (!enabled) {
+      return untuned(
+        "default",
+        "autotuning is off for this runtime (createRuntime({ autotune: false }))",
+      );
+    }
     const stored = this.#load().get(k.id);
     const storedTiles = stored && this.#usable(stored.tiles, shape.headDim, dtype);
     if (stored && storedTiles) {
@@ -193,30 +210,16 @@ export class Autotuner {
         ms: performance.now() - started,
       };
     }
-    const { info } = this.deps;
     if (info.isFallback && !options.force) {
-      const tiles = this.deps.fallback(shape.headDim);
-      return {
-        ...k,
-        tiles,
-        name: kernelShapeName(tiles),
-        source: "fallback",
-        reason: `software adapter (${info.description}): its timings mean nothing, so the ` +
-          `fallback tiles ${kernelShapeName(tiles)} stay (force: true tunes anyway)`,
-        ms: performance.now() - started,
-      };
+      return untuned(
+        "fallback",
+        `software adapter (${info.description}): its timings mean nothing, so the fallback ` +
+          `tiles stay (force: true tunes anyway)`,
+      );
     }
     const candidates = this.#candidates(options, dtype);
     if (candidates.length === 0) {
-      const tiles = chooseTiles(shape.headDim, this.deps.limits, dtype);
-      return {
-        ...k,
-        tiles,
-        name: kernelShapeName(tiles),
-        source: "default",
-        reason: "no candidate fits this device's workgroup limits",
-        ms: performance.now() - started,
-      };
+      return untuned("default", "no tile candidate fits this device's workgroup limits");
     }
     const entry = await this.#measureAll(pattern, options, dtype, candidates, k.key);
     this.#load().set(k.id, entry);

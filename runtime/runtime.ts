@@ -26,6 +26,15 @@ export const FALLBACK_TILES = { tileQ: 8, tileK: 8 };
 /** Compile options without the limits: the runtime supplies its device's. */
 export type RuntimeCompileOptions = Omit<CompileOptions, "limits">;
 
+/** How to open a runtime. */
+export interface RuntimeOptions {
+  /**
+   * Use and store tuned kernel shapes (default true). False keeps the untuned defaults:
+   * `compile` ignores the autotune cache and `tune` times nothing.
+   */
+  autotune?: boolean;
+}
+
 /** A WebGPU device ready to run compiled patterns. */
 export interface Runtime {
   device: GPUDevice;
@@ -59,6 +68,7 @@ export interface Runtime {
 /**
  * Opens the high-performance WebGPU adapter (a software fallback is accepted and reported in
  * `info.isFallback`).
+ * @param options whether to autotune (default true)
  * @returns the runtime
  * @throws {DeviceError} when there is no adapter, with how to get one
  * @example
@@ -72,7 +82,7 @@ export interface Runtime {
  * const { o, lse } = await rt.run(compiled, { q: x, k: x, v: x });
  * ```
  */
-export async function createRuntime(): Promise<Runtime> {
+export async function createRuntime(options: RuntimeOptions = {}): Promise<Runtime> {
   const { device, info } = await openDevice();
   const pipelines = new PipelineCache(device);
   const limits = {
@@ -101,7 +111,14 @@ export async function createRuntime(): Promise<Runtime> {
     compile(pattern, { ...options, unroll: options.unroll ?? !info.isFallback, limits });
   const fallback = (headDim: number) =>
     kernelShape(FALLBACK_TILES.tileQ, FALLBACK_TILES.tileK, 2, headDim / 4)!;
-  const autotuner = new Autotuner({ device, info, limits, compile: compileFor, fallback });
+  const autotuner = new Autotuner({
+    device,
+    info,
+    limits,
+    compile: compileFor,
+    fallback,
+    enabled: options.autotune ?? true,
+  });
   return {
     device,
     info,

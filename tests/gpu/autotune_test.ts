@@ -114,6 +114,21 @@ Deno.test("a second runtime reads the stored choice and times nothing", async ()
   }
 });
 
+Deno.test("a runtime with autotuning off ignores the stored choice and times nothing", async () => {
+  assert.ok(tunedName, "the first test tuned");
+  const rt = await createRuntime({ autotune: false });
+  try {
+    assert.equal(rt.autotuner.cached(pattern, shape, "f32"), undefined);
+    const r = await rt.tune(pattern, { shape, force: true, candidates });
+    assert.equal(r.source, "default");
+    assert.match(r.reason, /autotuning is off/);
+    assert.equal(rt.autotuner.measuredCandidates, 0);
+    if (rt.info.isFallback) assert.equal(rt.compile(pattern, { shape }).kernel.tileQ, 8);
+  } finally {
+    rt.destroy();
+  }
+});
+
 Deno.test("a corrupt cache file is ignored with one warning line", async () => {
   const dir = await Deno.makeTempDir({ prefix: "weft_autotune_corrupt_" });
   await Deno.writeTextFile(`${dir}/autotune.json`, '{"version": 1, "entries": ');
