@@ -44,6 +44,7 @@ import {
 import { type TuneKey, tuneKey } from "./autotune_key.ts";
 import type { DeviceInfo } from "./device.ts";
 import { PipelineCache } from "./pipeline_cache.ts";
+import { checkShape } from "./shape.ts";
 import { normalTensor } from "./seeded_random.ts";
 
 /** Untimed submissions per candidate: the first pays lazy driver compiles and cold caches. */
@@ -64,7 +65,10 @@ export interface TuneOptions {
   candidates?: (TileShape & Partial<KernelShape>)[];
   /** Try at most this many candidates (default 6). */
   maxCandidates?: number;
-  /** Inputs at `shape` to time with (default: seeded unit normals). */
+  /**
+   * Inputs at `shape` to time with (default: seeded unit normals, kept for the next tuning at
+   * the same shape, since making them takes seconds at large N).
+   */
   inputs?: AttentionInputs;
 }
 
@@ -260,7 +264,11 @@ export class Autotuner {
   ): Promise<AutotuneEntry> {
     const { info, device } = this.deps;
     const gpuTimer = info.timestamps && !info.isFallback;
-    const inputs = options.inputs ?? this.#seededInputs(options.shape, dtype);
+    // Gates do not change the time: the kernels run with the pattern's default ones.
+    const given = options.inputs &&
+      { q: options.inputs.q, k: options.inputs.k, v: options.inputs.v };
+    if (given) checkShape(options.shape, given);
+    const inputs = given ?? this.#seededInputs(options.shape, dtype);
     // Its own pipeline cache: the losers' pipelines go with it, and the runtime's cache (and
     // its hit counts) only ever sees kernels that are actually used.
     const pipelines = new PipelineCache(device);
@@ -275,7 +283,13 @@ export class Autotuner {
         this.measuredCandidates++;
         let samples: number[];
         try {
-          samples = await timeCall(call, device, gpuTimer, best?.ms ?? Infinity);
+          // Without timestamps, submit already waits for the queue; the wait is explicit here.
+          const submit = gpuTimer ? () => call.submit() : async () => {
+            await call.submit();
+            await device.queue.onSubmittedWorkDone();
+            return undefined;
+          };
+          samples = await timeSubmissions(submit, best?.ms ?? Infinity);
         } finally {
           call.destroy();
         }
@@ -328,23 +342,31 @@ export class Autotuner {
 }
 
 /**
- * Times a prepared call: warm-up, then up to REPS submissions, stopping once even the fastest
- * sample is CUT_OFF times the best median so far.
+ * Times one candidate: 1 warm-up, then up to 3 timed submissions, stopping as soon as even the
+ * fastest sample is 1.5 times the best median so far: it will not win, and at large N each
+ * submission of a poor candidate can cost a good part of a second.
+ * @param submit one submission, run to completion; returns its GPU milliseconds, or undefined
+ *   to be timed by the wall clock
+ * @param bestMs the best candidate's median so far (Infinity for the first)
+ * @returns the timed samples, 1 to 3
+ * @example
+ * ```ts
+ * import { timeSubmissions } from "./autotune.ts";
+ * const times = [9, 4, 5, 6];
+ * await timeSubmissions(() => Promise.resolve(times.shift()), 1); // [4]: 4 > 1.5 * 1, cut off
+ * ```
  */
-async function timeCall(
-  call: AttentionCall,
-  device: GPUDevice,
-  gpuTimer: boolean,
+export async function timeSubmissions(
+  submit: () => Promise<number | undefined>,
   bestMs: number,
 ): Promise<number[]> {
   const samples: number[] = [];
   for (let i = 0; i < WARMUP + REPS; i++) {
     const t0 = performance.now();
-    const gpuMs = await call.submit();
-    if (!gpuTimer) await device.queue.onSubmittedWorkDone();
+    const gpuMs = await submit();
     const wallMs = performance.now() - t0;
     if (i < WARMUP) continue;
-    samples.push(gpuTimer && gpuMs !== undefined ? gpuMs : wallMs);
+    samples.push(gpuMs ?? wallMs);
     if (Math.min(...samples) > CUT_OFF * bestMs) break;
   }
   return samples;
