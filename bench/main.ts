@@ -3,7 +3,9 @@
  *
  * On a software fallback adapter it runs a small matrix (B=1, H=2, D=32, N in {256, 1024})
  * timed by the wall clock; on a GPU, B=1, H=8, D=64, N in {4096, 16384, 65536} timed with
- * timestamp queries. Progress goes to stderr, the table to stdout.
+ * timestamp queries. On a GPU each row's kernel shape is autotuned first (runtime/autotune.ts;
+ * stored, so a second run reuses it, and not counted in compile_ms); `--no-tune` keeps the
+ * untuned default shape. Progress goes to stderr, the table to stdout.
  *
  * ```sh
  * deno task bench
@@ -14,6 +16,7 @@
 import { styleText } from "node:util";
 import { parseArgs } from "node:util";
 import type { AttentionShape } from "../compiler/mod.ts";
+import type { TuneResult } from "../runtime/autotune.ts";
 import { createRuntime, type Runtime } from "../runtime/runtime.ts";
 import { normalTensor } from "../runtime/seeded_random.ts";
 import { measurePattern } from "./measure.ts";
@@ -24,6 +27,7 @@ import {
   formatJson,
   formatMarkdown,
   formatTable,
+  type RowContext,
 } from "./report.ts";
 import { timeChart } from "./chart.ts";
 import { joinPeer, peerMarkdown, type PeerRow } from "./peer.ts";
@@ -38,6 +42,8 @@ const USAGE = `Usage: deno task bench [options]
   --dtype LIST      f32, f16 (default: both where the adapter has shader-f16)
   --reps R          timed submissions per row (median reported)
   --warmup W        untimed submissions first
+  --no-tune         use the untuned default tile shapes (no timing of candidates, and
+                    ignore shapes tuned earlier); software adapters are never tuned
   --json FILE       write the rows as a JSON array
   --markdown FILE   write a markdown table
   --peer LIST       peer JSON files (bench/peers/flex_attention.py): adds FlexAttention and
@@ -115,6 +121,7 @@ function parse(args: string[]) {
       peer: { type: "string" },
       from: { type: "string" },
       svg: { type: "string" },
+      "no-tune": { type: "boolean" },
       help: { type: "boolean" },
     },
   });
@@ -140,7 +147,7 @@ async function benchShape(
   const rows: BenchRow[] = [];
   let denseMs: number | undefined;
   for (const entry of entries) {
-    const ctx = {
+    const ctx: RowContext = {
       pattern: entry.name,
       shape,
       device: rt.info.description,
@@ -148,13 +155,18 @@ async function benchShape(
       denseMs,
     };
     try {
+      // Tuning first, on its own: compile_ms below then counts only the chosen kernel.
+      // (A runtime opened with autotune off answers at once with the default shape.)
+      const tuned = await rt.tune(entry.pattern, { shape, dtype: matrix.dtype, inputs });
+      ctx.tune = { source: tuned.source, ms: tuned.ms };
       const m = await measurePattern(rt, entry.pattern, { shape, inputs, ...matrix });
       if (entry.name === "dense") denseMs = m.ms;
       const row = buildRow(m, { ...ctx, denseMs });
       rows.push(row);
       progress(
         row,
-        `pipelines ${m.pipelineMs.toFixed(0)} ms (${m.pipelinesCached} of ${m.passes} cached), ` +
+        `tiles ${tuningNote(tuned)}, ` +
+          `pipelines ${m.pipelineMs.toFixed(0)} ms (${m.pipelinesCached} of ${m.passes} cached), ` +
           `prepare ${m.prepareMs.toFixed(0)} ms, ` +
           `first submit ${m.firstSubmitMs.toFixed(0)} ms, ` +
           `samples ${m.samples.map((s) => s.toFixed(2)).join(" ")}`,
@@ -168,6 +180,16 @@ async function benchShape(
   return rows;
 }
 
+/** "64x32x2 (tuned in 812 ms: 64x32x2 1.20 ms; 32x32x4 1.45 ms)", or the source alone. */
+function tuningNote(t: TuneResult): string {
+  if (t.source !== "tuned" && t.source !== "cache") return `${t.name} (${t.source})`;
+  const times = t.entry!.candidates.map((c) =>
+    `${c.tiles} ${c.ms === undefined ? "failed" : `${c.ms.toFixed(2)} ms`}`
+  ).join("; ");
+  const how = t.source === "tuned" ? `tuned in ${t.ms.toFixed(0)} ms` : "cached";
+  return `${t.name} (${how}: ${times})`;
+}
+
 async function main(args: string[]): Promise<number> {
   const flags = parse(args);
   if (flags.help) {
@@ -176,7 +198,7 @@ async function main(args: string[]): Promise<number> {
   }
   if (flags.from) return await report(JSON.parse(await Deno.readTextFile(flags.from)), flags);
   const entries = selectPatterns(flags.patterns?.split(",").map((s) => s.trim()));
-  const rt = await createRuntime();
+  const rt = await createRuntime({ autotune: !flags["no-tune"] });
   const { description, isFallback } = rt.info;
   const defaults = defaultMatrix(isFallback);
   const matrix: Matrix = {
@@ -189,8 +211,14 @@ async function main(args: string[]): Promise<number> {
     reps: positiveInt("reps", flags.reps, defaults.reps),
     warmup: flags.warmup === "0" ? 0 : positiveInt("warmup", flags.warmup, defaults.warmup),
   };
+  const tuning = !flags["no-tune"] && !isFallback;
+  const tilesText = tuning
+    ? "tiles autotuned per row"
+    : isFallback
+    ? "fallback tiles (software adapter: not tuned)"
+    : "default tiles (--no-tune)";
   const shapeText = `B=1 H=${matrix.heads} D=${matrix.headDim}, ${matrix.dtypes.join(" and ")}, ` +
-    `median of ${matrix.reps} after ${matrix.warmup} warm-up`;
+    `median of ${matrix.reps} after ${matrix.warmup} warm-up, ${tilesText}`;
   const timerText = rt.info.timestamps && !isFallback
     ? "GPU timestamps"
     : "wall clock (submit awaits completion)";
@@ -201,6 +229,7 @@ async function main(args: string[]): Promise<number> {
         `timer: ${timerText}`,
     ),
   );
+  if (tuning) console.error(`autotune cache: ${rt.autotuner.cachePath ?? "none (memory only)"}`);
 
   const total = matrix.ns.length * matrix.dtypes.length * entries.length;
   let done = 0;

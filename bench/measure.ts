@@ -5,7 +5,7 @@
  * around `submit`, which awaits the queue, so it includes submission overhead.
  * @module
  */
-import { type AttentionShape, planTileCounts } from "../compiler/mod.ts";
+import { type AttentionShape, type KernelShape, planTileCounts } from "../compiler/mod.ts";
 import type { Pattern } from "../dsl/schema.ts";
 import type { AttentionInputs } from "../runtime/attention_call.ts";
 import type { Runtime } from "../runtime/runtime.ts";
@@ -42,6 +42,8 @@ export interface Measurement {
   tiles: { visited: number; partial: number; dense: number };
   /** Pairs computed per N², summed over branches (see `planDensity`). */
   density: number;
+  /** The kernel shape compiled (tuned, or the runtime's default). */
+  kernel: KernelShape;
 }
 
 /** What `measurePattern` needs besides the pattern. */
@@ -124,6 +126,7 @@ export async function measurePattern(
     firstSubmitMs,
     tiles: planTileCounts(compiled.plan),
     density: planDensity(compiled.plan).density,
+    kernel: compiled.kernel,
   };
 }
 

@@ -4,7 +4,7 @@
  * (throughput, efficiency) are computed here, once, from the raw measurements.
  * @module
  */
-import type { AttentionShape } from "../compiler/mod.ts";
+import { type AttentionShape, kernelShapeName } from "../compiler/mod.ts";
 import type { Measurement, Timer } from "./measure.ts";
 
 /**
@@ -41,9 +41,21 @@ export interface BenchRow {
   tiles_visited: number | null;
   tiles_dense: number | null;
   timer: Timer | null;
+  /** The kernel shape, `tileQ x tileK x rowsPerThread` (e.g. "64x32x2"). */
+  tiles: string | null;
+  /**
+   * Where the shape came from: `tuned` (timed before this row), `cache` (tuned by an earlier
+   * run), `fallback` (software adapter, not tuned), `default` (not tuned: `--no-tune`).
+   */
+  tile_source: TileSource | null;
+  /** Milliseconds spent tuning before the row (not in `compile_ms`); null when not tuned. */
+  tune_ms: number | null;
   device: string;
   error?: string;
 }
+
+/** Where a row's kernel shape came from (see `BenchRow.tile_source`). */
+export type TileSource = "tuned" | "cache" | "fallback" | "default";
 
 /** What a row needs besides its measurement. */
 export interface RowContext {
@@ -54,6 +66,8 @@ export interface RowContext {
   dtype?: "f32" | "f16";
   /** Median ms of the dense pattern at the same shape and dtype, when it ran. */
   denseMs?: number;
+  /** How the kernel shape was picked, and the time spent tuning (default: not tuned). */
+  tune?: { source: TileSource; ms: number };
 }
 
 /**
@@ -68,6 +82,7 @@ export interface RowContext {
  *   ms: 2, samples: [2], timer: "gpu", compileMs: 1, pipelineMs: 4, pipelinesCached: 0, passes: 1,
  *   prepareMs: 1, firstSubmitMs: 9,
  *   tiles: { visited: 10, partial: 2, dense: 40 }, density: 0.25,
+ *   kernel: { tileQ: 64, tileK: 32, threads: 256, rowsPerThread: 2 },
  * }, {
  *   pattern: "ring", device: "gpu", denseMs: 4,
  *   shape: { batch: 1, headsQ: 8, headsKV: 8, seqLen: 4096, headDim: 64 },
@@ -95,6 +110,9 @@ export function buildRow(m: Measurement, ctx: RowContext): BenchRow {
     tiles_visited: m.tiles.visited,
     tiles_dense: m.tiles.dense,
     timer: m.timer,
+    tiles: kernelShapeName(m.kernel),
+    tile_source: ctx.tune?.source ?? "default",
+    tune_ms: ctx.tune?.source === "tuned" ? ctx.tune.ms : null,
     device: ctx.device,
   };
 }
@@ -128,6 +146,9 @@ export function failedRow(ctx: RowContext, error: unknown): BenchRow {
     tiles_visited: null,
     tiles_dense: null,
     timer: null,
+    tiles: null,
+    tile_source: ctx.tune?.source ?? null,
+    tune_ms: ctx.tune?.source === "tuned" ? ctx.tune.ms : null,
     device: ctx.device,
     error: error instanceof Error ? error.message : String(error),
   };
@@ -145,11 +166,12 @@ const HEADERS = [
   "compile ms",
   "cached pipelines",
   "tiles visited/dense",
+  "tiles",
 ];
 
 function cells(r: BenchRow): string[] {
   if (r.error !== undefined) {
-    return [r.pattern, String(r.n), "error", "", "", "", "", "", "", "", r.error];
+    return [r.pattern, String(r.n), "error", "", "", "", "", "", "", "", r.error, ""];
   }
   return [
     r.pattern,
@@ -163,6 +185,7 @@ function cells(r: BenchRow): string[] {
     r.compile_ms === null ? "" : r.compile_ms.toFixed(0),
     r.pipelines_cached == null ? "" : `${r.pipelines_cached}/${r.pipelines}`,
     `${r.tiles_visited}/${r.tiles_dense}`,
+    r.tiles ?? "", // absent from rows of runs before tiles were reported
   ];
 }
 
@@ -187,7 +210,7 @@ function sig(x: number | null): string {
 export function formatTable(rows: readonly BenchRow[]): string {
   const table = [HEADERS, ...rows.map(cells)];
   const widths = HEADERS.map((_, c) => Math.max(...table.map((r) => r[c].length)));
-  const leftAligned = new Set([0, 3]);
+  const leftAligned = new Set([0, 3, 10]);
   const line = (r: string[]) =>
     r.map((cell, c) => leftAligned.has(c) ? cell.padEnd(widths[c]) : cell.padStart(widths[c]))
       .join("  ").trimEnd();
@@ -215,7 +238,7 @@ export function formatMarkdown(
     `### Weft bench: ${device}, ${meta.date.toISOString().slice(0, 10)}, ${meta.shape}`,
     "",
     `| ${HEADERS.join(" | ")} |`,
-    `| ${HEADERS.map((_, c) => c === 0 || c === 3 ? "---" : "---:").join(" | ")} |`,
+    `| ${HEADERS.map((_, c) => c === 0 || c === 3 || c === 10 ? "---" : "---:").join(" | ")} |`,
     ...rows.map((r) => `| ${cells(r).map((c) => c.replaceAll("|", "\\|")).join(" | ")} |`),
   ];
   return lines.join("\n") + "\n";

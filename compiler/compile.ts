@@ -99,6 +99,8 @@ export interface CompiledAttention {
   gatesPerPosition: boolean;
   /** Default gates `[branches]` (JSON gates or 1/branches) used when no gate tensor is given. */
   defaultGates: number[];
+  /** The kernel shape every component kernel was generated for (tiles and invocation split). */
+  kernel: KernelShape;
   /** Milliseconds spent planning and generating WGSL. */
   compileMs: number;
 }
@@ -164,6 +166,7 @@ export function compile(pattern: unknown, options: CompileOptions): CompiledAtte
     gated,
     gatesPerPosition,
     defaultGates: plan.gates ?? new Array(branches).fill(1 / branches),
+    kernel: tiles,
     compileMs: performance.now() - started,
   };
 }

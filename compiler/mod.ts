@@ -7,6 +7,7 @@ export {
   compile,
   type CompiledAttention,
   type CompileOptions,
+  type Dtype,
   type Pass,
 } from "./compile.ts";
 export {
@@ -20,7 +21,17 @@ export {
 } from "./plan.ts";
 export { type BlockMask, blockMaskCounts } from "./block_mask.ts";
 export { type AttentionShape, checkAttentionShape } from "./shape.ts";
-export { chooseTiles, DEFAULT_LIMITS, type DeviceLimits } from "./tiles.ts";
+export {
+  chooseTiles,
+  DEFAULT_LIMITS,
+  type DeviceLimits,
+  kernelFits,
+  type KernelShape,
+  kernelShape,
+  kernelShapeName,
+  parseKernelShapeName,
+  tuningCandidates,
+} from "./tiles.ts";
 export { type Layout, layoutPositions } from "./layout.ts";
 export { type Atom, Coverage } from "./atoms.ts";
 export { pipelineKey } from "./wgsl/shader_module.ts";

@@ -1,8 +1,10 @@
 /**
  * Kernel shapes sized from the device. The query tile, the K and V tiles and the P tile live in
- * workgroup memory, so the largest candidate whose tiles fit `maxComputeWorkgroupStorageSize`
- * wins; within a workgroup, invocations own `rowsPerThread` query rows and split keys and output
- * dims `cols` ways (see the kernel's geometry).
+ * workgroup memory, so only candidates whose tiles fit `maxComputeWorkgroupStorageSize` are
+ * possible; without timings the most preferred of them wins (`chooseTiles`), and a runtime that
+ * can time kernels picks among the first few by measuring (`tuningCandidates`, used by
+ * runtime/autotune.ts). Within a workgroup, invocations own `rowsPerThread` query rows and split
+ * keys and output dims `cols` ways (see the kernel's geometry).
  * @module
  */
 import type { TileShape } from "./plan.ts";
@@ -29,11 +31,14 @@ export interface KernelShape extends TileShape {
  * Candidates in order of preference: (tileQ, tileK, rows per invocation). The order comes from
  * sweeps on the H100 at N = 16384, D = 64 (docs/BENCHMARKS.md): 256 invocations of two rows
  * each beat 128 of four and 64 of eight (dense f32 39.9 vs 46.2 vs 78.6 ms), and with float16
- * arithmetic 64x32 beat 64x64 (dense f16 24.0 vs 26.7 ms).
+ * arithmetic 64x32 beat 64x64 (dense f16 24.0 vs 26.7 ms). The order is the untuned default
+ * and the autotuner's trying order: the likely winner goes first and sets the bar that slower
+ * candidates are cut off against.
  */
 const CANDIDATES: [number, number, number][] = [
   [64, 32, 2],
   [64, 64, 2],
+  [128, 32, 4],
   [64, 32, 4],
   [32, 32, 4],
   [32, 16, 4],
@@ -65,7 +70,8 @@ export function kernelStorageBytes(s: KernelShape, headDim: number, dtype = "f32
 }
 
 /**
- * The kernel shape for a head dim on a device.
+ * The kernel shape for a head dim on a device: the first candidate that fits. Runtimes that can
+ * time kernels refine this per pattern with the autotuner (runtime/autotune.ts).
  * @param headDim D (a multiple of 4)
  * @param limits the adapter's limits (defaults to WebGPU's)
  * @param dtype element type of the staged tiles ("f32" or "f16")
@@ -81,16 +87,97 @@ export function chooseTiles(
   limits: DeviceLimits = DEFAULT_LIMITS,
   dtype = "f32",
 ): KernelShape {
-  const maxThreads = limits.maxComputeInvocationsPerWorkgroup ?? 256;
+  return tuningCandidates(headDim, limits, dtype, 1)[0] ?? kernelShape(4, 4, 1, headDim / 4)!;
+}
+
+/**
+ * The candidates that fit a device, in order of preference: what the autotuner times. Every
+ * candidate fits, so trying one can fail only through a bug, never through the device's limits.
+ * @param headDim D (a multiple of 4)
+ * @param limits the adapter's limits
+ * @param dtype element type of the staged tiles ("f32" or "f16")
+ * @param max at most this many (the most preferred)
+ * @returns up to `max` kernel shapes, possibly none on a very small device
+ * @example
+ * ```ts
+ * import { tuningCandidates, kernelShapeName } from "./tiles.ts";
+ * const limits = { maxComputeWorkgroupStorageSize: 49152, maxComputeInvocationsPerWorkgroup: 1024 };
+ * tuningCandidates(64, limits, "f32", 3).map(kernelShapeName); // ["64x32x2", "64x32x4", "32x32x4"]
+ * ```
+ */
+export function tuningCandidates(
+  headDim: number,
+  limits: DeviceLimits,
+  dtype = "f32",
+  max = 6,
+): KernelShape[] {
   const d4 = headDim / 4;
+  const out: KernelShape[] = [];
   for (const [tileQ, tileK, rowsPerThread] of CANDIDATES) {
+    if (out.length >= max) break;
     const shape = kernelShape(tileQ, tileK, rowsPerThread, d4);
-    if (!shape || shape.threads > maxThreads) continue;
-    if (kernelStorageBytes(shape, headDim, dtype) <= limits.maxComputeWorkgroupStorageSize) {
-      return shape;
-    }
+    if (shape && kernelFits(shape, headDim, dtype, limits)) out.push(shape);
   }
-  return kernelShape(4, 4, 1, d4)!;
+  return out;
+}
+
+/**
+ * Whether a kernel shape fits a device's workgroup memory and invocation limit.
+ * @param s the kernel shape
+ * @param headDim D
+ * @param dtype element type of the staged tiles ("f32" or "f16")
+ * @param limits the adapter's limits
+ * @returns true when a pipeline of this shape is within the limits
+ * @example
+ * ```ts
+ * import { kernelFits, kernelShape } from "./tiles.ts";
+ * kernelFits(kernelShape(64, 64, 2, 16)!, 64, "f32", { maxComputeWorkgroupStorageSize: 49152 }); // false
+ * ```
+ */
+export function kernelFits(
+  s: KernelShape,
+  headDim: number,
+  dtype: string,
+  limits: DeviceLimits,
+): boolean {
+  const maxThreads = limits.maxComputeInvocationsPerWorkgroup ??
+    DEFAULT_LIMITS.maxComputeInvocationsPerWorkgroup!;
+  return s.threads <= maxThreads &&
+    kernelStorageBytes(s, headDim, dtype) <= limits.maxComputeWorkgroupStorageSize;
+}
+
+/**
+ * A kernel shape's short name, `tileQ x tileK x rowsPerThread` (the invocation count follows
+ * from these and D): how reports and the autotune cache write it.
+ * @param s the kernel shape
+ * @returns e.g. "64x32x2"
+ * @example
+ * ```ts
+ * import { kernelShapeName } from "./tiles.ts";
+ * kernelShapeName({ tileQ: 64, tileK: 32, threads: 256, rowsPerThread: 2 }); // "64x32x2"
+ * ```
+ */
+export function kernelShapeName(s: KernelShape): string {
+  return `${s.tileQ}x${s.tileK}x${s.rowsPerThread}`;
+}
+
+/**
+ * The kernel shape a `kernelShapeName` names, at a head dim.
+ * @param name e.g. "64x32x2"
+ * @param headDim D (a multiple of 4)
+ * @returns the shape, or undefined when the name is malformed or rowsPerThread does not divide tileQ
+ * @example
+ * ```ts
+ * import { parseKernelShapeName } from "./tiles.ts";
+ * parseKernelShapeName("16x8x2", 32); // { tileQ: 16, tileK: 8, threads: 64, rowsPerThread: 2 }
+ * ```
+ */
+export function parseKernelShapeName(name: string, headDim: number): KernelShape | undefined {
+  const m = /^(\d+)x(\d+)x(\d+)$/.exec(name);
+  if (!m) return undefined;
+  const [tileQ, tileK, rows] = [Number(m[1]), Number(m[2]), Number(m[3])];
+  if ([tileQ, tileK, rows].some((x) => x < 1 || x > 256)) return undefined;
+  return kernelShape(tileQ, tileK, rows, headDim / 4);
 }
 
 /**

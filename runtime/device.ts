@@ -10,6 +10,8 @@ export interface DeviceInfo {
   description: string;
   vendor: string;
   architecture: string;
+  /** The adapter's device id as WebGPU reports it (may be empty or "0"; no driver version is exposed). */
+  deviceId: string;
   /** A software adapter (e.g. Mesa llvmpipe): correct, but timings mean nothing. */
   isFallback: boolean;
   features: string[];
@@ -66,6 +68,7 @@ export async function openDevice(): Promise<{ device: GPUDevice; info: DeviceInf
       description: info.description || info.device || "unknown adapter",
       vendor: info.vendor,
       architecture: info.architecture,
+      deviceId: info.device,
       isFallback: (adapter as { isFallbackAdapter?: boolean }).isFallbackAdapter ??
         (info as { isFallbackAdapter?: boolean }).isFallbackAdapter ?? false,
       features: [...device.features],

@@ -1,10 +1,16 @@
 /**
- * The runtime: a device, its pipeline cache, and `compile`/`prepare`/`run` bound to the
- * device's limits. Create one per process and reuse it.
+ * The runtime: a device, its pipeline cache, its autotuner, and `compile`/`tune`/`prepare`/`run`
+ * bound to the device's limits. Create one per process and reuse it.
  * @module
  */
-import { compile, type CompiledAttention, type CompileOptions } from "../compiler/mod.ts";
+import {
+  compile,
+  type CompiledAttention,
+  type CompileOptions,
+  kernelShape,
+} from "../compiler/mod.ts";
 import { AttentionCall, type AttentionInputs, type AttentionOutputs } from "./attention_call.ts";
+import { Autotuner, type TuneOptions, type TuneResult } from "./autotune.ts";
 import { type DeviceInfo, openDevice } from "./device.ts";
 import { PipelineCache } from "./pipeline_cache.ts";
 import { checkShape } from "./shape.ts";
@@ -20,13 +26,35 @@ export const FALLBACK_TILES = { tileQ: 8, tileK: 8 };
 /** Compile options without the limits: the runtime supplies its device's. */
 export type RuntimeCompileOptions = Omit<CompileOptions, "limits">;
 
+/** How to open a runtime. */
+export interface RuntimeOptions {
+  /**
+   * Use and store tuned kernel shapes (default true). False keeps the untuned defaults:
+   * `compile` ignores the autotune cache and `tune` times nothing.
+   */
+  autotune?: boolean;
+}
+
 /** A WebGPU device ready to run compiled patterns. */
 export interface Runtime {
   device: GPUDevice;
   info: DeviceInfo;
   pipelines: PipelineCache;
-  /** Compiles for this device's limits (pure; no GPU work). */
+  /** Tuned kernel shapes for this device, and the count of candidates it has timed. */
+  autotuner: Autotuner;
+  /**
+   * Compiles for this device's limits (no GPU work). Without `tiles`, uses the shape `tune`
+   * stored for this problem's key if any, else the fallback tiles on a software adapter, else
+   * the compiler's default for the limits.
+   */
   compile(pattern: unknown, options: RuntimeCompileOptions): CompiledAttention;
+  /**
+   * Picks the kernel shape for a problem by timing a few candidates on this device, once per
+   * adapter and kind of problem (runtime/autotune.ts), and stores it for `compile` and later
+   * runtimes. A stored choice returns at once; a software adapter keeps the fallback tiles
+   * unless `force` is set.
+   */
+  tune(pattern: unknown, options: TuneOptions): Promise<TuneResult>;
   /** Uploads inputs and builds pipelines; the call can then be submitted many times. */
   prepare(compiled: CompiledAttention, inputs: AttentionInputs): Promise<AttentionCall>;
   /** Runs once and reads back O and LSE, with the GPU time when timestamps are available. */
@@ -40,6 +68,7 @@ export interface Runtime {
 /**
  * Opens the high-performance WebGPU adapter (a software fallback is accepted and reported in
  * `info.isFallback`).
+ * @param options whether to autotune (default true)
  * @returns the runtime
  * @throws {DeviceError} when there is no adapter, with how to get one
  * @example
@@ -53,7 +82,7 @@ export interface Runtime {
  * const { o, lse } = await rt.run(compiled, { q: x, k: x, v: x });
  * ```
  */
-export async function createRuntime(): Promise<Runtime> {
+export async function createRuntime(options: RuntimeOptions = {}): Promise<Runtime> {
   const { device, info } = await openDevice();
   const pipelines = new PipelineCache(device);
   const limits = {
@@ -78,17 +107,31 @@ export async function createRuntime(): Promise<Runtime> {
     }
     return await AttentionCall.create(device, pipelines, compiled, inputs, info.timestamps);
   };
+  const compileFor = (pattern: unknown, options: RuntimeCompileOptions) =>
+    compile(pattern, { ...options, unroll: options.unroll ?? !info.isFallback, limits });
+  const fallback = (headDim: number) =>
+    kernelShape(FALLBACK_TILES.tileQ, FALLBACK_TILES.tileK, 2, headDim / 4)!;
+  const autotuner = new Autotuner({
+    device,
+    info,
+    limits,
+    compile: compileFor,
+    fallback,
+    enabled: options.autotune ?? true,
+  });
   return {
     device,
     info,
     pipelines,
+    autotuner,
     compile: (pattern, options) =>
-      compile(pattern, {
+      compileFor(pattern, {
         ...options,
-        unroll: options.unroll ?? !info.isFallback,
-        tiles: options.tiles ?? (info.isFallback ? FALLBACK_TILES : undefined),
-        limits,
+        tiles: options.tiles ??
+          autotuner.cached(pattern, options.shape, options.dtype ?? "f32") ??
+          (info.isFallback ? FALLBACK_TILES : undefined),
       }),
+    tune: (pattern, options) => autotuner.tune(pattern, options),
     prepare,
     async run(compiled, inputs) {
       const call = await prepare(compiled, inputs);

@@ -1,0 +1,59 @@
+/**
+ * The kernel shapes the autotuner may try: only shapes that fit the device, in preference
+ * order, at most the number asked; and their short names round-trip.
+ */
+import assert from "node:assert/strict";
+import {
+  chooseTiles,
+  kernelFits,
+  kernelShapeName,
+  parseKernelShapeName,
+  tuningCandidates,
+} from "../../compiler/mod.ts";
+
+/** What Deno reports for an H100 (Vulkan) and for Mesa llvmpipe. */
+const H100 = { maxComputeWorkgroupStorageSize: 49152, maxComputeInvocationsPerWorkgroup: 1024 };
+const LLVMPIPE = { maxComputeWorkgroupStorageSize: 32768, maxComputeInvocationsPerWorkgroup: 1024 };
+
+Deno.test("tuning candidates fit the device and follow the preference order", () => {
+  assert.deepEqual(tuningCandidates(64, H100, "f32").map(kernelShapeName), [
+    "64x32x2",
+    "64x32x4",
+    "32x32x4",
+    "32x16x4",
+    "16x16x4",
+    "16x8x2",
+  ]);
+  // 64x64 and 128x32 fit 48 KiB only with float16 tiles.
+  assert.deepEqual(tuningCandidates(64, H100, "f16", 3).map(kernelShapeName), [
+    "64x32x2",
+    "64x64x2",
+    "128x32x4",
+  ]);
+  assert.deepEqual(tuningCandidates(16, LLVMPIPE, "f32", 2).map(kernelShapeName), [
+    "64x32x2",
+    "64x32x4",
+  ]);
+  for (const d of [16, 32, 64, 128, 256]) {
+    for (const dtype of ["f32", "f16"]) {
+      const list = tuningCandidates(d, H100, dtype);
+      assert.ok(list.length <= 6, `D=${d} ${dtype}`);
+      for (const s of list) {
+        assert.ok(kernelFits(s, d, dtype, H100), `${kernelShapeName(s)} D=${d}`);
+      }
+      // The untuned default is the first candidate.
+      if (list.length) assert.deepEqual(chooseTiles(d, H100, dtype), list[0]);
+    }
+  }
+  // A device with room for none gets none (the compiler then falls back to 4x4 tiles).
+  assert.deepEqual(tuningCandidates(256, { maxComputeWorkgroupStorageSize: 4096 }), []);
+});
+
+Deno.test("kernel shape names round-trip and reject malformed names", () => {
+  for (const s of tuningCandidates(32, H100, "f16")) {
+    assert.deepEqual(parseKernelShapeName(kernelShapeName(s), 32), s);
+  }
+  for (const bad of ["64x32", "64x32x3", "0x8x1", "x8x8", "64x32x2 ", "512x8x2"]) {
+    assert.equal(parseKernelShapeName(bad, 32), undefined, bad);
+  }
+});
