@@ -18,7 +18,7 @@ export {
   planTileCounts,
   type TileShape,
 } from "./plan.ts";
-export { type BlockMask, blockMaskCounts } from "./block_mask.ts";
+export { type BlockMask, blockMaskCounts, forEachKeyTile } from "./block_mask.ts";
 export { type AttentionShape, checkAttentionShape } from "./shape.ts";
 export { chooseTiles, DEFAULT_LIMITS, type DeviceLimits } from "./tiles.ts";
 export { type Layout, layoutPositions } from "./layout.ts";
