@@ -58,15 +58,16 @@ export function planDensity(plan: Plan): PlanDensity {
 export function componentPairs(c: Component, n: number): number {
   const qPos = layoutPositions(c.qLayout, n);
   const kPos = layoutPositions(c.kLayout, n);
-  const { offsets, kvIndices, partial, tileQ, tileK } = c.mask;
+  const { offsets, kvStart, kvLength, partial, tileQ, tileK } = c.mask;
   const allows = componentAllows(c, n);
   let total = 0;
   for (let t = 0; t + 1 < offsets.length; t++) {
     const q0 = t * tileQ, q1 = Math.min(qPos.length, q0 + tileQ);
-    for (let e = offsets[t]; e < offsets[t + 1]; e++) {
-      const k0 = kvIndices[e] * tileK, k1 = Math.min(kPos.length, k0 + tileK);
-      if (partial[e] === 0) {
-        total += (q1 - q0) * (k1 - k0);
+    for (let r = offsets[t]; r < offsets[t + 1]; r++) {
+      const k0 = kvStart[r] * tileK;
+      const k1 = Math.min(kPos.length, (kvStart[r] + kvLength[r]) * tileK);
+      if (partial[r] === 0) {
+        total += (q1 - q0) * (k1 - k0); // a FULL run: its whole area at once
         continue;
       }
       for (let i = q0; i < q1; i++) {

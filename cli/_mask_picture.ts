@@ -10,7 +10,7 @@
  * visited, not to N².
  * @module
  */
-import { layoutPositions, type Plan } from "../compiler/mod.ts";
+import { forEachKeyTile, layoutPositions, type Plan } from "../compiler/mod.ts";
 import type { Component } from "../compiler/plan.ts";
 import { componentAllows } from "../runtime/reference/component.ts";
 
@@ -68,7 +68,7 @@ export function branchMasks(plan: Plan): BranchMask[] {
 }
 
 function measureComponent(c: Component, n: number, cellSize: number, bits: Uint32Array) {
-  const { tileQ, tileK, offsets, kvIndices, partial } = c.mask;
+  const { tileQ, tileK } = c.mask;
   const qPositions = layoutPositions(c.qLayout, n);
   const kPositions = layoutPositions(c.kLayout, n);
   const qCells = tileCellSets(qPositions, tileQ, cellSize);
@@ -77,12 +77,11 @@ function measureComponent(c: Component, n: number, cellSize: number, bits: Uint3
   let allowed = 0, visitedArea = 0;
   for (let qt = 0; qt < c.mask.qTiles; qt++) {
     const q0 = qt * tileQ, q1 = Math.min(qPositions.length, q0 + tileQ);
-    for (let e = offsets[qt]; e < offsets[qt + 1]; e++) {
-      const kt = kvIndices[e];
+    forEachKeyTile(c.mask, qt, (kt, partial) => {
       const k0 = kt * tileK, k1 = Math.min(kPositions.length, k0 + tileK);
       const area = (q1 - q0) * (k1 - k0);
       visitedArea += area;
-      if (!partial[e]) {
+      if (!partial) {
         allowed += area;
         // Every pair is allowed: each query cell of the tile gains all its key cells.
         const lo = kCells[kt * 2], hi = kCells[kt * 2 + 1];
@@ -90,7 +89,7 @@ function measureComponent(c: Component, n: number, cellSize: number, bits: Uint3
           bits[r * 2] |= lo;
           bits[r * 2 + 1] |= hi;
         });
-        continue;
+        return;
       }
       for (let i = q0; i < q1; i++) {
         const q = qPositions[i], row = Math.floor(q / cellSize) * 2;
@@ -102,7 +101,7 @@ function measureComponent(c: Component, n: number, cellSize: number, bits: Uint3
           bits[row + (col >> 5)] |= 1 << (col & 31);
         }
       }
-    }
+    });
   }
   return { allowed, visitedArea };
 }

@@ -203,7 +203,6 @@ function branchPasses(o: {
   }
   components.forEach((component, j) => {
     const label = `branch ${b} component ${j}`;
-    const offsets = o.packed.offsets[b][j];
     passes.push({
       label,
       wgsl: componentKernel({
@@ -211,8 +210,7 @@ function branchPasses(o: {
         shape,
         scale: o.scale,
         aux: o.aux,
-        scheduleOffsets: offsets.rows,
-        scheduleEntries: offsets.entries,
+        scheduleSlot: o.packed.slots[b][j],
         oBase,
         lseBase,
         merge: j > 0 || !firstCoversAll,

@@ -111,7 +111,32 @@ export function layoutPositions(layout: Layout, n: number): Int32Array {
 }
 
 /**
- * One `TileSpan` per tile of `tileSize` consecutive layout indices. O(N) work.
+ * The span of any run of consecutive layout indices `[start, end)`: one tile, or several tiles
+ * taken together. O(1) for identity and residue layouts and for sorted gathered tokens (what
+ * `global` gives), O(end - start) for unsorted ones.
+ * @param layout the layout
+ * @param n N
+ * @returns a function of `start` and `end` (`start < end <= layoutCount`) giving the span
+ * @example
+ * ```ts
+ * import { indexSpan } from "./layout.ts";
+ * const span = indexSpan({ kind: "residue", period: 4 }, 16); // 0, 4, 8, 12, 1, 5, 9, 13, ...
+ * span(2, 6); // { lo: 1, hi: 12, contiguous: false, classLo: 0, classHi: 1 }: 8, 12, 1, 5
+ * ```
+ */
+export function indexSpan(layout: Layout, n: number): (start: number, end: number) => TileSpan {
+  if (layout.kind === "identity") {
+    return (start, end) => ({ lo: start, hi: end - 1, contiguous: true, classLo: -1, classHi: -1 });
+  }
+  const box = layout.kind === "residue" ? residueBox(layout.period, n) : gatherBox(layout);
+  return (start, end) => {
+    const { lo, hi, classLo, classHi } = box(start, end);
+    return { lo, hi, contiguous: hi - lo + 1 === end - start, classLo, classHi };
+  };
+}
+
+/**
+ * One `TileSpan` per tile of `tileSize` consecutive layout indices (`indexSpan` of each tile).
  * @param layout the layout
  * @param n N
  * @param tileSize indices per tile
@@ -120,28 +145,68 @@ export function layoutPositions(layout: Layout, n: number): Int32Array {
  * ```ts
  * import { tileSpans } from "./layout.ts";
  * tileSpans({ kind: "identity" }, 100, 64)[1]; // { lo: 64, hi: 99, contiguous: true, ... }
+ * tileSpans({ kind: "residue", period: 3 }, 7, 4)[0]; // { lo: 0, hi: 6, contiguous: false, classLo: 0, classHi: 1 }
  * ```
  */
 export function tileSpans(layout: Layout, n: number, tileSize: number): TileSpan[] {
-  const positions = layoutPositions(layout, n);
+  const count = layoutCount(layout, n);
+  const span = indexSpan(layout, n);
   const spans: TileSpan[] = [];
-  const geometry = layout.kind === "residue" ? residueGeometry(layout.period, n) : undefined;
-  for (let start = 0; start < positions.length; start += tileSize) {
-    const end = Math.min(positions.length, start + tileSize);
-    let lo = Infinity, hi = -Infinity;
-    for (let i = start; i < end; i++) {
-      lo = Math.min(lo, positions[i]);
-      hi = Math.max(hi, positions[i]);
-    }
-    spans.push({
-      lo,
-      hi,
-      contiguous: hi - lo + 1 === end - start,
-      classLo: geometry ? geometry.classOf(start) : -1,
-      classHi: geometry ? geometry.classOf(end - 1) : -1,
-    });
+  for (let start = 0; start < count; start += tileSize) {
+    spans.push(span(start, Math.min(count, start + tileSize)));
   }
   return spans;
+}
+
+/** Box and classes of the residue-layout indices `[start, end)`, in O(1). */
+function residueBox(period: number, n: number) {
+  const g = residueGeometry(period, n);
+  const position = (index: number, c: number) => c + (index - g.classStart(c)) * period;
+  // The last position of class c: its length - 1 steps of P after c.
+  const lastOfClass = (c: number) => c + ((c < g.longCount ? g.long : g.short) - 1) * period;
+  return (start: number, end: number) => {
+    const classLo = g.classOf(start), classHi = g.classOf(end - 1);
+    if (classLo === classHi) {
+      return { lo: position(start, classLo), hi: position(end - 1, classHi), classLo, classHi };
+    }
+    // Several classes: the first is walked from `start` to its end, later ones from their
+    // first position `c`, the last one up to `end - 1`. Of the classes walked to their end
+    // (classLo .. classHi - 1), the last long one and the last one end highest.
+    let hi = Math.max(position(end - 1, classHi), lastOfClass(classHi - 1));
+    if (classLo < g.longCount) hi = Math.max(hi, lastOfClass(Math.min(classHi, g.longCount) - 1));
+    return { lo: Math.min(position(start, classLo), classLo + 1), hi, classLo, classHi };
+  };
+}
+
+/**
+ * Whether positions only grow along the layout (identity, and gathered tokens in ascending
+ * order as `global` gives them): then any run of indices spans from its first to its last.
+ * @param layout the layout
+ * @returns true for identity and ascending gathers
+ * @example
+ * ```ts
+ * import { layoutIncreasing } from "./layout.ts";
+ * layoutIncreasing({ kind: "gather", tokens: [3, 1] }); // false
+ * ```
+ */
+export function layoutIncreasing(layout: Layout): boolean {
+  return layout.kind === "identity" ||
+    (layout.kind === "gather" &&
+      layout.tokens.every((t, i) => i === 0 || layout.tokens[i - 1] < t));
+}
+
+/** Box of the gathered indices `[start, end)`: the ends when the tokens are ascending. */
+function gatherBox(layout: Extract<Layout, { kind: "gather" }>) {
+  const tokens = layout.tokens, sorted = layoutIncreasing(layout);
+  return (start: number, end: number) => {
+    if (sorted) return { lo: tokens[start], hi: tokens[end - 1], classLo: -1, classHi: -1 };
+    let lo = Infinity, hi = -Infinity;
+    for (let i = start; i < end; i++) {
+      lo = Math.min(lo, tokens[i]);
+      hi = Math.max(hi, tokens[i]);
+    }
+    return { lo, hi, classLo: -1, classHi: -1 };
+  };
 }
 
 /** Short text for summaries: `identity`, `residue(16)`, `gather(64)`. */

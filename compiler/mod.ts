@@ -19,7 +19,7 @@ export {
   planTileCounts,
   type TileShape,
 } from "./plan.ts";
-export { type BlockMask, blockMaskCounts } from "./block_mask.ts";
+export { type BlockMask, blockMaskCounts, forEachKeyTile } from "./block_mask.ts";
 export { type AttentionShape, checkAttentionShape } from "./shape.ts";
 export {
   chooseTiles,

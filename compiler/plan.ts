@@ -200,7 +200,7 @@ export function planSummary(plan: Plan): string {
       lines.push(
         `  component ${j}: ${c.atoms.map(atomLabel).join(" & ")}${excl}; ` +
           `layout q ${layoutLabel(c.qLayout)}, k ${layoutLabel(c.kLayout)}; ` +
-          `${visited} tiles (${partial} partial)`,
+          `${visited} tiles (${partial} partial) in ${c.mask.kvStart.length} runs`,
       );
     });
   });

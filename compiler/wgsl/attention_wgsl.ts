@@ -14,6 +14,7 @@ import { atomLabel } from "../atoms.ts";
 import type { AuxData } from "../aux_data.ts";
 import { layoutLabel } from "../layout.ts";
 import type { Component } from "../plan.ts";
+import { HEADER_WORDS, RUN_WORDS, SLOT_WORDS } from "../schedule_buffer.ts";
 import type { AttentionShape } from "../shape.ts";
 import { declareLayout } from "./layout_wgsl.ts";
 import { declareAllowed } from "./predicate_wgsl.ts";
@@ -25,9 +26,8 @@ export interface ComponentKernelOptions {
   shape: AttentionShape;
   scale: number;
   aux: AuxData;
-  /** Word offsets of this component's row pointers and entries in the schedule buffer. */
-  scheduleOffsets: number;
-  scheduleEntries: number;
+  /** This component's slot in the schedule header, which holds its row and run offsets. */
+  scheduleSlot: number;
   /** Element offsets of this branch's slice of the O and LSE buffers. */
   oBase: number;
   lseBase: number;
@@ -165,12 +165,27 @@ ${each((r) => `  var rowMax${r} = NO_SCORE;`)}
 ${each((r) => `  var rowSum${r} = 0.0;`)}
 ${eachRD((r, d) => `  var acc${r}_${d} = vec4<f32>(0.0);`)}
 
-  let first = schedule[${o.scheduleOffsets}u + qTileIndex];
-  let last = schedule[${o.scheduleOffsets}u + qTileIndex + 1u];
-  for (var e = first; e < last; e++) {
-    let entry = schedule[${o.scheduleEntries}u + e];
-    let kTileStart = (entry >> 1u) * TILE_K;
-    let isPartial = (entry & 1u) == 1u;
+  // This query tile's runs of consecutive key tiles of one kind, walked one key tile per step.
+  // The slot holds where this component's row pointers and runs start (schedule_buffer.ts).
+  let slot = ${HEADER_WORDS}u + ${SLOT_WORDS}u * ${o.scheduleSlot}u;
+  let rowsAt = schedule[slot];
+  let runsAt = schedule[slot + 1u];
+  var run = schedule[rowsAt + qTileIndex];
+  let lastRun = schedule[rowsAt + qTileIndex + 1u];
+  var keyTile = 0u;
+  var runEnd = 0u;
+  var isPartial = false;
+  loop {
+    if (keyTile == runEnd) {
+      if (run == lastRun) { break; }
+      let runHead = schedule[runsAt + ${RUN_WORDS}u * run]; // kvStart << 1 | partial
+      keyTile = runHead >> 1u;
+      isPartial = (runHead & 1u) == 1u;
+      runEnd = keyTile + schedule[runsAt + ${RUN_WORDS}u * run + 1u];
+      run++;
+    }
+    let kTileStart = keyTile * TILE_K;
+    keyTile++;
 
     workgroupBarrier();               // every read of the previous tile is done
     for (var i = lid; i < TILE_K * D4; i += THREADS) {

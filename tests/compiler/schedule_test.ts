@@ -6,6 +6,7 @@
  */
 import assert from "node:assert/strict";
 import type { Atom } from "../../compiler/atoms.ts";
+import { forEachKeyTile } from "../../compiler/block_mask.ts";
 import { layoutPositions } from "../../compiler/layout.ts";
 import { type Component, planPattern, planTileCounts } from "../../compiler/plan.ts";
 import type { Pattern } from "../../dsl/schema.ts";
@@ -74,7 +75,10 @@ function checkMask(c: Component, n: number, where: string): void {
   const m = c.mask;
   for (let t = 0; t < m.qTiles; t++) {
     const visited = new Map<number, number>();
-    for (let e = m.offsets[t]; e < m.offsets[t + 1]; e++) visited.set(m.kvIndices[e], m.partial[e]);
+    forEachKeyTile(m, t, (kt, partial) => {
+      assert.ok(!visited.has(kt), `${where}: tile (${t}, ${kt}) is listed twice`);
+      visited.set(kt, partial ? 1 : 0);
+    });
     for (let kt = 0; kt < m.kTiles; kt++) {
       let any = false, all = true;
       for (let i = t * m.tileQ; i < Math.min(qPos.length, (t + 1) * m.tileQ); i++) {
