@@ -73,6 +73,24 @@ const CASES: [string, unknown, unknown][] = [
       gates: [0.8, 0.2],
     },
   ],
+  [
+    "πAttention radius 12 -> 6, period 16 -> 8, gates [0.3, 0.7] -> [0.6, 0.4]",
+    {
+      kind: "gated",
+      branches: [{ kind: "ring", radius: 12 }, { kind: "stride", period: 16 }],
+      gates: [0.3, 0.7],
+    },
+    {
+      kind: "gated",
+      branches: [{ kind: "ring", radius: 6 }, { kind: "stride", period: 8 }],
+      gates: [0.6, 0.4],
+    },
+  ],
+  [
+    "union(ring, stride) radius 12 -> 6, period 16 -> 8",
+    { kind: "union", of: [{ kind: "ring", radius: 12 }, { kind: "stride", period: 16 }] },
+    { kind: "union", of: [{ kind: "ring", radius: 6 }, { kind: "stride", period: 8 }] },
+  ],
 ];
 
 for (const [name, a, b] of CASES) {
