@@ -10,6 +10,7 @@ import type { Pattern } from "../dsl/schema.ts";
 import type { AttentionInputs } from "../runtime/attention_call.ts";
 import type { Runtime } from "../runtime/runtime.ts";
 import { planDensity } from "./density.ts";
+import { sustainedRepeat, WARMUP_TARGET_MS } from "../runtime/sustained_timing.ts";
 
 /** Where a row's milliseconds come from: timestamp queries, or the host's clock. */
 export type Timer = "gpu" | "wall";
@@ -39,6 +40,8 @@ export interface Measurement {
    * a kernel at its first dispatch) pay their real compile cost here, not in `pipelineMs`.
    */
   firstSubmitMs: number;
+  /** Back-to-back repetitions of the call in each timed sample (`ms` is per repetition). */
+  repeat: number;
   tiles: { visited: number; partial: number; dense: number };
   /** Pairs computed per N², summed over branches (see `planDensity`). */
   density: number;
@@ -98,15 +101,29 @@ export async function measurePattern(
   const useGpuTimer = rt.info.timestamps && !rt.info.isFallback;
   const gpu: (number | undefined)[] = [], wall: number[] = [];
   let firstSubmitMs = NaN;
+  let repeat = 1;
   try {
-    for (let i = 0; i < options.warmup + options.reps; i++) {
+    // Warm up for at least `warmup` submissions and, on a GPU, WARMUP_TARGET_MS of work; then
+    // every sample is `repeat` back-to-back repetitions (runtime/sustained_timing.ts).
+    let warmMs = 0;
+    for (
+      let i = 0;
+      i < options.warmup || (useGpuTimer && warmMs < WARMUP_TARGET_MS && i < 100);
+      i++
+    ) {
       const t0 = performance.now();
-      const gpuMs = await call.submit();
-      const wallMs = performance.now() - t0;
-      if (i === 0) firstSubmitMs = wallMs;
-      if (i < options.warmup) continue;
+      const gpuMs = await call.submit(repeat);
+      if (i === 0) firstSubmitMs = performance.now() - t0;
+      if (useGpuTimer && gpuMs !== undefined) {
+        warmMs += gpuMs * repeat;
+        repeat = sustainedRepeat(gpuMs);
+      }
+    }
+    for (let i = 0; i < options.reps; i++) {
+      const t0 = performance.now();
+      const gpuMs = await call.submit(repeat);
       gpu.push(gpuMs);
-      wall.push(wallMs);
+      wall.push((performance.now() - t0) / repeat);
     }
   } finally {
     call.destroy();
@@ -124,6 +141,7 @@ export async function measurePattern(
     passes: compiled.passes.length,
     prepareMs,
     firstSubmitMs,
+    repeat,
     tiles: planTileCounts(compiled.plan),
     density: planDensity(compiled.plan).density,
     kernel: compiled.kernel,

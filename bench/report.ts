@@ -38,6 +38,8 @@ export interface BenchRow {
    * its shader compile, which `compile_ms` then misses.
    */
   first_submit_ms: number | null;
+  /** Back-to-back repetitions per timed sample (`ms` is per repetition); absent in older runs. */
+  repeat?: number | null;
   tiles_visited: number | null;
   tiles_dense: number | null;
   timer: Timer | null;
@@ -80,7 +82,7 @@ export interface RowContext {
  * import { buildRow } from "./report.ts";
  * const row = buildRow({
  *   ms: 2, samples: [2], timer: "gpu", compileMs: 1, pipelineMs: 4, pipelinesCached: 0, passes: 1,
- *   prepareMs: 1, firstSubmitMs: 9,
+ *   prepareMs: 1, firstSubmitMs: 9, repeat: 1,
  *   tiles: { visited: 10, partial: 2, dense: 40 }, density: 0.25,
  *   kernel: { tileQ: 64, tileK: 32, threads: 256, rowsPerThread: 2 },
  * }, {
@@ -107,6 +109,7 @@ export function buildRow(m: Measurement, ctx: RowContext): BenchRow {
     pipelines_cached: m.pipelinesCached,
     pipelines: m.passes,
     first_submit_ms: m.firstSubmitMs,
+    repeat: m.repeat,
     tiles_visited: m.tiles.visited,
     tiles_dense: m.tiles.dense,
     timer: m.timer,
@@ -143,6 +146,7 @@ export function failedRow(ctx: RowContext, error: unknown): BenchRow {
     pipelines_cached: null,
     pipelines: null,
     first_submit_ms: null,
+    repeat: null,
     tiles_visited: null,
     tiles_dense: null,
     timer: null,

@@ -145,9 +145,13 @@ export class AttentionCall {
 
   /**
    * Encodes every pass into one command buffer and submits it.
-   * @returns GPU milliseconds from timestamp queries, or undefined without them
+   * @param repeat encode the whole call this many times back to back in that command buffer
+   *   (benchmarks: a GPU left idle between short submissions drops its clocks, so timing one
+   *   short call at a time measured up to 5x slower on the H100; a CUDA-event loop of launches
+   *   avoids the same effect). Every repetition recomputes the same O and LSE.
+   * @returns GPU milliseconds per repetition from timestamp queries, or undefined without them
    */
-  async submit(): Promise<number | undefined> {
+  async submit(repeat = 1): Promise<number | undefined> {
     const encoder = this.device.createCommandEncoder();
     const timing = this.#timing;
     const pass = encoder.beginComputePass(
@@ -161,10 +165,12 @@ export class AttentionCall {
         }
         : {},
     );
-    for (const step of this.#steps) {
-      pass.setPipeline(step.pipeline);
-      pass.setBindGroup(0, step.bindGroup);
-      pass.dispatchWorkgroups(step.workgroups[0], step.workgroups[1]);
+    for (let r = 0; r < repeat; r++) {
+      for (const step of this.#steps) {
+        pass.setPipeline(step.pipeline);
+        pass.setBindGroup(0, step.bindGroup);
+        pass.dispatchWorkgroups(step.workgroups[0], step.workgroups[1]);
+      }
     }
     pass.end();
     if (timing) {
@@ -179,7 +185,7 @@ export class AttentionCall {
     await timing.read.mapAsync(GPUMapMode.READ);
     const [begin, end] = new BigUint64Array(timing.read.getMappedRange().slice(0));
     timing.read.unmap();
-    return Number(end - begin) / 1e6;
+    return Number(end - begin) / 1e6 / repeat;
   }
 
   /**

@@ -33,6 +33,7 @@ import {
 } from "../compiler/mod.ts";
 import { assert } from "../dsl/errors.ts";
 import { parsePattern } from "../dsl/schema.ts";
+import { sustainedRepeat, WARMUP_TARGET_MS } from "./sustained_timing.ts";
 import { AttentionCall, type AttentionInputs } from "./attention_call.ts";
 import {
   autotuneCachePath,
@@ -284,7 +285,9 @@ export class Autotuner {
         let samples: number[];
         try {
           // Without timestamps, submit already waits for the queue; the wait is explicit here.
-          const submit = gpuTimer ? () => call.submit() : async () => {
+          // On a GPU, warm up and time back-to-back repetitions (runtime/sustained_timing.ts).
+          const repeat = gpuTimer ? await warmUp(call) : 1;
+          const submit = gpuTimer ? () => call.submit(repeat) : async () => {
             await call.submit();
             await device.queue.onSubmittedWorkDone();
             return undefined;
@@ -370,6 +373,21 @@ export async function timeSubmissions(
     if (Math.min(...samples) > CUT_OFF * bestMs) break;
   }
   return samples;
+}
+
+/**
+ * Submits a call until the GPU has worked WARMUP_TARGET_MS (at most 100 submissions).
+ * @returns repetitions per timed sample
+ */
+async function warmUp(call: AttentionCall): Promise<number> {
+  let repeat = 1, warmMs = 0;
+  for (let i = 0; i < 100 && warmMs < WARMUP_TARGET_MS; i++) {
+    const ms = await call.submit(repeat);
+    if (ms === undefined) return 1;
+    warmMs += ms * repeat;
+    repeat = sustainedRepeat(ms);
+  }
+  return repeat;
 }
 
 /** "64x32x2 (64x32x2 1.23 ms; 32x32x4 2.90 ms (cut off), gpu timer)": every candidate, in order. */

@@ -1,0 +1,30 @@
+/**
+ * Timing short calls the way a GPU runs them in a loop. A GPU left idle between submissions
+ * lowers its clocks: on the H100 one window(256) call timed alone, waiting for each result,
+ * took 10-19 ms where back-to-back it takes about 3.5 ms. So benchmarks warm the GPU up with a
+ * few hundred milliseconds of work, then time several repetitions of the call encoded back to
+ * back (`AttentionCall.submit(repeat)`), as a CUDA-event loop over launches does.
+ * @module
+ */
+
+/** GPU time per sample to aim for: long enough to keep the clocks up. */
+export const SAMPLE_TARGET_MS = 40;
+/** GPU time to spend warming up before the first sample. */
+export const WARMUP_TARGET_MS = 250;
+/** At most this many repetitions per sample. */
+export const MAX_REPEAT = 64;
+
+/**
+ * Repetitions per sample for a call that took `ms` once.
+ * @param ms GPU milliseconds of one repetition (undefined: no GPU timer, time one at a time)
+ * @returns repetitions in [1, MAX_REPEAT]
+ * @example
+ * ```ts
+ * import { sustainedRepeat } from "./sustained_timing.ts";
+ * sustainedRepeat(3.5); // 12
+ * ```
+ */
+export function sustainedRepeat(ms: number | undefined): number {
+  if (ms === undefined || !(ms > 0)) return 1;
+  return Math.min(MAX_REPEAT, Math.max(1, Math.ceil(SAMPLE_TARGET_MS / ms)));
+}
