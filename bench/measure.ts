@@ -10,7 +10,7 @@ import type { Pattern } from "../dsl/schema.ts";
 import type { AttentionInputs } from "../runtime/attention_call.ts";
 import type { Runtime } from "../runtime/runtime.ts";
 import { planDensity } from "./density.ts";
-import { sustainedRepeat, WARMUP_TARGET_MS } from "../runtime/sustained_timing.ts";
+import { warmUp } from "../runtime/sustained_timing.ts";
 
 /** Where a row's milliseconds come from: timestamp queries, or the host's clock. */
 export type Timer = "gpu" | "wall";
@@ -105,20 +105,7 @@ export async function measurePattern(
   try {
     // Warm up for at least `warmup` submissions and, on a GPU, WARMUP_TARGET_MS of work; then
     // every sample is `repeat` back-to-back repetitions (runtime/sustained_timing.ts).
-    let warmMs = 0;
-    for (
-      let i = 0;
-      i < options.warmup || (useGpuTimer && warmMs < WARMUP_TARGET_MS && i < 100);
-      i++
-    ) {
-      const t0 = performance.now();
-      const gpuMs = await call.submit(repeat);
-      if (i === 0) firstSubmitMs = performance.now() - t0;
-      if (useGpuTimer && gpuMs !== undefined) {
-        warmMs += gpuMs * repeat;
-        repeat = sustainedRepeat(gpuMs);
-      }
-    }
+    ({ repeat, firstSubmitMs } = await warmUp(call, options.warmup, useGpuTimer));
     for (let i = 0; i < options.reps; i++) {
       const t0 = performance.now();
       const gpuMs = await call.submit(repeat);

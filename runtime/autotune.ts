@@ -1,15 +1,17 @@
 /**
  * The autotuner: picks the kernel shape (tiles and invocation split) per adapter and kind of
  * problem by timing a few candidates, once, and remembers the choice on disk
- * (runtime/autotune_cache.ts). The best tile is not one number per GPU: on the H100 dense
- * attention wants 64x32 (f32) or 64x64 (f16), while a band pattern like `ring(128)` visits
- * `(2r + tileQ + tileK) / (2r + 1)` of its allowed area and loses to big tiles.
+ * (runtime/autotune_cache.ts). The best tile need not be one number per GPU: a band pattern
+ * like `ring(128)` visits about `(2r + tileQ + tileK) / (2r + 1)` of its allowed area, so
+ * smaller tiles can pay off where the kernel runs them well. (On the H100, 53 of the bench's
+ * 54 rows chose 64x32 with two rows per invocation; docs/BENCHMARKS.md.)
  *
  * A choice is stored under a key (runtime/autotune_key.ts says what it holds and why): the
  * adapter, dtype, D, Hq/Hkv, size classes of B·Hq and N, and the pattern's tree of kinds.
  *
  * Tuning compiles each candidate that fits the device, runs it on seeded random inputs at the
- * given shape (1 warm-up, then up to 3 timed submissions, stopping early once a candidate is
+ * given shape (warm-up as in runtime/sustained_timing.ts, then up to 3 timed samples of
+ * back-to-back repetitions, stopping early once a candidate is
  * clearly slower than the best so far), and keeps the fastest median. GPU time comes from
  * timestamp queries where the adapter has them, otherwise from the wall clock around a
  * submission until the queue is idle. Software adapters (llvmpipe) keep the fallback tiles
@@ -33,7 +35,7 @@ import {
 } from "../compiler/mod.ts";
 import { assert } from "../dsl/errors.ts";
 import { parsePattern } from "../dsl/schema.ts";
-import { sustainedRepeat, WARMUP_TARGET_MS } from "./sustained_timing.ts";
+import { warmUp } from "./sustained_timing.ts";
 import { AttentionCall, type AttentionInputs } from "./attention_call.ts";
 import {
   autotuneCachePath,
@@ -286,7 +288,7 @@ export class Autotuner {
         try {
           // Without timestamps, submit already waits for the queue; the wait is explicit here.
           // On a GPU, warm up and time back-to-back repetitions (runtime/sustained_timing.ts).
-          const repeat = gpuTimer ? await warmUp(call) : 1;
+          const repeat = gpuTimer ? (await warmUp(call)).repeat : 1;
           const submit = gpuTimer ? () => call.submit(repeat) : async () => {
             await call.submit();
             await device.queue.onSubmittedWorkDone();
@@ -373,21 +375,6 @@ export async function timeSubmissions(
     if (Math.min(...samples) > CUT_OFF * bestMs) break;
   }
   return samples;
-}
-
-/**
- * Submits a call until the GPU has worked WARMUP_TARGET_MS (at most 100 submissions).
- * @returns repetitions per timed sample
- */
-async function warmUp(call: AttentionCall): Promise<number> {
-  let repeat = 1, warmMs = 0;
-  for (let i = 0; i < 100 && warmMs < WARMUP_TARGET_MS; i++) {
-    const ms = await call.submit(repeat);
-    if (ms === undefined) return 1;
-    warmMs += ms * repeat;
-    repeat = sustainedRepeat(ms);
-  }
-  return repeat;
 }
 
 /** "64x32x2 (64x32x2 1.23 ms; 32x32x4 2.90 ms (cut off), gpu timer)": every candidate, in order. */

@@ -28,3 +28,44 @@ export function sustainedRepeat(ms: number | undefined): number {
   if (ms === undefined || !(ms > 0)) return 1;
   return Math.min(MAX_REPEAT, Math.max(1, Math.ceil(SAMPLE_TARGET_MS / ms)));
 }
+
+/** Anything submitted like an `AttentionCall`: GPU ms per repetition, or undefined. */
+export interface Submittable {
+  submit(repeat?: number): Promise<number | undefined>;
+}
+
+/**
+ * Warms a call up: at least `minSubmissions` submissions and, while GPU times come back, until
+ * the GPU has worked WARMUP_TARGET_MS (at most 100 submissions).
+ * @param call the call to submit
+ * @param minSubmissions submissions to make whatever the timer says
+ * @param sustained false: only the `minSubmissions`, one repetition each (software adapters,
+ *   whose timestamps mean nothing)
+ * @returns repetitions per timed sample (1 without GPU times) and the first submission's wall ms
+ * @example
+ * ```ts
+ * import { warmUp } from "./sustained_timing.ts";
+ * const fake = { submit: (repeat = 1) => Promise.resolve(5 + 0 * repeat) };
+ * (await warmUp(fake)).repeat; // 8: 40 ms samples of a 5 ms call
+ * ```
+ */
+export async function warmUp(
+  call: Submittable,
+  minSubmissions = 0,
+  sustained = true,
+): Promise<{ repeat: number; firstSubmitMs: number }> {
+  let repeat = 1, warmMs = 0, firstSubmitMs = NaN, gpuTimes = sustained;
+  for (let i = 0; i < minSubmissions || (gpuTimes && warmMs < WARMUP_TARGET_MS && i < 100); i++) {
+    const t0 = performance.now();
+    const ms = await call.submit(repeat);
+    if (i === 0) firstSubmitMs = performance.now() - t0;
+    if (ms === undefined || !gpuTimes) {
+      gpuTimes = false;
+      repeat = 1;
+      continue;
+    }
+    warmMs += ms * repeat;
+    repeat = sustainedRepeat(ms);
+  }
+  return { repeat, firstSubmitMs };
+}
