@@ -37,6 +37,11 @@ export interface ComponentKernelOptions {
   unroll: boolean;
   /** Element type of Q, K and V (and of their workgroup tiles); sums are always float32. */
   dtype: "f32" | "f16";
+  /**
+   * Write O as float16 straight away (a float16 call whose only kernel is this one): saves the
+   * float32 O round trip and the cast pass. Only without `merge`, which reads O back.
+   */
+  outputF16?: boolean;
   /** Invocations per workgroup and query rows per invocation. */
   threads: number;
   rowsPerThread: number;
@@ -85,7 +90,7 @@ export function componentKernel(o: ComponentKernelOptions): string {
 @group(0) @binding(2) var<storage, read> vIn: array<vec4<${T}>>;
 @group(0) @binding(3) var<storage, read> schedule: array<u32>;
 @group(0) @binding(4) var<storage, read> aux: array<u32>;
-@group(0) @binding(5) var<storage, read_write> oOut: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read_write> oOut: array<vec4<${o.outputF16 ? "f16" : "f32"}>>;
 @group(0) @binding(6) var<storage, read_write> lseOut: array<f32>;`,
   );
   const g = kernelGeometry(o);
@@ -198,14 +203,18 @@ ${eachRD((r, d) => `  var acc${r}_${d} = vec4<f32>(0.0);`)}
     }
     workgroupBarrier();
 
-${o.dtype === "f16" ? scoresF16(R, J, g.cols) : scoresF32(R, J, g.cols)}
-    // Mask (PARTIAL tiles only) and this column's share of each row's max.
+    // Mask first (PARTIAL tiles only): an invocation none of whose pairs is allowed skips its
+    // dot products, and a warp whose rows all miss this tile (a band's corner) skips the work.
 ${J.map((j) => `    let k${j} = kPosition[col + ${j * g.cols}u];`).join("\n")}
 ${
     eachRJ((r, j) =>
-      `    s${r}_${j} = select(NO_SCORE, s${r}_${j}, q${r} >= 0 && k${j} >= 0 && (!isPartial || allowed(q${r}, k${j})));`
+      `    let m${r}_${j} = q${r} >= 0 && k${j} >= 0 && (!isPartial || allowed(q${r}, k${j}));`
     )
   }
+    let anyAllowed = ${R.flatMap((r) => J.map((j) => `m${r}_${j}`)).join(" || ")};
+${o.dtype === "f16" ? scoresF16(R, J, g.cols) : scoresF32(R, J, g.cols)}
+    // This column's share of each row's max.
+${eachRJ((r, j) => `    s${r}_${j} = select(NO_SCORE, s${r}_${j}, m${r}_${j});`)}
 ${
     each((r) =>
       `    rowShare[(firstRow + ${r}u) * COLS + col] = ${maxOf(J.map((j) => `s${r}_${j}`))};`
@@ -213,6 +222,7 @@ ${
   }
     workgroupBarrier();
     // Online softmax: rescale by the new row max, write P for the P·V product.
+    var rowsLive = false;             // does any of this invocation's rows see this tile?
 ${each((r) => softmaxRow(r, J, Dd, g.cols, o.dtype))}
     workgroupBarrier();
 ${o.dtype === "f16" ? productF16(R, Dd, g.cols) : productF32(R, Dd, g.cols)}
@@ -249,11 +259,16 @@ function scoresF32(R: number[], J: number[], cols: number): string {
   const rj = grid(R, J);
   return `    // Scores: a ROWS x KEYS register tile, vec4 dot products over the head dim.
 ${rj((r, j) => `    var s${r}_${j} = 0.0;`)}
-    for (var d = 0u; d < d4; d++) {
+${
+    onlyIf(
+      "anyAllowed",
+      `    for (var d = 0u; d < d4; d++) {
 ${R.map((r) => `      let qv${r} = qTile[(firstRow + ${r}u) * QK_STRIDE + d];`).join("\n")}
 ${J.map((j) => `      let kv${j} = kTile[(col + ${j * cols}u) * QK_STRIDE + d];`).join("\n")}
 ${rj((r, j) => `      s${r}_${j} += dot(qv${r}, kv${j});`)}
-    }`;
+    }`,
+    )
+  }`;
 }
 
 /**
@@ -264,7 +279,10 @@ function scoresF16(R: number[], J: number[], cols: number): string {
   const rj = grid(R, J);
   return `    // Scores: a ROWS x KEYS register tile; half products per chunk, float32 across chunks.
 ${rj((r, j) => `    var s${r}_${j} = 0.0;`)}
-    for (var d0 = 0u; d0 < d4; d0 += ${F16_CHUNK}u) {
+${
+    onlyIf(
+      "anyAllowed",
+      `    for (var d0 = 0u; d0 < d4; d0 += ${F16_CHUNK}u) {
 ${rj((r, j) => `      var h${r}_${j} = vec4<f16>(0.0);`)}
       for (var d = d0; d < min(d0 + ${F16_CHUNK}u, d4); d++) {
 ${R.map((r) => `        let qv${r} = qTile[(firstRow + ${r}u) * QK_STRIDE + d];`).join("\n")}
@@ -272,30 +290,41 @@ ${J.map((j) => `        let kv${j} = kTile[(col + ${j * cols}u) * QK_STRIDE + d]
 ${rj((r, j) => `        h${r}_${j} = fma(qv${r}, kv${j}, h${r}_${j});`)}
       }
 ${
-    rj((r, j) =>
-      `      let pair${r}_${j} = h${r}_${j}.xy + h${r}_${j}.zw;
+        rj((r, j) =>
+          `      let pair${r}_${j} = h${r}_${j}.xy + h${r}_${j}.zw;
       s${r}_${j} += f32(pair${r}_${j}.x) + f32(pair${r}_${j}.y);`
+        )
+      }
+    }`,
     )
-  }
-    }`;
+  }`;
 }
 
 /** O += P V in float32: a ROWS x DIMS4 register tile of vec4s. */
 function productF32(R: number[], Dd: number[], cols: number): string {
   const rd = grid(R, Dd);
-  return `    // O += P V: a ROWS x DIMS4 register tile of vec4s.
-    for (var j4 = 0u; j4 < tileK / 4u; j4++) {
+  return `    // O += P V: a ROWS x DIMS4 register tile of vec4s (rows with no allowed key add nothing).
+${
+    onlyIf(
+      "rowsLive",
+      `    for (var j4 = 0u; j4 < tileK / 4u; j4++) {
 ${R.map((r) => `      let p${r} = pTile[(firstRow + ${r}u) * P_STRIDE4 + j4];`).join("\n")}
 ${
-    [0, 1, 2, 3].flatMap((c) =>
-      Dd.map((d) => `      let v${c}_${d} = vTile[(j4 * 4u + ${c}u) * D4 + col + ${d * cols}u];`)
-    ).join("\n")
-  }
+        [0, 1, 2, 3].flatMap((c) =>
+          Dd.map((d) =>
+            `      let v${c}_${d} = vTile[(j4 * 4u + ${c}u) * D4 + col + ${d * cols}u];`
+          )
+        ).join("\n")
+      }
 ${
-    [0, 1, 2, 3].map((c) => rd((r, d) => `      acc${r}_${d} += p${r}.${"xyzw"[c]} * v${c}_${d};`))
-      .join("\n")
-  }
-    }`;
+        [0, 1, 2, 3].map((c) =>
+          rd((r, d) => `      acc${r}_${d} += p${r}.${"xyzw"[c]} * v${c}_${d};`)
+        )
+          .join("\n")
+      }
+    }`,
+    )
+  }`;
 }
 
 /**
@@ -305,25 +334,39 @@ ${
 function productF16(R: number[], Dd: number[], cols: number): string {
   const rd = grid(R, Dd);
   return `    // O += P V: a ROWS x DIMS4 register tile; half products per chunk of keys, float32 across.
-    for (var c0 = 0u; c0 < tileK / 4u; c0 += ${F16_CHUNK}u) {
+    // Rows with no allowed key in this tile add nothing.
+${
+    onlyIf(
+      "rowsLive",
+      `    for (var c0 = 0u; c0 < tileK / 4u; c0 += ${F16_CHUNK}u) {
 ${rd((r, d) => `      var pv${r}_${d} = vec4<f16>(0.0);`)}
       for (var j4 = c0; j4 < min(c0 + ${F16_CHUNK}u, tileK / 4u); j4++) {
 ${R.map((r) => `        let p${r} = pTile[(firstRow + ${r}u) * P_STRIDE4 + j4];`).join("\n")}
 ${
-    [0, 1, 2, 3].flatMap((c) =>
-      Dd.map((d) => `        let v${c}_${d} = vTile[(j4 * 4u + ${c}u) * D4 + col + ${d * cols}u];`)
-    ).join("\n")
-  }
+        [0, 1, 2, 3].flatMap((c) =>
+          Dd.map((d) =>
+            `        let v${c}_${d} = vTile[(j4 * 4u + ${c}u) * D4 + col + ${d * cols}u];`
+          )
+        ).join("\n")
+      }
 ${
-    [0, 1, 2, 3].map((c) =>
-      rd((r, d) =>
-        `        pv${r}_${d} = fma(vec4<f16>(p${r}.${"xyzw"[c]}), v${c}_${d}, pv${r}_${d});`
-      )
-    ).join("\n")
-  }
+        [0, 1, 2, 3].map((c) =>
+          rd((r, d) =>
+            `        pv${r}_${d} = fma(vec4<f16>(p${r}.${"xyzw"[c]}), v${c}_${d}, pv${r}_${d});`
+          )
+        ).join("\n")
+      }
       }
 ${rd((r, d) => `      acc${r}_${d} += vec4<f32>(pv${r}_${d});`)}
-    }`;
+    }`,
+    )
+  }`;
+}
+
+/** `body` (lines indented for the tile loop) under `if (cond)`, indented one more level. */
+function onlyIf(cond: string, body: string): string {
+  const inner = body.split("\n").map((line) => line ? `  ${line}` : line).join("\n");
+  return `    if (${cond}) {\n${inner}\n    }`;
 }
 
 function range(n: number): number[] {
@@ -348,6 +391,7 @@ function softmaxRow(
       let newMax = max(rowMax${r}, tileMax);
       let rescale = exp2(rowMax${r} - newMax); // 1 while the row has seen nothing
       rowMax${r} = newMax;
+      rowsLive = rowsLive || tileMax > NO_SCORE;
 ${
     J.map((j) => `      let p${j} = select(0.0, exp2(s${r}_${j} - newMax), s${r}_${j} > NO_SCORE);`)
       .join("\n")
@@ -375,13 +419,15 @@ function epilogue(o: ComponentKernelOptions, r: number, Dd: number[], cols: numb
     let row = ${o.lseBase}u + bh * N + u32(q${r});
     let outBase = ${o.oBase}u + (bh * N + u32(q${r})) * D4;`;
   if (!o.merge) {
+    const out = o.outputF16 ? "f16" : "f32";
+    const cast = (x: string) => o.outputF16 ? `vec4<f16>(${x})` : x;
     return `${head}
     if (total == 0.0) {               // nothing allowed: O = 0, LSE = -inf
       if (col == 0u) { lseOut[row] = negativeInfinity(); }
-${Dd.map((d) => `      oOut[${at(d)}] = vec4<f32>(0.0);`).join("\n")}
+${Dd.map((d) => `      oOut[${at(d)}] = vec4<${out}>(0.0);`).join("\n")}
     } else {
       if (col == 0u) { lseOut[row] = (rowMax${r} + log2(total)) * LN2; }
-${Dd.map((d) => `      oOut[${at(d)}] = acc${r}_${d} / total;`).join("\n")}
+${Dd.map((d) => `      oOut[${at(d)}] = ${cast(`acc${r}_${d} / total`)};`).join("\n")}
     }
   }`;
   }
