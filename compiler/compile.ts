@@ -146,14 +146,30 @@ export function compile(pattern: unknown, options: CompileOptions): CompiledAtte
   const aux = new AuxData(shape.seqLen, plan.random, options.constantParams ?? false);
   const gated = parsed.kind === "gated";
   const unroll = options.unroll ?? true;
+  // A float16 call with one kernel that writes every row writes O as float16 itself.
+  const components = plan.branches[0].components;
+  const directF16 = dtype === "f16" && !gated && components.length === 1 &&
+    components[0].qLayout.kind !== "gather";
   const passes = plan.branches.flatMap((_, b) =>
-    branchPasses({ plan, b, shape, scale, aux, packed, gated, unroll, kernel: tiles, dtype })
+    branchPasses({
+      plan,
+      b,
+      shape,
+      scale,
+      aux,
+      packed,
+      gated,
+      unroll,
+      kernel: tiles,
+      dtype,
+      directF16,
+    })
   );
   const branches = plan.branches.length;
   const gatesPerPosition = gated && (options.gatesPerPosition ?? false);
   if (gated) passes.push(blendPass(shape, branches, gatesPerPosition));
-  // 6. Float16 calls accumulate O in float32 and convert once at the end.
-  if (dtype === "f16") passes.push(castPass(shape));
+  // 6. Other float16 calls accumulate O in float32 and convert once at the end.
+  if (dtype === "f16" && !directF16) passes.push(castPass(shape));
   return {
     plan,
     shape,
@@ -182,12 +198,13 @@ function branchPasses(o: {
   unroll: boolean;
   kernel: KernelShape;
   dtype: Dtype;
+  directF16: boolean;
 }): Pass[] {
   const { shape, b } = o;
   const rows = shape.batch * shape.headsQ * shape.seqLen;
   const d4 = shape.headDim / 4;
   const oBase = b * rows * d4, lseBase = b * rows;
-  const oName: BufferName = o.gated ? "branchO" : "o";
+  const oName: BufferName = o.directF16 ? "o16" : o.gated ? "branchO" : "o";
   const components = o.plan.branches[b].components;
   // Every row is written by a component whose query layout covers all N positions; otherwise clear.
   const firstCoversAll = components.length > 0 && components[0].qLayout.kind !== "gather";
@@ -216,6 +233,7 @@ function branchPasses(o: {
         merge: j > 0 || !firstCoversAll,
         unroll: o.unroll,
         dtype: o.dtype,
+        outputF16: o.directF16,
         threads: o.kernel.threads,
         rowsPerThread: o.kernel.rowsPerThread,
         label: `${o.plan.branches[b].label}, ${label}`,

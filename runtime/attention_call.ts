@@ -88,6 +88,10 @@ export class AttentionCall {
     return call;
   }
 
+  #binds(name: BufferName): boolean {
+    return this.compiled.passes.some((p) => p.bindings.some((b) => b.buffer === name));
+  }
+
   #allocate(inputs: AttentionInputs): void {
     const { shape, branches, gated } = this.compiled;
     const rows = shape.batch * shape.headsQ * shape.seqLen;
@@ -104,7 +108,8 @@ export class AttentionCall {
       v: v.byteLength,
       schedule: this.compiled.schedule.byteLength,
       aux: this.compiled.aux.byteLength,
-      o: rows * shape.headDim * 4,
+      // A float16 call whose kernel writes O as float16 never touches the float32 O.
+      o: this.#binds("o") ? rows * shape.headDim * 4 : 16,
       lse: rows * branches * 4,
       branchO: gated ? rows * shape.headDim * 4 * branches : 16,
       gates: gates.byteLength,
