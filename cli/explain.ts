@@ -3,15 +3,17 @@
  *
  * ```sh
  * deno task explain P --seq-len N [--head-dim D] [--tiles QxK] [--wgsl out.wgsl] [--all-wgsl]
- *   [--svg mask.svg]
+ *   [--svg mask.svg] [--png mask.png]
  * ```
  *
  * Prints the pattern's JSON, the plan (branches, components, layouts, tiles visited of the dense
  * count, partial tiles), each branch's density (allowed pairs over N²) and how much of the
  * visited tile area is allowed, a picture of the mask (element-level up to N = 64, else at most
  * 64x64 cells), then the WGSL of the first pass (`--all-wgsl`: every pass; `--wgsl FILE`: every
- * pass to a file instead). All of it comes from the tile schedule, so N = 65536 takes as long
- * as the compiler does, never N² work.
+ * pass to a file instead). `--png` draws every component in its own colour (tile level past
+ * N = 512, with element-level zooms of two corners). The reach is how many attention hops
+ * until every position has heard from every other. All of it comes from the tile schedule, so
+ * N = 65536 takes as long as the compiler does, never N² work.
  * @module
  */
 import { compile, type CompiledAttention } from "../compiler/mod.ts";
@@ -27,9 +29,13 @@ import {
   UsageError,
 } from "./_common.ts";
 import { type BranchMask, branchMasks, maskSvg, renderMask } from "./_mask_picture.ts";
+import { maskImage } from "./_mask_image.ts";
+import { encodePng } from "./_png.ts";
+import { reach, strideClasses } from "./_reach.ts";
+import { atomLabel } from "../compiler/atoms.ts";
 
 const USAGE = `Usage: deno task explain P --seq-len N [--head-dim D] [--tiles QxK] [--wgsl out.wgsl]
-       [--all-wgsl] [--svg mask.svg]
+       [--all-wgsl] [--svg mask.svg] [--png mask.png]
 
   P              a JSON file, JSON text, or an example's name (e.g. pi_attention)
   --seq-len N    sequence length
@@ -37,7 +43,8 @@ const USAGE = `Usage: deno task explain P --seq-len N [--head-dim D] [--tiles Qx
   --tiles QxK    override the tile shape (default: sized for WebGPU's default limits)
   --wgsl FILE    write the WGSL of every pass to FILE instead of printing the first
   --all-wgsl     print the WGSL of every pass
-  --svg FILE     write the mask picture as SVG`;
+  --svg FILE     write the mask picture as SVG
+  --png FILE     write the mask picture as PNG, each component in its own colour`;
 
 const FLAGS = {
   pattern: { type: "string" },
@@ -47,6 +54,7 @@ const FLAGS = {
   wgsl: { type: "string" },
   "all-wgsl": { type: "boolean" },
   svg: { type: "string" },
+  png: { type: "string" },
   help: { type: "boolean", short: "h" },
 } as const;
 
@@ -119,6 +127,29 @@ export async function main(args: string[]): Promise<number> {
     await writeText(values.svg, "svg", maskSvg(masks, labels));
     console.log(`\nwrote the mask picture to ${values.svg}`);
   }
+  if (values.png !== undefined) {
+    const drawn = performance.now();
+    const image = maskImage(compiled.plan, componentLabels(compiled));
+    await writeFile(values.png, "png", encodePng(image));
+    console.log(
+      `\nwrote the ${image.width}x${image.height} mask picture to ${values.png} in ` +
+        `${formatMs(performance.now() - drawn)}; one row of panels per branch`,
+    );
+    for (const line of image.panels) console.log(`  ${line}`);
+    for (const { label, colour } of image.legend) console.log(`  ${colour} ${label}`);
+  }
+
+  const searched = performance.now();
+  const r = reach(compiled.plan);
+  const scope = r.cellSize === 1 ? "exact" : `on cells of ${r.cellSize} positions, a lower bound`;
+  console.log(
+    `\nreach (${scope}; ${formatMs(performance.now() - searched)}): ` +
+      (r.hops !== undefined
+        ? `every position hears from every other within ${r.hops} attention hop(s)`
+        : `never: ${r.unreachable} of ${r.nodes * r.nodes} ordered pairs of ${r.nodes} nodes ` +
+          `stay apart however many layers are stacked`),
+  );
+  for (const line of strideClasses(compiled.plan)) console.log(`  ${line}`);
 
   console.log(
     `\npasses: ${compiled.passes.map((p) => `${p.label} [${p.workgroups.join("x")}]`).join(", ")}`,
@@ -168,9 +199,23 @@ function allWgsl(compiled: CompiledAttention): string {
     ).join("\n");
 }
 
+/** "branch b component j: atoms" per component, plan order (the picture's legend). */
+function componentLabels(compiled: CompiledAttention): string[] {
+  return compiled.plan.branches.flatMap((b, i) =>
+    b.components.map((c, j) =>
+      `branch ${i} component ${j}: ${c.atoms.map(atomLabel).join(" & ")}` +
+      (c.exclusions.length ? ` minus components 0..${c.exclusions.length - 1}` : "")
+    )
+  );
+}
+
 async function writeText(path: string, flag: string, text: string): Promise<void> {
+  await writeFile(path, flag, new TextEncoder().encode(text));
+}
+
+async function writeFile(path: string, flag: string, bytes: Uint8Array): Promise<void> {
   try {
-    await Deno.writeTextFile(path, text);
+    await Deno.writeFile(path, bytes);
   } catch (error) {
     throw new UsageError(`--${flag} ${path}: cannot write: ${(error as Error).message}`);
   }
