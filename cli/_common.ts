@@ -7,7 +7,14 @@
 import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { parseArgs, type ParseArgsOptionsConfig, styleText } from "node:util";
-import { DeviceError, PatternError, PlanError, ShaderError, ShapeError } from "../dsl/errors.ts";
+import {
+  DataError,
+  DeviceError,
+  PatternError,
+  PlanError,
+  ShaderError,
+  ShapeError,
+} from "../dsl/errors.ts";
 import { parsePattern, type Pattern } from "../dsl/schema.ts";
 import { readNpy, writeNpy } from "../runtime/npy.ts";
 import { exampleNames, examplePattern } from "../examples/registry.ts";
@@ -22,7 +29,15 @@ export const EXIT_USER_ERROR = 2;
 /** Exit status for a result outside tolerance, or a bug in Weft. */
 export const EXIT_FAILURE = 1;
 
-const USER_ERRORS = [UsageError, PatternError, PlanError, ShapeError, ShaderError, DeviceError];
+const USER_ERRORS = [
+  UsageError,
+  PatternError,
+  PlanError,
+  ShapeError,
+  ShaderError,
+  DeviceError,
+  DataError,
+];
 
 /**
  * Whether an error is the user's to fix (exit 2) rather than a bug in Weft (exit 1).

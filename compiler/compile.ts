@@ -17,7 +17,7 @@ import {
   kernelShape,
   kernelStorageBytes,
 } from "./tiles.ts";
-import { PlanError } from "../dsl/errors.ts";
+import { DeviceError, PlanError, ShapeError } from "../dsl/errors.ts";
 import { componentKernel } from "./wgsl/attention_wgsl.ts";
 import {
   blendKernel,
@@ -128,7 +128,21 @@ export function compile(pattern: unknown, options: CompileOptions): CompiledAtte
   const shape = options.shape;
   checkAttentionShape(shape);
   const scale = options.scale ?? 1 / Math.sqrt(shape.headDim);
+  if (!Number.isFinite(scale) || scale === 0) {
+    throw new ShapeError(`Bad options: scale must be a finite nonzero number, got ${scale}`);
+  }
   const dtype = options.dtype ?? "f32";
+  if (dtype !== "f32" && dtype !== "f16") {
+    throw new ShapeError(`Bad options: dtype must be "f32" or "f16", got ${JSON.stringify(dtype)}`);
+  }
+  if (options.limits) {
+    checkBufferSizes(
+      shape,
+      dtype,
+      parsed.kind === "gated" ? parsed.branches.length : 1,
+      options.limits,
+    );
+  }
   // 2. Size tiles from the device's workgroup storage.
   const tiles = options.tiles
     ? options.tiles.threads
@@ -272,6 +286,38 @@ function checkKernelFits(tiles: KernelShape, headDim: number, dtype: Dtype, limi
       `Cannot compile: tile ${tiles.tileQ}x${tiles.tileK} uses ${tiles.threads} invocations per ` +
         `workgroup; this device allows ${maxThreads}`,
     );
+  }
+}
+
+/**
+ * Every tensor must fit one storage binding. Refused here, before any allocation, with the
+ * tensor's name and the numbers; splitting over (batch, head) is the caller's way out today.
+ */
+function checkBufferSizes(
+  shape: AttentionShape,
+  dtype: Dtype,
+  branches: number,
+  limits: DeviceLimits,
+): void {
+  const limit = limits.maxStorageBufferBindingSize;
+  if (limit === undefined) return;
+  const { batch: b, headsQ, headsKV, seqLen: n, headDim: d } = shape;
+  const element = dtype === "f16" ? 2 : 4;
+  const sizes: [string, number][] = [
+    ["q", b * headsQ * n * d * element],
+    ["k", b * headsKV * n * d * element],
+    ["v", b * headsKV * n * d * element],
+    ["o (float32 accumulator)", b * headsQ * n * d * 4],
+    ["lse", b * headsQ * n * branches * 4],
+  ];
+  if (branches > 1) sizes.push(["per-branch O", b * headsQ * n * d * 4 * branches]);
+  for (const [name, bytes] of sizes) {
+    if (bytes > limit) {
+      throw new DeviceError(
+        `Cannot compile for this device: tensor ${name} needs ${bytes} bytes, over ` +
+          `maxStorageBufferBindingSize (${limit}); run fewer batches or heads per call`,
+      );
+    }
   }
 }
 

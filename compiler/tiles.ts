@@ -13,6 +13,8 @@ import type { TileShape } from "./plan.ts";
 export interface DeviceLimits {
   maxComputeWorkgroupStorageSize: number;
   maxComputeInvocationsPerWorkgroup?: number;
+  /** Largest storage binding in bytes; compile refuses tensors past it when given. */
+  maxStorageBufferBindingSize?: number;
 }
 
 /** WebGPU's default limits: what every adapter guarantees. */

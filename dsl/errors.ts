@@ -24,6 +24,19 @@ export class DeviceError extends Error {
   override name = "DeviceError";
 }
 
+/**
+ * The device was lost (a driver reset, `device.destroy()`): the buffers and pipelines of calls
+ * prepared on it are gone. `Runtime.run` opens a new device and runs again by itself.
+ */
+export class DeviceLostError extends DeviceError {
+  override name = "DeviceLostError";
+}
+
+/** Input values the kernels cannot give a meaningful answer for (NaN or infinite entries). */
+export class DataError extends Error {
+  override name = "DataError";
+}
+
 /** Inputs (tensors, gates) disagree with each other or with the pattern. */
 export class ShapeError extends Error {
   override name = "ShapeError";

@@ -5,7 +5,7 @@
  * @module
  */
 import type { BufferName, CompiledAttention } from "../compiler/mod.ts";
-import { DeviceError } from "../dsl/errors.ts";
+import { DeviceError, DeviceLostError } from "../dsl/errors.ts";
 import type { PipelineCache } from "./pipeline_cache.ts";
 
 /**
@@ -36,8 +36,36 @@ export class AttentionCall {
     workgroups: [number, number];
   }[] = [];
   #timing?: { querySet: GPUQuerySet; resolve: GPUBuffer; read: GPUBuffer };
+  #lost?: GPUDeviceLostInfo;
 
-  private constructor(readonly device: GPUDevice, readonly compiled: CompiledAttention) {}
+  private constructor(readonly device: GPUDevice, readonly compiled: CompiledAttention) {
+    device.lost.then((info) => this.#lost = info);
+  }
+
+  /**
+   * Runs a device step; if it fails because the device was lost, says so as a DeviceLostError.
+   * WebGPU reports the failure (a rejected map) before or after the `lost` promise settles, so
+   * a failure waits briefly for it before it is called something else.
+   */
+  async #onDevice<T>(what: string, step: () => Promise<T>): Promise<T> {
+    if (this.#lost) throw this.#lostError(what);
+    try {
+      return await step();
+    } catch (error) {
+      await Promise.race([this.device.lost, new Promise((r) => setTimeout(r, 100))]);
+      if (this.#lost) throw this.#lostError(what);
+      throw error;
+    }
+  }
+
+  #lostError(what: string): DeviceLostError {
+    const { reason, message } = this.#lost!;
+    return new DeviceLostError(
+      `Cannot ${what}: the GPU device was lost (${reason}${message ? `: ${message}` : ""}); ` +
+        `this call's buffers and pipelines are gone. Prepare it again (Runtime.run opens a new ` +
+        `device and runs again by itself)`,
+    );
+  }
 
   /**
    * Allocates and uploads the buffers and builds pipelines (cached) and bind groups.
@@ -156,7 +184,11 @@ export class AttentionCall {
    *   avoids the same effect). Every repetition recomputes the same O and LSE.
    * @returns GPU milliseconds per repetition from timestamp queries, or undefined without them
    */
-  async submit(repeat = 1): Promise<number | undefined> {
+  submit(repeat = 1): Promise<number | undefined> {
+    return this.#onDevice("submit", () => this.#submit(repeat));
+  }
+
+  async #submit(repeat: number): Promise<number | undefined> {
     const encoder = this.device.createCommandEncoder();
     const timing = this.#timing;
     const pass = encoder.beginComputePass(
@@ -197,7 +229,11 @@ export class AttentionCall {
    * Copies O and LSE back to the host.
    * @returns the outputs as float32
    */
-  async read(): Promise<AttentionOutputs> {
+  read(): Promise<AttentionOutputs> {
+    return this.#onDevice("read O and LSE", () => this.#read());
+  }
+
+  async #read(): Promise<AttentionOutputs> {
     const half = this.compiled.dtype === "f16";
     const [o, lse] = await Promise.all([
       this.#readBuffer(half ? "o16" : "o"),

@@ -14,7 +14,8 @@ import { Autotuner, type TuneOptions, type TuneResult } from "./autotune.ts";
 import { type DeviceInfo, openDevice } from "./device.ts";
 import { PipelineCache } from "./pipeline_cache.ts";
 import { checkShape } from "./shape.ts";
-import { ShapeError } from "../dsl/errors.ts";
+import { DeviceLostError, ShapeError } from "../dsl/errors.ts";
+import { checkFinite } from "./finite_check.ts";
 
 /**
  * Software adapters (llvmpipe) run kernels correctly but compile them slowly (seconds to a
@@ -37,11 +38,11 @@ export interface RuntimeOptions {
 
 /** A WebGPU device ready to run compiled patterns. */
 export interface Runtime {
-  device: GPUDevice;
-  info: DeviceInfo;
-  pipelines: PipelineCache;
+  readonly device: GPUDevice;
+  readonly info: DeviceInfo;
+  readonly pipelines: PipelineCache;
   /** Tuned kernel shapes for this device, and the count of candidates it has timed. */
-  autotuner: Autotuner;
+  readonly autotuner: Autotuner;
   /**
    * Compiles for this device's limits (no GPU work). Without `tiles`, uses the shape `tune`
    * stored for this problem's key if any, else the fallback tiles on a software adapter, else
@@ -62,6 +63,8 @@ export interface Runtime {
     compiled: CompiledAttention,
     inputs: AttentionInputs,
   ): Promise<AttentionOutputs & { gpuMs?: number }>;
+  /** How many times the device was lost and replaced (calls prepared before then must be redone). */
+  readonly devicesLost: number;
   destroy(): void;
 }
 
@@ -83,11 +86,16 @@ export interface Runtime {
  * ```
  */
 export async function createRuntime(options: RuntimeOptions = {}): Promise<Runtime> {
-  const { device, info } = await openDevice();
-  const pipelines = new PipelineCache(device);
-  const limits = {
-    maxComputeWorkgroupStorageSize: device.limits.maxComputeWorkgroupStorageSize,
-    maxComputeInvocationsPerWorkgroup: device.limits.maxComputeInvocationsPerWorkgroup,
+  let session = await openSession(options);
+  let lostCount = 0;
+  // A lost device (driver reset, `device.destroy()`) is replaced before the next call; a call
+  // in flight when it happens fails once and runs again on the new device.
+  const current = async () => {
+    if (session.lost) {
+      session = await openSession(options);
+      lostCount++;
+    }
+    return session;
   };
   const prepare = async (compiled: CompiledAttention, inputs: AttentionInputs) => {
     const gates = checkShape(compiled.shape, {
@@ -105,7 +113,68 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
           `compile with gatesPerPosition: ${gates === "position"}`,
       );
     }
-    return await AttentionCall.create(device, pipelines, compiled, inputs, info.timestamps);
+    checkFinite(inputs);
+    const s = await current();
+    return await AttentionCall.create(s.device, s.pipelines, compiled, inputs, s.info.timestamps);
+  };
+  const runOnce = async (compiled: CompiledAttention, inputs: AttentionInputs) => {
+    const call = await prepare(compiled, inputs);
+    try {
+      const gpuMs = await call.submit();
+      return { ...(await call.read()), gpuMs };
+    } finally {
+      call.destroy();
+    }
+  };
+  return {
+    get device() {
+      return session.device;
+    },
+    get info() {
+      return session.info;
+    },
+    get pipelines() {
+      return session.pipelines;
+    },
+    get autotuner() {
+      return session.autotuner;
+    },
+    get devicesLost() {
+      return lostCount;
+    },
+    compile: (pattern, options) => session.compile(pattern, options),
+    tune: async (pattern, options) => (await current()).autotuner.tune(pattern, options),
+    prepare,
+    async run(compiled, inputs) {
+      try {
+        return await runOnce(compiled, inputs);
+      } catch (error) {
+        if (!(error instanceof DeviceLostError)) throw error;
+        return await runOnce(compiled, inputs); // prepare opens a new device first
+      }
+    },
+    destroy: () => session.device.destroy(),
+  };
+}
+
+/** One device and what was built on it. */
+interface Session {
+  device: GPUDevice;
+  info: DeviceInfo;
+  pipelines: PipelineCache;
+  autotuner: Autotuner;
+  compile(pattern: unknown, options: RuntimeCompileOptions): CompiledAttention;
+  /** Set once the device is lost. */
+  lost?: GPUDeviceLostInfo;
+}
+
+async function openSession(options: RuntimeOptions): Promise<Session> {
+  const { device, info } = await openDevice();
+  const pipelines = new PipelineCache(device);
+  const limits = {
+    maxComputeWorkgroupStorageSize: device.limits.maxComputeWorkgroupStorageSize,
+    maxComputeInvocationsPerWorkgroup: device.limits.maxComputeInvocationsPerWorkgroup,
+    maxStorageBufferBindingSize: device.limits.maxStorageBufferBindingSize,
   };
   const compileFor = (pattern: unknown, options: RuntimeCompileOptions) =>
     compile(pattern, { ...options, unroll: options.unroll ?? !info.isFallback, limits });
@@ -119,7 +188,7 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
     fallback,
     enabled: options.autotune ?? true,
   });
-  return {
+  const session: Session = {
     device,
     info,
     pipelines,
@@ -131,17 +200,7 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
           autotuner.cached(pattern, options.shape, options.dtype ?? "f32") ??
           (info.isFallback ? FALLBACK_TILES : undefined),
       }),
-    tune: (pattern, options) => autotuner.tune(pattern, options),
-    prepare,
-    async run(compiled, inputs) {
-      const call = await prepare(compiled, inputs);
-      try {
-        const gpuMs = await call.submit();
-        return { ...(await call.read()), gpuMs };
-      } finally {
-        call.destroy();
-      }
-    },
-    destroy: () => device.destroy(),
   };
+  device.lost.then((lost) => session.lost = lost);
+  return session;
 }

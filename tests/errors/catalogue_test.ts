@@ -1,0 +1,484 @@
+/**
+ * The error catalogue: bad inputs across patterns, shapes, options, data, device limits and the
+ * command line, each refused with the right error class and a message naming the field. One
+ * row per distinct mistake; the GPU rows (non-finite data) run on whatever adapter is here.
+ */
+import assert from "node:assert/strict";
+import { main as explain } from "../../cli/explain.ts";
+import { compile } from "../../compiler/mod.ts";
+import { DataError, DeviceError, PatternError, PlanError, ShapeError } from "../../dsl/errors.ts";
+import { UsageError } from "../../cli/_common.ts";
+import { reference } from "../../runtime/reference/mod.ts";
+import { createRuntime } from "../../runtime/runtime.ts";
+
+type ErrorClass = new (...args: never[]) => Error;
+interface Case {
+  name: string;
+  run: () => unknown;
+  error: ErrorClass;
+  /** The message must match: it names the field (and usually the allowed range). */
+  says: RegExp;
+}
+
+const shape = { batch: 1, headsQ: 2, headsKV: 2, seqLen: 64, headDim: 16 };
+const bad = (pattern: unknown) => () => compile(pattern, { shape });
+const badShape = (changes: Record<string, number>) => () =>
+  compile({ kind: "causal" }, { shape: { ...shape, ...changes } });
+
+const PATTERNS: Case[] = [
+  {
+    name: "null pattern",
+    run: bad(null),
+    error: PatternError,
+    says: /must be an object with a "kind"/,
+  },
+  { name: "no kind", run: bad({ radius: 3 }), error: PatternError, says: /"kind"/ },
+  {
+    name: "unknown kind",
+    run: bad({ kind: "banded" }),
+    error: PatternError,
+    says: /unknown kind "banded"; expected one of/,
+  },
+  { name: "a string", run: bad("dense"), error: PatternError, says: /must be an object/ },
+  {
+    name: "window left < 0",
+    run: bad({ kind: "window", left: -1, right: 2 }),
+    error: PatternError,
+    says: /pattern\.left: .*\[0, /,
+  },
+  {
+    name: "window left fractional",
+    run: bad({ kind: "window", left: 1.5, right: 2 }),
+    error: PatternError,
+    says: /pattern\.left: .*integer.*1\.5/,
+  },
+  {
+    name: "window right a string",
+    run: bad({ kind: "window", left: 1, right: "2" }),
+    error: PatternError,
+    says: /pattern\.right: .*integer/,
+  },
+  {
+    name: "window right missing",
+    run: bad({ kind: "window", left: 1 }),
+    error: PatternError,
+    says: /pattern\.right/,
+  },
+  {
+    name: "ring radius < 0",
+    run: bad({ kind: "ring", radius: -3 }),
+    error: PatternError,
+    says: /pattern\.radius: .*\[0, /,
+  },
+  {
+    name: "ring radius NaN",
+    run: bad({ kind: "ring", radius: NaN }),
+    error: PatternError,
+    says: /pattern\.radius/,
+  },
+  {
+    name: "stride period 0",
+    run: bad({ kind: "stride", period: 0 }),
+    error: PatternError,
+    says: /pattern\.period: stride period must be an integer in \[1, /,
+  },
+  {
+    name: "stride period 2^31",
+    run: bad({ kind: "stride", period: 2 ** 31 }),
+    error: PatternError,
+    says: /pattern\.period: .*2147483648/,
+  },
+  {
+    name: "global token < 0",
+    run: bad({ kind: "global", tokens: [3, -1] }),
+    error: PatternError,
+    says: /pattern\.tokens\[1\]/,
+  },
+  {
+    name: "global tokens not a list",
+    run: bad({ kind: "global", tokens: 4 }),
+    error: PatternError,
+    says: /pattern\.tokens/,
+  },
+  {
+    name: "global token >= N",
+    run: bad({ kind: "global", tokens: [0, 64] }),
+    error: PlanError,
+    says: /pattern\.tokens\[1\]: global token must be < N \(64\), got 64/,
+  },
+  {
+    name: "random blocks 0",
+    run: bad({ kind: "random", blocks: 0, blockSize: 8, seed: 1 }),
+    error: PatternError,
+    says: /pattern\.blocks/,
+  },
+  {
+    name: "random blockSize 0",
+    run: bad({ kind: "random", blocks: 1, blockSize: 0, seed: 1 }),
+    error: PatternError,
+    says: /pattern\.blockSize/,
+  },
+  {
+    name: "random seed < 0",
+    run: bad({ kind: "random", blocks: 1, blockSize: 8, seed: -1 }),
+    error: PatternError,
+    says: /pattern\.seed/,
+  },
+  {
+    name: "union of nothing",
+    run: bad({ kind: "union", of: [] }),
+    error: PatternError,
+    says: /pattern\.of: .*at least one pattern/,
+  },
+  {
+    name: "intersect of nothing",
+    run: bad({ kind: "intersect", of: [] }),
+    error: PatternError,
+    says: /pattern\.of/,
+  },
+  {
+    name: "union of a non-list",
+    run: bad({ kind: "union", of: { kind: "dense" } }),
+    error: PatternError,
+    says: /pattern\.of/,
+  },
+  {
+    name: "bad member deep inside",
+    run: bad({
+      kind: "union",
+      of: [{ kind: "dense" }, { kind: "intersect", of: [{ kind: "stride", period: -2 }] }],
+    }),
+    error: PatternError,
+    says: /pattern\.of\[1\]\.of\[0\]\.period/,
+  },
+  {
+    name: "gated without branches",
+    run: bad({ kind: "gated", branches: [] }),
+    error: PatternError,
+    says: /pattern\.branches/,
+  },
+  {
+    name: "gates of the wrong count",
+    run: bad({ kind: "gated", branches: [{ kind: "dense" }, { kind: "causal" }], gates: [1] }),
+    error: PatternError,
+    says: /gates/,
+  },
+  {
+    name: "gated inside a union",
+    run: bad({ kind: "union", of: [{ kind: "gated", branches: [{ kind: "dense" }] }] }),
+    error: PatternError,
+    says: /gated/,
+  },
+  {
+    name: "unknown field",
+    run: bad({ kind: "ring", radius: 2, wrap: true }),
+    error: PatternError,
+    says: /wrap/,
+  },
+  {
+    name: "field of another kind",
+    run: bad({ kind: "dense", radius: 2 }),
+    error: PatternError,
+    says: /radius/,
+  },
+];
+
+const SHAPES: Case[] = [
+  {
+    name: "batch 0",
+    run: badShape({ batch: 0 }),
+    error: ShapeError,
+    says: /batch must be an integer >= 1, got 0/,
+  },
+  {
+    name: "headsQ 0",
+    run: badShape({ headsQ: 0 }),
+    error: ShapeError,
+    says: /headsQ must be an integer >= 1/,
+  },
+  {
+    name: "headsKV 0",
+    run: badShape({ headsKV: 0 }),
+    error: ShapeError,
+    says: /headsKV must be an integer >= 1/,
+  },
+  {
+    name: "seqLen 0",
+    run: badShape({ seqLen: 0 }),
+    error: ShapeError,
+    says: /seqLen must be an integer >= 1, got 0/,
+  },
+  {
+    name: "seqLen fractional",
+    run: badShape({ seqLen: 10.5 }),
+    error: ShapeError,
+    says: /seqLen .*10\.5/,
+  },
+  {
+    name: "seqLen past i32",
+    run: badShape({ seqLen: 2 ** 31 }),
+    error: ShapeError,
+    says: /seqLen/,
+  },
+  {
+    name: "headDim 0",
+    run: badShape({ headDim: 0 }),
+    error: ShapeError,
+    says: /headDim must be an integer >= 1/,
+  },
+  {
+    name: "headDim not a multiple of 4",
+    run: badShape({ headDim: 6 }),
+    error: ShapeError,
+    says: /headDim must be a multiple of 4 in \[4, 256\], got 6/,
+  },
+  {
+    name: "headDim over 256",
+    run: badShape({ headDim: 260 }),
+    error: ShapeError,
+    says: /headDim .*\[4, 256\], got 260/,
+  },
+  {
+    name: "headsQ not a multiple of headsKV",
+    run: badShape({ headsQ: 3, headsKV: 2 }),
+    error: ShapeError,
+    says: /headsQ \(3\) must be a multiple of headsKV \(2\)/,
+  },
+  {
+    name: "dtype f64",
+    run: () => compile({ kind: "dense" }, { shape, dtype: "f64" as never }),
+    error: ShapeError,
+    says: /dtype must be "f32" or "f16", got "f64"/,
+  },
+  {
+    name: "scale NaN",
+    run: () => compile({ kind: "dense" }, { shape, scale: NaN }),
+    error: ShapeError,
+    says: /scale must be a finite nonzero number, got NaN/,
+  },
+  {
+    name: "scale infinite (reference)",
+    run: () =>
+      reference({
+        pattern: { kind: "dense" },
+        shape,
+        q: new Float32Array(2048),
+        k: new Float32Array(2048),
+        v: new Float32Array(2048),
+        scale: Infinity,
+      }),
+    error: ShapeError,
+    says: /scale must be a finite number/,
+  },
+  {
+    name: "reference q too short",
+    run: () =>
+      reference({
+        pattern: { kind: "dense" },
+        shape,
+        q: new Float32Array(2047),
+        k: new Float32Array(2048),
+        v: new Float32Array(2048),
+      }),
+    error: ShapeError,
+    says: /\bq has 2047 elements/,
+  },
+  {
+    name: "reference k too long",
+    run: () =>
+      reference({
+        pattern: { kind: "dense" },
+        shape,
+        q: new Float32Array(2048),
+        k: new Float32Array(2049),
+        v: new Float32Array(2048),
+      }),
+    error: ShapeError,
+    says: /\bk has 2049 elements/,
+  },
+  {
+    name: "reference gates for a plain pattern",
+    run: () =>
+      reference({
+        pattern: { kind: "dense" },
+        shape,
+        q: new Float32Array(2048),
+        k: new Float32Array(2048),
+        v: new Float32Array(2048),
+        gates: { data: [1, 1], shape: [1, 2, 1] },
+      }),
+    error: ShapeError,
+    says: /gates/,
+  },
+  {
+    name: "reference gates of the wrong shape",
+    run: () =>
+      reference({
+        pattern: { kind: "gated", branches: [{ kind: "dense" }, { kind: "causal" }] },
+        shape,
+        q: new Float32Array(2048),
+        k: new Float32Array(2048),
+        v: new Float32Array(2048),
+        gates: { data: [1, 1, 1, 1, 1, 1], shape: [1, 2, 3] },
+      }),
+    error: ShapeError,
+    says: /gates shape is \[1, 2, 3\]/,
+  },
+  {
+    name: "tile over workgroup memory",
+    run: () =>
+      compile({ kind: "dense" }, {
+        shape: { ...shape, headDim: 256 },
+        tiles: { tileQ: 128, tileK: 128 },
+        limits: { maxComputeWorkgroupStorageSize: 16384 },
+      }),
+    error: PlanError,
+    says: /tile 128x128 at D=256 .* needs \d+ bytes of workgroup memory; this device allows 16384/,
+  },
+  {
+    name: "tensor over one storage binding",
+    run: () =>
+      compile({ kind: "dense" }, {
+        shape: { batch: 4, headsQ: 32, headsKV: 32, seqLen: 65536, headDim: 128 },
+        limits: { maxComputeWorkgroupStorageSize: 49152, maxStorageBufferBindingSize: 2 ** 31 - 1 },
+      }),
+    error: DeviceError,
+    says: /tensor q needs 4294967296 bytes, over maxStorageBufferBindingSize \(2147483647\)/,
+  },
+  {
+    name: "too many terms",
+    run: bad({
+      kind: "intersect",
+      of: Array.from(
+        { length: 4 },
+        (_, i) => ({
+          kind: "union",
+          of: [{ kind: "ring", radius: i + 1 }, { kind: "stride", period: i + 2 }, {
+            kind: "window",
+            left: i,
+            right: 1,
+          }],
+        }),
+      ),
+    }),
+    error: PlanError,
+    says: /pattern: expands to 81 disjoint components \(at most 64\)/,
+  },
+];
+
+const CLI: Case[] = [
+  {
+    name: "explain without --seq-len",
+    run: () => explain(['{"kind":"dense"}']),
+    error: UsageError,
+    says: /seq-len/,
+  },
+  {
+    name: "explain --seq-len 0",
+    run: () => explain(['{"kind":"dense"}', "--seq-len", "0"]),
+    error: UsageError,
+    says: /--seq-len must be an integer/,
+  },
+  {
+    name: "explain --tiles 0x8",
+    run: () => explain(['{"kind":"dense"}', "--seq-len", "8", "--tiles", "0x8"]),
+    error: UsageError,
+    says: /--tiles must be QxK with Q and K in \[1, 256\]/,
+  },
+  {
+    name: "explain --head-dim 1000",
+    run: () => explain(['{"kind":"dense"}', "--seq-len", "8", "--head-dim", "1000"]),
+    error: UsageError,
+    says: /--head-dim/,
+  },
+  {
+    name: "explain a missing file",
+    run: () => explain(["no_such_pattern.json", "--seq-len", "8"]),
+    error: UsageError,
+    says: /no_such_pattern/,
+  },
+  {
+    name: "explain unknown flag",
+    run: () => explain(['{"kind":"dense"}', "--seq-len", "8", "--colour"]),
+    error: UsageError,
+    says: /colour/,
+  },
+];
+
+for (
+  const [group, cases] of [["pattern", PATTERNS], ["shape and options", SHAPES], [
+    "command line",
+    CLI,
+  ]] as const
+) {
+  Deno.test(`error catalogue: ${group} (${cases.length} cases)`, async (t) => {
+    for (const c of cases) {
+      await t.step(c.name, async () => {
+        let thrown: unknown;
+        try {
+          await c.run();
+        } catch (e) {
+          thrown = e;
+        }
+        assert.ok(thrown instanceof c.error, `expected ${c.error.name}, got ${thrown}`);
+        assert.match((thrown as Error).message, c.says);
+      });
+    }
+  });
+}
+
+Deno.test("error catalogue: non-finite data (GPU path)", async (t) => {
+  const rt = await createRuntime({ autotune: false });
+  try {
+    const compiled = rt.compile({
+      kind: "gated",
+      branches: [{ kind: "ring", radius: 2 }, { kind: "causal" }],
+    }, { shape });
+    const ok = () => new Float32Array(2 * 64 * 16).fill(0.25);
+    const gates = () => new Float32Array(2 * 2).fill(0.5);
+    const poisoned = (tensor: "q" | "k" | "v" | "gates", value: number, at: number) => {
+      const inputs = { q: ok(), k: ok(), v: ok(), gates: gates() };
+      inputs[tensor][at] = value;
+      return inputs;
+    };
+    const cases: [string, "q" | "k" | "v" | "gates", number, number][] = [
+      ["NaN in q", "q", NaN, 17],
+      ["+Infinity in k", "k", Infinity, 0],
+      ["-Infinity in v", "v", -Infinity, 2047],
+      ["NaN in gates", "gates", NaN, 3],
+      ["Infinity in gates", "gates", Infinity, 1],
+    ];
+    for (const [name, tensor, value, at] of cases) {
+      await t.step(name, async () => {
+        await assert.rejects(
+          () => rt.run(compiled, poisoned(tensor, value, at)),
+          (e: Error) =>
+            e instanceof DataError &&
+            e.message.startsWith(
+              `Bad input: ${tensor}[${at}] is ${value}; Q, K, V and gates must be finite`,
+            ),
+        );
+      });
+    }
+  } finally {
+    rt.destroy();
+  }
+});
+
+Deno.test("error catalogue: no adapter says how to get one", async () => {
+  const gpu = navigator.gpu;
+  const original = gpu.requestAdapter;
+  // deno-lint-ignore require-await
+  gpu.requestAdapter = async () => null;
+  try {
+    await assert.rejects(
+      () => createRuntime(),
+      (e: Error) =>
+        e instanceof DeviceError &&
+        /No WebGPU adapter found: install a Vulkan driver/.test(e.message) &&
+        /mesa-vulkan-drivers/.test(e.message),
+    );
+  } finally {
+    gpu.requestAdapter = original;
+  }
+});
