@@ -103,6 +103,11 @@ export interface CompiledAttention {
   kernel: KernelShape;
   /** Milliseconds spent planning and generating WGSL. */
   compileMs: number;
+  /**
+   * Set by the runtime when the caller's tensors exceed one storage binding: `shape` is then one
+   * part (one batch, `kvHeads` key/value heads) of `split.full`, and `Runtime.run` runs the parts.
+   */
+  split?: { full: AttentionShape; part: AttentionShape; kvHeads: number };
 }
 
 /**

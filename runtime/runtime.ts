@@ -14,7 +14,10 @@ import { Autotuner, type TuneOptions, type TuneResult } from "./autotune.ts";
 import { type DeviceInfo, openDevice } from "./device.ts";
 import { PipelineCache } from "./pipeline_cache.ts";
 import { checkShape } from "./shape.ts";
-import { DeviceLostError, ShapeError } from "../dsl/errors.ts";
+import { DeviceError, DeviceLostError, ShapeError } from "../dsl/errors.ts";
+import { parsePattern } from "../dsl/schema.ts";
+import { checkAttentionShape } from "../compiler/shape.ts";
+import { chooseSplit, runSplit, type Split } from "./split_run.ts";
 import { checkFinite } from "./finite_check.ts";
 
 /**
@@ -34,6 +37,12 @@ export interface RuntimeOptions {
    * `compile` ignores the autotune cache and `tune` times nothing.
    */
   autotune?: boolean;
+  /**
+   * The largest buffer one call may bind, in bytes (default and upper bound: the device's
+   * maxStorageBufferBindingSize). Calls over it run in parts of whole heads (split_run.ts),
+   * which bounds GPU memory per part.
+   */
+  maxBindingBytes?: number;
 }
 
 /** A WebGPU device ready to run compiled patterns. */
@@ -62,7 +71,7 @@ export interface Runtime {
   run(
     compiled: CompiledAttention,
     inputs: AttentionInputs,
-  ): Promise<AttentionOutputs & { gpuMs?: number }>;
+  ): Promise<AttentionOutputs & { gpuMs?: number; peakBufferBytes: number }>;
   /** How many times the device was lost and replaced (calls prepared before then must be redone). */
   readonly devicesLost: number;
   destroy(): void;
@@ -121,9 +130,17 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
     const call = await prepare(compiled, inputs);
     try {
       const gpuMs = await call.submit();
-      return { ...(await call.read()), gpuMs };
+      return { ...(await call.read()), gpuMs, bufferBytes: call.bufferBytes() };
     } finally {
       call.destroy();
+    }
+  };
+  const runRecovering = async (compiled: CompiledAttention, inputs: AttentionInputs) => {
+    try {
+      return await runOnce(compiled, inputs);
+    } catch (error) {
+      if (!(error instanceof DeviceLostError)) throw error;
+      return await runOnce(compiled, inputs); // prepare opens a new device first
     }
   };
   return {
@@ -144,17 +161,37 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
     },
     compile: (pattern, options) => session.compile(pattern, options),
     tune: async (pattern, options) => (await current()).autotuner.tune(pattern, options),
-    prepare,
-    async run(compiled, inputs) {
-      try {
-        return await runOnce(compiled, inputs);
-      } catch (error) {
-        if (!(error instanceof DeviceLostError)) throw error;
-        return await runOnce(compiled, inputs); // prepare opens a new device first
+    prepare: async (compiled, inputs) => {
+      if (compiled.split) {
+        throw new DeviceError(
+          `Cannot prepare one call: at this shape the tensors exceed one storage binding, so ` +
+            `the pattern runs in ${partCount(compiled.split)} parts; use run()`,
+        );
       }
+      return await prepare(compiled, inputs);
+    },
+    async run(compiled, inputs) {
+      if (!compiled.split) {
+        const { bufferBytes, ...out } = await runRecovering(compiled, inputs);
+        return { ...out, peakBufferBytes: bufferBytes };
+      }
+      checkShape(compiled.split.full, {
+        ...inputs,
+        branches: compiled.gated ? compiled.branches : undefined,
+      });
+      return await runSplit(
+        compiled,
+        compiled.split,
+        inputs,
+        (part) => runRecovering(compiled, part),
+      );
     },
     destroy: () => session.device.destroy(),
   };
+}
+
+function partCount(split: Split): number {
+  return split.full.batch * (split.full.headsKV / split.kvHeads);
 }
 
 /** One device and what was built on it. */
@@ -168,7 +205,7 @@ interface Session {
   lost?: GPUDeviceLostInfo;
 }
 
-async function openSession(options: RuntimeOptions): Promise<Session> {
+async function openSession(runtimeOptions: RuntimeOptions): Promise<Session> {
   const { device, info } = await openDevice();
   const pipelines = new PipelineCache(device);
   const limits = {
@@ -186,20 +223,36 @@ async function openSession(options: RuntimeOptions): Promise<Session> {
     limits,
     compile: compileFor,
     fallback,
-    enabled: options.autotune ?? true,
+    enabled: runtimeOptions.autotune ?? true,
   });
   const session: Session = {
     device,
     info,
     pipelines,
     autotuner,
-    compile: (pattern, options) =>
-      compileFor(pattern, {
+    compile: (pattern, options) => {
+      const parsed = parsePattern(pattern);
+      const branches = parsed.kind === "gated" ? parsed.branches.length : 1;
+      checkAttentionShape(options.shape);
+      const split = chooseSplit(
+        options.shape,
+        options.dtype ?? "f32",
+        branches,
+        Math.min(
+          runtimeOptions.maxBindingBytes ?? Infinity,
+          device.limits.maxStorageBufferBindingSize,
+        ),
+      );
+      const shape = split?.part ?? options.shape;
+      const compiled = compileFor(parsed, {
         ...options,
+        shape,
         tiles: options.tiles ??
-          autotuner.cached(pattern, options.shape, options.dtype ?? "f32") ??
+          autotuner.cached(parsed, shape, options.dtype ?? "f32") ??
           (info.isFallback ? FALLBACK_TILES : undefined),
-      }),
+      });
+      return split ? { ...compiled, split } : compiled;
+    },
   };
   device.lost.then((lost) => session.lost = lost);
   return session;

@@ -5,6 +5,7 @@
  */
 export { type AllowedFn, allowedMask } from "./allowed.ts";
 export { componentAllows } from "./component.ts";
+export { referenceRows, type SampledRow } from "./sampled_rows.ts";
 export {
   type AttentionShape,
   reference,

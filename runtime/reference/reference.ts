@@ -122,7 +122,7 @@ function keysOf(allowed: (q: number, k: number) => boolean, q: number, n: number
  * One softmax over `keys` for the query row at `qRow`: writes the weighted sum of V rows into
  * `out` and returns the lse. No keys: `out = 0` and lse `-Infinity` (never NaN).
  */
-function softmaxRow(args: {
+export function softmaxRow(args: {
   input: ReferenceInput;
   qRow: number;
   kvBase: number;

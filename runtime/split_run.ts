@@ -1,0 +1,126 @@
+/**
+ * Tensors larger than one storage binding run in parts. Heads are independent, and every
+ * tensor is laid out `[B, H, ...]`, so one batch and a group of key/value heads (with their
+ * query heads) is one contiguous slice of every input and output. The runtime compiles the
+ * pattern once for the part's shape and runs the parts one after another, freeing each part's
+ * buffers before the next: GPU memory is one part's, O(part · N · D), never O(N²).
+ * @module
+ */
+import type { AttentionShape, CompiledAttention, Dtype } from "../compiler/mod.ts";
+import { DeviceError } from "../dsl/errors.ts";
+import type { AttentionInputs, AttentionOutputs } from "./attention_call.ts";
+
+/** How a call is cut: `kvHeads` key/value heads (and their query heads) of one batch per part. */
+export interface Split {
+  /** The caller's shape. */
+  full: AttentionShape;
+  /** The shape each part is compiled for: batch 1, `kvHeads` kv heads. */
+  part: AttentionShape;
+  kvHeads: number;
+}
+
+/**
+ * The largest storage binding a call at this shape needs, in bytes.
+ * @param shape the sizes
+ * @param dtype element type of Q, K, V
+ * @param branches softmax branches (gated patterns keep one O per branch)
+ * @returns the biggest single buffer
+ * @example
+ * ```ts
+ * import { largestBinding } from "./split_run.ts";
+ * largestBinding({ batch: 1, headsQ: 8, headsKV: 8, seqLen: 1024, headDim: 64 }, "f32", 1); // 2097152
+ * ```
+ */
+export function largestBinding(shape: AttentionShape, dtype: Dtype, branches: number): number {
+  const { batch, headsQ, headsKV, seqLen, headDim } = shape;
+  const rows = batch * headsQ * seqLen;
+  const element = dtype === "f16" ? 2 : 4;
+  return Math.max(
+    rows * headDim * 4, // float32 O (and q in f32)
+    batch * headsKV * seqLen * headDim * element,
+    branches > 1 ? rows * headDim * 4 * branches : 0,
+    rows * branches * 4,
+  );
+}
+
+/**
+ * Chooses the parts for a shape whose tensors exceed `limit` bytes per binding: as many key/value
+ * heads per part as fit (a divisor of Hkv, so every part has the same shape), one batch per part.
+ * @returns the split, or undefined when the whole call fits
+ * @throws {DeviceError} when even one key/value head of one batch does not fit
+ */
+export function chooseSplit(
+  shape: AttentionShape,
+  dtype: Dtype,
+  branches: number,
+  limit: number,
+): Split | undefined {
+  if (largestBinding(shape, dtype, branches) <= limit) return undefined;
+  const group = shape.headsQ / shape.headsKV;
+  for (let kvHeads = shape.headsKV; kvHeads >= 1; kvHeads--) {
+    if (shape.headsKV % kvHeads !== 0) continue;
+    const part = { ...shape, batch: 1, headsKV: kvHeads, headsQ: kvHeads * group };
+    if (largestBinding(part, dtype, branches) <= limit) return { full: shape, part, kvHeads };
+  }
+  const one = { ...shape, batch: 1, headsKV: 1, headsQ: group };
+  throw new DeviceError(
+    `Cannot run at this shape: one batch of one key/value head (${group} query heads) at ` +
+      `N=${shape.seqLen}, D=${shape.headDim} needs a ${
+        largestBinding(one, dtype, branches)
+      }-byte ` +
+      `buffer, over maxStorageBufferBindingSize (${limit}); use a shorter sequence`,
+  );
+}
+
+/** What running in parts returns: the outputs, summed GPU time, and one part's buffer bytes. */
+export type SplitOutputs = AttentionOutputs & { gpuMs?: number; peakBufferBytes: number };
+
+/**
+ * Runs every part and assembles the outputs in the full shape's layout.
+ *
+ * @param compiled compiled for `split.part`
+ * @param split the parts
+ * @param inputs the full-shape inputs (already checked)
+ * @param runPart runs one part and reports its outputs, time and buffer bytes
+ * @returns full O and LSE, the summed GPU time, the largest part's buffer bytes
+ */
+export async function runSplit(
+  compiled: CompiledAttention,
+  split: Split,
+  inputs: AttentionInputs,
+  runPart: (
+    inputs: AttentionInputs,
+  ) => Promise<AttentionOutputs & { gpuMs?: number; bufferBytes: number }>,
+): Promise<SplitOutputs> {
+  const { batch: B, headsQ: Hq, headsKV: Hkv, seqLen: N, headDim: D } = split.full;
+  const group = Hq / Hkv, partQ = split.kvHeads * group;
+  const branches = compiled.branches;
+  const gateCount = inputs.gates ? inputs.gates.length / (B * Hq) : 0; // per head: branches or N·branches
+  const half = compiled.dtype === "f16";
+  const o = half ? new Float16Array(B * Hq * N * D) : new Float32Array(B * Hq * N * D);
+  const lse = new Float32Array(branches * B * Hq * N);
+  let gpuMs: number | undefined = 0, peakBufferBytes = 0;
+  for (let b = 0; b < B; b++) {
+    for (let kv0 = 0; kv0 < Hkv; kv0 += split.kvHeads) {
+      const h0 = b * Hq + kv0 * group; // first query row-block of this part
+      const k0 = b * Hkv + kv0;
+      const out = await runPart({
+        q: inputs.q.subarray(h0 * N * D, (h0 + partQ) * N * D),
+        k: inputs.k.subarray(k0 * N * D, (k0 + split.kvHeads) * N * D),
+        v: inputs.v.subarray(k0 * N * D, (k0 + split.kvHeads) * N * D),
+        gates: inputs.gates?.subarray(h0 * gateCount, (h0 + partQ) * gateCount),
+      });
+      o.set(out.o as typeof o, h0 * N * D);
+      // LSE is [B, Hq, N], or [branches, B, Hq, N] when gated: place each branch's slice.
+      for (let i = 0; i < (compiled.gated ? branches : 1); i++) {
+        lse.set(
+          out.lse.subarray(i * partQ * N, (i + 1) * partQ * N),
+          ((i * B + b) * Hq + kv0 * group) * N,
+        );
+      }
+      gpuMs = out.gpuMs === undefined || gpuMs === undefined ? undefined : gpuMs + out.gpuMs;
+      peakBufferBytes = Math.max(peakBufferBytes, out.bufferBytes);
+    }
+  }
+  return { o, lse, gpuMs, peakBufferBytes };
+}
