@@ -23,6 +23,8 @@ export interface GoldenCase extends AttentionShape {
   pattern: Pattern;
   gates?: GateSource;
   seed: number;
+  /** q and k are unit normals times this (fuzz regressions with large scores); default 1. */
+  magnitude?: number;
 }
 
 /** The golden files hold only so much: they live in git. */
@@ -95,8 +97,9 @@ function buildCase(c: GoldenCase) {
 
   // Inputs are rounded to float32 first: the kernels see float32, so the oracle must too.
   const next = normals(c.seed);
-  const q = Float32Array.from({ length: B * Hq * N * D }, next);
-  const k = Float32Array.from({ length: B * Hkv * N * D }, next);
+  const m = c.magnitude ?? 1;
+  const q = Float32Array.from({ length: B * Hq * N * D }, () => m * next());
+  const k = Float32Array.from({ length: B * Hkv * N * D }, () => m * next());
   const v = Float32Array.from({ length: B * Hkv * N * D }, next);
   const branches = pattern.kind === "gated" ? pattern.branches.length : 0;
   const gateShape = gateSource === "runtime"
@@ -138,6 +141,7 @@ function buildCase(c: GoldenCase) {
     pattern,
     shape,
     gates: gateSource ?? null,
+    ...(c.magnitude ? { magnitude: c.magnitude } : {}),
     seed: c.seed,
     files: {
       q: file("q"),

@@ -1,0 +1,93 @@
+/**
+ * The fuzz run: `cases` random cases from `seed`, drawn from a pool of skeletons and shapes
+ * (so compiled pipelines are reused), each checked on the GPU against the float64 reference.
+ * Mismatches are shrunk; `onFailure` receives the small case (the CLI saves it as a golden).
+ * @module
+ */
+import type { AttentionShape } from "../../compiler/mod.ts";
+import type { Runtime } from "../../runtime/runtime.ts";
+import { mulberry32 } from "../../runtime/seeded_random.ts";
+import { type CaseResult, checkCase, type FuzzCase, shrinkCase } from "./fuzz_case.ts";
+import { fillPattern, randomSkeleton, type Rng } from "./random_pattern.ts";
+
+export interface FuzzOptions {
+  cases: number;
+  seed: number;
+  /** Distinct pattern structures in the pool. */
+  skeletons: number;
+  /** Distinct shapes in the pool. */
+  shapes: number;
+  /** Sequence lengths and head dims to draw shapes from. */
+  seqLens: number[];
+  headDims: number[];
+  /** Called after every case (progress). */
+  onCase?: (i: number, c: FuzzCase, r: CaseResult) => void;
+  /** Called with each shrunk failure. */
+  onFailure?: (original: FuzzCase, shrunk: FuzzCase, r: CaseResult) => Promise<void> | void;
+}
+
+/** What a run found. */
+export interface FuzzSummary {
+  ok: number;
+  mismatches: { case: FuzzCase; shrunk: FuzzCase; result: CaseResult }[];
+  refused: number;
+  /** Distinct kinds of leaf that appeared. */
+  kinds: string[];
+}
+
+/** N values that include 1 and primes, and a few multiples of the tile sizes. */
+export const SEQ_LENS = [1, 2, 3, 7, 16, 31, 64, 97, 131, 200];
+
+/**
+ * Runs the fuzzer.
+ * @param rt the runtime (any adapter)
+ * @param o sizes and callbacks
+ * @returns counts and the shrunk mismatches
+ */
+export async function fuzz(rt: Runtime, o: FuzzOptions): Promise<FuzzSummary> {
+  const rng: Rng = mulberry32(o.seed);
+  const skeletons = Array.from({ length: o.skeletons }, () => randomSkeleton(rng, 3));
+  const shapes = Array.from({ length: o.shapes }, () => randomShape(rng, o));
+  const summary: FuzzSummary = { ok: 0, mismatches: [], refused: 0, kinds: [] };
+  const kinds = new Set<string>();
+  for (let i = 0; i < o.cases; i++) {
+    const shape = shapes[Math.floor(rng() * shapes.length)];
+    const skeleton = skeletons[Math.floor(rng() * skeletons.length)];
+    const pattern = fillPattern(skeleton, shape.seqLen, rng);
+    JSON.stringify(pattern, (_, v) => {
+      if (v && typeof v === "object" && "kind" in v) kinds.add(v.kind);
+      return v;
+    });
+    const c: FuzzCase = {
+      pattern,
+      shape,
+      magnitude: [1, 1, 1, 4, 16][Math.floor(rng() * 5)],
+      seed: Math.floor(rng() * 0x7fffffff),
+      runtimeGates: rng() < 0.5,
+    };
+    const result = await checkCase(rt, c);
+    o.onCase?.(i, c, result);
+    if (result.status === "ok") summary.ok++;
+    else if (result.status === "refused") summary.refused++;
+    else {
+      const shrunk = await shrinkCase(rt, c);
+      const shrunkResult = await checkCase(rt, shrunk);
+      summary.mismatches.push({ case: c, shrunk, result: shrunkResult });
+      await o.onFailure?.(c, shrunk, shrunkResult);
+    }
+  }
+  summary.kinds = [...kinds].sort();
+  return summary;
+}
+
+function randomShape(rng: Rng, o: FuzzOptions): AttentionShape {
+  const headsKV = 1 + Math.floor(rng() * 2);
+  const group = 1 + Math.floor(rng() * 3);
+  return {
+    batch: 1 + Math.floor(rng() * 2),
+    headsQ: headsKV * group,
+    headsKV,
+    seqLen: o.seqLens[Math.floor(rng() * o.seqLens.length)],
+    headDim: o.headDims[Math.floor(rng() * o.headDims.length)],
+  };
+}

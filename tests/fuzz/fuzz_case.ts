@@ -1,0 +1,196 @@
+/**
+ * One fuzz case: a pattern, a shape, an input magnitude and a data seed. `checkCase` runs it on
+ * the GPU and compares with the float64 reference; `shrinkCase` makes a failing case smaller
+ * (shorter N, fewer heads and batches, smaller D, magnitude 1, a combinator replaced by one of
+ * its members) for as long as it still fails, so what gets saved is small enough to read.
+ * @module
+ */
+import type { AttentionShape } from "../../compiler/mod.ts";
+import { PlanError } from "../../dsl/errors.ts";
+import type { Pattern } from "../../dsl/schema.ts";
+import { reference } from "../../runtime/reference/mod.ts";
+import type { Runtime } from "../../runtime/runtime.ts";
+import { mulberry32, normals } from "../../runtime/seeded_random.ts";
+
+export interface FuzzCase {
+  pattern: Pattern;
+  shape: AttentionShape;
+  /** q and k are unit normals times this (scores grow with its square). */
+  magnitude: number;
+  seed: number;
+  /** Gated patterns: a runtime gate tensor `[B, Hq, branches]` instead of JSON/default gates. */
+  runtimeGates: boolean;
+}
+
+/** What checking a case found. */
+export interface CaseResult {
+  status: "ok" | "mismatch" | "refused";
+  errO: number;
+  errLse: number;
+  tolerance: number;
+  /** Why, when not ok. */
+  detail?: string;
+}
+
+/** float32 tolerance (DESIGN §4) widened with the scores' size: rounding grows with |score|. */
+export function tolerance(magnitude: number): number {
+  return 1e-4 * Math.max(1, magnitude * magnitude);
+}
+
+/** The case's inputs, rounded to float32 as the kernels see them. */
+export function caseInputs(c: FuzzCase) {
+  const { batch: B, headsQ: Hq, headsKV: Hkv, seqLen: N, headDim: D } = c.shape;
+  const next = normals(c.seed);
+  const q = Float32Array.from({ length: B * Hq * N * D }, () => c.magnitude * next());
+  const k = Float32Array.from({ length: B * Hkv * N * D }, () => c.magnitude * next());
+  const v = Float32Array.from({ length: B * Hkv * N * D }, next);
+  const branches = c.pattern.kind === "gated" ? c.pattern.branches.length : 0;
+  const gates = branches && c.runtimeGates
+    ? Float32Array.from({ length: B * Hq * branches }, mulberry32(c.seed ^ 0x5bd1e995))
+    : undefined;
+  return { q, k, v, gates };
+}
+
+/**
+ * Runs a case on the runtime's device and compares with the reference.
+ * @param rt the runtime
+ * @param c the case
+ * @returns ok, mismatch (with the errors or the exception) or refused (a PlanError)
+ */
+export async function checkCase(rt: Runtime, c: FuzzCase): Promise<CaseResult> {
+  const tol = tolerance(c.magnitude);
+  const inputs = caseInputs(c);
+  let out;
+  try {
+    out = await rt.run(rt.compile(c.pattern, { shape: c.shape }), inputs);
+  } catch (error) {
+    const e = error as Error;
+    // A plan the compiler refuses with a message (e.g. too many terms) is not a wrong answer.
+    if (error instanceof PlanError) {
+      return { status: "refused", errO: 0, errLse: 0, tolerance: tol, detail: e.message };
+    }
+    return {
+      status: "mismatch",
+      errO: NaN,
+      errLse: NaN,
+      tolerance: tol,
+      detail: `${e.name}: ${e.message}`,
+    };
+  }
+  const gates = inputs.gates && {
+    data: inputs.gates,
+    shape: [c.shape.batch, c.shape.headsQ, inputs.gates.length / (c.shape.batch * c.shape.headsQ)],
+  };
+  const want = reference({ pattern: c.pattern, shape: c.shape, ...inputs, gates });
+  const errO = maxError(out.o, want.o), errLse = maxError(out.lse, want.lse);
+  const ok = errO <= tol && errLse <= tol;
+  return {
+    status: ok ? "ok" : "mismatch",
+    errO,
+    errLse,
+    tolerance: tol,
+    detail: ok ? undefined : `max |O - ref| ${errO}, max |LSE - ref| ${errLse} (tolerance ${tol})`,
+  };
+}
+
+/** Largest |a - b|; NaN anywhere, or infinities that disagree, count as Infinity. */
+function maxError(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  if (a.length !== b.length) return Infinity;
+  let worst = 0;
+  for (let i = 0; i < a.length; i++) {
+    const x = a[i], y = b[i];
+    if (Number.isNaN(x) || Number.isNaN(y)) return Infinity;
+    if (!Number.isFinite(x) || !Number.isFinite(y)) {
+      if (x !== y) return Infinity;
+      continue;
+    }
+    worst = Math.max(worst, Math.abs(x - y));
+  }
+  return worst;
+}
+
+/**
+ * Shrinks a failing case: tries smaller variants one at a time and keeps the first that still
+ * fails, until none does (or `maxTries` checks).
+ * @param rt the runtime
+ * @param c a failing case
+ * @param maxTries the most cases to check
+ * @returns the smallest failing case found
+ */
+export async function shrinkCase(rt: Runtime, c: FuzzCase, maxTries = 200): Promise<FuzzCase> {
+  let best = c, tries = 0;
+  for (let improved = true; improved && tries < maxTries;) {
+    improved = false;
+    for (const candidate of smaller(best)) {
+      if (++tries > maxTries) break;
+      if ((await checkCase(rt, candidate)).status === "mismatch") {
+        best = candidate;
+        improved = true;
+        break;
+      }
+    }
+  }
+  return best;
+}
+
+function* smaller(c: FuzzCase): Generator<FuzzCase> {
+  const s = c.shape;
+  const shapes: AttentionShape[] = [];
+  if (s.batch > 1) shapes.push({ ...s, batch: 1 });
+  if (s.headsKV > 1) shapes.push({ ...s, headsKV: 1, headsQ: s.headsQ / s.headsKV });
+  if (s.headsQ > s.headsKV) shapes.push({ ...s, headsQ: s.headsKV });
+  if (s.headDim > 4) shapes.push({ ...s, headDim: 4 });
+  for (const n of [Math.ceil(s.seqLen / 2), s.seqLen - 1]) {
+    if (n >= 1 && n < s.seqLen) shapes.push({ ...s, seqLen: n });
+  }
+  for (const shape of shapes) {
+    const pattern = clampTokens(c.pattern, shape.seqLen);
+    if (pattern) yield { ...c, shape, pattern };
+  }
+  if (c.magnitude !== 1) yield { ...c, magnitude: 1 };
+  if (c.runtimeGates) yield { ...c, runtimeGates: false };
+  for (const pattern of simpler(c.pattern)) yield { ...c, pattern };
+}
+
+/** Each combinator replaced by one of its members, or with one member dropped. */
+function* simpler(p: Pattern): Generator<Pattern> {
+  if (p.kind === "union" || p.kind === "intersect") {
+    yield* p.of;
+    if (p.of.length > 1) {
+      for (let i = 0; i < p.of.length; i++) yield { ...p, of: p.of.filter((_, j) => j !== i) };
+    }
+    for (let i = 0; i < p.of.length; i++) {
+      for (const child of simpler(p.of[i])) {
+        yield { ...p, of: p.of.map((c, j) => j === i ? child : c) };
+      }
+    }
+  } else if (p.kind === "gated") {
+    yield* p.branches.filter((b) => b.kind !== "gated");
+    for (let i = 0; i < p.branches.length; i++) {
+      for (const child of simpler(p.branches[i])) {
+        yield { ...p, branches: p.branches.map((c, j) => j === i ? child : c) };
+      }
+    }
+  }
+}
+
+/** The pattern at a shorter N: global tokens past it dropped (undefined if none would remain). */
+function clampTokens(p: Pattern, n: number): Pattern | undefined {
+  switch (p.kind) {
+    case "global": {
+      const tokens = p.tokens.filter((t) => t < n);
+      return tokens.length ? { ...p, tokens } : undefined;
+    }
+    case "union":
+    case "intersect": {
+      const of = p.of.map((c) => clampTokens(c, n));
+      return of.every((c) => c) ? { ...p, of: of as Pattern[] } : undefined;
+    }
+    case "gated": {
+      const branches = p.branches.map((c) => clampTokens(c, n));
+      return branches.every((c) => c) ? { ...p, branches: branches as Pattern[] } : undefined;
+    }
+    default:
+      return p;
+  }
+}

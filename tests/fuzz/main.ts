@@ -1,0 +1,95 @@
+/**
+ * `deno task fuzz --cases N --seed S`: random patterns (every kind; union, intersect and gated
+ * nested to depth 3), shapes (N including 1 and primes, GQA and MQA, several batches), edge
+ * parameters and large inputs, each run on the GPU and compared with the float64 reference.
+ * A mismatch is shrunk and saved as a regression golden (tests/golden/cases.json, then
+ * `deno task golden` rewrites the .npy files); the exit status is 1 when any case mismatched.
+ *
+ * ```sh
+ * deno task fuzz --cases 10000 --seed 1 [--skeletons 60] [--shapes 8] [--head-dims 4,8,16,32,64] [--no-save]
+ * ```
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { createRuntime } from "../../runtime/runtime.ts";
+import { fuzz, SEQ_LENS } from "./fuzz.ts";
+import type { FuzzCase } from "./fuzz_case.ts";
+
+const { values } = parseArgs({
+  args: Deno.args,
+  options: {
+    cases: { type: "string", default: "500" },
+    seed: { type: "string", default: "1" },
+    skeletons: { type: "string", default: "40" },
+    shapes: { type: "string", default: "6" },
+    "head-dims": { type: "string", default: "4,8,16,32,64" },
+    "no-save": { type: "boolean", default: false },
+  },
+});
+const count = (name: string, text: string) => {
+  const x = Number(text);
+  if (!Number.isInteger(x) || x < 1) {
+    console.error(`error: --${name} must be a positive integer, got ${text}`);
+    Deno.exit(2);
+  }
+  return x;
+};
+const rt = await createRuntime();
+const started = performance.now();
+const cases = count("cases", values.cases);
+const seed = count("seed", values.seed);
+console.error(`fuzz: ${cases} cases, seed ${seed} on ${rt.info.description}`);
+const summary = await fuzz(rt, {
+  cases,
+  seed,
+  skeletons: count("skeletons", values.skeletons),
+  shapes: count("shapes", values.shapes),
+  seqLens: SEQ_LENS,
+  headDims: values["head-dims"].split(",").map((d) => count("head-dims", d)),
+  onCase: (i, c, r) => {
+    if ((i + 1) % 250 === 0 || r.status === "mismatch") {
+      console.error(
+        `  ${i + 1}/${cases} ${(performance.now() - started) / 1000 | 0} s` +
+          (r.status === "mismatch" ? ` MISMATCH ${JSON.stringify(c.pattern)}: ${r.detail}` : ""),
+      );
+    }
+  },
+  onFailure: values["no-save"] ? undefined : (_, shrunk) => saveGolden(shrunk),
+});
+console.error(`pipelines: ${rt.pipelines.hits} hits, ${rt.pipelines.misses} misses`);
+rt.destroy();
+const seconds = ((performance.now() - started) / 1000).toFixed(1);
+console.log(JSON.stringify({
+  cases,
+  seed,
+  ok: summary.ok,
+  refused: summary.refused,
+  mismatches: summary.mismatches.length,
+  kinds: summary.kinds,
+  seconds: Number(seconds),
+  device: rt.info.description,
+}));
+for (const m of summary.mismatches) {
+  console.log(`shrunk: ${JSON.stringify(m.shrunk)} -> ${m.result.detail}`);
+}
+Deno.exit(summary.mismatches.length ? 1 : 0);
+
+async function saveGolden(c: FuzzCase): Promise<void> {
+  const file = new URL("../golden/cases.json", import.meta.url);
+  const list = JSON.parse(await Deno.readTextFile(file));
+  const name = `fuzz_${seed}_${list.length}`;
+  list.push({
+    name,
+    pattern: c.pattern,
+    ...c.shape,
+    ...(c.pattern.kind === "gated"
+      ? { gates: c.runtimeGates ? "runtime" : c.pattern.gates ? "json" : "default" }
+      : {}),
+    seed: c.seed,
+    ...(c.magnitude !== 1 ? { magnitude: c.magnitude } : {}),
+  });
+  await Deno.writeTextFile(file, JSON.stringify(list, null, 2) + "\n");
+  console.error(
+    `  saved the shrunk case as golden "${name}" in tests/golden/cases.json; run deno task golden`,
+  );
+}

@@ -1,0 +1,97 @@
+/**
+ * Random patterns for the fuzzer. A *skeleton* is a pattern's structure (kinds and nesting, up
+ * to depth 3, gated only at the top as the schema requires); `fillPattern` gives it numbers for
+ * one N, drawn mostly from the edges (radius 0 and >= N/2, period 1 and > N, windows past N,
+ * global tokens at both ends, block sizes 1 and >= N). Runs draw a few skeletons and many fillings,
+ * so most cases reuse compiled pipelines (a pattern's numbers are runtime values) and the time
+ * goes to checking, not compiling.
+ * @module
+ */
+import type { Pattern } from "../../dsl/schema.ts";
+
+/** A pattern's structure without its numbers. */
+export type Skeleton =
+  | { kind: "dense" | "causal" | "window" | "ring" | "stride" | "global" | "random" }
+  | { kind: "union" | "intersect"; of: Skeleton[] }
+  | { kind: "gated"; branches: Skeleton[]; jsonGates: boolean };
+
+const LEAVES = ["dense", "causal", "window", "ring", "stride", "global", "random"] as const;
+
+/** Uniform integer in [0, n). */
+export type Rng = () => number;
+const pick = <T>(rng: Rng, xs: readonly T[]): T => xs[Math.floor(rng() * xs.length)];
+const int = (rng: Rng, lo: number, hi: number) => lo + Math.floor(rng() * (hi - lo + 1));
+
+/**
+ * A random skeleton: combinators nested up to `depth`, a gated top with probability 1/4.
+ * @param rng uniform [0, 1) source
+ * @param depth how deep combinators may nest (3 in the issue)
+ * @returns the skeleton
+ */
+export function randomSkeleton(rng: Rng, depth = 3): Skeleton {
+  if (rng() < 0.25) {
+    const branches = Array.from({ length: int(rng, 2, 3) }, () => inner(rng, depth - 1));
+    return { kind: "gated", branches, jsonGates: rng() < 0.5 };
+  }
+  return inner(rng, depth);
+}
+
+function inner(rng: Rng, depth: number): Skeleton {
+  if (depth <= 0 || rng() < 0.55) return { kind: pick(rng, LEAVES) };
+  const kind = rng() < 0.6 ? "union" : "intersect";
+  const count = kind === "union" ? int(rng, 2, 3) : 2;
+  return { kind, of: Array.from({ length: count }, () => inner(rng, depth - 1)) };
+}
+
+/**
+ * Numbers for a skeleton at sequence length `n`.
+ * @param s the skeleton
+ * @param n N
+ * @param rng uniform [0, 1) source
+ * @returns a valid pattern
+ */
+export function fillPattern(s: Skeleton, n: number, rng: Rng): Pattern {
+  const half = Math.floor(n / 2);
+  switch (s.kind) {
+    case "dense":
+    case "causal":
+      return { kind: s.kind };
+    case "window": {
+      const size = () => pick(rng, [0, 1, 2, 3, int(rng, 0, n), Math.max(0, n - 1), n, n + 5]);
+      return { kind: "window", left: size(), right: size() };
+    }
+    case "ring":
+      return {
+        kind: "ring",
+        radius: pick(rng, [0, 1, 2, int(rng, 0, half), Math.max(0, half - 1), half, n]),
+      };
+    case "stride":
+      return {
+        kind: "stride",
+        period: pick(rng, [1, 2, 3, 5, 7, 16, Math.max(1, n - 1), n, n + 3]),
+      };
+    case "global": {
+      const tokens = new Set<number>();
+      if (rng() < 0.5) tokens.add(0);
+      if (rng() < 0.5) tokens.add(n - 1);
+      for (let i = int(rng, tokens.size ? 0 : 1, 3); i > 0; i--) tokens.add(int(rng, 0, n - 1));
+      return { kind: "global", tokens: [...tokens].sort((a, b) => a - b) };
+    }
+    case "random":
+      return {
+        kind: "random",
+        blocks: int(rng, 1, 4),
+        blockSize: pick(rng, [1, 2, 3, 8, 16, n, n + 1]),
+        seed: int(rng, 0, 0xffffffff),
+      };
+    case "union":
+    case "intersect":
+      return { kind: s.kind, of: s.of.map((c) => fillPattern(c, n, rng)) };
+    case "gated": {
+      const branches = s.branches.map((b) => fillPattern(b, n, rng));
+      return s.jsonGates
+        ? { kind: "gated", branches, gates: branches.map(() => Math.round(rng() * 100) / 100) }
+        : { kind: "gated", branches };
+    }
+  }
+}
