@@ -50,6 +50,13 @@ export const SUITE: readonly SuiteEntry[] = [
       ],
     },
   },
+  {
+    name: "window256+lowrank256",
+    pattern: {
+      kind: "union",
+      of: [{ kind: "window", left: 256, right: 256 }, { kind: "lowRank", rank: 256 }],
+    },
+  },
 ];
 
 /**

@@ -49,7 +49,11 @@ export function cellCounts(plan: Plan, maxCells: number): CellCounts {
   const components: ComponentCells[] = [];
   plan.branches.forEach((b, branch) =>
     b.components.forEach((c, component) => {
-      components.push({ branch, component, counts: countComponent(c, n, cellSize, cells) });
+      // Landmark components (lowRank) add pooled keys, not pairs of positions: no cells.
+      const counts = c.kLayout.kind === "landmarks"
+        ? new Float64Array(cells * cells)
+        : countComponent(c, n, cellSize, cells);
+      components.push({ branch, component, counts });
     })
   );
   return { cellSize, cells, components };
@@ -113,7 +117,7 @@ export function windowAllowed(plan: Plan, q0: number, k0: number, size: number):
   const n = plan.n;
   return plan.branches.flatMap((b) =>
     b.components.map((c) => {
-      const allows = componentAllows(c, n);
+      const allows = c.kLayout.kind === "landmarks" ? () => false : componentAllows(c, n);
       const grid = new Uint8Array(size * size);
       for (let i = 0; i < size && q0 + i < n; i++) {
         for (let j = 0; j < size && k0 + j < n; j++) {

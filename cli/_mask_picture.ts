@@ -52,7 +52,8 @@ export function branchMasks(plan: Plan): BranchMask[] {
     // Each grid row is a 64-bit set of key cells, as two u32 words.
     const bits = new Uint32Array(cells * 2);
     let allowed = 0, visitedArea = 0;
-    for (const component of branch.components) {
+    // Landmark components (lowRank) add pooled keys, not pairs of positions: not drawn.
+    for (const component of branch.components.filter((c) => c.kLayout.kind !== "landmarks")) {
       const counts = measureComponent(component, n, cellSize, bits);
       allowed += counts.allowed;
       visitedArea += counts.visitedArea;

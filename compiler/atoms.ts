@@ -22,6 +22,8 @@ export const AtomSchema = z.discriminatedUnion("kind", [
     blockSize: z.number().int(),
     seed: z.number().int(),
   }),
+  /** Every pooled landmark of this rank (keys of their own: see dsl/low_rank.ts). */
+  z.object({ kind: z.literal("lowRank"), rank: z.number().int() }),
 ]);
 
 /** One allowed-set rule over positions `(q, k)`; a component allows the AND of its atoms. */
@@ -55,6 +57,8 @@ export function atomLabel(a: Atom): string {
       return `globalCols(${a.tokens.length} tokens)`;
     case "random":
       return `random(${a.blocks}x${a.blockSize},seed ${a.seed})`;
+    case "lowRank":
+      return `lowRank(${a.rank})`;
   }
 }
 

@@ -61,6 +61,9 @@ export function classifyAtom(
       return classifyMembership(atom.tokens, ks, ctx.kLayout);
     case "random":
       return classifyRandom(atom, qs, ks, ctx);
+    case "lowRank":
+      // Over landmark keys (landmark_mask.ts classifies those components); no token pair.
+      return Coverage.Full;
   }
 }
 

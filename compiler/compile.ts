@@ -19,6 +19,8 @@ import {
 } from "./tiles.ts";
 import { DeviceError, PlanError, ShapeError } from "../dsl/errors.ts";
 import { componentKernel } from "./wgsl/attention_wgsl.ts";
+import { poolingKernel } from "./wgsl/pooling_wgsl.ts";
+import type { Component } from "./plan.ts";
 import {
   blendKernel,
   castKernel,
@@ -28,6 +30,8 @@ import {
 
 /** The buffers a pass can bind, by name; the runtime allocates each once per call shape. */
 export type BufferName =
+  | `landmarkK${number}`
+  | `landmarkV${number}`
   | "q"
   | "k"
   | "v"
@@ -103,6 +107,8 @@ export interface CompiledAttention {
   kernel: KernelShape;
   /** Milliseconds spent planning and generating WGSL. */
   compileMs: number;
+  /** lowRank landmarks per rank: buffers `landmarkK{rank}` / `landmarkV{rank}` of `[B, Hkv, count, D]`. */
+  landmarks: { rank: number; segment: number; count: number }[];
   /**
    * Set by the runtime when the caller's tensors exceed one storage binding: `shape` is then one
    * part (one batch, `kvHeads` key/value heads) of `split.full`, and `Runtime.run` runs the parts.
@@ -169,7 +175,9 @@ export function compile(pattern: unknown, options: CompileOptions): CompiledAtte
   const components = plan.branches[0].components;
   const directF16 = dtype === "f16" && !gated && components.length === 1 &&
     components[0].qLayout.kind !== "gather";
-  const passes = plan.branches.flatMap((_, b) =>
+  const landmarks = landmarkSets(plan);
+  const passes = landmarks.map((l) => poolingPass(shape, dtype, l));
+  passes.push(...plan.branches.flatMap((_, b) =>
     branchPasses({
       plan,
       b,
@@ -183,7 +191,7 @@ export function compile(pattern: unknown, options: CompileOptions): CompiledAtte
       dtype,
       directF16,
     })
-  );
+  ));
   const branches = plan.branches.length;
   const gatesPerPosition = gated && (options.gatesPerPosition ?? false);
   if (gated) passes.push(blendPass(shape, branches, gatesPerPosition));
@@ -203,6 +211,7 @@ export function compile(pattern: unknown, options: CompileOptions): CompiledAtte
     defaultGates: plan.gates ?? new Array(branches).fill(1 / branches),
     kernel: tiles,
     compileMs: performance.now() - started,
+    landmarks,
   };
 }
 
@@ -258,7 +267,7 @@ function branchPasses(o: {
         label: `${o.plan.branches[b].label}, ${label}`,
       }),
       bindings: [
-        ...(["q", "k", "v", "schedule", "aux"] as const).map(read),
+        ...keyBuffers(component).map(read),
         written(oName),
         written("lse"),
       ],
@@ -324,6 +333,43 @@ function checkBufferSizes(
       );
     }
   }
+}
+
+/** What a component's kernel binds before O and LSE: landmark components read pooled K and V. */
+function keyBuffers(c: Component): BufferName[] {
+  const l = c.kLayout;
+  return l.kind === "landmarks"
+    ? ["q", `landmarkK${l.rank}`, `landmarkV${l.rank}`, "schedule", "aux"]
+    : ["q", "k", "v", "schedule", "aux"];
+}
+
+/** The distinct lowRank ranks a plan's components read, with their geometry. */
+function landmarkSets(plan: Plan): CompiledAttention["landmarks"] {
+  const byRank = new Map<number, { rank: number; segment: number; count: number }>();
+  for (const b of plan.branches) {
+    for (const c of b.components) {
+      const l = c.kLayout;
+      if (l.kind === "landmarks") {
+        byRank.set(l.rank, { rank: l.rank, segment: l.segment, count: l.count });
+      }
+    }
+  }
+  return [...byRank.values()].sort((a, b) => a.rank - b.rank);
+}
+
+function poolingPass(
+  shape: AttentionShape,
+  dtype: Dtype,
+  l: { rank: number; segment: number; count: number },
+): Pass {
+  const heads = shape.batch * shape.headsKV, d4 = shape.headDim / 4;
+  const workgroups = elementwiseWorkgroups(heads * l.count * d4);
+  return {
+    label: `pool K and V into ${l.count} landmarks (lowRank(${l.rank}))`,
+    wgsl: poolingKernel({ heads, n: shape.seqLen, d4, ...l, dtype, groupsX: workgroups[0] }),
+    bindings: [read("k"), read("v"), written(`landmarkK${l.rank}`), written(`landmarkV${l.rank}`)],
+    workgroups,
+  };
 }
 
 function castPass(shape: AttentionShape): Pass {

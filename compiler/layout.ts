@@ -17,6 +17,13 @@ export const LayoutSchema = z.discriminatedUnion("kind", [
   z.object({ kind: z.literal("identity") }),
   z.object({ kind: z.literal("residue"), period: z.number().int().min(2) }),
   z.object({ kind: z.literal("gather"), tokens: z.array(z.number().int()) }),
+  /** Keys that are lowRank landmarks: index i is landmark i of `count` (not a position). */
+  z.object({
+    kind: z.literal("landmarks"),
+    rank: z.number().int(),
+    segment: z.number().int(),
+    count: z.number().int(),
+  }),
 ]);
 export type Layout = z.infer<typeof LayoutSchema>;
 
@@ -47,7 +54,11 @@ export interface TileSpan {
  * ```
  */
 export function layoutCount(layout: Layout, n: number): number {
-  return layout.kind === "gather" ? layout.tokens.length : n;
+  return layout.kind === "gather"
+    ? layout.tokens.length
+    : layout.kind === "landmarks"
+    ? layout.count
+    : n;
 }
 
 /**
@@ -105,7 +116,11 @@ export function layoutPositions(layout: Layout, n: number): Int32Array {
         for (let p = c; p < n; p += layout.period) out[i++] = p;
       }
       assert(i === n, "residue layout must visit every position once");
+      break;
     }
+    case "landmarks":
+      // Landmark indices: keys of their own, not sequence positions.
+      for (let i = 0; i < layout.count; i++) out[i] = i;
   }
   return out;
 }
@@ -125,7 +140,7 @@ export function layoutPositions(layout: Layout, n: number): Int32Array {
  * ```
  */
 export function indexSpan(layout: Layout, n: number): (start: number, end: number) => TileSpan {
-  if (layout.kind === "identity") {
+  if (layout.kind === "identity" || layout.kind === "landmarks") {
     return (start, end) => ({ lo: start, hi: end - 1, contiguous: true, classLo: -1, classHi: -1 });
   }
   const box = layout.kind === "residue" ? residueBox(layout.period, n) : gatherBox(layout);
@@ -215,5 +230,7 @@ export function layoutLabel(layout: Layout): string {
     ? "identity"
     : layout.kind === "residue"
     ? `residue(${layout.period})`
+    : layout.kind === "landmarks"
+    ? `landmarks(${layout.count} of lowRank(${layout.rank}))`
     : `gather(${layout.tokens.length})`;
 }

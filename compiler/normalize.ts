@@ -51,6 +51,7 @@ function termsOf(p: Pattern, n: number, where: string): Term[] {
     case "ring":
     case "stride":
     case "random":
+    case "lowRank":
       return [[p]];
     case "global": {
       p.tokens.forEach((t, i) => {
@@ -142,6 +143,8 @@ export function describe(p: Pattern): string {
       return `global(${p.tokens.length} tokens)`;
     case "random":
       return `random(${p.blocks}x${p.blockSize})`;
+    case "lowRank":
+      return `lowRank(${p.rank})`;
     case "union":
       return `union(${p.of.map(describe).join(", ")})`;
     case "intersect":

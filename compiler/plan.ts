@@ -14,6 +14,8 @@ import { type BlockMask, blockMaskCounts, buildBlockMask } from "./block_mask.ts
 import { type Layout, layoutLabel } from "./layout.ts";
 import { normalize, type Term } from "./normalize.ts";
 import { RandomTables } from "./random_table.ts";
+import { landmarkBlockMask } from "./landmark_mask.ts";
+import { checkLowRankPlacement, landmarkGeometry } from "../dsl/low_rank.ts";
 
 /** One disjoint piece of a branch. */
 export interface Component {
@@ -69,12 +71,19 @@ export interface Plan {
  */
 export function planPattern(pattern: Pattern, n: number, tiles: TileShape): Plan {
   const random = new RandomTables(n);
+  checkLowRankPlacement(pattern);
   const branches = normalize(pattern, n).map((b): Branch => {
-    const terms = orderTerms(b.terms);
+    // Token terms first, then landmark terms (lowRank): their keys are landmarks, disjoint from
+    // every token key, so each kind excludes only earlier components over the same keys.
+    const landmark = (t: Term) => t.find((a) => a.kind === "lowRank");
+    const terms = orderTerms(b.terms.filter((t) => !landmark(t)));
     const components: Component[] = [];
     for (const atoms of terms) {
       const exclusions = components.map((c) => c.atoms);
       components.push(bestComponent(atoms, exclusions, n, tiles, random));
+    }
+    for (const atoms of b.terms.filter(landmark)) {
+      components.push(landmarkComponent(atoms, components, n, tiles));
     }
     return { label: b.label, components };
   });
@@ -124,6 +133,24 @@ function bestComponent(
     if (!best || cost(mask) < cost(best.mask)) best = candidate;
   }
   return best!;
+}
+
+/** A lowRank term: queries in natural order against the rank's landmarks. */
+function landmarkComponent(
+  atoms: Atom[],
+  earlier: Component[],
+  n: number,
+  tiles: TileShape,
+): Component {
+  const rank = atoms.find((a) => a.kind === "lowRank")!.rank;
+  const { segment, count } = landmarkGeometry(n, rank);
+  const kLayout: Layout = { kind: "landmarks", rank, segment, count };
+  const exclusions = earlier.filter((c) =>
+    c.kLayout.kind === "landmarks" && c.kLayout.rank === rank
+  )
+    .map((c) => c.atoms);
+  const mask = landmarkBlockMask({ atoms, exclusions, n, ...tiles, segment, count });
+  return { atoms, exclusions, qLayout: { kind: "identity" }, kLayout, mask };
 }
 
 /** A PARTIAL tile costs about one and a half FULL ones (the predicate per element). */

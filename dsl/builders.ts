@@ -103,6 +103,22 @@ export function random(options: { blocks: number; blockSize: number; seed?: numb
 }
 
 /**
+ * `rank` pooled landmarks (Linformer-style compression, NSA's compressed branch): landmark `j`
+ * is the mean of K and V over rows `[jL, min(N, (j+1)L))`, `L = ceil(N / rank)`, and every query
+ * scores every landmark; in a union they join the token keys' softmax (DESIGN §2).
+ * @param rank landmarks wanted (there are `ceil(N / L)`; `rank >= N` gives one per token)
+ * @returns the lowRank pattern
+ * @example
+ * ```ts
+ * import { lowRank, union, window } from "./builders.ts";
+ * union(window(256, 256), lowRank(256));
+ * ```
+ */
+export function lowRank(rank: number): Pattern {
+  return parsePattern({ kind: "lowRank", rank });
+}
+
+/**
  * One softmax over the union of the members' allowed sets.
  * @param members patterns (at least one)
  * @returns the union pattern

@@ -12,3 +12,4 @@ export {
   PatternSchema,
 } from "./schema.ts";
 export * from "./errors.ts";
+export * from "./low_rank.ts";

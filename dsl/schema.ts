@@ -51,6 +51,11 @@ export const RandomSchema = z.strictObject({
   seed: integer("random seed", 0, U32_MAX),
 });
 
+export const LowRankSchema = z.strictObject({
+  kind: z.literal("lowRank"),
+  rank: integer("lowRank rank", 1),
+});
+
 /** The leaf kinds: each is one allowed-set rule from DESIGN §2. */
 export const LEAF_KINDS = [
   "dense",
@@ -60,6 +65,7 @@ export const LEAF_KINDS = [
   "stride",
   "global",
   "random",
+  "lowRank",
 ] as const;
 /** Every kind the schema accepts. */
 export const KINDS = [...LEAF_KINDS, "union", "intersect", "gated"] as const;
@@ -121,6 +127,7 @@ export const PatternSchema: z.ZodType<Pattern> = z.discriminatedUnion("kind", [
   StrideSchema,
   GlobalSchema,
   RandomSchema,
+  LowRankSchema,
   UnionSchema,
   IntersectSchema,
   GatedSchema,
@@ -142,6 +149,7 @@ export type RingPattern = z.infer<typeof RingSchema>;
 export type StridePattern = z.infer<typeof StrideSchema>;
 export type GlobalPattern = z.infer<typeof GlobalSchema>;
 export type RandomPattern = z.infer<typeof RandomSchema>;
+export type LowRankPattern = z.infer<typeof LowRankSchema>;
 /** A pattern that is not a combinator. */
 export type LeafPattern =
   | DensePattern
@@ -150,7 +158,8 @@ export type LeafPattern =
   | RingPattern
   | StridePattern
   | GlobalPattern
-  | RandomPattern;
+  | RandomPattern
+  | LowRankPattern;
 
 /**
  * Checks unknown input (parsed JSON, builder output) and returns it as a `Pattern`.

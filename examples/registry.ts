@@ -19,6 +19,9 @@ const EXAMPLES: Record<string, () => Promise<ExampleModule>> = {
   longformer: () => import("./longformer.ts"),
   bigbird: () => import("./bigbird.ts"),
   sparse_transformer: () => import("./sparse_transformer.ts"),
+  linformer_like: () => import("./linformer_like.ts"),
+  nsa_like: () => import("./nsa_like.ts"),
+  pi_attention_flash: () => import("./pi_attention_flash.ts"),
 };
 
 /**

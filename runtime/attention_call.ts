@@ -143,6 +143,12 @@ export class AttentionCall {
       gates: gates.byteLength,
       o16: half ? rows * shape.headDim * 2 : 16,
     };
+    // lowRank landmarks: [B, Hkv, count, D] per rank, written by the pooling pre-pass.
+    for (const l of this.compiled.landmarks) {
+      const bytes = shape.batch * shape.headsKV * l.count * shape.headDim * (half ? 2 : 4);
+      sizes[`landmarkK${l.rank}`] = bytes;
+      sizes[`landmarkV${l.rank}`] = bytes;
+    }
     const limit = this.device.limits.maxStorageBufferBindingSize;
     for (const [name, size] of Object.entries(sizes) as [BufferName, number][]) {
       if (size > limit) {

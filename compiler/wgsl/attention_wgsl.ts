@@ -81,6 +81,7 @@ export function componentKernel(o: ComponentKernelOptions): string {
         }`,
     );
   const T = o.dtype; // element type of Q, K, V and their workgroup tiles
+  const kvRows = c.kLayout.kind === "landmarks" ? c.kLayout.count : n;
   if (T === "f16") m.enable("f16");
   m.declare(
     "bindings",
@@ -98,6 +99,9 @@ export function componentKernel(o: ComponentKernelOptions): string {
     "constants",
     `
 const N = ${n}u;
+const KV_ROWS = ${kvRows}u;     // rows per key/value head in the bound K and V${
+      c.kLayout.kind === "landmarks" ? " (landmarks)" : ""
+    }
 const D4 = ${d4}u;          // head dim / 4: rows are read as vec4
 const HQ = ${shape.headsQ}u;
 const HKV = ${shape.headsKV}u;
@@ -130,7 +134,13 @@ var<workgroup> kPosition: array<i32, ${tileK}>;`,
   const params = o.aux.paramBlock();
   const qPos = declareLayout(m, c.qLayout, n, params);
   const kPos = declareLayout(m, c.kLayout, n, params);
-  declareAllowed(m, { atoms: c.atoms, exclusions: c.exclusions, n, params });
+  declareAllowed(m, {
+    atoms: c.atoms,
+    exclusions: c.exclusions,
+    n,
+    params,
+    landmarkSegment: c.kLayout.kind === "landmarks" ? c.kLayout.segment : undefined,
+  });
   return m.render(entryPoint(o, qPos, kPos));
 }
 
@@ -151,7 +161,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   let qTileIndex = wg.x;
   let bh = wg.y;                      // batch * HQ + query head
   let kvHead = (bh / HQ) * HKV + (bh % HQ) / GROUP;
-  let kvBase = kvHead * N * D4;
+  let kvBase = kvHead * KV_ROWS * D4;
   // Invocation = (row group, column): COLS consecutive invocations share ROWS query rows; for
   // scores a column owns keys col, col + COLS, ...; for O it owns vec4 dims col, col + COLS, ...
   let col = lid % COLS;

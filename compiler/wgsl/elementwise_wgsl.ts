@@ -27,7 +27,8 @@ export function elementwiseWorkgroups(count: number): [number, number] {
   return [Math.ceil(groups / y), y];
 }
 
-function linearIndex(m: ShaderModule): void {
+/** Declares `linearIndex`: the flat invocation index of a 2D dispatch of elementwise workgroups. */
+export function linearIndex(m: ShaderModule): void {
   m.declare(
     "linearIndex",
     `

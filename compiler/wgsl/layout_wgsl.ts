@@ -70,6 +70,15 @@ ${reader.lines.join("\n")}
 }`,
       );
     }
+    case "landmarks":
+      return m.declare(
+        "landmarkIndex",
+        `
+// Keys are the ${layout.count} pooled landmarks of lowRank(${layout.rank}), not positions.
+fn landmarkIndex(i: u32) -> i32 {
+  return select(-1, i32(i), i < ${layout.count}u);
+}`,
+      );
     case "gather": {
       const count = layoutCount(layout, n);
       const offset = params.aux.tokens(layout.tokens);

@@ -86,6 +86,9 @@ fn randomAllows(table: u32, blocks: u32, size: i32, q: i32, k: i32) -> bool {
       const size = reader.signed("blockSize", clamp(atom.blockSize), label);
       return `randomAllows(${table}, ${blocks}, ${size}, q, k)`;
     }
+    case "lowRank":
+      // Only in landmark components, where k is a landmark index and every one of the rank counts.
+      return "true";
   }
 }
 
@@ -123,11 +126,18 @@ export function declareAllowed(
     exclusions: readonly (readonly Atom[])[];
     n: number;
     params: ParamBlock;
+    /** Landmark components: k is a landmark index, each landmark `segment` rows long. */
+    landmarkSegment?: number;
   },
 ): string {
   const reader = new ParamReader(m, options.params, true);
-  const conj = (atoms: readonly Atom[]) =>
-    atoms.map((a) => atomExpression(reader, a, options.n)).join(" && ");
+  const segment = options.landmarkSegment;
+  const expression = (a: Atom) =>
+    segment !== undefined && a.kind === "causal"
+      // DESIGN §2: under causal, landmark k only once its last row is <= q.
+      ? `min(${options.n}, (k + 1) * ${segment}) - 1 <= q`
+      : atomExpression(reader, a, options.n);
+  const conj = (atoms: readonly Atom[]) => atoms.map(expression).join(" && ");
   const lines = [`  let own = ${conj(options.atoms)};`];
   options.exclusions.forEach((e, i) => {
     lines.push(`  // Allowed by earlier component ${i}: counted there, not here.`);

@@ -77,6 +77,9 @@ function build(p: Pattern, n: number, where: string): AllowedFn {
       }
       return (q, k) => drawn[Math.floor(q / s)].has(Math.floor(k / s));
     }
+    case "lowRank":
+      // Landmarks are keys of their own (landmarks.ts), never token positions.
+      return () => false;
     case "union": {
       const members = p.of.map((m, i) => build(m, n, `${where}.of[${i}]`));
       return (q, k) => members.some((a) => a(q, k));

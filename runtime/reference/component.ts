@@ -9,6 +9,7 @@ import type { Atom } from "../../compiler/atoms.ts";
 import type { Component } from "../../compiler/plan.ts";
 import type { Pattern } from "../../dsl/schema.ts";
 import { type AllowedFn, allowedMask } from "./allowed.ts";
+import { landmarkLastRow } from "../../dsl/low_rank.ts";
 
 /**
  * The predicate of a component, exclusions included.
@@ -24,13 +25,18 @@ import { type AllowedFn, allowedMask } from "./allowed.ts";
  * ```
  */
 export function componentAllows(c: Component, n: number): AllowedFn {
-  const own = conjunction(c.atoms, n);
-  const earlier = c.exclusions.map((atoms) => conjunction(atoms, n));
+  const l = c.kLayout;
+  // Landmark components: k is a landmark index (DESIGN §2's lowRank rules).
+  const segment = l.kind === "landmarks" ? l.segment : undefined;
+  const own = conjunction(c.atoms, n, segment);
+  const earlier = c.exclusions.map((atoms) => conjunction(atoms, n, segment));
   return (q, k) => own(q, k) && !earlier.some((e) => e(q, k));
 }
 
-function conjunction(atoms: readonly Atom[], n: number): AllowedFn {
-  const tests = atoms.map((a) => atomAllows(a, n));
+function conjunction(atoms: readonly Atom[], n: number, segment?: number): AllowedFn {
+  const tests = atoms.map((a) =>
+    segment === undefined ? atomAllows(a, n) : landmarkAtom(a, n, segment)
+  );
   return (q, k) => tests.every((t) => t(q, k));
 }
 
@@ -41,4 +47,10 @@ function atomAllows(a: Atom, n: number): AllowedFn {
     return a.kind === "globalRows" ? (q) => member[q] === 1 : (_q, k) => member[k] === 1;
   }
   return allowedMask(a as Pattern, n);
+}
+
+/** An atom over (query, landmark index): lowRank and dense allow all, causal once the segment ends. */
+function landmarkAtom(a: Atom, n: number, segment: number): AllowedFn {
+  if (a.kind === "causal") return (q, j) => landmarkLastRow(n, segment, j) <= q;
+  return () => a.kind === "lowRank" || a.kind === "dense";
 }

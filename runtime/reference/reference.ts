@@ -8,6 +8,8 @@ import { parsePattern, type Pattern } from "../../dsl/schema.ts";
 import { ShapeError } from "../../dsl/errors.ts";
 import { type AttentionShape, checkShape, type GateLayout } from "../shape.ts";
 import { allowedMask } from "./allowed.ts";
+import { landmarkAllows, landmarkRanks, poolLandmarks } from "./landmarks.ts";
+import { checkLowRankPlacement, landmarkGeometry } from "../../dsl/low_rank.ts";
 
 export type { AttentionShape } from "../shape.ts";
 
@@ -75,11 +77,25 @@ export function reference(input: ReferenceInput): ReferenceOutput {
   }
 
   const { batch: B, headsQ: Hq, headsKV: Hkv, seqLen: N, headDim: D } = shape;
+  checkLowRankPlacement(pattern);
   // A(q) does not depend on batch or head, so list each branch's keys per query once.
   const allowedKeys = branches.map((branch, i) => {
     const allowed = allowedMask(branch, N, { path: gated ? `pattern.branches[${i}]` : "pattern" });
     return Array.from({ length: N }, (_, q) => keysOf(allowed, q, N));
   });
+  // lowRank landmarks: pooled K/V rows per rank, and the landmarks each query sees.
+  const landmarks = branches.map((branch) =>
+    landmarkRanks(branch).map((rank) => {
+      const { count } = landmarkGeometry(N, rank);
+      const allows = landmarkAllows(branch, N, rank);
+      return {
+        count,
+        k: poolLandmarks(input.k, B * Hkv, N, D, rank),
+        v: poolLandmarks(input.v, B * Hkv, N, D, rank),
+        keys: Array.from({ length: N }, (_, q) => keysOf(allows, q, count)),
+      };
+    })
+  );
   const gate = gateFn(pattern, shape, input.gates?.data, layout);
 
   const o = new Float64Array(B * Hq * N * D);
@@ -92,11 +108,19 @@ export function reference(input: ReferenceInput): ReferenceOutput {
       for (let q = 0; q < N; q++) {
         const qRow = ((b * Hq + h) * N + q) * D;
         for (let i = 0; i < branches.length; i++) {
+          const kvRow = b * Hkv + kvHead;
           const lseRow = softmaxRow({
-            input,
+            q: input.q,
             qRow,
-            kvBase: (b * Hkv + kvHead) * N * D,
-            keys: allowedKeys[i][q],
+            sources: [
+              { k: input.k, v: input.v, base: kvRow * N * D, keys: allowedKeys[i][q] },
+              ...landmarks[i].map((l) => ({
+                k: l.k,
+                v: l.v,
+                base: kvRow * l.count * D,
+                keys: l.keys[q],
+              })),
+            ],
             D,
             scale,
             out: row,
@@ -118,39 +142,51 @@ function keysOf(allowed: (q: number, k: number) => boolean, q: number, n: number
   return keys;
 }
 
+/** Rows a softmax may draw keys from: token K/V, or one rank's pooled landmarks. */
+export interface KeySource {
+  k: ArrayLike<number>;
+  v: ArrayLike<number>;
+  /** Offset of this (batch, kv head)'s row 0. */
+  base: number;
+  /** Allowed row indices. */
+  keys: number[];
+}
+
 /**
- * One softmax over `keys` for the query row at `qRow`: writes the weighted sum of V rows into
- * `out` and returns the lse. No keys: `out = 0` and lse `-Infinity` (never NaN).
+ * One softmax over the keys of every source for the query row at `qRow`: writes the weighted
+ * sum of V rows into `out` and returns the lse. No keys: `out = 0` and lse `-Infinity` (never NaN).
  */
 export function softmaxRow(args: {
-  input: ReferenceInput;
+  q: ArrayLike<number>;
   qRow: number;
-  kvBase: number;
-  keys: number[];
+  sources: KeySource[];
   D: number;
   scale: number;
   out: Float64Array;
 }): number {
-  const { input, qRow, kvBase, keys, D, scale, out } = args;
+  const { q, qRow, sources, D, scale, out } = args;
   out.fill(0);
-  if (keys.length === 0) return -Infinity;
-  const scores = keys.map((k) => {
-    let dot = 0;
-    for (let d = 0; d < D; d++) {
-      dot += input.q[qRow + d] * input.k[kvBase + k * D + d];
-    }
-    return scale * dot;
-  });
+  const scores = sources.map((s) =>
+    s.keys.map((k) => {
+      let dot = 0;
+      for (let d = 0; d < D; d++) dot += q[qRow + d] * s.k[s.base + k * D + d];
+      return scale * dot;
+    })
+  );
   // Subtracting the row max keeps every exp() <= 1, so nothing overflows.
   // (A loop, not Math.max(...scores): spreading a long row can overflow the call stack.)
   let max = -Infinity;
-  for (const s of scores) max = Math.max(max, s);
-  const weights = scores.map((s) => Math.exp(s - max));
-  const sum = weights.reduce((a, w) => a + w, 0);
-  keys.forEach((k, j) => {
-    const p = weights[j] / sum;
-    for (let d = 0; d < D; d++) out[d] += p * input.v[kvBase + k * D + d];
-  });
+  for (const row of scores) for (const x of row) max = Math.max(max, x);
+  if (max === -Infinity) return -Infinity;
+  const weights = scores.map((row) => row.map((x) => Math.exp(x - max)));
+  let sum = 0;
+  for (const row of weights) for (const w of row) sum += w;
+  sources.forEach((s, i) =>
+    s.keys.forEach((k, j) => {
+      const p = weights[i][j] / sum;
+      for (let d = 0; d < D; d++) out[d] += p * s.v[s.base + k * D + d];
+    })
+  );
   return max + Math.log(sum);
 }
 

@@ -5,7 +5,7 @@
  * @module
  */
 import { parsePattern, type Pattern } from "../../dsl/schema.ts";
-import { ShapeError } from "../../dsl/errors.ts";
+import { PlanError, ShapeError } from "../../dsl/errors.ts";
 import type { AttentionShape } from "../shape.ts";
 import { allowedMask } from "./allowed.ts";
 import { softmaxRow } from "./reference.ts";
@@ -55,7 +55,9 @@ export function referenceRows(
     : [1];
   const allowed = branches.map((p) => allowedMask(p, N));
   const scale = input.scale ?? 1 / Math.sqrt(D);
-  const reference = { ...input, pattern };
+  if (JSON.stringify(pattern).includes('"lowRank"')) {
+    throw new PlanError("referenceRows: lowRank landmarks are not supported here; use reference");
+  }
   return rows.map(({ b, h, q }) => {
     if (b < 0 || b >= B || h < 0 || h >= Hq || q < 0 || q >= N) {
       throw new ShapeError(`Bad row: (b ${b}, h ${h}, q ${q}) is outside [${B}, ${Hq}, ${N}]`);
@@ -66,10 +68,9 @@ export function referenceRows(
       const keys: number[] = [];
       for (let k = 0; k < N; k++) if (allows(q, k)) keys.push(k);
       const l = softmaxRow({
-        input: reference,
+        q: input.q,
         qRow: ((b * Hq + h) * N + q) * D,
-        kvBase: (b * Hkv + kvHead) * N * D,
-        keys,
+        sources: [{ k: input.k, v: input.v, base: (b * Hkv + kvHead) * N * D, keys }],
         D,
         scale,
         out,

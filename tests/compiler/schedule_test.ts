@@ -41,6 +41,8 @@ function atomAllows(a: Atom, q: number, k: number, n: number): boolean {
       }
       return false;
     }
+    case "lowRank":
+      throw new Error("lowRank atoms are over landmark keys, not token pairs");
   }
 }
 

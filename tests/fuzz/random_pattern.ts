@@ -2,7 +2,7 @@
  * Random patterns for the fuzzer. A *skeleton* is a pattern's structure (kinds and nesting, up
  * to depth 3, gated only at the top as the schema requires); `fillPattern` gives it numbers for
  * one N, drawn mostly from the edges (radius 0 and >= N/2, period 1 and > N, windows past N,
- * global tokens at both ends, block sizes 1 and >= N). Runs draw a few skeletons and many fillings,
+ * global tokens at both ends, block sizes 1 and >= N, lowRank rank 1 and >= N). Runs draw a few skeletons and many fillings,
  * so most cases reuse compiled pipelines (a pattern's numbers are runtime values) and the time
  * goes to checking, not compiling.
  * @module
@@ -11,7 +11,7 @@ import type { Pattern } from "../../dsl/schema.ts";
 
 /** A pattern's structure without its numbers. */
 export type Skeleton =
-  | { kind: "dense" | "causal" | "window" | "ring" | "stride" | "global" | "random" }
+  | { kind: (typeof LEAVES)[number] | "lowRank" | "lowRankCausal" }
   | { kind: "union" | "intersect"; of: Skeleton[] }
   | { kind: "gated"; branches: Skeleton[]; jsonGates: boolean };
 
@@ -36,11 +36,16 @@ export function randomSkeleton(rng: Rng, depth = 3): Skeleton {
   return inner(rng, depth);
 }
 
-function inner(rng: Rng, depth: number): Skeleton {
-  if (depth <= 0 || rng() < 0.55) return { kind: pick(rng, LEAVES) };
+function inner(rng: Rng, depth: number, underIntersect = false): Skeleton {
+  if (depth <= 0 || rng() < 0.55) {
+    // lowRank landmarks may meet only causal in an intersect (DESIGN §2): never under one here.
+    if (!underIntersect && rng() < 0.15) return { kind: rng() < 0.5 ? "lowRank" : "lowRankCausal" };
+    return { kind: pick(rng, LEAVES) };
+  }
   const kind = rng() < 0.6 ? "union" : "intersect";
   const count = kind === "union" ? int(rng, 2, 3) : 2;
-  return { kind, of: Array.from({ length: count }, () => inner(rng, depth - 1)) };
+  const under = underIntersect || kind === "intersect";
+  return { kind, of: Array.from({ length: count }, () => inner(rng, depth - 1, under)) };
 }
 
 /**
@@ -84,6 +89,13 @@ export function fillPattern(s: Skeleton, n: number, rng: Rng): Pattern {
         blockSize: pick(rng, [1, 2, 3, 8, 16, n, n + 1]),
         seed: int(rng, 0, 0xffffffff),
       };
+    case "lowRank":
+    case "lowRankCausal": {
+      // Rank 1, a few, about sqrt(N), and >= N (one landmark per token).
+      const rank = pick(rng, [1, 2, 3, Math.max(1, Math.round(Math.sqrt(n))), n, n + 7]);
+      const p: Pattern = { kind: "lowRank", rank };
+      return s.kind === "lowRank" ? p : { kind: "intersect", of: [p, { kind: "causal" }] };
+    }
     case "union":
     case "intersect":
       return { kind: s.kind, of: s.of.map((c) => fillPattern(c, n, rng)) };
