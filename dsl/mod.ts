@@ -10,5 +10,8 @@ export {
   parsePattern,
   type Pattern,
   PatternSchema,
+  type ScoreModifier,
 } from "./schema.ts";
 export * from "./errors.ts";
+export { registerMask } from "./mask_registry.ts";
+export type { Constants } from "./expression.ts";

@@ -41,6 +41,8 @@ function atomAllows(a: Atom, q: number, k: number, n: number): boolean {
       }
       return false;
     }
+    case "predicate": // the source is the definition; the reference's interpreter runs it
+      return allowedMask(a, n)(q, k);
   }
 }
 
