@@ -7,6 +7,8 @@ import type { Constants } from "./expression.ts";
 import { functionSource, masksCalledBy } from "./mask_registry.ts";
 import { parsePattern, type Pattern, type ScoreModifier } from "./schema.ts";
 
+export { registerMask } from "./mask_registry.ts";
+
 /**
  * Every key attends: `A(q) = all k`.
  * @returns the pattern `{kind: "dense"}`

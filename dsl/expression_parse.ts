@@ -108,32 +108,46 @@ export function compileMask(
  */
 export function calledNames(expr: string): string[] {
   const names: string[] = [];
-  parse(expr).forEachDescendant((node) => {
-    if (node.getKind() !== SyntaxKind.CallExpression) return;
-    const callee = (node.compilerNode as ts.CallExpression).expression;
-    if (ts.isIdentifier(callee) && !names.includes(callee.text)) names.push(callee.text);
-  });
+  withParsed(expr, (root) =>
+    root.forEachDescendant((node) => {
+      if (node.getKind() !== SyntaxKind.CallExpression) return;
+      const callee = (node.compilerNode as ts.CallExpression).expression;
+      if (ts.isIdentifier(callee) && !names.includes(callee.text)) names.push(callee.text);
+    }));
   return names;
 }
 
-/** Parses `(source)` as one expression statement and returns the expression. */
-function parse(expr: string): Node {
+let files = 0;
+
+/**
+ * Parses `(source)` as one expression statement and calls `f` with the expression. Each parse
+ * has a file of its own, removed afterwards: a registered mask is parsed while its caller's
+ * nodes are still in use.
+ */
+function withParsed<T>(expr: string, f: (root: Node) => T): T {
   project ??= new Project({ useInMemoryFileSystem: true });
   // The newline keeps a trailing `//` comment from swallowing the closing parenthesis.
-  const file = project.createSourceFile("expression.ts", `(${expr}\n)`, { overwrite: true });
-  const diagnostics = (file.compilerNode as unknown as { parseDiagnostics: ts.Diagnostic[] })
-    .parseDiagnostics;
-  if (diagnostics.length > 0) {
-    const d = diagnostics[0];
-    const line = file.getLineAndColumnAtPos(d.start ?? 0).line;
-    fail(line, `syntax error: ${ts.flattenDiagnosticMessageText(d.messageText, " ")}`);
+  const file = project.createSourceFile(`expression${files++}.ts`, `(${expr}\n)`);
+  try {
+    const diagnostics = (file.compilerNode as unknown as { parseDiagnostics: ts.Diagnostic[] })
+      .parseDiagnostics;
+    if (diagnostics.length > 0) {
+      const d = diagnostics[0];
+      const line = Math.min(
+        file.getLineAndColumnAtPos(d.start ?? 0).line,
+        expr.split("\n").length,
+      );
+      fail(line, `syntax error: ${ts.flattenDiagnosticMessageText(d.messageText, " ")}`);
+    }
+    const statements = file.getStatements();
+    if (statements.length !== 1 || statements[0].getKind() !== SyntaxKind.ExpressionStatement) {
+      fail(1, "expected one function or expression");
+    }
+    const wrapped = statements[0].asKindOrThrow(SyntaxKind.ExpressionStatement).getExpression();
+    return f(Node.isParenthesizedExpression(wrapped) ? wrapped.getExpression() : wrapped);
+  } finally {
+    project.removeSourceFile(file);
   }
-  const statements = file.getStatements();
-  if (statements.length !== 1 || statements[0].getKind() !== SyntaxKind.ExpressionStatement) {
-    fail(1, "expected one function or expression");
-  }
-  const wrapped = statements[0].asKindOrThrow(SyntaxKind.ExpressionStatement).getExpression();
-  return Node.isParenthesizedExpression(wrapped) ? wrapped.getExpression() : wrapped;
 }
 
 function fail(line: number, message: string): never {
@@ -168,7 +182,10 @@ class Checker {
     if (typeof source.expr !== "string" || source.expr.trim() === "") {
       fail(1, "the expression is empty");
     }
-    const root = parse(source.expr);
+    return withParsed(source.expr, (root) => this.#check(root, source, role));
+  }
+
+  #check(root: Node, source: { expr: string; constants?: Constants }, role: ExpressionRole) {
     rejectConstructs(root);
     const constants = source.constants ?? {};
     const isFunction = root.getKind() === SyntaxKind.ArrowFunction ||

@@ -13,5 +13,4 @@ export {
   type ScoreModifier,
 } from "./schema.ts";
 export * from "./errors.ts";
-export { registerMask } from "./mask_registry.ts";
 export type { Constants } from "./expression.ts";
