@@ -61,6 +61,8 @@ interface Frame {
   locals: Interval[];
   check?: NodeCheck;
   mask?: string;
+  /** Inside a registered mask: the call's argument expressions, in the caller's frame. */
+  caller?: { args: Expr[]; frame: Frame };
 }
 
 /**
@@ -129,7 +131,7 @@ function evaluate(e: Expr, f: Frame): Interval {
     case "binary":
       operands = [evaluate(e.a, f), evaluate(e.b, f)];
       value = binary(e.fn, operands[0], operands[1]);
-      if (e.fn === "mod") value = congruentModulo(e, value, f);
+      if (e.fn === "mod") value = congruentModulo(e, value, operands[1], f);
       break;
     case "math":
       operands = e.args.map((a) => evaluate(a, f));
@@ -138,7 +140,8 @@ function evaluate(e: Expr, f: Frame): Interval {
     case "call": {
       operands = e.args.map((a) => evaluate(a, f));
       const callee = f.program.masks[e.mask];
-      value = run({ ...f, program: callee, params: operands, locals: [], mask: e.mask });
+      const caller = { args: e.args, frame: f };
+      value = run({ ...f, program: callee, params: operands, locals: [], mask: e.mask, caller });
       break;
     }
   }
@@ -151,12 +154,16 @@ function evaluate(e: Expr, f: Frame): Interval {
  * `x` in `c`, for every value `a` takes, gives a second sound range `c mod M`; the true range
  * lies in both.
  */
-function congruentModulo(e: Extract<Expr, { op: "binary" }>, value: Interval, f: Frame) {
-  const m = e.b;
-  if (m.op !== "literal" || typeof m.value !== "number" || m.value === 0) return value;
-  const c = residues(e.a, Math.abs(m.value), f);
+function congruentModulo(
+  e: Extract<Expr, { op: "binary" }>,
+  value: Interval,
+  divisor: Interval,
+  f: Frame,
+): Interval {
+  if (divisor.lo !== divisor.hi || divisor.lo === 0 || !Number.isFinite(divisor.lo)) return value;
+  const c = residues(e.a, Math.abs(divisor.lo), f);
   if (!c) return value;
-  const other = modulo(c, point(m.value));
+  const other = modulo(c, divisor);
   return { lo: Math.max(value.lo, other.lo), hi: Math.min(value.hi, other.hi) };
 }
 
@@ -171,6 +178,8 @@ function residues(e: Expr, size: number, f: Frame): Interval | undefined {
     }
     case "local":
       return residues(f.program.locals[e.index].value, size, f) ?? f.locals[e.index];
+    case "param": // a registered mask's parameter: the argument, in the caller's frame
+      return f.caller && residues(f.caller.args[e.index], size, f.caller.frame);
     case "literal":
       return typeof e.value === "number" ? point(e.value) : undefined;
     case "neg": {
@@ -277,6 +286,34 @@ function math(fn: Extract<Expr, { op: "math" }>["fn"], args: Interval[], exprs: 
       return a.lo > 0 ? corners(a, b, Math.pow) : ANY;
     }
   }
+}
+
+/**
+ * The constant divisors of `%` in a program, registered masks included, at N: the divisors
+ * whose interval over every input is one number (a literal, a constant, or a mask parameter
+ * every call passes the same constant). In residue order modulo such a divisor, `(q - k) % P`
+ * is constant on most tiles, so the planner tries that layout.
+ * @param p the program
+ * @param n N
+ * @returns distinct divisors >= 2, in order of appearance
+ * @example
+ * ```ts
+ * import { compileExpression } from "../dsl/expression_parse.ts";
+ * import { constantDivisors } from "./expression_intervals.ts";
+ * constantDivisors(compileExpression({ expr: "(q - k) % 3 == 0 && q % -4 != 1" }, "mask"), 64); // [3, 4]
+ * ```
+ */
+export function constantDivisors(p: Program, n: number): number[] {
+  const out: number[] = [];
+  const any = { lo: 0, hi: 65535 };
+  const box = { q: { lo: 0, hi: n - 1 }, k: { lo: 0, hi: n - 1 }, n, h: any, b: any, s: ANY };
+  programInterval(p, box, (e, _value, operands) => {
+    if (e.op !== "binary" || e.fn !== "mod") return;
+    const d = operands[1];
+    const size = Math.abs(d.lo);
+    if (d.lo === d.hi && size >= 2 && Number.isFinite(size) && !out.includes(size)) out.push(size);
+  });
+  return out;
 }
 
 /**

@@ -8,10 +8,10 @@
  * for everything. Pure data: no GPU, no WGSL.
  * @module
  */
-import { constantModuli } from "../dsl/expression.ts";
 import { predicateProgram } from "../dsl/expression_check.ts";
 import type { Pattern, ScoreModifier } from "../dsl/schema.ts";
 import { type Atom, atomLabel } from "./atoms.ts";
+import { constantDivisors } from "./expression_intervals.ts";
 import { type BlockMask, blockMaskCounts, buildBlockMask } from "./block_mask.ts";
 import { type Layout, layoutLabel } from "./layout.ts";
 import { normalize, type Term } from "./normalize.ts";
@@ -160,7 +160,9 @@ function layoutCandidates(atoms: Atom[], n: number): [Layout, Layout][] {
   const periods: number[] = [];
   for (const a of atoms) {
     if (a.kind === "stride") periods.push(a.period);
-    if (a.kind === "predicate") periods.push(...constantModuli(predicateProgram(a)).slice(0, 2));
+    if (a.kind === "predicate") {
+      periods.push(...constantDivisors(predicateProgram(a), n).slice(0, 2));
+    }
   }
   for (const period of new Set(periods)) {
     if (period >= 2 && period < n) {

@@ -186,29 +186,3 @@ export function inputsOf(p: Program): Set<InputName> {
   });
   return used;
 }
-
-/**
- * The integer constant divisors of `%` in the program (registered masks included), for the
- * planner's residue layouts: in residue order modulo such a divisor, `(q - k) % P` is
- * constant on a tile.
- * @param p the program
- * @returns distinct positive divisors, in order of appearance
- * @example
- * ```ts ignore
- * constantModuli(compileExpression({ expr: "(q - k) % 3 == 0" }, "mask")); // [3]
- * ```
- */
-export function constantModuli(p: Program): number[] {
-  const out: number[] = [];
-  const visit = (program: Program) => {
-    forEachProgramNode(program, (e) => {
-      if (e.op === "binary" && e.fn === "mod" && e.b.op === "literal") {
-        const m = Math.abs(e.b.value as number);
-        if (m >= 2 && !out.includes(m)) out.push(m);
-      }
-    });
-    for (const callee of Object.values(program.masks)) visit(callee);
-  };
-  visit(p);
-  return out;
-}

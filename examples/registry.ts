@@ -19,6 +19,7 @@ const EXAMPLES: Record<string, () => Promise<ExampleModule>> = {
   longformer: () => import("./longformer.ts"),
   bigbird: () => import("./bigbird.ts"),
   sparse_transformer: () => import("./sparse_transformer.ts"),
+  custom_pattern: () => import("./custom_pattern.ts"),
 };
 
 /**

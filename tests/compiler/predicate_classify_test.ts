@@ -21,7 +21,11 @@ import { allowedMask, componentAllows } from "../../runtime/reference/mod.ts";
 import { mulberry32 } from "../../runtime/seeded_random.ts";
 import { randomPredicate } from "./_random_predicate.ts";
 
-type PredicateAtom = { kind: "predicate"; expr: string };
+type PredicateAtom = {
+  kind: "predicate";
+  expr: string;
+  masks?: Record<string, { expr: string }>;
+};
 
 /** Tallies of verdicts, to see that the analysis decides tiles, not just stays sound. */
 interface Tally {
@@ -104,6 +108,11 @@ Deno.test("interval verdicts are sound on residue tiles, and for every head and 
   for (let i = 0; i < 250; i++) {
     const headBatch = i % 2 === 1;
     const atom: PredicateAtom = { kind: "predicate", expr: randomPredicate(rand, { headBatch }) };
+    if (i % 5 === 2) {
+      // A registered mask whose % divisor and dividend come through its parameters.
+      atom.expr = `(${atom.expr}) ${rand() < 0.5 ? "&&" : "||"} step(q - k, ${int(2, 4)})`;
+      atom.masks = { step: { expr: "(d, p) => d % p == 1" } };
+    }
     const n = int(2, 90);
     const layout: Layout = i % 3 === 0
       ? identity
