@@ -60,7 +60,7 @@ function visit(p: Pattern, where: string, scoredAllowed: boolean): void {
  * @example
  * ```ts
  * import { predicateProgram } from "./expression_check.ts";
- * predicateProgram({ kind: "predicate", expr: "k <= q" }).result.type; // "bool"
+ * predicateProgram({ expr: "k <= q" }).result.type; // "bool"
  * ```
  */
 export function predicateProgram(
