@@ -112,7 +112,8 @@ class Emitter {
 
   /** The node as an f32 expression (integers converted). */
   real(e: Expr): string {
-    return e.type === "int" ? `f32(${this.emit(e)})` : this.emit(e);
+    if (e.type !== "int") return this.emit(e);
+    return e.op === "literal" ? paren(f32(e.value as number)) : `f32(${this.emit(e)})`;
   }
 
   emit(e: Expr): string {
