@@ -310,6 +310,10 @@ class Checker {
     switch (node.getKind()) {
       case SyntaxKind.ParenthesizedExpression:
         return this.#expr(node.asKindOrThrow(SyntaxKind.ParenthesizedExpression).getExpression());
+      case SyntaxKind.AsExpression: // type annotations do not change the value
+      case SyntaxKind.SatisfiesExpression:
+      case SyntaxKind.NonNullExpression:
+        return this.#expr((node as Node & { getExpression(): Node }).getExpression());
       case SyntaxKind.NumericLiteral:
         return this.#number(Number((c as ts.NumericLiteral).text), origin);
       case SyntaxKind.TrueKeyword:

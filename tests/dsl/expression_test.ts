@@ -123,6 +123,12 @@ Deno.test("bare expressions and functions bind q, k, n, h, b in the builder's or
   // Parameters are positional: (i, j, size, head, batch) are q, k, n, h, b.
   const renamed = compileExpression({ expr: "(i, j, size, head, batch) => i + batch < j" }, "mask");
   assert.deepEqual([...inputsOf(renamed)].sort(), ["b", "k", "q"]);
+  // TypeScript annotations in JSON source are ignored.
+  const typed = compileExpression(
+    { expr: "(q: number, k: number) => (q as number) >= k!" },
+    "mask",
+  );
+  assert.deepEqual([...inputsOf(typed)].sort(), ["k", "q"]);
   const s = compileExpression({ expr: "(x, q, k) => x - Math.abs(q - k)" }, "score");
   assert.deepEqual([...inputsOf(s)].sort(), ["k", "q", "s"]);
 });
