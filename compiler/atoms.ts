@@ -5,6 +5,7 @@
  * @module
  */
 import { z } from "zod";
+import { PredicateSchema } from "../dsl/schema.ts";
 
 export const AtomSchema = z.discriminatedUnion("kind", [
   z.object({ kind: z.literal("dense") }),
@@ -24,6 +25,8 @@ export const AtomSchema = z.discriminatedUnion("kind", [
   }),
   /** Every pooled landmark of this rank (keys of their own: see dsl/low_rank.ts). */
   z.object({ kind: z.literal("lowRank"), rank: z.number().int() }),
+  /** A predicate written in TypeScript: the pattern object itself (dsl/expression.ts). */
+  PredicateSchema,
 ]);
 
 /** One allowed-set rule over positions `(q, k)`; a component allows the AND of its atoms. */
@@ -59,7 +62,24 @@ export function atomLabel(a: Atom): string {
       return `random(${a.blocks}x${a.blockSize},seed ${a.seed})`;
     case "lowRank":
       return `lowRank(${a.rank})`;
+    case "predicate":
+      return predicateLabel(a.expr);
   }
+}
+
+/**
+ * A predicate's source on one short line (labels go into WGSL `//` comments).
+ * @param expr the source
+ * @returns `predicate(...)`, at most about 60 characters
+ * @example
+ * ```ts
+ * import { predicateLabel } from "./atoms.ts";
+ * predicateLabel("(q, k) => {\n  return k <= q;\n}"); // "predicate((q, k) => { return k <= q; })"
+ * ```
+ */
+export function predicateLabel(expr: string): string {
+  const line = expr.replace(/\s+/g, " ").trim();
+  return `predicate(${line.length > 60 ? line.slice(0, 57) + "..." : line})`;
 }
 
 /** Structural key: two atoms with the same key allow the same set. */

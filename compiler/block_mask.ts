@@ -26,6 +26,7 @@ import { type Atom, Coverage } from "./atoms.ts";
 import { candidateKeyTiles } from "./candidates.ts";
 import { componentCoverage, KeyTileRanges, rangeCoverage } from "./component_coverage.ts";
 import { type Layout, tileSpans } from "./layout.ts";
+import type { HeadBatchRange } from "./predicate_classify.ts";
 import type { RandomTables } from "./random_table.ts";
 
 export interface BlockMask {
@@ -56,6 +57,8 @@ export interface BlockMaskOptions {
   tileQ: number;
   tileK: number;
   random: RandomTables;
+  /** Heads and batches the schedule serves, for predicates that read `h` or `b` (default any). */
+  domain?: HeadBatchRange;
   /** Give up (return undefined) once more tiles than this are visited: a cheaper layout won. */
   maxVisited?: number;
 }
@@ -82,7 +85,13 @@ export function buildBlockMask(o: BlockMaskOptions): BlockMask | undefined {
   const qSpans = tileSpans(o.qLayout, o.n, o.tileQ);
   const keys = new KeyTileRanges(o.kLayout, o.n, o.tileK);
   const kTiles = keys.spans.length;
-  const ctx = { n: o.n, qLayout: o.qLayout, kLayout: o.kLayout, random: o.random };
+  const ctx = {
+    n: o.n,
+    qLayout: o.qLayout,
+    kLayout: o.kLayout,
+    random: o.random,
+    domain: o.domain,
+  };
   const offsets = new Uint32Array(qSpans.length + 1);
   const runs = new RunList();
   const maxVisited = o.maxVisited ?? Infinity;

@@ -7,6 +7,7 @@
  */
 import { type Atom, Coverage } from "./atoms.ts";
 import type { Layout, TileSpan } from "./layout.ts";
+import { classifyPredicate, type HeadBatchRange } from "./predicate_classify.ts";
 import type { RandomTables } from "./random_table.ts";
 
 /** What the classifier needs besides the two spans. */
@@ -15,6 +16,8 @@ export interface ClassifyContext {
   qLayout: Layout;
   kLayout: Layout;
   random: RandomTables;
+  /** Heads and batches the schedule serves (predicates may read `h` and `b`); default any. */
+  domain?: HeadBatchRange;
 }
 
 /** Random-block tiles spanning more query blocks than this are called PARTIAL unexamined. */
@@ -64,6 +67,8 @@ export function classifyAtom(
     case "lowRank":
       // Over landmark keys (landmark_mask.ts classifies those components); no token pair.
       return Coverage.Full;
+    case "predicate":
+      return classifyPredicate(atom, qs, ks, ctx);
   }
 }
 

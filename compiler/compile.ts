@@ -5,6 +5,7 @@
  */
 import { parsePattern } from "../dsl/schema.ts";
 import { AuxData } from "./aux_data.ts";
+import { checkExpressionDomain } from "./expression_domain.ts";
 import { layoutCount } from "./layout.ts";
 import { type Plan, planPattern, type TileShape } from "./plan.ts";
 import { packSchedules } from "./schedule_buffer.ts";
@@ -138,6 +139,8 @@ export function compile(pattern: unknown, options: CompileOptions): CompiledAtte
   const parsed = parsePattern(pattern);
   const shape = options.shape;
   checkAttentionShape(shape);
+  // TypeScript predicates and scores must stay in i32 and never divide by 0 at this shape.
+  checkExpressionDomain(parsed, { n: shape.seqLen, batch: shape.batch, headsQ: shape.headsQ });
   const scale = options.scale ?? 1 / Math.sqrt(shape.headDim);
   if (!Number.isFinite(scale) || scale === 0) {
     throw new ShapeError(`Bad options: scale must be a finite nonzero number, got ${scale}`);
@@ -163,7 +166,9 @@ export function compile(pattern: unknown, options: CompileOptions): CompiledAtte
   // 3. Plan: branches of disjoint components, each with layouts and a BlockMask.
   // Only a real device's limits are binding; without them the WGSL is text to read.
   if (options.limits) checkKernelFits(tiles, shape.headDim, dtype, options.limits);
-  const plan = planPattern(parsed, shape.seqLen, { tileQ: tiles.tileQ, tileK: tiles.tileK });
+  const plan = planPattern(parsed, shape.seqLen, { tileQ: tiles.tileQ, tileK: tiles.tileK }, {
+    domain: { batch: shape.batch, headsQ: shape.headsQ },
+  });
   // 4. Pack every component's BlockMask into one schedule buffer.
   const packed = packSchedules(plan, shape.headDim);
   // 5. Generate the passes: per branch, clear if needed, then one kernel per component; blend.
@@ -262,6 +267,7 @@ function branchPasses(o: {
         unroll: o.unroll,
         dtype: o.dtype,
         outputF16: o.directF16,
+        score: o.plan.branches[b].score,
         threads: o.kernel.threads,
         rowsPerThread: o.kernel.rowsPerThread,
         label: `${o.plan.branches[b].label}, ${label}`,

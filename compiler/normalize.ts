@@ -4,9 +4,9 @@
  * so every term is a plain AND of leaf rules that a single layout can serve.
  * @module
  */
-import type { Pattern } from "../dsl/schema.ts";
+import type { Pattern, ScoreModifier } from "../dsl/schema.ts";
 import { PlanError } from "../dsl/errors.ts";
-import { type Atom, atomKey } from "./atoms.ts";
+import { type Atom, atomKey, predicateLabel } from "./atoms.ts";
 
 /** A conjunction of atoms: the pairs every atom allows. An empty list allows nothing. */
 export type Term = Atom[];
@@ -18,6 +18,8 @@ export const MAX_TERMS = 64;
 export interface NormalBranch {
   terms: Term[];
   label: string;
+  /** The branch's score modifier (a `scored` pattern), applied to every term's scores. */
+  score?: ScoreModifier;
 }
 
 /**
@@ -36,10 +38,13 @@ export interface NormalBranch {
  */
 export function normalize(pattern: Pattern, seqLen: number): NormalBranch[] {
   const branches = pattern.kind === "gated" ? pattern.branches : [pattern];
-  return branches.map((p, i) => {
+  return branches.map((branch, i) => {
     const where = pattern.kind === "gated" ? `pattern.branches[${i}]` : "pattern";
-    const terms = dedupe(termsOf(p, seqLen, where).map((t) => simplify(t, seqLen)));
-    return { terms, label: describe(p) };
+    const p = branch.kind === "scored" ? branch.pattern : branch;
+    const inner = branch.kind === "scored" ? `${where}.pattern` : where;
+    const terms = dedupe(termsOf(p, seqLen, inner).map((t) => simplify(t, seqLen)));
+    const score = branch.kind === "scored" ? { score: branch.score } : {};
+    return { terms, label: describe(branch), ...score };
   });
 }
 
@@ -52,6 +57,7 @@ function termsOf(p: Pattern, n: number, where: string): Term[] {
     case "stride":
     case "random":
     case "lowRank":
+    case "predicate":
       return [[p]];
     case "global": {
       p.tokens.forEach((t, i) => {
@@ -77,6 +83,10 @@ function termsOf(p: Pattern, n: number, where: string): Term[] {
     }
     case "gated":
       throw new PlanError(`Cannot plan pattern: ${where}: gated may only be the outermost pattern`);
+    case "scored":
+      throw new PlanError(
+        `Cannot plan pattern: ${where}: scored may only be the outermost pattern or a gated branch`,
+      );
   }
 }
 
@@ -145,6 +155,10 @@ export function describe(p: Pattern): string {
       return `random(${p.blocks}x${p.blockSize})`;
     case "lowRank":
       return `lowRank(${p.rank})`;
+    case "predicate":
+      return predicateLabel(p.expr);
+    case "scored":
+      return `scored(${describe(p.pattern)})`;
     case "union":
       return `union(${p.of.map(describe).join(", ")})`;
     case "intersect":

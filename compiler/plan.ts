@@ -8,11 +8,14 @@
  * for everything. Pure data: no GPU, no WGSL.
  * @module
  */
-import type { Pattern } from "../dsl/schema.ts";
+import { predicateProgram } from "../dsl/expression_check.ts";
+import type { Pattern, ScoreModifier } from "../dsl/schema.ts";
 import { type Atom, atomLabel } from "./atoms.ts";
+import { constantDivisors } from "./expression_intervals.ts";
 import { type BlockMask, blockMaskCounts, buildBlockMask } from "./block_mask.ts";
 import { type Layout, layoutLabel } from "./layout.ts";
 import { normalize, type Term } from "./normalize.ts";
+import type { HeadBatchRange } from "./predicate_classify.ts";
 import { RandomTables } from "./random_table.ts";
 import { landmarkBlockMask } from "./landmark_mask.ts";
 import { checkLowRankPlacement, landmarkGeometry } from "../dsl/low_rank.ts";
@@ -32,6 +35,8 @@ export interface Component {
 export interface Branch {
   label: string;
   components: Component[];
+  /** A `scored` branch's modifier: every component's kernel applies it to its scores. */
+  score?: ScoreModifier;
 }
 
 /** The tile shape the kernels and schedules share. */
@@ -60,6 +65,8 @@ export interface Plan {
  * @param pattern a parsed pattern
  * @param n sequence length N
  * @param tiles the tile shape
+ * @param options `domain`: the heads and batches the schedules serve (predicates may read `h`
+ *   and `b`; without it, any the GPU grid can hold)
  * @returns the plan
  * @throws {PlanError} when the pattern cannot be planned at this N
  * @example
@@ -69,7 +76,12 @@ export interface Plan {
  * console.log(plan.branches[0].components[0].qLayout); // { kind: "residue", period: 16 }
  * ```
  */
-export function planPattern(pattern: Pattern, n: number, tiles: TileShape): Plan {
+export function planPattern(
+  pattern: Pattern,
+  n: number,
+  tiles: TileShape,
+  options: { domain?: HeadBatchRange } = {},
+): Plan {
   const random = new RandomTables(n);
   checkLowRankPlacement(pattern);
   const branches = normalize(pattern, n).map((b): Branch => {
@@ -80,12 +92,13 @@ export function planPattern(pattern: Pattern, n: number, tiles: TileShape): Plan
     const components: Component[] = [];
     for (const atoms of terms) {
       const exclusions = components.map((c) => c.atoms);
-      components.push(bestComponent(atoms, exclusions, n, tiles, random));
+      const context = { n, tiles, random, domain: options.domain };
+      components.push(bestComponent(atoms, exclusions, context));
     }
     for (const atoms of b.terms.filter(landmark)) {
       components.push(landmarkComponent(atoms, components, n, tiles));
     }
-    return { label: b.label, components };
+    return { label: b.label, components, ...(b.score ? { score: b.score } : {}) };
   });
   const gates = pattern.kind === "gated" ? pattern.gates : undefined;
   return { pattern, n, tiles, branches, gates, random };
@@ -109,10 +122,9 @@ function orderTerms(terms: Term[]): Term[] {
 function bestComponent(
   atoms: Atom[],
   exclusions: Atom[][],
-  n: number,
-  tiles: TileShape,
-  random: RandomTables,
+  context: { n: number; tiles: TileShape; random: RandomTables; domain?: HeadBatchRange },
 ): Component {
+  const { n, tiles, random, domain } = context;
   let best: Component | undefined;
   // Specialised layouts come first, so a worse candidate stops early instead of listing, say,
   // every tile of stride(16) in natural order.
@@ -126,6 +138,7 @@ function bestComponent(
       n,
       ...tiles,
       random,
+      domain,
       maxVisited,
     });
     if (!mask) continue;
@@ -159,7 +172,11 @@ function cost(mask: BlockMask): number {
   return visited + 0.5 * partial;
 }
 
-/** Identity (or gathered global rows/columns), and a residue order per stride period. */
+/**
+ * Identity (or gathered global rows/columns), and a residue order per stride period and per
+ * constant divisor of `%` in a predicate (the first two): in residue order `(q - k) % P` is
+ * constant on most tiles, so `(q - k) % P == 0` is block-diagonal like `stride(P)`.
+ */
 function layoutCandidates(atoms: Atom[], n: number): [Layout, Layout][] {
   const rows = atoms.find((a) => a.kind === "globalRows");
   const cols = atoms.find((a) => a.kind === "globalCols");
@@ -167,9 +184,16 @@ function layoutCandidates(atoms: Atom[], n: number): [Layout, Layout][] {
   const k: Layout = cols ? { kind: "gather", tokens: cols.tokens } : { kind: "identity" };
   const out: [Layout, Layout][] = [[q, k]];
   if (rows || cols) return out;
+  const periods: number[] = [];
   for (const a of atoms) {
-    if (a.kind === "stride" && a.period >= 2 && a.period < n) {
-      const residue: Layout = { kind: "residue", period: a.period };
+    if (a.kind === "stride") periods.push(a.period);
+    if (a.kind === "predicate") {
+      periods.push(...constantDivisors(predicateProgram(a), n).slice(0, 2));
+    }
+  }
+  for (const period of new Set(periods)) {
+    if (period >= 2 && period < n) {
+      const residue: Layout = { kind: "residue", period };
       out.push([residue, residue]);
     }
   }

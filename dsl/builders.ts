@@ -3,7 +3,11 @@
  * DESIGN §2, checked by the schema, so a builder and a JSON file can never disagree.
  * @module
  */
-import { parsePattern, type Pattern } from "./schema.ts";
+import type { Constants } from "./expression.ts";
+import { functionSource, masksCalledBy } from "./mask_registry.ts";
+import { parsePattern, type Pattern, type ScoreModifier } from "./schema.ts";
+
+export { registerMask } from "./mask_registry.ts";
 
 /**
  * Every key attends: `A(q) = all k`.
@@ -160,4 +164,91 @@ export function intersect(...members: Pattern[]): Pattern {
  */
 export function gated(branches: Pattern[], gates?: number[]): Pattern {
   return parsePattern(gates ? { kind: "gated", branches, gates } : { kind: "gated", branches });
+}
+
+/** What `mask` and `score` take besides the function. */
+export interface ExpressionOptions {
+  /**
+   * The numbers (or numeric arrays) the function's source refers to by name. JavaScript cannot
+   * read a closure's variables, so a function that uses a constant must name it here:
+   * `const W = 16; mask((q, k) => Math.abs(q - k) <= W, { constants: { W } })`.
+   */
+  constants?: Constants;
+}
+
+/**
+ * A predicate written in TypeScript: `k` is allowed for `q` when `fn(q, k, n, h, b)` is true
+ * (`n` is N, `h` the query head, `b` the batch). Weft reads the function's source and compiles
+ * it (dsl/expression.ts has the subset: integer arithmetic, comparisons, `%` as the
+ * mathematical modulo, `Math.abs/min/max/floor`, `?:`, `const`, captured constants, calls to
+ * registered masks); the kernel and the CPU reference both run that source, so the function
+ * itself is never called. Anything else fails here, naming the line and the construct.
+ * @param fn the predicate, e.g. `(q, k) => (q - k) % 3 == 0`
+ * @param options `constants` the source uses by name
+ * @returns `{kind: "predicate", expr, constants?, masks?}`; `masks` holds the source of every
+ *   registered mask it calls, so the JSON stands alone
+ * @throws {PatternError} source outside the subset: "line L: <construct> is not allowed"
+ * @example
+ * ```ts
+ * import { mask } from "./builders.ts";
+ * const W = 8;
+ * mask((q, k) => Math.abs(q - k) <= W && (q - k) % 2 == 0, { constants: { W } });
+ * ```
+ */
+export function mask(
+  fn: (q: number, k: number, n: number, h: number, b: number) => boolean,
+  options: ExpressionOptions = {},
+): Pattern {
+  return parsePattern({ kind: "predicate", ...expressionFields(functionSource(fn), options) });
+}
+
+/**
+ * A score modifier written in TypeScript: `fn(s, q, k, h, b, n)` replaces the raw score
+ * `s = scale * Q[q]·K[k]` of every allowed pair before the softmax. The same subset as `mask`,
+ * plus reals, `/`, `Math.exp/log/tanh/sqrt/pow`, and captured numeric arrays indexed by an
+ * integer (`slopes[h]`). Attach it to a pattern with `scored`.
+ * @param fn e.g. ALiBi `(s, q, k, h) => s - slopes[h] * Math.abs(q - k)`
+ * @param options `constants` the source uses by name
+ * @returns the modifier `{expr, constants?, masks?}`
+ * @throws {PatternError} source outside the subset
+ * @example
+ * ```ts
+ * import { score } from "./builders.ts";
+ * const c = 30;
+ * score((s) => c * Math.tanh(s / c), { constants: { c } }); // tanh soft-capping
+ * ```
+ */
+export function score(
+  fn: (s: number, q: number, k: number, h: number, b: number, n: number) => number,
+  options: ExpressionOptions = {},
+): ScoreModifier {
+  const modifier = expressionFields(functionSource(fn), options);
+  parsePattern({ kind: "scored", pattern: { kind: "dense" }, score: modifier });
+  return modifier;
+}
+
+/**
+ * `pattern`'s allowed set with every score passed through `modifier` before the softmax.
+ * Outermost, or a branch of `gated` (each branch is a softmax of its own).
+ * @param pattern the allowed set
+ * @param modifier from `score`
+ * @returns `{kind: "scored", pattern, score}`
+ * @example
+ * ```ts
+ * import { causal, score, scored } from "./builders.ts";
+ * const slopes = [0.5, 0.25];
+ * scored(causal(), score((s, q, k, h) => s - slopes[h] * (q - k), { constants: { slopes } }));
+ * ```
+ */
+export function scored(pattern: Pattern, modifier: ScoreModifier): Pattern {
+  return parsePattern({ kind: "scored", pattern, score: modifier });
+}
+
+function expressionFields(expr: string, options: ExpressionOptions) {
+  const masks = masksCalledBy(expr);
+  return {
+    expr,
+    ...(options.constants ? { constants: options.constants } : {}),
+    ...(masks ? { masks } : {}),
+  };
 }

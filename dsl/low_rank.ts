@@ -54,6 +54,15 @@ export function landmarkLastRow(n: number, segment: number, j: number): number {
  * ```
  */
 export function checkLowRankPlacement(pattern: Pattern, where = "pattern"): void {
+  if (pattern.kind === "scored") {
+    if (JSON.stringify(pattern.pattern).includes('"lowRank"')) {
+      throw new PlanError(
+        `Cannot plan pattern: ${where}: a score modifier over lowRank landmarks is not defined ` +
+          `(its k would be a landmark, not a position); score the token pattern in a branch of its own`,
+      );
+    }
+    return;
+  }
   if (pattern.kind === "gated") {
     pattern.branches.forEach((b, i) => checkLowRankPlacement(b, `${where}.branches[${i}]`));
     return;

@@ -10,6 +10,8 @@ export {
   parsePattern,
   type Pattern,
   PatternSchema,
+  type ScoreModifier,
 } from "./schema.ts";
 export * from "./errors.ts";
 export * from "./low_rank.ts";
+export type { Constants } from "./expression.ts";

@@ -6,6 +6,7 @@
  */
 import { z } from "zod";
 import { PatternError } from "./errors.ts";
+import { checkExpressions } from "./expression_check.ts";
 
 const U32_MAX = 0xffffffff;
 /** Positions and sizes are i32 in the kernels. */
@@ -55,6 +56,41 @@ export const LowRankSchema = z.strictObject({
   kind: z.literal("lowRank"),
   rank: integer("lowRank rank", 1),
 });
+const ConstantsSchema = z.record(
+  z.string(),
+  z.union([z.number(), z.array(z.number())], {
+    error: (i) => `constants must map names to numbers or arrays of numbers, got ${show(i.input)}`,
+  }),
+  { error: (i) => `constants must be an object of numbers, got ${show(i.input)}` },
+);
+const SourceSchema = (what: string) =>
+  z.string({ error: (i) => `${what} must be TypeScript source text, got ${show(i.input)}` });
+const MaskSourceSchema = z.strictObject({
+  expr: SourceSchema("a mask's expr"),
+  constants: ConstantsSchema.optional(),
+});
+const MasksSchema = z.record(z.string(), MaskSourceSchema);
+/**
+ * A predicate written in TypeScript (dsl/expression.ts has the subset): `expr` is a bare
+ * expression over `q, k, n, h, b`, or a function `(q, k, n, h, b) => boolean` whose parameters
+ * bind to those in order. `constants` are the numbers (and numeric arrays) it refers to by
+ * name; `masks` the registered masks it calls, by name (the builders fill it in).
+ */
+export const PredicateSchema = z.strictObject({
+  kind: z.literal("predicate"),
+  expr: SourceSchema("predicate expr"),
+  constants: ConstantsSchema.optional(),
+  masks: MasksSchema.optional(),
+});
+/**
+ * A score modifier: `expr` maps the raw score `s = scale * q·k` to the score the softmax uses,
+ * a bare expression over `s, q, k, h, b, n` or a function `(s, q, k, h, b, n) => number`.
+ */
+export const ScoreSchema = z.strictObject({
+  expr: SourceSchema("score expr"),
+  constants: ConstantsSchema.optional(),
+  masks: MasksSchema.optional(),
+});
 
 /** The leaf kinds: each is one allowed-set rule from DESIGN §2. */
 export const LEAF_KINDS = [
@@ -66,9 +102,10 @@ export const LEAF_KINDS = [
   "global",
   "random",
   "lowRank",
+  "predicate",
 ] as const;
 /** Every kind the schema accepts. */
-export const KINDS = [...LEAF_KINDS, "union", "intersect", "gated"] as const;
+export const KINDS = [...LEAF_KINDS, "union", "intersect", "gated", "scored"] as const;
 
 function patternList(what: string) {
   return z.array(z.lazy(() => PatternSchema), {
@@ -99,8 +136,28 @@ export const GatedSchema = z.strictObject({
   path: ["gates"],
 });
 
+/**
+ * A pattern whose scores pass through a modifier before the softmax: `{"kind": "scored",
+ * "pattern": P, "score": {"expr": ..., "constants": ...}}`. The allowed set is P's; the score of
+ * every allowed pair is `score(s, q, k, h, b, n)` with `s = scale * Q[q]·K[k]`. A score applies
+ * to a whole softmax, so `scored` is the outermost pattern or a gated branch.
+ */
+export const ScoredSchema = z.strictObject({
+  kind: z.literal("scored"),
+  pattern: z.lazy(() => PatternSchema),
+  score: ScoreSchema,
+});
+
 /** A sparse attention pattern in its JSON form (DESIGN §2). */
-export type Pattern = LeafPattern | UnionPattern | IntersectPattern | GatedPattern;
+export type Pattern = LeafPattern | UnionPattern | IntersectPattern | GatedPattern | ScoredPattern;
+/** The allowed set of `pattern`, its scores passed through `score`. */
+export interface ScoredPattern {
+  kind: "scored";
+  pattern: Pattern;
+  score: ScoreModifier;
+}
+/** A score modifier's source, constants and registered masks (`ScoreSchema`). */
+export type ScoreModifier = z.infer<typeof ScoreSchema>;
 /** Any member allows: one softmax over the union. */
 export interface UnionPattern {
   kind: "union";
@@ -131,6 +188,8 @@ export const PatternSchema: z.ZodType<Pattern> = z.discriminatedUnion("kind", [
   UnionSchema,
   IntersectSchema,
   GatedSchema,
+  PredicateSchema,
+  ScoredSchema,
 ], {
   error: (i) => {
     const kind = (i.input as { kind?: unknown } | undefined)?.kind;
@@ -150,6 +209,7 @@ export type StridePattern = z.infer<typeof StrideSchema>;
 export type GlobalPattern = z.infer<typeof GlobalSchema>;
 export type RandomPattern = z.infer<typeof RandomSchema>;
 export type LowRankPattern = z.infer<typeof LowRankSchema>;
+export type PredicatePattern = z.infer<typeof PredicateSchema>;
 /** A pattern that is not a combinator. */
 export type LeafPattern =
   | DensePattern
@@ -159,7 +219,8 @@ export type LeafPattern =
   | StridePattern
   | GlobalPattern
   | RandomPattern
-  | LowRankPattern;
+  | LowRankPattern
+  | PredicatePattern;
 
 /**
  * Checks unknown input (parsed JSON, builder output) and returns it as a `Pattern`.
@@ -183,6 +244,7 @@ export function parsePattern(input: unknown): Pattern {
     throw new PatternError(`Cannot compile pattern: ${where}: ${oneLine(issue)}`);
   }
   rejectNestedGated(result.data, "pattern", true);
+  checkExpressions(result.data);
   return result.data;
 }
 
@@ -197,6 +259,8 @@ function rejectNestedGated(p: Pattern, where: string, top: boolean): void {
     ? p.of.map((c, i) => [c, `${where}.of[${i}]`] as const)
     : p.kind === "gated"
     ? p.branches.map((c, i) => [c, `${where}.branches[${i}]`] as const)
+    : p.kind === "scored"
+    ? [[p.pattern, `${where}.pattern`] as const]
     : [];
   for (const [child, path] of children) rejectNestedGated(child, path, false);
 }

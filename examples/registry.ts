@@ -22,6 +22,7 @@ const EXAMPLES: Record<string, () => Promise<ExampleModule>> = {
   linformer_like: () => import("./linformer_like.ts"),
   nsa_like: () => import("./nsa_like.ts"),
   pi_attention_flash: () => import("./pi_attention_flash.ts"),
+  custom_pattern: () => import("./custom_pattern.ts"),
 };
 
 /**

@@ -17,7 +17,9 @@ import type { Component } from "../plan.ts";
 import { HEADER_WORDS, RUN_WORDS, SLOT_WORDS } from "../schedule_buffer.ts";
 import type { AttentionShape } from "../shape.ts";
 import { declareLayout } from "./layout_wgsl.ts";
-import { declareAllowed } from "./predicate_wgsl.ts";
+import type { ScoreModifier } from "../../dsl/schema.ts";
+import { declareScoreModifier } from "./expression_wgsl.ts";
+import { allowedReadsHeadOrBatch, declareAllowed } from "./predicate_wgsl.ts";
 import { declareNegativeInfinity, f32, ShaderModule } from "./shader_module.ts";
 
 /** Where a component kernel finds its schedule and writes its result. */
@@ -42,6 +44,8 @@ export interface ComponentKernelOptions {
    * float32 O round trip and the cast pass. Only without `merge`, which reads O back.
    */
   outputF16?: boolean;
+  /** The branch's score modifier (a `scored` pattern), applied to every raw score. */
+  score?: ScoreModifier;
   /** Invocations per workgroup and query rows per invocation. */
   threads: number;
   rowsPerThread: number;
@@ -141,6 +145,13 @@ var<workgroup> kPosition: array<i32, ${tileK}>;`,
     params,
     landmarkSegment: c.kLayout.kind === "landmarks" ? c.kLayout.segment : undefined,
   });
+  if (o.score) {
+    declareScoreModifier(m, o.score, n);
+    m.declare(
+      "LOG2E",
+      `const LOG2E = ${f32(LOG2E)}; // back to the exp2 domain after the modifier`,
+    );
+  }
   return m.render(entryPoint(o, qPos, kPos));
 }
 
@@ -149,6 +160,9 @@ function entryPoint(o: ComponentKernelOptions, qPos: string, kPos: string): stri
   const R = range(g.rows), J = range(g.keys), Dd = range(g.dims4);
   // Register tiles are unrolled into scalars (s{r}_{j}, acc{r}_{d}): WGSL compilers leave
   // loop-indexed private arrays in local memory, which cost 20x on the H100.
+  // Predicates and score modifiers that read the query head h or the batch b get them.
+  const headBatch = allowedReadsHeadOrBatch(o.component);
+  const hb = headBatch ? ", head, batch" : "";
   const each = (f: (r: number) => string) => R.map(f).join("\n");
   const eachRJ = (f: (r: number, j: number) => string) =>
     R.flatMap((r) => J.map((j) => f(r, j))).join("\n");
@@ -161,7 +175,12 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   let qTileIndex = wg.x;
   let bh = wg.y;                      // batch * HQ + query head
   let kvHead = (bh / HQ) * HKV + (bh % HQ) / GROUP;
-  let kvBase = kvHead * KV_ROWS * D4;
+  let kvBase = kvHead * KV_ROWS * D4;${
+    headBatch || o.score
+      ? "\n  let head = i32(bh % HQ);           // h and b of the TypeScript predicates and scores" +
+        "\n  let batch = i32(bh / HQ);"
+      : ""
+  }
   // Invocation = (row group, column): COLS consecutive invocations share ROWS query rows; for
   // scores a column owns keys col, col + COLS, ...; for O it owns vec4 dims col, col + COLS, ...
   let col = lid % COLS;
@@ -218,12 +237,12 @@ ${eachRD((r, d) => `  var acc${r}_${d} = vec4<f32>(0.0);`)}
 ${J.map((j) => `    let k${j} = kPosition[col + ${j * g.cols}u];`).join("\n")}
 ${
     eachRJ((r, j) =>
-      `    let m${r}_${j} = q${r} >= 0 && k${j} >= 0 && (!isPartial || allowed(q${r}, k${j}));`
+      `    let m${r}_${j} = q${r} >= 0 && k${j} >= 0 && (!isPartial || allowed(q${r}, k${j}${hb}));`
     )
   }
     let anyAllowed = ${R.flatMap((r) => J.map((j) => `m${r}_${j}`)).join(" || ")};
 ${o.dtype === "f16" ? scoresF16(R, J, g.cols) : scoresF32(R, J, g.cols)}
-    // This column's share of each row's max.
+${o.score ? scoreModifierLines(R, J) : ""}    // This column's share of each row's max.
 ${eachRJ((r, j) => `    s${r}_${j} = select(NO_SCORE, s${r}_${j}, m${r}_${j});`)}
 ${
     each((r) =>
@@ -371,6 +390,21 @@ ${rd((r, d) => `      acc${r}_${d} += vec4<f32>(pv${r}_${d});`)}
     }`,
     )
   }`;
+}
+
+/**
+ * The scored branch's modifier on every score: scores live in the exp2 domain (`scale *
+ * log2(e)` is folded into Q), so the raw score is `s * LN2` and the result goes back by LOG2E.
+ * Rows and keys past N (position -1) are masked out below; they are clamped only so the
+ * modifier sees positions it was checked for.
+ */
+function scoreModifierLines(R: number[], J: number[]): string {
+  const lines = R.flatMap((r) =>
+    J.map((j) =>
+      `    s${r}_${j} = scoreModifier(s${r}_${j} * LN2, max(q${r}, 0), max(k${j}, 0), head, batch) * LOG2E;`
+    )
+  );
+  return onlyIf("anyAllowed", lines.join("\n")) + "\n";
 }
 
 /** `body` (lines indented for the tile loop) under `if (cond)`, indented one more level. */

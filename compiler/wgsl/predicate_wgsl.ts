@@ -6,6 +6,7 @@
  */
 import { type Atom, atomLabel } from "../atoms.ts";
 import type { ParamBlock } from "../aux_data.ts";
+import { predicateCall, readsHeadOrBatch } from "./expression_wgsl.ts";
 import { ParamReader } from "./params_wgsl.ts";
 import type { ShaderModule } from "./shader_module.ts";
 
@@ -89,6 +90,8 @@ fn randomAllows(table: u32, blocks: u32, size: i32, q: i32, k: i32) -> bool {
     case "lowRank":
       // Only in landmark components, where k is a landmark index and every one of the rank counts.
       return "true";
+    case "predicate":
+      return predicateCall(m, atom, n);
   }
 }
 
@@ -104,8 +107,26 @@ fn inBitset(base: u32, position: i32) -> bool {
 }
 
 /**
+ * Whether a component's `allowed` reads the query head and batch (`allowed(q, k, h, b)`):
+ * when one of its predicates, or an earlier component's, does.
+ * @param options the component's atoms and exclusions
+ * @returns true when `allowed` takes `h` and `b`
+ * @example
+ * ```ts
+ * import { allowedReadsHeadOrBatch } from "./predicate_wgsl.ts";
+ * allowedReadsHeadOrBatch({ atoms: [{ kind: "causal" }], exclusions: [] }); // false
+ * ```
+ */
+export function allowedReadsHeadOrBatch(options: {
+  atoms: readonly Atom[];
+  exclusions: readonly (readonly Atom[])[];
+}): boolean {
+  return [options.atoms, ...options.exclusions].some((atoms) => atoms.some(readsHeadOrBatch));
+}
+
+/**
  * Declares `fn allowed(q: i32, k: i32) -> bool` for a component, its numbers read from the
- * kernel's parameter block.
+ * kernel's parameter block (`allowed(q, k, h, b)` when `allowedReadsHeadOrBatch`).
  * @param m the module being built
  * @param options the component's atoms and exclusions, N, the kernel's parameter block
  * @returns the function name
@@ -147,7 +168,7 @@ export function declareAllowed(
   return m.declare(
     "allowed",
     `
-fn allowed(q: i32, k: i32) -> bool {
+fn allowed(q: i32, k: i32${allowedReadsHeadOrBatch(options) ? ", h: i32, b: i32" : ""}) -> bool {
 ${[...reader.lines, ...lines].join("\n")}
   return own${excluded};
 }`,

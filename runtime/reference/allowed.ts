@@ -6,7 +6,9 @@
  */
 import { PlanError } from "../../dsl/errors.ts";
 import { randomKeyBlocks } from "../../dsl/hash.ts";
+import { predicateProgram } from "../../dsl/expression_check.ts";
 import type { Pattern } from "../../dsl/schema.ts";
+import { predicateFunction } from "./expression_eval.ts";
 
 /** `true` when key `k` is allowed for query `q`; both in `[0, n)`. */
 export type AllowedFn = (q: number, k: number) => boolean;
@@ -18,7 +20,8 @@ export type AllowedFn = (q: number, k: number) => boolean;
  *   and has its own mask (call this once per branch)
  * @param n the sequence length N
  * @param options `path`: where this pattern sits in the caller's pattern, for error messages
- *   (default `"pattern"`; the reference passes `"pattern.branches[i]"` for a gated branch)
+ *   (default `"pattern"`; the reference passes `"pattern.branches[i]"` for a gated branch);
+ *   `head` and `batch`: the `h` and `b` a predicate sees (default 0)
  * @returns `(q, k) => boolean`, O(1) per call
  * @throws {PlanError} for `gated`, or a global token `>= n`
  * @example
@@ -31,9 +34,16 @@ export type AllowedFn = (q: number, k: number) => boolean;
 export function allowedMask(
   pattern: Pattern,
   n: number,
-  options: { path?: string } = {},
+  options: { path?: string; head?: number; batch?: number } = {},
 ): AllowedFn {
-  return build(pattern, n, options.path ?? "pattern");
+  const at = { head: options.head ?? 0, batch: options.batch ?? 0 };
+  return build(pattern, n, options.path ?? "pattern", at);
+}
+
+/** The query head and batch a predicate sees. */
+interface HeadBatch {
+  head: number;
+  batch: number;
 }
 
 /** Mathematical modulo: the result is in `[0, m)` even when `a` is negative. */
@@ -41,7 +51,7 @@ function mod(a: number, m: number): number {
   return ((a % m) + m) % m;
 }
 
-function build(p: Pattern, n: number, where: string): AllowedFn {
+function build(p: Pattern, n: number, where: string, at: HeadBatch): AllowedFn {
   switch (p.kind) {
     case "dense":
       return () => true;
@@ -81,13 +91,18 @@ function build(p: Pattern, n: number, where: string): AllowedFn {
       // Landmarks are keys of their own (landmarks.ts), never token positions.
       return () => false;
     case "union": {
-      const members = p.of.map((m, i) => build(m, n, `${where}.of[${i}]`));
+      const members = p.of.map((m, i) => build(m, n, `${where}.of[${i}]`, at));
       return (q, k) => members.some((a) => a(q, k));
     }
     case "intersect": {
-      const members = p.of.map((m, i) => build(m, n, `${where}.of[${i}]`));
+      const members = p.of.map((m, i) => build(m, n, `${where}.of[${i}]`, at));
       return (q, k) => members.every((a) => a(q, k));
     }
+    case "predicate":
+      // The expression from the pattern itself, run by the interpreter (same program as the kernel's).
+      return predicateFunction(predicateProgram(p, `${where}.expr`), n, at.head, at.batch);
+    case "scored": // a score modifier changes weights, not the allowed set
+      return build(p.pattern, n, `${where}.pattern`, at);
     case "gated":
       throw new PlanError(
         `Cannot plan pattern: ${where}: "gated" has no single allowed set; ` +

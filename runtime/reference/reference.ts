@@ -7,9 +7,12 @@
 import { parsePattern, type Pattern } from "../../dsl/schema.ts";
 import { ShapeError } from "../../dsl/errors.ts";
 import { type AttentionShape, checkShape, type GateLayout } from "../shape.ts";
+import { checkExpressionDomain } from "../../compiler/expression_domain.ts";
+import { allowedSetUsesHeadOrBatch, scoreProgram } from "../../dsl/expression_check.ts";
 import { allowedMask } from "./allowed.ts";
 import { landmarkAllows, landmarkRanks, poolLandmarks } from "./landmarks.ts";
 import { checkLowRankPlacement, landmarkGeometry } from "../../dsl/low_rank.ts";
+import { scoreFunction } from "./expression_eval.ts";
 
 export type { AttentionShape } from "../shape.ts";
 
@@ -78,11 +81,32 @@ export function reference(input: ReferenceInput): ReferenceOutput {
 
   const { batch: B, headsQ: Hq, headsKV: Hkv, seqLen: N, headDim: D } = shape;
   checkLowRankPlacement(pattern);
-  // A(q) does not depend on batch or head, so list each branch's keys per query once.
-  const allowedKeys = branches.map((branch, i) => {
-    const allowed = allowedMask(branch, N, { path: gated ? `pattern.branches[${i}]` : "pattern" });
-    return Array.from({ length: N }, (_, q) => keysOf(allowed, q, N));
+  // Predicates and scores that would overflow i32, divide by zero or index past an array at
+  // this shape are refused here as in the compiler.
+  checkExpressionDomain(pattern, { n: N, batch: B, headsQ: Hq });
+  const path = (i: number) => gated ? `pattern.branches[${i}]` : "pattern";
+  // A(q) depends on batch and head only through predicates that read b or h; otherwise each
+  // branch's keys per query are listed once.
+  const keysByHead = branches.map((branch, i) => {
+    const perHead = allowedSetUsesHeadOrBatch(branch);
+    const cache = new Map<number, number[][]>();
+    return (b: number, h: number) => {
+      const at = perHead ? b * Hq + h : 0;
+      let keys = cache.get(at);
+      if (!keys) {
+        const allowed = allowedMask(branch, N, { path: path(i), head: h, batch: b });
+        keys = Array.from({ length: N }, (_, q) => keysOf(allowed, q, N));
+        cache.set(at, keys);
+      }
+      return keys;
+    };
   });
+  // A scored branch passes every score through its modifier (the same program as the kernel's).
+  const scores = branches.map((branch, i) =>
+    branch.kind === "scored"
+      ? scoreFunction(scoreProgram(branch.score, `${path(i)}.score.expr`), N)
+      : undefined
+  );
   // lowRank landmarks: pooled K/V rows per rank, and the landmarks each query sees.
   const landmarks = branches.map((branch) =>
     landmarkRanks(branch).map((rank) => {
@@ -109,11 +133,12 @@ export function reference(input: ReferenceInput): ReferenceOutput {
         const qRow = ((b * Hq + h) * N + q) * D;
         for (let i = 0; i < branches.length; i++) {
           const kvRow = b * Hkv + kvHead;
+          const score = scores[i];
           const lseRow = softmaxRow({
             q: input.q,
             qRow,
             sources: [
-              { k: input.k, v: input.v, base: kvRow * N * D, keys: allowedKeys[i][q] },
+              { k: input.k, v: input.v, base: kvRow * N * D, keys: keysByHead[i](b, h)[q] },
               ...landmarks[i].map((l) => ({
                 k: l.k,
                 v: l.v,
@@ -123,6 +148,7 @@ export function reference(input: ReferenceInput): ReferenceOutput {
             ],
             D,
             scale,
+            score: score && ((s, k) => score(s, q, k, h, b)),
             out: row,
           });
           lse[((i * B + b) * Hq + h) * N + q] = lseRow;
@@ -162,15 +188,17 @@ export function softmaxRow(args: {
   sources: KeySource[];
   D: number;
   scale: number;
+  /** The branch's score modifier at this query, `(s, k) => score`, if it has one. */
+  score?: (s: number, k: number) => number;
   out: Float64Array;
 }): number {
-  const { q, qRow, sources, D, scale, out } = args;
+  const { q, qRow, sources, D, scale, score, out } = args;
   out.fill(0);
   const scores = sources.map((s) =>
     s.keys.map((k) => {
       let dot = 0;
       for (let d = 0; d < D; d++) dot += q[qRow + d] * s.k[s.base + k * D + d];
-      return scale * dot;
+      return score ? score(scale * dot, k) : scale * dot;
     })
   );
   // Subtracting the row max keeps every exp() <= 1, so nothing overflows.

@@ -8,12 +8,17 @@ import { fileURLToPath } from "node:url";
 import { chooseTiles, planPattern, type TileShape } from "../../compiler/mod.ts";
 import type { Pattern } from "../../dsl/schema.ts";
 import { allowedMask } from "../../runtime/reference/mod.ts";
+import { landmarkAllows, landmarkRanks } from "../../runtime/reference/landmarks.ts";
+import { landmarkGeometry } from "../../dsl/low_rank.ts";
 import { planDensity } from "../../bench/density.ts";
 import { SUITE } from "../../bench/suite.ts";
 
 const N = 257;
 
-/** Allowed pairs of each branch, counted over all N² pairs with the reference's predicate. */
+/**
+ * Allowed pairs of each branch, counted over all N² pairs with the reference's predicate, plus
+ * the (query, landmark) pairs of any lowRank (pooled keys count as keys).
+ */
 function bruteForcePairs(pattern: Pattern, n: number): number[] {
   const branches = pattern.kind === "gated" ? pattern.branches : [pattern];
   return branches.map((b) => {
@@ -21,6 +26,12 @@ function bruteForcePairs(pattern: Pattern, n: number): number[] {
     let count = 0;
     for (let q = 0; q < n; q++) {
       for (let k = 0; k < n; k++) if (allows(q, k)) count++;
+    }
+    for (const rank of landmarkRanks(b)) {
+      const landmark = landmarkAllows(b, n, rank);
+      for (let q = 0; q < n; q++) {
+        for (let j = 0; j < landmarkGeometry(n, rank).count; j++) if (landmark(q, j)) count++;
+      }
     }
     return count;
   });

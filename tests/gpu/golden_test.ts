@@ -22,6 +22,8 @@ const SMALL_TILE_CASES = new Set([
   "intersect_random_causal_n130",
   "gated_runtime_position_n64",
   "mqa_union_n130",
+  "pred_blocks_union_stride7_n300",
+  "score_alibi_causal_n200",
 ]);
 const dir = fileURLToPath(new URL("../golden/", import.meta.url));
 

@@ -1,0 +1,125 @@
+/**
+ * The pattern-level checks of predicates and score modifiers: each source is compiled once at
+ * the boundary (`parsePattern`), so a bad one fails there with its path, line and construct,
+ * and `scored` sits only where a score can apply to a whole softmax.
+ * @module
+ */
+import { PatternError } from "./errors.ts";
+import { inputsOf, type Program } from "./expression.ts";
+import { compileExpression } from "./expression_parse.ts";
+import type { Pattern, PredicatePattern, ScoreModifier } from "./schema.ts";
+
+/**
+ * Compiles every predicate and score of a pattern and checks where `scored` appears: as the
+ * outermost pattern or a gated branch (a score modifies one softmax, not part of one).
+ * @param pattern a pattern that passed the zod schema
+ * @throws {PatternError} "Cannot compile pattern: pattern.of[1].expr: line 2: ..."
+ * @example
+ * ```ts
+ * import { checkExpressions } from "./expression_check.ts";
+ * checkExpressions({ kind: "predicate", expr: "(q - k) % 3 == 0" }); // fine
+ * ```
+ */
+export function checkExpressions(pattern: Pattern): void {
+  visit(pattern, "pattern", true);
+}
+
+function visit(p: Pattern, where: string, scoredAllowed: boolean): void {
+  switch (p.kind) {
+    case "predicate":
+      predicateProgram(p, `${where}.expr`);
+      return;
+    case "scored":
+      if (!scoredAllowed) {
+        throw new PatternError(
+          `Cannot compile pattern: ${where}: "scored" may only be the outermost pattern or a ` +
+            `gated branch (a score modifier applies to a whole softmax); move it up`,
+        );
+      }
+      scoreProgram(p.score, `${where}.score.expr`);
+      visit(p.pattern, `${where}.pattern`, false);
+      return;
+    case "gated":
+      p.branches.forEach((b, i) => visit(b, `${where}.branches[${i}]`, true));
+      return;
+    case "union":
+    case "intersect":
+      p.of.forEach((c, i) => visit(c, `${where}.of[${i}]`, false));
+      return;
+    default:
+      return;
+  }
+}
+
+/**
+ * The checked program of a predicate pattern (or atom).
+ * @param p the predicate
+ * @param where its path, for messages
+ * @returns the program (cached)
+ * @throws {PatternError} naming `where`, the line and the construct
+ * @example
+ * ```ts
+ * import { predicateProgram } from "./expression_check.ts";
+ * predicateProgram({ expr: "k <= q" }).result.type; // "bool"
+ * ```
+ */
+export function predicateProgram(
+  p: Pick<PredicatePattern, "expr" | "constants" | "masks">,
+  where = "pattern.expr",
+): Program {
+  return located(() => compileExpression(p, "mask"), where);
+}
+
+/**
+ * The checked program of a score modifier.
+ * @param s the modifier
+ * @param where its path, for messages
+ * @returns the program (cached)
+ * @throws {PatternError} naming `where`, the line and the construct
+ * @example
+ * ```ts
+ * import { scoreProgram } from "./expression_check.ts";
+ * scoreProgram({ expr: "(s) => 30 * Math.tanh(s / 30)" }).result.type; // "real"
+ * ```
+ */
+export function scoreProgram(s: ScoreModifier, where = "pattern.score.expr"): Program {
+  return located(() => compileExpression(s, "score"), where);
+}
+
+function located(f: () => Program, where: string): Program {
+  try {
+    return f();
+  } catch (e) {
+    if (!(e instanceof PatternError) || e.message.startsWith("Cannot")) throw e;
+    throw new PatternError(`Cannot compile pattern: ${where}: ${e.message}`);
+  }
+}
+
+/**
+ * Whether a pattern's allowed set depends on the head or the batch (a predicate reads `h` or
+ * `b`): then the reference lists allowed keys per (batch, head), not once.
+ * @param p a parsed pattern
+ * @returns true when some predicate reads `h` or `b`
+ * @example
+ * ```ts
+ * import { allowedSetUsesHeadOrBatch } from "./expression_check.ts";
+ * allowedSetUsesHeadOrBatch({ kind: "predicate", expr: "q % 2 == h % 2" }); // true
+ * ```
+ */
+export function allowedSetUsesHeadOrBatch(p: Pattern): boolean {
+  switch (p.kind) {
+    case "predicate": {
+      const used = inputsOf(predicateProgram(p));
+      return used.has("h") || used.has("b");
+    }
+    case "scored":
+      return allowedSetUsesHeadOrBatch(p.pattern);
+    case "gated":
+      return p.branches.some(allowedSetUsesHeadOrBatch);
+    case "union":
+    case "intersect":
+      return p.of.some(allowedSetUsesHeadOrBatch);
+    default:
+      return false;
+  }
+}

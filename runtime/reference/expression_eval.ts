@@ -1,0 +1,232 @@
+/**
+ * The CPU reference's interpreter for predicates and score modifiers: it runs the same checked
+ * `Program` the kernels are generated from, in float64, with Weft's semantics (DESIGN §2: `%`
+ * is the mathematical modulo; `Math.floor(a / b)` of integers is floor division). The program
+ * is turned into nested closures once, so each pair costs a few calls.
+ * @module
+ */
+import type { Expr, InputName, Program } from "../../dsl/expression.ts";
+
+type Value = number | boolean;
+/** One call's state: the free inputs, a registered mask's parameters, the locals so far. */
+interface Frame {
+  inputs: Record<InputName, number>;
+  params: number[];
+  locals: Value[];
+}
+type Eval = (f: Frame) => Value;
+
+/**
+ * Mathematical modulo (DESIGN §2): in `[0, |m|)` whatever the signs.
+ * @param a an integer
+ * @param m a nonzero integer
+ * @returns `a mod |m|`
+ * @example
+ * ```ts
+ * import { floorMod } from "./expression_eval.ts";
+ * floorMod(-7, 3); // 2
+ * ```
+ */
+export function floorMod(a: number, m: number): number {
+  const size = Math.abs(m);
+  return a - size * Math.floor(a / size);
+}
+
+/**
+ * A predicate as a function of the pair, for one (head, batch).
+ * @param p the predicate's program
+ * @param n N
+ * @param head the query head `h`
+ * @param batch the batch index `b`
+ * @returns `(q, k) => allowed`
+ * @example
+ * ```ts
+ * import { compileExpression } from "../../dsl/expression_parse.ts";
+ * import { predicateFunction } from "./expression_eval.ts";
+ * const allowed = predicateFunction(compileExpression({ expr: "(q - k) % 3 == 0" }, "mask"), 16);
+ * console.log(allowed(1, 4), allowed(1, 5)); // true false
+ * ```
+ */
+export function predicateFunction(
+  p: Program,
+  n: number,
+  head = 0,
+  batch = 0,
+): (q: number, k: number) => boolean {
+  const run = programFunction(p);
+  const frame: Frame = {
+    inputs: { q: 0, k: 0, n, h: head, b: batch, s: 0 },
+    params: [],
+    locals: [],
+  };
+  return (q, k) => {
+    frame.inputs.q = q;
+    frame.inputs.k = k;
+    return run(frame) as boolean;
+  };
+}
+
+/**
+ * A score modifier as a function.
+ * @param p the modifier's program
+ * @param n N
+ * @returns `(s, q, k, h, b) => modified score`
+ * @example
+ * ```ts
+ * import { compileExpression } from "../../dsl/expression_parse.ts";
+ * import { scoreFunction } from "./expression_eval.ts";
+ * const f = scoreFunction(compileExpression({ expr: "s - Math.abs(q - k)" }, "score"), 16);
+ * f(1.5, 2, 5, 0, 0); // -1.5
+ * ```
+ */
+export function scoreFunction(
+  p: Program,
+  n: number,
+): (s: number, q: number, k: number, h: number, b: number) => number {
+  const run = programFunction(p);
+  const frame: Frame = { inputs: { q: 0, k: 0, n, h: 0, b: 0, s: 0 }, params: [], locals: [] };
+  return (s, q, k, h, b) => {
+    const inputs = frame.inputs;
+    inputs.s = s, inputs.q = q, inputs.k = k, inputs.h = h, inputs.b = b;
+    return run(frame) as number;
+  };
+}
+
+const compiled = new WeakMap<Program, Eval>();
+
+/** Evaluates the locals in order, then the result. */
+function programFunction(p: Program): Eval {
+  let run = compiled.get(p);
+  if (run) return run;
+  const locals = p.locals.map((l) => node(l.value, p));
+  const result = node(p.result, p);
+  run = (f) => {
+    f.locals.length = 0;
+    for (let i = 0; i < locals.length; i++) f.locals.push(locals[i](f));
+    return result(f);
+  };
+  compiled.set(p, run);
+  return run;
+}
+
+function node(e: Expr, p: Program): Eval {
+  switch (e.op) {
+    case "input": {
+      const name = e.name;
+      return (f) => f.inputs[name];
+    }
+    case "param": {
+      const i = e.index;
+      return (f) => f.params[i];
+    }
+    case "local": {
+      const i = e.index;
+      return (f) => f.locals[i];
+    }
+    case "literal": {
+      const v = e.value;
+      return () => v;
+    }
+    case "element": {
+      const values = p.arrays[e.array].values, index = node(e.index, p), name = e.array;
+      return (f) => {
+        const i = index(f) as number;
+        if (!(i >= 0 && i < values.length)) {
+          throw new RangeError(
+            `Weft reference: ${name}[${i}] is outside its ${values.length} entries`,
+          );
+        }
+        return values[i];
+      };
+    }
+    case "neg": {
+      const a = node(e.arg, p);
+      return (f) => -(a(f) as number);
+    }
+    case "not": {
+      const a = node(e.arg, p);
+      return (f) => !a(f);
+    }
+    case "select": {
+      const c = node(e.cond, p), t = node(e.then, p), o = node(e.else, p);
+      return (f) => c(f) ? t(f) : o(f);
+    }
+    case "binary":
+      return binary(e.fn, node(e.a, p), node(e.b, p));
+    case "math":
+      return math(e.fn, e.args.map((a) => node(a, p)));
+    case "call": {
+      const callee = p.masks[e.mask];
+      const run = programFunction(callee);
+      const args = e.args.map((a) => node(a, p));
+      return (f) => {
+        const frame: Frame = {
+          inputs: f.inputs,
+          params: args.map((a) => a(f) as number),
+          locals: [],
+        };
+        return run(frame);
+      };
+    }
+  }
+}
+
+function binary(fn: Extract<Expr, { op: "binary" }>["fn"], a: Eval, b: Eval): Eval {
+  type N = number;
+  switch (fn) {
+    case "+":
+      return (f) => (a(f) as N) + (b(f) as N);
+    case "-":
+      return (f) => (a(f) as N) - (b(f) as N);
+    case "*":
+      return (f) => (a(f) as N) * (b(f) as N);
+    case "/":
+      return (f) => (a(f) as N) / (b(f) as N);
+    case "floorDiv":
+      // Exact for i32 operands: the quotient's distance from an integer is above float64's ulp.
+      return (f) => Math.floor((a(f) as N) / (b(f) as N));
+    case "mod":
+      return (f) => floorMod(a(f) as N, b(f) as N);
+    case "<":
+      return (f) => (a(f) as N) < (b(f) as N);
+    case "<=":
+      return (f) => (a(f) as N) <= (b(f) as N);
+    case ">":
+      return (f) => (a(f) as N) > (b(f) as N);
+    case ">=":
+      return (f) => (a(f) as N) >= (b(f) as N);
+    case "==":
+      return (f) => a(f) === b(f);
+    case "!=":
+      return (f) => a(f) !== b(f);
+    case "&&":
+      return (f) => (a(f) as boolean) && (b(f) as boolean);
+    case "||":
+      return (f) => (a(f) as boolean) || (b(f) as boolean);
+  }
+}
+
+function math(fn: Extract<Expr, { op: "math" }>["fn"], args: Eval[]): Eval {
+  const [a, b] = args;
+  type N = number;
+  switch (fn) {
+    case "abs":
+      return (f) => Math.abs(a(f) as N);
+    case "min":
+      return (f) => Math.min(...args.map((x) => x(f) as N));
+    case "max":
+      return (f) => Math.max(...args.map((x) => x(f) as N));
+    case "floor":
+      return (f) => Math.floor(a(f) as N);
+    case "exp":
+      return (f) => Math.exp(a(f) as N);
+    case "log":
+      return (f) => Math.log(a(f) as N);
+    case "tanh":
+      return (f) => Math.tanh(a(f) as N);
+    case "sqrt":
+      return (f) => Math.sqrt(a(f) as N);
+    case "pow":
+      return (f) => Math.pow(a(f) as N, b(f) as N);
+  }
+}
