@@ -20,6 +20,8 @@ export interface FuzzOptions {
   /** Sequence lengths and head dims to draw shapes from. */
   seqLens: number[];
   headDims: number[];
+  /** Tile shape to compile with (default: the runtime's choice for the device). */
+  tiles?: { tileQ: number; tileK: number };
   /** Called after every case (progress). */
   onCase?: (i: number, c: FuzzCase, r: CaseResult) => void;
   /** Called with each shrunk failure. */
@@ -65,13 +67,13 @@ export async function fuzz(rt: Runtime, o: FuzzOptions): Promise<FuzzSummary> {
       seed: Math.floor(rng() * 0x7fffffff),
       runtimeGates: rng() < 0.5,
     };
-    const result = await checkCase(rt, c);
+    const result = await checkCase(rt, c, o.tiles);
     o.onCase?.(i, c, result);
     if (result.status === "ok") summary.ok++;
     else if (result.status === "refused") summary.refused++;
     else {
-      const shrunk = await shrinkCase(rt, c);
-      const shrunkResult = await checkCase(rt, shrunk);
+      const shrunk = await shrinkCase(rt, c, o.tiles);
+      const shrunkResult = await checkCase(rt, shrunk, o.tiles);
       summary.mismatches.push({ case: c, shrunk, result: shrunkResult });
       await o.onFailure?.(c, shrunk, shrunkResult);
     }

@@ -57,12 +57,16 @@ export function caseInputs(c: FuzzCase) {
  * @param c the case
  * @returns ok, mismatch (with the errors or the exception) or refused (a PlanError)
  */
-export async function checkCase(rt: Runtime, c: FuzzCase): Promise<CaseResult> {
+export async function checkCase(
+  rt: Runtime,
+  c: FuzzCase,
+  tiles?: { tileQ: number; tileK: number },
+): Promise<CaseResult> {
   const tol = tolerance(c.magnitude);
   const inputs = caseInputs(c);
   let out;
   try {
-    out = await rt.run(rt.compile(c.pattern, { shape: c.shape }), inputs);
+    out = await rt.run(rt.compile(c.pattern, { shape: c.shape, tiles }), inputs);
   } catch (error) {
     const e = error as Error;
     // A plan the compiler refuses with a message (e.g. too many terms) is not a wrong answer.
@@ -117,13 +121,18 @@ function maxError(a: ArrayLike<number>, b: ArrayLike<number>): number {
  * @param maxTries the most cases to check
  * @returns the smallest failing case found
  */
-export async function shrinkCase(rt: Runtime, c: FuzzCase, maxTries = 200): Promise<FuzzCase> {
+export async function shrinkCase(
+  rt: Runtime,
+  c: FuzzCase,
+  tiles?: { tileQ: number; tileK: number },
+  maxTries = 200,
+): Promise<FuzzCase> {
   let best = c, tries = 0;
   for (let improved = true; improved && tries < maxTries;) {
     improved = false;
     for (const candidate of smaller(best)) {
       if (++tries > maxTries) break;
-      if ((await checkCase(rt, candidate)).status === "mismatch") {
+      if ((await checkCase(rt, candidate, tiles)).status === "mismatch") {
         best = candidate;
         improved = true;
         break;
@@ -164,6 +173,8 @@ function* simpler(p: Pattern): Generator<Pattern> {
         yield { ...p, of: p.of.map((c, j) => j === i ? child : c) };
       }
     }
+  } else if (p.kind === "scored") {
+    yield p.pattern;
   } else if (p.kind === "gated") {
     yield* p.branches.filter((b) => b.kind !== "gated");
     for (let i = 0; i < p.branches.length; i++) {
@@ -189,6 +200,10 @@ function clampTokens(p: Pattern, n: number): Pattern | undefined {
     case "gated": {
       const branches = p.branches.map((c) => clampTokens(c, n));
       return branches.every((c) => c) ? { ...p, branches: branches as Pattern[] } : undefined;
+    }
+    case "scored": {
+      const inner = clampTokens(p.pattern, n);
+      return inner ? { ...p, pattern: inner } : undefined;
     }
     default:
       return p;

@@ -6,7 +6,8 @@
  * `deno task golden` rewrites the .npy files); the exit status is 1 when any case mismatched.
  *
  * ```sh
- * deno task fuzz --cases 10000 --seed 1 [--skeletons 60] [--shapes 8] [--head-dims 4,8,16,32,64] [--no-save]
+ * deno task fuzz --cases 10000 --seed 1 [--skeletons 60] [--shapes 8] [--head-dims 4,8,16,32,64]
+ *   [--tiles 16x16] [--no-save]
  * ```
  * @module
  */
@@ -24,6 +25,8 @@ const { values } = parseArgs({
     shapes: { type: "string", default: "6" },
     "head-dims": { type: "string", default: "4,8,16,32,64" },
     "no-save": { type: "boolean", default: false },
+    tiles: { type: "string" },
+    workers: { type: "string", default: "1" },
   },
 });
 const count = (name: string, text: string) => {
@@ -34,10 +37,12 @@ const count = (name: string, text: string) => {
   }
   return x;
 };
-const rt = await createRuntime();
 const started = performance.now();
 const cases = count("cases", values.cases);
 const seed = count("seed", values.seed);
+const workers = count("workers", values.workers);
+if (workers > 1) Deno.exit(await shard());
+const rt = await createRuntime();
 console.error(`fuzz: ${cases} cases, seed ${seed} on ${rt.info.description}`);
 const summary = await fuzz(rt, {
   cases,
@@ -46,6 +51,12 @@ const summary = await fuzz(rt, {
   shapes: count("shapes", values.shapes),
   seqLens: SEQ_LENS,
   headDims: values["head-dims"].split(",").map((d) => count("head-dims", d)),
+  tiles: values.tiles
+    ? {
+      tileQ: count("tiles", values.tiles.split("x")[0]),
+      tileK: count("tiles", values.tiles.split("x")[1] ?? ""),
+    }
+    : undefined,
   onCase: (i, c, r) => {
     if ((i + 1) % 250 === 0 || r.status === "mismatch") {
       console.error(
@@ -92,4 +103,50 @@ async function saveGolden(c: FuzzCase): Promise<void> {
   console.error(
     `  saved the shrunk case as golden "${name}" in tests/golden/cases.json; run deno task golden`,
   );
+}
+
+/**
+ * `--workers W`: W processes share the cases (the reference runs on the CPU, one core each),
+ * worker i with seed `seed * 1000 + i`; the summary adds theirs up.
+ */
+async function shard(): Promise<number> {
+  const per = Math.ceil(cases / workers);
+  const args = Deno.args.filter((a, i, all) =>
+    !["--cases", "--seed", "--workers"].includes(a) &&
+    !["--cases", "--seed", "--workers"].includes(all[i - 1]) &&
+    !/^--(cases|seed|workers)=/.test(a)
+  );
+  console.error(`fuzz: ${per * workers} cases over ${workers} workers, seeds ${seed}*1000+i`);
+  const runs = await Promise.all(
+    Array.from({ length: workers }, (_, i) =>
+      new Deno.Command(Deno.execPath(), {
+        args: [
+          "run",
+          "-A",
+          new URL(import.meta.url).pathname,
+          ...args,
+          "--cases",
+          String(per),
+          "--seed",
+          String(seed * 1000 + i),
+        ],
+        stderr: "inherit",
+      }).output()),
+  );
+  const lines = runs.map((r) => new TextDecoder().decode(r.stdout).trim().split("\n"));
+  const summaries = lines.map((l) => JSON.parse(l[0]));
+  const total = {
+    cases: summaries.reduce((s, x) => s + x.cases, 0),
+    seeds: summaries.map((x) => x.seed),
+    ok: summaries.reduce((s, x) => s + x.ok, 0),
+    refused: summaries.reduce((s, x) => s + x.refused, 0),
+    mismatches: summaries.reduce((s, x) => s + x.mismatches, 0),
+    kinds: [...new Set(summaries.flatMap((x) => x.kinds))].sort(),
+    seconds: Number(((performance.now() - started) / 1000).toFixed(1)),
+    device: summaries[0].device,
+    workers,
+  };
+  console.log(JSON.stringify(total));
+  for (const l of lines) for (const line of l.slice(1)) console.log(line);
+  return runs.every((r) => r.code === 0) ? 0 : 1;
 }

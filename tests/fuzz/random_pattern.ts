@@ -11,7 +11,8 @@ import type { Pattern } from "../../dsl/schema.ts";
 
 /** A pattern's structure without its numbers. */
 export type Skeleton =
-  | { kind: (typeof LEAVES)[number] | "lowRank" | "lowRankCausal" }
+  | { kind: (typeof LEAVES)[number] | "lowRank" | "lowRankCausal" | "predicate" }
+  | { kind: "scored"; pattern: Skeleton }
   | { kind: "union" | "intersect"; of: Skeleton[] }
   | { kind: "gated"; branches: Skeleton[]; jsonGates: boolean };
 
@@ -29,6 +30,7 @@ const int = (rng: Rng, lo: number, hi: number) => lo + Math.floor(rng() * (hi - 
  * @returns the skeleton
  */
 export function randomSkeleton(rng: Rng, depth = 3): Skeleton {
+  if (rng() < 0.1) return { kind: "scored", pattern: inner(rng, depth - 1, true) };
   if (rng() < 0.25) {
     const branches = Array.from({ length: int(rng, 2, 3) }, () => inner(rng, depth - 1));
     return { kind: "gated", branches, jsonGates: rng() < 0.5 };
@@ -40,6 +42,7 @@ function inner(rng: Rng, depth: number, underIntersect = false): Skeleton {
   if (depth <= 0 || rng() < 0.55) {
     // lowRank landmarks may meet only causal in an intersect (DESIGN §2): never under one here.
     if (!underIntersect && rng() < 0.15) return { kind: rng() < 0.5 ? "lowRank" : "lowRankCausal" };
+    if (rng() < 0.12) return { kind: "predicate" };
     return { kind: pick(rng, LEAVES) };
   }
   const kind = rng() < 0.6 ? "union" : "intersect";
@@ -96,6 +99,37 @@ export function fillPattern(s: Skeleton, n: number, rng: Rng): Pattern {
       const p: Pattern = { kind: "lowRank", rank };
       return s.kind === "lowRank" ? p : { kind: "intersect", of: [p, { kind: "causal" }] };
     }
+    case "predicate":
+      // Predicates bake their constants into the WGSL: a few templates and values keep the
+      // number of kernels bounded; negative operands of % and floor division included.
+      return pick(rng, [
+        {
+          kind: "predicate",
+          expr: "(q, k) => (q - k) % P == 0",
+          constants: { P: pick(rng, [3, 5]) },
+        },
+        {
+          kind: "predicate",
+          expr: "(q, k) => Math.abs(q - k) <= W || k % 8 == 0",
+          constants: { W: 2 },
+        },
+        {
+          kind: "predicate",
+          expr: "(q, k, n, h, b) => Math.floor((k - q) / 4) % 2 == 0 && (h + b + q) % 3 != 1",
+        },
+      ] as Pattern[]);
+    case "scored":
+      return {
+        kind: "scored",
+        pattern: fillPattern(s.pattern, n, rng),
+        score: pick(rng, [
+          { expr: "(s) => 3 * Math.tanh(s / 3)" },
+          {
+            expr: "(s, q, k, h) => s - slope[h % 2] * Math.abs(q - k)",
+            constants: { slope: [0.5, 0.125] },
+          },
+        ]),
+      } as Pattern;
     case "union":
     case "intersect":
       return { kind: s.kind, of: s.of.map((c) => fillPattern(c, n, rng)) };
