@@ -1,8 +1,9 @@
 /**
  * The reference's view of `lowRank` (DESIGN §2): pooled landmark rows in float64 and which
- * landmarks a query may see. A landmark is a key of its own: `lowRank(m)` allows every landmark
- * of rank m, `causal` allows landmark j once its last row is `<= q`, `dense` allows all of them,
- * and rules over positions allow none (intersecting them with a lowRank is refused beforehand).
+ * landmarks a query may see. A landmark is a key of its own, brought in only by `lowRank(m)`;
+ * intersected with it, `causal` admits landmark j once its last row is `<= q` and `dense` is
+ * neutral (rules over positions are refused beforehand). A union member without a lowRank (even
+ * `dense`, which allows every token key) brings no landmarks.
  * @module
  */
 import { landmarkGeometry, landmarkLastRow } from "../../dsl/low_rank.ts";
@@ -31,27 +32,46 @@ export function landmarkRanks(p: Pattern): number[] {
  */
 export function landmarkAllows(p: Pattern, n: number, rank: number): LandmarkFn {
   const { segment } = landmarkGeometry(n, rank);
-  const build = (x: Pattern): LandmarkFn => {
+  const none: LandmarkFn = () => false, all: LandmarkFn = () => true;
+  const hasLowRank = (x: Pattern): boolean =>
+    x.kind === "lowRank" || (x.kind === "union" || x.kind === "intersect") && x.of.some(hasLowRank);
+  // A member without a lowRank restricts landmarks only inside an intersect (causal waits for the
+  // segment's end, dense is neutral); on its own, or in a union, it brings no landmarks.
+  const filter = (x: Pattern): LandmarkFn => {
     switch (x.kind) {
-      case "lowRank":
-        return x.rank === rank ? () => true : () => false;
       case "dense":
-        return () => true;
+        return all;
       case "causal":
         return (q, j) => landmarkLastRow(n, segment, j) <= q;
+      case "union":
+      case "intersect": {
+        const members = x.of.map(filter);
+        return x.kind === "union"
+          ? (q, j) => members.some((f) => f(q, j))
+          : (q, j) => members.every((f) => f(q, j));
+      }
+      default:
+        return none; // rules over positions: intersecting them with a lowRank is refused
+    }
+  };
+  const admits = (x: Pattern): LandmarkFn => {
+    switch (x.kind) {
+      case "lowRank":
+        return x.rank === rank ? all : none;
       case "union": {
-        const members = x.of.map(build);
+        const members = x.of.filter(hasLowRank).map(admits);
         return (q, j) => members.some((f) => f(q, j));
       }
       case "intersect": {
-        const members = x.of.map(build);
+        if (!x.of.some(hasLowRank)) return none;
+        const members = x.of.map((c) => hasLowRank(c) ? admits(c) : filter(c));
         return (q, j) => members.every((f) => f(q, j));
       }
       default:
-        return () => false;
+        return none;
     }
   };
-  return build(p);
+  return admits(p);
 }
 
 /**
