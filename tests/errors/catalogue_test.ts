@@ -183,6 +183,51 @@ const PATTERNS: Case[] = [
   },
 ];
 
+const PREDICATES: Case[] = [
+  {
+    name: "predicate with a loop",
+    run: bad({
+      kind: "predicate",
+      expr: "(q, k) => {\n  for (let i = 0; i < 3; i++) {}\n  return true;\n}",
+    }),
+    error: PatternError,
+    says: /pattern\.expr: line 2: a for loop is not allowed/,
+  },
+  {
+    name: "predicate with a string",
+    run: bad({ kind: "predicate", expr: '(q, k) => "a".length > q' }),
+    error: PatternError,
+    says: /pattern\.expr: line 1: a string is not allowed/,
+  },
+  {
+    name: "predicate calling Date.now()",
+    run: bad({ kind: "predicate", expr: "(q, k) => Date.now() > k" }),
+    error: PatternError,
+    says: /pattern\.expr: line 1: the call Date\.now\(\) is not allowed/,
+  },
+  {
+    name: "predicate expr not text",
+    run: bad({ kind: "predicate", expr: 3 }),
+    error: PatternError,
+    says: /pattern\.expr: predicate expr must be TypeScript source text/,
+  },
+  {
+    name: "lowRank rank 0",
+    run: bad({ kind: "lowRank", rank: 0 }),
+    error: PatternError,
+    says: /pattern\.rank: lowRank rank must be an integer in \[1, /,
+  },
+  {
+    name: "lowRank intersected with a window",
+    run: bad({
+      kind: "intersect",
+      of: [{ kind: "window", left: 1, right: 1 }, { kind: "lowRank", rank: 4 }],
+    }),
+    error: PlanError,
+    says: /pattern\.of\[0\]: window is intersected with pattern\.of\[1\] \(lowRank\)/,
+  },
+];
+
 const SHAPES: Case[] = [
   {
     name: "batch 0",
@@ -406,10 +451,12 @@ const CLI: Case[] = [
 ];
 
 for (
-  const [group, cases] of [["pattern", PATTERNS], ["shape and options", SHAPES], [
-    "command line",
-    CLI,
-  ]] as const
+  const [group, cases] of [
+    ["pattern", PATTERNS],
+    ["TypeScript predicates and lowRank", PREDICATES],
+    ["shape and options", SHAPES],
+    ["command line", CLI],
+  ] as const
 ) {
   Deno.test(`error catalogue: ${group} (${cases.length} cases)`, async (t) => {
     for (const c of cases) {
