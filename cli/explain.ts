@@ -110,7 +110,20 @@ export async function main(args: string[]): Promise<number> {
     compiled.branches > 1 ? `branch ${i}: ${b.label}` : b.label
   );
   console.log(`\ndensity (allowed (q, k) pairs of N² = ${seqLen * seqLen}):`);
-  masks.forEach((m, i) => console.log(`  ${labels[i]}: ${densityLine(m, seqLen)}`));
+  masks.forEach((m, i) => {
+    console.log(`  ${labels[i]}: ${densityLine(m, seqLen)}`);
+    // lowRank landmarks are keys of their own: counted here, not in the pairs or the picture.
+    for (const c of compiled.plan.branches[i].components) {
+      if (c.kLayout.kind !== "landmarks") continue;
+      const causal = c.atoms.some((a) => a.kind === "causal");
+      console.log(
+        `    plus ${c.kLayout.count} pooled landmarks of lowRank(${c.kLayout.rank}) ` +
+          `(${c.kLayout.segment} positions each) per query${
+            causal ? ", once their segment has ended" : ""
+          }`,
+      );
+    }
+  });
   console.log(`  (measured from the tile schedule in ${formatMs(performance.now() - started)})`);
 
   masks.forEach((m, i) => {
