@@ -26,4 +26,4 @@ export {
 export { createRuntime, type Runtime, type RuntimeOptions } from "./runtime/runtime.ts";
 export type { TuneOptions, TuneResult } from "./runtime/autotune.ts";
 export type { AttentionInputs, AttentionOutputs } from "./runtime/attention_call.ts";
-export { allowedMask, reference } from "./runtime/reference/mod.ts";
+export { allowedMask, reference, referenceHashCodes } from "./runtime/reference/mod.ts";

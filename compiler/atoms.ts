@@ -25,6 +25,17 @@ export const AtomSchema = z.discriminatedUnion("kind", [
   }),
   /** Every pooled landmark of this rank (keys of their own: see dsl/low_rank.ts). */
   z.object({ kind: z.literal("lowRank"), rank: z.number().int() }),
+  /**
+   * Round `round` of a hashBucket: Q[q] and K[k] share a bucket of that round's planes. The
+   * codes come from the GPU pre-pass (data-dependent); `uniform`: the ANNA weights.
+   */
+  z.object({
+    kind: z.literal("hashRound"),
+    buckets: z.number().int(),
+    seed: z.number().int(),
+    round: z.number().int(),
+    uniform: z.boolean(),
+  }),
   /** A predicate written in TypeScript: the pattern object itself (dsl/expression.ts). */
   PredicateSchema,
 ]);
@@ -62,6 +73,8 @@ export function atomLabel(a: Atom): string {
       return `random(${a.blocks}x${a.blockSize},seed ${a.seed})`;
     case "lowRank":
       return `lowRank(${a.rank})`;
+    case "hashRound":
+      return `hashBucket(${a.buckets}, seed ${a.seed}) round ${a.round}`;
     case "predicate":
       return predicateLabel(a.expr);
   }

@@ -67,6 +67,9 @@ export function classifyAtom(
     case "lowRank":
       // Over landmark keys (landmark_mask.ts classifies those components); no token pair.
       return Coverage.Full;
+    case "hashRound":
+      // Depends on the data: only the kernel, with the codes, can tell.
+      return Coverage.Partial;
     case "predicate":
       return classifyPredicate(atom, qs, ks, ctx);
   }

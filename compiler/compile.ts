@@ -21,6 +21,16 @@ import {
 import { DeviceError, PlanError, ShapeError } from "../dsl/errors.ts";
 import { componentKernel } from "./wgsl/attention_wgsl.ts";
 import { poolingKernel } from "./wgsl/pooling_wgsl.ts";
+import { type HashLayout, hashLayout } from "./hash_layout.ts";
+import {
+  bucketHistogramKernel,
+  bucketScanKernel,
+  bucketScatterKernel,
+  CODES_WORKGROUP,
+  hashCodesKernel,
+  sortCount,
+} from "./wgsl/hash_sort_wgsl.ts";
+import { readsHash } from "./wgsl/attention_wgsl.ts";
 import type { Component } from "./plan.ts";
 import {
   blendKernel,
@@ -42,7 +52,9 @@ export type BufferName =
   | "lse"
   | "branchO"
   | "gates"
-  | "o16";
+  | "o16"
+  | "hash"
+  | "hashCounts";
 
 /** Element type of Q, K, V and O; LSE and every running sum are float32. */
 export type Dtype = "f32" | "f16";
@@ -110,6 +122,8 @@ export interface CompiledAttention {
   compileMs: number;
   /** lowRank landmarks per rank: buffers `landmarkK{rank}` / `landmarkV{rank}` of `[B, Hkv, count, D]`. */
   landmarks: { rank: number; segment: number; count: number }[];
+  /** hashBucket codes, bucket order and counts: the `hash` and `hashCounts` buffers. */
+  hash: HashLayout;
   /**
    * Set by the runtime when the caller's tensors exceed one storage binding: `shape` is then one
    * part (one batch, `kvHeads` key/value heads) of `split.full`, and `Runtime.run` runs the parts.
@@ -181,7 +195,11 @@ export function compile(pattern: unknown, options: CompileOptions): CompiledAtte
   const directF16 = dtype === "f16" && !gated && components.length === 1 &&
     components[0].qLayout.kind !== "gather";
   const landmarks = landmarkSets(plan);
+  const hash = hashLayout(plan, shape);
+  checkHashFits(hash, options.limits);
+  // Pre-passes: pool landmarks; hash Q and K and sort each head by bucket.
   const passes = landmarks.map((l) => poolingPass(shape, dtype, l));
+  passes.push(...hash.sets.flatMap((set) => hashPasses(set, shape, dtype)));
   passes.push(...plan.branches.flatMap((_, b) =>
     branchPasses({
       plan,
@@ -195,6 +213,7 @@ export function compile(pattern: unknown, options: CompileOptions): CompiledAtte
       kernel: tiles,
       dtype,
       directF16,
+      hash,
     })
   ));
   const branches = plan.branches.length;
@@ -217,6 +236,7 @@ export function compile(pattern: unknown, options: CompileOptions): CompiledAtte
     kernel: tiles,
     compileMs: performance.now() - started,
     landmarks,
+    hash,
   };
 }
 
@@ -232,6 +252,7 @@ function branchPasses(o: {
   kernel: KernelShape;
   dtype: Dtype;
   directF16: boolean;
+  hash: HashLayout;
 }): Pass[] {
   const { shape, b } = o;
   const rows = shape.batch * shape.headsQ * shape.seqLen;
@@ -268,6 +289,8 @@ function branchPasses(o: {
         dtype: o.dtype,
         outputF16: o.directF16,
         score: o.plan.branches[b].score,
+        uniform: o.plan.branches[b].uniform,
+        hash: o.hash,
         threads: o.kernel.threads,
         rowsPerThread: o.kernel.rowsPerThread,
         label: `${o.plan.branches[b].label}, ${label}`,
@@ -276,6 +299,7 @@ function branchPasses(o: {
         ...keyBuffers(component).map(read),
         written(oName),
         written("lse"),
+        ...(readsHash(component) ? [read("hash")] : []),
       ],
       workgroups: [
         Math.ceil(layoutCount(component.qLayout, shape.seqLen) / component.mask.tileQ),
@@ -376,6 +400,59 @@ function poolingPass(
     bindings: [read("k"), read("v"), written(`landmarkK${l.rank}`), written(`landmarkV${l.rank}`)],
     workgroups,
   };
+}
+
+/** The hashBucket pre-pass of one code set: codes, then a stable counting sort per head and round. */
+function hashPasses(set: HashLayout["sets"][number], shape: AttentionShape, dtype: Dtype): Pass[] {
+  const n = shape.seqLen, sorts = sortCount(set);
+  const what = `hashBucket ${set.key}, ${set.rounds} round(s)`;
+  return [
+    {
+      label: `${what}: bucket codes of Q and K`,
+      wgsl: hashCodesKernel({ set, n, d4: shape.headDim / 4, dtype }),
+      bindings: [read("q"), read("k"), written("hash")],
+      workgroups: [Math.ceil(n / CODES_WORKGROUP), sorts],
+    },
+    {
+      label: `${what}: bucket counts per chunk`,
+      wgsl: bucketHistogramKernel({ set, n }),
+      bindings: [read("hash"), written("hashCounts")],
+      workgroups: [set.chunks, sorts],
+    },
+    {
+      label: `${what}: scan of the counts`,
+      wgsl: bucketScanKernel({ set, n }),
+      bindings: [written("hashCounts"), written("hash")],
+      workgroups: [sorts, 1],
+    },
+    {
+      label: `${what}: stable scatter into bucket order`,
+      wgsl: bucketScatterKernel({ set, n }),
+      bindings: [written("hash"), read("hashCounts")],
+      workgroups: [set.chunks, sorts],
+    },
+  ];
+}
+
+/** One dispatch dimension holds every sort, and each buffer one binding. */
+function checkHashFits(hash: HashLayout, limits?: DeviceLimits): void {
+  for (const set of hash.sets) {
+    if (sortCount(set) > 65535) {
+      throw new PlanError(
+        `Cannot plan hashBucket ${set.key}: ${set.rounds} rounds x ${set.rowsQ + set.rowsK} ` +
+          `query and key/value heads is ${sortCount(set)} sorts, over 65535 per dispatch; ` +
+          `run fewer batches or heads per call`,
+      );
+    }
+  }
+  const limit = limits?.maxStorageBufferBindingSize;
+  const words = Math.max(hash.words, hash.countWords);
+  if (limit !== undefined && words * 4 > limit) {
+    throw new DeviceError(
+      `Cannot compile for this device: the hashBucket buffers need ${words * 4} bytes, over ` +
+        `maxStorageBufferBindingSize (${limit}); use fewer rounds, buckets, batches or heads per call`,
+    );
+  }
 }
 
 function castPass(shape: AttentionShape): Pass {

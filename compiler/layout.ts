@@ -8,6 +8,9 @@
  *   `0, P, 2P, ..., 1, 1+P, ...`. `stride(P)` allows exactly the pairs in the same class, so in
  *   this order it is block-diagonal and costs ~1/P of dense.
  * - `gather(tokens)`: index i is `tokens[i]` (the rows or columns of `global`).
+ * - `sorted`: positions in bucket order of one hashBucket round (a stable sort of the codes,
+ *   made on the GPU per head): a bucket's queries, and its keys, are each one run of indices.
+ *   Only the kernel knows the positions; the compiler sees every tile as spanning all of N.
  * @module
  */
 import { z } from "zod";
@@ -23,6 +26,14 @@ export const LayoutSchema = z.discriminatedUnion("kind", [
     rank: z.number().int(),
     segment: z.number().int(),
     count: z.number().int(),
+  }),
+  /** Bucket order of hashBucket round `round` (codes and order in the `hash` buffer). */
+  z.object({
+    kind: z.literal("sorted"),
+    side: z.enum(["q", "k"]),
+    buckets: z.number().int(),
+    seed: z.number().int(),
+    round: z.number().int(),
   }),
 ]);
 export type Layout = z.infer<typeof LayoutSchema>;
@@ -121,6 +132,10 @@ export function layoutPositions(layout: Layout, n: number): Int32Array {
     case "landmarks":
       // Landmark indices: keys of their own, not sequence positions.
       for (let i = 0; i < layout.count; i++) out[i] = i;
+      break;
+    case "sorted":
+      // Known only on the GPU, after the hash pre-pass.
+      out.fill(-1);
   }
   return out;
 }
@@ -142,6 +157,10 @@ export function layoutPositions(layout: Layout, n: number): Int32Array {
 export function indexSpan(layout: Layout, n: number): (start: number, end: number) => TileSpan {
   if (layout.kind === "identity" || layout.kind === "landmarks") {
     return (start, end) => ({ lo: start, hi: end - 1, contiguous: true, classLo: -1, classHi: -1 });
+  }
+  if (layout.kind === "sorted") {
+    // Any index may hold any position.
+    return () => ({ lo: 0, hi: n - 1, contiguous: false, classLo: -1, classHi: -1 });
   }
   const box = layout.kind === "residue" ? residueBox(layout.period, n) : gatherBox(layout);
   return (start, end) => {
@@ -232,5 +251,7 @@ export function layoutLabel(layout: Layout): string {
     ? `residue(${layout.period})`
     : layout.kind === "landmarks"
     ? `landmarks(${layout.count} of lowRank(${layout.rank}))`
+    : layout.kind === "sorted"
+    ? `bucket order (hashBucket ${layout.buckets}, seed ${layout.seed}, round ${layout.round})`
     : `gather(${layout.tokens.length})`;
 }

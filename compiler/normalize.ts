@@ -59,6 +59,15 @@ function termsOf(p: Pattern, n: number, where: string): Term[] {
     case "lowRank":
     case "predicate":
       return [[p]];
+    case "hashBucket":
+      // One term per round: round t's component skips pairs an earlier round already allows.
+      return Array.from({ length: p.rounds }, (_, round) => [{
+        kind: "hashRound" as const,
+        buckets: p.buckets,
+        seed: p.seed,
+        round,
+        uniform: p.weights === "uniform",
+      }]);
     case "global": {
       p.tokens.forEach((t, i) => {
         if (t >= n) {
@@ -155,6 +164,10 @@ export function describe(p: Pattern): string {
       return `random(${p.blocks}x${p.blockSize})`;
     case "lowRank":
       return `lowRank(${p.rank})`;
+    case "hashBucket":
+      return `hashBucket(${p.buckets} buckets x ${p.rounds} rounds${
+        p.weights === "uniform" ? ", uniform" : ""
+      })`;
     case "predicate":
       return predicateLabel(p.expr);
     case "scored":

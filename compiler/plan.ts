@@ -19,6 +19,7 @@ import type { HeadBatchRange } from "./predicate_classify.ts";
 import { RandomTables } from "./random_table.ts";
 import { landmarkBlockMask } from "./landmark_mask.ts";
 import { checkLowRankPlacement, landmarkGeometry } from "../dsl/low_rank.ts";
+import { checkHashPlacement } from "../dsl/hash_bucket.ts";
 
 /** One disjoint piece of a branch. */
 export interface Component {
@@ -37,6 +38,8 @@ export interface Branch {
   components: Component[];
   /** A `scored` branch's modifier: every component's kernel applies it to its scores. */
   score?: ScoreModifier;
+  /** Uniform hashBucket weights: every allowed score of this softmax is 0 (the ANNA estimator). */
+  uniform?: boolean;
 }
 
 /** The tile shape the kernels and schedules share. */
@@ -84,21 +87,33 @@ export function planPattern(
 ): Plan {
   const random = new RandomTables(n);
   checkLowRankPlacement(pattern);
-  const branches = normalize(pattern, n).map((b): Branch => {
-    // Token terms first, then landmark terms (lowRank): their keys are landmarks, disjoint from
-    // every token key, so each kind excludes only earlier components over the same keys.
-    const landmark = (t: Term) => t.find((a) => a.kind === "lowRank");
-    const terms = orderTerms(b.terms.filter((t) => !landmark(t)));
+  const uniform = checkHashPlacement(pattern);
+  const branches = normalize(pattern, n).map((b, i): Branch => {
+    // Token terms first, then hashBucket rounds, then landmark terms (lowRank). Landmarks are
+    // keys of their own, disjoint from every token key, so they exclude only landmark
+    // components; a round's component excludes every earlier one (the static ones by their
+    // predicates, earlier rounds by the codes), and nothing static ever has to exclude a round.
+    const landmark = (t: Term) => t.some((a) => a.kind === "lowRank");
+    const hashed = (t: Term) => t.some((a) => a.kind === "hashRound");
+    const terms = orderTerms(b.terms.filter((t) => !landmark(t) && !hashed(t)));
     const components: Component[] = [];
     for (const atoms of terms) {
       const exclusions = components.map((c) => c.atoms);
       const context = { n, tiles, random, domain: options.domain };
       components.push(bestComponent(atoms, exclusions, context));
     }
+    for (const atoms of b.terms.filter(hashed)) {
+      components.push(bucketComponent(atoms, components, n, tiles));
+    }
     for (const atoms of b.terms.filter(landmark)) {
       components.push(landmarkComponent(atoms, components, n, tiles));
     }
-    return { label: b.label, components, ...(b.score ? { score: b.score } : {}) };
+    return {
+      label: b.label,
+      components,
+      ...(b.score ? { score: b.score } : {}),
+      ...(uniform[i] ? { uniform: true } : {}),
+    };
   });
   const gates = pattern.kind === "gated" ? pattern.gates : undefined;
   return { pattern, n, tiles, branches, gates, random };
@@ -146,6 +161,38 @@ function bestComponent(
     if (!best || cost(mask) < cost(best.mask)) best = candidate;
   }
   return best!;
+}
+
+/**
+ * A term with a hashBucket round: queries and keys in that round's bucket order. Its schedule
+ * is data-dependent (the kernel reads each query tile's key range from the sort), so its
+ * BlockMask lists no runs.
+ */
+function bucketComponent(
+  atoms: Atom[],
+  earlier: Component[],
+  n: number,
+  tiles: TileShape,
+): Component {
+  const round = atoms.find((a) => a.kind === "hashRound")!;
+  const order = { buckets: round.buckets, seed: round.seed, round: round.round };
+  const qTiles = Math.ceil(n / tiles.tileQ);
+  const mask: BlockMask = {
+    qTiles,
+    kTiles: Math.ceil(n / tiles.tileK),
+    ...tiles,
+    offsets: new Uint32Array(qTiles + 1),
+    kvStart: new Uint32Array(0),
+    kvLength: new Uint32Array(0),
+    partial: new Uint8Array(0),
+  };
+  return {
+    atoms,
+    exclusions: earlier.map((c) => c.atoms),
+    qLayout: { kind: "sorted", side: "q", ...order },
+    kLayout: { kind: "sorted", side: "k", ...order },
+    mask,
+  };
 }
 
 /** A lowRank term: queries in natural order against the rank's landmarks. */
@@ -248,10 +295,12 @@ export function planSummary(plan: Plan): string {
     b.components.forEach((c, j) => {
       const { visited, partial } = blockMaskCounts(c.mask);
       const excl = c.exclusions.length ? ` minus components 0..${c.exclusions.length - 1}` : "";
+      const tiles = c.qLayout.kind === "sorted"
+        ? "key tiles from the codes (each query tile's buckets, one range)"
+        : `${visited} tiles (${partial} partial) in ${c.mask.kvStart.length} runs`;
       lines.push(
         `  component ${j}: ${c.atoms.map(atomLabel).join(" & ")}${excl}; ` +
-          `layout q ${layoutLabel(c.qLayout)}, k ${layoutLabel(c.kLayout)}; ` +
-          `${visited} tiles (${partial} partial) in ${c.mask.kvStart.length} runs`,
+          `layout q ${layoutLabel(c.qLayout)}, k ${layoutLabel(c.kLayout)}; ${tiles}`,
       );
     });
   });

@@ -123,6 +123,29 @@ export function lowRank(rank: number): Pattern {
 }
 
 /**
+ * Angular LSH buckets (Reformer, ANNA; DESIGN §2): `k` is allowed for `q` when, in some round,
+ * `Q[q]` and `K[k]` fall in the same of `buckets` buckets of the seeded ±1 planes. The allowed
+ * set depends on the data: a GPU pre-pass hashes and sorts, and the codes used come back with O.
+ * @param options `buckets` (a power of two, 2 to 1024), `rounds` (1 to 8, default 1), `seed`
+ *   (default 0), `weights`: `"softmax"` (default) or `"uniform"` (every allowed key weighs the
+ *   same: the ANNA estimator)
+ * @returns the hashBucket pattern
+ * @example
+ * ```ts
+ * import { hashBucket } from "./builders.ts";
+ * hashBucket({ buckets: 64, rounds: 2, seed: 7 });
+ * ```
+ */
+export function hashBucket(options: {
+  buckets: number;
+  rounds?: number;
+  seed?: number;
+  weights?: "softmax" | "uniform";
+}): Pattern {
+  return parsePattern({ kind: "hashBucket", rounds: 1, seed: 0, ...options });
+}
+
+/**
  * One softmax over the union of the members' allowed sets.
  * @param members patterns (at least one)
  * @returns the union pattern

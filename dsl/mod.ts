@@ -15,3 +15,4 @@ export {
 export * from "./errors.ts";
 export * from "./low_rank.ts";
 export type { Constants } from "./expression.ts";
+export * from "./hash_bucket.ts";

@@ -56,6 +56,22 @@ export const LowRankSchema = z.strictObject({
   kind: z.literal("lowRank"),
   rank: integer("lowRank rank", 1),
 });
+/** The bucket counts hashBucket accepts: powers of two, one GPU histogram per 256 rows each. */
+export const HASH_BUCKETS_MAX = 1024;
+export const HASH_ROUNDS_MAX = 8;
+export const HashBucketSchema = z.strictObject({
+  kind: z.literal("hashBucket"),
+  buckets: integer("hashBucket buckets", 2, HASH_BUCKETS_MAX).refine((b) => (b & (b - 1)) === 0, {
+    error: (i) =>
+      `hashBucket buckets must be a power of two in [2, ${HASH_BUCKETS_MAX}], got ${show(i.input)}`,
+  }),
+  rounds: integer("hashBucket rounds", 1, HASH_ROUNDS_MAX),
+  seed: integer("hashBucket seed", 0, U32_MAX),
+  weights: z.enum(["softmax", "uniform"], {
+    error: (i) => `hashBucket weights must be "softmax" or "uniform", got ${show(i.input)}`,
+  }).optional(),
+});
+
 const ConstantsSchema = z.record(
   z.string(),
   z.union([z.number(), z.array(z.number())], {
@@ -102,6 +118,7 @@ export const LEAF_KINDS = [
   "global",
   "random",
   "lowRank",
+  "hashBucket",
   "predicate",
 ] as const;
 /** Every kind the schema accepts. */
@@ -185,6 +202,7 @@ export const PatternSchema: z.ZodType<Pattern> = z.discriminatedUnion("kind", [
   GlobalSchema,
   RandomSchema,
   LowRankSchema,
+  HashBucketSchema,
   UnionSchema,
   IntersectSchema,
   GatedSchema,
@@ -209,6 +227,7 @@ export type StridePattern = z.infer<typeof StrideSchema>;
 export type GlobalPattern = z.infer<typeof GlobalSchema>;
 export type RandomPattern = z.infer<typeof RandomSchema>;
 export type LowRankPattern = z.infer<typeof LowRankSchema>;
+export type HashBucketPattern = z.infer<typeof HashBucketSchema>;
 export type PredicatePattern = z.infer<typeof PredicateSchema>;
 /** A pattern that is not a combinator. */
 export type LeafPattern =
@@ -220,6 +239,7 @@ export type LeafPattern =
   | GlobalPattern
   | RandomPattern
   | LowRankPattern
+  | HashBucketPattern
   | PredicatePattern;
 
 /**

@@ -6,6 +6,7 @@
  */
 import type { BufferName, CompiledAttention } from "../compiler/mod.ts";
 import { DeviceError, DeviceLostError } from "../dsl/errors.ts";
+import type { HashCodes } from "../dsl/hash_bucket.ts";
 import type { PipelineCache } from "./pipeline_cache.ts";
 
 /**
@@ -23,6 +24,11 @@ export interface AttentionInputs {
 export interface AttentionOutputs {
   o: Float32Array | Float16Array;
   lse: Float32Array;
+  /**
+   * The hashBucket codes the GPU used, per code key (`hashCodeKey`): `q` `[rounds][B][Hq][N]`,
+   * `k` `[rounds][B][Hkv][N]`; give them to `reference` to check O on the same allowed sets.
+   */
+  hashCodes?: HashCodes;
 }
 
 const STORAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC;
@@ -142,6 +148,9 @@ export class AttentionCall {
       branchO: gated ? rows * shape.headDim * 4 * branches : 16,
       gates: gates.byteLength,
       o16: half ? rows * shape.headDim * 2 : 16,
+      // hashBucket codes, bucket order and starts; the counting sort's scratch counts.
+      hash: this.compiled.hash.words * 4,
+      hashCounts: this.compiled.hash.countWords * 4,
     };
     // lowRank landmarks: [B, Hkv, count, D] per rank, written by the pooling pre-pass.
     for (const l of this.compiled.landmarks) {
@@ -241,11 +250,35 @@ export class AttentionCall {
 
   async #read(): Promise<AttentionOutputs> {
     const half = this.compiled.dtype === "f16";
-    const [o, lse] = await Promise.all([
+    const hashed = this.compiled.hash.sets.length > 0;
+    const [o, lse, hash] = await Promise.all([
       this.#readBuffer(half ? "o16" : "o"),
       this.#readBuffer("lse"),
+      hashed ? this.#readBuffer("hash") : undefined,
     ]);
-    return { o: half ? new Float16Array(o) : new Float32Array(o), lse: new Float32Array(lse) };
+    return {
+      o: half ? new Float16Array(o) : new Float32Array(o),
+      lse: new Float32Array(lse),
+      ...(hash ? { hashCodes: this.#hashCodes(new Uint32Array(hash)) } : {}),
+    };
+  }
+
+  /** The codes of every set, from sort order (hash_layout.ts) to `[rounds][B][H][N]`. */
+  #hashCodes(words: Uint32Array): HashCodes {
+    const n = this.compiled.shape.seqLen;
+    const codes: HashCodes = new Map();
+    for (const set of this.compiled.hash.sets) {
+      const rows = set.rowsQ + set.rowsK;
+      const q = new Uint32Array(set.rounds * set.rowsQ * n);
+      const k = new Uint32Array(set.rounds * set.rowsK * n);
+      for (let t = 0; t < set.rounds; t++) {
+        const first = set.codes + t * rows * n;
+        q.set(words.subarray(first, first + set.rowsQ * n), t * set.rowsQ * n);
+        k.set(words.subarray(first + set.rowsQ * n, first + rows * n), t * set.rowsK * n);
+      }
+      codes.set(set.key, { rounds: set.rounds, q, k });
+    }
+    return codes;
   }
 
   async #readBuffer(name: BufferName): Promise<ArrayBuffer> {

@@ -9,6 +9,7 @@
 import type { AttentionShape, CompiledAttention, Dtype } from "../compiler/mod.ts";
 import { DeviceError } from "../dsl/errors.ts";
 import type { AttentionInputs, AttentionOutputs } from "./attention_call.ts";
+import type { HashCodes } from "../dsl/hash_bucket.ts";
 
 /** How a call is cut: `kvHeads` key/value heads (and their query heads) of one batch per part. */
 export interface Split {
@@ -100,6 +101,7 @@ export async function runSplit(
   const o = half ? new Float16Array(B * Hq * N * D) : new Float32Array(B * Hq * N * D);
   const lse = new Float32Array(branches * B * Hq * N);
   let gpuMs: number | undefined = 0, peakBufferBytes = 0;
+  const hashCodes: HashCodes = new Map();
   for (let b = 0; b < B; b++) {
     for (let kv0 = 0; kv0 < Hkv; kv0 += split.kvHeads) {
       const h0 = b * Hq + kv0 * group; // first query row-block of this part
@@ -118,9 +120,32 @@ export async function runSplit(
           ((i * B + b) * Hq + kv0 * group) * N,
         );
       }
+      // Codes are [rounds][B][H][N]: each round's rows of this part go to their heads.
+      for (const [key, part] of out.hashCodes ?? []) {
+        let full = hashCodes.get(key);
+        if (!full) {
+          const r = part.rounds;
+          full = {
+            rounds: r,
+            q: new Uint32Array(r * B * Hq * N),
+            k: new Uint32Array(r * B * Hkv * N),
+          };
+          hashCodes.set(key, full);
+        }
+        for (let t = 0; t < part.rounds; t++) {
+          full.q.set(
+            part.q.subarray(t * partQ * N, (t + 1) * partQ * N),
+            (t * B * Hq + h0) * N,
+          );
+          full.k.set(
+            part.k.subarray(t * split.kvHeads * N, (t + 1) * split.kvHeads * N),
+            (t * B * Hkv + k0) * N,
+          );
+        }
+      }
       gpuMs = out.gpuMs === undefined || gpuMs === undefined ? undefined : gpuMs + out.gpuMs;
       peakBufferBytes = Math.max(peakBufferBytes, out.bufferBytes);
     }
   }
-  return { o, lse, gpuMs, peakBufferBytes };
+  return { o, lse, gpuMs, peakBufferBytes, ...(hashCodes.size ? { hashCodes } : {}) };
 }

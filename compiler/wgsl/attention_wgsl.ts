@@ -21,6 +21,7 @@ import type { ScoreModifier } from "../../dsl/schema.ts";
 import { declareScoreModifier } from "./expression_wgsl.ts";
 import { allowedReadsHeadOrBatch, declareAllowed } from "./predicate_wgsl.ts";
 import { declareNegativeInfinity, f32, ShaderModule } from "./shader_module.ts";
+import { codeSetOf, type HashLayout } from "../hash_layout.ts";
 
 /** Where a component kernel finds its schedule and writes its result. */
 export interface ComponentKernelOptions {
@@ -46,6 +47,10 @@ export interface ComponentKernelOptions {
   outputF16?: boolean;
   /** The branch's score modifier (a `scored` pattern), applied to every raw score. */
   score?: ScoreModifier;
+  /** Where hashBucket codes and bucket order live (components that read them). */
+  hash?: HashLayout;
+  /** A uniform hashBucket's softmax: every score is 0, so no dot products at all. */
+  uniform?: boolean;
   /** Invocations per workgroup and query rows per invocation. */
   threads: number;
   rowsPerThread: number;
@@ -96,7 +101,11 @@ export function componentKernel(o: ComponentKernelOptions): string {
 @group(0) @binding(3) var<storage, read> schedule: array<u32>;
 @group(0) @binding(4) var<storage, read> aux: array<u32>;
 @group(0) @binding(5) var<storage, read_write> oOut: array<vec4<${o.outputF16 ? "f16" : "f32"}>>;
-@group(0) @binding(6) var<storage, read_write> lseOut: array<f32>;`,
+@group(0) @binding(6) var<storage, read_write> lseOut: array<f32>;${
+      readsHash(c)
+        ? "\n@group(0) @binding(7) var<storage, read> hash: array<u32>; // codes, bucket order"
+        : ""
+    }`,
   );
   const g = kernelGeometry(o);
   m.declare(
@@ -136,14 +145,15 @@ var<workgroup> kPosition: array<i32, ${tileK}>;`,
   declareNegativeInfinity(m);
   // The pattern's numbers are runtime parameters in aux (comments aside, the WGSL is structural).
   const params = o.aux.paramBlock();
-  const qPos = declareLayout(m, c.qLayout, n, params);
-  const kPos = declareLayout(m, c.kLayout, n, params);
+  const qPos = declareLayout(m, c.qLayout, n, params, o.hash);
+  const kPos = declareLayout(m, c.kLayout, n, params, o.hash);
   declareAllowed(m, {
     atoms: c.atoms,
     exclusions: c.exclusions,
     n,
     params,
     landmarkSegment: c.kLayout.kind === "landmarks" ? c.kLayout.segment : undefined,
+    hash: o.hash,
   });
   if (o.score) {
     declareScoreModifier(m, o.score, n);
@@ -176,6 +186,11 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   let bh = wg.y;                      // batch * HQ + query head
   let kvHead = (bh / HQ) * HKV + (bh % HQ) / GROUP;
   let kvBase = kvHead * KV_ROWS * D4;${
+    readsHash(o.component)
+      ? "\n  queryRow = bh;                     // whose hashBucket codes and order to read" +
+        "\n  keyRow = kvHead;"
+      : ""
+  }${
     headBatch || o.score
       ? "\n  let head = i32(bh % HQ);           // h and b of the TypeScript predicates and scores" +
         "\n  let batch = i32(bh / HQ);"
@@ -199,16 +214,7 @@ ${each((r) => `  var rowMax${r} = NO_SCORE;`)}
 ${each((r) => `  var rowSum${r} = 0.0;`)}
 ${eachRD((r, d) => `  var acc${r}_${d} = vec4<f32>(0.0);`)}
 
-  // This query tile's runs of consecutive key tiles of one kind, walked one key tile per step.
-  // The slot holds where this component's row pointers and runs start (schedule_buffer.ts).
-  let slot = ${HEADER_WORDS}u + ${SLOT_WORDS}u * ${o.scheduleSlot}u;
-  let rowsAt = schedule[slot];
-  let runsAt = schedule[slot + 1u];
-  var run = schedule[rowsAt + qTileIndex];
-  let lastRun = schedule[rowsAt + qTileIndex + 1u];
-  var keyTile = 0u;
-  var runEnd = 0u;
-  var isPartial = false;
+${o.component.kLayout.kind === "sorted" ? bucketRange(o) : scheduleRuns(o)}
   loop {
     if (keyTile == runEnd) {
       if (run == lastRun) { break; }
@@ -241,7 +247,14 @@ ${
     )
   }
     let anyAllowed = ${R.flatMap((r) => J.map((j) => `m${r}_${j}`)).join(" || ")};
-${o.dtype === "f16" ? scoresF16(R, J, g.cols) : scoresF32(R, J, g.cols)}
+${
+    o.uniform
+      ? "    // Uniform weights (the ANNA estimator): every allowed key scores 0.\n" +
+        eachRJ((r, j) => `    var s${r}_${j} = 0.0;`)
+      : o.dtype === "f16"
+      ? scoresF16(R, J, g.cols)
+      : scoresF32(R, J, g.cols)
+  }
 ${o.score ? scoreModifierLines(R, J) : ""}    // This column's share of each row's max.
 ${eachRJ((r, j) => `    s${r}_${j} = select(NO_SCORE, s${r}_${j}, m${r}_${j});`)}
 ${
@@ -268,6 +281,57 @@ ${
   workgroupBarrier();
 ${each((r) => epilogue(o, r, Dd, g.cols))}
 }`;
+}
+
+/** The static schedule: this query tile's runs from the BlockMask. */
+function scheduleRuns(o: ComponentKernelOptions): string {
+  return `  // This query tile's runs of consecutive key tiles of one kind, walked one key tile per step.
+  // The slot holds where this component's row pointers and runs start (schedule_buffer.ts).
+  let slot = ${HEADER_WORDS}u + ${SLOT_WORDS}u * ${o.scheduleSlot}u;
+  let rowsAt = schedule[slot];
+  let runsAt = schedule[slot + 1u];
+  var run = schedule[rowsAt + qTileIndex];
+  let lastRun = schedule[rowsAt + qTileIndex + 1u];
+  var keyTile = 0u;
+  var runEnd = 0u;
+  var isPartial = false;`;
+}
+
+/**
+ * The data-dependent schedule of a bucket-ordered component: the tile's queries, sorted by
+ * bucket, span buckets \`first..last\`; their keys are bucket order indices
+ * \`[starts[first], starts[last + 1])\`, walked as one run of PARTIAL tiles.
+ */
+function bucketRange(o: ComponentKernelOptions): string {
+  const l = o.component.kLayout;
+  if (l.kind !== "sorted" || !o.hash) throw new Error("Bug in Weft: bucketRange of a static mask");
+  const set = codeSetOf(o.hash, l);
+  const n = o.shape.seqLen;
+  const rows = set.rowsQ + set.rowsK;
+  const codes = set.codes + l.round * rows * n;
+  const order = set.order + l.round * rows * n;
+  const starts = set.starts + (l.round * rows + set.rowsQ) * (set.buckets + 1);
+  // Indexed by bh and kvHead, not the private queryRow/keyRow: the loop's barriers need
+  // values the uniformity analysis can see are the same across the workgroup.
+  return `  // Bucket order (${layoutLabel(l)}): the tile's queries span buckets
+  // first..last, whose keys are one range of the key order; every tile of it is PARTIAL.
+  let orderAt = ${order}u + bh * N;
+  let firstQuery = hash[orderAt + qTileIndex * TILE_Q];
+  let lastQuery = hash[orderAt + min(N, qTileIndex * TILE_Q + TILE_Q) - 1u];
+  let firstBucket = hash[${codes}u + bh * N + firstQuery];
+  let lastBucket = hash[${codes}u + bh * N + lastQuery];
+  let startsAt = ${starts}u + kvHead * ${set.buckets + 1}u;
+  var keyTile = hash[startsAt + firstBucket] / TILE_K;
+  var runEnd = (hash[startsAt + lastBucket + 1u] + TILE_K - 1u) / TILE_K;
+  var isPartial = true;
+  var run = 0u;                       // one run: the loop ends with it
+  let lastRun = 0u;
+  let runsAt = 0u;`;
+}
+
+/** Whether a component's kernel binds the hash buffer (its atoms or exclusions hash). */
+export function readsHash(c: Component): boolean {
+  return [c.atoms, ...c.exclusions].some((atoms) => atoms.some((a) => a.kind === "hashRound"));
 }
 
 /**

@@ -7,6 +7,8 @@
 import type { ParamBlock } from "../aux_data.ts";
 import { type Layout, layoutCount, layoutLabel, residueGeometry } from "../layout.ts";
 import { ParamReader } from "./params_wgsl.ts";
+import { codeSetOf, type HashLayout } from "../hash_layout.ts";
+import { declareHashRows } from "./predicate_wgsl.ts";
 import type { ShaderModule } from "./shader_module.ts";
 
 /**
@@ -34,6 +36,7 @@ export function declareLayout(
   layout: Layout,
   n: number,
   params: ParamBlock,
+  hash?: HashLayout,
 ): string {
   switch (layout.kind) {
     case "identity":
@@ -79,6 +82,24 @@ fn landmarkIndex(i: u32) -> i32 {
   return select(-1, i32(i), i < ${layout.count}u);
 }`,
       );
+    case "sorted": {
+      if (!hash) throw new Error("Bug in Weft: a bucket-order layout without its hash layout");
+      const set = codeSetOf(hash, layout);
+      const rows = set.rowsQ + set.rowsK;
+      const first = set.order + (layout.round * rows + (layout.side === "k" ? set.rowsQ : 0)) * n;
+      const name = `bucketOrder${layout.side.toUpperCase()}${first}`;
+      declareHashRows(m);
+      return m.declare(
+        name,
+        `
+// ${layout.side === "q" ? "Queries" : "Keys"} in bucket order of ${layoutLabel(layout)}:
+// the GPU sort's order, ${layout.side === "q" ? "queryRow" : "keyRow"}'s sort from word ${first}.
+fn ${name}(i: u32) -> i32 {
+  if (i >= ${n}u) { return -1; }
+  return i32(hash[${first}u + ${layout.side === "q" ? "queryRow" : "keyRow"} * ${n}u + i]);
+}`,
+      );
+    }
     case "gather": {
       const count = layoutCount(layout, n);
       const offset = params.aux.tokens(layout.tokens);

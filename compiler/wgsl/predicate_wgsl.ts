@@ -6,6 +6,7 @@
  */
 import { type Atom, atomLabel } from "../atoms.ts";
 import type { ParamBlock } from "../aux_data.ts";
+import { codeSetOf, type HashLayout } from "../hash_layout.ts";
 import { predicateCall, readsHeadOrBatch } from "./expression_wgsl.ts";
 import { ParamReader } from "./params_wgsl.ts";
 import type { ShaderModule } from "./shader_module.ts";
@@ -29,7 +30,12 @@ import type { ShaderModule } from "./shader_module.ts";
  * atomExpression(reader, { kind: "stride", period: 16 }, 128); // "u32(abs(q - k)) % period0 == 0u"
  * ```
  */
-export function atomExpression(reader: ParamReader, atom: Atom, n: number): string {
+export function atomExpression(
+  reader: ParamReader,
+  atom: Atom,
+  n: number,
+  hash?: HashLayout,
+): string {
   const { m } = reader;
   const aux = reader.params.aux;
   const label = atomLabel(atom);
@@ -87,12 +93,41 @@ fn randomAllows(table: u32, blocks: u32, size: i32, q: i32, k: i32) -> bool {
       const size = reader.signed("blockSize", clamp(atom.blockSize), label);
       return `randomAllows(${table}, ${blocks}, ${size}, q, k)`;
     }
+    case "hashRound": {
+      if (!hash) throw new Error("Bug in Weft: a hashBucket kernel without its hash layout");
+      const set = codeSetOf(hash, atom);
+      const first = set.codes + atom.round * (set.rowsQ + set.rowsK) * n;
+      declareHashRows(reader.m);
+      reader.m.declare(
+        "sameBucket",
+        `
+// Do Q[q] and K[k] share a bucket? codes: the round's first query sort in the hash buffer;
+// its ${set.rowsQ} query sorts come first, then the key/value sorts (hash_layout.ts).
+fn sameBucket(codes: u32, q: i32, k: i32) -> bool {
+  return hash[codes + queryRow * N + u32(q)] == hash[codes + (${set.rowsQ}u + keyRow) * N + u32(k)];
+}`,
+      );
+      return `sameBucket(${first}u, q, k)`;
+    }
     case "lowRank":
       // Only in landmark components, where k is a landmark index and every one of the rank counts.
       return "true";
     case "predicate":
       return predicateCall(m, atom, n);
   }
+}
+
+/**
+ * The rows a hashBucket kernel reads codes and bucket order from: set once by the entry point.
+ * @param m the module being built
+ */
+export function declareHashRows(m: ShaderModule): void {
+  m.declare(
+    "hashRows",
+    `
+var<private> queryRow: u32;           // batch * HQ + query head: its sorts in the hash buffer
+var<private> keyRow: u32;             // batch * HKV + key/value head`,
+  );
 }
 
 function declareBitset(m: ShaderModule): void {
@@ -149,6 +184,8 @@ export function declareAllowed(
     params: ParamBlock;
     /** Landmark components: k is a landmark index, each landmark `segment` rows long. */
     landmarkSegment?: number;
+    /** Where hashBucket codes live (components with a hashBucket round). */
+    hash?: HashLayout;
   },
 ): string {
   const reader = new ParamReader(m, options.params, true);
@@ -157,7 +194,7 @@ export function declareAllowed(
     segment !== undefined && a.kind === "causal"
       // DESIGN §2: under causal, landmark k only once its last row is <= q.
       ? `min(${options.n}, (k + 1) * ${segment}) - 1 <= q`
-      : atomExpression(reader, a, options.n);
+      : atomExpression(reader, a, options.n, options.hash);
   const conj = (atoms: readonly Atom[]) => atoms.map(expression).join(" && ");
   const lines = [`  let own = ${conj(options.atoms)};`];
   options.exclusions.forEach((e, i) => {

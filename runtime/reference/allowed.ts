@@ -7,11 +7,20 @@
 import { PlanError } from "../../dsl/errors.ts";
 import { randomKeyBlocks } from "../../dsl/hash.ts";
 import { predicateProgram } from "../../dsl/expression_check.ts";
-import type { Pattern } from "../../dsl/schema.ts";
+import type { HashBucketPattern, Pattern } from "../../dsl/schema.ts";
 import { predicateFunction } from "./expression_eval.ts";
 
 /** `true` when key `k` is allowed for query `q`; both in `[0, n)`. */
 export type AllowedFn = (q: number, k: number) => boolean;
+
+/**
+ * The bucket codes of one (batch, query head) and its key/value head, for a hashBucket:
+ * `q(t, pos)` and `k(t, pos)` give the code of round `t` at a position.
+ */
+export type HashLookup = (p: HashBucketPattern) => {
+  q: (t: number, pos: number) => number;
+  k: (t: number, pos: number) => number;
+};
 
 /**
  * Builds the element predicate of a (non-gated) pattern for sequence length `n`.
@@ -21,7 +30,8 @@ export type AllowedFn = (q: number, k: number) => boolean;
  * @param n the sequence length N
  * @param options `path`: where this pattern sits in the caller's pattern, for error messages
  *   (default `"pattern"`; the reference passes `"pattern.branches[i]"` for a gated branch);
- *   `head` and `batch`: the `h` and `b` a predicate sees (default 0)
+ *   `head` and `batch`: the `h` and `b` a predicate sees (default 0); `hash`: the bucket
+ *   codes of that head (a hashBucket's allowed set depends on the data)
  * @returns `(q, k) => boolean`, O(1) per call
  * @throws {PlanError} for `gated`, or a global token `>= n`
  * @example
@@ -34,16 +44,17 @@ export type AllowedFn = (q: number, k: number) => boolean;
 export function allowedMask(
   pattern: Pattern,
   n: number,
-  options: { path?: string; head?: number; batch?: number } = {},
+  options: { path?: string; head?: number; batch?: number; hash?: HashLookup } = {},
 ): AllowedFn {
-  const at = { head: options.head ?? 0, batch: options.batch ?? 0 };
+  const at = { head: options.head ?? 0, batch: options.batch ?? 0, hash: options.hash };
   return build(pattern, n, options.path ?? "pattern", at);
 }
 
-/** The query head and batch a predicate sees. */
+/** The query head and batch a predicate sees, and the bucket codes of that head. */
 interface HeadBatch {
   head: number;
   batch: number;
+  hash?: HashLookup;
 }
 
 /** Mathematical modulo: the result is in `[0, m)` even when `a` is negative. */
@@ -86,6 +97,20 @@ function build(p: Pattern, n: number, where: string, at: HeadBatch): AllowedFn {
         drawn.push(new Set(randomKeyBlocks(qb, p.blocks, p.seed, keyBlockCount)));
       }
       return (q, k) => drawn[Math.floor(q / s)].has(Math.floor(k / s));
+    }
+    case "hashBucket": {
+      if (!at.hash) {
+        throw new PlanError(
+          `Cannot evaluate ${where}: a hashBucket's allowed set depends on Q and K; pass their ` +
+            `bucket codes (options.hash)`,
+        );
+      }
+      const codes = at.hash(p);
+      // Some round puts Q[q] and K[k] in the same bucket.
+      return (q, k) => {
+        for (let t = 0; t < p.rounds; t++) if (codes.q(t, q) === codes.k(t, k)) return true;
+        return false;
+      };
     }
     case "lowRank":
       // Landmarks are keys of their own (landmarks.ts), never token positions.

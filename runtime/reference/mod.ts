@@ -3,12 +3,13 @@
  * against. `allowedMask` is a pattern's allowed set, `reference` the attention it implies.
  * @module
  */
-export { type AllowedFn, allowedMask } from "./allowed.ts";
+export { type AllowedFn, allowedMask, type HashLookup } from "./allowed.ts";
 export { componentAllows } from "./component.ts";
 export { referenceRows, type SampledRow } from "./sampled_rows.ts";
 export {
   type AttentionShape,
   reference,
+  referenceHashCodes,
   type ReferenceInput,
   type ReferenceOutput,
 } from "./reference.ts";

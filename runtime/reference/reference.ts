@@ -9,7 +9,14 @@ import { ShapeError } from "../../dsl/errors.ts";
 import { type AttentionShape, checkShape, type GateLayout } from "../shape.ts";
 import { checkExpressionDomain } from "../../compiler/expression_domain.ts";
 import { allowedSetUsesHeadOrBatch, scoreProgram } from "../../dsl/expression_check.ts";
-import { allowedMask } from "./allowed.ts";
+import { allowedMask, type HashLookup } from "./allowed.ts";
+import {
+  bucketCodes,
+  checkHashPlacement,
+  hashBucketsOf,
+  hashCodeKey,
+  type HashCodes,
+} from "../../dsl/hash_bucket.ts";
 import { landmarkAllows, landmarkRanks, poolLandmarks } from "./landmarks.ts";
 import { checkLowRankPlacement, landmarkGeometry } from "../../dsl/low_rank.ts";
 import { scoreFunction } from "./expression_eval.ts";
@@ -30,6 +37,12 @@ export interface ReferenceInput {
   gates?: { data: ArrayLike<number>; shape: number[] };
   /** Score scale; defaults to `1 / sqrt(D)`. */
   scale?: number;
+  /**
+   * hashBucket codes to use (the GPU's, from `Runtime.run`), so that a dot product that rounds
+   * to the other side of a plane does not change the allowed set; default: computed here in
+   * float64.
+   */
+  hashCodes?: HashCodes;
 }
 
 /** The outputs, float64. */
@@ -38,6 +51,8 @@ export interface ReferenceOutput {
   o: Float64Array;
   /** `[B, Hq, N]`, or `[branches, B, Hq, N]` for a gated pattern (each branch's own lse). */
   lse: Float64Array;
+  /** The hashBucket codes the allowed sets were built from (empty without hashBuckets). */
+  hashCodes: HashCodes;
 }
 
 /**
@@ -85,16 +100,38 @@ export function reference(input: ReferenceInput): ReferenceOutput {
   // this shape are refused here as in the compiler.
   checkExpressionDomain(pattern, { n: N, batch: B, headsQ: Hq });
   const path = (i: number) => gated ? `pattern.branches[${i}]` : "pattern";
+  // A uniform hashBucket's softmax gives every allowed key score 0 (the ANNA estimator).
+  const uniform = checkHashPlacement(pattern);
+  const hashCodes = input.hashCodes ?? referenceHashCodes(pattern, shape, input.q, input.k);
+  const hashAt = (b: number, h: number): HashLookup => (p) => {
+    const codes = hashCodes.get(hashCodeKey(p));
+    if (!codes || codes.rounds < p.rounds) {
+      throw new ShapeError(
+        `Bad input: hashCodes has no ${p.rounds} rounds for ${hashCodeKey(p)}; pass the codes ` +
+          `Runtime.run returned for this pattern`,
+      );
+    }
+    const kvHead = Math.floor(h / (Hq / Hkv));
+    return {
+      q: (t, pos) => codes.q[((t * B + b) * Hq + h) * N + pos],
+      k: (t, pos) => codes.k[((t * B + b) * Hkv + kvHead) * N + pos],
+    };
+  };
   // A(q) depends on batch and head only through predicates that read b or h; otherwise each
   // branch's keys per query are listed once.
   const keysByHead = branches.map((branch, i) => {
-    const perHead = allowedSetUsesHeadOrBatch(branch);
+    const perHead = allowedSetUsesHeadOrBatch(branch) || hashBucketsOf(branch).length > 0;
     const cache = new Map<number, number[][]>();
     return (b: number, h: number) => {
       const at = perHead ? b * Hq + h : 0;
       let keys = cache.get(at);
       if (!keys) {
-        const allowed = allowedMask(branch, N, { path: path(i), head: h, batch: b });
+        const allowed = allowedMask(branch, N, {
+          path: path(i),
+          head: h,
+          batch: b,
+          hash: hashAt(b, h),
+        });
         keys = Array.from({ length: N }, (_, q) => keysOf(allowed, q, N));
         cache.set(at, keys);
       }
@@ -103,7 +140,9 @@ export function reference(input: ReferenceInput): ReferenceOutput {
   });
   // A scored branch passes every score through its modifier (the same program as the kernel's).
   const scores = branches.map((branch, i) =>
-    branch.kind === "scored"
+    uniform[i]
+      ? () => 0
+      : branch.kind === "scored"
       ? scoreFunction(scoreProgram(branch.score, `${path(i)}.score.expr`), N)
       : undefined
   );
@@ -159,7 +198,45 @@ export function reference(input: ReferenceInput): ReferenceOutput {
       }
     }
   }
-  return { o, lse };
+  return { o, lse, hashCodes };
+}
+
+/**
+ * The bucket codes of every hashBucket in a pattern, in float64 (DESIGN §2).
+ * @param pattern a parsed pattern
+ * @param shape the attention shape
+ * @param q queries `[B, Hq, N, D]`
+ * @param k keys `[B, Hkv, N, D]`
+ * @returns codes per `hashCodeKey`, each for the most rounds asked of it
+ * @example
+ * ```ts
+ * import { referenceHashCodes } from "./reference.ts";
+ * const shape = { batch: 1, headsQ: 1, headsKV: 1, seqLen: 2, headDim: 4 };
+ * const x = [1, 0, 0, 0, 0, 1, 0, 0];
+ * referenceHashCodes({ kind: "hashBucket", buckets: 4, rounds: 1, seed: 0 }, shape, x, x).size; // 1
+ * ```
+ */
+export function referenceHashCodes(
+  pattern: Pattern,
+  shape: AttentionShape,
+  q: ArrayLike<number>,
+  k: ArrayLike<number>,
+): HashCodes {
+  const { batch: B, headsQ: Hq, headsKV: Hkv, seqLen: N, headDim: D } = shape;
+  const most = new Map<string, { seed: number; buckets: number; rounds: number }>();
+  for (const p of hashBucketsOf(pattern)) {
+    const key = hashCodeKey(p);
+    if ((most.get(key)?.rounds ?? 0) < p.rounds) most.set(key, p);
+  }
+  const out: HashCodes = new Map();
+  for (const [key, p] of most) {
+    out.set(key, {
+      rounds: p.rounds,
+      q: bucketCodes(q, B * Hq * N, D, p),
+      k: bucketCodes(k, B * Hkv * N, D, p),
+    });
+  }
+  return out;
 }
 
 function keysOf(allowed: (q: number, k: number) => boolean, q: number, n: number): number[] {

@@ -53,11 +53,14 @@ export function referenceRows(
   const gates = pattern.kind === "gated"
     ? pattern.gates ?? branches.map(() => 1 / branches.length)
     : [1];
+  const text = JSON.stringify(pattern);
+  if (text.includes('"lowRank"') || text.includes('"hashBucket"')) {
+    throw new PlanError(
+      "referenceRows: lowRank landmarks and hashBucket codes are not supported here; use reference",
+    );
+  }
   const allowed = branches.map((p) => allowedMask(p, N));
   const scale = input.scale ?? 1 / Math.sqrt(D);
-  if (JSON.stringify(pattern).includes('"lowRank"')) {
-    throw new PlanError("referenceRows: lowRank landmarks are not supported here; use reference");
-  }
   return rows.map(({ b, h, q }) => {
     if (b < 0 || b >= B || h < 0 || h >= Hq || q < 0 || q >= N) {
       throw new ShapeError(`Bad row: (b ${b}, h ${h}, q ${q}) is outside [${B}, ${Hq}, ${N}]`);

@@ -43,6 +43,8 @@ function atomAllows(a: Atom, q: number, k: number, n: number): boolean {
     }
     case "lowRank":
       throw new Error("lowRank atoms are over landmark keys, not token pairs");
+    case "hashRound":
+      throw new Error("hashBucket rounds depend on the data: their schedule is built on the GPU");
     case "predicate": // the source is the definition; the reference's interpreter runs it
       return allowedMask(a, n)(q, k);
   }

@@ -1,0 +1,110 @@
+/**
+ * Where a call's hashBucket data lives on the GPU. Each code set (one seed and bucket count,
+ * for the most rounds any hashBucket of the plan asks of it) owns three arrays of the `hash`
+ * buffer, indexed by *sort*: one sort per (round, row), the rows being the `B·Hq` query heads
+ * then the `B·Hkv` key/value heads, so `sort = round · (B·Hq + B·Hkv) + row`:
+ *
+ * - `codes[sort · N + position]`: the bucket of that query or key;
+ * - `order[sort · N + i]`: the position at bucket-order index `i` (a stable sort by code);
+ * - `starts[sort · (buckets + 1) + c]`: the first index of bucket `c` in that order
+ *   (`starts[buckets] = N`), so the keys of buckets `c0..c1` are indices `[starts[c0], starts[c1 + 1])`.
+ *
+ * The counting sort's per-chunk histograms go to a scratch buffer, `hashCounts`:
+ * `counts[sort · buckets · chunks + c · chunks + chunk]`, bucket-major so that one exclusive
+ * scan turns counts into each chunk's first index in bucket order.
+ * @module
+ */
+import { hashBits, hashCodeKey } from "../dsl/hash_bucket.ts";
+import type { Plan } from "./plan.ts";
+import type { AttentionShape } from "./shape.ts";
+
+/** Rows per histogram chunk (one workgroup of the sort passes). */
+export const SORT_CHUNK = 256;
+
+/** One code set's arrays (word offsets into `hash` and `hashCounts`). */
+export interface HashCodeSet {
+  key: string;
+  seed: number;
+  buckets: number;
+  nbits: number;
+  rounds: number;
+  /** Query rows `B·Hq` and key rows `B·Hkv`: a round holds `rowsQ + rowsK` sorts. */
+  rowsQ: number;
+  rowsK: number;
+  codes: number;
+  order: number;
+  starts: number;
+  counts: number;
+  /** Histogram chunks per sort, `ceil(N / SORT_CHUNK)`. */
+  chunks: number;
+}
+
+export interface HashLayout {
+  sets: HashCodeSet[];
+  /** Words of the `hash` and `hashCounts` buffers. */
+  words: number;
+  countWords: number;
+}
+
+/**
+ * The code sets a plan reads and their place in the buffers.
+ * @param plan the plan
+ * @param shape the call's shape
+ * @returns the layout (no sets when the plan has no hashBucket)
+ * @example
+ * ```ts
+ * import { planPattern } from "./plan.ts";
+ * import { hashLayout } from "./hash_layout.ts";
+ * const plan = planPattern({ kind: "hashBucket", buckets: 8, rounds: 2, seed: 1 }, 64, { tileQ: 16, tileK: 16 });
+ * hashLayout(plan, { batch: 1, headsQ: 2, headsKV: 1, seqLen: 64, headDim: 8 }).sets[0].rounds; // 2
+ * ```
+ */
+export function hashLayout(plan: Plan, shape: AttentionShape): HashLayout {
+  const most = new Map<string, { seed: number; buckets: number; rounds: number }>();
+  for (const b of plan.branches) {
+    for (const c of b.components) {
+      for (const a of [c.atoms, ...c.exclusions].flat()) {
+        if (a.kind !== "hashRound") continue;
+        const key = hashCodeKey(a);
+        const rounds = Math.max(most.get(key)?.rounds ?? 0, a.round + 1);
+        most.set(key, { seed: a.seed, buckets: a.buckets, rounds });
+      }
+    }
+  }
+  const n = shape.seqLen;
+  const rowsQ = shape.batch * shape.headsQ, rowsK = shape.batch * shape.headsKV;
+  const chunks = Math.ceil(n / SORT_CHUNK);
+  let words = 0, countWords = 0;
+  const sets = [...most.entries()].sort(([a], [b]) => a < b ? -1 : 1).map(([key, p]) => {
+    const sorts = p.rounds * (rowsQ + rowsK);
+    const set: HashCodeSet = {
+      key,
+      ...p,
+      nbits: hashBits(p.buckets),
+      rowsQ,
+      rowsK,
+      codes: words,
+      order: words + sorts * n,
+      starts: words + 2 * sorts * n,
+      counts: countWords,
+      chunks,
+    };
+    words += sorts * (2 * n + p.buckets + 1);
+    countWords += sorts * p.buckets * chunks;
+    return set;
+  });
+  return { sets, words, countWords };
+}
+
+/**
+ * The code set of a hashBucket round.
+ * @param layout the call's hash layout
+ * @param a seed and buckets
+ * @returns the set
+ */
+export function codeSetOf(layout: HashLayout, a: { seed: number; buckets: number }): HashCodeSet {
+  const key = hashCodeKey(a);
+  const set = layout.sets.find((s) => s.key === key);
+  if (!set) throw new Error(`Bug in Weft: no hash code set for ${key}`);
+  return set;
+}

@@ -1,0 +1,238 @@
+/**
+ * WGSL of the hashBucket pre-pass, four dispatches per code set (layout in hash_layout.ts):
+ *
+ * 1. codes: every query and key row, every round: `sum_p [v · R[t][p] > 0] << p`, with the
+ *    planes drawn from lowbias32 into workgroup memory and the dot products in float32;
+ * 2. histogram: per sort and chunk of 256 rows, how many rows fall in each bucket;
+ * 3. scan: per sort, an exclusive scan of the counts in bucket-major order, which gives each
+ *    (bucket, chunk) its first index in bucket order, and each bucket its start;
+ * 4. scatter: each row goes to its chunk's first index plus the rows of its bucket before it in
+ *    the chunk, so the sort is stable (equal codes keep position order).
+ * @module
+ */
+import type { HashCodeSet } from "../hash_layout.ts";
+import { SORT_CHUNK } from "../hash_layout.ts";
+import { ShaderModule } from "./shader_module.ts";
+
+/** Invocations of the codes kernel per workgroup (rows). */
+export const CODES_WORKGROUP = 64;
+
+/** Sorts of a code set: one per (round, query or key/value row). */
+export function sortCount(set: HashCodeSet): number {
+  return set.rounds * (set.rowsQ + set.rowsK);
+}
+
+function header(set: HashCodeSet, n: number, what: string): ShaderModule {
+  return new ShaderModule().comment(
+    `Weft hashBucket pre-pass (${set.key}, ${set.rounds} round(s), N=${n}): ${what}`,
+  );
+}
+
+function constants(set: HashCodeSet, n: number): string {
+  return `
+const N = ${n}u;
+const BUCKETS = ${set.buckets}u;
+const CHUNKS = ${set.chunks}u;      // histogram chunks of ${SORT_CHUNK} rows per sort
+const CODES = ${set.codes}u;        // word offsets into the hash buffer (hash_layout.ts)
+const ORDER = ${set.order}u;
+const STARTS = ${set.starts}u;
+const COUNTS = ${set.counts}u;      // word offset into the hashCounts buffer`;
+}
+
+/**
+ * Codes of every (round, row, position) of one set.
+ * @param o the set, N, D/4, dtype
+ * @returns the module text; dispatch `[ceil(N / 64), sortCount(set)]`
+ */
+export function hashCodesKernel(
+  o: { set: HashCodeSet; n: number; d4: number; dtype: "f32" | "f16" },
+): string {
+  const { set, n, d4 } = o;
+  const T = o.dtype;
+  const m = header(set, n, "bucket codes of Q and K");
+  if (T === "f16") m.enable("f16");
+  m.declare(
+    "bindings",
+    `
+@group(0) @binding(0) var<storage, read> qIn: array<vec4<${T}>>;
+@group(0) @binding(1) var<storage, read> kIn: array<vec4<${T}>>;
+@group(0) @binding(2) var<storage, read_write> hash: array<u32>;`,
+  );
+  m.declare(
+    "lowbias32",
+    `
+// DESIGN §2's 32-bit hash; u32 arithmetic wraps like Math.imul.
+fn lowbias32(v: u32) -> u32 {
+  var x = v;
+  x ^= x >> 16u;
+  x *= 0x7feb352du;
+  x ^= x >> 15u;
+  x *= 0x846ca68bu;
+  x ^= x >> 16u;
+  return x;
+}`,
+  );
+  m.declare(
+    "rowVector",
+    `
+// vec4 d of the query (row < ROWS_Q) or key row's vector at a position, in float32.
+fn rowVector(row: u32, position: u32, d: u32) -> vec4<f32> {
+  if (row < ROWS_Q) { return vec4<f32>(qIn[(row * N + position) * D4 + d]); }
+  return vec4<f32>(kIn[((row - ROWS_Q) * N + position) * D4 + d]);
+}`,
+  );
+  return m.render(`${constants(set, n)}
+const SEED = ${set.seed}u;
+const NBITS = ${set.nbits}u;
+const D4 = ${d4}u;
+const ROWS_Q = ${set.rowsQ}u;       // sorts of a round: ROWS_Q query rows, then the key rows
+const ROWS = ${set.rowsQ + set.rowsK}u;
+
+// The round's planes, R[t][p][i] = (h(seed + h(t * NBITS + p + h(i))) & 1) ? +1 : -1.
+var<workgroup> planes: array<vec4<f32>, ${set.nbits * d4}>;
+
+@compute @workgroup_size(${CODES_WORKGROUP})
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let sort = wg.y;
+  let round = sort / ROWS;
+  let row = sort % ROWS;
+  for (var e = lid; e < NBITS * D4; e += ${CODES_WORKGROUP}u) {
+    let plane = e / D4;
+    var signs = vec4<f32>(0.0);
+    for (var c = 0u; c < 4u; c++) {
+      let i = (e % D4) * 4u + c;
+      let bit = lowbias32(SEED + lowbias32(round * NBITS + plane + lowbias32(i))) & 1u;
+      signs[c] = select(-1.0, 1.0, bit == 1u);
+    }
+    planes[e] = signs;
+  }
+  workgroupBarrier();
+  let position = wg.x * ${CODES_WORKGROUP}u + lid;
+  if (position >= N) { return; }
+  var code = 0u;
+  for (var p = 0u; p < NBITS; p++) {
+    var dot4 = vec4<f32>(0.0);
+    for (var d = 0u; d < D4; d++) {
+      dot4 += rowVector(row, position, d) * planes[p * D4 + d];
+    }
+    if (dot4.x + dot4.y + dot4.z + dot4.w > 0.0) { code |= 1u << p; }
+  }
+  hash[CODES + sort * N + position] = code;
+}`);
+}
+
+/**
+ * Per-chunk bucket counts of one set.
+ * @returns the module text; dispatch `[chunks, sortCount(set)]`
+ */
+export function bucketHistogramKernel(o: { set: HashCodeSet; n: number }): string {
+  const { set, n } = o;
+  const m = header(set, n, "bucket counts per chunk");
+  m.declare(
+    "bindings",
+    `
+@group(0) @binding(0) var<storage, read> hash: array<u32>;
+@group(0) @binding(1) var<storage, read_write> counts: array<u32>;`,
+  );
+  return m.render(`${constants(set, n)}
+
+var<workgroup> histogram: array<atomic<u32>, ${set.buckets}>;
+
+@compute @workgroup_size(${SORT_CHUNK})
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let sort = wg.y;
+  let chunk = wg.x;
+  for (var c = lid; c < BUCKETS; c += ${SORT_CHUNK}u) { atomicStore(&histogram[c], 0u); }
+  workgroupBarrier();
+  let position = chunk * ${SORT_CHUNK}u + lid;
+  if (position < N) { atomicAdd(&histogram[hash[CODES + sort * N + position]], 1u); }
+  workgroupBarrier();
+  for (var c = lid; c < BUCKETS; c += ${SORT_CHUNK}u) {
+    counts[COUNTS + (sort * BUCKETS + c) * CHUNKS + chunk] = atomicLoad(&histogram[c]);
+  }
+}`);
+}
+
+/**
+ * Exclusive scan of each sort's counts, bucket-major: counts become first indices, and each
+ * bucket's start is written.
+ * @returns the module text; dispatch `[sortCount(set), 1]`
+ */
+export function bucketScanKernel(o: { set: HashCodeSet; n: number }): string {
+  const { set, n } = o;
+  const total = set.buckets * set.chunks;
+  const per = Math.ceil(total / SORT_CHUNK);
+  const m = header(set, n, "exclusive scan of the counts, bucket-major");
+  m.declare(
+    "bindings",
+    `
+@group(0) @binding(0) var<storage, read_write> counts: array<u32>;
+@group(0) @binding(1) var<storage, read_write> hash: array<u32>;`,
+  );
+  return m.render(`${constants(set, n)}
+const TOTAL = ${total}u;           // BUCKETS * CHUNKS entries per sort
+const PER = ${per}u;               // entries per invocation, consecutive
+
+var<workgroup> partial: array<u32, ${SORT_CHUNK}>;
+
+@compute @workgroup_size(${SORT_CHUNK})
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let sort = wg.x;
+  let base = COUNTS + sort * TOTAL;
+  let lo = min(TOTAL, lid * PER);
+  let hi = min(TOTAL, lo + PER);
+  var sum = 0u;
+  for (var e = lo; e < hi; e++) { sum += counts[base + e]; }
+  partial[lid] = sum;
+  workgroupBarrier();
+  // Inclusive scan of the invocations' sums (Hillis-Steele).
+  for (var offset = 1u; offset < ${SORT_CHUNK}u; offset <<= 1u) {
+    let add = select(0u, partial[lid - offset], lid >= offset);
+    workgroupBarrier();
+    partial[lid] += add;
+    workgroupBarrier();
+  }
+  var next = partial[lid] - sum;
+  for (var e = lo; e < hi; e++) {
+    let count = counts[base + e];
+    counts[base + e] = next;
+    if (e % CHUNKS == 0u) { hash[STARTS + sort * (BUCKETS + 1u) + e / CHUNKS] = next; }
+    next += count;
+  }
+  if (lid == 0u) { hash[STARTS + sort * (BUCKETS + 1u) + BUCKETS] = N; }
+}`);
+}
+
+/**
+ * Stable scatter of positions into bucket order.
+ * @returns the module text; dispatch `[chunks, sortCount(set)]`
+ */
+export function bucketScatterKernel(o: { set: HashCodeSet; n: number }): string {
+  const { set, n } = o;
+  const m = header(set, n, "stable scatter into bucket order");
+  m.declare(
+    "bindings",
+    `
+@group(0) @binding(0) var<storage, read_write> hash: array<u32>;
+@group(0) @binding(1) var<storage, read> counts: array<u32>;`,
+  );
+  return m.render(`${constants(set, n)}
+
+var<workgroup> chunkCodes: array<u32, ${SORT_CHUNK}>;
+
+@compute @workgroup_size(${SORT_CHUNK})
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let sort = wg.y;
+  let chunk = wg.x;
+  let position = chunk * ${SORT_CHUNK}u + lid;
+  let code = select(0xffffffffu, hash[CODES + sort * N + min(position, N - 1u)], position < N);
+  chunkCodes[lid] = code;
+  workgroupBarrier();
+  if (position >= N) { return; }
+  // Rows of this bucket earlier in the chunk go first: the order stays stable.
+  var rank = 0u;
+  for (var j = 0u; j < lid; j++) { rank += select(0u, 1u, chunkCodes[j] == code); }
+  let index = counts[COUNTS + (sort * BUCKETS + code) * CHUNKS + chunk] + rank;
+  hash[ORDER + sort * N + index] = position;
+}`);
+}
