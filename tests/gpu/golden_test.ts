@@ -12,10 +12,16 @@ import { fileURLToPath } from "node:url";
 import type { AttentionShape } from "../../compiler/mod.ts";
 import { readNpyFile } from "../../runtime/npy.ts";
 import { createRuntime } from "../../runtime/runtime.ts";
+import { reference } from "../../runtime/reference/mod.ts";
+import { codeDisagreements, type HashCodes } from "../../dsl/hash_bucket.ts";
+import { parsePattern } from "../../dsl/schema.ts";
+import { hashBucketsOf, hashCodeKey } from "../../dsl/hash_bucket.ts";
 
 /** A second tile shape: two keys and more rows per invocation than the device shape. */
 const SECOND_TILES = { tileQ: 16, tileK: 16 };
 const SMALL_TILE_CASES = new Set([
+  "hash_b16_r2_n200",
+  "gated_hash_uniform_window_n130",
   "stride_7_n130",
   "union_ring8_stride16_n500",
   "bigbird_n257",
@@ -34,6 +40,8 @@ interface GoldenCase {
   files: Record<string, string>;
   /** Fuzz regressions with large inputs: the tolerance grows with the scores (magnitude²). */
   magnitude?: number;
+  /** hashBucket cases: the code keys of files `hashq{i}` / `hashk{i}` (the reference's codes). */
+  hashKeys?: string[];
 }
 
 const manifest: { cases: GoldenCase[] } = JSON.parse(
@@ -61,7 +69,9 @@ addEventListener("unload", () => rt.destroy());
 
 /** Runs every golden case in `dtype` and checks O and LSE within `tolerance`. */
 async function checkGolden(t: Deno.TestContext, dtype: "f32" | "f16", tolerance: number) {
-  for (const c of manifest.cases) {
+  // WEFT_GOLDEN=text runs only the cases whose name holds it (a quicker loop while debugging).
+  const only = Deno.env.get("WEFT_GOLDEN");
+  for (const c of manifest.cases.filter((c) => !only || c.name.includes(only))) {
     const load = async (key: string) =>
       c.files[key] ? (await readNpyFile(dir + c.files[key])) : undefined;
     const [q, k, v, o, lse, gates] = await Promise.all(
@@ -83,14 +93,75 @@ async function checkGolden(t: Deno.TestContext, dtype: "f32" | "f16", tolerance:
           v: v!.data as Float32Array,
           gates: gates?.data as Float32Array | undefined,
         });
-        const errO = maxAbsError(out.o, o!.data);
-        const errLse = maxAbsError(out.lse, lse!.data);
+        // hashBucket: the GPU's codes must agree with the reference's wherever the sign is
+        // clear; where a near-zero projection went the other way, the reference is rerun on
+        // the GPU's codes, so O is always checked on the allowed set the kernel used.
+        let expected = { o: o!.data, lse: lse!.data };
+        if (c.hashKeys) {
+          const same = await checkHashCodes(c, dtype, out.hashCodes!, q!.data, k!.data);
+          if (!same) {
+            expected = reference({
+              pattern: c.pattern as never,
+              shape: c.shape,
+              q: q!.data,
+              k: k!.data,
+              v: v!.data,
+              hashCodes: out.hashCodes,
+            });
+          }
+        }
+        const errO = maxAbsError(out.o, expected.o);
+        const errLse = maxAbsError(out.lse, expected.lse);
         const allowed = tolerance * Math.max(1, (c.magnitude ?? 1) ** 2);
         assert.ok(errO <= allowed, `${label}: max |O - O_ref| = ${errO}`);
         assert.ok(errLse <= allowed, `${label}: max |LSE - LSE_ref| = ${errLse}`);
       });
     }
   }
+}
+
+/**
+ * Checks a run's hashBucket codes against the golden (reference) codes: every disagreement
+ * must be a projection within 1e-4·|v| of zero on the inputs the GPU saw (DESIGN §2).
+ * @returns whether they are identical (then the golden O applies as it is)
+ */
+async function checkHashCodes(
+  c: GoldenCase,
+  dtype: "f32" | "f16",
+  gpu: HashCodes,
+  q: ArrayLike<number>,
+  k: ArrayLike<number>,
+): Promise<boolean> {
+  const { batch: B, headsQ: Hq, headsKV: Hkv, seqLen: N, headDim: D } = c.shape;
+  const seen = (x: ArrayLike<number>) => dtype === "f16" ? Float16Array.from(x) : x;
+  const patterns = hashBucketsOf(parsePattern(c.pattern));
+  let same = true;
+  for (const [i, key] of c.hashKeys!.entries()) {
+    const codes = gpu.get(key);
+    assert.ok(codes, `${c.name}: the run returned no codes for ${key}`);
+    const p = {
+      ...patterns.find((p) => hashCodeKey(p) === key)!,
+      rounds: codes.rounds,
+    };
+    const [goldenQ, goldenK] = await Promise.all(
+      [`hashq${i}`, `hashk${i}`].map((f) => readNpyFile(dir + c.files[f])),
+    );
+    assert.equal(goldenQ.shape[0], codes.rounds, `${c.name}: rounds of ${key}`);
+    assert.deepEqual(
+      codeDisagreements(seen(q), B * Hq * N, D, p, codes.q),
+      [],
+      `${c.name}: query codes of ${key} disagree with clearly signed projections`,
+    );
+    assert.deepEqual(
+      codeDisagreements(seen(k), B * Hkv * N, D, p, codes.k),
+      [],
+      `${c.name}: key codes of ${key} disagree with clearly signed projections`,
+    );
+    const equal = (a: ArrayLike<number>, b: ArrayLike<number>) =>
+      a.length === b.length && Array.from(a).every((x, j) => x === b[j]);
+    same &&= equal(codes.q, goldenQ.data) && equal(codes.k, goldenK.data);
+  }
+  return same;
 }
 
 Deno.test("golden kernels match the float64 reference (float32)", async (t) => {
