@@ -56,6 +56,8 @@ export function planDensity(plan: Plan): PlanDensity {
  * ```
  */
 export function componentPairs(c: Component, n: number): number {
+  // A hashBucket round's pairs depend on the data: counted from the codes (hash_density.ts).
+  if (c.qLayout.kind === "sorted") return NaN;
   const qPos = layoutPositions(c.qLayout, n);
   const kPos = layoutPositions(c.kLayout, n);
   const { offsets, kvStart, kvLength, partial, tileQ, tileK } = c.mask;

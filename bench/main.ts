@@ -169,6 +169,7 @@ async function benchShape(
           `pipelines ${m.pipelineMs.toFixed(0)} ms (${m.pipelinesCached} of ${m.passes} cached), ` +
           `prepare ${m.prepareMs.toFixed(0)} ms, ` +
           `first submit ${m.firstSubmitMs.toFixed(0)} ms, ` +
+          (m.prePassMs === undefined ? "" : `pre-passes ${m.prePassMs.toFixed(3)} ms, `) +
           `samples ${m.samples.map((s) => s.toFixed(2)).join(" ")}`,
       );
     } catch (e) {

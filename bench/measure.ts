@@ -10,6 +10,9 @@ import type { Pattern } from "../dsl/schema.ts";
 import type { AttentionInputs } from "../runtime/attention_call.ts";
 import type { Runtime } from "../runtime/runtime.ts";
 import { planDensity } from "./density.ts";
+import { hashBranchDensity, needsCodes } from "./hash_density.ts";
+import type { CompiledAttention } from "../compiler/mod.ts";
+import type { AttentionCall } from "../runtime/attention_call.ts";
 import { warmUp } from "../runtime/sustained_timing.ts";
 
 /** Where a row's milliseconds come from: timestamp queries, or the host's clock. */
@@ -43,8 +46,14 @@ export interface Measurement {
   /** Back-to-back repetitions of the call in each timed sample (`ms` is per repetition). */
   repeat: number;
   tiles: { visited: number; partial: number; dense: number };
-  /** Pairs computed per N², summed over branches (see `planDensity`). */
+  /** Pairs computed per N², summed over branches (see `planDensity`; hashBucket: from the codes). */
   density: number;
+  /** Whether `density` was counted exactly (false: hashBucket mixed with other rules, sampled). */
+  densityExact: boolean;
+  /** Whether `density` was counted from the run's hashBucket codes. */
+  densityFromCodes?: boolean;
+  /** Median GPU ms of the pre-passes alone (lowRank pooling, hashBucket codes and sort). */
+  prePassMs?: number;
   /** The kernel shape compiled (tuned, or the runtime's default). */
   kernel: KernelShape;
 }
@@ -112,9 +121,11 @@ export async function measurePattern(
       gpu.push(gpuMs);
       wall.push((performance.now() - t0) / repeat);
     }
-  } finally {
+  } catch (e) {
     call.destroy();
+    throw e;
   }
+  const prePassMs = await timePrePasses(rt, compiled, options);
   // Timestamps on every sample, or the wall clock for all of them: never a mix.
   const timer: Timer = useGpuTimer && gpu.every((t) => t !== undefined) ? "gpu" : "wall";
   const samples = timer === "gpu" ? gpu as number[] : wall;
@@ -130,9 +141,64 @@ export async function measurePattern(
     firstSubmitMs,
     repeat,
     tiles: planTileCounts(compiled.plan),
-    density: planDensity(compiled.plan).density,
+    ...await densityOf(compiled, call),
+    ...(prePassMs === undefined ? {} : { prePassMs }),
     kernel: compiled.kernel,
   };
+}
+
+/** Pairs per N²: planned, or for a hashBucket branch counted from the codes this call used. */
+async function densityOf(
+  compiled: CompiledAttention,
+  call: AttentionCall,
+): Promise<{ density: number; densityExact: boolean; densityFromCodes?: boolean }> {
+  try {
+    const pattern = compiled.plan.pattern;
+    if (!needsCodes(pattern)) {
+      return { density: planDensity(compiled.plan).density, densityExact: true };
+    }
+    const { hashCodes } = await call.read();
+    const branches = pattern.kind === "gated" ? pattern.branches : [pattern];
+    const n = compiled.shape.seqLen;
+    const planned = planDensity(compiled.plan).allowedPairs;
+    let density = 0, densityExact = true;
+    branches.forEach((branch, i) => {
+      if (!needsCodes(branch)) {
+        density += planned[i] / (n * n);
+        return;
+      }
+      const d = hashBranchDensity(branch, compiled.shape, hashCodes!);
+      density += d.density;
+      densityExact &&= d.exact;
+    });
+    return { density, densityExact, densityFromCodes: true };
+  } finally {
+    call.destroy();
+  }
+}
+
+/**
+ * The pre-passes timed on their own (same inputs, same number of samples), where there are
+ * any: the share of a call that a hashBucket's hash and sort, or a lowRank's pooling, cost.
+ * They warm up and repeat for themselves: at the full call's repetition count the short
+ * submissions left the GPU idle enough to drop its clocks (f16 hash64x2 read 6.3 ms, not 1.5).
+ */
+async function timePrePasses(
+  rt: Runtime,
+  compiled: CompiledAttention,
+  options: MeasureOptions,
+): Promise<number | undefined> {
+  const passes = compiled.passes.filter((p) => p.prePass);
+  if (passes.length === 0 || !rt.info.timestamps || rt.info.isFallback) return undefined;
+  const call = await rt.prepare({ ...compiled, passes }, options.inputs);
+  try {
+    const { repeat } = await warmUp(call, options.warmup, true);
+    const samples: number[] = [];
+    for (let i = 0; i < options.reps; i++) samples.push((await call.submit(repeat))!);
+    return median(samples);
+  } finally {
+    call.destroy();
+  }
 }
 
 /**

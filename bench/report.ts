@@ -25,6 +25,16 @@ export interface BenchRow {
   density: number | null;
   /** `(t_dense / t) × density` at the same N; `null` when the dense row did not run. */
   efficiency: number | null;
+  /**
+   * hashBucket rows: density is counted from the codes the run used, exactly for a pattern
+   * that is one hashBucket (`true`) or from sampled query rows (`false`); absent otherwise.
+   */
+  density_exact?: boolean;
+  /**
+   * Median GPU ms of the pre-passes alone (hashBucket codes and sort, lowRank pooling), timed
+   * in the same run; `ms` includes them. Absent for patterns without pre-passes.
+   */
+  prepass_ms?: number;
   /** Planning and WGSL generation plus pipeline creation. */
   compile_ms: number | null;
   /**
@@ -105,6 +115,8 @@ export function buildRow(m: Measurement, ctx: RowContext): BenchRow {
     tflops_allowed: m.density * tflopsDense,
     density: m.density,
     efficiency: ctx.denseMs === undefined ? null : (ctx.denseMs / m.ms) * m.density,
+    ...(needsCodesRow(m) ? { density_exact: m.densityExact } : {}),
+    ...(m.prePassMs === undefined ? {} : { prepass_ms: m.prePassMs }),
     compile_ms: m.compileMs + m.pipelineMs,
     pipelines_cached: m.pipelinesCached,
     pipelines: m.passes,
@@ -118,6 +130,11 @@ export function buildRow(m: Measurement, ctx: RowContext): BenchRow {
     tune_ms: ctx.tune?.source === "tuned" ? ctx.tune.ms : null,
     device: ctx.device,
   };
+}
+
+/** Whether the row's density came from hashBucket codes. */
+function needsCodesRow(m: Measurement): boolean {
+  return m.densityFromCodes === true;
 }
 
 /**

@@ -57,6 +57,11 @@ export const SUITE: readonly SuiteEntry[] = [
       of: [{ kind: "window", left: 256, right: 256 }, { kind: "lowRank", rank: 256 }],
     },
   },
+  {
+    // Density, and so efficiency, is counted from the codes each run used.
+    name: "hash64x2",
+    pattern: { kind: "hashBucket", buckets: 64, rounds: 2, seed: 1 },
+  },
 ];
 
 /**

@@ -26,7 +26,7 @@ import {
   bucketHistogramKernel,
   bucketScanKernel,
   bucketScatterKernel,
-  CODES_WORKGROUP,
+  codeRows,
   hashCodesKernel,
   sortCount,
 } from "./wgsl/hash_sort_wgsl.ts";
@@ -68,6 +68,8 @@ export interface Binding {
 /** One compute dispatch: its WGSL, its bindings in binding order, its workgroup counts. */
 export interface Pass {
   label: string;
+  /** A pre-pass (lowRank pooling, hashBucket codes and sort): runs before any attention kernel. */
+  prePass?: true;
   wgsl: string;
   bindings: Binding[];
   workgroups: [number, number];
@@ -395,6 +397,7 @@ function poolingPass(
   const heads = shape.batch * shape.headsKV, d4 = shape.headDim / 4;
   const workgroups = elementwiseWorkgroups(heads * l.count * d4);
   return {
+    prePass: true,
     label: `pool K and V into ${l.count} landmarks (lowRank(${l.rank}))`,
     wgsl: poolingKernel({ heads, n: shape.seqLen, d4, ...l, dtype, groupsX: workgroups[0] }),
     bindings: [read("k"), read("v"), written(`landmarkK${l.rank}`), written(`landmarkV${l.rank}`)],
@@ -406,12 +409,12 @@ function poolingPass(
 function hashPasses(set: HashLayout["sets"][number], shape: AttentionShape, dtype: Dtype): Pass[] {
   const n = shape.seqLen, sorts = sortCount(set);
   const what = `hashBucket ${set.key}, ${set.rounds} round(s)`;
-  return [
+  const passes: Pass[] = [
     {
       label: `${what}: bucket codes of Q and K`,
       wgsl: hashCodesKernel({ set, n, d4: shape.headDim / 4, dtype }),
       bindings: [read("q"), read("k"), written("hash")],
-      workgroups: [Math.ceil(n / CODES_WORKGROUP), sorts],
+      workgroups: [Math.ceil(n / codeRows(shape.headDim / 4, set.nbits)), sorts],
     },
     {
       label: `${what}: bucket counts per chunk`,
@@ -432,6 +435,7 @@ function hashPasses(set: HashLayout["sets"][number], shape: AttentionShape, dtyp
       workgroups: [set.chunks, sorts],
     },
   ];
+  return passes.map((p) => ({ prePass: true, ...p }));
 }
 
 /** One dispatch dimension holds every sort, and each buffer one binding. */

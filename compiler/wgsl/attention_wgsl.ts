@@ -19,7 +19,12 @@ import type { AttentionShape } from "../shape.ts";
 import { declareLayout } from "./layout_wgsl.ts";
 import type { ScoreModifier } from "../../dsl/schema.ts";
 import { declareScoreModifier } from "./expression_wgsl.ts";
-import { allowedReadsHeadOrBatch, declareAllowed } from "./predicate_wgsl.ts";
+import {
+  allowedReadsHeadOrBatch,
+  codeRef,
+  declareAllowed,
+  hashRoundsRead,
+} from "./predicate_wgsl.ts";
 import { declareNegativeInfinity, f32, ShaderModule } from "./shader_module.ts";
 import { codeSetOf, type HashLayout } from "../hash_layout.ts";
 
@@ -154,7 +159,9 @@ var<workgroup> kPosition: array<i32, ${tileK}>;`,
     params,
     landmarkSegment: c.kLayout.kind === "landmarks" ? c.kLayout.segment : undefined,
     hash: o.hash,
+    stagedCodes: stagedCodes(c),
   });
+  declareCodeStaging(m, o);
   if (o.score) {
     declareScoreModifier(m, o.score, n);
     m.declare(
@@ -172,6 +179,7 @@ function entryPoint(o: ComponentKernelOptions, qPos: string, kPos: string): stri
   // loop-indexed private arrays in local memory, which cost 20x on the H100.
   // Predicates and score modifiers that read the query head h or the batch b get them.
   const headBatch = allowedReadsHeadOrBatch(o.component);
+  const staged = stagedCodes(o.component).length > 0;
   const hb = headBatch ? ", head, batch" : "";
   const each = (f: (r: number) => string) => R.map(f).join("\n");
   const eachRJ = (f: (r: number, j: number) => string) =>
@@ -208,7 +216,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     let src = (bh * N + u32(max(q, 0))) * D4 + i % D4;
     qTile[r * QK_STRIDE + i % D4] = select(vec4<${o.dtype}>(0.0), qIn[src] * SCORE_SCALE, q >= 0);
   }
-${each((r) => `  let q${r} = ${qPos}(qTileIndex * TILE_Q + firstRow + ${r}u);`)}
+${each((r) => `  let q${r} = ${qPos}(qTileIndex * TILE_Q + firstRow + ${r}u);`)}${
+    staged ? "\n" + each((r) => `  let qCodes${r} = queryCodes(max(q${r}, 0));`) : ""
+  }
 ${each((r) => `  var rowMax${r} = NO_SCORE;`)}
   // Row sums are this invocation's share; the shares are added over columns at the end.
 ${each((r) => `  var rowSum${r} = 0.0;`)}
@@ -231,7 +241,9 @@ ${o.component.kLayout.kind === "sorted" ? bucketRange(o) : scheduleRuns(o)}
     for (var i = lid; i < TILE_K * D4; i += THREADS) {
       let j = i / D4;
       let k = ${kPos}(kTileStart + j);
-      if (i % D4 == 0u) { kPosition[j] = k; }
+      if (i % D4 == 0u) { kPosition[j] = k;${
+    stagedCodes(o.component).length ? " kCodeTile[j] = keyCodes(max(k, 0));" : ""
+  } }
       let src = kvBase + u32(max(k, 0)) * D4 + i % D4;
       kTile[j * QK_STRIDE + i % D4] = select(vec4<${o.dtype}>(0.0), kIn[src], k >= 0);
       vTile[i] = select(vec4<${o.dtype}>(0.0), vIn[src], k >= 0);
@@ -240,10 +252,16 @@ ${o.component.kLayout.kind === "sorted" ? bucketRange(o) : scheduleRuns(o)}
 
     // Mask first (PARTIAL tiles only): an invocation none of whose pairs is allowed skips its
     // dot products, and a warp whose rows all miss this tile (a band's corner) skips the work.
-${J.map((j) => `    let k${j} = kPosition[col + ${j * g.cols}u];`).join("\n")}
+${J.map((j) => `    let k${j} = kPosition[col + ${j * g.cols}u];`).join("\n")}${
+    staged
+      ? "\n" + J.map((j) => `    let kc${j} = kCodeTile[col + ${j * g.cols}u];`).join("\n")
+      : ""
+  }
 ${
     eachRJ((r, j) =>
-      `    let m${r}_${j} = q${r} >= 0 && k${j} >= 0 && (!isPartial || allowed(q${r}, k${j}${hb}));`
+      `    let m${r}_${j} = q${r} >= 0 && k${j} >= 0 && (!isPartial || allowed(q${r}, k${j}${hb}${
+        staged ? `, qCodes${r}, kc${j}` : ""
+      }));`
     )
   }
     let anyAllowed = ${R.flatMap((r) => J.map((j) => `m${r}_${j}`)).join(" || ")};
@@ -327,6 +345,54 @@ function bucketRange(o: ComponentKernelOptions): string {
   var run = 0u;                       // one run: the loop ends with it
   let lastRun = 0u;
   let runsAt = 0u;`;
+}
+
+/**
+ * The hashBucket rounds whose codes a kernel stages: every round its predicate reads, when
+ * they fit a vec4<u32> (else `allowed` reads them from the hash buffer pair by pair).
+ */
+function stagedCodes(c: Component): string[] {
+  const refs = readsHash(c) ? hashRoundsRead(c) : [];
+  return refs.length <= 4 ? refs : [];
+}
+
+/**
+ * Staged codes: \`queryCodes(q)\` once per row, \`keyCodes(k)\` into \`kCodeTile\` with each
+ * key tile, so the mask of a PARTIAL tile compares registers instead of loading two codes per
+ * pair and round.
+ */
+function declareCodeStaging(m: ShaderModule, o: ComponentKernelOptions): void {
+  const refs = stagedCodes(o.component);
+  if (refs.length === 0) return;
+  const n = o.shape.seqLen;
+  const word = (side: "q" | "k", ref: string) => {
+    const atom = [o.component.atoms, ...o.component.exclusions].flat()
+      .find((a) => a.kind === "hashRound" && codeRef(a) === ref)!;
+    if (atom.kind !== "hashRound") throw new Error("Bug in Weft: staged code of no round");
+    const set = codeSetOf(o.hash!, atom);
+    const first = set.codes +
+      (atom.round * (set.rowsQ + set.rowsK) + (side === "k" ? set.rowsQ : 0)) * n;
+    return `hash[${first}u + ${side === "q" ? "queryRow" : "keyRow"} * N + u32(p)]`;
+  };
+  const codes = (side: "q" | "k") =>
+    [0, 1, 2, 3].map((i) => i < refs.length ? word(side, refs[i]) : "0u").join(",\n    ");
+  m.declare(
+    "kCodeTile",
+    `var<workgroup> kCodeTile: array<vec4<u32>, ${o.component.mask.tileK}>; // staged key codes`,
+  );
+  m.declare(
+    "stagedCodes",
+    `
+// Codes of ${refs.join("; ")} (unused lanes 0), at a position >= 0.
+fn queryCodes(p: i32) -> vec4<u32> {
+  return vec4<u32>(
+    ${codes("q")});
+}
+fn keyCodes(p: i32) -> vec4<u32> {
+  return vec4<u32>(
+    ${codes("k")});
+}`,
+  );
 }
 
 /** Whether a component's kernel binds the hash buffer (its atoms or exclusions hash). */

@@ -72,6 +72,7 @@ fn lowbias32(v: u32) -> u32 {
   return x;
 }`,
   );
+  const rows = codeRows(d4, set.nbits);
   m.declare(
     "rowVector",
     `
@@ -87,9 +88,13 @@ const NBITS = ${set.nbits}u;
 const D4 = ${d4}u;
 const ROWS_Q = ${set.rowsQ}u;       // sorts of a round: ROWS_Q query rows, then the key rows
 const ROWS = ${set.rowsQ + set.rowsK}u;
+const TILE = ${rows}u;              // positions per workgroup
+const STRIDE = ${d4 + 1}u;          // padded row stride of the staged vectors: spreads banks
 
 // The round's planes, R[t][p][i] = (h(seed + h(t * NBITS + p + h(i))) & 1) ? +1 : -1.
 var<workgroup> planes: array<vec4<f32>, ${set.nbits * d4}>;
+// TILE vectors, read with consecutive invocations on consecutive vec4s.
+var<workgroup> vectors: array<vec4<f32>, ${rows * (d4 + 1)}>;
 
 @compute @workgroup_size(${CODES_WORKGROUP})
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -106,19 +111,39 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     }
     planes[e] = signs;
   }
+  let first = wg.x * TILE;
+  for (var e = lid; e < TILE * D4; e += ${CODES_WORKGROUP}u) {
+    let position = first + e / D4;
+    if (position < N) { vectors[(e / D4) * STRIDE + e % D4] = rowVector(row, position, e % D4); }
+  }
   workgroupBarrier();
-  let position = wg.x * ${CODES_WORKGROUP}u + lid;
-  if (position >= N) { return; }
+  let position = first + lid;
+  if (lid >= TILE || position >= N) { return; }
   var code = 0u;
   for (var p = 0u; p < NBITS; p++) {
     var dot4 = vec4<f32>(0.0);
-    for (var d = 0u; d < D4; d++) {
-      dot4 += rowVector(row, position, d) * planes[p * D4 + d];
-    }
+    for (var d = 0u; d < D4; d++) { dot4 += vectors[lid * STRIDE + d] * planes[p * D4 + d]; }
     if (dot4.x + dot4.y + dot4.z + dot4.w > 0.0) { code |= 1u << p; }
   }
   hash[CODES + sort * N + position] = code;
 }`);
+}
+
+/**
+ * Positions per codes workgroup: one per invocation, fewer where the planes and the staged
+ * vectors would pass WebGPU's default 16 KiB of workgroup memory.
+ * @param d4 head dim / 4
+ * @param nbits planes per round
+ * @returns positions per workgroup
+ * @example
+ * ```ts
+ * import { codeRows } from "./hash_sort_wgsl.ts";
+ * codeRows(16, 6); // 54: 1.5 KiB of planes, 272 bytes per staged vector
+ * ```
+ */
+export function codeRows(d4: number, nbits: number): number {
+  const vec4Slots = 1024 - nbits * d4;
+  return Math.max(1, Math.min(CODES_WORKGROUP, Math.floor(vec4Slots / (d4 + 1))));
 }
 
 /**

@@ -7,6 +7,7 @@
 import { type Atom, atomLabel } from "../atoms.ts";
 import type { ParamBlock } from "../aux_data.ts";
 import { codeSetOf, type HashLayout } from "../hash_layout.ts";
+import { hashCodeKey } from "../../dsl/hash_bucket.ts";
 import { predicateCall, readsHeadOrBatch } from "./expression_wgsl.ts";
 import { ParamReader } from "./params_wgsl.ts";
 import type { ShaderModule } from "./shader_module.ts";
@@ -35,6 +36,7 @@ export function atomExpression(
   atom: Atom,
   n: number,
   hash?: HashLayout,
+  stagedCodes?: readonly string[],
 ): string {
   const { m } = reader;
   const aux = reader.params.aux;
@@ -94,6 +96,9 @@ fn randomAllows(table: u32, blocks: u32, size: i32, q: i32, k: i32) -> bool {
       return `randomAllows(${table}, ${blocks}, ${size}, q, k)`;
     }
     case "hashRound": {
+      // Codes the kernel staged (the query's in registers, the key tile's in workgroup memory).
+      const slot = stagedCodes?.indexOf(codeRef(atom)) ?? -1;
+      if (slot >= 0) return `qCodes[${slot}] == kCodes[${slot}]`;
       if (!hash) throw new Error("Bug in Weft: a hashBucket kernel without its hash layout");
       const set = codeSetOf(hash, atom);
       const first = set.codes + atom.round * (set.rowsQ + set.rowsK) * n;
@@ -115,6 +120,33 @@ fn sameBucket(codes: u32, q: i32, k: i32) -> bool {
     case "predicate":
       return predicateCall(m, atom, n);
   }
+}
+
+/**
+ * Names one round of one code set: the unit a kernel stages codes of.
+ * @example
+ * ```ts
+ * import { codeRef } from "./predicate_wgsl.ts";
+ * codeRef({ seed: 1, buckets: 64, round: 0 }); // "seed 1, 64 buckets/0"
+ * ```
+ */
+export function codeRef(a: { seed: number; buckets: number; round: number }): string {
+  return `${hashCodeKey(a)}/${a.round}`;
+}
+
+/**
+ * The hashBucket rounds a component's predicate reads (its own and its exclusions'), each once.
+ * @param c the component's atoms and exclusions
+ * @returns `codeRef`s in first-use order
+ */
+export function hashRoundsRead(
+  c: { atoms: readonly Atom[]; exclusions: readonly (readonly Atom[])[] },
+): string[] {
+  const refs: string[] = [];
+  for (const a of [c.atoms, ...c.exclusions].flat()) {
+    if (a.kind === "hashRound" && !refs.includes(codeRef(a))) refs.push(codeRef(a));
+  }
+  return refs;
 }
 
 /**
@@ -186,6 +218,11 @@ export function declareAllowed(
     landmarkSegment?: number;
     /** Where hashBucket codes live (components with a hashBucket round). */
     hash?: HashLayout;
+    /**
+     * hashBucket rounds whose codes the kernel stages (`codeRef`s, at most 4): `allowed` then
+     * takes the query's and the key's codes, `allowed(q, k, qCodes, kCodes)`.
+     */
+    stagedCodes?: readonly string[];
   },
 ): string {
   const reader = new ParamReader(m, options.params, true);
@@ -194,7 +231,7 @@ export function declareAllowed(
     segment !== undefined && a.kind === "causal"
       // DESIGN §2: under causal, landmark k only once its last row is <= q.
       ? `min(${options.n}, (k + 1) * ${segment}) - 1 <= q`
-      : atomExpression(reader, a, options.n, options.hash);
+      : atomExpression(reader, a, options.n, options.hash, options.stagedCodes);
   const conj = (atoms: readonly Atom[]) => atoms.map(expression).join(" && ");
   const lines = [`  let own = ${conj(options.atoms)};`];
   options.exclusions.forEach((e, i) => {
@@ -205,7 +242,9 @@ export function declareAllowed(
   return m.declare(
     "allowed",
     `
-fn allowed(q: i32, k: i32${allowedReadsHeadOrBatch(options) ? ", h: i32, b: i32" : ""}) -> bool {
+fn allowed(q: i32, k: i32${allowedReadsHeadOrBatch(options) ? ", h: i32, b: i32" : ""}${
+      options.stagedCodes?.length ? ", qCodes: vec4<u32>, kCodes: vec4<u32>" : ""
+    }) -> bool {
 ${[...reader.lines, ...lines].join("\n")}
   return own${excluded};
 }`,
