@@ -181,7 +181,7 @@ async function densityOf(
  * The pre-passes timed on their own (same inputs, same number of samples), where there are
  * any: the share of a call that a hashBucket's hash and sort, or a lowRank's pooling, cost.
  * They warm up and repeat for themselves: at the full call's repetition count the short
- * submissions left the GPU idle enough to drop its clocks (f16 hash64x2 read 6.3 ms, not 1.5).
+ * submissions left the GPU idle enough to drop its clocks (f16 hash64x2 read 6.3 ms, not 1.4).
  */
 async function timePrePasses(
   rt: Runtime,

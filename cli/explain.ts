@@ -32,6 +32,7 @@ import { type BranchMask, branchMasks, maskSvg, renderMask } from "./_mask_pictu
 import { maskImage } from "./_mask_image.ts";
 import { encodePng } from "./_png.ts";
 import { reach, strideClasses } from "./_reach.ts";
+import { hashBucketsOf } from "../dsl/hash_bucket.ts";
 import { atomLabel } from "../compiler/atoms.ts";
 
 const USAGE = `Usage: deno task explain P --seq-len N [--head-dim D] [--tiles QxK] [--wgsl out.wgsl]
@@ -104,65 +105,86 @@ export async function main(args: string[]): Promise<number> {
   console.log("\nplan:");
   console.log(indent(planSummary(compiled.plan)));
 
-  const started = performance.now();
-  const masks = branchMasks(compiled.plan);
-  const labels = compiled.plan.branches.map((b, i) =>
-    compiled.branches > 1 ? `branch ${i}: ${b.label}` : b.label
-  );
-  console.log(`\ndensity (allowed (q, k) pairs of N² = ${seqLen * seqLen}):`);
-  masks.forEach((m, i) => {
-    console.log(`  ${labels[i]}: ${densityLine(m, seqLen)}`);
-    // lowRank landmarks are keys of their own: counted here, not in the pairs or the picture.
-    for (const c of compiled.plan.branches[i].components) {
-      if (c.kLayout.kind !== "landmarks") continue;
-      const causal = c.atoms.some((a) => a.kind === "causal");
+  const hashed = hashBucketsOf(compiled.plan.pattern);
+  if (hashed.length > 0) {
+    // The allowed set depends on Q and K: nothing here may pretend to know it.
+    console.log(
+      "\ndensity: depends on Q and K (hashBucket); for independent, evenly spread codes:",
+    );
+    for (const h of hashed) {
+      const expected = 1 - (1 - 1 / h.buckets) ** h.rounds;
       console.log(
-        `    plus ${c.kLayout.count} pooled landmarks of lowRank(${c.kLayout.rank}) ` +
-          `(${c.kLayout.segment} positions each) per query${
-            causal ? ", once their segment has ended" : ""
-          }`,
+        `  hashBucket(${h.buckets} buckets x ${h.rounds} rounds): about ${
+          (100 * expected).toFixed(2)
+        }% ` +
+          `of pairs (real data collide more: the bench counts it from each run's codes)`,
       );
     }
-  });
-  console.log(`  (measured from the tile schedule in ${formatMs(performance.now() - started)})`);
-
-  masks.forEach((m, i) => {
-    const scale = m.cellSize === 1
-      ? "element-level"
-      : `tile-level: a cell is ${m.cellSize}x${m.cellSize} positions`;
     console.log(
-      `\nmask of ${labels[i]} (${scale}; rows are queries, columns keys; █ some pair allowed, ` +
-        `░ none):`,
+      "mask, pictures and reach: not drawn, since the allowed set is known only once the GPU " +
+        "has hashed Q and K (`Runtime.run` returns the codes)",
     );
-    console.log(renderMask(m));
-  });
-  if (values.svg !== undefined) {
-    await writeText(values.svg, "svg", maskSvg(masks, labels));
-    console.log(`\nwrote the mask picture to ${values.svg}`);
-  }
-  if (values.png !== undefined) {
-    const drawn = performance.now();
-    const image = maskImage(compiled.plan, componentLabels(compiled));
-    await writeFile(values.png, "png", encodePng(image));
-    console.log(
-      `\nwrote the ${image.width}x${image.height} mask picture to ${values.png} in ` +
-        `${formatMs(performance.now() - drawn)}; one row of panels per branch`,
+  } else {
+    const started = performance.now();
+    const masks = branchMasks(compiled.plan);
+    const labels = compiled.plan.branches.map((b, i) =>
+      compiled.branches > 1 ? `branch ${i}: ${b.label}` : b.label
     );
-    for (const line of image.panels) console.log(`  ${line}`);
-    for (const { label, colour } of image.legend) console.log(`  ${colour} ${label}`);
-  }
+    console.log(`\ndensity (allowed (q, k) pairs of N² = ${seqLen * seqLen}):`);
+    masks.forEach((m, i) => {
+      console.log(`  ${labels[i]}: ${densityLine(m, seqLen)}`);
+      // lowRank landmarks are keys of their own: counted here, not in the pairs or the picture.
+      for (const c of compiled.plan.branches[i].components) {
+        if (c.kLayout.kind !== "landmarks") continue;
+        const causal = c.atoms.some((a) => a.kind === "causal");
+        console.log(
+          `    plus ${c.kLayout.count} pooled landmarks of lowRank(${c.kLayout.rank}) ` +
+            `(${c.kLayout.segment} positions each) per query${
+              causal ? ", once their segment has ended" : ""
+            }`,
+        );
+      }
+    });
+    console.log(`  (measured from the tile schedule in ${formatMs(performance.now() - started)})`);
 
-  const searched = performance.now();
-  const r = reach(compiled.plan);
-  const scope = r.cellSize === 1 ? "exact" : `on cells of ${r.cellSize} positions, a lower bound`;
-  console.log(
-    `\nreach (${scope}; ${formatMs(performance.now() - searched)}): ` +
-      (r.hops !== undefined
-        ? `every position hears from every other within ${r.hops} attention hop(s)`
-        : `never: ${r.unreachable} of ${r.nodes * r.nodes} ordered pairs of ${r.nodes} nodes ` +
-          `stay apart however many layers are stacked`),
-  );
-  for (const line of strideClasses(compiled.plan)) console.log(`  ${line}`);
+    masks.forEach((m, i) => {
+      const scale = m.cellSize === 1
+        ? "element-level"
+        : `tile-level: a cell is ${m.cellSize}x${m.cellSize} positions`;
+      console.log(
+        `\nmask of ${labels[i]} (${scale}; rows are queries, columns keys; █ some pair allowed, ` +
+          `░ none):`,
+      );
+      console.log(renderMask(m));
+    });
+    if (values.svg !== undefined) {
+      await writeText(values.svg, "svg", maskSvg(masks, labels));
+      console.log(`\nwrote the mask picture to ${values.svg}`);
+    }
+    if (values.png !== undefined) {
+      const drawn = performance.now();
+      const image = maskImage(compiled.plan, componentLabels(compiled));
+      await writeFile(values.png, "png", encodePng(image));
+      console.log(
+        `\nwrote the ${image.width}x${image.height} mask picture to ${values.png} in ` +
+          `${formatMs(performance.now() - drawn)}; one row of panels per branch`,
+      );
+      for (const line of image.panels) console.log(`  ${line}`);
+      for (const { label, colour } of image.legend) console.log(`  ${colour} ${label}`);
+    }
+
+    const searched = performance.now();
+    const r = reach(compiled.plan);
+    const scope = r.cellSize === 1 ? "exact" : `on cells of ${r.cellSize} positions, a lower bound`;
+    console.log(
+      `\nreach (${scope}; ${formatMs(performance.now() - searched)}): ` +
+        (r.hops !== undefined
+          ? `every position hears from every other within ${r.hops} attention hop(s)`
+          : `never: ${r.unreachable} of ${r.nodes * r.nodes} ordered pairs of ${r.nodes} nodes ` +
+            `stay apart however many layers are stacked`),
+    );
+    for (const line of strideClasses(compiled.plan)) console.log(`  ${line}`);
+  }
 
   console.log(
     `\npasses: ${compiled.passes.map((p) => `${p.label} [${p.workgroups.join("x")}]`).join(", ")}`,

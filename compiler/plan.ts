@@ -286,7 +286,10 @@ export function planSummary(plan: Plan): string {
   const { visited, partial, dense } = planTileCounts(plan);
   lines.push(
     `N=${plan.n}, tile ${plan.tiles.tileQ}x${plan.tiles.tileK}: ${visited} of ${dense} tiles ` +
-      `visited (${pct(visited / dense)}), ${partial} partial`,
+      `visited (${pct(visited / dense)}), ${partial} partial` +
+      (plan.branches.some((b) => b.components.some((c) => c.qLayout.kind === "sorted"))
+        ? ", plus the hashBucket rounds' (read from the codes at run time)"
+        : ""),
   );
   plan.branches.forEach((b, i) => {
     const gate = plan.gates ? ` gate ${plan.gates[i]}` : "";

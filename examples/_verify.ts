@@ -6,7 +6,13 @@
 import type { AttentionShape } from "../compiler/mod.ts";
 import { planSummary } from "../compiler/mod.ts";
 import type { Pattern } from "../dsl/schema.ts";
-import { reference } from "../runtime/reference/mod.ts";
+import { reference, referenceHashCodes } from "../runtime/reference/mod.ts";
+import {
+  codeDisagreements,
+  hashBucketsOf,
+  hashCodeKey,
+  type HashCodes,
+} from "../dsl/hash_bucket.ts";
 import { createRuntime } from "../runtime/runtime.ts";
 import { normalTensor } from "../runtime/seeded_random.ts";
 import { adapterLine, EXIT_FAILURE, formatMs, maxAbsError, runMain } from "../cli/_common.ts";
@@ -24,6 +30,8 @@ export interface VerifyOptions {
   gates?: Float32Array;
   /** Seed of q, k and v (k and v use the next two seeds). */
   seed?: number;
+  /** Keys are the queries (Reformer's shared-QK attention); needs Hq == Hkv. */
+  sharedQK?: boolean;
 }
 
 /** What one run measured. */
@@ -54,7 +62,7 @@ export async function verifyExample(o: VerifyOptions): Promise<VerifyResult> {
   const seed = o.seed ?? 1;
   const q = normalTensor(shape.batch * shape.headsQ * shape.seqLen * shape.headDim, seed);
   const kvLength = shape.batch * shape.headsKV * shape.seqLen * shape.headDim;
-  const k = normalTensor(kvLength, seed + 1);
+  const k = o.sharedQK ? q : normalTensor(kvLength, seed + 1);
   const v = normalTensor(kvLength, seed + 2);
 
   const rt = await createRuntime();
@@ -66,7 +74,19 @@ export async function verifyExample(o: VerifyOptions): Promise<VerifyResult> {
     console.log(adapterLine(rt.info));
     const out = await rt.run(compiled, { q, k, v, gates: o.gates });
     const gates = o.gates && { data: o.gates, shape: [B, Hq, compiled.branches] };
-    const expected = reference({ pattern, shape, q, k, v, gates, scale: compiled.scale });
+    // hashBucket: the codes must agree with the reference's own wherever a projection is
+    // clearly signed; O is then checked on the allowed set the GPU's codes give.
+    if (out.hashCodes) reportCodes(pattern, shape, q, k, out.hashCodes);
+    const expected = reference({
+      pattern,
+      shape,
+      q,
+      k,
+      v,
+      gates,
+      scale: compiled.scale,
+      hashCodes: out.hashCodes,
+    });
     const result = {
       errorO: maxAbsError(out.o, expected.o),
       errorLse: maxAbsError(out.lse, expected.lse),
@@ -80,6 +100,35 @@ export async function verifyExample(o: VerifyOptions): Promise<VerifyResult> {
     return result;
   } finally {
     rt.destroy();
+  }
+}
+
+/** Prints how the GPU's bucket codes compare with the float64 reference's; throws on a real disagreement. */
+function reportCodes(
+  pattern: Pattern,
+  shape: AttentionShape,
+  q: Float32Array,
+  k: Float32Array,
+  gpu: HashCodes,
+): void {
+  const { batch: B, headsQ: Hq, headsKV: Hkv, seqLen: N, headDim: D } = shape;
+  const own = referenceHashCodes(pattern, shape, q, k);
+  for (const p of hashBucketsOf(pattern)) {
+    const key = hashCodeKey(p);
+    const codes = gpu.get(key)!, mine = own.get(key)!;
+    const planes = { ...p, rounds: codes.rounds };
+    const bad = codeDisagreements(q, B * Hq * N, D, planes, codes.q).length +
+      codeDisagreements(k, B * Hkv * N, D, planes, codes.k).length;
+    if (bad > 0) throw new Error(`${bad} bucket codes disagree with clearly signed projections`);
+    let differ = 0;
+    for (let i = 0; i < codes.q.length; i++) differ += codes.q[i] === mine.q[i] ? 0 : 1;
+    for (let i = 0; i < codes.k.length; i++) differ += codes.k[i] === mine.k[i] ? 0 : 1;
+    console.log(
+      `hashBucket ${key}: ${codes.rounds} round(s); codes differing from the float64 ` +
+        `reference: ${differ} of ${
+          codes.q.length + codes.k.length
+        } (each within 1e-4·|v| of a plane)`,
+    );
   }
 }
 

@@ -23,6 +23,8 @@ const EXAMPLES: Record<string, () => Promise<ExampleModule>> = {
   nsa_like: () => import("./nsa_like.ts"),
   pi_attention_flash: () => import("./pi_attention_flash.ts"),
   custom_pattern: () => import("./custom_pattern.ts"),
+  reformer: () => import("./reformer.ts"),
+  anna: () => import("./anna.ts"),
 };
 
 /**

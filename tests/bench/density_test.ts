@@ -12,6 +12,10 @@ import { landmarkAllows, landmarkRanks } from "../../runtime/reference/landmarks
 import { landmarkGeometry } from "../../dsl/low_rank.ts";
 import { planDensity } from "../../bench/density.ts";
 import { SUITE } from "../../bench/suite.ts";
+import { hashBranchDensity, needsCodes } from "../../bench/hash_density.ts";
+import { referenceHashCodes } from "../../runtime/reference/mod.ts";
+import { normalTensor } from "../../runtime/seeded_random.ts";
+import { hashCodeKey } from "../../dsl/hash_bucket.ts";
 
 const N = 257;
 
@@ -40,7 +44,7 @@ function bruteForcePairs(pattern: Pattern, n: number): number[] {
 // The device's tile shape for D=64, and a small one so that N=257 crosses many tiles.
 const TILE_SHAPES: TileShape[] = [chooseTiles(64), { tileQ: 16, tileK: 8 }];
 
-for (const { name, pattern } of SUITE) {
+for (const { name, pattern } of SUITE.filter((e) => !needsCodes(e.pattern))) {
   Deno.test(`density of ${name} at N=${N} matches a brute-force count`, () => {
     const expected = bruteForcePairs(pattern, N);
     // Work per N²: a gated pattern computes every branch's pairs.
@@ -51,6 +55,45 @@ for (const { name, pattern } of SUITE) {
       assert.deepEqual(got.allowedPairs, expected, `${where}: allowed pairs per branch`);
       assert.equal(got.density, expectedDensity, `${where}: density`);
     }
+  });
+}
+
+// hashBucket: density from codes, exact by inclusion-exclusion (one hashBucket) or sampled
+// rows (mixed), against a brute-force count over the reference's allowed set with those codes.
+for (
+  const [label, pattern] of [
+    ["hashBucket(8, 3 rounds)", { kind: "hashBucket", buckets: 8, rounds: 3, seed: 5 }],
+    ["hashBucket(4, 1 round)", { kind: "hashBucket", buckets: 4, rounds: 1, seed: 6 }],
+    ["causal ∩ hashBucket(4, 2 rounds)", {
+      kind: "intersect",
+      of: [{ kind: "causal" }, { kind: "hashBucket", buckets: 4, rounds: 2, seed: 7 }],
+    }],
+  ] as [string, Pattern][]
+) {
+  Deno.test(`density of ${label} from the codes matches a brute-force count`, () => {
+    const shape = { batch: 2, headsQ: 2, headsKV: 1, seqLen: 97, headDim: 16 };
+    const q = normalTensor(2 * 2 * 97 * 16, 1), k = normalTensor(2 * 97 * 16, 2);
+    const codes = referenceHashCodes(pattern, shape, q, k);
+    let pairs = 0;
+    for (let b = 0; b < 2; b++) {
+      for (let h = 0; h < 2; h++) {
+        const allows = allowedMask(pattern, 97, {
+          hash: (p) => {
+            const c = codes.get(hashCodeKey(p))!;
+            return {
+              q: (t, pos) => c.q[((t * 2 + b) * 2 + h) * 97 + pos],
+              k: (t, pos) => c.k[(t * 2 + b) * 97 + pos],
+            };
+          },
+        });
+        for (let i = 0; i < 97; i++) for (let j = 0; j < 97; j++) if (allows(i, j)) pairs++;
+      }
+    }
+    const got = hashBranchDensity(pattern, shape, codes);
+    assert.ok(pairs > 0, "some pairs collide");
+    // Sampling takes every row here (N < 512 sampled rows), so both counts are exact.
+    assert.ok(Math.abs(got.density - pairs / (4 * 97 * 97)) < 1e-12, `${label}: ${got.density}`);
+    assert.equal(got.exact, pattern.kind === "hashBucket");
   });
 }
 

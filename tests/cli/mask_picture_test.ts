@@ -72,6 +72,8 @@ Deno.test("explain's density and picture match allowedMask on all N² pairs", ()
 Deno.test("explain's density and picture match allowedMask for every example", async () => {
   for (const name of exampleNames()) {
     const pattern = (await examplePattern(name))!;
+    // A hashBucket's allowed set depends on the data: explain draws no mask for it.
+    if (JSON.stringify(pattern).includes('"hashBucket"')) continue;
     for (const n of [64, 300]) check(pattern, n, { tileQ: 64, tileK: 16 });
   }
 });
