@@ -226,6 +226,82 @@ const PREDICATES: Case[] = [
     error: PlanError,
     says: /pattern\.of\[0\]: window is intersected with pattern\.of\[1\] \(lowRank\)/,
   },
+  {
+    name: "hashBucket buckets not a power of two",
+    run: bad({ kind: "hashBucket", buckets: 12, rounds: 1, seed: 0 }),
+    error: PatternError,
+    says: /pattern\.buckets: hashBucket buckets must be a power of two in \[2, 1024\], got 12/,
+  },
+  {
+    name: "hashBucket buckets over 1024",
+    run: bad({ kind: "hashBucket", buckets: 2048, rounds: 1, seed: 0 }),
+    error: PatternError,
+    says: /pattern\.buckets: hashBucket buckets must be an integer in \[2, 1024\], got 2048/,
+  },
+  {
+    name: "hashBucket rounds 0",
+    run: bad({ kind: "hashBucket", buckets: 8, rounds: 0, seed: 0 }),
+    error: PatternError,
+    says: /pattern\.rounds: hashBucket rounds must be an integer in \[1, 8\], got 0/,
+  },
+  {
+    name: "hashBucket seed negative",
+    run: bad({ kind: "hashBucket", buckets: 8, rounds: 1, seed: -1 }),
+    error: PatternError,
+    says: /pattern\.seed: hashBucket seed must be an integer in \[0, 4294967295\], got -1/,
+  },
+  {
+    name: "hashBucket weights unknown",
+    run: bad({ kind: "hashBucket", buckets: 8, rounds: 1, seed: 0, weights: "mean" }),
+    error: PatternError,
+    says: /pattern\.weights: hashBucket weights must be "softmax" or "uniform", got "mean"/,
+  },
+  {
+    name: "uniform hashBucket in a union with a window",
+    run: bad({
+      kind: "union",
+      of: [{ kind: "window", left: 1, right: 1 }, {
+        ...{ kind: "hashBucket", buckets: 8, rounds: 2, seed: 1 },
+        weights: "uniform",
+      }],
+    }),
+    error: PlanError,
+    says:
+      /pattern\.of\[1\]: weights "uniform" make every score of the softmax 0, but pattern also allows/,
+  },
+  {
+    name: "score modifier over a uniform hashBucket",
+    run: bad({
+      kind: "scored",
+      pattern: { ...{ kind: "hashBucket", buckets: 8, rounds: 2, seed: 1 }, weights: "uniform" },
+      score: { expr: "(s) => s" },
+    }),
+    error: PlanError,
+    says: /pattern: a score modifier over pattern\.pattern \(weights "uniform"\) has no effect/,
+  },
+  {
+    name: "hashBucket sorts over one dispatch",
+    run: () =>
+      compile({ kind: "hashBucket", buckets: 8, rounds: 8, seed: 0 }, {
+        shape: { batch: 4096, headsQ: 1, headsKV: 1, seqLen: 4, headDim: 4 },
+      }),
+    error: PlanError,
+    says: /hashBucket seed 0, 8 buckets: 8 rounds x 8192 query and key\/value heads is 65536 sorts/,
+  },
+  {
+    name: "reference given codes that lack the hashBucket's rounds",
+    run: () =>
+      reference({
+        pattern: { kind: "hashBucket", buckets: 8, rounds: 2, seed: 1 },
+        shape,
+        q: new Float32Array(2 * 64 * 16),
+        k: new Float32Array(2 * 64 * 16),
+        v: new Float32Array(2 * 64 * 16),
+        hashCodes: new Map(),
+      }),
+    error: ShapeError,
+    says: /hashCodes has no 2 rounds for seed 1, 8 buckets; pass the codes Runtime\.run returned/,
+  },
 ];
 
 const SHAPES: Case[] = [
