@@ -8,6 +8,13 @@
 import type { AttentionShape } from "../../compiler/mod.ts";
 import { PlanError } from "../../dsl/errors.ts";
 import type { Pattern } from "../../dsl/schema.ts";
+import {
+  codeDisagreements,
+  hashBucketsOf,
+  hashCodeKey,
+  type HashCodes,
+} from "../../dsl/hash_bucket.ts";
+import { parsePattern } from "../../dsl/schema.ts";
 import { reference } from "../../runtime/reference/mod.ts";
 import type { Runtime } from "../../runtime/runtime.ts";
 import { mulberry32, normals } from "../../runtime/seeded_random.ts";
@@ -85,7 +92,19 @@ export async function checkCase(
     data: inputs.gates,
     shape: [c.shape.batch, c.shape.headsQ, inputs.gates.length / (c.shape.batch * c.shape.headsQ)],
   };
-  const want = reference({ pattern: c.pattern, shape: c.shape, ...inputs, gates });
+  // hashBucket: the GPU's codes must agree wherever a projection is clearly signed; O is
+  // checked on the allowed set those codes give.
+  const badCodes = out.hashCodes ? codeProblems(c, inputs, out.hashCodes) : undefined;
+  if (badCodes) {
+    return { status: "mismatch", errO: NaN, errLse: NaN, tolerance: tol, detail: badCodes };
+  }
+  const want = reference({
+    pattern: c.pattern,
+    shape: c.shape,
+    ...inputs,
+    gates,
+    hashCodes: out.hashCodes,
+  });
   const errO = maxError(out.o, want.o), errLse = maxError(out.lse, want.lse);
   const ok = errO <= tol && errLse <= tol;
   return {
@@ -95,6 +114,24 @@ export async function checkCase(
     tolerance: tol,
     detail: ok ? undefined : `max |O - ref| ${errO}, max |LSE - ref| ${errLse} (tolerance ${tol})`,
   };
+}
+
+/** A line naming the first bucket codes that contradict a clearly signed projection, if any. */
+function codeProblems(
+  c: FuzzCase,
+  inputs: { q: ArrayLike<number>; k: ArrayLike<number> },
+  codes: HashCodes,
+): string | undefined {
+  const { batch: B, headsQ: Hq, headsKV: Hkv, seqLen: N, headDim: D } = c.shape;
+  for (const p of hashBucketsOf(parsePattern(c.pattern))) {
+    const got = codes.get(hashCodeKey(p));
+    if (!got || got.rounds < p.rounds) return `no codes for ${hashCodeKey(p)}`;
+    const planes = { ...p, rounds: got.rounds };
+    const bad = codeDisagreements(inputs.q, B * Hq * N, D, planes, got.q).length +
+      codeDisagreements(inputs.k, B * Hkv * N, D, planes, got.k).length;
+    if (bad > 0) return `${bad} codes of ${hashCodeKey(p)} contradict clearly signed projections`;
+  }
+  return undefined;
 }
 
 /** Largest |a - b|; NaN anywhere, or infinities that disagree, count as Infinity. */

@@ -26,7 +26,17 @@ Deno.test("fuzz: 500 random cases match the float64 reference", async () => {
     assert.deepEqual(failures, []);
     assert.equal(summary.ok + summary.refused, 500);
     // The pool must exercise every leaf kind and every combinator.
-    const leaves = ["dense", "causal", "window", "ring", "stride", "global", "random", "lowRank"];
+    const leaves = [
+      "dense",
+      "causal",
+      "window",
+      "ring",
+      "stride",
+      "global",
+      "random",
+      "lowRank",
+      "hashBucket",
+    ];
     for (const kind of [...leaves, "predicate", "union", "intersect", "gated", "scored"]) {
       assert.ok(summary.kinds.includes(kind), `no ${kind} in ${summary.kinds}`);
     }

@@ -11,7 +11,15 @@ import type { Pattern } from "../../dsl/schema.ts";
 
 /** A pattern's structure without its numbers. */
 export type Skeleton =
-  | { kind: (typeof LEAVES)[number] | "lowRank" | "lowRankCausal" | "predicate" }
+  | {
+    kind:
+      | (typeof LEAVES)[number]
+      | "lowRank"
+      | "lowRankCausal"
+      | "predicate"
+      | "hashBucket"
+      | "hashUniform";
+  }
   | { kind: "scored"; pattern: Skeleton }
   | { kind: "union" | "intersect"; of: Skeleton[] }
   | { kind: "gated"; branches: Skeleton[]; jsonGates: boolean };
@@ -31,11 +39,16 @@ const int = (rng: Rng, lo: number, hi: number) => lo + Math.floor(rng() * (hi - 
  */
 export function randomSkeleton(rng: Rng, depth = 3): Skeleton {
   if (rng() < 0.1) return { kind: "scored", pattern: inner(rng, depth - 1, true) };
+  // Uniform hashBucket weights only where every pair of the softmax is theirs.
+  const uniformOr = (s: Skeleton): Skeleton => rng() < 0.06 ? { kind: "hashUniform" } : s;
   if (rng() < 0.25) {
-    const branches = Array.from({ length: int(rng, 2, 3) }, () => inner(rng, depth - 1));
+    const branches = Array.from(
+      { length: int(rng, 2, 3) },
+      () => uniformOr(inner(rng, depth - 1)),
+    );
     return { kind: "gated", branches, jsonGates: rng() < 0.5 };
   }
-  return inner(rng, depth);
+  return uniformOr(inner(rng, depth));
 }
 
 function inner(rng: Rng, depth: number, underIntersect = false): Skeleton {
@@ -43,6 +56,7 @@ function inner(rng: Rng, depth: number, underIntersect = false): Skeleton {
     // lowRank landmarks may meet only causal in an intersect (DESIGN §2): never under one here.
     if (!underIntersect && rng() < 0.15) return { kind: rng() < 0.5 ? "lowRank" : "lowRankCausal" };
     if (rng() < 0.12) return { kind: "predicate" };
+    if (rng() < 0.1) return { kind: "hashBucket" };
     return { kind: pick(rng, LEAVES) };
   }
   const kind = rng() < 0.6 ? "union" : "intersect";
@@ -99,6 +113,16 @@ export function fillPattern(s: Skeleton, n: number, rng: Rng): Pattern {
       const p: Pattern = { kind: "lowRank", rank };
       return s.kind === "lowRank" ? p : { kind: "intersect", of: [p, { kind: "causal" }] };
     }
+    case "hashBucket":
+    case "hashUniform":
+      // 1 to 4 rounds; 2 buckets (half of all pairs) up to 16; a few seeds share code sets.
+      return {
+        kind: "hashBucket",
+        buckets: pick(rng, [2, 4, 8, 16]),
+        rounds: int(rng, 1, 4),
+        seed: pick(rng, [0, 1, 2]),
+        ...(s.kind === "hashUniform" ? { weights: "uniform" as const } : {}),
+      };
     case "predicate":
       // Predicates bake their constants into the WGSL: a few templates and values keep the
       // number of kernels bounded; negative operands of % and floor division included.
