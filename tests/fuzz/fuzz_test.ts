@@ -14,7 +14,7 @@ Deno.test("fuzz: 500 random cases match the float64 reference", async () => {
   try {
     const summary = await fuzz(rt, {
       cases: 500,
-      seed: 45,
+      seed: 235,
       skeletons: 7,
       shapes: 2,
       seqLens: SEQ_LENS,
