@@ -7,8 +7,9 @@
  */
 import type { AttentionShape } from "../compiler/shape.ts";
 import type { HashBucketPattern, Pattern } from "../dsl/schema.ts";
-import { hashBucketsOf, hashCodeKey, type HashCodes } from "../dsl/hash_bucket.ts";
+import { hashBucketsOf, type HashCodes } from "../dsl/hash_bucket.ts";
 import { allowedMask, type HashLookup } from "../runtime/reference/allowed.ts";
+import { hashLookup } from "../runtime/reference/reference.ts";
 
 /** Query rows per head sampled for a branch that mixes a hashBucket with other rules. */
 const SAMPLED_ROWS = 512;
@@ -29,12 +30,12 @@ export function hashBranchDensity(
   shape: AttentionShape,
   codes: HashCodes,
 ): { density: number; exact: boolean } {
-  const { batch: B, headsQ: Hq, headsKV: Hkv, seqLen: N } = shape;
+  const { batch: B, headsQ: Hq, seqLen: N } = shape;
   let pairs = 0;
   if (branch.kind === "hashBucket") {
     for (let b = 0; b < B; b++) {
       for (let h = 0; h < Hq; h++) {
-        pairs += collisions(branch, lookup(codes, shape, b, h)(branch), N);
+        pairs += collisions(branch, hashLookup(codes, shape, b, h)(branch), N);
       }
     }
     return { density: pairs / (B * Hq * N * N), exact: true };
@@ -45,7 +46,7 @@ export function hashBranchDensity(
       const allows = allowedMask(branch, N, {
         head: h,
         batch: b,
-        hash: lookup(codes, shape, b, h),
+        hash: hashLookup(codes, shape, b, h),
       });
       for (let i = 0; i < rows; i++) {
         const q = Math.floor((i + 0.5) * N / rows);
@@ -53,21 +54,7 @@ export function hashBranchDensity(
       }
     }
   }
-  void Hkv;
   return { density: pairs / (B * Hq * rows * N), exact: false };
-}
-
-/** Code lookups of one (batch, query head), as the reference reads them. */
-function lookup(codes: HashCodes, shape: AttentionShape, b: number, h: number): HashLookup {
-  const { batch: B, headsQ: Hq, headsKV: Hkv, seqLen: N } = shape;
-  const kv = Math.floor(h / (Hq / Hkv));
-  return (p) => {
-    const c = codes.get(hashCodeKey(p))!;
-    return {
-      q: (t, pos) => c.q[((t * B + b) * Hq + h) * N + pos],
-      k: (t, pos) => c.k[((t * B + b) * Hkv + kv) * N + pos],
-    };
-  };
 }
 
 /**

@@ -125,6 +125,8 @@ export async function measurePattern(
     call.destroy();
     throw e;
   }
+  // Density reads the call's codes back and frees it; then the pre-passes get a call of their own.
+  const density = await densityOf(compiled, call);
   const prePassMs = await timePrePasses(rt, compiled, options);
   // Timestamps on every sample, or the wall clock for all of them: never a mix.
   const timer: Timer = useGpuTimer && gpu.every((t) => t !== undefined) ? "gpu" : "wall";
@@ -141,7 +143,7 @@ export async function measurePattern(
     firstSubmitMs,
     repeat,
     tiles: planTileCounts(compiled.plan),
-    ...await densityOf(compiled, call),
+    ...density,
     ...(prePassMs === undefined ? {} : { prePassMs }),
     kernel: compiled.kernel,
   };

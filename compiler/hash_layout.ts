@@ -14,6 +14,7 @@
  * scan turns counts into each chunk's first index in bucket order.
  * @module
  */
+import { assert } from "../dsl/errors.ts";
 import { hashBits, hashCodeKey } from "../dsl/hash_bucket.ts";
 import type { Plan } from "./plan.ts";
 import type { AttentionShape } from "./shape.ts";
@@ -105,6 +106,6 @@ export function hashLayout(plan: Plan, shape: AttentionShape): HashLayout {
 export function codeSetOf(layout: HashLayout, a: { seed: number; buckets: number }): HashCodeSet {
   const key = hashCodeKey(a);
   const set = layout.sets.find((s) => s.key === key);
-  if (!set) throw new Error(`Bug in Weft: no hash code set for ${key}`);
+  assert(set, `no hash code set for ${key}`);
   return set;
 }

@@ -80,21 +80,25 @@ export function bucketCodes(
   p: { seed: number; buckets: number; rounds: number },
 ): Uint32Array {
   const nbits = hashBits(p.buckets);
-  const planes = hashPlanes(p, dim);
+  const dot = projection(data, dim, hashPlanes(p, dim));
   const out = new Uint32Array(p.rounds * rows);
   for (let t = 0; t < p.rounds; t++) {
     for (let r = 0; r < rows; r++) {
       let code = 0;
-      for (let b = 0; b < nbits; b++) {
-        const plane = (t * nbits + b) * dim;
-        let dot = 0;
-        for (let i = 0; i < dim; i++) dot += data[r * dim + i] * planes[plane + i];
-        if (dot > 0) code |= 1 << b;
-      }
+      for (let b = 0; b < nbits; b++) if (dot(r, t * nbits + b) > 0) code |= 1 << b;
       out[t * rows + r] = code;
     }
   }
   return out;
+}
+
+/** `v · R` of row `r` and plane `plane` (round-major: `t * nbits + p`), in float64. */
+function projection(data: ArrayLike<number>, dim: number, planes: Int8Array) {
+  return (r: number, plane: number) => {
+    let dot = 0;
+    for (let i = 0; i < dim; i++) dot += data[r * dim + i] * planes[plane * dim + i];
+    return dot;
+  };
 }
 
 /**
@@ -123,7 +127,7 @@ export function codeDisagreements(
   tolerance = 1e-4,
 ): [number, number][] {
   const nbits = hashBits(p.buckets);
-  const planes = hashPlanes(p, dim);
+  const projected = projection(data, dim, hashPlanes(p, dim));
   const bad: [number, number][] = [];
   for (let r = 0; r < rows; r++) {
     let norm = 0;
@@ -131,9 +135,7 @@ export function codeDisagreements(
     norm = Math.sqrt(norm);
     for (let t = 0; t < p.rounds; t++) {
       for (let b = 0; b < nbits; b++) {
-        const plane = (t * nbits + b) * dim;
-        let dot = 0;
-        for (let i = 0; i < dim; i++) dot += data[r * dim + i] * planes[plane + i];
+        const dot = projected(r, t * nbits + b);
         const bit = (codes[t * rows + r] >>> b) & 1;
         if (Math.abs(dot) > tolerance * norm && bit !== (dot > 0 ? 1 : 0)) {
           bad.push([t, r]);

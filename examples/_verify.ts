@@ -6,13 +6,8 @@
 import type { AttentionShape } from "../compiler/mod.ts";
 import { planSummary } from "../compiler/mod.ts";
 import type { Pattern } from "../dsl/schema.ts";
-import { reference, referenceHashCodes } from "../runtime/reference/mod.ts";
-import {
-  codeDisagreements,
-  hashBucketsOf,
-  hashCodeKey,
-  type HashCodes,
-} from "../dsl/hash_bucket.ts";
+import { hashCodeMismatches, reference, referenceHashCodes } from "../runtime/reference/mod.ts";
+import type { HashCodes } from "../dsl/hash_bucket.ts";
 import { createRuntime } from "../runtime/runtime.ts";
 import { normalTensor } from "../runtime/seeded_random.ts";
 import { adapterLine, EXIT_FAILURE, formatMs, maxAbsError, runMain } from "../cli/_common.ts";
@@ -111,20 +106,16 @@ function reportCodes(
   k: Float32Array,
   gpu: HashCodes,
 ): void {
-  const { batch: B, headsQ: Hq, headsKV: Hkv, seqLen: N, headDim: D } = shape;
   const own = referenceHashCodes(pattern, shape, q, k);
-  for (const p of hashBucketsOf(pattern)) {
-    const key = hashCodeKey(p);
-    const codes = gpu.get(key)!, mine = own.get(key)!;
-    const planes = { ...p, rounds: codes.rounds };
-    const bad = codeDisagreements(q, B * Hq * N, D, planes, codes.q).length +
-      codeDisagreements(k, B * Hkv * N, D, planes, codes.k).length;
+  for (const m of hashCodeMismatches(pattern, shape, q, k, gpu)) {
+    const bad = m.queries + m.keys;
     if (bad > 0) throw new Error(`${bad} bucket codes disagree with clearly signed projections`);
+    const codes = gpu.get(m.key)!, mine = own.get(m.key)!;
     let differ = 0;
     for (let i = 0; i < codes.q.length; i++) differ += codes.q[i] === mine.q[i] ? 0 : 1;
     for (let i = 0; i < codes.k.length; i++) differ += codes.k[i] === mine.k[i] ? 0 : 1;
     console.log(
-      `hashBucket ${key}: ${codes.rounds} round(s); codes differing from the float64 ` +
+      `hashBucket ${m.key}: ${codes.rounds} round(s); codes differing from the float64 ` +
         `reference: ${differ} of ${
           codes.q.length + codes.k.length
         } (each within 1e-4·|v| of a plane)`,

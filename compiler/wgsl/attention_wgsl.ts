@@ -322,7 +322,7 @@ function scheduleRuns(o: ComponentKernelOptions): string {
  */
 function bucketRange(o: ComponentKernelOptions): string {
   const l = o.component.kLayout;
-  if (l.kind !== "sorted" || !o.hash) throw new Error("Bug in Weft: bucketRange of a static mask");
+  assert(l.kind === "sorted" && o.hash, "bucketRange of a static mask");
   const set = codeSetOf(o.hash, l);
   const n = o.shape.seqLen;
   const rows = set.rowsQ + set.rowsK;
@@ -368,7 +368,7 @@ function declareCodeStaging(m: ShaderModule, o: ComponentKernelOptions): void {
   const word = (side: "q" | "k", ref: string) => {
     const atom = [o.component.atoms, ...o.component.exclusions].flat()
       .find((a) => a.kind === "hashRound" && codeRef(a) === ref)!;
-    if (atom.kind !== "hashRound") throw new Error("Bug in Weft: staged code of no round");
+    assert(atom.kind === "hashRound", "staged code of no round");
     const set = codeSetOf(o.hash!, atom);
     const first = set.codes +
       (atom.round * (set.rowsQ + set.rowsK) + (side === "k" ? set.rowsQ : 0)) * n;

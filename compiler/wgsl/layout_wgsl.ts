@@ -4,6 +4,7 @@
  * parameters read from aux, so they are not part of the WGSL.
  * @module
  */
+import { assert } from "../../dsl/errors.ts";
 import type { ParamBlock } from "../aux_data.ts";
 import { type Layout, layoutCount, layoutLabel, residueGeometry } from "../layout.ts";
 import { ParamReader } from "./params_wgsl.ts";
@@ -83,7 +84,7 @@ fn landmarkIndex(i: u32) -> i32 {
 }`,
       );
     case "sorted": {
-      if (!hash) throw new Error("Bug in Weft: a bucket-order layout without its hash layout");
+      assert(hash, "a bucket-order layout without its hash layout");
       const set = codeSetOf(hash, layout);
       const rows = set.rowsQ + set.rowsK;
       const first = set.order + (layout.round * rows + (layout.side === "k" ? set.rowsQ : 0)) * n;

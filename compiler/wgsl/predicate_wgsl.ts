@@ -4,6 +4,7 @@
  * Only PARTIAL tiles evaluate it.
  * @module
  */
+import { assert } from "../../dsl/errors.ts";
 import { type Atom, atomLabel } from "../atoms.ts";
 import type { ParamBlock } from "../aux_data.ts";
 import { codeSetOf, type HashLayout } from "../hash_layout.ts";
@@ -99,7 +100,7 @@ fn randomAllows(table: u32, blocks: u32, size: i32, q: i32, k: i32) -> bool {
       // Codes the kernel staged (the query's in registers, the key tile's in workgroup memory).
       const slot = stagedCodes?.indexOf(codeRef(atom)) ?? -1;
       if (slot >= 0) return `qCodes[${slot}] == kCodes[${slot}]`;
-      if (!hash) throw new Error("Bug in Weft: a hashBucket kernel without its hash layout");
+      assert(hash, "a hashBucket kernel without its hash layout");
       const set = codeSetOf(hash, atom);
       const first = set.codes + atom.round * (set.rowsQ + set.rowsK) * n;
       declareHashRows(reader.m);

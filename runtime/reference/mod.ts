@@ -8,6 +8,8 @@ export { componentAllows } from "./component.ts";
 export { referenceRows, type SampledRow } from "./sampled_rows.ts";
 export {
   type AttentionShape,
+  hashCodeMismatches,
+  hashLookup,
   reference,
   referenceHashCodes,
   type ReferenceInput,

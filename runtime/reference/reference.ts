@@ -13,6 +13,7 @@ import { allowedMask, type HashLookup } from "./allowed.ts";
 import {
   bucketCodes,
   checkHashPlacement,
+  codeDisagreements,
   hashBucketsOf,
   hashCodeKey,
   type HashCodes,
@@ -103,20 +104,7 @@ export function reference(input: ReferenceInput): ReferenceOutput {
   // A uniform hashBucket's softmax gives every allowed key score 0 (the ANNA estimator).
   const uniform = checkHashPlacement(pattern);
   const hashCodes = input.hashCodes ?? referenceHashCodes(pattern, shape, input.q, input.k);
-  const hashAt = (b: number, h: number): HashLookup => (p) => {
-    const codes = hashCodes.get(hashCodeKey(p));
-    if (!codes || codes.rounds < p.rounds) {
-      throw new ShapeError(
-        `Bad input: hashCodes has no ${p.rounds} rounds for ${hashCodeKey(p)}; pass the codes ` +
-          `Runtime.run returned for this pattern`,
-      );
-    }
-    const kvHead = Math.floor(h / (Hq / Hkv));
-    return {
-      q: (t, pos) => codes.q[((t * B + b) * Hq + h) * N + pos],
-      k: (t, pos) => codes.k[((t * B + b) * Hkv + kvHead) * N + pos],
-    };
-  };
+  const hashAt = (b: number, h: number) => hashLookup(hashCodes, shape, b, h);
   // A(q) depends on batch and head only through predicates that read b or h; otherwise each
   // branch's keys per query are listed once.
   const keysByHead = branches.map((branch, i) => {
@@ -202,6 +190,80 @@ export function reference(input: ReferenceInput): ReferenceOutput {
 }
 
 /**
+ * The codes one (batch, query head) reads, and its key/value head's, from `[rounds][B][H][N]`.
+ * @param codes codes per code key
+ * @param shape the call's shape
+ * @param b batch
+ * @param h query head
+ * @returns the lookup `allowedMask` takes
+ * @throws {ShapeError} when the codes lack a hashBucket's key or rounds
+ */
+export function hashLookup(
+  codes: HashCodes,
+  shape: AttentionShape,
+  b: number,
+  h: number,
+): HashLookup {
+  const { batch: B, headsQ: Hq, headsKV: Hkv, seqLen: N } = shape;
+  const kvHead = Math.floor(h / (Hq / Hkv));
+  return (p) => {
+    const c = codes.get(hashCodeKey(p));
+    if (!c || c.rounds < p.rounds) {
+      throw new ShapeError(
+        `Bad input: hashCodes has no ${p.rounds} rounds for ${hashCodeKey(p)}; pass the codes ` +
+          `Runtime.run returned for this pattern`,
+      );
+    }
+    return {
+      q: (t, pos) => c.q[((t * B + b) * Hq + h) * N + pos],
+      k: (t, pos) => c.k[((t * B + b) * Hkv + kvHead) * N + pos],
+    };
+  };
+}
+
+/**
+ * How many (round, row) codes of each hashBucket contradict a clearly signed projection of the
+ * inputs they were computed from (`codeDisagreements`): all zero when the codes are sound.
+ * @param pattern the pattern
+ * @param shape the call's shape
+ * @param q the queries the codes were computed from (float16-rounded for an f16 call)
+ * @param k the keys likewise
+ * @param codes the codes to check (from `Runtime.run`)
+ * @returns per code key, the disagreeing query and key codes
+ */
+export function hashCodeMismatches(
+  pattern: Pattern,
+  shape: AttentionShape,
+  q: ArrayLike<number>,
+  k: ArrayLike<number>,
+  codes: HashCodes,
+): { key: string; queries: number; keys: number }[] {
+  const { batch: B, headsQ: Hq, headsKV: Hkv, seqLen: N, headDim: D } = shape;
+  return [...codeSets(pattern)].map(([key, p]) => {
+    const got = codes.get(key);
+    if (!got || got.rounds < p.rounds) return { key, queries: Infinity, keys: Infinity };
+    const planes = { ...p, rounds: got.rounds };
+    return {
+      key,
+      queries: codeDisagreements(q, B * Hq * N, D, planes, got.q).length,
+      keys: codeDisagreements(k, B * Hkv * N, D, planes, got.k).length,
+    };
+  });
+}
+
+/** Each code key of a pattern's hashBuckets, with the most rounds any of them asks of it. */
+function codeSets(
+  pattern: Pattern,
+): Map<string, { seed: number; buckets: number; rounds: number }> {
+  const most = new Map<string, { seed: number; buckets: number; rounds: number }>();
+  for (const p of hashBucketsOf(pattern)) {
+    const key = hashCodeKey(p);
+    if ((most.get(key)?.rounds ?? 0) < p.rounds) most.set(key, p);
+  }
+  return most;
+}
+
+/**
  * The bucket codes of every hashBucket in a pattern, in float64 (DESIGN §2).
  * @param pattern a parsed pattern
  * @param shape the attention shape
@@ -223,13 +285,8 @@ export function referenceHashCodes(
   k: ArrayLike<number>,
 ): HashCodes {
   const { batch: B, headsQ: Hq, headsKV: Hkv, seqLen: N, headDim: D } = shape;
-  const most = new Map<string, { seed: number; buckets: number; rounds: number }>();
-  for (const p of hashBucketsOf(pattern)) {
-    const key = hashCodeKey(p);
-    if ((most.get(key)?.rounds ?? 0) < p.rounds) most.set(key, p);
-  }
   const out: HashCodes = new Map();
-  for (const [key, p] of most) {
+  for (const [key, p] of codeSets(pattern)) {
     out.set(key, {
       rounds: p.rounds,
       q: bucketCodes(q, B * Hq * N, D, p),

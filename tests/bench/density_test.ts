@@ -13,9 +13,8 @@ import { landmarkGeometry } from "../../dsl/low_rank.ts";
 import { planDensity } from "../../bench/density.ts";
 import { SUITE } from "../../bench/suite.ts";
 import { hashBranchDensity, needsCodes } from "../../bench/hash_density.ts";
-import { referenceHashCodes } from "../../runtime/reference/mod.ts";
+import { hashLookup, referenceHashCodes } from "../../runtime/reference/mod.ts";
 import { normalTensor } from "../../runtime/seeded_random.ts";
-import { hashCodeKey } from "../../dsl/hash_bucket.ts";
 
 const N = 257;
 
@@ -77,15 +76,7 @@ for (
     let pairs = 0;
     for (let b = 0; b < 2; b++) {
       for (let h = 0; h < 2; h++) {
-        const allows = allowedMask(pattern, 97, {
-          hash: (p) => {
-            const c = codes.get(hashCodeKey(p))!;
-            return {
-              q: (t, pos) => c.q[((t * 2 + b) * 2 + h) * 97 + pos],
-              k: (t, pos) => c.k[(t * 2 + b) * 97 + pos],
-            };
-          },
-        });
+        const allows = allowedMask(pattern, 97, { hash: hashLookup(codes, shape, b, h) });
         for (let i = 0; i < 97; i++) for (let j = 0; j < 97; j++) if (allows(i, j)) pairs++;
       }
     }

@@ -15,7 +15,7 @@ import {
   type HashCodes,
 } from "../../dsl/hash_bucket.ts";
 import { parsePattern } from "../../dsl/schema.ts";
-import { reference } from "../../runtime/reference/mod.ts";
+import { hashCodeMismatches, reference } from "../../runtime/reference/mod.ts";
 import type { Runtime } from "../../runtime/runtime.ts";
 import { mulberry32, normals } from "../../runtime/seeded_random.ts";
 
@@ -122,14 +122,10 @@ function codeProblems(
   inputs: { q: ArrayLike<number>; k: ArrayLike<number> },
   codes: HashCodes,
 ): string | undefined {
-  const { batch: B, headsQ: Hq, headsKV: Hkv, seqLen: N, headDim: D } = c.shape;
-  for (const p of hashBucketsOf(parsePattern(c.pattern))) {
-    const got = codes.get(hashCodeKey(p));
-    if (!got || got.rounds < p.rounds) return `no codes for ${hashCodeKey(p)}`;
-    const planes = { ...p, rounds: got.rounds };
-    const bad = codeDisagreements(inputs.q, B * Hq * N, D, planes, got.q).length +
-      codeDisagreements(inputs.k, B * Hkv * N, D, planes, got.k).length;
-    if (bad > 0) return `${bad} codes of ${hashCodeKey(p)} contradict clearly signed projections`;
+  const pattern = parsePattern(c.pattern);
+  for (const m of hashCodeMismatches(pattern, c.shape, inputs.q, inputs.k, codes)) {
+    const bad = m.queries + m.keys;
+    if (bad > 0) return `${bad} codes of ${m.key} contradict clearly signed projections`;
   }
   return undefined;
 }

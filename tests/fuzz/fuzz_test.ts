@@ -9,6 +9,7 @@
 import assert from "node:assert/strict";
 import { createRuntime } from "../../runtime/runtime.ts";
 import { fuzz, SEQ_LENS } from "./fuzz.ts";
+import { KINDS } from "../../dsl/schema.ts";
 
 Deno.test("fuzz: 500 random cases match the float64 reference", async () => {
   const rt = await createRuntime();
@@ -27,18 +28,7 @@ Deno.test("fuzz: 500 random cases match the float64 reference", async () => {
     assert.deepEqual(failures, []);
     assert.equal(summary.ok + summary.refused, 500);
     // The pool must exercise every leaf kind and every combinator.
-    const leaves = [
-      "dense",
-      "causal",
-      "window",
-      "ring",
-      "stride",
-      "global",
-      "random",
-      "lowRank",
-      "hashBucket",
-    ];
-    for (const kind of [...leaves, "predicate", "union", "intersect", "gated", "scored"]) {
+    for (const kind of KINDS) {
       assert.ok(summary.kinds.includes(kind), `no ${kind} in ${summary.kinds}`);
     }
   } finally {
