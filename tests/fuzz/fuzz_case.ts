@@ -8,12 +8,7 @@
 import type { AttentionShape } from "../../compiler/mod.ts";
 import { PlanError } from "../../dsl/errors.ts";
 import type { Pattern } from "../../dsl/schema.ts";
-import {
-  codeDisagreements,
-  hashBucketsOf,
-  hashCodeKey,
-  type HashCodes,
-} from "../../dsl/hash_bucket.ts";
+import type { HashCodes } from "../../dsl/hash_bucket.ts";
 import { parsePattern } from "../../dsl/schema.ts";
 import { hashCodeMismatches, reference } from "../../runtime/reference/mod.ts";
 import type { Runtime } from "../../runtime/runtime.ts";
