@@ -17,6 +17,7 @@ import {
   type KernelShape,
   kernelShape,
   kernelStorageBytes,
+  prefetches,
 } from "./tiles.ts";
 import { DeviceError, PlanError, ShapeError } from "../dsl/errors.ts";
 import { componentKernel } from "./wgsl/attention_wgsl.ts";
@@ -90,6 +91,11 @@ export interface CompileOptions {
    * false: llvmpipe spent 30-60 s compiling each unrolled kernel, about 5 s otherwise.
    */
   unroll?: boolean;
+  /**
+   * Load the next K/V tile into registers while the current one is computed (default: when the
+   * tile needs at most 4 vec4s of K per invocation).
+   */
+  prefetch?: boolean;
   /** Gated patterns: gates given per position `[B, Hq, N, branches]` rather than `[B, Hq, branches]`. */
   gatesPerPosition?: boolean;
   /**
@@ -185,6 +191,7 @@ export function compile(pattern: unknown, options: CompileOptions): CompiledAtte
   const plan = planPattern(parsed, shape.seqLen, { tileQ: tiles.tileQ, tileK: tiles.tileK }, {
     domain: { batch: shape.batch, headsQ: shape.headsQ },
   });
+  const prefetch = options.prefetch ?? prefetches(tiles, shape.headDim);
   // 4. Pack every component's BlockMask into one schedule buffer.
   const packed = packSchedules(plan, shape.headDim);
   // 5. Generate the passes: per branch, clear if needed, then one kernel per component; blend.
@@ -212,6 +219,7 @@ export function compile(pattern: unknown, options: CompileOptions): CompiledAtte
       packed,
       gated,
       unroll,
+      prefetch,
       kernel: tiles,
       dtype,
       directF16,
@@ -251,6 +259,7 @@ function branchPasses(o: {
   packed: ReturnType<typeof packSchedules>;
   gated: boolean;
   unroll: boolean;
+  prefetch: boolean;
   kernel: KernelShape;
   dtype: Dtype;
   directF16: boolean;
@@ -288,6 +297,7 @@ function branchPasses(o: {
         lseBase,
         merge: j > 0 || !firstCoversAll,
         unroll: o.unroll,
+        prefetch: o.prefetch,
         dtype: o.dtype,
         outputF16: o.directF16,
         score: o.plan.branches[b].score,

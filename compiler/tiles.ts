@@ -58,17 +58,38 @@ const CANDIDATES: [number, number, number][] = [
  * @example
  * ```ts
  * import { kernelStorageBytes } from "./tiles.ts";
- * kernelStorageBytes({ tileQ: 32, tileK: 32, threads: 64, rowsPerThread: 4 }, 64); // 31360
+ * kernelStorageBytes({ tileQ: 32, tileK: 32, threads: 64, rowsPerThread: 4 }, 64); // 26752
  * ```
  */
 export function kernelStorageBytes(s: KernelShape, headDim: number, dtype = "f32"): number {
   const d4 = headDim / 4;
   const cols = s.threads / (s.tileQ / s.rowsPerThread);
   const vec4Bytes = dtype === "f16" ? 8 : 16;
-  // Q, K (padded rows), V and P (padded by one vec4) in the element type; row shares and key
-  // positions in 32-bit words.
-  return vec4Bytes * (s.tileQ * (d4 + 1) + s.tileK * (d4 + 1) + s.tileK * d4) +
-    (vec4Bytes / 4) * s.tileQ * (s.tileK + 4) + 4 * (s.tileQ * cols + s.tileK);
+  // Q, K (padded rows), V and P (padded by one vec4) in the element type, K and P sharing
+  // memory; row shares and key positions in 32-bit words.
+  const kOrP = Math.max(s.tileK * (d4 + 1), s.tileQ * (s.tileK / 4 + 1));
+  return vec4Bytes * (s.tileQ * (d4 + 1) + kOrP + s.tileK * d4) + 4 * (s.tileQ * cols + s.tileK);
+}
+
+/**
+ * Registers per invocation that hold the next K/V tile (one vec4 of K and one of V each) are
+ * at most this many: more would cost occupancy more than the hidden load latency gains.
+ */
+const MAX_PREFETCH_SLOTS = 4;
+
+/**
+ * Whether the kernel loads the next K/V tile into registers while computing the current one.
+ * @param s the kernel shape
+ * @param headDim D
+ * @returns true when each invocation holds at most MAX_PREFETCH_SLOTS vec4s of K (and of V)
+ * @example
+ * ```ts
+ * import { kernelShape, prefetches } from "./tiles.ts";
+ * prefetches(kernelShape(64, 32, 2, 16)!, 64); // true: 2 vec4s of K and 2 of V per invocation
+ * ```
+ */
+export function prefetches(s: KernelShape, headDim: number): boolean {
+  return Math.ceil((s.tileK * headDim / 4) / s.threads) <= MAX_PREFETCH_SLOTS;
 }
 
 /**

@@ -3,8 +3,10 @@
  *
  * One workgroup per (query tile, batch·head); one invocation per query row, its scaled query
  * and output accumulator in registers. For each key tile of its BlockMask row the workgroup
- * stages K and V in workgroup memory, each invocation computes its scores, the tile's row max,
- * and rescales its running sum and accumulator once per tile (online softmax, exp2 with
+ * stages K and V in workgroup memory (the next tile's K and V already loaded into registers
+ * while this one is computed, where they fit; K's memory then holds P for the P·V product),
+ * each invocation computes its scores, the tile's row max, and rescales its running sum and
+ * accumulator once per tile (online softmax, exp2 with
  * `scale * log2(e)` folded into the query). O is normalised once at the end, then written or
  * merged by log-sum-exp into what earlier components of the branch wrote.
  * @module
@@ -56,6 +58,8 @@ export interface ComponentKernelOptions {
   hash?: HashLayout;
   /** A uniform hashBucket's softmax: every score is 0, so no dot products at all. */
   uniform?: boolean;
+  /** Load the next K/V tile into registers while the current one is computed. */
+  prefetch?: boolean;
   /** Invocations per workgroup and query rows per invocation. */
   threads: number;
   rowsPerThread: number;
@@ -141,9 +145,10 @@ const LN2 = ${f32(Math.LN2)};`,
     "workgroupMemory",
     `
 var<workgroup> qTile: array<vec4<${T}>, ${tileQ * (d4 + 1)}>;
-var<workgroup> kTile: array<vec4<${T}>, ${tileK * (d4 + 1)}>;
+// K for QKᵀ, then P for P·V: K is dead once the scores are in registers, and a barrier
+// separates the two, so they share memory (less workgroup memory, more workgroups per SM).
+var<workgroup> kpTile: array<vec4<${T}>, ${Math.max(tileK * (d4 + 1), tileQ * (tileK / 4 + 1))}>;
 var<workgroup> vTile: array<vec4<${T}>, ${tileK * d4}>;
-var<workgroup> pTile: array<vec4<${T}>, ${tileQ * (tileK / 4 + 1)}>;
 var<workgroup> rowShare: array<f32, ${tileQ * g.cols}>; // per-column row maxima, then row sums
 var<workgroup> kPosition: array<i32, ${tileK}>;`,
   );
@@ -209,6 +214,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   let col = lid % COLS;
   let firstRow = (lid / COLS) * ROWS;
 
+${o.prefetch ? schedule(o) + "\n" + prefetchedTileLoop(o, kPos).prologue + "\n" : ""}
   // Stage the query tile, pre-scaled, in workgroup memory.
   for (var i = lid; i < TILE_Q * D4; i += THREADS) {
     let r = i / D4;
@@ -224,31 +230,8 @@ ${each((r) => `  var rowMax${r} = NO_SCORE;`)}
 ${each((r) => `  var rowSum${r} = 0.0;`)}
 ${eachRD((r, d) => `  var acc${r}_${d} = vec4<f32>(0.0);`)}
 
-${o.component.kLayout.kind === "sorted" ? bucketRange(o) : scheduleRuns(o)}
-  loop {
-    if (keyTile == runEnd) {
-      if (run == lastRun) { break; }
-      let runHead = schedule[runsAt + ${RUN_WORDS}u * run]; // kvStart << 1 | partial
-      keyTile = runHead >> 1u;
-      isPartial = (runHead & 1u) == 1u;
-      runEnd = keyTile + schedule[runsAt + ${RUN_WORDS}u * run + 1u];
-      run++;
-    }
-    let kTileStart = keyTile * TILE_K;
-    keyTile++;
-
-    workgroupBarrier();               // every read of the previous tile is done
-    for (var i = lid; i < TILE_K * D4; i += THREADS) {
-      let j = i / D4;
-      let k = ${kPos}(kTileStart + j);
-      if (i % D4 == 0u) { kPosition[j] = k;${
-    stagedCodes(o.component).length ? " kCodeTile[j] = keyCodes(max(k, 0));" : ""
-  } }
-      let src = kvBase + u32(max(k, 0)) * D4 + i % D4;
-      kTile[j * QK_STRIDE + i % D4] = select(vec4<${o.dtype}>(0.0), kIn[src], k >= 0);
-      vTile[i] = select(vec4<${o.dtype}>(0.0), vIn[src], k >= 0);
-    }
-    workgroupBarrier();
+${o.prefetch ? "" : schedule(o)}
+${o.prefetch ? prefetchedTileLoop(o, kPos).loop : tileLoop(o, kPos)}
 
     // Mask first (PARTIAL tiles only): an invocation none of whose pairs is allowed skips its
     // dot products, and a warp whose rows all miss this tile (a band's corner) skips the work.
@@ -301,6 +284,123 @@ ${each((r) => epilogue(o, r, Dd, g.cols))}
 }`;
 }
 
+/** Move to the next run when the current one is done (reads only uniform values). */
+function nextRun(indent: string): string {
+  return [
+    `if (keyTile == runEnd && run != lastRun) {`,
+    `  let runHead = schedule[runsAt + ${RUN_WORDS}u * run]; // kvStart << 1 | partial`,
+    `  keyTile = runHead >> 1u;`,
+    `  runPartial = (runHead & 1u) == 1u;`,
+    `  runEnd = keyTile + schedule[runsAt + ${RUN_WORDS}u * run + 1u];`,
+    `  run++;`,
+    `}`,
+  ].map((line) => indent + line).join("\n");
+}
+
+/** Key tile loop that loads each K/V tile from global memory between two barriers. */
+function tileLoop(o: ComponentKernelOptions, kPos: string): string {
+  return `  loop {
+${nextRun("    ")}
+    if (keyTile == runEnd) { break; }
+    let kTileStart = keyTile * TILE_K;
+    let isPartial = runPartial;
+    keyTile++;
+
+    workgroupBarrier();               // every read of the previous tile is done
+    for (var i = lid; i < TILE_K * D4; i += THREADS) {
+      let j = i / D4;
+      let k = ${kPos}(kTileStart + j);
+      if (i % D4 == 0u) { kPosition[j] = k;${
+    stagedCodes(o.component).length ? " kCodeTile[j] = keyCodes(max(k, 0));" : ""
+  } }
+      let src = kvBase + u32(max(k, 0)) * D4 + i % D4;
+      kpTile[j * QK_STRIDE + i % D4] = select(vec4<${o.dtype}>(0.0), kIn[src], k >= 0);
+      vTile[i] = select(vec4<${o.dtype}>(0.0), vIn[src], k >= 0);
+    }
+    workgroupBarrier();
+`;
+}
+
+/**
+ * Key tile loop with the next tile's K and V loaded into registers while this one is computed:
+ * the global loads' latency hides behind the tile's arithmetic instead of sitting between two
+ * barriers, which matters most where a workgroup visits few key tiles (bands, rings).
+ */
+function prefetchedTileLoop(
+  o: ComponentKernelOptions,
+  kPos: string,
+): { prologue: string; loop: string } {
+  const g = kernelGeometry(o);
+  const total = o.component.mask.tileK * o.shape.headDim / 4;
+  const L = range(Math.ceil(total / g.threads));
+  const even = total % g.threads === 0;
+  const codes = stagedCodes(o.component).length > 0;
+  const T = o.dtype;
+  // Slot l of an invocation is element `lid + l * THREADS` of the tile (key row i / D4).
+  const slot = (l: number, indent: string, lines: string[]) => {
+    const i = `lid + ${l * g.threads}u`;
+    const body = [`let i = ${i};`, ...lines].map((line) => `${indent}  ${line}`).join("\n");
+    return `${indent}${even ? "" : "if (" + i + " < TILE_K * D4) "}{\n${body}\n${indent}}`;
+  };
+  const fetch = (indent: string) =>
+    L.map((l) =>
+      slot(l, indent, [
+        `let k = ${kPos}(nextStart + i / D4);`,
+        `let src = kvBase + u32(max(k, 0)) * D4 + i % D4;`,
+        `nextK${l} = select(vec4<${T}>(0.0), kIn[src], k >= 0);`,
+        `nextV${l} = select(vec4<${T}>(0.0), vIn[src], k >= 0);`,
+        `nextPos${l} = k;`,
+        ...(codes ? [`if (i % D4 == 0u) { nextCodes${l} = keyCodes(max(k, 0)); }`] : []),
+      ])
+    ).join("\n");
+  const store = L.map((l) =>
+    slot(l, "    ", [
+      `let j = i / D4;`,
+      `if (i % D4 == 0u) { kPosition[j] = nextPos${l};${
+        codes ? ` kCodeTile[j] = nextCodes${l};` : ""
+      } }`,
+      `kpTile[j * QK_STRIDE + i % D4] = nextK${l};`,
+      `vTile[i] = nextV${l};`,
+    ])
+  ).join("\n");
+  const registers = L.map((l) =>
+    `  var nextK${l} = vec4<${T}>(0.0);\n  var nextV${l} = vec4<${T}>(0.0);\n` +
+    `  var nextPos${l} = -1;${codes ? `\n  var nextCodes${l} = vec4<u32>(0u);` : ""}`
+  ).join("\n");
+  const advance = (indent: string) =>
+    [
+      `hasNext = keyTile != runEnd;`,
+      `nextStart = keyTile * TILE_K;`,
+      `nextPartial = runPartial;`,
+      `if (hasNext) {`,
+    ].map((line) => indent + line).join("\n") + `\n${fetch(indent + "  ")}\n${indent}}`;
+  const prologue =
+    `  // The next key tile's K, V and positions, in registers while the current tile is computed;
+  // the first one's loads are issued before the query tile's.
+${registers}
+${nextRun("  ")}
+  var hasNext = false;
+  var nextStart = 0u;
+  var nextPartial = false;
+${advance("  ")}`;
+  const loop = `  loop {
+    if (!hasNext) { break; }
+    let isPartial = nextPartial;
+    workgroupBarrier();               // every read of the previous tile is done
+${store}
+    workgroupBarrier();
+    keyTile++;
+${nextRun("    ")}
+${advance("    ")}
+`;
+  return { prologue, loop };
+}
+
+/** Where the key tiles come from: the BlockMask's runs, or a bucket range. */
+function schedule(o: ComponentKernelOptions): string {
+  return o.component.kLayout.kind === "sorted" ? bucketRange(o) : scheduleRuns(o);
+}
+
 /** The static schedule: this query tile's runs from the BlockMask. */
 function scheduleRuns(o: ComponentKernelOptions): string {
   return `  // This query tile's runs of consecutive key tiles of one kind, walked one key tile per step.
@@ -312,7 +412,7 @@ function scheduleRuns(o: ComponentKernelOptions): string {
   let lastRun = schedule[rowsAt + qTileIndex + 1u];
   var keyTile = 0u;
   var runEnd = 0u;
-  var isPartial = false;`;
+  var runPartial = false;`;
 }
 
 /**
@@ -341,7 +441,7 @@ function bucketRange(o: ComponentKernelOptions): string {
   let startsAt = ${starts}u + kvHead * ${set.buckets + 1}u;
   var keyTile = hash[startsAt + firstBucket] / TILE_K;
   var runEnd = (hash[startsAt + lastBucket + 1u] + TILE_K - 1u) / TILE_K;
-  var isPartial = true;
+  var runPartial = true;
   var run = 0u;                       // one run: the loop ends with it
   let lastRun = 0u;
   let runsAt = 0u;`;
@@ -423,7 +523,7 @@ ${
       "anyAllowed",
       `    for (var d = 0u; d < d4; d++) {
 ${R.map((r) => `      let qv${r} = qTile[(firstRow + ${r}u) * QK_STRIDE + d];`).join("\n")}
-${J.map((j) => `      let kv${j} = kTile[(col + ${j * cols}u) * QK_STRIDE + d];`).join("\n")}
+${J.map((j) => `      let kv${j} = kpTile[(col + ${j * cols}u) * QK_STRIDE + d];`).join("\n")}
 ${rj((r, j) => `      s${r}_${j} += dot(qv${r}, kv${j});`)}
     }`,
     )
@@ -445,7 +545,7 @@ ${
 ${rj((r, j) => `      var h${r}_${j} = vec4<f16>(0.0);`)}
       for (var d = d0; d < min(d0 + ${F16_CHUNK}u, d4); d++) {
 ${R.map((r) => `        let qv${r} = qTile[(firstRow + ${r}u) * QK_STRIDE + d];`).join("\n")}
-${J.map((j) => `        let kv${j} = kTile[(col + ${j * cols}u) * QK_STRIDE + d];`).join("\n")}
+${J.map((j) => `        let kv${j} = kpTile[(col + ${j * cols}u) * QK_STRIDE + d];`).join("\n")}
 ${rj((r, j) => `        h${r}_${j} = fma(qv${r}, kv${j}, h${r}_${j});`)}
       }
 ${
@@ -467,7 +567,7 @@ ${
     onlyIf(
       "rowsLive",
       `    for (var j4 = 0u; j4 < tileK / 4u; j4++) {
-${R.map((r) => `      let p${r} = pTile[(firstRow + ${r}u) * P_STRIDE4 + j4];`).join("\n")}
+${R.map((r) => `      let p${r} = kpTile[(firstRow + ${r}u) * P_STRIDE4 + j4];`).join("\n")}
 ${
         [0, 1, 2, 3].flatMap((c) =>
           Dd.map((d) =>
@@ -500,7 +600,7 @@ ${
       `    for (var c0 = 0u; c0 < tileK / 4u; c0 += ${F16_CHUNK}u) {
 ${rd((r, d) => `      var pv${r}_${d} = vec4<f16>(0.0);`)}
       for (var j4 = c0; j4 < min(c0 + ${F16_CHUNK}u, tileK / 4u); j4++) {
-${R.map((r) => `        let p${r} = pTile[(firstRow + ${r}u) * P_STRIDE4 + j4];`).join("\n")}
+${R.map((r) => `        let p${r} = kpTile[(firstRow + ${r}u) * P_STRIDE4 + j4];`).join("\n")}
 ${
         [0, 1, 2, 3].flatMap((c) =>
           Dd.map((d) =>
@@ -574,7 +674,7 @@ ${
 ${Dd.map((d) => `      acc${r}_${d} *= rescale;`).join("\n")}
 ${
     J.map((j) =>
-      `      pTile[(firstRow + ${r}u) * P_STRIDE4 + (col + ${j * cols}u) / 4u][(col + ${
+      `      kpTile[(firstRow + ${r}u) * P_STRIDE4 + (col + ${j * cols}u) / 4u][(col + ${
         j * cols
       }u) % 4u] = ${store(`p${j}`)};`
     ).join(

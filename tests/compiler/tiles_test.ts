@@ -6,10 +6,12 @@ import assert from "node:assert/strict";
 import {
   chooseTiles,
   kernelFits,
+  kernelShape,
   kernelShapeName,
   parseKernelShapeName,
   tuningCandidates,
 } from "../../compiler/mod.ts";
+import { kernelStorageBytes, prefetches } from "../../compiler/tiles.ts";
 
 /** What Deno reports for an H100 (Vulkan) and for Mesa llvmpipe. */
 const H100 = { maxComputeWorkgroupStorageSize: 49152, maxComputeInvocationsPerWorkgroup: 1024 };
@@ -30,9 +32,10 @@ Deno.test("tuning candidates fit the device and follow the preference order", ()
     "64x64x2",
     "128x32x4",
   ]);
+  // At D = 16, with K and P sharing memory, 64x64 fits 32 KiB too.
   assert.deepEqual(tuningCandidates(16, LLVMPIPE, "f32", 2).map(kernelShapeName), [
     "64x32x2",
-    "64x32x4",
+    "64x64x2",
   ]);
   for (const d of [16, 32, 64, 128, 256]) {
     for (const dtype of ["f32", "f16"]) {
@@ -56,4 +59,24 @@ Deno.test("kernel shape names round-trip and reject malformed names", () => {
   for (const bad of ["64x32", "64x32x3", "0x8x1", "x8x8", "64x32x2 ", "512x8x2"]) {
     assert.equal(parseKernelShapeName(bad, 32), undefined, bad);
   }
+});
+
+Deno.test("workgroup memory: K and P share one region; prefetch where 4 vec4s of K fit", () => {
+  const s = kernelShape(64, 32, 2, 16)!; // D = 64: 256 invocations, 8 columns
+  // Q 64 x 17 vec4s; K (32 x 17) and P (64 x 9) in one region of the larger; V 32 x 16; then
+  // 64 x 8 row shares and 32 key positions in words.
+  const region = Math.max(32 * 17, 64 * 9);
+  assert.equal(
+    kernelStorageBytes(s, 64, "f32"),
+    16 * (64 * 17 + region + 32 * 16) + 4 * (512 + 32),
+  );
+  assert.equal(kernelStorageBytes(s, 64, "f16"), 8 * (64 * 17 + region + 32 * 16) + 4 * (512 + 32));
+  // A narrow key tile: K is 8 x 17, P 128 x 3.
+  const narrow = kernelShape(128, 8, 4, 16)!;
+  assert.equal(
+    kernelStorageBytes(narrow, 64, "f32"),
+    16 * (128 * 17 + 128 * 3 + 8 * 16) + 4 * (128 * 8 + 8),
+  );
+  assert.ok(prefetches(s, 64)); // 2 vec4s of K per invocation
+  assert.ok(!prefetches(kernelShape(8, 16, 2, 16)!, 64)); // 8
 });
