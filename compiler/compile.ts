@@ -191,7 +191,6 @@ export function compile(pattern: unknown, options: CompileOptions): CompiledAtte
   const plan = planPattern(parsed, shape.seqLen, { tileQ: tiles.tileQ, tileK: tiles.tileK }, {
     domain: { batch: shape.batch, headsQ: shape.headsQ },
   });
-  const prefetch = options.prefetch ?? prefetches(tiles, shape.headDim);
   // 4. Pack every component's BlockMask into one schedule buffer.
   const packed = packSchedules(plan, shape.headDim);
   // 5. Generate the passes: per branch, clear if needed, then one kernel per component; blend.
@@ -199,6 +198,8 @@ export function compile(pattern: unknown, options: CompileOptions): CompiledAtte
   const aux = new AuxData(shape.seqLen, plan.random, options.constantParams ?? false);
   const gated = parsed.kind === "gated";
   const unroll = options.unroll ?? true;
+  // Registers for the next K/V tile where the tile needs few of them (compiler/tiles.ts).
+  const prefetch = options.prefetch ?? prefetches(tiles, shape.headDim);
   // A float16 call with one kernel that writes every row writes O as float16 itself.
   const components = plan.branches[0].components;
   const directF16 = dtype === "f16" && !gated && components.length === 1 &&

@@ -186,6 +186,9 @@ function entryPoint(o: ComponentKernelOptions, qPos: string, kPos: string): stri
   const headBatch = allowedReadsHeadOrBatch(o.component);
   const staged = stagedCodes(o.component).length > 0;
   const hb = headBatch ? ", head, batch" : "";
+  const keyLoop = o.prefetch
+    ? prefetchedTileLoop(o, kPos)
+    : { prologue: "", loop: tileLoop(o, kPos) };
   const each = (f: (r: number) => string) => R.map(f).join("\n");
   const eachRJ = (f: (r: number, j: number) => string) =>
     R.flatMap((r) => J.map((j) => f(r, j))).join("\n");
@@ -214,7 +217,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   let col = lid % COLS;
   let firstRow = (lid / COLS) * ROWS;
 
-${o.prefetch ? schedule(o) + "\n" + prefetchedTileLoop(o, kPos).prologue + "\n" : ""}
+${schedule(o)}
+${keyLoop.prologue}
   // Stage the query tile, pre-scaled, in workgroup memory.
   for (var i = lid; i < TILE_Q * D4; i += THREADS) {
     let r = i / D4;
@@ -230,8 +234,7 @@ ${each((r) => `  var rowMax${r} = NO_SCORE;`)}
 ${each((r) => `  var rowSum${r} = 0.0;`)}
 ${eachRD((r, d) => `  var acc${r}_${d} = vec4<f32>(0.0);`)}
 
-${o.prefetch ? "" : schedule(o)}
-${o.prefetch ? prefetchedTileLoop(o, kPos).loop : tileLoop(o, kPos)}
+${keyLoop.loop}
 
     // Mask first (PARTIAL tiles only): an invocation none of whose pairs is allowed skips its
     // dot products, and a warp whose rows all miss this tile (a band's corner) skips the work.
