@@ -53,7 +53,7 @@ export interface BenchRow {
   tiles_visited: number | null;
   tiles_dense: number | null;
   timer: Timer | null;
-  /** The kernel shape, `tileQ x tileK x rowsPerThread` (e.g. "64x32x2"). */
+  /** The kernel shape, `tileQ x tileK x rowsPerThread[c columns]` (e.g. "64x32x2", "64x32x2c4"). */
   tiles: string | null;
   /**
    * Where the shape came from: `tuned` (timed before this row), `cache` (tuned by an earlier
@@ -125,7 +125,7 @@ export function buildRow(m: Measurement, ctx: RowContext): BenchRow {
     tiles_visited: m.tiles.visited,
     tiles_dense: m.tiles.dense,
     timer: m.timer,
-    tiles: kernelShapeName(m.kernel),
+    tiles: kernelShapeName(m.kernel, headDim),
     tile_source: ctx.tune?.source ?? "default",
     tune_ms: ctx.tune?.source === "tuned" ? ctx.tune.ms : null,
     device: ctx.device,

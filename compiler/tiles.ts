@@ -30,14 +30,17 @@ export interface KernelShape extends TileShape {
 }
 
 /**
- * Candidates in order of preference: (tileQ, tileK, rows per invocation). The order comes from
- * sweeps on the H100 at N = 16384, D = 64 (docs/BENCHMARKS.md): 256 invocations of two rows
- * each beat 128 of four and 64 of eight (dense f32 39.9 vs 46.2 vs 78.6 ms), and with float16
- * arithmetic 64x32 beat 64x64 (dense f16 24.0 vs 26.7 ms). The order is the untuned default
- * and the autotuner's trying order: the likely winner goes first and sets the bar that slower
- * candidates are cut off against.
+ * Candidates in order of preference: (tileQ, tileK, rows per invocation[, columns]). The order
+ * comes from sweeps on the H100 and H200 at N = 16384, D = 64 (docs/BENCHMARKS.md): 256
+ * invocations of two rows each beat 128 of four and 64 of eight (dense f32 39.9 vs 46.2 vs 78.6
+ * ms), and with float16 arithmetic 64x32 beat 64x64 (dense f16 24.0 vs 26.7 ms). Columns
+ * default to the widest split (`kernelShape`); float16 does better with 4 columns of 64x32,
+ * each invocation owning 8 keys and 16 output dims (dense f16 20.8 vs 23.5 ms on the H200),
+ * float32 does not (37.5 ms either way, ring and window slower). The order is the untuned
+ * default and the autotuner's trying order: the likely winner goes first and sets the bar
+ * that slower candidates are cut off against.
  */
-const CANDIDATES: [number, number, number][] = [
+const CANDIDATES: [number, number, number, number?][] = [
   [64, 32, 2],
   [64, 64, 2],
   [128, 32, 4],
@@ -48,6 +51,7 @@ const CANDIDATES: [number, number, number][] = [
   [16, 8, 2],
   [8, 8, 2],
 ];
+const CANDIDATES_F16: [number, number, number, number?][] = [[64, 32, 2, 4], ...CANDIDATES];
 
 /**
  * Workgroup memory of a kernel shape, in bytes (float32 tiles).
@@ -125,7 +129,7 @@ export function chooseTiles(
  * ```ts
  * import { tuningCandidates, kernelShapeName } from "./tiles.ts";
  * const limits = { maxComputeWorkgroupStorageSize: 49152, maxComputeInvocationsPerWorkgroup: 1024 };
- * tuningCandidates(64, limits, "f32", 3).map(kernelShapeName); // ["64x32x2", "64x32x4", "32x32x4"]
+ * tuningCandidates(64, limits, "f32", 3).map((s) => kernelShapeName(s, 64)); // ["64x32x2", "64x32x4", "32x32x4"]
  * ```
  */
 export function tuningCandidates(
@@ -136,9 +140,9 @@ export function tuningCandidates(
 ): KernelShape[] {
   const d4 = headDim / 4;
   const out: KernelShape[] = [];
-  for (const [tileQ, tileK, rowsPerThread] of CANDIDATES) {
+  for (const [tileQ, tileK, rowsPerThread, cols] of dtype === "f16" ? CANDIDATES_F16 : CANDIDATES) {
     if (out.length >= max) break;
-    const shape = kernelShape(tileQ, tileK, rowsPerThread, d4);
+    const shape = kernelShape(tileQ, tileK, rowsPerThread, d4, cols);
     if (shape && kernelFits(shape, headDim, dtype, limits)) out.push(shape);
   }
   return out;
@@ -170,50 +174,62 @@ export function kernelFits(
 }
 
 /**
- * A kernel shape's short name, `tileQ x tileK x rowsPerThread` (the invocation count follows
- * from these and D): how reports and the autotune cache write it.
+ * A kernel shape's short name, `tileQ x tileK x rowsPerThread`, with `c` and the column count
+ * when the columns are not `kernelShape`'s widest split (the invocation count follows from
+ * these and D): how reports and the autotune cache write it.
  * @param s the kernel shape
- * @returns e.g. "64x32x2"
+ * @param headDim D, which the widest split depends on
+ * @returns e.g. "64x32x2", or "64x32x2c4" for 4 columns of 64x32 at D = 64
  * @example
  * ```ts
  * import { kernelShapeName } from "./tiles.ts";
- * kernelShapeName({ tileQ: 64, tileK: 32, threads: 256, rowsPerThread: 2 }); // "64x32x2"
+ * kernelShapeName({ tileQ: 64, tileK: 32, threads: 256, rowsPerThread: 2 }, 64); // "64x32x2"
+ * kernelShapeName({ tileQ: 64, tileK: 32, threads: 128, rowsPerThread: 2 }, 64); // "64x32x2c4"
  * ```
  */
-export function kernelShapeName(s: KernelShape): string {
-  return `${s.tileQ}x${s.tileK}x${s.rowsPerThread}`;
+export function kernelShapeName(s: KernelShape, headDim: number): string {
+  const base = `${s.tileQ}x${s.tileK}x${s.rowsPerThread}`;
+  const cols = s.threads / (s.tileQ / s.rowsPerThread);
+  return cols === widestColumns(s.tileK, headDim / 4) ? base : `${base}c${cols}`;
 }
 
 /**
  * The kernel shape a `kernelShapeName` names, at a head dim.
- * @param name e.g. "64x32x2"
+ * @param name e.g. "64x32x2" or "64x32x2c4"
  * @param headDim D (a multiple of 4)
- * @returns the shape, or undefined when the name is malformed or rowsPerThread does not divide tileQ
+ * @returns the shape, or undefined when the name is malformed, rowsPerThread does not divide
+ *   tileQ, or the columns do not divide tileK and D / 4
  * @example
  * ```ts
  * import { parseKernelShapeName } from "./tiles.ts";
  * parseKernelShapeName("16x8x2", 32); // { tileQ: 16, tileK: 8, threads: 64, rowsPerThread: 2 }
+ * parseKernelShapeName("64x32x2c4", 64); // { tileQ: 64, tileK: 32, threads: 128, rowsPerThread: 2 }
  * ```
  */
 export function parseKernelShapeName(name: string, headDim: number): KernelShape | undefined {
-  const m = /^(\d+)x(\d+)x(\d+)$/.exec(name);
+  const m = /^(\d+)x(\d+)x(\d+)(?:c(\d+))?$/.exec(name);
   if (!m) return undefined;
   const [tileQ, tileK, rows] = [Number(m[1]), Number(m[2]), Number(m[3])];
-  if ([tileQ, tileK, rows].some((x) => x < 1 || x > 256)) return undefined;
-  return kernelShape(tileQ, tileK, rows, headDim / 4);
+  const cols = m[4] === undefined ? undefined : Number(m[4]);
+  if ([tileQ, tileK, rows, cols ?? 1].some((x) => x < 1 || x > 256)) return undefined;
+  return kernelShape(tileQ, tileK, rows, headDim / 4, cols);
 }
 
 /**
- * A kernel shape with `cols` = the largest of 8, 4, 2, 1 dividing both tileK and D/4.
+ * A kernel shape: `tileQ / rowsPerThread` row groups of `cols` invocations each, `cols` by
+ * default the largest of 8, 4, 2, 1 dividing both tileK and D/4.
  * @param tileQ queries per workgroup
  * @param tileK keys per tile
  * @param rowsPerThread query rows per invocation
  * @param d4 D / 4
- * @returns the shape, or undefined when rowsPerThread does not divide tileQ
+ * @param cols invocations sharing a row group (default: the widest split)
+ * @returns the shape, or undefined when rowsPerThread does not divide tileQ or `cols` does not
+ *   divide tileK and D / 4
  * @example
  * ```ts
  * import { kernelShape } from "./tiles.ts";
  * kernelShape(16, 8, 4, 16); // { tileQ: 16, tileK: 8, threads: 32, rowsPerThread: 4 }
+ * kernelShape(64, 32, 2, 16, 4); // { tileQ: 64, tileK: 32, threads: 128, rowsPerThread: 2 }
  * ```
  */
 export function kernelShape(
@@ -221,8 +237,16 @@ export function kernelShape(
   tileK: number,
   rowsPerThread: number,
   d4: number,
+  cols = widestColumns(tileK, d4),
 ): KernelShape | undefined {
   if (tileQ % rowsPerThread !== 0) return undefined;
-  const cols = [8, 4, 2, 1].find((c) => tileK % c === 0 && d4 % c === 0)!;
+  if (!Number.isInteger(cols) || cols < 1 || tileK % cols !== 0 || d4 % cols !== 0) {
+    return undefined;
+  }
   return { tileQ, tileK, threads: (tileQ / rowsPerThread) * cols, rowsPerThread };
+}
+
+/** The widest column split: the largest of 8, 4, 2, 1 dividing both tileK and D/4. */
+function widestColumns(tileK: number, d4: number): number {
+  return [8, 4, 2, 1].find((c) => tileK % c === 0 && d4 % c === 0)!;
 }

@@ -193,7 +193,7 @@ export class Autotuner {
       const tiles = info.isFallback
         ? this.deps.fallback(shape.headDim)
         : chooseTiles(shape.headDim, this.deps.limits, dtype);
-      const name = kernelShapeName(tiles);
+      const name = kernelShapeName(tiles, shape.headDim);
       return { ...k, tiles, name, source, reason, ms: performance.now() - started };
     };
     if (!enabled) {
@@ -279,7 +279,7 @@ export class Autotuner {
     let best: { ms: number; tiles: string } | undefined;
     let firstError: unknown;
     for (const tiles of candidates) {
-      const name = kernelShapeName(tiles);
+      const name = kernelShapeName(tiles, options.shape.headDim);
       try {
         const compiled = this.deps.compile(pattern, { shape: options.shape, dtype, tiles });
         const call = await AttentionCall.create(device, pipelines, compiled, inputs, gpuTimer);

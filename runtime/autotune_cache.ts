@@ -12,11 +12,14 @@
  */
 import { z } from "zod";
 
-/** Bump when the meaning of an entry changes: files of another version are ignored. */
-export const AUTOTUNE_FILE_VERSION = 1;
+/**
+ * Bump when the meaning of an entry changes: files of another version are ignored. 2: the
+ * candidates gained column splits (`64x32x2c4`), so choices made without them are made again.
+ */
+export const AUTOTUNE_FILE_VERSION = 2;
 
 const CandidateSchema = z.object({
-  /** The kernel shape, `tileQ x tileK x rowsPerThread` (compiler/tiles.ts `kernelShapeName`). */
+  /** The kernel shape, `tileQ x tileK x rowsPerThread[c columns]` (compiler/tiles.ts `kernelShapeName`). */
   tiles: z.string(),
   /** Median milliseconds of the timed submissions; absent when the candidate failed. */
   ms: z.number().optional(),

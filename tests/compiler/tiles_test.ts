@@ -11,14 +11,15 @@ import {
   parseKernelShapeName,
   tuningCandidates,
 } from "../../compiler/mod.ts";
-import { kernelStorageBytes, prefetches } from "../../compiler/tiles.ts";
+import { type KernelShape, kernelStorageBytes, prefetches } from "../../compiler/tiles.ts";
 
 /** What Deno reports for an H100 (Vulkan) and for Mesa llvmpipe. */
 const H100 = { maxComputeWorkgroupStorageSize: 49152, maxComputeInvocationsPerWorkgroup: 1024 };
 const LLVMPIPE = { maxComputeWorkgroupStorageSize: 32768, maxComputeInvocationsPerWorkgroup: 1024 };
 
 Deno.test("tuning candidates fit the device and follow the preference order", () => {
-  assert.deepEqual(tuningCandidates(64, H100, "f32").map(kernelShapeName), [
+  const names = (list: KernelShape[], d: number) => list.map((s) => kernelShapeName(s, d));
+  assert.deepEqual(names(tuningCandidates(64, H100, "f32"), 64), [
     "64x32x2",
     "64x32x4",
     "32x32x4",
@@ -26,14 +27,23 @@ Deno.test("tuning candidates fit the device and follow the preference order", ()
     "16x16x4",
     "16x8x2",
   ]);
-  // 64x64 and 128x32 fit 48 KiB only with float16 tiles.
-  assert.deepEqual(tuningCandidates(64, H100, "f16", 3).map(kernelShapeName), [
+  // Float16 tries 4 columns of 64x32 first; 64x64 and 128x32 fit 48 KiB only with its tiles.
+  assert.deepEqual(names(tuningCandidates(64, H100, "f16", 4), 64), [
+    "64x32x2c4",
     "64x32x2",
     "64x64x2",
     "128x32x4",
   ]);
+  assert.deepEqual(kernelShape(64, 32, 2, 16, 4), {
+    tileQ: 64,
+    tileK: 32,
+    threads: 128,
+    rowsPerThread: 2,
+  });
+  // At D = 16 four columns are already the widest split: the name has no suffix.
+  assert.equal(kernelShapeName(tuningCandidates(16, H100, "f16", 1)[0], 16), "64x32x2");
   // At D = 16, with K and P sharing memory, 64x64 fits 32 KiB too.
-  assert.deepEqual(tuningCandidates(16, LLVMPIPE, "f32", 2).map(kernelShapeName), [
+  assert.deepEqual(names(tuningCandidates(16, LLVMPIPE, "f32", 2), 16), [
     "64x32x2",
     "64x64x2",
   ]);
@@ -42,7 +52,7 @@ Deno.test("tuning candidates fit the device and follow the preference order", ()
       const list = tuningCandidates(d, H100, dtype);
       assert.ok(list.length <= 6, `D=${d} ${dtype}`);
       for (const s of list) {
-        assert.ok(kernelFits(s, d, dtype, H100), `${kernelShapeName(s)} D=${d}`);
+        assert.ok(kernelFits(s, d, dtype, H100), `${kernelShapeName(s, d)} D=${d}`);
       }
       // The untuned default is the first candidate.
       if (list.length) assert.deepEqual(chooseTiles(d, H100, dtype), list[0]);
@@ -53,12 +63,23 @@ Deno.test("tuning candidates fit the device and follow the preference order", ()
 });
 
 Deno.test("kernel shape names round-trip and reject malformed names", () => {
-  for (const s of tuningCandidates(32, H100, "f16")) {
-    assert.deepEqual(parseKernelShapeName(kernelShapeName(s), 32), s);
+  for (const d of [32, 64]) {
+    for (const s of tuningCandidates(d, H100, "f16")) {
+      assert.deepEqual(parseKernelShapeName(kernelShapeName(s, d), d), s);
+    }
   }
-  for (const bad of ["64x32", "64x32x3", "0x8x1", "x8x8", "64x32x2 ", "512x8x2"]) {
-    assert.equal(parseKernelShapeName(bad, 32), undefined, bad);
-  }
+  assert.deepEqual(parseKernelShapeName("64x32x2c4", 64)?.threads, 128);
+  const bad = [
+    "64x32",
+    "64x32x3",
+    "0x8x1",
+    "x8x8",
+    "64x32x2 ",
+    "512x8x2",
+    "64x32x2c3",
+    "64x32x2c0",
+  ];
+  for (const name of bad) assert.equal(parseKernelShapeName(name, 32), undefined, name);
 });
 
 Deno.test("workgroup memory: K and P share one region; prefetch where 4 vec4s of K fit", () => {

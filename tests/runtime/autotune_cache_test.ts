@@ -62,7 +62,7 @@ Deno.test("unreadable, non-JSON or other-version files are ignored with one warn
   const cases: [string, RegExp][] = [
     ["{ nope", /not JSON/],
     ['["a"]', /expected \{"version", "entries"\}/],
-    [JSON.stringify({ version: 99, entries: {} }), /version 99, this Weft reads 1/],
+    [JSON.stringify({ version: 99, entries: {} }), /version 99, this Weft reads 2/],
   ];
   for (const [text, why] of cases) {
     await Deno.writeTextFile(path, text);
@@ -88,7 +88,7 @@ Deno.test("a malformed entry is skipped and the good ones kept", async () => {
   const good = entry("64x32x2");
   await Deno.writeTextFile(
     path,
-    JSON.stringify({ version: 1, entries: { good, bad: { tiles: 3 } } }),
+    JSON.stringify({ version: 2, entries: { good, bad: { tiles: 3 } } }),
   );
   const warnings: string[] = [];
   const read = readAutotuneFile(path, (l) => warnings.push(l));
