@@ -104,6 +104,10 @@ export async function main(args: string[]): Promise<number> {
   console.log(`compile: ${formatMs(compiled.compileMs)}`);
   console.log("\nplan:");
   console.log(indent(planSummary(compiled.plan)));
+  console.log("\npasses (one dispatch each, in order):");
+  for (const p of compiled.passes) {
+    console.log(`  ${p.label}: ${p.workgroups[0]} x ${p.workgroups[1]} workgroups`);
+  }
 
   const hashed = hashBucketsOf(compiled.plan.pattern);
   if (hashed.length > 0) {

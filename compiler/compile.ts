@@ -8,6 +8,7 @@ import { AuxData } from "./aux_data.ts";
 import { checkExpressionDomain } from "./expression_domain.ts";
 import { layoutCount } from "./layout.ts";
 import { type Plan, planPattern, type TileShape } from "./plan.ts";
+import { keySplits, splittable } from "./key_split.ts";
 import { packSchedules } from "./schedule_buffer.ts";
 import { type AttentionShape, checkAttentionShape } from "./shape.ts";
 import {
@@ -21,6 +22,7 @@ import {
 } from "./tiles.ts";
 import { DeviceError, PlanError, ShapeError } from "../dsl/errors.ts";
 import { componentKernel } from "./wgsl/attention_wgsl.ts";
+import { splitCombineKernel } from "./wgsl/split_combine_wgsl.ts";
 import { poolingKernel } from "./wgsl/pooling_wgsl.ts";
 import { type HashLayout, hashLayout } from "./hash_layout.ts";
 import {
@@ -55,7 +57,9 @@ export type BufferName =
   | "gates"
   | "o16"
   | "hash"
-  | "hashCounts";
+  | "hashCounts"
+  | "splitO"
+  | "splitLse";
 
 /** Element type of Q, K, V and O; LSE and every running sum are float32. */
 export type Dtype = "f32" | "f16";
@@ -106,6 +110,12 @@ export interface CompileOptions {
    * of a new pipeline for every new number.
    */
   constantParams?: boolean;
+  /**
+   * Chunks to split the key tiles of every gathered-query component into (split-K,
+   * key_split.ts). Default: chosen per component, so that global rows fill the GPU. A runtime
+   * value: it changes no kernel.
+   */
+  keySplits?: number;
 }
 
 /** Everything the runtime needs to run a pattern at one shape. */
@@ -132,6 +142,8 @@ export interface CompiledAttention {
   landmarks: { rank: number; segment: number; count: number }[];
   /** hashBucket codes, bucket order and counts: the `hash` and `hashCounts` buffers. */
   hash: HashLayout;
+  /** Rows of the split-K partials (`splitO` of `[rows, D]` and `splitLse`); 0 without split-K. */
+  splitRows: number;
   /**
    * Set by the runtime when the caller's tensors exceed one storage binding: `shape` is then one
    * part (one batch, `kvHeads` key/value heads) of `split.full`, and `Runtime.run` runs the parts.
@@ -191,8 +203,15 @@ export function compile(pattern: unknown, options: CompileOptions): CompiledAtte
   const plan = planPattern(parsed, shape.seqLen, { tileQ: tiles.tileQ, tileK: tiles.tileK }, {
     domain: { batch: shape.batch, headsQ: shape.headsQ },
   });
-  // 4. Pack every component's BlockMask into one schedule buffer.
-  const packed = packSchedules(plan, shape.headDim);
+  // 4. Pack every component's BlockMask into one schedule buffer; split the key tiles of
+  // components with too few query tiles to fill the GPU.
+  const heads = shape.batch * shape.headsQ;
+  const splits = plan.branches.map((b) =>
+    b.components.map((c) =>
+      splittable(c) ? keySplits(c, heads, shape.headDim, options.keySplits) : 0
+    )
+  );
+  const packed = packSchedules(plan, shape.headDim, splits);
   // 5. Generate the passes: per branch, clear if needed, then one kernel per component; blend.
   // The pattern's numbers go to aux as runtime parameters: the WGSL depends on its structure.
   const aux = new AuxData(shape.seqLen, plan.random, options.constantParams ?? false);
@@ -225,6 +244,7 @@ export function compile(pattern: unknown, options: CompileOptions): CompiledAtte
       dtype,
       directF16,
       hash,
+      splits: splits[b],
     })
   ));
   const branches = plan.branches.length;
@@ -248,6 +268,12 @@ export function compile(pattern: unknown, options: CompileOptions): CompiledAtte
     compileMs: performance.now() - started,
     landmarks,
     hash,
+    splitRows: Math.max(
+      0,
+      ...plan.branches.flatMap((branch, b) =>
+        branch.components.map((c, j) => splits[b][j] * heads * c.mask.qTiles * c.mask.tileQ)
+      ),
+    ),
   };
 }
 
@@ -265,6 +291,8 @@ function branchPasses(o: {
   dtype: Dtype;
   directF16: boolean;
   hash: HashLayout;
+  /** Key chunks per component (0: not a split component). */
+  splits: number[];
 }): Pass[] {
   const { shape, b } = o;
   const rows = shape.batch * shape.headsQ * shape.seqLen;
@@ -286,8 +314,11 @@ function branchPasses(o: {
   }
   components.forEach((component, j) => {
     const label = `branch ${b} component ${j}`;
+    const chunks = o.splits[j];
+    const qTiles = Math.ceil(layoutCount(component.qLayout, shape.seqLen) / component.mask.tileQ);
+    const split = chunks > 0 ? { chunks, rows: qTiles * component.mask.tileQ } : undefined;
     passes.push({
-      label,
+      label: split ? `${label}, key tiles in ${chunks} chunks` : label,
       wgsl: componentKernel({
         component,
         shape,
@@ -299,6 +330,7 @@ function branchPasses(o: {
         merge: j > 0 || !firstCoversAll,
         unroll: o.unroll,
         prefetch: o.prefetch,
+        split,
         dtype: o.dtype,
         outputF16: o.directF16,
         score: o.plan.branches[b].score,
@@ -306,18 +338,36 @@ function branchPasses(o: {
         hash: o.hash,
         threads: o.kernel.threads,
         rowsPerThread: o.kernel.rowsPerThread,
-        label: `${o.plan.branches[b].label}, ${label}`,
+        label: `${o.plan.branches[b].label}, ${label}${
+          split ? `, key tiles in ${chunks} chunks` : ""
+        }`,
       }),
       bindings: [
         ...keyBuffers(component).map(read),
-        written(oName),
-        written("lse"),
+        written(split ? "splitO" : oName),
+        written(split ? "splitLse" : "lse"),
         ...(readsHash(component) ? [read("hash")] : []),
       ],
-      workgroups: [
-        Math.ceil(layoutCount(component.qLayout, shape.seqLen) / component.mask.tileQ),
-        shape.batch * shape.headsQ,
-      ],
+      workgroups: [qTiles * Math.max(chunks, 1), shape.batch * shape.headsQ],
+    });
+    if (!split) return;
+    const workgroups = elementwiseWorkgroups(shape.batch * shape.headsQ * split.rows);
+    passes.push({
+      label: `${label}: combine ${chunks} chunks`,
+      wgsl: splitCombineKernel({
+        qLayout: component.qLayout,
+        n: shape.seqLen,
+        d4,
+        heads: shape.batch * shape.headsQ,
+        chunks,
+        rows: split.rows,
+        oBase,
+        lseBase,
+        params: o.aux.paramBlock(),
+        label: `${o.plan.branches[b].label}, ${label}`,
+      }),
+      bindings: [read("splitO"), read("splitLse"), read("aux"), written(oName), written("lse")],
+      workgroups,
     });
   });
   return passes;

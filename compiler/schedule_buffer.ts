@@ -11,6 +11,7 @@
  * does not change when a schedule does. Two words per run keep any N and tile count exact.
  * @module
  */
+import { splitKeyRows } from "./key_split.ts";
 import type { Plan } from "./plan.ts";
 
 /** Words before the first component slot: `[D / 4, tileK]`. */
@@ -26,6 +27,9 @@ export const RUN_WORDS = 2;
  * Packs the plan's schedules.
  * @param plan the plan
  * @param headDim head dim D
+ * @param splits per branch and component, the chunks its key tiles are split into (default, 0
+ *   or 1: row t is query tile t; with S, row `t * S + s` is chunk s of query tile t,
+ *   key_split.ts)
  * @returns the words and, per branch and component, the index of its header slot
  * @example
  * ```ts
@@ -41,8 +45,14 @@ export const RUN_WORDS = 2;
 export function packSchedules(
   plan: Plan,
   headDim: number,
+  splits?: number[][],
 ): { words: Uint32Array; slots: number[][] } {
-  const components = plan.branches.flatMap((b) => b.components);
+  const components = plan.branches.flatMap((b, i) =>
+    b.components.map((c, j) => {
+      const s = splits?.[i][j] ?? 1;
+      return s > 1 ? { ...c, mask: splitKeyRows(c.mask, s) } : c;
+    })
+  );
   let size = HEADER_WORDS + SLOT_WORDS * components.length;
   for (const c of components) size += c.mask.offsets.length + RUN_WORDS * c.mask.kvStart.length;
   const words = new Uint32Array(size);

@@ -151,6 +151,9 @@ export class AttentionCall {
       // hashBucket codes, bucket order and starts; the counting sort's scratch counts.
       hash: this.compiled.hash.words * 4,
       hashCounts: this.compiled.hash.countWords * 4,
+      // Split-K partials (compiler/key_split.ts): one O row and one LSE per chunk, head and row.
+      splitO: Math.max(16, this.compiled.splitRows * shape.headDim * 4),
+      splitLse: Math.max(16, this.compiled.splitRows * 4),
     };
     // lowRank landmarks: [B, Hkv, count, D] per rank, written by the pooling pre-pass.
     for (const l of this.compiled.landmarks) {

@@ -28,6 +28,7 @@ import {
   hashRoundsRead,
 } from "./predicate_wgsl.ts";
 import { declareNegativeInfinity, f32, ShaderModule } from "./shader_module.ts";
+import { ParamReader } from "./params_wgsl.ts";
 import { codeSetOf, type HashLayout } from "../hash_layout.ts";
 
 /** Where a component kernel finds its schedule and writes its result. */
@@ -60,6 +61,13 @@ export interface ComponentKernelOptions {
   uniform?: boolean;
   /** Load the next K/V tile into registers while the current one is computed. */
   prefetch?: boolean;
+  /**
+   * Split-K (key_split.ts): workgroup x walks chunk `x % chunks` of query tile `x / chunks` and
+   * writes a partial O and LSE to the split buffers (bound as O and LSE), `rows` rows per chunk
+   * and head, for the combine pass to merge. No `merge`, no float16 O. Both numbers are read
+   * from aux, so they change no pipeline.
+   */
+  split?: { chunks: number; rows: number };
   /** Invocations per workgroup and query rows per invocation. */
   threads: number;
   rowsPerThread: number;
@@ -139,7 +147,9 @@ const QK_STRIDE = ${d4 + 1}u;     // padded row stride of the Q and K tiles: spr
 const P_STRIDE4 = ${tileK / 4 + 1}u;    // P rows are vec4s of 4 keys, padded by one vec4
 const SCORE_SCALE = ${f32(o.scale * LOG2E)}; // scale * log2(e): scores live in the exp2 domain
 const NO_SCORE = -1.0e30;   // below any real score; never reaches exp2 unguarded
-const LN2 = ${f32(Math.LN2)};`,
+const LN2 = ${f32(Math.LN2)};${
+      o.split ? `\nconst BH = ${shape.batch * shape.headsQ}u;         // batch * query heads` : ""
+    }`,
   );
   m.declare(
     "workgroupMemory",
@@ -174,10 +184,23 @@ var<workgroup> kPosition: array<i32, ${tileK}>;`,
       `const LOG2E = ${f32(LOG2E)}; // back to the exp2 domain after the modifier`,
     );
   }
-  return m.render(entryPoint(o, qPos, kPos));
+  // Split-K: the chunk count and the partial rows are numbers, read at run time like the rest.
+  let splitParams = "";
+  if (o.split) {
+    const reader = new ParamReader(m, params);
+    reader.unsigned("splits", o.split.chunks, "key chunks per query tile (split-K)");
+    reader.unsigned("splitRows", o.split.rows, "partial rows per chunk and head");
+    splitParams = reader.lines.join("\n") + "\n";
+  }
+  return m.render(entryPoint(o, qPos, kPos, splitParams));
 }
 
-function entryPoint(o: ComponentKernelOptions, qPos: string, kPos: string): string {
+function entryPoint(
+  o: ComponentKernelOptions,
+  qPos: string,
+  kPos: string,
+  splitParams: string,
+): string {
   const g = kernelGeometry(o);
   const R = range(g.rows), J = range(g.keys), Dd = range(g.dims4);
   // Register tiles are unrolled into scalars (s{r}_{j}, acc{r}_{d}): WGSL compilers leave
@@ -198,7 +221,13 @@ function entryPoint(o: ComponentKernelOptions, qPos: string, kPos: string): stri
 @compute @workgroup_size(${g.threads})
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   ${loopBounds(o.unroll)}
-  let qTileIndex = wg.x;
+${
+    o.split
+      ? `${splitParams}  let scheduleRow = wg.x;              // chunk \`split\` of query tile \`qTileIndex\`
+  let qTileIndex = wg.x / splits;
+  let split = wg.x % splits;`
+      : "  let qTileIndex = wg.x;"
+  }
   let bh = wg.y;                      // batch * HQ + query head
   let kvHead = (bh / HQ) * HKV + (bh % HQ) / GROUP;
   let kvBase = kvHead * KV_ROWS * D4;${
@@ -278,7 +307,7 @@ ${o.dtype === "f16" ? productF16(R, Dd, g.cols) : productF32(R, Dd, g.cols)}
   workgroupBarrier();
 ${each((r) => `  rowShare[(firstRow + ${r}u) * COLS + col] = rowSum${r};`)}
 ${
-    o.merge
+    o.merge && !o.split
       ? each((r) => `  let earlier${r} = lseOut[${o.lseBase}u + bh * N + u32(max(q${r}, 0))];`)
       : ""
   }
@@ -406,13 +435,14 @@ function schedule(o: ComponentKernelOptions): string {
 
 /** The static schedule: this query tile's runs from the BlockMask. */
 function scheduleRuns(o: ComponentKernelOptions): string {
+  const row = o.split ? "scheduleRow" : "qTileIndex";
   return `  // This query tile's runs of consecutive key tiles of one kind, walked one key tile per step.
   // The slot holds where this component's row pointers and runs start (schedule_buffer.ts).
   let slot = ${HEADER_WORDS}u + ${SLOT_WORDS}u * ${o.scheduleSlot}u;
   let rowsAt = schedule[slot];
   let runsAt = schedule[slot + 1u];
-  var run = schedule[rowsAt + qTileIndex];
-  let lastRun = schedule[rowsAt + qTileIndex + 1u];
+  var run = schedule[rowsAt + ${row}];
+  let lastRun = schedule[rowsAt + ${row} + 1u];
   var keyTile = 0u;
   var runEnd = 0u;
   var runPartial = false;`;
@@ -695,6 +725,22 @@ function epilogue(o: ComponentKernelOptions, r: number, Dd: number[], cols: numb
     for (var c = 0u; c < COLS; c++) { total += rowShare[(firstRow + ${r}u) * COLS + c]; }
     let row = ${o.lseBase}u + bh * N + u32(q${r});
     let outBase = ${o.oBase}u + (bh * N + u32(q${r})) * D4;`;
+  if (o.split) {
+    // A chunk's partial result, normalised by its own sum; the combine pass weighs the chunks.
+    return `  if (q${r} >= 0) {
+    var total = 0.0;
+    for (var c = 0u; c < COLS; c++) { total += rowShare[(firstRow + ${r}u) * COLS + c]; }
+    let row = (split * BH + bh) * splitRows + qTileIndex * TILE_Q + firstRow + ${r}u;
+    let outBase = row * D4;
+    if (total == 0.0) {               // nothing allowed in this chunk: weight 0
+      if (col == 0u) { lseOut[row] = negativeInfinity(); }
+${Dd.map((d) => `      oOut[${at(d)}] = vec4<f32>(0.0);`).join("\n")}
+    } else {
+      if (col == 0u) { lseOut[row] = (rowMax${r} + log2(total)) * LN2; }
+${Dd.map((d) => `      oOut[${at(d)}] = acc${r}_${d} / total;`).join("\n")}
+    }
+  }`;
+  }
   if (!o.merge) {
     const out = o.outputF16 ? "f16" : "f32";
     const cast = (x: string) => o.outputF16 ? `vec4<f16>(${x})` : x;

@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { maxAbsError } from "../../cli/_common.ts";
 import type { Pattern } from "../../dsl/schema.ts";
 import { reference } from "../../runtime/reference/mod.ts";
+import { AUTOTUNE_FILE_VERSION } from "../../runtime/autotune_cache.ts";
 import { createRuntime } from "../../runtime/runtime.ts";
 import { normalTensor } from "../../runtime/seeded_random.ts";
 
@@ -42,7 +43,7 @@ Deno.test("forced tuning times both candidates, stores the key parts, and compil
     tunedName = r.name;
 
     const file = JSON.parse(await Deno.readTextFile(`${cacheDir}/autotune.json`));
-    assert.equal(file.version, 1);
+    assert.equal(file.version, AUTOTUNE_FILE_VERSION);
     assert.deepEqual(Object.keys(file.entries), [r.id]);
     const entry = file.entries[r.id];
     assert.deepEqual(entry.key, {
