@@ -44,7 +44,7 @@ const USAGE = `Usage: deno task bench [options]
   --warmup W        untimed submissions first
   --no-tune         use the untuned default tile shapes (no timing of candidates, and
                     ignore shapes tuned earlier); software adapters are never tuned
-  --json FILE       write the rows as a JSON array
+  --json FILE       write the rows as a JSON array (rewritten after every row)
   --markdown FILE   write a markdown table
   --peer LIST       peer JSON files (bench/peers/flex_attention.py): adds FlexAttention and
                     SDPA times and the Flex/Weft ratio to every row
@@ -234,8 +234,12 @@ async function main(args: string[]): Promise<number> {
 
   const total = matrix.ns.length * matrix.dtypes.length * entries.length;
   let done = 0;
+  const finished: BenchRow[] = [];
   const progress = (row: BenchRow, extra: string) => {
     done++;
+    // The rows so far are on disk after every row: a time-out or a crash later keeps them.
+    finished.push(row);
+    if (flags.json) Deno.writeTextFileSync(flags.json, formatJson(finished));
     const head = `[${done}/${total}] ${row.pattern} N=${row.n} ${row.dtype}`;
     if (row.error !== undefined) {
       console.error(styleText("red", `${head}: failed: ${row.error}`));
