@@ -8,7 +8,7 @@ import { AuxData } from "./aux_data.ts";
 import { checkExpressionDomain } from "./expression_domain.ts";
 import { layoutCount } from "./layout.ts";
 import { type Plan, planPattern, type TileShape } from "./plan.ts";
-import { keySplits, splittable } from "./key_split.ts";
+import { keySplits, MAX_KEY_SPLITS, splittable } from "./key_split.ts";
 import { packSchedules } from "./schedule_buffer.ts";
 import { type AttentionShape, checkAttentionShape } from "./shape.ts";
 import {
@@ -178,6 +178,15 @@ export function compile(pattern: unknown, options: CompileOptions): CompiledAtte
   const scale = options.scale ?? 1 / Math.sqrt(shape.headDim);
   if (!Number.isFinite(scale) || scale === 0) {
     throw new ShapeError(`Bad options: scale must be a finite nonzero number, got ${scale}`);
+  }
+  const splitsAsked = options.keySplits;
+  if (
+    splitsAsked !== undefined &&
+    !(Number.isInteger(splitsAsked) && splitsAsked >= 1 && splitsAsked <= MAX_KEY_SPLITS)
+  ) {
+    throw new ShapeError(
+      `Bad options: keySplits must be an integer from 1 to ${MAX_KEY_SPLITS}, got ${splitsAsked}`,
+    );
   }
   const dtype = options.dtype ?? "f32";
   if (dtype !== "f32" && dtype !== "f16") {

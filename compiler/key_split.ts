@@ -16,6 +16,9 @@ export const SPLIT_TARGET_WORKGROUPS = 512;
 /** A chunk keeps at least this many key tiles, so its fixed cost stays small. */
 export const MIN_TILES_PER_SPLIT = 16;
 
+/** A caller may ask for at most this many chunks (`CompileOptions.keySplits`). */
+export const MAX_KEY_SPLITS = 4096;
+
 /** The partials of one component stay under this many bytes (float32 O rows and LSEs). */
 export const MAX_SPLIT_BYTES = 64 * 1024 * 1024;
 
@@ -38,7 +41,8 @@ export function splittable(c: Component): boolean {
  * @param c a splittable component
  * @param heads batch × query heads (the dispatch's second dimension)
  * @param headDim D
- * @param forced a caller's count (tests), used for every splittable component
+ * @param forced a caller's count (tests; an integer from 1 to MAX_KEY_SPLITS, checked by
+ *   compile), used for every splittable component
  * @returns at least 1
  * @example
  * ```ts
@@ -50,7 +54,7 @@ export function splittable(c: Component): boolean {
  * ```
  */
 export function keySplits(c: Component, heads: number, headDim: number, forced?: number): number {
-  if (forced !== undefined) return Math.max(1, Math.floor(forced));
+  if (forced !== undefined) return forced;
   const workgroups = c.mask.qTiles * heads;
   let longest = 0;
   for (let t = 0; t < c.mask.qTiles; t++) longest = Math.max(longest, rowTiles(c.mask, t));

@@ -378,6 +378,12 @@ const SHAPES: Case[] = [
     says: /scale must be a finite nonzero number, got NaN/,
   },
   {
+    name: "keySplits 0",
+    run: () => compile({ kind: "global", tokens: [0] }, { shape, keySplits: 0 }),
+    error: ShapeError,
+    says: /keySplits must be an integer from 1 to 4096, got 0/,
+  },
+  {
     name: "scale infinite (reference)",
     run: () =>
       reference({
