@@ -40,6 +40,7 @@ import {
   castKernel,
   clearKernel,
   elementwiseWorkgroups,
+  MAX_WORKGROUPS_X,
 } from "./wgsl/elementwise_wgsl.ts";
 
 /** The buffers a pass can bind, by name; the runtime allocates each once per call shape. */
@@ -326,6 +327,13 @@ function branchPasses(o: {
     const chunks = o.splits[j];
     const qTiles = Math.ceil(layoutCount(component.qLayout, shape.seqLen) / component.mask.tileQ);
     const split = chunks > 0 ? { chunks, rows: qTiles * component.mask.tileQ } : undefined;
+    if (qTiles * Math.max(chunks, 1) > MAX_WORKGROUPS_X) {
+      throw new PlanError(
+        `Cannot compile: ${label} needs ${qTiles} query tiles x ${chunks} key chunks = ` +
+          `${qTiles * chunks} workgroups, over WebGPU's ${MAX_WORKGROUPS_X} per dimension; ` +
+          `ask for fewer keySplits`,
+      );
+    }
     passes.push({
       label: split ? `${label}, key tiles in ${chunks} chunks` : label,
       wgsl: componentKernel({

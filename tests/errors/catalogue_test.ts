@@ -384,6 +384,17 @@ const SHAPES: Case[] = [
     says: /keySplits must be an integer from 1 to 4096, got 0/,
   },
   {
+    name: "keySplits over the workgroup limit",
+    run: () =>
+      compile({ kind: "global", tokens: Array.from({ length: 64 }, (_, i) => i) }, {
+        shape,
+        tiles: { tileQ: 4, tileK: 4 },
+        keySplits: 4096,
+      }),
+    error: PlanError,
+    says: /16 query tiles x 4096 key chunks = 65536 workgroups, over WebGPU's 65535/,
+  },
+  {
     name: "scale infinite (reference)",
     run: () =>
       reference({
