@@ -305,7 +305,8 @@ function branchPasses(o: {
   splits: number[];
 }): Pass[] {
   const { shape, b } = o;
-  const rows = shape.batch * shape.headsQ * shape.seqLen;
+  const heads = shape.batch * shape.headsQ;
+  const rows = heads * shape.seqLen;
   const d4 = shape.headDim / 4;
   const oBase = b * rows * d4, lseBase = b * rows;
   const oName: BufferName = o.directF16 ? "o16" : o.gated ? "branchO" : "o";
@@ -327,6 +328,7 @@ function branchPasses(o: {
     const chunks = o.splits[j];
     const qTiles = Math.ceil(layoutCount(component.qLayout, shape.seqLen) / component.mask.tileQ);
     const split = chunks > 0 ? { chunks, rows: qTiles * component.mask.tileQ } : undefined;
+    const splitNote = split ? `, key tiles in ${chunks} chunks` : "";
     if (qTiles * Math.max(chunks, 1) > MAX_WORKGROUPS_X) {
       throw new PlanError(
         `Cannot compile: ${label} needs ${qTiles} query tiles x ${chunks} key chunks = ` +
@@ -335,7 +337,7 @@ function branchPasses(o: {
       );
     }
     passes.push({
-      label: split ? `${label}, key tiles in ${chunks} chunks` : label,
+      label: `${label}${splitNote}`,
       wgsl: componentKernel({
         component,
         shape,
@@ -355,9 +357,7 @@ function branchPasses(o: {
         hash: o.hash,
         threads: o.kernel.threads,
         rowsPerThread: o.kernel.rowsPerThread,
-        label: `${o.plan.branches[b].label}, ${label}${
-          split ? `, key tiles in ${chunks} chunks` : ""
-        }`,
+        label: `${o.plan.branches[b].label}, ${label}${splitNote}`,
       }),
       bindings: [
         ...keyBuffers(component).map(read),
@@ -365,17 +365,17 @@ function branchPasses(o: {
         written(split ? "splitLse" : "lse"),
         ...(readsHash(component) ? [read("hash")] : []),
       ],
-      workgroups: [qTiles * Math.max(chunks, 1), shape.batch * shape.headsQ],
+      workgroups: [qTiles * Math.max(chunks, 1), heads],
     });
     if (!split) return;
-    const workgroups = elementwiseWorkgroups(shape.batch * shape.headsQ * split.rows);
+    const workgroups = elementwiseWorkgroups(heads * split.rows);
     passes.push({
       label: `${label}: combine ${chunks} chunks`,
       wgsl: splitCombineKernel({
         qLayout: component.qLayout,
         n: shape.seqLen,
         d4,
-        heads: shape.batch * shape.headsQ,
+        heads,
         chunks,
         rows: split.rows,
         oBase,

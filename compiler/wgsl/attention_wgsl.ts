@@ -720,28 +720,18 @@ ${
 /** Row r's output: normalise once; write, or merge exactly with earlier components by LSE. */
 function epilogue(o: ComponentKernelOptions, r: number, Dd: number[], cols: number): string {
   const at = (d: number) => `outBase + col + ${d * cols}u`;
+  // A split-K chunk writes its partial row, normalised by its own sum, to the split buffers:
+  // the combine pass weighs the chunks. Otherwise the row is the query's own.
+  const rowAt = o.split
+    ? `let row = (split * BH + bh) * splitRows + qTileIndex * TILE_Q + firstRow + ${r}u;
+    let outBase = row * D4;`
+    : `let row = ${o.lseBase}u + bh * N + u32(q${r});
+    let outBase = ${o.oBase}u + (bh * N + u32(q${r})) * D4;`;
   const head = `  if (q${r} >= 0) {
     var total = 0.0;
     for (var c = 0u; c < COLS; c++) { total += rowShare[(firstRow + ${r}u) * COLS + c]; }
-    let row = ${o.lseBase}u + bh * N + u32(q${r});
-    let outBase = ${o.oBase}u + (bh * N + u32(q${r})) * D4;`;
-  if (o.split) {
-    // A chunk's partial result, normalised by its own sum; the combine pass weighs the chunks.
-    return `  if (q${r} >= 0) {
-    var total = 0.0;
-    for (var c = 0u; c < COLS; c++) { total += rowShare[(firstRow + ${r}u) * COLS + c]; }
-    let row = (split * BH + bh) * splitRows + qTileIndex * TILE_Q + firstRow + ${r}u;
-    let outBase = row * D4;
-    if (total == 0.0) {               // nothing allowed in this chunk: weight 0
-      if (col == 0u) { lseOut[row] = negativeInfinity(); }
-${Dd.map((d) => `      oOut[${at(d)}] = vec4<f32>(0.0);`).join("\n")}
-    } else {
-      if (col == 0u) { lseOut[row] = (rowMax${r} + log2(total)) * LN2; }
-${Dd.map((d) => `      oOut[${at(d)}] = acc${r}_${d} / total;`).join("\n")}
-    }
-  }`;
-  }
-  if (!o.merge) {
+    ${rowAt}`;
+  if (!o.merge || o.split) {
     const out = o.outputF16 ? "f16" : "f32";
     const cast = (x: string) => o.outputF16 ? `vec4<f16>(${x})` : x;
     return `${head}
