@@ -110,7 +110,7 @@ export function strideClasses(plan: Plan): string[] {
   const periods = new Set<number>();
   for (const b of plan.branches) {
     for (const c of b.components) {
-      for (const a of c.terms.flat()) if (a.kind === "stride") periods.add(a.period);
+      for (const a of c.atoms) if (a.kind === "stride") periods.add(a.period);
     }
   }
   return [...periods].sort((a, b) => a - b).map((p) =>

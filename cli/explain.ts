@@ -33,7 +33,7 @@ import { maskImage } from "./_mask_image.ts";
 import { encodePng } from "./_png.ts";
 import { reach, strideClasses } from "./_reach.ts";
 import { hashBucketsOf } from "../dsl/hash_bucket.ts";
-import { termsLabel } from "../compiler/atoms.ts";
+import { atomLabel } from "../compiler/atoms.ts";
 
 const USAGE = `Usage: deno task explain P --seq-len N [--head-dim D] [--tiles QxK] [--wgsl out.wgsl]
        [--all-wgsl] [--svg mask.svg] [--png mask.png]
@@ -140,7 +140,7 @@ export async function main(args: string[]): Promise<number> {
       // lowRank landmarks are keys of their own: counted here, not in the pairs or the picture.
       for (const c of compiled.plan.branches[i].components) {
         if (c.kLayout.kind !== "landmarks") continue;
-        const causal = c.terms[0].some((a) => a.kind === "causal"); // one term: its own
+        const causal = c.atoms.some((a) => a.kind === "causal");
         console.log(
           `    plus ${c.kLayout.count} pooled landmarks of lowRank(${c.kLayout.rank}) ` +
             `(${c.kLayout.segment} positions each) per query${
@@ -242,8 +242,8 @@ function allWgsl(compiled: CompiledAttention): string {
 function componentLabels(compiled: CompiledAttention): string[] {
   return compiled.plan.branches.flatMap((b, i) =>
     b.components.map((c, j) =>
-      `branch ${i} component ${j}: ${termsLabel(c.terms)}` +
-      (j > 0 ? " minus the earlier ones" : "")
+      `branch ${i} component ${j}: ${c.atoms.map(atomLabel).join(" & ")}` +
+      (c.exclusions.length ? ` minus components 0..${c.exclusions.length - 1}` : "")
     )
   );
 }

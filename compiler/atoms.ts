@@ -40,7 +40,7 @@ export const AtomSchema = z.discriminatedUnion("kind", [
   PredicateSchema,
 ]);
 
-/** One allowed-set rule over positions `(q, k)`; a term allows the AND of its atoms. */
+/** One allowed-set rule over positions `(q, k)`; a component allows the AND of its atoms. */
 export type Atom = z.infer<typeof AtomSchema>;
 
 /** Tile-level truth of an atom (or a conjunction) over a block of (q, k) pairs. */
@@ -78,21 +78,6 @@ export function atomLabel(a: Atom): string {
     case "predicate":
       return predicateLabel(a.expr);
   }
-}
-
-/**
- * Stable text for a component's terms: each term's atoms joined by `&`, the terms by `|`.
- * @param terms an OR of ANDs
- * @returns e.g. `window(4,4) | random(1x8,seed 1)`
- * @example
- * ```ts
- * import { termsLabel } from "./atoms.ts";
- * termsLabel([[{ kind: "causal" }, { kind: "stride", period: 4 }], [{ kind: "dense" }]]);
- * // "causal & stride(4) | dense"
- * ```
- */
-export function termsLabel(terms: readonly (readonly Atom[])[]): string {
-  return terms.map((t) => t.map(atomLabel).join(" & ")).join(" | ");
 }
 
 /**

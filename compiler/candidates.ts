@@ -85,7 +85,7 @@ function keyPositions(
       ]);
     }
     case "globalCols":
-      return tokenIntervals(atom.tokens);
+      return normalizeIntervals(atom.tokens.map((t) => [t, t]));
     case "globalRows":
       return countInRange(atom.tokens, qs.lo, qs.hi) === 0 ? [] : undefined;
     case "random": {
@@ -100,17 +100,6 @@ function keyPositions(
     default:
       return undefined;
   }
-}
-
-/** A token list's positions as intervals, made once per list: they hold for every query tile. */
-const tokenIntervalCache = new WeakMap<readonly number[], Intervals>();
-function tokenIntervals(tokens: readonly number[]): Intervals {
-  let intervals = tokenIntervalCache.get(tokens);
-  if (!intervals) {
-    intervals = normalizeIntervals(tokens.map((t) => [t, t]));
-    tokenIntervalCache.set(tokens, intervals);
-  }
-  return intervals;
 }
 
 function clip(list: Intervals, n: number): Intervals {

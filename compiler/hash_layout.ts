@@ -64,7 +64,7 @@ export function hashLayout(plan: Plan, shape: AttentionShape): HashLayout {
   const most = new Map<string, { seed: number; buckets: number; rounds: number }>();
   for (const b of plan.branches) {
     for (const c of b.components) {
-      for (const a of [...c.terms, ...c.exclusions].flat()) {
+      for (const a of [c.atoms, ...c.exclusions].flat()) {
         if (a.kind !== "hashRound") continue;
         const key = hashCodeKey(a);
         const rounds = Math.max(most.get(key)?.rounds ?? 0, a.round + 1);

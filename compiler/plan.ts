@@ -2,18 +2,15 @@
  * Plan: what the kernels will do for one pattern at one N and tile shape.
  *
  * A plan has one branch per gate (one when not gated). A branch is a list of components whose
- * allowed sets are disjoint: component `j` allows the OR of its terms (each an AND of atoms)
- * minus whatever an earlier component of the branch allows. Each component has its own layouts
- * and BlockMask and writes a partial (O, LSE); partials merge exactly by log-sum-exp, so a
- * union never needs one layout for everything. Terms that share the natural layouts are then
- * fused into one component (fuse_components.ts): one kernel, no merge. Pure data: no GPU, no
- * WGSL.
+ * allowed sets are disjoint: component `j` allows the AND of its atoms minus whatever an earlier
+ * component of the branch allows. Each component has its own layouts and BlockMask and writes a
+ * partial (O, LSE); partials merge exactly by log-sum-exp, so a union never needs one layout
+ * for everything. Pure data: no GPU, no WGSL.
  * @module
  */
 import { predicateProgram } from "../dsl/expression_check.ts";
 import type { Pattern, ScoreModifier } from "../dsl/schema.ts";
-import { type Atom, termsLabel } from "./atoms.ts";
-import { fuseComponents } from "./fuse_components.ts";
+import { type Atom, atomLabel } from "./atoms.ts";
 import { constantDivisors } from "./expression_intervals.ts";
 import { type BlockMask, blockMaskCounts, buildBlockMask } from "./block_mask.ts";
 import { type Layout, layoutLabel } from "./layout.ts";
@@ -26,9 +23,9 @@ import { checkHashPlacement } from "../dsl/hash_bucket.ts";
 
 /** One disjoint piece of a branch. */
 export interface Component {
-  /** Allowed: every atom of one of these terms allows the pair (an OR of ANDs)... */
-  terms: Atom[][];
-  /** ...and no earlier component's term does (each entry is one earlier term, an AND). */
+  /** Allowed: every atom allows the pair... */
+  atoms: Atom[];
+  /** ...and no earlier component of the branch does (each entry is one earlier component). */
   exclusions: Atom[][];
   qLayout: Layout;
   kLayout: Layout;
@@ -101,7 +98,7 @@ export function planPattern(
     const terms = orderTerms(b.terms.filter((t) => !landmark(t) && !hashed(t)));
     const components: Component[] = [];
     for (const atoms of terms) {
-      const exclusions = components.flatMap((c) => c.terms);
+      const exclusions = components.map((c) => c.atoms);
       const context = { n, tiles, random, domain: options.domain };
       components.push(bestComponent(atoms, exclusions, context));
     }
@@ -113,7 +110,7 @@ export function planPattern(
     }
     return {
       label: b.label,
-      components: fuseComponents(components),
+      components,
       ...(b.score ? { score: b.score } : {}),
       ...(uniform[i] ? { uniform: true } : {}),
     };
@@ -160,7 +157,7 @@ function bestComponent(
       maxVisited,
     });
     if (!mask) continue;
-    const candidate = { terms: [atoms], exclusions, qLayout, kLayout, mask };
+    const candidate = { atoms, exclusions, qLayout, kLayout, mask };
     if (!best || cost(mask) < cost(best.mask)) best = candidate;
   }
   return best!;
@@ -190,8 +187,8 @@ function bucketComponent(
     partial: new Uint8Array(0),
   };
   return {
-    terms: [atoms],
-    exclusions: earlier.flatMap((c) => c.terms),
+    atoms,
+    exclusions: earlier.map((c) => c.atoms),
     qLayout: { kind: "sorted", side: "q", ...order },
     kLayout: { kind: "sorted", side: "k", ...order },
     mask,
@@ -211,9 +208,9 @@ function landmarkComponent(
   const exclusions = earlier.filter((c) =>
     c.kLayout.kind === "landmarks" && c.kLayout.rank === rank
   )
-    .flatMap((c) => c.terms);
+    .map((c) => c.atoms);
   const mask = landmarkBlockMask({ atoms, exclusions, n, ...tiles, segment, count });
-  return { terms: [atoms], exclusions, qLayout: { kind: "identity" }, kLayout, mask };
+  return { atoms, exclusions, qLayout: { kind: "identity" }, kLayout, mask };
 }
 
 /** A PARTIAL tile costs about one and a half FULL ones (the predicate per element). */
@@ -233,10 +230,6 @@ function layoutCandidates(atoms: Atom[], n: number): [Layout, Layout][] {
   const q: Layout = rows ? { kind: "gather", tokens: rows.tokens } : { kind: "identity" };
   const k: Layout = cols ? { kind: "gather", tokens: cols.tokens } : { kind: "identity" };
   const out: [Layout, Layout][] = [[q, k]];
-  // Global columns in natural key order too, tried first so that it wins ties: contiguous
-  // tokens (BigBird's first g) visit as few tiles either way, and in natural order the term
-  // fuses with the window and random blocks next to it (fuse_components.ts).
-  if (cols && !rows) out.push([q, { kind: "identity" }]);
   if (rows || cols) return out;
   const periods: number[] = [];
   for (const a of atoms) {
@@ -304,12 +297,12 @@ export function planSummary(plan: Plan): string {
     if (b.components.length === 0) lines.push("  (allows nothing)");
     b.components.forEach((c, j) => {
       const { visited, partial } = blockMaskCounts(c.mask);
-      const excl = c.exclusions.length ? ` minus ${c.exclusions.length} earlier term(s)` : "";
+      const excl = c.exclusions.length ? ` minus components 0..${c.exclusions.length - 1}` : "";
       const tiles = c.qLayout.kind === "sorted"
         ? "key tiles from the codes (each query tile's buckets, one range)"
         : `${visited} tiles (${partial} partial) in ${c.mask.kvStart.length} runs`;
       lines.push(
-        `  component ${j}: ${termsLabel(c.terms)}${excl}; ` +
+        `  component ${j}: ${c.atoms.map(atomLabel).join(" & ")}${excl}; ` +
           `layout q ${layoutLabel(c.qLayout)}, k ${layoutLabel(c.kLayout)}; ${tiles}`,
       );
     });

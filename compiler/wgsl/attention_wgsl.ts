@@ -12,7 +12,7 @@
  * @module
  */
 import { assert } from "../../dsl/errors.ts";
-import { termsLabel } from "../atoms.ts";
+import { atomLabel } from "../atoms.ts";
 import type { AuxData } from "../aux_data.ts";
 import { layoutLabel } from "../layout.ts";
 import type { Component } from "../plan.ts";
@@ -92,8 +92,8 @@ export function componentKernel(o: ComponentKernelOptions): string {
   const m = new ShaderModule()
     .comment(`Weft attention kernel: ${o.label}`)
     .comment(
-      `allowed: ${termsLabel(c.terms)}` +
-        (c.exclusions.length ? `, minus ${c.exclusions.length} earlier term(s)` : ""),
+      `allowed: ${c.atoms.map(atomLabel).join(" & ")}` +
+        (c.exclusions.length ? `, minus ${c.exclusions.length} earlier component(s)` : ""),
     )
     .comment(`layouts: q ${layoutLabel(c.qLayout)}, k ${layoutLabel(c.kLayout)}`)
     .comment(
@@ -168,7 +168,7 @@ var<workgroup> kPosition: array<i32, ${tileK}>;`,
   const qPos = declareLayout(m, c.qLayout, n, params, o.hash);
   const kPos = declareLayout(m, c.kLayout, n, params, o.hash);
   declareAllowed(m, {
-    terms: c.terms,
+    atoms: c.atoms,
     exclusions: c.exclusions,
     n,
     params,
@@ -499,7 +499,7 @@ function declareCodeStaging(m: ShaderModule, o: ComponentKernelOptions): void {
   if (refs.length === 0) return;
   const n = o.shape.seqLen;
   const word = (side: "q" | "k", ref: string) => {
-    const atom = [...o.component.terms, ...o.component.exclusions].flat()
+    const atom = [o.component.atoms, ...o.component.exclusions].flat()
       .find((a) => a.kind === "hashRound" && codeRef(a) === ref)!;
     assert(atom.kind === "hashRound", "staged code of no round");
     const set = codeSetOf(o.hash!, atom);
@@ -528,9 +528,9 @@ fn keyCodes(p: i32) -> vec4<u32> {
   );
 }
 
-/** Whether a component's kernel binds the hash buffer (its terms or exclusions hash). */
+/** Whether a component's kernel binds the hash buffer (its atoms or exclusions hash). */
 export function readsHash(c: Component): boolean {
-  return [...c.terms, ...c.exclusions].some((atoms) => atoms.some((a) => a.kind === "hashRound"));
+  return [c.atoms, ...c.exclusions].some((atoms) => atoms.some((a) => a.kind === "hashRound"));
 }
 
 /**

@@ -1,7 +1,6 @@
 /**
  * WGSL for allowed-set predicates: each atom becomes a boolean expression over the positions
- * `q` and `k` (i32). A component's predicate is the OR of its terms (each an AND of atoms), minus
- * each earlier term.
+ * `q` and `k` (i32). A component's predicate is its atoms' AND, minus each earlier component's.
  * Only PARTIAL tiles evaluate it.
  * @module
  */
@@ -138,14 +137,14 @@ export function codeRef(a: { seed: number; buckets: number; round: number }): st
 
 /**
  * The hashBucket rounds a component's predicate reads (its own and its exclusions'), each once.
- * @param c the component's terms and exclusions
+ * @param c the component's atoms and exclusions
  * @returns `codeRef`s in first-use order
  */
 export function hashRoundsRead(
-  c: { terms: readonly (readonly Atom[])[]; exclusions: readonly (readonly Atom[])[] },
+  c: { atoms: readonly Atom[]; exclusions: readonly (readonly Atom[])[] },
 ): string[] {
   const refs: string[] = [];
-  for (const a of [...c.terms, ...c.exclusions].flat()) {
+  for (const a of [c.atoms, ...c.exclusions].flat()) {
     if (a.kind === "hashRound" && !refs.includes(codeRef(a))) refs.push(codeRef(a));
   }
   return refs;
@@ -178,26 +177,26 @@ fn inBitset(base: u32, position: i32) -> bool {
 /**
  * Whether a component's `allowed` reads the query head and batch (`allowed(q, k, h, b)`):
  * when one of its predicates, or an earlier component's, does.
- * @param options the component's terms and exclusions
+ * @param options the component's atoms and exclusions
  * @returns true when `allowed` takes `h` and `b`
  * @example
  * ```ts
  * import { allowedReadsHeadOrBatch } from "./predicate_wgsl.ts";
- * allowedReadsHeadOrBatch({ terms: [[{ kind: "causal" }]], exclusions: [] }); // false
+ * allowedReadsHeadOrBatch({ atoms: [{ kind: "causal" }], exclusions: [] }); // false
  * ```
  */
 export function allowedReadsHeadOrBatch(options: {
-  terms: readonly (readonly Atom[])[];
+  atoms: readonly Atom[];
   exclusions: readonly (readonly Atom[])[];
 }): boolean {
-  return [...options.terms, ...options.exclusions].some((atoms) => atoms.some(readsHeadOrBatch));
+  return [options.atoms, ...options.exclusions].some((atoms) => atoms.some(readsHeadOrBatch));
 }
 
 /**
  * Declares `fn allowed(q: i32, k: i32) -> bool` for a component, its numbers read from the
  * kernel's parameter block (`allowed(q, k, h, b)` when `allowedReadsHeadOrBatch`).
  * @param m the module being built
- * @param options the component's terms and exclusions, N, the kernel's parameter block
+ * @param options the component's atoms and exclusions, N, the kernel's parameter block
  * @returns the function name
  * @example
  * ```ts
@@ -206,13 +205,13 @@ export function allowedReadsHeadOrBatch(options: {
  * import { ShaderModule } from "./shader_module.ts";
  * import { declareAllowed } from "./predicate_wgsl.ts";
  * const params = new AuxData(64, new RandomTables(64)).paramBlock();
- * declareAllowed(new ShaderModule(), { terms: [[{ kind: "causal" }]], exclusions: [], n: 64, params });
+ * declareAllowed(new ShaderModule(), { atoms: [{ kind: "causal" }], exclusions: [], n: 64, params });
  * ```
  */
 export function declareAllowed(
   m: ShaderModule,
   options: {
-    terms: readonly (readonly Atom[])[];
+    atoms: readonly Atom[];
     exclusions: readonly (readonly Atom[])[];
     n: number;
     params: ParamBlock;
@@ -235,11 +234,7 @@ export function declareAllowed(
       ? `min(${options.n}, (k + 1) * ${segment}) - 1 <= q`
       : atomExpression(reader, a, options.n, options.hash, options.stagedCodes);
   const conj = (atoms: readonly Atom[]) => atoms.map(expression).join(" && ");
-  // Terms are OR-ed with short-circuit `||`: a pair the first term allows reads no other's numbers.
-  const own = options.terms.length === 1
-    ? conj(options.terms[0])
-    : options.terms.map((t) => `(${conj(t)})`).join(" ||\n    ");
-  const lines = [`  let own = ${own};`];
+  const lines = [`  let own = ${conj(options.atoms)};`];
   options.exclusions.forEach((e, i) => {
     lines.push(`  // Allowed by earlier component ${i}: counted there, not here.`);
     lines.push(`  let earlier${i} = ${conj(e)};`);

@@ -1,6 +1,6 @@
 /**
- * The element-level truth of one planned component: every atom of one of its terms allows the
- * pair and no earlier term of its branch does. Leaf atoms go through `allowedMask` (DESIGN §2); the two halves
+ * The element-level truth of one planned component: every atom allows the pair and no earlier
+ * component of its branch does. Leaf atoms go through `allowedMask` (DESIGN §2); the two halves
  * of `global`, which have no pattern of their own, are membership tests. Used to count a
  * plan's allowed pairs and to draw its mask from PARTIAL tiles without an N² scan.
  * @module
@@ -13,7 +13,7 @@ import { landmarkLastRow } from "../../dsl/low_rank.ts";
 
 /**
  * The predicate of a component, exclusions included.
- * @param c the component (its terms and each earlier term)
+ * @param c the component (atoms and the atoms of each earlier component)
  * @param n sequence length N
  * @returns `(q, k) => allowed`
  * @example
@@ -28,9 +28,9 @@ export function componentAllows(c: Component, n: number): AllowedFn {
   const l = c.kLayout;
   // Landmark components: k is a landmark index (DESIGN §2's lowRank rules).
   const segment = l.kind === "landmarks" ? l.segment : undefined;
-  const own = c.terms.map((atoms) => conjunction(atoms, n, segment));
+  const own = conjunction(c.atoms, n, segment);
   const earlier = c.exclusions.map((atoms) => conjunction(atoms, n, segment));
-  return (q, k) => own.some((t) => t(q, k)) && !earlier.some((e) => e(q, k));
+  return (q, k) => own(q, k) && !earlier.some((e) => e(q, k));
 }
 
 function conjunction(atoms: readonly Atom[], n: number, segment?: number): AllowedFn {

@@ -57,9 +57,7 @@ Deno.test("only global rows split, into chunks that fill the GPU; the count is a
   const tiles = { tileQ: 64, tileK: 32 };
   const componentsAt = (n: number) => planPattern(BIGBIRD, n, tiles).branches[0].components;
   const rowsAt = (n: number) => componentsAt(n).find((c) => c.qLayout.kind === "gather")!;
-  // Window and random blocks are fused (natural layouts); these scattered global columns are
-  // gathered, global rows split.
-  assert.deepEqual(componentsAt(65536).map(splittable), [false, false, true]);
+  assert.deepEqual(componentsAt(65536).map(splittable), [false, false, false, true]);
   // One query tile of 4 global rows per head, 2048 key tiles each: 8 heads -> 512 workgroups.
   assert.equal(keySplits(rowsAt(65536), 8, 64), SPLIT_TARGET_WORKGROUPS / 8);
   // Short rows are not worth it: at N = 512 a row is 16 key tiles.
@@ -88,7 +86,7 @@ Deno.test("only global rows split, into chunks that fill the GPU; the count is a
   assert.equal(
     compile(other, { shape, tiles }).splitRows,
     keySplits(
-      planPattern(other, 65536, tiles).branches[0].components[2],
+      planPattern(other, 65536, tiles).branches[0].components[3],
       8,
       64,
     ) * 8 * 128,

@@ -17,9 +17,7 @@ const shape = cases.shape;
 function structure(c: CompiledAttention): string {
   return c.plan.branches.map((b) =>
     b.components.map((x) =>
-      `${
-        x.terms.map((t) => t.map((a) => a.kind).join("&")).join("|")
-      } minus ${x.exclusions.length}: ` +
+      `${x.atoms.map((a) => a.kind).join("&")} minus ${x.exclusions.length}: ` +
       `${x.qLayout.kind}/${x.kLayout.kind}`
     ).join(", ")
   ).join(" | ");

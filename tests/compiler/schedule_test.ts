@@ -51,7 +51,7 @@ function atomAllows(a: Atom, q: number, k: number, n: number): boolean {
 }
 
 function componentAllows(c: Component, q: number, k: number, n: number): boolean {
-  return c.terms.some((t) => t.every((a) => atomAllows(a, q, k, n))) &&
+  return c.atoms.every((a) => atomAllows(a, q, k, n)) &&
     !c.exclusions.some((e) => e.every((a) => atomAllows(a, q, k, n)));
 }
 
