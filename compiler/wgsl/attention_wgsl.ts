@@ -212,6 +212,7 @@ function entryPoint(
   const keyLoop = o.prefetch
     ? prefetchedTileLoop(o, kPos)
     : { prologue: "", loop: tileLoop(o, kPos) };
+  const queryTile = queryStaging(o, qPos);
   const each = (f: (r: number) => string) => R.map(f).join("\n");
   const eachRJ = (f: (r: number, j: number) => string) =>
     R.flatMap((r) => J.map((j) => f(r, j))).join("\n");
@@ -246,18 +247,11 @@ ${
   let col = lid % COLS;
   let firstRow = (lid / COLS) * ROWS;
 
-${schedule(o)}
+${queryTile.loads}${schedule(o)}
 ${keyLoop.prologue}
-  // Stage the query tile, pre-scaled, in workgroup memory.
-  for (var i = lid; i < TILE_Q * D4; i += THREADS) {
-    let r = i / D4;
-    let q = ${qPos}(qTileIndex * TILE_Q + r);
-    let src = (bh * N + u32(max(q, 0))) * D4 + i % D4;
-    qTile[r * QK_STRIDE + i % D4] = select(vec4<${o.dtype}>(0.0), qIn[src] * SCORE_SCALE, q >= 0);
-  }
-${each((r) => `  let q${r} = ${qPos}(qTileIndex * TILE_Q + firstRow + ${r}u);`)}${
-    staged ? "\n" + each((r) => `  let qCodes${r} = queryCodes(max(q${r}, 0));`) : ""
-  }
+${queryTile.stores}${
+    each((r) => `  let q${r} = ${qPos}(qTileIndex * TILE_Q + firstRow + ${r}u);`)
+  }${staged ? "\n" + each((r) => `  let qCodes${r} = queryCodes(max(q${r}, 0));`) : ""}
 ${each((r) => `  var rowMax${r} = NO_SCORE;`)}
   // Row sums are this invocation's share; the shares are added over columns at the end.
 ${each((r) => `  var rowSum${r} = 0.0;`)}
@@ -315,6 +309,60 @@ ${
 ${each((r) => epilogue(o, r, Dd, g.cols))}
 }`;
 }
+
+/**
+ * The query tile, pre-scaled, into workgroup memory. Where every invocation loads the same few
+ * vec4s (at most MAX_QUERY_SLOTS), they are loaded into registers before the schedule is read
+ * and stored after it: the query's trip to memory then overlaps the schedule's chain of
+ * dependent reads, a fixed cost that weighs on workgroups visiting few key tiles (bands).
+ * Otherwise one strided loop.
+ */
+function queryStaging(o: ComponentKernelOptions, qPos: string): { loads: string; stores: string } {
+  const g = kernelGeometry(o);
+  const total = o.component.mask.tileQ * o.shape.headDim / 4;
+  const slots = total / g.threads;
+  const T = o.dtype;
+  if (!Number.isInteger(slots) || slots > MAX_QUERY_SLOTS) {
+    return {
+      loads: "",
+      stores: `  // Stage the query tile, pre-scaled, in workgroup memory.
+  for (var i = lid; i < TILE_Q * D4; i += THREADS) {
+    let r = i / D4;
+    let q = ${qPos}(qTileIndex * TILE_Q + r);
+    let src = (bh * N + u32(max(q, 0))) * D4 + i % D4;
+    qTile[r * QK_STRIDE + i % D4] = select(vec4<${T}>(0.0), qIn[src] * SCORE_SCALE, q >= 0);
+  }
+`,
+    };
+  }
+  const L = range(slots);
+  const loads =
+    `  // This invocation's share of the query tile, loaded now and staged after the schedule reads.
+${
+      L.map((l) =>
+        `  let qIndex${l} = lid + ${l * g.threads}u;
+  let qAt${l} = ${qPos}(qTileIndex * TILE_Q + qIndex${l} / D4);
+  let qLoad${l} = select(vec4<${T}>(0.0), qIn[(bh * N + u32(max(qAt${l}, 0))) * D4 + qIndex${l} % D4], qAt${l} >= 0);`
+      ).join("\n")
+    }
+`;
+  const stores = `  // Stage the query tile, pre-scaled, in workgroup memory.
+${
+    L.map((l) =>
+      `  qTile[(qIndex${l} / D4) * QK_STRIDE + qIndex${l} % D4] = qLoad${l} * SCORE_SCALE;`
+    ).join("\n")
+  }
+`;
+  return { loads, stores };
+}
+
+/**
+ * Query vec4s an invocation may hold in registers while the schedule is read. Measured on the
+ * H200 (interleaved A/B, docs/BENCHMARKS.md): with 4 (float32 64x32x2) ring got 3.4% faster,
+ * window(256) 2.1%, dense 0.7%; with 8 (float16 64x32x2c4) dense got 3.9% slower and the bands
+ * gained nothing, so those keep the loop.
+ */
+const MAX_QUERY_SLOTS = 4;
 
 /** Move to the next run when the current one is done (reads only uniform values). */
 function nextRun(indent: string): string {
@@ -408,7 +456,7 @@ function prefetchedTileLoop(
     ].map((line) => indent + line).join("\n") + `\n${fetch(indent + "  ")}\n${indent}}`;
   const prologue =
     `  // The next key tile's K, V and positions, in registers while the current tile is computed;
-  // the first one's loads are issued before the query tile's.
+  // the first one's loads are issued before the query tile is staged.
 ${registers}
 ${nextRun("  ")}
   var hasNext = false;
