@@ -1,9 +1,9 @@
 /**
  * Two compiler trees side by side, interleaved in one process: A, B, A, B, ... on the same
- * device, inputs and kernel shape, so that clock and temperature drift falls on both. On the
- * H200, dense f16 at N = 65536 read 323, 335 and 331 ms in three bench processes of one call,
- * which hides any kernel change under 4%; interleaved, a ratio repeats to about 0.2%
- * (docs/BENCHMARKS.md, seventh session).
+ * device, inputs and kernel shape, so that any clock or temperature drift falls on both and the
+ * ratio is measured in one run. On the H200 an interleaved ratio repeated across two device
+ * calls to 0.2% (docs/BENCHMARKS.md, seventh session), which is what it takes to see the 1-4%
+ * that a change to the kernel text moves NVIDIA's register allocation by.
  *
  * ```sh
  * git worktree add /tmp/base HEAD~1            # the tree to compare against
