@@ -1,0 +1,57 @@
+/**
+ * Where pipeline creation goes, pass by pass: the shader module (WGSL parsed and validated by
+ * wgpu's front end, on the CPU) against the compute pipeline (translation for the backend and
+ * the driver's compile, or its cache). On the H200 with NVIDIA's cache warm, a float16 attention
+ * kernel spent about 11 ms in its module and 1-2 ms in its pipeline (docs/BENCHMARKS.md): the
+ * warm compile is the front end's, and it grows faster than the kernel's length.
+ *
+ *   deno run -A bench/pipeline_cost.ts [N] [--patterns dense,bigbird] [--dtype f16,f32]
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { createRuntime } from "../runtime/runtime.ts";
+import { selectPatterns } from "./suite.ts";
+
+const { values, positionals } = parseArgs({
+  args: Deno.args,
+  allowPositionals: true,
+  options: { patterns: { type: "string" }, dtype: { type: "string" } },
+});
+const rt = await createRuntime({ autotune: false });
+const device = rt.device;
+const n = Number(positionals[0] ?? 65536);
+const shape = { batch: 1, headsQ: 8, headsKV: 8, seqLen: n, headDim: 64 };
+const suite = selectPatterns(values.patterns?.split(","));
+const dtypes = (values.dtype ?? (rt.info.shaderF16 ? "f16,f32" : "f32")).split(",") as (
+  | "f32"
+  | "f16"
+)[];
+console.log(`pipeline cost on ${rt.info.description || "this adapter"}, N=${n}, D=64, H=8`);
+for (const dtype of dtypes) {
+  for (const { name, pattern } of suite) {
+    for (const pass of rt.compile(pattern, { shape, dtype }).passes) {
+      const t0 = performance.now();
+      const module = device.createShaderModule({ code: pass.wgsl, label: pass.label });
+      await module.getCompilationInfo();
+      const t1 = performance.now();
+      const entries = pass.bindings.map((b, binding) => ({
+        binding,
+        visibility: GPUShaderStage.COMPUTE,
+        buffer: { type: b.writable ? "storage" as const : "read-only-storage" as const },
+      }));
+      const layout = device.createPipelineLayout({
+        bindGroupLayouts: [device.createBindGroupLayout({ entries })],
+      });
+      await device.createComputePipelineAsync({ layout, compute: { module, entryPoint: "main" } });
+      const t2 = performance.now();
+      console.log(
+        `${dtype} ${name.padEnd(20)} ${pass.label.slice(0, 44).padEnd(44)} ` +
+          `${String(pass.wgsl.length).padStart(6)} chars: module ${
+            (t1 - t0).toFixed(1).padStart(6)
+          } ms, ` +
+          `pipeline ${(t2 - t1).toFixed(1).padStart(6)} ms`,
+      );
+    }
+  }
+}
+rt.destroy();
