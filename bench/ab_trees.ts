@@ -16,6 +16,7 @@ import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { type CompileOptions, parseKernelShapeName } from "../compiler/mod.ts";
 import type { CompiledAttention } from "../compiler/mod.ts";
+import { compileLimits } from "../runtime/device.ts";
 import { createRuntime } from "../runtime/runtime.ts";
 import { normalTensor } from "../runtime/seeded_random.ts";
 import { warmUp } from "../runtime/sustained_timing.ts";
@@ -90,11 +91,7 @@ const jobs = (values.jobs
 
 const rt = await createRuntime({ autotune: false });
 if (rt.info.isFallback) console.log("software adapter: the times below mean nothing");
-const limits = {
-  maxComputeWorkgroupStorageSize: rt.device.limits.maxComputeWorkgroupStorageSize,
-  maxComputeInvocationsPerWorkgroup: rt.device.limits.maxComputeInvocationsPerWorkgroup,
-  maxStorageBufferBindingSize: rt.device.limits.maxStorageBufferBindingSize,
-};
+const limits = compileLimits(rt.device);
 const headDim = 64;
 const most = 8 * Math.max(...jobs.map((j) => j.n)) * headDim;
 const data = { q: normalTensor(most, 1), k: normalTensor(most, 2), v: normalTensor(most, 3) };

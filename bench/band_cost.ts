@@ -15,8 +15,7 @@ import { parseArgs } from "node:util";
 import { parseKernelShapeName, planTileCounts } from "../compiler/mod.ts";
 import { createRuntime } from "../runtime/runtime.ts";
 import { normalTensor } from "../runtime/seeded_random.ts";
-import { warmUp } from "../runtime/sustained_timing.ts";
-import { median } from "./measure.ts";
+import { median, sustainedGpuTimes } from "./measure.ts";
 
 const USAGE = `Usage: deno run -A bench/band_cost.ts [options]
 
@@ -59,15 +58,14 @@ async function time(pattern: unknown, shapeName: string, dtype: "f32" | "f16", s
     v: data.v.subarray(0, size),
   };
   const call = await rt.prepare(compiled, inputs);
-  const samples: number[] = [];
+  let ms: number;
   try {
-    const { repeat } = await warmUp(call, 2, rt.info.timestamps);
-    for (let i = 0; i < 7; i++) samples.push((await call.submit(repeat)) ?? NaN);
+    ms = median(await sustainedGpuTimes(call, 7, 2, rt.info.timestamps));
   } finally {
     call.destroy();
   }
   const plan = compiled.plan;
-  return { ms: median(samples), tiles: planTileCounts(plan).visited * heads, plan };
+  return { ms, tiles: planTileCounts(plan).visited * heads, plan };
 }
 
 console.log(`band cost on ${rt.info.description}, N=${n}, D=${headDim}, H=${heads}`);

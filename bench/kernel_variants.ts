@@ -16,8 +16,7 @@ import type { Pattern } from "../dsl/schema.ts";
 import { reference } from "../runtime/reference/mod.ts";
 import { createRuntime } from "../runtime/runtime.ts";
 import { normalTensor } from "../runtime/seeded_random.ts";
-import { warmUp } from "../runtime/sustained_timing.ts";
-import { median } from "./measure.ts";
+import { median, sustainedGpuTimes } from "./measure.ts";
 
 const USAGE = `Usage: deno run -A bench/kernel_variants.ts [options]
 
@@ -136,14 +135,12 @@ for (const dtype of dtypes) {
       await Promise.all(compiled.passes.map((p) => rt.pipelines.get(p)));
       const pipelineMs = performance.now() - t0;
       const call = await rt.prepare(compiled, inputs);
-      let samples: number[] = [];
+      let samples: number[];
       try {
-        const { repeat } = await warmUp(call, 2, rt.info.timestamps && !rt.info.isFallback);
-        for (let i = 0; i < 7; i++) samples.push((await call.submit(repeat)) ?? NaN);
+        samples = await sustainedGpuTimes(call, 7, 2, rt.info.timestamps && !rt.info.isFallback);
       } finally {
         call.destroy();
       }
-      samples = samples.filter((x) => !Number.isNaN(x));
       const ms = median(samples);
       const tflops = 4 * 8 * job.n * job.n * headDim / (ms * 1e-3) / 1e12;
       console.log(

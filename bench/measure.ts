@@ -13,7 +13,7 @@ import { planDensity } from "./density.ts";
 import { hashBranchDensity, needsCodes } from "./hash_density.ts";
 import type { CompiledAttention } from "../compiler/mod.ts";
 import type { AttentionCall } from "../runtime/attention_call.ts";
-import { warmUp } from "../runtime/sustained_timing.ts";
+import { type Submittable, warmUp } from "../runtime/sustained_timing.ts";
 
 /** Where a row's milliseconds come from: timestamp queries, or the host's clock. */
 export type Timer = "gpu" | "wall";
@@ -194,13 +194,40 @@ async function timePrePasses(
   if (passes.length === 0 || !rt.info.timestamps || rt.info.isFallback) return undefined;
   const call = await rt.prepare({ ...compiled, passes }, options.inputs);
   try {
-    const { repeat } = await warmUp(call, options.warmup, true);
-    const samples: number[] = [];
-    for (let i = 0; i < options.reps; i++) samples.push((await call.submit(repeat))!);
-    return median(samples);
+    return median(await sustainedGpuTimes(call, options.reps, options.warmup));
   } finally {
     call.destroy();
   }
+}
+
+/**
+ * A prepared call's sustained GPU times: warmed up (`warmUp`), then `samples` submissions of
+ * the repetition count the warm-up chose; the GPU ms per repetition of those that report one.
+ * @param call the call (left alive: the caller destroys it)
+ * @param samples timed submissions
+ * @param warmup untimed submissions at least
+ * @param sustained false on software adapters: no sustained warm-up (`warmUp`)
+ * @returns the GPU times, empty when no submission reported one
+ * @example
+ * ```ts
+ * import { sustainedGpuTimes } from "./measure.ts";
+ * const fake = { submit: (repeat = 1) => Promise.resolve(5 + 0 * repeat) };
+ * await sustainedGpuTimes(fake, 3, 1); // [5, 5, 5]
+ * ```
+ */
+export async function sustainedGpuTimes(
+  call: Submittable,
+  samples: number,
+  warmup: number,
+  sustained = true,
+): Promise<number[]> {
+  const { repeat } = await warmUp(call, warmup, sustained);
+  const times: number[] = [];
+  for (let i = 0; i < samples; i++) {
+    const ms = await call.submit(repeat);
+    if (ms !== undefined && !Number.isNaN(ms)) times.push(ms);
+  }
+  return times;
 }
 
 /**

@@ -9,6 +9,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
+import { passLayout } from "../runtime/pipeline_cache.ts";
 import { createRuntime } from "../runtime/runtime.ts";
 import { selectPatterns } from "./suite.ts";
 
@@ -34,14 +35,7 @@ for (const dtype of dtypes) {
       const module = device.createShaderModule({ code: pass.wgsl, label: pass.label });
       await module.getCompilationInfo();
       const t1 = performance.now();
-      const entries = pass.bindings.map((b, binding) => ({
-        binding,
-        visibility: GPUShaderStage.COMPUTE,
-        buffer: { type: b.writable ? "storage" as const : "read-only-storage" as const },
-      }));
-      const layout = device.createPipelineLayout({
-        bindGroupLayouts: [device.createBindGroupLayout({ entries })],
-      });
+      const layout = passLayout(device, pass.bindings, pass.label);
       await device.createComputePipelineAsync({ layout, compute: { module, entryPoint: "main" } });
       const t2 = performance.now();
       console.log(

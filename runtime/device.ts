@@ -4,6 +4,7 @@
  * @module
  */
 import { DeviceError } from "../dsl/errors.ts";
+import type { DeviceLimits } from "../compiler/mod.ts";
 
 /** What Weft knows about the device it runs on. */
 export interface DeviceInfo {
@@ -75,5 +76,19 @@ export async function openDevice(): Promise<{ device: GPUDevice; info: DeviceInf
       timestamps: device.features.has("timestamp-query"),
       shaderF16: device.features.has("shader-f16"),
     },
+  };
+}
+
+/**
+ * The device limits `compile` sizes kernels for: workgroup memory, invocations per workgroup,
+ * the largest storage binding.
+ * @param device an open device
+ * @returns its limits, as the compiler takes them
+ */
+export function compileLimits(device: GPUDevice): DeviceLimits {
+  return {
+    maxComputeWorkgroupStorageSize: device.limits.maxComputeWorkgroupStorageSize,
+    maxComputeInvocationsPerWorkgroup: device.limits.maxComputeInvocationsPerWorkgroup,
+    maxStorageBufferBindingSize: device.limits.maxStorageBufferBindingSize,
   };
 }

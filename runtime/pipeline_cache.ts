@@ -52,23 +52,38 @@ export class PipelineCache {
     try {
       return await this.device.createComputePipelineAsync({
         label,
-        // Explicit layouts: "auto" would drop bindings a kernel happens not to read.
-        layout: this.device.createPipelineLayout({
-          bindGroupLayouts: [this.device.createBindGroupLayout({
-            label,
-            entries: bindings.map((b, binding) => ({
-              binding,
-              visibility: GPUShaderStage.COMPUTE,
-              buffer: { type: b.writable ? "storage" : "read-only-storage" },
-            })),
-          })],
-        }),
+        layout: passLayout(this.device, bindings, label),
         compute: { module, entryPoint: "main" },
       });
     } catch (e) {
       throw new ShaderError(`WGSL of ${label} failed to build a pipeline: ${(e as Error).message}`);
     }
   }
+}
+
+/**
+ * A pass's pipeline layout: one bind group, its buffers in binding order. Explicit, because
+ * "auto" would drop bindings a kernel happens not to read.
+ * @param device the device
+ * @param bindings the pass's buffers, in binding order
+ * @param label for the driver's messages
+ * @returns the layout
+ */
+export function passLayout(
+  device: GPUDevice,
+  bindings: Pass["bindings"],
+  label?: string,
+): GPUPipelineLayout {
+  return device.createPipelineLayout({
+    bindGroupLayouts: [device.createBindGroupLayout({
+      label,
+      entries: bindings.map((b, binding) => ({
+        binding,
+        visibility: GPUShaderStage.COMPUTE,
+        buffer: { type: b.writable ? "storage" : "read-only-storage" },
+      })),
+    })],
+  });
 }
 
 function describeShaderError(

@@ -11,7 +11,7 @@ import {
 } from "../compiler/mod.ts";
 import { AttentionCall, type AttentionInputs, type AttentionOutputs } from "./attention_call.ts";
 import { Autotuner, type TuneOptions, type TuneResult } from "./autotune.ts";
-import { type DeviceInfo, openDevice } from "./device.ts";
+import { compileLimits, type DeviceInfo, openDevice } from "./device.ts";
 import { PipelineCache } from "./pipeline_cache.ts";
 import { checkShape } from "./shape.ts";
 import { DeviceError, DeviceLostError, ShapeError } from "../dsl/errors.ts";
@@ -208,11 +208,7 @@ interface Session {
 async function openSession(runtimeOptions: RuntimeOptions): Promise<Session> {
   const { device, info } = await openDevice();
   const pipelines = new PipelineCache(device);
-  const limits = {
-    maxComputeWorkgroupStorageSize: device.limits.maxComputeWorkgroupStorageSize,
-    maxComputeInvocationsPerWorkgroup: device.limits.maxComputeInvocationsPerWorkgroup,
-    maxStorageBufferBindingSize: device.limits.maxStorageBufferBindingSize,
-  };
+  const limits = compileLimits(device);
   const compileFor = (pattern: unknown, options: RuntimeCompileOptions) =>
     compile(pattern, { ...options, unroll: options.unroll ?? !info.isFallback, limits });
   const fallback = (headDim: number) =>
