@@ -5,7 +5,9 @@
  * line (1-based within the function or expression) and the construct.
  * @module
  */
-import { Node, Project, SyntaxKind, ts } from "ts-morph";
+import { createRequire } from "node:module";
+import type * as TsMorph from "ts-morph";
+import type { ts } from "ts-morph";
 import { PatternError } from "./errors.ts";
 import {
   type ArrayConstant,
@@ -42,7 +44,31 @@ const SUBSET = "allowed: arithmetic, comparisons, && || !, ?:, %, Math.abs/min/m
   "(scores: also exp/log/tanh/sqrt/pow), const, constants, registered masks";
 
 const cache = new Map<string, Program>();
-let project: Project | undefined;
+let project: TsMorph.Project | undefined;
+
+// ts-morph carries the whole TypeScript compiler: loading it takes about 120 ms, so it loads on
+// the first TypeScript source, not with every program that imports the DSL.
+type Node = TsMorph.Node;
+type SyntaxKind = TsMorph.SyntaxKind;
+let Node: typeof TsMorph.Node;
+let SyntaxKind: typeof TsMorph.SyntaxKind;
+let tsc: typeof TsMorph.ts;
+
+/**
+ * Never called: a literal `import()` puts ts-morph in Deno's module graph, so a fresh machine
+ * fetches it with the rest, and the `require` below finds it without evaluating it at start-up.
+ */
+export function tsMorphModule(): Promise<typeof TsMorph> {
+  return import("ts-morph");
+}
+
+function loadTsMorph(): TsMorph.Project {
+  if (project) return project;
+  const morph: typeof TsMorph = createRequire(import.meta.url)("ts-morph");
+  ({ Node, SyntaxKind, ts: tsc } = morph);
+  [BINARY, REFUSED, ASSIGNMENTS] = [binaryOps(), refusedKinds(), assignmentKinds()];
+  return project = new morph.Project({ useInMemoryFileSystem: true });
+}
 
 /**
  * Checks a predicate (`role` "mask") or score modifier (`"score"`) and returns its program.
@@ -112,7 +138,7 @@ export function calledNames(expr: string): string[] {
     root.forEachDescendant((node) => {
       if (node.getKind() !== SyntaxKind.CallExpression) return;
       const callee = (node.compilerNode as ts.CallExpression).expression;
-      if (ts.isIdentifier(callee) && !names.includes(callee.text)) names.push(callee.text);
+      if (tsc.isIdentifier(callee) && !names.includes(callee.text)) names.push(callee.text);
     }));
   return names;
 }
@@ -125,7 +151,7 @@ let files = 0;
  * nodes are still in use.
  */
 function withParsed<T>(expr: string, f: (root: Node) => T): T {
-  project ??= new Project({ useInMemoryFileSystem: true });
+  const project = loadTsMorph();
   // The newline keeps a trailing `//` comment from swallowing the closing parenthesis.
   const file = project.createSourceFile(`expression${files++}.ts`, `(${expr}\n)`);
   try {
@@ -137,7 +163,7 @@ function withParsed<T>(expr: string, f: (root: Node) => T): T {
         file.getLineAndColumnAtPos(d.start ?? 0).line,
         expr.split("\n").length,
       );
-      fail(line, `syntax error: ${ts.flattenDiagnosticMessageText(d.messageText, " ")}`);
+      fail(line, `syntax error: ${tsc.flattenDiagnosticMessageText(d.messageText, " ")}`);
     }
     const statements = file.getStatements();
     if (statements.length !== 1 || statements[0].getKind() !== SyntaxKind.ExpressionStatement) {
@@ -230,7 +256,7 @@ class Checker {
     }
     const names: string[] = [];
     fn.parameters.forEach((p, i) => {
-      if (!ts.isIdentifier(p.name) || p.initializer || p.dotDotDotToken) {
+      if (!tsc.isIdentifier(p.name) || p.initializer || p.dotDotDotToken) {
         fail(line, `parameter ${i + 1} must be a plain name (no default, rest or destructuring)`);
       }
       const name = p.name.text;
@@ -287,13 +313,13 @@ class Checker {
         fail(line, `${constructName(s)} is not allowed (${SUBSET})`);
       }
       const list = (s.compilerNode as ts.VariableStatement).declarationList;
-      if (!(list.flags & ts.NodeFlags.Const)) {
-        fail(line, `${list.flags & ts.NodeFlags.Let ? "let" : "var"} is not allowed: use const`);
+      if (!(list.flags & tsc.NodeFlags.Const)) {
+        fail(line, `${list.flags & tsc.NodeFlags.Let ? "let" : "var"} is not allowed: use const`);
       }
       for (const d of s.getDescendantsOfKind(SyntaxKind.VariableDeclaration)) {
         const name = (d.compilerNode as ts.VariableDeclaration).name;
         const init = d.getInitializer();
-        if (!ts.isIdentifier(name) || !init) fail(line, "const needs a plain name and a value");
+        if (!tsc.isIdentifier(name) || !init) fail(line, "const needs a plain name and a value");
         this.#declare(name.text, d.getStartLineNumber());
         const value = this.#expr(init);
         const index = this.#locals.push({ name: name.text, value }) - 1;
@@ -329,12 +355,12 @@ class Checker {
           return { op: "not", arg, type: "bool", origin };
         }
         if (u.operator === SyntaxKind.MinusToken || u.operator === SyntaxKind.PlusToken) {
-          numeric(arg, ts.tokenToString(u.operator)!);
+          numeric(arg, tsc.tokenToString(u.operator)!);
           return u.operator === SyntaxKind.PlusToken
             ? arg
             : { op: "neg", arg, type: arg.type, origin };
         }
-        return at(`the operator ${ts.tokenToString(u.operator)} is not allowed (${SUBSET})`);
+        return at(`the operator ${tsc.tokenToString(u.operator)} is not allowed (${SUBSET})`);
       }
       case SyntaxKind.BinaryExpression:
         return this.#binary(node, origin);
@@ -349,7 +375,7 @@ class Checker {
         return this.#call(node, origin);
       case SyntaxKind.ElementAccessExpression: {
         const e = c as ts.ElementAccessExpression;
-        const binding = ts.isIdentifier(e.expression)
+        const binding = tsc.isIdentifier(e.expression)
           ? this.#scope.get(e.expression.text)
           : undefined;
         if (binding?.kind !== "array") {
@@ -419,7 +445,7 @@ class Checker {
     const at = (message: string): never => fail(origin.line, message);
     const token = c.operatorToken.kind;
     const op = BINARY[token];
-    const text = ts.tokenToString(token) ?? "?";
+    const text = tsc.tokenToString(token) ?? "?";
     if (!op) return at(`the operator ${text} is not allowed (${SUBSET})`);
     const bin = node.asKindOrThrow(SyntaxKind.BinaryExpression);
     const a = this.#expr(bin.getLeft());
@@ -463,12 +489,12 @@ class Checker {
     const callee = c.expression;
     const argNodes = node.asKindOrThrow(SyntaxKind.CallExpression).getArguments();
     if (
-      ts.isPropertyAccessExpression(callee) && ts.isIdentifier(callee.expression) &&
+      tsc.isPropertyAccessExpression(callee) && tsc.isIdentifier(callee.expression) &&
       callee.expression.text === "Math"
     ) {
       return this.#math(callee.name.text, argNodes, origin);
     }
-    if (!ts.isIdentifier(callee)) {
+    if (!tsc.isIdentifier(callee)) {
       return at(`the call ${clip(callee.getText())}() is not allowed (${SUBSET})`);
     }
     const name = callee.text;
@@ -548,7 +574,8 @@ class Checker {
   }
 }
 
-const BINARY: Partial<Record<SyntaxKind, BinaryOp>> = {
+let BINARY: Partial<Record<SyntaxKind, BinaryOp>>;
+const binaryOps = (): typeof BINARY => ({
   [SyntaxKind.PlusToken]: "+",
   [SyntaxKind.MinusToken]: "-",
   [SyntaxKind.AsteriskToken]: "*",
@@ -564,7 +591,7 @@ const BINARY: Partial<Record<SyntaxKind, BinaryOp>> = {
   [SyntaxKind.ExclamationEqualsEqualsToken]: "!=",
   [SyntaxKind.AmpersandAmpersandToken]: "&&",
   [SyntaxKind.BarBarToken]: "||",
-};
+});
 
 function numeric(e: Expr, what: string): void {
   if (e.type === "bool") {
@@ -599,7 +626,8 @@ function clip(text: string): string {
 }
 
 /** Constructs refused wherever they appear, found before anything else is checked. */
-const REFUSED: Partial<Record<SyntaxKind, string>> = {
+let REFUSED: Partial<Record<SyntaxKind, string>>;
+const refusedKinds = (): typeof REFUSED => ({
   [SyntaxKind.ForStatement]: "a for loop",
   [SyntaxKind.ForInStatement]: "a for-in loop",
   [SyntaxKind.ForOfStatement]: "a for-of loop",
@@ -626,19 +654,21 @@ const REFUSED: Partial<Record<SyntaxKind, string>> = {
   [SyntaxKind.ClassExpression]: "a class",
   [SyntaxKind.BigIntLiteral]: "a bigint",
   [SyntaxKind.PostfixUnaryExpression]: "an increment or decrement (an assignment)",
-};
+});
 
-const ASSIGNMENTS = new Set([
-  SyntaxKind.EqualsToken,
-  SyntaxKind.PlusEqualsToken,
-  SyntaxKind.MinusEqualsToken,
-  SyntaxKind.AsteriskEqualsToken,
-  SyntaxKind.SlashEqualsToken,
-  SyntaxKind.PercentEqualsToken,
-  SyntaxKind.AmpersandAmpersandEqualsToken,
-  SyntaxKind.BarBarEqualsToken,
-  SyntaxKind.QuestionQuestionEqualsToken,
-]);
+let ASSIGNMENTS: Set<SyntaxKind>;
+const assignmentKinds = () =>
+  new Set([
+    SyntaxKind.EqualsToken,
+    SyntaxKind.PlusEqualsToken,
+    SyntaxKind.MinusEqualsToken,
+    SyntaxKind.AsteriskEqualsToken,
+    SyntaxKind.SlashEqualsToken,
+    SyntaxKind.PercentEqualsToken,
+    SyntaxKind.AmpersandAmpersandEqualsToken,
+    SyntaxKind.BarBarEqualsToken,
+    SyntaxKind.QuestionQuestionEqualsToken,
+  ]);
 
 /** Finds the first refused construct in source order, so its message is the clearest one. */
 function rejectConstructs(root: Node): void {
@@ -648,15 +678,15 @@ function rejectConstructs(root: Node): void {
   const check = (node: Node) => {
     const c = node.compilerNode;
     let what = REFUSED[node.getKind()];
-    if (ts.isBinaryExpression(c) && ASSIGNMENTS.has(c.operatorToken.kind)) {
-      what = `an assignment (${ts.tokenToString(c.operatorToken.kind)})`;
+    if (tsc.isBinaryExpression(c) && ASSIGNMENTS.has(c.operatorToken.kind)) {
+      what = `an assignment (${tsc.tokenToString(c.operatorToken.kind)})`;
     }
     if (
-      ts.isPrefixUnaryExpression(c) &&
+      tsc.isPrefixUnaryExpression(c) &&
       (c.operator === SyntaxKind.PlusPlusToken || c.operator === SyntaxKind.MinusMinusToken)
     ) what = "an increment or decrement (an assignment)";
-    if (ts.isVariableDeclarationList(c) && !(c.flags & ts.NodeFlags.Const)) {
-      what = `${c.flags & ts.NodeFlags.Let ? "let" : "var"} (use const: locals never change)`;
+    if (tsc.isVariableDeclarationList(c) && !(c.flags & tsc.NodeFlags.Const)) {
+      what = `${c.flags & tsc.NodeFlags.Let ? "let" : "var"} (use const: locals never change)`;
     }
     if (node !== root && isFunction(node)) what = "a nested function";
     if (what) fail(node.getStartLineNumber(), `${what} is not allowed (${SUBSET})`);
