@@ -329,11 +329,15 @@ function branchPasses(o: {
     const qTiles = Math.ceil(layoutCount(component.qLayout, shape.seqLen) / component.mask.tileQ);
     const split = chunks > 0 ? { chunks, rows: qTiles * component.mask.tileQ } : undefined;
     const splitNote = split ? `, key tiles in ${chunks} chunks` : "";
-    if (qTiles * Math.max(chunks, 1) > MAX_WORKGROUPS_X) {
+    const workgroupsX = qTiles * Math.max(chunks, 1);
+    if (workgroupsX > MAX_WORKGROUPS_X) {
+      const need = split
+        ? `${qTiles} query tiles x ${chunks} key chunks = ${workgroupsX} workgroups`
+        : `${qTiles} query tiles (one workgroup each)`;
+      const fix = split ? "ask for fewer keySplits" : "use a shorter sequence or larger tiles";
       throw new PlanError(
-        `Cannot compile: ${label} needs ${qTiles} query tiles x ${chunks} key chunks = ` +
-          `${qTiles * chunks} workgroups, over WebGPU's ${MAX_WORKGROUPS_X} per dimension; ` +
-          `ask for fewer keySplits`,
+        `Cannot compile: ${label} needs ${need}, over WebGPU's ${MAX_WORKGROUPS_X} ` +
+          `workgroups per dimension; ${fix}`,
       );
     }
     passes.push({
@@ -365,7 +369,7 @@ function branchPasses(o: {
         written(split ? "splitLse" : "lse"),
         ...(readsHash(component) ? [read("hash")] : []),
       ],
-      workgroups: [qTiles * Math.max(chunks, 1), heads],
+      workgroups: [workgroupsX, heads],
     });
     if (!split) return;
     const workgroups = elementwiseWorkgroups(heads * split.rows);

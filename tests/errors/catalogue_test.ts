@@ -395,6 +395,16 @@ const SHAPES: Case[] = [
     says: /16 query tiles x 4096 key chunks = 65536 workgroups, over WebGPU's 65535/,
   },
   {
+    name: "query tiles over the workgroup limit",
+    run: () =>
+      compile({ kind: "window", left: 4, right: 4 }, {
+        shape: { batch: 1, headsQ: 1, headsKV: 1, seqLen: 300_000, headDim: 4 },
+        tiles: { tileQ: 4, tileK: 4 },
+      }),
+    error: PlanError,
+    says: /needs 75000 query tiles \(one workgroup each\), over WebGPU's 65535 .*shorter sequence/,
+  },
+  {
     name: "scale infinite (reference)",
     run: () =>
       reference({
