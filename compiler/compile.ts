@@ -21,7 +21,13 @@ import {
   prefetches,
 } from "./tiles.ts";
 import { DeviceError, PlanError, ShapeError } from "../dsl/errors.ts";
-import { componentKernel } from "./wgsl/attention_wgsl.ts";
+import {
+  componentKernel,
+  type ComponentKernelOptions,
+  type SharedKernel,
+  sharedKernel,
+} from "./wgsl/attention_wgsl.ts";
+import { kernelGroups } from "./kernel_groups.ts";
 import { splitCombineKernel } from "./wgsl/split_combine_wgsl.ts";
 import { poolingKernel } from "./wgsl/pooling_wgsl.ts";
 import { type HashLayout, hashLayout } from "./hash_layout.ts";
@@ -77,6 +83,11 @@ export interface Pass {
   /** A pre-pass (lowRank pooling, hashBucket codes and sort): runs before any attention kernel. */
   prePass?: true;
   wgsl: string;
+  /**
+   * Values of the module's `override`s for this pass's pipeline: component kernels of one
+   * pattern share a module (compiler/kernel_groups.ts) and differ only in these.
+   */
+  constants?: Record<string, number>;
   bindings: Binding[];
   workgroups: [number, number];
 }
@@ -239,7 +250,7 @@ export function compile(pattern: unknown, options: CompileOptions): CompiledAtte
   // Pre-passes: pool landmarks; hash Q and K and sort each head by bucket.
   const passes = landmarks.map((l) => poolingPass(shape, dtype, l));
   passes.push(...hash.sets.flatMap((set) => hashPasses(set, shape, dtype)));
-  passes.push(...plan.branches.flatMap((_, b) =>
+  passes.push(...lowerKernels(plan.branches.flatMap((_, b) =>
     branchPasses({
       plan,
       b,
@@ -256,7 +267,7 @@ export function compile(pattern: unknown, options: CompileOptions): CompiledAtte
       hash,
       splits: splits[b],
     })
-  ));
+  )));
   const branches = plan.branches.length;
   const gatesPerPosition = gated && (options.gatesPerPosition ?? false);
   if (gated) passes.push(blendPass(shape, branches, gatesPerPosition));
@@ -303,7 +314,7 @@ function branchPasses(o: {
   hash: HashLayout;
   /** Key chunks per component (0: not a split component). */
   splits: number[];
-}): Pass[] {
+}): PendingPass[] {
   const { shape, b } = o;
   const heads = shape.batch * shape.headsQ;
   const rows = heads * shape.seqLen;
@@ -313,7 +324,7 @@ function branchPasses(o: {
   const components = o.plan.branches[b].components;
   // Every row is written by a component whose query layout covers all N positions; otherwise clear.
   const firstCoversAll = components.length > 0 && components[0].qLayout.kind !== "gather";
-  const passes: Pass[] = [];
+  const passes: PendingPass[] = [];
   if (!firstCoversAll) {
     const workgroups = elementwiseWorkgroups(rows);
     passes.push({
@@ -342,7 +353,7 @@ function branchPasses(o: {
     }
     passes.push({
       label: `${label}${splitNote}`,
-      wgsl: componentKernel({
+      kernel: {
         component,
         shape,
         scale: o.scale,
@@ -362,7 +373,7 @@ function branchPasses(o: {
         threads: o.kernel.threads,
         rowsPerThread: o.kernel.rowsPerThread,
         label: `${o.plan.branches[b].label}, ${label}${splitNote}`,
-      }),
+      },
       bindings: [
         ...keyBuffers(component).map(read),
         written(split ? "splitO" : oName),
@@ -375,23 +386,59 @@ function branchPasses(o: {
     const workgroups = elementwiseWorkgroups(heads * split.rows);
     passes.push({
       label: `${label}: combine ${chunks} chunks`,
-      wgsl: splitCombineKernel({
-        qLayout: component.qLayout,
-        n: shape.seqLen,
-        d4,
-        heads,
-        chunks,
-        rows: split.rows,
-        oBase,
-        lseBase,
-        params: o.aux.paramBlock(),
-        label: `${o.plan.branches[b].label}, ${label}`,
-      }),
+      wgsl: () =>
+        splitCombineKernel({
+          qLayout: component.qLayout,
+          n: shape.seqLen,
+          d4,
+          heads,
+          chunks,
+          rows: split.rows,
+          oBase,
+          lseBase,
+          params: o.aux.paramBlock(),
+          label: `${o.plan.branches[b].label}, ${label}`,
+        }),
       bindings: [read("splitO"), read("splitLse"), read("aux"), written(oName), written("lse")],
       workgroups,
     });
   });
   return passes;
+}
+
+/**
+ * A pass whose WGSL is written later, in pass order: a component kernel (its options) or a
+ * function of the module text. Order matters: each kernel takes its aux parameter block when
+ * its text is written.
+ */
+type PendingPass =
+  | Omit<Pass, "wgsl"> & { kernel: ComponentKernelOptions }
+  | Omit<Pass, "wgsl"> & { wgsl: string | (() => string) };
+
+/**
+ * Writes the passes' WGSL in order. Component kernels that `kernelGroups` puts together share
+ * one module, written at its first member, each member's pass with its override constants.
+ */
+function lowerKernels(pending: PendingPass[]): Pass[] {
+  const kernels = pending.flatMap((p) => "kernel" in p ? [p.kernel] : []);
+  const groupOf = new Map<ComponentKernelOptions, ComponentKernelOptions[]>();
+  for (const indices of kernelGroups(kernels)) {
+    const group = indices.map((i) => kernels[i]);
+    for (const kernel of group) groupOf.set(kernel, group);
+  }
+  const shared = new Map<ComponentKernelOptions[], SharedKernel>();
+  return pending.map((p) => {
+    if (!("kernel" in p)) {
+      const { wgsl, ...rest } = p;
+      return { ...rest, wgsl: typeof wgsl === "string" ? wgsl : wgsl() };
+    }
+    const { kernel, ...rest } = p;
+    const group = groupOf.get(kernel)!;
+    if (group.length === 1) return { ...rest, wgsl: componentKernel(kernel) };
+    let module = shared.get(group);
+    if (!module) shared.set(group, module = sharedKernel(group));
+    return { ...rest, wgsl: module.wgsl, constants: module.constants[group.indexOf(kernel)] };
+  });
 }
 
 /**

@@ -5,60 +5,94 @@
  * in the aux buffer and gates are a buffer too. So changing those numbers at the same shape is
  * a cache hit; changing the structure (another layout, atom kind or component count, which the
  * plan may choose for very different numbers) compiles anew. A cache lives on one device (one
- * adapter), so the adapter needs no place in the key. Failed compiles become a ShaderError
- * quoting the offending line.
+ * adapter), so the adapter needs no place in the key. Component kernels of one pattern may
+ * share a module and differ in override constants (compiler/kernel_groups.ts): the module is
+ * created once (wgpu parses and validates it on the CPU, the bulk of a warm compile) and each
+ * set of constants gets its pipeline. Failed compiles become a ShaderError quoting the
+ * offending line.
  * @module
  */
 import { type Pass, pipelineKey } from "../compiler/mod.ts";
 import { ShaderError } from "../dsl/errors.ts";
 
-/** Pipelines by WGSL without comments, with hit and miss counts. */
+/** Pipelines by WGSL without comments and their constants, with hit and miss counts. */
 export class PipelineCache {
   readonly #pipelines = new Map<string, Promise<GPUComputePipeline>>();
+  readonly #modules = new Map<string, Promise<GPUShaderModule>>();
+  /** Pipelines found in the cache and pipelines created. */
   hits = 0;
   misses = 0;
+  /** Shader modules created (fewer than `misses` where passes share one). */
+  modules = 0;
 
   constructor(readonly device: GPUDevice) {}
 
   /**
-   * The pipeline for a WGSL module (entry point `main`), compiled on first use.
-   * @param pass the pass: WGSL (entry point `main`), label and bindings
+   * The pipeline for a pass (entry point `main`), compiled on first use.
+   * @param pass the pass: WGSL (entry point `main`), override constants, label and bindings
    * @returns the pipeline
    * @throws {ShaderError} the compiler's message with the generated line it points at
    */
   get(pass: Pass): Promise<GPUComputePipeline> {
-    const key = pipelineKey(pass.wgsl);
+    const moduleKey = pipelineKey(pass.wgsl);
+    const key = pass.constants ? `${moduleKey}\n${JSON.stringify(pass.constants)}` : moduleKey;
     let pipeline = this.#pipelines.get(key);
     if (pipeline) {
       this.hits++;
       return pipeline;
     }
     this.misses++;
-    pipeline = this.#create(pass);
+    pipeline = this.#create(pass, moduleKey);
     this.#pipelines.set(key, pipeline);
     pipeline.catch(() => this.#pipelines.delete(key));
     return pipeline;
   }
 
-  async #create({ wgsl, label, bindings }: Pass): Promise<GPUComputePipeline> {
-    this.device.pushErrorScope("validation");
-    const module = this.device.createShaderModule({ code: wgsl, label });
-    const info = await module.getCompilationInfo();
-    const errors = info.messages.filter((m) => m.type === "error");
-    const scopeError = await this.device.popErrorScope();
-    if (errors.length || scopeError) {
-      throw new ShaderError(describeShaderError(wgsl, label, errors, scopeError));
-    }
+  async #create(pass: Pass, moduleKey: string): Promise<GPUComputePipeline> {
+    const { label, bindings, constants } = pass;
+    const module = await this.#module(pass, moduleKey);
     try {
       return await this.device.createComputePipelineAsync({
         label,
         layout: passLayout(this.device, bindings, label),
-        compute: { module, entryPoint: "main" },
+        compute: { module, entryPoint: "main", constants },
       });
     } catch (e) {
       throw new ShaderError(`WGSL of ${label} failed to build a pipeline: ${(e as Error).message}`);
     }
   }
+
+  #module({ wgsl, label }: Pass, key: string): Promise<GPUShaderModule> {
+    let module = this.#modules.get(key);
+    if (!module) {
+      this.modules++;
+      module = createModule(this.device, wgsl, label);
+      this.#modules.set(key, module);
+      module.catch(() => this.#modules.delete(key));
+    }
+    return module;
+  }
+}
+
+/**
+ * A shader module, checked. Its error scope is pushed and popped with no await in between:
+ * scopes are a stack, and another pass's module created meanwhile would take this one's errors.
+ */
+async function createModule(
+  device: GPUDevice,
+  wgsl: string,
+  label: string,
+): Promise<GPUShaderModule> {
+  device.pushErrorScope("validation");
+  const module = device.createShaderModule({ code: wgsl, label });
+  const scope = device.popErrorScope();
+  const info = await module.getCompilationInfo();
+  const errors = info.messages.filter((m) => m.type === "error");
+  const scopeError = await scope;
+  if (errors.length || scopeError) {
+    throw new ShaderError(describeShaderError(wgsl, label, errors, scopeError));
+  }
+  return module;
 }
 
 /**

@@ -13,7 +13,7 @@
  */
 import { assert } from "../../dsl/errors.ts";
 import { atomLabel } from "../atoms.ts";
-import type { AuxData } from "../aux_data.ts";
+import type { AuxData, ParamBlock } from "../aux_data.ts";
 import { layoutLabel } from "../layout.ts";
 import type { Component } from "../plan.ts";
 import { HEADER_WORDS, RUN_WORDS, SLOT_WORDS } from "../schedule_buffer.ts";
@@ -86,26 +86,206 @@ const LOG2E = Math.LOG2E;
  * ```
  */
 export function componentKernel(o: ComponentKernelOptions): string {
+  const { component: c } = o;
+  const m = kernelModule(o, [
+    `Weft attention kernel: ${o.label}`,
+    `allowed: ${allowedLabel(c)}`,
+    `layouts: q ${layoutLabel(c.qLayout)}, k ${layoutLabel(c.kLayout)}`,
+  ], o.split !== undefined);
+  // The pattern's numbers are runtime parameters in aux (comments aside, the WGSL is structural).
+  const params = o.aux.paramBlock();
+  const { qPos, kPos } = declareMember(m, o, params, "allowed");
+  declareCodeStaging(m, o);
+  if (o.score) {
+    declareScoreModifier(m, o.score, o.shape.seqLen);
+    m.declare(
+      "LOG2E",
+      `const LOG2E = ${f32(LOG2E)}; // back to the exp2 domain after the modifier`,
+    );
+  }
+  // Split-K: the chunk count and the partial rows are numbers, read at run time like the rest.
+  let splitParams = "";
+  if (o.split) {
+    const reader = new ParamReader(m, params);
+    reader.unsigned("splits", o.split.chunks, "key chunks per query tile (split-K)");
+    reader.unsigned("splitRows", o.split.rows, "partial rows per chunk and head");
+    splitParams = reader.lines.join("\n") + "\n";
+  }
+  return m.render(entryPoint(o, {
+    qPos,
+    kPos,
+    slot: `${o.scheduleSlot}u`,
+    oBase: `${o.oBase}u`,
+    lseBase: `${o.lseBase}u`,
+    output: o.merge && !o.split ? "merge" : "write",
+    split: o.split ? "split" : "none",
+    splitParams,
+  }));
+}
+
+/** One module for several component kernels, and the override constants of each one's pipeline. */
+export interface SharedKernel {
+  wgsl: string;
+  /** Per member, in order: the values of the module's `override`s for its pipeline. */
+  constants: Record<string, number>[];
+}
+
+/**
+ * One WGSL module for several components of a pattern that share a kernel skeleton (same tile
+ * shape, dtype and options; `kernelGroups` decides): each member's layouts and `allowed` are
+ * declared side by side, and `override` constants (`MEMBER`, `SCHEDULE_SLOT`, ...) pick one per
+ * pipeline, which the driver folds to the single-component code. WGSL's front end in wgpu
+ * (parse and validation, about 17 ms for a float16 kernel on the H200 host) then runs once per
+ * pattern instead of once per component; each pipeline still pays its backend translation.
+ * All members read one parameter block, so their slots and function names never collide.
+ * @param members the components' kernel options, in pass order (at least two)
+ * @returns the module text and each member's override constants
+ */
+export function sharedKernel(members: readonly ComponentKernelOptions[]): SharedKernel {
+  assert(members.length >= 2, "a shared kernel of fewer than two members");
+  const o = members[0];
+  const anySplit = members.some((x) => x.split);
+  const m = kernelModule(o, [
+    `Weft attention kernel shared by ${members.length} components (override MEMBER picks one):`,
+    ...members.flatMap((x, i) => [
+      `member ${i}: ${x.label}`,
+      `  allowed: ${allowedLabel(x.component)}; layouts: q ${layoutLabel(x.component.qLayout)}, ` +
+      `k ${layoutLabel(x.component.kLayout)}`,
+    ]),
+  ], anySplit);
+  const params = o.aux.paramBlock();
+  const declared = members.map((x, i) => declareMember(m, x, params, `allowed${i}`));
+  // Split members read their chunk count and partial rows from slots of the shared block.
+  const splitSlots = members.map((x) => {
+    if (!x.split) return 0;
+    const reader = new ParamReader(m, params);
+    const slot = params.size;
+    reader.unsigned("splits", x.split.chunks, "key chunks per query tile (split-K)");
+    reader.unsigned("splitRows", x.split.rows, "partial rows per chunk and head");
+    return slot;
+  });
+  const overrides: { name: string; type: string; note: string; values: number[] }[] = [
+    { name: "MEMBER", type: "u32", note: "which member's layouts and mask", values: [] },
+    {
+      name: "SCHEDULE_SLOT",
+      type: "u32",
+      note: "its slot in the schedule header",
+      values: members.map((x) => x.scheduleSlot),
+    },
+  ];
+  overrides[0].values = members.map((_, i) => i);
+  const merges = members.map((x) => x.merge && !x.split);
+  const output = merges.every((x) => x) ? "merge" : merges.some((x) => x) ? "either" : "write";
+  if (output === "either") {
+    overrides.push({
+      name: "MERGE",
+      type: "bool",
+      note: "merge into what earlier components wrote (else overwrite)",
+      values: merges.map(Number),
+    });
+  }
+  if (anySplit) {
+    overrides.push({
+      name: "SPLIT",
+      type: "bool",
+      note: "split-K: write a chunk's partial rows for the combine pass",
+      values: members.map((x) => Number(x.split !== undefined)),
+    }, {
+      name: "SPLIT_PARAMS",
+      type: "u32",
+      note: "slot of its chunk count (partial rows in the next)",
+      values: splitSlots,
+    });
+  }
+  const base = (name: string, values: number[], note: string) => {
+    if (values.every((v) => v === values[0])) return `${values[0]}u`;
+    overrides.push({ name, type: "u32", note, values });
+    return name;
+  };
+  const oBase = base("O_BASE", members.map((x) => x.oBase), "its branch's first O element");
+  const lseBase = base("LSE_BASE", members.map((x) => x.lseBase), "its branch's first LSE");
+  m.declare(
+    "overrides",
+    `
+// Set per pipeline: the driver folds each choice, leaving one component's kernel.
+${overrides.map((v) => `override ${v.name}: ${v.type}; // ${v.note}`).join("\n")}`,
+  );
+  const signature = allowedReadsHeadOrBatch(o.component) ? ["q", "k", "h", "b"] : ["q", "k"];
+  const qPos = declareDispatch(m, "queryPosition", declared.map((d) => d.qPos), ["i"], "i32");
+  const kPos = declareDispatch(m, "keyPosition", declared.map((d) => d.kPos), ["i"], "i32");
+  declareDispatch(m, "allowed", declared.map((_, i) => `allowed${i}`), signature, "bool");
+  return {
+    wgsl: m.render(entryPoint(o, {
+      qPos,
+      kPos,
+      slot: "SCHEDULE_SLOT",
+      oBase,
+      lseBase,
+      output,
+      split: anySplit ? "either" : "none",
+      splitParams: "",
+    })),
+    constants: members.map((_, i) =>
+      Object.fromEntries(overrides.map((v) => [v.name, v.values[i]]))
+    ),
+  };
+}
+
+/**
+ * `fn name(args) -> type` that calls member MEMBER's function. Members naming the same function
+ * share a case; when all do, that function is the answer and nothing is declared.
+ */
+function declareDispatch(
+  m: ShaderModule,
+  name: string,
+  targets: readonly string[],
+  args: readonly string[],
+  type: string,
+): string {
+  const distinct = [...new Set(targets)];
+  if (distinct.length === 1) return distinct[0];
+  const types: Record<string, string> = { i: "u32", q: "i32", k: "i32", h: "i32", b: "i32" };
+  const call = (f: string) => `return ${f}(${args.join(", ")});`;
+  const cases = distinct.map((f, n) => {
+    const label = n === distinct.length - 1
+      ? "default"
+      : "case " + targets.flatMap((t, i) => t === f ? [`${i}u`] : []).join(", ");
+    return `    ${label}: { ${call(f)} }`;
+  });
+  return m.declare(
+    name,
+    `
+fn ${name}(${args.map((a) => `${a}: ${types[a]}`).join(", ")}) -> ${type} {
+  switch MEMBER {
+${cases.join("\n")}
+  }
+}`,
+  );
+}
+
+function allowedLabel(c: Component): string {
+  return c.atoms.map(atomLabel).join(" & ") +
+    (c.exclusions.length ? `, minus ${c.exclusions.length} earlier component(s)` : "");
+}
+
+/**
+ * A kernel module with what every member of it shares: header comment, bindings, constants,
+ * workgroup memory.
+ */
+function kernelModule(o: ComponentKernelOptions, header: string[], split: boolean): ShaderModule {
   const { component: c, shape } = o;
   const { tileQ, tileK } = c.mask;
   const n = shape.seqLen, d4 = shape.headDim / 4;
-  const m = new ShaderModule()
-    .comment(`Weft attention kernel: ${o.label}`)
-    .comment(
-      `allowed: ${c.atoms.map(atomLabel).join(" & ")}` +
-        (c.exclusions.length ? `, minus ${c.exclusions.length} earlier component(s)` : ""),
-    )
-    .comment(`layouts: q ${layoutLabel(c.qLayout)}, k ${layoutLabel(c.kLayout)}`)
-    .comment(
-      `tile ${tileQ}x${tileK}, workgroup ${
-        kernelGeometry(o).threads
-      }, N=${n}, D=${shape.headDim}, ` +
-        `Hq=${shape.headsQ}, Hkv=${shape.headsKV}, ${
-          o.dtype === "f16"
-            ? "float16 products summed in float16 over short chunks, float32 running sums"
-            : "float32"
-        }`,
-    );
+  const m = new ShaderModule();
+  for (const line of header) m.comment(line);
+  m.comment(
+    `tile ${tileQ}x${tileK}, workgroup ${kernelGeometry(o).threads}, N=${n}, D=${shape.headDim}, ` +
+      `Hq=${shape.headsQ}, Hkv=${shape.headsKV}, ${
+        o.dtype === "f16"
+          ? "float16 products summed in float16 over short chunks, float32 running sums"
+          : "float32"
+      }`,
+  );
   const T = o.dtype; // element type of Q, K, V and their workgroup tiles
   const kvRows = c.kLayout.kind === "landmarks" ? c.kLayout.count : n;
   if (T === "f16") m.enable("f16");
@@ -148,7 +328,7 @@ const P_STRIDE4 = ${tileK / 4 + 1}u;    // P rows are vec4s of 4 keys, padded by
 const SCORE_SCALE = ${f32(o.scale * LOG2E)}; // scale * log2(e): scores live in the exp2 domain
 const NO_SCORE = -1.0e30;   // below any real score; never reaches exp2 unguarded
 const LN2 = ${f32(Math.LN2)};${
-      o.split ? `\nconst BH = ${shape.batch * shape.headsQ}u;         // batch * query heads` : ""
+      split ? `\nconst BH = ${shape.batch * shape.headsQ}u;         // batch * query heads` : ""
     }`,
   );
   m.declare(
@@ -163,8 +343,17 @@ var<workgroup> rowShare: array<f32, ${tileQ * g.cols}>; // per-column row maxima
 var<workgroup> kPosition: array<i32, ${tileK}>;`,
   );
   declareNegativeInfinity(m);
-  // The pattern's numbers are runtime parameters in aux (comments aside, the WGSL is structural).
-  const params = o.aux.paramBlock();
+  return m;
+}
+
+/** Declares a member's layouts and its `allowed` (under `allowedName`) in the module. */
+function declareMember(
+  m: ShaderModule,
+  o: ComponentKernelOptions,
+  params: ParamBlock,
+  allowedName: string,
+): { qPos: string; kPos: string } {
+  const c = o.component, n = o.shape.seqLen;
   const qPos = declareLayout(m, c.qLayout, n, params, o.hash);
   const kPos = declareLayout(m, c.kLayout, n, params, o.hash);
   declareAllowed(m, {
@@ -175,32 +364,29 @@ var<workgroup> kPosition: array<i32, ${tileK}>;`,
     landmarkSegment: c.kLayout.kind === "landmarks" ? c.kLayout.segment : undefined,
     hash: o.hash,
     stagedCodes: stagedCodes(c),
+    name: allowedName,
   });
-  declareCodeStaging(m, o);
-  if (o.score) {
-    declareScoreModifier(m, o.score, n);
-    m.declare(
-      "LOG2E",
-      `const LOG2E = ${f32(LOG2E)}; // back to the exp2 domain after the modifier`,
-    );
-  }
-  // Split-K: the chunk count and the partial rows are numbers, read at run time like the rest.
-  let splitParams = "";
-  if (o.split) {
-    const reader = new ParamReader(m, params);
-    reader.unsigned("splits", o.split.chunks, "key chunks per query tile (split-K)");
-    reader.unsigned("splitRows", o.split.rows, "partial rows per chunk and head");
-    splitParams = reader.lines.join("\n") + "\n";
-  }
-  return m.render(entryPoint(o, qPos, kPos, splitParams));
+  return { qPos, kPos };
 }
 
-function entryPoint(
-  o: ComponentKernelOptions,
-  qPos: string,
-  kPos: string,
-  splitParams: string,
-): string {
+/**
+ * What the entry point reads of its component: literals for a kernel of one, override names
+ * for a shared module. `output` and `split` are "either" where MERGE and SPLIT choose.
+ */
+interface MemberRefs {
+  qPos: string;
+  kPos: string;
+  slot: string;
+  oBase: string;
+  lseBase: string;
+  output: "write" | "merge" | "either";
+  split: "none" | "split" | "either";
+  /** The `let`s reading `splits` and `splitRows` (split "split" only). */
+  splitParams: string;
+}
+
+function entryPoint(o: ComponentKernelOptions, refs: MemberRefs): string {
+  const { qPos, kPos } = refs;
   const g = kernelGeometry(o);
   const R = range(g.rows), J = range(g.keys), Dd = range(g.dims4);
   // Register tiles are unrolled into scalars (s{r}_{j}, acc{r}_{d}): WGSL compilers leave
@@ -222,13 +408,7 @@ function entryPoint(
 @compute @workgroup_size(${g.threads})
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   ${loopBounds(o.unroll)}
-${
-    o.split
-      ? `${splitParams}  let scheduleRow = wg.x;              // chunk \`split\` of query tile \`qTileIndex\`
-  let qTileIndex = wg.x / splits;
-  let split = wg.x % splits;`
-      : "  let qTileIndex = wg.x;"
-  }
+${workgroupTile(refs)}
   let bh = wg.y;                      // batch * HQ + query head
   let kvHead = (bh / HQ) * HKV + (bh % HQ) / GROUP;
   let kvBase = kvHead * KV_ROWS * D4;${
@@ -247,7 +427,7 @@ ${
   let col = lid % COLS;
   let firstRow = (lid / COLS) * ROWS;
 
-${queryTile.loads}${schedule(o)}
+${queryTile.loads}${schedule(o, refs)}
 ${keyLoop.prologue}
 ${queryTile.stores}${
     each((r) => `  let q${r} = ${qPos}(qTileIndex * TILE_Q + firstRow + ${r}u);`)
@@ -300,14 +480,40 @@ ${o.dtype === "f16" ? productF16(R, Dd, g.cols) : productF32(R, Dd, g.cols)}
   // Each row's sum is spread over its COLS invocations: add the shares.
   workgroupBarrier();
 ${each((r) => `  rowShare[(firstRow + ${r}u) * COLS + col] = rowSum${r};`)}
-${
-    o.merge && !o.split
-      ? each((r) => `  let earlier${r} = lseOut[${o.lseBase}u + bh * N + u32(max(q${r}, 0))];`)
-      : ""
-  }
+${earlierLse(refs, R)}
   workgroupBarrier();
-${each((r) => epilogue(o, r, Dd, g.cols))}
+${each((r) => epilogue(o, refs, r, Dd, g.cols))}
 }`;
+}
+
+/** Which query tile (and, split-K, which key chunk) this workgroup computes. */
+function workgroupTile(refs: MemberRefs): string {
+  switch (refs.split) {
+    case "none":
+      return "  let qTileIndex = wg.x;";
+    case "split":
+      return `${refs.splitParams}  let scheduleRow = wg.x;              // chunk \`split\` of query tile \`qTileIndex\`
+  let qTileIndex = wg.x / splits;
+  let split = wg.x % splits;`;
+    case "either":
+      return `  // Split-K members (SPLIT) walk chunk \`split\` of query tile \`qTileIndex\`; others have one.
+  let splits = select(1u, param(SPLIT_PARAMS), SPLIT); // key chunks per query tile
+  let splitRows = param(SPLIT_PARAMS + 1u); // partial rows per chunk and head (SPLIT only)
+  let scheduleRow = wg.x;
+  let qTileIndex = wg.x / splits;
+  let split = wg.x % splits;`;
+  }
+}
+
+/** Merging kernels read what earlier components wrote to each row's LSE before the barrier. */
+function earlierLse(refs: MemberRefs, R: number[]): string {
+  const read = (r: number) => `lseOut[${refs.lseBase} + bh * N + u32(max(q${r}, 0))]`;
+  if (refs.output === "write") return "";
+  if (refs.output === "merge") return R.map((r) => `  let earlier${r} = ${read(r)};`).join("\n");
+  return `${R.map((r) => `  var earlier${r} = 0.0;`).join("\n")}
+  if (MERGE) {
+${R.map((r) => `    earlier${r} = ${read(r)};`).join("\n")}
+  }`;
 }
 
 /**
@@ -477,16 +683,16 @@ ${advance("    ")}
 }
 
 /** Where the key tiles come from: the BlockMask's runs, or a bucket range. */
-function schedule(o: ComponentKernelOptions): string {
-  return o.component.kLayout.kind === "sorted" ? bucketRange(o) : scheduleRuns(o);
+function schedule(o: ComponentKernelOptions, refs: MemberRefs): string {
+  return o.component.kLayout.kind === "sorted" ? bucketRange(o) : scheduleRuns(refs);
 }
 
 /** The static schedule: this query tile's runs from the BlockMask. */
-function scheduleRuns(o: ComponentKernelOptions): string {
-  const row = o.split ? "scheduleRow" : "qTileIndex";
+function scheduleRuns(refs: MemberRefs): string {
+  const row = refs.split === "none" ? "qTileIndex" : "scheduleRow";
   return `  // This query tile's runs of consecutive key tiles of one kind, walked one key tile per step.
   // The slot holds where this component's row pointers and runs start (schedule_buffer.ts).
-  let slot = ${HEADER_WORDS}u + ${SLOT_WORDS}u * ${o.scheduleSlot}u;
+  let slot = ${HEADER_WORDS}u + ${SLOT_WORDS}u * ${refs.slot};
   let rowsAt = schedule[slot];
   let runsAt = schedule[slot + 1u];
   var run = schedule[rowsAt + ${row}];
@@ -766,47 +972,64 @@ ${
 }
 
 /** Row r's output: normalise once; write, or merge exactly with earlier components by LSE. */
-function epilogue(o: ComponentKernelOptions, r: number, Dd: number[], cols: number): string {
+function epilogue(
+  o: ComponentKernelOptions,
+  refs: MemberRefs,
+  r: number,
+  Dd: number[],
+  cols: number,
+): string {
   const at = (d: number) => `outBase + col + ${d * cols}u`;
   // A split-K chunk writes its partial row, normalised by its own sum, to the split buffers:
   // the combine pass weighs the chunks. Otherwise the row is the query's own.
-  const rowAt = o.split
-    ? `let row = (split * BH + bh) * splitRows + qTileIndex * TILE_Q + firstRow + ${r}u;
+  const splitRow = `row = (split * BH + bh) * splitRows + qTileIndex * TILE_Q + firstRow + ${r}u;`;
+  const ownRow = `row = ${refs.lseBase} + bh * N + u32(q${r});`;
+  const ownOut = `outBase = ${refs.oBase} + (bh * N + u32(q${r})) * D4;`;
+  const rowAt = refs.split === "split"
+    ? `let ${splitRow}
     let outBase = row * D4;`
-    : `let row = ${o.lseBase}u + bh * N + u32(q${r});
-    let outBase = ${o.oBase}u + (bh * N + u32(q${r})) * D4;`;
+    : refs.split === "none"
+    ? `let ${ownRow}
+    let ${ownOut}`
+    : `var ${ownRow}
+    var ${ownOut}
+    if (SPLIT) {                      // a chunk's partial row, for the combine pass
+      ${splitRow}
+      outBase = row * D4;
+    }`;
   const head = `  if (q${r} >= 0) {
     var total = 0.0;
     for (var c = 0u; c < COLS; c++) { total += rowShare[(firstRow + ${r}u) * COLS + c]; }
     ${rowAt}`;
-  if (!o.merge || o.split) {
-    const out = o.outputF16 ? "f16" : "f32";
-    const cast = (x: string) => o.outputF16 ? `vec4<f16>(${x})` : x;
-    return `${head}
-    if (total == 0.0) {               // nothing allowed: O = 0, LSE = -inf
-      if (col == 0u) { lseOut[row] = negativeInfinity(); }
-${Dd.map((d) => `      oOut[${at(d)}] = vec4<${out}>(0.0);`).join("\n")}
-    } else {
-      if (col == 0u) { lseOut[row] = (rowMax${r} + log2(total)) * LN2; }
-${Dd.map((d) => `      oOut[${at(d)}] = ${cast(`acc${r}_${d} / total`)};`).join("\n")}
-    }
-  }`;
-  }
+  const out = o.outputF16 ? "f16" : "f32";
+  const cast = (x: string) => o.outputF16 ? `vec4<f16>(${x})` : x;
+  const write = (indent: string) =>
+    `${indent}if (total == 0.0) {               // nothing allowed: O = 0, LSE = -inf
+${indent}  if (col == 0u) { lseOut[row] = negativeInfinity(); }
+${Dd.map((d) => `${indent}  oOut[${at(d)}] = vec4<${out}>(0.0);`).join("\n")}
+${indent}} else {
+${indent}  if (col == 0u) { lseOut[row] = (rowMax${r} + log2(total)) * LN2; }
+${Dd.map((d) => `${indent}  oOut[${at(d)}] = ${cast(`acc${r}_${d} / total`)};`).join("\n")}
+${indent}}`;
   // lse = logaddexp(earlier, own); O = e^(earlier - lse) O_earlier + e^(own - lse) O_own.
-  return `${head}
-    if (total > 0.0) {                // else keep what earlier components wrote
-      let lse = (rowMax${r} + log2(total)) * LN2;
-      let merged = max(earlier${r}, lse) + log(1.0 + exp(-abs(earlier${r} - lse)));
-      let wEarlier = exp(earlier${r} - merged); // 0 when earlier components allowed nothing (-inf)
-      let wOwn = exp(lse - merged) / total;
+  const merge = (indent: string) =>
+    `${indent}if (total > 0.0) {                // else keep what earlier components wrote
+${indent}  let lse = (rowMax${r} + log2(total)) * LN2;
+${indent}  let merged = max(earlier${r}, lse) + log(1.0 + exp(-abs(earlier${r} - lse)));
+${indent}  let wEarlier = exp(earlier${r} - merged); // 0 when earlier components allowed nothing (-inf)
+${indent}  let wOwn = exp(lse - merged) / total;
 ${
-    Dd.map((d) => `      oOut[${at(d)}] = wEarlier * oOut[${at(d)}] + wOwn * acc${r}_${d};`).join(
-      "\n",
-    )
-  }
-      if (col == 0u) { lseOut[row] = merged; }
+      Dd.map((d) => `${indent}  oOut[${at(d)}] = wEarlier * oOut[${at(d)}] + wOwn * acc${r}_${d};`)
+        .join("\n")
     }
-  }`;
+${indent}  if (col == 0u) { lseOut[row] = merged; }
+${indent}}`;
+  const body = refs.output === "write"
+    ? write("    ")
+    : refs.output === "merge"
+    ? merge("    ")
+    : `    if (MERGE) {\n${merge("      ")}\n    } else {\n${write("      ")}\n    }`;
+  return `${head}\n${body}\n  }`;
 }
 
 /**

@@ -193,8 +193,9 @@ export function allowedReadsHeadOrBatch(options: {
 }
 
 /**
- * Declares `fn allowed(q: i32, k: i32) -> bool` for a component, its numbers read from the
- * kernel's parameter block (`allowed(q, k, h, b)` when `allowedReadsHeadOrBatch`).
+ * Declares `fn allowed(q: i32, k: i32) -> bool` (or `options.name`) for a component, its
+ * numbers read from the kernel's parameter block (`allowed(q, k, h, b)` when
+ * `allowedReadsHeadOrBatch`).
  * @param m the module being built
  * @param options the component's atoms and exclusions, N, the kernel's parameter block
  * @returns the function name
@@ -224,9 +225,12 @@ export function declareAllowed(
      * takes the query's and the key's codes, `allowed(q, k, qCodes, kCodes)`.
      */
     stagedCodes?: readonly string[];
+    /** The function's name (default `allowed`; kernels sharing a module name one per member). */
+    name?: string;
   },
 ): string {
   const reader = new ParamReader(m, options.params, true);
+  const name = options.name ?? "allowed";
   const segment = options.landmarkSegment;
   const expression = (a: Atom) =>
     segment !== undefined && a.kind === "causal"
@@ -241,9 +245,9 @@ export function declareAllowed(
   });
   const excluded = options.exclusions.map((_, i) => ` && !earlier${i}`).join("");
   return m.declare(
-    "allowed",
+    name,
     `
-fn allowed(q: i32, k: i32${allowedReadsHeadOrBatch(options) ? ", h: i32, b: i32" : ""}${
+fn ${name}(q: i32, k: i32${allowedReadsHeadOrBatch(options) ? ", h: i32, b: i32" : ""}${
       options.stagedCodes?.length ? ", qCodes: vec4<u32>, kCodes: vec4<u32>" : ""
     }) -> bool {
 ${[...reader.lines, ...lines].join("\n")}

@@ -22,9 +22,16 @@ export class ShaderModule {
     return this;
   }
 
-  /** Adds a declaration under a name; a second add of the same name is ignored. */
+  /**
+   * Adds a declaration under a name; a second add of the same name and code is ignored. The same
+   * name with other code is a compiler bug (two kernels sharing a module would read one of them).
+   */
   declare(name: string, code: string): string {
-    if (!this.#declarations.has(name)) this.#declarations.set(name, code.trim());
+    const known = this.#declarations.get(name);
+    if (known === undefined) this.#declarations.set(name, code.trim());
+    else if (known !== code.trim() && pipelineKey(known) !== pipelineKey(code)) {
+      throw new Error(`Weft internal error: WGSL declaration ${name} added twice, differently`);
+    }
     return name;
   }
 

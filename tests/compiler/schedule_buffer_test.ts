@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { forEachKeyTile } from "../../compiler/block_mask.ts";
 import { compile } from "../../compiler/compile.ts";
+import { pipelineKey } from "../../compiler/mod.ts";
 import { planPattern } from "../../compiler/plan.ts";
 import {
   HEADER_WORDS,
@@ -73,15 +74,29 @@ Deno.test("schedule buffer: the kernel's walk gives back every component's tiles
 });
 
 Deno.test("schedule buffer: a kernel's WGSL does not depend on other components' schedules", () => {
-  // Branch 0 has one run per row (dense) or three (ring): branch 1's rows and runs move.
+  // Branch 0 has one run per row (radius 2) or three (radius 40): branch 1's rows and runs move.
+  // Both branches' kernels share one module; branch 1's pipeline reads slot 1.
   const shape = { batch: 1, headsQ: 2, headsKV: 2, seqLen: 512, headDim: 32 };
   const tiles = { tileQ: 32, tileK: 32 };
   const causalPass = (first: Pattern) => {
     const c = compile({ kind: "gated", branches: [first, { kind: "causal" }] }, { shape, tiles });
-    return { wgsl: c.passes.find((p) => p.label === "branch 1 component 0")!.wgsl, c };
+    return { pass: c.passes.find((p) => p.label === "branch 1 component 0")!, c };
   };
-  const a = causalPass({ kind: "dense" }), b = causalPass({ kind: "ring", radius: 8 });
+  const a = causalPass({ kind: "ring", radius: 2 }), b = causalPass({ kind: "ring", radius: 40 });
   assert.notEqual(a.c.schedule.length, b.c.schedule.length);
-  assert.equal(a.wgsl, b.wgsl);
-  assert.ok(a.wgsl.includes(`let slot = ${HEADER_WORDS}u + ${SLOT_WORDS}u * 1u;`), "slot 1");
+  assert.equal(pipelineKey(a.pass.wgsl), pipelineKey(b.pass.wgsl));
+  assert.deepEqual(a.pass.constants, b.pass.constants);
+  assert.equal(a.pass.constants?.SCHEDULE_SLOT, 1);
+  assert.ok(a.pass.wgsl.includes(`let slot = ${HEADER_WORDS}u + ${SLOT_WORDS}u * SCHEDULE_SLOT;`));
+  // A kernel of its own (a scored branch keeps its module) names its slot in the text.
+  const scored = compile({
+    kind: "gated",
+    branches: [{ kind: "ring", radius: 2 }, {
+      kind: "scored",
+      pattern: { kind: "causal" },
+      score: { expr: "s * 0.5" },
+    }],
+  }, { shape, tiles }).passes.find((p) => p.label === "branch 1 component 0")!;
+  assert.equal(scored.constants, undefined);
+  assert.ok(scored.wgsl.includes(`let slot = ${HEADER_WORDS}u + ${SLOT_WORDS}u * 1u;`), "slot 1");
 });

@@ -1,0 +1,57 @@
+/**
+ * Which component kernels of one pattern share a WGSL module. Most of a kernel is the same for
+ * every component of a pattern (tiles, staging, online softmax, epilogue); what differs is small
+ * (layouts, `allowed`, schedule slot, merge or overwrite, split-K, branch offsets). wgpu parses
+ * and validates every module on the CPU, about 17 ms for a float16 kernel on the H200 host, so
+ * kernels that differ only there share one module and pick their member by override constants
+ * (`sharedKernel`). Kernels with more in their text (hashBucket codes, landmark K/V, a score
+ * modifier, a float16 O, uniform weights) keep modules of their own.
+ * @module
+ */
+import type { ComponentKernelOptions } from "./wgsl/attention_wgsl.ts";
+import { readsHash } from "./wgsl/attention_wgsl.ts";
+import { allowedReadsHeadOrBatch } from "./wgsl/predicate_wgsl.ts";
+
+/**
+ * Groups kernels that can share a module, in order of their first member.
+ * @param kernels the pattern's component kernels, in pass order
+ * @returns groups of indices into `kernels`; a kernel that shares with none is a group of one
+ * @example
+ * ```ts ignore
+ * kernelGroups([window, random, globalCols]); // [[0, 1, 2]]
+ * ```
+ */
+export function kernelGroups(kernels: readonly ComponentKernelOptions[]): number[][] {
+  const groups = new Map<string, number[]>();
+  const order: number[][] = [];
+  kernels.forEach((k, i) => {
+    const key = skeletonKey(k);
+    const group = key === undefined ? undefined : groups.get(key);
+    if (group) return group.push(i);
+    const fresh = [i];
+    if (key !== undefined) groups.set(key, fresh);
+    order.push(fresh);
+  });
+  return order;
+}
+
+/** Everything the shared part of a kernel's text depends on; undefined: keeps its own module. */
+function skeletonKey(k: ComponentKernelOptions): string | undefined {
+  const c = k.component;
+  const own = readsHash(c) || k.score !== undefined || k.uniform || k.outputF16 ||
+    k.aux.constants || c.kLayout.kind === "landmarks" || c.kLayout.kind === "sorted" ||
+    c.qLayout.kind === "sorted";
+  if (own) return undefined;
+  return JSON.stringify([
+    k.dtype,
+    k.shape,
+    k.scale,
+    c.mask.tileQ,
+    c.mask.tileK,
+    k.threads,
+    k.rowsPerThread,
+    k.unroll,
+    k.prefetch ?? false,
+    allowedReadsHeadOrBatch(c),
+  ]);
+}
