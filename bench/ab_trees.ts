@@ -28,7 +28,7 @@ const USAGE = `Usage: deno run -A bench/ab_trees.ts --a DIR [options]
   --b DIR          checkout whose compiler is B (default: this one)
   --shapes LIST    kernel shapes, e.g. 64x32x2c4,64x32x2 (default 64x32x2c4)
   --dtype LIST     f32, f16, one per shape or one for all (default f16)
-  --jobs LIST      ${"dense, ring, window256, stride64, bigbird"} (default: all)
+  --jobs LIST      ${"dense, ring, window256, stride64, ring+stride16, pi, bigbird"} (default: all)
   --rounds R       timed rounds of A then B (default 9)
   --n N            one sequence length for every job (default: dense 16384, the rest 65536)
   --help           show this`;
@@ -39,6 +39,20 @@ const JOBS: { name: string; pattern: unknown; n: number }[] = [
   { name: "ring", pattern: { kind: "ring", radius: 128 }, n: 65536 },
   { name: "window256", pattern: { kind: "window", left: 256, right: 256 }, n: 65536 },
   { name: "stride64", pattern: { kind: "stride", period: 64 }, n: 65536 },
+  {
+    name: "ring+stride16",
+    pattern: { kind: "union", of: [{ kind: "ring", radius: 128 }, { kind: "stride", period: 16 }] },
+    n: 65536,
+  },
+  {
+    name: "pi",
+    pattern: {
+      kind: "gated",
+      branches: [{ kind: "ring", radius: 128 }, { kind: "stride", period: 16 }],
+      gates: [0.5, 0.5],
+    },
+    n: 65536,
+  },
   {
     name: "bigbird",
     pattern: {
@@ -122,7 +136,7 @@ for (const [i, shapeName] of shapes.entries()) {
       }
       const [a, b] = samples.map(median);
       console.log(
-        `${dtype} ${shapeName.padEnd(10)} ${job.name.padEnd(9)} N=${job.n}: A ${
+        `${dtype} ${shapeName.padEnd(10)} ${job.name.padEnd(13)} N=${job.n}: A ${
           a.toFixed(3)
         } ms, ` +
           `B ${b.toFixed(3)} ms, B/A ${(b / a).toFixed(4)}`,
