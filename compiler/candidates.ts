@@ -15,6 +15,9 @@ type Intervals = [number, number][];
 
 const MAX_RANDOM_QUERY_BLOCKS = 64;
 
+/** A globalCols atom's key intervals (read only), by atom. */
+const globalColumns = new WeakMap<Atom, Intervals>();
+
 /**
  * Key-tile index ranges `[first, last]` worth classifying for one query tile.
  * @param options the component's atoms and layouts, the query tile's span, N and key tile size
@@ -84,8 +87,14 @@ function keyPositions(
         ...(hi > n - 1 ? [[0, hi - n] as [number, number]] : []),
       ]);
     }
-    case "globalCols":
-      return normalizeIntervals(atom.tokens.map((t) => [t, t]));
+    case "globalCols": {
+      // The same for every query tile: built once per atom.
+      let columns = globalColumns.get(atom);
+      if (!columns) {
+        globalColumns.set(atom, columns = normalizeIntervals(atom.tokens.map((t) => [t, t])));
+      }
+      return columns;
+    }
     case "globalRows":
       return countInRange(atom.tokens, qs.lo, qs.hi) === 0 ? [] : undefined;
     case "random": {
@@ -110,6 +119,8 @@ function clip(list: Intervals, n: number): Intervals {
 
 /** Sorts, drops empty intervals and merges overlapping or adjacent ones. */
 function normalizeIntervals(list: Intervals): Intervals {
+  // One interval (a window's band, most tile ranges) needs no sort: the planner asks per tile.
+  if (list.length === 1) return list[0][0] <= list[0][1] ? list : [];
   const sorted = list.filter(([a, b]) => a <= b).sort((x, y) => x[0] - y[0]);
   const out: Intervals = [];
   for (const [a, b] of sorted) {

@@ -101,7 +101,7 @@ export function rangeCoverage(
 /** The key tiles of a layout, one by one (`spans`) or several consecutive ones at once (`span`). */
 export class KeyTileRanges {
   /** Each tile's own span, tile 0 first. */
-  readonly spans: TileSpan[];
+  readonly spans: readonly TileSpan[];
   /** Keys the layout walks. */
   readonly count: number;
   /** Span of any run of key indices (`indexSpan`). */

@@ -182,7 +182,25 @@ export function indexSpan(layout: Layout, n: number): (start: number, end: numbe
  * tileSpans({ kind: "residue", period: 3 }, 7, 4)[0]; // { lo: 0, hi: 6, contiguous: false, classLo: 0, classHi: 1 }
  * ```
  */
-export function tileSpans(layout: Layout, n: number, tileSize: number): TileSpan[] {
+export function tileSpans(layout: Layout, n: number, tileSize: number): readonly TileSpan[] {
+  // Identity tiles depend on N and the tile size only; every component and layout trial of a
+  // compile asks for them (thousands of spans at N = 65536), so they are kept, frozen.
+  if (layout.kind === "identity") {
+    const key = `${n}/${tileSize}`;
+    let spans = identitySpans.get(key);
+    if (!spans) {
+      if (identitySpans.size >= 16) identitySpans.clear();
+      spans = Object.freeze(buildTileSpans(layout, n, tileSize).map((s) => Object.freeze(s)));
+      identitySpans.set(key, spans);
+    }
+    return spans;
+  }
+  return buildTileSpans(layout, n, tileSize);
+}
+
+const identitySpans = new Map<string, readonly TileSpan[]>();
+
+function buildTileSpans(layout: Layout, n: number, tileSize: number): TileSpan[] {
   const count = layoutCount(layout, n);
   const span = indexSpan(layout, n);
   const spans: TileSpan[] = [];

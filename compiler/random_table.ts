@@ -36,13 +36,18 @@ export class RandomTable {
 /** Tables built on first use, one per distinct `random` atom. */
 export class RandomTables {
   readonly #tables = new Map<string, RandomTable>();
+  /** By atom object too: the planner asks once per tile, and the key string showed in profiles. */
+  readonly #byAtom = new WeakMap<RandomAtom, RandomTable>();
   constructor(readonly n: number) {}
 
   /** The table of `atom`, built once. */
   get(atom: RandomAtom): RandomTable {
+    let table = this.#byAtom.get(atom);
+    if (table) return table;
     const key = `${atom.blocks}/${atom.blockSize}/${atom.seed}`;
-    let table = this.#tables.get(key);
+    table = this.#tables.get(key);
     if (!table) this.#tables.set(key, table = new RandomTable(atom, this.n));
+    this.#byAtom.set(atom, table);
     return table;
   }
 }
