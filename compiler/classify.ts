@@ -236,6 +236,23 @@ function touchesWithoutHolding(
 export function differenceIntervals(
   atom: Extract<Atom, { kind: "causal" | "window" | "ring" }>,
   n: number,
+): readonly (readonly [number, number])[] | undefined {
+  // Asked for every tile the planner classifies: built once per atom and N.
+  const known = differences.get(atom);
+  if (known && known.n === n) return known.intervals;
+  const intervals = buildDifferenceIntervals(atom, n);
+  differences.set(atom, { n, intervals });
+  return intervals;
+}
+
+const differences = new WeakMap<
+  Atom,
+  { n: number; intervals: readonly (readonly [number, number])[] | undefined }
+>();
+
+function buildDifferenceIntervals(
+  atom: Extract<Atom, { kind: "causal" | "window" | "ring" }>,
+  n: number,
 ): [number, number][] | undefined {
   switch (atom.kind) {
     case "causal":
@@ -251,7 +268,11 @@ export function differenceIntervals(
 }
 
 /** `allowed` is a list of disjoint, non-adjacent intervals of `d = q - k`. */
-function byDifference(dMin: number, dMax: number, allowed: [number, number][]): Coverage {
+function byDifference(
+  dMin: number,
+  dMax: number,
+  allowed: readonly (readonly [number, number])[],
+): Coverage {
   let touches = false;
   for (let i = 0; i < allowed.length; i++) {
     const a = allowed[i][0], b = allowed[i][1];
