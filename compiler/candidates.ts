@@ -17,6 +17,8 @@ const MAX_RANDOM_QUERY_BLOCKS = 64;
 
 /** A globalCols atom's key intervals (read only), by atom. */
 const globalColumns = new WeakMap<Atom, Intervals>();
+/** A random table's key intervals per query block (read only). */
+const randomIntervals = new WeakMap<object, Intervals[]>();
 
 /**
  * Key-tile index ranges `[first, last]` worth classifying for one query tile.
@@ -102,9 +104,16 @@ function keyPositions(
       const qb0 = Math.floor(qs.lo / s), qb1 = Math.floor(qs.hi / s);
       if (qb1 - qb0 >= MAX_RANDOM_QUERY_BLOCKS) return undefined;
       const table = random.get(atom);
-      const blocks = new Set<number>();
-      for (let qb = qb0; qb <= qb1; qb++) for (const kb of table.drawnSorted(qb)) blocks.add(kb);
-      return clip([...blocks].map((kb) => [kb * s, kb * s + s - 1]), n);
+      const drawn = (qb: number) => table.drawnSorted(qb).map((kb) => [kb * s, kb * s + s - 1]);
+      if (qb0 === qb1) {
+        // Most query tiles lie in one query block: its key intervals, built once per block.
+        let byBlock = randomIntervals.get(table);
+        if (!byBlock) randomIntervals.set(table, byBlock = []);
+        return byBlock[qb0] ??= clip(drawn(qb0) as Intervals, n);
+      }
+      const list: Intervals = [];
+      for (let qb = qb0; qb <= qb1; qb++) list.push(...drawn(qb) as Intervals);
+      return clip(list, n);
     }
     default:
       return undefined;
