@@ -5,7 +5,10 @@
  * kernel (25 KB of WGSL) spent about 11 ms in its module and 1-2 ms in its pipeline, a float32 one
  * (15 KB) about 5 and 1 ms (docs/BENCHMARKS.md): the warm compile is the front end's.
  *
- *   deno run -A bench/pipeline_cost.ts [N] [--patterns dense,bigbird] [--dtype f16,f32]
+ * With `--deferred` every module gets an unused `override`: wgpu then keeps it as IR and writes
+ * SPIR-V per pipeline, so the module time is the front end alone (ninth session: the same 17 ms).
+ *
+ *   deno run -A bench/pipeline_cost.ts [N] [--patterns dense,bigbird] [--dtype f16,f32] [--deferred]
  * @module
  */
 import { parseArgs } from "node:util";
@@ -16,7 +19,11 @@ import { selectPatterns } from "./suite.ts";
 const { values, positionals } = parseArgs({
   args: Deno.args,
   allowPositionals: true,
-  options: { patterns: { type: "string" }, dtype: { type: "string" } },
+  options: {
+    patterns: { type: "string" },
+    dtype: { type: "string" },
+    deferred: { type: "boolean" },
+  },
 });
 const rt = await createRuntime({ autotune: false });
 const device = rt.device;
@@ -36,7 +43,10 @@ for (const dtype of dtypes) {
       const t0 = performance.now();
       let module = modules.get(pass.wgsl);
       if (!module) {
-        module = device.createShaderModule({ code: pass.wgsl, label: pass.label });
+        const code = values.deferred
+          ? `${pass.wgsl}\noverride weftDeferred: u32 = 0u;\n`
+          : pass.wgsl;
+        module = device.createShaderModule({ code, label: pass.label });
         await module.getCompilationInfo();
         modules.set(pass.wgsl, module);
       }

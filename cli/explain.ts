@@ -230,12 +230,21 @@ function parseTiles(text: string | undefined): { tileQ: number; tileK: number } 
 function allWgsl(compiled: CompiledAttention): string {
   const header = `// Weft: ${describe(compiled.plan.pattern)}, N=${compiled.shape.seqLen}, ` +
     `D=${compiled.shape.headDim}; ${compiled.passes.length} pass(es), run in this order\n`;
+  // Passes sharing a module (compiler/kernel_groups.ts) print it once, each with its constants.
+  const firstWith = new Map<string, number>();
   return header +
-    compiled.passes.map((p, i) =>
-      `\n// ===== pass ${i}: ${p.label}; workgroups ${p.workgroups.join(" x ")}; bindings ` +
-      `${p.bindings.map((b) => `${b.buffer}${b.writable ? " (rw)" : ""}`).join(", ")} =====\n\n` +
-      p.wgsl
-    ).join("\n");
+    compiled.passes.map((p, i) => {
+      const constants = p.constants
+        ? `; constants ${Object.entries(p.constants).map(([k, v]) => `${k}=${v}`).join(" ")}`
+        : "";
+      const head = `\n// ===== pass ${i}: ${p.label}; workgroups ${p.workgroups.join(" x ")}; ` +
+        `bindings ${p.bindings.map((b) => `${b.buffer}${b.writable ? " (rw)" : ""}`).join(", ")}` +
+        `${constants} =====\n`;
+      const earlier = firstWith.get(p.wgsl);
+      if (earlier !== undefined) return `${head}// (the module of pass ${earlier})\n`;
+      firstWith.set(p.wgsl, i);
+      return `${head}\n${p.wgsl}`;
+    }).join("\n");
 }
 
 /** "branch b component j: atoms" per component, plan order (the picture's legend). */
