@@ -155,7 +155,8 @@ export function sharedKernel(members: readonly ComponentKernelOptions[]): Shared
   ], anySplit);
   const params = o.aux.paramBlock();
   const declared = members.map((x, i) => declareMember(m, x, params, `allowed${i}`));
-  // Split members read their chunk count and partial rows from slots of the shared block.
+  // Split members' chunk count and partial rows take two slots of the shared block; the entry
+  // point reads them at SPLIT_PARAMS (the reader's own `let`s are not used).
   const splitSlots = members.map((x) => {
     if (!x.split) return 0;
     const reader = new ParamReader(m, params);
@@ -165,7 +166,12 @@ export function sharedKernel(members: readonly ComponentKernelOptions[]): Shared
     return slot;
   });
   const overrides: { name: string; type: string; note: string; values: number[] }[] = [
-    { name: "MEMBER", type: "u32", note: "which member's layouts and mask", values: [] },
+    {
+      name: "MEMBER",
+      type: "u32",
+      note: "which member's layouts and mask",
+      values: members.map((_, i) => i),
+    },
     {
       name: "SCHEDULE_SLOT",
       type: "u32",
@@ -173,7 +179,6 @@ export function sharedKernel(members: readonly ComponentKernelOptions[]): Shared
       values: members.map((x) => x.scheduleSlot),
     },
   ];
-  overrides[0].values = members.map((_, i) => i);
   const merges = members.map((x) => x.merge && !x.split);
   const output = merges.every((x) => x) ? "merge" : merges.some((x) => x) ? "either" : "write";
   if (output === "either") {
