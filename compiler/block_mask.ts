@@ -59,9 +59,18 @@ export interface BlockMaskOptions {
   random: RandomTables;
   /** Heads and batches the schedule serves, for predicates that read `h` or `b` (default any). */
   domain?: HeadBatchRange;
-  /** Give up (return undefined) once more tiles than this are visited: a cheaper layout won. */
+  /**
+   * Give up (return undefined) once more tiles than this are visited: a cheaper layout won. Also
+   * once the rows done (at least 1/256 of them) project to four times this over all rows: the
+   * planner's choice of layout, never a schedule's exactness, rests on that guess.
+   */
   maxVisited?: number;
 }
+
+/** Rows (at least this share of them) before a layout's visits are projected over all rows. */
+const PROJECT_AFTER = 1 / 256;
+/** A layout projected to this many times the best one's visits is dropped. */
+const PROJECT_FACTOR = 4;
 
 /**
  * Builds the schedule of one component.
@@ -95,6 +104,7 @@ export function buildBlockMask(o: BlockMaskOptions): BlockMask | undefined {
   const offsets = new Uint32Array(qSpans.length + 1);
   const runs = new RunList();
   const maxVisited = o.maxVisited ?? Infinity;
+  const projectAfter = Math.max(8, Math.ceil(qSpans.length * PROJECT_AFTER));
   const candidates = { ...o, qSpan: qSpans[0] };
   // Consecutive query tiles usually see the same runs moved right by tileQ / tileK key tiles
   // (bands, diagonals, residue classes): a candidate range that is not uniform is split first
@@ -134,6 +144,13 @@ export function buildBlockMask(o: BlockMaskOptions): BlockMask | undefined {
     }
     offsets[t + 1] = runs.count;
     if (runs.visited > maxVisited) return undefined;
+    // Stride(16) in natural order at N = 65536 with 8x8 tiles would classify about 4M tiles
+    // before the exact bound above stops it (0.7 s on a CPU); its first rows already tell.
+    const done = t + 1;
+    if (
+      done >= projectAfter &&
+      runs.visited / done * qSpans.length > PROJECT_FACTOR * maxVisited
+    ) return undefined;
   }
   return {
     qTiles: qSpans.length,
