@@ -59,12 +59,14 @@ export interface BlockMaskOptions {
   random: RandomTables;
   /** Heads and batches the schedule serves, for predicates that read `h` or `b` (default any). */
   domain?: HeadBatchRange;
-  /**
-   * Give up (return undefined) once more tiles than this are visited: a cheaper layout won. Also
-   * once the rows done (at least 1/256 of them) project to four times this over all rows: the
-   * planner's choice of layout, never a schedule's exactness, rests on that guess.
-   */
+  /** Give up (return undefined) once more tiles than this are visited: a cheaper layout won. */
   maxVisited?: number;
+  /**
+   * Give up too once the rows done (at least 1/256 of them) project to four times this many
+   * visits over all rows. A guess for the planner's choice of layout; a mask that is returned is
+   * exact either way.
+   */
+  projectedLimit?: number;
 }
 
 /** Rows (at least this share of them) before a layout's visits are projected over all rows. */
@@ -88,7 +90,9 @@ const PROJECT_FACTOR = 4;
  * console.log(Array.from(m.kvStart), Array.from(m.partial)); // [0, 0, 1] [1, 0, 1]
  * ```
  */
-export function buildBlockMask(o: BlockMaskOptions & { maxVisited?: undefined }): BlockMask;
+export function buildBlockMask(
+  o: BlockMaskOptions & { maxVisited?: undefined; projectedLimit?: undefined },
+): BlockMask;
 export function buildBlockMask(o: BlockMaskOptions): BlockMask | undefined;
 export function buildBlockMask(o: BlockMaskOptions): BlockMask | undefined {
   const qSpans = tileSpans(o.qLayout, o.n, o.tileQ);
@@ -104,6 +108,7 @@ export function buildBlockMask(o: BlockMaskOptions): BlockMask | undefined {
   const offsets = new Uint32Array(qSpans.length + 1);
   const runs = new RunList();
   const maxVisited = o.maxVisited ?? Infinity;
+  const projectedLimit = o.projectedLimit ?? Infinity;
   const projectAfter = Math.max(8, Math.ceil(qSpans.length * PROJECT_AFTER));
   const candidates = { ...o, qSpan: qSpans[0] };
   // Consecutive query tiles usually see the same runs moved right by tileQ / tileK key tiles
@@ -149,7 +154,7 @@ export function buildBlockMask(o: BlockMaskOptions): BlockMask | undefined {
     const done = t + 1;
     if (
       done >= projectAfter &&
-      runs.visited / done * qSpans.length > PROJECT_FACTOR * maxVisited
+      runs.visited / done * qSpans.length > PROJECT_FACTOR * projectedLimit
     ) return undefined;
   }
   return {

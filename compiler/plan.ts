@@ -155,6 +155,7 @@ function bestComponent(
       random,
       domain,
       maxVisited,
+      projectedLimit: maxVisited,
     });
     if (!mask) continue;
     const candidate = { atoms, exclusions, qLayout, kLayout, mask };

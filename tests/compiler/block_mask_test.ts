@@ -310,3 +310,29 @@ Deno.test("tile spans: the layout arithmetic equals a walk over every position",
     }
   }
 });
+
+Deno.test("block mask: a layout trial projected past four times the limit stops early", () => {
+  // stride(16) in natural order with 8x8 tiles visits half the tiles; the residue order 1/16. Projected from its first rows, natural order is dropped long before the exact
+  // bound would stop it; a limit it stays under lets it finish, exact.
+  const n = 4096, stride = [{ kind: "stride" as const, period: 16 }];
+  const o = {
+    atoms: stride,
+    exclusions: [],
+    qLayout: { kind: "identity" as const },
+    kLayout: { kind: "identity" as const },
+    n,
+    tileQ: 8,
+    tileK: 8,
+    random: new RandomTables(n),
+  };
+  const natural = blockMaskCounts(buildBlockMask(o)).visited;
+  const residue = blockMaskCounts(buildBlockMask({
+    ...o,
+    qLayout: { kind: "residue", period: 16 },
+    kLayout: { kind: "residue", period: 16 },
+  })).visited;
+  assert.ok(natural > 4 * residue, `natural ${natural}, residue ${residue}`);
+  assert.equal(buildBlockMask({ ...o, maxVisited: natural, projectedLimit: residue }), undefined);
+  const kept = buildBlockMask({ ...o, maxVisited: natural, projectedLimit: natural });
+  assert.equal(kept && blockMaskCounts(kept).visited, natural);
+});
