@@ -59,12 +59,12 @@ export function candidateKeyTiles(options: {
     const last = g.classStart(qSpan.classHi + 1) - 1;
     return [[Math.floor(first / tileK), Math.floor(last / tileK)]];
   }
-  let keys: Intervals = [[0, n - 1]];
+  let keys: Intervals | undefined; // undefined: every key so far
   for (const atom of atoms) {
     const allowed = keyPositions(atom, qSpan, n, options.random);
-    if (allowed) keys = intersect(keys, allowed);
+    if (allowed) keys = keys ? intersect(keys, allowed) : allowed;
   }
-  return toTiles(keys, tileK);
+  return toTiles(keys ?? [[0, n - 1]], tileK);
 }
 
 /** Positions of keys `atom` may allow for some query in the span; undefined = no limit. */
@@ -152,8 +152,14 @@ function intersect(x: Intervals, y: Intervals): Intervals {
   return out;
 }
 
+/** Sorted, disjoint key intervals to tile ranges: already in order, so merging is enough. */
 function toTiles(keys: Intervals, tileK: number): [number, number][] {
-  return normalizeIntervals(
-    keys.map(([a, b]) => [Math.floor(a / tileK), Math.floor(b / tileK)] as [number, number]),
-  );
+  const out: [number, number][] = [];
+  for (const [a, b] of keys) {
+    const first = Math.floor(a / tileK), last = Math.floor(b / tileK);
+    const prev = out[out.length - 1];
+    if (prev && first <= prev[1] + 1) prev[1] = Math.max(prev[1], last);
+    else out.push([first, last]);
+  }
+  return out;
 }
