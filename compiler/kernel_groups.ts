@@ -27,10 +27,13 @@ export function kernelGroups(kernels: readonly ComponentKernelOptions[]): number
   kernels.forEach((k, i) => {
     const key = skeletonKey(k);
     const group = key === undefined ? undefined : groups.get(key);
-    if (group) return group.push(i);
-    const fresh = [i];
-    if (key !== undefined) groups.set(key, fresh);
-    order.push(fresh);
+    if (group) {
+      group.push(i);
+    } else {
+      const fresh = [i];
+      if (key !== undefined) groups.set(key, fresh);
+      order.push(fresh);
+    }
   });
   return order;
 }
