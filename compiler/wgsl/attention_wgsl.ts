@@ -8,7 +8,9 @@
  * each invocation computes its scores, the tile's row max, and rescales its running sum and
  * accumulator once per tile (online softmax, exp2 with
  * `scale * log2(e)` folded into the query). O is normalised once at the end, then written or
- * merged by log-sum-exp into what earlier components of the branch wrote.
+ * merged by log-sum-exp into what earlier components of the branch wrote. Several components of
+ * one pattern can share one module (`sharedKernel`): the same entry point, each member's
+ * layouts and mask side by side, and `override` constants choosing one per pipeline.
  * @module
  */
 import { assert } from "../../dsl/errors.ts";
