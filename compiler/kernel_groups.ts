@@ -27,7 +27,7 @@ export function kernelGroups(kernels: readonly ComponentKernelOptions[]): number
   kernels.forEach((k, i) => {
     const key = skeletonKey(k);
     const group = key === undefined ? undefined : groups.get(key);
-    if (group) {
+    if (group && group.length < MAX_MEMBERS) {
       group.push(i);
     } else {
       const fresh = [i];
@@ -37,6 +37,14 @@ export function kernelGroups(kernels: readonly ComponentKernelOptions[]): number
   });
   return order;
 }
+
+/**
+ * Members per module. Each member's pipeline still carries every member's code: the driver
+ * compiles it whole when its cache is cold, and so does the GL backend (llvmpipe) every time:
+ * there, eight members in one module took 597 ms of pipelines against 225 ms for eight modules
+ * (N = 256, Mesa's cache off). Four covers BigBird and bounds that growth.
+ */
+const MAX_MEMBERS = 4;
 
 /** Everything the shared part of a kernel's text depends on; undefined: keeps its own module. */
 function skeletonKey(k: ComponentKernelOptions): string | undefined {

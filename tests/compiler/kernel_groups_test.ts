@@ -65,3 +65,23 @@ Deno.test("kernel groups: one component keeps the plain kernel; landmarks keep t
   assert.notEqual(lowRank[0].wgsl, lowRank[1].wgsl);
   assert.ok(lowRank.every((p) => p.constants === undefined));
 });
+
+Deno.test("kernel groups: at most four members share a module", () => {
+  const passes = kernels({
+    kind: "union",
+    of: [
+      { kind: "window", left: 5, right: 5 },
+      { kind: "stride", period: 7 },
+      { kind: "stride", period: 11 },
+      { kind: "global", tokens: [1, 50] },
+      { kind: "random", blocks: 1, blockSize: 16, seed: 3 },
+      { kind: "ring", radius: 3 },
+      { kind: "stride", period: 13 },
+    ],
+  });
+  assert.ok(passes.length > 4, `${passes.length} component kernels`);
+  const members = new Map<string, number>();
+  for (const p of passes) members.set(p.wgsl, (members.get(p.wgsl) ?? 0) + 1);
+  assert.ok(members.size >= 2, `${members.size} modules`);
+  for (const count of members.values()) assert.ok(count <= 4, `${count} members in one module`);
+});
