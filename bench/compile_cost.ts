@@ -12,6 +12,7 @@
 import { parseArgs } from "node:util";
 import { createRuntime } from "../runtime/runtime.ts";
 import { PipelineCache } from "../runtime/pipeline_cache.ts";
+import { median } from "./measure.ts";
 import { SUITE } from "./suite.ts";
 
 const NEW_NUMBERS: Record<string, unknown> = {
@@ -77,9 +78,8 @@ if (warm.size) {
   console.log(`\nmedian total over rounds 2-${rounds} (ms), min-max:`);
   for (const [row, totals] of warm) {
     const sorted = [...totals].sort((a, b) => a - b);
-    const median = sorted[sorted.length >> 1];
     console.log(
-      `${row.padEnd(34)} ${median.toFixed(1).padStart(6)}  ` +
+      `${row.padEnd(34)} ${median(totals).toFixed(1).padStart(6)}  ` +
         `${sorted[0].toFixed(1)}-${sorted[sorted.length - 1].toFixed(1)}`,
     );
   }

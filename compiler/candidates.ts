@@ -8,7 +8,7 @@
 import type { Atom } from "./atoms.ts";
 import { countInRange } from "./classify.ts";
 import { type Layout, residueGeometry, type TileSpan } from "./layout.ts";
-import type { RandomTables } from "./random_table.ts";
+import type { RandomTable, RandomTables } from "./random_table.ts";
 
 /** Inclusive integer intervals, sorted and disjoint. */
 type Intervals = [number, number][];
@@ -18,7 +18,7 @@ const MAX_RANDOM_QUERY_BLOCKS = 64;
 /** A globalCols atom's key intervals (read only), by atom. */
 const globalColumns = new WeakMap<Atom, Intervals>();
 /** A random table's key intervals per query block (read only). */
-const randomIntervals = new WeakMap<object, Intervals[]>();
+const randomIntervals = new WeakMap<RandomTable, Intervals[]>();
 
 /**
  * Key-tile index ranges `[first, last]` worth classifying for one query tile.
@@ -130,7 +130,11 @@ function clip(list: Intervals, n: number): Intervals {
 function normalizeIntervals(list: Intervals): Intervals {
   // One interval (a window's band, most tile ranges) needs no sort: the planner asks per tile.
   if (list.length === 1) return list[0][0] <= list[0][1] ? list : [];
-  const sorted = list.filter(([a, b]) => a <= b).sort((x, y) => x[0] - y[0]);
+  return mergeSorted(list.filter(([a, b]) => a <= b).sort((x, y) => x[0] - y[0]));
+}
+
+/** Merges overlapping or adjacent intervals of a list sorted by start (into new pairs). */
+function mergeSorted(sorted: Intervals): Intervals {
   const out: Intervals = [];
   for (const [a, b] of sorted) {
     const last = out[out.length - 1];
@@ -154,12 +158,5 @@ function intersect(x: Intervals, y: Intervals): Intervals {
 
 /** Sorted, disjoint key intervals to tile ranges: already in order, so merging is enough. */
 function toTiles(keys: Intervals, tileK: number): [number, number][] {
-  const out: [number, number][] = [];
-  for (const [a, b] of keys) {
-    const first = Math.floor(a / tileK), last = Math.floor(b / tileK);
-    const prev = out[out.length - 1];
-    if (prev && first <= prev[1] + 1) prev[1] = Math.max(prev[1], last);
-    else out.push([first, last]);
-  }
-  return out;
+  return mergeSorted(keys.map(([a, b]) => [Math.floor(a / tileK), Math.floor(b / tileK)]));
 }

@@ -106,13 +106,7 @@ export function componentKernel(o: ComponentKernelOptions): string {
     );
   }
   // Split-K: the chunk count and the partial rows are numbers, read at run time like the rest.
-  let splitParams = "";
-  if (o.split) {
-    const reader = new ParamReader(m, params);
-    reader.unsigned("splits", o.split.chunks, "key chunks per query tile (split-K)");
-    reader.unsigned("splitRows", o.split.rows, "partial rows per chunk and head");
-    splitParams = reader.lines.join("\n") + "\n";
-  }
+  const splitParams = o.split ? readSplitParams(m, params, o.split).lines : "";
   return m.render(entryPoint(o, {
     qPos,
     kPos,
@@ -159,14 +153,7 @@ export function sharedKernel(members: readonly ComponentKernelOptions[]): Shared
   const declared = members.map((x, i) => declareMember(m, x, params, `allowed${i}`));
   // Split members' chunk count and partial rows take two slots of the shared block; the entry
   // point reads them at SPLIT_PARAMS (the reader's own `let`s are not used).
-  const splitSlots = members.map((x) => {
-    if (!x.split) return 0;
-    const reader = new ParamReader(m, params);
-    const slot = params.size;
-    reader.unsigned("splits", x.split.chunks, "key chunks per query tile (split-K)");
-    reader.unsigned("splitRows", x.split.rows, "partial rows per chunk and head");
-    return slot;
-  });
+  const splitSlots = members.map((x) => x.split ? readSplitParams(m, params, x.split).slot : 0);
   const overrides: { name: string; type: string; note: string; values: number[] }[] = [
     {
       name: "MEMBER",
@@ -236,6 +223,22 @@ ${overrides.map((v) => `override ${v.name}: ${v.type}; // ${v.note}`).join("\n")
       Object.fromEntries(overrides.map((v) => [v.name, v.values[i]]))
     ),
   };
+}
+
+/**
+ * A split-K kernel's chunk count and partial rows, two consecutive slots of the parameter block.
+ * @returns the `let` lines reading them, and the first slot
+ */
+function readSplitParams(
+  m: ShaderModule,
+  params: ParamBlock,
+  split: { chunks: number; rows: number },
+): { lines: string; slot: number } {
+  const reader = new ParamReader(m, params);
+  const slot = params.size;
+  reader.unsigned("splits", split.chunks, "key chunks per query tile (split-K)");
+  reader.unsigned("splitRows", split.rows, "partial rows per chunk and head");
+  return { lines: reader.lines.join("\n") + "\n", slot };
 }
 
 /**
