@@ -54,7 +54,7 @@ for (const dtype of dtypes) {
       const layout = passLayout(device, pass.bindings, pass.label);
       await device.createComputePipelineAsync({
         layout,
-        compute: { module, entryPoint: "main", constants: pass.constants },
+        compute: { module, entryPoint: pass.entryPoint ?? "main" },
       });
       const t2 = performance.now();
       console.log(

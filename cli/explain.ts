@@ -230,16 +230,14 @@ function parseTiles(text: string | undefined): { tileQ: number; tileK: number } 
 function allWgsl(compiled: CompiledAttention): string {
   const header = `// Weft: ${describe(compiled.plan.pattern)}, N=${compiled.shape.seqLen}, ` +
     `D=${compiled.shape.headDim}; ${compiled.passes.length} pass(es), run in this order\n`;
-  // Passes sharing a module (compiler/kernel_groups.ts) print it once, each with its constants.
+  // Passes sharing a module (compiler/kernel_groups.ts) print it once, each with its entry point.
   const firstWith = new Map<string, number>();
   return header +
     compiled.passes.map((p, i) => {
-      const constants = p.constants
-        ? `; constants ${Object.entries(p.constants).map(([k, v]) => `${k}=${v}`).join(" ")}`
-        : "";
+      const entry = p.entryPoint ? `; entry point ${p.entryPoint}` : "";
       const head = `\n// ===== pass ${i}: ${p.label}; workgroups ${p.workgroups.join(" x ")}; ` +
         `bindings ${p.bindings.map((b) => `${b.buffer}${b.writable ? " (rw)" : ""}`).join(", ")}` +
-        `${constants} =====\n`;
+        `${entry} =====\n`;
       const earlier = firstWith.get(p.wgsl);
       if (earlier !== undefined) return `${head}// (the module of pass ${earlier})\n`;
       firstWith.set(p.wgsl, i);

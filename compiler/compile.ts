@@ -84,10 +84,10 @@ export interface Pass {
   prePass?: true;
   wgsl: string;
   /**
-   * Values of the module's `override`s for this pass's pipeline: component kernels of one
-   * pattern share a module (compiler/kernel_groups.ts) and differ only in these.
+   * The module's entry point for this pass (default `main`): component kernels of one pattern
+   * share a module (compiler/kernel_groups.ts), one entry point each.
    */
-  constants?: Record<string, number>;
+  entryPoint?: string;
   bindings: Binding[];
   workgroups: [number, number];
 }
@@ -417,7 +417,7 @@ type PendingPass =
 
 /**
  * Writes the passes' WGSL in order. Component kernels that `kernelGroups` puts together share
- * one module, written at its first member, each member's pass with its override constants.
+ * one module, written at its first member, each member's pass with its own entry point.
  */
 function lowerKernels(pending: PendingPass[]): Pass[] {
   const kernels = pending.flatMap((p) => "kernel" in p ? [p.kernel] : []);
@@ -437,7 +437,7 @@ function lowerKernels(pending: PendingPass[]): Pass[] {
     if (group.length === 1) return { ...rest, wgsl: componentKernel(kernel) };
     let module = shared.get(group);
     if (!module) shared.set(group, module = sharedKernel(group));
-    return { ...rest, wgsl: module.wgsl, constants: module.constants[group.indexOf(kernel)] };
+    return { ...rest, wgsl: module.wgsl, entryPoint: module.entryPoints[group.indexOf(kernel)] };
   });
 }
 

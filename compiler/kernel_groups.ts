@@ -3,9 +3,9 @@
  * every component of a pattern (tiles, staging, online softmax, epilogue); what differs is small
  * (layouts, `allowed`, schedule slot, merge or overwrite, split-K, branch offsets). wgpu parses
  * and validates every module on the CPU, about 17 ms for a float16 kernel on the H200 host, so
- * kernels that differ only there share one module and pick their member by override constants
- * (`sharedKernel`). Kernels with more in their text (hashBucket codes, landmark K/V, a score
- * modifier, a float16 O, uniform weights) keep modules of their own.
+ * kernels that differ only there share one module, one entry point per member (`sharedKernel`).
+ * Kernels with more in their text (hashBucket codes, landmark K/V, a score modifier, a float16 O,
+ * uniform weights) keep modules of their own.
  * @module
  */
 import type { ComponentKernelOptions } from "./wgsl/attention_wgsl.ts";

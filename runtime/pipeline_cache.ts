@@ -6,16 +6,16 @@
  * a cache hit; changing the structure (another layout, atom kind or component count, which the
  * plan may choose for very different numbers) compiles anew. A cache lives on one device (one
  * adapter), so the adapter needs no place in the key. Component kernels of one pattern may
- * share a module and differ in override constants (compiler/kernel_groups.ts): the module is
- * created once (wgpu parses and validates it on the CPU, the bulk of a warm compile) and each
- * set of constants gets its pipeline. Failed compiles become a ShaderError quoting the
- * offending line.
+ * share a module, one entry point each (compiler/kernel_groups.ts): the module is created once
+ * (wgpu parses, validates and translates it on the CPU, the bulk of a warm compile) and each
+ * entry point gets its pipeline. Failed compiles become a ShaderError quoting the offending
+ * line.
  * @module
  */
 import { type Pass, pipelineKey } from "../compiler/mod.ts";
 import { ShaderError } from "../dsl/errors.ts";
 
-/** Pipelines by WGSL without comments and their constants, with hit and miss counts. */
+/** Pipelines by WGSL without comments and entry point, with hit and miss counts. */
 export class PipelineCache {
   readonly #pipelines = new Map<string, Promise<GPUComputePipeline>>();
   readonly #modules = new Map<string, Promise<GPUShaderModule>>();
@@ -28,14 +28,14 @@ export class PipelineCache {
   constructor(readonly device: GPUDevice) {}
 
   /**
-   * The pipeline for a pass (entry point `main`), compiled on first use.
-   * @param pass the pass: WGSL (entry point `main`), override constants, label and bindings
+   * The pipeline for a pass, compiled on first use.
+   * @param pass the pass: WGSL, its entry point (default `main`), label and bindings
    * @returns the pipeline
    * @throws {ShaderError} the compiler's message with the generated line it points at
    */
   get(pass: Pass): Promise<GPUComputePipeline> {
     const moduleKey = pipelineKey(pass.wgsl);
-    const key = pass.constants ? `${moduleKey}\n${JSON.stringify(pass.constants)}` : moduleKey;
+    const key = pass.entryPoint ? `${moduleKey}\n@${pass.entryPoint}` : moduleKey;
     let pipeline = this.#pipelines.get(key);
     if (pipeline) {
       this.hits++;
@@ -49,13 +49,13 @@ export class PipelineCache {
   }
 
   async #create(pass: Pass, moduleKey: string): Promise<GPUComputePipeline> {
-    const { label, bindings, constants } = pass;
+    const { label, bindings, entryPoint = "main" } = pass;
     const module = await this.#module(pass, moduleKey);
     try {
       return await this.device.createComputePipelineAsync({
         label,
         layout: passLayout(this.device, bindings, label),
-        compute: { module, entryPoint: "main", constants },
+        compute: { module, entryPoint },
       });
     } catch (e) {
       throw new ShaderError(`WGSL of ${label} failed to build a pipeline: ${(e as Error).message}`);

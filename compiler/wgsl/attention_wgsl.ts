@@ -9,8 +9,8 @@
  * accumulator once per tile (online softmax, exp2 with
  * `scale * log2(e)` folded into the query). O is normalised once at the end, then written or
  * merged by log-sum-exp into what earlier components of the branch wrote. Several components of
- * one pattern can share one module (`sharedKernel`): the same entry point, each member's
- * layouts and mask side by side, and `override` constants choosing one per pipeline.
+ * one pattern can share one module (`sharedKernel`): one kernel body, each member's layouts and
+ * mask side by side, and an entry point per member passing its settings to the body.
  * @module
  */
 import { assert } from "../../dsl/errors.ts";
@@ -96,7 +96,7 @@ export function componentKernel(o: ComponentKernelOptions): string {
   ], o.split !== undefined);
   // The pattern's numbers are runtime parameters in aux (comments aside, the WGSL is structural).
   const params = o.aux.paramBlock();
-  const { qPos, kPos } = declareMember(m, o, params, "allowed");
+  const declared = declareMember(m, o, params, "allowed");
   declareCodeStaging(m, o);
   if (o.score) {
     declareScoreModifier(m, o.score, o.shape.seqLen);
@@ -108,8 +108,9 @@ export function componentKernel(o: ComponentKernelOptions): string {
   // Split-K: the chunk count and the partial rows are numbers, read at run time like the rest.
   const splitParams = o.split ? readSplitParams(m, params, o.split).lines : "";
   return m.render(entryPoint(o, {
-    qPos,
-    kPos,
+    qPos: call(declared.qPos),
+    kPos: call(declared.kPos),
+    allowed: call("allowed"),
     slot: `${o.scheduleSlot}u`,
     oBase: `${o.oBase}u`,
     lseBase: `${o.lseBase}u`,
@@ -119,30 +120,32 @@ export function componentKernel(o: ComponentKernelOptions): string {
   }));
 }
 
-/** One module for several component kernels, and the override constants of each one's pipeline. */
+/** One module for several component kernels, and the entry point of each one's pipeline. */
 export interface SharedKernel {
   wgsl: string;
-  /** Per member, in order: the values of the module's `override`s for its pipeline. */
-  constants: Record<string, number>[];
+  /** Per member, in order: its entry point (`member0`, `member1`, ...). */
+  entryPoints: string[];
 }
 
 /**
  * One WGSL module for several components of a pattern that share a kernel skeleton (same tile
  * shape, dtype and options; `kernelGroups` decides): each member's layouts and `allowed` are
- * declared side by side, and `override` constants (`MEMBER`, `SCHEDULE_SLOT`, ...) pick one per
- * pipeline, which the driver folds to the single-component code. WGSL's front end in wgpu
- * (parse and validation, about 17 ms for a float16 kernel on the H200 host) then runs once per
- * pattern instead of once per component; each pipeline still pays its backend translation.
+ * declared side by side, the kernel body is one function, `attention`, and each member has an
+ * entry point that calls it with that member's settings (`MEMBER`, `SCHEDULE_SLOT`, ...) as
+ * constant arguments, which the driver inlines and folds to the single-component code. WGSL's
+ * front end in wgpu (parse and validation, about 17 ms for a float16 kernel on the H200 host)
+ * and, with no `override` in the module, its SPIR-V translation then run once per pattern
+ * instead of once per component: a member's pipeline is the driver's work alone.
  * All members read one parameter block, so their slots and function names never collide.
  * @param members the components' kernel options, in pass order (at least two)
- * @returns the module text and each member's override constants
+ * @returns the module text and each member's entry point
  */
 export function sharedKernel(members: readonly ComponentKernelOptions[]): SharedKernel {
   assert(members.length >= 2, "a shared kernel of fewer than two members");
   const o = members[0];
   const anySplit = members.some((x) => x.split);
   const m = kernelModule(o, [
-    `Weft attention kernel shared by ${members.length} components (override MEMBER picks one):`,
+    `Weft attention kernel shared by ${members.length} components (entry point memberI runs one):`,
     ...members.flatMap((x, i) => [
       `member ${i}: ${x.label}`,
       `  allowed: ${allowedLabel(x.component)}; layouts: q ${layoutLabel(x.component.qLayout)}, ` +
@@ -151,10 +154,10 @@ export function sharedKernel(members: readonly ComponentKernelOptions[]): Shared
   ], anySplit);
   const params = o.aux.paramBlock();
   const declared = members.map((x, i) => declareMember(m, x, params, `allowed${i}`));
-  // Split members' chunk count and partial rows take two slots of the shared block; the entry
-  // point reads them at SPLIT_PARAMS (the reader's own `let`s are not used).
+  // Split members' chunk count and partial rows take two slots of the shared block; the body
+  // reads them at SPLIT_PARAMS (the reader's own `let`s are not used).
   const splitSlots = members.map((x) => x.split ? readSplitParams(m, params, x.split).slot : 0);
-  const overrides: { name: string; type: string; note: string; values: number[] }[] = [
+  const settings: { name: string; type: "u32" | "bool"; note: string; values: number[] }[] = [
     {
       name: "MEMBER",
       type: "u32",
@@ -171,7 +174,7 @@ export function sharedKernel(members: readonly ComponentKernelOptions[]): Shared
   const merges = members.map((x) => x.merge && !x.split);
   const output = merges.every((x) => x) ? "merge" : merges.some((x) => x) ? "either" : "write";
   if (output === "either") {
-    overrides.push({
+    settings.push({
       name: "MERGE",
       type: "bool",
       note: "merge into what earlier components wrote (else overwrite)",
@@ -179,7 +182,7 @@ export function sharedKernel(members: readonly ComponentKernelOptions[]): Shared
     });
   }
   if (anySplit) {
-    overrides.push({
+    settings.push({
       name: "SPLIT",
       type: "bool",
       note: "split-K: write a chunk's partial rows for the combine pass",
@@ -193,36 +196,48 @@ export function sharedKernel(members: readonly ComponentKernelOptions[]): Shared
   }
   const base = (name: string, values: number[], note: string) => {
     if (values.every((v) => v === values[0])) return `${values[0]}u`;
-    overrides.push({ name, type: "u32", note, values });
+    settings.push({ name, type: "u32", note, values });
     return name;
   };
   const oBase = base("O_BASE", members.map((x) => x.oBase), "its branch's first O element");
   const lseBase = base("LSE_BASE", members.map((x) => x.lseBase), "its branch's first LSE");
-  m.declare(
-    "overrides",
-    `
-// Set per pipeline: the driver folds each choice, leaving one component's kernel.
-${overrides.map((v) => `override ${v.name}: ${v.type}; // ${v.note}`).join("\n")}`,
-  );
   const signature = allowedReadsHeadOrBatch(o.component) ? ["q", "k", "h", "b"] : ["q", "k"];
   const qPos = declareDispatch(m, "queryPosition", declared.map((d) => d.qPos), ["i"], "i32");
   const kPos = declareDispatch(m, "keyPosition", declared.map((d) => d.kPos), ["i"], "i32");
-  declareDispatch(m, "allowed", declared.map((_, i) => `allowed${i}`), signature, "bool");
-  return {
-    wgsl: m.render(entryPoint(o, {
-      qPos,
-      kPos,
-      slot: "SCHEDULE_SLOT",
-      oBase,
-      lseBase,
-      output,
-      split: anySplit ? "either" : "none",
-      splitParams: "",
-    })),
-    constants: members.map((_, i) =>
-      Object.fromEntries(overrides.map((v) => [v.name, v.values[i]]))
-    ),
-  };
+  const allowed = declareDispatch(
+    m,
+    "allowed",
+    declared.map((_, i) => `allowed${i}`),
+    signature,
+    "bool",
+  );
+  const literal = (type: string, v: number) => type === "bool" ? String(v === 1) : `${v}u`;
+  const entryPoints = members.map((_, i) => `member${i}`);
+  const wrappers = members.map((_, i) => `
+@compute @workgroup_size(${kernelGeometry(o).threads})
+fn ${
+    entryPoints[i]
+  }(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  attention(wg, lid, ${settings.map((v) => `${literal(v.type, v.values[i])}`).join(", ")});
+}`);
+  const body = entryPoint(o, {
+    qPos,
+    kPos,
+    allowed,
+    slot: "SCHEDULE_SLOT",
+    oBase,
+    lseBase,
+    output,
+    split: anySplit ? "either" : "none",
+    splitParams: "",
+    bodyParams: settings.map((v) => `\n  ${v.name}: ${v.type}, // ${v.note}`).join(""),
+  });
+  const entries = `
+// One entry point per member: the body with that member's settings as constant arguments
+// (${settings.map((v) => v.name).join(", ")}), which the driver inlines and folds.${
+    wrappers.join("\n")
+  }`;
+  return { wgsl: m.render(body + "\n" + entries), entryPoints };
 }
 
 /**
@@ -242,8 +257,9 @@ function readSplitParams(
 }
 
 /**
- * `fn name(args) -> type` that calls member MEMBER's function. Members naming the same function
- * share a case; when all do, that function is the answer and nothing is declared.
+ * `fn name(member, args) -> type` that calls that member's function, and how to call it from
+ * the body (which passes its MEMBER). Members naming the same function share a case; when all
+ * do, that function is the answer and nothing is declared.
  */
 function declareDispatch(
   m: ShaderModule,
@@ -251,26 +267,26 @@ function declareDispatch(
   targets: readonly string[],
   args: readonly string[],
   type: string,
-): string {
+): Call {
   const distinct = [...new Set(targets)];
-  if (distinct.length === 1) return distinct[0];
+  if (distinct.length === 1) return call(distinct[0]);
   const types: Record<string, string> = { i: "u32", q: "i32", k: "i32", h: "i32", b: "i32" };
-  const call = (f: string) => `return ${f}(${args.join(", ")});`;
   const cases = distinct.map((f, n) => {
     const label = n === distinct.length - 1
       ? "default"
       : "case " + targets.flatMap((t, i) => t === f ? [`${i}u`] : []).join(", ");
-    return `    ${label}: { ${call(f)} }`;
+    return `    ${label}: { return ${f}(${args.join(", ")}); }`;
   });
-  return m.declare(
+  m.declare(
     name,
     `
-fn ${name}(${args.map((a) => `${a}: ${types[a]}`).join(", ")}) -> ${type} {
-  switch MEMBER {
+fn ${name}(member: u32, ${args.map((a) => `${a}: ${types[a]}`).join(", ")}) -> ${type} {
+  switch member {
 ${cases.join("\n")}
   }
 }`,
   );
+  return (a) => `${name}(MEMBER, ${a})`;
 }
 
 function allowedLabel(c: Component): string {
@@ -380,12 +396,13 @@ function declareMember(
 }
 
 /**
- * What the entry point reads of its component: literals for a kernel of one, override names
- * for a shared module. `output` and `split` are "either" where MERGE and SPLIT choose.
+ * What the kernel reads of its component: literals for a kernel of one, the body's parameter
+ * names for a shared module. `output` and `split` are "either" where MERGE and SPLIT choose.
  */
 interface MemberRefs {
-  qPos: string;
-  kPos: string;
+  qPos: Call;
+  kPos: Call;
+  allowed: Call;
   slot: string;
   oBase: string;
   lseBase: string;
@@ -393,7 +410,14 @@ interface MemberRefs {
   split: "none" | "split" | "either";
   /** The `let`s reading `splits` and `splitRows` (split "split" only). */
   splitParams: string;
+  /** A shared module's body: `fn attention(wg, lid, <these>)`, run by each member's entry point. */
+  bodyParams?: string;
 }
+
+/** A WGSL call written from its argument list. */
+type Call = (args: string) => string;
+
+const call = (name: string): Call => (args) => `${name}(${args})`;
 
 function entryPoint(o: ComponentKernelOptions, refs: MemberRefs): string {
   const { qPos, kPos } = refs;
@@ -414,9 +438,14 @@ function entryPoint(o: ComponentKernelOptions, refs: MemberRefs): string {
     R.flatMap((r) => J.map((j) => f(r, j))).join("\n");
   const eachRD = (f: (r: number, d: number) => string) =>
     R.flatMap((r) => Dd.map((d) => f(r, d))).join("\n");
+  const signature = refs.bodyParams === undefined
+    ? `@compute @workgroup_size(${g.threads})
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {`
+    : `// The kernel body every member's entry point runs (see those at the end).
+fn attention(wg: vec3<u32>, lid: u32,${refs.bodyParams}
+) {`;
   return `
-@compute @workgroup_size(${g.threads})
-fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+${signature}
   ${loopBounds(o.unroll)}
 ${workgroupTile(refs)}
   let bh = wg.y;                      // batch * HQ + query head
@@ -440,7 +469,7 @@ ${workgroupTile(refs)}
 ${queryTile.loads}${schedule(o, refs)}
 ${keyLoop.prologue}
 ${queryTile.stores}${
-    each((r) => `  let q${r} = ${qPos}(qTileIndex * TILE_Q + firstRow + ${r}u);`)
+    each((r) => `  let q${r} = ${qPos(`qTileIndex * TILE_Q + firstRow + ${r}u`)};`)
   }${staged ? "\n" + each((r) => `  let qCodes${r} = queryCodes(max(q${r}, 0));`) : ""}
 ${each((r) => `  var rowMax${r} = NO_SCORE;`)}
   // Row sums are this invocation's share; the shares are added over columns at the end.
@@ -458,9 +487,9 @@ ${J.map((j) => `    let k${j} = kPosition[col + ${j * g.cols}u];`).join("\n")}${
   }
 ${
     eachRJ((r, j) =>
-      `    let m${r}_${j} = q${r} >= 0 && k${j} >= 0 && (!isPartial || allowed(q${r}, k${j}${hb}${
-        staged ? `, qCodes${r}, kc${j}` : ""
-      }));`
+      `    let m${r}_${j} = q${r} >= 0 && k${j} >= 0 && (!isPartial || ${
+        refs.allowed(`q${r}, k${j}${hb}${staged ? `, qCodes${r}, kc${j}` : ""}`)
+      });`
     )
   }
     let anyAllowed = ${R.flatMap((r) => J.map((j) => `m${r}_${j}`)).join(" || ")};
@@ -533,7 +562,7 @@ ${R.map((r) => `    earlier${r} = ${read(r)};`).join("\n")}
  * dependent reads, a fixed cost that weighs on workgroups visiting few key tiles (bands).
  * Otherwise one strided loop.
  */
-function queryStaging(o: ComponentKernelOptions, qPos: string): { loads: string; stores: string } {
+function queryStaging(o: ComponentKernelOptions, qPos: Call): { loads: string; stores: string } {
   const g = kernelGeometry(o);
   const total = o.component.mask.tileQ * o.shape.headDim / 4;
   const slots = total / g.threads;
@@ -544,7 +573,7 @@ function queryStaging(o: ComponentKernelOptions, qPos: string): { loads: string;
       stores: `  // Stage the query tile, pre-scaled, in workgroup memory.
   for (var i = lid; i < TILE_Q * D4; i += THREADS) {
     let r = i / D4;
-    let q = ${qPos}(qTileIndex * TILE_Q + r);
+    let q = ${qPos("qTileIndex * TILE_Q + r")};
     let src = (bh * N + u32(max(q, 0))) * D4 + i % D4;
     qTile[r * QK_STRIDE + i % D4] = select(vec4<${T}>(0.0), qIn[src] * SCORE_SCALE, q >= 0);
   }
@@ -557,7 +586,7 @@ function queryStaging(o: ComponentKernelOptions, qPos: string): { loads: string;
 ${
       L.map((l) =>
         `  let qIndex${l} = lid + ${l * g.threads}u;
-  let qAt${l} = ${qPos}(qTileIndex * TILE_Q + qIndex${l} / D4);
+  let qAt${l} = ${qPos(`qTileIndex * TILE_Q + qIndex${l} / D4`)};
   let qLoad${l} = select(vec4<${T}>(0.0), qIn[(bh * N + u32(max(qAt${l}, 0))) * D4 + qIndex${l} % D4], qAt${l} >= 0);`
       ).join("\n")
     }
@@ -594,7 +623,7 @@ function nextRun(indent: string): string {
 }
 
 /** Key tile loop that loads each K/V tile from global memory between two barriers. */
-function tileLoop(o: ComponentKernelOptions, kPos: string): string {
+function tileLoop(o: ComponentKernelOptions, kPos: Call): string {
   return `  loop {
 ${nextRun("    ")}
     if (keyTile == runEnd) { break; }
@@ -605,7 +634,7 @@ ${nextRun("    ")}
     workgroupBarrier();               // every read of the previous tile is done
     for (var i = lid; i < TILE_K * D4; i += THREADS) {
       let j = i / D4;
-      let k = ${kPos}(kTileStart + j);
+      let k = ${kPos("kTileStart + j")};
       if (i % D4 == 0u) { kPosition[j] = k;${
     stagedCodes(o.component).length ? " kCodeTile[j] = keyCodes(max(k, 0));" : ""
   } }
@@ -624,7 +653,7 @@ ${nextRun("    ")}
  */
 function prefetchedTileLoop(
   o: ComponentKernelOptions,
-  kPos: string,
+  kPos: Call,
 ): { prologue: string; loop: string } {
   const g = kernelGeometry(o);
   const total = o.component.mask.tileK * o.shape.headDim / 4;
@@ -641,7 +670,7 @@ function prefetchedTileLoop(
   const fetch = (indent: string) =>
     L.map((l) =>
       slot(l, indent, [
-        `let k = ${kPos}(nextStart + i / D4);`,
+        `let k = ${kPos("nextStart + i / D4")};`,
         `let src = kvBase + u32(max(k, 0)) * D4 + i % D4;`,
         `nextK${l} = select(vec4<${T}>(0.0), kIn[src], k >= 0);`,
         `nextV${l} = select(vec4<${T}>(0.0), vIn[src], k >= 0);`,

@@ -1,12 +1,13 @@
 /**
  * Component kernels of one pattern share a WGSL module where only their layouts, masks, slots,
- * merge mode, split-K and branch offsets differ (compiler/kernel_groups.ts); override constants
- * pick each pass's member. Kernels with more of their own keep their modules, and a pattern of
+ * merge mode, split-K and branch offsets differ (compiler/kernel_groups.ts); each pass's entry
+ * point runs the shared body with its member's settings. Kernels with more of their own keep their modules, and a pattern of
  * one component keeps the plain kernel.
  */
 import assert from "node:assert/strict";
 import { compile } from "../../compiler/compile.ts";
 import type { Pattern } from "../../dsl/schema.ts";
+import { memberSettings } from "./_member_settings.ts";
 
 const shape = { batch: 1, headsQ: 2, headsKV: 2, seqLen: 256, headDim: 32 };
 const tiles = { tileQ: 16, tileK: 16 };
@@ -27,17 +28,20 @@ Deno.test("kernel groups: BigBird's component kernels share one module", () => {
   const passes = kernels(bigbird, 3);
   assert.equal(passes.length, 4);
   assert.equal(new Set(passes.map((p) => p.wgsl)).size, 1);
-  assert.deepEqual(passes.map((p) => p.constants?.MEMBER), [0, 1, 2, 3]);
+  assert.deepEqual(passes.map((p) => p.entryPoint), ["member0", "member1", "member2", "member3"]);
+  const settings = passes.map((p) => memberSettings(p)!);
+  assert.deepEqual(settings.map((s) => s.MEMBER), [0, 1, 2, 3]);
   // The first writes, the later ones merge; the global rows (a gathered query layout) split K.
-  assert.deepEqual(passes.map((p) => p.constants?.MERGE), [0, 1, 1, 0]);
-  assert.deepEqual(passes.map((p) => p.constants?.SPLIT), [0, 0, 0, 1]);
-  assert.equal(new Set(passes.map((p) => p.constants?.SCHEDULE_SLOT)).size, 4);
+  assert.deepEqual(settings.map((s) => s.MERGE), [false, true, true, false]);
+  assert.deepEqual(settings.map((s) => s.SPLIT), [false, false, false, true]);
+  assert.equal(new Set(settings.map((s) => s.SCHEDULE_SLOT)).size, 4);
   const wgsl = passes[0].wgsl;
   for (const name of ["allowed0", "allowed1", "allowed2", "allowed3"]) {
     assert.ok(wgsl.includes(`fn ${name}(q: i32, k: i32) -> bool`), name);
   }
-  assert.match(wgsl, /override MEMBER: u32;/);
-  assert.match(wgsl, /fn queryPosition\(i: u32\) -> i32/);
+  // No override: wgpu translates the module once, not once per pipeline.
+  assert.doesNotMatch(wgsl, /override/);
+  assert.match(wgsl, /fn queryPosition\(member: u32, i: u32\) -> i32/);
 });
 
 Deno.test("kernel groups: gated branches share a module and differ in their offsets", () => {
@@ -48,22 +52,24 @@ Deno.test("kernel groups: gated branches share a module and differ in their offs
   const [ring, stride] = kernels(pi);
   assert.equal(ring.wgsl, stride.wgsl);
   const rows = shape.headsQ * shape.seqLen;
-  assert.deepEqual([ring.constants?.LSE_BASE, stride.constants?.LSE_BASE], [0, rows]);
-  assert.deepEqual([ring.constants?.O_BASE, stride.constants?.O_BASE], [0, rows * 8]);
-  assert.equal(ring.constants?.MERGE, undefined, "both overwrite: no MERGE to choose");
+  const [a, b] = [memberSettings(ring)!, memberSettings(stride)!];
+  assert.deepEqual([a.LSE_BASE, b.LSE_BASE], [0, rows]);
+  assert.deepEqual([a.O_BASE, b.O_BASE], [0, rows * 8]);
+  assert.equal(a.MERGE, undefined, "both overwrite: no MERGE to choose");
 });
 
 Deno.test("kernel groups: one component keeps the plain kernel; landmarks keep their own", () => {
   const [ring] = kernels({ kind: "ring", radius: 8 });
-  assert.equal(ring.constants, undefined);
-  assert.doesNotMatch(ring.wgsl, /override/);
+  assert.equal(ring.entryPoint, undefined);
+  assert.match(ring.wgsl, /@compute @workgroup_size\(\d+\)\nfn main\(/);
+  assert.doesNotMatch(ring.wgsl, /fn attention\(/);
   const lowRank = kernels({
     kind: "union",
     of: [{ kind: "window", left: 8, right: 8 }, { kind: "lowRank", rank: 16 }],
   });
   assert.equal(lowRank.length, 2);
   assert.notEqual(lowRank[0].wgsl, lowRank[1].wgsl);
-  assert.ok(lowRank.every((p) => p.constants === undefined));
+  assert.ok(lowRank.every((p) => p.entryPoint === undefined));
 });
 
 Deno.test("kernel groups: at most four members share a module", () => {

@@ -16,6 +16,7 @@ import {
   SLOT_WORDS,
 } from "../../compiler/schedule_buffer.ts";
 import type { Pattern } from "../../dsl/schema.ts";
+import { memberSettings } from "./_member_settings.ts";
 
 /** The kernel's walk (attention_wgsl.ts), in TypeScript: the key tiles of one query tile. */
 function kernelWalk(words: Uint32Array, slot: number, qTile: number): [number, boolean][] {
@@ -85,8 +86,8 @@ Deno.test("schedule buffer: a kernel's WGSL does not depend on other components'
   const a = causalPass({ kind: "ring", radius: 2 }), b = causalPass({ kind: "ring", radius: 40 });
   assert.notEqual(a.c.schedule.length, b.c.schedule.length);
   assert.equal(pipelineKey(a.pass.wgsl), pipelineKey(b.pass.wgsl));
-  assert.deepEqual(a.pass.constants, b.pass.constants);
-  assert.equal(a.pass.constants?.SCHEDULE_SLOT, 1);
+  assert.deepEqual(memberSettings(a.pass), memberSettings(b.pass));
+  assert.equal(memberSettings(a.pass)?.SCHEDULE_SLOT, 1);
   assert.ok(a.pass.wgsl.includes(`let slot = ${HEADER_WORDS}u + ${SLOT_WORDS}u * SCHEDULE_SLOT;`));
   // A kernel of its own (a scored branch keeps its module) names its slot in the text.
   const scored = compile({
@@ -97,6 +98,6 @@ Deno.test("schedule buffer: a kernel's WGSL does not depend on other components'
       score: { expr: "s * 0.5" },
     }],
   }, { shape, tiles }).passes.find((p) => p.label === "branch 1 component 0")!;
-  assert.equal(scored.constants, undefined);
+  assert.equal(scored.entryPoint, undefined);
   assert.ok(scored.wgsl.includes(`let slot = ${HEADER_WORDS}u + ${SLOT_WORDS}u * 1u;`), "slot 1");
 });
