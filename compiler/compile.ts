@@ -10,6 +10,7 @@ import { layoutCount } from "./layout.ts";
 import { type Plan, planPattern, type TileShape } from "./plan.ts";
 import { keySplits, MAX_KEY_SPLITS, splittable } from "./key_split.ts";
 import { packSchedules } from "./schedule_buffer.ts";
+import { fusionGroups } from "./run_fusion.ts";
 import { type AttentionShape, checkAttentionShape } from "./shape.ts";
 import {
   chooseTiles,
@@ -40,6 +41,7 @@ import {
   sortCount,
 } from "./wgsl/hash_sort_wgsl.ts";
 import { readsHash } from "./wgsl/attention_wgsl.ts";
+import { allowedReadsHeadOrBatch } from "./wgsl/predicate_wgsl.ts";
 import type { Component } from "./plan.ts";
 import {
   blendKernel,
@@ -232,7 +234,18 @@ export function compile(pattern: unknown, options: CompileOptions): CompiledAtte
       splittable(c) ? keySplits(c, heads, shape.headDim, options.keySplits) : 0
     )
   );
-  const packed = packSchedules(plan, shape.headDim, splits);
+  // Consecutive natural-layout components of a branch are walked by one kernel (run_fusion.ts)
+  // where they could share a module anyway: no split-K, hash codes, score or baked numbers, and
+  // masks of one signature.
+  const groups = plan.branches.map((b, i) =>
+    fusionGroups(b.components, (j) => {
+      const c = b.components[j];
+      const own = splits[i][j] > 0 || readsHash(c) || b.score || b.uniform ||
+        options.constantParams;
+      return own ? undefined : String(allowedReadsHeadOrBatch(c));
+    })
+  );
+  const packed = packSchedules(plan, shape.headDim, splits, groups);
   // 5. Generate the passes: per branch, clear if needed, then one kernel per component; blend.
   // The pattern's numbers go to aux as runtime parameters: the WGSL depends on its structure.
   const aux = new AuxData(shape.seqLen, plan.random, options.constantParams ?? false);
@@ -266,6 +279,7 @@ export function compile(pattern: unknown, options: CompileOptions): CompiledAtte
       directF16,
       hash,
       splits: splits[b],
+      groups: groups[b],
     })
   )));
   const branches = plan.branches.length;
@@ -314,6 +328,8 @@ function branchPasses(o: {
   hash: HashLayout;
   /** Key chunks per component (0: not a split component). */
   splits: number[];
+  /** The passes' groups of component indices (run_fusion.ts). */
+  groups: number[][];
 }): PendingPass[] {
   const { shape, b } = o;
   const heads = shape.batch * shape.headsQ;
@@ -334,8 +350,11 @@ function branchPasses(o: {
       workgroups,
     });
   }
-  components.forEach((component, j) => {
-    const label = `branch ${b} component ${j}`;
+  o.groups.forEach((group) => {
+    const j = group[0], component = components[j];
+    const label = group.length > 1
+      ? `branch ${b} components ${group.join("+")}`
+      : `branch ${b} component ${j}`;
     const chunks = o.splits[j];
     const qTiles = Math.ceil(layoutCount(component.qLayout, shape.seqLen) / component.mask.tileQ);
     const split = chunks > 0 ? { chunks, rows: qTiles * component.mask.tileQ } : undefined;
@@ -355,6 +374,7 @@ function branchPasses(o: {
       label: `${label}${splitNote}`,
       kernel: {
         component,
+        ...(group.length > 1 ? { fused: group.slice(1).map((i) => components[i]) } : {}),
         shape,
         scale: o.scale,
         aux: o.aux,
@@ -434,7 +454,7 @@ function lowerKernels(pending: PendingPass[]): Pass[] {
     }
     const { kernel, ...rest } = p;
     const group = groupOf.get(kernel)!;
-    if (group.length === 1) return { ...rest, wgsl: componentKernel(kernel) };
+    if (group.length === 1 && !kernel.fused) return { ...rest, wgsl: componentKernel(kernel) };
     let module = shared.get(group);
     if (!module) shared.set(group, module = sharedKernel(group));
     return { ...rest, wgsl: module.wgsl, entryPoint: module.entryPoints[group.indexOf(kernel)] };

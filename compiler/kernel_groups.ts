@@ -24,10 +24,13 @@ import { allowedReadsHeadOrBatch } from "./wgsl/predicate_wgsl.ts";
 export function kernelGroups(kernels: readonly ComponentKernelOptions[]): number[][] {
   const groups = new Map<string, number[]>();
   const order: number[][] = [];
+  // A module's members are its kernels' components: a fused kernel (run_fusion.ts) has several.
+  const members = (group: number[]) =>
+    group.reduce((sum, i) => sum + 1 + (kernels[i].fused?.length ?? 0), 0);
   kernels.forEach((k, i) => {
     const key = skeletonKey(k);
     const group = key === undefined ? undefined : groups.get(key);
-    if (group && group.length < MAX_MEMBERS) {
+    if (group && members(group) + 1 + (k.fused?.length ?? 0) <= MAX_MEMBERS) {
       group.push(i);
     } else {
       const fresh = [i];

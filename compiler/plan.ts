@@ -159,7 +159,11 @@ function bestComponent(
     });
     if (!mask) continue;
     const candidate = { atoms, exclusions, qLayout, kLayout, mask };
-    if (!best || cost(mask) < cost(best.mask)) best = candidate;
+    // On a tie natural order wins: such components can share one kernel (run_fusion.ts).
+    const natural = qLayout.kind === "identity" && kLayout.kind === "identity";
+    if (!best || cost(mask) < cost(best.mask) || (cost(mask) === cost(best.mask) && natural)) {
+      best = candidate;
+    }
   }
   return best!;
 }
@@ -221,7 +225,8 @@ function cost(mask: BlockMask): number {
 }
 
 /**
- * Identity (or gathered global rows/columns), and a residue order per stride period and per
+ * Identity (or gathered global rows/columns; global columns also in natural order), and a
+ * residue order per stride period and per
  * constant divisor of `%` in a predicate (the first two): in residue order `(q - k) % P` is
  * constant on most tiles, so `(q - k) % P == 0` is block-diagonal like `stride(P)`.
  */
@@ -231,6 +236,9 @@ function layoutCandidates(atoms: Atom[], n: number): [Layout, Layout][] {
   const q: Layout = rows ? { kind: "gather", tokens: rows.tokens } : { kind: "identity" };
   const k: Layout = cols ? { kind: "gather", tokens: cols.tokens } : { kind: "identity" };
   const out: [Layout, Layout][] = [[q, k]];
+  // Global columns in natural key order cost as much where the tokens fill whole key tiles
+  // (BigBird's first 64), and then fuse with the other natural components.
+  if (cols && !rows) out.unshift([q, { kind: "identity" }]);
   if (rows || cols) return out;
   const periods: number[] = [];
   for (const a of atoms) {

@@ -7,12 +7,17 @@
  * - per component, its row pointers (`qTiles + 1` words, counted in runs from the component's
  *   first run), then its runs, two words each: `kvStart << 1 | partial` and `kvLength`.
  *
+ * Components fused into one pass (run_fusion.ts) share one slot: per query tile, every member's
+ * runs in member order, the member's index in the length word's top bits
+ * (`kvLength | member << TAG_SHIFT`).
+ *
  * A kernel's WGSL names only its component's slot, never an offset or a count, so the text
  * does not change when a schedule does. Two words per run keep any N and tile count exact.
  * @module
  */
 import { splitKeyRows } from "./key_split.ts";
 import type { Plan } from "./plan.ts";
+import { TAG_SHIFT, type TaggedRuns, tagRuns } from "./run_fusion.ts";
 
 /** Words before the first component slot: `[D / 4, tileK]`. */
 export const HEADER_WORDS = 2;
@@ -30,7 +35,9 @@ export const RUN_WORDS = 2;
  * @param splits per branch and component, the chunks its key tiles are split into (default, 0
  *   or 1: row t is query tile t; with S, row `t * S + s` is chunk s of query tile t,
  *   key_split.ts)
- * @returns the words and, per branch and component, the index of its header slot
+ * @param groups per branch, the passes' groups of component indices (run_fusion.ts; default:
+ *   one component per pass). A split component is a group of its own.
+ * @returns the words and, per branch and component, the index of its pass's header slot
  * @example
  * ```ts
  * import { planPattern } from "./plan.ts";
@@ -46,31 +53,38 @@ export function packSchedules(
   plan: Plan,
   headDim: number,
   splits?: number[][],
+  groups?: number[][][],
 ): { words: Uint32Array; slots: number[][] } {
-  const components = plan.branches.flatMap((b, i) =>
-    b.components.map((c, j) => {
-      const s = splits?.[i][j] ?? 1;
-      return s > 1 ? { ...c, mask: splitKeyRows(c.mask, s) } : c;
-    })
-  );
-  let size = HEADER_WORDS + SLOT_WORDS * components.length;
-  for (const c of components) size += c.mask.offsets.length + RUN_WORDS * c.mask.kvStart.length;
+  const runs: TaggedRuns[] = [];
+  const slots = plan.branches.map((b, i) => {
+    const slotOf: number[] = [];
+    const branchGroups = groups?.[i] ?? b.components.map((_, j) => [j]);
+    for (const group of branchGroups) {
+      const masks = group.map((j) => {
+        const s = splits?.[i][j] ?? 1;
+        return s > 1 ? splitKeyRows(b.components[j].mask, s) : b.components[j].mask;
+      });
+      for (const j of group) slotOf[j] = runs.length;
+      runs.push(tagRuns(masks));
+    }
+    return slotOf;
+  });
+  let size = HEADER_WORDS + SLOT_WORDS * runs.length;
+  for (const r of runs) size += r.offsets.length + RUN_WORDS * r.kvStart.length;
   const words = new Uint32Array(size);
   words[0] = headDim / 4;
   words[1] = plan.tiles.tileK;
-  let at = HEADER_WORDS + SLOT_WORDS * components.length;
-  components.forEach((c, slot) => {
-    const { offsets, kvStart, kvLength, partial } = c.mask;
+  let at = HEADER_WORDS + SLOT_WORDS * runs.length;
+  runs.forEach((r, slot) => {
+    const { offsets, kvStart, kvLength, partial, member } = r;
     words[HEADER_WORDS + SLOT_WORDS * slot] = at;
     words.set(offsets, at);
     at += offsets.length;
     words[HEADER_WORDS + SLOT_WORDS * slot + 1] = at;
-    for (let r = 0; r < kvStart.length; r++, at += RUN_WORDS) {
-      words[at] = (kvStart[r] << 1) | partial[r];
-      words[at + 1] = kvLength[r];
+    for (let k = 0; k < kvStart.length; k++, at += RUN_WORDS) {
+      words[at] = (kvStart[k] << 1) | partial[k];
+      words[at + 1] = kvLength[k] | (member[k] << TAG_SHIFT);
     }
   });
-  let slot = 0;
-  const slots = plan.branches.map((b) => b.components.map(() => slot++));
   return { words, slots };
 }

@@ -17,6 +17,7 @@ import { assert } from "../../dsl/errors.ts";
 import { atomLabel } from "../atoms.ts";
 import type { AuxData, ParamBlock } from "../aux_data.ts";
 import { layoutLabel } from "../layout.ts";
+import { TAG_SHIFT } from "../run_fusion.ts";
 import type { Component } from "../plan.ts";
 import { HEADER_WORDS, RUN_WORDS, SLOT_WORDS } from "../schedule_buffer.ts";
 import type { AttentionShape } from "../shape.ts";
@@ -70,6 +71,12 @@ export interface ComponentKernelOptions {
    * from aux, so they change no pipeline.
    */
   split?: { chunks: number; rows: number };
+  /**
+   * Further components this kernel walks (run_fusion.ts): its schedule slot tags each run with
+   * its member (0: `component`, i: `fused[i - 1]`), whose `allowed` masks that run's PARTIAL
+   * tiles. They share `component`'s layouts and branch; only a shared module runs them.
+   */
+  fused?: Component[];
   /** Invocations per workgroup and query rows per invocation. */
   threads: number;
   rowsPerThread: number;
@@ -123,55 +130,71 @@ export function componentKernel(o: ComponentKernelOptions): string {
 /** One module for several component kernels, and the entry point of each one's pipeline. */
 export interface SharedKernel {
   wgsl: string;
-  /** Per member, in order: its entry point (`member0`, `member1`, ...). */
+  /** Per kernel, in order: its entry point (`kernel0`, `kernel1`, ...). */
   entryPoints: string[];
 }
 
 /**
- * One WGSL module for several components of a pattern that share a kernel skeleton (same tile
- * shape, dtype and options; `kernelGroups` decides): each member's layouts and `allowed` are
- * declared side by side, the kernel body is one function, `attention`, and each member has an
- * entry point that calls it with that member's settings (`MEMBER`, `SCHEDULE_SLOT`, ...) as
- * constant arguments, which the driver inlines and folds to the single-component code. WGSL's
- * front end in wgpu (parse and validation, about 17 ms for a float16 kernel on the H200 host)
- * and, with no `override` in the module, its SPIR-V translation then run once per pattern
- * instead of once per component: a member's pipeline is the driver's work alone.
- * All members read one parameter block, so their slots and function names never collide.
- * @param members the components' kernel options, in pass order (at least two)
- * @returns the module text and each member's entry point
+ * One WGSL module for several component kernels of a pattern that share a kernel skeleton (same
+ * tile shape, dtype and options; `kernelGroups` decides). The module's members are the kernels'
+ * components (a fused kernel has several, run_fusion.ts): each member's layouts and `allowed`
+ * are declared side by side, the kernel body is one function, `attention`, and each kernel has
+ * an entry point that calls it with its settings (`MEMBER`, `SCHEDULE_SLOT`, ...) as constant
+ * arguments, which the driver inlines and folds to the single-component code. WGSL's front end
+ * in wgpu (parse and validation, about 17 ms for a float16 kernel on the H200 host) and, with
+ * no `override` in the module, its SPIR-V translation then run once per pattern instead of
+ * once per kernel. All members read one parameter block, so their slots and names never collide.
+ * @param kernels the kernels' options, in pass order (at least two members in all)
+ * @returns the module text and each kernel's entry point
  */
-export function sharedKernel(members: readonly ComponentKernelOptions[]): SharedKernel {
+export function sharedKernel(kernels: readonly ComponentKernelOptions[]): SharedKernel {
+  // A fused kernel's members are consecutive: its runs name them relative to its MEMBER.
+  const members = kernels.flatMap((k) => [
+    { kernel: k, options: k },
+    ...(k.fused ?? []).map((component) => ({ kernel: k, options: { ...k, component } })),
+  ]);
   assert(members.length >= 2, "a shared kernel of fewer than two members");
-  const o = members[0];
-  const anySplit = members.some((x) => x.split);
+  const firstMember = kernels.map((k) => members.findIndex((x) => x.kernel === k));
+  const o = kernels[0];
+  const anySplit = kernels.some((x) => x.split);
+  const anyFused = kernels.some((x) => x.fused);
   const m = kernelModule(o, [
-    `Weft attention kernel shared by ${members.length} components (entry point memberI runs one):`,
-    ...members.flatMap((x, i) => [
-      `member ${i}: ${x.label}`,
-      `  allowed: ${allowedLabel(x.component)}; layouts: q ${layoutLabel(x.component.qLayout)}, ` +
-      `k ${layoutLabel(x.component.kLayout)}`,
-    ]),
+    `Weft attention kernel shared by ${kernels.length} kernel(s) over ${members.length} ` +
+    `components (entry point kernelI runs kernel I):`,
+    ...kernels.map((k, i) => `kernel ${i}: ${k.label}`),
+    ...members.map(({ options: x, kernel }, i) =>
+      `member ${i} (kernel ${kernels.indexOf(kernel)}): allowed: ${allowedLabel(x.component)}; ` +
+      `layouts: q ${layoutLabel(x.component.qLayout)}, k ${layoutLabel(x.component.kLayout)}`
+    ),
   ], anySplit);
   const params = o.aux.paramBlock();
-  const declared = members.map((x, i) => declareMember(m, x, params, `allowed${i}`));
-  // Split members' chunk count and partial rows take two slots of the shared block; the body
+  const declared = members.map((x, i) => declareMember(m, x.options, params, `allowed${i}`));
+  // Split kernels' chunk count and partial rows take two slots of the shared block; the body
   // reads them at SPLIT_PARAMS (the reader's own `let`s are not used).
-  const splitSlots = members.map((x) => x.split ? readSplitParams(m, params, x.split).slot : 0);
+  const splitSlots = kernels.map((x) => x.split ? readSplitParams(m, params, x.split).slot : 0);
   const settings: { name: string; type: "u32" | "bool"; note: string; values: number[] }[] = [
     {
       name: "MEMBER",
       type: "u32",
-      note: "which member's layouts and mask",
-      values: members.map((_, i) => i),
+      note: "its (first) member's layouts and mask",
+      values: firstMember,
     },
     {
       name: "SCHEDULE_SLOT",
       type: "u32",
       note: "its slot in the schedule header",
-      values: members.map((x) => x.scheduleSlot),
+      values: kernels.map((x) => x.scheduleSlot),
     },
   ];
-  const merges = members.map((x) => x.merge && !x.split);
+  if (anyFused) {
+    settings.push({
+      name: "FUSED",
+      type: "bool",
+      note: "its runs name their member (run_fusion.ts)",
+      values: kernels.map((x) => Number(x.fused !== undefined)),
+    });
+  }
+  const merges = kernels.map((x) => x.merge && !x.split);
   const output = merges.every((x) => x) ? "merge" : merges.some((x) => x) ? "either" : "write";
   if (output === "either") {
     settings.push({
@@ -186,7 +209,7 @@ export function sharedKernel(members: readonly ComponentKernelOptions[]): Shared
       name: "SPLIT",
       type: "bool",
       note: "split-K: write a chunk's partial rows for the combine pass",
-      values: members.map((x) => Number(x.split !== undefined)),
+      values: kernels.map((x) => Number(x.split !== undefined)),
     }, {
       name: "SPLIT_PARAMS",
       type: "u32",
@@ -199,8 +222,8 @@ export function sharedKernel(members: readonly ComponentKernelOptions[]): Shared
     settings.push({ name, type: "u32", note, values });
     return name;
   };
-  const oBase = base("O_BASE", members.map((x) => x.oBase), "its branch's first O element");
-  const lseBase = base("LSE_BASE", members.map((x) => x.lseBase), "its branch's first LSE");
+  const oBase = base("O_BASE", kernels.map((x) => x.oBase), "its branch's first O element");
+  const lseBase = base("LSE_BASE", kernels.map((x) => x.lseBase), "its branch's first LSE");
   const signature = allowedReadsHeadOrBatch(o.component) ? ["q", "k", "h", "b"] : ["q", "k"];
   const qPos = declareDispatch(m, "queryPosition", declared.map((d) => d.qPos), ["i"], "i32");
   const kPos = declareDispatch(m, "keyPosition", declared.map((d) => d.kPos), ["i"], "i32");
@@ -210,10 +233,11 @@ export function sharedKernel(members: readonly ComponentKernelOptions[]): Shared
     declared.map((_, i) => `allowed${i}`),
     signature,
     "bool",
+    anyFused ? "tileMember" : "MEMBER",
   );
   const literal = (type: string, v: number) => type === "bool" ? String(v === 1) : `${v}u`;
-  const entryPoints = members.map((_, i) => `member${i}`);
-  const wrappers = members.map((_, i) => `
+  const entryPoints = kernels.map((_, i) => `kernel${i}`);
+  const wrappers = kernels.map((_, i) => `
 @compute @workgroup_size(${kernelGeometry(o).threads})
 fn ${
     entryPoints[i]
@@ -231,9 +255,10 @@ fn ${
     split: anySplit ? "either" : "none",
     splitParams: "",
     bodyParams: settings.map((v) => `\n  ${v.name}: ${v.type}, // ${v.note}`).join(""),
+    taggedRuns: anyFused,
   });
   const entries = `
-// One entry point per member: the body with that member's settings as constant arguments
+// One entry point per kernel: the body with that kernel's settings as constant arguments
 // (${settings.map((v) => v.name).join(", ")}), which the driver inlines and folds.${
     wrappers.join("\n")
   }`;
@@ -258,8 +283,9 @@ function readSplitParams(
 
 /**
  * `fn name(member, args) -> type` that calls that member's function, and how to call it from
- * the body (which passes its MEMBER). Members naming the same function share a case; when all
- * do, that function is the answer and nothing is declared.
+ * the body (which passes `member`: its MEMBER, or a fused kernel's tile's member). Members naming
+ * the same function share a case; when all do, that function is the answer and nothing is
+ * declared.
  */
 function declareDispatch(
   m: ShaderModule,
@@ -267,6 +293,7 @@ function declareDispatch(
   targets: readonly string[],
   args: readonly string[],
   type: string,
+  member = "MEMBER",
 ): Call {
   const distinct = [...new Set(targets)];
   if (distinct.length === 1) return call(distinct[0]);
@@ -286,7 +313,7 @@ ${cases.join("\n")}
   }
 }`,
   );
-  return (a) => `${name}(MEMBER, ${a})`;
+  return (a) => `${name}(${member}, ${a})`;
 }
 
 function allowedLabel(c: Component): string {
@@ -410,8 +437,10 @@ interface MemberRefs {
   split: "none" | "split" | "either";
   /** The `let`s reading `splits` and `splitRows` (split "split" only). */
   splitParams: string;
-  /** A shared module's body: `fn attention(wg, lid, <these>)`, run by each member's entry point. */
+  /** A shared module's body: `fn attention(wg, lid, <these>)`, run by each kernel's entry point. */
   bodyParams?: string;
+  /** Runs carry their member (some kernel of the module is fused, run_fusion.ts). */
+  taggedRuns?: boolean;
 }
 
 /** A WGSL call written from its argument list. */
@@ -430,8 +459,8 @@ function entryPoint(o: ComponentKernelOptions, refs: MemberRefs): string {
   const staged = stagedCodes(o.component).length > 0;
   const hb = headBatch ? ", head, batch" : "";
   const keyLoop = o.prefetch
-    ? prefetchedTileLoop(o, kPos)
-    : { prologue: "", loop: tileLoop(o, kPos) };
+    ? prefetchedTileLoop(o, kPos, refs.taggedRuns ?? false)
+    : { prologue: "", loop: tileLoop(o, kPos, refs.taggedRuns ?? false) };
   const queryTile = queryStaging(o, qPos);
   const each = (f: (r: number) => string) => R.map(f).join("\n");
   const eachRJ = (f: (r: number, j: number) => string) =>
@@ -609,26 +638,36 @@ ${
  */
 const MAX_QUERY_SLOTS = 4;
 
-/** Move to the next run when the current one is done (reads only uniform values). */
-function nextRun(indent: string): string {
+/**
+ * Move to the next run when the current one is done (reads only uniform values). Tagged runs
+ * also name their member, whose mask the run's PARTIAL tiles use (run_fusion.ts).
+ */
+function nextRun(indent: string, tagged: boolean): string {
+  const length = tagged
+    ? [
+      `  let runWord = schedule[runsAt + ${RUN_WORDS}u * run + 1u]; // kvLength | member << ${TAG_SHIFT}`,
+      `  runEnd = keyTile + (runWord & ${2 ** TAG_SHIFT - 1}u);`,
+      `  runMember = MEMBER + select(0u, runWord >> ${TAG_SHIFT}u, FUSED);`,
+    ]
+    : [`  runEnd = keyTile + schedule[runsAt + ${RUN_WORDS}u * run + 1u];`];
   return [
     `if (keyTile == runEnd && run != lastRun) {`,
     `  let runHead = schedule[runsAt + ${RUN_WORDS}u * run]; // kvStart << 1 | partial`,
     `  keyTile = runHead >> 1u;`,
     `  runPartial = (runHead & 1u) == 1u;`,
-    `  runEnd = keyTile + schedule[runsAt + ${RUN_WORDS}u * run + 1u];`,
+    ...length,
     `  run++;`,
     `}`,
   ].map((line) => indent + line).join("\n");
 }
 
 /** Key tile loop that loads each K/V tile from global memory between two barriers. */
-function tileLoop(o: ComponentKernelOptions, kPos: Call): string {
+function tileLoop(o: ComponentKernelOptions, kPos: Call, tagged: boolean): string {
   return `  loop {
-${nextRun("    ")}
+${nextRun("    ", tagged)}
     if (keyTile == runEnd) { break; }
     let kTileStart = keyTile * TILE_K;
-    let isPartial = runPartial;
+    let isPartial = runPartial;${tagged ? "\n    let tileMember = runMember;" : ""}
     keyTile++;
 
     workgroupBarrier();               // every read of the previous tile is done
@@ -654,6 +693,7 @@ ${nextRun("    ")}
 function prefetchedTileLoop(
   o: ComponentKernelOptions,
   kPos: Call,
+  tagged: boolean,
 ): { prologue: string; loop: string } {
   const g = kernelGeometry(o);
   const total = o.component.mask.tileK * o.shape.headDim / 4;
@@ -697,25 +737,26 @@ function prefetchedTileLoop(
       `hasNext = keyTile != runEnd;`,
       `nextStart = keyTile * TILE_K;`,
       `nextPartial = runPartial;`,
+      ...(tagged ? [`nextMember = runMember;`] : []),
       `if (hasNext) {`,
     ].map((line) => indent + line).join("\n") + `\n${fetch(indent + "  ")}\n${indent}}`;
   const prologue =
     `  // The next key tile's K, V and positions, in registers while the current tile is computed;
   // the first one's loads are issued before the query tile is staged.
 ${registers}
-${nextRun("  ")}
+${nextRun("  ", tagged)}
   var hasNext = false;
   var nextStart = 0u;
-  var nextPartial = false;
+  var nextPartial = false;${tagged ? "\n  var nextMember = MEMBER;" : ""}
 ${advance("  ")}`;
   const loop = `  loop {
     if (!hasNext) { break; }
-    let isPartial = nextPartial;
+    let isPartial = nextPartial;${tagged ? "\n    let tileMember = nextMember;" : ""}
     workgroupBarrier();               // every read of the previous tile is done
 ${store}
     workgroupBarrier();
     keyTile++;
-${nextRun("    ")}
+${nextRun("    ", tagged)}
 ${advance("    ")}
 `;
   return { prologue, loop };
@@ -738,7 +779,11 @@ function scheduleRuns(refs: MemberRefs): string {
   let lastRun = schedule[rowsAt + ${row} + 1u];
   var keyTile = 0u;
   var runEnd = 0u;
-  var runPartial = false;`;
+  var runPartial = false;${
+    refs.taggedRuns
+      ? "\n  var runMember = MEMBER;        // whose mask this run's PARTIAL tiles use"
+      : ""
+  }`;
 }
 
 /**
