@@ -114,7 +114,7 @@ export function componentKernel(o: ComponentKernelOptions): string {
   }
   // Split-K: the chunk count and the partial rows are numbers, read at run time like the rest.
   const splitParams = o.split ? readSplitParams(m, params, o.split).lines : "";
-  return m.render(entryPoint(o, {
+  return m.render(kernelFunction(o, {
     qPos: call(declared.qPos),
     kPos: call(declared.kPos),
     allowed: call("allowed"),
@@ -244,7 +244,7 @@ fn ${
   }(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   attention(wg, lid, ${settings.map((v) => `${literal(v.type, v.values[i])}`).join(", ")});
 }`);
-  const body = entryPoint(o, {
+  const body = kernelFunction(o, {
     qPos,
     kPos,
     allowed,
@@ -448,7 +448,11 @@ type Call = (args: string) => string;
 
 const call = (name: string): Call => (args) => `${name}(${args})`;
 
-function entryPoint(o: ComponentKernelOptions, refs: MemberRefs): string {
+/**
+ * The kernel: `main`, the entry point of a kernel of its own, or `attention`, the body that a
+ * shared module's entry points call (`refs.bodyParams`).
+ */
+function kernelFunction(o: ComponentKernelOptions, refs: MemberRefs): string {
   const { qPos, kPos } = refs;
   const g = kernelGeometry(o);
   const R = range(g.rows), J = range(g.keys), Dd = range(g.dims4);
