@@ -28,7 +28,8 @@ const USAGE = `Usage: deno run -A bench/ab_trees.ts --a DIR [options]
   --b DIR          checkout whose compiler is B (default: this one)
   --shapes LIST    kernel shapes, e.g. 64x32x2c4,64x32x2 (default 64x32x2c4)
   --dtype LIST     f32, f16, one per shape or one for all (default f16)
-  --jobs LIST      ${"dense, ring, window256, stride64, ring+stride16, pi, bigbird"} (default: all)
+  --jobs LIST      dense, ring, window256, stride64, ring+stride16, pi, window256+lowrank256,
+                   bigbird (default: all)
   --rounds R       timed rounds of A then B (default 9)
   --n N            one sequence length for every job (default: dense 16384, the rest 65536)
   --help           show this`;
@@ -50,6 +51,14 @@ const JOBS: { name: string; pattern: unknown; n: number }[] = [
       kind: "gated",
       branches: [{ kind: "ring", radius: 128 }, { kind: "stride", period: 16 }],
       gates: [0.5, 0.5],
+    },
+    n: 65536,
+  },
+  {
+    name: "window256+lowrank256",
+    pattern: {
+      kind: "union",
+      of: [{ kind: "window", left: 256, right: 256 }, { kind: "lowRank", rank: 256 }],
     },
     n: 65536,
   },
