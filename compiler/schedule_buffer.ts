@@ -15,6 +15,7 @@
  * does not change when a schedule does. Two words per run keep any N and tile count exact.
  * @module
  */
+import type { BlockMask } from "./block_mask.ts";
 import { splitKeyRows } from "./key_split.ts";
 import type { Plan } from "./plan.ts";
 import { TAG_SHIFT, type TaggedRuns, tagRuns } from "./run_fusion.ts";
@@ -55,7 +56,8 @@ export function packSchedules(
   splits?: number[][],
   groups?: number[][][],
 ): { words: Uint32Array; slots: number[][] } {
-  const runs: TaggedRuns[] = [];
+  // A group of one is its mask as it is (every run's member is 0): no copy.
+  const runs: (BlockMask | TaggedRuns)[] = [];
   const slots = plan.branches.map((b, i) => {
     const slotOf: number[] = [];
     const branchGroups = groups?.[i] ?? b.components.map((_, j) => [j]);
@@ -65,7 +67,7 @@ export function packSchedules(
         return s > 1 ? splitKeyRows(b.components[j].mask, s) : b.components[j].mask;
       });
       for (const j of group) slotOf[j] = runs.length;
-      runs.push(tagRuns(masks));
+      runs.push(masks.length === 1 ? masks[0] : tagRuns(masks));
     }
     return slotOf;
   });
@@ -76,14 +78,15 @@ export function packSchedules(
   words[1] = plan.tiles.tileK;
   let at = HEADER_WORDS + SLOT_WORDS * runs.length;
   runs.forEach((r, slot) => {
-    const { offsets, kvStart, kvLength, partial, member } = r;
+    const { offsets, kvStart, kvLength, partial } = r;
+    const member = "member" in r ? r.member : undefined;
     words[HEADER_WORDS + SLOT_WORDS * slot] = at;
     words.set(offsets, at);
     at += offsets.length;
     words[HEADER_WORDS + SLOT_WORDS * slot + 1] = at;
     for (let k = 0; k < kvStart.length; k++, at += RUN_WORDS) {
       words[at] = (kvStart[k] << 1) | partial[k];
-      words[at + 1] = kvLength[k] | (member[k] << TAG_SHIFT);
+      words[at + 1] = member ? kvLength[k] | (member[k] << TAG_SHIFT) : kvLength[k];
     }
   });
   return { words, slots };

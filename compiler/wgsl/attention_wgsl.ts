@@ -237,13 +237,16 @@ export function sharedKernel(kernels: readonly ComponentKernelOptions[]): Shared
   );
   const literal = (type: string, v: number) => type === "bool" ? String(v === 1) : `${v}u`;
   const entryPoints = kernels.map((_, i) => `kernel${i}`);
-  const wrappers = kernels.map((_, i) => `
+  const builtins =
+    "@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32";
+  const wrappers = entryPoints.map((name, i) => {
+    const args = settings.map((v) => literal(v.type, v.values[i])).join(", ");
+    return `
 @compute @workgroup_size(${kernelGeometry(o).threads})
-fn ${
-    entryPoints[i]
-  }(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  attention(wg, lid, ${settings.map((v) => `${literal(v.type, v.values[i])}`).join(", ")});
-}`);
+fn ${name}(${builtins}) {
+  attention(wg, lid, ${args});
+}`;
+  });
   const body = kernelFunction(o, {
     qPos,
     kPos,
@@ -474,7 +477,7 @@ function kernelFunction(o: ComponentKernelOptions, refs: MemberRefs): string {
   const signature = refs.bodyParams === undefined
     ? `@compute @workgroup_size(${g.threads})
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {`
-    : `// The kernel body every member's entry point runs (see those at the end).
+    : `// The kernel body every kernel's entry point runs (see those at the end).
 fn attention(wg: vec3<u32>, lid: u32,${refs.bodyParams}
 ) {`;
   return `
