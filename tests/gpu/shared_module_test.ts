@@ -77,3 +77,18 @@ Deno.test("shared module: BigBird with a whole tile of global tokens fuses three
     pipelines: 3,
   });
 });
+
+Deno.test("shared module: two masks that read the head and batch fuse into one kernel", async () => {
+  // The fused kernel passes h and b to whichever member's mask a run names.
+  await checkAgainstReference({
+    kind: "union",
+    of: [
+      { kind: "predicate", expr: "(q, k, n, h) => k <= q && q - k <= 4 + 3 * h" },
+      { kind: "predicate", expr: "(q, k, n, h, b) => k > q && k - q <= 2 + h + b" },
+    ],
+  }, {
+    labels: ["branch 0 components 0+1"],
+    modules: 1,
+    pipelines: 1,
+  });
+});
