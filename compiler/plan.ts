@@ -143,7 +143,7 @@ function bestComponent(
   let best: Component | undefined;
   // Specialised layouts come first, so a worse candidate stops early instead of listing, say,
   // every tile of stride(16) in natural order.
-  for (const [qLayout, kLayout] of layoutCandidates(atoms, n).reverse()) {
+  for (const [qLayout, kLayout] of layoutCandidates(atoms, n, tiles.tileK).reverse()) {
     const maxVisited = best ? cost(best.mask) : undefined; // a cost is at least its visited count
     const mask = buildBlockMask({
       atoms,
@@ -230,15 +230,21 @@ function cost(mask: BlockMask): number {
  * constant divisor of `%` in a predicate (the first two): in residue order `(q - k) % P` is
  * constant on most tiles, so `(q - k) % P == 0` is block-diagonal like `stride(P)`.
  */
-function layoutCandidates(atoms: Atom[], n: number): [Layout, Layout][] {
+function layoutCandidates(atoms: Atom[], n: number, tileK: number): [Layout, Layout][] {
   const rows = atoms.find((a) => a.kind === "globalRows");
   const cols = atoms.find((a) => a.kind === "globalCols");
   const q: Layout = rows ? { kind: "gather", tokens: rows.tokens } : { kind: "identity" };
   const k: Layout = cols ? { kind: "gather", tokens: cols.tokens } : { kind: "identity" };
+  if (cols && !rows) {
+    // Global columns in natural key order fuse with the other natural components. Tokens that
+    // fill whole key tiles (BigBird's first 64) gather into those very tiles: the same mask, so
+    // natural order alone. Tokens spread over more tiles than they fill are cheaper gathered.
+    const natural: [Layout, Layout] = [q, { kind: "identity" }];
+    const tilesHit = new Set(cols.tokens.map((t) => Math.floor(t / tileK))).size;
+    if (tilesHit * tileK === cols.tokens.length) return [natural];
+    return tilesHit === Math.ceil(cols.tokens.length / tileK) ? [natural, [q, k]] : [[q, k]];
+  }
   const out: [Layout, Layout][] = [[q, k]];
-  // Global columns in natural key order cost as much where the tokens fill whole key tiles
-  // (BigBird's first 64), and then fuse with the other natural components.
-  if (cols && !rows) out.unshift([q, { kind: "identity" }]);
   if (rows || cols) return out;
   const periods: number[] = [];
   for (const a of atoms) {
