@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { forEachKeyTile } from "../../compiler/block_mask.ts";
 import { compile } from "../../compiler/compile.ts";
+import { pipelineKey } from "../../compiler/mod.ts";
 import { planPattern } from "../../compiler/plan.ts";
 import { fusionGroups, MAX_FUSED, TAG_SHIFT, tagRuns } from "../../compiler/run_fusion.ts";
 import {
@@ -138,4 +139,25 @@ Deno.test("run fusion: kernels that may not fuse keep a pass each", () => {
     "branch 0 component 0",
     "branch 0 component 1",
   ]);
+});
+
+Deno.test("run fusion: new numbers keep the kernels unless the global tokens change layout", () => {
+  const shape = { batch: 1, headsQ: 2, headsKV: 2, seqLen: 512, headDim: 32 };
+  const tiles = { tileQ: 16, tileK: 16 };
+  const pattern = (window: number, seed: number, tokens: number): Pattern => ({
+    kind: "union",
+    of: [
+      { kind: "window", left: window, right: window },
+      { kind: "global", tokens: Array.from({ length: tokens }, (_, i) => i) },
+      { kind: "random", blocks: 2, blockSize: 32, seed },
+    ],
+  });
+  const kernels = (p: Pattern) =>
+    compile(p, { shape, tiles }).passes.map((x) => `${pipelineKey(x.wgsl)}@${x.entryPoint}`);
+  const first = kernels(pattern(20, 1, 32));
+  // Other window, seed and a token count that still fills whole key tiles: the same pipelines.
+  assert.deepEqual(kernels(pattern(7, 5, 32)), first);
+  assert.deepEqual(kernels(pattern(20, 1, 64)), first);
+  // 24 tokens half-fill a tile: gathered, a kernel of their own.
+  assert.notDeepEqual(kernels(pattern(20, 1, 24)), first);
 });
