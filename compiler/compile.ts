@@ -28,7 +28,7 @@ import {
   type SharedKernel,
   sharedKernel,
 } from "./wgsl/attention_wgsl.ts";
-import { kernelGroups } from "./kernel_groups.ts";
+import { keepsOwnModule, kernelGroups } from "./kernel_groups.ts";
 import { splitCombineKernel } from "./wgsl/split_combine_wgsl.ts";
 import { poolingKernel } from "./wgsl/pooling_wgsl.ts";
 import { type HashLayout, hashLayout } from "./hash_layout.ts";
@@ -235,13 +235,12 @@ export function compile(pattern: unknown, options: CompileOptions): CompiledAtte
     )
   );
   // Consecutive natural-layout components of a branch are walked by one kernel (run_fusion.ts)
-  // where they could share a module anyway: no split-K, hash codes, score or baked numbers, and
-  // masks of one signature.
+  // where they could share a module anyway (no split-K either), with masks of one signature.
+  const constants = options.constantParams ?? false;
   const groups = plan.branches.map((b, i) =>
     fusionGroups(b.components, (j) => {
       const c = b.components[j];
-      const own = splits[i][j] > 0 || readsHash(c) || b.score || b.uniform ||
-        options.constantParams;
+      const own = splits[i][j] > 0 || keepsOwnModule(c, { ...b, constants });
       return own ? undefined : String(allowedReadsHeadOrBatch(c));
     })
   );

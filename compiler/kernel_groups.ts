@@ -8,6 +8,7 @@
  * uniform weights) keep modules of their own.
  * @module
  */
+import type { Component } from "./plan.ts";
 import type { ComponentKernelOptions } from "./wgsl/attention_wgsl.ts";
 import { readsHash } from "./wgsl/attention_wgsl.ts";
 import { allowedReadsHeadOrBatch } from "./wgsl/predicate_wgsl.ts";
@@ -49,13 +50,27 @@ export function kernelGroups(kernels: readonly ComponentKernelOptions[]): number
  */
 const MAX_MEMBERS = 4;
 
+/**
+ * Whether a component's kernel keeps a module of its own: its text holds more than a member's
+ * layouts and mask (hashBucket codes, landmark K/V, a score modifier, a float16 O, uniform
+ * weights, baked numbers). Run fusion (run_fusion.ts) asks the same, before the kernels exist.
+ * @param c the component
+ * @param o its branch's score modifier and uniform weights, its O, and whether numbers are baked
+ * @returns true when it shares no module
+ */
+export function keepsOwnModule(
+  c: Component,
+  o: { score?: unknown; uniform?: boolean; outputF16?: boolean; constants: boolean },
+): boolean {
+  return readsHash(c) || o.score !== undefined || (o.uniform ?? false) ||
+    (o.outputF16 ?? false) || o.constants || c.kLayout.kind === "landmarks" ||
+    c.kLayout.kind === "sorted" || c.qLayout.kind === "sorted";
+}
+
 /** Everything the shared part of a kernel's text depends on; undefined: keeps its own module. */
 function skeletonKey(k: ComponentKernelOptions): string | undefined {
   const c = k.component;
-  const own = readsHash(c) || k.score !== undefined || k.uniform || k.outputF16 ||
-    k.aux.constants || c.kLayout.kind === "landmarks" || c.kLayout.kind === "sorted" ||
-    c.qLayout.kind === "sorted";
-  if (own) return undefined;
+  if (keepsOwnModule(c, { ...k, constants: k.aux.constants })) return undefined;
   return JSON.stringify([
     k.dtype,
     k.shape,

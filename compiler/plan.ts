@@ -226,9 +226,9 @@ function cost(mask: BlockMask): number {
 
 /**
  * Identity (or gathered global rows/columns; global columns also in natural order), and a
- * residue order per stride period and per
- * constant divisor of `%` in a predicate (the first two): in residue order `(q - k) % P` is
- * constant on most tiles, so `(q - k) % P == 0` is block-diagonal like `stride(P)`.
+ * residue order per stride period and per constant divisor of `%` in a predicate (the first
+ * two): in residue order `(q - k) % P` is constant on most tiles, so `(q - k) % P == 0` is
+ * block-diagonal like `stride(P)`.
  */
 function layoutCandidates(atoms: Atom[], n: number, tileK: number): [Layout, Layout][] {
   const rows = atoms.find((a) => a.kind === "globalRows");

@@ -10,7 +10,7 @@
  * `scale * log2(e)` folded into the query). O is normalised once at the end, then written or
  * merged by log-sum-exp into what earlier components of the branch wrote. Several components of
  * one pattern can share one module (`sharedKernel`): one kernel body, each member's layouts and
- * mask side by side, and an entry point per member passing its settings to the body.
+ * mask side by side, and an entry point per kernel passing its settings to the body.
  * @module
  */
 import { assert } from "../../dsl/errors.ts";
