@@ -124,6 +124,7 @@ export function componentKernel(o: ComponentKernelOptions): string {
     output: o.merge && !o.split ? "merge" : "write",
     split: o.split ? "split" : "none",
     splitParams,
+    grid: gridOf([o, ...(o.fused ?? []).map((component) => ({ ...o, component }))]),
   }));
 }
 
@@ -259,6 +260,7 @@ fn ${name}(${builtins}) {
     splitParams: "",
     bodyParams: settings.map((v) => `\n  ${v.name}: ${v.type}, // ${v.note}`).join(""),
     taggedRuns: anyFused,
+    grid: gridOf(members.map((x) => x.options)),
   });
   const entries = `
 // One entry point per kernel: the body with that kernel's settings as constant arguments
@@ -444,6 +446,8 @@ interface MemberRefs {
   bodyParams?: string;
   /** Runs carry their member (some kernel of the module is fused, run_fusion.ts). */
   taggedRuns?: boolean;
+  /** Padding, and natural order, over every member (`gridOf`). */
+  grid: Grid;
 }
 
 /** A WGSL call written from its argument list. */
@@ -464,10 +468,12 @@ function kernelFunction(o: ComponentKernelOptions, refs: MemberRefs): string {
   // Predicates and score modifiers that read the query head h or the batch b get them.
   const headBatch = allowedReadsHeadOrBatch(o.component);
   const staged = stagedCodes(o.component).length > 0;
+  const grid = refs.grid;
   const keyLoop = o.prefetch
-    ? prefetchedTileLoop(o, kPos, refs.taggedRuns ?? false)
-    : { prologue: "", loop: tileLoop(o, kPos, refs.taggedRuns ?? false) };
-  const queryTile = queryStaging(o, qPos);
+    ? prefetchedTileLoop(o, kPos, refs.taggedRuns ?? false, grid)
+    : { prologue: "", loop: tileLoop(o, kPos, refs.taggedRuns ?? false, grid) };
+  const queryTile = queryStaging(o, qPos, grid);
+  const queryAt = grid.naturalQ ? (i: string) => `i32(${i})` : qPos;
   const each = (f: (r: number) => string) => R.map(f).join("\n");
   const eachRJ = (f: (r: number, j: number) => string) =>
     R.flatMap((r) => J.map((j) => f(r, j))).join("\n");
@@ -504,7 +510,7 @@ ${workgroupTile(refs)}
 ${queryTile.loads}${schedule(o, refs)}
 ${keyLoop.prologue}
 ${queryTile.stores}${
-    each((r) => `  let q${r} = ${qPos(`qTileIndex * TILE_Q + firstRow + ${r}u`)};`)
+    each((r) => `  let q${r} = ${queryAt(`qTileIndex * TILE_Q + firstRow + ${r}u`)};`)
   }${staged ? "\n" + each((r) => `  let qCodes${r} = queryCodes(max(q${r}, 0));`) : ""}
 ${each((r) => `  var rowMax${r} = NO_SCORE;`)}
   // Row sums are this invocation's share; the shares are added over columns at the end.
@@ -513,7 +519,7 @@ ${eachRD((r, d) => `  var acc${r}_${d} = vec4<f32>(0.0);`)}
 
 ${keyLoop.loop}
 
-${tileMask(o, refs, g, completeGrid(o, refs))}
+${tileMask(o, refs, g, grid)}
     let anyAllowed = ${R.flatMap((r) => J.map((j) => `m${r}_${j}`)).join(" || ")};
 ${
     o.uniform
@@ -525,7 +531,7 @@ ${
   }
 ${o.score ? scoreModifierLines(R, J) : ""}    // This column's share of each row's max.
 ${
-    completeGrid(o, refs)
+    grid.complete
       ? onlyIf(
         "isPartial",
         eachRJ((r, j) => `    s${r}_${j} = select(NO_SCORE, s${r}_${j}, m${r}_${j});`),
@@ -554,18 +560,35 @@ ${each((r) => epilogue(o, refs, r, Dd, g.cols))}
 }`;
 }
 
+/** What a kernel knows of the positions of its tiles (`gridOf`). */
+export interface Grid {
+  /** No tile holds padding (position -1): the masks test none, the loads clamp none. */
+  complete: boolean;
+  /** Complete, and queries (keys) in natural order: a position is its index, no call. */
+  naturalQ: boolean;
+  naturalK: boolean;
+}
+
 /**
- * A complete grid: queries and keys in natural order, N a multiple of both tile sizes, no score
- * modifier or hash codes, a kernel of its own. No position of any tile is padding then, so a FULL
- * tile needs no mask at all (every pair counts) and a PARTIAL one only its `allowed`. Measured on
- * the H200 (interleaved A/B, docs/BENCHMARKS.md, eleventh session): f16 ring 4.5% and window(256)
- * 4.4% faster, dense 1.6%. The band's FULL tiles no longer pay for its mask.
+ * The grid of a kernel's members. It is complete where every member's layouts are permutations
+ * of [0, N) (identity or residue order, whatever the period), N is a multiple of both tile sizes,
+ * and no member has a score modifier or hash codes. Then a FULL tile needs no mask at all (every
+ * pair counts) and a PARTIAL one only its `allowed`. Measured on the H200 (interleaved A/B,
+ * docs/BENCHMARKS.md, eleventh session): the band's FULL tiles stopped paying for its mask (f16
+ * ring 4.5%, window(256) 4.4%, dense 1.6%), and positions by arithmetic in natural order gave
+ * another 5-7% (f16 c4 ring, window and dense).
+ * @param members the kernel's components with their options (several for a shared module)
+ * @returns whether the grid is complete, and in natural order on each side
  */
-function completeGrid(o: ComponentKernelOptions, refs: MemberRefs): boolean {
-  const c = o.component, n = o.shape.seqLen;
-  return refs.bodyParams === undefined && !o.score && stagedCodes(c).length === 0 &&
-    c.qLayout.kind === "identity" && c.kLayout.kind === "identity" &&
-    n % c.mask.tileQ === 0 && n % c.mask.tileK === 0;
+export function gridOf(members: readonly ComponentKernelOptions[]): Grid {
+  const permutation = (l: Component["qLayout"]) => l.kind === "identity" || l.kind === "residue";
+  const complete = members.every(({ component: c, shape, score }) =>
+    !score && stagedCodes(c).length === 0 && permutation(c.qLayout) && permutation(c.kLayout) &&
+    shape.seqLen % c.mask.tileQ === 0 && shape.seqLen % c.mask.tileK === 0
+  );
+  const natural = (side: "qLayout" | "kLayout") =>
+    complete && members.every((x) => x.component[side].kind === "identity");
+  return { complete, naturalQ: natural("qLayout"), naturalK: natural("kLayout") };
 }
 
 /**
@@ -577,7 +600,7 @@ function tileMask(
   o: ComponentKernelOptions,
   refs: MemberRefs,
   g: ReturnType<typeof kernelGeometry>,
-  complete: boolean,
+  grid: Grid,
 ): string {
   const R = range(g.rows), J = range(g.keys);
   const eachRJ = (f: (r: number, j: number) => string) =>
@@ -585,11 +608,14 @@ function tileMask(
   const hb = allowedReadsHeadOrBatch(o.component) ? ", head, batch" : "";
   const positions = (indent: string) =>
     J.map((j) => `${indent}let k${j} = kPosition[col + ${j * g.cols}u];`).join("\n");
-  if (complete) {
+  if (grid.complete) {
+    const keys = grid.naturalK
+      ? J.map((j) => `      let k${j} = i32(kTileStart + col + ${j * g.cols}u);`).join("\n")
+      : positions("      ");
     return `    // A complete grid (no padding): FULL tiles allow every pair, PARTIAL ones ask \`allowed\`.
 ${eachRJ((r, j) => `    var m${r}_${j} = true;`)}
     if (isPartial) {
-${positions("      ")}
+${keys}
 ${eachRJ((r, j) => `      m${r}_${j} = ${refs.allowed(`q${r}, k${j}${hb}`)};`)}
     }`;
   }
@@ -646,12 +672,30 @@ ${R.map((r) => `    earlier${r} = ${read(r)};`).join("\n")}
  * dependent reads, a fixed cost that weighs on workgroups visiting few key tiles (bands).
  * Otherwise one strided loop.
  */
-function queryStaging(o: ComponentKernelOptions, qPos: Call): { loads: string; stores: string } {
+function queryStaging(
+  o: ComponentKernelOptions,
+  qPos: Call,
+  grid: Grid,
+): { loads: string; stores: string } {
   const g = kernelGeometry(o);
   const total = o.component.mask.tileQ * o.shape.headDim / 4;
   const slots = total / g.threads;
   const T = o.dtype;
   if (!Number.isInteger(slots) || slots > MAX_QUERY_SLOTS) {
+    if (grid.complete) {
+      const row = grid.naturalQ
+        ? "qTileIndex * TILE_Q + r"
+        : `u32(${qPos("qTileIndex * TILE_Q + r")})`;
+      return {
+        loads: "",
+        stores: `  // Stage the query tile, pre-scaled, in workgroup memory.
+  for (var i = lid; i < TILE_Q * D4; i += THREADS) {
+    let r = i / D4;
+    qTile[r * QK_STRIDE + i % D4] = qIn[(bh * N + ${row}) * D4 + i % D4] * SCORE_SCALE;
+  }
+`,
+      };
+    }
     return {
       loads: "",
       stores: `  // Stage the query tile, pre-scaled, in workgroup memory.
@@ -669,7 +713,14 @@ function queryStaging(o: ComponentKernelOptions, qPos: Call): { loads: string; s
     `  // This invocation's share of the query tile, loaded now and staged after the schedule reads.
 ${
       L.map((l) =>
-        `  let qIndex${l} = lid + ${l * g.threads}u;
+        grid.complete
+          ? `  let qIndex${l} = lid + ${l * g.threads}u;
+  let qLoad${l} = qIn[(bh * N + ${
+            grid.naturalQ
+              ? `qTileIndex * TILE_Q + qIndex${l} / D4`
+              : `u32(${qPos(`qTileIndex * TILE_Q + qIndex${l} / D4`)})`
+          }) * D4 + qIndex${l} % D4];`
+          : `  let qIndex${l} = lid + ${l * g.threads}u;
   let qAt${l} = ${qPos(`qTileIndex * TILE_Q + qIndex${l} / D4`)};
   let qLoad${l} = select(vec4<${T}>(0.0), qIn[(bh * N + u32(max(qAt${l}, 0))) * D4 + qIndex${l} % D4], qAt${l} >= 0);`
       ).join("\n")
@@ -717,7 +768,31 @@ function nextRun(indent: string, tagged: boolean): string {
 }
 
 /** Key tile loop that loads each K/V tile from global memory between two barriers. */
-function tileLoop(o: ComponentKernelOptions, kPos: Call, tagged: boolean): string {
+function tileLoop(
+  o: ComponentKernelOptions,
+  kPos: Call,
+  tagged: boolean,
+  grid: Grid,
+): string {
+  const load = grid.naturalK
+    ? `      let src = kvBase + (kTileStart + i / D4) * D4 + i % D4;
+      kpTile[(i / D4) * QK_STRIDE + i % D4] = kIn[src];
+      vTile[i] = vIn[src];`
+    : grid.complete
+    ? `      let j = i / D4;
+      let k = ${kPos("kTileStart + j")};
+      if (i % D4 == 0u) { kPosition[j] = k; }
+      let src = kvBase + u32(k) * D4 + i % D4;
+      kpTile[j * QK_STRIDE + i % D4] = kIn[src];
+      vTile[i] = vIn[src];`
+    : `      let j = i / D4;
+      let k = ${kPos("kTileStart + j")};
+      if (i % D4 == 0u) { kPosition[j] = k;${
+      stagedCodes(o.component).length ? " kCodeTile[j] = keyCodes(max(k, 0));" : ""
+    } }
+      let src = kvBase + u32(max(k, 0)) * D4 + i % D4;
+      kpTile[j * QK_STRIDE + i % D4] = select(vec4<${o.dtype}>(0.0), kIn[src], k >= 0);
+      vTile[i] = select(vec4<${o.dtype}>(0.0), vIn[src], k >= 0);`;
   return `  loop {
 ${nextRun("    ", tagged)}
     if (keyTile == runEnd) { break; }
@@ -727,14 +802,7 @@ ${nextRun("    ", tagged)}
 
     workgroupBarrier();               // every read of the previous tile is done
     for (var i = lid; i < TILE_K * D4; i += THREADS) {
-      let j = i / D4;
-      let k = ${kPos("kTileStart + j")};
-      if (i % D4 == 0u) { kPosition[j] = k;${
-    stagedCodes(o.component).length ? " kCodeTile[j] = keyCodes(max(k, 0));" : ""
-  } }
-      let src = kvBase + u32(max(k, 0)) * D4 + i % D4;
-      kpTile[j * QK_STRIDE + i % D4] = select(vec4<${o.dtype}>(0.0), kIn[src], k >= 0);
-      vTile[i] = select(vec4<${o.dtype}>(0.0), vIn[src], k >= 0);
+${load}
     }
     workgroupBarrier();
 `;
@@ -749,6 +817,7 @@ function prefetchedTileLoop(
   o: ComponentKernelOptions,
   kPos: Call,
   tagged: boolean,
+  grid: Grid,
 ): { prologue: string; loop: string } {
   const g = kernelGeometry(o);
   const total = o.component.mask.tileK * o.shape.headDim / 4;
@@ -764,28 +833,49 @@ function prefetchedTileLoop(
   };
   const fetch = (indent: string) =>
     L.map((l) =>
-      slot(l, indent, [
-        `let k = ${kPos("nextStart + i / D4")};`,
-        `let src = kvBase + u32(max(k, 0)) * D4 + i % D4;`,
-        `nextK${l} = select(vec4<${T}>(0.0), kIn[src], k >= 0);`,
-        `nextV${l} = select(vec4<${T}>(0.0), vIn[src], k >= 0);`,
-        `nextPos${l} = k;`,
-        ...(codes ? [`if (i % D4 == 0u) { nextCodes${l} = keyCodes(max(k, 0)); }`] : []),
-      ])
+      slot(
+        l,
+        indent,
+        grid.naturalK
+          ? [
+            `let src = kvBase + (nextStart + i / D4) * D4 + i % D4;`,
+            `nextK${l} = kIn[src];`,
+            `nextV${l} = vIn[src];`,
+          ]
+          : grid.complete
+          ? [
+            `let k = ${kPos("nextStart + i / D4")};`,
+            `let src = kvBase + u32(k) * D4 + i % D4;`,
+            `nextK${l} = kIn[src];`,
+            `nextV${l} = vIn[src];`,
+            `nextPos${l} = k;`,
+          ]
+          : [
+            `let k = ${kPos("nextStart + i / D4")};`,
+            `let src = kvBase + u32(max(k, 0)) * D4 + i % D4;`,
+            `nextK${l} = select(vec4<${T}>(0.0), kIn[src], k >= 0);`,
+            `nextV${l} = select(vec4<${T}>(0.0), vIn[src], k >= 0);`,
+            `nextPos${l} = k;`,
+            ...(codes ? [`if (i % D4 == 0u) { nextCodes${l} = keyCodes(max(k, 0)); }`] : []),
+          ],
+      )
     ).join("\n");
   const store = L.map((l) =>
     slot(l, "    ", [
       `let j = i / D4;`,
-      `if (i % D4 == 0u) { kPosition[j] = nextPos${l};${
-        codes ? ` kCodeTile[j] = nextCodes${l};` : ""
-      } }`,
+      ...(grid.naturalK ? [] : [
+        `if (i % D4 == 0u) { kPosition[j] = nextPos${l};${
+          codes ? ` kCodeTile[j] = nextCodes${l};` : ""
+        } }`,
+      ]),
       `kpTile[j * QK_STRIDE + i % D4] = nextK${l};`,
       `vTile[i] = nextV${l};`,
     ])
   ).join("\n");
   const registers = L.map((l) =>
-    `  var nextK${l} = vec4<${T}>(0.0);\n  var nextV${l} = vec4<${T}>(0.0);\n` +
-    `  var nextPos${l} = -1;${codes ? `\n  var nextCodes${l} = vec4<u32>(0u);` : ""}`
+    `  var nextK${l} = vec4<${T}>(0.0);\n  var nextV${l} = vec4<${T}>(0.0);` +
+    (grid.naturalK ? "" : `\n  var nextPos${l} = -1;`) +
+    (codes ? `\n  var nextCodes${l} = vec4<u32>(0u);` : "")
   ).join("\n");
   const advance = (indent: string) =>
     [
@@ -806,7 +896,9 @@ ${nextRun("  ", tagged)}
 ${advance("  ")}`;
   const loop = `  loop {
     if (!hasNext) { break; }
-    let isPartial = nextPartial;${tagged ? "\n    let tileMember = nextMember;" : ""}
+    let isPartial = nextPartial;${tagged ? "\n    let tileMember = nextMember;" : ""}${
+    grid.naturalK ? "\n    let kTileStart = nextStart;" : ""
+  }
     workgroupBarrier();               // every read of the previous tile is done
 ${store}
     workgroupBarrier();
