@@ -8,6 +8,7 @@
  */
 import assert from "node:assert/strict";
 import type { Pattern } from "../../dsl/schema.ts";
+import { parseKernelShapeName } from "../../compiler/mod.ts";
 import { reference } from "../../runtime/reference/mod.ts";
 import { createRuntime } from "../../runtime/runtime.ts";
 import { normalTensor } from "../../runtime/seeded_random.ts";
@@ -108,5 +109,41 @@ for (const c of cases) {
     }
   });
 }
+
+// The float16 kernels of the H200's tuned shapes (needs shader-f16; llvmpipe's GL path has none).
+Deno.test({
+  name: "complete and padded float16 grids of 64x32 tiles match the reference",
+  ignore: !rt.info.shaderF16,
+  fn: async () => {
+    const patterns: Pattern[] = [
+      { kind: "ring", radius: 40 },
+      { kind: "causal" },
+      { kind: "stride", period: 8 },
+      {
+        kind: "union",
+        of: [{ kind: "window", left: 70, right: 0 }, { kind: "stride", period: 16 }],
+      },
+    ];
+    for (const name of ["64x32x2c4", "64x32x2"]) {
+      const tiles = parseKernelShapeName(name, 64)!;
+      for (const n of [512, 504]) {
+        const shape = { batch: 1, headsQ: 2, headsKV: 1, seqLen: n, headDim: 64 };
+        const q = normalTensor(2 * n * 64, 11), k = normalTensor(n * 64, 12);
+        const v = normalTensor(n * 64, 13);
+        for (const pattern of patterns) {
+          const compiled = rt.compile(pattern, { shape, dtype: "f16", tiles });
+          const got = await rt.run(compiled, { q, k, v });
+          const half = (x: Float32Array) => Float16Array.from(x);
+          const want = reference({ pattern, shape, q: half(q), k: half(k), v: half(v) });
+          let err = 0;
+          for (let i = 0; i < want.o.length; i++) {
+            err = Math.max(err, Math.abs(Number(got.o[i]) - want.o[i]));
+          }
+          assert.ok(err <= 5e-3, `${name}, N = ${n}, ${pattern.kind}: max |O - reference| ${err}`);
+        }
+      }
+    }
+  },
+});
 
 addEventListener("unload", () => rt.destroy());
