@@ -473,7 +473,7 @@ function kernelFunction(o: ComponentKernelOptions, refs: MemberRefs): string {
     ? prefetchedTileLoop(o, kPos, refs.taggedRuns ?? false, grid)
     : { prologue: "", loop: tileLoop(o, kPos, refs.taggedRuns ?? false, grid) };
   const queryTile = queryStaging(o, qPos, grid);
-  const queryAt = grid.naturalQ ? (i: string) => `i32(${i})` : qPos;
+  const queryAt = grid.naturalQ && grid.complete ? (i: string) => `i32(${i})` : qPos;
   const each = (f: (r: number) => string) => R.map(f).join("\n");
   const eachRJ = (f: (r: number, j: number) => string) =>
     R.flatMap((r) => J.map((j) => f(r, j))).join("\n");
@@ -531,9 +531,9 @@ ${
   }
 ${o.score ? scoreModifierLines(R, J) : ""}    // This column's share of each row's max.
 ${
-    grid.complete
+    grid.complete || grid.padded
       ? onlyIf(
-        "isPartial",
+        grid.padded ? `isPartial || ${grid.padded}` : "isPartial",
         eachRJ((r, j) => `    s${r}_${j} = select(NO_SCORE, s${r}_${j}, m${r}_${j});`),
       )
       : eachRJ((r, j) => `    s${r}_${j} = select(NO_SCORE, s${r}_${j}, m${r}_${j});`)
@@ -564,7 +564,12 @@ ${each((r) => epilogue(o, refs, r, Dd, g.cols))}
 export interface Grid {
   /** No tile holds padding (position -1): the masks test none, the loads clamp none. */
   complete: boolean;
-  /** Complete, and queries (keys) in natural order: a position is its index, no call. */
+  /**
+   * Every layout is a permutation of [0, N) but N is not a multiple of a tile size: only the
+   * last query tile or key tile holds padding, and this WGSL condition says a tile is one of them.
+   */
+  padded?: string;
+  /** Queries (keys) in natural order in a complete or padded grid: positions are computed. */
   naturalQ: boolean;
   naturalK: boolean;
 }
@@ -576,19 +581,31 @@ export interface Grid {
  * pair counts) and a PARTIAL one only its `allowed`. Measured on the H200 (interleaved A/B,
  * docs/BENCHMARKS.md, eleventh session): the band's FULL tiles stopped paying for its mask (f16
  * ring 4.5%, window(256) 4.4%, dense 1.6%), and positions by arithmetic in natural order gave
- * another 5-7% (f16 c4 ring, window and dense).
+ * another 5-7% (f16 c4 ring, window and dense). Where N is not a multiple of a tile size, the
+ * grid is `padded`: the kernel masks the last query and key tiles as if PARTIAL, and clamps its
+ * loads instead of selecting them.
  * @param members the kernel's components with their options (several for a shared module)
  * @returns whether the grid is complete, and in natural order on each side
  */
 export function gridOf(members: readonly ComponentKernelOptions[]): Grid {
-  const permutation = (l: Component["qLayout"]) => l.kind === "identity" || l.kind === "residue";
-  const complete = members.every(({ component: c, shape, score }) =>
-    !score && stagedCodes(c).length === 0 && permutation(c.qLayout) && permutation(c.kLayout) &&
-    shape.seqLen % c.mask.tileQ === 0 && shape.seqLen % c.mask.tileK === 0
+  const isPermutation = (l: Component["qLayout"]) => l.kind === "identity" || l.kind === "residue";
+  const permutation = members.every(({ component: c, score }) =>
+    !score && stagedCodes(c).length === 0 && isPermutation(c.qLayout) && isPermutation(c.kLayout)
   );
+  const n = members[0].shape.seqLen, { tileQ, tileK } = members[0].component.mask;
+  const last = (tile: number) => (Math.ceil(n / tile) - 1) * tile;
+  const edges = [
+    ...(n % tileQ ? [`qTileIndex == ${last(tileQ) / tileQ}u`] : []),
+    ...(n % tileK ? [`kTileStart == ${last(tileK)}u`] : []),
+  ];
   const natural = (side: "qLayout" | "kLayout") =>
-    complete && members.every((x) => x.component[side].kind === "identity");
-  return { complete, naturalQ: natural("qLayout"), naturalK: natural("kLayout") };
+    permutation && members.every((x) => x.component[side].kind === "identity");
+  return {
+    complete: permutation && edges.length === 0,
+    padded: permutation && edges.length ? edges.join(" || ") : undefined,
+    naturalQ: natural("qLayout"),
+    naturalK: natural("kLayout"),
+  };
 }
 
 /**
@@ -617,6 +634,24 @@ ${eachRJ((r, j) => `    var m${r}_${j} = true;`)}
     if (isPartial) {
 ${keys}
 ${eachRJ((r, j) => `      m${r}_${j} = ${refs.allowed(`q${r}, k${j}${hb}`)};`)}
+    }`;
+  }
+  if (grid.padded) {
+    const kPos = refs.kPos;
+    const keys = grid.naturalK
+      ? J.map((j) => `      let k${j} = ${kPos(`kTileStart + col + ${j * g.cols}u`)};`).join("\n")
+      : positions("      ");
+    return `    // Padding only in the last tiles: FULL tiles elsewhere allow every pair.
+${eachRJ((r, j) => `    var m${r}_${j} = true;`)}
+    if (isPartial || ${grid.padded}) {
+${keys}
+${
+      eachRJ((r, j) =>
+        `      m${r}_${j} = q${r} >= 0 && k${j} >= 0 && (!isPartial || ${
+          refs.allowed(`q${r}, k${j}${hb}`)
+        });`
+      )
+    }
     }`;
   }
   const staged = stagedCodes(o.component).length > 0;
@@ -682,10 +717,8 @@ function queryStaging(
   const slots = total / g.threads;
   const T = o.dtype;
   if (!Number.isInteger(slots) || slots > MAX_QUERY_SLOTS) {
-    if (grid.complete) {
-      const row = grid.naturalQ
-        ? "qTileIndex * TILE_Q + r"
-        : `u32(${qPos("qTileIndex * TILE_Q + r")})`;
+    if (grid.complete || grid.padded) {
+      const row = sourceRow(grid, "q", qPos, "qTileIndex * TILE_Q + r");
       return {
         loads: "",
         stores: `  // Stage the query tile, pre-scaled, in workgroup memory.
@@ -713,12 +746,10 @@ function queryStaging(
     `  // This invocation's share of the query tile, loaded now and staged after the schedule reads.
 ${
       L.map((l) =>
-        grid.complete
+        grid.complete || grid.padded
           ? `  let qIndex${l} = lid + ${l * g.threads}u;
   let qLoad${l} = qIn[(bh * N + ${
-            grid.naturalQ
-              ? `qTileIndex * TILE_Q + qIndex${l} / D4`
-              : `u32(${qPos(`qTileIndex * TILE_Q + qIndex${l} / D4`)})`
+            sourceRow(grid, "q", qPos, `qTileIndex * TILE_Q + qIndex${l} / D4`)
           }) * D4 + qIndex${l} % D4];`
           : `  let qIndex${l} = lid + ${l * g.threads}u;
   let qAt${l} = ${qPos(`qTileIndex * TILE_Q + qIndex${l} / D4`)};
@@ -743,6 +774,17 @@ ${
  * gained nothing, so those keep the loop.
  */
 const MAX_QUERY_SLOTS = 4;
+
+/**
+ * The row of Q (or K and V) that layout index `index` loads in a complete or padded grid: the
+ * index itself in natural order, else its position; a padded grid clamps padding to a real row,
+ * whose scores its mask discards. No select: nothing loaded is ever replaced by zeros.
+ */
+function sourceRow(grid: Grid, side: "q" | "k", pos: Call, index: string): string {
+  const natural = side === "q" ? grid.naturalQ : grid.naturalK;
+  if (natural) return grid.complete ? index : `min(${index}, N - 1u)`;
+  return grid.complete ? `u32(${pos(index)})` : `u32(max(${pos(index)}, 0))`;
+}
 
 /**
  * Move to the next run when the current one is done (reads only uniform values). Tagged runs
@@ -775,14 +817,16 @@ function tileLoop(
   grid: Grid,
 ): string {
   const load = grid.naturalK
-    ? `      let src = kvBase + (kTileStart + i / D4) * D4 + i % D4;
+    ? `      let src = kvBase + (${
+      sourceRow(grid, "k", kPos, "kTileStart + i / D4")
+    }) * D4 + i % D4;
       kpTile[(i / D4) * QK_STRIDE + i % D4] = kIn[src];
       vTile[i] = vIn[src];`
-    : grid.complete
+    : grid.complete || grid.padded
     ? `      let j = i / D4;
       let k = ${kPos("kTileStart + j")};
       if (i % D4 == 0u) { kPosition[j] = k; }
-      let src = kvBase + u32(k) * D4 + i % D4;
+      let src = kvBase + ${grid.complete ? "u32(k)" : "u32(max(k, 0))"} * D4 + i % D4;
       kpTile[j * QK_STRIDE + i % D4] = kIn[src];
       vTile[i] = vIn[src];`
     : `      let j = i / D4;
@@ -838,14 +882,16 @@ function prefetchedTileLoop(
         indent,
         grid.naturalK
           ? [
-            `let src = kvBase + (nextStart + i / D4) * D4 + i % D4;`,
+            `let src = kvBase + (${
+              sourceRow(grid, "k", kPos, "nextStart + i / D4")
+            }) * D4 + i % D4;`,
             `nextK${l} = kIn[src];`,
             `nextV${l} = vIn[src];`,
           ]
-          : grid.complete
+          : grid.complete || grid.padded
           ? [
             `let k = ${kPos("nextStart + i / D4")};`,
-            `let src = kvBase + u32(k) * D4 + i % D4;`,
+            `let src = kvBase + ${grid.complete ? "u32(k)" : "u32(max(k, 0))"} * D4 + i % D4;`,
             `nextK${l} = kIn[src];`,
             `nextV${l} = vIn[src];`,
             `nextPos${l} = k;`,
@@ -897,7 +943,7 @@ ${advance("  ")}`;
   const loop = `  loop {
     if (!hasNext) { break; }
     let isPartial = nextPartial;${tagged ? "\n    let tileMember = nextMember;" : ""}${
-    grid.naturalK ? "\n    let kTileStart = nextStart;" : ""
+    grid.naturalK || grid.padded ? "\n    let kTileStart = nextStart;" : ""
   }
     workgroupBarrier();               // every read of the previous tile is done
 ${store}

@@ -27,9 +27,20 @@ Deno.test("natural order with N a multiple of both tiles: complete, positions co
   assert.deepEqual(grids({ kind: "causal" }, 256), ["complete natural"]);
 });
 
-Deno.test("N not a multiple of a tile size: padded", () => {
-  assert.deepEqual(grids({ kind: "ring", radius: 8 }, 248), ["padded"]); // 248 % 32 = 24
-  assert.deepEqual(grids({ kind: "ring", radius: 8 }, 200), ["padded"]); // 200 % 16 = 8
+Deno.test("N not a multiple of a tile size: padded, only the last tiles masked as if PARTIAL", () => {
+  const shape = { batch: 1, headsQ: 1, headsKV: 1, seqLen: 200, headDim: 32 };
+  const wgsl = (pattern: unknown) =>
+    compile(pattern, { shape, tiles: { tileQ: 32, tileK: 16 } }).passes[0].wgsl;
+  assert.deepEqual(grids({ kind: "ring", radius: 8 }, 248), ["padded natural"]); // 248 % 32 = 24
+  assert.deepEqual(grids({ kind: "ring", radius: 8 }, 200), ["padded natural"]); // 200 % 16 = 8
+  // The last query tile is 6 (rows 192-223), the last key tile starts at 192.
+  assert.match(
+    wgsl({ kind: "ring", radius: 8 }),
+    /if \(isPartial \|\| qTileIndex == 6u \|\| kTileStart == 192u\)/,
+  );
+  // A padded grid clamps its loads to real rows instead of selecting zeros.
+  assert.match(wgsl({ kind: "ring", radius: 8 }), /min\(nextStart \+ i \/ D4, N - 1u\)/);
+  assert.deepEqual(grids({ kind: "stride", period: 7 }, 250), ["padded"]);
 });
 
 Deno.test("residue order is a permutation of [0, N): complete, positions staged", () => {
