@@ -585,7 +585,8 @@ export interface Grid {
  * grid is `padded`: the kernel masks the last query and key tiles as if PARTIAL, and clamps its
  * loads instead of selecting them.
  * @param members the kernel's components with their options (several for a shared module)
- * @returns whether the grid is complete, and in natural order on each side
+ * @returns whether the grid is complete or padded (and which tiles hold the padding), and
+ *   whether each side is in natural order
  */
 export function gridOf(members: readonly ComponentKernelOptions[]): Grid {
   const isPermutation = (l: Component["qLayout"]) => l.kind === "identity" || l.kind === "residue";
@@ -611,7 +612,8 @@ export function gridOf(members: readonly ComponentKernelOptions[]): Grid {
 /**
  * The tile's mask `m{r}_{j}`, before the dot products: an invocation none of whose pairs is
  * allowed skips them, and a warp whose rows all miss this tile (a band's corner) skips the work.
- * Padding positions (-1) are masked too, except in a complete grid, which has none.
+ * Padding positions (-1) are masked too: on every tile in general, on the last tiles of a padded
+ * grid, and nowhere in a complete grid, which has none.
  */
 function tileMask(
   o: ComponentKernelOptions,
