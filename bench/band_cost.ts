@@ -8,6 +8,7 @@
  *
  * ```sh
  * deno run -A bench/band_cost.ts --shapes 64x32x2c4,64x32x2 --dtype f16,f32
+ * deno run -A bench/band_cost.ts --shapes 64x32x2c4 --dtype f16 --radii 97,104,112,120,128
  * ```
  * @module
  */
@@ -22,6 +23,8 @@ const USAGE = `Usage: deno run -A bench/band_cost.ts [options]
   --shapes LIST    kernel shapes (default 64x32x2c4,64x32x2)
   --dtype LIST     f32, f16, one per shape or one for all (default f16,f32)
   --n N            sequence length of the rings (default 65536)
+  --radii LIST     ring radii (default 128,256,512,1024,2048); radii whose workgroups visit
+                   the same tiles (e.g. 104-128 with 64x32 tiles) show what the corner tiles cost
   --help           show this`;
 
 const { values } = parseArgs({
@@ -30,6 +33,7 @@ const { values } = parseArgs({
     shapes: { type: "string" },
     dtype: { type: "string" },
     n: { type: "string" },
+    radii: { type: "string" },
     help: { type: "boolean" },
   },
 });
@@ -38,6 +42,12 @@ if (values.help) {
   Deno.exit(0);
 }
 const n = Number(values.n ?? 65536), headDim = 64, heads = 8;
+const radii = (values.radii ?? "128,256,512,1024,2048").split(",").map(Number);
+if (radii.some((r) => !Number.isInteger(r) || r < 1 || 2 * r + 1 > n)) {
+  throw new Error(
+    `--radii: "${values.radii}" must be integers from 1 to (N - 1) / 2 = ${(n - 1) >> 1}`,
+  );
+}
 const shapes = (values.shapes ?? "64x32x2c4,64x32x2").split(",");
 const dtypes = (values.dtype ?? "f16,f32").split(",") as ("f32" | "f16")[];
 const rt = await createRuntime({ autotune: false });
@@ -74,7 +84,7 @@ for (const [i, shapeName] of shapes.entries()) {
   const dense = await time({ kind: "dense" }, shapeName, dtype, 16384);
   const denseNs = dense.ms * 1e6 / dense.tiles;
   const points: [number, number][] = []; // [tiles per workgroup, GPU ns per workgroup]
-  for (const radius of [128, 256, 512, 1024, 2048]) {
+  for (const radius of radii) {
     const { ms, tiles, plan } = await time({ kind: "ring", radius }, shapeName, dtype, n);
     const workgroups = plan.branches[0].components[0].mask.qTiles * heads;
     points.push([tiles / workgroups, ms * 1e6 / workgroups]);
@@ -88,8 +98,12 @@ for (const [i, shapeName] of shapes.entries()) {
   }
   const mean = (k: 0 | 1) => points.reduce((s, p) => s + p[k], 0) / points.length;
   const [mx, my] = [mean(0), mean(1)];
-  const slope = points.reduce((s, p) => s + (p[0] - mx) * (p[1] - my), 0) /
-    points.reduce((s, p) => s + (p[0] - mx) ** 2, 0);
+  const spread = points.reduce((s, p) => s + (p[0] - mx) ** 2, 0);
+  if (spread === 0) {
+    console.log(`${dtype} ${shapeName} fit: every radius visits the same tiles, no line to fit`);
+    continue;
+  }
+  const slope = points.reduce((s, p) => s + (p[0] - mx) * (p[1] - my), 0) / spread;
   const fixed = (my - slope * mx) / slope;
   console.log(
     `${dtype} ${shapeName} fit: ${slope.toFixed(2)} ns per tile ` +
