@@ -40,7 +40,7 @@ import {
   hashCodesKernel,
   sortCount,
 } from "./wgsl/hash_sort_wgsl.ts";
-import { readsHash } from "./wgsl/attention_wgsl.ts";
+import { readsHash } from "./wgsl/code_staging_wgsl.ts";
 import { allowedReadsHeadOrBatch } from "./wgsl/predicate_wgsl.ts";
 import type { Component } from "./plan.ts";
 import {

@@ -10,7 +10,7 @@
  */
 import type { Component } from "./plan.ts";
 import type { ComponentKernelOptions } from "./wgsl/attention_wgsl.ts";
-import { readsHash } from "./wgsl/attention_wgsl.ts";
+import { readsHash } from "./wgsl/code_staging_wgsl.ts";
 import { allowedReadsHeadOrBatch } from "./wgsl/predicate_wgsl.ts";
 
 /**

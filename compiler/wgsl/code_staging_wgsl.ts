@@ -1,0 +1,64 @@
+/**
+ * hashBucket codes in an attention kernel: which rounds' codes a kernel stages per row and per
+ * key tile, and whether it binds the hash buffer at all.
+ * @module
+ */
+import { assert } from "../../dsl/errors.ts";
+import { codeSetOf } from "../hash_layout.ts";
+import type { Component } from "../plan.ts";
+import type { ComponentKernelOptions } from "./attention_wgsl.ts";
+import { codeRef, hashRoundsRead } from "./predicate_wgsl.ts";
+import type { ShaderModule } from "./shader_module.ts";
+
+/**
+ * The hashBucket rounds whose codes a kernel stages: every round its predicate reads, when
+ * they fit a vec4<u32> (else `allowed` reads them from the hash buffer pair by pair).
+ */
+export function stagedCodes(c: Component): string[] {
+  const refs = readsHash(c) ? hashRoundsRead(c) : [];
+  return refs.length <= 4 ? refs : [];
+}
+
+/**
+ * Staged codes: \`queryCodes(q)\` once per row, \`keyCodes(k)\` into \`kCodeTile\` with each
+ * key tile, so the mask of a PARTIAL tile compares registers instead of loading two codes per
+ * pair and round.
+ */
+export function declareCodeStaging(m: ShaderModule, o: ComponentKernelOptions): void {
+  const refs = stagedCodes(o.component);
+  if (refs.length === 0) return;
+  const n = o.shape.seqLen;
+  const word = (side: "q" | "k", ref: string) => {
+    const atom = [o.component.atoms, ...o.component.exclusions].flat()
+      .find((a) => a.kind === "hashRound" && codeRef(a) === ref)!;
+    assert(atom.kind === "hashRound", "staged code of no round");
+    const set = codeSetOf(o.hash!, atom);
+    const first = set.codes +
+      (atom.round * (set.rowsQ + set.rowsK) + (side === "k" ? set.rowsQ : 0)) * n;
+    return `hash[${first}u + ${side === "q" ? "queryRow" : "keyRow"} * N + u32(p)]`;
+  };
+  const codes = (side: "q" | "k") =>
+    [0, 1, 2, 3].map((i) => i < refs.length ? word(side, refs[i]) : "0u").join(",\n    ");
+  m.declare(
+    "kCodeTile",
+    `var<workgroup> kCodeTile: array<vec4<u32>, ${o.component.mask.tileK}>; // staged key codes`,
+  );
+  m.declare(
+    "stagedCodes",
+    `
+// Codes of ${refs.join("; ")} (unused lanes 0), at a position >= 0.
+fn queryCodes(p: i32) -> vec4<u32> {
+  return vec4<u32>(
+    ${codes("q")});
+}
+fn keyCodes(p: i32) -> vec4<u32> {
+  return vec4<u32>(
+    ${codes("k")});
+}`,
+  );
+}
+
+/** Whether a component's kernel binds the hash buffer (its atoms or exclusions hash). */
+export function readsHash(c: Component): boolean {
+  return [c.atoms, ...c.exclusions].some((atoms) => atoms.some((a) => a.kind === "hashRound"));
+}

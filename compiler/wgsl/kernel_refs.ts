@@ -1,0 +1,74 @@
+/**
+ * What the parts of an attention kernel's WGSL share: how the kernel body refers to its member's
+ * layouts, mask, schedule slot and outputs (`MemberRefs`), how invocations split a tile
+ * (`kernelGeometry`), and two small helpers (`range`, `onlyIf`).
+ * @module
+ */
+import { assert } from "../../dsl/errors.ts";
+import type { Component } from "../plan.ts";
+import type { AttentionShape } from "../shape.ts";
+import type { Grid } from "./tile_mask_wgsl.ts";
+
+/**
+ * What the kernel reads of its component: literals for a kernel of one, the body's parameter
+ * names for a shared module. `output` and `split` are "either" where MERGE and SPLIT choose.
+ */
+export interface MemberRefs {
+  qPos: Call;
+  kPos: Call;
+  allowed: Call;
+  slot: string;
+  oBase: string;
+  lseBase: string;
+  output: "write" | "merge" | "either";
+  split: "none" | "split" | "either";
+  /** The `let`s reading `splits` and `splitRows` (split "split" only). */
+  splitParams: string;
+  /** A shared module's body: `fn attention(wg, lid, <these>)`, run by each kernel's entry point. */
+  bodyParams?: string;
+  /** Runs carry their member (some kernel of the module is fused, run_fusion.ts). */
+  taggedRuns?: boolean;
+  /** Padding, and natural order, over every member (`gridOf`). */
+  grid: Grid;
+}
+
+/** A WGSL call written from its argument list. */
+export type Call = (args: string) => string;
+
+export const call = (name: string): Call => (args) => `${name}(${args})`;
+
+/**
+ * How a workgroup's invocations split the tile: `tileQ / rows` row groups of `cols`
+ * invocations each; a column owns `keys` keys of a tile and `dims4` vec4s of each output row.
+ */
+export function kernelGeometry(
+  o: { component: Component; shape: AttentionShape; threads: number; rowsPerThread: number },
+) {
+  const { tileQ, tileK } = o.component.mask;
+  const rows = o.rowsPerThread;
+  const cols = o.threads / (tileQ / rows);
+  const geometry = {
+    threads: o.threads,
+    rows,
+    cols,
+    keys: tileK / cols,
+    dims4: o.shape.headDim / 4 / cols,
+  };
+  for (const [name, value] of Object.entries(geometry)) {
+    assert(
+      Number.isInteger(value) && value >= 1,
+      `kernel geometry ${name} = ${value} is not a positive integer`,
+    );
+  }
+  return geometry;
+}
+
+export function range(n: number): number[] {
+  return Array.from({ length: n }, (_, i) => i);
+}
+
+/** `body` (lines indented for the tile loop) under `if (cond)`, indented one more level. */
+export function onlyIf(cond: string, body: string): string {
+  const inner = body.split("\n").map((line) => line ? `  ${line}` : line).join("\n");
+  return `    if (${cond}) {\n${inner}\n    }`;
+}

@@ -1,0 +1,240 @@
+/**
+ * The key loop of an attention kernel: the query tile's runs of key tiles from the schedule (or
+ * a bucket range), each key tile's K, V and positions staged in workgroup memory, with the next
+ * tile prefetched into registers where it fits.
+ * @module
+ */
+import { assert } from "../../dsl/errors.ts";
+import { codeSetOf } from "../hash_layout.ts";
+import { layoutLabel } from "../layout.ts";
+import { HEADER_WORDS, RUN_WORDS, SLOT_WORDS } from "../schedule_buffer.ts";
+import { TAG_SHIFT } from "../run_fusion.ts";
+import type { ComponentKernelOptions } from "./attention_wgsl.ts";
+import { stagedCodes } from "./code_staging_wgsl.ts";
+import { type Call, kernelGeometry, type MemberRefs, range } from "./kernel_refs.ts";
+import { type Grid, sourceRow } from "./tile_mask_wgsl.ts";
+
+/**
+ * Move to the next run when the current one is done (reads only uniform values). Tagged runs
+ * also name their member, whose mask the run's PARTIAL tiles use (run_fusion.ts).
+ */
+function nextRun(indent: string, tagged: boolean): string {
+  const length = tagged
+    ? [
+      `  let runWord = schedule[runsAt + ${RUN_WORDS}u * run + 1u]; // kvLength | member << ${TAG_SHIFT}`,
+      `  runEnd = keyTile + (runWord & ${2 ** TAG_SHIFT - 1}u);`,
+      `  runMember = MEMBER + select(0u, runWord >> ${TAG_SHIFT}u, FUSED);`,
+    ]
+    : [`  runEnd = keyTile + schedule[runsAt + ${RUN_WORDS}u * run + 1u];`];
+  return [
+    `if (keyTile == runEnd && run != lastRun) {`,
+    `  let runHead = schedule[runsAt + ${RUN_WORDS}u * run]; // kvStart << 1 | partial`,
+    `  keyTile = runHead >> 1u;`,
+    `  runPartial = (runHead & 1u) == 1u;`,
+    ...length,
+    `  run++;`,
+    `}`,
+  ].map((line) => indent + line).join("\n");
+}
+
+/** Key tile loop that loads each K/V tile from global memory between two barriers. */
+export function tileLoop(
+  o: ComponentKernelOptions,
+  kPos: Call,
+  tagged: boolean,
+  grid: Grid,
+): string {
+  const load = grid.naturalK
+    ? `      let src = kvBase + (${
+      sourceRow(grid, "k", kPos, "kTileStart + i / D4")
+    }) * D4 + i % D4;
+      kpTile[(i / D4) * QK_STRIDE + i % D4] = kIn[src];
+      vTile[i] = vIn[src];`
+    : grid.complete || grid.padded
+    ? `      let j = i / D4;
+      let k = ${kPos("kTileStart + j")};
+      if (i % D4 == 0u) { kPosition[j] = k; }
+      let src = kvBase + ${grid.complete ? "u32(k)" : "u32(max(k, 0))"} * D4 + i % D4;
+      kpTile[j * QK_STRIDE + i % D4] = kIn[src];
+      vTile[i] = vIn[src];`
+    : `      let j = i / D4;
+      let k = ${kPos("kTileStart + j")};
+      if (i % D4 == 0u) { kPosition[j] = k;${
+      stagedCodes(o.component).length ? " kCodeTile[j] = keyCodes(max(k, 0));" : ""
+    } }
+      let src = kvBase + u32(max(k, 0)) * D4 + i % D4;
+      kpTile[j * QK_STRIDE + i % D4] = select(vec4<${o.dtype}>(0.0), kIn[src], k >= 0);
+      vTile[i] = select(vec4<${o.dtype}>(0.0), vIn[src], k >= 0);`;
+  return `  loop {
+${nextRun("    ", tagged)}
+    if (keyTile == runEnd) { break; }
+    let kTileStart = keyTile * TILE_K;
+    let isPartial = runPartial;${tagged ? "\n    let tileMember = runMember;" : ""}
+    keyTile++;
+
+    workgroupBarrier();               // every read of the previous tile is done
+    for (var i = lid; i < TILE_K * D4; i += THREADS) {
+${load}
+    }
+    workgroupBarrier();
+`;
+}
+
+/**
+ * Key tile loop with the next tile's K and V loaded into registers while this one is computed:
+ * the global loads' latency hides behind the tile's arithmetic instead of sitting between two
+ * barriers, which matters most where a workgroup visits few key tiles (bands, rings).
+ */
+export function prefetchedTileLoop(
+  o: ComponentKernelOptions,
+  kPos: Call,
+  tagged: boolean,
+  grid: Grid,
+): { prologue: string; loop: string } {
+  const g = kernelGeometry(o);
+  const total = o.component.mask.tileK * o.shape.headDim / 4;
+  const L = range(Math.ceil(total / g.threads));
+  const even = total % g.threads === 0;
+  const codes = stagedCodes(o.component).length > 0;
+  const T = o.dtype;
+  // Slot l of an invocation is element `lid + l * THREADS` of the tile (key row i / D4).
+  const slot = (l: number, indent: string, lines: string[]) => {
+    const i = `lid + ${l * g.threads}u`;
+    const body = [`let i = ${i};`, ...lines].map((line) => `${indent}  ${line}`).join("\n");
+    return `${indent}${even ? "" : "if (" + i + " < TILE_K * D4) "}{\n${body}\n${indent}}`;
+  };
+  const fetch = (indent: string) =>
+    L.map((l) =>
+      slot(
+        l,
+        indent,
+        grid.naturalK
+          ? [
+            `let src = kvBase + (${
+              sourceRow(grid, "k", kPos, "nextStart + i / D4")
+            }) * D4 + i % D4;`,
+            `nextK${l} = kIn[src];`,
+            `nextV${l} = vIn[src];`,
+          ]
+          : grid.complete || grid.padded
+          ? [
+            `let k = ${kPos("nextStart + i / D4")};`,
+            `let src = kvBase + ${grid.complete ? "u32(k)" : "u32(max(k, 0))"} * D4 + i % D4;`,
+            `nextK${l} = kIn[src];`,
+            `nextV${l} = vIn[src];`,
+            `nextPos${l} = k;`,
+          ]
+          : [
+            `let k = ${kPos("nextStart + i / D4")};`,
+            `let src = kvBase + u32(max(k, 0)) * D4 + i % D4;`,
+            `nextK${l} = select(vec4<${T}>(0.0), kIn[src], k >= 0);`,
+            `nextV${l} = select(vec4<${T}>(0.0), vIn[src], k >= 0);`,
+            `nextPos${l} = k;`,
+            ...(codes ? [`if (i % D4 == 0u) { nextCodes${l} = keyCodes(max(k, 0)); }`] : []),
+          ],
+      )
+    ).join("\n");
+  const store = L.map((l) =>
+    slot(l, "    ", [
+      `let j = i / D4;`,
+      ...(grid.naturalK ? [] : [
+        `if (i % D4 == 0u) { kPosition[j] = nextPos${l};${
+          codes ? ` kCodeTile[j] = nextCodes${l};` : ""
+        } }`,
+      ]),
+      `kpTile[j * QK_STRIDE + i % D4] = nextK${l};`,
+      `vTile[i] = nextV${l};`,
+    ])
+  ).join("\n");
+  const registers = L.map((l) =>
+    `  var nextK${l} = vec4<${T}>(0.0);\n  var nextV${l} = vec4<${T}>(0.0);` +
+    (grid.naturalK ? "" : `\n  var nextPos${l} = -1;`) +
+    (codes ? `\n  var nextCodes${l} = vec4<u32>(0u);` : "")
+  ).join("\n");
+  const advance = (indent: string) =>
+    [
+      `hasNext = keyTile != runEnd;`,
+      `nextStart = keyTile * TILE_K;`,
+      `nextPartial = runPartial;`,
+      ...(tagged ? [`nextMember = runMember;`] : []),
+      `if (hasNext) {`,
+    ].map((line) => indent + line).join("\n") + `\n${fetch(indent + "  ")}\n${indent}}`;
+  const prologue =
+    `  // The next key tile's K, V and positions, in registers while the current tile is computed;
+  // the first one's loads are issued before the query tile is staged.
+${registers}
+${nextRun("  ", tagged)}
+  var hasNext = false;
+  var nextStart = 0u;
+  var nextPartial = false;${tagged ? "\n  var nextMember = MEMBER;" : ""}
+${advance("  ")}`;
+  const loop = `  loop {
+    if (!hasNext) { break; }
+    let isPartial = nextPartial;${tagged ? "\n    let tileMember = nextMember;" : ""}${
+    grid.naturalK || grid.padded ? "\n    let kTileStart = nextStart;" : ""
+  }
+    workgroupBarrier();               // every read of the previous tile is done
+${store}
+    workgroupBarrier();
+    keyTile++;
+${nextRun("    ", tagged)}
+${advance("    ")}
+`;
+  return { prologue, loop };
+}
+
+/** Where the key tiles come from: the BlockMask's runs, or a bucket range. */
+export function schedule(o: ComponentKernelOptions, refs: MemberRefs): string {
+  return o.component.kLayout.kind === "sorted" ? bucketRange(o) : scheduleRuns(refs);
+}
+
+/** The static schedule: this query tile's runs from the BlockMask. */
+function scheduleRuns(refs: MemberRefs): string {
+  const row = refs.split === "none" ? "qTileIndex" : "scheduleRow";
+  return `  // This query tile's runs of consecutive key tiles of one kind, walked one key tile per step.
+  // The slot holds where this component's row pointers and runs start (schedule_buffer.ts).
+  let slot = ${HEADER_WORDS}u + ${SLOT_WORDS}u * ${refs.slot};
+  let rowsAt = schedule[slot];
+  let runsAt = schedule[slot + 1u];
+  var run = schedule[rowsAt + ${row}];
+  let lastRun = schedule[rowsAt + ${row} + 1u];
+  var keyTile = 0u;
+  var runEnd = 0u;
+  var runPartial = false;${
+    refs.taggedRuns
+      ? "\n  var runMember = MEMBER;        // whose mask this run's PARTIAL tiles use"
+      : ""
+  }`;
+}
+
+/**
+ * The data-dependent schedule of a bucket-ordered component: the tile's queries, sorted by
+ * bucket, span buckets \`first..last\`; their keys are bucket order indices
+ * \`[starts[first], starts[last + 1])\`, walked as one run of PARTIAL tiles.
+ */
+function bucketRange(o: ComponentKernelOptions): string {
+  const l = o.component.kLayout;
+  assert(l.kind === "sorted" && o.hash, "bucketRange of a static mask");
+  const set = codeSetOf(o.hash, l);
+  const n = o.shape.seqLen;
+  const rows = set.rowsQ + set.rowsK;
+  const codes = set.codes + l.round * rows * n;
+  const order = set.order + l.round * rows * n;
+  const starts = set.starts + (l.round * rows + set.rowsQ) * (set.buckets + 1);
+  // Indexed by bh and kvHead, not the private queryRow/keyRow: the loop's barriers need
+  // values the uniformity analysis can see are the same across the workgroup.
+  return `  // Bucket order (${layoutLabel(l)}): the tile's queries span buckets
+  // first..last, whose keys are one range of the key order; every tile of it is PARTIAL.
+  let orderAt = ${order}u + bh * N;
+  let firstQuery = hash[orderAt + qTileIndex * TILE_Q];
+  let lastQuery = hash[orderAt + min(N, qTileIndex * TILE_Q + TILE_Q) - 1u];
+  let firstBucket = hash[${codes}u + bh * N + firstQuery];
+  let lastBucket = hash[${codes}u + bh * N + lastQuery];
+  let startsAt = ${starts}u + kvHead * ${set.buckets + 1}u;
+  var keyTile = hash[startsAt + firstBucket] / TILE_K;
+  var runEnd = (hash[startsAt + lastBucket + 1u] + TILE_K - 1u) / TILE_K;
+  var runPartial = true;
+  var run = 0u;                       // one run: the loop ends with it
+  let lastRun = 0u;
+  let runsAt = 0u;`;
+}

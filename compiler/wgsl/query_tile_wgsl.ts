@@ -1,0 +1,83 @@
+/**
+ * The query tile of an attention kernel: each invocation's share of Q, pre-scaled by
+ * `scale * log2(e)`, staged in workgroup memory before the key loop.
+ * @module
+ */
+import type { ComponentKernelOptions } from "./attention_wgsl.ts";
+import { type Call, kernelGeometry, range } from "./kernel_refs.ts";
+import { type Grid, sourceRow } from "./tile_mask_wgsl.ts";
+
+/**
+ * The query tile, pre-scaled, into workgroup memory. Where every invocation loads the same few
+ * vec4s (at most MAX_QUERY_SLOTS), they are loaded into registers before the schedule is read
+ * and stored after it: the query's trip to memory then overlaps the schedule's chain of
+ * dependent reads, a fixed cost that weighs on workgroups visiting few key tiles (bands).
+ * Otherwise one strided loop.
+ */
+export function queryStaging(
+  o: ComponentKernelOptions,
+  qPos: Call,
+  grid: Grid,
+): { loads: string; stores: string } {
+  const g = kernelGeometry(o);
+  const total = o.component.mask.tileQ * o.shape.headDim / 4;
+  const slots = total / g.threads;
+  const T = o.dtype;
+  if (!Number.isInteger(slots) || slots > MAX_QUERY_SLOTS) {
+    if (grid.complete || grid.padded) {
+      const row = sourceRow(grid, "q", qPos, "qTileIndex * TILE_Q + r");
+      return {
+        loads: "",
+        stores: `  // Stage the query tile, pre-scaled, in workgroup memory.
+  for (var i = lid; i < TILE_Q * D4; i += THREADS) {
+    let r = i / D4;
+    qTile[r * QK_STRIDE + i % D4] = qIn[(bh * N + ${row}) * D4 + i % D4] * SCORE_SCALE;
+  }
+`,
+      };
+    }
+    return {
+      loads: "",
+      stores: `  // Stage the query tile, pre-scaled, in workgroup memory.
+  for (var i = lid; i < TILE_Q * D4; i += THREADS) {
+    let r = i / D4;
+    let q = ${qPos("qTileIndex * TILE_Q + r")};
+    let src = (bh * N + u32(max(q, 0))) * D4 + i % D4;
+    qTile[r * QK_STRIDE + i % D4] = select(vec4<${T}>(0.0), qIn[src] * SCORE_SCALE, q >= 0);
+  }
+`,
+    };
+  }
+  const L = range(slots);
+  const loads =
+    `  // This invocation's share of the query tile, loaded now and staged after the schedule reads.
+${
+      L.map((l) =>
+        grid.complete || grid.padded
+          ? `  let qIndex${l} = lid + ${l * g.threads}u;
+  let qLoad${l} = qIn[(bh * N + ${
+            sourceRow(grid, "q", qPos, `qTileIndex * TILE_Q + qIndex${l} / D4`)
+          }) * D4 + qIndex${l} % D4];`
+          : `  let qIndex${l} = lid + ${l * g.threads}u;
+  let qAt${l} = ${qPos(`qTileIndex * TILE_Q + qIndex${l} / D4`)};
+  let qLoad${l} = select(vec4<${T}>(0.0), qIn[(bh * N + u32(max(qAt${l}, 0))) * D4 + qIndex${l} % D4], qAt${l} >= 0);`
+      ).join("\n")
+    }
+`;
+  const stores = `  // Stage the query tile, pre-scaled, in workgroup memory.
+${
+    L.map((l) =>
+      `  qTile[(qIndex${l} / D4) * QK_STRIDE + qIndex${l} % D4] = qLoad${l} * SCORE_SCALE;`
+    ).join("\n")
+  }
+`;
+  return { loads, stores };
+}
+
+/**
+ * Query vec4s an invocation may hold in registers while the schedule is read. Measured on the
+ * H200 (interleaved A/B, docs/BENCHMARKS.md): with 4 (float32 64x32x2) ring got 3.4% faster,
+ * window(256) 2.1%, dense 0.7%; with 8 (float16 64x32x2c4) dense got 3.9% slower and the bands
+ * gained nothing, so those keep the loop.
+ */
+const MAX_QUERY_SLOTS = 4;

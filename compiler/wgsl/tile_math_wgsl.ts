@@ -1,0 +1,180 @@
+/**
+ * The arithmetic of one key-tile step, on register tiles unrolled into scalars: scores (QKᵀ),
+ * the online softmax of each row, and O += P·V, in float32 or float16 with float32 sums.
+ * @module
+ */
+import { onlyIf } from "./kernel_refs.ts";
+
+/**
+ * Float16 products are summed in float16 for at most this many vec4 steps (64 terms per score
+ * or output component, 16 per lane), then added to a float32 sum: packed half arithmetic
+ * doubles the CUDA-core rate, and the short chunks bound the rounding error.
+ */
+const F16_CHUNK = 16;
+
+type Lines = (f: (r: number, x: number) => string) => string;
+
+function grid(rows: number[], xs: number[]): Lines {
+  return (f) => rows.flatMap((r) => xs.map((x) => f(r, x))).join("\n");
+}
+
+/** Scores in float32: a ROWS x KEYS register tile, vec4 dot products over the head dim. */
+export function scoresF32(R: number[], J: number[], cols: number): string {
+  const rj = grid(R, J);
+  return `    // Scores: a ROWS x KEYS register tile, vec4 dot products over the head dim.
+${rj((r, j) => `    var s${r}_${j} = 0.0;`)}
+${
+    onlyIf(
+      "anyAllowed",
+      `    for (var d = 0u; d < d4; d++) {
+${R.map((r) => `      let qv${r} = qTile[(firstRow + ${r}u) * QK_STRIDE + d];`).join("\n")}
+${J.map((j) => `      let kv${j} = kpTile[(col + ${j * cols}u) * QK_STRIDE + d];`).join("\n")}
+${rj((r, j) => `      s${r}_${j} += dot(qv${r}, kv${j});`)}
+    }`,
+    )
+  }`;
+}
+
+/**
+ * Scores from float16: lane-wise half products accumulate in vec4<f16> over a chunk of the head
+ * dim, then the four lanes are added into the float32 score.
+ */
+export function scoresF16(R: number[], J: number[], cols: number): string {
+  const rj = grid(R, J);
+  return `    // Scores: a ROWS x KEYS register tile; half products per chunk, float32 across chunks.
+${rj((r, j) => `    var s${r}_${j} = 0.0;`)}
+${
+    onlyIf(
+      "anyAllowed",
+      `    for (var d0 = 0u; d0 < d4; d0 += ${F16_CHUNK}u) {
+${rj((r, j) => `      var h${r}_${j} = vec4<f16>(0.0);`)}
+      for (var d = d0; d < min(d0 + ${F16_CHUNK}u, d4); d++) {
+${R.map((r) => `        let qv${r} = qTile[(firstRow + ${r}u) * QK_STRIDE + d];`).join("\n")}
+${J.map((j) => `        let kv${j} = kpTile[(col + ${j * cols}u) * QK_STRIDE + d];`).join("\n")}
+${rj((r, j) => `        h${r}_${j} = fma(qv${r}, kv${j}, h${r}_${j});`)}
+      }
+${
+        rj((r, j) =>
+          `      let pair${r}_${j} = h${r}_${j}.xy + h${r}_${j}.zw;
+      s${r}_${j} += f32(pair${r}_${j}.x) + f32(pair${r}_${j}.y);`
+        )
+      }
+    }`,
+    )
+  }`;
+}
+
+/** O += P V in float32: a ROWS x DIMS4 register tile of vec4s. */
+export function productF32(R: number[], Dd: number[], cols: number): string {
+  const rd = grid(R, Dd);
+  return `    // O += P V: a ROWS x DIMS4 register tile of vec4s (rows with no allowed key add nothing).
+${
+    onlyIf(
+      "rowsLive",
+      `    for (var j4 = 0u; j4 < tileK / 4u; j4++) {
+${R.map((r) => `      let p${r} = kpTile[(firstRow + ${r}u) * P_STRIDE4 + j4];`).join("\n")}
+${
+        [0, 1, 2, 3].flatMap((c) =>
+          Dd.map((d) =>
+            `      let v${c}_${d} = vTile[(j4 * 4u + ${c}u) * D4 + col + ${d * cols}u];`
+          )
+        ).join("\n")
+      }
+${
+        [0, 1, 2, 3].map((c) =>
+          rd((r, d) => `      acc${r}_${d} += p${r}.${"xyzw"[c]} * v${c}_${d};`)
+        )
+          .join("\n")
+      }
+    }`,
+    )
+  }`;
+}
+
+/**
+ * O += P V from float16: P (in [0, 1]) and V products accumulate in vec4<f16> over a chunk of
+ * keys, then join the float32 accumulator (already rescaled for this tile's row max).
+ */
+export function productF16(R: number[], Dd: number[], cols: number): string {
+  const rd = grid(R, Dd);
+  return `    // O += P V: a ROWS x DIMS4 register tile; half products per chunk of keys, float32 across.
+    // Rows with no allowed key in this tile add nothing.
+${
+    onlyIf(
+      "rowsLive",
+      `    for (var c0 = 0u; c0 < tileK / 4u; c0 += ${F16_CHUNK}u) {
+${rd((r, d) => `      var pv${r}_${d} = vec4<f16>(0.0);`)}
+      for (var j4 = c0; j4 < min(c0 + ${F16_CHUNK}u, tileK / 4u); j4++) {
+${R.map((r) => `        let p${r} = kpTile[(firstRow + ${r}u) * P_STRIDE4 + j4];`).join("\n")}
+${
+        [0, 1, 2, 3].flatMap((c) =>
+          Dd.map((d) =>
+            `        let v${c}_${d} = vTile[(j4 * 4u + ${c}u) * D4 + col + ${d * cols}u];`
+          )
+        ).join("\n")
+      }
+${
+        [0, 1, 2, 3].map((c) =>
+          rd((r, d) =>
+            `        pv${r}_${d} = fma(vec4<f16>(p${r}.${"xyzw"[c]}), v${c}_${d}, pv${r}_${d});`
+          )
+        ).join("\n")
+      }
+      }
+${rd((r, d) => `      acc${r}_${d} += vec4<f32>(pv${r}_${d});`)}
+    }`,
+    )
+  }`;
+}
+
+/**
+ * The scored branch's modifier on every score: scores live in the exp2 domain (`scale *
+ * log2(e)` is folded into Q), so the raw score is `s * LN2` and the result goes back by LOG2E.
+ * Rows and keys past N (position -1) are masked out below; they are clamped only so the
+ * modifier sees positions it was checked for.
+ */
+export function scoreModifierLines(R: number[], J: number[]): string {
+  const lines = R.flatMap((r) =>
+    J.map((j) =>
+      `    s${r}_${j} = scoreModifier(s${r}_${j} * LN2, max(q${r}, 0), max(k${j}, 0), head, batch) * LOG2E;`
+    )
+  );
+  return onlyIf("anyAllowed", lines.join("\n")) + "\n";
+}
+
+export function maxOf(terms: string[]): string {
+  return terms.length === 1 ? terms[0] : `max(${terms[0]}, ${maxOf(terms.slice(1))})`;
+}
+
+export function softmaxRow(
+  r: number,
+  J: number[],
+  Dd: number[],
+  cols: number,
+  dtype: "f32" | "f16",
+): string {
+  const store = (p: string) => dtype === "f16" ? `f16(${p})` : p; // P has the tiles' type
+  return `    {
+      var tileMax = NO_SCORE;
+      for (var c = 0u; c < COLS; c++) { tileMax = max(tileMax, rowShare[(firstRow + ${r}u) * COLS + c]); }
+      let newMax = max(rowMax${r}, tileMax);
+      let rescale = exp2(rowMax${r} - newMax); // 1 while the row has seen nothing
+      rowMax${r} = newMax;
+      rowsLive = rowsLive || tileMax > NO_SCORE;
+${
+    J.map((j) => `      let p${j} = select(0.0, exp2(s${r}_${j} - newMax), s${r}_${j} > NO_SCORE);`)
+      .join("\n")
+  }
+      rowSum${r} = rowSum${r} * rescale + ${J.map((j) => `p${j}`).join(" + ")};
+${Dd.map((d) => `      acc${r}_${d} *= rescale;`).join("\n")}
+${
+    J.map((j) =>
+      `      kpTile[(firstRow + ${r}u) * P_STRIDE4 + (col + ${j * cols}u) / 4u][(col + ${
+        j * cols
+      }u) % 4u] = ${store(`p${j}`)};`
+    ).join(
+      "\n",
+    )
+  }
+    }`;
+}
