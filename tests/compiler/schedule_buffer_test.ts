@@ -18,7 +18,7 @@ import {
 import type { Pattern } from "../../dsl/schema.ts";
 import { memberSettings } from "./_member_settings.ts";
 
-/** The kernel's walk (attention_wgsl.ts), in TypeScript: the key tiles of one query tile. */
+/** The kernel's walk (key_loop_wgsl.ts), in TypeScript: the key tiles of one query tile. */
 function kernelWalk(words: Uint32Array, slot: number, qTile: number): [number, boolean][] {
   const header = HEADER_WORDS + SLOT_WORDS * slot;
   const rowsAt = words[header], runsAt = words[header + 1];
