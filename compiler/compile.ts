@@ -247,7 +247,7 @@ export function compile(pattern: unknown, options: CompileOptions): CompiledAtte
   const packed = packSchedules(plan, shape.headDim, splits, groups);
   // 5. Generate the passes: per branch, clear if needed, then one kernel per component; blend.
   // The pattern's numbers go to aux as runtime parameters: the WGSL depends on its structure.
-  const aux = new AuxData(shape.seqLen, plan.random, options.constantParams ?? false);
+  const aux = new AuxData(shape.seqLen, plan.random, constants);
   const gated = parsed.kind === "gated";
   const unroll = options.unroll ?? true;
   // Registers for the next K/V tile where the tile needs few of them (compiler/tiles.ts).

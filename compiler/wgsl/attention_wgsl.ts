@@ -40,7 +40,7 @@ import { ParamReader } from "./params_wgsl.ts";
 import { allowedReadsHeadOrBatch } from "./predicate_wgsl.ts";
 import { queryStaging } from "./query_tile_wgsl.ts";
 import { f32, type ShaderModule } from "./shader_module.ts";
-import { gridOf, tileMask } from "./tile_mask_wgsl.ts";
+import { gridOf, maskedTiles, tileMask } from "./tile_mask_wgsl.ts";
 import {
   maxOf,
   productF16,
@@ -379,12 +379,10 @@ ${
   }
 ${o.score ? scoreModifierLines(R, J) : ""}    // This column's share of each row's max.
 ${
-    grid.complete || grid.padded
-      ? onlyIf(
-        grid.padded ? `isPartial || ${grid.padded}` : "isPartial",
-        eachRJ((r, j) => `    s${r}_${j} = select(NO_SCORE, s${r}_${j}, m${r}_${j});`),
-      )
-      : eachRJ((r, j) => `    s${r}_${j} = select(NO_SCORE, s${r}_${j}, m${r}_${j});`)
+    onlyIfMasked(
+      maskedTiles(grid),
+      eachRJ((r, j) => `    s${r}_${j} = select(NO_SCORE, s${r}_${j}, m${r}_${j});`),
+    )
   }
 ${
     each((r) =>
@@ -406,6 +404,11 @@ ${earlierLse(refs, R)}
   workgroupBarrier();
 ${each((r) => epilogue(o, refs, r, Dd, g.cols))}
 }`;
+}
+
+/** `body` under `if (cond)`, or as it is where every tile is masked (`cond` undefined). */
+function onlyIfMasked(cond: string | undefined, body: string): string {
+  return cond ? onlyIf(cond, body) : body;
 }
 
 /** Which query tile (and, split-K, which key chunk) this workgroup computes. */

@@ -78,33 +78,27 @@ export function tileMask(
   const hb = allowedReadsHeadOrBatch(o.component) ? ", head, batch" : "";
   const positions = (indent: string) =>
     J.map((j) => `${indent}let k${j} = kPosition[col + ${j * g.cols}u];`).join("\n");
-  if (grid.complete) {
+  const masked = maskedTiles(grid);
+  if (masked) {
+    const index = (j: number) => `kTileStart + col + ${j * g.cols}u`;
     const keys = grid.naturalK
-      ? J.map((j) => `      let k${j} = i32(kTileStart + col + ${j * g.cols}u);`).join("\n")
+      ? J.map((j) =>
+        `      let k${j} = ${grid.complete ? `i32(${index(j)})` : refs.kPos(index(j))};`
+      ).join("\n")
       : positions("      ");
-    return `    // A complete grid (no padding): FULL tiles allow every pair, PARTIAL ones ask \`allowed\`.
-${eachRJ((r, j) => `    var m${r}_${j} = true;`)}
-    if (isPartial) {
-${keys}
-${eachRJ((r, j) => `      m${r}_${j} = ${refs.allowed(`q${r}, k${j}${hb}`)};`)}
-    }`;
-  }
-  if (grid.padded) {
-    const kPos = refs.kPos;
-    const keys = grid.naturalK
-      ? J.map((j) => `      let k${j} = ${kPos(`kTileStart + col + ${j * g.cols}u`)};`).join("\n")
-      : positions("      ");
-    return `    // Padding only in the last tiles: FULL tiles elsewhere allow every pair.
-${eachRJ((r, j) => `    var m${r}_${j} = true;`)}
-    if (isPartial || ${grid.padded}) {
-${keys}
-${
-      eachRJ((r, j) =>
-        `      m${r}_${j} = q${r} >= 0 && k${j} >= 0 && (!isPartial || ${
-          refs.allowed(`q${r}, k${j}${hb}`)
-        });`
-      )
+    const pair = (r: number, j: number) => {
+      const allowed = refs.allowed(`q${r}, k${j}${hb}`);
+      return grid.complete ? allowed : `q${r} >= 0 && k${j} >= 0 && (!isPartial || ${allowed})`;
+    };
+    return `    // ${
+      grid.complete
+        ? "A complete grid (no padding): FULL tiles allow every pair, PARTIAL ones ask `allowed`."
+        : "Padding only in the last tiles: FULL tiles elsewhere allow every pair."
     }
+${eachRJ((r, j) => `    var m${r}_${j} = true;`)}
+    if (${masked}) {
+${keys}
+${eachRJ((r, j) => `      m${r}_${j} = ${pair(r, j)};`)}
     }`;
   }
   const staged = stagedCodes(o.component).length > 0;
@@ -121,6 +115,16 @@ ${
       });`
     )
   }`;
+}
+
+/**
+ * The WGSL condition under which a tile is masked at all (its mask and score selects): PARTIAL
+ * tiles in a complete grid, those and the last tiles in a padded one; undefined in general,
+ * where every tile is.
+ */
+export function maskedTiles(grid: Grid): string | undefined {
+  if (grid.padded) return `isPartial || ${grid.padded}`;
+  return grid.complete ? "isPartial" : undefined;
 }
 
 /**
