@@ -130,6 +130,12 @@ export interface CompileOptions {
    * value: it changes no kernel.
    */
   keySplits?: number;
+  /**
+   * Read each query row from global memory at every key tile instead of staging the query tile
+   * in workgroup memory. Default: float32 always; float16 unless a component is dense or
+   * causal (`queryFromMemoryPays`).
+   */
+  globalQuery?: boolean;
 }
 
 /** Everything the runtime needs to run a pattern at one shape. */
@@ -252,6 +258,7 @@ export function compile(pattern: unknown, options: CompileOptions): CompiledAtte
   const unroll = options.unroll ?? true;
   // Registers for the next K/V tile where the tile needs few of them (compiler/tiles.ts).
   const prefetch = options.prefetch ?? prefetches(tiles, shape.headDim);
+  const globalQuery = options.globalQuery ?? queryFromMemoryPays(plan, dtype);
   // A float16 call with one kernel that writes every row writes O as float16 itself.
   const components = plan.branches[0].components;
   const directF16 = dtype === "f16" && !gated && components.length === 1 &&
@@ -273,6 +280,7 @@ export function compile(pattern: unknown, options: CompileOptions): CompiledAtte
       gated,
       unroll,
       prefetch,
+      globalQuery,
       kernel: tiles,
       dtype,
       directF16,
@@ -321,6 +329,7 @@ function branchPasses(o: {
   gated: boolean;
   unroll: boolean;
   prefetch: boolean;
+  globalQuery: boolean;
   kernel: KernelShape;
   dtype: Dtype;
   directF16: boolean;
@@ -383,6 +392,7 @@ function branchPasses(o: {
         merge: j > 0 || !firstCoversAll,
         unroll: o.unroll,
         prefetch: o.prefetch,
+        globalQuery: o.globalQuery,
         split,
         dtype: o.dtype,
         outputF16: o.directF16,
@@ -423,6 +433,24 @@ function branchPasses(o: {
     });
   });
   return passes;
+}
+
+/**
+ * Whether the kernels read query rows from global memory at every key tile rather than stage
+ * the query tile once. Measured on the H200 (docs/BENCHMARKS.md, twelfth session): in float32
+ * every pattern got faster (interleaved A/B: ring 17%, stride(64) 16%, window(256) 12%, dense
+ * 8%), since 17 KB less workgroup memory per workgroup lets more of them share an SM. In
+ * float16, whose query tile is 8.5 KB, the sparse patterns got faster (ring 7%, window(256) 6%,
+ * stride(64) 3%), but dense got 2.8% slower and BigBird 3.8%: rows that see every key tile
+ * (dense, causal, global rows) pay the staging once against many reads. The choice is per
+ * pattern, so a shared module's kernels agree.
+ */
+function queryFromMemoryPays(plan: Plan, dtype: Dtype): boolean {
+  if (dtype === "f32") return true;
+  const longRows = new Set(["dense", "causal", "globalRows"]);
+  return !plan.branches.some((b) =>
+    b.components.some((c) => c.atoms.some((a) => longRows.has(a.kind)))
+  );
 }
 
 /**

@@ -81,6 +81,7 @@ function skeletonKey(k: ComponentKernelOptions): string | undefined {
     k.rowsPerThread,
     k.unroll,
     k.prefetch ?? false,
+    k.globalQuery ?? false,
     allowedReadsHeadOrBatch(c),
   ]);
 }

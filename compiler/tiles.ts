@@ -58,7 +58,9 @@ const CANDIDATES_F16: [number, number, number, number?][] = [[64, 32, 2, 4], ...
  * @param s the kernel shape
  * @param headDim D
  * @param dtype element type of the staged tiles ("f32" or "f16")
- * @returns bytes of workgroup memory the kernel declares
+ * @returns bytes of workgroup memory the kernel declares with its query tile staged; kernels
+ *   that read query rows from memory (compile.ts, `globalQuery`) declare less, and fit wherever
+ *   this does
  * @example
  * ```ts
  * import { kernelStorageBytes } from "./tiles.ts";

@@ -45,6 +45,8 @@ import {
   maxOf,
   productF16,
   productF32,
+  queryFromMemory,
+  queryFromTile,
   scoreModifierLines,
   scoresF16,
   scoresF32,
@@ -94,6 +96,12 @@ export interface ComponentKernelOptions {
    * tiles. They share `component`'s layouts and branch; only a shared module runs them.
    */
   fused?: Component[];
+  /**
+   * Read each query row from global memory at every key tile (through the cache) instead of
+   * staging the query tile in workgroup memory: less workgroup memory and no staging before
+   * the key loop, for more reads per tile (compile.ts decides).
+   */
+  globalQuery?: boolean;
   /** Invocations per workgroup and query rows per invocation. */
   threads: number;
   rowsPerThread: number;
@@ -321,6 +329,7 @@ function kernelFunction(o: ComponentKernelOptions, refs: MemberRefs): string {
     ? prefetchedTileLoop(o, kPos, refs.taggedRuns ?? false, grid)
     : { prologue: "", loop: tileLoop(o, kPos, refs.taggedRuns ?? false, grid) };
   const queryTile = queryStaging(o, qPos, grid);
+  const query = o.globalQuery ? queryFromMemory : queryFromTile;
   const queryAt = grid.naturalQ && grid.complete ? (i: string) => `i32(${i})` : qPos;
   const each = (f: (r: number) => string) => R.map(f).join("\n");
   const eachRJ = (f: (r: number, j: number) => string) =>
@@ -359,7 +368,11 @@ ${queryTile.loads}${schedule(o, refs)}
 ${keyLoop.prologue}
 ${queryTile.stores}${
     each((r) => `  let q${r} = ${queryAt(`qTileIndex * TILE_Q + firstRow + ${r}u`)};`)
-  }${staged ? "\n" + each((r) => `  let qCodes${r} = queryCodes(max(q${r}, 0));`) : ""}
+  }${staged ? "\n" + each((r) => `  let qCodes${r} = queryCodes(max(q${r}, 0));`) : ""}${
+    o.globalQuery && !o.uniform
+      ? "\n" + each((r) => `  let qAt${r} = (bh * N + u32(max(q${r}, 0))) * D4; // its row of Q`)
+      : ""
+  }
 ${each((r) => `  var rowMax${r} = NO_SCORE;`)}
   // Row sums are this invocation's share; the shares are added over columns at the end.
 ${each((r) => `  var rowSum${r} = 0.0;`)}
@@ -374,8 +387,8 @@ ${
       ? "    // Uniform weights (the ANNA estimator): every allowed key scores 0.\n" +
         eachRJ((r, j) => `    var s${r}_${j} = 0.0;`)
       : o.dtype === "f16"
-      ? scoresF16(R, J, g.cols)
-      : scoresF32(R, J, g.cols)
+      ? scoresF16(R, J, g.cols, query)
+      : scoresF32(R, J, g.cols, query)
   }
 ${o.score ? scoreModifierLines(R, J) : ""}    // This column's share of each row's max.
 ${

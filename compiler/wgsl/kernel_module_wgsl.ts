@@ -123,8 +123,7 @@ const LN2 = ${f32(Math.LN2)};${
   );
   m.declare(
     "workgroupMemory",
-    `
-var<workgroup> qTile: array<vec4<${T}>, ${tileQ * (d4 + 1)}>;
+    `${o.globalQuery ? "" : `\nvar<workgroup> qTile: array<vec4<${T}>, ${tileQ * (d4 + 1)}>;`}
 // K for QKᵀ, then P for P·V: K is dead once the scores are in registers, and a barrier
 // separates the two, so they share memory (less workgroup memory, more workgroups per SM).
 var<workgroup> kpTile: array<vec4<${T}>, ${Math.max(tileK * (d4 + 1), tileQ * (tileK / 4 + 1))}>;

@@ -19,6 +19,7 @@ export function queryStaging(
   qPos: Call,
   grid: Grid,
 ): { loads: string; stores: string } {
+  if (o.globalQuery) return { loads: "", stores: "" };
   const g = kernelGeometry(o);
   const total = o.component.mask.tileQ * o.shape.headDim / 4;
   const slots = total / g.threads;

@@ -12,6 +12,15 @@ import { onlyIf } from "./kernel_refs.ts";
  */
 const F16_CHUNK = 16;
 
+/**
+ * Where the scores read query row r's vec4 d, pre-scaled by `scale * log2(e)`: the query tile
+ * in workgroup memory, or the row in global memory (`qAt{r}`, its first vec4), scaled as read.
+ */
+export type QueryRead = (r: number) => string;
+
+export const queryFromTile: QueryRead = (r) => `qTile[(firstRow + ${r}u) * QK_STRIDE + d]`;
+export const queryFromMemory: QueryRead = (r) => `qIn[qAt${r} + d] * SCORE_SCALE`;
+
 type Lines = (f: (r: number, x: number) => string) => string;
 
 function grid(rows: number[], xs: number[]): Lines {
@@ -19,7 +28,12 @@ function grid(rows: number[], xs: number[]): Lines {
 }
 
 /** Scores in float32: a ROWS x KEYS register tile, vec4 dot products over the head dim. */
-export function scoresF32(R: number[], J: number[], cols: number): string {
+export function scoresF32(
+  R: number[],
+  J: number[],
+  cols: number,
+  query: QueryRead = queryFromTile,
+): string {
   const rj = grid(R, J);
   return `    // Scores: a ROWS x KEYS register tile, vec4 dot products over the head dim.
 ${rj((r, j) => `    var s${r}_${j} = 0.0;`)}
@@ -27,7 +41,7 @@ ${
     onlyIf(
       "anyAllowed",
       `    for (var d = 0u; d < d4; d++) {
-${R.map((r) => `      let qv${r} = qTile[(firstRow + ${r}u) * QK_STRIDE + d];`).join("\n")}
+${R.map((r) => `      let qv${r} = ${query(r)};`).join("\n")}
 ${J.map((j) => `      let kv${j} = kpTile[(col + ${j * cols}u) * QK_STRIDE + d];`).join("\n")}
 ${rj((r, j) => `      s${r}_${j} += dot(qv${r}, kv${j});`)}
     }`,
@@ -39,7 +53,12 @@ ${rj((r, j) => `      s${r}_${j} += dot(qv${r}, kv${j});`)}
  * Scores from float16: lane-wise half products accumulate in vec4<f16> over a chunk of the head
  * dim, then the four lanes are added into the float32 score.
  */
-export function scoresF16(R: number[], J: number[], cols: number): string {
+export function scoresF16(
+  R: number[],
+  J: number[],
+  cols: number,
+  query: QueryRead = queryFromTile,
+): string {
   const rj = grid(R, J);
   return `    // Scores: a ROWS x KEYS register tile; half products per chunk, float32 across chunks.
 ${rj((r, j) => `    var s${r}_${j} = 0.0;`)}
@@ -49,7 +68,7 @@ ${
       `    for (var d0 = 0u; d0 < d4; d0 += ${F16_CHUNK}u) {
 ${rj((r, j) => `      var h${r}_${j} = vec4<f16>(0.0);`)}
       for (var d = d0; d < min(d0 + ${F16_CHUNK}u, d4); d++) {
-${R.map((r) => `        let qv${r} = qTile[(firstRow + ${r}u) * QK_STRIDE + d];`).join("\n")}
+${R.map((r) => `        let qv${r} = ${query(r)};`).join("\n")}
 ${J.map((j) => `        let kv${j} = kpTile[(col + ${j * cols}u) * QK_STRIDE + d];`).join("\n")}
 ${rj((r, j) => `        h${r}_${j} = fma(qv${r}, kv${j}, h${r}_${j});`)}
       }
