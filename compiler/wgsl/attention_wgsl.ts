@@ -5,7 +5,8 @@
  * One workgroup per (query tile, batch·head); each invocation owns a few query rows and a share
  * of their keys and output dims, in registers. For each key tile of its BlockMask row the
  * workgroup stages K and V in workgroup memory (the next tile already in registers where it
- * fits), computes the scores, rescales each row's running sum and accumulator by the tile's row
+ * fits), computes the scores (query rows from a staged query tile, or from global memory with
+ * `globalQuery`), rescales each row's running sum and accumulator by the tile's row
  * max (online softmax, exp2 with `scale * log2(e)` folded into the query), and adds P·V. O is
  * normalised once at the end, then written or merged by log-sum-exp into what earlier
  * components of the branch wrote. Several components of one pattern can share one module

@@ -1,6 +1,7 @@
 /**
  * The query tile of an attention kernel: each invocation's share of Q, pre-scaled by
- * `scale * log2(e)`, staged in workgroup memory before the key loop.
+ * `scale * log2(e)`, staged in workgroup memory before the key loop. Kernels that read their
+ * query rows from global memory at every key tile (`globalQuery`, compile.ts) stage nothing.
  * @module
  */
 import type { ComponentKernelOptions } from "./attention_wgsl.ts";
