@@ -1,0 +1,98 @@
+/**
+ * What compile refuses before any GPU object exists, with the numbers: a kernel over the
+ * device's workgroup memory or invocations, a tensor over one storage binding, hashBucket
+ * sorts or buffers past a dispatch or a binding.
+ * @module
+ */
+import type { AttentionShape } from "./shape.ts";
+import {
+  DEFAULT_LIMITS,
+  type DeviceLimits,
+  type KernelShape,
+  kernelStorageBytes,
+} from "./tiles.ts";
+import { DeviceError, PlanError } from "../dsl/errors.ts";
+import type { HashLayout } from "./hash_layout.ts";
+import { sortCount } from "./wgsl/hash_sort_wgsl.ts";
+import type { Dtype } from "./compile.ts";
+
+/**
+ * A pipeline over the device's workgroup memory is an error at best; on the H100 through Deno
+ * it hung. Refuse it here, with the numbers.
+ */
+export function checkKernelFits(
+  tiles: KernelShape,
+  headDim: number,
+  dtype: Dtype,
+  limits: DeviceLimits,
+) {
+  const bytes = kernelStorageBytes(tiles, headDim, dtype);
+  if (bytes > limits.maxComputeWorkgroupStorageSize) {
+    throw new PlanError(
+      `Cannot compile: tile ${tiles.tileQ}x${tiles.tileK} at D=${headDim} (${dtype}) needs ${bytes} ` +
+        `bytes of workgroup memory; this device allows ${limits.maxComputeWorkgroupStorageSize}. ` +
+        `Use smaller tiles or leave tiles unset`,
+    );
+  }
+  const maxThreads = limits.maxComputeInvocationsPerWorkgroup ??
+    DEFAULT_LIMITS.maxComputeInvocationsPerWorkgroup!;
+  if (tiles.threads > maxThreads) {
+    throw new PlanError(
+      `Cannot compile: tile ${tiles.tileQ}x${tiles.tileK} uses ${tiles.threads} invocations per ` +
+        `workgroup; this device allows ${maxThreads}`,
+    );
+  }
+}
+
+/**
+ * Every tensor must fit one storage binding. Refused here, before any allocation, with the
+ * tensor's name and the numbers; splitting over (batch, head) is the caller's way out today.
+ */
+export function checkBufferSizes(
+  shape: AttentionShape,
+  dtype: Dtype,
+  branches: number,
+  limits: DeviceLimits,
+): void {
+  const limit = limits.maxStorageBufferBindingSize;
+  if (limit === undefined) return;
+  const { batch: b, headsQ, headsKV, seqLen: n, headDim: d } = shape;
+  const element = dtype === "f16" ? 2 : 4;
+  const sizes: [string, number][] = [
+    ["q", b * headsQ * n * d * element],
+    ["k", b * headsKV * n * d * element],
+    ["v", b * headsKV * n * d * element],
+    ["o (float32 accumulator)", b * headsQ * n * d * 4],
+    ["lse", b * headsQ * n * branches * 4],
+  ];
+  if (branches > 1) sizes.push(["per-branch O", b * headsQ * n * d * 4 * branches]);
+  for (const [name, bytes] of sizes) {
+    if (bytes > limit) {
+      throw new DeviceError(
+        `Cannot compile for this device: tensor ${name} needs ${bytes} bytes, over ` +
+          `maxStorageBufferBindingSize (${limit}); run fewer batches or heads per call`,
+      );
+    }
+  }
+}
+
+/** One dispatch dimension holds every sort, and each buffer one binding. */
+export function checkHashFits(hash: HashLayout, limits?: DeviceLimits): void {
+  for (const set of hash.sets) {
+    if (sortCount(set) > 65535) {
+      throw new PlanError(
+        `Cannot plan hashBucket ${set.key}: ${set.rounds} rounds x ${set.rowsQ + set.rowsK} ` +
+          `query and key/value heads is ${sortCount(set)} sorts, over 65535 per dispatch; ` +
+          `run fewer batches or heads per call`,
+      );
+    }
+  }
+  const limit = limits?.maxStorageBufferBindingSize;
+  const words = Math.max(hash.words, hash.countWords);
+  if (limit !== undefined && words * 4 > limit) {
+    throw new DeviceError(
+      `Cannot compile for this device: the hashBucket buffers need ${words * 4} bytes, over ` +
+        `maxStorageBufferBindingSize (${limit}); use fewer rounds, buckets, batches or heads per call`,
+    );
+  }
+}
