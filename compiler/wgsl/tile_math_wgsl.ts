@@ -27,6 +27,24 @@ function grid(rows: number[], xs: number[]): Lines {
   return (f) => rows.flatMap((r) => xs.map((x) => f(r, x))).join("\n");
 }
 
+/** One step of the scores' loop over the head dim: vec4 d of each row's Q and each key's K. */
+function scoreLoads(R: number[], J: number[], cols: number, query: QueryRead, indent: string) {
+  return [
+    ...R.map((r) => `${indent}let qv${r} = ${query(r)};`),
+    ...J.map((j) => `${indent}let kv${j} = kpTile[(col + ${j * cols}u) * QK_STRIDE + d];`),
+  ].join("\n");
+}
+
+/** One step of P·V's loop over keys: each row's P for keys 4 j4 .. 4 j4 + 3, and their V. */
+function productLoads(R: number[], Dd: number[], cols: number, indent: string) {
+  return [
+    ...R.map((r) => `${indent}let p${r} = kpTile[(firstRow + ${r}u) * P_STRIDE4 + j4];`),
+    ...[0, 1, 2, 3].flatMap((c) =>
+      Dd.map((d) => `${indent}let v${c}_${d} = vTile[(j4 * 4u + ${c}u) * D4 + col + ${d * cols}u];`)
+    ),
+  ].join("\n");
+}
+
 /** Scores in float32: a ROWS x KEYS register tile, vec4 dot products over the head dim. */
 export function scoresF32(
   R: number[],
@@ -41,8 +59,7 @@ ${
     onlyIf(
       "anyAllowed",
       `    for (var d = 0u; d < d4; d++) {
-${R.map((r) => `      let qv${r} = ${query(r)};`).join("\n")}
-${J.map((j) => `      let kv${j} = kpTile[(col + ${j * cols}u) * QK_STRIDE + d];`).join("\n")}
+${scoreLoads(R, J, cols, query, "      ")}
 ${rj((r, j) => `      s${r}_${j} += dot(qv${r}, kv${j});`)}
     }`,
     )
@@ -68,8 +85,7 @@ ${
       `    for (var d0 = 0u; d0 < d4; d0 += ${F16_CHUNK}u) {
 ${rj((r, j) => `      var h${r}_${j} = vec4<f16>(0.0);`)}
       for (var d = d0; d < min(d0 + ${F16_CHUNK}u, d4); d++) {
-${R.map((r) => `        let qv${r} = ${query(r)};`).join("\n")}
-${J.map((j) => `        let kv${j} = kpTile[(col + ${j * cols}u) * QK_STRIDE + d];`).join("\n")}
+${scoreLoads(R, J, cols, query, "        ")}
 ${rj((r, j) => `        h${r}_${j} = fma(qv${r}, kv${j}, h${r}_${j});`)}
       }
 ${
@@ -91,14 +107,7 @@ ${
     onlyIf(
       "rowsLive",
       `    for (var j4 = 0u; j4 < tileK / 4u; j4++) {
-${R.map((r) => `      let p${r} = kpTile[(firstRow + ${r}u) * P_STRIDE4 + j4];`).join("\n")}
-${
-        [0, 1, 2, 3].flatMap((c) =>
-          Dd.map((d) =>
-            `      let v${c}_${d} = vTile[(j4 * 4u + ${c}u) * D4 + col + ${d * cols}u];`
-          )
-        ).join("\n")
-      }
+${productLoads(R, Dd, cols, "      ")}
 ${
         [0, 1, 2, 3].map((c) =>
           rd((r, d) => `      acc${r}_${d} += p${r}.${"xyzw"[c]} * v${c}_${d};`)
@@ -124,14 +133,7 @@ ${
       `    for (var c0 = 0u; c0 < tileK / 4u; c0 += ${F16_CHUNK}u) {
 ${rd((r, d) => `      var pv${r}_${d} = vec4<f16>(0.0);`)}
       for (var j4 = c0; j4 < min(c0 + ${F16_CHUNK}u, tileK / 4u); j4++) {
-${R.map((r) => `        let p${r} = kpTile[(firstRow + ${r}u) * P_STRIDE4 + j4];`).join("\n")}
-${
-        [0, 1, 2, 3].flatMap((c) =>
-          Dd.map((d) =>
-            `        let v${c}_${d} = vTile[(j4 * 4u + ${c}u) * D4 + col + ${d * cols}u];`
-          )
-        ).join("\n")
-      }
+${productLoads(R, Dd, cols, "        ")}
 ${
         [0, 1, 2, 3].map((c) =>
           rd((r, d) =>
