@@ -19,6 +19,7 @@ import {
   type DeviceLimits,
   type KernelShape,
   kernelShape,
+  mayStageQuery,
   prefetches,
 } from "./tiles.ts";
 import { ShapeError } from "../dsl/errors.ts";
@@ -195,15 +196,19 @@ export function compile(pattern: unknown, options: CompileOptions): CompiledAtte
       options.limits,
     );
   }
-  // 2. Size tiles from the device's workgroup storage.
+  // 2. Size tiles from the device's workgroup storage. Before the plan only the dtype and the
+  // option say whether the query tile is staged; the fit is checked again once it is known.
   const tiles = options.tiles
     ? options.tiles.threads
       ? options.tiles as KernelShape
       : kernelShape(options.tiles.tileQ, options.tiles.tileK, 2, shape.headDim / 4)!
-    : chooseTiles(shape.headDim, options.limits, dtype);
+    : chooseTiles(
+      shape.headDim,
+      options.limits,
+      dtype,
+      options.globalQuery === undefined ? mayStageQuery(dtype) : !options.globalQuery,
+    );
   // 3. Plan: branches of disjoint components, each with layouts and a BlockMask.
-  // Only a real device's limits are binding; without them the WGSL is text to read.
-  if (options.limits) checkKernelFits(tiles, shape.headDim, dtype, options.limits);
   const plan = planPattern(parsed, shape.seqLen, { tileQ: tiles.tileQ, tileK: tiles.tileK }, {
     domain: { batch: shape.batch, headsQ: shape.headsQ },
   });
@@ -234,6 +239,8 @@ export function compile(pattern: unknown, options: CompileOptions): CompiledAtte
   // Registers for the next K/V tile where the tile needs few of them (compiler/tiles.ts).
   const prefetch = options.prefetch ?? prefetches(tiles, shape.headDim);
   const globalQuery = options.globalQuery ?? queryFromMemoryPays(plan, dtype);
+  // Only a real device's limits are binding; without them the WGSL is text to read.
+  if (options.limits) checkKernelFits(tiles, shape.headDim, dtype, options.limits, !globalQuery);
   // A float16 call with one kernel that writes every row writes O as float16 itself.
   const components = plan.branches[0].components;
   const directF16 = dtype === "f16" && !gated && components.length === 1 &&
@@ -305,6 +312,7 @@ export function compile(pattern: unknown, options: CompileOptions): CompiledAtte
  * pattern, so a shared module's kernels agree.
  */
 function queryFromMemoryPays(plan: Plan, dtype: Dtype): boolean {
+  // tiles.ts sizes candidates before the plan on this: float32 never stages (`mayStageQuery`).
   if (dtype === "f32") return true;
   const longRows = new Set(["dense", "causal", "globalRows"]);
   return !plan.branches.some((b) =>

@@ -18,19 +18,22 @@ import type { Dtype } from "./compile.ts";
 
 /**
  * A pipeline over the device's workgroup memory is an error at best; on the H100 through Deno
- * it hung. Refuse it here, with the numbers.
+ * it hung. Refuse it here, with the numbers, counting the query tile only where the kernel
+ * stages it (`stagedQuery`).
  */
 export function checkKernelFits(
   tiles: KernelShape,
   headDim: number,
   dtype: Dtype,
   limits: DeviceLimits,
+  stagedQuery: boolean,
 ) {
-  const bytes = kernelStorageBytes(tiles, headDim, dtype);
+  const bytes = kernelStorageBytes(tiles, headDim, dtype, stagedQuery);
   if (bytes > limits.maxComputeWorkgroupStorageSize) {
     throw new PlanError(
-      `Cannot compile: tile ${tiles.tileQ}x${tiles.tileK} at D=${headDim} (${dtype}) needs ${bytes} ` +
-        `bytes of workgroup memory; this device allows ${limits.maxComputeWorkgroupStorageSize}. ` +
+      `Cannot compile: tile ${tiles.tileQ}x${tiles.tileK} at D=${headDim} (${dtype}, query tile ` +
+        `${stagedQuery ? "staged" : "read from memory"}) needs ${bytes} bytes of workgroup ` +
+        `memory; this device allows ${limits.maxComputeWorkgroupStorageSize}. ` +
         `Use smaller tiles or leave tiles unset`,
     );
   }

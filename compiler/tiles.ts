@@ -1,10 +1,11 @@
 /**
- * Kernel shapes sized from the device. The query tile, the K and V tiles and the P tile live in
- * workgroup memory, so only candidates whose tiles fit `maxComputeWorkgroupStorageSize` are
- * possible; without timings the most preferred of them wins (`chooseTiles`), and a runtime that
- * can time kernels picks among the first few by measuring (`tuningCandidates`, used by
- * runtime/autotune.ts). Within a workgroup, invocations own `rowsPerThread` query rows and split
- * keys and output dims `cols` ways (see the kernel's geometry).
+ * Kernel shapes sized from the device. The K and V tiles, the P tile and, where the kernel
+ * stages it, the query tile live in workgroup memory, so only candidates whose tiles fit
+ * `maxComputeWorkgroupStorageSize` are possible; without timings the most preferred of them
+ * wins (`chooseTiles`), and a runtime that can time kernels picks among the first few by
+ * measuring (`tuningCandidates`, used by runtime/autotune.ts). Within a workgroup, invocations
+ * own `rowsPerThread` query rows and split keys and output dims `cols` ways (see the kernel's
+ * geometry).
  * @module
  */
 import type { TileShape } from "./plan.ts";
@@ -36,7 +37,10 @@ export interface KernelShape extends TileShape {
  * ms), and with float16 arithmetic 64x32 beat 64x64 (dense f16 24.0 vs 26.7 ms). Columns
  * default to the widest split (`kernelShape`); float16 does better with 4 columns of 64x32,
  * each invocation owning 8 keys and 16 output dims (dense f16 20.8 vs 23.5 ms on the H200),
- * float32 does not (37.5 ms either way, ring and window slower). The order is the untuned
+ * float32 does not (37.5 ms either way, ring and window slower). Float32 kernels, which read
+ * query rows from memory, fit 64x64 in 48 KiB: on the H200 it runs dense 5% faster than 64x32
+ * (30.3 vs 31.9 ms) and bands slower (ring(128) 2.65 vs 2.40 ms), so the tuner decides per
+ * pattern. The order is the untuned
  * default and the autotuner's trying order: the likely winner goes first and sets the bar
  * that slower candidates are cut off against.
  */
@@ -54,27 +58,46 @@ const CANDIDATES: [number, number, number, number?][] = [
 const CANDIDATES_F16: [number, number, number, number?][] = [[64, 32, 2, 4], ...CANDIDATES];
 
 /**
- * Workgroup memory of a kernel shape, in bytes (float32 tiles).
+ * Workgroup memory of a kernel shape, in bytes.
  * @param s the kernel shape
  * @param headDim D
  * @param dtype element type of the staged tiles ("f32" or "f16")
- * @returns bytes of workgroup memory the kernel declares with its query tile staged; kernels
- *   that read query rows from memory (compile.ts, `globalQuery`) declare less, and fit wherever
- *   this does
+ * @param stagedQuery whether the kernel stages its query tile in workgroup memory; kernels that
+ *   read query rows from global memory (compile.ts, `globalQuery`) declare no query tile
+ * @returns bytes of workgroup memory the kernel declares
  * @example
  * ```ts
  * import { kernelStorageBytes } from "./tiles.ts";
  * kernelStorageBytes({ tileQ: 32, tileK: 32, threads: 64, rowsPerThread: 4 }, 64); // 26752
+ * kernelStorageBytes({ tileQ: 32, tileK: 32, threads: 64, rowsPerThread: 4 }, 64, "f32", false); // 17536
  * ```
  */
-export function kernelStorageBytes(s: KernelShape, headDim: number, dtype = "f32"): number {
+export function kernelStorageBytes(
+  s: KernelShape,
+  headDim: number,
+  dtype = "f32",
+  stagedQuery = true,
+): number {
   const d4 = headDim / 4;
   const cols = s.threads / (s.tileQ / s.rowsPerThread);
   const vec4Bytes = dtype === "f16" ? 8 : 16;
   // Q, K (padded rows), V and P (padded by one vec4) in the element type, K and P sharing
   // memory; row shares and key positions in 32-bit words.
+  const q = stagedQuery ? s.tileQ * (d4 + 1) : 0;
   const kOrP = Math.max(s.tileK * (d4 + 1), s.tileQ * (s.tileK / 4 + 1));
-  return vec4Bytes * (s.tileQ * (d4 + 1) + kOrP + s.tileK * d4) + 4 * (s.tileQ * cols + s.tileK);
+  return vec4Bytes * (q + kOrP + s.tileK * d4) + 4 * (s.tileQ * cols + s.tileK);
+}
+
+/**
+ * Whether a kernel may stage its query tile, where the caller has not said (no pattern yet):
+ * float32 kernels never do (compile.ts, `queryFromMemoryPays`, reads query rows from memory
+ * for every float32 pattern); float16 ones do for patterns with rows that see every key tile,
+ * so a float16 bound counts the tile. The default of the fit checks below.
+ * @param dtype element type ("f32" or "f16")
+ * @returns true for float16
+ */
+export function mayStageQuery(dtype: string): boolean {
+  return dtype === "f16";
 }
 
 /**
@@ -104,6 +127,7 @@ export function prefetches(s: KernelShape, headDim: number): boolean {
  * @param headDim D (a multiple of 4)
  * @param limits the adapter's limits (defaults to WebGPU's)
  * @param dtype element type of the staged tiles ("f32" or "f16")
+ * @param stagedQuery whether the kernel stages its query tile (default `mayStageQuery`)
  * @returns tile shape and invocation split
  * @example
  * ```ts
@@ -115,8 +139,10 @@ export function chooseTiles(
   headDim: number,
   limits: DeviceLimits = DEFAULT_LIMITS,
   dtype = "f32",
+  stagedQuery = mayStageQuery(dtype),
 ): KernelShape {
-  return tuningCandidates(headDim, limits, dtype, 1)[0] ?? kernelShape(4, 4, 1, headDim / 4)!;
+  return tuningCandidates(headDim, limits, dtype, 1, stagedQuery)[0] ??
+    kernelShape(4, 4, 1, headDim / 4)!;
 }
 
 /**
@@ -126,12 +152,13 @@ export function chooseTiles(
  * @param limits the adapter's limits
  * @param dtype element type of the staged tiles ("f32" or "f16")
  * @param max at most this many (the most preferred)
+ * @param stagedQuery whether the kernels stage their query tile (default `mayStageQuery`)
  * @returns up to `max` kernel shapes, possibly none on a very small device
  * @example
  * ```ts
  * import { tuningCandidates, kernelShapeName } from "./tiles.ts";
  * const limits = { maxComputeWorkgroupStorageSize: 49152, maxComputeInvocationsPerWorkgroup: 1024 };
- * tuningCandidates(64, limits, "f32", 3).map((s) => kernelShapeName(s, 64)); // ["64x32x2", "64x32x4", "32x32x4"]
+ * tuningCandidates(64, limits, "f32", 3).map((s) => kernelShapeName(s, 64)); // ["64x32x2", "64x64x2", "128x32x4"]
  * ```
  */
 export function tuningCandidates(
@@ -139,13 +166,14 @@ export function tuningCandidates(
   limits: DeviceLimits,
   dtype = "f32",
   max = 6,
+  stagedQuery = mayStageQuery(dtype),
 ): KernelShape[] {
   const d4 = headDim / 4;
   const out: KernelShape[] = [];
   for (const [tileQ, tileK, rowsPerThread, cols] of dtype === "f16" ? CANDIDATES_F16 : CANDIDATES) {
     if (out.length >= max) break;
     const shape = kernelShape(tileQ, tileK, rowsPerThread, d4, cols);
-    if (shape && kernelFits(shape, headDim, dtype, limits)) out.push(shape);
+    if (shape && kernelFits(shape, headDim, dtype, limits, stagedQuery)) out.push(shape);
   }
   return out;
 }
@@ -156,11 +184,14 @@ export function tuningCandidates(
  * @param headDim D
  * @param dtype element type of the staged tiles ("f32" or "f16")
  * @param limits the adapter's limits
+ * @param stagedQuery whether the kernel stages its query tile (default `mayStageQuery`)
  * @returns true when a pipeline of this shape is within the limits
  * @example
  * ```ts
  * import { kernelFits, kernelShape } from "./tiles.ts";
- * kernelFits(kernelShape(64, 64, 2, 16)!, 64, "f32", { maxComputeWorkgroupStorageSize: 49152 }); // false
+ * const limits = { maxComputeWorkgroupStorageSize: 49152 };
+ * kernelFits(kernelShape(64, 64, 2, 16)!, 64, "f32", limits); // true: 35,840 bytes, no query tile
+ * kernelFits(kernelShape(64, 64, 2, 16)!, 64, "f32", limits, true); // false: 53,248 with it
  * ```
  */
 export function kernelFits(
@@ -168,11 +199,12 @@ export function kernelFits(
   headDim: number,
   dtype: string,
   limits: DeviceLimits,
+  stagedQuery = mayStageQuery(dtype),
 ): boolean {
   const maxThreads = limits.maxComputeInvocationsPerWorkgroup ??
     DEFAULT_LIMITS.maxComputeInvocationsPerWorkgroup!;
   return s.threads <= maxThreads &&
-    kernelStorageBytes(s, headDim, dtype) <= limits.maxComputeWorkgroupStorageSize;
+    kernelStorageBytes(s, headDim, dtype, stagedQuery) <= limits.maxComputeWorkgroupStorageSize;
 }
 
 /**

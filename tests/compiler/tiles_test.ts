@@ -5,13 +5,19 @@
 import assert from "node:assert/strict";
 import {
   chooseTiles,
+  compile,
   kernelFits,
   kernelShape,
   kernelShapeName,
   parseKernelShapeName,
   tuningCandidates,
 } from "../../compiler/mod.ts";
-import { type KernelShape, kernelStorageBytes, prefetches } from "../../compiler/tiles.ts";
+import {
+  type KernelShape,
+  kernelStorageBytes,
+  mayStageQuery,
+  prefetches,
+} from "../../compiler/tiles.ts";
 
 /** What Deno reports for an H100 (Vulkan) and for Mesa llvmpipe. */
 const H100 = { maxComputeWorkgroupStorageSize: 49152, maxComputeInvocationsPerWorkgroup: 1024 };
@@ -19,7 +25,16 @@ const LLVMPIPE = { maxComputeWorkgroupStorageSize: 32768, maxComputeInvocationsP
 
 Deno.test("tuning candidates fit the device and follow the preference order", () => {
   const names = (list: KernelShape[], d: number) => list.map((s) => kernelShapeName(s, d));
+  // Float32 kernels read query rows from memory: 64x64 and 128x32 fit 48 KiB without the tile.
   assert.deepEqual(names(tuningCandidates(64, H100, "f32"), 64), [
+    "64x32x2",
+    "64x64x2",
+    "128x32x4",
+    "64x32x4",
+    "32x32x4",
+    "32x16x4",
+  ]);
+  assert.deepEqual(names(tuningCandidates(64, H100, "f32", 6, true), 64), [
     "64x32x2",
     "64x32x4",
     "32x32x4",
@@ -92,6 +107,8 @@ Deno.test("workgroup memory: K and P share one region; prefetch where 4 vec4s of
     16 * (64 * 17 + region + 32 * 16) + 4 * (512 + 32),
   );
   assert.equal(kernelStorageBytes(s, 64, "f16"), 8 * (64 * 17 + region + 32 * 16) + 4 * (512 + 32));
+  // Without the query tile (query rows read from memory).
+  assert.equal(kernelStorageBytes(s, 64, "f32", false), 16 * (region + 32 * 16) + 4 * (512 + 32));
   // A narrow key tile: K is 8 x 17, P 128 x 3.
   const narrow = kernelShape(128, 8, 4, 16)!;
   assert.equal(
@@ -100,4 +117,53 @@ Deno.test("workgroup memory: K and P share one region; prefetch where 4 vec4s of
   );
   assert.ok(prefetches(s, 64)); // 2 vec4s of K per invocation
   assert.ok(!prefetches(kernelShape(8, 16, 2, 16)!, 64)); // 8
+});
+
+/** Bytes of the workgroup arrays a WGSL module declares. */
+function declaredBytes(wgsl: string): number {
+  const size: Record<string, number> = { "vec4<f32>": 16, "vec4<f16>": 8, f32: 4, i32: 4, u32: 4 };
+  let total = 0;
+  for (const m of wgsl.matchAll(/var<workgroup> \w+: array<(.+), (\d+)>;/g)) {
+    assert.ok(size[m[1]], `element type ${m[1]}`);
+    total += size[m[1]] * Number(m[2]);
+  }
+  return total;
+}
+
+Deno.test("the fit check counts exactly what the kernels declare, query tile where staged", () => {
+  const shape = { batch: 1, headsQ: 2, headsKV: 2, seqLen: 512, headDim: 64 };
+  for (const name of ["64x32x2", "64x32x2c4", "64x64x2", "32x16x4", "128x32x4"]) {
+    const tiles = parseKernelShapeName(name, 64)!;
+    for (const dtype of ["f32", "f16"] as const) {
+      for (const pattern of [{ kind: "dense" }, { kind: "ring", radius: 40 }]) {
+        for (const globalQuery of [undefined, true, false]) {
+          const passes = compile(pattern, { shape, dtype, tiles, globalQuery }).passes
+            .filter((p) => /Weft attention kernel/.test(p.wgsl));
+          assert.equal(passes.length, 1);
+          const staged = /var<workgroup> qTile/.test(passes[0].wgsl);
+          const label = `${name} ${dtype} ${pattern.kind} globalQuery ${globalQuery}`;
+          assert.equal(
+            declaredBytes(passes[0].wgsl),
+            kernelStorageBytes(tiles, 64, dtype, staged),
+            label,
+          );
+          // Without a pattern, the bound assumes the tile wherever a pattern may stage it.
+          if (globalQuery === undefined && staged) assert.ok(mayStageQuery(dtype), label);
+        }
+      }
+    }
+  }
+});
+
+Deno.test("a shape that fits only without the query tile compiles unless the tile is asked for", () => {
+  const shape = { batch: 1, headsQ: 2, headsKV: 2, seqLen: 512, headDim: 64 };
+  const tiles = parseKernelShapeName("64x64x2", 64)!; // f32: 36,096 bytes, 53,504 with Q
+  const wgsl = compile({ kind: "dense" }, { shape, tiles, limits: H100 }).passes[0].wgsl;
+  assert.ok(!/var<workgroup> qTile/.test(wgsl));
+  assert.throws(
+    () => compile({ kind: "dense" }, { shape, tiles, limits: H100, globalQuery: false }),
+    /query tile staged\) needs 53504 bytes of workgroup memory; this device allows 49152/,
+  );
+  // Float16 stages the tile for dense rows and fits either way (27,904 bytes).
+  assert.ok(kernelFits(tiles, 64, "f16", H100));
 });
