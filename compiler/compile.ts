@@ -24,6 +24,7 @@ import {
 } from "./tiles.ts";
 import { ShapeError } from "../dsl/errors.ts";
 import { keepsOwnModule } from "./kernel_groups.ts";
+import { readsHash } from "./wgsl/code_staging_wgsl.ts";
 import { type HashLayout, hashLayout } from "./hash_layout.ts";
 import { allowedReadsHeadOrBatch } from "./wgsl/predicate_wgsl.ts";
 
@@ -226,7 +227,8 @@ export function compile(pattern: unknown, options: CompileOptions): CompiledAtte
   const groups = plan.branches.map((b, i) =>
     fusionGroups(b.components, (j) => {
       const c = b.components[j];
-      const own = splits[i][j] > 0 || keepsOwnModule(c, { ...b, constants });
+      // hashBucket components stage codes per kernel: not fused (they may share a module).
+      const own = splits[i][j] > 0 || readsHash(c) || keepsOwnModule(c, { ...b, constants });
       return own ? undefined : String(allowedReadsHeadOrBatch(c));
     })
   );

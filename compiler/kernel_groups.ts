@@ -4,13 +4,15 @@
  * (layouts, `allowed`, schedule slot, merge or overwrite, split-K, branch offsets). wgpu parses
  * and validates every module on the CPU, about 17 ms for a float16 kernel on the H200 host, so
  * kernels that differ only there share one module, one entry point per member (`sharedKernel`).
- * Kernels with more in their text (hashBucket codes, landmark K/V, a score modifier, a float16 O,
- * uniform weights) keep modules of their own.
+ * hashBucket kernels share with each other (their rounds' codes, order and bucket starts are
+ * member settings too). Kernels with more in their text (landmark K/V, a score modifier, a
+ * float16 O, uniform weights) keep modules of their own.
  * @module
  */
 import type { Component } from "./plan.ts";
 import type { ComponentKernelOptions } from "./wgsl/attention_wgsl.ts";
-import { readsHash } from "./wgsl/code_staging_wgsl.ts";
+import { codeSetOf } from "./hash_layout.ts";
+import { readsHash, stagedCodes } from "./wgsl/code_staging_wgsl.ts";
 import { allowedReadsHeadOrBatch } from "./wgsl/predicate_wgsl.ts";
 
 /**
@@ -52,8 +54,9 @@ const MAX_MEMBERS = 4;
 
 /**
  * Whether a component's kernel keeps a module of its own: its text holds more than a member's
- * layouts and mask (hashBucket codes, landmark K/V, a score modifier, a float16 O, uniform
- * weights, baked numbers). Run fusion (run_fusion.ts) asks the same, before the kernels exist.
+ * layouts, mask, code staging and hash offsets (landmark K/V, a score modifier, a float16 O,
+ * uniform weights, baked numbers). Run fusion (run_fusion.ts) asks the same, before the kernels
+ * exist, and also keeps hashBucket components apart.
  * @param c the component
  * @param o its branch's score modifier and uniform weights, its O, and whether numbers are baked
  * @returns true when it shares no module
@@ -62,9 +65,8 @@ export function keepsOwnModule(
   c: Component,
   o: { score?: unknown; uniform?: boolean; outputF16?: boolean; constants: boolean },
 ): boolean {
-  return readsHash(c) || o.score !== undefined || (o.uniform ?? false) ||
-    (o.outputF16 ?? false) || o.constants || c.kLayout.kind === "landmarks" ||
-    c.kLayout.kind === "sorted" || c.qLayout.kind === "sorted";
+  return o.score !== undefined || (o.uniform ?? false) || (o.outputF16 ?? false) ||
+    o.constants || c.kLayout.kind === "landmarks";
 }
 
 /** Everything the shared part of a kernel's text depends on; undefined: keeps its own module. */
@@ -83,5 +85,9 @@ function skeletonKey(k: ComponentKernelOptions): string | undefined {
     k.prefetch ?? false,
     k.globalQuery ?? false,
     allowedReadsHeadOrBatch(c),
+    // hashBucket: the hash binding, staged codes, and a bucket range (its stride) for a schedule.
+    readsHash(c),
+    stagedCodes(c).length > 0,
+    c.kLayout.kind === "sorted" ? ["bucket range", codeSetOf(k.hash!, c.kLayout).buckets] : "runs",
   ]);
 }

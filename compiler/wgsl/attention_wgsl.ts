@@ -36,7 +36,7 @@ import {
   declareMember,
   kernelModule,
 } from "./kernel_module_wgsl.ts";
-import { prefetchedTileLoop, schedule, tileLoop } from "./key_loop_wgsl.ts";
+import { bucketOffsets, prefetchedTileLoop, schedule, tileLoop } from "./key_loop_wgsl.ts";
 import { ParamReader } from "./params_wgsl.ts";
 import { allowedReadsHeadOrBatch } from "./predicate_wgsl.ts";
 import { queryStaging } from "./query_tile_wgsl.ts";
@@ -110,6 +110,7 @@ export interface ComponentKernelOptions {
 }
 
 const LOG2E = Math.LOG2E;
+const V4 = "vec4<u32>"; // a row's or key's staged hashBucket codes
 
 /**
  * WGSL of one component's attention kernel.
@@ -196,6 +197,11 @@ export function sharedKernel(kernels: readonly ComponentKernelOptions[]): Shared
   ], anySplit);
   const params = o.aux.paramBlock();
   const declared = members.map((x, i) => declareMember(m, x.options, params, `allowed${i}`));
+  // hashBucket members (kernelGroups keeps them with their own kind): each member's code
+  // staging, and each bucket-ordered member's round in the hash buffer.
+  const staging = members.map((x, i) => declareCodeStaging(m, x.options, String(i)));
+  const staged = staging.every((x) => x !== undefined);
+  assert(staged || staging.every((x) => x === undefined), "members stage codes alike");
   // Split kernels' chunk count and partial rows take two slots of the shared block; the body
   // reads them at SPLIT_PARAMS (the reader's own `let`s are not used).
   const splitSlots = kernels.map((x) => x.split ? readSplitParams(m, params, x.split).slot : 0);
@@ -251,7 +257,25 @@ export function sharedKernel(kernels: readonly ComponentKernelOptions[]): Shared
   };
   const oBase = base("O_BASE", kernels.map((x) => x.oBase), "its branch's first O element");
   const lseBase = base("LSE_BASE", kernels.map((x) => x.lseBase), "its branch's first LSE");
-  const signature = allowedReadsHeadOrBatch(o.component) ? ["q", "k", "h", "b"] : ["q", "k"];
+  const sorted = o.component.kLayout.kind === "sorted";
+  const at = sorted ? kernels.map((x) => bucketOffsets(x)) : [];
+  const bucketAt = sorted
+    ? {
+      order: base("ORDER_AT", at.map((x) => x.order), "its round's query order in hash"),
+      codes: base("CODES_AT", at.map((x) => x.codes), "its round's query codes in hash"),
+      starts: base("STARTS_AT", at.map((x) => x.starts), "its round's key bucket starts"),
+    }
+    : undefined;
+  const signature = [
+    ...allowedReadsHeadOrBatch(o.component) ? ["q", "k", "h", "b"] : ["q", "k"],
+    ...staged ? ["qc", "kc"] : [],
+  ];
+  const codeCalls = staged
+    ? {
+      queryCodes: declareDispatch(m, "queryCodes", staging.map((x) => x!.queryCodes), ["p"], V4),
+      keyCodes: declareDispatch(m, "keyCodes", staging.map((x) => x!.keyCodes), ["p"], V4),
+    }
+    : {};
   const qPos = declareDispatch(m, "queryPosition", declared.map((d) => d.qPos), ["i"], "i32");
   const kPos = declareDispatch(m, "keyPosition", declared.map((d) => d.kPos), ["i"], "i32");
   const allowed = declareDispatch(
@@ -287,6 +311,8 @@ fn ${name}(${builtins}) {
     bodyParams: settings.map((v) => `\n  ${v.name}: ${v.type}, // ${v.note}`).join(""),
     taggedRuns: anyFused,
     grid: gridOf(members.map((x) => x.options)),
+    ...codeCalls,
+    bucketAt,
   });
   const entries = `
 // One entry point per kernel: the body with that kernel's settings as constant arguments
@@ -326,9 +352,11 @@ function kernelFunction(o: ComponentKernelOptions, refs: MemberRefs): string {
   const headBatch = allowedReadsHeadOrBatch(o.component);
   const staged = stagedCodes(o.component).length > 0;
   const grid = refs.grid;
+  const keyCodes = refs.keyCodes ?? call("keyCodes");
+  const queryCodes = refs.queryCodes ?? call("queryCodes");
   const keyLoop = o.prefetch
-    ? prefetchedTileLoop(o, kPos, refs.taggedRuns ?? false, grid)
-    : { prologue: "", loop: tileLoop(o, kPos, refs.taggedRuns ?? false, grid) };
+    ? prefetchedTileLoop(o, kPos, refs.taggedRuns ?? false, grid, keyCodes)
+    : { prologue: "", loop: tileLoop(o, kPos, refs.taggedRuns ?? false, grid, keyCodes) };
   const queryTile = queryStaging(o, qPos, grid);
   const query = o.globalQuery ? queryFromMemory : queryFromTile;
   const queryAt = grid.naturalQ && grid.complete ? (i: string) => `i32(${i})` : qPos;
@@ -369,7 +397,7 @@ ${queryTile.loads}${schedule(o, refs)}
 ${keyLoop.prologue}
 ${queryTile.stores}${
     each((r) => `  let q${r} = ${queryAt(`qTileIndex * TILE_Q + firstRow + ${r}u`)};`)
-  }${staged ? "\n" + each((r) => `  let qCodes${r} = queryCodes(max(q${r}, 0));`) : ""}${
+  }${staged ? "\n" + each((r) => `  let qCodes${r} = ${queryCodes(`max(q${r}, 0)`)};`) : ""}${
     o.globalQuery && !o.uniform
       ? "\n" + each((r) => `  let qAt${r} = (bh * N + u32(max(q${r}, 0))) * D4; // its row of Q`)
       : ""

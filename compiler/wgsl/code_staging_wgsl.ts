@@ -22,11 +22,16 @@ export function stagedCodes(c: Component): string[] {
 /**
  * Staged codes: \`queryCodes(q)\` once per row, \`keyCodes(k)\` into \`kCodeTile\` with each
  * key tile, so the mask of a PARTIAL tile compares registers instead of loading two codes per
- * pair and round.
+ * pair and round. A shared module declares each member's pair under its index (\`queryCodes1\`).
+ * @returns the two functions' names, or undefined where the kernel stages no codes
  */
-export function declareCodeStaging(m: ShaderModule, o: ComponentKernelOptions): void {
+export function declareCodeStaging(
+  m: ShaderModule,
+  o: ComponentKernelOptions,
+  suffix = "",
+): { queryCodes: string; keyCodes: string } | undefined {
   const refs = stagedCodes(o.component);
-  if (refs.length === 0) return;
+  if (refs.length === 0) return undefined;
   const n = o.shape.seqLen;
   const word = (side: "q" | "k", ref: string) => {
     const atom = [o.component.atoms, ...o.component.exclusions].flat()
@@ -43,19 +48,21 @@ export function declareCodeStaging(m: ShaderModule, o: ComponentKernelOptions): 
     "kCodeTile",
     `var<workgroup> kCodeTile: array<vec4<u32>, ${o.component.mask.tileK}>; // staged key codes`,
   );
+  const names = { queryCodes: `queryCodes${suffix}`, keyCodes: `keyCodes${suffix}` };
   m.declare(
-    "stagedCodes",
+    `stagedCodes${suffix}`,
     `
 // Codes of ${refs.join("; ")} (unused lanes 0), at a position >= 0.
-fn queryCodes(p: i32) -> vec4<u32> {
+fn ${names.queryCodes}(p: i32) -> vec4<u32> {
   return vec4<u32>(
     ${codes("q")});
 }
-fn keyCodes(p: i32) -> vec4<u32> {
+fn ${names.keyCodes}(p: i32) -> vec4<u32> {
   return vec4<u32>(
     ${codes("k")});
 }`,
   );
+  return names;
 }
 
 /** Whether a component's kernel binds the hash buffer (its atoms or exclusions hash). */

@@ -30,7 +30,16 @@ export function declareDispatch(
 ): Call {
   const distinct = [...new Set(targets)];
   if (distinct.length === 1) return call(distinct[0]);
-  const types: Record<string, string> = { i: "u32", q: "i32", k: "i32", h: "i32", b: "i32" };
+  const types: Record<string, string> = {
+    i: "u32",
+    p: "i32",
+    q: "i32",
+    k: "i32",
+    h: "i32",
+    b: "i32",
+    qc: "vec4<u32>",
+    kc: "vec4<u32>",
+  };
   const cases = distinct.map((f, n) => {
     const label = n === distinct.length - 1
       ? "default"

@@ -30,6 +30,11 @@ export interface MemberRefs {
   taggedRuns?: boolean;
   /** Padding, and natural order, over every member (`gridOf`). */
   grid: Grid;
+  /** How the body reads a row's and a key's staged hashBucket codes (code_staging_wgsl.ts). */
+  queryCodes?: Call;
+  keyCodes?: Call;
+  /** A bucket-ordered kernel's hash-buffer offsets (`bucketOffsets`), as WGSL expressions. */
+  bucketAt?: { order: string; codes: string; starts: string };
 }
 
 /** A WGSL call written from its argument list. */

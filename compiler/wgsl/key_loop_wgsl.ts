@@ -11,7 +11,7 @@ import { HEADER_WORDS, RUN_WORDS, SLOT_WORDS } from "../schedule_buffer.ts";
 import { TAG_SHIFT } from "../run_fusion.ts";
 import type { ComponentKernelOptions } from "./attention_wgsl.ts";
 import { stagedCodes } from "./code_staging_wgsl.ts";
-import { type Call, kernelGeometry, type MemberRefs, range } from "./kernel_refs.ts";
+import { type Call, call, kernelGeometry, type MemberRefs, range } from "./kernel_refs.ts";
 import { type Grid, sourceRow } from "./tile_mask_wgsl.ts";
 
 /**
@@ -43,6 +43,7 @@ export function tileLoop(
   kPos: Call,
   tagged: boolean,
   grid: Grid,
+  keyCodes: Call = call("keyCodes"),
 ): string {
   const load = grid.naturalK
     ? `      let src = kvBase + (${
@@ -60,7 +61,7 @@ export function tileLoop(
     : `      let j = i / D4;
       let k = ${kPos("kTileStart + j")};
       if (i % D4 == 0u) { kPosition[j] = k;${
-      stagedCodes(o.component).length ? " kCodeTile[j] = keyCodes(max(k, 0));" : ""
+      stagedCodes(o.component).length ? ` kCodeTile[j] = ${keyCodes("max(k, 0)")};` : ""
     } }
       let src = kvBase + u32(max(k, 0)) * D4 + i % D4;
       kpTile[j * QK_STRIDE + i % D4] = select(vec4<${o.dtype}>(0.0), kIn[src], k >= 0);
@@ -90,6 +91,7 @@ export function prefetchedTileLoop(
   kPos: Call,
   tagged: boolean,
   grid: Grid,
+  keyCodes: Call = call("keyCodes"),
 ): { prologue: string; loop: string } {
   const g = kernelGeometry(o);
   const total = o.component.mask.tileK * o.shape.headDim / 4;
@@ -130,7 +132,7 @@ export function prefetchedTileLoop(
             `nextK${l} = select(vec4<${T}>(0.0), kIn[src], k >= 0);`,
             `nextV${l} = select(vec4<${T}>(0.0), vIn[src], k >= 0);`,
             `nextPos${l} = k;`,
-            ...(codes ? [`if (i % D4 == 0u) { nextCodes${l} = keyCodes(max(k, 0)); }`] : []),
+            ...(codes ? [`if (i % D4 == 0u) { nextCodes${l} = ${keyCodes("max(k, 0)")}; }`] : []),
           ],
       )
     ).join("\n");
@@ -185,7 +187,11 @@ ${advance("    ")}
 
 /** Where the key tiles come from: the BlockMask's runs, or a bucket range. */
 export function schedule(o: ComponentKernelOptions, refs: MemberRefs): string {
-  return o.component.kLayout.kind === "sorted" ? bucketRange(o) : scheduleRuns(refs);
+  if (o.component.kLayout.kind !== "sorted") return scheduleRuns(refs);
+  if (refs.bucketAt) return bucketRange(o, refs.bucketAt, "each member's round");
+  const at = bucketOffsets(o);
+  const literals = { order: `${at.order}u`, codes: `${at.codes}u`, starts: `${at.starts}u` };
+  return bucketRange(o, literals, layoutLabel(o.component.kLayout));
 }
 
 /** The static schedule: this query tile's runs from the BlockMask. */
@@ -208,29 +214,49 @@ function scheduleRuns(refs: MemberRefs): string {
 }
 
 /**
+ * Where a bucket-ordered component's round lives in the hash buffer: its queries' bucket codes,
+ * their sort order, and the key bucket starts (hash_layout.ts), as word offsets.
+ */
+export function bucketOffsets(
+  o: ComponentKernelOptions,
+): { order: number; codes: number; starts: number } {
+  const l = o.component.kLayout;
+  assert(l.kind === "sorted" && o.hash, "bucketOffsets of a static mask");
+  const set = codeSetOf(o.hash, l);
+  const rows = set.rowsQ + set.rowsK;
+  const n = o.shape.seqLen;
+  return {
+    codes: set.codes + l.round * rows * n,
+    order: set.order + l.round * rows * n,
+    starts: set.starts + (l.round * rows + set.rowsQ) * (set.buckets + 1),
+  };
+}
+
+/**
  * The data-dependent schedule of a bucket-ordered component: the tile's queries, sorted by
  * bucket, span buckets \`first..last\`; their keys are bucket order indices
  * \`[starts[first], starts[last + 1])\`, walked as one run of PARTIAL tiles.
+ * @param at the round's offsets (`bucketOffsets`): literals, or a shared module's settings
+ * @param label which round, for the comment
  */
-function bucketRange(o: ComponentKernelOptions): string {
+function bucketRange(
+  o: ComponentKernelOptions,
+  at: { order: string; codes: string; starts: string },
+  label: string,
+): string {
   const l = o.component.kLayout;
   assert(l.kind === "sorted" && o.hash, "bucketRange of a static mask");
   const set = codeSetOf(o.hash, l);
-  const n = o.shape.seqLen;
-  const rows = set.rowsQ + set.rowsK;
-  const codes = set.codes + l.round * rows * n;
-  const order = set.order + l.round * rows * n;
-  const starts = set.starts + (l.round * rows + set.rowsQ) * (set.buckets + 1);
   // Indexed by bh and kvHead, not the private queryRow/keyRow: the loop's barriers need
   // values the uniformity analysis can see are the same across the workgroup.
-  return `  // Bucket order (${layoutLabel(l)}): the tile's queries span buckets
+  return `  // Bucket order (${label}): the tile's queries span buckets
   // first..last, whose keys are one range of the key order; every tile of it is PARTIAL.
-  let orderAt = ${order}u + bh * N;
+  let orderAt = ${at.order} + bh * N;
   let firstQuery = hash[orderAt + qTileIndex * TILE_Q];
   let lastQuery = hash[orderAt + min(N, qTileIndex * TILE_Q + TILE_Q) - 1u];
-  let firstBucket = hash[${codes}u + bh * N + firstQuery];
-  let lastBucket = hash[${codes}u + bh * N + lastQuery];
-  let startsAt = ${starts}u + kvHead * ${set.buckets + 1}u;
+  let firstBucket = hash[${at.codes} + bh * N + firstQuery];
+  let lastBucket = hash[${at.codes} + bh * N + lastQuery];
+  let startsAt = ${at.starts} + kvHead * ${set.buckets + 1}u;
   var keyTile = hash[startsAt + firstBucket] / TILE_K;
   var runEnd = (hash[startsAt + lastBucket + 1u] + TILE_K - 1u) / TILE_K;
   var runPartial = true;

@@ -8,6 +8,7 @@ import type { Pattern } from "../../dsl/schema.ts";
 import { reference } from "../../runtime/reference/mod.ts";
 import { createRuntime } from "../../runtime/runtime.ts";
 import { normalTensor } from "../../runtime/seeded_random.ts";
+import { memberSettings } from "../compiler/_member_settings.ts";
 
 async function checkAgainstReference(
   pattern: Pattern,
@@ -92,3 +93,73 @@ Deno.test("shared module: two masks that read the head and batch fuse into one k
     pipelines: 1,
   });
 });
+
+/** Max |O - reference| of a pattern at N = 160 (float16: against the float16-rounded inputs). */
+async function hashError(pattern: Pattern, dtype: "f32" | "f16") {
+  const rt = await createRuntime({ autotune: false });
+  try {
+    // Float16 at the H200's tuned shape; float32 small, for llvmpipe's LLVM.
+    const n = 160, d = dtype === "f16" ? 64 : 32;
+    const shape = { batch: 1, headsQ: 2, headsKV: 1, seqLen: n, headDim: d };
+    const tiles = dtype === "f16"
+      ? { tileQ: 64, tileK: 32, threads: 128, rowsPerThread: 2 }
+      : { tileQ: 16, tileK: 16 };
+    const compiled = rt.compile(pattern, { shape, dtype, tiles });
+    const kernels = compiled.passes.filter((p) => /Weft attention kernel/.test(p.wgsl));
+    const q = normalTensor(2 * n * d, 51), k = normalTensor(n * d, 52), v = normalTensor(n * d, 53);
+    const got = await rt.run(compiled, { q, k, v });
+    const cast = (x: Float32Array) => dtype === "f16" ? Float16Array.from(x) : x;
+    const want = reference({ pattern, shape, q: cast(q), k: cast(k), v: cast(v) });
+    let err = 0;
+    for (let i = 0; i < want.o.length; i++) {
+      err = Math.max(err, Math.abs(Number(got.o[i]) - want.o[i]));
+    }
+    return { err, kernels, modules: rt.pipelines.modules };
+  } finally {
+    rt.destroy();
+  }
+}
+
+const threeRounds: Pattern = { kind: "hashBucket", buckets: 8, rounds: 3, seed: 7 };
+// The window excludes the hash pairs: it stages codes too, but walks its BlockMask's runs.
+const windowAndHash: Pattern = {
+  kind: "union",
+  of: [{ kind: "hashBucket", buckets: 4, rounds: 2, seed: 2 }, {
+    kind: "window",
+    left: 9,
+    right: 9,
+  }],
+};
+
+Deno.test("shared module: a hashBucket's rounds are one module and match the reference", async () => {
+  const { err, kernels, modules } = await hashError(threeRounds, "f32");
+  assert.equal(kernels.length, 3);
+  assert.equal(new Set(kernels.map((p) => p.wgsl)).size, 1, "one module for three rounds");
+  // Each round reads its own part of the hash buffer.
+  assert.equal(new Set(kernels.map((p) => memberSettings(p)!.ORDER_AT)).size, 3);
+  // The sort's four passes and the rounds' kernel.
+  assert.equal(modules, 5);
+  assert.ok(err < 2e-5, `max |O - reference| = ${err}`);
+  const mixed = await hashError(windowAndHash, "f32");
+  assert.equal(mixed.kernels.length, 3);
+  assert.equal(new Set(mixed.kernels.map((p) => p.wgsl)).size, 2, "rounds share; the window not");
+  assert.ok(mixed.err < 2e-5, `window and hash: max |O - reference| = ${mixed.err}`);
+});
+
+Deno.test({
+  name: "shared module: float16 hashBucket rounds match the reference",
+  ignore: !(await hasShaderF16()),
+  fn: async () => {
+    for (const pattern of [threeRounds, windowAndHash]) {
+      const { err } = await hashError(pattern, "f16");
+      assert.ok(err <= 5e-3, `${JSON.stringify(pattern)}: max |O - reference| = ${err}`);
+    }
+  },
+});
+
+async function hasShaderF16(): Promise<boolean> {
+  const rt = await createRuntime({ autotune: false });
+  const has = rt.info.shaderF16;
+  rt.destroy();
+  return has;
+}
