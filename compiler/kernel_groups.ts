@@ -1,9 +1,10 @@
 /**
  * Which component kernels of one pattern share a WGSL module. Most of a kernel is the same for
  * every component of a pattern (tiles, staging, online softmax, epilogue); what differs is small
- * (layouts, `allowed`, schedule slot, merge or overwrite, split-K, branch offsets). wgpu parses
- * and validates every module on the CPU, about 17 ms for a float16 kernel on the H200 host, so
- * kernels that differ only there share one module, one entry point per member (`sharedKernel`).
+ * (layouts, `allowed`, schedule slot, merge or overwrite, split-K, branch and hash-buffer
+ * offsets). wgpu parses and validates every module on the CPU, about 17 ms for a float16 kernel
+ * on the H200 host, so kernels that differ only there share one module, one entry point per
+ * member (`sharedKernel`).
  * hashBucket kernels share with each other (their rounds' codes, order and bucket starts are
  * member settings too). Kernels with more in their text (landmark K/V, a score modifier, a
  * float16 O, uniform weights) keep modules of their own.

@@ -166,12 +166,12 @@ export interface SharedKernel {
  * One WGSL module for several component kernels of a pattern that share a kernel skeleton (same
  * tile shape, dtype and options; `kernelGroups` decides). The module's members are the kernels'
  * components (a fused kernel has several, run_fusion.ts): each member's layouts and `allowed`
- * are declared side by side, the kernel body is one function, `attention`, and each kernel has
- * an entry point that calls it with its settings (`MEMBER`, `SCHEDULE_SLOT`, ...) as constant
- * arguments, which the driver inlines and folds to the single-component code. WGSL's front end
- * in wgpu (parse and validation, about 17 ms for a float16 kernel on the H200 host) and, with
- * no `override` in the module, its SPIR-V translation then run once per pattern instead of
- * once per kernel. All members read one parameter block, so their slots and names never collide.
+ * (and hashBucket code staging) are declared side by side, the kernel body is one function,
+ * `attention`, and each kernel has an entry point that calls it with its settings (`MEMBER`,
+ * `SCHEDULE_SLOT`, a hashBucket round's offsets `ORDER_AT`, ...) as constant arguments, which
+ * the driver inlines and folds to the single-component code. WGSL's front end in wgpu (parse
+ * and validation, about 17 ms for a float16 kernel on the H200 host) and, with no `override` in
+ * the module, its SPIR-V translation then run once per pattern instead of once per kernel. All members read one parameter block, so their slots and names never collide.
  * @param kernels the kernels' options, in pass order (at least two members in all)
  * @returns the module text and each kernel's entry point
  */
@@ -197,8 +197,8 @@ export function sharedKernel(kernels: readonly ComponentKernelOptions[]): Shared
   ], anySplit);
   const params = o.aux.paramBlock();
   const declared = members.map((x, i) => declareMember(m, x.options, params, `allowed${i}`));
-  // hashBucket members (kernelGroups keeps them with their own kind): each member's code
-  // staging, and each bucket-ordered member's round in the hash buffer.
+  // hashBucket members (kernelGroups groups them only with each other): each member's code
+  // staging here, and below each bucket-ordered member's round in the hash buffer.
   const staging = members.map((x, i) => declareCodeStaging(m, x.options, String(i)));
   const staged = staging.every((x) => x !== undefined);
   assert(staged || staging.every((x) => x === undefined), "members stage codes alike");
