@@ -106,3 +106,38 @@ Deno.test("kernel groups: at most four members share a module", () => {
     if (count > 1) assert.match(wgsl, new RegExp(`over ${count} components`));
   }
 });
+
+Deno.test("kernel groups: a hashBucket's rounds share a module, each with its own hash offsets", () => {
+  const rounds = kernels({ kind: "hashBucket", buckets: 8, rounds: 3, seed: 1 });
+  assert.equal(rounds.length, 3);
+  assert.equal(new Set(rounds.map((p) => p.wgsl)).size, 1);
+  const settings = rounds.map((p) => memberSettings(p)!);
+  // Each round's query order, codes and key bucket starts are its own part of the hash buffer.
+  for (const name of ["ORDER_AT", "CODES_AT", "STARTS_AT"]) {
+    assert.equal(new Set(settings.map((s) => s[name])).size, 3, name);
+  }
+  // The first round writes, the later ones merge and skip what earlier rounds allowed.
+  assert.deepEqual(settings.map((s) => s.MERGE), [false, true, true]);
+  assert.match(rounds[0].wgsl, /fn queryCodes\(member: u32, p: i32\) -> vec4<u32>/);
+  // A window after the hash reads codes (it excludes the hash pairs) but walks BlockMask runs:
+  // it keeps a module apart from the rounds' bucket ranges.
+  const mixed = kernels({
+    kind: "union",
+    of: [{ kind: "hashBucket", buckets: 8, rounds: 2, seed: 1 }, {
+      kind: "window",
+      left: 4,
+      right: 4,
+    }],
+  });
+  assert.equal(mixed.length, 3);
+  assert.equal(new Set(mixed.map((p) => p.wgsl)).size, 2);
+  // Uniform weights (no dot products) keep modules of their own.
+  const uniform = kernels({
+    kind: "hashBucket",
+    buckets: 8,
+    rounds: 2,
+    seed: 1,
+    weights: "uniform",
+  });
+  assert.ok(uniform.every((p) => p.entryPoint === undefined));
+});
