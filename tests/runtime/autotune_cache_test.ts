@@ -4,6 +4,7 @@
  */
 import assert from "node:assert/strict";
 import {
+  AUTOTUNE_FILE_VERSION,
   autotuneCachePath,
   type AutotuneEntry,
   readAutotuneFile,
@@ -62,7 +63,12 @@ Deno.test("unreadable, non-JSON or other-version files are ignored with one warn
   const cases: [string, RegExp][] = [
     ["{ nope", /not JSON/],
     ['["a"]', /expected \{"version", "entries"\}/],
-    [JSON.stringify({ version: 99, entries: {} }), /version 99, this Weft reads 2/],
+    [
+      JSON.stringify({ version: 99, entries: {} }),
+      new RegExp(`version 99, this Weft reads ${AUTOTUNE_FILE_VERSION}`),
+    ],
+    // A file of the version before (its choices were made without today's candidates).
+    [JSON.stringify({ version: AUTOTUNE_FILE_VERSION - 1, entries: {} }), /version \d+, this Weft/],
   ];
   for (const [text, why] of cases) {
     await Deno.writeTextFile(path, text);
@@ -88,7 +94,7 @@ Deno.test("a malformed entry is skipped and the good ones kept", async () => {
   const good = entry("64x32x2");
   await Deno.writeTextFile(
     path,
-    JSON.stringify({ version: 2, entries: { good, bad: { tiles: 3 } } }),
+    JSON.stringify({ version: AUTOTUNE_FILE_VERSION, entries: { good, bad: { tiles: 3 } } }),
   );
   const warnings: string[] = [];
   const read = readAutotuneFile(path, (l) => warnings.push(l));
