@@ -286,3 +286,22 @@ for (const name of exampleNames()) {
     assert.match(result.stdout, /max abs error vs float64 reference: /);
   });
 }
+
+Deno.test("fuzz: bad flags exit 2 with one line naming the flag; --help shows the usage", async () => {
+  const script = "tests/fuzz/main.ts";
+  const cases: [string[], RegExp][] = [
+    [["--bogus"], /^fuzz: unknown flag --bogus; expected one of --cases, .*\(see --help\)$/],
+    [["--cases", "0"], /^fuzz: --cases must be a positive integer, got "0"$/],
+    [["--tiles", "16x"], /^fuzz: --tiles must be QxK with positive integers, e\.g\. 16x16/],
+    [["stray"], /^fuzz: unexpected argument stray/],
+  ];
+  for (const [args, says] of cases) {
+    const r = await deno(script, args);
+    assert.equal(r.code, 2, args.join(" "));
+    assert.match(r.stderr.trim(), says);
+    assert.equal(r.stderr.trim().split("\n").length, 1, `one line: ${r.stderr}`);
+  }
+  const help = await deno(script, ["--help"]);
+  assert.equal(help.code, 0);
+  assert.match(help.stdout, /^Usage: deno task fuzz \[options\]/);
+});

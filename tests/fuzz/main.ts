@@ -11,52 +11,74 @@
  * ```
  * @module
  */
-import { parseArgs } from "node:util";
+import { EXIT_USER_ERROR, parseFlags, UsageError } from "../../cli/_common.ts";
 import { createRuntime } from "../../runtime/runtime.ts";
 import { fuzz, SEQ_LENS } from "./fuzz.ts";
 import type { FuzzCase } from "./fuzz_case.ts";
 
-const { values } = parseArgs({
-  args: Deno.args,
-  options: {
-    cases: { type: "string", default: "500" },
-    seed: { type: "string", default: "1" },
-    skeletons: { type: "string", default: "40" },
-    shapes: { type: "string", default: "6" },
-    "head-dims": { type: "string", default: "4,8,16,32,64" },
-    "no-save": { type: "boolean", default: false },
-    tiles: { type: "string" },
-    workers: { type: "string", default: "1" },
-  },
-});
+const USAGE = `Usage: deno task fuzz [options]
+
+  --cases N          random cases to run (default 500)
+  --seed S           seed of the case generator (default 1)
+  --skeletons K      pattern trees drawn, each reused with new numbers (default 40)
+  --shapes M         shapes per skeleton (default 6)
+  --head-dims LIST   head dims to draw from (default 4,8,16,32,64)
+  --tiles QxK        force a tile shape (default: the runtime's choice)
+  --workers W        processes sharing the cases (default 1)
+  --no-save          do not save shrunk mismatches as goldens
+  --help             show this`;
+
+const { values } = (() => {
+  try {
+    return parseFlags(Deno.args, {
+      cases: { type: "string", default: "500" },
+      seed: { type: "string", default: "1" },
+      skeletons: { type: "string", default: "40" },
+      shapes: { type: "string", default: "6" },
+      "head-dims": { type: "string", default: "4,8,16,32,64" },
+      "no-save": { type: "boolean", default: false },
+      tiles: { type: "string" },
+      workers: { type: "string", default: "1" },
+      help: { type: "boolean", default: false },
+    });
+  } catch (e) {
+    if (!(e instanceof UsageError)) throw e;
+    console.error(`fuzz: ${e.message}`);
+    Deno.exit(EXIT_USER_ERROR);
+  }
+})();
+if (values.help) {
+  console.log(USAGE);
+  Deno.exit(0);
+}
 const count = (name: string, text: string) => {
   const x = Number(text);
   if (!Number.isInteger(x) || x < 1) {
-    console.error(`error: --${name} must be a positive integer, got ${text}`);
-    Deno.exit(2);
+    console.error(`fuzz: --${name} must be a positive integer, got ${JSON.stringify(text)}`);
+    Deno.exit(EXIT_USER_ERROR);
   }
   return x;
 };
 const started = performance.now();
+// Every flag is checked before any work starts.
 const cases = count("cases", values.cases);
 const seed = count("seed", values.seed);
 const workers = count("workers", values.workers);
+const skeletons = count("skeletons", values.skeletons);
+const shapes = count("shapes", values.shapes);
+const headDims = values["head-dims"].split(",").map((d) => count("head-dims", d));
+const tiles = values.tiles === undefined ? undefined : tileFlag(values.tiles);
 if (workers > 1) Deno.exit(await shard());
 const rt = await createRuntime();
 console.error(`fuzz: ${cases} cases, seed ${seed} on ${rt.info.description}`);
 const summary = await fuzz(rt, {
   cases,
   seed,
-  skeletons: count("skeletons", values.skeletons),
-  shapes: count("shapes", values.shapes),
+  skeletons,
+  shapes,
   seqLens: SEQ_LENS,
-  headDims: values["head-dims"].split(",").map((d) => count("head-dims", d)),
-  tiles: values.tiles
-    ? {
-      tileQ: count("tiles", values.tiles.split("x")[0]),
-      tileK: count("tiles", values.tiles.split("x")[1] ?? ""),
-    }
-    : undefined,
+  headDims,
+  tiles,
   onCase: (i, c, r) => {
     if ((i + 1) % 250 === 0 || r.status === "mismatch") {
       console.error(
@@ -84,6 +106,16 @@ for (const m of summary.mismatches) {
   console.log(`shrunk: ${JSON.stringify(m.shrunk)} -> ${m.result.detail}`);
 }
 Deno.exit(summary.mismatches.length ? 1 : 0);
+
+/** `--tiles QxK`: two positive integers. */
+function tileFlag(text: string): { tileQ: number; tileK: number } {
+  const m = /^(\d+)x(\d+)$/.exec(text);
+  if (!m || Number(m[1]) < 1 || Number(m[2]) < 1) {
+    console.error(`fuzz: --tiles must be QxK with positive integers, e.g. 16x16, got "${text}"`);
+    Deno.exit(EXIT_USER_ERROR);
+  }
+  return { tileQ: Number(m[1]), tileK: Number(m[2]) };
+}
 
 async function saveGolden(c: FuzzCase): Promise<void> {
   const file = new URL("../golden/cases.json", import.meta.url);
