@@ -14,7 +14,7 @@
  * @module
  */
 import { styleText } from "node:util";
-import { parseArgs } from "node:util";
+import { parseFlags } from "../cli/_common.ts";
 import type { AttentionShape } from "../compiler/mod.ts";
 import type { TuneResult } from "../runtime/autotune.ts";
 import { createRuntime, type Runtime } from "../runtime/runtime.ts";
@@ -106,24 +106,22 @@ function positiveInt(flag: string, text: string | undefined, fallback: number): 
 }
 
 function parse(args: string[]) {
-  const { values } = parseArgs({
-    args,
-    options: {
-      n: { type: "string" },
-      patterns: { type: "string" },
-      heads: { type: "string" },
-      "head-dim": { type: "string" },
-      dtype: { type: "string" },
-      reps: { type: "string" },
-      warmup: { type: "string" },
-      json: { type: "string" },
-      markdown: { type: "string" },
-      peer: { type: "string" },
-      from: { type: "string" },
-      svg: { type: "string" },
-      "no-tune": { type: "boolean" },
-      help: { type: "boolean" },
-    },
+  // Strict: an unknown flag or a stray argument is one line listing the flags (cli/_common.ts).
+  const { values } = parseFlags(args, {
+    n: { type: "string" },
+    patterns: { type: "string" },
+    heads: { type: "string" },
+    "head-dim": { type: "string" },
+    dtype: { type: "string" },
+    reps: { type: "string" },
+    warmup: { type: "string" },
+    json: { type: "string" },
+    markdown: { type: "string" },
+    peer: { type: "string" },
+    from: { type: "string" },
+    svg: { type: "string" },
+    "no-tune": { type: "boolean" },
+    help: { type: "boolean" },
   });
   return values;
 }

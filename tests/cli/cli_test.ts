@@ -305,3 +305,19 @@ Deno.test("fuzz: bad flags exit 2 with one line naming the flag; --help shows th
   assert.equal(help.code, 0);
   assert.match(help.stdout, /^Usage: deno task fuzz \[options\]/);
 });
+
+Deno.test("golden and bench: a stray argument or an unknown flag is refused, nothing is written", async () => {
+  const manifest = `${ROOT}tests/golden/manifest.json`;
+  const before = (await Deno.stat(manifest)).mtime?.getTime();
+  const golden = await deno("tests/golden/generate.ts", ["--bogus"]);
+  assert.equal(golden.code, 2);
+  assert.equal((await Deno.stat(manifest)).mtime?.getTime(), before, "the goldens were rewritten");
+  assert.match(golden.stderr.trim(), /^golden: unexpected argument --bogus; it takes none/);
+  const help = await deno("tests/golden/generate.ts", ["--help"]);
+  assert.equal(help.code, 0);
+  assert.match(help.stdout, /^Usage: deno task golden \(no arguments\)/);
+  const bench = await deno("bench/main.ts", ["--bogus"]);
+  assert.equal(bench.code, 2);
+  assert.match(bench.stderr.trim(), /^bench: unknown flag --bogus; expected one of --n, /);
+  assert.equal(bench.stderr.trim().split("\n").length, 1);
+});

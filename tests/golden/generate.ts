@@ -175,4 +175,15 @@ function buildCase(c: GoldenCase) {
   return { entry, npy };
 }
 
-if (import.meta.main) await generate();
+if (import.meta.main) {
+  // It takes no arguments: anything given is a mistake, not a request to rewrite the files.
+  if (Deno.args.length > 0) {
+    const help = Deno.args.length === 1 && ["--help", "-h"].includes(Deno.args[0]);
+    const usage = "Usage: deno task golden (no arguments): rewrites tests/golden/*.npy and " +
+      "manifest.json from cases.json with the float64 reference";
+    if (help) console.log(usage);
+    else console.error(`golden: unexpected argument ${Deno.args[0]}; it takes none (see --help)`);
+    Deno.exit(help ? 0 : 2);
+  }
+  await generate();
+}
