@@ -40,9 +40,8 @@ export interface KernelShape extends TileShape {
  * float32 does not (37.5 ms either way, ring and window slower). Float32 kernels, which read
  * query rows from memory, fit 64x64 in 48 KiB: on the H200 it runs dense 5% faster than 64x32
  * (30.3 vs 31.9 ms) and bands slower (ring(128) 2.65 vs 2.40 ms), so the tuner decides per
- * pattern. The order is the untuned
- * default and the autotuner's trying order: the likely winner goes first and sets the bar
- * that slower candidates are cut off against.
+ * pattern. The order is the untuned default and the autotuner's trying order: the likely winner
+ * goes first and sets the bar that slower candidates are cut off against.
  */
 const CANDIDATES: [number, number, number, number?][] = [
   [64, 32, 2],
@@ -69,7 +68,7 @@ const CANDIDATES_F16: [number, number, number, number?][] = [[64, 32, 2, 4], ...
  * ```ts
  * import { kernelStorageBytes } from "./tiles.ts";
  * kernelStorageBytes({ tileQ: 32, tileK: 32, threads: 64, rowsPerThread: 4 }, 64); // 26752
- * kernelStorageBytes({ tileQ: 32, tileK: 32, threads: 64, rowsPerThread: 4 }, 64, "f32", false); // 17536
+ * kernelStorageBytes({ tileQ: 32, tileK: 32, threads: 64, rowsPerThread: 4 }, 64, "f32", false); // 18048
  * ```
  */
 export function kernelStorageBytes(
@@ -190,8 +189,8 @@ export function tuningCandidates(
  * ```ts
  * import { kernelFits, kernelShape } from "./tiles.ts";
  * const limits = { maxComputeWorkgroupStorageSize: 49152 };
- * kernelFits(kernelShape(64, 64, 2, 16)!, 64, "f32", limits); // true: 35,840 bytes, no query tile
- * kernelFits(kernelShape(64, 64, 2, 16)!, 64, "f32", limits, true); // false: 53,248 with it
+ * kernelFits(kernelShape(64, 64, 2, 16)!, 64, "f32", limits); // true: 36,096 bytes, no query tile
+ * kernelFits(kernelShape(64, 64, 2, 16)!, 64, "f32", limits, true); // false: 53,504 with it
  * ```
  */
 export function kernelFits(
