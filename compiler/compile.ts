@@ -12,6 +12,7 @@ import { checkExpressionDomain } from "./expression_domain.ts";
 import { type Plan, planPattern, type TileShape } from "./plan.ts";
 import { keySplits, MAX_KEY_SPLITS, splittable } from "./key_split.ts";
 import { packSchedules } from "./schedule_buffer.ts";
+import { edgePairRuns, walksEdgePairs } from "./edge_pairs.ts";
 import { fusionGroups } from "./run_fusion.ts";
 import { type AttentionShape, checkAttentionShape } from "./shape.ts";
 import {
@@ -19,6 +20,7 @@ import {
   type DeviceLimits,
   type KernelShape,
   kernelShape,
+  kernelStorageBytes,
   mayStageQuery,
   prefetches,
 } from "./tiles.ts";
@@ -113,6 +115,12 @@ export interface CompileOptions {
    * causal (`queryFromMemoryPays`).
    */
   globalQuery?: boolean;
+  /**
+   * Walk each band's two corner key tiles that only half of a query tile's rows see as one
+   * step (edge_pairs.ts): ring(128) in 9 steps of 64x32 instead of 10. Only for bands (window,
+   * ring) in natural order on a complete grid, and where the larger V tile fits. Default false.
+   */
+  edgePairs?: boolean;
 }
 
 /** Everything the runtime needs to run a pattern at one shape. */
@@ -232,17 +240,38 @@ export function compile(pattern: unknown, options: CompileOptions): CompiledAtte
       return own ? undefined : String(allowedReadsHeadOrBatch(c));
     })
   );
-  const packed = packSchedules(plan, shape.headDim, splits, groups);
-  // 5. Generate the passes: per branch, clear if needed, then one kernel per component; blend.
-  // The pattern's numbers go to aux as runtime parameters: the WGSL depends on its structure.
-  const aux = new AuxData(shape.seqLen, plan.random, constants);
-  const gated = parsed.kind === "gated";
-  const unroll = options.unroll ?? true;
   // Registers for the next K/V tile where the tile needs few of them (compiler/tiles.ts).
   const prefetch = options.prefetch ?? prefetches(tiles, shape.headDim);
   const globalQuery = options.globalQuery ?? queryFromMemoryPays(plan, dtype);
   // Only a real device's limits are binding; without them the WGSL is text to read.
   if (options.limits) checkKernelFits(tiles, shape.headDim, dtype, options.limits, !globalQuery);
+  // Bands walk their two half-seen corner tiles as one step (edge_pairs.ts) where asked and
+  // where the larger V tile fits.
+  const pairsFit = !options.limits ||
+    kernelStorageBytes(tiles, shape.headDim, dtype, !globalQuery, true) <=
+      options.limits.maxComputeWorkgroupStorageSize;
+  const edgePairs = plan.branches.map((b, i) =>
+    b.components.map((c, j) =>
+      (options.edgePairs ?? false) && pairsFit && walksEdgePairs(c, {
+        n: shape.seqLen,
+        rowsPerThread: tiles.rowsPerThread,
+        prefetch,
+        plain: splits[i][j] === 0 && groups[i].some((g) => g.length === 1 && g[0] === j) &&
+          !b.score && !b.uniform && !readsHash(c),
+      })
+    )
+  );
+  const domain = { batch: shape.batch, headsQ: shape.headsQ };
+  const context = { n: shape.seqLen, random: plan.random, domain };
+  const paired = plan.branches.map((b, i) =>
+    b.components.map((c, j) => edgePairs[i][j] ? edgePairRuns(c, context) : undefined)
+  );
+  const packed = packSchedules(plan, shape.headDim, splits, groups, paired);
+  // 5. Generate the passes: per branch, clear if needed, then one kernel per component; blend.
+  // The pattern's numbers go to aux as runtime parameters: the WGSL depends on its structure.
+  const aux = new AuxData(shape.seqLen, plan.random, constants);
+  const gated = parsed.kind === "gated";
+  const unroll = options.unroll ?? true;
   // A float16 call with one kernel that writes every row writes O as float16 itself.
   const components = plan.branches[0].components;
   const directF16 = dtype === "f16" && !gated && components.length === 1 &&
@@ -265,6 +294,7 @@ export function compile(pattern: unknown, options: CompileOptions): CompiledAtte
       unroll,
       prefetch,
       globalQuery,
+      edgePairs: edgePairs[b],
       kernel: tiles,
       dtype,
       directF16,

@@ -41,6 +41,8 @@ export function branchPasses(o: {
   unroll: boolean;
   prefetch: boolean;
   globalQuery: boolean;
+  /** Per component: its kernel walks edge pairs (edge_pairs.ts). */
+  edgePairs: boolean[];
   kernel: KernelShape;
   dtype: Dtype;
   directF16: boolean;
@@ -104,6 +106,7 @@ export function branchPasses(o: {
         unroll: o.unroll,
         prefetch: o.prefetch,
         globalQuery: o.globalQuery,
+        edgePairs: o.edgePairs[j],
         split,
         dtype: o.dtype,
         outputF16: o.directF16,

@@ -9,13 +9,15 @@
  *
  * Components fused into one pass (run_fusion.ts) share one slot: per query tile, every member's
  * runs in member order, the member's index in the length word's top bits
- * (`kvLength | member << TAG_SHIFT`).
+ * (`kvLength | member << TAG_SHIFT`). A component whose kernel walks edge pairs (edge_pairs.ts)
+ * may start a row with one: `A << 1 | 1`, `B | PAIR_BIT`.
  *
  * A kernel's WGSL names only its component's slot, never an offset or a count, so the text
  * does not change when a schedule does. Two words per run keep any N and tile count exact.
  * @module
  */
 import type { BlockMask } from "./block_mask.ts";
+import type { PairedRuns } from "./edge_pairs.ts";
 import { splitKeyRows } from "./key_split.ts";
 import type { Plan } from "./plan.ts";
 import { TAG_SHIFT, type TaggedRuns, tagRuns } from "./run_fusion.ts";
@@ -38,6 +40,8 @@ export const RUN_WORDS = 2;
  *   key_split.ts)
  * @param groups per branch, the passes' groups of component indices (run_fusion.ts; default:
  *   one component per pass). A split component is a group of its own.
+ * @param paired per branch and component, its runs with edge pairs (edge_pairs.ts) where its
+ *   kernel walks them; such a component is a group of its own and not split
  * @returns the words and, per branch and component, the index of its pass's header slot
  * @example
  * ```ts
@@ -55,9 +59,10 @@ export function packSchedules(
   headDim: number,
   splits?: number[][],
   groups?: number[][][],
+  paired?: (PairedRuns | undefined)[][],
 ): { words: Uint32Array; slots: number[][] } {
   // A group of one is its mask as it is (every run's member is 0): no copy.
-  const runs: (BlockMask | TaggedRuns)[] = [];
+  const runs: (BlockMask | TaggedRuns | PairedRuns)[] = [];
   const slots = plan.branches.map((b, i) => {
     const slotOf: number[] = [];
     const branchGroups = groups?.[i] ?? b.components.map((_, j) => [j]);
@@ -67,7 +72,8 @@ export function packSchedules(
         return s > 1 ? splitKeyRows(b.components[j].mask, s) : b.components[j].mask;
       });
       for (const j of group) slotOf[j] = runs.length;
-      runs.push(masks.length === 1 ? masks[0] : tagRuns(masks));
+      const pairs = group.length === 1 ? paired?.[i][group[0]] : undefined;
+      runs.push(pairs ?? (masks.length === 1 ? masks[0] : tagRuns(masks)));
     }
     return slotOf;
   });

@@ -37,6 +37,7 @@ import {
   kernelModule,
 } from "./kernel_module_wgsl.ts";
 import { bucketOffsets, prefetchedTileLoop, schedule, tileLoop } from "./key_loop_wgsl.ts";
+import { declareEdgePair, edgePairStep } from "./edge_pair_wgsl.ts";
 import { ParamReader } from "./params_wgsl.ts";
 import { allowedReadsHeadOrBatch } from "./predicate_wgsl.ts";
 import { queryStaging } from "./query_tile_wgsl.ts";
@@ -103,6 +104,12 @@ export interface ComponentKernelOptions {
    * the key loop, for more reads per tile (compile.ts decides).
    */
   globalQuery?: boolean;
+  /**
+   * Walk an edge pair (edge_pairs.ts) before the key loop where the schedule row starts with
+   * one: two key tiles each seen by half of the rows, as one step. Needs a complete grid in
+   * natural order and the prefetched loop; vTile holds both tiles' K, then both V.
+   */
+  edgePairs?: boolean;
   /** Invocations per workgroup and query rows per invocation. */
   threads: number;
   rowsPerThread: number;
@@ -132,6 +139,7 @@ export function componentKernel(o: ComponentKernelOptions): string {
   const params = o.aux.paramBlock();
   const declared = declareMember(m, o, params, "allowed");
   declareCodeStaging(m, o);
+  if (o.edgePairs) declareEdgePair(m);
   if (o.score) {
     declareScoreModifier(m, o.score, o.shape.seqLen);
     m.declare(
@@ -197,6 +205,7 @@ export function sharedKernel(kernels: readonly ComponentKernelOptions[]): Shared
   ], anySplit);
   const params = o.aux.paramBlock();
   const declared = members.map((x, i) => declareMember(m, x.options, params, `allowed${i}`));
+  if (o.edgePairs) declareEdgePair(m);
   // hashBucket members (kernelGroups groups them only with each other): each member's code
   // staging here, and below each bucket-ordered member's round in the hash buffer.
   const staging = members.map((x, i) => declareCodeStaging(m, x.options, String(i)));
@@ -359,6 +368,8 @@ function kernelFunction(o: ComponentKernelOptions, refs: MemberRefs): string {
     : { prologue: "", loop: tileLoop(o, kPos, refs.taggedRuns ?? false, grid, keyCodes) };
   const queryTile = queryStaging(o, qPos, grid);
   const query = o.globalQuery ? queryFromMemory : queryFromTile;
+  assert(!o.edgePairs || o.prefetch, "edge pairs come with the prefetched key loop");
+  const pair = o.edgePairs ? edgePairStep(o, refs, grid, query) : undefined;
   const queryAt = grid.naturalQ && grid.complete ? (i: string) => `i32(${i})` : qPos;
   const each = (f: (r: number) => string) => R.map(f).join("\n");
   const eachRJ = (f: (r: number, j: number) => string) =>
@@ -394,7 +405,7 @@ ${workgroupTile(refs)}
   let firstRow = (lid / COLS) * ROWS;
 
 ${queryTile.loads}${schedule(o, refs)}
-${keyLoop.prologue}
+${pair ? pair.loads + "\n" : keyLoop.prologue}
 ${queryTile.stores}${
     each((r) => `  let q${r} = ${queryAt(`qTileIndex * TILE_Q + firstRow + ${r}u`)};`)
   }${staged ? "\n" + each((r) => `  let qCodes${r} = ${queryCodes(`max(q${r}, 0)`)};`) : ""}${
@@ -406,7 +417,7 @@ ${each((r) => `  var rowMax${r} = NO_SCORE;`)}
   // Row sums are this invocation's share; the shares are added over columns at the end.
 ${each((r) => `  var rowSum${r} = 0.0;`)}
 ${eachRD((r, d) => `  var acc${r}_${d} = vec4<f32>(0.0);`)}
-
+${pair ? `${pair.scores}\n${keyLoop.prologue}\n${pair.product}\n` : ""}
 ${keyLoop.loop}
 
 ${tileMask(o, refs, g, grid)}

@@ -136,7 +136,9 @@ const LN2 = ${f32(Math.LN2)};${
 // K for QKᵀ, then P for P·V: K is dead once the scores are in registers, and a barrier
 // separates the two, so they share memory (less workgroup memory, more workgroups per SM).
 var<workgroup> kpTile: array<vec4<${T}>, ${Math.max(tileK * (d4 + 1), tileQ * (tileK / 4 + 1))}>;
-var<workgroup> vTile: array<vec4<${T}>, ${tileK * d4}>;
+var<workgroup> vTile: array<vec4<${T}>, ${
+      o.edgePairs ? 2 * tileK * (d4 + 1) : tileK * d4
+    }>;${o.edgePairs ? " // an edge pair's two K tiles, then its two V tiles" : ""}
 var<workgroup> rowShare: array<f32, ${tileQ * g.cols}>; // per-column row maxima, then row sums
 var<workgroup> kPosition: array<i32, ${tileK}>;`,
   );

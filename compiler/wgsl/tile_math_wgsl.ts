@@ -21,6 +21,12 @@ export type QueryRead = (r: number) => string;
 export const queryFromTile: QueryRead = (r) => `qTile[(firstRow + ${r}u) * QK_STRIDE + d]`;
 export const queryFromMemory: QueryRead = (r) => `qIn[qAt${r} + d] * SCORE_SCALE`;
 
+/** How a step reads element `index` of its staged K (or V) tile. */
+export type TileRead = (index: string) => string;
+
+const kpTile: TileRead = (i) => `kpTile[${i}]`;
+const vTile: TileRead = (i) => `vTile[${i}]`;
+
 type Lines = (f: (r: number, x: number) => string) => string;
 
 function grid(rows: number[], xs: number[]): Lines {
@@ -28,19 +34,28 @@ function grid(rows: number[], xs: number[]): Lines {
 }
 
 /** One step of the scores' loop over the head dim: vec4 d of each row's Q and each key's K. */
-function scoreLoads(R: number[], J: number[], cols: number, query: QueryRead, indent: string) {
+function scoreLoads(
+  R: number[],
+  J: number[],
+  cols: number,
+  query: QueryRead,
+  keys: TileRead,
+  indent: string,
+) {
   return [
     ...R.map((r) => `${indent}let qv${r} = ${query(r)};`),
-    ...J.map((j) => `${indent}let kv${j} = kpTile[(col + ${j * cols}u) * QK_STRIDE + d];`),
+    ...J.map((j) => `${indent}let kv${j} = ${keys(`(col + ${j * cols}u) * QK_STRIDE + d`)};`),
   ].join("\n");
 }
 
 /** One step of P·V's loop over keys: each row's P for keys 4 j4 .. 4 j4 + 3, and their V. */
-function productLoads(R: number[], Dd: number[], cols: number, indent: string) {
+function productLoads(R: number[], Dd: number[], cols: number, values: TileRead, indent: string) {
   return [
     ...R.map((r) => `${indent}let p${r} = kpTile[(firstRow + ${r}u) * P_STRIDE4 + j4];`),
     ...[0, 1, 2, 3].flatMap((c) =>
-      Dd.map((d) => `${indent}let v${c}_${d} = vTile[(j4 * 4u + ${c}u) * D4 + col + ${d * cols}u];`)
+      Dd.map((d) =>
+        `${indent}let v${c}_${d} = ${values(`(j4 * 4u + ${c}u) * D4 + col + ${d * cols}u`)};`
+      )
     ),
   ].join("\n");
 }
@@ -51,6 +66,7 @@ export function scoresF32(
   J: number[],
   cols: number,
   query: QueryRead = queryFromTile,
+  keys: TileRead = kpTile,
 ): string {
   const rj = grid(R, J);
   return `    // Scores: a ROWS x KEYS register tile, vec4 dot products over the head dim.
@@ -59,7 +75,7 @@ ${
     onlyIf(
       "anyAllowed",
       `    for (var d = 0u; d < d4; d++) {
-${scoreLoads(R, J, cols, query, "      ")}
+${scoreLoads(R, J, cols, query, keys, "      ")}
 ${rj((r, j) => `      s${r}_${j} += dot(qv${r}, kv${j});`)}
     }`,
     )
@@ -75,6 +91,7 @@ export function scoresF16(
   J: number[],
   cols: number,
   query: QueryRead = queryFromTile,
+  keys: TileRead = kpTile,
 ): string {
   const rj = grid(R, J);
   return `    // Scores: a ROWS x KEYS register tile; half products per chunk, float32 across chunks.
@@ -85,7 +102,7 @@ ${
       `    for (var d0 = 0u; d0 < d4; d0 += ${F16_CHUNK}u) {
 ${rj((r, j) => `      var h${r}_${j} = vec4<f16>(0.0);`)}
       for (var d = d0; d < min(d0 + ${F16_CHUNK}u, d4); d++) {
-${scoreLoads(R, J, cols, query, "        ")}
+${scoreLoads(R, J, cols, query, keys, "        ")}
 ${rj((r, j) => `        h${r}_${j} = fma(qv${r}, kv${j}, h${r}_${j});`)}
       }
 ${
@@ -100,14 +117,19 @@ ${
 }
 
 /** O += P V in float32: a ROWS x DIMS4 register tile of vec4s. */
-export function productF32(R: number[], Dd: number[], cols: number): string {
+export function productF32(
+  R: number[],
+  Dd: number[],
+  cols: number,
+  values: TileRead = vTile,
+): string {
   const rd = grid(R, Dd);
   return `    // O += P V: a ROWS x DIMS4 register tile of vec4s (rows with no allowed key add nothing).
 ${
     onlyIf(
       "rowsLive",
       `    for (var j4 = 0u; j4 < tileK / 4u; j4++) {
-${productLoads(R, Dd, cols, "      ")}
+${productLoads(R, Dd, cols, values, "      ")}
 ${
         [0, 1, 2, 3].map((c) =>
           rd((r, d) => `      acc${r}_${d} += p${r}.${"xyzw"[c]} * v${c}_${d};`)
@@ -123,7 +145,12 @@ ${
  * O += P V from float16: P (in [0, 1]) and V products accumulate in vec4<f16> over a chunk of
  * keys, then join the float32 accumulator (already rescaled for this tile's row max).
  */
-export function productF16(R: number[], Dd: number[], cols: number): string {
+export function productF16(
+  R: number[],
+  Dd: number[],
+  cols: number,
+  values: TileRead = vTile,
+): string {
   const rd = grid(R, Dd);
   return `    // O += P V: a ROWS x DIMS4 register tile; half products per chunk of keys, float32 across.
     // Rows with no allowed key in this tile add nothing.
@@ -133,7 +160,7 @@ ${
       `    for (var c0 = 0u; c0 < tileK / 4u; c0 += ${F16_CHUNK}u) {
 ${rd((r, d) => `      var pv${r}_${d} = vec4<f16>(0.0);`)}
       for (var j4 = c0; j4 < min(c0 + ${F16_CHUNK}u, tileK / 4u); j4++) {
-${productLoads(R, Dd, cols, "        ")}
+${productLoads(R, Dd, cols, values, "        ")}
 ${
         [0, 1, 2, 3].map((c) =>
           rd((r, d) =>
