@@ -12,7 +12,7 @@ import { checkExpressionDomain } from "./expression_domain.ts";
 import { type Plan, planPattern, type TileShape } from "./plan.ts";
 import { keySplits, MAX_KEY_SPLITS, splittable } from "./key_split.ts";
 import { packSchedules } from "./schedule_buffer.ts";
-import { edgePairRuns, walksEdgePairs } from "./edge_pairs.ts";
+import { type EdgePairForm, edgePairRuns, walksEdgePairs } from "./edge_pairs.ts";
 import { fusionGroups } from "./run_fusion.ts";
 import { type AttentionShape, checkAttentionShape } from "./shape.ts";
 import {
@@ -118,9 +118,11 @@ export interface CompileOptions {
   /**
    * Walk each band's two corner key tiles that only half of a query tile's rows see as one
    * step (edge_pairs.ts): ring(128) in 9 steps of 64x32 instead of 10. Only for bands (window,
-   * ring) in natural order on a complete grid, and where the larger V tile fits. Default false.
+   * ring) in natural order on a complete grid, and where the larger V tile fits. true (the
+   * default) picks the form by dtype: float16 wide, float32 narrow (edge_pair_wgsl.ts); a module
+   * shared with kernels that walk no pairs holds them narrow.
    */
-  edgePairs?: boolean;
+  edgePairs?: boolean | EdgePairForm;
 }
 
 /** Everything the runtime needs to run a pattern at one shape. */
@@ -247,12 +249,16 @@ export function compile(pattern: unknown, options: CompileOptions): CompiledAtte
   if (options.limits) checkKernelFits(tiles, shape.headDim, dtype, options.limits, !globalQuery);
   // Bands walk their two half-seen corner tiles as one step (edge_pairs.ts) where asked and
   // where the larger V tile fits.
+  const asked = options.edgePairs ?? true;
+  const form: EdgePairForm = asked === true
+    ? (dtype === "f16" ? "wide" : "narrow")
+    : asked || "wide";
   const pairsFit = !options.limits ||
-    kernelStorageBytes(tiles, shape.headDim, dtype, !globalQuery, true) <=
+    kernelStorageBytes(tiles, shape.headDim, dtype, !globalQuery, form) <=
       options.limits.maxComputeWorkgroupStorageSize;
   const edgePairs = plan.branches.map((b, i) =>
     b.components.map((c, j) =>
-      (options.edgePairs ?? false) && pairsFit && walksEdgePairs(c, {
+      asked !== false && pairsFit && walksEdgePairs(c, {
         n: shape.seqLen,
         rowsPerThread: tiles.rowsPerThread,
         prefetch,
@@ -266,6 +272,7 @@ export function compile(pattern: unknown, options: CompileOptions): CompiledAtte
   const paired = plan.branches.map((b, i) =>
     b.components.map((c, j) => edgePairs[i][j] ? edgePairRuns(c, context) : undefined)
   );
+  const pairForms = edgePairs.map((b) => b.map((on) => on ? form : undefined));
   const packed = packSchedules(plan, shape.headDim, splits, groups, paired);
   // 5. Generate the passes: per branch, clear if needed, then one kernel per component; blend.
   // The pattern's numbers go to aux as runtime parameters: the WGSL depends on its structure.
@@ -294,7 +301,7 @@ export function compile(pattern: unknown, options: CompileOptions): CompiledAtte
       unroll,
       prefetch,
       globalQuery,
-      edgePairs: edgePairs[b],
+      edgePairs: pairForms[b],
       kernel: tiles,
       dtype,
       directF16,

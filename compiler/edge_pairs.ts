@@ -17,6 +17,18 @@ import type { Component } from "./plan.ts";
 import type { HeadBatchRange } from "./predicate_classify.ts";
 import type { RandomTables } from "./random_table.ts";
 
+/**
+ * How a kernel holds an edge pair's tiles (edge_pair_wgsl.ts): wide, both K tiles then both V
+ * tiles side by side in a larger V tile; narrow, in the plain tiles, the halves' P·V one after
+ * the other.
+ */
+export type EdgePairForm = "wide" | "narrow";
+
+/** Workgroup vec4s of a kernel's V tile: the plain tile, or what its edge pairs need. */
+export function vTileLength(tileK: number, d4: number, form?: EdgePairForm): number {
+  return form === "wide" ? 2 * tileK * (d4 + 1) : form === "narrow" ? tileK * (d4 + 1) : tileK * d4;
+}
+
 /** Set in a pair run's second word: the run is an edge pair, the rest is B's key tile. */
 export const PAIR_BIT = 0x80000000;
 
@@ -140,6 +152,7 @@ export function walksEdgePairs(
 ): boolean {
   const { tileQ, tileK } = c.mask;
   return o.plain && o.prefetch && c.qLayout.kind === "identity" &&
-    c.kLayout.kind === "identity" && c.atoms.some((a) => a.kind === "window" || a.kind === "ring") &&
+    c.kLayout.kind === "identity" &&
+    c.atoms.some((a) => a.kind === "window" || a.kind === "ring") &&
     o.n % tileQ === 0 && o.n % tileK === 0 && tileQ % (2 * o.rowsPerThread) === 0;
 }

@@ -85,7 +85,6 @@ function skeletonKey(k: ComponentKernelOptions): string | undefined {
     k.unroll,
     k.prefetch ?? false,
     k.globalQuery ?? false,
-    k.edgePairs ?? false,
     allowedReadsHeadOrBatch(c),
     // hashBucket: the hash binding, staged codes, and a bucket range (its stride) for a schedule.
     readsHash(c),

@@ -8,6 +8,7 @@
 import { PlanError } from "../dsl/errors.ts";
 import type { AuxData } from "./aux_data.ts";
 import type { Binding, BufferName, Dtype, Pass } from "./compile.ts";
+import type { EdgePairForm } from "./edge_pairs.ts";
 import type { HashLayout } from "./hash_layout.ts";
 import { kernelGroups } from "./kernel_groups.ts";
 import { layoutCount } from "./layout.ts";
@@ -42,7 +43,7 @@ export function branchPasses(o: {
   prefetch: boolean;
   globalQuery: boolean;
   /** Per component: its kernel walks edge pairs (edge_pairs.ts). */
-  edgePairs: boolean[];
+  edgePairs: (EdgePairForm | undefined)[];
   kernel: KernelShape;
   dtype: Dtype;
   directF16: boolean;

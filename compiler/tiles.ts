@@ -8,6 +8,7 @@
  * geometry).
  * @module
  */
+import { type EdgePairForm, vTileLength } from "./edge_pairs.ts";
 import type { TileShape } from "./plan.ts";
 
 /** The adapter limits the compiler sizes tiles from. */
@@ -63,8 +64,8 @@ const CANDIDATES_F16: [number, number, number, number?][] = [[64, 32, 2, 4], ...
  * @param dtype element type of the staged tiles ("f32" or "f16")
  * @param stagedQuery whether the kernel stages its query tile in workgroup memory; kernels that
  *   read query rows from global memory (compile.ts, `globalQuery`) declare no query tile
- * @param edgePairs whether the kernel walks edge pairs (edge_pairs.ts): its V tile holds two
- *   padded K tiles
+ * @param edgePairs how the kernel holds edge pairs (edge_pairs.ts), if it walks them: its V
+ *   tile holds two padded K tiles (wide) or one (narrow)
  * @returns bytes of workgroup memory the kernel declares
  * @example
  * ```ts
@@ -78,7 +79,7 @@ export function kernelStorageBytes(
   headDim: number,
   dtype = "f32",
   stagedQuery = true,
-  edgePairs = false,
+  edgePairs?: EdgePairForm,
 ): number {
   const d4 = headDim / 4;
   const cols = s.threads / (s.tileQ / s.rowsPerThread);
@@ -87,7 +88,7 @@ export function kernelStorageBytes(
   // memory; row shares and key positions in 32-bit words.
   const q = stagedQuery ? s.tileQ * (d4 + 1) : 0;
   const kOrP = Math.max(s.tileK * (d4 + 1), s.tileQ * (s.tileK / 4 + 1));
-  const v = edgePairs ? 2 * s.tileK * (d4 + 1) : s.tileK * d4;
+  const v = vTileLength(s.tileK, d4, edgePairs);
   return vec4Bytes * (q + kOrP + v) + 4 * (s.tileQ * cols + s.tileK);
 }
 

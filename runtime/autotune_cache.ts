@@ -16,9 +16,10 @@ import { z } from "zod";
  * Bump when the meaning of an entry changes: files of another version are ignored. 2: the
  * candidates gained column splits (`64x32x2c4`), so choices made without them are made again.
  * 3: float32 candidates gained 64x64x2 and 128x32x4, which fit once float32 kernels stopped
- * staging the query tile (dense f32 4.5% faster on the H200).
+ * staging the query tile (dense f32 4.5% faster on the H200). 4: band kernels walk edge pairs
+ * (compiler/edge_pairs.ts), which changes what their tiles cost.
  */
-export const AUTOTUNE_FILE_VERSION = 3;
+export const AUTOTUNE_FILE_VERSION = 4;
 
 const CandidateSchema = z.object({
   /** The kernel shape, `tileQ x tileK x rowsPerThread[c columns]` (compiler/tiles.ts `kernelShapeName`). */

@@ -22,6 +22,7 @@
 import { assert } from "../../dsl/errors.ts";
 import type { ScoreModifier } from "../../dsl/schema.ts";
 import type { AuxData, ParamBlock } from "../aux_data.ts";
+import type { EdgePairForm } from "../edge_pairs.ts";
 import type { HashLayout } from "../hash_layout.ts";
 import { layoutLabel } from "../layout.ts";
 import type { Component } from "../plan.ts";
@@ -109,7 +110,7 @@ export interface ComponentKernelOptions {
    * one: two key tiles each seen by half of the rows, as one step. Needs a complete grid in
    * natural order and the prefetched loop; vTile holds both tiles' K, then both V.
    */
-  edgePairs?: boolean;
+  edgePairs?: EdgePairForm;
   /** Invocations per workgroup and query rows per invocation. */
   threads: number;
   rowsPerThread: number;
@@ -139,7 +140,7 @@ export function componentKernel(o: ComponentKernelOptions): string {
   const params = o.aux.paramBlock();
   const declared = declareMember(m, o, params, "allowed");
   declareCodeStaging(m, o);
-  if (o.edgePairs) declareEdgePair(m);
+  if (o.edgePairs) declareEdgePair(m, o.edgePairs);
   if (o.score) {
     declareScoreModifier(m, o.score, o.shape.seqLen);
     m.declare(
@@ -191,7 +192,12 @@ export function sharedKernel(kernels: readonly ComponentKernelOptions[]): Shared
   ]);
   assert(members.length >= 2, "a shared kernel of fewer than two members");
   const firstMember = kernels.map((k) => members.findIndex((x) => x.kernel === k));
-  const o = kernels[0];
+  // Edge pairs (one form per compile) are a setting where only some kernels walk them, and
+  // then narrow: the module's V tile is every member's, and the wide form's would cost the
+  // others occupancy (H200, f16 ring(128) ∪ stride(16): 24.50 ms wide, 23.98 narrow, 24.28 none).
+  const form = kernels.find((x) => x.edgePairs)?.edgePairs;
+  const pairs = form && kernels.some((x) => !x.edgePairs) ? "narrow" : form;
+  const o = { ...kernels[0], edgePairs: pairs };
   const anySplit = kernels.some((x) => x.split);
   const anyFused = kernels.some((x) => x.fused);
   const m = kernelModule(o, [
@@ -205,7 +211,7 @@ export function sharedKernel(kernels: readonly ComponentKernelOptions[]): Shared
   ], anySplit);
   const params = o.aux.paramBlock();
   const declared = members.map((x, i) => declareMember(m, x.options, params, `allowed${i}`));
-  if (o.edgePairs) declareEdgePair(m);
+  if (o.edgePairs) declareEdgePair(m, o.edgePairs);
   // hashBucket members (kernelGroups groups them only with each other): each member's code
   // staging here, and below each bucket-ordered member's round in the hash buffer.
   const staging = members.map((x, i) => declareCodeStaging(m, x.options, String(i)));
@@ -234,6 +240,14 @@ export function sharedKernel(kernels: readonly ComponentKernelOptions[]): Shared
       type: "bool",
       note: "its runs name their member (run_fusion.ts)",
       values: kernels.map((x) => Number(x.fused !== undefined)),
+    });
+  }
+  if (pairs && kernels.some((x) => !x.edgePairs)) {
+    settings.push({
+      name: "PAIRS",
+      type: "bool",
+      note: "its schedule may start a row with an edge pair (edge_pairs.ts)",
+      values: kernels.map((x) => Number(x.edgePairs !== undefined)),
     });
   }
   const merges = kernels.map((x) => x.merge && !x.split);
@@ -319,6 +333,7 @@ fn ${name}(${builtins}) {
     splitParams: "",
     bodyParams: settings.map((v) => `\n  ${v.name}: ${v.type}, // ${v.note}`).join(""),
     taggedRuns: anyFused,
+    pairsSetting: settings.some((v) => v.name === "PAIRS"),
     grid: gridOf(members.map((x) => x.options)),
     ...codeCalls,
     bucketAt,
@@ -369,7 +384,7 @@ function kernelFunction(o: ComponentKernelOptions, refs: MemberRefs): string {
   const queryTile = queryStaging(o, qPos, grid);
   const query = o.globalQuery ? queryFromMemory : queryFromTile;
   assert(!o.edgePairs || o.prefetch, "edge pairs come with the prefetched key loop");
-  const pair = o.edgePairs ? edgePairStep(o, refs, grid, query) : undefined;
+  const pair = o.edgePairs ? edgePairStep(o, refs, query) : undefined;
   const queryAt = grid.naturalQ && grid.complete ? (i: string) => `i32(${i})` : qPos;
   const each = (f: (r: number) => string) => R.map(f).join("\n");
   const eachRJ = (f: (r: number, j: number) => string) =>

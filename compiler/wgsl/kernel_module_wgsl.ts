@@ -4,6 +4,7 @@
  * module of several members, the functions that pick a member's (`declareDispatch`).
  * @module
  */
+import { vTileLength } from "../edge_pairs.ts";
 import { atomLabel } from "../atoms.ts";
 import type { ParamBlock } from "../aux_data.ts";
 import type { Component } from "../plan.ts";
@@ -136,9 +137,13 @@ const LN2 = ${f32(Math.LN2)};${
 // K for QKᵀ, then P for P·V: K is dead once the scores are in registers, and a barrier
 // separates the two, so they share memory (less workgroup memory, more workgroups per SM).
 var<workgroup> kpTile: array<vec4<${T}>, ${Math.max(tileK * (d4 + 1), tileQ * (tileK / 4 + 1))}>;
-var<workgroup> vTile: array<vec4<${T}>, ${
-      o.edgePairs ? 2 * tileK * (d4 + 1) : tileK * d4
-    }>;${o.edgePairs ? " // an edge pair's two K tiles, then its two V tiles" : ""}
+var<workgroup> vTile: array<vec4<${T}>, ${vTileLength(tileK, d4, o.edgePairs)}>;${
+      o.edgePairs === "wide"
+        ? " // an edge pair's two K tiles, then its two V tiles"
+        : o.edgePairs === "narrow"
+        ? " // also an edge pair's K_B (padded rows)"
+        : ""
+    }
 var<workgroup> rowShare: array<f32, ${tileQ * g.cols}>; // per-column row maxima, then row sums
 var<workgroup> kPosition: array<i32, ${tileK}>;`,
   );

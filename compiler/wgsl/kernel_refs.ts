@@ -28,6 +28,8 @@ export interface MemberRefs {
   bodyParams?: string;
   /** Runs carry their member (some kernel of the module is fused, run_fusion.ts). */
   taggedRuns?: boolean;
+  /** Only kernels whose PAIRS setting is true walk edge pairs (a shared module's body). */
+  pairsSetting?: boolean;
   /** Padding, and natural order, over every member (`gridOf`). */
   grid: Grid;
   /** How the body reads a row's and a key's staged hashBucket codes (code_staging_wgsl.ts). */

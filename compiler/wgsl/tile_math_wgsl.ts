@@ -67,11 +67,12 @@ export function scoresF32(
   cols: number,
   query: QueryRead = queryFromTile,
   keys: TileRead = kpTile,
+  declare = true,
 ): string {
   const rj = grid(R, J);
+  const scores = declare ? rj((r, j) => `    var s${r}_${j} = 0.0;`) + "\n" : "";
   return `    // Scores: a ROWS x KEYS register tile, vec4 dot products over the head dim.
-${rj((r, j) => `    var s${r}_${j} = 0.0;`)}
-${
+${scores}${
     onlyIf(
       "anyAllowed",
       `    for (var d = 0u; d < d4; d++) {
@@ -92,11 +93,12 @@ export function scoresF16(
   cols: number,
   query: QueryRead = queryFromTile,
   keys: TileRead = kpTile,
+  declare = true,
 ): string {
   const rj = grid(R, J);
+  const scores = declare ? rj((r, j) => `    var s${r}_${j} = 0.0;`) + "\n" : "";
   return `    // Scores: a ROWS x KEYS register tile; half products per chunk, float32 across chunks.
-${rj((r, j) => `    var s${r}_${j} = 0.0;`)}
-${
+${scores}${
     onlyIf(
       "anyAllowed",
       `    for (var d0 = 0u; d0 < d4; d0 += ${F16_CHUNK}u) {

@@ -137,18 +137,23 @@ Deno.test("the fit check counts exactly what the kernels declare, query tile whe
     for (const dtype of ["f32", "f16"] as const) {
       for (const pattern of [{ kind: "dense" }, { kind: "ring", radius: 40 }]) {
         for (const globalQuery of [undefined, true, false]) {
-          const passes = compile(pattern, { shape, dtype, tiles, globalQuery }).passes
-            .filter((p) => /Weft attention kernel/.test(p.wgsl));
-          assert.equal(passes.length, 1);
-          const staged = /var<workgroup> qTile/.test(passes[0].wgsl);
-          const label = `${name} ${dtype} ${pattern.kind} globalQuery ${globalQuery}`;
-          assert.equal(
-            declaredBytes(passes[0].wgsl),
-            kernelStorageBytes(tiles, 64, dtype, staged),
-            label,
-          );
-          // Without a pattern, the bound assumes the tile wherever a pattern may stage it.
-          if (globalQuery === undefined && staged) assert.ok(mayStageQuery(dtype), label);
+          for (const edgePairs of [false, "wide", "narrow"] as const) {
+            const passes = compile(pattern, { shape, dtype, tiles, globalQuery, edgePairs }).passes
+              .filter((p) => /Weft attention kernel/.test(p.wgsl));
+            assert.equal(passes.length, 1);
+            const staged = /var<workgroup> qTile/.test(passes[0].wgsl);
+            // Rings walk edge pairs where asked; dense never does.
+            const form = pattern.kind === "ring" && edgePairs ? edgePairs : undefined;
+            assert.equal(/PAIR_BIT/.test(passes[0].wgsl), form !== undefined);
+            const label = `${name} ${dtype} ${pattern.kind} globalQuery ${globalQuery} ${form}`;
+            assert.equal(
+              declaredBytes(passes[0].wgsl),
+              kernelStorageBytes(tiles, 64, dtype, staged, form),
+              label,
+            );
+            // Without a pattern, the bound assumes the tile wherever a pattern may stage it.
+            if (globalQuery === undefined && staged) assert.ok(mayStageQuery(dtype), label);
+          }
         }
       }
     }
