@@ -118,9 +118,10 @@ export interface CompileOptions {
   /**
    * Walk each band's two corner key tiles that only half of a query tile's rows see as one
    * step (edge_pairs.ts): ring(128) in 9 steps of 64x32 instead of 10. Only for bands (window,
-   * ring) in natural order on a complete grid, and where the larger V tile fits. true (the
-   * default) picks the form by dtype: float16 wide, float32 narrow (edge_pair_wgsl.ts); a module
-   * shared with kernels that walk no pairs holds them narrow.
+   * ring) in natural order on a complete grid, and where the larger V tile fits. true picks
+   * the form by dtype: float16 wide, float32 narrow (edge_pair_wgsl.ts); a module shared with
+   * kernels that walk no pairs holds them narrow. Default: float32 always, float16 where the
+   * pattern has one attention kernel (`pairsPay`: compile time).
    */
   edgePairs?: boolean | EdgePairForm;
 }
@@ -249,7 +250,7 @@ export function compile(pattern: unknown, options: CompileOptions): CompiledAtte
   if (options.limits) checkKernelFits(tiles, shape.headDim, dtype, options.limits, !globalQuery);
   // Bands walk their two half-seen corner tiles as one step (edge_pairs.ts) where asked and
   // where the larger V tile fits.
-  const asked = options.edgePairs ?? true;
+  const asked = options.edgePairs ?? pairsPay(plan, dtype);
   const form: EdgePairForm = asked === true
     ? (dtype === "f16" ? "wide" : "narrow")
     : asked || "wide";
@@ -338,6 +339,20 @@ export function compile(pattern: unknown, options: CompileOptions): CompiledAtte
       ),
     ),
   };
+}
+
+/**
+ * Whether band kernels walk edge pairs unless the caller says. The pair step is a second copy of
+ * a tile step's WGSL, and the WGSL front end is most of a compile: on the H200 host (warm
+ * medians, docs/BENCHMARKS.md, fourteenth session) pairs took float16 ring(128) from 11.8 to
+ * 33.9 ms, and πAttention, ring ∪ stride(16) and window(256) ∪ lowRank(256), whose band shares
+ * the pattern with another kernel, from 19-26 to 54-57 ms, past the 50 ms a compile may take,
+ * for 1-2% of their time. So float16 pairs only a pattern of one attention kernel (ring 9%
+ * faster, window(256) 3%); float32, whose compiles are shorter, pairs every band (ring 4%,
+ * window(256) 4%, the others 1-2%; compile at most 27 ms).
+ */
+function pairsPay(plan: Plan, dtype: Dtype): boolean {
+  return dtype === "f32" || plan.branches.flatMap((b) => b.components).length === 1;
 }
 
 /**

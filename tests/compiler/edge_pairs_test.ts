@@ -139,3 +139,20 @@ Deno.test("edge pairs: only bands in natural order on a complete grid walk them"
   }, { shape, tiles: { tileQ: 64, tileK: 32 } });
   assert.ok(!scored.passes.some((p) => p.wgsl.includes("PAIR_BIT")));
 });
+
+Deno.test("edge pairs by default: float32 every band, float16 a pattern of one kernel", () => {
+  const shape = { batch: 1, headsQ: 2, headsKV: 2, seqLen: 4096, headDim: 64 };
+  const tiles = { tileQ: 64, tileK: 32, rowsPerThread: 2, threads: 128 };
+  const pairs = (pattern: Pattern, dtype: "f32" | "f16", edgePairs?: boolean) =>
+    compile(pattern, { shape, dtype, tiles, edgePairs }).passes
+      .some((p) => p.wgsl.includes("PAIR_BIT"));
+  const ring: Pattern = { kind: "ring", radius: 128 };
+  const union: Pattern = { kind: "union", of: [ring, { kind: "stride", period: 16 }] };
+  const gated: Pattern = { kind: "gated", branches: [ring, { kind: "stride", period: 16 }] };
+  assert.ok(pairs(ring, "f16") && pairs(ring, "f32"));
+  assert.ok(pairs(union, "f32") && pairs(gated, "f32"));
+  // Two kernels in float16: the pair step's WGSL would cost more compile time than it saves.
+  assert.ok(!pairs(union, "f16") && !pairs(gated, "f16"));
+  assert.ok(pairs(union, "f16", true), "asked for, float16 pairs any band");
+  assert.ok(!pairs(ring, "f32", false));
+});
