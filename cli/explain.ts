@@ -104,6 +104,16 @@ export async function main(args: string[]): Promise<number> {
   console.log(`compile: ${formatMs(compiled.compileMs)}`);
   console.log("\nplan:");
   console.log(indent(planSummary(compiled.plan)));
+  compiled.edgePairs.forEach((branch, b) =>
+    branch.forEach((pairs, j) => {
+      if (pairs === 0) return;
+      const qTiles = compiled.plan.branches[b].components[j].mask.qTiles;
+      console.log(
+        `  branch ${b} component ${j}: ${pairs} of ${qTiles} query tiles walk an edge pair ` +
+          `(two corner tiles in one step: ${pairs} steps fewer)`,
+      );
+    })
+  );
   console.log("\npasses (one dispatch each, in order):");
   for (const p of compiled.passes) {
     console.log(`  ${p.label}: ${p.workgroups[0]} x ${p.workgroups[1]} workgroups`);

@@ -142,6 +142,11 @@ export interface CompiledAttention {
   gatesPerPosition: boolean;
   /** Default gates `[branches]` (JSON gates or 1/branches) used when no gate tensor is given. */
   defaultGates: number[];
+  /**
+   * Per branch and component, the query tiles whose schedule starts with an edge pair
+   * (edge_pairs.ts): each saves one key-tile step. 0 where the kernel walks none.
+   */
+  edgePairs: number[][];
   /** The kernel shape every component kernel was generated for (tiles and invocation split). */
   kernel: KernelShape;
   /** Milliseconds spent planning and generating WGSL. */
@@ -329,6 +334,7 @@ export function compile(pattern: unknown, options: CompileOptions): CompiledAtte
     gatesPerPosition,
     defaultGates: plan.gates ?? new Array(branches).fill(1 / branches),
     kernel: tiles,
+    edgePairs: paired.map((b) => b.map((runs) => runs?.pairs ?? 0)),
     compileMs: performance.now() - started,
     landmarks,
     hash,

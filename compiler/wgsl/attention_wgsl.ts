@@ -15,8 +15,9 @@
  *
  * This file assembles the kernel; its parts are `kernel_module_wgsl.ts` (declarations),
  * `query_tile_wgsl.ts`, `key_loop_wgsl.ts`, `tile_mask_wgsl.ts` (padding and masks),
- * `tile_math_wgsl.ts` (scores, softmax, P·V), `epilogue_wgsl.ts`, `code_staging_wgsl.ts`
- * (hashBucket codes) and `kernel_refs.ts` (what they share).
+ * `tile_math_wgsl.ts` (scores, softmax, P·V), `edge_pair_wgsl.ts` (a band's corner tiles as one
+ * step), `epilogue_wgsl.ts`, `code_staging_wgsl.ts` (hashBucket codes) and `kernel_refs.ts`
+ * (what they share).
  * @module
  */
 import { assert } from "../../dsl/errors.ts";
@@ -177,7 +178,8 @@ export interface SharedKernel {
  * components (a fused kernel has several, run_fusion.ts): each member's layouts and `allowed`
  * (and hashBucket code staging) are declared side by side, the kernel body is one function,
  * `attention`, and each kernel has an entry point that calls it with its settings (`MEMBER`,
- * `SCHEDULE_SLOT`, a hashBucket round's offsets `ORDER_AT`, ...) as constant arguments, which
+ * `SCHEDULE_SLOT`, a hashBucket round's offsets `ORDER_AT`, whether it walks edge pairs `PAIRS`,
+ * ...) as constant arguments, which
  * the driver inlines and folds to the single-component code. WGSL's front end in wgpu (parse
  * and validation, about 17 ms for a float16 kernel on the H200 host) and, with no `override` in
  * the module, its SPIR-V translation then run once per pattern instead of once per kernel. All members read one parameter block, so their slots and names never collide.

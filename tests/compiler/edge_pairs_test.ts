@@ -108,7 +108,9 @@ Deno.test("edge pairs: ring(128) with 64x32 tiles takes 9 steps per query tile i
     assert.deepEqual(pair, [(2 * t - 4 + 128) % 128, (2 * t + 5) % 128], `query tile ${t}`);
     assert.equal(rest.length, 8);
   }
+  assert.deepEqual(c.edgePairs, [[64]], "every query tile saves a step");
   const off = compile({ kind: "ring", radius: 128 }, { shape, tiles, edgePairs: false });
+  assert.deepEqual(off.edgePairs, [[0]]);
   assert.equal(walk(off.schedule, 5).pair, undefined);
   assert.equal(walk(off.schedule, 5).tiles.length, 10);
   assert.ok(!off.passes[0].wgsl.includes("PAIR_BIT"));
