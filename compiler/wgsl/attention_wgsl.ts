@@ -178,11 +178,12 @@ export interface SharedKernel {
  * components (a fused kernel has several, run_fusion.ts): each member's layouts and `allowed`
  * (and hashBucket code staging) are declared side by side, the kernel body is one function,
  * `attention`, and each kernel has an entry point that calls it with its settings (`MEMBER`,
- * `SCHEDULE_SLOT`, a hashBucket round's offsets `ORDER_AT`, whether it walks edge pairs `PAIRS`,
- * ...) as constant arguments, which
- * the driver inlines and folds to the single-component code. WGSL's front end in wgpu (parse
- * and validation, about 17 ms for a float16 kernel on the H200 host) and, with no `override` in
- * the module, its SPIR-V translation then run once per pattern instead of once per kernel. All members read one parameter block, so their slots and names never collide.
+ * `SCHEDULE_SLOT`, a hashBucket round's offsets `ORDER_AT`, whether it walks edge pairs
+ * `PAIRS`, ...) as constant arguments, which the driver inlines and folds to the
+ * single-component code. WGSL's front end in wgpu (parse and validation, about 17 ms for a
+ * float16 kernel on the H200 host) and, with no `override` in the module, its SPIR-V
+ * translation then run once per pattern instead of once per kernel. All members read one
+ * parameter block, so their slots and names never collide.
  * @param kernels the kernels' options, in pass order (at least two members in all)
  * @returns the module text and each kernel's entry point
  */
