@@ -9,10 +9,12 @@
  *
  * The pair is the row's first run in the schedule (schedule_buffer.ts): `A << 1 | 1` and
  * `B | PAIR_BIT`, A the upper half's tile and B the lower half's; A and B are then in no other
- * run. Which tiles each half sees comes from the component's BlockMask at half the query tile.
+ * run. Which tiles each half sees comes from classifying the PARTIAL tiles per half.
  * @module
  */
-import { type BlockMask, buildBlockMask } from "./block_mask.ts";
+import { Coverage } from "./atoms.ts";
+import { componentCoverage } from "./component_coverage.ts";
+import { tileSpans } from "./layout.ts";
 import type { Component } from "./plan.ts";
 import type { HeadBatchRange } from "./predicate_classify.ts";
 import type { RandomTables } from "./random_table.ts";
@@ -43,40 +45,11 @@ export interface PairedRuns {
   pairs: number;
 }
 
-/** Half-open intervals of key tiles [from, to), ascending and disjoint. */
-type Intervals = [number, number][];
-
-/** The key tiles of row `t` as intervals (runs that touch are joined). */
-function rowTiles(m: BlockMask, t: number): Intervals {
-  const out: Intervals = [];
-  for (let r = m.offsets[t]; r < m.offsets[t + 1]; r++) {
-    const from = m.kvStart[r], to = from + m.kvLength[r];
-    const last = out[out.length - 1];
-    if (last && last[1] === from) last[1] = to;
-    else out.push([from, to]);
-  }
-  return out;
-}
-
-/** Tiles of `a` not in `b`. */
-function minus(a: Intervals, b: Intervals): Intervals {
-  const out: Intervals = [];
-  let j = 0;
-  for (const [from, to] of a) {
-    let at = from;
-    while (j < b.length && b[j][1] <= at) j++;
-    for (let k = j; k < b.length && b[k][0] < to; k++) {
-      if (b[k][0] > at) out.push([at, b[k][0]]);
-      at = Math.max(at, b[k][1]);
-    }
-    if (at < to) out.push([at, to]);
-  }
-  return out;
-}
-
 /**
  * The component's runs with an edge pair first in every query tile that has one: the first key
- * tile only the upper half of its rows sees, and the last one only the lower half sees.
+ * tile only the upper half of its rows sees, and the last one only the lower half sees. Only
+ * PARTIAL tiles can be either (a FULL tile's halves both see it), so only they are classified
+ * again, per half (`componentCoverage`, the BlockMask's own rule: EMPTY is exact).
  * @param c the component (identity layouts; its mask's tileQ even)
  * @param o N, the random tables and the heads and batches of the plan
  * @returns the runs, or undefined when no query tile has a pair
@@ -86,25 +59,30 @@ export function edgePairRuns(
   o: { n: number; random: RandomTables; domain?: HeadBatchRange },
 ): PairedRuns | undefined {
   const m = c.mask;
-  const half = buildBlockMask({
-    atoms: c.atoms,
-    exclusions: c.exclusions,
+  const halves = tileSpans(c.qLayout, o.n, m.tileQ / 2);
+  const keys = tileSpans(c.kLayout, o.n, m.tileK);
+  const ctx = {
+    n: o.n,
     qLayout: c.qLayout,
     kLayout: c.kLayout,
-    n: o.n,
-    tileQ: m.tileQ / 2,
-    tileK: m.tileK,
     random: o.random,
     domain: o.domain,
-  });
+  };
+  const sees = (half: number, kt: number) =>
+    half < halves.length && componentCoverage(c, halves[half], keys[kt], ctx) !== Coverage.Empty;
   const offsets = new Uint32Array(m.qTiles + 1);
   const kvStart: number[] = [], kvLength: number[] = [], partial: number[] = [];
   let pairs = 0;
   for (let t = 0; t < m.qTiles; t++) {
-    const upper = rowTiles(half, 2 * t), lower = rowTiles(half, 2 * t + 1);
-    const upperOnly = minus(upper, lower), lowerOnly = minus(lower, upper);
-    const a = upperOnly.length ? upperOnly[0][0] : -1;
-    const b = lowerOnly.length ? lowerOnly[lowerOnly.length - 1][1] - 1 : -1;
+    let a = -1, b = -1;
+    for (let r = m.offsets[t]; r < m.offsets[t + 1]; r++) {
+      if (!m.partial[r]) continue;
+      for (let kt = m.kvStart[r]; kt < m.kvStart[r] + m.kvLength[r]; kt++) {
+        const upper = sees(2 * t, kt), lower = sees(2 * t + 1, kt);
+        if (upper && !lower && a < 0) a = kt;
+        if (lower && !upper) b = kt;
+      }
+    }
     const paired = a >= 0 && b >= 0;
     if (paired) {
       kvStart.push(a), kvLength.push((b | PAIR_BIT) >>> 0), partial.push(1);
