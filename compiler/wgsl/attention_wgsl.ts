@@ -108,8 +108,8 @@ export interface ComponentKernelOptions {
   globalQuery?: boolean;
   /**
    * Walk an edge pair (edge_pairs.ts) before the key loop where the schedule row starts with
-   * one: two key tiles each seen by half of the rows, as one step. Needs a complete grid in
-   * natural order and the prefetched loop; vTile holds both tiles' K, then both V.
+   * one: two key tiles each seen by half of the rows, as one step, held wide or narrow
+   * (edge_pair_wgsl.ts). Needs a complete grid in natural order and the prefetched loop.
    */
   edgePairs?: EdgePairForm;
   /** Invocations per workgroup and query rows per invocation. */

@@ -11,6 +11,7 @@
  * @module
  */
 import { RUN_WORDS } from "../schedule_buffer.ts";
+import { tileSlots } from "./key_loop_wgsl.ts";
 import type { EdgePairForm } from "../edge_pairs.ts";
 import type { ComponentKernelOptions } from "./attention_wgsl.ts";
 import { kernelGeometry, type MemberRefs, range } from "./kernel_refs.ts";
@@ -59,16 +60,10 @@ export function edgePairStep(
   const wide = form === "wide";
   const g = kernelGeometry(o);
   const R = range(g.rows), J = range(g.keys), Dd = range(g.dims4);
-  const total = o.component.mask.tileK * o.shape.headDim / 4;
-  const L = range(Math.ceil(total / g.threads));
-  const even = total % g.threads === 0;
+  const { L, slot } = tileSlots(o);
   const T = o.dtype;
-  const slot = (l: number, lines: string[]) => {
-    const i = `lid + ${l * g.threads}u`;
-    const body = [`let i = ${i};`, ...lines].map((line) => `      ${line}`).join("\n");
-    return `    ${even ? "" : "if (" + i + " < TILE_K * D4) "}{\n${body}\n    }`;
-  };
-  const slots = (lines: (l: number) => string[]) => L.map((l) => slot(l, lines(l))).join("\n");
+  const slots = (lines: (l: number) => string[]) =>
+    L.map((l) => slot(l, "    ", lines(l))).join("\n");
   const registers = L.map((l) =>
     `  var pairVA${l} = vec4<${T}>(0.0);\n  var pairVB${l} = vec4<${T}>(0.0);`
   ).join("\n");

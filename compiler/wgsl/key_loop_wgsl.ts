@@ -82,6 +82,25 @@ ${load}
 }
 
 /**
+ * An invocation's share of a K/V tile held in registers: slot l is element `lid + l * THREADS`
+ * of the tile (key row i / D4), guarded where the tile is not a multiple of the invocations.
+ * @returns the slots, and a block of `lines` for slot l (after `let i = ...;`) at `indent`
+ */
+export function tileSlots(
+  o: ComponentKernelOptions,
+): { L: number[]; slot: (l: number, indent: string, lines: string[]) => string } {
+  const g = kernelGeometry(o);
+  const total = o.component.mask.tileK * o.shape.headDim / 4;
+  const even = total % g.threads === 0;
+  const slot = (l: number, indent: string, lines: string[]) => {
+    const i = `lid + ${l * g.threads}u`;
+    const body = [`let i = ${i};`, ...lines].map((line) => `${indent}  ${line}`).join("\n");
+    return `${indent}${even ? "" : "if (" + i + " < TILE_K * D4) "}{\n${body}\n${indent}}`;
+  };
+  return { L: range(Math.ceil(total / g.threads)), slot };
+}
+
+/**
  * Key tile loop with the next tile's K and V loaded into registers while this one is computed:
  * the global loads' latency hides behind the tile's arithmetic instead of sitting between two
  * barriers, which matters most where a workgroup visits few key tiles (bands, rings).
@@ -93,18 +112,9 @@ export function prefetchedTileLoop(
   grid: Grid,
   keyCodes: Call = call("keyCodes"),
 ): { prologue: string; loop: string } {
-  const g = kernelGeometry(o);
-  const total = o.component.mask.tileK * o.shape.headDim / 4;
-  const L = range(Math.ceil(total / g.threads));
-  const even = total % g.threads === 0;
+  const { L, slot } = tileSlots(o);
   const codes = stagedCodes(o.component).length > 0;
   const T = o.dtype;
-  // Slot l of an invocation is element `lid + l * THREADS` of the tile (key row i / D4).
-  const slot = (l: number, indent: string, lines: string[]) => {
-    const i = `lid + ${l * g.threads}u`;
-    const body = [`let i = ${i};`, ...lines].map((line) => `${indent}  ${line}`).join("\n");
-    return `${indent}${even ? "" : "if (" + i + " < TILE_K * D4) "}{\n${body}\n${indent}}`;
-  };
   const fetch = (indent: string) =>
     L.map((l) =>
       slot(
