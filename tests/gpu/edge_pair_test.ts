@@ -7,10 +7,9 @@
  */
 import assert from "node:assert/strict";
 import type { Pattern } from "../../dsl/schema.ts";
-import { reference } from "../../runtime/reference/mod.ts";
 import { createRuntime } from "../../runtime/runtime.ts";
-import { normalTensor } from "../../runtime/seeded_random.ts";
 import { memberSettings } from "../compiler/_member_settings.ts";
+import { referenceError } from "./_reference_error.ts";
 
 const cases: { name: string; pattern: Pattern; shared: boolean }[] = [
   { name: "a ring that wraps", pattern: { kind: "ring", radius: 37 }, shared: false },
@@ -44,32 +43,19 @@ const cases: { name: string; pattern: Pattern; shared: boolean }[] = [
   },
 ];
 
-async function pairError(pattern: Pattern, dtype: "f32" | "f16", form: "wide" | "narrow") {
-  const rt = await createRuntime({ autotune: false });
-  try {
-    // Float16 at the H200's tuned shape; float32 small, for llvmpipe's LLVM.
-    const n = 256, d = dtype === "f16" ? 64 : 32;
-    const shape = { batch: 1, headsQ: 2, headsKV: 1, seqLen: n, headDim: d };
-    const tiles = dtype === "f16"
+function pairError(pattern: Pattern, dtype: "f32" | "f16", form: "wide" | "narrow") {
+  // Float16 at the H200's tuned shape; float32 small, for llvmpipe's LLVM.
+  return referenceError(pattern, {
+    n: 256,
+    headDim: dtype === "f16" ? 64 : 32,
+    dtype,
+    tiles: dtype === "f16"
       ? { tileQ: 64, tileK: 32, threads: 128, rowsPerThread: 2 }
-      : { tileQ: 32, tileK: 16 };
-    const compiled = rt.compile(pattern, { shape, dtype, tiles, edgePairs: form });
-    const kernels = compiled.passes.filter((p) => /Weft attention kernel/.test(p.wgsl));
-    const q = normalTensor(2 * n * d, 61), k = normalTensor(n * d, 62), v = normalTensor(n * d, 63);
-    const got = await rt.run(compiled, { q, k, v });
-    const cast = (x: Float32Array) => dtype === "f16" ? Float16Array.from(x) : x;
-    const want = reference({ pattern, shape, q: cast(q), k: cast(k), v: cast(v) });
-    let err = 0;
-    for (let i = 0; i < want.o.length; i++) {
-      err = Math.max(err, Math.abs(Number(got.o[i]) - want.o[i]));
-    }
-    for (let i = 0; i < want.lse.length; i++) {
-      err = Math.max(err, Math.abs(got.lse[i] - want.lse[i]));
-    }
-    return { err, kernels };
-  } finally {
-    rt.destroy();
-  }
+      : { tileQ: 32, tileK: 16 },
+    seeds: [61, 62, 63],
+    edgePairs: form,
+    lse: true,
+  });
 }
 
 for (const c of cases) {

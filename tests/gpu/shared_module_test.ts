@@ -9,6 +9,7 @@ import { reference } from "../../runtime/reference/mod.ts";
 import { createRuntime } from "../../runtime/runtime.ts";
 import { normalTensor } from "../../runtime/seeded_random.ts";
 import { memberSettings } from "../compiler/_member_settings.ts";
+import { referenceError } from "./_reference_error.ts";
 
 async function checkAgainstReference(
   pattern: Pattern,
@@ -95,29 +96,17 @@ Deno.test("shared module: two masks that read the head and batch fuse into one k
 });
 
 /** Max |O - reference| of a pattern at N = 160 (float16: against the float16-rounded inputs). */
-async function hashError(pattern: Pattern, dtype: "f32" | "f16") {
-  const rt = await createRuntime({ autotune: false });
-  try {
-    // Float16 at the H200's tuned shape; float32 small, for llvmpipe's LLVM.
-    const n = 160, d = dtype === "f16" ? 64 : 32;
-    const shape = { batch: 1, headsQ: 2, headsKV: 1, seqLen: n, headDim: d };
-    const tiles = dtype === "f16"
+function hashError(pattern: Pattern, dtype: "f32" | "f16") {
+  // Float16 at the H200's tuned shape; float32 small, for llvmpipe's LLVM.
+  return referenceError(pattern, {
+    n: 160,
+    headDim: dtype === "f16" ? 64 : 32,
+    dtype,
+    tiles: dtype === "f16"
       ? { tileQ: 64, tileK: 32, threads: 128, rowsPerThread: 2 }
-      : { tileQ: 16, tileK: 16 };
-    const compiled = rt.compile(pattern, { shape, dtype, tiles });
-    const kernels = compiled.passes.filter((p) => /Weft attention kernel/.test(p.wgsl));
-    const q = normalTensor(2 * n * d, 51), k = normalTensor(n * d, 52), v = normalTensor(n * d, 53);
-    const got = await rt.run(compiled, { q, k, v });
-    const cast = (x: Float32Array) => dtype === "f16" ? Float16Array.from(x) : x;
-    const want = reference({ pattern, shape, q: cast(q), k: cast(k), v: cast(v) });
-    let err = 0;
-    for (let i = 0; i < want.o.length; i++) {
-      err = Math.max(err, Math.abs(Number(got.o[i]) - want.o[i]));
-    }
-    return { err, kernels, modules: rt.pipelines.modules };
-  } finally {
-    rt.destroy();
-  }
+      : { tileQ: 16, tileK: 16 },
+    seeds: [51, 52, 53],
+  });
 }
 
 const threeRounds: Pattern = { kind: "hashBucket", buckets: 8, rounds: 3, seed: 7 };
