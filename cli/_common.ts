@@ -16,7 +16,7 @@ import {
   ShapeError,
 } from "../dsl/errors.ts";
 import { parsePattern, type Pattern } from "../dsl/schema.ts";
-import { readNpy, writeNpy } from "../runtime/npy.ts";
+import { readNpy, writeNpy } from "./npy.ts";
 import { exampleNames, examplePattern } from "../examples/registry.ts";
 
 /** Bad flags, missing or unreadable files: the person running the tool can fix it. */

@@ -12,7 +12,7 @@ import { maxAbsError } from "../../cli/_common.ts";
 import type { Pattern } from "../../dsl/schema.ts";
 import { exampleNames } from "../../examples/registry.ts";
 import { normalTensor } from "../../runtime/seeded_random.ts";
-import { readNpyFile, writeNpyFile } from "../../runtime/npy.ts";
+import { readNpyFile, writeNpyFile } from "../../cli/npy.ts";
 import { reference } from "../../runtime/reference/mod.ts";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));

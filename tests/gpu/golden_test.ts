@@ -10,7 +10,7 @@
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import type { AttentionShape } from "../../compiler/mod.ts";
-import { readNpyFile } from "../../runtime/npy.ts";
+import { readNpyFile } from "../../cli/npy.ts";
 import { createRuntime } from "../../runtime/runtime.ts";
 import { hashCodeMismatches, reference } from "../../runtime/reference/mod.ts";
 import type { HashCodes } from "../../dsl/hash_bucket.ts";

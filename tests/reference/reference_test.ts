@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { PlanError, ShapeError } from "../../dsl/errors.ts";
 import { randomKeyBlocks } from "../../dsl/hash.ts";
 import type { Pattern } from "../../dsl/schema.ts";
-import { readNpyFile } from "../../runtime/npy.ts";
+import { readNpyFile } from "../../cli/npy.ts";
 import { allowedMask, type AttentionShape, reference } from "../../runtime/reference/mod.ts";
 import { normals } from "../../runtime/seeded_random.ts";
 

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { type NpyArray, readNpy, readNpyFile, writeNpy, writeNpyFile } from "../runtime/npy.ts";
+import { type NpyArray, readNpy, readNpyFile, writeNpy, writeNpyFile } from "../../cli/npy.ts";
 
 function hex(...parts: string[]): Uint8Array {
   const text = parts.join("");
