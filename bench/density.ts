@@ -8,7 +8,7 @@
  */
 import { layoutPositions } from "../compiler/layout.ts";
 import type { Component, Plan } from "../compiler/plan.ts";
-import { componentAllows } from "../runtime/reference/component.ts";
+import { componentAllows } from "../cli/_component_allows.ts";
 
 /** What a plan allows. */
 export interface PlanDensity {

@@ -5,7 +5,7 @@
  * estimated from evenly spaced query rows, each counted exactly against all N keys.
  * @module
  */
-import type { AttentionShape } from "../compiler/shape.ts";
+import type { AttentionShape } from "../core/shape.ts";
 import type { HashBucketPattern, Pattern } from "../dsl/schema.ts";
 import { hashBucketsOf, type HashCodes } from "../dsl/hash_bucket.ts";
 import { allowedMask, type HashLookup } from "../runtime/reference/allowed.ts";

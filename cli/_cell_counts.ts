@@ -8,7 +8,7 @@
  */
 import { forEachKeyTile, layoutPositions, type Plan } from "../compiler/mod.ts";
 import type { Component } from "../compiler/plan.ts";
-import { componentAllows } from "../runtime/reference/component.ts";
+import { componentAllows } from "./_component_allows.ts";
 
 /** One component's allowed pairs per cell. */
 export interface ComponentCells {

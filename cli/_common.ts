@@ -14,7 +14,7 @@ import {
   PlanError,
   ShaderError,
   ShapeError,
-} from "../dsl/errors.ts";
+} from "../core/errors.ts";
 import { parsePattern, type Pattern } from "../dsl/schema.ts";
 import { readNpy, writeNpy } from "./npy.ts";
 import { exampleNames, examplePattern } from "../examples/registry.ts";

@@ -12,7 +12,7 @@
  */
 import { forEachKeyTile, layoutPositions, type Plan } from "../compiler/mod.ts";
 import type { Component } from "../compiler/plan.ts";
-import { componentAllows } from "../runtime/reference/component.ts";
+import { componentAllows } from "./_component_allows.ts";
 
 /** The picture is at most this many cells a side. */
 export const MAX_CELLS = 64;

@@ -14,11 +14,11 @@
  */
 import type { AttentionShape } from "../compiler/mod.ts";
 import { checkAttentionShape, planSummary } from "../compiler/mod.ts";
-import { ShapeError } from "../dsl/errors.ts";
+import { ShapeError } from "../core/errors.ts";
 import type { Pattern } from "../dsl/schema.ts";
 import { reference } from "../runtime/reference/mod.ts";
 import { createRuntime } from "../runtime/runtime.ts";
-import { checkShape } from "../runtime/shape.ts";
+import { checkShape } from "../core/input_shapes.ts";
 import {
   adapterLine,
   EXIT_FAILURE,

@@ -8,13 +8,13 @@ import { branchPasses, lowerKernels } from "./kernel_passes.ts";
 import { checkBufferSizes, checkHashFits, checkKernelFits } from "./device_checks.ts";
 import { blendPass, castPass, hashPasses, landmarkSets, poolingPass } from "./support_passes.ts";
 import { AuxData } from "./aux_data.ts";
-import { checkExpressionDomain } from "./expression_domain.ts";
+import { checkExpressionDomain } from "../dsl/expression_domain.ts";
 import { type Plan, planPattern, type TileShape } from "./plan.ts";
 import { keySplits, MAX_KEY_SPLITS, splittable } from "./key_split.ts";
 import { packSchedules } from "./schedule_buffer.ts";
 import { type EdgePairForm, edgePairRuns, walksEdgePairs } from "./edge_pairs.ts";
 import { fusionGroups } from "./run_fusion.ts";
-import { type AttentionShape, checkAttentionShape } from "./shape.ts";
+import { type AttentionShape, checkAttentionShape, type Dtype } from "../core/shape.ts";
 import {
   chooseTiles,
   type DeviceLimits,
@@ -24,7 +24,7 @@ import {
   mayStageQuery,
   prefetches,
 } from "./tiles.ts";
-import { ShapeError } from "../dsl/errors.ts";
+import { ShapeError } from "../core/errors.ts";
 import { keepsOwnModule } from "./kernel_groups.ts";
 import { readsHash } from "./wgsl/code_staging_wgsl.ts";
 import { type HashLayout, hashLayout } from "./hash_layout.ts";
@@ -49,8 +49,7 @@ export type BufferName =
   | "splitO"
   | "splitLse";
 
-/** Element type of Q, K, V and O; LSE and every running sum are float32. */
-export type Dtype = "f32" | "f16";
+export type { Dtype } from "../core/shape.ts";
 
 /** A storage binding: which buffer, and whether the kernel writes it. */
 export interface Binding {

@@ -4,14 +4,14 @@
  * sorts or buffers past a dispatch or a binding.
  * @module
  */
-import type { AttentionShape } from "./shape.ts";
+import type { AttentionShape } from "../core/shape.ts";
 import {
   DEFAULT_LIMITS,
   type DeviceLimits,
   type KernelShape,
   kernelStorageBytes,
 } from "./tiles.ts";
-import { DeviceError, PlanError } from "../dsl/errors.ts";
+import { DeviceError, PlanError } from "../core/errors.ts";
 import type { HashLayout } from "./hash_layout.ts";
 import { sortCount } from "./wgsl/hash_sort_wgsl.ts";
 import type { Dtype } from "./compile.ts";

@@ -14,10 +14,10 @@
  * scan turns counts into each chunk's first index in bucket order.
  * @module
  */
-import { assert } from "../dsl/errors.ts";
+import { assert } from "../core/errors.ts";
 import { hashBits, hashCodeKey } from "../dsl/hash_bucket.ts";
 import type { Plan } from "./plan.ts";
-import type { AttentionShape } from "./shape.ts";
+import type { AttentionShape } from "../core/shape.ts";
 
 /** Rows per histogram chunk (one workgroup of the sort passes). */
 export const SORT_CHUNK = 256;

@@ -5,7 +5,7 @@
  * (`lowerKernels`, kernel_groups.ts).
  * @module
  */
-import { PlanError } from "../dsl/errors.ts";
+import { PlanError } from "../core/errors.ts";
 import type { AuxData } from "./aux_data.ts";
 import type { Binding, BufferName, Dtype, Pass } from "./compile.ts";
 import type { EdgePairForm } from "./edge_pairs.ts";
@@ -14,7 +14,7 @@ import { kernelGroups } from "./kernel_groups.ts";
 import { layoutCount } from "./layout.ts";
 import type { Component, Plan } from "./plan.ts";
 import type { packSchedules } from "./schedule_buffer.ts";
-import type { AttentionShape } from "./shape.ts";
+import type { AttentionShape } from "../core/shape.ts";
 import type { KernelShape } from "./tiles.ts";
 import {
   componentKernel,

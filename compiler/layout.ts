@@ -14,7 +14,7 @@
  * @module
  */
 import { z } from "zod";
-import { assert } from "../dsl/errors.ts";
+import { assert } from "../core/errors.ts";
 
 export const LayoutSchema = z.discriminatedUnion("kind", [
   z.object({ kind: z.literal("identity") }),

@@ -20,7 +20,7 @@ export {
   type TileShape,
 } from "./plan.ts";
 export { type BlockMask, blockMaskCounts, forEachKeyTile } from "./block_mask.ts";
-export { type AttentionShape, checkAttentionShape } from "./shape.ts";
+export { type AttentionShape, checkAttentionShape } from "../core/shape.ts";
 export {
   chooseTiles,
   DEFAULT_LIMITS,

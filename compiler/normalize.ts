@@ -5,7 +5,7 @@
  * @module
  */
 import type { Pattern, ScoreModifier } from "../dsl/schema.ts";
-import { PlanError } from "../dsl/errors.ts";
+import { PlanError } from "../core/errors.ts";
 import { type Atom, atomKey, predicateLabel } from "./atoms.ts";
 
 /** A conjunction of atoms: the pairs every atom allows. An empty list allows nothing. */

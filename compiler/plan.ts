@@ -11,7 +11,7 @@
 import { predicateProgram } from "../dsl/expression_check.ts";
 import type { Pattern, ScoreModifier } from "../dsl/schema.ts";
 import { type Atom, atomLabel } from "./atoms.ts";
-import { constantDivisors } from "./expression_intervals.ts";
+import { constantDivisors } from "../dsl/expression_intervals.ts";
 import { type BlockMask, blockMaskCounts, buildBlockMask } from "./block_mask.ts";
 import { type Layout, layoutLabel } from "./layout.ts";
 import { normalize, type Term } from "./normalize.ts";

@@ -9,7 +9,7 @@
 import type { Program } from "../dsl/expression.ts";
 import { predicateProgram } from "../dsl/expression_check.ts";
 import { type Atom, Coverage } from "./atoms.ts";
-import { type Box, type ClassRange, programInterval } from "./expression_intervals.ts";
+import { type Box, type ClassRange, programInterval } from "../dsl/expression_intervals.ts";
 import type { Layout, TileSpan } from "./layout.ts";
 
 /** Heads and batches one schedule serves; unknown, any the GPU grid can hold (65535 a side). */

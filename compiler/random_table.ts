@@ -4,7 +4,7 @@
  * the hash is evaluated once per (query block, draw), never per element.
  * @module
  */
-import { randomKeyBlocks } from "../dsl/hash.ts";
+import { randomKeyBlocks } from "../core/hash.ts";
 import type { Atom } from "./atoms.ts";
 
 type RandomAtom = Extract<Atom, { kind: "random" }>;

@@ -4,7 +4,7 @@
  * @module
  */
 import type { Plan } from "./plan.ts";
-import type { AttentionShape } from "./shape.ts";
+import type { AttentionShape } from "../core/shape.ts";
 import { poolingKernel } from "./wgsl/pooling_wgsl.ts";
 import type { HashLayout } from "./hash_layout.ts";
 import {

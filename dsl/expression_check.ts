@@ -4,7 +4,7 @@
  * and `scored` sits only where a score can apply to a whole softmax.
  * @module
  */
-import { PatternError } from "./errors.ts";
+import { PatternError } from "../core/errors.ts";
 import { inputsOf, type Program } from "./expression.ts";
 import { compileExpression } from "./expression_parse.ts";
 import type { Pattern, PredicatePattern, ScoreModifier } from "./schema.ts";

@@ -6,7 +6,7 @@
  * constructs are expression_syntax.ts; typing names and expressions is expression_typing.ts.
  * @module
  */
-import { PatternError } from "./errors.ts";
+import { PatternError } from "../core/errors.ts";
 import type { ts } from "ts-morph";
 import type { Constants, Program } from "./expression.ts";
 import { SyntaxKind, tsc, withParsed } from "./expression_syntax.ts";

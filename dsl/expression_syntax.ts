@@ -8,7 +8,7 @@
 import { createRequire } from "node:module";
 import type * as TsMorph from "ts-morph";
 import type { ts } from "ts-morph";
-import { PatternError } from "./errors.ts";
+import { PatternError } from "../core/errors.ts";
 
 /** What the subset allows, for refusals to name. */
 export const SUBSET = "allowed: arithmetic, comparisons, && || !, ?:, %, Math.abs/min/max/floor " +

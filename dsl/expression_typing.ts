@@ -6,7 +6,7 @@
  * @module
  */
 import type { ts } from "ts-morph";
-import { PatternError } from "./errors.ts";
+import { PatternError } from "../core/errors.ts";
 import {
   type ArrayConstant,
   type BinaryOp,

@@ -5,8 +5,8 @@
  * GPU pre-pass all draw the same planes from here.
  * @module
  */
-import { PlanError } from "./errors.ts";
-import { lowbias32 } from "./hash.ts";
+import { PlanError } from "../core/errors.ts";
+import { lowbias32 } from "../core/hash.ts";
 import type { HashBucketPattern, Pattern } from "./schema.ts";
 
 /**

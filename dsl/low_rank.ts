@@ -6,7 +6,7 @@
  * meaning and is refused rather than silently allowing nothing.
  * @module
  */
-import { PlanError } from "./errors.ts";
+import { PlanError } from "../core/errors.ts";
 import type { Pattern } from "./schema.ts";
 
 /**

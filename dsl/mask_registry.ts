@@ -5,7 +5,7 @@
  * JSON is self-contained and compiles the same anywhere.
  * @module
  */
-import { PatternError } from "./errors.ts";
+import { PatternError } from "../core/errors.ts";
 import type { Constants } from "./expression.ts";
 import { calledNames, compileMask, type MaskSource } from "./expression_parse.ts";
 

@@ -12,7 +12,7 @@ export {
   PatternSchema,
   type ScoreModifier,
 } from "./schema.ts";
-export * from "./errors.ts";
+export * from "../core/errors.ts";
 export * from "./low_rank.ts";
 export type { Constants } from "./expression.ts";
 export * from "./hash_bucket.ts";

@@ -5,7 +5,7 @@
  * @module
  */
 import { z } from "zod";
-import { PatternError } from "./errors.ts";
+import { PatternError } from "../core/errors.ts";
 import { checkExpressions } from "./expression_check.ts";
 
 const U32_MAX = 0xffffffff;

@@ -5,7 +5,7 @@
  * @module
  */
 import type { BufferName, CompiledAttention } from "../compiler/mod.ts";
-import { DeviceError, DeviceLostError } from "../dsl/errors.ts";
+import { DeviceError, DeviceLostError } from "../core/errors.ts";
 import type { HashCodes } from "../dsl/hash_bucket.ts";
 import type { PipelineCache } from "./pipeline_cache.ts";
 

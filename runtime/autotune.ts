@@ -33,7 +33,7 @@ import {
   type TileShape,
   tuningCandidates,
 } from "../compiler/mod.ts";
-import { assert } from "../dsl/errors.ts";
+import { assert } from "../core/errors.ts";
 import { parsePattern } from "../dsl/schema.ts";
 import { warmUp } from "./sustained_timing.ts";
 import { AttentionCall, type AttentionInputs } from "./attention_call.ts";
@@ -47,7 +47,7 @@ import {
 import { type TuneKey, tuneKey } from "./autotune_key.ts";
 import type { DeviceInfo } from "./device.ts";
 import { PipelineCache } from "./pipeline_cache.ts";
-import { checkShape } from "./shape.ts";
+import { checkShape } from "../core/input_shapes.ts";
 import { normalTensor } from "./seeded_random.ts";
 
 /** Untimed submissions per candidate: the first pays lazy driver compiles and cold caches. */

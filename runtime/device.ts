@@ -3,7 +3,7 @@
  * defaults are far below what GPUs offer), the optional features Weft uses.
  * @module
  */
-import { DeviceError } from "../dsl/errors.ts";
+import { DeviceError } from "../core/errors.ts";
 import type { DeviceLimits } from "../compiler/mod.ts";
 
 /** What Weft knows about the device it runs on. */

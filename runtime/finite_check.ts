@@ -5,7 +5,7 @@
  * checked the same way. The scan reads each input once on the CPU (about 30 ms for 33 M floats).
  * @module
  */
-import { DataError } from "../dsl/errors.ts";
+import { DataError } from "../core/errors.ts";
 import type { AttentionInputs } from "./attention_call.ts";
 
 /**

@@ -13,7 +13,7 @@
  * @module
  */
 import { type Pass, pipelineKey } from "../compiler/mod.ts";
-import { ShaderError } from "../dsl/errors.ts";
+import { ShaderError } from "../core/errors.ts";
 
 /** Pipelines by WGSL without comments and entry point, with hit and miss counts. */
 export class PipelineCache {

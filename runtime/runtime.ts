@@ -13,10 +13,10 @@ import { AttentionCall, type AttentionInputs, type AttentionOutputs } from "./at
 import { Autotuner, type TuneOptions, type TuneResult } from "./autotune.ts";
 import { compileLimits, type DeviceInfo, openDevice } from "./device.ts";
 import { PipelineCache } from "./pipeline_cache.ts";
-import { checkShape } from "./shape.ts";
-import { DeviceError, DeviceLostError, ShapeError } from "../dsl/errors.ts";
+import { checkShape } from "../core/input_shapes.ts";
+import { DeviceError, DeviceLostError, ShapeError } from "../core/errors.ts";
 import { parsePattern } from "../dsl/schema.ts";
-import { checkAttentionShape } from "../compiler/shape.ts";
+import { checkAttentionShape } from "../core/shape.ts";
 import { chooseSplit, runSplit, type Split } from "./split_run.ts";
 import { checkFinite } from "./finite_check.ts";
 

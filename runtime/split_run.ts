@@ -7,7 +7,7 @@
  * @module
  */
 import type { AttentionShape, CompiledAttention, Dtype } from "../compiler/mod.ts";
-import { DeviceError } from "../dsl/errors.ts";
+import { DeviceError } from "../core/errors.ts";
 import type { AttentionInputs, AttentionOutputs } from "./attention_call.ts";
 import type { HashCodes } from "../dsl/hash_bucket.ts";
 

@@ -20,14 +20,14 @@
  * (what they share).
  * @module
  */
-import { assert } from "../../dsl/errors.ts";
+import { assert } from "../../core/errors.ts";
 import type { ScoreModifier } from "../../dsl/schema.ts";
 import type { AuxData, ParamBlock } from "../aux_data.ts";
 import type { EdgePairForm } from "../edge_pairs.ts";
 import type { HashLayout } from "../hash_layout.ts";
 import { layoutLabel } from "../layout.ts";
 import type { Component } from "../plan.ts";
-import type { AttentionShape } from "../shape.ts";
+import type { AttentionShape } from "../../core/shape.ts";
 import { declareCodeStaging, readsHash, stagedCodes } from "./code_staging_wgsl.ts";
 import { earlierLse, epilogue } from "./epilogue_wgsl.ts";
 import { declareScoreModifier } from "./expression_wgsl.ts";

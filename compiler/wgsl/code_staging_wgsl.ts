@@ -3,7 +3,7 @@
  * key tile, and whether it binds the hash buffer at all.
  * @module
  */
-import { assert } from "../../dsl/errors.ts";
+import { assert } from "../../core/errors.ts";
 import { codeSetOf } from "../hash_layout.ts";
 import type { Component } from "../plan.ts";
 import type { ComponentKernelOptions } from "./attention_wgsl.ts";

@@ -3,7 +3,7 @@
  * (O = 0, LSE = -inf) and blending gated branches (`out = sum_i g_i * out_i`).
  * @module
  */
-import type { AttentionShape } from "../shape.ts";
+import type { AttentionShape } from "../../core/shape.ts";
 import { declareNegativeInfinity, ShaderModule } from "./shader_module.ts";
 
 /** Invocations per workgroup of the elementwise kernels. */

@@ -13,7 +13,7 @@ import { inputsOf } from "../../dsl/expression.ts";
 import { predicateProgram, scoreProgram } from "../../dsl/expression_check.ts";
 import type { ScoreModifier } from "../../dsl/schema.ts";
 import type { Atom } from "../atoms.ts";
-import { integerPower } from "../expression_intervals.ts";
+import { integerPower } from "../../dsl/expression_intervals.ts";
 import { f32, type ShaderModule } from "./shader_module.ts";
 
 type PredicateAtom = Extract<Atom, { kind: "predicate" }>;

@@ -4,9 +4,9 @@
  * (`kernelGeometry`), and two small helpers (`range`, `onlyIf`).
  * @module
  */
-import { assert } from "../../dsl/errors.ts";
+import { assert } from "../../core/errors.ts";
 import type { Component } from "../plan.ts";
-import type { AttentionShape } from "../shape.ts";
+import type { AttentionShape } from "../../core/shape.ts";
 import type { Grid } from "./tile_mask_wgsl.ts";
 
 /**

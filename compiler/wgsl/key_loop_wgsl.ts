@@ -4,7 +4,7 @@
  * tile prefetched into registers where it fits.
  * @module
  */
-import { assert } from "../../dsl/errors.ts";
+import { assert } from "../../core/errors.ts";
 import { codeSetOf } from "../hash_layout.ts";
 import { layoutLabel } from "../layout.ts";
 import { HEADER_WORDS, RUN_WORDS, SLOT_WORDS } from "../schedule_buffer.ts";

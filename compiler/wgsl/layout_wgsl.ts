@@ -4,7 +4,7 @@
  * parameters read from aux, so they are not part of the WGSL.
  * @module
  */
-import { assert } from "../../dsl/errors.ts";
+import { assert } from "../../core/errors.ts";
 import type { ParamBlock } from "../aux_data.ts";
 import { type Layout, layoutCount, layoutLabel, residueGeometry } from "../layout.ts";
 import { ParamReader } from "./params_wgsl.ts";

@@ -4,7 +4,7 @@
  * Only PARTIAL tiles evaluate it.
  * @module
  */
-import { assert } from "../../dsl/errors.ts";
+import { assert } from "../../core/errors.ts";
 import { type Atom, atomLabel } from "../atoms.ts";
 import type { ParamBlock } from "../aux_data.ts";
 import { codeSetOf, type HashLayout } from "../hash_layout.ts";

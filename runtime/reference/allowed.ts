@@ -4,8 +4,8 @@
  * to be fast: no intervals, no tiles, only the per-pattern sets that make each call O(1).
  * @module
  */
-import { PlanError } from "../../dsl/errors.ts";
-import { randomKeyBlocks } from "../../dsl/hash.ts";
+import { PlanError } from "../../core/errors.ts";
+import { randomKeyBlocks } from "../../core/hash.ts";
 import { predicateProgram } from "../../dsl/expression_check.ts";
 import type { HashBucketPattern, Pattern } from "../../dsl/schema.ts";
 import { predicateFunction } from "./expression_eval.ts";

@@ -4,7 +4,6 @@
  * @module
  */
 export { type AllowedFn, allowedMask, type HashLookup } from "./allowed.ts";
-export { componentAllows } from "./component.ts";
 export { referenceRows, type SampledRow } from "./sampled_rows.ts";
 export {
   type AttentionShape,

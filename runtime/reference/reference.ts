@@ -5,9 +5,10 @@
  * @module
  */
 import { parsePattern, type Pattern } from "../../dsl/schema.ts";
-import { ShapeError } from "../../dsl/errors.ts";
-import { type AttentionShape, checkShape, type GateLayout } from "../shape.ts";
-import { checkExpressionDomain } from "../../compiler/expression_domain.ts";
+import { ShapeError } from "../../core/errors.ts";
+import { checkShape, type GateLayout } from "../../core/input_shapes.ts";
+import type { AttentionShape } from "../../core/shape.ts";
+import { checkExpressionDomain } from "../../dsl/expression_domain.ts";
 import { allowedSetUsesHeadOrBatch, scoreProgram } from "../../dsl/expression_check.ts";
 import { allowedMask, type HashLookup } from "./allowed.ts";
 import {
@@ -22,7 +23,7 @@ import { landmarkAllows, landmarkRanks, poolLandmarks } from "./landmarks.ts";
 import { checkLowRankPlacement, landmarkGeometry } from "../../dsl/low_rank.ts";
 import { scoreFunction } from "./expression_eval.ts";
 
-export type { AttentionShape } from "../shape.ts";
+export type { AttentionShape } from "../../core/shape.ts";
 
 /** Everything one reference call needs; tensors are row-major in DESIGN §1 layout. */
 export interface ReferenceInput {

@@ -5,8 +5,8 @@
  * @module
  */
 import { parsePattern, type Pattern } from "../../dsl/schema.ts";
-import { PlanError, ShapeError } from "../../dsl/errors.ts";
-import type { AttentionShape } from "../shape.ts";
+import { PlanError, ShapeError } from "../../core/errors.ts";
+import type { AttentionShape } from "../../core/shape.ts";
 import { allowedMask } from "./allowed.ts";
 import { softmaxRow } from "./reference.ts";
 

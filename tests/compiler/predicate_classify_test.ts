@@ -9,15 +9,16 @@
 import assert from "node:assert/strict";
 import { Coverage } from "../../compiler/atoms.ts";
 import { forEachKeyTile } from "../../compiler/block_mask.ts";
-import { checkExpressionDomain } from "../../compiler/expression_domain.ts";
+import { checkExpressionDomain } from "../../dsl/expression_domain.ts";
 import { type Layout, layoutPositions, type TileSpan, tileSpans } from "../../compiler/layout.ts";
 import { planPattern, planTileCounts } from "../../compiler/plan.ts";
 import { classifyPredicate } from "../../compiler/predicate_classify.ts";
-import { PlanError } from "../../dsl/errors.ts";
+import { PlanError } from "../../core/errors.ts";
 import { compileExpression } from "../../dsl/expression_parse.ts";
 import type { Pattern } from "../../dsl/schema.ts";
 import { predicateFunction } from "../../runtime/reference/expression_eval.ts";
-import { allowedMask, componentAllows } from "../../runtime/reference/mod.ts";
+import { allowedMask } from "../../runtime/reference/mod.ts";
+import { componentAllows } from "../../cli/_component_allows.ts";
 import { mulberry32 } from "../../runtime/seeded_random.ts";
 import { randomPredicate } from "./_random_predicate.ts";
 

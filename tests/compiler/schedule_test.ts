@@ -11,7 +11,7 @@ import { layoutPositions } from "../../compiler/layout.ts";
 import { type Component, planPattern, planTileCounts } from "../../compiler/plan.ts";
 import type { Pattern } from "../../dsl/schema.ts";
 import { allowedMask } from "../../runtime/reference/mod.ts";
-import { lowbias32 } from "../../dsl/hash.ts";
+import { lowbias32 } from "../../core/hash.ts";
 import { mulberry32 } from "../../runtime/seeded_random.ts";
 
 /** Element truth of one atom, written from DESIGN §2 independently of the compiler. */

@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { mask, registerMask, score, scored, stride, union } from "../../dsl/builders.ts";
-import { PatternError } from "../../dsl/errors.ts";
+import { PatternError } from "../../core/errors.ts";
 import { inputsOf } from "../../dsl/expression.ts";
 import { compileExpression } from "../../dsl/expression_parse.ts";
 import { parsePattern } from "../../dsl/schema.ts";

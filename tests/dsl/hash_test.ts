@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { lowbias32, randomKeyBlocks } from "../../dsl/hash.ts";
+import { lowbias32, randomKeyBlocks } from "../../core/hash.ts";
 
 // Expected values computed independently with python3, masking every step to 32 bits:
 //   M = 0xffffffff

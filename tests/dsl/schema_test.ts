@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import * as w from "../../dsl/builders.ts";
-import { PatternError } from "../../dsl/errors.ts";
+import { PatternError } from "../../core/errors.ts";
 import { parsePattern, type Pattern } from "../../dsl/schema.ts";
 
 /** One valid pattern of every kind, with the builder call that must produce it. */

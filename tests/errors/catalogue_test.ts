@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { main as explain } from "../../cli/explain.ts";
 import { compile } from "../../compiler/mod.ts";
-import { DataError, DeviceError, PatternError, PlanError, ShapeError } from "../../dsl/errors.ts";
+import { DataError, DeviceError, PatternError, PlanError, ShapeError } from "../../core/errors.ts";
 import { UsageError } from "../../cli/_common.ts";
 import { reference } from "../../runtime/reference/mod.ts";
 import { createRuntime } from "../../runtime/runtime.ts";

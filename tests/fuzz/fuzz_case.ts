@@ -6,7 +6,7 @@
  * @module
  */
 import type { AttentionShape } from "../../compiler/mod.ts";
-import { PlanError } from "../../dsl/errors.ts";
+import { PlanError } from "../../core/errors.ts";
 import type { Pattern } from "../../dsl/schema.ts";
 import type { HashCodes } from "../../dsl/hash_bucket.ts";
 import { parsePattern } from "../../dsl/schema.ts";

@@ -8,7 +8,7 @@
 import { parsePattern, type Pattern } from "../../dsl/schema.ts";
 import { writeNpy } from "../../cli/npy.ts";
 import { reference } from "../../runtime/reference/mod.ts";
-import type { AttentionShape } from "../../runtime/shape.ts";
+import type { AttentionShape } from "../../core/shape.ts";
 import { mulberry32, normals } from "../../runtime/seeded_random.ts";
 
 /**

@@ -4,7 +4,7 @@
  * runtime opens a new device and runs the next call (and a call in flight) correctly.
  */
 import assert from "node:assert/strict";
-import { DeviceLostError } from "../../dsl/errors.ts";
+import { DeviceLostError } from "../../core/errors.ts";
 import { reference } from "../../runtime/reference/mod.ts";
 import { createRuntime } from "../../runtime/runtime.ts";
 import { normalTensor } from "../../runtime/seeded_random.ts";

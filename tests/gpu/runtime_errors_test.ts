@@ -3,7 +3,7 @@
  * class, never a silently wrong answer.
  */
 import assert from "node:assert/strict";
-import { ShapeError } from "../../dsl/errors.ts";
+import { ShapeError } from "../../core/errors.ts";
 import { createRuntime } from "../../runtime/runtime.ts";
 
 const shape = { batch: 1, headsQ: 2, headsKV: 2, seqLen: 16, headDim: 8 };

@@ -4,7 +4,7 @@
  * part's, and a call that cannot be cut small enough is refused naming the limit.
  */
 import assert from "node:assert/strict";
-import { DeviceError } from "../../dsl/errors.ts";
+import { DeviceError } from "../../core/errors.ts";
 import type { Pattern } from "../../dsl/schema.ts";
 import { reference } from "../../runtime/reference/mod.ts";
 import { createRuntime } from "../../runtime/runtime.ts";

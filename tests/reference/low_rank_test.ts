@@ -3,7 +3,7 @@
  * a union's softmax, the causal rule on a landmark's last row, and the refusals.
  */
 import assert from "node:assert/strict";
-import { PatternError, PlanError } from "../../dsl/errors.ts";
+import { PatternError, PlanError } from "../../core/errors.ts";
 import { landmarkGeometry } from "../../dsl/low_rank.ts";
 import { compile } from "../../compiler/mod.ts";
 import { reference } from "../../runtime/reference/mod.ts";

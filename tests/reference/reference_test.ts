@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { PlanError, ShapeError } from "../../dsl/errors.ts";
-import { randomKeyBlocks } from "../../dsl/hash.ts";
+import { PlanError, ShapeError } from "../../core/errors.ts";
+import { randomKeyBlocks } from "../../core/hash.ts";
 import type { Pattern } from "../../dsl/schema.ts";
 import { readNpyFile } from "../../cli/npy.ts";
 import { allowedMask, type AttentionShape, reference } from "../../runtime/reference/mod.ts";

@@ -2,7 +2,10 @@
  * The attention problem's shape (DESIGN §1): Q `[B, Hq, N, D]`, K and V `[B, Hkv, N, D]`.
  * @module
  */
-import { ShapeError } from "../dsl/errors.ts";
+import { ShapeError } from "./errors.ts";
+
+/** Element type of Q, K, V and O; LSE and every running sum are float32. */
+export type Dtype = "f32" | "f16";
 
 /** Sizes of one attention call. */
 export interface AttentionShape {

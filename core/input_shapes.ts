@@ -4,12 +4,8 @@
  * one-line messages. Kernel-only limits (head dim a multiple of 4, ...) stay in the compiler.
  * @module
  */
-import { ShapeError } from "../dsl/errors.ts";
-import { type AttentionShape, checkSizes } from "../compiler/shape.ts";
-
-// One definition of the sizes for the whole pipeline: the compiler's (imports flow
-// compiler -> runtime). Re-exported so the runtime and the reference need only this file.
-export type { AttentionShape };
+import { ShapeError } from "./errors.ts";
+import { type AttentionShape, checkSizes } from "./shape.ts";
 
 /** Gates with an explicit shape, as read from a `.npy` file. */
 export interface ShapedGates {
@@ -43,7 +39,7 @@ export type GateLayout = "none" | "head" | "position";
  * @throws {ShapeError} one line naming the field, what was expected and what came
  * @example
  * ```ts
- * import { checkShape } from "./shape.ts";
+ * import { checkShape } from "./input_shapes.ts";
  * const shape = { batch: 1, headsQ: 2, headsKV: 1, seqLen: 4, headDim: 8 };
  * const q = new Float32Array(64), kv = new Float32Array(32);
  * checkShape(shape, { q, k: kv, v: kv }); // "none"

@@ -8,10 +8,10 @@
  * have kept it safe (write `q % (k + 1)` rather than `k > 0 && q % k == 0`).
  * @module
  */
-import { PlanError } from "../dsl/errors.ts";
-import type { Program } from "../dsl/expression.ts";
-import { predicateProgram, scoreProgram } from "../dsl/expression_check.ts";
-import type { Pattern } from "../dsl/schema.ts";
+import { PlanError } from "../core/errors.ts";
+import type { Program } from "./expression.ts";
+import { predicateProgram, scoreProgram } from "./expression_check.ts";
+import type { Pattern } from "./schema.ts";
 import { type Box, integerPower, type Interval, programInterval } from "./expression_intervals.ts";
 
 /** The sizes a pattern's expressions run over. */

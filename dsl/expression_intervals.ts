@@ -13,7 +13,7 @@
  * `(q - k) % M` is known per tile even when `q - k` spans many multiples of `M`.
  * @module
  */
-import type { Expr, Program } from "../dsl/expression.ts";
+import type { Expr, Program } from "./expression.ts";
 
 /** A closed interval; booleans are 0 (false) and 1 (true). Bounds may be infinite. */
 export interface Interval {
@@ -73,7 +73,7 @@ interface Frame {
  * @returns `[lo, hi]`; for a predicate `[1, 1]` true everywhere, `[0, 0]` false everywhere
  * @example
  * ```ts
- * import { compileExpression } from "../dsl/expression_parse.ts";
+ * import { compileExpression } from "./expression_parse.ts";
  * import { programInterval } from "./expression_intervals.ts";
  * const p = compileExpression({ expr: "Math.abs(q - k) <= 4" }, "mask");
  * const box = (q0: number, q1: number, k0: number, k1: number) => ({
@@ -298,7 +298,7 @@ function math(fn: Extract<Expr, { op: "math" }>["fn"], args: Interval[], exprs: 
  * @returns distinct divisors >= 2, in order of appearance
  * @example
  * ```ts
- * import { compileExpression } from "../dsl/expression_parse.ts";
+ * import { compileExpression } from "./expression_parse.ts";
  * import { constantDivisors } from "./expression_intervals.ts";
  * constantDivisors(compileExpression({ expr: "(q - k) % 3 == 0 && q % -4 != 1" }, "mask"), 64); // [3, 4]
  * ```

@@ -5,11 +5,11 @@
  * plan's allowed pairs and to draw its mask from PARTIAL tiles without an N² scan.
  * @module
  */
-import type { Atom } from "../../compiler/atoms.ts";
-import type { Component } from "../../compiler/plan.ts";
-import type { Pattern } from "../../dsl/schema.ts";
-import { type AllowedFn, allowedMask } from "./allowed.ts";
-import { landmarkLastRow } from "../../dsl/low_rank.ts";
+import type { Atom } from "../compiler/atoms.ts";
+import type { Component } from "../compiler/plan.ts";
+import type { Pattern } from "../dsl/schema.ts";
+import { type AllowedFn, allowedMask } from "../runtime/reference/allowed.ts";
+import { landmarkLastRow } from "../dsl/low_rank.ts";
 
 /**
  * The predicate of a component, exclusions included.
@@ -18,8 +18,8 @@ import { landmarkLastRow } from "../../dsl/low_rank.ts";
  * @returns `(q, k) => allowed`
  * @example
  * ```ts
- * import { planPattern } from "../../compiler/plan.ts";
- * import { componentAllows } from "./component.ts";
+ * import { planPattern } from "../compiler/plan.ts";
+ * import { componentAllows } from "./_component_allows.ts";
  * const plan = planPattern({ kind: "union", of: [{ kind: "causal" }, { kind: "ring", radius: 1 }] }, 8, { tileQ: 8, tileK: 8 });
  * componentAllows(plan.branches[0].components[1], 8)(0, 1); // true: ring allows it, causal does not
  * ```
