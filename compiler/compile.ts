@@ -26,9 +26,8 @@ import {
 } from "./tiles.ts";
 import { ShapeError } from "../core/errors.ts";
 import { keepsOwnModule } from "./kernel_groups.ts";
-import { readsHash } from "./wgsl/code_staging_wgsl.ts";
 import { type HashLayout, hashLayout } from "./hash_layout.ts";
-import { allowedReadsHeadOrBatch } from "./wgsl/predicate_wgsl.ts";
+import { allowedReadsHeadOrBatch, readsHash } from "./component_reads.ts";
 
 /** The buffers a pass can bind, by name; the runtime allocates each once per call shape. */
 export type BufferName =

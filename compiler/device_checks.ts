@@ -13,8 +13,8 @@ import {
 } from "./tiles.ts";
 import { DeviceError, PlanError } from "../core/errors.ts";
 import type { HashLayout } from "./hash_layout.ts";
-import { sortCount } from "./wgsl/hash_sort_wgsl.ts";
 import type { Dtype } from "./compile.ts";
+import { sortCount } from "./dispatch_sizes.ts";
 
 /**
  * A pipeline over the device's workgroup memory is an error at best; on the H100 through Deno

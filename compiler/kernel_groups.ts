@@ -13,8 +13,7 @@
 import type { Component } from "./plan.ts";
 import type { ComponentKernelOptions } from "./wgsl/attention_wgsl.ts";
 import { codeSetOf } from "./hash_layout.ts";
-import { readsHash, stagedCodes } from "./wgsl/code_staging_wgsl.ts";
-import { allowedReadsHeadOrBatch } from "./wgsl/predicate_wgsl.ts";
+import { allowedReadsHeadOrBatch, readsHash, stagedCodes } from "./component_reads.ts";
 
 /**
  * Groups kernels that can share a module, in order of their first member.

@@ -22,9 +22,10 @@ import {
   type SharedKernel,
   sharedKernel,
 } from "./wgsl/attention_wgsl.ts";
-import { readsHash } from "./wgsl/code_staging_wgsl.ts";
-import { clearKernel, elementwiseWorkgroups, MAX_WORKGROUPS_X } from "./wgsl/elementwise_wgsl.ts";
+import { clearKernel } from "./wgsl/elementwise_wgsl.ts";
 import { splitCombineKernel } from "./wgsl/split_combine_wgsl.ts";
+import { readsHash } from "./component_reads.ts";
+import { elementwiseWorkgroups, MAX_WORKGROUPS_X } from "./dispatch_sizes.ts";
 
 /**
  * One branch's passes: a clear where its first component does not write every row, then per

@@ -11,13 +11,12 @@ import {
   bucketHistogramKernel,
   bucketScanKernel,
   bucketScatterKernel,
-  codeRows,
   hashCodesKernel,
-  sortCount,
 } from "./wgsl/hash_sort_wgsl.ts";
-import { blendKernel, castKernel, elementwiseWorkgroups } from "./wgsl/elementwise_wgsl.ts";
+import { blendKernel, castKernel } from "./wgsl/elementwise_wgsl.ts";
 import { read, written } from "./kernel_passes.ts";
 import type { CompiledAttention, Dtype, Pass } from "./compile.ts";
+import { codeRows, elementwiseWorkgroups, sortCount } from "./dispatch_sizes.ts";
 
 /** The distinct lowRank ranks a plan's components read, with their geometry. */
 export function landmarkSets(plan: Plan): CompiledAttention["landmarks"] {

@@ -28,7 +28,7 @@ import type { HashLayout } from "../hash_layout.ts";
 import { layoutLabel } from "../layout.ts";
 import type { Component } from "../plan.ts";
 import type { AttentionShape } from "../../core/shape.ts";
-import { declareCodeStaging, readsHash, stagedCodes } from "./code_staging_wgsl.ts";
+import { declareCodeStaging } from "./code_staging_wgsl.ts";
 import { earlierLse, epilogue } from "./epilogue_wgsl.ts";
 import { declareScoreModifier } from "./expression_wgsl.ts";
 import { call, kernelGeometry, type MemberRefs, onlyIf, range } from "./kernel_refs.ts";
@@ -41,7 +41,6 @@ import {
 import { bucketOffsets, prefetchedTileLoop, schedule, tileLoop } from "./key_loop_wgsl.ts";
 import { declareEdgePair, edgePairStep } from "./edge_pair_wgsl.ts";
 import { ParamReader } from "./params_wgsl.ts";
-import { allowedReadsHeadOrBatch } from "./predicate_wgsl.ts";
 import { queryStaging } from "./query_tile_wgsl.ts";
 import { f32, type ShaderModule } from "./shader_module.ts";
 import { gridOf, maskedTiles, tileMask } from "./tile_mask_wgsl.ts";
@@ -56,6 +55,7 @@ import {
   scoresF32,
   softmaxRow,
 } from "./tile_math_wgsl.ts";
+import { allowedReadsHeadOrBatch, readsHash, stagedCodes } from "../component_reads.ts";
 
 /** Where a component kernel finds its schedule and writes its result. */
 export interface ComponentKernelOptions {

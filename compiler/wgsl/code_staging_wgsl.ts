@@ -5,19 +5,10 @@
  */
 import { assert } from "../../core/errors.ts";
 import { codeSetOf } from "../hash_layout.ts";
-import type { Component } from "../plan.ts";
 import type { ComponentKernelOptions } from "./attention_wgsl.ts";
-import { codeRef, hashRoundsRead } from "./predicate_wgsl.ts";
 import type { ShaderModule } from "./shader_module.ts";
-
-/**
- * The hashBucket rounds whose codes a kernel stages: every round its predicate reads, when
- * they fit a vec4<u32> (else `allowed` reads them from the hash buffer pair by pair).
- */
-export function stagedCodes(c: Component): string[] {
-  const refs = readsHash(c) ? hashRoundsRead(c) : [];
-  return refs.length <= 4 ? refs : [];
-}
+import { stagedCodes } from "../component_reads.ts";
+import { codeRef } from "../component_reads.ts";
 
 /**
  * Staged codes: \`queryCodes(q)\` once per row, \`keyCodes(k)\` into \`kCodeTile\` with each
@@ -63,9 +54,4 @@ fn ${names.keyCodes}(p: i32) -> vec4<u32> {
 }`,
   );
   return names;
-}
-
-/** Whether a component's kernel binds the hash buffer (its atoms or exclusions hash). */
-export function readsHash(c: Component): boolean {
-  return [c.atoms, ...c.exclusions].some((atoms) => atoms.some((a) => a.kind === "hashRound"));
 }

@@ -5,27 +5,7 @@
  */
 import type { AttentionShape } from "../../core/shape.ts";
 import { declareNegativeInfinity, ShaderModule } from "./shader_module.ts";
-
-/** Invocations per workgroup of the elementwise kernels. */
-export const ELEMENTWISE_WORKGROUP = 256;
-/** WebGPU allows at most 65535 workgroups per dimension; longer ranges use y as well. */
-export const MAX_WORKGROUPS_X = 65535;
-
-/**
- * Workgroup counts covering `count` invocations.
- * @param count invocations needed
- * @returns `[x, y]` workgroups
- * @example
- * ```ts
- * import { elementwiseWorkgroups } from "./elementwise_wgsl.ts";
- * elementwiseWorkgroups(1000); // [4, 1]
- * ```
- */
-export function elementwiseWorkgroups(count: number): [number, number] {
-  const groups = Math.max(1, Math.ceil(count / ELEMENTWISE_WORKGROUP));
-  const y = Math.ceil(groups / MAX_WORKGROUPS_X);
-  return [Math.ceil(groups / y), y];
-}
+import { ELEMENTWISE_WORKGROUP } from "../dispatch_sizes.ts";
 
 /** Declares `linearIndex`: the flat invocation index of a 2D dispatch of elementwise workgroups. */
 export function linearIndex(m: ShaderModule): void {

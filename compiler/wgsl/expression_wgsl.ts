@@ -9,31 +9,14 @@
  * @module
  */
 import type { Expr, Program } from "../../dsl/expression.ts";
-import { inputsOf } from "../../dsl/expression.ts";
 import { predicateProgram, scoreProgram } from "../../dsl/expression_check.ts";
 import type { ScoreModifier } from "../../dsl/schema.ts";
 import type { Atom } from "../atoms.ts";
 import { integerPower } from "../../dsl/expression_intervals.ts";
 import { f32, type ShaderModule } from "./shader_module.ts";
+import { readsHeadOrBatch } from "../component_reads.ts";
 
 type PredicateAtom = Extract<Atom, { kind: "predicate" }>;
-
-/**
- * Whether a predicate atom reads the query head or the batch: then it, and the `allowed`
- * function that calls it, take `h` and `b` as well as `q` and `k`.
- * @param atom any atom
- * @returns true for a predicate that reads `h` or `b`
- * @example
- * ```ts
- * import { readsHeadOrBatch } from "./expression_wgsl.ts";
- * readsHeadOrBatch({ kind: "predicate", expr: "(q + h) % 2 == 0" }); // true
- * ```
- */
-export function readsHeadOrBatch(atom: Atom): boolean {
-  if (atom.kind !== "predicate") return false;
-  const used = inputsOf(predicateProgram(atom));
-  return used.has("h") || used.has("b");
-}
 
 /**
  * Declares a predicate atom's function and returns the call for pair `(q, k)`.

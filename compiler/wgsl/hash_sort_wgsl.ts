@@ -13,14 +13,7 @@
 import type { HashCodeSet } from "../hash_layout.ts";
 import { SORT_CHUNK } from "../hash_layout.ts";
 import { ShaderModule } from "./shader_module.ts";
-
-/** Invocations of the codes kernel per workgroup (rows). */
-export const CODES_WORKGROUP = 64;
-
-/** Sorts of a code set: one per (round, query or key/value row). */
-export function sortCount(set: HashCodeSet): number {
-  return set.rounds * (set.rowsQ + set.rowsK);
-}
+import { codeRows, CODES_WORKGROUP } from "../dispatch_sizes.ts";
 
 function header(set: HashCodeSet, n: number, what: string): ShaderModule {
   return new ShaderModule().comment(
@@ -127,23 +120,6 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   }
   hash[CODES + sort * N + position] = code;
 }`);
-}
-
-/**
- * Positions per codes workgroup: one per invocation, fewer where the planes and the staged
- * vectors would pass WebGPU's default 16 KiB of workgroup memory.
- * @param d4 head dim / 4
- * @param nbits planes per round
- * @returns positions per workgroup
- * @example
- * ```ts
- * import { codeRows } from "./hash_sort_wgsl.ts";
- * codeRows(16, 6); // 54: 1.5 KiB of planes, 272 bytes per staged vector
- * ```
- */
-export function codeRows(d4: number, nbits: number): number {
-  const vec4Slots = 1024 - nbits * d4;
-  return Math.max(1, Math.min(CODES_WORKGROUP, Math.floor(vec4Slots / (d4 + 1))));
 }
 
 /**

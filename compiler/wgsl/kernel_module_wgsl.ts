@@ -9,11 +9,11 @@ import { atomLabel } from "../atoms.ts";
 import type { ParamBlock } from "../aux_data.ts";
 import type { Component } from "../plan.ts";
 import type { ComponentKernelOptions } from "./attention_wgsl.ts";
-import { readsHash, stagedCodes } from "./code_staging_wgsl.ts";
 import { type Call, call, kernelGeometry } from "./kernel_refs.ts";
 import { declareLayout } from "./layout_wgsl.ts";
 import { declareAllowed } from "./predicate_wgsl.ts";
 import { declareNegativeInfinity, f32, ShaderModule } from "./shader_module.ts";
+import { readsHash, stagedCodes } from "../component_reads.ts";
 
 /**
  * `fn name(member, args) -> type` that calls that member's function, and how to call it from

@@ -10,9 +10,9 @@ import { layoutLabel } from "../layout.ts";
 import { HEADER_WORDS, RUN_WORDS, SLOT_WORDS } from "../schedule_buffer.ts";
 import { TAG_SHIFT } from "../run_fusion.ts";
 import type { ComponentKernelOptions } from "./attention_wgsl.ts";
-import { stagedCodes } from "./code_staging_wgsl.ts";
 import { type Call, call, kernelGeometry, type MemberRefs, range } from "./kernel_refs.ts";
 import { type Grid, sourceRow } from "./tile_mask_wgsl.ts";
+import { stagedCodes } from "../component_reads.ts";
 
 /**
  * Move to the next run when the current one is done (reads only uniform values). Tagged runs

@@ -5,7 +5,8 @@
  * @module
  */
 import { ShaderModule } from "./shader_module.ts";
-import { ELEMENTWISE_WORKGROUP, linearIndex } from "./elementwise_wgsl.ts";
+import { linearIndex } from "./elementwise_wgsl.ts";
+import { ELEMENTWISE_WORKGROUP } from "../dispatch_sizes.ts";
 
 /**
  * The pooling kernel for one rank.

@@ -8,10 +8,10 @@ import { assert } from "../../core/errors.ts";
 import { type Atom, atomLabel } from "../atoms.ts";
 import type { ParamBlock } from "../aux_data.ts";
 import { codeSetOf, type HashLayout } from "../hash_layout.ts";
-import { hashCodeKey } from "../../dsl/hash_bucket.ts";
-import { predicateCall, readsHeadOrBatch } from "./expression_wgsl.ts";
+import { predicateCall } from "./expression_wgsl.ts";
 import { ParamReader } from "./params_wgsl.ts";
 import type { ShaderModule } from "./shader_module.ts";
+import { allowedReadsHeadOrBatch, codeRef } from "../component_reads.ts";
 
 /**
  * The WGSL expression for one atom, declaring any helper it calls. Its numbers (window, radius,
@@ -124,33 +124,6 @@ fn sameBucket(codes: u32, q: i32, k: i32) -> bool {
 }
 
 /**
- * Names one round of one code set: the unit a kernel stages codes of.
- * @example
- * ```ts
- * import { codeRef } from "./predicate_wgsl.ts";
- * codeRef({ seed: 1, buckets: 64, round: 0 }); // "seed 1, 64 buckets/0"
- * ```
- */
-export function codeRef(a: { seed: number; buckets: number; round: number }): string {
-  return `${hashCodeKey(a)}/${a.round}`;
-}
-
-/**
- * The hashBucket rounds a component's predicate reads (its own and its exclusions'), each once.
- * @param c the component's atoms and exclusions
- * @returns `codeRef`s in first-use order
- */
-export function hashRoundsRead(
-  c: { atoms: readonly Atom[]; exclusions: readonly (readonly Atom[])[] },
-): string[] {
-  const refs: string[] = [];
-  for (const a of [c.atoms, ...c.exclusions].flat()) {
-    if (a.kind === "hashRound" && !refs.includes(codeRef(a))) refs.push(codeRef(a));
-  }
-  return refs;
-}
-
-/**
  * The rows a hashBucket kernel reads codes and bucket order from: set once by the entry point.
  * @param m the module being built
  */
@@ -172,24 +145,6 @@ fn inBitset(base: u32, position: i32) -> bool {
   return ((aux[base + (i >> 5u)] >> (i & 31u)) & 1u) == 1u;
 }`,
   );
-}
-
-/**
- * Whether a component's `allowed` reads the query head and batch (`allowed(q, k, h, b)`):
- * when one of its predicates, or an earlier component's, does.
- * @param options the component's atoms and exclusions
- * @returns true when `allowed` takes `h` and `b`
- * @example
- * ```ts
- * import { allowedReadsHeadOrBatch } from "./predicate_wgsl.ts";
- * allowedReadsHeadOrBatch({ atoms: [{ kind: "causal" }], exclusions: [] }); // false
- * ```
- */
-export function allowedReadsHeadOrBatch(options: {
-  atoms: readonly Atom[];
-  exclusions: readonly (readonly Atom[])[];
-}): boolean {
-  return [options.atoms, ...options.exclusions].some((atoms) => atoms.some(readsHeadOrBatch));
 }
 
 /**

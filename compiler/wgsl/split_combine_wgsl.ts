@@ -10,8 +10,9 @@ import type { ParamBlock } from "../aux_data.ts";
 import type { Layout } from "../layout.ts";
 import { declareLayout } from "./layout_wgsl.ts";
 import { ParamReader } from "./params_wgsl.ts";
-import { ELEMENTWISE_WORKGROUP, linearIndex } from "./elementwise_wgsl.ts";
+import { linearIndex } from "./elementwise_wgsl.ts";
 import { declareNegativeInfinity, ShaderModule } from "./shader_module.ts";
+import { ELEMENTWISE_WORKGROUP } from "../dispatch_sizes.ts";
 
 /** What one combine pass merges and where the result goes. */
 export interface SplitCombineOptions {

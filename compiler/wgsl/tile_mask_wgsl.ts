@@ -7,9 +7,8 @@
  */
 import type { Component } from "../plan.ts";
 import type { ComponentKernelOptions } from "./attention_wgsl.ts";
-import { stagedCodes } from "./code_staging_wgsl.ts";
 import { type Call, kernelGeometry, type MemberRefs, range } from "./kernel_refs.ts";
-import { allowedReadsHeadOrBatch } from "./predicate_wgsl.ts";
+import { allowedReadsHeadOrBatch, stagedCodes } from "../component_reads.ts";
 
 /** What a kernel knows of the positions of its tiles (`gridOf`). */
 export interface Grid {

@@ -1,0 +1,53 @@
+/**
+ * Dispatch sizes that planning needs before any WGSL exists: the elementwise kernels' workgroup
+ * counts, WebGPU's per-dimension limit, and the hashBucket pre-pass's rows per workgroup and
+ * sorts per code set. The kernels that run at these sizes (compiler/wgsl/) read them from here.
+ * @module
+ */
+import type { HashCodeSet } from "./hash_layout.ts";
+
+/** Invocations per workgroup of the elementwise kernels. */
+export const ELEMENTWISE_WORKGROUP = 256;
+/** WebGPU allows at most 65535 workgroups per dimension; longer ranges use y as well. */
+export const MAX_WORKGROUPS_X = 65535;
+
+/**
+ * Workgroup counts covering `count` invocations.
+ * @param count invocations needed
+ * @returns `[x, y]` workgroups
+ * @example
+ * ```ts
+ * import { elementwiseWorkgroups } from "./dispatch_sizes.ts";
+ * elementwiseWorkgroups(1000); // [4, 1]
+ * ```
+ */
+export function elementwiseWorkgroups(count: number): [number, number] {
+  const groups = Math.max(1, Math.ceil(count / ELEMENTWISE_WORKGROUP));
+  const y = Math.ceil(groups / MAX_WORKGROUPS_X);
+  return [Math.ceil(groups / y), y];
+}
+
+/** Invocations of the codes kernel per workgroup (rows). */
+export const CODES_WORKGROUP = 64;
+
+/** Sorts of a code set: one per (round, query or key/value row). */
+export function sortCount(set: HashCodeSet): number {
+  return set.rounds * (set.rowsQ + set.rowsK);
+}
+
+/**
+ * Positions per codes workgroup: one per invocation, fewer where the planes and the staged
+ * vectors would pass WebGPU's default 16 KiB of workgroup memory.
+ * @param d4 head dim / 4
+ * @param nbits planes per round
+ * @returns positions per workgroup
+ * @example
+ * ```ts
+ * import { codeRows } from "./dispatch_sizes.ts";
+ * codeRows(16, 6); // 54: 1.5 KiB of planes, 272 bytes per staged vector
+ * ```
+ */
+export function codeRows(d4: number, nbits: number): number {
+  const vec4Slots = 1024 - nbits * d4;
+  return Math.max(1, Math.min(CODES_WORKGROUP, Math.floor(vec4Slots / (d4 + 1))));
+}
