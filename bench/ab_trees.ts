@@ -2,8 +2,8 @@
  * Two compiler trees side by side, interleaved in one process: A, B, A, B, ... on the same
  * device, inputs and kernel shape, so that any clock or temperature drift falls on both and the
  * ratio is measured in one run. On the H200 an interleaved ratio repeated across two device
- * calls to 0.2% (docs/BENCHMARKS.md, seventh session), which is what it takes to see the 1-4%
- * that a change to the kernel text moves NVIDIA's register allocation by.
+ * calls to 0.2%, which is what it takes to see the 1-4% that a change to the kernel text moves
+ * NVIDIA's register allocation by.
  *
  * ```sh
  * git worktree add /tmp/base HEAD~1            # the tree to compare against

@@ -6,7 +6,7 @@
  * (15 KB) about 5 and 1 ms (docs/BENCHMARKS.md): the warm compile is the front end's.
  *
  * With `--deferred` every module gets an unused `override`: wgpu then keeps it as IR and writes
- * SPIR-V per pipeline, so the module time is the front end alone (ninth session: the same 17 ms).
+ * SPIR-V per pipeline, so the module time is the front end alone (measured: the same 17 ms).
  *
  *   deno run -A bench/pipeline_cost.ts [N] [--patterns dense,bigbird] [--dtype f16,f32] [--deferred]
  * @module

@@ -1,8 +1,8 @@
 /**
- * πAttention (periodic sparse Transformer; the seed note /work/shared/seeds/000_*.txt):
- * attention splits into a ring-local neighbourhood, circular distance `<= r`, and deterministic
- * π-steps, `(i - j) mod P == 0`, each with its own softmax, blended by a fusion gate:
- * `out = g * out_ring + (1 - g) * out_stride`. The note learns `g = sigmoid(W [local; global])`;
+ * πAttention, from the πAttention paper (a periodic sparse Transformer): attention splits into
+ * a ring-local neighbourhood, circular distance `<= r`, and deterministic π-steps,
+ * `(i - j) mod P == 0`, each with its own softmax, blended by a fusion gate:
+ * `out = g * out_ring + (1 - g) * out_stride`. The paper learns `g = sigmoid(W [local; global])`;
  * here the JSON gates are a fixed `[g, 1 - g]`, and a runtime gate tensor `[B, Hq, 2]` (as the
  * main block passes) overrides them per head.
  *

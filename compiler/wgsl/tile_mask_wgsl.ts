@@ -28,12 +28,11 @@ export interface Grid {
  * The grid of a kernel's members. It is complete where every member's layouts are permutations
  * of [0, N) (identity or residue order, whatever the period), N is a multiple of both tile sizes,
  * and no member has a score modifier or hash codes. Then a FULL tile needs no mask at all (every
- * pair counts) and a PARTIAL one only its `allowed`. Measured on the H200 (interleaved A/B,
- * docs/BENCHMARKS.md, eleventh session): the band's FULL tiles stopped paying for its mask (f16
- * ring 4.5%, window(256) 4.4%, dense 1.6%), and positions by arithmetic in natural order gave
- * another 5-7% (f16 c4 ring, window and dense). Where N is not a multiple of a tile size, the
- * grid is `padded`: the kernel masks the last query and key tiles as if PARTIAL, and clamps its
- * loads instead of selecting them.
+ * pair counts) and a PARTIAL one only its `allowed`. Measured on the H200 (interleaved A/B):
+ * the band's FULL tiles stopped paying for its mask (f16 ring 4.5%, window(256) 4.4%, dense
+ * 1.6%), and positions by arithmetic in natural order gave another 5-7% (f16 c4 ring, window
+ * and dense). Where N is not a multiple of a tile size, the grid is `padded`: the kernel masks
+ * the last query and key tiles as if PARTIAL, and clamps its loads instead of selecting them.
  * @param members the kernel's components with their options (several for a shared module)
  * @returns whether the grid is complete or padded (and which tiles hold the padding), and
  *   whether each side is in natural order

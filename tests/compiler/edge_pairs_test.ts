@@ -34,7 +34,7 @@ function walk(words: Uint32Array, t: number) {
   return { pair, tiles };
 }
 
-/** The bands' own rule, pair by pair (DESIGN §1). */
+/** The bands' own rule, pair by pair (DESIGN §2). */
 function allows(p: { kind: string; [k: string]: unknown }, n: number, q: number, k: number) {
   if (p.kind === "ring") {
     const d = Math.abs(q - k);

@@ -53,7 +53,8 @@ export function randomSkeleton(rng: Rng, depth = 3): Skeleton {
 
 function inner(rng: Rng, depth: number, underIntersect = false): Skeleton {
   if (depth <= 0 || rng() < 0.55) {
-    // lowRank landmarks may meet only causal in an intersect (DESIGN §2): never under one here.
+    // In an intersect, lowRank landmarks may meet only causal, dense or the same lowRank
+    // (DESIGN §2): never under one here.
     if (!underIntersect && rng() < 0.15) return { kind: rng() < 0.5 ? "lowRank" : "lowRankCausal" };
     if (rng() < 0.12) return { kind: "predicate" };
     if (rng() < 0.1) return { kind: "hashBucket" };
