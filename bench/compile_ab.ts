@@ -61,33 +61,23 @@ const digest = (data: string | ArrayBufferView) =>
   ).digest("hex").slice(0, 16);
 
 /**
- * The dispatches of either form of compile's result: a tree that returns `passes` (each with
- * its WGSL), or one that returns a kernel plan (`kernels`, rendered `modules`, `buffers`).
+ * The dispatches of either form of compile's result: `passes` (each with its WGSL), and the
+ * schedule and aux words as fields (`schedule`, `aux`) or in a buffer table (`buffers`).
  */
 function dispatchesOf(c: Record<string, any>): Compiled {
-  if (Array.isArray(c.passes)) {
-    return {
-      dispatches: c.passes.map((p: any) => ({
-        label: p.label,
-        wgsl: p.wgsl,
-        entryPoint: p.entryPoint ?? "main",
-        bindings: p.bindings.map((b: any) => `${b.buffer}${b.writable ? "+w" : ""}`).join(","),
-        workgroups: p.workgroups.join("x"),
-      })),
-      buffers: { schedule: digest(c.schedule), aux: digest(c.aux) },
-    };
-  }
+  const table = (name: string) => c.buffers?.find((b: any) => b.name === name)?.data;
   return {
-    dispatches: c.dispatches.map((p: any) => ({
+    dispatches: c.passes.map((p: any) => ({
       label: p.label,
-      wgsl: c.modules[p.module],
-      entryPoint: p.entryPoint,
+      wgsl: p.wgsl,
+      entryPoint: p.entryPoint ?? "main",
       bindings: p.bindings.map((b: any) => `${b.buffer}${b.writable ? "+w" : ""}`).join(","),
       workgroups: p.workgroups.join("x"),
     })),
-    buffers: Object.fromEntries(
-      c.buffers.filter((b: any) => b.initial).map((b: any) => [b.name, digest(b.initial)]),
-    ),
+    buffers: {
+      schedule: digest(c.schedule ?? table("schedule")),
+      aux: digest(c.aux ?? table("aux")),
+    },
   };
 }
 

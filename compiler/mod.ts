@@ -1,15 +1,20 @@
 /**
- * The compiler: Pattern -> Plan -> WGSL. Pure functions; no GPU here.
+ * The compiler: Pattern -> Plan -> kernel plan -> WGSL. Pure functions; no GPU here.
  * @module
  */
 export {
+  type Binding,
   type BufferName,
   compile,
+  compileChecked,
   type CompiledAttention,
   type CompileOptions,
   type Dtype,
   type Pass,
 } from "./compile.ts";
+export { checkCall, type CheckedCall } from "./checked_call.ts";
+export type { Kernel, KernelPlan, ModuleEntry } from "./kernel_plan.ts";
+export { type BufferSpec, checkBufferTable } from "./buffer_table.ts";
 export {
   type Branch,
   type Component,
@@ -34,4 +39,4 @@ export {
 } from "./tiles.ts";
 export { type Layout, layoutPositions } from "./layout.ts";
 export { type Atom, Coverage } from "./atoms.ts";
-export { pipelineKey } from "./wgsl/shader_module.ts";
+export { pipelineKey } from "./render.ts";

@@ -4,7 +4,7 @@
  * with `timestamp-query` where the device has it. Nothing is read back until `read`.
  * @module
  */
-import type { BufferName, CompiledAttention } from "../compiler/mod.ts";
+import { type BufferName, checkBufferTable, type CompiledAttention } from "../compiler/mod.ts";
 import { DeviceError, DeviceLostError } from "../core/errors.ts";
 import type { HashCodes } from "../dsl/hash_bucket.ts";
 import type { PipelineCache } from "./pipeline_cache.ts";
@@ -122,67 +122,32 @@ export class AttentionCall {
     return call;
   }
 
-  #binds(name: BufferName): boolean {
-    return this.compiled.passes.some((p) => p.bindings.some((b) => b.buffer === name));
-  }
-
+  /** Allocates every buffer of the compiled buffer table and fills those with first contents. */
   #allocate(inputs: AttentionInputs): void {
-    const { shape, branches, gated } = this.compiled;
-    const rows = shape.batch * shape.headsQ * shape.seqLen;
-    const gates = gated ? inputs.gates ?? this.#defaultGates() : new Float32Array(1);
+    const { gated, buffers } = this.compiled;
     const half = this.compiled.dtype === "f16";
     const asDtype = (x: Float32Array | Float16Array) =>
       half ? (x instanceof Float16Array ? x : Float16Array.from(x)) : (
         x instanceof Float32Array ? x : Float32Array.from(x)
       );
-    const [q, k, v] = [asDtype(inputs.q), asDtype(inputs.k), asDtype(inputs.v)];
-    const sizes: Record<BufferName, number> = {
-      q: q.byteLength,
-      k: k.byteLength,
-      v: v.byteLength,
-      schedule: this.compiled.schedule.byteLength,
-      aux: this.compiled.aux.byteLength,
-      // A float16 call whose kernel writes O as float16 never touches the float32 O.
-      o: this.#binds("o") ? rows * shape.headDim * 4 : 16,
-      lse: rows * branches * 4,
-      branchO: gated ? rows * shape.headDim * 4 * branches : 16,
-      gates: gates.byteLength,
-      o16: half ? rows * shape.headDim * 2 : 16,
-      // hashBucket codes, bucket order and starts; the counting sort's scratch counts.
-      hash: this.compiled.hash.words * 4,
-      hashCounts: this.compiled.hash.countWords * 4,
-      // Split-K partials (compiler/key_split.ts): one O row and one LSE per chunk, head and row.
-      splitO: Math.max(16, this.compiled.splitRows * shape.headDim * 4),
-      splitLse: Math.max(16, this.compiled.splitRows * 4),
+    const tensors = {
+      q: asDtype(inputs.q),
+      k: asDtype(inputs.k),
+      v: asDtype(inputs.v),
+      gates: gated ? inputs.gates ?? this.#defaultGates() : new Float32Array(1),
     };
-    // lowRank landmarks: [B, Hkv, count, D] per rank, written by the pooling pre-pass.
-    for (const l of this.compiled.landmarks) {
-      const bytes = shape.batch * shape.headsKV * l.count * shape.headDim * (half ? 2 : 4);
-      sizes[`landmarkK${l.rank}`] = bytes;
-      sizes[`landmarkV${l.rank}`] = bytes;
+    checkBufferTable(buffers, this.device.limits.maxStorageBufferBindingSize);
+    for (const spec of buffers) {
+      const buffer = this.device.createBuffer({
+        label: spec.name,
+        size: align4(spec.bytes),
+        usage: STORAGE,
+      });
+      this.#buffers.set(spec.name, buffer);
+      // Typed arrays are written whole: offsets and sizes would be in elements, not bytes.
+      const data = spec.input ? tensors[spec.input] : spec.data;
+      if (data) this.device.queue.writeBuffer(buffer, 0, data as BufferSource);
     }
-    const limit = this.device.limits.maxStorageBufferBindingSize;
-    for (const [name, size] of Object.entries(sizes) as [BufferName, number][]) {
-      if (size > limit) {
-        throw new DeviceError(
-          `Tensor ${name} needs ${size} bytes, over this device's maxStorageBufferBindingSize ` +
-            `(${limit}); use fewer heads or batches per call`,
-        );
-      }
-      this.#buffers.set(
-        name,
-        this.device.createBuffer({ label: name, size: align4(size), usage: STORAGE }),
-      );
-    }
-    // Typed arrays are written whole: offsets and sizes would be in elements, not bytes.
-    const write = (name: BufferName, data: ArrayBufferView) =>
-      this.device.queue.writeBuffer(this.#buffers.get(name)!, 0, data as BufferSource);
-    write("q", q);
-    write("k", k);
-    write("v", v);
-    write("schedule", this.compiled.schedule);
-    write("aux", this.compiled.aux);
-    write("gates", gates);
   }
 
   /** Gates `[B, Hq, branches]` repeated from the JSON gates (or 1/branches). */

@@ -185,9 +185,13 @@ export interface SharedKernel {
  * translation then run once per pattern instead of once per kernel. All members read one
  * parameter block, so their slots and names never collide.
  * @param kernels the kernels' options, in pass order (at least two members in all)
+ * @param pairs the edge-pair form the module holds (`modulePairForm`), where a kernel walks pairs
  * @returns the module text and each kernel's entry point
  */
-export function sharedKernel(kernels: readonly ComponentKernelOptions[]): SharedKernel {
+export function sharedKernel(
+  kernels: readonly ComponentKernelOptions[],
+  pairs?: EdgePairForm,
+): SharedKernel {
   // A fused kernel's members are consecutive: its runs name them relative to its MEMBER.
   const members = kernels.flatMap((k) => [
     { kernel: k, options: k },
@@ -195,11 +199,7 @@ export function sharedKernel(kernels: readonly ComponentKernelOptions[]): Shared
   ]);
   assert(members.length >= 2, "a shared kernel of fewer than two members");
   const firstMember = kernels.map((k) => members.findIndex((x) => x.kernel === k));
-  // Edge pairs (one form per compile) are a setting where only some kernels walk them, and
-  // then narrow: the module's V tile is every member's, and the wide form's would cost the
-  // others occupancy (H200, f16 ring(128) ∪ stride(16): 24.50 ms wide, 23.98 narrow, 24.28 none).
-  const form = kernels.find((x) => x.edgePairs)?.edgePairs;
-  const pairs = form && kernels.some((x) => !x.edgePairs) ? "narrow" : form;
+  // Edge pairs are a setting (PAIRS) where only some kernels walk them, in the module's form.
   const o = { ...kernels[0], edgePairs: pairs };
   const anySplit = kernels.some((x) => x.split);
   const anyFused = kernels.some((x) => x.fused);

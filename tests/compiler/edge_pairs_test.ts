@@ -10,6 +10,7 @@ import { compile } from "../../compiler/compile.ts";
 import { PAIR_BIT, walksEdgePairs } from "../../compiler/edge_pairs.ts";
 import { planPattern } from "../../compiler/plan.ts";
 import { HEADER_WORDS, RUN_WORDS } from "../../compiler/schedule_buffer.ts";
+import { words } from "./_buffers.ts";
 import type { Pattern } from "../../dsl/schema.ts";
 
 /** Slot 0's walk of query tile t: the pair (if any) and the other tiles with their kinds. */
@@ -69,7 +70,7 @@ Deno.test("edge pairs: every tile is walked once, and each pair tile is unseen b
         for (let t = 0; t < mask.qTiles; t++) {
           const want: [number, boolean][] = [];
           forEachKeyTile(mask, t, (kt, partial) => want.push([kt, partial]));
-          const got = walk(c.schedule, t);
+          const got = walk(words(c, "schedule"), t);
           const visited = [...got.tiles, ...got.pair ? got.pair.map((kt) => [kt, true]) : []]
             .sort((x, y) => (x[0] as number) - (y[0] as number));
           assert.deepEqual(visited, want, `${label} query tile ${t}`);
@@ -103,7 +104,7 @@ Deno.test("edge pairs: ring(128) with 64x32 tiles takes 9 steps per query tile i
   const tiles = { tileQ: 64, tileK: 32, rowsPerThread: 2, threads: 128 };
   const c = compile({ kind: "ring", radius: 128 }, { shape, tiles });
   for (let t = 0; t < 64; t++) {
-    const { pair, tiles: rest } = walk(c.schedule, t);
+    const { pair, tiles: rest } = walk(words(c, "schedule"), t);
     // Keys 64t - 128 .. 64t - 97 (rows 0-31 only) and 64t + 160 .. 64t + 191 (rows 32-63).
     assert.deepEqual(pair, [(2 * t - 4 + 128) % 128, (2 * t + 5) % 128], `query tile ${t}`);
     assert.equal(rest.length, 8);
@@ -111,8 +112,8 @@ Deno.test("edge pairs: ring(128) with 64x32 tiles takes 9 steps per query tile i
   assert.deepEqual(c.edgePairs, [[64]], "every query tile saves a step");
   const off = compile({ kind: "ring", radius: 128 }, { shape, tiles, edgePairs: false });
   assert.deepEqual(off.edgePairs, [[0]]);
-  assert.equal(walk(off.schedule, 5).pair, undefined);
-  assert.equal(walk(off.schedule, 5).tiles.length, 10);
+  assert.equal(walk(words(off, "schedule"), 5).pair, undefined);
+  assert.equal(walk(words(off, "schedule"), 5).tiles.length, 10);
   assert.ok(!off.passes[0].wgsl.includes("PAIR_BIT"));
 });
 

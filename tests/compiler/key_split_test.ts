@@ -13,6 +13,7 @@ import {
 } from "../../compiler/key_split.ts";
 import { pipelineKey } from "../../compiler/wgsl/shader_module.ts";
 import { planPattern } from "../../compiler/plan.ts";
+import { bytes } from "./_buffers.ts";
 import type { BlockMask } from "../../compiler/block_mask.ts";
 import type { Pattern } from "../../dsl/schema.ts";
 
@@ -70,7 +71,7 @@ Deno.test("only global rows split, into chunks that fill the GPU; the count is a
   const split = compiled.passes.find((p) => /key tiles in 64 chunks/.test(p.label))!;
   assert.deepEqual(split.workgroups, [64, 8]);
   assert.ok(compiled.passes.some((p) => /combine 64 chunks/.test(p.label)));
-  assert.equal(compiled.splitRows, 64 * 8 * 64);
+  assert.equal(bytes(compiled, "splitLse") / 4, 64 * 8 * 64);
   // The chunk count and the token count are runtime values: the same pipelines.
   const other: Pattern = {
     kind: "union",
@@ -84,7 +85,7 @@ Deno.test("only global rows split, into chunks that fill the GPU; the count is a
     compile(p, { shape, tiles, keySplits }).passes.map((x) => pipelineKey(x.wgsl));
   assert.deepEqual(wgsl(other, 1), wgsl(BIGBIRD));
   assert.equal(
-    compile(other, { shape, tiles }).splitRows,
+    bytes(compile(other, { shape, tiles }), "splitLse") / 4,
     keySplits(
       planPattern(other, 65536, tiles).branches[0].components[3],
       8,

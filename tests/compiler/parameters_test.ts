@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { compile, type CompiledAttention, pipelineKey } from "../../compiler/mod.ts";
 import { layoutLabel } from "../../compiler/layout.ts";
+import { words } from "./_buffers.ts";
 
 const cases = JSON.parse(
   await Deno.readTextFile(new URL("parameter_cases.json", import.meta.url)),
@@ -36,7 +37,7 @@ for (const [a, b] of cases.sameStructure) {
       assert.equal(ka, kb, `${pass.label}: WGSL differs`);
     });
     // The numbers moved to aux: the buffers differ where the WGSL does not.
-    assert.notDeepEqual(Array.from(ca.aux), Array.from(cb.aux));
+    assert.notDeepEqual(Array.from(words(ca, "aux")), Array.from(words(cb, "aux")));
   });
 }
 
@@ -68,7 +69,7 @@ Deno.test("parameter words: window(100, 50) reads left and right from aux slots 
   assert.match(wgsl, /let left0 = signedParam\(0u\); \/\/ window\(100,50\)/);
   assert.match(wgsl, /let right1 = signedParam\(1u\); \/\/ window\(100,50\)/);
   assert.match(wgsl, /k >= q - left0 && k <= q \+ right1/);
-  assert.deepEqual(Array.from(c.aux), [100, 50]);
+  assert.deepEqual(Array.from(words(c, "aux")), [100, 50]);
 });
 
 Deno.test("parameter words: stride(16)'s residue layouts and predicate, and a random table offset", () => {
@@ -77,11 +78,11 @@ Deno.test("parameter words: stride(16)'s residue layouts and predicate, and a ra
   const stride = compile({ kind: "stride", period: 16 }, { shape: small });
   assert.equal(layoutLabel(stride.plan.branches[0].components[0].qLayout), "residue(16)");
   // N = 100 = 6 * 16 + 4: classes 0..3 hold 7 positions, the rest 6; both layouts, then the period.
-  assert.deepEqual(Array.from(stride.aux), [16, 7, 4, 6, 16, 7, 4, 6, 16]);
+  assert.deepEqual(Array.from(words(stride, "aux")), [16, 7, 4, 6, 16, 7, 4, 6, 16]);
   assert.match(stride.passes[0].wgsl, /u32\(abs\(q - k\)\) % period8 == 0u/);
   // A random atom's table lies after the 3 parameter words; its offset is the first of them.
   const random = compile({ kind: "random", blocks: 2, blockSize: 25, seed: 3 }, { shape: small });
-  const aux = Array.from(random.aux);
+  const aux = Array.from(words(random, "aux"));
   assert.deepEqual(aux.slice(0, 3), [3, 2, 25]);
   assert.equal(aux.length, 3 + 4 * 2, "4 query blocks x 2 draws");
   assert.match(random.passes[0].wgsl, /randomAllows\(table0, blocks1, blockSize2, q, k\)/);
@@ -90,7 +91,7 @@ Deno.test("parameter words: stride(16)'s residue layouts and predicate, and a ra
 Deno.test("numbers past N are clamped to N: the same pairs, and i32 arithmetic cannot wrap", () => {
   const small = { ...cases.shape as object, seqLen: 100 } as never;
   const c = compile({ kind: "window", left: 0, right: 2 ** 31 - 1 }, { shape: small });
-  assert.deepEqual(Array.from(c.aux), [0, 100]);
+  assert.deepEqual(Array.from(words(c, "aux")), [0, 100]);
 });
 
 Deno.test("constantParams bakes the numbers in: other numbers, other WGSL, no parameter words", () => {
@@ -100,9 +101,13 @@ Deno.test("constantParams bakes the numbers in: other numbers, other WGSL, no pa
   assert.notEqual(pipelineKey(a.passes[0].wgsl), pipelineKey(b.passes[0].wgsl));
   assert.match(a.passes[0].wgsl, /let period = 16u;/);
   assert.doesNotMatch(a.passes[0].wgsl, /PARAMS|param\(/);
-  assert.deepEqual(Array.from(a.aux), [0], "nothing in aux but the one word a binding needs");
+  assert.deepEqual(
+    Array.from(words(a, "aux")),
+    [0],
+    "nothing in aux but the one word a binding needs",
+  );
   const g = compile({ kind: "global", tokens: [3, 7] }, options);
-  assert.ok(g.aux.length > 1, "data items stay in aux");
+  assert.ok(words(g, "aux").length > 1, "data items stay in aux");
 });
 
 Deno.test("pipelineKey drops comments and blank lines, nothing else", () => {

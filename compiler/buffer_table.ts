@@ -1,0 +1,97 @@
+/**
+ * The buffer table: every buffer some kernel of the plan binds, its size in bytes, and where its
+ * first contents come from (a caller's tensor, or words the compiler wrote). The runtime
+ * allocates and fills buffers from this table alone.
+ * @module
+ */
+import { DeviceError } from "../core/errors.ts";
+import type { AttentionShape, Dtype } from "../core/shape.ts";
+import type { BufferName, KernelPlanResult } from "./kernel_plan.ts";
+
+/** One buffer of a compiled call. */
+export interface BufferSpec {
+  name: BufferName;
+  bytes: number;
+  /** The caller's tensor it is filled from (gates: the default gates when none are given). */
+  input?: "q" | "k" | "v" | "gates";
+  /** Words the compiler wrote (the schedule, the aux parameters and data). */
+  data?: Uint32Array;
+}
+
+/**
+ * Sizes the buffers a kernel plan binds.
+ * @param planned the kernel plan and its layouts
+ * @param o the shape, dtype, branches, gate layout and the aux words
+ * @returns one entry per bound buffer, in order of first binding
+ * @example
+ * ```ts ignore
+ * bufferTable(planned, { shape, dtype: "f32", branches: 1, gatesPerPosition: false, aux });
+ * // [{ name: "q", bytes: ..., input: "q" }, { name: "k", ... }, ...]
+ * ```
+ */
+export function bufferTable(
+  planned: KernelPlanResult,
+  o: {
+    shape: AttentionShape;
+    dtype: Dtype;
+    branches: number;
+    gatesPerPosition: boolean;
+    aux: Uint32Array;
+  },
+): BufferSpec[] {
+  const { shape } = o;
+  const rows = shape.batch * shape.headsQ * shape.seqLen;
+  const element = o.dtype === "f16" ? 2 : 4;
+  const keys = shape.batch * shape.headsKV * shape.seqLen * shape.headDim * element;
+  const gates = rows / shape.seqLen * (o.gatesPerPosition ? shape.seqLen : 1) * o.branches * 4;
+  const sizes: Partial<Record<BufferName, Omit<BufferSpec, "name">>> = {
+    q: { bytes: rows * shape.headDim * element, input: "q" },
+    k: { bytes: keys, input: "k" },
+    v: { bytes: keys, input: "v" },
+    schedule: { bytes: planned.schedule.byteLength, data: planned.schedule },
+    aux: { bytes: o.aux.byteLength, data: o.aux },
+    o: { bytes: rows * shape.headDim * 4 },
+    lse: { bytes: rows * o.branches * 4 },
+    branchO: { bytes: rows * shape.headDim * 4 * o.branches },
+    gates: { bytes: gates, input: "gates" },
+    o16: { bytes: rows * shape.headDim * 2 },
+    // hashBucket codes, bucket order and starts; the counting sort's scratch counts.
+    hash: { bytes: planned.hash.words * 4 },
+    hashCounts: { bytes: planned.hash.countWords * 4 },
+    // Split-K partials (key_split.ts): one O row and one LSE per chunk, head and row.
+    splitO: { bytes: planned.splitRows * shape.headDim * 4 },
+    splitLse: { bytes: planned.splitRows * 4 },
+  };
+  // lowRank landmarks: [B, Hkv, count, D] per rank, written by the pooling pre-pass.
+  for (const l of planned.landmarks) {
+    const bytes = shape.batch * shape.headsKV * l.count * shape.headDim * element;
+    sizes[`landmarkK${l.rank}`] = { bytes };
+    sizes[`landmarkV${l.rank}`] = { bytes };
+  }
+  const bound = [
+    ...new Set(planned.kernels.kernels.flatMap((k) => k.bindings.map((b) => b.buffer))),
+  ];
+  return bound.map((name) => ({ name, ...sizes[name]! }));
+}
+
+/**
+ * Refuses a buffer table that a device cannot bind.
+ * @param buffers the table
+ * @param maxBindingBytes the device's maxStorageBufferBindingSize
+ * @throws {DeviceError} naming the first buffer over it
+ * @example
+ * ```ts
+ * import { checkBufferTable } from "./buffer_table.ts";
+ * checkBufferTable([{ name: "q", bytes: 64 }], 1024); // fine
+ * ```
+ */
+export function checkBufferTable(buffers: readonly BufferSpec[], maxBindingBytes: number): void {
+  for (const b of buffers) {
+    if (b.bytes > maxBindingBytes) {
+      throw new DeviceError(
+        `Tensor ${b.name} needs ${b.bytes} bytes, over this device's ` +
+          `maxStorageBufferBindingSize (${maxBindingBytes}); use fewer heads or batches per call`,
+      );
+    }
+  }
+}

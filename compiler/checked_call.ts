@@ -1,0 +1,143 @@
+/**
+ * The door: a compile's input checked once. The pattern is parsed (zod), the shape and options
+ * are checked, TypeScript predicates and score modifiers are proven to stay in i32 at this
+ * shape, and the caller's tensors are checked against the device's binding limit. Later stages
+ * take a `CheckedCall` and check nothing of the caller's again.
+ * @module
+ */
+import { ShapeError } from "../core/errors.ts";
+import { type AttentionShape, checkAttentionShape, type Dtype } from "../core/shape.ts";
+import { checkExpressionDomain } from "../dsl/expression_domain.ts";
+import { parsePattern, type Pattern } from "../dsl/schema.ts";
+import { checkBufferSizes } from "./device_checks.ts";
+import type { EdgePairForm } from "./edge_pairs.ts";
+import { MAX_KEY_SPLITS } from "./key_split.ts";
+import type { TileShape } from "./plan.ts";
+import type { DeviceLimits, KernelShape } from "./tiles.ts";
+
+/** How to compile: the shape, and options that pick or override kernel variants. */
+export interface CompileOptions {
+  shape: AttentionShape;
+  /** Element type of the inputs and O (default f32); f16 needs the adapter's `shader-f16`. */
+  dtype?: Dtype;
+  /** Softmax scale; defaults to 1 / sqrt(D). */
+  scale?: number;
+  /** The adapter's limits; tiles are sized from them (WebGPU defaults otherwise). */
+  limits?: DeviceLimits;
+  /** Override the tile shape (tests use small tiles to exercise many tiles at small N). */
+  tiles?: TileShape & Partial<KernelShape>;
+  /**
+   * Constant inner loop bounds, which GPU compilers unroll (default). Software adapters want
+   * false: llvmpipe spent 30-60 s compiling each unrolled kernel, about 5 s otherwise.
+   */
+  unroll?: boolean;
+  /**
+   * Load the next K/V tile into registers while the current one is computed (default: when the
+   * tile needs at most 4 vec4s of K per invocation).
+   */
+  prefetch?: boolean;
+  /** Gated patterns: gates given per position `[B, Hq, N, branches]` rather than `[B, Hq, branches]`. */
+  gatesPerPosition?: boolean;
+  /**
+   * Bake the pattern's numbers (windows, radii, periods, residue geometry, aux offsets) into
+   * the WGSL as constants. By default (false) kernels read them from the aux buffer, so a
+   * pattern of the same structure with other numbers reuses the compiled pipelines; constants
+   * let a GPU compiler turn the residue layout's divisions into multiplications, at the price
+   * of a new pipeline for every new number.
+   */
+  constantParams?: boolean;
+  /**
+   * Chunks to split the key tiles of every gathered-query component into (split-K,
+   * key_split.ts). Default: chosen per component, so that global rows fill the GPU. A runtime
+   * value: it changes no kernel.
+   */
+  keySplits?: number;
+  /**
+   * Read each query row from global memory at every key tile instead of staging the query tile
+   * in workgroup memory. Default: `queryFromMemoryPays` (kernel_rules.ts).
+   */
+  globalQuery?: boolean;
+  /**
+   * Walk each band's two corner key tiles that only half of a query tile's rows see as one
+   * step (edge_pairs.ts): ring(128) in 9 steps of 64x32 instead of 10. Only for bands (window,
+   * ring) in natural order on a complete grid, and where the larger V tile fits. true picks
+   * the form by dtype (`edgePairForm`); default: `pairsPay` (kernel_rules.ts).
+   */
+  edgePairs?: boolean | EdgePairForm;
+}
+
+/** A compile's input after the door: the parsed pattern and every option checked. */
+export interface CheckedCall {
+  pattern: Pattern;
+  shape: AttentionShape;
+  dtype: Dtype;
+  scale: number;
+  limits?: DeviceLimits;
+  tiles?: TileShape & Partial<KernelShape>;
+  unroll: boolean;
+  prefetch?: boolean;
+  gatesPerPosition: boolean;
+  constantParams: boolean;
+  keySplits?: number;
+  globalQuery?: boolean;
+  edgePairs?: boolean | EdgePairForm;
+}
+
+/**
+ * Checks a compile's input once.
+ * @param pattern a pattern object or JSON value
+ * @param options shape and options
+ * @returns the checked call
+ * @throws {PatternError} bad pattern; {ShapeError} bad shape or option; {PlanError} an
+ *   expression that leaves i32 at this shape; {DeviceError} tensors past the binding limit
+ * @example
+ * ```ts
+ * import { checkCall } from "./checked_call.ts";
+ * const call = checkCall({ kind: "stride", period: 16 }, {
+ *   shape: { batch: 1, headsQ: 8, headsKV: 8, seqLen: 4096, headDim: 64 },
+ * });
+ * call.scale; // 0.125
+ * ```
+ */
+export function checkCall(pattern: unknown, options: CompileOptions): CheckedCall {
+  const parsed = parsePattern(pattern);
+  const shape = options.shape;
+  checkAttentionShape(shape);
+  // TypeScript predicates and scores must stay in i32 and never divide by 0 at this shape.
+  checkExpressionDomain(parsed, { n: shape.seqLen, batch: shape.batch, headsQ: shape.headsQ });
+  const scale = options.scale ?? 1 / Math.sqrt(shape.headDim);
+  if (!Number.isFinite(scale) || scale === 0) {
+    throw new ShapeError(`Bad options: scale must be a finite nonzero number, got ${scale}`);
+  }
+  const splits = options.keySplits;
+  if (
+    splits !== undefined &&
+    !(Number.isInteger(splits) && splits >= 1 && splits <= MAX_KEY_SPLITS)
+  ) {
+    throw new ShapeError(
+      `Bad options: keySplits must be an integer from 1 to ${MAX_KEY_SPLITS}, got ${splits}`,
+    );
+  }
+  const dtype = options.dtype ?? "f32";
+  if (dtype !== "f32" && dtype !== "f16") {
+    throw new ShapeError(`Bad options: dtype must be "f32" or "f16", got ${JSON.stringify(dtype)}`);
+  }
+  const branches = parsed.kind === "gated" ? parsed.branches.length : 1;
+  if (options.limits) checkBufferSizes(shape, dtype, branches, options.limits);
+  const gated = parsed.kind === "gated";
+  return {
+    pattern: parsed,
+    shape,
+    dtype,
+    scale,
+    limits: options.limits,
+    tiles: options.tiles,
+    unroll: options.unroll ?? true,
+    prefetch: options.prefetch,
+    gatesPerPosition: gated && (options.gatesPerPosition ?? false),
+    constantParams: options.constantParams ?? false,
+    keySplits: splits,
+    globalQuery: options.globalQuery,
+    edgePairs: options.edgePairs,
+  };
+}

@@ -1,0 +1,492 @@
+/**
+ * The kernel plan: what the GPU runs for a Plan, as closed, JSON-serialisable data. Every
+ * dispatch in order (pre-passes, per-branch clears, attention kernels, split-K combines, the
+ * gated blend, the float16 cast), each with its variant fields, its WGSL module and entry point,
+ * its bindings and its workgroup counts; and the modules, each the kernels whose pipelines it
+ * holds. Every choice of a variant is a rule of kernel_rules.ts; the WGSL renderer
+ * (compiler/render.ts) reads this plan and decides nothing. New kinds of kernel (a backward
+ * pass's key-major dK/dV and query-major dQ kernels, its preprocessing, decode kernels) are new
+ * entries of `Kernel`, rendered by a writer of their own.
+ * @module
+ */
+import { PlanError } from "../core/errors.ts";
+import type { AttentionShape, Dtype } from "../core/shape.ts";
+import type { CheckedCall } from "./checked_call.ts";
+import { readsHash } from "./component_reads.ts";
+import { elementwiseWorkgroups, MAX_WORKGROUPS_X } from "./dispatch_sizes.ts";
+import { type EdgePairForm, edgePairRuns, walksEdgePairs } from "./edge_pairs.ts";
+import { type HashLayout, hashLayout } from "./hash_layout.ts";
+import { kernelGroups } from "./kernel_groups.ts";
+import {
+  branchNeedsClear,
+  edgePairForm,
+  edgePairsFit,
+  fusionKey,
+  keyChunks,
+  moduleKey,
+  modulePairForm,
+  pairsPay,
+  queryFromMemoryPays,
+  writesF16Directly,
+} from "./kernel_rules.ts";
+import { layoutCount } from "./layout.ts";
+import type { Component, Plan } from "./plan.ts";
+import { fusionGroups } from "./run_fusion.ts";
+import {
+  blendKernel,
+  castKernel,
+  hashKernels,
+  landmarkSets,
+  own,
+  poolKernel,
+  read,
+  written,
+} from "./support_kernels.ts";
+import { packSchedules } from "./schedule_buffer.ts";
+import { type KernelShape, prefetches } from "./tiles.ts";
+
+/** The buffers a kernel can bind, by name; the buffer table sizes each (buffer_table.ts). */
+export type BufferName =
+  | `landmarkK${number}`
+  | `landmarkV${number}`
+  | "q"
+  | "k"
+  | "v"
+  | "schedule"
+  | "aux"
+  | "o"
+  | "lse"
+  | "branchO"
+  | "gates"
+  | "o16"
+  | "hash"
+  | "hashCounts"
+  | "splitO"
+  | "splitLse";
+
+/** A storage binding: which buffer, and whether the kernel writes it. */
+export interface Binding {
+  buffer: BufferName;
+  writable: boolean;
+}
+
+/** What every dispatch has. */
+interface Dispatch {
+  label: string;
+  /** Index into `KernelPlan.modules`: the WGSL module its pipeline is built from. */
+  module: number;
+  /** The module's entry point for this kernel: `main`, or `kernelI` in a shared module. */
+  entryPoint: string;
+  /** Storage bindings, in binding order. */
+  bindings: Binding[];
+  workgroups: [number, number];
+}
+
+/**
+ * One attention kernel (FlashAttention-2's forward pass over a component's BlockMask rows):
+ * one workgroup per query tile (and key chunk) and batch·head.
+ */
+export interface AttentionKernel extends Dispatch {
+  kind: "attention";
+  branch: number;
+  /** The components it walks: the first, then those fused with it (run_fusion.ts). */
+  members: number[];
+  /** Query rows staged once in workgroup memory, or read from memory at every key tile. */
+  querySource: "tile" | "memory";
+  /** The next K/V tile loaded into registers while this one is computed, or not. */
+  keyLoop: "prefetched" | "plain";
+  /** A band's two half-seen corner tiles walked as one step first (edge_pairs.ts), or none. */
+  edgePairs: EdgePairForm | "none";
+  /**
+   * write: overwrite its rows; merge: merge by log-sum-exp into earlier components' O and LSE;
+   * o16: write float16 O directly; split: write a key chunk's partial rows for a combine pass.
+   */
+  output: "write" | "merge" | "o16" | "split";
+  /** Split-K: key chunks per query tile and partial rows per chunk and head. */
+  split?: { chunks: number; rows: number };
+  /** Its slot in the schedule buffer's header. */
+  scheduleSlot: number;
+  /** Element offsets of its branch's slice of O and LSE. */
+  oBase: number;
+  lseBase: number;
+}
+
+/** Zeroes a branch's O and LSE (-inf) before kernels that merge into it. */
+export interface ClearKernel extends Dispatch {
+  kind: "clear";
+  rows: number;
+  oBase: number;
+  lseBase: number;
+}
+
+/** Merges a split kernel's key chunks by log-sum-exp into O and LSE. */
+export interface CombineKernel extends Dispatch {
+  kind: "combine";
+  branch: number;
+  component: number;
+  chunks: number;
+  rows: number;
+  oBase: number;
+  lseBase: number;
+}
+
+/** Pools K and V into a lowRank's landmarks. */
+export interface PoolKernel extends Dispatch {
+  kind: "pool";
+  rank: number;
+  segment: number;
+  count: number;
+}
+
+/** One step of a hashBucket code set's pre-pass: codes, counts, their scan, the scatter. */
+export interface HashKernel extends Dispatch {
+  kind: "hashCodes" | "bucketCounts" | "bucketScan" | "bucketScatter";
+  /** Index into the hash layout's code sets. */
+  set: number;
+}
+
+/** Blends a gated pattern's branches by their gates. */
+export interface BlendKernel extends Dispatch {
+  kind: "blend";
+  branches: number;
+  perPosition: boolean;
+}
+
+/** Converts the float32 O to float16. */
+export interface CastKernel extends Dispatch {
+  kind: "cast";
+}
+
+/** Every kind of dispatch. */
+export type Kernel =
+  | AttentionKernel
+  | ClearKernel
+  | CombineKernel
+  | PoolKernel
+  | HashKernel
+  | BlendKernel
+  | CastKernel;
+
+/**
+ * One WGSL module: the kernels whose pipelines it holds (indices into `kernels`). Attention
+ * modules of several kernels (or a fused one) are shared: one body, an entry point per kernel.
+ */
+export interface ModuleEntry {
+  kernels: number[];
+  shared: boolean;
+  /** The edge-pair form its V tile is sized for, where a kernel of it walks pairs. */
+  edgePairs?: EdgePairForm;
+}
+
+/** The kernel plan of one compile. */
+export interface KernelPlan {
+  dtype: Dtype;
+  /** Tile shape and invocation split of every attention kernel. */
+  kernel: KernelShape;
+  /** Constant inner loop bounds (unrolled by GPU compilers), or read from the schedule. */
+  unroll: boolean;
+  /** The pattern's numbers baked into the WGSL, or read from the aux buffer. */
+  constantParams: boolean;
+  kernels: Kernel[];
+  modules: ModuleEntry[];
+}
+
+/** What the kernel plan needs besides itself: schedule words and the layouts buffers follow. */
+export interface KernelPlanResult {
+  kernels: KernelPlan;
+  /** The schedule buffer's words (schedule_buffer.ts). */
+  schedule: Uint32Array;
+  /** Per branch and component: query tiles whose schedule row starts with an edge pair. */
+  edgePairs: number[][];
+  /** Rows of the split-K partials; 0 without split-K. */
+  splitRows: number;
+  /** lowRank landmarks per rank. */
+  landmarks: { rank: number; segment: number; count: number }[];
+  hash: HashLayout;
+}
+
+/**
+ * Lowers a Plan to its kernel plan.
+ * @param plan the plan
+ * @param tiles the kernel shape every attention kernel uses
+ * @param call the checked call (shape, dtype, options)
+ * @returns the kernel plan, the schedule's words and what the buffer table needs
+ * @throws {PlanError} where a kernel would need more workgroups than WebGPU allows
+ * @example
+ * ```ts
+ * import { checkCall } from "./checked_call.ts";
+ * import { planPattern } from "./plan.ts";
+ * import { kernelShape } from "./tiles.ts";
+ * import { planKernels } from "./kernel_plan.ts";
+ * const call = checkCall({ kind: "ring", radius: 4 }, {
+ *   shape: { batch: 1, headsQ: 1, headsKV: 1, seqLen: 64, headDim: 8 },
+ * });
+ * const tiles = kernelShape(16, 16, 2, 2)!;
+ * const plan = planPattern(call.pattern, 64, tiles);
+ * planKernels(plan, tiles, call).kernels.kernels.map((k) => k.kind); // ["attention"]
+ * ```
+ */
+export function planKernels(plan: Plan, tiles: KernelShape, call: CheckedCall): KernelPlanResult {
+  const { shape, dtype } = call;
+  const heads = shape.batch * shape.headsQ;
+  const constants = call.constantParams;
+  // Key chunks per component, and the components each pass walks (run fusion).
+  const chunks = plan.branches.map((b) =>
+    b.components.map((c) => keyChunks(c, { heads, headDim: shape.headDim, asked: call.keySplits }))
+  );
+  const groups = plan.branches.map((b, i) =>
+    fusionGroups(
+      b.components,
+      (j) => fusionKey(b.components[j], { branch: b, chunks: chunks[i][j], constants }),
+    )
+  );
+  const prefetch = call.prefetch ?? prefetches(tiles, shape.headDim);
+  const fromMemory = call.globalQuery ?? queryFromMemoryPays(plan, dtype);
+  const pairs = pairChoices(plan, tiles, call, { chunks, groups, prefetch, fromMemory });
+  const schedule = packSchedules(plan, shape.headDim, chunks, groups, pairs.runs);
+  const hash = hashLayout(plan, shape);
+  const landmarks = landmarkSets(plan);
+  const outputF16 = writesF16Directly(plan, dtype, call.pattern.kind === "gated");
+
+  const kernels: Kernel[] = [
+    ...landmarks.map((l) => poolKernel(shape, l)),
+    ...hash.sets.flatMap((set, i) => hashKernels(set, i, shape)),
+  ];
+  plan.branches.forEach((_, b) => {
+    kernels.push(...branchKernels(plan, b, {
+      shape,
+      slots: schedule.slots[b],
+      chunks: chunks[b],
+      groups: groups[b],
+      pairForms: pairs.forms[b],
+      outputF16,
+      gated: call.pattern.kind === "gated",
+      querySource: fromMemory ? "memory" : "tile",
+      keyLoop: prefetch ? "prefetched" : "plain",
+    }));
+  });
+  const gated = call.pattern.kind === "gated";
+  if (gated) kernels.push(blendKernel(shape, plan.branches.length, call.gatesPerPosition));
+  if (dtype === "f16" && !outputF16) kernels.push(castKernel(shape));
+
+  return {
+    kernels: {
+      dtype,
+      kernel: tiles,
+      unroll: call.unroll,
+      constantParams: constants,
+      kernels,
+      modules: assignModules(
+        kernels,
+        (k) =>
+          moduleKey(plan.branches[k.branch].components[k.members[0]], {
+            branch: plan.branches[k.branch],
+            outputF16: k.output === "o16",
+            constants,
+            hash,
+          }),
+      ),
+    },
+    schedule: schedule.words,
+    edgePairs: pairs.runs.map((b) => b.map((runs) => runs?.pairs ?? 0)),
+    splitRows: Math.max(
+      0,
+      ...plan.branches.flatMap((branch, b) =>
+        branch.components.map((c, j) => chunks[b][j] * heads * c.mask.qTiles * c.mask.tileQ)
+      ),
+    ),
+    landmarks,
+    hash,
+  };
+}
+
+/** Which components walk edge pairs, their pair runs, and the form each kernel holds them in. */
+function pairChoices(
+  plan: Plan,
+  tiles: KernelShape,
+  call: CheckedCall,
+  o: { chunks: number[][]; groups: number[][][]; prefetch: boolean; fromMemory: boolean },
+) {
+  const { shape, dtype } = call;
+  const asked = call.edgePairs ?? pairsPay(plan, dtype);
+  const form = asked === false ? "wide" : edgePairForm(asked, dtype);
+  const fit = edgePairsFit({
+    tiles,
+    headDim: shape.headDim,
+    dtype,
+    stagedQuery: !o.fromMemory,
+    form,
+    workgroupBytes: call.limits?.maxComputeWorkgroupStorageSize,
+  });
+  const context = {
+    n: shape.seqLen,
+    random: plan.random,
+    domain: { batch: shape.batch, headsQ: shape.headsQ },
+  };
+  const walks = plan.branches.map((b, i) =>
+    b.components.map((c, j) =>
+      asked !== false && fit && walksEdgePairs(c, {
+        n: shape.seqLen,
+        rowsPerThread: tiles.rowsPerThread,
+        prefetch: o.prefetch,
+        plain: o.chunks[i][j] === 0 &&
+          o.groups[i].some((g) => g.length === 1 && g[0] === j) &&
+          !b.score && !b.uniform && !readsHash(c),
+      })
+    )
+  );
+  return {
+    runs: plan.branches.map((b, i) =>
+      b.components.map((c, j) => walks[i][j] ? edgePairRuns(c, context) : undefined)
+    ),
+    forms: walks.map((b) => b.map((on) => on ? form : undefined)),
+  };
+}
+
+/**
+ * One branch's kernels: a clear where its first kernel does not write every row, then per
+ * group of components (run_fusion.ts) an attention kernel, with a combine after a split one.
+ */
+function branchKernels(plan: Plan, b: number, o: {
+  shape: AttentionShape;
+  slots: number[];
+  chunks: number[];
+  groups: number[][];
+  pairForms: (EdgePairForm | undefined)[];
+  outputF16: boolean;
+  gated: boolean;
+  querySource: AttentionKernel["querySource"];
+  keyLoop: AttentionKernel["keyLoop"];
+}): Kernel[] {
+  const { shape } = o;
+  const heads = shape.batch * shape.headsQ;
+  const rows = heads * shape.seqLen;
+  const oBase = b * rows * (shape.headDim / 4), lseBase = b * rows;
+  const oName = o.outputF16 ? "o16" : o.gated ? "branchO" : "o";
+  const components = plan.branches[b].components;
+  const clear = branchNeedsClear(plan.branches[b]);
+  const kernels: Kernel[] = [];
+  if (clear) {
+    kernels.push({
+      kind: "clear",
+      label: `branch ${b}: clear`,
+      ...own,
+      bindings: [written(oName), written("lse")],
+      workgroups: elementwiseWorkgroups(rows),
+      rows,
+      oBase,
+      lseBase,
+    });
+  }
+  for (const group of o.groups) {
+    const j = group[0], component = components[j];
+    const label = group.length > 1
+      ? `branch ${b} components ${group.join("+")}`
+      : `branch ${b} component ${j}`;
+    const chunks = o.chunks[j];
+    const qTiles = Math.ceil(layoutCount(component.qLayout, shape.seqLen) / component.mask.tileQ);
+    const split = chunks > 0 ? { chunks, rows: qTiles * component.mask.tileQ } : undefined;
+    const splitNote = split ? `, key tiles in ${chunks} chunks` : "";
+    checkWorkgroups(label, qTiles, chunks);
+    kernels.push({
+      kind: "attention",
+      label: `${label}${splitNote}`,
+      ...own,
+      bindings: [
+        ...keyBuffers(component).map(read),
+        written(split ? "splitO" : oName),
+        written(split ? "splitLse" : "lse"),
+        ...(readsHash(component) ? [read("hash")] : []),
+      ],
+      workgroups: [qTiles * Math.max(chunks, 1), heads],
+      branch: b,
+      members: group,
+      querySource: o.querySource,
+      keyLoop: o.keyLoop,
+      edgePairs: o.pairForms[j] ?? "none",
+      output: split ? "split" : o.outputF16 ? "o16" : j > 0 || clear ? "merge" : "write",
+      ...(split ? { split } : {}),
+      scheduleSlot: o.slots[j],
+      oBase,
+      lseBase,
+    });
+    if (!split) continue;
+    kernels.push({
+      kind: "combine",
+      label: `${label}: combine ${chunks} chunks`,
+      ...own,
+      bindings: [read("splitO"), read("splitLse"), read("aux"), written(oName), written("lse")],
+      workgroups: elementwiseWorkgroups(heads * split.rows),
+      branch: b,
+      component: j,
+      chunks,
+      rows: split.rows,
+      oBase,
+      lseBase,
+    });
+  }
+  return kernels;
+}
+
+/** WebGPU allows at most 65535 workgroups per dimension. */
+function checkWorkgroups(label: string, qTiles: number, chunks: number): void {
+  const workgroupsX = qTiles * Math.max(chunks, 1);
+  if (workgroupsX <= MAX_WORKGROUPS_X) return;
+  const need = chunks > 0
+    ? `${qTiles} query tiles x ${chunks} key chunks = ${workgroupsX} workgroups`
+    : `${qTiles} query tiles (one workgroup each)`;
+  const fix = chunks > 0 ? "ask for fewer keySplits" : "use a shorter sequence or larger tiles";
+  throw new PlanError(
+    `Cannot compile: ${label} needs ${need}, over WebGPU's ${MAX_WORKGROUPS_X} ` +
+      `workgroups per dimension; ${fix}`,
+  );
+}
+
+/**
+ * Numbers the modules in order of first use, grouping attention kernels with one module key
+ * (kernel_groups.ts); sets each kernel's module and entry point.
+ */
+function assignModules(
+  kernels: Kernel[],
+  keyOf: (k: AttentionKernel) => string | undefined,
+): ModuleEntry[] {
+  const attention = kernels.flatMap((k, i) => k.kind === "attention" ? [i] : []);
+  const groups = kernelGroups(attention.map((i) => {
+    const k = kernels[i] as AttentionKernel;
+    return { key: keyOf(k), members: k.members.length };
+  })).map((g) => g.map((x) => attention[x]));
+  const groupOf = new Map(groups.flatMap((g) => g.map((i) => [i, g] as const)));
+  const modules: ModuleEntry[] = [];
+  const numbered = new Map<readonly number[], number>();
+  kernels.forEach((k, i) => {
+    const group = groupOf.get(i);
+    if (!group) {
+      k.module = modules.push({ kernels: [i], shared: false }) - 1;
+      return;
+    }
+    let index = numbered.get(group);
+    if (index === undefined) {
+      const members = group.map((x) => kernels[x] as AttentionKernel);
+      const shared = group.length > 1 || members[0].members.length > 1;
+      const pairs = modulePairForm(
+        shared
+          ? members.map((x) => x.edgePairs === "none" ? undefined : x.edgePairs)
+          : [members[0].edgePairs === "none" ? undefined : members[0].edgePairs],
+      );
+      index = modules.push({ kernels: group, shared, ...(pairs ? { edgePairs: pairs } : {}) }) -
+        1;
+      numbered.set(group, index);
+    }
+    k.module = index;
+    if (modules[index].shared) k.entryPoint = `kernel${group.indexOf(i)}`;
+  });
+  return modules;
+}
+
+/** What a component's kernel binds before O and LSE: landmark components read pooled K and V. */
+function keyBuffers(c: Component): BufferName[] {
+  const l = c.kLayout;
+  return l.kind === "landmarks"
+    ? ["q", `landmarkK${l.rank}`, `landmarkV${l.rank}`, "schedule", "aux"]
+    : ["q", "k", "v", "schedule", "aux"];
+}

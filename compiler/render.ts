@@ -1,0 +1,182 @@
+/**
+ * The render step: the kernel plan's modules as WGSL text. Each module is written when its
+ * first kernel comes in dispatch order, since each kernel takes its block of the aux buffer's
+ * parameters as its text is written; the aux words come out with the text. The only file of the
+ * compiler that imports the WGSL writers (compiler/wgsl/).
+ * @module
+ */
+import type { AttentionShape } from "../core/shape.ts";
+import { AuxData } from "./aux_data.ts";
+import type { CheckedCall } from "./checked_call.ts";
+import type { AttentionKernel, Kernel, KernelPlanResult } from "./kernel_plan.ts";
+import type { Plan } from "./plan.ts";
+import {
+  componentKernel,
+  type ComponentKernelOptions,
+  sharedKernel,
+} from "./wgsl/attention_wgsl.ts";
+import { blendKernel, castKernel, clearKernel } from "./wgsl/elementwise_wgsl.ts";
+import {
+  bucketHistogramKernel,
+  bucketScanKernel,
+  bucketScatterKernel,
+  hashCodesKernel,
+} from "./wgsl/hash_sort_wgsl.ts";
+import { poolingKernel } from "./wgsl/pooling_wgsl.ts";
+import { splitCombineKernel } from "./wgsl/split_combine_wgsl.ts";
+
+export { pipelineKey } from "./wgsl/shader_module.ts";
+
+/** The kernel plan's WGSL: one text per module, and the aux buffer's words. */
+export interface RenderedKernels {
+  modules: string[];
+  aux: Uint32Array;
+}
+
+/**
+ * Writes every module of a kernel plan.
+ * @param planned the kernel plan and what it was planned from
+ * @param plan the Plan its attention kernels walk
+ * @param call the checked call (shape, dtype, scale)
+ * @returns the modules' WGSL and the aux words
+ * @example
+ * ```ts
+ * import { checkCall } from "./checked_call.ts";
+ * import { planPattern } from "./plan.ts";
+ * import { kernelShape } from "./tiles.ts";
+ * import { planKernels } from "./kernel_plan.ts";
+ * import { renderKernels } from "./render.ts";
+ * const call = checkCall({ kind: "causal" }, {
+ *   shape: { batch: 1, headsQ: 1, headsKV: 1, seqLen: 64, headDim: 8 },
+ * });
+ * const tiles = kernelShape(16, 16, 2, 2)!;
+ * const plan = planPattern(call.pattern, 64, tiles);
+ * renderKernels(planKernels(plan, tiles, call), plan, call).modules.length; // 1
+ * ```
+ */
+export function renderKernels(
+  planned: KernelPlanResult,
+  plan: Plan,
+  call: CheckedCall,
+): RenderedKernels {
+  const { kernels, modules } = planned.kernels;
+  const aux = new AuxData(call.shape.seqLen, plan.random, call.constantParams);
+  const texts: string[] = new Array(modules.length);
+  for (const k of kernels) {
+    if (texts[k.module] !== undefined) continue;
+    const module = modules[k.module];
+    if (k.kind !== "attention") {
+      texts[k.module] = renderOther(k, { planned, plan, call, aux });
+      continue;
+    }
+    const options = module.kernels.map((i) =>
+      attentionOptions(kernels[i] as AttentionKernel, { planned, plan, call, aux })
+    );
+    texts[k.module] = module.shared
+      ? sharedKernel(options, module.edgePairs).wgsl
+      : componentKernel(options[0]);
+  }
+  return { modules: texts, aux: aux.finish() };
+}
+
+interface RenderContext {
+  planned: KernelPlanResult;
+  plan: Plan;
+  call: CheckedCall;
+  aux: AuxData;
+}
+
+/** The WGSL writer's options for one attention kernel of the plan. */
+function attentionOptions(k: AttentionKernel, o: RenderContext): ComponentKernelOptions {
+  const branch = o.plan.branches[k.branch];
+  const [first, ...fused] = k.members.map((j) => branch.components[j]);
+  const { kernel } = o.planned.kernels;
+  return {
+    component: first,
+    ...(fused.length ? { fused } : {}),
+    shape: o.call.shape,
+    scale: o.call.scale,
+    aux: o.aux,
+    scheduleSlot: k.scheduleSlot,
+    oBase: k.oBase,
+    lseBase: k.lseBase,
+    merge: k.output === "merge",
+    unroll: o.planned.kernels.unroll,
+    prefetch: k.keyLoop === "prefetched",
+    globalQuery: k.querySource === "memory",
+    edgePairs: k.edgePairs === "none" ? undefined : k.edgePairs,
+    split: k.split,
+    dtype: o.planned.kernels.dtype,
+    outputF16: k.output === "o16",
+    score: branch.score,
+    uniform: branch.uniform,
+    hash: o.planned.hash,
+    threads: kernel.threads,
+    rowsPerThread: kernel.rowsPerThread,
+    label: `${branch.label}, ${k.label}`,
+  };
+}
+
+/** The WGSL of a kernel other than attention: each kind has its writer. */
+function renderOther(k: Exclude<Kernel, AttentionKernel>, o: RenderContext): string {
+  const shape: AttentionShape = o.call.shape;
+  const d4 = shape.headDim / 4;
+  const dtype = o.planned.kernels.dtype;
+  switch (k.kind) {
+    case "clear":
+      return clearKernel({
+        rows: k.rows,
+        d4,
+        oBase: k.oBase,
+        lseBase: k.lseBase,
+        groupsX: k.workgroups[0],
+      });
+    case "combine": {
+      const branch = o.plan.branches[k.branch];
+      const component = branch.components[k.component];
+      const label = `branch ${k.branch} component ${k.component}`;
+      return splitCombineKernel({
+        qLayout: component.qLayout,
+        n: shape.seqLen,
+        d4,
+        heads: shape.batch * shape.headsQ,
+        chunks: k.chunks,
+        rows: k.rows,
+        oBase: k.oBase,
+        lseBase: k.lseBase,
+        params: o.aux.paramBlock(),
+        label: `${branch.label}, ${label}`,
+      });
+    }
+    case "pool":
+      return poolingKernel({
+        heads: shape.batch * shape.headsKV,
+        n: shape.seqLen,
+        d4,
+        segment: k.segment,
+        count: k.count,
+        dtype,
+        groupsX: k.workgroups[0],
+      });
+    case "hashCodes":
+      return hashCodesKernel({ set: o.planned.hash.sets[k.set], n: shape.seqLen, d4, dtype });
+    case "bucketCounts":
+      return bucketHistogramKernel({ set: o.planned.hash.sets[k.set], n: shape.seqLen });
+    case "bucketScan":
+      return bucketScanKernel({ set: o.planned.hash.sets[k.set], n: shape.seqLen });
+    case "bucketScatter":
+      return bucketScatterKernel({ set: o.planned.hash.sets[k.set], n: shape.seqLen });
+    case "blend":
+      return blendKernel({
+        shape,
+        branches: k.branches,
+        perPosition: k.perPosition,
+        groupsX: k.workgroups[0],
+      });
+    case "cast":
+      return castKernel({
+        count: shape.batch * shape.headsQ * shape.seqLen * d4,
+        groupsX: k.workgroups[0],
+      });
+  }
+}
