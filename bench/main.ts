@@ -1,8 +1,10 @@
 /**
  * `deno task bench`: times the pattern suite on this machine's WebGPU adapter.
  *
- * On a software fallback adapter it runs a small matrix (B=1, H=2, D=32, N in {256, 1024})
- * timed by the wall clock; on a GPU, B=1, H=8, D=64, N in {4096, 16384, 65536} timed with
+ * On a software adapter (a WebGPU fallback adapter, or llvmpipe, lavapipe, SwiftShader by name:
+ * `isSoftwareAdapter`) it runs a small matrix (B=1, H=2, D=32, N in {256, 1024}) timed by the
+ * wall clock, says once that those timings are not performance figures, and leaves TFLOP/s and
+ * efficiency blank in the table, the markdown and the JSON (null); on a GPU, B=1, H=8, D=64, N in {4096, 16384, 65536} timed with
  * timestamp queries. On a GPU each row's kernel shape is autotuned first (runtime/autotune.ts;
  * stored, so a second run reuses it, and not counted in compile_ms); `--no-tune` keeps the
  * untuned default shape. Progress goes to stderr, the table to stdout.
@@ -19,7 +21,7 @@ import type { AttentionShape } from "../compiler/mod.ts";
 import type { TuneResult } from "../runtime/autotune.ts";
 import { createRuntime, type Runtime } from "../runtime/runtime.ts";
 import { normalTensor } from "../runtime/seeded_random.ts";
-import { measurePattern } from "./measure.ts";
+import { isSoftwareAdapter, measurePattern } from "./measure.ts";
 import {
   type BenchRow,
   buildRow,
@@ -28,6 +30,7 @@ import {
   formatMarkdown,
   formatTable,
   type RowContext,
+  softwareNote,
 } from "./report.ts";
 import { timeChart } from "./chart.ts";
 import { joinPeer, peerMarkdown, type PeerRow } from "./peer.ts";
@@ -151,6 +154,7 @@ async function benchShape(
       device: rt.info.description,
       dtype: matrix.dtype,
       denseMs,
+      software: isSoftwareAdapter(rt.info),
     };
     try {
       // Tuning first, on its own: compile_ms below then counts only the chosen kernel.
@@ -197,9 +201,16 @@ async function main(args: string[]): Promise<number> {
   }
   if (flags.from) return await report(JSON.parse(await Deno.readTextFile(flags.from)), flags);
   const entries = selectPatterns(flags.patterns?.split(",").map((s) => s.trim()));
-  const rt = await createRuntime({ autotune: !flags["no-tune"] });
-  const { description, isFallback } = rt.info;
-  const defaults = defaultMatrix(isFallback);
+  let rt = await createRuntime({ autotune: !flags["no-tune"] });
+  const { description } = rt.info;
+  // A software adapter that WebGPU does not call a fallback (llvmpipe on wgpu's GL backend may
+  // not be) is treated as one here too: small sizes, the wall clock, no tuning, no figures.
+  const software = isSoftwareAdapter(rt.info);
+  if (software && !rt.info.isFallback && !flags["no-tune"]) {
+    rt.destroy();
+    rt = await createRuntime({ autotune: false });
+  }
+  const defaults = defaultMatrix(software);
   const matrix: Matrix = {
     ns: flags.n === undefined ? defaults.ns : positiveInts("n", flags.n),
     dtypes: flags.dtype === undefined
@@ -210,25 +221,26 @@ async function main(args: string[]): Promise<number> {
     reps: positiveInt("reps", flags.reps, defaults.reps),
     warmup: flags.warmup === "0" ? 0 : positiveInt("warmup", flags.warmup, defaults.warmup),
   };
-  const tuning = !flags["no-tune"] && !isFallback;
+  const tuning = !flags["no-tune"] && !software;
   const tilesText = tuning
     ? "tiles autotuned per row"
-    : isFallback
-    ? "fallback tiles (software adapter: not tuned)"
+    : software
+    ? `${rt.info.isFallback ? "fallback" : "default"} tiles (software adapter: not tuned)`
     : "default tiles (--no-tune)";
   const shapeText = `B=1 H=${matrix.heads} D=${matrix.headDim}, ${matrix.dtypes.join(" and ")}, ` +
     `median of ${matrix.reps} after ${matrix.warmup} warm-up, ${tilesText}`;
-  const timerText = rt.info.timestamps && !isFallback
+  const timerText = rt.info.timestamps && !software
     ? "GPU timestamps"
     : "wall clock (submit awaits completion)";
   console.error(
     styleText(
       "bold",
-      `Weft bench on ${description}${isFallback ? " (software fallback)" : ""}: ${shapeText}; ` +
+      `Weft bench on ${description}${software ? " (software adapter)" : ""}: ${shapeText}; ` +
         `timer: ${timerText}`,
     ),
   );
   if (tuning) console.error(`autotune cache: ${rt.autotuner.cachePath ?? "none (memory only)"}`);
+  if (software) console.error(styleText("yellow", `note: ${softwareNote(description)}`));
 
   const total = matrix.ns.length * matrix.dtypes.length * entries.length;
   let done = 0;
@@ -275,7 +287,7 @@ async function main(args: string[]): Promise<number> {
       flags.markdown,
       formatMarkdown(rows, {
         device: description,
-        fallback: isFallback,
+        fallback: software,
         date: new Date(),
         shape: `${shapeText}, timer: ${timerText}`,
       }),
@@ -299,6 +311,10 @@ async function report(rows: BenchRow[], flags: ReturnType<typeof parse>): Promis
     peer.push(...JSON.parse(await Deno.readTextFile(file.trim())));
   }
   const joined = joinPeer(rows, peer);
+  // Rows re-read with --from say it here; a run that just measured said it at its start.
+  if (flags.from && rows.some((r) => r.software_adapter)) {
+    console.error(styleText("yellow", `note: ${softwareNote(rows[0].device)}`));
+  }
   console.log(formatTable(rows));
   if (peer.length) console.log("\n" + peerMarkdown(joined));
   if (flags.json) await Deno.writeTextFile(flags.json, JSON.stringify(joined, null, 2) + "\n");

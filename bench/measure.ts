@@ -1,7 +1,7 @@
 /**
  * Measuring one pattern at one shape: compile, build pipelines, upload, warm up, then time
  * repeated submissions. GPU time comes from timestamp queries where the adapter has them and
- * is not a software fallback (whose timestamps mean little); otherwise from the wall clock
+ * is not a software adapter (`isSoftwareAdapter`: its timestamps mean little); otherwise from the wall clock
  * around `submit`, which awaits the queue, so it includes submission overhead.
  * @module
  */
@@ -14,6 +14,32 @@ import { hashBranchDensity, needsCodes } from "./hash_density.ts";
 import type { CompiledAttention } from "../compiler/mod.ts";
 import type { AttentionCall } from "../runtime/attention_call.ts";
 import { type Submittable, warmUp } from "../runtime/sustained_timing.ts";
+
+/** Software rasterisers' adapter names: Mesa's llvmpipe, softpipe, lavapipe; SwiftShader; WARP. */
+const SOFTWARE_NAMES = /llvmpipe|softpipe|lavapipe|swiftshader|microsoft basic render/i;
+
+/**
+ * Whether an adapter runs on the CPU, so its timings are not performance figures: WebGPU says
+ * it is a fallback adapter, or its name is a known software rasteriser's (llvmpipe on wgpu's
+ * GL backend may not be reported as a fallback).
+ *
+ * @param info what the runtime knows about the adapter (runtime/device.ts)
+ * @returns true for a software adapter
+ * @example
+ * ```ts
+ * import { isSoftwareAdapter } from "./measure.ts";
+ * isSoftwareAdapter({ description: "llvmpipe (LLVM 15.0.6, 256 bits)", isFallback: false }); // true
+ * isSoftwareAdapter({ description: "NVIDIA H200", isFallback: false }); // false
+ * ```
+ */
+export function isSoftwareAdapter(
+  info: { description: string; isFallback: boolean; vendor?: string; architecture?: string },
+): boolean {
+  return info.isFallback ||
+    [info.description, info.vendor ?? "", info.architecture ?? ""].some((s) =>
+      SOFTWARE_NAMES.test(s)
+    );
+}
 
 /** Where a row's milliseconds come from: timestamp queries, or the host's clock. */
 export type Timer = "gpu" | "wall";
@@ -107,7 +133,7 @@ export async function measurePattern(
   started = performance.now();
   const call = await rt.prepare(compiled, options.inputs);
   const prepareMs = performance.now() - started;
-  const useGpuTimer = rt.info.timestamps && !rt.info.isFallback;
+  const useGpuTimer = rt.info.timestamps && !isSoftwareAdapter(rt.info);
   const gpu: (number | undefined)[] = [], wall: number[] = [];
   let firstSubmitMs = NaN;
   let repeat = 1;
@@ -191,7 +217,7 @@ async function timePrePasses(
   options: MeasureOptions,
 ): Promise<number | undefined> {
   const passes = compiled.passes.filter((p) => p.prePass);
-  if (passes.length === 0 || !rt.info.timestamps || rt.info.isFallback) return undefined;
+  if (passes.length === 0 || !rt.info.timestamps || isSoftwareAdapter(rt.info)) return undefined;
   const call = await rt.prepare({ ...compiled, passes }, options.inputs);
   try {
     return median(await sustainedGpuTimes(call, options.reps, options.warmup));

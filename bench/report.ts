@@ -1,7 +1,8 @@
 /**
  * Benchmark rows and their three renderings: an aligned text table for the terminal, a
  * markdown table with a header line naming the device and date, and JSON. Derived numbers
- * (throughput, efficiency) are computed here, once, from the raw measurements.
+ * (throughput, efficiency) are computed here, once, from the raw measurements, and left null
+ * for rows of a software adapter, whose times are not performance figures.
  * @module
  */
 import { type AttentionShape, kernelShapeName } from "../compiler/mod.ts";
@@ -63,6 +64,11 @@ export interface BenchRow {
   /** Milliseconds spent tuning before the row (not in `compile_ms`); null when not tuned. */
   tune_ms: number | null;
   device: string;
+  /**
+   * Present (true) when the row ran on a software adapter (`isSoftwareAdapter`): its times are
+   * not performance figures, so the throughputs and the efficiency are null.
+   */
+  software_adapter?: boolean;
   error?: string;
 }
 
@@ -80,6 +86,11 @@ export interface RowContext {
   denseMs?: number;
   /** How the kernel shape was picked, and the time spent tuning (default: not tuned). */
   tune?: { source: TileSource; ms: number };
+  /**
+   * The adapter is a software one (`isSoftwareAdapter`): the row keeps its times but leaves
+   * TFLOP/s and efficiency null, since they would read as performance figures.
+   */
+  software?: boolean;
 }
 
 /**
@@ -106,15 +117,16 @@ export function buildRow(m: Measurement, ctx: RowContext): BenchRow {
   const { batch, headsQ, seqLen: n, headDim } = ctx.shape;
   const flops = 4 * batch * headsQ * n * n * headDim;
   const tflopsDense = flops / (m.ms * 1e-3) / 1e12;
+  const figures = !ctx.software;
   return {
     pattern: ctx.pattern,
     n,
     dtype: ctx.dtype ?? "f32",
     ms: m.ms,
-    tflops_dense_equiv: tflopsDense,
-    tflops_allowed: m.density * tflopsDense,
+    tflops_dense_equiv: figures ? tflopsDense : null,
+    tflops_allowed: figures ? m.density * tflopsDense : null,
     density: m.density,
-    efficiency: ctx.denseMs === undefined ? null : (ctx.denseMs / m.ms) * m.density,
+    efficiency: ctx.denseMs === undefined || !figures ? null : (ctx.denseMs / m.ms) * m.density,
     ...(needsCodesRow(m) ? { density_exact: m.densityExact } : {}),
     ...(m.prePassMs === undefined ? {} : { prepass_ms: m.prePassMs }),
     compile_ms: m.compileMs + m.pipelineMs,
@@ -129,6 +141,7 @@ export function buildRow(m: Measurement, ctx: RowContext): BenchRow {
     tile_source: ctx.tune?.source ?? "default",
     tune_ms: ctx.tune?.source === "tuned" ? ctx.tune.ms : null,
     device: ctx.device,
+    ...(ctx.software ? { software_adapter: true } : {}),
   };
 }
 
@@ -171,6 +184,7 @@ export function failedRow(ctx: RowContext, error: unknown): BenchRow {
     tile_source: ctx.tune?.source ?? null,
     tune_ms: ctx.tune?.source === "tuned" ? ctx.tune.ms : null,
     device: ctx.device,
+    ...(ctx.software ? { software_adapter: true } : {}),
     error: error instanceof Error ? error.message : String(error),
   };
 }
@@ -240,9 +254,26 @@ export function formatTable(rows: readonly BenchRow[]): string {
 }
 
 /**
+ * What a run on a software adapter says, once: its table keeps the times but not the figures.
+ *
+ * @param device the adapter's description
+ * @returns one sentence
+ * @example
+ * ```ts
+ * import { softwareNote } from "./report.ts";
+ * softwareNote("llvmpipe"); // "llvmpipe is a software adapter (it runs on the CPU): ..."
+ * ```
+ */
+export function softwareNote(device: string): string {
+  return `${device} is a software adapter (it runs on the CPU): its timings are not ` +
+    `performance figures, so TFLOP/s and efficiency are left blank.`;
+}
+
+/**
  * A markdown table under a header line naming the device, the date and the shape.
  * @param rows the rows
- * @param meta device description, whether it is a software fallback, date, shape summary
+ * @param meta device description, whether it is a software adapter (`isSoftwareAdapter`; the
+ *   table then opens with `softwareNote`), date, shape summary
  * @returns markdown text ending in a newline
  * @example
  * ```ts
@@ -254,10 +285,11 @@ export function formatMarkdown(
   rows: readonly BenchRow[],
   meta: { device: string; fallback: boolean; date: Date; shape: string },
 ): string {
-  const device = meta.fallback ? `${meta.device} (software fallback adapter)` : meta.device;
+  const device = meta.fallback ? `${meta.device} (software adapter)` : meta.device;
   const lines = [
     `### Weft bench: ${device}, ${meta.date.toISOString().slice(0, 10)}, ${meta.shape}`,
     "",
+    ...(meta.fallback ? [softwareNote(meta.device), ""] : []),
     `| ${HEADERS.join(" | ")} |`,
     `| ${HEADERS.map((_, c) => c === 0 || c === 3 || c === 10 ? "---" : "---:").join(" | ")} |`,
     ...rows.map((r) => `| ${cells(r).map((c) => c.replaceAll("|", "\\|")).join(" | ")} |`),
