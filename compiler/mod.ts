@@ -14,6 +14,7 @@ export {
 } from "./compile.ts";
 export { checkCall, type CheckedCall } from "./checked_call.ts";
 export type { Kernel, KernelPlan, ModuleEntry } from "./kernel_plan.ts";
+export { kernelPlanText } from "./kernel_plan_text.ts";
 export { type BufferSpec, checkBufferTable } from "./buffer_table.ts";
 export {
   type Branch,

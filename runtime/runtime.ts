@@ -4,7 +4,9 @@
  * @module
  */
 import {
+  checkCall,
   compile,
+  compileChecked,
   type CompiledAttention,
   type CompileOptions,
   kernelShape,
@@ -15,8 +17,6 @@ import { compileLimits, type DeviceInfo, openDevice } from "./device.ts";
 import { PipelineCache } from "./pipeline_cache.ts";
 import { checkShape } from "../core/input_shapes.ts";
 import { DeviceError, DeviceLostError, ShapeError } from "../core/errors.ts";
-import { parsePattern } from "../dsl/schema.ts";
-import { checkAttentionShape } from "../core/shape.ts";
 import { chooseSplit, runSplit, type Split } from "./split_run.ts";
 import { checkFinite } from "./finite_check.ts";
 
@@ -227,24 +227,27 @@ async function openSession(runtimeOptions: RuntimeOptions): Promise<Session> {
     pipelines,
     autotuner,
     compile: (pattern, options) => {
-      const parsed = parsePattern(pattern);
-      const branches = parsed.kind === "gated" ? parsed.branches.length : 1;
-      checkAttentionShape(options.shape);
+      // The door, once, at the caller's shape; the binding limit is checked on the part that
+      // one call binds (the buffer table, in compileChecked).
+      const call = checkCall(pattern, { ...options, limits: undefined });
+      const branches = call.pattern.kind === "gated" ? call.pattern.branches.length : 1;
       const split = chooseSplit(
-        options.shape,
-        options.dtype ?? "f32",
+        call.shape,
+        call.dtype,
         branches,
         Math.min(
           runtimeOptions.maxBindingBytes ?? Infinity,
           device.limits.maxStorageBufferBindingSize,
         ),
       );
-      const shape = split?.part ?? options.shape;
-      const compiled = compileFor(parsed, {
-        ...options,
+      const shape = split?.part ?? call.shape;
+      const compiled = compileChecked({
+        ...call,
         shape,
+        limits,
+        unroll: options.unroll ?? !info.isFallback,
         tiles: options.tiles ??
-          autotuner.cached(parsed, shape, options.dtype ?? "f32") ??
+          autotuner.cached(call.pattern, shape, call.dtype) ??
           (info.isFallback ? FALLBACK_TILES : undefined),
       });
       return split ? { ...compiled, split } : compiled;

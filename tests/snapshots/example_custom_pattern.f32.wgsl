@@ -1,0 +1,429 @@
+// ==== module 0 ====
+// Weft attention kernel: scored(predicate((q, k)=>{ const d = q - k; return d >= 0 && d <= SPAN && ...)), branch 0 component 0
+// allowed: predicate((q, k)=>{ const d = q - k; return d >= 0 && d <= SPAN && ...)
+// layouts: q residue(3), k residue(3)
+// tile 64x32, workgroup 256, N=4096, D=64, Hq=4, Hkv=4, float32
+
+@group(0) @binding(0) var<storage, read> qIn: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> kIn: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> vIn: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> schedule: array<u32>;
+@group(0) @binding(4) var<storage, read> aux: array<u32>;
+@group(0) @binding(5) var<storage, read_write> oOut: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read_write> lseOut: array<f32>;
+
+const N = 4096u;
+const KV_ROWS = 4096u;     // rows per key/value head in the bound K and V
+const D4 = 16u;          // head dim / 4: rows are read as vec4
+const HQ = 4u;
+const HKV = 4u;
+const GROUP = 1u; // query heads per key/value head
+const TILE_Q = 64u;
+const TILE_K = 32u;
+const THREADS = 256u;
+const ROWS = 2u;          // query rows per invocation
+const COLS = 8u;          // invocations sharing those rows
+const KEYS = 4u;          // keys per invocation per tile: col, col + COLS, ...
+const DIMS4 = 2u;         // output vec4s per row per invocation
+const QK_STRIDE = 17u;     // padded row stride of the Q and K tiles: spreads banks
+const P_STRIDE4 = 9u;    // P rows are vec4s of 4 keys, padded by one vec4
+const SCORE_SCALE = 0.18033688011112042; // scale * log2(e): scores live in the exp2 domain
+const NO_SCORE = -1.0e30;   // below any real score; never reaches exp2 unguarded
+const LN2 = 0.6931471805599453;
+
+// K for QKᵀ, then P for P·V: K is dead once the scores are in registers, and a barrier
+// separates the two, so they share memory (less workgroup memory, more workgroups per SM).
+var<workgroup> kpTile: array<vec4<f32>, 576>;
+var<workgroup> vTile: array<vec4<f32>, 512>;
+var<workgroup> rowShare: array<f32, 512>; // per-column row maxima, then row sums
+var<workgroup> kPosition: array<i32, 32>;
+
+// WGSL has no infinity literal; LSE of an empty row is -inf (DESIGN §1).
+fn negativeInfinity() -> f32 {
+  return bitcast<f32>(0xff800000u);
+}
+
+// This kernel's pattern parameters start at aux[PARAMS]: runtime values, so a pattern of the
+// same structure with other numbers runs on the same pipeline.
+const PARAMS = 0u;
+
+fn param(slot: u32) -> u32 {
+  return aux[PARAMS + slot];
+}
+
+// Residue order for stride(3): index i -> class c, rank r -> position c + r * period.
+// Classes c < longClasses hold longLength positions, the rest one fewer.
+fn residuePosition0(i: u32) -> i32 {
+  let period = param(0u); // residue(3)
+  let longLength = param(1u); // residue(3): positions per long class
+  let longClasses = param(2u); // residue(3): N = short length * period + this
+  let shortLength = param(3u); // residue(3): positions per short class
+  if (i >= 4096u) { return -1; }
+  let longSpan = longClasses * longLength;
+  if (i < longSpan) {
+    return i32(i / longLength + (i % longLength) * period);
+  }
+  let j = i - longSpan;
+  return i32(longClasses + j / shortLength + (j % shortLength) * period);
+}
+
+// Residue order for stride(3): index i -> class c, rank r -> position c + r * period.
+// Classes c < longClasses hold longLength positions, the rest one fewer.
+fn residuePosition4(i: u32) -> i32 {
+  let period = param(4u); // residue(3)
+  let longLength = param(5u); // residue(3): positions per long class
+  let longClasses = param(6u); // residue(3): N = short length * period + this
+  let shortLength = param(7u); // residue(3): positions per short class
+  if (i >= 4096u) { return -1; }
+  let longSpan = longClasses * longLength;
+  if (i < longSpan) {
+    return i32(i / longLength + (i % longLength) * period);
+  }
+  let j = i - longSpan;
+  return i32(longClasses + j / shortLength + (j % shortLength) * period);
+}
+
+// The mathematical modulo of DESIGN §2, m != 0: in [0, |m|) whatever the signs. Unsigned
+// remainder only: llvmpipe miscompiled signed % of negative operands.
+fn floorMod(a: i32, m: i32) -> i32 {
+  let size = u32(abs(m));
+  let r = u32(abs(a)) % size;
+  return select(i32(r), i32((size - r) % size), a < 0);
+}
+
+// Registered mask onDilation:
+//   (d, r)=>d % r == 0
+fn mask_onDilation_28930f(v_d: i32, v_r: i32) -> bool {
+  return (floorMod(v_d, v_r) == 0);
+}
+
+// Predicate written in TypeScript:
+//   (q, k)=>{
+//     const d = q - k;
+//     return d >= 0 && d <= SPAN && onDilation(d, DILATION);
+//   }
+fn predicate_0fa1b2(q: i32, k: i32) -> bool {
+  let v_d = (q - k);
+  return (((v_d >= 0) && (v_d <= 192)) && mask_onDilation_28930f(v_d, 3));
+}
+
+fn allowed(q: i32, k: i32) -> bool {
+  let own = predicate_0fa1b2(q, k);
+  return own;
+}
+
+// Captured constant SLOPES (4 entries).
+const SLOPES_ec437f = array<f32, 4>(0.25, 0.0625, 0.015625, 0.00390625);
+
+// Score modifier written in TypeScript (s = scale * q·k):
+//   (s, q, k, h)=>s - SLOPES[h] * (q - k)
+fn scoreModifier(s: f32, q: i32, k: i32, h: i32, b: i32) -> f32 {
+  return (s - (SLOPES_ec437f[h] * f32((q - k))));
+}
+
+const LOG2E = 1.4426950408889634; // back to the exp2 domain after the modifier
+
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let d4 = D4;
+  let tileK = TILE_K;
+  let qTileIndex = wg.x;
+  let bh = wg.y;                      // batch * HQ + query head
+  let kvHead = (bh / HQ) * HKV + (bh % HQ) / GROUP;
+  let kvBase = kvHead * KV_ROWS * D4;
+  let head = i32(bh % HQ);           // h and b of the TypeScript predicates and scores
+  let batch = i32(bh / HQ);
+  // Invocation = (row group, column): COLS consecutive invocations share ROWS query rows; for
+  // scores a column owns keys col, col + COLS, ...; for O it owns vec4 dims col, col + COLS, ...
+  let col = lid % COLS;
+  let firstRow = (lid / COLS) * ROWS;
+
+  // This query tile's runs of consecutive key tiles of one kind, walked one key tile per step.
+  // The slot holds where this component's row pointers and runs start (schedule_buffer.ts).
+  let slot = 2u + 2u * 0u;
+  let rowsAt = schedule[slot];
+  let runsAt = schedule[slot + 1u];
+  var run = schedule[rowsAt + qTileIndex];
+  let lastRun = schedule[rowsAt + qTileIndex + 1u];
+  var keyTile = 0u;
+  var runEnd = 0u;
+  var runPartial = false;
+  // The next key tile's K, V and positions, in registers while the current tile is computed;
+  // the first one's loads are issued before the query tile is staged.
+  var nextK0 = vec4<f32>(0.0);
+  var nextV0 = vec4<f32>(0.0);
+  var nextPos0 = -1;
+  var nextK1 = vec4<f32>(0.0);
+  var nextV1 = vec4<f32>(0.0);
+  var nextPos1 = -1;
+  if (keyTile == runEnd && run != lastRun) {
+    let runHead = schedule[runsAt + 2u * run]; // kvStart << 1 | partial
+    keyTile = runHead >> 1u;
+    runPartial = (runHead & 1u) == 1u;
+    runEnd = keyTile + schedule[runsAt + 2u * run + 1u];
+    run++;
+  }
+  var hasNext = false;
+  var nextStart = 0u;
+  var nextPartial = false;
+  hasNext = keyTile != runEnd;
+  nextStart = keyTile * TILE_K;
+  nextPartial = runPartial;
+  if (hasNext) {
+    {
+      let i = lid + 0u;
+      let k = residuePosition4(nextStart + i / D4);
+      let src = kvBase + u32(max(k, 0)) * D4 + i % D4;
+      nextK0 = select(vec4<f32>(0.0), kIn[src], k >= 0);
+      nextV0 = select(vec4<f32>(0.0), vIn[src], k >= 0);
+      nextPos0 = k;
+    }
+    {
+      let i = lid + 256u;
+      let k = residuePosition4(nextStart + i / D4);
+      let src = kvBase + u32(max(k, 0)) * D4 + i % D4;
+      nextK1 = select(vec4<f32>(0.0), kIn[src], k >= 0);
+      nextV1 = select(vec4<f32>(0.0), vIn[src], k >= 0);
+      nextPos1 = k;
+    }
+  }
+  let q0 = residuePosition0(qTileIndex * TILE_Q + firstRow + 0u);
+  let q1 = residuePosition0(qTileIndex * TILE_Q + firstRow + 1u);
+  let qAt0 = (bh * N + u32(max(q0, 0))) * D4; // its row of Q
+  let qAt1 = (bh * N + u32(max(q1, 0))) * D4; // its row of Q
+  var rowMax0 = NO_SCORE;
+  var rowMax1 = NO_SCORE;
+  // Row sums are this invocation's share; the shares are added over columns at the end.
+  var rowSum0 = 0.0;
+  var rowSum1 = 0.0;
+  var acc0_0 = vec4<f32>(0.0);
+  var acc0_1 = vec4<f32>(0.0);
+  var acc1_0 = vec4<f32>(0.0);
+  var acc1_1 = vec4<f32>(0.0);
+
+  loop {
+    if (!hasNext) { break; }
+    let isPartial = nextPartial;
+    workgroupBarrier();               // every read of the previous tile is done
+    {
+      let i = lid + 0u;
+      let j = i / D4;
+      if (i % D4 == 0u) { kPosition[j] = nextPos0; }
+      kpTile[j * QK_STRIDE + i % D4] = nextK0;
+      vTile[i] = nextV0;
+    }
+    {
+      let i = lid + 256u;
+      let j = i / D4;
+      if (i % D4 == 0u) { kPosition[j] = nextPos1; }
+      kpTile[j * QK_STRIDE + i % D4] = nextK1;
+      vTile[i] = nextV1;
+    }
+    workgroupBarrier();
+    keyTile++;
+    if (keyTile == runEnd && run != lastRun) {
+      let runHead = schedule[runsAt + 2u * run]; // kvStart << 1 | partial
+      keyTile = runHead >> 1u;
+      runPartial = (runHead & 1u) == 1u;
+      runEnd = keyTile + schedule[runsAt + 2u * run + 1u];
+      run++;
+    }
+    hasNext = keyTile != runEnd;
+    nextStart = keyTile * TILE_K;
+    nextPartial = runPartial;
+    if (hasNext) {
+      {
+        let i = lid + 0u;
+        let k = residuePosition4(nextStart + i / D4);
+        let src = kvBase + u32(max(k, 0)) * D4 + i % D4;
+        nextK0 = select(vec4<f32>(0.0), kIn[src], k >= 0);
+        nextV0 = select(vec4<f32>(0.0), vIn[src], k >= 0);
+        nextPos0 = k;
+      }
+      {
+        let i = lid + 256u;
+        let k = residuePosition4(nextStart + i / D4);
+        let src = kvBase + u32(max(k, 0)) * D4 + i % D4;
+        nextK1 = select(vec4<f32>(0.0), kIn[src], k >= 0);
+        nextV1 = select(vec4<f32>(0.0), vIn[src], k >= 0);
+        nextPos1 = k;
+      }
+    }
+
+
+    // Mask first (PARTIAL tiles only): an invocation none of whose pairs is allowed skips its
+    // dot products, and a warp whose rows all miss this tile (a band's corner) skips the work.
+    let k0 = kPosition[col + 0u];
+    let k1 = kPosition[col + 8u];
+    let k2 = kPosition[col + 16u];
+    let k3 = kPosition[col + 24u];
+    let m0_0 = q0 >= 0 && k0 >= 0 && (!isPartial || allowed(q0, k0));
+    let m0_1 = q0 >= 0 && k1 >= 0 && (!isPartial || allowed(q0, k1));
+    let m0_2 = q0 >= 0 && k2 >= 0 && (!isPartial || allowed(q0, k2));
+    let m0_3 = q0 >= 0 && k3 >= 0 && (!isPartial || allowed(q0, k3));
+    let m1_0 = q1 >= 0 && k0 >= 0 && (!isPartial || allowed(q1, k0));
+    let m1_1 = q1 >= 0 && k1 >= 0 && (!isPartial || allowed(q1, k1));
+    let m1_2 = q1 >= 0 && k2 >= 0 && (!isPartial || allowed(q1, k2));
+    let m1_3 = q1 >= 0 && k3 >= 0 && (!isPartial || allowed(q1, k3));
+    let anyAllowed = m0_0 || m0_1 || m0_2 || m0_3 || m1_0 || m1_1 || m1_2 || m1_3;
+    // Scores: a ROWS x KEYS register tile, vec4 dot products over the head dim.
+    var s0_0 = 0.0;
+    var s0_1 = 0.0;
+    var s0_2 = 0.0;
+    var s0_3 = 0.0;
+    var s1_0 = 0.0;
+    var s1_1 = 0.0;
+    var s1_2 = 0.0;
+    var s1_3 = 0.0;
+    if (anyAllowed) {
+      for (var d = 0u; d < d4; d++) {
+        let qv0 = qIn[qAt0 + d] * SCORE_SCALE;
+        let qv1 = qIn[qAt1 + d] * SCORE_SCALE;
+        let kv0 = kpTile[(col + 0u) * QK_STRIDE + d];
+        let kv1 = kpTile[(col + 8u) * QK_STRIDE + d];
+        let kv2 = kpTile[(col + 16u) * QK_STRIDE + d];
+        let kv3 = kpTile[(col + 24u) * QK_STRIDE + d];
+        s0_0 += dot(qv0, kv0);
+        s0_1 += dot(qv0, kv1);
+        s0_2 += dot(qv0, kv2);
+        s0_3 += dot(qv0, kv3);
+        s1_0 += dot(qv1, kv0);
+        s1_1 += dot(qv1, kv1);
+        s1_2 += dot(qv1, kv2);
+        s1_3 += dot(qv1, kv3);
+      }
+    }
+    if (anyAllowed) {
+      s0_0 = scoreModifier(s0_0 * LN2, max(q0, 0), max(k0, 0), head, batch) * LOG2E;
+      s0_1 = scoreModifier(s0_1 * LN2, max(q0, 0), max(k1, 0), head, batch) * LOG2E;
+      s0_2 = scoreModifier(s0_2 * LN2, max(q0, 0), max(k2, 0), head, batch) * LOG2E;
+      s0_3 = scoreModifier(s0_3 * LN2, max(q0, 0), max(k3, 0), head, batch) * LOG2E;
+      s1_0 = scoreModifier(s1_0 * LN2, max(q1, 0), max(k0, 0), head, batch) * LOG2E;
+      s1_1 = scoreModifier(s1_1 * LN2, max(q1, 0), max(k1, 0), head, batch) * LOG2E;
+      s1_2 = scoreModifier(s1_2 * LN2, max(q1, 0), max(k2, 0), head, batch) * LOG2E;
+      s1_3 = scoreModifier(s1_3 * LN2, max(q1, 0), max(k3, 0), head, batch) * LOG2E;
+    }
+    // This column's share of each row's max.
+    s0_0 = select(NO_SCORE, s0_0, m0_0);
+    s0_1 = select(NO_SCORE, s0_1, m0_1);
+    s0_2 = select(NO_SCORE, s0_2, m0_2);
+    s0_3 = select(NO_SCORE, s0_3, m0_3);
+    s1_0 = select(NO_SCORE, s1_0, m1_0);
+    s1_1 = select(NO_SCORE, s1_1, m1_1);
+    s1_2 = select(NO_SCORE, s1_2, m1_2);
+    s1_3 = select(NO_SCORE, s1_3, m1_3);
+    rowShare[(firstRow + 0u) * COLS + col] = max(s0_0, max(s0_1, max(s0_2, s0_3)));
+    rowShare[(firstRow + 1u) * COLS + col] = max(s1_0, max(s1_1, max(s1_2, s1_3)));
+    workgroupBarrier();
+    // Online softmax: rescale by the new row max, write P for the P·V product.
+    var rowsLive = false;             // does any of this invocation's rows see this tile?
+    {
+      var tileMax = NO_SCORE;
+      for (var c = 0u; c < COLS; c++) { tileMax = max(tileMax, rowShare[(firstRow + 0u) * COLS + c]); }
+      let newMax = max(rowMax0, tileMax);
+      let rescale = exp2(rowMax0 - newMax); // 1 while the row has seen nothing
+      rowMax0 = newMax;
+      rowsLive = rowsLive || tileMax > NO_SCORE;
+      let p0 = select(0.0, exp2(s0_0 - newMax), s0_0 > NO_SCORE);
+      let p1 = select(0.0, exp2(s0_1 - newMax), s0_1 > NO_SCORE);
+      let p2 = select(0.0, exp2(s0_2 - newMax), s0_2 > NO_SCORE);
+      let p3 = select(0.0, exp2(s0_3 - newMax), s0_3 > NO_SCORE);
+      rowSum0 = rowSum0 * rescale + p0 + p1 + p2 + p3;
+      acc0_0 *= rescale;
+      acc0_1 *= rescale;
+      kpTile[(firstRow + 0u) * P_STRIDE4 + (col + 0u) / 4u][(col + 0u) % 4u] = p0;
+      kpTile[(firstRow + 0u) * P_STRIDE4 + (col + 8u) / 4u][(col + 8u) % 4u] = p1;
+      kpTile[(firstRow + 0u) * P_STRIDE4 + (col + 16u) / 4u][(col + 16u) % 4u] = p2;
+      kpTile[(firstRow + 0u) * P_STRIDE4 + (col + 24u) / 4u][(col + 24u) % 4u] = p3;
+    }
+    {
+      var tileMax = NO_SCORE;
+      for (var c = 0u; c < COLS; c++) { tileMax = max(tileMax, rowShare[(firstRow + 1u) * COLS + c]); }
+      let newMax = max(rowMax1, tileMax);
+      let rescale = exp2(rowMax1 - newMax); // 1 while the row has seen nothing
+      rowMax1 = newMax;
+      rowsLive = rowsLive || tileMax > NO_SCORE;
+      let p0 = select(0.0, exp2(s1_0 - newMax), s1_0 > NO_SCORE);
+      let p1 = select(0.0, exp2(s1_1 - newMax), s1_1 > NO_SCORE);
+      let p2 = select(0.0, exp2(s1_2 - newMax), s1_2 > NO_SCORE);
+      let p3 = select(0.0, exp2(s1_3 - newMax), s1_3 > NO_SCORE);
+      rowSum1 = rowSum1 * rescale + p0 + p1 + p2 + p3;
+      acc1_0 *= rescale;
+      acc1_1 *= rescale;
+      kpTile[(firstRow + 1u) * P_STRIDE4 + (col + 0u) / 4u][(col + 0u) % 4u] = p0;
+      kpTile[(firstRow + 1u) * P_STRIDE4 + (col + 8u) / 4u][(col + 8u) % 4u] = p1;
+      kpTile[(firstRow + 1u) * P_STRIDE4 + (col + 16u) / 4u][(col + 16u) % 4u] = p2;
+      kpTile[(firstRow + 1u) * P_STRIDE4 + (col + 24u) / 4u][(col + 24u) % 4u] = p3;
+    }
+    workgroupBarrier();
+    // O += P V: a ROWS x DIMS4 register tile of vec4s (rows with no allowed key add nothing).
+    if (rowsLive) {
+      for (var j4 = 0u; j4 < tileK / 4u; j4++) {
+        let p0 = kpTile[(firstRow + 0u) * P_STRIDE4 + j4];
+        let p1 = kpTile[(firstRow + 1u) * P_STRIDE4 + j4];
+        let v0_0 = vTile[(j4 * 4u + 0u) * D4 + col + 0u];
+        let v0_1 = vTile[(j4 * 4u + 0u) * D4 + col + 8u];
+        let v1_0 = vTile[(j4 * 4u + 1u) * D4 + col + 0u];
+        let v1_1 = vTile[(j4 * 4u + 1u) * D4 + col + 8u];
+        let v2_0 = vTile[(j4 * 4u + 2u) * D4 + col + 0u];
+        let v2_1 = vTile[(j4 * 4u + 2u) * D4 + col + 8u];
+        let v3_0 = vTile[(j4 * 4u + 3u) * D4 + col + 0u];
+        let v3_1 = vTile[(j4 * 4u + 3u) * D4 + col + 8u];
+        acc0_0 += p0.x * v0_0;
+        acc0_1 += p0.x * v0_1;
+        acc1_0 += p1.x * v0_0;
+        acc1_1 += p1.x * v0_1;
+        acc0_0 += p0.y * v1_0;
+        acc0_1 += p0.y * v1_1;
+        acc1_0 += p1.y * v1_0;
+        acc1_1 += p1.y * v1_1;
+        acc0_0 += p0.z * v2_0;
+        acc0_1 += p0.z * v2_1;
+        acc1_0 += p1.z * v2_0;
+        acc1_1 += p1.z * v2_1;
+        acc0_0 += p0.w * v3_0;
+        acc0_1 += p0.w * v3_1;
+        acc1_0 += p1.w * v3_0;
+        acc1_1 += p1.w * v3_1;
+      }
+    }
+  }
+
+  // Each row's sum is spread over its COLS invocations: add the shares.
+  workgroupBarrier();
+  rowShare[(firstRow + 0u) * COLS + col] = rowSum0;
+  rowShare[(firstRow + 1u) * COLS + col] = rowSum1;
+
+  workgroupBarrier();
+  if (q0 >= 0) {
+    var total = 0.0;
+    for (var c = 0u; c < COLS; c++) { total += rowShare[(firstRow + 0u) * COLS + c]; }
+    let row = 0u + bh * N + u32(q0);
+    let outBase = 0u + (bh * N + u32(q0)) * D4;
+    if (total == 0.0) {               // nothing allowed: O = 0, LSE = -inf
+      if (col == 0u) { lseOut[row] = negativeInfinity(); }
+      oOut[outBase + col + 0u] = vec4<f32>(0.0);
+      oOut[outBase + col + 8u] = vec4<f32>(0.0);
+    } else {
+      if (col == 0u) { lseOut[row] = (rowMax0 + log2(total)) * LN2; }
+      oOut[outBase + col + 0u] = acc0_0 / total;
+      oOut[outBase + col + 8u] = acc0_1 / total;
+    }
+  }
+  if (q1 >= 0) {
+    var total = 0.0;
+    for (var c = 0u; c < COLS; c++) { total += rowShare[(firstRow + 1u) * COLS + c]; }
+    let row = 0u + bh * N + u32(q1);
+    let outBase = 0u + (bh * N + u32(q1)) * D4;
+    if (total == 0.0) {               // nothing allowed: O = 0, LSE = -inf
+      if (col == 0u) { lseOut[row] = negativeInfinity(); }
+      oOut[outBase + col + 0u] = vec4<f32>(0.0);
+      oOut[outBase + col + 8u] = vec4<f32>(0.0);
+    } else {
+      if (col == 0u) { lseOut[row] = (rowMax1 + log2(total)) * LN2; }
+      oOut[outBase + col + 0u] = acc1_0 / total;
+      oOut[outBase + col + 8u] = acc1_1 / total;
+    }
+  }
+}
+

@@ -1,0 +1,974 @@
+// ==== module 0 ====
+// Weft attention kernel: ring(128), branch 0 component 0
+// allowed: ring(128)
+// layouts: q identity, k identity
+// tile 64x32, workgroup 128, N=4096, D=64, Hq=8, Hkv=8, float16 products summed in float16 over short chunks, float32 running sums
+enable f16;
+
+@group(0) @binding(0) var<storage, read> qIn: array<vec4<f16>>;
+@group(0) @binding(1) var<storage, read> kIn: array<vec4<f16>>;
+@group(0) @binding(2) var<storage, read> vIn: array<vec4<f16>>;
+@group(0) @binding(3) var<storage, read> schedule: array<u32>;
+@group(0) @binding(4) var<storage, read> aux: array<u32>;
+@group(0) @binding(5) var<storage, read_write> oOut: array<vec4<f16>>;
+@group(0) @binding(6) var<storage, read_write> lseOut: array<f32>;
+
+const N = 4096u;
+const KV_ROWS = 4096u;     // rows per key/value head in the bound K and V
+const D4 = 16u;          // head dim / 4: rows are read as vec4
+const HQ = 8u;
+const HKV = 8u;
+const GROUP = 1u; // query heads per key/value head
+const TILE_Q = 64u;
+const TILE_K = 32u;
+const THREADS = 128u;
+const ROWS = 2u;          // query rows per invocation
+const COLS = 4u;          // invocations sharing those rows
+const KEYS = 8u;          // keys per invocation per tile: col, col + COLS, ...
+const DIMS4 = 4u;         // output vec4s per row per invocation
+const QK_STRIDE = 17u;     // padded row stride of the Q and K tiles: spreads banks
+const P_STRIDE4 = 9u;    // P rows are vec4s of 4 keys, padded by one vec4
+const SCORE_SCALE = 0.18033688011112042; // scale * log2(e): scores live in the exp2 domain
+const NO_SCORE = -1.0e30;   // below any real score; never reaches exp2 unguarded
+const LN2 = 0.6931471805599453;
+
+// K for QKᵀ, then P for P·V: K is dead once the scores are in registers, and a barrier
+// separates the two, so they share memory (less workgroup memory, more workgroups per SM).
+var<workgroup> kpTile: array<vec4<f16>, 576>;
+var<workgroup> vTile: array<vec4<f16>, 1088>; // an edge pair's two K tiles, then its two V tiles
+var<workgroup> rowShare: array<f32, 256>; // per-column row maxima, then row sums
+var<workgroup> kPosition: array<i32, 32>;
+
+// WGSL has no infinity literal; LSE of an empty row is -inf (DESIGN §1).
+fn negativeInfinity() -> f32 {
+  return bitcast<f32>(0xff800000u);
+}
+
+fn identityPosition(i: u32) -> i32 {
+  return select(-1, i32(i), i < 4096u);
+}
+
+// Distance on a circle of N positions (the ring wraps at both ends).
+fn ringDistance(q: i32, k: i32) -> i32 {
+  let d = abs(q - k);
+  return min(d, 4096 - d);
+}
+
+// This kernel's pattern parameters start at aux[PARAMS]: runtime values, so a pattern of the
+// same structure with other numbers runs on the same pipeline.
+const PARAMS = 0u;
+
+// Signed parameters are stored as their two's complement.
+fn signedParam(slot: u32) -> i32 {
+  return bitcast<i32>(aux[PARAMS + slot]);
+}
+
+fn allowed(q: i32, k: i32) -> bool {
+  let radius0 = signedParam(0u); // ring(128)
+  let own = ringDistance(q, k) <= radius0;
+  return own;
+}
+
+const PAIR_BIT = 0x80000000u;       // an edge pair's second schedule word: B | PAIR_BIT
+const PAIR_K = TILE_K * QK_STRIDE;  // K_B in vTile (K_A at 0), for the pair's scores
+const PAIR_V = TILE_K * D4;         // V_B in vTile (V_A at 0), for its P·V
+
+@compute @workgroup_size(128)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let d4 = D4;
+  let tileK = TILE_K;
+  let qTileIndex = wg.x;
+  let bh = wg.y;                      // batch * HQ + query head
+  let kvHead = (bh / HQ) * HKV + (bh % HQ) / GROUP;
+  let kvBase = kvHead * KV_ROWS * D4;
+  // Invocation = (row group, column): COLS consecutive invocations share ROWS query rows; for
+  // scores a column owns keys col, col + COLS, ...; for O it owns vec4 dims col, col + COLS, ...
+  let col = lid % COLS;
+  let firstRow = (lid / COLS) * ROWS;
+
+  // This query tile's runs of consecutive key tiles of one kind, walked one key tile per step.
+  // The slot holds where this component's row pointers and runs start (schedule_buffer.ts).
+  let slot = 2u + 2u * 0u;
+  let rowsAt = schedule[slot];
+  let runsAt = schedule[slot + 1u];
+  var run = schedule[rowsAt + qTileIndex];
+  let lastRun = schedule[rowsAt + qTileIndex + 1u];
+  var keyTile = 0u;
+  var runEnd = 0u;
+  var runPartial = false;
+  // An edge pair (edge_pairs.ts) is the row's first run, `A << 1 | 1` and `B | PAIR_BIT`:
+  // one step before the loop, rows 0 .. TILE_Q / 2 - 1 on key tile A and the others on B.
+  var hasPair = false;
+  var pairA = 0u;
+  var pairB = 0u;
+  if (run != lastRun) {
+    let pairWord = schedule[runsAt + 2u * run + 1u];
+    if ((pairWord & PAIR_BIT) != 0u) {
+      hasPair = true;
+      pairA = (schedule[runsAt + 2u * run] >> 1u) * TILE_K;
+      pairB = (pairWord & ~PAIR_BIT) * TILE_K;
+      run++;
+    }
+  }
+  var pairVA0 = vec4<f16>(0.0);
+  var pairVB0 = vec4<f16>(0.0);
+  var pairVA1 = vec4<f16>(0.0);
+  var pairVB1 = vec4<f16>(0.0);
+  var pairVA2 = vec4<f16>(0.0);
+  var pairVB2 = vec4<f16>(0.0);
+  var pairVA3 = vec4<f16>(0.0);
+  var pairVB3 = vec4<f16>(0.0);
+  if (hasPair) {
+    {
+      let i = lid + 0u;
+      let j = i / D4;
+      let srcA = kvBase + (pairA + j) * D4 + i % D4;
+      let srcB = kvBase + (pairB + j) * D4 + i % D4;
+      vTile[j * QK_STRIDE + i % D4] = kIn[srcA];
+      vTile[PAIR_K + j * QK_STRIDE + i % D4] = kIn[srcB];
+      pairVA0 = vIn[srcA];
+      pairVB0 = vIn[srcB];
+    }
+    {
+      let i = lid + 128u;
+      let j = i / D4;
+      let srcA = kvBase + (pairA + j) * D4 + i % D4;
+      let srcB = kvBase + (pairB + j) * D4 + i % D4;
+      vTile[j * QK_STRIDE + i % D4] = kIn[srcA];
+      vTile[PAIR_K + j * QK_STRIDE + i % D4] = kIn[srcB];
+      pairVA1 = vIn[srcA];
+      pairVB1 = vIn[srcB];
+    }
+    {
+      let i = lid + 256u;
+      let j = i / D4;
+      let srcA = kvBase + (pairA + j) * D4 + i % D4;
+      let srcB = kvBase + (pairB + j) * D4 + i % D4;
+      vTile[j * QK_STRIDE + i % D4] = kIn[srcA];
+      vTile[PAIR_K + j * QK_STRIDE + i % D4] = kIn[srcB];
+      pairVA2 = vIn[srcA];
+      pairVB2 = vIn[srcB];
+    }
+    {
+      let i = lid + 384u;
+      let j = i / D4;
+      let srcA = kvBase + (pairA + j) * D4 + i % D4;
+      let srcB = kvBase + (pairB + j) * D4 + i % D4;
+      vTile[j * QK_STRIDE + i % D4] = kIn[srcA];
+      vTile[PAIR_K + j * QK_STRIDE + i % D4] = kIn[srcB];
+      pairVA3 = vIn[srcA];
+      pairVB3 = vIn[srcB];
+    }
+  }
+
+  let q0 = i32(qTileIndex * TILE_Q + firstRow + 0u);
+  let q1 = i32(qTileIndex * TILE_Q + firstRow + 1u);
+  let qAt0 = (bh * N + u32(max(q0, 0))) * D4; // its row of Q
+  let qAt1 = (bh * N + u32(max(q1, 0))) * D4; // its row of Q
+  var rowMax0 = NO_SCORE;
+  var rowMax1 = NO_SCORE;
+  // Row sums are this invocation's share; the shares are added over columns at the end.
+  var rowSum0 = 0.0;
+  var rowSum1 = 0.0;
+  var acc0_0 = vec4<f32>(0.0);
+  var acc0_1 = vec4<f32>(0.0);
+  var acc0_2 = vec4<f32>(0.0);
+  var acc0_3 = vec4<f32>(0.0);
+  var acc1_0 = vec4<f32>(0.0);
+  var acc1_1 = vec4<f32>(0.0);
+  var acc1_2 = vec4<f32>(0.0);
+  var acc1_3 = vec4<f32>(0.0);
+  var pairLive = false;              // does any of this invocation's rows see its pair tile?
+  if (hasPair) {
+    workgroupBarrier();               // K_A and K_B are staged
+    let lower = firstRow >= TILE_Q / 2u;
+    let kTileStart = select(pairA, pairB, lower);
+    let isPartial = true;             // corners of a band: every pair asks `allowed`
+    let kOff = select(0u, PAIR_K, lower);
+    // A complete grid (no padding): FULL tiles allow every pair, PARTIAL ones ask `allowed`.
+    var m0_0 = true;
+    var m0_1 = true;
+    var m0_2 = true;
+    var m0_3 = true;
+    var m0_4 = true;
+    var m0_5 = true;
+    var m0_6 = true;
+    var m0_7 = true;
+    var m1_0 = true;
+    var m1_1 = true;
+    var m1_2 = true;
+    var m1_3 = true;
+    var m1_4 = true;
+    var m1_5 = true;
+    var m1_6 = true;
+    var m1_7 = true;
+    if (isPartial) {
+      let k0 = i32(kTileStart + col + 0u);
+      let k1 = i32(kTileStart + col + 4u);
+      let k2 = i32(kTileStart + col + 8u);
+      let k3 = i32(kTileStart + col + 12u);
+      let k4 = i32(kTileStart + col + 16u);
+      let k5 = i32(kTileStart + col + 20u);
+      let k6 = i32(kTileStart + col + 24u);
+      let k7 = i32(kTileStart + col + 28u);
+      m0_0 = allowed(q0, k0);
+      m0_1 = allowed(q0, k1);
+      m0_2 = allowed(q0, k2);
+      m0_3 = allowed(q0, k3);
+      m0_4 = allowed(q0, k4);
+      m0_5 = allowed(q0, k5);
+      m0_6 = allowed(q0, k6);
+      m0_7 = allowed(q0, k7);
+      m1_0 = allowed(q1, k0);
+      m1_1 = allowed(q1, k1);
+      m1_2 = allowed(q1, k2);
+      m1_3 = allowed(q1, k3);
+      m1_4 = allowed(q1, k4);
+      m1_5 = allowed(q1, k5);
+      m1_6 = allowed(q1, k6);
+      m1_7 = allowed(q1, k7);
+    }
+    let anyAllowed = m0_0 || m0_1 || m0_2 || m0_3 || m0_4 || m0_5 || m0_6 || m0_7 || m1_0 || m1_1 || m1_2 || m1_3 || m1_4 || m1_5 || m1_6 || m1_7;
+    // Scores: a ROWS x KEYS register tile; half products per chunk, float32 across chunks.
+    var s0_0 = 0.0;
+    var s0_1 = 0.0;
+    var s0_2 = 0.0;
+    var s0_3 = 0.0;
+    var s0_4 = 0.0;
+    var s0_5 = 0.0;
+    var s0_6 = 0.0;
+    var s0_7 = 0.0;
+    var s1_0 = 0.0;
+    var s1_1 = 0.0;
+    var s1_2 = 0.0;
+    var s1_3 = 0.0;
+    var s1_4 = 0.0;
+    var s1_5 = 0.0;
+    var s1_6 = 0.0;
+    var s1_7 = 0.0;
+    if (anyAllowed) {
+      for (var d0 = 0u; d0 < d4; d0 += 16u) {
+        var h0_0 = vec4<f16>(0.0);
+        var h0_1 = vec4<f16>(0.0);
+        var h0_2 = vec4<f16>(0.0);
+        var h0_3 = vec4<f16>(0.0);
+        var h0_4 = vec4<f16>(0.0);
+        var h0_5 = vec4<f16>(0.0);
+        var h0_6 = vec4<f16>(0.0);
+        var h0_7 = vec4<f16>(0.0);
+        var h1_0 = vec4<f16>(0.0);
+        var h1_1 = vec4<f16>(0.0);
+        var h1_2 = vec4<f16>(0.0);
+        var h1_3 = vec4<f16>(0.0);
+        var h1_4 = vec4<f16>(0.0);
+        var h1_5 = vec4<f16>(0.0);
+        var h1_6 = vec4<f16>(0.0);
+        var h1_7 = vec4<f16>(0.0);
+        for (var d = d0; d < min(d0 + 16u, d4); d++) {
+          let qv0 = qIn[qAt0 + d] * SCORE_SCALE;
+          let qv1 = qIn[qAt1 + d] * SCORE_SCALE;
+          let kv0 = vTile[kOff + (col + 0u) * QK_STRIDE + d];
+          let kv1 = vTile[kOff + (col + 4u) * QK_STRIDE + d];
+          let kv2 = vTile[kOff + (col + 8u) * QK_STRIDE + d];
+          let kv3 = vTile[kOff + (col + 12u) * QK_STRIDE + d];
+          let kv4 = vTile[kOff + (col + 16u) * QK_STRIDE + d];
+          let kv5 = vTile[kOff + (col + 20u) * QK_STRIDE + d];
+          let kv6 = vTile[kOff + (col + 24u) * QK_STRIDE + d];
+          let kv7 = vTile[kOff + (col + 28u) * QK_STRIDE + d];
+          h0_0 = fma(qv0, kv0, h0_0);
+          h0_1 = fma(qv0, kv1, h0_1);
+          h0_2 = fma(qv0, kv2, h0_2);
+          h0_3 = fma(qv0, kv3, h0_3);
+          h0_4 = fma(qv0, kv4, h0_4);
+          h0_5 = fma(qv0, kv5, h0_5);
+          h0_6 = fma(qv0, kv6, h0_6);
+          h0_7 = fma(qv0, kv7, h0_7);
+          h1_0 = fma(qv1, kv0, h1_0);
+          h1_1 = fma(qv1, kv1, h1_1);
+          h1_2 = fma(qv1, kv2, h1_2);
+          h1_3 = fma(qv1, kv3, h1_3);
+          h1_4 = fma(qv1, kv4, h1_4);
+          h1_5 = fma(qv1, kv5, h1_5);
+          h1_6 = fma(qv1, kv6, h1_6);
+          h1_7 = fma(qv1, kv7, h1_7);
+        }
+        let pair0_0 = h0_0.xy + h0_0.zw;
+        s0_0 += f32(pair0_0.x) + f32(pair0_0.y);
+        let pair0_1 = h0_1.xy + h0_1.zw;
+        s0_1 += f32(pair0_1.x) + f32(pair0_1.y);
+        let pair0_2 = h0_2.xy + h0_2.zw;
+        s0_2 += f32(pair0_2.x) + f32(pair0_2.y);
+        let pair0_3 = h0_3.xy + h0_3.zw;
+        s0_3 += f32(pair0_3.x) + f32(pair0_3.y);
+        let pair0_4 = h0_4.xy + h0_4.zw;
+        s0_4 += f32(pair0_4.x) + f32(pair0_4.y);
+        let pair0_5 = h0_5.xy + h0_5.zw;
+        s0_5 += f32(pair0_5.x) + f32(pair0_5.y);
+        let pair0_6 = h0_6.xy + h0_6.zw;
+        s0_6 += f32(pair0_6.x) + f32(pair0_6.y);
+        let pair0_7 = h0_7.xy + h0_7.zw;
+        s0_7 += f32(pair0_7.x) + f32(pair0_7.y);
+        let pair1_0 = h1_0.xy + h1_0.zw;
+        s1_0 += f32(pair1_0.x) + f32(pair1_0.y);
+        let pair1_1 = h1_1.xy + h1_1.zw;
+        s1_1 += f32(pair1_1.x) + f32(pair1_1.y);
+        let pair1_2 = h1_2.xy + h1_2.zw;
+        s1_2 += f32(pair1_2.x) + f32(pair1_2.y);
+        let pair1_3 = h1_3.xy + h1_3.zw;
+        s1_3 += f32(pair1_3.x) + f32(pair1_3.y);
+        let pair1_4 = h1_4.xy + h1_4.zw;
+        s1_4 += f32(pair1_4.x) + f32(pair1_4.y);
+        let pair1_5 = h1_5.xy + h1_5.zw;
+        s1_5 += f32(pair1_5.x) + f32(pair1_5.y);
+        let pair1_6 = h1_6.xy + h1_6.zw;
+        s1_6 += f32(pair1_6.x) + f32(pair1_6.y);
+        let pair1_7 = h1_7.xy + h1_7.zw;
+        s1_7 += f32(pair1_7.x) + f32(pair1_7.y);
+      }
+    }
+    if (isPartial) {
+      s0_0 = select(NO_SCORE, s0_0, m0_0);
+      s0_1 = select(NO_SCORE, s0_1, m0_1);
+      s0_2 = select(NO_SCORE, s0_2, m0_2);
+      s0_3 = select(NO_SCORE, s0_3, m0_3);
+      s0_4 = select(NO_SCORE, s0_4, m0_4);
+      s0_5 = select(NO_SCORE, s0_5, m0_5);
+      s0_6 = select(NO_SCORE, s0_6, m0_6);
+      s0_7 = select(NO_SCORE, s0_7, m0_7);
+      s1_0 = select(NO_SCORE, s1_0, m1_0);
+      s1_1 = select(NO_SCORE, s1_1, m1_1);
+      s1_2 = select(NO_SCORE, s1_2, m1_2);
+      s1_3 = select(NO_SCORE, s1_3, m1_3);
+      s1_4 = select(NO_SCORE, s1_4, m1_4);
+      s1_5 = select(NO_SCORE, s1_5, m1_5);
+      s1_6 = select(NO_SCORE, s1_6, m1_6);
+      s1_7 = select(NO_SCORE, s1_7, m1_7);
+    }
+    rowShare[(firstRow + 0u) * COLS + col] = max(s0_0, max(s0_1, max(s0_2, max(s0_3, max(s0_4, max(s0_5, max(s0_6, s0_7)))))));
+    rowShare[(firstRow + 1u) * COLS + col] = max(s1_0, max(s1_1, max(s1_2, max(s1_3, max(s1_4, max(s1_5, max(s1_6, s1_7)))))));
+    workgroupBarrier();               // every score is read: K_A and K_B are dead
+    var rowsLive = false;
+    {
+      var tileMax = NO_SCORE;
+      for (var c = 0u; c < COLS; c++) { tileMax = max(tileMax, rowShare[(firstRow + 0u) * COLS + c]); }
+      let newMax = max(rowMax0, tileMax);
+      let rescale = exp2(rowMax0 - newMax); // 1 while the row has seen nothing
+      rowMax0 = newMax;
+      rowsLive = rowsLive || tileMax > NO_SCORE;
+      let p0 = select(0.0, exp2(s0_0 - newMax), s0_0 > NO_SCORE);
+      let p1 = select(0.0, exp2(s0_1 - newMax), s0_1 > NO_SCORE);
+      let p2 = select(0.0, exp2(s0_2 - newMax), s0_2 > NO_SCORE);
+      let p3 = select(0.0, exp2(s0_3 - newMax), s0_3 > NO_SCORE);
+      let p4 = select(0.0, exp2(s0_4 - newMax), s0_4 > NO_SCORE);
+      let p5 = select(0.0, exp2(s0_5 - newMax), s0_5 > NO_SCORE);
+      let p6 = select(0.0, exp2(s0_6 - newMax), s0_6 > NO_SCORE);
+      let p7 = select(0.0, exp2(s0_7 - newMax), s0_7 > NO_SCORE);
+      rowSum0 = rowSum0 * rescale + p0 + p1 + p2 + p3 + p4 + p5 + p6 + p7;
+      acc0_0 *= rescale;
+      acc0_1 *= rescale;
+      acc0_2 *= rescale;
+      acc0_3 *= rescale;
+      kpTile[(firstRow + 0u) * P_STRIDE4 + (col + 0u) / 4u][(col + 0u) % 4u] = f16(p0);
+      kpTile[(firstRow + 0u) * P_STRIDE4 + (col + 4u) / 4u][(col + 4u) % 4u] = f16(p1);
+      kpTile[(firstRow + 0u) * P_STRIDE4 + (col + 8u) / 4u][(col + 8u) % 4u] = f16(p2);
+      kpTile[(firstRow + 0u) * P_STRIDE4 + (col + 12u) / 4u][(col + 12u) % 4u] = f16(p3);
+      kpTile[(firstRow + 0u) * P_STRIDE4 + (col + 16u) / 4u][(col + 16u) % 4u] = f16(p4);
+      kpTile[(firstRow + 0u) * P_STRIDE4 + (col + 20u) / 4u][(col + 20u) % 4u] = f16(p5);
+      kpTile[(firstRow + 0u) * P_STRIDE4 + (col + 24u) / 4u][(col + 24u) % 4u] = f16(p6);
+      kpTile[(firstRow + 0u) * P_STRIDE4 + (col + 28u) / 4u][(col + 28u) % 4u] = f16(p7);
+    }
+    {
+      var tileMax = NO_SCORE;
+      for (var c = 0u; c < COLS; c++) { tileMax = max(tileMax, rowShare[(firstRow + 1u) * COLS + c]); }
+      let newMax = max(rowMax1, tileMax);
+      let rescale = exp2(rowMax1 - newMax); // 1 while the row has seen nothing
+      rowMax1 = newMax;
+      rowsLive = rowsLive || tileMax > NO_SCORE;
+      let p0 = select(0.0, exp2(s1_0 - newMax), s1_0 > NO_SCORE);
+      let p1 = select(0.0, exp2(s1_1 - newMax), s1_1 > NO_SCORE);
+      let p2 = select(0.0, exp2(s1_2 - newMax), s1_2 > NO_SCORE);
+      let p3 = select(0.0, exp2(s1_3 - newMax), s1_3 > NO_SCORE);
+      let p4 = select(0.0, exp2(s1_4 - newMax), s1_4 > NO_SCORE);
+      let p5 = select(0.0, exp2(s1_5 - newMax), s1_5 > NO_SCORE);
+      let p6 = select(0.0, exp2(s1_6 - newMax), s1_6 > NO_SCORE);
+      let p7 = select(0.0, exp2(s1_7 - newMax), s1_7 > NO_SCORE);
+      rowSum1 = rowSum1 * rescale + p0 + p1 + p2 + p3 + p4 + p5 + p6 + p7;
+      acc1_0 *= rescale;
+      acc1_1 *= rescale;
+      acc1_2 *= rescale;
+      acc1_3 *= rescale;
+      kpTile[(firstRow + 1u) * P_STRIDE4 + (col + 0u) / 4u][(col + 0u) % 4u] = f16(p0);
+      kpTile[(firstRow + 1u) * P_STRIDE4 + (col + 4u) / 4u][(col + 4u) % 4u] = f16(p1);
+      kpTile[(firstRow + 1u) * P_STRIDE4 + (col + 8u) / 4u][(col + 8u) % 4u] = f16(p2);
+      kpTile[(firstRow + 1u) * P_STRIDE4 + (col + 12u) / 4u][(col + 12u) % 4u] = f16(p3);
+      kpTile[(firstRow + 1u) * P_STRIDE4 + (col + 16u) / 4u][(col + 16u) % 4u] = f16(p4);
+      kpTile[(firstRow + 1u) * P_STRIDE4 + (col + 20u) / 4u][(col + 20u) % 4u] = f16(p5);
+      kpTile[(firstRow + 1u) * P_STRIDE4 + (col + 24u) / 4u][(col + 24u) % 4u] = f16(p6);
+      kpTile[(firstRow + 1u) * P_STRIDE4 + (col + 28u) / 4u][(col + 28u) % 4u] = f16(p7);
+    }
+    pairLive = rowsLive;
+    {
+      let i = lid + 0u;
+      vTile[i] = pairVA0;
+      vTile[PAIR_V + i] = pairVB0;
+    }
+    {
+      let i = lid + 128u;
+      vTile[i] = pairVA1;
+      vTile[PAIR_V + i] = pairVB1;
+    }
+    {
+      let i = lid + 256u;
+      vTile[i] = pairVA2;
+      vTile[PAIR_V + i] = pairVB2;
+    }
+    {
+      let i = lid + 384u;
+      vTile[i] = pairVA3;
+      vTile[PAIR_V + i] = pairVB3;
+    }
+  }
+  // The next key tile's K, V and positions, in registers while the current tile is computed;
+  // the first one's loads are issued before the query tile is staged.
+  var nextK0 = vec4<f16>(0.0);
+  var nextV0 = vec4<f16>(0.0);
+  var nextK1 = vec4<f16>(0.0);
+  var nextV1 = vec4<f16>(0.0);
+  var nextK2 = vec4<f16>(0.0);
+  var nextV2 = vec4<f16>(0.0);
+  var nextK3 = vec4<f16>(0.0);
+  var nextV3 = vec4<f16>(0.0);
+  if (keyTile == runEnd && run != lastRun) {
+    let runHead = schedule[runsAt + 2u * run]; // kvStart << 1 | partial
+    keyTile = runHead >> 1u;
+    runPartial = (runHead & 1u) == 1u;
+    runEnd = keyTile + schedule[runsAt + 2u * run + 1u];
+    run++;
+  }
+  var hasNext = false;
+  var nextStart = 0u;
+  var nextPartial = false;
+  hasNext = keyTile != runEnd;
+  nextStart = keyTile * TILE_K;
+  nextPartial = runPartial;
+  if (hasNext) {
+    {
+      let i = lid + 0u;
+      let src = kvBase + (nextStart + i / D4) * D4 + i % D4;
+      nextK0 = kIn[src];
+      nextV0 = vIn[src];
+    }
+    {
+      let i = lid + 128u;
+      let src = kvBase + (nextStart + i / D4) * D4 + i % D4;
+      nextK1 = kIn[src];
+      nextV1 = vIn[src];
+    }
+    {
+      let i = lid + 256u;
+      let src = kvBase + (nextStart + i / D4) * D4 + i % D4;
+      nextK2 = kIn[src];
+      nextV2 = vIn[src];
+    }
+    {
+      let i = lid + 384u;
+      let src = kvBase + (nextStart + i / D4) * D4 + i % D4;
+      nextK3 = kIn[src];
+      nextV3 = vIn[src];
+    }
+  }
+  if (hasPair) {
+    workgroupBarrier();               // P, V_A and V_B are staged
+    let vOff = select(0u, PAIR_V, firstRow >= TILE_Q / 2u);
+    let rowsLive = pairLive;
+    // O += P V: a ROWS x DIMS4 register tile; half products per chunk of keys, float32 across.
+    // Rows with no allowed key in this tile add nothing.
+    if (rowsLive) {
+      for (var c0 = 0u; c0 < tileK / 4u; c0 += 16u) {
+        var pv0_0 = vec4<f16>(0.0);
+        var pv0_1 = vec4<f16>(0.0);
+        var pv0_2 = vec4<f16>(0.0);
+        var pv0_3 = vec4<f16>(0.0);
+        var pv1_0 = vec4<f16>(0.0);
+        var pv1_1 = vec4<f16>(0.0);
+        var pv1_2 = vec4<f16>(0.0);
+        var pv1_3 = vec4<f16>(0.0);
+        for (var j4 = c0; j4 < min(c0 + 16u, tileK / 4u); j4++) {
+          let p0 = kpTile[(firstRow + 0u) * P_STRIDE4 + j4];
+          let p1 = kpTile[(firstRow + 1u) * P_STRIDE4 + j4];
+          let v0_0 = vTile[vOff + (j4 * 4u + 0u) * D4 + col + 0u];
+          let v0_1 = vTile[vOff + (j4 * 4u + 0u) * D4 + col + 4u];
+          let v0_2 = vTile[vOff + (j4 * 4u + 0u) * D4 + col + 8u];
+          let v0_3 = vTile[vOff + (j4 * 4u + 0u) * D4 + col + 12u];
+          let v1_0 = vTile[vOff + (j4 * 4u + 1u) * D4 + col + 0u];
+          let v1_1 = vTile[vOff + (j4 * 4u + 1u) * D4 + col + 4u];
+          let v1_2 = vTile[vOff + (j4 * 4u + 1u) * D4 + col + 8u];
+          let v1_3 = vTile[vOff + (j4 * 4u + 1u) * D4 + col + 12u];
+          let v2_0 = vTile[vOff + (j4 * 4u + 2u) * D4 + col + 0u];
+          let v2_1 = vTile[vOff + (j4 * 4u + 2u) * D4 + col + 4u];
+          let v2_2 = vTile[vOff + (j4 * 4u + 2u) * D4 + col + 8u];
+          let v2_3 = vTile[vOff + (j4 * 4u + 2u) * D4 + col + 12u];
+          let v3_0 = vTile[vOff + (j4 * 4u + 3u) * D4 + col + 0u];
+          let v3_1 = vTile[vOff + (j4 * 4u + 3u) * D4 + col + 4u];
+          let v3_2 = vTile[vOff + (j4 * 4u + 3u) * D4 + col + 8u];
+          let v3_3 = vTile[vOff + (j4 * 4u + 3u) * D4 + col + 12u];
+          pv0_0 = fma(vec4<f16>(p0.x), v0_0, pv0_0);
+          pv0_1 = fma(vec4<f16>(p0.x), v0_1, pv0_1);
+          pv0_2 = fma(vec4<f16>(p0.x), v0_2, pv0_2);
+          pv0_3 = fma(vec4<f16>(p0.x), v0_3, pv0_3);
+          pv1_0 = fma(vec4<f16>(p1.x), v0_0, pv1_0);
+          pv1_1 = fma(vec4<f16>(p1.x), v0_1, pv1_1);
+          pv1_2 = fma(vec4<f16>(p1.x), v0_2, pv1_2);
+          pv1_3 = fma(vec4<f16>(p1.x), v0_3, pv1_3);
+          pv0_0 = fma(vec4<f16>(p0.y), v1_0, pv0_0);
+          pv0_1 = fma(vec4<f16>(p0.y), v1_1, pv0_1);
+          pv0_2 = fma(vec4<f16>(p0.y), v1_2, pv0_2);
+          pv0_3 = fma(vec4<f16>(p0.y), v1_3, pv0_3);
+          pv1_0 = fma(vec4<f16>(p1.y), v1_0, pv1_0);
+          pv1_1 = fma(vec4<f16>(p1.y), v1_1, pv1_1);
+          pv1_2 = fma(vec4<f16>(p1.y), v1_2, pv1_2);
+          pv1_3 = fma(vec4<f16>(p1.y), v1_3, pv1_3);
+          pv0_0 = fma(vec4<f16>(p0.z), v2_0, pv0_0);
+          pv0_1 = fma(vec4<f16>(p0.z), v2_1, pv0_1);
+          pv0_2 = fma(vec4<f16>(p0.z), v2_2, pv0_2);
+          pv0_3 = fma(vec4<f16>(p0.z), v2_3, pv0_3);
+          pv1_0 = fma(vec4<f16>(p1.z), v2_0, pv1_0);
+          pv1_1 = fma(vec4<f16>(p1.z), v2_1, pv1_1);
+          pv1_2 = fma(vec4<f16>(p1.z), v2_2, pv1_2);
+          pv1_3 = fma(vec4<f16>(p1.z), v2_3, pv1_3);
+          pv0_0 = fma(vec4<f16>(p0.w), v3_0, pv0_0);
+          pv0_1 = fma(vec4<f16>(p0.w), v3_1, pv0_1);
+          pv0_2 = fma(vec4<f16>(p0.w), v3_2, pv0_2);
+          pv0_3 = fma(vec4<f16>(p0.w), v3_3, pv0_3);
+          pv1_0 = fma(vec4<f16>(p1.w), v3_0, pv1_0);
+          pv1_1 = fma(vec4<f16>(p1.w), v3_1, pv1_1);
+          pv1_2 = fma(vec4<f16>(p1.w), v3_2, pv1_2);
+          pv1_3 = fma(vec4<f16>(p1.w), v3_3, pv1_3);
+        }
+        acc0_0 += vec4<f32>(pv0_0);
+        acc0_1 += vec4<f32>(pv0_1);
+        acc0_2 += vec4<f32>(pv0_2);
+        acc0_3 += vec4<f32>(pv0_3);
+        acc1_0 += vec4<f32>(pv1_0);
+        acc1_1 += vec4<f32>(pv1_1);
+        acc1_2 += vec4<f32>(pv1_2);
+        acc1_3 += vec4<f32>(pv1_3);
+      }
+    }
+  }
+
+  loop {
+    if (!hasNext) { break; }
+    let isPartial = nextPartial;
+    let kTileStart = nextStart;
+    workgroupBarrier();               // every read of the previous tile is done
+    {
+      let i = lid + 0u;
+      let j = i / D4;
+      kpTile[j * QK_STRIDE + i % D4] = nextK0;
+      vTile[i] = nextV0;
+    }
+    {
+      let i = lid + 128u;
+      let j = i / D4;
+      kpTile[j * QK_STRIDE + i % D4] = nextK1;
+      vTile[i] = nextV1;
+    }
+    {
+      let i = lid + 256u;
+      let j = i / D4;
+      kpTile[j * QK_STRIDE + i % D4] = nextK2;
+      vTile[i] = nextV2;
+    }
+    {
+      let i = lid + 384u;
+      let j = i / D4;
+      kpTile[j * QK_STRIDE + i % D4] = nextK3;
+      vTile[i] = nextV3;
+    }
+    workgroupBarrier();
+    keyTile++;
+    if (keyTile == runEnd && run != lastRun) {
+      let runHead = schedule[runsAt + 2u * run]; // kvStart << 1 | partial
+      keyTile = runHead >> 1u;
+      runPartial = (runHead & 1u) == 1u;
+      runEnd = keyTile + schedule[runsAt + 2u * run + 1u];
+      run++;
+    }
+    hasNext = keyTile != runEnd;
+    nextStart = keyTile * TILE_K;
+    nextPartial = runPartial;
+    if (hasNext) {
+      {
+        let i = lid + 0u;
+        let src = kvBase + (nextStart + i / D4) * D4 + i % D4;
+        nextK0 = kIn[src];
+        nextV0 = vIn[src];
+      }
+      {
+        let i = lid + 128u;
+        let src = kvBase + (nextStart + i / D4) * D4 + i % D4;
+        nextK1 = kIn[src];
+        nextV1 = vIn[src];
+      }
+      {
+        let i = lid + 256u;
+        let src = kvBase + (nextStart + i / D4) * D4 + i % D4;
+        nextK2 = kIn[src];
+        nextV2 = vIn[src];
+      }
+      {
+        let i = lid + 384u;
+        let src = kvBase + (nextStart + i / D4) * D4 + i % D4;
+        nextK3 = kIn[src];
+        nextV3 = vIn[src];
+      }
+    }
+
+
+    // A complete grid (no padding): FULL tiles allow every pair, PARTIAL ones ask `allowed`.
+    var m0_0 = true;
+    var m0_1 = true;
+    var m0_2 = true;
+    var m0_3 = true;
+    var m0_4 = true;
+    var m0_5 = true;
+    var m0_6 = true;
+    var m0_7 = true;
+    var m1_0 = true;
+    var m1_1 = true;
+    var m1_2 = true;
+    var m1_3 = true;
+    var m1_4 = true;
+    var m1_5 = true;
+    var m1_6 = true;
+    var m1_7 = true;
+    if (isPartial) {
+      let k0 = i32(kTileStart + col + 0u);
+      let k1 = i32(kTileStart + col + 4u);
+      let k2 = i32(kTileStart + col + 8u);
+      let k3 = i32(kTileStart + col + 12u);
+      let k4 = i32(kTileStart + col + 16u);
+      let k5 = i32(kTileStart + col + 20u);
+      let k6 = i32(kTileStart + col + 24u);
+      let k7 = i32(kTileStart + col + 28u);
+      m0_0 = allowed(q0, k0);
+      m0_1 = allowed(q0, k1);
+      m0_2 = allowed(q0, k2);
+      m0_3 = allowed(q0, k3);
+      m0_4 = allowed(q0, k4);
+      m0_5 = allowed(q0, k5);
+      m0_6 = allowed(q0, k6);
+      m0_7 = allowed(q0, k7);
+      m1_0 = allowed(q1, k0);
+      m1_1 = allowed(q1, k1);
+      m1_2 = allowed(q1, k2);
+      m1_3 = allowed(q1, k3);
+      m1_4 = allowed(q1, k4);
+      m1_5 = allowed(q1, k5);
+      m1_6 = allowed(q1, k6);
+      m1_7 = allowed(q1, k7);
+    }
+    let anyAllowed = m0_0 || m0_1 || m0_2 || m0_3 || m0_4 || m0_5 || m0_6 || m0_7 || m1_0 || m1_1 || m1_2 || m1_3 || m1_4 || m1_5 || m1_6 || m1_7;
+    // Scores: a ROWS x KEYS register tile; half products per chunk, float32 across chunks.
+    var s0_0 = 0.0;
+    var s0_1 = 0.0;
+    var s0_2 = 0.0;
+    var s0_3 = 0.0;
+    var s0_4 = 0.0;
+    var s0_5 = 0.0;
+    var s0_6 = 0.0;
+    var s0_7 = 0.0;
+    var s1_0 = 0.0;
+    var s1_1 = 0.0;
+    var s1_2 = 0.0;
+    var s1_3 = 0.0;
+    var s1_4 = 0.0;
+    var s1_5 = 0.0;
+    var s1_6 = 0.0;
+    var s1_7 = 0.0;
+    if (anyAllowed) {
+      for (var d0 = 0u; d0 < d4; d0 += 16u) {
+        var h0_0 = vec4<f16>(0.0);
+        var h0_1 = vec4<f16>(0.0);
+        var h0_2 = vec4<f16>(0.0);
+        var h0_3 = vec4<f16>(0.0);
+        var h0_4 = vec4<f16>(0.0);
+        var h0_5 = vec4<f16>(0.0);
+        var h0_6 = vec4<f16>(0.0);
+        var h0_7 = vec4<f16>(0.0);
+        var h1_0 = vec4<f16>(0.0);
+        var h1_1 = vec4<f16>(0.0);
+        var h1_2 = vec4<f16>(0.0);
+        var h1_3 = vec4<f16>(0.0);
+        var h1_4 = vec4<f16>(0.0);
+        var h1_5 = vec4<f16>(0.0);
+        var h1_6 = vec4<f16>(0.0);
+        var h1_7 = vec4<f16>(0.0);
+        for (var d = d0; d < min(d0 + 16u, d4); d++) {
+          let qv0 = qIn[qAt0 + d] * SCORE_SCALE;
+          let qv1 = qIn[qAt1 + d] * SCORE_SCALE;
+          let kv0 = kpTile[(col + 0u) * QK_STRIDE + d];
+          let kv1 = kpTile[(col + 4u) * QK_STRIDE + d];
+          let kv2 = kpTile[(col + 8u) * QK_STRIDE + d];
+          let kv3 = kpTile[(col + 12u) * QK_STRIDE + d];
+          let kv4 = kpTile[(col + 16u) * QK_STRIDE + d];
+          let kv5 = kpTile[(col + 20u) * QK_STRIDE + d];
+          let kv6 = kpTile[(col + 24u) * QK_STRIDE + d];
+          let kv7 = kpTile[(col + 28u) * QK_STRIDE + d];
+          h0_0 = fma(qv0, kv0, h0_0);
+          h0_1 = fma(qv0, kv1, h0_1);
+          h0_2 = fma(qv0, kv2, h0_2);
+          h0_3 = fma(qv0, kv3, h0_3);
+          h0_4 = fma(qv0, kv4, h0_4);
+          h0_5 = fma(qv0, kv5, h0_5);
+          h0_6 = fma(qv0, kv6, h0_6);
+          h0_7 = fma(qv0, kv7, h0_7);
+          h1_0 = fma(qv1, kv0, h1_0);
+          h1_1 = fma(qv1, kv1, h1_1);
+          h1_2 = fma(qv1, kv2, h1_2);
+          h1_3 = fma(qv1, kv3, h1_3);
+          h1_4 = fma(qv1, kv4, h1_4);
+          h1_5 = fma(qv1, kv5, h1_5);
+          h1_6 = fma(qv1, kv6, h1_6);
+          h1_7 = fma(qv1, kv7, h1_7);
+        }
+        let pair0_0 = h0_0.xy + h0_0.zw;
+        s0_0 += f32(pair0_0.x) + f32(pair0_0.y);
+        let pair0_1 = h0_1.xy + h0_1.zw;
+        s0_1 += f32(pair0_1.x) + f32(pair0_1.y);
+        let pair0_2 = h0_2.xy + h0_2.zw;
+        s0_2 += f32(pair0_2.x) + f32(pair0_2.y);
+        let pair0_3 = h0_3.xy + h0_3.zw;
+        s0_3 += f32(pair0_3.x) + f32(pair0_3.y);
+        let pair0_4 = h0_4.xy + h0_4.zw;
+        s0_4 += f32(pair0_4.x) + f32(pair0_4.y);
+        let pair0_5 = h0_5.xy + h0_5.zw;
+        s0_5 += f32(pair0_5.x) + f32(pair0_5.y);
+        let pair0_6 = h0_6.xy + h0_6.zw;
+        s0_6 += f32(pair0_6.x) + f32(pair0_6.y);
+        let pair0_7 = h0_7.xy + h0_7.zw;
+        s0_7 += f32(pair0_7.x) + f32(pair0_7.y);
+        let pair1_0 = h1_0.xy + h1_0.zw;
+        s1_0 += f32(pair1_0.x) + f32(pair1_0.y);
+        let pair1_1 = h1_1.xy + h1_1.zw;
+        s1_1 += f32(pair1_1.x) + f32(pair1_1.y);
+        let pair1_2 = h1_2.xy + h1_2.zw;
+        s1_2 += f32(pair1_2.x) + f32(pair1_2.y);
+        let pair1_3 = h1_3.xy + h1_3.zw;
+        s1_3 += f32(pair1_3.x) + f32(pair1_3.y);
+        let pair1_4 = h1_4.xy + h1_4.zw;
+        s1_4 += f32(pair1_4.x) + f32(pair1_4.y);
+        let pair1_5 = h1_5.xy + h1_5.zw;
+        s1_5 += f32(pair1_5.x) + f32(pair1_5.y);
+        let pair1_6 = h1_6.xy + h1_6.zw;
+        s1_6 += f32(pair1_6.x) + f32(pair1_6.y);
+        let pair1_7 = h1_7.xy + h1_7.zw;
+        s1_7 += f32(pair1_7.x) + f32(pair1_7.y);
+      }
+    }
+    // This column's share of each row's max.
+    if (isPartial) {
+      s0_0 = select(NO_SCORE, s0_0, m0_0);
+      s0_1 = select(NO_SCORE, s0_1, m0_1);
+      s0_2 = select(NO_SCORE, s0_2, m0_2);
+      s0_3 = select(NO_SCORE, s0_3, m0_3);
+      s0_4 = select(NO_SCORE, s0_4, m0_4);
+      s0_5 = select(NO_SCORE, s0_5, m0_5);
+      s0_6 = select(NO_SCORE, s0_6, m0_6);
+      s0_7 = select(NO_SCORE, s0_7, m0_7);
+      s1_0 = select(NO_SCORE, s1_0, m1_0);
+      s1_1 = select(NO_SCORE, s1_1, m1_1);
+      s1_2 = select(NO_SCORE, s1_2, m1_2);
+      s1_3 = select(NO_SCORE, s1_3, m1_3);
+      s1_4 = select(NO_SCORE, s1_4, m1_4);
+      s1_5 = select(NO_SCORE, s1_5, m1_5);
+      s1_6 = select(NO_SCORE, s1_6, m1_6);
+      s1_7 = select(NO_SCORE, s1_7, m1_7);
+    }
+    rowShare[(firstRow + 0u) * COLS + col] = max(s0_0, max(s0_1, max(s0_2, max(s0_3, max(s0_4, max(s0_5, max(s0_6, s0_7)))))));
+    rowShare[(firstRow + 1u) * COLS + col] = max(s1_0, max(s1_1, max(s1_2, max(s1_3, max(s1_4, max(s1_5, max(s1_6, s1_7)))))));
+    workgroupBarrier();
+    // Online softmax: rescale by the new row max, write P for the P·V product.
+    var rowsLive = false;             // does any of this invocation's rows see this tile?
+    {
+      var tileMax = NO_SCORE;
+      for (var c = 0u; c < COLS; c++) { tileMax = max(tileMax, rowShare[(firstRow + 0u) * COLS + c]); }
+      let newMax = max(rowMax0, tileMax);
+      let rescale = exp2(rowMax0 - newMax); // 1 while the row has seen nothing
+      rowMax0 = newMax;
+      rowsLive = rowsLive || tileMax > NO_SCORE;
+      let p0 = select(0.0, exp2(s0_0 - newMax), s0_0 > NO_SCORE);
+      let p1 = select(0.0, exp2(s0_1 - newMax), s0_1 > NO_SCORE);
+      let p2 = select(0.0, exp2(s0_2 - newMax), s0_2 > NO_SCORE);
+      let p3 = select(0.0, exp2(s0_3 - newMax), s0_3 > NO_SCORE);
+      let p4 = select(0.0, exp2(s0_4 - newMax), s0_4 > NO_SCORE);
+      let p5 = select(0.0, exp2(s0_5 - newMax), s0_5 > NO_SCORE);
+      let p6 = select(0.0, exp2(s0_6 - newMax), s0_6 > NO_SCORE);
+      let p7 = select(0.0, exp2(s0_7 - newMax), s0_7 > NO_SCORE);
+      rowSum0 = rowSum0 * rescale + p0 + p1 + p2 + p3 + p4 + p5 + p6 + p7;
+      acc0_0 *= rescale;
+      acc0_1 *= rescale;
+      acc0_2 *= rescale;
+      acc0_3 *= rescale;
+      kpTile[(firstRow + 0u) * P_STRIDE4 + (col + 0u) / 4u][(col + 0u) % 4u] = f16(p0);
+      kpTile[(firstRow + 0u) * P_STRIDE4 + (col + 4u) / 4u][(col + 4u) % 4u] = f16(p1);
+      kpTile[(firstRow + 0u) * P_STRIDE4 + (col + 8u) / 4u][(col + 8u) % 4u] = f16(p2);
+      kpTile[(firstRow + 0u) * P_STRIDE4 + (col + 12u) / 4u][(col + 12u) % 4u] = f16(p3);
+      kpTile[(firstRow + 0u) * P_STRIDE4 + (col + 16u) / 4u][(col + 16u) % 4u] = f16(p4);
+      kpTile[(firstRow + 0u) * P_STRIDE4 + (col + 20u) / 4u][(col + 20u) % 4u] = f16(p5);
+      kpTile[(firstRow + 0u) * P_STRIDE4 + (col + 24u) / 4u][(col + 24u) % 4u] = f16(p6);
+      kpTile[(firstRow + 0u) * P_STRIDE4 + (col + 28u) / 4u][(col + 28u) % 4u] = f16(p7);
+    }
+    {
+      var tileMax = NO_SCORE;
+      for (var c = 0u; c < COLS; c++) { tileMax = max(tileMax, rowShare[(firstRow + 1u) * COLS + c]); }
+      let newMax = max(rowMax1, tileMax);
+      let rescale = exp2(rowMax1 - newMax); // 1 while the row has seen nothing
+      rowMax1 = newMax;
+      rowsLive = rowsLive || tileMax > NO_SCORE;
+      let p0 = select(0.0, exp2(s1_0 - newMax), s1_0 > NO_SCORE);
+      let p1 = select(0.0, exp2(s1_1 - newMax), s1_1 > NO_SCORE);
+      let p2 = select(0.0, exp2(s1_2 - newMax), s1_2 > NO_SCORE);
+      let p3 = select(0.0, exp2(s1_3 - newMax), s1_3 > NO_SCORE);
+      let p4 = select(0.0, exp2(s1_4 - newMax), s1_4 > NO_SCORE);
+      let p5 = select(0.0, exp2(s1_5 - newMax), s1_5 > NO_SCORE);
+      let p6 = select(0.0, exp2(s1_6 - newMax), s1_6 > NO_SCORE);
+      let p7 = select(0.0, exp2(s1_7 - newMax), s1_7 > NO_SCORE);
+      rowSum1 = rowSum1 * rescale + p0 + p1 + p2 + p3 + p4 + p5 + p6 + p7;
+      acc1_0 *= rescale;
+      acc1_1 *= rescale;
+      acc1_2 *= rescale;
+      acc1_3 *= rescale;
+      kpTile[(firstRow + 1u) * P_STRIDE4 + (col + 0u) / 4u][(col + 0u) % 4u] = f16(p0);
+      kpTile[(firstRow + 1u) * P_STRIDE4 + (col + 4u) / 4u][(col + 4u) % 4u] = f16(p1);
+      kpTile[(firstRow + 1u) * P_STRIDE4 + (col + 8u) / 4u][(col + 8u) % 4u] = f16(p2);
+      kpTile[(firstRow + 1u) * P_STRIDE4 + (col + 12u) / 4u][(col + 12u) % 4u] = f16(p3);
+      kpTile[(firstRow + 1u) * P_STRIDE4 + (col + 16u) / 4u][(col + 16u) % 4u] = f16(p4);
+      kpTile[(firstRow + 1u) * P_STRIDE4 + (col + 20u) / 4u][(col + 20u) % 4u] = f16(p5);
+      kpTile[(firstRow + 1u) * P_STRIDE4 + (col + 24u) / 4u][(col + 24u) % 4u] = f16(p6);
+      kpTile[(firstRow + 1u) * P_STRIDE4 + (col + 28u) / 4u][(col + 28u) % 4u] = f16(p7);
+    }
+    workgroupBarrier();
+    // O += P V: a ROWS x DIMS4 register tile; half products per chunk of keys, float32 across.
+    // Rows with no allowed key in this tile add nothing.
+    if (rowsLive) {
+      for (var c0 = 0u; c0 < tileK / 4u; c0 += 16u) {
+        var pv0_0 = vec4<f16>(0.0);
+        var pv0_1 = vec4<f16>(0.0);
+        var pv0_2 = vec4<f16>(0.0);
+        var pv0_3 = vec4<f16>(0.0);
+        var pv1_0 = vec4<f16>(0.0);
+        var pv1_1 = vec4<f16>(0.0);
+        var pv1_2 = vec4<f16>(0.0);
+        var pv1_3 = vec4<f16>(0.0);
+        for (var j4 = c0; j4 < min(c0 + 16u, tileK / 4u); j4++) {
+          let p0 = kpTile[(firstRow + 0u) * P_STRIDE4 + j4];
+          let p1 = kpTile[(firstRow + 1u) * P_STRIDE4 + j4];
+          let v0_0 = vTile[(j4 * 4u + 0u) * D4 + col + 0u];
+          let v0_1 = vTile[(j4 * 4u + 0u) * D4 + col + 4u];
+          let v0_2 = vTile[(j4 * 4u + 0u) * D4 + col + 8u];
+          let v0_3 = vTile[(j4 * 4u + 0u) * D4 + col + 12u];
+          let v1_0 = vTile[(j4 * 4u + 1u) * D4 + col + 0u];
+          let v1_1 = vTile[(j4 * 4u + 1u) * D4 + col + 4u];
+          let v1_2 = vTile[(j4 * 4u + 1u) * D4 + col + 8u];
+          let v1_3 = vTile[(j4 * 4u + 1u) * D4 + col + 12u];
+          let v2_0 = vTile[(j4 * 4u + 2u) * D4 + col + 0u];
+          let v2_1 = vTile[(j4 * 4u + 2u) * D4 + col + 4u];
+          let v2_2 = vTile[(j4 * 4u + 2u) * D4 + col + 8u];
+          let v2_3 = vTile[(j4 * 4u + 2u) * D4 + col + 12u];
+          let v3_0 = vTile[(j4 * 4u + 3u) * D4 + col + 0u];
+          let v3_1 = vTile[(j4 * 4u + 3u) * D4 + col + 4u];
+          let v3_2 = vTile[(j4 * 4u + 3u) * D4 + col + 8u];
+          let v3_3 = vTile[(j4 * 4u + 3u) * D4 + col + 12u];
+          pv0_0 = fma(vec4<f16>(p0.x), v0_0, pv0_0);
+          pv0_1 = fma(vec4<f16>(p0.x), v0_1, pv0_1);
+          pv0_2 = fma(vec4<f16>(p0.x), v0_2, pv0_2);
+          pv0_3 = fma(vec4<f16>(p0.x), v0_3, pv0_3);
+          pv1_0 = fma(vec4<f16>(p1.x), v0_0, pv1_0);
+          pv1_1 = fma(vec4<f16>(p1.x), v0_1, pv1_1);
+          pv1_2 = fma(vec4<f16>(p1.x), v0_2, pv1_2);
+          pv1_3 = fma(vec4<f16>(p1.x), v0_3, pv1_3);
+          pv0_0 = fma(vec4<f16>(p0.y), v1_0, pv0_0);
+          pv0_1 = fma(vec4<f16>(p0.y), v1_1, pv0_1);
+          pv0_2 = fma(vec4<f16>(p0.y), v1_2, pv0_2);
+          pv0_3 = fma(vec4<f16>(p0.y), v1_3, pv0_3);
+          pv1_0 = fma(vec4<f16>(p1.y), v1_0, pv1_0);
+          pv1_1 = fma(vec4<f16>(p1.y), v1_1, pv1_1);
+          pv1_2 = fma(vec4<f16>(p1.y), v1_2, pv1_2);
+          pv1_3 = fma(vec4<f16>(p1.y), v1_3, pv1_3);
+          pv0_0 = fma(vec4<f16>(p0.z), v2_0, pv0_0);
+          pv0_1 = fma(vec4<f16>(p0.z), v2_1, pv0_1);
+          pv0_2 = fma(vec4<f16>(p0.z), v2_2, pv0_2);
+          pv0_3 = fma(vec4<f16>(p0.z), v2_3, pv0_3);
+          pv1_0 = fma(vec4<f16>(p1.z), v2_0, pv1_0);
+          pv1_1 = fma(vec4<f16>(p1.z), v2_1, pv1_1);
+          pv1_2 = fma(vec4<f16>(p1.z), v2_2, pv1_2);
+          pv1_3 = fma(vec4<f16>(p1.z), v2_3, pv1_3);
+          pv0_0 = fma(vec4<f16>(p0.w), v3_0, pv0_0);
+          pv0_1 = fma(vec4<f16>(p0.w), v3_1, pv0_1);
+          pv0_2 = fma(vec4<f16>(p0.w), v3_2, pv0_2);
+          pv0_3 = fma(vec4<f16>(p0.w), v3_3, pv0_3);
+          pv1_0 = fma(vec4<f16>(p1.w), v3_0, pv1_0);
+          pv1_1 = fma(vec4<f16>(p1.w), v3_1, pv1_1);
+          pv1_2 = fma(vec4<f16>(p1.w), v3_2, pv1_2);
+          pv1_3 = fma(vec4<f16>(p1.w), v3_3, pv1_3);
+        }
+        acc0_0 += vec4<f32>(pv0_0);
+        acc0_1 += vec4<f32>(pv0_1);
+        acc0_2 += vec4<f32>(pv0_2);
+        acc0_3 += vec4<f32>(pv0_3);
+        acc1_0 += vec4<f32>(pv1_0);
+        acc1_1 += vec4<f32>(pv1_1);
+        acc1_2 += vec4<f32>(pv1_2);
+        acc1_3 += vec4<f32>(pv1_3);
+      }
+    }
+  }
+
+  // Each row's sum is spread over its COLS invocations: add the shares.
+  workgroupBarrier();
+  rowShare[(firstRow + 0u) * COLS + col] = rowSum0;
+  rowShare[(firstRow + 1u) * COLS + col] = rowSum1;
+
+  workgroupBarrier();
+  if (q0 >= 0) {
+    var total = 0.0;
+    for (var c = 0u; c < COLS; c++) { total += rowShare[(firstRow + 0u) * COLS + c]; }
+    let row = 0u + bh * N + u32(q0);
+    let outBase = 0u + (bh * N + u32(q0)) * D4;
+    if (total == 0.0) {               // nothing allowed: O = 0, LSE = -inf
+      if (col == 0u) { lseOut[row] = negativeInfinity(); }
+      oOut[outBase + col + 0u] = vec4<f16>(0.0);
+      oOut[outBase + col + 4u] = vec4<f16>(0.0);
+      oOut[outBase + col + 8u] = vec4<f16>(0.0);
+      oOut[outBase + col + 12u] = vec4<f16>(0.0);
+    } else {
+      if (col == 0u) { lseOut[row] = (rowMax0 + log2(total)) * LN2; }
+      oOut[outBase + col + 0u] = vec4<f16>(acc0_0 / total);
+      oOut[outBase + col + 4u] = vec4<f16>(acc0_1 / total);
+      oOut[outBase + col + 8u] = vec4<f16>(acc0_2 / total);
+      oOut[outBase + col + 12u] = vec4<f16>(acc0_3 / total);
+    }
+  }
+  if (q1 >= 0) {
+    var total = 0.0;
+    for (var c = 0u; c < COLS; c++) { total += rowShare[(firstRow + 1u) * COLS + c]; }
+    let row = 0u + bh * N + u32(q1);
+    let outBase = 0u + (bh * N + u32(q1)) * D4;
+    if (total == 0.0) {               // nothing allowed: O = 0, LSE = -inf
+      if (col == 0u) { lseOut[row] = negativeInfinity(); }
+      oOut[outBase + col + 0u] = vec4<f16>(0.0);
+      oOut[outBase + col + 4u] = vec4<f16>(0.0);
+      oOut[outBase + col + 8u] = vec4<f16>(0.0);
+      oOut[outBase + col + 12u] = vec4<f16>(0.0);
+    } else {
+      if (col == 0u) { lseOut[row] = (rowMax1 + log2(total)) * LN2; }
+      oOut[outBase + col + 0u] = vec4<f16>(acc1_0 / total);
+      oOut[outBase + col + 4u] = vec4<f16>(acc1_1 / total);
+      oOut[outBase + col + 8u] = vec4<f16>(acc1_2 / total);
+      oOut[outBase + col + 12u] = vec4<f16>(acc1_3 / total);
+    }
+  }
+}
+
