@@ -11,7 +11,7 @@ import {
   splitKeyRows,
   splittable,
 } from "../../compiler/key_split.ts";
-import { pipelineKey } from "../../compiler/wgsl/shader_module.ts";
+import { pipelineKey } from "../../compiler/mod.ts";
 import { planPattern } from "../../compiler/plan.ts";
 import { bytes } from "./_buffers.ts";
 import type { BlockMask } from "../../compiler/block_mask.ts";
