@@ -5,7 +5,18 @@
  * @module
  */
 import { z } from "zod";
-import { PredicateSchema } from "../dsl/schema.ts";
+import type { Expect, SameType } from "../core/same_type.ts";
+import {
+  type CausalPattern,
+  type DensePattern,
+  type LowRankPattern,
+  type PredicatePattern,
+  PredicateSchema,
+  type RandomPattern,
+  type RingPattern,
+  type StridePattern,
+  type WindowPattern,
+} from "../dsl/schema.ts";
 
 export const AtomSchema = z.discriminatedUnion("kind", [
   z.object({ kind: z.literal("dense") }),
@@ -40,8 +51,33 @@ export const AtomSchema = z.discriminatedUnion("kind", [
   PredicateSchema,
 ]);
 
-/** One allowed-set rule over positions `(q, k)`; a component allows the AND of its atoms. */
-export type Atom = z.infer<typeof AtomSchema>;
+/**
+ * One allowed-set rule over positions `(q, k)`; a component allows the AND of its atoms. The
+ * leaves keep their pattern's fields; written out (checked against `AtomSchema` below) so that
+ * the documentation can show them.
+ */
+export type Atom =
+  | DensePattern
+  | CausalPattern
+  | WindowPattern
+  | RingPattern
+  | StridePattern
+  /** Query position in `tokens` (sorted, unique). */
+  | { kind: "globalRows"; tokens: number[] }
+  /** Key position in `tokens` (sorted, unique). */
+  | { kind: "globalCols"; tokens: number[] }
+  | RandomPattern
+  /** Every pooled landmark of this rank (keys of their own: see dsl/low_rank.ts). */
+  | LowRankPattern
+  /**
+   * Round `round` of a hashBucket: Q[q] and K[k] share a bucket of that round's planes. The
+   * codes come from the GPU pre-pass (data-dependent); `uniform`: the ANNA weights.
+   */
+  | { kind: "hashRound"; buckets: number; seed: number; round: number; uniform: boolean }
+  /** A predicate written in TypeScript: the pattern object itself (dsl/expression.ts). */
+  | PredicatePattern;
+
+type _AtomMatchesSchema = Expect<SameType<Atom, z.infer<typeof AtomSchema>>>;
 
 /** Tile-level truth of an atom (or a conjunction) over a block of (q, k) pairs. */
 export const enum Coverage {

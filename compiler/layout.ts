@@ -15,6 +15,7 @@
  */
 import { z } from "zod";
 import { assert } from "../core/errors.ts";
+import type { Expect, SameType } from "../core/same_type.ts";
 
 export const LayoutSchema = z.discriminatedUnion("kind", [
   z.object({ kind: z.literal("identity") }),
@@ -36,7 +37,23 @@ export const LayoutSchema = z.discriminatedUnion("kind", [
     round: z.number().int(),
   }),
 ]);
-export type Layout = z.infer<typeof LayoutSchema>;
+/**
+ * The order a component walks query or key positions in (the module comment says what each
+ * kind is); written out (checked against `LayoutSchema` below) so that the documentation can
+ * show it.
+ */
+export type Layout =
+  | { kind: "identity" }
+  /** Positions grouped by `pos mod period` (period >= 2), each class in increasing order. */
+  | { kind: "residue"; period: number }
+  /** Index i is `tokens[i]`. */
+  | { kind: "gather"; tokens: number[] }
+  /** Keys that are lowRank landmarks: index i is landmark i of `count` (not a position). */
+  | { kind: "landmarks"; rank: number; segment: number; count: number }
+  /** Bucket order of hashBucket round `round` (codes and order in the `hash` buffer). */
+  | { kind: "sorted"; side: "q" | "k"; buckets: number; seed: number; round: number };
+
+type _LayoutMatchesSchema = Expect<SameType<Layout, z.infer<typeof LayoutSchema>>>;
 
 /**
  * What the tile classifier knows about one tile of a layout: the smallest box of positions

@@ -6,7 +6,9 @@
  */
 import { z } from "zod";
 import { PatternError } from "../core/errors.ts";
+import type { Expect, SameType } from "../core/same_type.ts";
 import { checkExpressions } from "./expression_check.ts";
+import type { ExpressionSource } from "./expression_parse.ts";
 
 const U32_MAX = 0xffffffff;
 /** Positions and sizes are i32 in the kernels. */
@@ -169,30 +171,50 @@ export const ScoredSchema = z.strictObject({
 export type Pattern = LeafPattern | UnionPattern | IntersectPattern | GatedPattern | ScoredPattern;
 /** The allowed set of `pattern`, its scores passed through `score`. */
 export interface ScoredPattern {
+  /** The JSON tag that selects this combinator (DESIGN §2). */
   kind: "scored";
+  /** The allowed set; not `gated` (a score applies to one softmax). */
   pattern: Pattern;
+  /** Maps each allowed pair's raw score `s = scale * Q[q]·K[k]` to the score the softmax uses. */
   score: ScoreModifier;
 }
 /** A score modifier's source, constants and registered masks (`ScoreSchema`). */
-export type ScoreModifier = z.infer<typeof ScoreSchema>;
+export type ScoreModifier = ExpressionSource;
 /** Any member allows: one softmax over the union. */
 export interface UnionPattern {
+  /** The JSON tag that selects this combinator (DESIGN §2). */
   kind: "union";
+  /** The members, at least one. */
   of: Pattern[];
 }
 /** Every member allows. */
 export interface IntersectPattern {
+  /** The JSON tag that selects this combinator (DESIGN §2). */
   kind: "intersect";
+  /** The members, at least one. */
   of: Pattern[];
 }
 /** A softmax per branch, blended by gates. */
 export interface GatedPattern {
+  /** The JSON tag that selects this combinator (DESIGN §2). */
   kind: "gated";
+  /** One softmax each, at least one; none of them `gated`. */
   branches: Pattern[];
+  /**
+   * Default weights, one finite number per branch (need not sum to 1); a gate tensor given with
+   * the call takes precedence, and without either each branch weighs `1 / branches`.
+   */
   gates?: number[];
 }
 
-// The annotation breaks the type's self-reference; the leaves' types are inferred from schemas.
+// The annotation breaks the type's self-reference; the leaves' types are checked against their
+// schemas below.
+/**
+ * The zod schema of any pattern. `parsePattern` applies it and then the checks zod cannot
+ * express (`gated` only at the top, the TypeScript sources' subset), so input should go through
+ * `parsePattern`. Not exported from dsl/mod.ts for that reason, and because its type is zod's,
+ * which is no part of Weft's API.
+ */
 export const PatternSchema: z.ZodType<Pattern> = z.discriminatedUnion("kind", [
   DenseSchema,
   CausalSchema,
@@ -219,16 +241,105 @@ export const PatternSchema: z.ZodType<Pattern> = z.discriminatedUnion("kind", [
   },
 });
 
-export type DensePattern = z.infer<typeof DenseSchema>;
-export type CausalPattern = z.infer<typeof CausalSchema>;
-export type WindowPattern = z.infer<typeof WindowSchema>;
-export type RingPattern = z.infer<typeof RingSchema>;
-export type StridePattern = z.infer<typeof StrideSchema>;
-export type GlobalPattern = z.infer<typeof GlobalSchema>;
-export type RandomPattern = z.infer<typeof RandomSchema>;
-export type LowRankPattern = z.infer<typeof LowRankSchema>;
-export type HashBucketPattern = z.infer<typeof HashBucketSchema>;
-export type PredicatePattern = z.infer<typeof PredicateSchema>;
+// The leaves' types are written out so that the documentation can show them; the checks below
+// tie each to its schema, which stays the one definition `parsePattern` applies.
+/** Every key for every query. */
+export interface DensePattern {
+  /** The JSON tag that selects this rule (DESIGN §2). */
+  kind: "dense";
+}
+/** Keys at or before the query: `k <= q`. */
+export interface CausalPattern {
+  /** The JSON tag that selects this rule (DESIGN §2). */
+  kind: "causal";
+}
+/** A band without wrap-around: `q - left <= k <= q + right`. */
+export interface WindowPattern {
+  /** The JSON tag that selects this rule (DESIGN §2). */
+  kind: "window";
+  /** Keys allowed before the query (an integer >= 0). */
+  left: number;
+  /** Keys allowed after the query (an integer >= 0). */
+  right: number;
+}
+/** A band that wraps around the sequence: `min(|q - k|, N - |q - k|) <= radius`. */
+export interface RingPattern {
+  /** The JSON tag that selects this rule (DESIGN §2). */
+  kind: "ring";
+  /** An integer >= 0. */
+  radius: number;
+}
+/** Keys a multiple of `period` away from the query: `(q - k) mod period == 0`. */
+export interface StridePattern {
+  /** The JSON tag that selects this rule (DESIGN §2). */
+  kind: "stride";
+  /** An integer >= 1. */
+  period: number;
+}
+/** Rows and columns of chosen tokens: allowed when `q` or `k` is one of `tokens`. */
+export interface GlobalPattern {
+  /** The JSON tag that selects this rule (DESIGN §2). */
+  kind: "global";
+  /** Positions, each `< N` (checked when planned); repeats count once, an empty list allows nothing. */
+  tokens: number[];
+}
+/** Random key blocks: each query block draws `blocks` key blocks of `blockSize` (DESIGN §2). */
+export interface RandomPattern {
+  /** The JSON tag that selects this rule (DESIGN §2). */
+  kind: "random";
+  /** Draws per query block, 1 to 65536 (a block drawn twice is allowed once). */
+  blocks: number;
+  /** Positions per block, an integer >= 1 (the last block may be shorter). */
+  blockSize: number;
+  /** The draws' seed, a u32. */
+  seed: number;
+}
+/**
+ * Pooled keys: with `L = ceil(N / rank)`, landmark `j` is the mean of the K and V rows
+ * `[j L, (j + 1) L)`; landmarks are keys of their own, in the same softmax as the token keys
+ * (DESIGN §2).
+ */
+export interface LowRankPattern {
+  /** The JSON tag that selects this rule (DESIGN §2). */
+  kind: "lowRank";
+  /** Landmarks wanted, an integer >= 1; there are `ceil(N / L)` (empty segments are dropped). */
+  rank: number;
+}
+/**
+ * Angular locality-sensitive hashing (Reformer, ANNA): allowed when `Q[q]` and `K[k]` share a
+ * bucket in some round (DESIGN §2). The allowed set depends on the data.
+ */
+export interface HashBucketPattern {
+  /** The JSON tag that selects this rule (DESIGN §2). */
+  kind: "hashBucket";
+  /** A power of two from 2 to 1024 (`HASH_BUCKETS_MAX`). */
+  buckets: number;
+  /** Hash rounds, 1 to 8 (`HASH_ROUNDS_MAX`); a pair sharing a bucket in any round is allowed. */
+  rounds: number;
+  /** The planes' seed, a u32. */
+  seed: number;
+  /** `"softmax"` (default), or `"uniform"`: every allowed score of its softmax is 0 (ANNA). */
+  weights?: "softmax" | "uniform";
+}
+/** A predicate written in TypeScript (`PredicateSchema` and dsl/expression.ts say what it may hold). */
+export interface PredicatePattern extends ExpressionSource {
+  /** The JSON tag that selects this rule (DESIGN §2). */
+  kind: "predicate";
+}
+
+type _LeavesMatchSchemas = [
+  Expect<SameType<DensePattern, z.infer<typeof DenseSchema>>>,
+  Expect<SameType<CausalPattern, z.infer<typeof CausalSchema>>>,
+  Expect<SameType<WindowPattern, z.infer<typeof WindowSchema>>>,
+  Expect<SameType<RingPattern, z.infer<typeof RingSchema>>>,
+  Expect<SameType<StridePattern, z.infer<typeof StrideSchema>>>,
+  Expect<SameType<GlobalPattern, z.infer<typeof GlobalSchema>>>,
+  Expect<SameType<RandomPattern, z.infer<typeof RandomSchema>>>,
+  Expect<SameType<LowRankPattern, z.infer<typeof LowRankSchema>>>,
+  Expect<SameType<HashBucketPattern, z.infer<typeof HashBucketSchema>>>,
+  Expect<SameType<PredicatePattern, z.infer<typeof PredicateSchema>>>,
+  Expect<SameType<ScoreModifier, z.infer<typeof ScoreSchema>>>,
+];
 /** A pattern that is not a combinator. */
 export type LeafPattern =
   | DensePattern

@@ -11,6 +11,8 @@
  * @module
  */
 import { z } from "zod";
+import type { AttentionShape, Dtype } from "../core/shape.ts";
+import type { Expect, SameType } from "../core/same_type.ts";
 
 /**
  * Bump when the meaning of an entry changes: files of another version are ignored. 2: the
@@ -72,12 +74,63 @@ const FileSchema = z.object({
   entries: z.record(z.string(), z.unknown()),
 });
 
+// The stored types are written out so that the documentation can show them; the check below
+// ties them to the schemas, which stay what a file is read with.
+
 /** One tuned choice as stored. */
-export type AutotuneEntry = z.infer<typeof EntrySchema>;
+export interface AutotuneEntry {
+  /** The key's parts, for people and tools reading the file (the entry's name is their text). */
+  key: StoredKey;
+  /** The chosen kernel shape (the fastest candidate), e.g. "64x32x2". */
+  tiles: string;
+  /** Where the milliseconds came from: timestamp queries or the host's clock. */
+  timer: "gpu" | "wall";
+  /** The exact shape it was tuned at (one member of the key's size classes). */
+  shape: AttentionShape;
+  /** Every candidate tried, in trying order. */
+  candidates: CandidateResult[];
+  /** ISO date of the tuning. */
+  tunedAt: string;
+}
 /** One candidate's measurement as stored. */
-export type CandidateResult = z.infer<typeof CandidateSchema>;
-/** The parts of a tuning key as stored. */
-export type StoredKey = AutotuneEntry["key"];
+export interface CandidateResult {
+  /** The kernel shape, `tileQ x tileK x rowsPerThread[c columns]` (compiler/tiles.ts `kernelShapeName`). */
+  tiles: string;
+  /** Median milliseconds of the timed submissions; absent when the candidate failed. */
+  ms?: number;
+  /** Every timed sample; fewer than asked when the candidate was cut off as clearly slower. */
+  samples?: number[];
+  /** Why the candidate could not run (compile or pipeline error). */
+  error?: string;
+}
+/** The parts of a tuning key as stored (runtime/autotune_key.ts says why each is there). */
+export interface StoredKey {
+  /** The adapter as WebGPU describes it, and the WebGPU implementation (`deno <version>`). */
+  adapter: {
+    vendor: string;
+    architecture: string;
+    deviceId: string;
+    description: string;
+    webgpu: string;
+  };
+  /** Element type of the problem. */
+  dtype: Dtype;
+  /** D */
+  headDim: number;
+  /** Hq / Hkv: query heads per key/value head. */
+  group: number;
+  /** B·Hq rounded up to a power of two. */
+  gridHeads: number;
+  /** N rounded up to a power of two. */
+  seqLenClass: number;
+  /** The pattern's tree of kinds without its numbers, e.g. `union(ring,stride)`. */
+  structure: string;
+}
+
+type _StoredTypesMatchSchemas = [
+  Expect<SameType<AutotuneEntry, z.infer<typeof EntrySchema>>>,
+  Expect<SameType<CandidateResult, z.infer<typeof CandidateSchema>>>,
+];
 
 /**
  * Where the autotune file lives: `$WEFT_CACHE_DIR/autotune.json`, else
