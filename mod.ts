@@ -14,16 +14,64 @@
  * @module
  */
 export * from "./dsl/mod.ts";
+// The types the exported functions and CompiledAttention expose, down to the plan's parts.
 export {
+  type Atom,
+  type AttentionKernel,
   type AttentionShape,
+  type Binding,
+  type BlendKernel,
+  type BlockMask,
+  type Branch,
+  type BufferName,
+  type BufferSpec,
+  type CastKernel,
+  type ClearKernel,
+  type CombineKernel,
   compile,
   type CompiledAttention,
   type CompileOptions,
+  type Component,
+  type DeviceLimits,
+  type Dispatch,
+  type Dtype,
+  type EdgePairForm,
+  type HashCodeSet,
+  type HashKernel,
+  type HashLayout,
+  type Kernel,
+  type KernelPlan,
+  type KernelShape,
+  type Layout,
+  type ModuleEntry,
+  type Pass,
   type Plan,
   planSummary,
   planTileCounts,
+  type PoolKernel,
+  type RandomAtom,
+  type RandomTable,
+  type RandomTables,
+  type TileShape,
 } from "./compiler/mod.ts";
-export { createRuntime, type Runtime, type RuntimeOptions } from "./runtime/runtime.ts";
-export type { TuneOptions, TuneResult } from "./runtime/autotune.ts";
-export type { AttentionInputs, AttentionOutputs } from "./runtime/attention_call.ts";
-export { allowedMask, reference, referenceHashCodes } from "./runtime/reference/mod.ts";
+export {
+  createRuntime,
+  type Runtime,
+  type RuntimeCompileOptions,
+  type RuntimeOptions,
+} from "./runtime/runtime.ts";
+export type { Autotuner, AutotunerDeps, TuneOptions, TuneResult } from "./runtime/autotune.ts";
+export type { AutotuneEntry, CandidateResult, StoredKey } from "./runtime/autotune_cache.ts";
+export type { TuneKey } from "./runtime/autotune_key.ts";
+export type { DeviceInfo } from "./runtime/device.ts";
+export type { PipelineCache } from "./runtime/pipeline_cache.ts";
+export type { AttentionCall, AttentionInputs, AttentionOutputs } from "./runtime/attention_call.ts";
+export {
+  type AllowedFn,
+  allowedMask,
+  type HashLookup,
+  reference,
+  referenceHashCodes,
+  type ReferenceInput,
+  type ReferenceOutput,
+} from "./runtime/reference/mod.ts";

@@ -29,11 +29,15 @@ import { type Layout, tileSpans } from "./layout.ts";
 import type { HeadBatchRange } from "./predicate_classify.ts";
 import type { RandomTables } from "./random_table.ts";
 
+/** A component's tile schedule in compressed-row form (the module comment has the invariants). */
 export interface BlockMask {
-  /** Query tiles and key tiles in the component's layouts. */
+  /** Query tiles in the component's query layout. */
   qTiles: number;
+  /** Key tiles in the component's key layout. */
   kTiles: number;
+  /** Query positions per query tile. */
   tileQ: number;
+  /** Key positions per key tile. */
   tileK: number;
   /** Row pointers into the run arrays; length `qTiles + 1`. */
   offsets: Uint32Array;

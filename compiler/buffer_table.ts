@@ -10,7 +10,9 @@ import type { BufferName, KernelPlanResult } from "./kernel_plan.ts";
 
 /** One buffer of a compiled call. */
 export interface BufferSpec {
+  /** The name kernels bind it by. */
   name: BufferName;
+  /** Its size in bytes. */
   bytes: number;
   /** The caller's tensor it is filled from (gates: the default gates when none are given). */
   input?: "q" | "k" | "v" | "gates";

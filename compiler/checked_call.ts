@@ -17,6 +17,7 @@ import type { DeviceLimits, KernelShape } from "./tiles.ts";
 
 /** How to compile: the shape, and options that pick or override kernel variants. */
 export interface CompileOptions {
+  /** The sizes of the call: B, Hq, Hkv, N and D. */
   shape: AttentionShape;
   /** Element type of the inputs and O (default f32); f16 needs the adapter's `shader-f16`. */
   dtype?: Dtype;

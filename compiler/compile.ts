@@ -19,18 +19,23 @@ export type { Dtype };
 
 /** One compute dispatch, rendered: its module's WGSL, entry point, bindings and workgroups. */
 export interface Pass {
+  /** What it does, for people: pipeline labels, errors and the kernel plan's text. */
   label: string;
   /** A pre-pass (lowRank pooling, hashBucket codes and sort): runs before any attention kernel. */
   prePass?: true;
+  /** Its module's WGSL (shared modules hold several entry points). */
   wgsl: string;
   /** The module's entry point where it is shared by several kernels (else `main`). */
   entryPoint?: string;
+  /** Storage bindings, in binding order. */
   bindings: Binding[];
+  /** Workgroup counts `[x, y]` to dispatch. */
   workgroups: [number, number];
 }
 
 /** Everything the runtime needs to run a pattern at one shape. */
 export interface CompiledAttention {
+  /** What the kernels do: branches, components, layouts and BlockMasks. */
   plan: Plan;
   /** What runs, as data: every dispatch with its variants, module, bindings and workgroups. */
   kernelPlan: KernelPlan;
@@ -40,12 +45,17 @@ export interface CompiledAttention {
   passes: Pass[];
   /** Every buffer the passes bind: its size and first contents. */
   buffers: BufferSpec[];
+  /** The shape it was compiled for (one part of `split.full` when split). */
   shape: AttentionShape;
+  /** Element type of Q, K, V and O. */
   dtype: Dtype;
+  /** The softmax scale applied to `Q·K`. */
   scale: number;
   /** Number of softmax branches; LSE is `[branches, B, Hq, N]` when gated, else `[B, Hq, N]`. */
   branches: number;
+  /** The pattern is `gated`: each branch is a softmax of its own, blended by gates. */
   gated: boolean;
+  /** Gate tensors are `[B, Hq, N, branches]` rather than `[B, Hq, branches]`. */
   gatesPerPosition: boolean;
   /** Default gates `[branches]` (JSON gates or 1/branches) used when no gate tensor is given. */
   defaultGates: number[];

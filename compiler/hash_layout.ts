@@ -24,26 +24,39 @@ export const SORT_CHUNK = 256;
 
 /** One code set's arrays (word offsets into `hash` and `hashCounts`). */
 export interface HashCodeSet {
+  /** `hashCodeKey` of its seed and bucket count (dsl/hash_bucket.ts). */
   key: string;
+  /** The planes' seed. */
   seed: number;
+  /** Buckets per round. */
   buckets: number;
+  /** Planes per round, `log2(buckets)`: one code bit each. */
   nbits: number;
+  /** The most rounds any hashBucket of this key asks for. */
   rounds: number;
-  /** Query rows `B·Hq` and key rows `B·Hkv`: a round holds `rowsQ + rowsK` sorts. */
+  /** Query rows `B·Hq`: a round holds `rowsQ + rowsK` sorts, query rows first. */
   rowsQ: number;
+  /** Key rows `B·Hkv`. */
   rowsK: number;
+  /** Word offset of the codes in `hash`: `codes[sort · N + position]`. */
   codes: number;
+  /** Word offset of the bucket order in `hash`: `order[sort · N + i]`. */
   order: number;
+  /** Word offset of the bucket starts in `hash`: `starts[sort · (buckets + 1) + c]`. */
   starts: number;
+  /** Word offset of the per-chunk histograms in `hashCounts`. */
   counts: number;
   /** Histogram chunks per sort, `ceil(N / SORT_CHUNK)`. */
   chunks: number;
 }
 
+/** Where a call's hashBucket data lies in the `hash` and `hashCounts` buffers (module comment). */
 export interface HashLayout {
+  /** One per distinct seed and bucket count, ordered by key. */
   sets: HashCodeSet[];
-  /** Words of the `hash` and `hashCounts` buffers. */
+  /** Words of the `hash` buffer. */
   words: number;
+  /** Words of the `hashCounts` buffer. */
   countWords: number;
 }
 

@@ -66,12 +66,15 @@ export type BufferName =
 
 /** A storage binding: which buffer, and whether the kernel writes it. */
 export interface Binding {
+  /** The buffer bound (the buffer table sizes it). */
   buffer: BufferName;
+  /** Bound `read_write` (the kernel writes it), else `read`. */
   writable: boolean;
 }
 
 /** What every dispatch has. */
-interface Dispatch {
+export interface Dispatch {
+  /** What it does, for people: pipeline labels, errors and the kernel plan's text. */
   label: string;
   /** Index into `KernelPlan.modules`: the WGSL module its pipeline is built from. */
   module: number;
@@ -79,6 +82,7 @@ interface Dispatch {
   entryPoint: string;
   /** Storage bindings, in binding order. */
   bindings: Binding[];
+  /** Workgroup counts `[x, y]` to dispatch. */
   workgroups: [number, number];
 }
 
@@ -87,7 +91,9 @@ interface Dispatch {
  * one workgroup per query tile (and key chunk) and batch·head.
  */
 export interface AttentionKernel extends Dispatch {
+  /** Which kind of dispatch this is (`Kernel` is a union on it). */
   kind: "attention";
+  /** The branch (softmax) whose O and LSE it writes. */
   branch: number;
   /** The components it walks: the first, then those fused with it (run_fusion.ts). */
   members: number[];
@@ -106,40 +112,57 @@ export interface AttentionKernel extends Dispatch {
   split?: { chunks: number; rows: number };
   /** Its slot in the schedule buffer's header. */
   scheduleSlot: number;
-  /** Element offsets of its branch's slice of O and LSE. */
+  /** Offset of its branch's slice of O, in vec4s. */
   oBase: number;
+  /** Offset of its branch's slice of LSE, in elements. */
   lseBase: number;
 }
 
 /** Zeroes a branch's O and LSE (-inf) before kernels that merge into it. */
 export interface ClearKernel extends Dispatch {
+  /** Which kind of dispatch this is (`Kernel` is a union on it). */
   kind: "clear";
+  /** Rows of the branch, `B·Hq·N`. */
   rows: number;
+  /** Offset of the branch's slice of O, in vec4s. */
   oBase: number;
+  /** Offset of the branch's slice of LSE, in elements. */
   lseBase: number;
 }
 
 /** Merges a split kernel's key chunks by log-sum-exp into O and LSE. */
 export interface CombineKernel extends Dispatch {
+  /** Which kind of dispatch this is (`Kernel` is a union on it). */
   kind: "combine";
+  /** The branch whose O and LSE it merges into. */
   branch: number;
+  /** The component whose split kernel wrote the chunks. */
   component: number;
+  /** Key chunks per query tile. */
   chunks: number;
+  /** Partial rows per chunk and head (query tiles × tileQ). */
   rows: number;
+  /** Offset of the branch's slice of O, in vec4s. */
   oBase: number;
+  /** Offset of the branch's slice of LSE, in elements. */
   lseBase: number;
 }
 
 /** Pools K and V into a lowRank's landmarks. */
 export interface PoolKernel extends Dispatch {
+  /** Which kind of dispatch this is (`Kernel` is a union on it). */
   kind: "pool";
+  /** The lowRank's rank: its landmark buffers are `landmarkK{rank}` and `landmarkV{rank}`. */
   rank: number;
+  /** Rows pooled into each landmark, `ceil(N / rank)`. */
   segment: number;
+  /** Landmarks, `ceil(N / segment)` (dsl/low_rank.ts `landmarkGeometry`). */
   count: number;
 }
 
 /** One step of a hashBucket code set's pre-pass: codes, counts, their scan, the scatter. */
 export interface HashKernel extends Dispatch {
+  /** Which step: bucket codes, per-chunk counts, their scan, or the scatter into bucket order. */
   kind: "hashCodes" | "bucketCounts" | "bucketScan" | "bucketScatter";
   /** Index into the hash layout's code sets. */
   set: number;
@@ -147,13 +170,17 @@ export interface HashKernel extends Dispatch {
 
 /** Blends a gated pattern's branches by their gates. */
 export interface BlendKernel extends Dispatch {
+  /** Which kind of dispatch this is (`Kernel` is a union on it). */
   kind: "blend";
+  /** Branches it blends. */
   branches: number;
+  /** Gates are `[B, Hq, N, branches]` rather than `[B, Hq, branches]`. */
   perPosition: boolean;
 }
 
 /** Converts the float32 O to float16. */
 export interface CastKernel extends Dispatch {
+  /** Which kind of dispatch this is (`Kernel` is a union on it). */
   kind: "cast";
 }
 
@@ -172,7 +199,9 @@ export type Kernel =
  * modules of several kernels (or a fused one) are shared: one body, an entry point per kernel.
  */
 export interface ModuleEntry {
+  /** Indices into `KernelPlan.kernels` of the kernels built from it. */
   kernels: number[];
+  /** One body with an entry point per kernel (`kernelI`), else a single `main`. */
   shared: boolean;
   /** The edge-pair form its V tile is sized for, where a kernel of it walks pairs. */
   edgePairs?: EdgePairForm;
@@ -180,6 +209,7 @@ export interface ModuleEntry {
 
 /** The kernel plan of one compile. */
 export interface KernelPlan {
+  /** Element type of Q, K, V and O. */
   dtype: Dtype;
   /** Tile shape and invocation split of every attention kernel. */
   kernel: KernelShape;
@@ -187,7 +217,9 @@ export interface KernelPlan {
   unroll: boolean;
   /** The pattern's numbers baked into the WGSL, or read from the aux buffer. */
   constantParams: boolean;
+  /** Every dispatch, in the order they run. */
   kernels: Kernel[];
+  /** The WGSL modules the kernels' pipelines are built from. */
   modules: ModuleEntry[];
 }
 

@@ -13,7 +13,22 @@ export {
   type Pass,
 } from "./compile.ts";
 export { checkCall, type CheckedCall } from "./checked_call.ts";
-export type { Kernel, KernelPlan, ModuleEntry } from "./kernel_plan.ts";
+export type {
+  AttentionKernel,
+  BlendKernel,
+  CastKernel,
+  ClearKernel,
+  CombineKernel,
+  Dispatch,
+  HashKernel,
+  Kernel,
+  KernelPlan,
+  ModuleEntry,
+  PoolKernel,
+} from "./kernel_plan.ts";
+export type { HashCodeSet, HashLayout } from "./hash_layout.ts";
+export type { EdgePairForm } from "./edge_pairs.ts";
+export type { RandomAtom, RandomTable, RandomTables } from "./random_table.ts";
 export { kernelPlanText } from "./kernel_plan_text.ts";
 export { type BufferSpec, checkBufferTable } from "./buffer_table.ts";
 export {

@@ -27,14 +27,19 @@ export interface Component {
   atoms: Atom[];
   /** ...and no earlier component of the branch does (each entry is one earlier component). */
   exclusions: Atom[][];
+  /** The order its query tiles walk query positions in. */
   qLayout: Layout;
+  /** The order its key tiles walk key positions in. */
   kLayout: Layout;
+  /** Its tile schedule: the key tiles each query tile visits, each FULL or PARTIAL. */
   mask: BlockMask;
 }
 
 /** One softmax. */
 export interface Branch {
+  /** The branch's pattern in short, for plan summaries. */
   label: string;
+  /** Disjoint pieces whose partial (O, LSE) merge into the branch's softmax. */
   components: Component[];
   /** A `scored` branch's modifier: every component's kernel applies it to its scores. */
   score?: ScoreModifier;
@@ -50,10 +55,15 @@ export interface TileShape {
   tileK: number;
 }
 
+/** What the kernels will do for one pattern at one N and tile shape (the module comment says how). */
 export interface Plan {
+  /** The parsed pattern it plans. */
   pattern: Pattern;
+  /** Sequence length N. */
   n: number;
+  /** The tile shape every component's BlockMask is built for. */
   tiles: TileShape;
+  /** One per softmax: one per gated branch, else one. */
   branches: Branch[];
   /** JSON gates of a gated pattern, else undefined (runtime gates or 1/branches apply). */
   gates?: number[];

@@ -7,15 +7,22 @@
 import { randomKeyBlocks } from "../core/hash.ts";
 import type { Atom } from "./atoms.ts";
 
-type RandomAtom = Extract<Atom, { kind: "random" }>;
+/** The atom of a `random` pattern: its draws per query block, block size and seed. */
+export type RandomAtom = Extract<Atom, { kind: "random" }>;
 
 /** The drawn key blocks of one `random` atom at one N. */
 export class RandomTable {
   /** `draws[qb * blocks + j]`: the j-th key block drawn for query block qb (repeats allowed). */
   readonly draws: Uint32Array;
+  /** Query blocks (equally, key blocks) at this N: `ceil(N / blockSize)`. */
   readonly queryBlocks: number;
   readonly #sorted: number[][] = [];
 
+  /**
+   * Draws every query block's key blocks.
+   * @param atom the `random` atom
+   * @param n sequence length N
+   */
   constructor(readonly atom: RandomAtom, n: number) {
     const nkb = Math.ceil(n / atom.blockSize);
     this.queryBlocks = nkb;
@@ -38,6 +45,10 @@ export class RandomTables {
   readonly #tables = new Map<string, RandomTable>();
   /** By atom object too: the planner asks once per tile, and the key string showed in profiles. */
   readonly #byAtom = new WeakMap<RandomAtom, RandomTable>();
+  /**
+   * An empty set of tables.
+   * @param n sequence length N, which every table is drawn at
+   */
   constructor(readonly n: number) {}
 
   /** The table of `atom`, built once. */

@@ -13,7 +13,9 @@ import type { TileShape } from "./plan.ts";
 
 /** The adapter limits the compiler sizes tiles from. */
 export interface DeviceLimits {
+  /** Bytes of workgroup memory: the staged tiles must fit. */
   maxComputeWorkgroupStorageSize: number;
+  /** Invocations per workgroup (default 256): a kernel shape's `threads` may not exceed it. */
   maxComputeInvocationsPerWorkgroup?: number;
   /** Largest storage binding in bytes; compile refuses tensors past it when given. */
   maxStorageBufferBindingSize?: number;
@@ -27,7 +29,9 @@ export const DEFAULT_LIMITS: DeviceLimits = {
 
 /** A tile shape plus how the kernel's invocations split it. */
 export interface KernelShape extends TileShape {
+  /** Invocations per workgroup. */
   threads: number;
+  /** Query rows each invocation owns. */
   rowsPerThread: number;
 }
 

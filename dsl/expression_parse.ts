@@ -14,14 +14,19 @@ import { Checker } from "./expression_typing.ts";
 
 /** The JSON of a predicate or score: source, captured constants, registered masks it calls. */
 export interface ExpressionSource {
+  /** A bare expression, or an arrow or function expression whose parameters bind in order. */
   expr: string;
+  /** The numbers (and numeric arrays) the source refers to by name. */
   constants?: Constants;
+  /** The source of every registered mask it calls, by name, so the JSON stands alone. */
   masks?: Record<string, MaskSource>;
 }
 
 /** A registered mask as stored in a pattern: a function's source and its own constants. */
 export interface MaskSource {
+  /** The mask function's source, `(...positions) => boolean`. */
   expr: string;
+  /** The numbers (and numeric arrays) its source refers to by name. */
   constants?: Constants;
 }
 

@@ -4,14 +4,28 @@
  */
 export * from "./builders.ts";
 export {
+  type CausalPattern,
+  type DensePattern,
+  type GatedPattern,
+  type GlobalPattern,
+  type HashBucketPattern,
+  type IntersectPattern,
   KINDS,
   LEAF_KINDS,
   type LeafPattern,
+  type LowRankPattern,
   parsePattern,
   type Pattern,
-  PatternSchema,
+  type PredicatePattern,
+  type RandomPattern,
+  type RingPattern,
+  type ScoredPattern,
   type ScoreModifier,
+  type StridePattern,
+  type UnionPattern,
+  type WindowPattern,
 } from "./schema.ts";
+export type { ExpressionSource, MaskSource } from "./expression_parse.ts";
 export * from "../core/errors.ts";
 export * from "./low_rank.ts";
 export type { Constants } from "./expression.ts";

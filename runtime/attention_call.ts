@@ -14,15 +14,21 @@ import type { PipelineCache } from "./pipeline_cache.ts";
  * A float16 call takes Float16Array tensors (Float32Array ones are converted on upload).
  */
 export interface AttentionInputs {
+  /** Queries `[B, Hq, N, D]`. */
   q: Float32Array | Float16Array;
+  /** Keys `[B, Hkv, N, D]`. */
   k: Float32Array | Float16Array;
+  /** Values `[B, Hkv, N, D]`. */
   v: Float32Array | Float16Array;
+  /** Gated patterns: per-call gates (default: the pattern's JSON gates, else 1/branches). */
   gates?: Float32Array;
 }
 
 /** O `[B, Hq, N, D]` in the call's dtype, LSE `[B, Hq, N]` (or `[branches, B, Hq, N]` when gated). */
 export interface AttentionOutputs {
+  /** The attention output `[B, Hq, N, D]` (Float16Array for a float16 call). */
   o: Float32Array | Float16Array;
+  /** Log-sum-exp of each row's scores: `[B, Hq, N]`, or `[branches, B, Hq, N]` when gated. */
   lse: Float32Array;
   /**
    * The hashBucket codes the GPU used, per code key (`hashCodeKey`): `q` `[rounds][B][Hq][N]`,

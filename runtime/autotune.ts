@@ -59,6 +59,7 @@ const CUT_OFF = 1.5;
 
 /** What `tune` needs: the problem's shape and dtype, and knobs for tests. */
 export interface TuneOptions {
+  /** The problem's shape (tuning runs at it, and its key holds its size classes). */
   shape: AttentionShape;
   /** Element type (default f32). */
   dtype?: Dtype;
@@ -90,6 +91,7 @@ export interface TuneResult {
   reason: string;
   /** The key's text (the entry's name in the cache file). */
   id: string;
+  /** The key's parts: adapter, dtype, D, Hq/Hkv, size classes of B·Hq and N, structure. */
   key: TuneKey;
   /** The stored entry, with every candidate's milliseconds, when tuned now or cached. */
   entry?: AutotuneEntry;
@@ -99,8 +101,11 @@ export interface TuneResult {
 
 /** What the autotuner needs from its runtime. */
 export interface AutotunerDeps {
+  /** The device candidates are timed on. */
   device: GPUDevice;
+  /** What it is: the key's adapter part, and whether timings mean anything. */
   info: DeviceInfo;
+  /** Its limits: candidates that do not fit are dropped. */
   limits: DeviceLimits;
   /** The runtime's compile with an explicit kernel shape (its unrolling, its limits). */
   compile(
@@ -125,6 +130,7 @@ export class Autotuner {
   #inputs?: { id: string; inputs: AttentionInputs };
 
   /**
+   * An autotuner that has timed nothing yet; the cache file is read on first use.
    * @param deps the runtime's device, info, limits and compile
    */
   constructor(readonly deps: AutotunerDeps) {}

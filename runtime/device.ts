@@ -8,15 +8,21 @@ import type { DeviceLimits } from "../compiler/mod.ts";
 
 /** What Weft knows about the device it runs on. */
 export interface DeviceInfo {
+  /** The adapter's description (else its device id), e.g. "NVIDIA H100 80GB HBM3". */
   description: string;
+  /** The adapter's vendor as WebGPU reports it (may be empty). */
   vendor: string;
+  /** The adapter's architecture as WebGPU reports it (may be empty). */
   architecture: string;
   /** The adapter's device id as WebGPU reports it (may be empty or "0"; no driver version is exposed). */
   deviceId: string;
   /** A software adapter (e.g. Mesa llvmpipe): correct, but timings mean nothing. */
   isFallback: boolean;
+  /** The features the device was created with. */
   features: string[];
+  /** `timestamp-query` is enabled: submissions are timed on the GPU. */
   timestamps: boolean;
+  /** `shader-f16` is enabled: float16 calls can run. */
   shaderF16: boolean;
 }
 

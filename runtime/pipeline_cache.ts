@@ -19,12 +19,17 @@ import { ShaderError } from "../core/errors.ts";
 export class PipelineCache {
   readonly #pipelines = new Map<string, Promise<GPUComputePipeline>>();
   readonly #modules = new Map<string, Promise<GPUShaderModule>>();
-  /** Pipelines found in the cache and pipelines created. */
+  /** Pipelines found in the cache. */
   hits = 0;
+  /** Pipelines created (each a compile). */
   misses = 0;
   /** Shader modules created (fewer than `misses` where passes share one). */
   modules = 0;
 
+  /**
+   * An empty cache.
+   * @param device the device every pipeline is created on
+   */
   constructor(readonly device: GPUDevice) {}
 
   /**

@@ -47,8 +47,11 @@ export interface RuntimeOptions {
 
 /** A WebGPU device ready to run compiled patterns. */
 export interface Runtime {
+  /** The current WebGPU device (a new one once the device was lost). */
   readonly device: GPUDevice;
+  /** The current device's adapter, features and whether it is a software fallback. */
   readonly info: DeviceInfo;
+  /** The current device's compiled pipelines, with hit and miss counts. */
   readonly pipelines: PipelineCache;
   /** Tuned kernel shapes for this device, and the count of candidates it has timed. */
   readonly autotuner: Autotuner;
@@ -74,6 +77,7 @@ export interface Runtime {
   ): Promise<AttentionOutputs & { gpuMs?: number; peakBufferBytes: number }>;
   /** How many times the device was lost and replaced (calls prepared before then must be redone). */
   readonly devicesLost: number;
+  /** Destroys the current device, freeing its GPU memory; call it when done with the runtime. */
   destroy(): void;
 }
 

@@ -27,7 +27,9 @@ export type { AttentionShape } from "../../core/shape.ts";
 
 /** Everything one reference call needs; tensors are row-major in DESIGN §1 layout. */
 export interface ReferenceInput {
+  /** The pattern, in JSON form or from the builders (checked here). */
   pattern: Pattern;
+  /** The sizes the tensors are laid out at. */
   shape: AttentionShape;
   /** `[B, Hq, N, D]` */
   q: ArrayLike<number>;
