@@ -1,7 +1,8 @@
 /**
- * Zod schemas for the JSON pattern form (DESIGN §2). They are the single source of truth:
- * the `Pattern` type is inferred from them, the builders produce exactly these objects, and
- * `parsePattern` is the one place user input is checked.
+ * Zod schemas for the JSON pattern form (DESIGN §2). They are the single source of truth: each
+ * kind's interface is written out for the documentation and checked against its schema at
+ * compile time, the builders produce exactly these objects, and `parsePattern` is the one place
+ * user input is checked.
  * @module
  */
 import { z } from "zod";
