@@ -2,7 +2,7 @@
  * Kernel shapes side by side on this adapter: each shape is first checked against the float64
  * reference (dense, a ring, a window-and-stride union; GQA 2:1), then timed on dense and on band
  * and stride patterns, sustained (as the bench), with its cold pipeline creation. This is how the
- * float16 column split was chosen (docs/BENCHMARKS.md, `h200_kernel_variants.txt`).
+ * float16 column split was chosen, on the H200.
  *
  * ```sh
  * deno run -A bench/kernel_variants.ts --shapes 64x32x2,64x32x2c4 --dtype f16,f32

@@ -3,7 +3,7 @@
  * wgpu's front end, on the CPU) against the compute pipeline (translation for the backend and
  * the driver's compile, or its cache). On the H200 with NVIDIA's cache warm, a float16 attention
  * kernel (25 KB of WGSL) spent about 11 ms in its module and 1-2 ms in its pipeline, a float32 one
- * (15 KB) about 5 and 1 ms (docs/BENCHMARKS.md): the warm compile is the front end's.
+ * (15 KB) about 5 and 1 ms: the warm compile is the front end's.
  *
  * With `--deferred` every module gets an unused `override`: wgpu then keeps it as IR and writes
  * SPIR-V per pipeline, so the module time is the front end alone (measured: the same 17 ms).

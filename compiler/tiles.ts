@@ -37,7 +37,7 @@ export interface KernelShape extends TileShape {
 
 /**
  * Candidates in order of preference: (tileQ, tileK, rows per invocation[, columns]). The order
- * comes from sweeps on the H100 and H200 at N = 16384, D = 64 (docs/BENCHMARKS.md): 256
+ * comes from sweeps on the H100 and H200 at N = 16384, D = 64: 256
  * invocations of two rows each beat 128 of four and 64 of eight (dense f32 39.9 vs 46.2 vs 78.6
  * ms), and with float16 arithmetic 64x32 beat 64x64 (dense f16 24.0 vs 26.7 ms). Columns
  * default to the widest split (`kernelShape`); float16 does better with 4 columns of 64x32,

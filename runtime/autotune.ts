@@ -4,7 +4,7 @@
  * (runtime/autotune_cache.ts). The best tile need not be one number per GPU: a band pattern
  * like `ring(128)` visits about `(2r + tileQ + tileK) / (2r + 1)` of its allowed area, so
  * smaller tiles can pay off where the kernel runs them well. (On the H100, 53 of the bench's
- * 54 rows chose 64x32 with two rows per invocation; docs/BENCHMARKS.md.)
+ * 54 rows chose 64x32 with two rows per invocation.)
  *
  * A choice is stored under a key (runtime/autotune_key.ts says what it holds and why): the
  * adapter, dtype, D, Hq/Hkv, size classes of B·Hq and N, and the pattern's tree of kinds.

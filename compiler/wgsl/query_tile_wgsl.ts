@@ -78,7 +78,7 @@ ${
 
 /**
  * Query vec4s an invocation may hold in registers while the schedule is read. Measured on the
- * H200 (interleaved A/B, docs/BENCHMARKS.md): with 4 (float32 64x32x2) ring got 3.4% faster,
+ * H200 (interleaved A/B): with 4 (float32 64x32x2) ring got 3.4% faster,
  * window(256) 2.1%, dense 0.7%; with 8 (float16 64x32x2c4) dense got 3.9% slower and the bands
  * gained nothing, so those keep the loop.
  */
