@@ -1,9 +1,9 @@
 /**
  * Two compiler trees, compared on what they hand the GPU: for every bench-suite pattern and
  * every example, at N = 4096 and 65536, in float32 and float16, each dispatch's WGSL, entry
- * point, bindings and workgroup counts, and the schedule and aux buffers' words. A refactor of
- * the compiler proves it changed no kernel with this script (exit 0: identical), or names every
- * difference it made (exit 1).
+ * point, bindings and workgroup counts, the schedule and aux buffers' words, and the size of
+ * every buffer a dispatch binds. A refactor of the compiler proves with this script that it
+ * changed no kernel (exit 0: identical), or names every difference it made (exit 1).
  *
  * ```sh
  * git worktree add /tmp/base <revision>        # the tree to compare against
@@ -62,10 +62,15 @@ const digest = (data: string | ArrayBufferView) =>
 
 /**
  * The dispatches of either form of compile's result: `passes` (each with its WGSL), and the
- * schedule and aux words as fields (`schedule`, `aux`) or in a buffer table (`buffers`).
+ * schedule and aux words and buffer sizes as fields (`schedule`, `aux`, `splitRows`,
+ * `landmarks`: the runtime sized buffers from them) or in a buffer table (`buffers`).
  */
 function dispatchesOf(c: Record<string, any>): Compiled {
-  const table = (name: string) => c.buffers?.find((b: any) => b.name === name)?.data;
+  const table = (name: string) => c.buffers?.find((b: any) => b.name === name);
+  const bound = [
+    ...new Set<string>(c.passes.flatMap((p: any) => p.bindings.map((b: any) => b.buffer))),
+  ];
+  const sizes = c.buffers ? (name: string) => table(name).bytes : legacySizes(c);
   return {
     dispatches: c.passes.map((p: any) => ({
       label: p.label,
@@ -75,10 +80,43 @@ function dispatchesOf(c: Record<string, any>): Compiled {
       workgroups: p.workgroups.join("x"),
     })),
     buffers: {
-      schedule: digest(c.schedule ?? table("schedule")),
-      aux: digest(c.aux ?? table("aux")),
+      schedule: digest(c.schedule ?? table("schedule").data),
+      aux: digest(c.aux ?? table("aux").data),
+      ...Object.fromEntries(bound.map((name) => [`${name} bytes`, String(sizes(name))])),
     },
   };
+}
+
+/** Buffer sizes as the runtime computed them before compile returned a buffer table. */
+function legacySizes(c: Record<string, any>): (name: string) => number {
+  const { shape, branches, gated, gatesPerPosition } = c;
+  const rows = shape.batch * shape.headsQ * shape.seqLen;
+  const element = c.dtype === "f16" ? 2 : 4;
+  const keys = shape.batch * shape.headsKV * shape.seqLen * shape.headDim * element;
+  const sizes: Record<string, number> = {
+    q: rows * shape.headDim * element,
+    k: keys,
+    v: keys,
+    schedule: c.schedule.byteLength,
+    aux: c.aux.byteLength,
+    o: rows * shape.headDim * 4,
+    lse: rows * branches * 4,
+    branchO: rows * shape.headDim * 4 * branches,
+    gates: gated
+      ? shape.batch * shape.headsQ * (gatesPerPosition ? shape.seqLen : 1) *
+        branches * 4
+      : 4,
+    o16: rows * shape.headDim * 2,
+    hash: c.hash.words * 4,
+    hashCounts: c.hash.countWords * 4,
+    splitO: Math.max(16, c.splitRows * shape.headDim * 4),
+    splitLse: Math.max(16, c.splitRows * 4),
+  };
+  for (const l of c.landmarks) {
+    sizes[`landmarkK${l.rank}`] = sizes[`landmarkV${l.rank}`] = shape.batch * shape.headsKV *
+      l.count * shape.headDim * element;
+  }
+  return (name) => sizes[name];
 }
 
 async function loadCompile(dir: string): Promise<CompileFn> {
@@ -143,7 +181,9 @@ function compare(a: Compiled, b: Compiled): string[] {
     }
   }
   for (const name of new Set([...Object.keys(a.buffers), ...Object.keys(b.buffers)])) {
-    if (a.buffers[name] !== b.buffers[name]) diffs.push(`buffer ${name} contents differ`);
+    if (a.buffers[name] !== b.buffers[name]) {
+      diffs.push(`buffer ${name}: ${a.buffers[name]} -> ${b.buffers[name]}`);
+    }
   }
   return diffs;
 }
