@@ -10,12 +10,40 @@
  * visited, not to N².
  * @module
  */
-import { forEachKeyTile, layoutPositions, type Plan } from "../compiler/mod.ts";
+import { blockMaskCounts, forEachKeyTile, layoutPositions, type Plan } from "../compiler/mod.ts";
 import type { Component } from "../compiler/plan.ts";
 import { componentAllows } from "./_component_allows.ts";
 
 /** The picture is at most this many cells a side. */
 export const MAX_CELLS = 64;
+
+/**
+ * How much walking the density, the pictures and the reach do for a plan, each of them once:
+ * every visited tile of every drawn component, and every pair of its partial tiles tested
+ * element by element. Memory stays bounded (at most 1024 cells a side), so at any N the plan
+ * compiles to they finish; this says when they will take a while.
+ *
+ * @param plan the plan
+ * @returns visited tiles, and pairs tested in partial tiles
+ * @example
+ * ```ts
+ * import { planPattern } from "../compiler/plan.ts";
+ * import { pictureWork } from "./_mask_picture.ts";
+ * pictureWork(planPattern({ kind: "causal" }, 64, { tileQ: 16, tileK: 16 })); // { tiles: 10, pairs: 1024 }
+ * ```
+ */
+export function pictureWork(plan: Plan): { tiles: number; pairs: number } {
+  let tiles = 0, pairs = 0;
+  for (const branch of plan.branches) {
+    for (const c of branch.components) {
+      if (c.kLayout.kind === "landmarks") continue;
+      const counts = blockMaskCounts(c.mask);
+      tiles += counts.visited;
+      pairs += counts.partial * c.mask.tileQ * c.mask.tileK;
+    }
+  }
+  return { tiles, pairs };
+}
 
 /** What one branch's mask looks like. */
 export interface BranchMask {

@@ -3,7 +3,7 @@
  *
  * ```sh
  * deno task explain P --seq-len N [--head-dim D] [--tiles QxK] [--wgsl out.wgsl] [--all-wgsl]
- *   [--svg mask.svg] [--png mask.png]
+ *   [--svg mask.svg] [--png mask.png] [--no-picture]
  * ```
  *
  * Prints the pattern's JSON, the plan (branches, components, layouts, tiles visited of the dense
@@ -14,6 +14,13 @@
  * N = 512, with element-level zooms of two corners). The reach is how many attention hops
  * until every position has heard from every other. All of it comes from the tile schedule, so
  * N = 65536 takes as long as the compiler does, never N² work.
+ *
+ * N goes up to what the compiler can dispatch: one workgroup per query tile, at most 65535, so
+ * N <= 65535 x the query tile (2,097,120 at the default 32; `--tiles 256xK`: 16,776,960). Past
+ * it explain refuses at once, naming the largest N, rather than plan (the plan's memory grows
+ * with N: at N = 2^31 - 1 V8 ran out of memory). Up to it memory stays bounded; the density,
+ * pictures and reach walk every visited tile, which for a dense pattern near the limit takes
+ * minutes: explain says so on stderr first, and `--no-picture` skips them.
  * @module
  */
 import { compile, type CompiledAttention } from "../compiler/mod.ts";
@@ -28,7 +35,7 @@ import {
   runMain,
   UsageError,
 } from "./_common.ts";
-import { type BranchMask, branchMasks, maskSvg, renderMask } from "./_mask_picture.ts";
+import { type BranchMask, branchMasks, maskSvg, pictureWork, renderMask } from "./_mask_picture.ts";
 import { maskImage } from "./_mask_image.ts";
 import { encodePng } from "./_png.ts";
 import { reach, strideClasses } from "./_reach.ts";
@@ -36,7 +43,7 @@ import { hashBucketsOf } from "../dsl/hash_bucket.ts";
 import { atomLabel } from "../compiler/atoms.ts";
 
 const USAGE = `Usage: deno task explain P --seq-len N [--head-dim D] [--tiles QxK] [--wgsl out.wgsl]
-       [--all-wgsl] [--svg mask.svg] [--png mask.png]
+       [--all-wgsl] [--svg mask.svg] [--png mask.png] [--no-picture]
 
   P              a JSON file, JSON text, or an example's name (e.g. pi_attention)
   --seq-len N    sequence length
@@ -45,7 +52,12 @@ const USAGE = `Usage: deno task explain P --seq-len N [--head-dim D] [--tiles Qx
   --wgsl FILE    write the WGSL of every pass to FILE instead of printing the first
   --all-wgsl     print the WGSL of every pass
   --svg FILE     write the mask picture as SVG
-  --png FILE     write the mask picture as PNG, each component in its own colour`;
+  --png FILE     write the mask picture as PNG, each component in its own colour
+  --no-picture   skip the density, mask pictures and reach (they walk every visited tile:
+                 minutes for a dense pattern at N in the millions)
+
+N is at most 65535 query tiles (WebGPU's workgroups per dimension): 2097120 at the default
+tiles, up to 16776960 with --tiles 256xK.`;
 
 const FLAGS = {
   pattern: { type: "string" },
@@ -56,6 +68,7 @@ const FLAGS = {
   "all-wgsl": { type: "boolean" },
   svg: { type: "string" },
   png: { type: "string" },
+  "no-picture": { type: "boolean" },
   help: { type: "boolean", short: "h" },
 } as const;
 
@@ -90,7 +103,12 @@ export async function main(args: string[]): Promise<number> {
   const seqLen = integerFlag(required(values["seq-len"], "seq-len", "N"), "seq-len", { min: 1 })!;
   const headDim = integerFlag(values["head-dim"], "head-dim", { min: 4, max: 256, fallback: 64 })!;
   const tiles = parseTiles(values.tiles);
+  const picture = values.svg !== undefined ? "--svg" : values.png !== undefined ? "--png" : "";
+  if (values["no-picture"] && picture) {
+    throw new UsageError(`--no-picture skips the picture that ${picture} would write`);
+  }
   const pattern = await loadPattern(spec);
+  checkSeqLen(seqLen, headDim, tiles);
 
   const compiled = compile(pattern, {
     shape: { batch: 1, headsQ: 1, headsKV: 1, seqLen, headDim },
@@ -138,7 +156,17 @@ export async function main(args: string[]): Promise<number> {
       "mask, pictures and reach: not drawn, since the allowed set is known only once the GPU " +
         "has hashed Q and K (`Runtime.run` returns the codes)",
     );
+  } else if (values["no-picture"]) {
+    console.log("\ndensity, mask pictures and reach: skipped (--no-picture)");
   } else {
+    const work = pictureWork(compiled.plan);
+    if (work.tiles + work.pairs > SLOW_PICTURE_WORK) {
+      console.error(
+        `note: the density, mask pictures and reach walk ${work.tiles} visited tiles and test ` +
+          `${work.pairs} pairs of partial ones, each a few times: this takes minutes ` +
+          `(--no-picture skips them)`,
+      );
+    }
     const started = performance.now();
     const masks = branchMasks(compiled.plan);
     const labels = compiled.plan.branches.map((b, i) =>
@@ -218,6 +246,38 @@ export async function main(args: string[]): Promise<number> {
     }
   }
   return 0;
+}
+
+/**
+ * WebGPU's workgroups per dimension (its default maxComputeWorkgroupsPerDimension): the
+ * compiler dispatches one workgroup per query tile along x and refuses more, but only once it
+ * has planned, and planning takes memory in proportion to N.
+ */
+const MAX_QUERY_TILES = 65535;
+
+/** Tile visits plus partial pairs past which the picture part warns it will take minutes. */
+const SLOW_PICTURE_WORK = 2 ** 28;
+
+/** Refuses, before any planning, an N no plan can dispatch: more than 65535 query tiles. */
+function checkSeqLen(
+  seqLen: number,
+  headDim: number,
+  tiles: { tileQ: number } | undefined,
+): void {
+  // The tile shape compile will pick: it depends on D and the limits, not on the pattern or N.
+  const tileQ = tiles?.tileQ ?? compile({ kind: "dense" }, {
+    shape: { batch: 1, headsQ: 1, headsKV: 1, seqLen: 1, headDim },
+  }).kernel.tileQ;
+  const max = MAX_QUERY_TILES * tileQ;
+  if (seqLen <= max) return;
+  const more = tileQ < 256
+    ? `; a larger query tile allows more (--tiles 256xK: up to ${MAX_QUERY_TILES * 256})`
+    : "";
+  throw new UsageError(
+    `--seq-len ${seqLen} is past what explain can compile and draw: at most ${max} with ` +
+      `query tiles of ${tileQ} (${MAX_QUERY_TILES} query tiles, WebGPU's workgroups per ` +
+      `dimension)${more}`,
+  );
 }
 
 function densityLine(m: BranchMask, n: number): string {
