@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { isSoftwareAdapter, type Measurement } from "../../bench/measure.ts";
 import { type BenchRow, buildRow, formatMarkdown, formatTable } from "../../bench/report.ts";
+import { adapterFacts } from "../cli/_adapter_facts.ts";
 
 Deno.test("isSoftwareAdapter: the fallback flag, or a software rasteriser's name", () => {
   for (
@@ -80,11 +81,8 @@ Deno.test("a software adapter's rows keep their times and leave TFLOP/s and effi
   assert.ok(md.includes("| ring | 4096 | 2.00 | wall |  |  | 0.2500 |  | 5 |"), md);
 });
 
-const adapter = await navigator.gpu?.requestAdapter({ powerPreference: "high-performance" });
-const software = adapter !== null && adapter !== undefined && isSoftwareAdapter({
-  description: adapter.info.description,
-  isFallback: (adapter.info as { isFallbackAdapter?: boolean }).isFallbackAdapter ?? false,
-});
+const facts = await adapterFacts();
+const software = facts.found && isSoftwareAdapter(facts);
 
 Deno.test({
   name: "bench/main.ts on this software adapter: the note once, blank figures in table and JSON",
