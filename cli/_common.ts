@@ -1,10 +1,11 @@
 /**
  * What the command-line tools share: flag parsing, resolving `--pattern` (a JSON file, JSON
- * text or an example's name), reading float32 `.npy` tensors, comparing against the float64
- * reference, and turning every user error into one line on stderr with exit status 2.
+ * text or an example's name), reading float32 and float16 `.npy` tensors, checking where
+ * outputs go, comparing against the float64 reference, and turning every user error into one
+ * line on stderr with exit status 2.
  * @module
  */
-import { resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { parseArgs, type ParseArgsOptionsConfig, styleText } from "node:util";
 import {
@@ -250,19 +251,19 @@ function parseJson(text: string, where: string): unknown {
   }
 }
 
-/** A float32 tensor read from a `.npy` file. */
+/** A float32 or float16 tensor, as read from or written to a `.npy` file. */
 export interface Tensor {
   shape: number[];
-  data: Float32Array;
+  data: Float32Array | Float16Array;
 }
 
 /**
- * Reads a float32 `.npy` file for a flag.
+ * Reads a float32 (`<f4`) or float16 (`<f2`) `.npy` file for a flag.
  *
  * @param path the file
  * @param flag the flag that named it, for messages
- * @returns its shape and data
- * @throws {UsageError} missing or unreadable file, not a .npy file, or not float32
+ * @returns its shape and data (a Float32Array or a Float16Array, as the file holds)
+ * @throws {UsageError} missing or unreadable file, not a .npy file, or another dtype
  * @example
  * ```ts ignore
  * import { readTensor } from "./_common.ts";
@@ -285,23 +286,66 @@ export async function readTensor(path: string, flag: string): Promise<Tensor> {
   } catch (error) {
     throw new UsageError(`--${flag} ${path}: ${(error as Error).message}`);
   }
-  if (array.dtype === "f2") {
+  if (array.dtype !== "f4" && array.dtype !== "f2") {
     throw new UsageError(
-      `--${flag} ${path} is float16: f16 is not supported yet on this adapter/version; ` +
-        `save it as float32 (.astype(np.float32))`,
-    );
-  }
-  if (array.dtype !== "f4") {
-    throw new UsageError(
-      `--${flag} ${path} has dtype <${array.dtype}, expected float32 (<f4); ` +
+      `--${flag} ${path} has dtype <${array.dtype}, expected float32 (<f4) or float16 (<f2); ` +
         `convert with .astype(np.float32)`,
     );
   }
-  return { shape: array.shape, data: array.data as Float32Array };
+  return { shape: array.shape, data: array.data as Float32Array | Float16Array };
 }
 
 /**
- * Writes a float32 `.npy` file for a flag.
+ * Checks, before any work, that an output can be written: its directory exists, it is not a
+ * directory itself, and it opens for writing. Nothing is truncated, and a file this check had
+ * to create is removed again, so a run that fails later leaves no empty file behind.
+ *
+ * @param path the output file
+ * @param flag the flag that named it, for messages
+ * @returns when the path is writable
+ * @throws {UsageError} one line naming the flag, the path and what is wrong
+ * @example
+ * ```ts ignore
+ * import { checkOutputPath } from "./_common.ts";
+ * await checkOutputPath("/nonexistent/o.npy", "out"); // UsageError: no such directory
+ * ```
+ */
+export async function checkOutputPath(path: string, flag: string): Promise<void> {
+  const refuse = (why: string) => new UsageError(`--${flag} ${path}: ${why}`);
+  const firstLine = (error: unknown) => (error as Error).message.split("\n")[0];
+  let existing: Deno.FileInfo | undefined;
+  try {
+    existing = await Deno.stat(path);
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound || error instanceof Deno.errors.NotADirectory)) {
+      throw refuse(`cannot write: ${firstLine(error)}`);
+    }
+  }
+  if (existing?.isDirectory) {
+    const example = join(path, `${flag === "out" ? "o" : flag}.npy`);
+    throw refuse(`is a directory; give a file in it, e.g. ${example}`);
+  }
+  if (!existing) {
+    const dir = dirname(resolve(path));
+    let info: Deno.FileInfo;
+    try {
+      info = await Deno.stat(dir);
+    } catch {
+      throw refuse(`no such directory ${dir}`);
+    }
+    if (!info.isDirectory) throw refuse(`${dir} is not a directory`);
+  }
+  try {
+    (await Deno.open(path, { write: true, create: true })).close();
+  } catch (error) {
+    throw refuse(`cannot write: ${firstLine(error)}`);
+  }
+  if (!existing) await Deno.remove(path).catch(() => {});
+}
+
+/**
+ * Writes a `.npy` file for a flag: float32 (`<f4`) for a Float32Array, float16 (`<f2`) for a
+ * Float16Array.
  *
  * @param path the file
  * @param flag the flag that named it, for messages
@@ -316,7 +360,8 @@ export async function readTensor(path: string, flag: string): Promise<Tensor> {
  */
 export async function writeTensor(path: string, flag: string, tensor: Tensor): Promise<void> {
   try {
-    await Deno.writeFile(path, writeNpy({ dtype: "f4", ...tensor }));
+    const dtype = tensor.data instanceof Float16Array ? "f2" : "f4";
+    await Deno.writeFile(path, writeNpy({ dtype, ...tensor }));
   } catch (error) {
     throw new UsageError(
       `--${flag} ${path}: cannot write: ${(error as Error).message.split("\n")[0]}`,
@@ -349,6 +394,35 @@ export function maxAbsError(actual: ArrayLike<number>, expected: ArrayLike<numbe
       continue;
     }
     worst = Math.max(worst, Math.abs(a - e));
+  }
+  return worst;
+}
+
+/**
+ * Largest LSE error relative to its size, `|actual - expected| / max(1, |expected|)` (DESIGN
+ * §4): a float32 LSE of scores near 1e4 is off by ~1e-3 at best, so an absolute bound would fail
+ * a correct result. Infinite reference entries must match exactly; a NaN is an infinite error.
+ *
+ * @param actual the GPU's LSE
+ * @param expected the float64 reference's
+ * @returns the worst relative error (Infinity on a mismatched infinity, a NaN or a length mismatch)
+ * @example
+ * ```ts
+ * import { maxLseError } from "./_common.ts";
+ * maxLseError([10000.001, 2.5, -Infinity], [10000, 2, -Infinity]); // 0.25: 2.5 against 2
+ * ```
+ */
+export function maxLseError(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
+  if (actual.length !== expected.length) return Infinity;
+  let worst = 0;
+  for (let i = 0; i < actual.length; i++) {
+    const a = actual[i], e = expected[i];
+    if (Number.isNaN(a) || Number.isNaN(e)) return Infinity;
+    if (!Number.isFinite(e) || !Number.isFinite(a)) {
+      if (a !== e) return Infinity;
+      continue;
+    }
+    worst = Math.max(worst, Math.abs(a - e) / Math.max(1, Math.abs(e)));
   }
   return worst;
 }

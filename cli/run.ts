@@ -3,28 +3,37 @@
  *
  * ```sh
  * deno task run --pattern P --q q.npy --k k.npy --v v.npy [--gates g.npy] [--scale s] \
- *   [--dtype f32] --out o.npy [--lse lse.npy] [--verify]
+ *   [--dtype f32|f16] --out o.npy [--lse lse.npy] [--verify]
  * ```
  *
  * `P` is a JSON file, JSON text or an example's name (`pi_attention`, ...). The shape comes from
  * the tensors: Q `[B, Hq, N, D]`, K and V `[B, Hkv, N, D]`, gates `[B, Hq, branches]` or
- * `[B, Hq, N, branches]`. `--verify` checks O and LSE against the float64 reference and exits 1
- * above DESIGN §4's 1e-4. Bad input of any kind prints one line `error: ...` and exits 2.
+ * `[B, Hq, N, branches]`. Tensors are float32 or float16 `.npy` files; `--dtype f16` (which needs
+ * an adapter with shader-f16, checked first) rounds float32 ones to float16 and writes O as
+ * float16, `--dtype f32` (the default) widens float16 ones exactly; LSE is float32 either way.
+ * `--verify` checks O and LSE against the float64 reference of the inputs the GPU got (DESIGN
+ * §4: O within 1e-4 absolute in float32, 5e-3 in float16; LSE within that times
+ * max(1, |LSE_ref|)) and exits 1 past it. Bad input of any kind, an output path that cannot be
+ * written among it, prints one line `error: ...` and exits 2 before the GPU is touched.
  * @module
  */
-import type { AttentionShape } from "../compiler/mod.ts";
+import type { AttentionShape, CompiledAttention, Dtype } from "../compiler/mod.ts";
 import { checkAttentionShape, planSummary } from "../compiler/mod.ts";
 import { ShapeError } from "../core/errors.ts";
 import type { Pattern } from "../dsl/schema.ts";
 import { reference } from "../runtime/reference/mod.ts";
-import { createRuntime } from "../runtime/runtime.ts";
+import type { DeviceInfo } from "../runtime/device.ts";
+import { createRuntime, type Runtime } from "../runtime/runtime.ts";
 import { checkShape } from "../core/input_shapes.ts";
+import { resolve } from "node:path";
 import {
   adapterLine,
+  checkOutputPath,
   EXIT_FAILURE,
   formatMs,
   loadPattern,
   maxAbsError,
+  maxLseError,
   parseFlags,
   readTensor,
   required,
@@ -34,20 +43,23 @@ import {
   writeTensor,
 } from "./_common.ts";
 
-/** DESIGN §4: float32 tolerance against the float64 reference. */
-const TOLERANCE = 1e-4;
+/** DESIGN §4: tolerance against the float64 reference, per dtype (O absolute, LSE relative). */
+const TOLERANCE: Record<Dtype, number> = { f32: 1e-4, f16: 5e-3 };
 
 const USAGE = `Usage: deno task run --pattern P --q q.npy --k k.npy --v v.npy [--gates g.npy]
-       [--scale s] [--dtype f32] --out o.npy [--lse lse.npy] [--verify]
+       [--scale s] [--dtype f32|f16] --out o.npy [--lse lse.npy] [--verify]
 
   --pattern P    a JSON file, JSON text, or an example's name (e.g. pi_attention)
-  --q/--k/--v    float32 .npy tensors: q [B, Hq, N, D], k and v [B, Hkv, N, D]
-  --gates g.npy  gated patterns: [B, Hq, branches] or [B, Hq, N, branches]
+  --q/--k/--v    float32 or float16 .npy tensors: q [B, Hq, N, D], k and v [B, Hkv, N, D]
+  --gates g.npy  gated patterns: [B, Hq, branches] or [B, Hq, N, branches]; these gates
+                 replace the pattern's JSON gates (default: those, else 1/branches)
   --scale s      softmax scale (default 1/sqrt(D))
-  --dtype f32    input dtype (f16 is not supported yet)
-  --out o.npy    where to write O [B, Hq, N, D]
-  --lse lse.npy  where to write LSE [B, Hq, N] ([branches, B, Hq, N] when gated)
-  --verify       compare with the float64 CPU reference; exit 1 above ${TOLERANCE}`;
+  --dtype D      f32 (default; float16 inputs are widened exactly) or f16 (needs an adapter
+                 with shader-f16; float32 inputs are rounded to float16; O is written float16)
+  --out o.npy    where to write O [B, Hq, N, D] (its directory must exist)
+  --lse lse.npy  where to write LSE [B, Hq, N] ([branches, B, Hq, N] when gated), float32
+  --verify       compare with the float64 CPU reference; exit 1 past the tolerance: O within
+                 ${TOLERANCE.f32} (f32) or ${TOLERANCE.f16} (f16), LSE within that x max(1, |LSE|)`;
 
 const FLAGS = {
   pattern: { type: "string" },
@@ -82,78 +94,162 @@ export async function main(args: string[]): Promise<number> {
     console.log(USAGE);
     return 0;
   }
-  checkDtype(values.dtype);
+  // Every flag and output path first: a mistake costs no GPU time and leaves no file behind.
+  const dtype = checkDtype(values.dtype);
   const scale = parseScale(values.scale);
-  const pattern = await loadPattern(required(values.pattern, "pattern", "JSON, file or example"));
-  const outPath = required(values.out, "out", "where to write O, a .npy file");
-  const [q, k, v] = await Promise.all(
-    (["q", "k", "v"] as const).map((f) =>
-      readTensor(required(values[f], f, `the ${f} tensor, a float32 .npy file`), f)
-    ),
+  const spec = required(values.pattern, "pattern", "JSON, file or example");
+  const paths = (["q", "k", "v"] as const).map((f) =>
+    required(values[f], f, `the ${f} tensor, a float32 or float16 .npy file`)
   );
-  const gates = values.gates === undefined ? undefined : await readTensor(values.gates, "gates");
-  const shape = shapeOf(q, k, v);
-  checkAttentionShape(shape);
-  const branches = pattern.kind === "gated" ? pattern.branches.length : undefined;
-  checkShape(shape, { q: q.data, k: k.data, v: v.data, gates, branches });
+  const outPath = required(values.out, "out", "where to write O, a .npy file");
+  await checkOutputPath(outPath, "out");
+  if (values.lse !== undefined) {
+    if (resolve(values.lse) === resolve(outPath)) {
+      throw new UsageError(`--lse ${values.lse} is the --out file; give LSE a file of its own`);
+    }
+    await checkOutputPath(values.lse, "lse");
+  }
+  const pattern = await loadPattern(spec);
 
-  const rt = await createRuntime();
+  let rt: Runtime | undefined;
   try {
+    // float16 needs shader-f16: said before the inputs are read.
+    if (dtype === "f16") {
+      rt = await createRuntime();
+      requireShaderF16(rt.info);
+    }
+    const read = await Promise.all(paths.map((path, i) => readTensor(path, "qkv"[i])));
+    const [q, k, v] = read.map((t) => inDtype(t, dtype));
+    const converted = (["q", "k", "v"] as const).filter((_, i) =>
+      read[i].data !== [q, k, v][i].data
+    );
+    const gatesRead = values.gates === undefined
+      ? undefined
+      : await readTensor(values.gates, "gates");
+    // Gates are float32 in both dtypes (float16 ones widen exactly).
+    const gates = gatesRead && inDtype(gatesRead, "f32");
+    const shape = shapeOf(q, k, v);
+    checkAttentionShape(shape);
+    const branches = pattern.kind === "gated" ? pattern.branches.length : undefined;
+    checkShape(shape, { q: q.data, k: k.data, v: v.data, gates, branches });
+
+    rt ??= await createRuntime();
     console.log(adapterLine(rt.info));
+    if (converted.length > 0) {
+      const how = dtype === "f16" ? "float32, rounded to float16" : "float16, widened to float32";
+      console.log(`inputs: ${converted.join(", ")} ${how} for --dtype ${dtype}`);
+    }
     const compiled = rt.compile(pattern, {
       shape,
       scale,
+      dtype,
       gatesPerPosition: gates?.shape.length === 4,
     });
-    console.log(planSummary(compiled.plan));
-    console.log(`compile: ${formatMs(compiled.compileMs)}`);
-    const call = await rt.prepare(compiled, {
-      q: q.data,
-      k: k.data,
-      v: v.data,
-      gates: gates?.data,
-    });
-    let out;
-    try {
-      // The first submission includes the driver's shader compilation; time the second.
-      const started = performance.now();
-      const firstMs = await call.submit();
-      const firstWall = performance.now() - started;
-      const secondMs = await call.submit();
-      console.log(gpuLine(secondMs, firstMs ?? firstWall));
-      const read = await call.read();
-      // This command compiles float32 calls, so O comes back as float32.
-      out = { o: read.o as Float32Array, lse: read.lse };
-    } finally {
-      call.destroy();
-    }
+    // The plan's branch lines would show the JSON gates even where --gates replaces them: the
+    // gates line below says which gates the call uses.
+    console.log(planSummary({ ...compiled.plan, gates: undefined }));
+    const gatesText = gatesLine(compiled, gates && { path: values.gates!, tensor: gates });
+    if (gatesText) console.log(gatesText);
+    console.log(`compile: ${formatMs(compiled.compileMs)} (${dtype})`);
+    const out = await runOnGpu(rt, compiled, { q, k, v, gates });
 
     const { batch: B, headsQ: Hq, seqLen: N, headDim: D } = shape;
     await writeTensor(outPath, "out", { shape: [B, Hq, N, D], data: out.o });
-    console.log(`wrote ${outPath} [${[B, Hq, N, D].join(", ")}] float32`);
+    console.log(`wrote ${outPath} [${[B, Hq, N, D].join(", ")}] ${dtypeName(out.o)}`);
     if (values.lse !== undefined) {
       const lseShape = compiled.gated ? [compiled.branches, B, Hq, N] : [B, Hq, N];
       await writeTensor(values.lse, "lse", { shape: lseShape, data: out.lse });
       console.log(`wrote ${values.lse} [${lseShape.join(", ")}] float32`);
     }
     if (!values.verify) return 0;
-    return verify({ pattern, shape, q, k, v, gates, scale: compiled.scale, out });
+    return verify({ pattern, shape, q, k, v, gates, scale: compiled.scale, dtype, out });
   } finally {
-    rt.destroy();
+    rt?.destroy();
   }
 }
 
-function checkDtype(dtype: string | undefined): void {
-  if (dtype === undefined || dtype === "f32" || dtype === "float32") return;
-  if (dtype === "f16" || dtype === "float16") {
-    throw new UsageError(
-      "--dtype f16 is not supported yet on this adapter/version; use --dtype f32 with " +
-        "float32 .npy inputs",
-    );
+/** Submits twice (the first pays the driver's shader compile), prints the time, reads back. */
+async function runOnGpu(
+  rt: Runtime,
+  compiled: CompiledAttention,
+  inputs: { q: Tensor; k: Tensor; v: Tensor; gates?: Tensor },
+): Promise<{ o: Float32Array | Float16Array; lse: Float32Array }> {
+  const call = await rt.prepare(compiled, {
+    q: inputs.q.data,
+    k: inputs.k.data,
+    v: inputs.v.data,
+    gates: inputs.gates?.data as Float32Array | undefined,
+  });
+  try {
+    const started = performance.now();
+    const firstMs = await call.submit();
+    const firstWall = performance.now() - started;
+    const secondMs = await call.submit();
+    console.log(gpuLine(secondMs, firstMs ?? firstWall));
+    const read = await call.read();
+    // O in the call's dtype: float16 for a float16 call, else float32.
+    return { o: read.o, lse: read.lse };
+  } finally {
+    call.destroy();
   }
+}
+
+function requireShaderF16(info: DeviceInfo): void {
+  if (info.shaderF16) return;
   throw new UsageError(
-    `--dtype must be f32 (or f16, not supported yet), got ${JSON.stringify(dtype)}`,
+    `--dtype f16 needs an adapter with shader-f16, and ${info.description} has none; ` +
+      `use --dtype f32 (float16 .npy inputs are widened to float32 exactly)`,
   );
+}
+
+/** The tensor as the call's element type: float16 widens exactly, float32 rounds to float16. */
+function inDtype(t: Tensor, dtype: Dtype): Tensor {
+  const half = dtype === "f16";
+  if (half ? t.data instanceof Float16Array : t.data instanceof Float32Array) return t;
+  return { shape: t.shape, data: half ? Float16Array.from(t.data) : Float32Array.from(t.data) };
+}
+
+function dtypeName(data: Float32Array | Float16Array): string {
+  return data instanceof Float16Array ? "float16" : "float32";
+}
+
+/**
+ * Which gates the call blends with: the --gates tensor (each branch's range over heads and
+ * positions), else the pattern's JSON gates, else 1/branches. Undefined for ungated patterns.
+ */
+function gatesLine(
+  compiled: CompiledAttention,
+  given: { path: string; tensor: Tensor } | undefined,
+): string | undefined {
+  if (!compiled.gated) return undefined;
+  const n = compiled.branches;
+  const json = compiled.plan.gates;
+  const show = (x: number) => String(Number(x.toPrecision(4)));
+  if (given) {
+    const { shape, data } = given.tensor;
+    const ranges = Array.from({ length: n }, (_, b) => {
+      let lo = Infinity, hi = -Infinity;
+      for (let i = b; i < data.length; i += n) {
+        lo = Math.min(lo, data[i]);
+        hi = Math.max(hi, data[i]);
+      }
+      return `branch ${b} ${lo === hi ? show(lo) : `${show(lo)} to ${show(hi)}`}`;
+    });
+    const per = shape.length === 4 ? "per position" : "per head";
+    const replaced = json ? `; the pattern's gates ${json.map(show).join(", ")} are not used` : "";
+    return `gates: from --gates ${given.path} [${shape.join(", ")}], ${per}: ` +
+      `${ranges.join(", ")}${replaced}`;
+  }
+  if (json) {
+    return `gates: the pattern's: ${json.map((g, b) => `branch ${b} ${show(g)}`).join(", ")}`;
+  }
+  return `gates: 1/${n} per branch (no --gates, and the pattern gives none)`;
+}
+
+function checkDtype(dtype: string | undefined): Dtype {
+  if (dtype === undefined || dtype === "f32" || dtype === "float32") return "f32";
+  if (dtype === "f16" || dtype === "float16") return "f16";
+  throw new UsageError(`--dtype must be f32 or f16, got ${JSON.stringify(dtype)}`);
 }
 
 function parseScale(text: string | undefined): number | undefined {
@@ -210,9 +306,11 @@ function verify(o: {
   v: Tensor;
   gates?: Tensor;
   scale: number;
-  out: { o: Float32Array; lse: Float32Array };
+  dtype: Dtype;
+  out: { o: Float32Array | Float16Array; lse: Float32Array };
 }): number {
   const started = performance.now();
+  // The reference of the values the GPU got (float16-rounded for --dtype f16), in float64.
   const expected = reference({
     pattern: o.pattern,
     shape: o.shape,
@@ -222,13 +320,16 @@ function verify(o: {
     gates: o.gates,
     scale: o.scale,
   });
+  const tolerance = TOLERANCE[o.dtype];
   const errorO = maxAbsError(o.out.o, expected.o);
-  const errorLse = maxAbsError(o.out.lse, expected.lse);
-  const ok = errorO <= TOLERANCE && errorLse <= TOLERANCE;
+  const errorLse = maxLseError(o.out.lse, expected.lse);
+  const ok = errorO <= tolerance && errorLse <= tolerance;
   console.log(
     `verify (float64 reference, ${formatMs(performance.now() - started)}): ` +
-      `max abs error O ${errorO.toExponential(2)}, LSE ${errorLse.toExponential(2)}; ` +
-      `tolerance ${TOLERANCE}: ${ok ? "ok" : "FAILED"}`,
+      `max abs error O ${errorO.toExponential(2)}, ` +
+      `max LSE error relative to max(1, |LSE_ref|) ${errorLse.toExponential(2)}; ` +
+      `tolerance ${tolerance} (${o.dtype}; O absolute, LSE |Δ| <= ${tolerance} x ` +
+      `max(1, |LSE_ref|)): ${ok ? "ok" : "FAILED"}`,
   );
   return ok ? 0 : EXIT_FAILURE;
 }

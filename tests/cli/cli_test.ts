@@ -179,10 +179,10 @@ Deno.test("run.ts: bad input exits 2 with one line naming the field and no stack
     },
     { name: "unknown flag", field: /--bogus/, inputs: good, args: ["--pattern", ring, "--bogus"] },
     {
-      name: "f16",
-      field: /f16 is not supported yet/,
+      name: "unknown dtype",
+      field: /--dtype must be f32 or f16, got "bf16"/,
       inputs: good,
-      args: ["--pattern", ring, "--dtype", "f16"],
+      args: ["--pattern", ring, "--dtype", "bf16"],
     },
     { name: "not a pattern", field: /--pattern "nope"/, inputs: good, args: ["--pattern", "nope"] },
     {
