@@ -119,7 +119,7 @@ export async function main(args: string[]): Promise<number> {
       requireShaderF16(rt.info);
     }
     const read = await Promise.all(paths.map((path, i) => readTensor(path, "qkv"[i])));
-    const [q, k, v] = read.map((t) => inDtype(t, dtype));
+    const [q, k, v] = read.map((t, i) => inDtype(t, dtype, "qkv"[i]));
     const converted = (["q", "k", "v"] as const).filter((_, i) =>
       read[i].data !== [q, k, v][i].data
     );
@@ -127,7 +127,7 @@ export async function main(args: string[]): Promise<number> {
       ? undefined
       : await readTensor(values.gates, "gates");
     // Gates are float32 in both dtypes (float16 ones widen exactly).
-    const gates = gatesRead && inDtype(gatesRead, "f32");
+    const gates = gatesRead && inDtype(gatesRead, "f32", "gates");
     const shape = shapeOf(q, k, v);
     checkAttentionShape(shape);
     const branches = pattern.kind === "gated" ? pattern.branches.length : undefined;
@@ -202,11 +202,24 @@ function requireShaderF16(info: DeviceInfo): void {
   );
 }
 
-/** The tensor as the call's element type: float16 widens exactly, float32 rounds to float16. */
-function inDtype(t: Tensor, dtype: Dtype): Tensor {
-  const half = dtype === "f16";
-  if (half ? t.data instanceof Float16Array : t.data instanceof Float32Array) return t;
-  return { shape: t.shape, data: half ? Float16Array.from(t.data) : Float32Array.from(t.data) };
+/**
+ * The tensor as the call's element type: float16 widens exactly, float32 rounds to float16,
+ * which refuses finite values past float16's range (65504) rather than make them infinite.
+ */
+function inDtype(t: Tensor, dtype: Dtype, flag: string): Tensor {
+  if (dtype === "f32") {
+    return t.data instanceof Float32Array ? t : { ...t, data: Float32Array.from(t.data) };
+  }
+  if (t.data instanceof Float16Array) return t;
+  const data = Float16Array.from(t.data);
+  const i = data.findIndex((x, i) => !Number.isFinite(x) && Number.isFinite(t.data[i]));
+  if (i >= 0) {
+    throw new UsageError(
+      `--${flag}: entry ${i} is ${t.data[i]}, past float16's range (65504) for --dtype f16; ` +
+        `scale the tensor down or use --dtype f32`,
+    );
+  }
+  return { ...t, data };
 }
 
 function dtypeName(data: Float32Array | Float16Array): string {

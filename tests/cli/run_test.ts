@@ -127,6 +127,16 @@ Deno.test({
         await Deno.remove(i.dir, { recursive: true });
       }
     }
+    // float32 values past float16's range are refused, not turned into infinities.
+    const big = await inputs({ scaleQK: 1e5 });
+    try {
+      const o = join(big.dir, "o.npy");
+      const r = await run(["--pattern", JSON.stringify(RING), ...big.args, "--out", o]
+        .concat(["--dtype", "f16"]));
+      assertOneLineError(r, /--q: entry \d+ is .*, past float16's range \(65504\)/);
+    } finally {
+      await Deno.remove(big.dir, { recursive: true });
+    }
   },
 });
 
