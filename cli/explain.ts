@@ -7,7 +7,8 @@
  * ```
  *
  * Prints the pattern's JSON, the plan (branches, components, layouts, tiles visited of the dense
- * count, partial tiles), each branch's density (allowed pairs over N²) and how much of the
+ * count, partial tiles), the kernel plan (every dispatch with its variants, module, bindings and
+ * workgroups, then the buffer table), each branch's density (allowed pairs over N²) and how much of the
  * visited tile area is allowed, a picture of the mask (element-level up to N = 64, else at most
  * 64x64 cells), then the WGSL of the first pass (`--all-wgsl`: every pass; `--wgsl FILE`: every
  * pass to a file instead). `--png` draws every component in its own colour (tile level past
@@ -24,7 +25,7 @@
  * @module
  */
 import { compile, type CompiledAttention } from "../compiler/mod.ts";
-import { planSummary } from "../compiler/mod.ts";
+import { kernelPlanText, planSummary } from "../compiler/mod.ts";
 import { describe } from "../compiler/normalize.ts";
 import {
   formatMs,
@@ -132,10 +133,9 @@ export async function main(args: string[]): Promise<number> {
       );
     })
   );
-  console.log("\npasses (one dispatch each, in order):");
-  for (const p of compiled.passes) {
-    console.log(`  ${p.label}: ${p.workgroups[0]} x ${p.workgroups[1]} workgroups`);
-  }
+  console.log(
+    `\n${kernelPlanText(compiled.kernelPlan, compiled.buffers, compiled.shape.headDim)}`,
+  );
 
   const hashed = hashBucketsOf(compiled.plan.pattern);
   if (hashed.length > 0) {
@@ -228,9 +228,6 @@ export async function main(args: string[]): Promise<number> {
     for (const line of strideClasses(compiled.plan)) console.log(`  ${line}`);
   }
 
-  console.log(
-    `\npasses: ${compiled.passes.map((p) => `${p.label} [${p.workgroups.join("x")}]`).join(", ")}`,
-  );
   if (values.wgsl !== undefined) {
     await writeText(values.wgsl, "wgsl", allWgsl(compiled));
     console.log(`wrote the WGSL of ${compiled.passes.length} pass(es) to ${values.wgsl}`);

@@ -230,6 +230,11 @@ Deno.test("explain.ts: stride(16) at N=4096 visits about 1/16 of the dense tiles
   assert.match(result.stdout, /stride\(16\): 6\.25% \(1048576 pairs/);
   assert.match(result.stdout, /mask of stride\(16\) \(tile-level/);
   assert.match(result.stdout, /@compute/);
+  // The kernel plan: one attention kernel in residue order, and the buffers it binds.
+  assert.match(result.stdout, /kernel plan: 1 dispatch\(es\), 1 module\(s\); f32, tiles /);
+  assert.match(result.stdout, /0\. attention: branch 0 component 0\n.*output write.*; module 0;/);
+  assert.match(result.stdout, /binds q, k, v, schedule, aux, o \(w\), lse \(w\)/);
+  assert.match(result.stdout, /\n  q: 1048576 bytes, from q\n/);
 });
 
 Deno.test("explain.ts: stride(16) and ring(128) at N=65536 stay fast (no N² work)", async () => {
