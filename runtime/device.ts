@@ -77,13 +77,20 @@ export async function openDevice(): Promise<{ device: GPUDevice; info: DeviceInf
       architecture: info.architecture,
       deviceId: info.device,
       isFallback: (adapter as { isFallbackAdapter?: boolean }).isFallbackAdapter ??
-        (info as { isFallbackAdapter?: boolean }).isFallbackAdapter ?? false,
+        (info as { isFallbackAdapter?: boolean }).isFallbackAdapter ??
+        SOFTWARE_ADAPTERS.test(`${info.description} ${info.device}`),
       features: [...device.features],
       timestamps: device.features.has("timestamp-query"),
       shaderF16: device.features.has("shader-f16"),
     },
   };
 }
+
+/**
+ * Adapters that run on the CPU though WebGPU may not call them fallback adapters (wgpu's GL
+ * backend on Mesa says nothing): they get the fallback tiles and loops that are not unrolled.
+ */
+const SOFTWARE_ADAPTERS = /llvmpipe|softpipe|lavapipe|swiftshader|basic render/i;
 
 /**
  * The device limits `compile` sizes kernels for: workgroup memory, invocations per workgroup,
