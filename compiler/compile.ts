@@ -5,7 +5,7 @@
  */
 import type { AttentionShape, Dtype } from "../core/shape.ts";
 import { checkCall, type CheckedCall, type CompileOptions } from "./checked_call.ts";
-import { checkHashFits, checkKernelFits } from "./device_checks.ts";
+import { checkHashFits, checkKernelFits, checkQueryTiles } from "./device_checks.ts";
 import { type BufferSpec, bufferTable, checkBufferTable } from "./buffer_table.ts";
 import { type Binding, type KernelPlan, planKernels } from "./kernel_plan.ts";
 import { type Plan, planPattern } from "./plan.ts";
@@ -114,6 +114,7 @@ export function compileChecked(call: CheckedCall): CompiledAttention {
   const { shape, dtype } = call;
   // 1. Tiles from the device's workgroup storage (or the caller's override).
   const tiles = kernelTiles(call);
+  checkQueryTiles(shape.seqLen, tiles);
   // 2. Plan: branches of disjoint components, each with layouts and a BlockMask.
   const plan = planPattern(call.pattern, shape.seqLen, tiles, {
     domain: { batch: shape.batch, headsQ: shape.headsQ },

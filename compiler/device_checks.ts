@@ -14,7 +14,7 @@ import {
 import { DeviceError, PlanError } from "../core/errors.ts";
 import type { HashLayout } from "./hash_layout.ts";
 import type { Dtype } from "./compile.ts";
-import { sortCount } from "./dispatch_sizes.ts";
+import { MAX_WORKGROUPS_X, sortCount } from "./dispatch_sizes.ts";
 
 /**
  * A pipeline over the device's workgroup memory is an error at best; on the H100 through Deno
@@ -98,4 +98,21 @@ export function checkHashFits(hash: HashLayout, limits?: DeviceLimits): void {
         `maxStorageBufferBindingSize (${limit}); use fewer rounds, buckets, batches or heads per call`,
     );
   }
+}
+
+/**
+ * Every pattern has a component whose queries are all N positions, one workgroup per query
+ * tile: past WebGPU's 65535 the call is refused before planning, whose memory grows with N.
+ * @param n N
+ * @param tiles the kernel shape
+ * @throws {PlanError} naming the largest N these tiles can dispatch
+ */
+export function checkQueryTiles(n: number, tiles: KernelShape): void {
+  const qTiles = Math.ceil(n / tiles.tileQ);
+  if (qTiles <= MAX_WORKGROUPS_X) return;
+  throw new PlanError(
+    `Cannot compile: N=${n} is ${qTiles} query tiles of ${tiles.tileQ} (one workgroup each), ` +
+      `over WebGPU's ${MAX_WORKGROUPS_X} workgroups per dimension; use N <= ` +
+      `${MAX_WORKGROUPS_X * tiles.tileQ} or larger query tiles`,
+  );
 }

@@ -172,3 +172,20 @@ Deno.test("a shape that fits only without the query tile compiles unless the til
   // Float16 stages the tile for dense rows and fits either way (27,904 bytes).
   assert.ok(kernelFits(tiles, 64, "f16", H100));
 });
+
+Deno.test("an N past 65535 query tiles is refused before planning, naming the largest N", () => {
+  const shape = { batch: 1, headsQ: 1, headsKV: 1, seqLen: 2 ** 30, headDim: 64 };
+  const started = performance.now();
+  assert.throws(
+    () => compile({ kind: "ring", radius: 128 }, { shape, tiles: { tileQ: 32, tileK: 32 } }),
+    /N=1073741824 is 33554432 query tiles of 32 .* use N <= 2097120 or larger query tiles/,
+  );
+  assert.ok(performance.now() - started < 1000, "refused at once, not after planning");
+  // The largest N these tiles dispatch still compiles.
+  const edge = { ...shape, seqLen: 65535 * 32 };
+  assert.equal(
+    compile({ kind: "ring", radius: 128 }, { shape: edge, tiles: { tileQ: 32, tileK: 32 } })
+      .kernelPlan.kernels[0].workgroups[0],
+    65535,
+  );
+});
