@@ -384,18 +384,7 @@ export async function writeTensor(path: string, flag: string, tensor: Tensor): P
  * ```
  */
 export function maxAbsError(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
-  if (actual.length !== expected.length) return Infinity;
-  let worst = 0;
-  for (let i = 0; i < actual.length; i++) {
-    const a = actual[i], e = expected[i];
-    if (Number.isNaN(a) || Number.isNaN(e)) return Infinity;
-    if (!Number.isFinite(e) || !Number.isFinite(a)) {
-      if (a !== e) return Infinity;
-      continue;
-    }
-    worst = Math.max(worst, Math.abs(a - e));
-  }
-  return worst;
+  return worstError(actual, expected, () => 1);
 }
 
 /**
@@ -413,6 +402,15 @@ export function maxAbsError(actual: ArrayLike<number>, expected: ArrayLike<numbe
  * ```
  */
 export function maxLseError(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
+  return worstError(actual, expected, (e) => Math.max(1, Math.abs(e)));
+}
+
+/** The largest `|a - e| / size(e)`; infinities must match exactly, a NaN is an infinite error. */
+function worstError(
+  actual: ArrayLike<number>,
+  expected: ArrayLike<number>,
+  size: (e: number) => number,
+): number {
   if (actual.length !== expected.length) return Infinity;
   let worst = 0;
   for (let i = 0; i < actual.length; i++) {
@@ -422,7 +420,7 @@ export function maxLseError(actual: ArrayLike<number>, expected: ArrayLike<numbe
       if (a !== e) return Infinity;
       continue;
     }
-    worst = Math.max(worst, Math.abs(a - e) / Math.max(1, Math.abs(e)));
+    worst = Math.max(worst, Math.abs(a - e) / size(e));
   }
   return worst;
 }

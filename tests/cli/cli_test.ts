@@ -6,7 +6,7 @@
  * driver's shader compilation; Mesa's disk cache makes later runs fast).
  */
 import assert from "node:assert/strict";
-import { fileURLToPath } from "node:url";
+import { ROOT, runScript as deno } from "./_run_script.ts";
 import { join } from "node:path";
 import { maxAbsError } from "../../cli/_common.ts";
 import type { Pattern } from "../../dsl/schema.ts";
@@ -15,26 +15,7 @@ import { normalTensor } from "../../runtime/seeded_random.ts";
 import { readNpyFile, writeNpyFile } from "../../cli/npy.ts";
 import { reference } from "../../runtime/reference/mod.ts";
 
-const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const TOLERANCE = 1e-4;
-
-interface Result {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-async function deno(script: string, args: string[]): Promise<Result> {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", script, ...args],
-    cwd: ROOT,
-    env: { NO_COLOR: "1" },
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const text = new TextDecoder();
-  return { code: out.code, stdout: text.decode(out.stdout), stderr: text.decode(out.stderr) };
-}
 
 interface Inputs {
   dir: string;
@@ -234,7 +215,7 @@ Deno.test("explain.ts: stride(16) at N=4096 visits about 1/16 of the dense tiles
   assert.match(result.stdout, /kernel plan: 1 dispatch\(es\), 1 module\(s\); f32, tiles /);
   assert.match(result.stdout, /0\. attention: branch 0 component 0\n.*output write.*; module 0;/);
   assert.match(result.stdout, /binds q, k, v, schedule, aux, o \(w\), lse \(w\)/);
-  assert.match(result.stdout, /\n  q: 1048576 bytes, from q\n/);
+  assert.match(result.stdout, /\n {2}q: 1048576 bytes, from q\n/);
 });
 
 Deno.test("explain.ts: stride(16) and ring(128) at N=65536 stay fast (no N² work)", async () => {

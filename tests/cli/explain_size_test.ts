@@ -4,29 +4,9 @@
  * memory), N = 1,048,576 and 65536 explain and draw, and `--no-picture` skips the slow part.
  */
 import assert from "node:assert/strict";
-import { fileURLToPath } from "node:url";
+import { runScript } from "./_run_script.ts";
 import { planPattern } from "../../compiler/mod.ts";
 import { pictureWork } from "../../cli/_mask_picture.ts";
-
-const ROOT = fileURLToPath(new URL("../../", import.meta.url));
-
-async function explain(args: string[]) {
-  const started = performance.now();
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "cli/explain.ts", ...args],
-    cwd: ROOT,
-    env: { NO_COLOR: "1" },
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const text = new TextDecoder();
-  return {
-    code: out.code,
-    stdout: text.decode(out.stdout),
-    stderr: text.decode(out.stderr),
-    seconds: (performance.now() - started) / 1000,
-  };
-}
 
 function assertOneLineError(r: { code: number; stderr: string }, says: RegExp) {
   assert.equal(r.code, 2, r.stderr);
@@ -94,3 +74,8 @@ Deno.test("pictureWork counts the visited tiles and the pairs of partial tiles",
   const lowRank = pictureWork(planPattern({ kind: "lowRank", rank: 8 }, 1024, tiles));
   assert.deepEqual(lowRank, { tiles: 0, pairs: 0 });
 });
+
+/** `deno task explain` with these arguments. */
+function explain(args: string[]) {
+  return runScript("cli/explain.ts", args);
+}

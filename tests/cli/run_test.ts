@@ -5,7 +5,7 @@
  * uses, and --verify judging LSE relative to its size. N stays small for llvmpipe.
  */
 import assert from "node:assert/strict";
-import { fileURLToPath } from "node:url";
+import { runScript } from "./_run_script.ts";
 import { join } from "node:path";
 import { maxAbsError } from "../../cli/_common.ts";
 import { readNpyFile, writeNpyFile } from "../../cli/npy.ts";
@@ -14,22 +14,9 @@ import { reference } from "../../runtime/reference/mod.ts";
 import { normalTensor } from "../../runtime/seeded_random.ts";
 import { adapterFacts } from "./_adapter_facts.ts";
 
-const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const SHAPE = { batch: 1, headsQ: 2, headsKV: 2, seqLen: 64, headDim: 32 };
 const DIMS = [1, 2, 64, 32];
 const RING: Pattern = { kind: "ring", radius: 8 };
-
-async function run(args: string[]) {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "cli/run.ts", ...args],
-    cwd: ROOT,
-    env: { NO_COLOR: "1" },
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const text = new TextDecoder();
-  return { code: out.code, stdout: text.decode(out.stdout), stderr: text.decode(out.stderr) };
-}
 
 function assertOneLineError(r: { code: number; stderr: string }, says: RegExp) {
   assert.equal(r.code, 2, r.stderr);
@@ -274,3 +261,8 @@ Deno.test({
     }
   },
 });
+
+/** `deno task run` with these arguments. */
+function run(args: string[]) {
+  return runScript("cli/run.ts", args);
+}
