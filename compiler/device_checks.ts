@@ -13,7 +13,7 @@ import {
 } from "./tiles.ts";
 import { DeviceError, PlanError } from "../core/errors.ts";
 import type { HashLayout } from "./hash_layout.ts";
-import type { Dtype } from "./compile.ts";
+import type { Dtype } from "../core/shape.ts";
 import { MAX_WORKGROUPS_X, sortCount } from "./dispatch_sizes.ts";
 
 /**

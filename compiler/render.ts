@@ -44,7 +44,7 @@ export interface RenderedKernels {
  * import { checkCall } from "./checked_call.ts";
  * import { planPattern } from "./plan.ts";
  * import { kernelShape } from "./tiles.ts";
- * import { planKernels } from "./kernel_plan.ts";
+ * import { planKernels } from "./plan_kernels.ts";
  * import { renderKernels } from "./render.ts";
  * const call = checkCall({ kind: "causal" }, {
  *   shape: { batch: 1, headsQ: 1, headsKV: 1, seqLen: 64, headDim: 8 },

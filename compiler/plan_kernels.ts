@@ -1,0 +1,335 @@
+/**
+ * Lowers a Plan to its kernel plan (kernel_plan.ts): per branch a clear where needed, one
+ * attention kernel per group of components (run_fusion.ts) with a combine after a split one,
+ * the pre-passes before and the blend and cast after; then the modules that share text.
+ * @module
+ */
+import { PlanError } from "../core/errors.ts";
+import type { AttentionShape } from "../core/shape.ts";
+import type { CheckedCall } from "./checked_call.ts";
+import { readsHash } from "./component_reads.ts";
+import { elementwiseWorkgroups, MAX_WORKGROUPS_X } from "./dispatch_sizes.ts";
+import { type EdgePairForm, edgePairRuns, walksEdgePairs } from "./edge_pairs.ts";
+import { hashLayout } from "./hash_layout.ts";
+import { kernelGroups } from "./kernel_groups.ts";
+import {
+  branchNeedsClear,
+  edgePairForm,
+  edgePairsFit,
+  fusionKey,
+  keyChunks,
+  moduleKey,
+  modulePairForm,
+  pairsPay,
+  queryFromMemoryPays,
+  writesF16Directly,
+} from "./kernel_rules.ts";
+import { layoutCount } from "./layout.ts";
+import type { Component, Plan } from "./plan.ts";
+import { fusionGroups } from "./run_fusion.ts";
+import {
+  blendKernel,
+  castKernel,
+  hashKernels,
+  landmarkSets,
+  own,
+  poolKernel,
+  read,
+  written,
+} from "./support_kernels.ts";
+import { packSchedules } from "./schedule_buffer.ts";
+import { type KernelShape, prefetches } from "./tiles.ts";
+
+import type {
+  AttentionKernel,
+  BufferName,
+  Kernel,
+  KernelPlanResult,
+  ModuleEntry,
+} from "./kernel_plan.ts";
+
+/**
+ * Lowers a Plan to its kernel plan.
+ * @param plan the plan
+ * @param tiles the kernel shape every attention kernel uses
+ * @param call the checked call (shape, dtype, options)
+ * @returns the kernel plan, the schedule's words and what the buffer table needs
+ * @throws {PlanError} where a kernel would need more workgroups than WebGPU allows
+ * @example
+ * ```ts
+ * import { checkCall } from "./checked_call.ts";
+ * import { planPattern } from "./plan.ts";
+ * import { kernelShape } from "./tiles.ts";
+ * import { planKernels } from "./plan_kernels.ts";
+ * const call = checkCall({ kind: "ring", radius: 4 }, {
+ *   shape: { batch: 1, headsQ: 1, headsKV: 1, seqLen: 64, headDim: 8 },
+ * });
+ * const tiles = kernelShape(16, 16, 2, 2)!;
+ * const plan = planPattern(call.pattern, 64, tiles);
+ * planKernels(plan, tiles, call).kernels.kernels.map((k) => k.kind); // ["attention"]
+ * ```
+ */
+export function planKernels(plan: Plan, tiles: KernelShape, call: CheckedCall): KernelPlanResult {
+  const { shape, dtype } = call;
+  const heads = shape.batch * shape.headsQ;
+  const constants = call.constantParams;
+  // Key chunks per component, and the components each pass walks (run fusion).
+  const chunks = plan.branches.map((b) =>
+    b.components.map((c) => keyChunks(c, { heads, headDim: shape.headDim, asked: call.keySplits }))
+  );
+  const groups = plan.branches.map((b, i) =>
+    fusionGroups(
+      b.components,
+      (j) => fusionKey(b.components[j], { branch: b, chunks: chunks[i][j], constants }),
+    )
+  );
+  const prefetch = call.prefetch ?? prefetches(tiles, shape.headDim);
+  const fromMemory = call.globalQuery ?? queryFromMemoryPays(plan, dtype);
+  const pairs = pairChoices(plan, tiles, call, { chunks, groups, prefetch, fromMemory });
+  const schedule = packSchedules(plan, shape.headDim, chunks, groups, pairs.runs);
+  const hash = hashLayout(plan, shape);
+  const landmarks = landmarkSets(plan);
+  const outputF16 = writesF16Directly(plan, dtype, call.pattern.kind === "gated");
+
+  const kernels: Kernel[] = [
+    ...landmarks.map((l) => poolKernel(shape, l)),
+    ...hash.sets.flatMap((set, i) => hashKernels(set, i, shape)),
+  ];
+  plan.branches.forEach((_, b) => {
+    kernels.push(...branchKernels(plan, b, {
+      shape,
+      slots: schedule.slots[b],
+      chunks: chunks[b],
+      groups: groups[b],
+      pairForms: pairs.forms[b],
+      outputF16,
+      gated: call.pattern.kind === "gated",
+      querySource: fromMemory ? "memory" : "tile",
+      keyLoop: prefetch ? "prefetched" : "plain",
+    }));
+  });
+  const gated = call.pattern.kind === "gated";
+  if (gated) kernels.push(blendKernel(shape, plan.branches.length, call.gatesPerPosition));
+  if (dtype === "f16" && !outputF16) kernels.push(castKernel(shape));
+
+  return {
+    kernels: {
+      dtype,
+      kernel: tiles,
+      unroll: call.unroll,
+      constantParams: constants,
+      kernels,
+      modules: assignModules(
+        kernels,
+        (k) =>
+          moduleKey(plan.branches[k.branch].components[k.members[0]], {
+            branch: plan.branches[k.branch],
+            outputF16: k.output === "o16",
+            constants,
+            hash,
+          }),
+      ),
+    },
+    schedule: schedule.words,
+    edgePairs: pairs.runs.map((b) => b.map((runs) => runs?.pairs ?? 0)),
+    splitRows: Math.max(
+      0,
+      ...plan.branches.flatMap((branch, b) =>
+        branch.components.map((c, j) => chunks[b][j] * heads * c.mask.qTiles * c.mask.tileQ)
+      ),
+    ),
+    landmarks,
+    hash,
+  };
+}
+
+/** Which components walk edge pairs, their pair runs, and the form each kernel holds them in. */
+function pairChoices(
+  plan: Plan,
+  tiles: KernelShape,
+  call: CheckedCall,
+  o: { chunks: number[][]; groups: number[][][]; prefetch: boolean; fromMemory: boolean },
+) {
+  const { shape, dtype } = call;
+  const asked = call.edgePairs ?? pairsPay(plan, dtype);
+  const form = asked === false ? "wide" : edgePairForm(asked, dtype);
+  const fit = edgePairsFit({
+    tiles,
+    headDim: shape.headDim,
+    dtype,
+    stagedQuery: !o.fromMemory,
+    form,
+    workgroupBytes: call.limits?.maxComputeWorkgroupStorageSize,
+  });
+  const context = {
+    n: shape.seqLen,
+    random: plan.random,
+    domain: { batch: shape.batch, headsQ: shape.headsQ },
+  };
+  const walks = plan.branches.map((b, i) =>
+    b.components.map((c, j) =>
+      asked !== false && fit && walksEdgePairs(c, {
+        n: shape.seqLen,
+        rowsPerThread: tiles.rowsPerThread,
+        prefetch: o.prefetch,
+        plain: o.chunks[i][j] === 0 &&
+          o.groups[i].some((g) => g.length === 1 && g[0] === j) &&
+          !b.score && !b.uniform && !readsHash(c),
+      })
+    )
+  );
+  return {
+    runs: plan.branches.map((b, i) =>
+      b.components.map((c, j) => walks[i][j] ? edgePairRuns(c, context) : undefined)
+    ),
+    forms: walks.map((b) => b.map((on) => on ? form : undefined)),
+  };
+}
+
+/**
+ * One branch's kernels: a clear where its first kernel does not write every row, then per
+ * group of components (run_fusion.ts) an attention kernel, with a combine after a split one.
+ */
+function branchKernels(plan: Plan, b: number, o: {
+  shape: AttentionShape;
+  slots: number[];
+  chunks: number[];
+  groups: number[][];
+  pairForms: (EdgePairForm | undefined)[];
+  outputF16: boolean;
+  gated: boolean;
+  querySource: AttentionKernel["querySource"];
+  keyLoop: AttentionKernel["keyLoop"];
+}): Kernel[] {
+  const { shape } = o;
+  const heads = shape.batch * shape.headsQ;
+  const rows = heads * shape.seqLen;
+  const oBase = b * rows * (shape.headDim / 4), lseBase = b * rows;
+  const oName = o.outputF16 ? "o16" : o.gated ? "branchO" : "o";
+  const components = plan.branches[b].components;
+  const clear = branchNeedsClear(plan.branches[b]);
+  const kernels: Kernel[] = [];
+  if (clear) {
+    kernels.push({
+      kind: "clear",
+      label: `branch ${b}: clear`,
+      ...own,
+      bindings: [written(oName), written("lse")],
+      workgroups: elementwiseWorkgroups(rows),
+      rows,
+      oBase,
+      lseBase,
+    });
+  }
+  for (const group of o.groups) {
+    const j = group[0], component = components[j];
+    const label = group.length > 1
+      ? `branch ${b} components ${group.join("+")}`
+      : `branch ${b} component ${j}`;
+    const chunks = o.chunks[j];
+    const qTiles = Math.ceil(layoutCount(component.qLayout, shape.seqLen) / component.mask.tileQ);
+    const split = chunks > 0 ? { chunks, rows: qTiles * component.mask.tileQ } : undefined;
+    const splitNote = split ? `, key tiles in ${chunks} chunks` : "";
+    checkWorkgroups(label, qTiles, chunks);
+    kernels.push({
+      kind: "attention",
+      label: `${label}${splitNote}`,
+      ...own,
+      bindings: [
+        ...keyBuffers(component).map(read),
+        written(split ? "splitO" : oName),
+        written(split ? "splitLse" : "lse"),
+        ...(readsHash(component) ? [read("hash")] : []),
+      ],
+      workgroups: [qTiles * Math.max(chunks, 1), heads],
+      branch: b,
+      members: group,
+      querySource: o.querySource,
+      keyLoop: o.keyLoop,
+      edgePairs: o.pairForms[j] ?? "none",
+      output: split ? "split" : o.outputF16 ? "o16" : j > 0 || clear ? "merge" : "write",
+      ...(split ? { split } : {}),
+      scheduleSlot: o.slots[j],
+      oBase,
+      lseBase,
+    });
+    if (!split) continue;
+    kernels.push({
+      kind: "combine",
+      label: `${label}: combine ${chunks} chunks`,
+      ...own,
+      bindings: [read("splitO"), read("splitLse"), read("aux"), written(oName), written("lse")],
+      workgroups: elementwiseWorkgroups(heads * split.rows),
+      branch: b,
+      component: j,
+      chunks,
+      rows: split.rows,
+      oBase,
+      lseBase,
+    });
+  }
+  return kernels;
+}
+
+/** WebGPU allows at most 65535 workgroups per dimension. */
+function checkWorkgroups(label: string, qTiles: number, chunks: number): void {
+  const workgroupsX = qTiles * Math.max(chunks, 1);
+  if (workgroupsX <= MAX_WORKGROUPS_X) return;
+  const need = chunks > 0
+    ? `${qTiles} query tiles x ${chunks} key chunks = ${workgroupsX} workgroups`
+    : `${qTiles} query tiles (one workgroup each)`;
+  const fix = chunks > 0 ? "ask for fewer keySplits" : "use a shorter sequence or larger tiles";
+  throw new PlanError(
+    `Cannot compile: ${label} needs ${need}, over WebGPU's ${MAX_WORKGROUPS_X} ` +
+      `workgroups per dimension; ${fix}`,
+  );
+}
+
+/**
+ * Numbers the modules in order of first use, grouping attention kernels with one module key
+ * (kernel_groups.ts); sets each kernel's module and entry point.
+ */
+function assignModules(
+  kernels: Kernel[],
+  keyOf: (k: AttentionKernel) => string | undefined,
+): ModuleEntry[] {
+  const attention = kernels.flatMap((k, i) => k.kind === "attention" ? [i] : []);
+  const groups = kernelGroups(attention.map((i) => {
+    const k = kernels[i] as AttentionKernel;
+    return { key: keyOf(k), members: k.members.length };
+  })).map((g) => g.map((x) => attention[x]));
+  const groupOf = new Map(groups.flatMap((g) => g.map((i) => [i, g] as const)));
+  const modules: ModuleEntry[] = [];
+  const numbered = new Map<readonly number[], number>();
+  kernels.forEach((k, i) => {
+    const group = groupOf.get(i);
+    if (!group) {
+      k.module = modules.push({ kernels: [i], shared: false }) - 1;
+      return;
+    }
+    let index = numbered.get(group);
+    if (index === undefined) {
+      const members = group.map((x) => kernels[x] as AttentionKernel);
+      const shared = group.length > 1 || members[0].members.length > 1;
+      const pairs = modulePairForm(
+        shared
+          ? members.map((x) => x.edgePairs === "none" ? undefined : x.edgePairs)
+          : [members[0].edgePairs === "none" ? undefined : members[0].edgePairs],
+      );
+      index = modules.push({ kernels: group, shared, ...(pairs ? { edgePairs: pairs } : {}) }) -
+        1;
+      numbered.set(group, index);
+    }
+    k.module = index;
+    if (modules[index].shared) k.entryPoint = `kernel${group.indexOf(i)}`;
+  });
+  return modules;
+}
+
+/** What a component's kernel binds before O and LSE: landmark components read pooled K and V. */
+function keyBuffers(c: Component): BufferName[] {
+  const l = c.kLayout;
+  return l.kind === "landmarks"
+    ? ["q", `landmarkK${l.rank}`, `landmarkV${l.rank}`, "schedule", "aux"]
+    : ["q", "k", "v", "schedule", "aux"];
+}
