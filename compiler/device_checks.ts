@@ -111,8 +111,8 @@ export function checkQueryTiles(n: number, tiles: KernelShape): void {
   const qTiles = Math.ceil(n / tiles.tileQ);
   if (qTiles <= MAX_WORKGROUPS_X) return;
   throw new PlanError(
-    `Cannot compile: N=${n} is ${qTiles} query tiles of ${tiles.tileQ} (one workgroup each), ` +
-      `over WebGPU's ${MAX_WORKGROUPS_X} workgroups per dimension; use N <= ` +
-      `${MAX_WORKGROUPS_X * tiles.tileQ} or larger query tiles`,
+    `Cannot compile: N=${n} in query tiles of ${tiles.tileQ} rows needs ${qTiles} query tiles ` +
+      `(one workgroup each), over WebGPU's ${MAX_WORKGROUPS_X} workgroups per dimension; use a shorter ` +
+      `sequence (N <= ${MAX_WORKGROUPS_X * tiles.tileQ}) or larger query tiles`,
   );
 }

@@ -178,7 +178,7 @@ Deno.test("an N past 65535 query tiles is refused before planning, naming the la
   const started = performance.now();
   assert.throws(
     () => compile({ kind: "ring", radius: 128 }, { shape, tiles: { tileQ: 32, tileK: 32 } }),
-    /N=1073741824 is 33554432 query tiles of 32 .* use N <= 2097120 or larger query tiles/,
+    /N=1073741824 in query tiles of 32 rows needs 33554432 query tiles .* \(N <= 2097120\) or larger/,
   );
   assert.ok(performance.now() - started < 1000, "refused at once, not after planning");
   // The largest N these tiles dispatch still compiles.
