@@ -8,9 +8,9 @@
  *
  * Prints the pattern's JSON, the plan (branches, components, layouts, tiles visited of the dense
  * count, partial tiles), the kernel plan (every dispatch with its variants, module, bindings and
- * workgroups, then the buffer table), each branch's density (allowed pairs over N²) and how much of the
- * visited tile area is allowed, a picture of the mask (element-level up to N = 64, else at most
- * 64x64 cells), then the WGSL of the first pass (`--all-wgsl`: every pass; `--wgsl FILE`: every
+ * workgroups, then the buffer table), each branch's density (allowed pairs over N²) and how
+ * much of the visited tile area is allowed, a picture of the mask (element-level up to N = 64,
+ * else at most 64x64 cells), then the WGSL of the first pass (`--all-wgsl`: every pass; `--wgsl FILE`: every
  * pass to a file instead). `--png` draws every component in its own colour (tile level past
  * N = 512, with element-level zooms of two corners). The reach is how many attention hops
  * until every position has heard from every other. All of it comes from the tile schedule, so
@@ -25,7 +25,7 @@
  * @module
  */
 import { compile, type CompiledAttention } from "../compiler/mod.ts";
-import { kernelPlanText, planSummary } from "../compiler/mod.ts";
+import { kernelPlanText, MAX_WORKGROUPS_X, planSummary } from "../compiler/mod.ts";
 import { describe } from "../compiler/normalize.ts";
 import {
   formatMs,
@@ -245,17 +245,13 @@ export async function main(args: string[]): Promise<number> {
   return 0;
 }
 
-/**
- * WebGPU's workgroups per dimension (its default maxComputeWorkgroupsPerDimension): the
- * compiler dispatches one workgroup per query tile along x and refuses more, but only once it
- * has planned, and planning takes memory in proportion to N.
- */
-const MAX_QUERY_TILES = 65535;
-
 /** Tile visits plus partial pairs past which the picture part warns it will take minutes. */
 const SLOW_PICTURE_WORK = 2 ** 28;
 
-/** Refuses, before any planning, an N no plan can dispatch: more than 65535 query tiles. */
+/**
+ * Refuses an N no plan can dispatch (more than 65535 query tiles, one workgroup each) as a
+ * usage error naming the flag, before anything is compiled.
+ */
 function checkSeqLen(
   seqLen: number,
   headDim: number,
@@ -265,14 +261,14 @@ function checkSeqLen(
   const tileQ = tiles?.tileQ ?? compile({ kind: "dense" }, {
     shape: { batch: 1, headsQ: 1, headsKV: 1, seqLen: 1, headDim },
   }).kernel.tileQ;
-  const max = MAX_QUERY_TILES * tileQ;
+  const max = MAX_WORKGROUPS_X * tileQ;
   if (seqLen <= max) return;
   const more = tileQ < 256
-    ? `; a larger query tile allows more (--tiles 256xK: up to ${MAX_QUERY_TILES * 256})`
+    ? `; a larger query tile allows more (--tiles 256xK: up to ${MAX_WORKGROUPS_X * 256})`
     : "";
   throw new UsageError(
     `--seq-len ${seqLen} is past what explain can compile and draw: at most ${max} with ` +
-      `query tiles of ${tileQ} (${MAX_QUERY_TILES} query tiles, WebGPU's workgroups per ` +
+      `query tiles of ${tileQ} (${MAX_WORKGROUPS_X} query tiles, WebGPU's workgroups per ` +
       `dimension)${more}`,
   );
 }

@@ -7,7 +7,7 @@ import type { AttentionShape, Dtype } from "../core/shape.ts";
 import { checkCall, type CheckedCall, type CompileOptions } from "./checked_call.ts";
 import { checkHashFits, checkKernelFits, checkQueryTiles } from "./device_checks.ts";
 import { type BufferSpec, bufferTable, checkBufferTable } from "./buffer_table.ts";
-import type { Binding, KernelPlan } from "./kernel_plan.ts";
+import { type Binding, isPrePass, type KernelPlan } from "./kernel_plan.ts";
 import { planKernels } from "./plan_kernels.ts";
 import { type Plan, planPattern } from "./plan.ts";
 import { renderKernels } from "./render.ts";
@@ -139,9 +139,7 @@ export function compileChecked(call: CheckedCall): CompiledAttention {
     modules: rendered.modules,
     passes: kernels.map((k) => ({
       label: k.label,
-      ...(k.kind === "pool" || k.kind.startsWith("hash") || k.kind.startsWith("bucket")
-        ? { prePass: true as const }
-        : {}),
+      ...(isPrePass(k) ? { prePass: true as const } : {}),
       wgsl: rendered.modules[k.module],
       ...(k.entryPoint === "main" ? {} : { entryPoint: k.entryPoint }),
       bindings: k.bindings,

@@ -205,3 +205,25 @@ export interface KernelPlanResult {
   landmarks: { rank: number; segment: number; count: number }[];
   hash: HashLayout;
 }
+
+/**
+ * Whether a kernel runs before every attention kernel and only prepares their inputs (landmark
+ * pooling, the hashBucket codes and sort): the bench times these apart.
+ * @param k a kernel of the plan
+ * @returns true for a pre-pass
+ * @example
+ * ```ts ignore
+ * isPrePass({ kind: "pool", ... }); // true
+ * ```
+ */
+export function isPrePass(k: Kernel): boolean {
+  return PRE_PASSES.has(k.kind);
+}
+
+const PRE_PASSES = new Set<Kernel["kind"]>([
+  "pool",
+  "hashCodes",
+  "bucketCounts",
+  "bucketScan",
+  "bucketScatter",
+]);

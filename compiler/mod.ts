@@ -30,6 +30,7 @@ export type { HashCodeSet, HashLayout } from "./hash_layout.ts";
 export type { EdgePairForm } from "./edge_pairs.ts";
 export type { RandomAtom, RandomTable, RandomTables } from "./random_table.ts";
 export { kernelPlanText } from "./kernel_plan_text.ts";
+export { MAX_WORKGROUPS_X } from "./dispatch_sizes.ts";
 export { type BufferSpec, checkBufferTable } from "./buffer_table.ts";
 export {
   type Branch,
