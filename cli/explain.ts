@@ -8,13 +8,13 @@
  *
  * Prints the pattern's JSON, the plan (branches, components, layouts, tiles visited of the dense
  * count, partial tiles), the kernel plan (every dispatch with its variants, module, bindings and
- * workgroups, then the buffer table), each branch's density (allowed pairs over N²) and how
- * much of the visited tile area is allowed, a picture of the mask (element-level up to N = 64,
- * else at most 64x64 cells), then the WGSL of the first pass (`--all-wgsl`: every pass; `--wgsl FILE`: every
- * pass to a file instead). `--png` draws every component in its own colour (tile level past
- * N = 512, with element-level zooms of two corners). The reach is how many attention hops
- * until every position has heard from every other. All of it comes from the tile schedule, so
- * N = 65536 takes as long as the compiler does, never N² work.
+ * workgroups, then the buffer table), each branch's density (allowed pairs over N²) and how much of
+ * the visited tile area is allowed, a picture of the mask (element-level up to N = 64, else at most
+ * 64x64 cells), then the WGSL of the first pass (`--all-wgsl`: every pass; `--wgsl FILE`: every
+ * pass to a file instead). `--png` draws every component in its own colour (tile level past N =
+ * 512, with element-level zooms of two corners). The reach is how many attention hops until every
+ * position has heard from every other. All of it comes from the tile schedule, so N = 65536 takes
+ * as long as the compiler does, never N² work.
  *
  * N goes up to what the compiler can dispatch: one workgroup per query tile, at most 65535, so
  * N <= 65535 x the query tile (2,097,120 at the default 32; `--tiles 256xK`: 16,776,960). Past
