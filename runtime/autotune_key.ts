@@ -38,6 +38,7 @@ export type TuneKey = StoredKey;
  * const info = {
  *   description: "NVIDIA H100 80GB HBM3", vendor: "nvidia", architecture: "hopper", deviceId: "8960",
  *   isFallback: false, features: [], timestamps: true, shaderF16: true,
+ *   backend: "native" as const, webgpu: "deno 2.9.6", matrices: [],
  * };
  * tuneKey(info, { kind: "union", of: [{ kind: "ring", radius: 8 }, { kind: "causal" }] },
  *   { batch: 1, headsQ: 8, headsKV: 2, seqLen: 3000, headDim: 64 }, "f32")?.id;
@@ -64,7 +65,7 @@ export function tuneKey(
       architecture: info.architecture,
       deviceId: info.deviceId,
       description: info.description,
-      webgpu: `deno ${Deno.version.deno}`,
+      webgpu: info.webgpu,
     },
     dtype,
     headDim: shape.headDim,

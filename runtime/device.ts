@@ -1,10 +1,23 @@
 /**
- * Adapter and device: the high-performance adapter, its real limits requested (WebGPU's
- * defaults are far below what GPUs offer), the optional features Weft uses.
+ * Adapter and device: the high-performance adapter of one of two WebGPU implementations, its
+ * real limits requested (WebGPU's defaults are far below what GPUs offer), the optional
+ * features Weft uses.
+ *
+ * - `native`: Deno's built-in WebGPU (wgpu). Always there; CI runs on it.
+ * - `dawn`: Chrome's WebGPU, npm `webgpu` (a prebuilt `dawn.node`, loaded through Node-API only
+ *   when asked). With its unsafe APIs allowed it offers subgroup matrices
+ *   (`chromium-experimental-subgroup-matrix`): the tensor cores, which wgpu keeps switched off.
  * @module
  */
 import { DeviceError } from "../core/errors.ts";
-import type { DeviceLimits } from "../compiler/mod.ts";
+import type { DeviceLimits, MatrixConfig } from "../compiler/mod.ts";
+
+/** The WebGPU implementations Weft runs on. */
+export const BACKENDS = ["native", "dawn"] as const;
+export type Backend = typeof BACKENDS[number];
+
+/** The environment variable naming the backend where the caller does not. */
+export const BACKEND_ENV = "WEFT_BACKEND";
 
 /** What Weft knows about the device it runs on. */
 export interface DeviceInfo {
@@ -24,6 +37,58 @@ export interface DeviceInfo {
   timestamps: boolean;
   /** `shader-f16` is enabled: float16 calls can run. */
   shaderF16: boolean;
+  /** Which WebGPU implementation runs the kernels. */
+  backend: Backend;
+  /** The implementation and its version, e.g. `deno 2.9.6` or `dawn (npm webgpu 0.6.2)`. */
+  webgpu: string;
+  /**
+   * The subgroup-matrix shapes the device multiplies (Dawn with
+   * `chromium-experimental-subgroup-matrix`), with the subgroup size they run at; empty where
+   * there are none.
+   */
+  matrices: MatrixConfig[];
+}
+
+/** Dawn's toggles: subgroup matrices are an unsafe API; NVIDIA's f16 is off by default. */
+const DAWN_TOGGLES = ["enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia"];
+const DAWN_PACKAGE = "webgpu 0.6.2";
+
+/**
+ * The backend named by the caller, else by WEFT_BACKEND, else `native`.
+ * @param backend the caller's choice, if any
+ * @returns a backend
+ * @throws {DeviceError} naming the allowed values when the choice is not one
+ */
+export function resolveBackend(backend?: string): Backend {
+  const chosen = backend ?? Deno.env.get(BACKEND_ENV) ?? "native";
+  if (!(BACKENDS as readonly string[]).includes(chosen)) {
+    throw new DeviceError(
+      `Bad backend "${chosen}"${backend === undefined ? ` (from ${BACKEND_ENV})` : ""}: ` +
+        `allowed values are ${BACKENDS.join(", ")}`,
+    );
+  }
+  return chosen as Backend;
+}
+
+/** The GPU entry point of a backend: `navigator.gpu`, or Dawn's, loaded now. */
+async function gpuOf(backend: Backend): Promise<GPU> {
+  if (backend === "native") {
+    if (!("gpu" in navigator) || !navigator.gpu) {
+      throw new DeviceError(
+        "No WebGPU in this runtime: run with Deno 2.x (`npx -y deno@2.9.6 task test`), which ships WebGPU",
+      );
+    }
+    return navigator.gpu;
+  }
+  try {
+    const dawn = await import("webgpu");
+    return dawn.create(DAWN_TOGGLES);
+  } catch (e) {
+    throw new DeviceError(
+      `Backend dawn: npm:webgpu (Dawn) could not be loaded (${(e as Error).message}); ` +
+        "it ships a prebuilt dawn.node for Linux x64, macOS and Windows",
+    );
+  }
 }
 
 /** The limits Weft raises to the adapter's maximum. */
@@ -39,7 +104,9 @@ const RAISED_LIMITS = [
 
 /**
  * Requests the high-performance adapter (a fallback adapter is accepted and reported) and a
- * device with its real limits and the `timestamp-query` and `shader-f16` features when offered.
+ * device with its real limits and the `timestamp-query` and `shader-f16` features when offered
+ * (on Dawn also `subgroups` and subgroup matrices).
+ * @param backend which WebGPU implementation (default: WEFT_BACKEND, else `native`)
  * @returns the device and what it is
  * @throws {DeviceError} when no adapter exists, with how to get one
  * @example
@@ -49,21 +116,27 @@ const RAISED_LIMITS = [
  * console.log(info.description, info.isFallback);
  * ```
  */
-export async function openDevice(): Promise<{ device: GPUDevice; info: DeviceInfo }> {
-  if (!("gpu" in navigator) || !navigator.gpu) {
-    throw new DeviceError(
-      "No WebGPU in this runtime: run with Deno 2.x (`npx -y deno@2.9.6 task test`), which ships WebGPU",
-    );
-  }
-  const adapter = await navigator.gpu.requestAdapter({ powerPreference: "high-performance" });
+export async function openDevice(
+  backend?: string,
+): Promise<{ device: GPUDevice; info: DeviceInfo }> {
+  const chosen = resolveBackend(backend);
+  const gpu = await gpuOf(chosen);
+  const adapter = await gpu.requestAdapter({ powerPreference: "high-performance" });
   if (!adapter) {
     throw new DeviceError(
-      "No WebGPU adapter found: install a Vulkan driver (on a CPU-only Linux machine, Mesa's " +
-        "llvmpipe: `apt-get install mesa-vulkan-drivers`), or on a GPU machine set " +
-        "VK_DRIVER_FILES to the vendor's ICD json",
+      `No WebGPU adapter found (backend ${chosen}): install a Vulkan driver (on a CPU-only ` +
+        "Linux machine, Mesa's llvmpipe: `apt-get install mesa-vulkan-drivers`), or on a GPU " +
+        "machine set VK_DRIVER_FILES to the vendor's ICD json" +
+        (chosen === "dawn"
+          ? "; Dawn needs Vulkan 1.1 with features software drivers may lack"
+          : ""),
     );
   }
-  const optional: GPUFeatureName[] = ["timestamp-query", "shader-f16"];
+  const optional = [
+    "timestamp-query",
+    "shader-f16",
+    ...(chosen === "dawn" ? ["subgroups", "chromium-experimental-subgroup-matrix"] : []),
+  ] as GPUFeatureName[];
   const wanted = optional.filter((f) => adapter.features.has(f));
   const requiredLimits: Record<string, number> = {};
   for (const name of RAISED_LIMITS) requiredLimits[name] = adapter.limits[name];
@@ -82,8 +155,40 @@ export async function openDevice(): Promise<{ device: GPUDevice; info: DeviceInf
       features: [...device.features],
       timestamps: device.features.has("timestamp-query"),
       shaderF16: device.features.has("shader-f16"),
+      backend: chosen,
+      webgpu: chosen === "native" ? `deno ${Deno.version.deno}` : `dawn (npm ${DAWN_PACKAGE})`,
+      matrices: matricesOf(adapter, device),
     },
   };
+}
+
+/**
+ * The float subgroup-matrix shapes of a device created with subgroup matrices, at the adapter's
+ * one subgroup size (none where the size varies: the kernels' rows per subgroup assume one).
+ */
+function matricesOf(adapter: GPUAdapter, device: GPUDevice): MatrixConfig[] {
+  if (!device.features.has("chromium-experimental-subgroup-matrix" as GPUFeatureName)) return [];
+  const info = adapter.info as GPUAdapterInfo & {
+    subgroupMatrixConfigs?: Iterable<Record<string, unknown>>;
+    subgroupMinSize?: number;
+    subgroupMaxSize?: number;
+  };
+  const size = info.subgroupMinSize;
+  if (!size || size !== info.subgroupMaxSize) return [];
+  const configs: MatrixConfig[] = [];
+  for (const c of info.subgroupMatrixConfigs ?? []) {
+    const input = String(c.componentType), result = String(c.resultComponentType);
+    if (input !== "f16" || (result !== "f16" && result !== "f32")) continue;
+    configs.push({
+      input,
+      result,
+      m: Number(c.M),
+      n: Number(c.N),
+      k: Number(c.K),
+      subgroupSize: size,
+    });
+  }
+  return configs;
 }
 
 /**
@@ -94,14 +199,16 @@ const SOFTWARE_ADAPTERS = /llvmpipe|softpipe|lavapipe|swiftshader|basic render/i
 
 /**
  * The device limits `compile` sizes kernels for: workgroup memory, invocations per workgroup,
- * the largest storage binding.
+ * the largest storage binding, and the subgroup-matrix shapes where the device has them.
  * @param device an open device
+ * @param info what `openDevice` reported (its subgroup matrices)
  * @returns its limits, as the compiler takes them
  */
-export function compileLimits(device: GPUDevice): DeviceLimits {
+export function compileLimits(device: GPUDevice, info?: DeviceInfo): DeviceLimits {
   return {
     maxComputeWorkgroupStorageSize: device.limits.maxComputeWorkgroupStorageSize,
     maxComputeInvocationsPerWorkgroup: device.limits.maxComputeInvocationsPerWorkgroup,
     maxStorageBufferBindingSize: device.limits.maxStorageBufferBindingSize,
+    ...(info?.matrices.length ? { matrices: info.matrices } : {}),
   };
 }

@@ -43,6 +43,11 @@ export interface RuntimeOptions {
    * which bounds GPU memory per part.
    */
   maxBindingBytes?: number;
+  /**
+   * Which WebGPU implementation (runtime/device.ts): `native` (Deno's own) or `dawn` (npm
+   * `webgpu`, with subgroup matrices on GPUs that have them). Default: WEFT_BACKEND, else native.
+   */
+  backend?: string;
 }
 
 /** A WebGPU device ready to run compiled patterns. */
@@ -210,9 +215,9 @@ interface Session {
 }
 
 async function openSession(runtimeOptions: RuntimeOptions): Promise<Session> {
-  const { device, info } = await openDevice();
+  const { device, info } = await openDevice(runtimeOptions.backend);
   const pipelines = new PipelineCache(device);
-  const limits = compileLimits(device);
+  const limits = compileLimits(device, info);
   const compileFor = (pattern: unknown, options: RuntimeCompileOptions) =>
     compile(pattern, { ...options, unroll: options.unroll ?? !info.isFallback, limits });
   const fallback = (headDim: number) =>

@@ -20,6 +20,9 @@ const H100: DeviceInfo = {
   features: [],
   timestamps: true,
   shaderF16: true,
+  backend: "native",
+  webgpu: "deno 2.9.6",
+  matrices: [],
 };
 const H100_KEY = {
   adapter: {
