@@ -13,7 +13,7 @@ import { checkBufferSizes } from "./device_checks.ts";
 import type { EdgePairForm } from "./edge_pairs.ts";
 import { MAX_KEY_SPLITS } from "./key_split.ts";
 import type { TileShape } from "./plan.ts";
-import type { DeviceLimits, KernelShape } from "./tiles.ts";
+import { type DeviceLimits, type KernelShape, matrixShape } from "./tiles.ts";
 
 /** How to compile: the shape, and options that pick or override kernel variants. */
 export interface CompileOptions {
@@ -123,6 +123,7 @@ export function checkCall(pattern: unknown, options: CompileOptions): CheckedCal
   if (dtype !== "f32" && dtype !== "f16") {
     throw new ShapeError(`Bad options: dtype must be "f32" or "f16", got ${JSON.stringify(dtype)}`);
   }
+  if (options.tiles?.matrix) checkMatrixTiles(options.tiles, { ...options, dtype });
   const branches = parsed.kind === "gated" ? parsed.branches.length : 1;
   if (options.limits) checkBufferSizes(shape, dtype, branches, options.limits);
   const gated = parsed.kind === "gated";
@@ -141,4 +142,34 @@ export function checkCall(pattern: unknown, options: CompileOptions): CheckedCal
     globalQuery: options.globalQuery,
     edgePairs: options.edgePairs,
   };
+}
+
+/** Subgroup-matrix tiles the caller named: float16, a staged query tile, and shapes that tile. */
+function checkMatrixTiles(
+  tiles: TileShape & Partial<KernelShape>,
+  o: CompileOptions & { dtype: Dtype },
+): void {
+  const m = tiles.matrix!;
+  if (o.dtype !== "f16") {
+    throw new ShapeError(`Bad options: tiles.matrix needs dtype "f16", got "${o.dtype}"`);
+  }
+  if (o.globalQuery) {
+    throw new ShapeError(
+      "Bad options: tiles.matrix stages the query tile; globalQuery must not be true with it",
+    );
+  }
+  const threads = tiles.threads ?? 0, rows = tiles.rowsPerThread ?? 0;
+  const subgroups = threads / m.subgroupSize;
+  const shape = Number.isInteger(subgroups) && rows > 0
+    ? matrixShape(tiles.tileQ, tiles.tileK, subgroups, rows, o.shape.headDim, m)
+    : undefined;
+  if (!shape) {
+    throw new ShapeError(
+      `Bad options: tiles ${tiles.tileQ}x${tiles.tileK} with ${threads} threads and ` +
+        `${rows} rows per thread do not tile into ${m.m}x${m.n}x${m.k} subgroup matrices ` +
+        `(subgroup size ${m.subgroupSize}) at D = ${o.shape.headDim}: threads must be a ` +
+        `multiple of the subgroup size, each subgroup's rows a multiple of ${m.m}, tileK and ` +
+        `D multiples of ${m.n} and ${m.k}`,
+    );
+  }
 }

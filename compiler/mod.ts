@@ -51,6 +51,7 @@ export {
   type KernelShape,
   kernelShape,
   kernelShapeName,
+  type MatrixConfig,
   parseKernelShapeName,
   tuningCandidates,
 } from "./tiles.ts";

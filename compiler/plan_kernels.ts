@@ -84,7 +84,8 @@ export function planKernels(plan: Plan, tiles: KernelShape, call: CheckedCall): 
     )
   );
   const prefetch = call.prefetch ?? prefetches(tiles, shape.headDim);
-  const fromMemory = call.globalQuery ?? queryFromMemoryPays(plan, dtype);
+  // Subgroup matrices load the query tile from workgroup memory: it is always staged.
+  const fromMemory = !tiles.matrix && (call.globalQuery ?? queryFromMemoryPays(plan, dtype));
   const pairs = pairChoices(plan, tiles, call, { chunks, groups, prefetch, fromMemory });
   const schedule = packSchedules(plan, shape.headDim, chunks, groups, pairs.runs);
   const hash = hashLayout(plan, shape);
@@ -151,7 +152,8 @@ function pairChoices(
   o: { chunks: number[][]; groups: number[][][]; prefetch: boolean; fromMemory: boolean },
 ) {
   const { shape, dtype } = call;
-  const asked = call.edgePairs ?? pairsPay(plan, dtype);
+  // The pair step is written for register tiles; subgroup-matrix kernels walk single tiles.
+  const asked = tiles.matrix ? false : call.edgePairs ?? pairsPay(plan, dtype);
   const form = asked === false ? "wide" : edgePairForm(asked, dtype);
   const fit = edgePairsFit({
     tiles,

@@ -113,6 +113,7 @@ function attentionOptions(k: AttentionKernel, o: RenderContext): ComponentKernel
     hash: o.planned.hash,
     threads: kernel.threads,
     rowsPerThread: kernel.rowsPerThread,
+    ...(kernel.matrix ? { matrix: kernel.matrix } : {}),
     label: `${branch.label}, ${k.label}`,
   };
 }

@@ -19,6 +19,24 @@ export interface DeviceLimits {
   maxComputeInvocationsPerWorkgroup?: number;
   /** Largest storage binding in bytes; compile refuses tensors past it when given. */
   maxStorageBufferBindingSize?: number;
+  /**
+   * Subgroup-matrix shapes the device multiplies (Dawn's `chromium-experimental-subgroup-matrix`):
+   * where one fits, float16 kernels compute QKᵀ and P·V on them (matrix_tiles.ts).
+   */
+  matrices?: MatrixConfig[];
+}
+
+/** One subgroup-matrix shape: an M x K by K x N product, accumulated as M x N. */
+export interface MatrixConfig {
+  /** Element type of the left and right matrices. */
+  input: "f16";
+  /** Element type of the result. */
+  result: "f16" | "f32";
+  m: number;
+  n: number;
+  k: number;
+  /** Invocations per subgroup (the adapter's one subgroup size). */
+  subgroupSize: number;
 }
 
 /** WebGPU's default limits: what every adapter guarantees. */
@@ -33,6 +51,12 @@ export interface KernelShape extends TileShape {
   threads: number;
   /** Query rows each invocation owns. */
   rowsPerThread: number;
+  /**
+   * QKᵀ and P·V on subgroup matrices of this shape (float16 inputs, float32 results); each of
+   * the `threads / subgroupSize` subgroups owns an equal band of the query rows. Absent: register
+   * tiles on the CUDA cores. The softmax keeps the invocations' split either way.
+   */
+  matrix?: MatrixConfig;
 }
 
 /**
@@ -62,6 +86,65 @@ const CANDIDATES: [number, number, number, number?][] = [
 const CANDIDATES_F16: [number, number, number, number?][] = [[64, 32, 2, 4], ...CANDIDATES];
 
 /**
+ * Subgroup-matrix candidates, (tileQ, tileK, subgroups, rows per invocation): a subgroup owns
+ * tileQ / subgroups query rows (a multiple of the matrix M) against the whole key tile. Tried
+ * before the register-tile candidates wherever the device lists a float16 shape with float32
+ * results.
+ */
+const MATRIX_CANDIDATES: [number, number, number, number][] = [
+  [64, 64, 4, 2],
+  [64, 32, 4, 2],
+  [64, 64, 2, 2],
+  [32, 64, 2, 2],
+  [32, 32, 2, 2],
+  [16, 32, 1, 2],
+  [16, 16, 1, 2],
+];
+
+/**
+ * The subgroup-matrix shape float16 kernels use on a device: a float16 one with float32
+ * results (scores and P·V need float32 sums), the largest first.
+ * @param limits the device's limits and matrices
+ * @returns the shape, or undefined where the device has none
+ */
+export function matrixConfig(limits?: DeviceLimits): MatrixConfig | undefined {
+  const usable = (limits?.matrices ?? []).filter((c) => c.input === "f16" && c.result === "f32");
+  return usable.sort((a, b) => b.m * b.n * b.k - a.m * a.n * a.k)[0];
+}
+
+/** Whether the device multiplies this subgroup-matrix shape. */
+export function hasMatrix(limits: DeviceLimits, c: MatrixConfig): boolean {
+  return (limits.matrices ?? []).some((x) =>
+    x.input === c.input && x.result === c.result && x.m === c.m && x.n === c.n && x.k === c.k &&
+    x.subgroupSize === c.subgroupSize
+  );
+}
+
+/**
+ * A subgroup-matrix kernel shape, or undefined where the matrices do not tile it: each
+ * subgroup's rows a multiple of M, tileK and D multiples of N and K, and the invocations'
+ * softmax split dividing the tile.
+ */
+export function matrixShape(
+  tileQ: number,
+  tileK: number,
+  subgroups: number,
+  rowsPerThread: number,
+  headDim: number,
+  config: MatrixConfig,
+): KernelShape | undefined {
+  const threads = subgroups * config.subgroupSize;
+  const rowGroups = tileQ / rowsPerThread;
+  const cols = threads / rowGroups;
+  const d4 = headDim / 4;
+  const fits = Number.isInteger(rowGroups) && Number.isInteger(cols) && cols >= 1 &&
+    tileK % cols === 0 && d4 % cols === 0 && (tileQ / subgroups) % config.m === 0 &&
+    tileK % config.n === 0 && tileK % config.k === 0 && headDim % config.n === 0 &&
+    headDim % config.k === 0;
+  return fits ? { tileQ, tileK, threads, rowsPerThread, matrix: config } : undefined;
+}
+
+/**
  * Workgroup memory of a kernel shape, in bytes.
  * @param s the kernel shape
  * @param headDim D
@@ -87,6 +170,7 @@ export function kernelStorageBytes(
 ): number {
   const d4 = headDim / 4;
   const cols = s.threads / (s.tileQ / s.rowsPerThread);
+  if (s.matrix) return matrixStorageBytes(s, headDim, cols);
   const vec4Bytes = dtype === "f16" ? 8 : 16;
   // Q, K (padded rows), V and P (padded by one vec4) in the element type, K and P sharing
   // memory; row shares and key positions in 32-bit words.
@@ -94,6 +178,27 @@ export function kernelStorageBytes(
   const kOrP = Math.max(s.tileK * (d4 + 1), s.tileQ * (s.tileK / 4 + 1));
   const v = vTileLength(s.tileK, d4, edgePairs);
   return vec4Bytes * (q + kOrP + v) + 4 * (s.tileQ * cols + s.tileK);
+}
+
+/**
+ * Padding of the subgroup-matrix tiles' rows, in elements: float16 rows of D + 8 and tileK + 8
+ * keep every row 16-byte aligned (what matrix loads want) and put the 8 rows a load reads at
+ * once in distinct banks.
+ */
+export const MATRIX_PAD = 8;
+/** Padding of the float32 rows the matrices store (scores, P·V): 16-byte aligned rows. */
+export const MATRIX_OUT_PAD = 4;
+
+/**
+ * Workgroup memory of a subgroup-matrix kernel: the query tile, then K, then P, in one float16
+ * array; V; the matrices' float32 results (S, then P·V); row shares and key positions.
+ */
+function matrixStorageBytes(s: KernelShape, headDim: number, cols: number): number {
+  const qk = headDim + MATRIX_PAD, p = s.tileK + MATRIX_PAD;
+  const kp = Math.max(s.tileQ * qk, s.tileK * qk, s.tileQ * p);
+  const v = s.tileK * qk;
+  const out = s.tileQ * (Math.max(s.tileK, headDim) + MATRIX_OUT_PAD);
+  return 2 * (kp + v) + 4 * out + 4 * (s.tileQ * cols + s.tileK);
 }
 
 /**
@@ -178,6 +283,12 @@ export function tuningCandidates(
 ): KernelShape[] {
   const d4 = headDim / 4;
   const out: KernelShape[] = [];
+  const config = dtype === "f16" ? matrixConfig(limits) : undefined;
+  for (const [tileQ, tileK, subgroups, rowsPerThread] of config ? MATRIX_CANDIDATES : []) {
+    if (out.length >= max) break;
+    const shape = matrixShape(tileQ, tileK, subgroups, rowsPerThread, headDim, config!);
+    if (shape && kernelFits(shape, headDim, dtype, limits, true)) out.push(shape);
+  }
   for (const [tileQ, tileK, rowsPerThread, cols] of dtype === "f16" ? CANDIDATES_F16 : CANDIDATES) {
     if (out.length >= max) break;
     const shape = kernelShape(tileQ, tileK, rowsPerThread, d4, cols);
@@ -211,6 +322,7 @@ export function kernelFits(
 ): boolean {
   const maxThreads = limits.maxComputeInvocationsPerWorkgroup ??
     DEFAULT_LIMITS.maxComputeInvocationsPerWorkgroup!;
+  if (s.matrix && !(dtype === "f16" && hasMatrix(limits, s.matrix) && stagedQuery)) return false;
   return s.threads <= maxThreads &&
     kernelStorageBytes(s, headDim, dtype, stagedQuery) <= limits.maxComputeWorkgroupStorageSize;
 }
@@ -232,6 +344,8 @@ export function kernelFits(
 export function kernelShapeName(s: KernelShape, headDim: number): string {
   const base = `${s.tileQ}x${s.tileK}x${s.rowsPerThread}`;
   const cols = s.threads / (s.tileQ / s.rowsPerThread);
+  const m = s.matrix;
+  if (m) return `${base}c${cols}.mma${m.m}x${m.n}x${m.k}s${m.subgroupSize}`;
   return cols === widestColumns(s.tileK, headDim / 4) ? base : `${base}c${cols}`;
 }
 
@@ -249,11 +363,19 @@ export function kernelShapeName(s: KernelShape, headDim: number): string {
  * ```
  */
 export function parseKernelShapeName(name: string, headDim: number): KernelShape | undefined {
-  const m = /^(\d+)x(\d+)x(\d+)(?:c(\d+))?$/.exec(name);
+  const m = /^(\d+)x(\d+)x(\d+)(?:c(\d+))?(?:\.mma(\d+)x(\d+)x(\d+)s(\d+))?$/.exec(name);
   if (!m) return undefined;
   const [tileQ, tileK, rows] = [Number(m[1]), Number(m[2]), Number(m[3])];
   const cols = m[4] === undefined ? undefined : Number(m[4]);
   if ([tileQ, tileK, rows, cols ?? 1].some((x) => x < 1 || x > 256)) return undefined;
+  if (m[5] !== undefined) {
+    const [mm, n, k, size] = [m[5], m[6], m[7], m[8]].map(Number);
+    if (cols === undefined || [mm, n, k, size].some((x) => x < 1 || x > 128)) return undefined;
+    const config: MatrixConfig = { input: "f16", result: "f32", m: mm, n, k, subgroupSize: size };
+    const subgroups = (tileQ / rows) * cols / size;
+    if (!Number.isInteger(subgroups)) return undefined;
+    return matrixShape(tileQ, tileK, subgroups, rows, headDim, config);
+  }
   return kernelShape(tileQ, tileK, rows, headDim / 4, cols);
 }
 

@@ -28,6 +28,7 @@ import type { HashLayout } from "../hash_layout.ts";
 import { layoutLabel } from "../layout.ts";
 import type { Component } from "../plan.ts";
 import type { AttentionShape } from "../../core/shape.ts";
+import type { MatrixConfig } from "../tiles.ts";
 import { declareCodeStaging } from "./code_staging_wgsl.ts";
 import { earlierLse, epilogue } from "./epilogue_wgsl.ts";
 import { declareScoreModifier } from "./expression_wgsl.ts";
@@ -44,6 +45,7 @@ import { ParamReader } from "./params_wgsl.ts";
 import { queryStaging } from "./query_tile_wgsl.ts";
 import { f32, type ShaderModule } from "./shader_module.ts";
 import { gridOf, maskedTiles, tileMask } from "./tile_mask_wgsl.ts";
+import { matrixProduct, matrixQueryLoads, matrixScores } from "./matrix_math_wgsl.ts";
 import {
   maxOf,
   productF16,
@@ -115,6 +117,11 @@ export interface ComponentKernelOptions {
   /** Invocations per workgroup and query rows per invocation. */
   threads: number;
   rowsPerThread: number;
+  /**
+   * QKᵀ and P·V on subgroup matrices of this shape (matrix_math_wgsl.ts); the softmax keeps
+   * the invocations' split. Needs a staged query tile and no edge pairs.
+   */
+  matrix?: MatrixConfig;
   label: string;
 }
 
@@ -315,13 +322,14 @@ export function sharedKernel(
   const literal = (type: string, v: number) => type === "bool" ? String(v === 1) : `${v}u`;
   const entryPoints = kernels.map((_, i) => `kernel${i}`);
   const builtins =
-    "@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32";
+    "@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32" +
+    (o.matrix ? ", @builtin(subgroup_id) sg: u32" : "");
   const wrappers = entryPoints.map((name, i) => {
     const args = settings.map((v) => literal(v.type, v.values[i])).join(", ");
     return `
 @compute @workgroup_size(${kernelGeometry(o).threads})
 fn ${name}(${builtins}) {
-  attention(wg, lid, ${args});
+  attention(wg, lid, ${o.matrix ? "sg, " : ""}${args});
 }`;
   });
   const body = kernelFunction(o, {
@@ -394,11 +402,13 @@ function kernelFunction(o: ComponentKernelOptions, refs: MemberRefs): string {
     R.flatMap((r) => J.map((j) => f(r, j))).join("\n");
   const eachRD = (f: (r: number, d: number) => string) =>
     R.flatMap((r) => Dd.map((d) => f(r, d))).join("\n");
+  const matrix = o.matrix !== undefined;
+  const sg = matrix ? ", @builtin(subgroup_id) sg: u32" : "";
   const signature = refs.bodyParams === undefined
     ? `@compute @workgroup_size(${g.threads})
-fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {`
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32${sg}) {`
     : `// The kernel body every kernel's entry point runs (see those at the end).
-fn attention(wg: vec3<u32>, lid: u32,${refs.bodyParams}
+fn attention(wg: vec3<u32>, lid: u32,${matrix ? " sg: u32," : ""}${refs.bodyParams}
 ) {`;
   return `
 ${signature}
@@ -424,7 +434,7 @@ ${workgroupTile(refs)}
 
 ${queryTile.loads}${schedule(o, refs)}
 ${pair ? pair.loads + "\n" : keyLoop.prologue}
-${queryTile.stores}${
+${queryTile.stores}${matrix ? matrixQueryLoads(o) : ""}${
     each((r) => `  let q${r} = ${queryAt(`qTileIndex * TILE_Q + firstRow + ${r}u`)};`)
   }${staged ? "\n" + each((r) => `  let qCodes${r} = ${queryCodes(`max(q${r}, 0)`)};`) : ""}${
     o.globalQuery && !o.uniform
@@ -444,6 +454,8 @@ ${
     o.uniform
       ? "    // Uniform weights (the ANNA estimator): every allowed key scores 0.\n" +
         eachRJ((r, j) => `    var s${r}_${j} = 0.0;`)
+      : matrix
+      ? matrixScores(o, R, J)
       : o.dtype === "f16"
       ? scoresF16(R, J, g.cols, query)
       : scoresF32(R, J, g.cols, query)
@@ -463,9 +475,15 @@ ${
     workgroupBarrier();
     // Online softmax: rescale by the new row max, write P for the P·V product.
     var rowsLive = false;             // does any of this invocation's rows see this tile?
-${each((r) => softmaxRow(r, J, Dd, g.cols, o.dtype))}
+${each((r) => softmaxRow(r, J, Dd, g.cols, o.dtype, matrix))}
     workgroupBarrier();
-${o.dtype === "f16" ? productF16(R, Dd, g.cols) : productF32(R, Dd, g.cols)}
+${
+    matrix
+      ? matrixProduct(o, R, Dd)
+      : o.dtype === "f16"
+      ? productF16(R, Dd, g.cols)
+      : productF32(R, Dd, g.cols)
+  }
   }
 
   // Each row's sum is spread over its COLS invocations: add the shares.

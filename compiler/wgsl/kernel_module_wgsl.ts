@@ -14,6 +14,8 @@ import { declareLayout } from "./layout_wgsl.ts";
 import { declareAllowed } from "./predicate_wgsl.ts";
 import { declareNegativeInfinity, f32, ShaderModule } from "./shader_module.ts";
 import { readsHash, stagedCodes } from "../component_reads.ts";
+import { MATRIX_PAD } from "../tiles.ts";
+import { declareMatrixTiles } from "./matrix_math_wgsl.ts";
 
 /**
  * `fn name(member, args) -> type` that calls that member's function, and how to call it from
@@ -81,7 +83,10 @@ export function kernelModule(
   m.comment(
     `tile ${tileQ}x${tileK}, workgroup ${kernelGeometry(o).threads}, N=${n}, D=${shape.headDim}, ` +
       `Hq=${shape.headsQ}, Hkv=${shape.headsKV}, ${
-        o.dtype === "f16"
+        o.matrix
+          ? `float16 products on ${o.matrix.m}x${o.matrix.n}x${o.matrix.k} subgroup matrices ` +
+            `(subgroups of ${o.matrix.subgroupSize}), float32 sums`
+          : o.dtype === "f16"
           ? "float16 products summed in float16 over short chunks, float32 running sums"
           : "float32"
       }`,
@@ -105,6 +110,8 @@ export function kernelModule(
     }`,
   );
   const g = kernelGeometry(o);
+  // Subgroup matrices want 16-byte aligned rows: two vec4s of float16 padding (tiles.ts).
+  const pad4 = o.matrix ? MATRIX_PAD / 4 : 1;
   m.declare(
     "constants",
     `
@@ -123,14 +130,21 @@ const ROWS = ${g.rows}u;          // query rows per invocation
 const COLS = ${g.cols}u;          // invocations sharing those rows
 const KEYS = ${g.keys}u;          // keys per invocation per tile: col, col + COLS, ...
 const DIMS4 = ${g.dims4}u;         // output vec4s per row per invocation
-const QK_STRIDE = ${d4 + 1}u;     // padded row stride of the Q and K tiles: spreads banks
-const P_STRIDE4 = ${tileK / 4 + 1}u;    // P rows are vec4s of 4 keys, padded by one vec4
+const QK_STRIDE = ${d4 + pad4}u;     // padded row stride of the Q and K tiles: spreads banks
+const P_STRIDE4 = ${tileK / 4 + pad4}u;    // P rows are vec4s of 4 keys, padded by ${
+      o.matrix ? "two vec4s" : "one vec4"
+    }
 const SCORE_SCALE = ${f32(o.scale * Math.LOG2E)}; // scale * log2(e): scores live in the exp2 domain
 const NO_SCORE = -1.0e30;   // below any real score; never reaches exp2 unguarded
 const LN2 = ${f32(Math.LN2)};${
       split ? `\nconst BH = ${shape.batch * shape.headsQ}u;         // batch * query heads` : ""
     }`,
   );
+  if (o.matrix) {
+    declareMatrixTiles(m, o);
+    declareNegativeInfinity(m);
+    return m;
+  }
   m.declare(
     "workgroupMemory",
     `${o.globalQuery ? "" : `\nvar<workgroup> qTile: array<vec4<${T}>, ${tileQ * (d4 + 1)}>;`}

@@ -13,6 +13,7 @@ import type { ComponentKernelOptions } from "./attention_wgsl.ts";
 import { type Call, call, kernelGeometry, type MemberRefs, range } from "./kernel_refs.ts";
 import { type Grid, sourceRow } from "./tile_mask_wgsl.ts";
 import { stagedCodes } from "../component_reads.ts";
+import { tileStore, vIndex } from "./matrix_math_wgsl.ts";
 
 /**
  * Move to the next run when the current one is done (reads only uniform values). Tagged runs
@@ -37,6 +38,17 @@ function nextRun(indent: string, tagged: boolean): string {
   ].map((line) => indent + line).join("\n");
 }
 
+/**
+ * The barrier before a tile's K and V overwrite the previous tile's. The matrix path needs
+ * none: its P·V ends with a barrier before the invocations read the product, after which
+ * nothing reads the staged tiles (matrix_math_wgsl.ts).
+ */
+function previousTileDone(o: { matrix?: unknown }): string {
+  return o.matrix
+    ? "    // (No barrier: the previous tile's P·V ended with one.)"
+    : "    workgroupBarrier();               // every read of the previous tile is done";
+}
+
 /** Key tile loop that loads each K/V tile from global memory between two barriers. */
 export function tileLoop(
   o: ComponentKernelOptions,
@@ -49,23 +61,25 @@ export function tileLoop(
     ? `      let src = kvBase + (${
       sourceRow(grid, "k", kPos, "kTileStart + i / D4")
     }) * D4 + i % D4;
-      kpTile[(i / D4) * QK_STRIDE + i % D4] = kIn[src];
-      vTile[i] = vIn[src];`
+      ${tileStore(o, "k", "(i / D4) * QK_STRIDE + i % D4", "kIn[src]")}
+      ${tileStore(o, "v", vIndex(o, "(i / D4)", "i"), "vIn[src]")}`
     : grid.complete || grid.padded
     ? `      let j = i / D4;
       let k = ${kPos("kTileStart + j")};
       if (i % D4 == 0u) { kPosition[j] = k; }
       let src = kvBase + ${grid.complete ? "u32(k)" : "u32(max(k, 0))"} * D4 + i % D4;
-      kpTile[j * QK_STRIDE + i % D4] = kIn[src];
-      vTile[i] = vIn[src];`
+      ${tileStore(o, "k", "j * QK_STRIDE + i % D4", "kIn[src]")}
+      ${tileStore(o, "v", vIndex(o, "j", "i"), "vIn[src]")}`
     : `      let j = i / D4;
       let k = ${kPos("kTileStart + j")};
       if (i % D4 == 0u) { kPosition[j] = k;${
       stagedCodes(o.component).length ? ` kCodeTile[j] = ${keyCodes("max(k, 0)")};` : ""
     } }
       let src = kvBase + u32(max(k, 0)) * D4 + i % D4;
-      kpTile[j * QK_STRIDE + i % D4] = select(vec4<${o.dtype}>(0.0), kIn[src], k >= 0);
-      vTile[i] = select(vec4<${o.dtype}>(0.0), vIn[src], k >= 0);`;
+      ${
+      tileStore(o, "k", "j * QK_STRIDE + i % D4", `select(vec4<${o.dtype}>(0.0), kIn[src], k >= 0)`)
+    }
+      ${tileStore(o, "v", vIndex(o, "j", "i"), `select(vec4<${o.dtype}>(0.0), vIn[src], k >= 0)`)}`;
   return `  loop {
 ${nextRun("    ", tagged)}
     if (keyTile == runEnd) { break; }
@@ -73,7 +87,7 @@ ${nextRun("    ", tagged)}
     let isPartial = runPartial;${tagged ? "\n    let tileMember = runMember;" : ""}
     keyTile++;
 
-    workgroupBarrier();               // every read of the previous tile is done
+${previousTileDone(o)}
     for (var i = lid; i < TILE_K * D4; i += THREADS) {
 ${load}
     }
@@ -154,8 +168,8 @@ export function prefetchedTileLoop(
           codes ? ` kCodeTile[j] = nextCodes${l};` : ""
         } }`,
       ]),
-      `kpTile[j * QK_STRIDE + i % D4] = nextK${l};`,
-      `vTile[i] = nextV${l};`,
+      tileStore(o, "k", "j * QK_STRIDE + i % D4", `nextK${l}`),
+      tileStore(o, "v", vIndex(o, "j", "i"), `nextV${l}`),
     ])
   ).join("\n");
   const registers = L.map((l) =>
@@ -185,7 +199,7 @@ ${advance("  ")}`;
     let isPartial = nextPartial;${tagged ? "\n    let tileMember = nextMember;" : ""}${
     grid.naturalK || grid.padded ? "\n    let kTileStart = nextStart;" : ""
   }
-    workgroupBarrier();               // every read of the previous tile is done
+${previousTileDone(o)}
 ${store}
     workgroupBarrier();
     keyTile++;

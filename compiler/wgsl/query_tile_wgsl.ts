@@ -7,6 +7,7 @@
 import type { ComponentKernelOptions } from "./attention_wgsl.ts";
 import { type Call, kernelGeometry, range } from "./kernel_refs.ts";
 import { type Grid, sourceRow } from "./tile_mask_wgsl.ts";
+import { tileStore } from "./matrix_math_wgsl.ts";
 
 /**
  * The query tile, pre-scaled, into workgroup memory. Where every invocation loads the same few
@@ -33,7 +34,14 @@ export function queryStaging(
         stores: `  // Stage the query tile, pre-scaled, in workgroup memory.
   for (var i = lid; i < TILE_Q * D4; i += THREADS) {
     let r = i / D4;
-    qTile[r * QK_STRIDE + i % D4] = qIn[(bh * N + ${row}) * D4 + i % D4] * SCORE_SCALE;
+    ${
+          tileStore(
+            o,
+            "q",
+            "r * QK_STRIDE + i % D4",
+            `qIn[(bh * N + ${row}) * D4 + i % D4] * SCORE_SCALE`,
+          )
+        }
   }
 `,
       };
@@ -45,7 +53,14 @@ export function queryStaging(
     let r = i / D4;
     let q = ${qPos("qTileIndex * TILE_Q + r")};
     let src = (bh * N + u32(max(q, 0))) * D4 + i % D4;
-    qTile[r * QK_STRIDE + i % D4] = select(vec4<${T}>(0.0), qIn[src] * SCORE_SCALE, q >= 0);
+    ${
+        tileStore(
+          o,
+          "q",
+          "r * QK_STRIDE + i % D4",
+          `select(vec4<${T}>(0.0), qIn[src] * SCORE_SCALE, q >= 0)`,
+        )
+      }
   }
 `,
     };
@@ -69,7 +84,14 @@ ${
   const stores = `  // Stage the query tile, pre-scaled, in workgroup memory.
 ${
     L.map((l) =>
-      `  qTile[(qIndex${l} / D4) * QK_STRIDE + qIndex${l} % D4] = qLoad${l} * SCORE_SCALE;`
+      `  ${
+        tileStore(
+          o,
+          "q",
+          `(qIndex${l} / D4) * QK_STRIDE + qIndex${l} % D4`,
+          `qLoad${l} * SCORE_SCALE`,
+        )
+      }`
     ).join("\n")
   }
 `;

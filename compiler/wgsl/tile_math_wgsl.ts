@@ -202,8 +202,16 @@ export function softmaxRow(
   Dd: number[],
   cols: number,
   dtype: "f32" | "f16",
+  matrix = false,
 ): string {
   const store = (p: string) => dtype === "f16" ? `f16(${p})` : p; // P has the tiles' type
+  // The matrix path's P tile is an array of float16 scalars (matrix_math_wgsl.ts).
+  const pStore = (j: number) =>
+    matrix
+      ? `      kpTile[(firstRow + ${r}u) * P_ROW + col + ${j * cols}u] = ${store(`p${j}`)};`
+      : `      kpTile[(firstRow + ${r}u) * P_STRIDE4 + (col + ${j * cols}u) / 4u][(col + ${
+        j * cols
+      }u) % 4u] = ${store(`p${j}`)};`;
   return `    {
       var tileMax = NO_SCORE;
       for (var c = 0u; c < COLS; c++) { tileMax = max(tileMax, rowShare[(firstRow + ${r}u) * COLS + c]); }
@@ -217,14 +225,6 @@ ${
   }
       rowSum${r} = rowSum${r} * rescale + ${J.map((j) => `p${j}`).join(" + ")};
 ${Dd.map((d) => `      acc${r}_${d} *= rescale;`).join("\n")}
-${
-    J.map((j) =>
-      `      kpTile[(firstRow + ${r}u) * P_STRIDE4 + (col + ${j * cols}u) / 4u][(col + ${
-        j * cols
-      }u) % 4u] = ${store(`p${j}`)};`
-    ).join(
-      "\n",
-    )
-  }
+${J.map(pStore).join("\n")}
     }`;
 }

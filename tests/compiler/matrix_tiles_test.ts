@@ -1,0 +1,163 @@
+/**
+ * The subgroup-matrix path at compile time: which devices and dtypes get it, the shapes it
+ * tries, what it declares, and the refusals of tiles it cannot run. (Its results are checked
+ * against the reference on a GPU with subgroup matrices: tests/gpu/matrix_path_test.ts.)
+ */
+import assert from "node:assert/strict";
+import {
+  compile,
+  kernelFits,
+  kernelShapeName,
+  type MatrixConfig,
+  parseKernelShapeName,
+  tuningCandidates,
+} from "../../compiler/mod.ts";
+import { kernelStorageBytes, matrixConfig } from "../../compiler/tiles.ts";
+import { ShapeError } from "../../core/errors.ts";
+
+/** What Dawn reports for the H200: f16 inputs with f32 (and f16) results, subgroups of 32. */
+const configs = (result: "f16" | "f32"): MatrixConfig[] =>
+  [[16, 16, 16], [16, 8, 16], [16, 8, 8]].map(([m, n, k]) => ({
+    input: "f16",
+    result,
+    m,
+    n,
+    k,
+    subgroupSize: 32,
+  }));
+const H200_DAWN = {
+  maxComputeWorkgroupStorageSize: 49152,
+  maxComputeInvocationsPerWorkgroup: 1024,
+  matrices: [...configs("f16"), ...configs("f32")],
+};
+const H200_NATIVE = {
+  maxComputeWorkgroupStorageSize: 49152,
+  maxComputeInvocationsPerWorkgroup: 1024,
+};
+const shape = (seqLen: number, headDim = 64) => ({
+  batch: 1,
+  headsQ: 2,
+  headsKV: 1,
+  seqLen,
+  headDim,
+});
+
+Deno.test("float16 on a device with float32-result matrices gets the matrix path first", () => {
+  assert.deepEqual(matrixConfig(H200_DAWN), configs("f32")[0]);
+  const names = tuningCandidates(64, H200_DAWN, "f16", 4).map((s) => kernelShapeName(s, 64));
+  assert.deepEqual(names, [
+    "64x64x2c4.mma16x16x16s32",
+    "64x32x2c4.mma16x16x16s32",
+    "64x64x2c2.mma16x16x16s32",
+    "32x64x2c4.mma16x16x16s32",
+  ]);
+  // float32 calls, devices without matrices, and f16-result-only devices keep register tiles.
+  assert.ok(tuningCandidates(64, H200_DAWN, "f32").every((s) => !s.matrix));
+  assert.ok(tuningCandidates(64, H200_NATIVE, "f16").every((s) => !s.matrix));
+  const halfOnly = { ...H200_NATIVE, matrices: configs("f16") };
+  assert.ok(tuningCandidates(64, halfOnly, "f16").every((s) => !s.matrix));
+});
+
+Deno.test("matrix shapes fit the device's workgroup memory, at every head dim", () => {
+  for (const d of [16, 32, 64, 128]) {
+    const list = tuningCandidates(d, H200_DAWN, "f16", 12).filter((s) => s.matrix);
+    assert.ok(list.length > 0, `D = ${d} has a matrix shape`);
+    for (const s of list) {
+      assert.ok(kernelStorageBytes(s, d, "f16") <= 49152, kernelShapeName(s, d));
+      assert.equal(s.threads % 32, 0);
+      assert.equal((s.tileQ / (s.threads / 32)) % 16, 0, "each subgroup owns whole 16-row blocks");
+    }
+  }
+  // 64x64 at D = 128 would need 69 KiB: it is not offered.
+  const big = tuningCandidates(128, H200_DAWN, "f16", 12).map((s) => kernelShapeName(s, 128));
+  assert.ok(!big.some((name) => name.startsWith("64x64")), big.join(", "));
+});
+
+Deno.test("matrix shape names round-trip and fit only where the device lists the matrix", () => {
+  const [first] = tuningCandidates(64, H200_DAWN, "f16", 1);
+  const name = kernelShapeName(first, 64);
+  assert.deepEqual(parseKernelShapeName(name, 64), first);
+  assert.ok(kernelFits(first, 64, "f16", H200_DAWN));
+  assert.ok(!kernelFits(first, 64, "f16", H200_NATIVE), "no matrices on the device");
+  assert.ok(!kernelFits(first, 64, "f32", H200_DAWN), "float32 never runs on the matrices");
+  assert.equal(parseKernelShapeName("64x64x2c4.mma16x16x16s48", 64), undefined);
+});
+
+Deno.test("the matrix kernel stages Q, multiplies on subgroup matrices and walks no pairs", () => {
+  const compiled = compile({ kind: "ring", radius: 128 }, {
+    shape: shape(4096),
+    dtype: "f16",
+    limits: H200_DAWN,
+  });
+  assert.equal(compiled.kernel.matrix?.m, 16);
+  const attention = compiled.kernelPlan.kernels.filter((k) => k.kind === "attention");
+  assert.ok(attention.every((k) => k.querySource === "tile" && k.edgePairs === "none"));
+  const wgsl = compiled.passes.find((p) => /Weft attention kernel/.test(p.wgsl))!.wgsl;
+  for (
+    const needle of [
+      "enable chromium_experimental_subgroup_matrix;",
+      "@builtin(subgroup_id) sg: u32",
+      "subgroupMatrixMultiplyAccumulate(qm0_0, kt0, s0)",
+      "subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>>(&kpTile, 16u * QK_ROW + 0u, true",
+      "subgroupMatrixStore(&mmaOut",
+      "var<workgroup> mmaOut: array<f32, 4352>;",
+    ]
+  ) {
+    assert.ok(wgsl.includes(needle), needle);
+  }
+  // The scalar path's tiles and arithmetic are not there.
+  assert.ok(!/\bqTile\b/.test(wgsl));
+  assert.ok(!/fma\(qv/.test(wgsl));
+});
+
+Deno.test("every kind of kernel compiles on the matrix path", () => {
+  const patterns = [
+    { kind: "dense" },
+    { kind: "causal" },
+    { kind: "stride", period: 16 },
+    { kind: "union", of: [{ kind: "ring", radius: 64 }, { kind: "stride", period: 16 }] },
+    { kind: "union", of: [{ kind: "window", left: 64, right: 64 }, { kind: "lowRank", rank: 64 }] },
+    { kind: "global", tokens: [0, 5, 9] },
+    { kind: "hashBucket", buckets: 8, rounds: 2, seed: 3 },
+    { kind: "predicate", expr: "(q + 2 * k) % 3 == 0" },
+    {
+      kind: "gated",
+      branches: [{ kind: "ring", radius: 32 }, { kind: "stride", period: 8 }],
+    },
+  ];
+  for (const p of patterns) {
+    for (const n of [1000, 4096]) {
+      const c = compile(p, { shape: shape(n), dtype: "f16", limits: H200_DAWN });
+      assert.ok(c.kernel.matrix, JSON.stringify(p));
+      const kernels = c.passes.filter((x) => /Weft attention kernel/.test(x.wgsl));
+      assert.ok(kernels.length > 0);
+      for (const k of kernels) assert.ok(k.wgsl.includes("subgroupMatrixStore"), k.label);
+    }
+  }
+});
+
+Deno.test("matrix tiles the call cannot use are refused, naming the field", () => {
+  const tiles = {
+    tileQ: 64,
+    tileK: 64,
+    threads: 128,
+    rowsPerThread: 2,
+    matrix: configs("f32")[0],
+  };
+  const refusal = (options: Record<string, unknown>) => {
+    try {
+      compile({ kind: "dense" }, { shape: shape(256), dtype: "f16", tiles, ...options });
+    } catch (e) {
+      assert.ok(e instanceof ShapeError, String(e));
+      return e.message;
+    }
+    assert.fail("compiled");
+  };
+  assert.match(refusal({ dtype: "f32" }), /tiles\.matrix needs dtype "f16"/);
+  assert.match(refusal({ globalQuery: true }), /globalQuery must not be true/);
+  assert.match(
+    refusal({ tiles: { ...tiles, threads: 96 } }),
+    /do not tile into 16x16x16 subgroup matrices/,
+  );
+  assert.match(refusal({ shape: shape(256, 40) }), /D multiples of 16/);
+});
