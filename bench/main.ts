@@ -20,6 +20,7 @@ import { parseFlags } from "../cli/_common.ts";
 import type { AttentionShape } from "../compiler/mod.ts";
 import type { TuneResult } from "../runtime/autotune.ts";
 import { createRuntime, type Runtime } from "../runtime/runtime.ts";
+import { resolveBackend } from "../runtime/device.ts";
 import { normalTensor } from "../runtime/seeded_random.ts";
 import { isSoftwareAdapter, measurePattern } from "./measure.ts";
 import {
@@ -45,6 +46,8 @@ const USAGE = `Usage: deno task bench [options]
   --dtype LIST      f32, f16 (default: both where the adapter has shader-f16)
   --reps R          timed submissions per row (median reported)
   --warmup W        untimed submissions first
+  --backend LIST    WebGPU implementations, one table: native (Deno's own), dawn (npm webgpu,
+                    subgroup matrices where the GPU has them); default: WEFT_BACKEND, else native
   --no-tune         use the untuned default tile shapes (no timing of candidates, and
                     ignore shapes tuned earlier); software adapters are never tuned
   --json FILE       write the rows as a JSON array (rewritten after every row)
@@ -124,6 +127,7 @@ function parse(args: string[]) {
     from: { type: "string" },
     svg: { type: "string" },
     "no-tune": { type: "boolean" },
+    backend: { type: "string" },
     help: { type: "boolean" },
   });
   return values;
@@ -152,6 +156,7 @@ async function benchShape(
       pattern: entry.name,
       shape,
       device: rt.info.description,
+      backend: rt.info.backend,
       dtype: matrix.dtype,
       denseMs,
       software: isSoftwareAdapter(rt.info),
@@ -201,14 +206,41 @@ async function main(args: string[]): Promise<number> {
   }
   if (flags.from) return await report(JSON.parse(await Deno.readTextFile(flags.from)), flags);
   const entries = selectPatterns(flags.patterns?.split(",").map((s) => s.trim()));
-  let rt = await createRuntime({ autotune: !flags["no-tune"] });
+  const backends = (flags.backend ?? resolveBackend()).split(",").map((b) =>
+    resolveBackend(b.trim())
+  );
+  const rows: BenchRow[] = [];
+  let status = 0;
+  for (const backend of backends) {
+    const result = await benchBackend(backend, entries, flags, backends.length, rows);
+    rows.push(...result.rows);
+    status = Math.max(status, result.status);
+  }
+  if (flags.peer) return await report(rows, flags);
+  if (backends.length > 1) {
+    console.log("\n" + formatTable(rows));
+    if (flags.json) await Deno.writeTextFile(flags.json, formatJson(rows));
+  }
+  return status;
+}
+
+/** The bench on one backend: its runtime, its table (and files where it is the only one). */
+async function benchBackend(
+  backend: string,
+  entries: SuiteEntry[],
+  flags: ReturnType<typeof parse>,
+  backendCount: number,
+  earlier: readonly BenchRow[],
+): Promise<{ rows: BenchRow[]; status: number }> {
+  const only = backendCount === 1;
+  let rt = await createRuntime({ autotune: !flags["no-tune"], backend });
   const { description } = rt.info;
   // A software adapter that WebGPU does not call a fallback (llvmpipe on wgpu's GL backend may
   // not be) is treated as one here too: small sizes, the wall clock, no tuning, no figures.
   const software = isSoftwareAdapter(rt.info);
   if (software && !rt.info.isFallback && !flags["no-tune"]) {
     rt.destroy();
-    rt = await createRuntime({ autotune: false });
+    rt = await createRuntime({ autotune: false, backend });
   }
   const defaults = defaultMatrix(software);
   const matrix: Matrix = {
@@ -235,8 +267,9 @@ async function main(args: string[]): Promise<number> {
   console.error(
     styleText(
       "bold",
-      `Weft bench on ${description}${software ? " (software adapter)" : ""}: ${shapeText}; ` +
-        `timer: ${timerText}`,
+      `Weft bench on ${description}${software ? " (software adapter)" : ""} ` +
+        `[${rt.info.webgpu}${rt.info.matrices.length ? ", subgroup matrices" : ""}]: ` +
+        `${shapeText}; timer: ${timerText}`,
     ),
   );
   if (tuning) console.error(`autotune cache: ${rt.autotuner.cachePath ?? "none (memory only)"}`);
@@ -244,13 +277,13 @@ async function main(args: string[]): Promise<number> {
 
   const total = matrix.ns.length * matrix.dtypes.length * entries.length;
   let done = 0;
-  const finished: BenchRow[] = [];
+  const finished: BenchRow[] = [...earlier];
   const progress = (row: BenchRow, extra: string) => {
     done++;
     // The rows so far are on disk after every row: a time-out or a crash later keeps them.
     finished.push(row);
     if (flags.json) Deno.writeTextFileSync(flags.json, formatJson(finished));
-    const head = `[${done}/${total}] ${row.pattern} N=${row.n} ${row.dtype}`;
+    const head = `[${done}/${total}] ${row.pattern} N=${row.n} ${row.dtype} ${backend}`;
     if (row.error !== undefined) {
       console.error(styleText("red", `${head}: failed: ${row.error}`));
     } else {
@@ -275,10 +308,10 @@ async function main(args: string[]): Promise<number> {
     }
   }
   console.error(`done in ${((performance.now() - started) / 1000).toFixed(1)} s`);
-
-  if (flags.peer) {
+  const status = rows.some((r) => r.error !== undefined) ? 1 : 0;
+  if (flags.peer || !only) {
     rt.destroy();
-    return await report(rows, flags);
+    return { rows, status };
   }
   console.log(formatTable(rows));
   if (flags.json) await Deno.writeTextFile(flags.json, formatJson(rows));
@@ -295,7 +328,7 @@ async function main(args: string[]): Promise<number> {
   }
   await writeChart(rows, flags);
   rt.destroy();
-  return rows.some((r) => r.error !== undefined) ? 1 : 0;
+  return { rows, status };
 }
 
 async function writeChart(rows: readonly BenchRow[], flags: ReturnType<typeof parse>) {

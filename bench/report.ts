@@ -64,6 +64,10 @@ export interface BenchRow {
   /** Milliseconds spent tuning before the row (not in `compile_ms`); null when not tuned. */
   tune_ms: number | null;
   device: string;
+  /** The WebGPU implementation that ran it (`native`: Deno's wgpu, `dawn`); absent in older runs. */
+  backend?: string;
+  /** QKᵀ and P·V on subgroup matrices (`matrix`) or CUDA-core register tiles (`scalar`). */
+  tile_math?: "matrix" | "scalar" | null;
   /**
    * Present (true) when the row ran on a software adapter (`isSoftwareAdapter`): its times are
    * not performance figures, so the throughputs and the efficiency are null.
@@ -80,6 +84,8 @@ export interface RowContext {
   pattern: string;
   shape: AttentionShape;
   device: string;
+  /** The WebGPU implementation (runtime/device.ts), where known. */
+  backend?: string;
   /** Element type of the call (default f32). */
   dtype?: "f32" | "f16";
   /** Median ms of the dense pattern at the same shape and dtype, when it ran. */
@@ -138,9 +144,11 @@ export function buildRow(m: Measurement, ctx: RowContext): BenchRow {
     tiles_dense: m.tiles.dense,
     timer: m.timer,
     tiles: kernelShapeName(m.kernel, headDim),
+    tile_math: m.kernel.matrix ? "matrix" : "scalar",
     tile_source: ctx.tune?.source ?? "default",
     tune_ms: ctx.tune?.source === "tuned" ? ctx.tune.ms : null,
     device: ctx.device,
+    ...(ctx.backend ? { backend: ctx.backend } : {}),
     ...(ctx.software ? { software_adapter: true } : {}),
   };
 }
@@ -184,6 +192,8 @@ export function failedRow(ctx: RowContext, error: unknown): BenchRow {
     tile_source: ctx.tune?.source ?? null,
     tune_ms: ctx.tune?.source === "tuned" ? ctx.tune.ms : null,
     device: ctx.device,
+    ...(ctx.backend ? { backend: ctx.backend } : {}),
+    tile_math: null,
     ...(ctx.software ? { software_adapter: true } : {}),
     error: error instanceof Error ? error.message : String(error),
   };
@@ -192,6 +202,7 @@ export function failedRow(ctx: RowContext, error: unknown): BenchRow {
 const HEADERS = [
   "pattern",
   "N",
+  "backend",
   "ms",
   "timer",
   "TFLOP/s dense-eq",
@@ -206,11 +217,12 @@ const HEADERS = [
 
 function cells(r: BenchRow): string[] {
   if (r.error !== undefined) {
-    return [r.pattern, String(r.n), "error", "", "", "", "", "", "", "", r.error, ""];
+    return [r.pattern, String(r.n), r.backend ?? "", "error", "", "", "", "", "", "", r.error, ""];
   }
   return [
     r.pattern,
     String(r.n),
+    r.backend ?? "",
     sig(r.ms),
     r.timer ?? "",
     sig(r.tflops_dense_equiv),
@@ -245,7 +257,7 @@ function sig(x: number | null): string {
 export function formatTable(rows: readonly BenchRow[]): string {
   const table = [HEADERS, ...rows.map(cells)];
   const widths = HEADERS.map((_, c) => Math.max(...table.map((r) => r[c].length)));
-  const leftAligned = new Set([0, 3, 10]);
+  const leftAligned = new Set([0, 2, 4, 11]);
   const line = (r: string[]) =>
     r.map((cell, c) => leftAligned.has(c) ? cell.padEnd(widths[c]) : cell.padStart(widths[c]))
       .join("  ").trimEnd();
@@ -291,7 +303,9 @@ export function formatMarkdown(
     "",
     ...(meta.fallback ? [softwareNote(meta.device), ""] : []),
     `| ${HEADERS.join(" | ")} |`,
-    `| ${HEADERS.map((_, c) => c === 0 || c === 3 || c === 10 ? "---" : "---:").join(" | ")} |`,
+    `| ${
+      HEADERS.map((_, c) => c === 0 || c === 2 || c === 4 || c === 11 ? "---" : "---:").join(" | ")
+    } |`,
     ...rows.map((r) => `| ${cells(r).map((c) => c.replaceAll("|", "\\|")).join(" | ")} |`),
   ];
   return lines.join("\n") + "\n";

@@ -54,6 +54,7 @@ Deno.test("a software adapter's rows keep their times and leave TFLOP/s and effi
     pattern: "ring",
     shape,
     device: "llvmpipe",
+    backend: "native",
     denseMs: 4,
     software: true,
   });
@@ -69,7 +70,7 @@ Deno.test("a software adapter's rows keep their times and leave TFLOP/s and effi
   const cells = line.split(/\s{2,}/);
   const columns = header.split(/\s{2,}/);
   assert.equal(cells.length, columns.length - 3, `three blank cells in: ${line}`);
-  assert.match(line, /^ring\s+4096\s+2\.00\s+wall\s+0\.2500\s+5\s/);
+  assert.match(line, /^ring\s+4096\s+native\s+2\.00\s+wall\s+0\.2500\s+5\s/);
 
   const md = formatMarkdown([cpu], {
     device: "llvmpipe",
@@ -78,7 +79,7 @@ Deno.test("a software adapter's rows keep their times and leave TFLOP/s and effi
     shape: "B=1",
   });
   assert.equal(md.match(/not performance figures/g)?.length, 1);
-  assert.ok(md.includes("| ring | 4096 | 2.00 | wall |  |  | 0.2500 |  | 5 |"), md);
+  assert.ok(md.includes("| ring | 4096 | native | 2.00 | wall |  |  | 0.2500 |  | 5 |"), md);
 });
 
 const facts = await adapterFacts();
