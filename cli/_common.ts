@@ -448,12 +448,35 @@ export function formatMs(ms: number): string {
  * @example
  * ```ts
  * import { adapterLine } from "./_common.ts";
- * adapterLine({ description: "llvmpipe", isFallback: true });
+ * adapterLine({ description: "NVIDIA H200", isFallback: false, webgpu: "deno 2.9.6" });
+ * // "adapter: NVIDIA H200 [deno 2.9.6]"
  * ```
  */
-export function adapterLine(info: { description: string; isFallback: boolean }): string {
+export function adapterLine(
+  info: { description: string; isFallback: boolean; webgpu?: string; matrices?: unknown[] },
+): string {
+  const on = info.webgpu
+    ? ` [${info.webgpu}${info.matrices?.length ? ", subgroup matrices" : ""}]`
+    : "";
   return info.isFallback
-    ? `adapter: ${info.description} (fallback software adapter: correct, but timings are not ` +
-      `representative of a GPU)`
-    : `adapter: ${info.description}`;
+    ? `adapter: ${info.description}${on} (fallback software adapter: correct, but timings ` +
+      `are not representative of a GPU)`
+    : `adapter: ${info.description}${on}`;
+}
+
+/**
+ * The `--dtype` flag: f32 (default) or f16 (`float32`, `float16` also read).
+ * @param dtype the flag's text
+ * @returns the dtype
+ * @throws {UsageError} naming the allowed values
+ * @example
+ * ```ts
+ * import { checkDtype } from "./_common.ts";
+ * checkDtype("float16"); // "f16"
+ * ```
+ */
+export function checkDtype(dtype: string | undefined): "f32" | "f16" {
+  if (dtype === undefined || dtype === "f32" || dtype === "float32") return "f32";
+  if (dtype === "f16" || dtype === "float16") return "f16";
+  throw new UsageError(`--dtype must be f32 or f16, got ${JSON.stringify(dtype)}`);
 }

@@ -28,6 +28,8 @@ import { compile, type CompiledAttention } from "../compiler/mod.ts";
 import { kernelPlanText, MAX_WORKGROUPS_X, planSummary } from "../compiler/mod.ts";
 import { describe } from "../compiler/normalize.ts";
 import {
+  adapterLine,
+  checkDtype,
   formatMs,
   integerFlag,
   loadPattern,
@@ -42,14 +44,19 @@ import { encodePng } from "./_png.ts";
 import { reach, strideClasses } from "./_reach.ts";
 import { hashBucketsOf } from "../dsl/hash_bucket.ts";
 import { atomLabel } from "../compiler/atoms.ts";
+import { createRuntime } from "../runtime/runtime.ts";
+import { resolveBackend } from "../runtime/device.ts";
 
 const USAGE = `Usage: deno task explain P --seq-len N [--head-dim D] [--tiles QxK] [--wgsl out.wgsl]
-       [--all-wgsl] [--svg mask.svg] [--png mask.png] [--no-picture]
+       [--all-wgsl] [--svg mask.svg] [--png mask.png] [--no-picture] [--dtype T] [--backend B]
 
   P              a JSON file, JSON text, or an example's name (e.g. pi_attention)
   --seq-len N    sequence length
   --head-dim D   head dim (default 64; sizes the tiles and specialises the WGSL)
   --tiles QxK    override the tile shape (default: sized for WebGPU's default limits)
+  --dtype T      f32 (default) or f16
+  --backend B    compile for this WebGPU implementation's device (native or dawn): its limits,
+                 and on dawn its subgroup matrices (default: no device, WebGPU's default limits)
   --wgsl FILE    write the WGSL of every pass to FILE instead of printing the first
   --all-wgsl     print the WGSL of every pass
   --svg FILE     write the mask picture as SVG
@@ -70,6 +77,8 @@ const FLAGS = {
   svg: { type: "string" },
   png: { type: "string" },
   "no-picture": { type: "boolean" },
+  dtype: { type: "string" },
+  backend: { type: "string" },
   help: { type: "boolean", short: "h" },
 } as const;
 
@@ -108,17 +117,31 @@ export async function main(args: string[]): Promise<number> {
   if (values["no-picture"] && picture) {
     throw new UsageError(`--no-picture skips the picture that ${picture} would write`);
   }
+  const dtype = checkDtype(values.dtype);
+  const backend = values.backend === undefined ? undefined : resolveBackend(values.backend);
   const pattern = await loadPattern(spec);
   checkSeqLen(seqLen, headDim, tiles);
 
-  const compiled = compile(pattern, {
-    shape: { batch: 1, headsQ: 1, headsKV: 1, seqLen, headDim },
-    tiles,
-  });
+  const shape = { batch: 1, headsQ: 1, headsKV: 1, seqLen, headDim };
+  let compiled;
+  let sized = "sized for WebGPU's default limits";
+  if (backend) {
+    // The device only lends its limits and matrices: nothing runs on it.
+    const rt = await createRuntime({ backend, autotune: false });
+    try {
+      console.log(adapterLine(rt.info));
+      compiled = rt.compile(pattern, { shape, dtype, tiles });
+      sized = `sized for this device${compiled.kernel.matrix ? ", on subgroup matrices" : ""}`;
+    } finally {
+      rt.destroy();
+    }
+  } else {
+    compiled = compile(pattern, { shape, dtype, tiles });
+  }
   console.log(`pattern: ${JSON.stringify(pattern)}`);
   console.log(
-    `shape: N=${seqLen}, D=${headDim} (B=1, H=1); tiles ${compiled.plan.tiles.tileQ}x` +
-      `${compiled.plan.tiles.tileK}${tiles ? " (given)" : " (sized for WebGPU's default limits)"}`,
+    `shape: N=${seqLen}, D=${headDim} (B=1, H=1), ${dtype}; tiles ${compiled.plan.tiles.tileQ}x` +
+      `${compiled.plan.tiles.tileK}${tiles ? " (given)" : ` (${sized})`}`,
   );
   console.log(`compile: ${formatMs(compiled.compileMs)}`);
   console.log("\nplan:");

@@ -24,10 +24,12 @@ import type { Pattern } from "../dsl/schema.ts";
 import { reference } from "../runtime/reference/mod.ts";
 import type { DeviceInfo } from "../runtime/device.ts";
 import { createRuntime, type Runtime } from "../runtime/runtime.ts";
+import { resolveBackend } from "../runtime/device.ts";
 import { checkShape } from "../core/input_shapes.ts";
 import { resolve } from "node:path";
 import {
   adapterLine,
+  checkDtype,
   checkOutputPath,
   EXIT_FAILURE,
   formatMs,
@@ -47,7 +49,7 @@ import {
 const TOLERANCE: Record<Dtype, number> = { f32: 1e-4, f16: 5e-3 };
 
 const USAGE = `Usage: deno task run --pattern P --q q.npy --k k.npy --v v.npy [--gates g.npy]
-       [--scale s] [--dtype f32|f16] --out o.npy [--lse lse.npy] [--verify]
+       [--scale s] [--dtype f32|f16] --out o.npy [--lse lse.npy] [--verify] [--backend B]
 
   --pattern P    a JSON file, JSON text, or an example's name (e.g. pi_attention)
   --q/--k/--v    float32 or float16 .npy tensors: q [B, Hq, N, D], k and v [B, Hkv, N, D]
@@ -59,7 +61,9 @@ const USAGE = `Usage: deno task run --pattern P --q q.npy --k k.npy --v v.npy [-
   --out o.npy    where to write O [B, Hq, N, D] (its directory must exist)
   --lse lse.npy  where to write LSE [B, Hq, N] ([branches, B, Hq, N] when gated), float32
   --verify       compare with the float64 CPU reference; exit 1 past the tolerance: O within
-                 ${TOLERANCE.f32} (f32) or ${TOLERANCE.f16} (f16), LSE within that x max(1, |LSE|)`;
+                 ${TOLERANCE.f32} (f32) or ${TOLERANCE.f16} (f16), LSE within that x max(1, |LSE|)
+  --backend B    native (Deno's WebGPU) or dawn (npm webgpu: subgroup matrices where the GPU
+                 has them); default: WEFT_BACKEND, else native`;
 
 const FLAGS = {
   pattern: { type: "string" },
@@ -72,6 +76,7 @@ const FLAGS = {
   out: { type: "string" },
   lse: { type: "string" },
   verify: { type: "boolean" },
+  backend: { type: "string" },
   help: { type: "boolean", short: "h" },
 } as const;
 
@@ -96,6 +101,7 @@ export async function main(args: string[]): Promise<number> {
   }
   // Every flag and output path first: a mistake costs no GPU time and leaves no file behind.
   const dtype = checkDtype(values.dtype);
+  const backend = resolveBackend(values.backend);
   const scale = parseScale(values.scale);
   const spec = required(values.pattern, "pattern", "JSON, file or example");
   const paths = (["q", "k", "v"] as const).map((f) =>
@@ -115,7 +121,7 @@ export async function main(args: string[]): Promise<number> {
   try {
     // float16 needs shader-f16: said before the inputs are read.
     if (dtype === "f16") {
-      rt = await createRuntime();
+      rt = await createRuntime({ backend });
       requireShaderF16(rt.info);
     }
     const read = await Promise.all(paths.map((path, i) => readTensor(path, "qkv"[i])));
@@ -133,7 +139,7 @@ export async function main(args: string[]): Promise<number> {
     const branches = pattern.kind === "gated" ? pattern.branches.length : undefined;
     checkShape(shape, { q: q.data, k: k.data, v: v.data, gates, branches });
 
-    rt ??= await createRuntime();
+    rt ??= await createRuntime({ backend });
     console.log(adapterLine(rt.info));
     if (converted.length > 0) {
       const how = dtype === "f16" ? "float32, rounded to float16" : "float16, widened to float32";
@@ -268,12 +274,6 @@ function gatesLine(
     return `gates: the pattern's: ${json.map((g, b) => `branch ${b} ${show(g)}`).join(", ")}`;
   }
   return `gates: 1/${n} per branch (no --gates, and the pattern gives none)`;
-}
-
-function checkDtype(dtype: string | undefined): Dtype {
-  if (dtype === undefined || dtype === "f32" || dtype === "float32") return "f32";
-  if (dtype === "f16" || dtype === "float16") return "f16";
-  throw new UsageError(`--dtype must be f32 or f16, got ${JSON.stringify(dtype)}`);
 }
 
 function parseScale(text: string | undefined): number | undefined {

@@ -22,6 +22,8 @@ export interface FuzzOptions {
   headDims: number[];
   /** Tile shape to compile with (default: the runtime's choice for the device). */
   tiles?: { tileQ: number; tileK: number };
+  /** Element type of every case (default f32). */
+  dtype?: "f32" | "f16";
   /** Called after every case (progress). */
   onCase?: (i: number, c: FuzzCase, r: CaseResult) => void;
   /** Called with each shrunk failure. */
@@ -66,6 +68,7 @@ export async function fuzz(rt: Runtime, o: FuzzOptions): Promise<FuzzSummary> {
       magnitude: [1, 1, 1, 4, 16][Math.floor(rng() * 5)],
       seed: Math.floor(rng() * 0x7fffffff),
       runtimeGates: rng() < 0.5,
+      ...(o.dtype === "f16" ? { dtype: "f16" as const } : {}),
     };
     const result = await checkCase(rt, c, o.tiles);
     o.onCase?.(i, c, result);

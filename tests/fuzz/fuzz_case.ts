@@ -22,6 +22,8 @@ export interface FuzzCase {
   seed: number;
   /** Gated patterns: a runtime gate tensor `[B, Hq, branches]` instead of JSON/default gates. */
   runtimeGates: boolean;
+  /** Element type of the call (default f32); float16 is checked on float16-rounded inputs. */
+  dtype?: "f32" | "f16";
 }
 
 /** What checking a case found. */
@@ -34,9 +36,12 @@ export interface CaseResult {
   detail?: string;
 }
 
-/** float32 tolerance (DESIGN §4) widened with the scores' size: rounding grows with |score|. */
-export function tolerance(magnitude: number): number {
-  return 1e-4 * Math.max(1, magnitude * magnitude);
+/**
+ * The tolerance (DESIGN §4: 1e-4 in float32, 5e-3 in float16) widened with the scores' size:
+ * rounding grows with |score|.
+ */
+export function tolerance(magnitude: number, dtype: "f32" | "f16" = "f32"): number {
+  return (dtype === "f16" ? 5e-3 : 1e-4) * Math.max(1, magnitude * magnitude);
 }
 
 /** The case's inputs, rounded to float32 as the kernels see them. */
@@ -64,11 +69,16 @@ export async function checkCase(
   c: FuzzCase,
   tiles?: { tileQ: number; tileK: number },
 ): Promise<CaseResult> {
-  const tol = tolerance(c.magnitude);
+  const dtype = c.dtype ?? "f32";
+  const tol = tolerance(c.magnitude, dtype);
   const inputs = caseInputs(c);
+  if (dtype === "f16") {
+    // The reference sees exactly what the kernels see: the inputs rounded to float16.
+    for (const x of [inputs.q, inputs.k, inputs.v]) x.set(Float16Array.from(x));
+  }
   let out;
   try {
-    out = await rt.run(rt.compile(c.pattern, { shape: c.shape, tiles }), inputs);
+    out = await rt.run(rt.compile(c.pattern, { shape: c.shape, tiles, dtype }), inputs);
   } catch (error) {
     const e = error as Error;
     // A plan the compiler refuses with a message (e.g. too many terms) is not a wrong answer.

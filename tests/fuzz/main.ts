@@ -24,6 +24,7 @@ const USAGE = `Usage: deno task fuzz [options]
   --shapes M         shapes per skeleton (default 6)
   --head-dims LIST   head dims to draw from (default 4,8,16,32,64)
   --tiles QxK        force a tile shape (default: the runtime's choice)
+  --dtype T          f32 (default) or f16 (needs shader-f16; subgroup matrices on dawn)
   --workers W        processes sharing the cases (default 1)
   --no-save          do not save shrunk mismatches as goldens
   --help             show this`;
@@ -38,6 +39,7 @@ const { values } = (() => {
       "head-dims": { type: "string", default: "4,8,16,32,64" },
       "no-save": { type: "boolean", default: false },
       tiles: { type: "string" },
+      dtype: { type: "string", default: "f32" },
       workers: { type: "string", default: "1" },
       help: { type: "boolean", default: false },
     });
@@ -68,9 +70,16 @@ const skeletons = count("skeletons", values.skeletons);
 const shapes = count("shapes", values.shapes);
 const headDims = values["head-dims"].split(",").map((d) => count("head-dims", d));
 const tiles = values.tiles === undefined ? undefined : tileFlag(values.tiles);
+if (values.dtype !== "f32" && values.dtype !== "f16") {
+  console.error(`fuzz: --dtype must be f32 or f16, got ${JSON.stringify(values.dtype)}`);
+  Deno.exit(EXIT_USER_ERROR);
+}
+const dtype: "f32" | "f16" = values.dtype;
 if (workers > 1) Deno.exit(await shard());
 const rt = await createRuntime();
-console.error(`fuzz: ${cases} cases, seed ${seed} on ${rt.info.description}`);
+console.error(
+  `fuzz: ${cases} cases, seed ${seed}, ${dtype} on ${rt.info.description} [${rt.info.webgpu}]`,
+);
 const summary = await fuzz(rt, {
   cases,
   seed,
@@ -79,6 +88,7 @@ const summary = await fuzz(rt, {
   seqLens: SEQ_LENS,
   headDims,
   tiles,
+  dtype,
   onCase: (i, c, r) => {
     if ((i + 1) % 250 === 0 || r.status === "mismatch") {
       console.error(
@@ -100,7 +110,9 @@ console.log(JSON.stringify({
   mismatches: summary.mismatches.length,
   kinds: summary.kinds,
   seconds: Number(seconds),
+  dtype,
   device: rt.info.description,
+  backend: rt.info.backend,
 }));
 for (const m of summary.mismatches) {
   console.log(`shrunk: ${JSON.stringify(m.shrunk)} -> ${m.result.detail}`);
@@ -175,7 +187,9 @@ async function shard(): Promise<number> {
     mismatches: summaries.reduce((s, x) => s + x.mismatches, 0),
     kinds: [...new Set(summaries.flatMap((x) => x.kinds))].sort(),
     seconds: Number(((performance.now() - started) / 1000).toFixed(1)),
+    dtype: summaries[0].dtype,
     device: summaries[0].device,
+    backend: summaries[0].backend,
     workers,
   };
   console.log(JSON.stringify(total));
