@@ -1,10 +1,14 @@
 /**
  * Joining Weft's rows with the peer's (bench/peers/flex_attention.py): each row gains the
  * FlexAttention time for the same pattern, N and dtype, the dense SDPA time at that N and
- * dtype, and the ratio `peer_ms / ms` (above 1: Weft is faster).
+ * dtype, and the ratio `peer_ms / ms` (above 1: Weft is faster). Where the peer measured
+ * FlexAttention under several torch.compile modes, the faster one is taken and named.
  * @module
  */
 import type { BenchRow } from "./report.ts";
+
+/** FlexAttention compiled with torch.compile's default mode, or with max-autotune. */
+export type FlexImpl = "flex_attention" | "flex_attention_max_autotune";
 
 /** One row of the peer script's JSON. */
 export interface PeerRow {
@@ -12,19 +16,33 @@ export interface PeerRow {
   n: number;
   dtype: "f32" | "f16";
   ms: number;
-  impl: "flex_attention" | "sdpa";
+  impl: FlexImpl | "sdpa";
   block_sparsity?: number;
+  /** The torch.compile mode of a FlexAttention row; absent in files from older peer scripts. */
+  mode?: string;
 }
 
 /** A bench row with the peer's numbers where they were measured. */
 export type RowWithPeer = BenchRow & {
   peer_ms: number | null;
+  /**
+   * The torch.compile mode of the FlexAttention row in `peer_ms` (the faster mode), where the
+   * peer's file names one; absent otherwise.
+   */
+  peer_mode?: string;
   sdpa_ms: number | null;
   peer_ratio: number | null;
 };
 
+/** The mode a FlexAttention row was compiled with, where its file says. */
+function modeOf(p: PeerRow): string | undefined {
+  return p.mode ??
+    (p.impl === "flex_attention_max_autotune" ? "max-autotune-no-cudagraphs" : undefined);
+}
+
 /**
- * Adds `peer_ms` (FlexAttention), `sdpa_ms` (dense SDPA) and `peer_ratio` to each row.
+ * Adds `peer_ms` (FlexAttention), `peer_mode`, `sdpa_ms` (dense SDPA) and `peer_ratio` to each
+ * row. Within one impl a later row wins; across impls (torch.compile modes) the faster one does.
  * @param rows Weft's rows
  * @param peer the peer's rows (several files may be concatenated; later rows win)
  * @returns the rows with peer columns, null where the peer has no matching row
@@ -38,24 +56,40 @@ export type RowWithPeer = BenchRow & {
  */
 export function joinPeer(rows: readonly BenchRow[], peer: readonly PeerRow[]): RowWithPeer[] {
   const key = (pattern: string, n: number, dtype: string) => `${pattern}|${n}|${dtype}`;
-  const flex = new Map<string, number>(), sdpa = new Map<string, number>();
+  const flex = new Map<string, Map<FlexImpl, PeerRow>>(), sdpa = new Map<string, number>();
   for (const p of peer) {
     if (p.impl === "sdpa") sdpa.set(key("", p.n, p.dtype), p.ms);
-    else flex.set(key(p.pattern, p.n, p.dtype), p.ms);
+    else {
+      const k = key(p.pattern, p.n, p.dtype);
+      const byImpl = flex.get(k) ?? new Map<FlexImpl, PeerRow>();
+      flex.set(k, byImpl.set(p.impl, p));
+    }
   }
   return rows.map((r) => {
-    const peerMs = flex.get(key(r.pattern, r.n, r.dtype)) ?? null;
+    let best: PeerRow | undefined;
+    for (const p of flex.get(key(r.pattern, r.n, r.dtype))?.values() ?? []) {
+      if (!best || p.ms < best.ms) best = p;
+    }
+    const peerMs = best?.ms ?? null;
+    const mode = best && modeOf(best);
     return {
       ...r,
       peer_ms: peerMs,
+      ...(mode !== undefined ? { peer_mode: mode } : {}),
       sdpa_ms: sdpa.get(key("", r.n, r.dtype)) ?? null,
       peer_ratio: peerMs !== null && r.ms ? peerMs / r.ms : null,
     };
   });
 }
 
+/** After the FlexAttention time: the torch.compile mode, unless it is the default. */
+function modeNote(r: RowWithPeer): string {
+  return r.peer_mode && r.peer_mode !== "default" ? ` (${r.peer_mode})` : "";
+}
+
 /**
- * A markdown table of the rows with their peer columns.
+ * A markdown table of the rows with their peer columns; a FlexAttention time from a mode other
+ * than torch.compile's default names the mode.
  * @param rows rows from `joinPeer`
  * @returns markdown text
  * @example
@@ -71,7 +105,7 @@ export function peerMarkdown(rows: readonly RowWithPeer[]): string {
     "Weft TFLOP/s dense-eq | density | efficiency |",
     "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ...rows.map((r) =>
-      `| ${r.pattern} | ${r.n} | ${r.dtype} | ${fmt(r.ms)} | ${fmt(r.peer_ms)} | ` +
+      `| ${r.pattern} | ${r.n} | ${r.dtype} | ${fmt(r.ms)} | ${fmt(r.peer_ms)}${modeNote(r)} | ` +
       `${fmt(r.peer_ratio)} | ${fmt(r.sdpa_ms)} | ${fmt(r.tflops_dense_equiv)} | ` +
       `${fmt(r.density, 4)} | ${fmt(r.efficiency)} |`
     ),
