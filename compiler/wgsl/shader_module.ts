@@ -67,9 +67,11 @@ export function declareNegativeInfinity(m: ShaderModule): string {
   return m.declare(
     "negativeInfinity",
     `
-// WGSL has no infinity literal; LSE of an empty row is -inf (DESIGN §1).
+// WGSL has no infinity literal; LSE of an empty row is -inf (DESIGN §1). The bits are a
+// \`let\`: Tint (Dawn) refuses a constant expression whose value is infinite.
 fn negativeInfinity() -> f32 {
-  return bitcast<f32>(0xff800000u);
+  let bits = 0xff800000u;
+  return bitcast<f32>(bits);
 }`,
   );
 }

@@ -228,9 +228,11 @@ var<workgroup> vTile: array<vec4<f16>, 512>;
 var<workgroup> rowShare: array<f32, 256>; // per-column row maxima, then row sums
 var<workgroup> kPosition: array<i32, 32>;
 
-// WGSL has no infinity literal; LSE of an empty row is -inf (DESIGN §1).
+// WGSL has no infinity literal; LSE of an empty row is -inf (DESIGN §1). The bits are a
+// `let`: Tint (Dawn) refuses a constant expression whose value is infinite.
 fn negativeInfinity() -> f32 {
-  return bitcast<f32>(0xff800000u);
+  let bits = 0xff800000u;
+  return bitcast<f32>(bits);
 }
 
 var<private> queryRow: u32;           // batch * HQ + query head: its sorts in the hash buffer
@@ -771,9 +773,11 @@ var<workgroup> vTile: array<vec4<f16>, 512>;
 var<workgroup> rowShare: array<f32, 256>; // per-column row maxima, then row sums
 var<workgroup> kPosition: array<i32, 32>;
 
-// WGSL has no infinity literal; LSE of an empty row is -inf (DESIGN §1).
+// WGSL has no infinity literal; LSE of an empty row is -inf (DESIGN §1). The bits are a
+// `let`: Tint (Dawn) refuses a constant expression whose value is infinite.
 fn negativeInfinity() -> f32 {
-  return bitcast<f32>(0xff800000u);
+  let bits = 0xff800000u;
+  return bitcast<f32>(bits);
 }
 
 var<private> queryRow: u32;           // batch * HQ + query head: its sorts in the hash buffer
@@ -1313,9 +1317,11 @@ var<workgroup> vTile: array<vec4<f16>, 512>;
 var<workgroup> rowShare: array<f32, 256>; // per-column row maxima, then row sums
 var<workgroup> kPosition: array<i32, 32>;
 
-// WGSL has no infinity literal; LSE of an empty row is -inf (DESIGN §1).
+// WGSL has no infinity literal; LSE of an empty row is -inf (DESIGN §1). The bits are a
+// `let`: Tint (Dawn) refuses a constant expression whose value is infinite.
 fn negativeInfinity() -> f32 {
-  return bitcast<f32>(0xff800000u);
+  let bits = 0xff800000u;
+  return bitcast<f32>(bits);
 }
 
 var<private> queryRow: u32;           // batch * HQ + query head: its sorts in the hash buffer
