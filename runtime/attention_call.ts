@@ -150,9 +150,10 @@ export class AttentionCall {
         usage: STORAGE,
       });
       this.#buffers.set(spec.name, buffer);
-      // Typed arrays are written whole: offsets and sizes would be in elements, not bytes.
+      // Written whole, as bytes: offsets and sizes of a typed array would count elements, and
+      // Dawn's binding knows no Float16Array (its element size reads as 0: SIGFPE).
       const data = spec.input ? tensors[spec.input] : spec.data;
-      if (data) this.device.queue.writeBuffer(buffer, 0, data as BufferSource);
+      if (data) this.device.queue.writeBuffer(buffer, 0, bytesOf(data));
     }
   }
 
@@ -289,4 +290,9 @@ export class AttentionCall {
 
 function align4(n: number): number {
   return Math.max(4, Math.ceil(n / 4) * 4);
+}
+
+/** A typed array's bytes, as a Uint8Array over the same memory. */
+function bytesOf(x: ArrayBufferView): Uint8Array<ArrayBuffer> {
+  return new Uint8Array(x.buffer as ArrayBuffer, x.byteOffset, x.byteLength);
 }

@@ -70,6 +70,10 @@ export function resolveBackend(backend?: string): Backend {
   return chosen as Backend;
 }
 
+let dawnInstance: GPU | undefined;
+/** Each device's adapter, alive as long as the device is (Dawn's lifetimes, as above). */
+const adapterOf = new WeakMap<GPUDevice, GPUAdapter>();
+
 /** The GPU entry point of a backend: `navigator.gpu`, or Dawn's, loaded now. */
 async function gpuOf(backend: Backend): Promise<GPU> {
   if (backend === "native") {
@@ -81,8 +85,10 @@ async function gpuOf(backend: Backend): Promise<GPU> {
     return navigator.gpu;
   }
   try {
-    const dawn = await import("webgpu");
-    return dawn.create(DAWN_TOGGLES);
+    // One Dawn instance per process, held here: Dawn's objects do not keep their instance
+    // alive, and devices whose instance was collected crash the process on their next call.
+    dawnInstance ??= (await import("webgpu")).create(DAWN_TOGGLES);
+    return dawnInstance;
   } catch (e) {
     throw new DeviceError(
       `Backend dawn: npm:webgpu (Dawn) could not be loaded (${(e as Error).message}); ` +
@@ -141,6 +147,7 @@ export async function openDevice(
   const requiredLimits: Record<string, number> = {};
   for (const name of RAISED_LIMITS) requiredLimits[name] = adapter.limits[name];
   const device = await adapter.requestDevice({ requiredFeatures: wanted, requiredLimits });
+  adapterOf.set(device, adapter);
   const info = adapter.info;
   return {
     device,
