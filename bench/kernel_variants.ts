@@ -7,7 +7,10 @@
  * ```sh
  * deno run -A bench/kernel_variants.ts --shapes 64x32x2,64x32x2c4 --dtype f16,f32
  * deno run -A bench/kernel_variants.ts --shapes 64x32x2c4 --dtype f16 --no-prefetch --jobs dense
+ * deno run -A bench/kernel_variants.ts --backend dawn --dtype f16 \
+ *   --shapes 64x64x2c4.mma16x16x16s32,64x32x2c4.mma16x16x16s32,64x32x2c4
  * ```
+ * Matrix shapes (`.mma MxNxK s subgroup`) run where the backend's device lists that matrix.
  * @module
  */
 import { parseArgs } from "node:util";
@@ -24,6 +27,8 @@ const USAGE = `Usage: deno run -A bench/kernel_variants.ts [options]
   --dtype LIST      f32, f16 (default: both where the adapter has shader-f16)
   --head-dim D      head dim (default 64)
   --jobs LIST       dense, ring, window256, stride16 (default: all)
+  --backend B       native (default: WEFT_BACKEND, else native) or dawn
+  --prefetch        the prefetched key loop even where the rule would not (matrix shapes)
   --no-prefetch     the plain key loop instead of the prefetched one
   --no-unroll       loop bounds from the schedule header (no unrolling)
   --check-n N       sequence length of the reference check (default 512)
@@ -50,6 +55,8 @@ const { values } = parseArgs({
     dtype: { type: "string" },
     "head-dim": { type: "string" },
     jobs: { type: "string" },
+    backend: { type: "string" },
+    prefetch: { type: "boolean" },
     "no-prefetch": { type: "boolean" },
     "no-unroll": { type: "boolean" },
     "check-n": { type: "string" },
@@ -75,24 +82,25 @@ const jobs = values.jobs
   })
   : JOBS;
 
-const rt = await createRuntime({ autotune: false });
+const rt = await createRuntime({ autotune: false, backend: values.backend });
 const dtypes = (values.dtype ?? (rt.info.shaderF16 ? "f16,f32" : "f32")).split(",") as (
   | "f32"
   | "f16"
 )[];
 console.log(
-  `kernel variants on ${rt.info.description}, D=${headDim}` +
+  `kernel variants on ${rt.info.description} [${rt.info.webgpu}], D=${headDim}` +
     (rt.info.isFallback ? " (software adapter: reference checks only, no timing)" : ""),
 );
 const options = (kernel: KernelShape, dtype: "f32" | "f16") => ({
   dtype,
   tiles: kernel,
-  prefetch: values["no-prefetch"] ? false : undefined,
+  prefetch: values["no-prefetch"] ? false : values.prefetch ? true : undefined,
   unroll: values["no-unroll"] ? false : undefined,
 });
 
 for (const dtype of dtypes) {
   for (const { name, kernel } of shapes) {
+    if (kernel.matrix && dtype !== "f16") continue; // matrices multiply float16 only
     // 1. Correct first, on fresh inputs: float32 within 1e-4 of float64, float16 within 5e-3.
     const shape = { batch: 1, headsQ: 2, headsKV: 1, seqLen: checkN, headDim };
     const q = normalTensor(2 * checkN * headDim, 11);
@@ -152,3 +160,4 @@ for (const dtype of dtypes) {
   }
 }
 rt.destroy();
+Deno.exit(Deno.exitCode); // as the bench does: nothing left to wait for

@@ -49,8 +49,18 @@ export interface DeviceInfo {
   matrices: MatrixConfig[];
 }
 
-/** Dawn's toggles: subgroup matrices are an unsafe API; NVIDIA's f16 is off by default. */
-const DAWN_TOGGLES = ["enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia"];
+/**
+ * Dawn's toggles: subgroup matrices are an unsafe API; NVIDIA's f16 is off by default. More
+ * toggles (comma-separated, e.g. `disable_robustness`) come from WEFT_DAWN_TOGGLES, for
+ * experiments.
+ */
+function dawnToggles(): string[] {
+  const extra = Deno.env.get("WEFT_DAWN_TOGGLES")?.split(",").map((t) => t.trim())
+    .filter((t) => t) ?? [];
+  return [
+    `enable-dawn-features=${["allow_unsafe_apis", "vulkan_enable_f16_on_nvidia", ...extra]}`,
+  ];
+}
 const DAWN_PACKAGE = "webgpu 0.6.2";
 
 /**
@@ -87,7 +97,7 @@ async function gpuOf(backend: Backend): Promise<GPU> {
   try {
     // One Dawn instance per process, held here: Dawn's objects do not keep their instance
     // alive, and devices whose instance was collected crash the process on their next call.
-    dawnInstance ??= (await import("webgpu")).create(DAWN_TOGGLES);
+    dawnInstance ??= (await import("webgpu")).create(dawnToggles());
     return dawnInstance;
   } catch (e) {
     throw new DeviceError(
