@@ -113,7 +113,9 @@ function attentionOptions(k: AttentionKernel, o: RenderContext): ComponentKernel
     hash: o.planned.hash,
     threads: kernel.threads,
     rowsPerThread: kernel.rowsPerThread,
-    ...(kernel.matrix ? { matrix: kernel.matrix } : {}),
+    ...(kernel.matrix
+      ? { matrix: kernel.matrix, matrixMajorness: o.call.limits?.matrixMajorness }
+      : {}),
     label: `${branch.label}, ${k.label}`,
   };
 }

@@ -24,6 +24,13 @@ export interface DeviceLimits {
    * where one fits, float16 kernels compute QKᵀ and P·V on them (matrix_tiles.ts).
    */
   matrices?: MatrixConfig[];
+  /**
+   * How the device's WGSL spells a matrix load's and store's majorness: `template`
+   * (`subgroupMatrixLoad<T, col_major>(p, offset, stride)`, current Dawn) or `argument` (a
+   * bool argument, the first form, which current Dawn compiles with a deprecation warning per
+   * call). Default `argument`.
+   */
+  matrixMajorness?: "template" | "argument";
 }
 
 /** One subgroup-matrix shape: an M x K by K x N product, accumulated as M x N. */

@@ -47,6 +47,8 @@ export interface DeviceInfo {
    * there are none.
    */
   matrices: MatrixConfig[];
+  /** How this device's WGSL spells a matrix load's majorness (compiler/tiles.ts). */
+  matrixMajorness?: "template" | "argument";
 }
 
 /**
@@ -158,6 +160,7 @@ export async function openDevice(
   for (const name of RAISED_LIMITS) requiredLimits[name] = adapter.limits[name];
   const device = await adapter.requestDevice({ requiredFeatures: wanted, requiredLimits });
   adapterOf.set(device, adapter);
+  const matrices = matricesOf(adapter, device);
   const info = adapter.info;
   return {
     device,
@@ -174,9 +177,40 @@ export async function openDevice(
       shaderF16: device.features.has("shader-f16"),
       backend: chosen,
       webgpu: chosen === "native" ? `deno ${Deno.version.deno}` : `dawn (npm ${DAWN_PACKAGE})`,
-      matrices: matricesOf(adapter, device),
+      matrices,
+      ...(matrices.length ? { matrixMajorness: await majornessOf(device, matrices[0]) } : {}),
     },
   };
+}
+
+/**
+ * Whether the device compiles the current spelling of a matrix load's majorness (a template
+ * argument) or only the first one (a bool argument): a module of one load and one store, no
+ * pipeline. Errors read as the first spelling, which the H200's Dawn ran.
+ */
+async function majornessOf(
+  device: GPUDevice,
+  c: MatrixConfig,
+): Promise<"template" | "argument"> {
+  const code = `enable f16;
+enable subgroups;
+enable chromium_experimental_subgroup_matrix;
+var<workgroup> t: array<f16, ${c.m * c.k}>;
+@compute @workgroup_size(${c.subgroupSize})
+fn main() {
+  let m = subgroupMatrixLoad<subgroup_matrix_left<f16, ${c.k}, ${c.m}>, row_major>(&t, 0u, ${c.k}u);
+  subgroupMatrixStore<row_major>(&t, 0u, m, ${c.k}u);
+}`;
+  try {
+    device.pushErrorScope("validation");
+    const module = device.createShaderModule({ code, label: "majorness probe" });
+    const scope = device.popErrorScope();
+    const info = await module.getCompilationInfo();
+    const ok = !(await scope) && !info.messages.some((m) => m.type === "error");
+    return ok ? "template" : "argument";
+  } catch {
+    return "argument";
+  }
 }
 
 /**
@@ -226,6 +260,8 @@ export function compileLimits(device: GPUDevice, info?: DeviceInfo): DeviceLimit
     maxComputeWorkgroupStorageSize: device.limits.maxComputeWorkgroupStorageSize,
     maxComputeInvocationsPerWorkgroup: device.limits.maxComputeInvocationsPerWorkgroup,
     maxStorageBufferBindingSize: device.limits.maxStorageBufferBindingSize,
-    ...(info?.matrices.length ? { matrices: info.matrices } : {}),
+    ...(info?.matrices.length
+      ? { matrices: info.matrices, matrixMajorness: info.matrixMajorness }
+      : {}),
   };
 }

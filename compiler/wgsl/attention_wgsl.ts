@@ -122,6 +122,8 @@ export interface ComponentKernelOptions {
    * the invocations' split. Needs a staged query tile and no edge pairs.
    */
   matrix?: MatrixConfig;
+  /** How the device's WGSL spells a matrix load's majorness (tiles.ts, DeviceLimits). */
+  matrixMajorness?: "template" | "argument";
   label: string;
 }
 

@@ -49,6 +49,36 @@ function matrixGeometry(o: ComponentKernelOptions): MatrixGeometry {
   };
 }
 
+/**
+ * A matrix load from a workgroup array: row- or column-major, `stride` elements between rows
+ * (columns). Dawn spells the majorness as a template argument (`majorness: "template"`) or, in
+ * older releases, as a bool argument, which newer ones still take with a deprecation warning
+ * per call; runtime/device.ts asks the device which it compiles.
+ */
+function load(
+  o: Spelling,
+  type: string,
+  tile: string,
+  offset: string,
+  colMajor: boolean,
+  stride: string,
+): string {
+  return o.majorness === "template"
+    ? `subgroupMatrixLoad<${type}, ${
+      colMajor ? "col_major" : "row_major"
+    }>(&${tile}, ${offset}, ${stride})`
+    : `subgroupMatrixLoad<${type}>(&${tile}, ${offset}, ${colMajor}, ${stride})`;
+}
+
+/** A row-major matrix store into a workgroup array (spelt as `load` says). */
+function store(o: Spelling, tile: string, offset: string, m: string, stride: string): string {
+  return o.majorness === "template"
+    ? `subgroupMatrixStore<row_major>(&${tile}, ${offset}, ${m}, ${stride});`
+    : `subgroupMatrixStore(&${tile}, ${offset}, ${m}, false, ${stride});`;
+}
+
+type Spelling = { majorness?: "template" | "argument" };
+
 const left = (c: MatrixConfig) => `subgroup_matrix_left<f16, ${c.k}, ${c.m}>`;
 const right = (c: MatrixConfig) => `subgroup_matrix_right<f16, ${c.n}, ${c.k}>`;
 const result = (c: MatrixConfig) => `subgroup_matrix_result<f32, ${c.n}, ${c.m}>`;
@@ -70,6 +100,7 @@ export function declareMatrixTiles(m: ShaderModule, o: ComponentKernelOptions): 
 const QK_ROW = ${qkRow}u;       // padded float16 row of the Q and K tiles (QK_STRIDE vec4s)
 const P_ROW = ${pRow}u;        // padded float16 row of the P tile (P_STRIDE4 vec4s)
 const V_STRIDE4 = ${qkRow / 4}u;    // padded row of the V tile, in vec4s
+const V_ROW = ${qkRow}u;        // the same, in float16 elements
 const OUT_ROW = ${outRow}u;      // float32 row of the matrices' results (S, then P·V)
 const BAND_ROWS = ${mg.bandRows}u;   // query rows per subgroup: ${mg.rowBlocks.length} block(s) of ${mg.config.m}`,
   );
@@ -124,14 +155,15 @@ export function vIndex(o: { matrix?: MatrixConfig }, row: string, plain: string)
  */
 export function matrixQueryLoads(o: ComponentKernelOptions): string {
   const mg = matrixGeometry(o), c = mg.config;
+  const sp = { majorness: o.matrixMajorness };
   const band = "  let band = sg * BAND_ROWS;           // this subgroup's first query row\n";
   // A uniform softmax scores nothing: only P·V reads the band.
   if (o.uniform) return band;
   const loads = mg.rowBlocks.flatMap((a) =>
     mg.dimSteps.map((t) =>
-      `  let qm${a}_${t} = subgroupMatrixLoad<${left(c)}>(&kpTile, (band + ${
-        a * c.m
-      }u) * QK_ROW + ${t * c.k}u, false, QK_ROW);`
+      `  let qm${a}_${t} = ${
+        load(sp, left(c), "kpTile", `(band + ${a * c.m}u) * QK_ROW + ${t * c.k}u`, false, "QK_ROW")
+      };`
     )
   );
   return `  workgroupBarrier();                 // the query tile is staged
@@ -147,11 +179,12 @@ ${loads.join("\n")}
  */
 export function matrixScores(o: ComponentKernelOptions, R: number[], J: number[]): string {
   const mg = matrixGeometry(o), c = mg.config, cols = kernelGeometry(o).cols;
+  const sp = { majorness: o.matrixMajorness };
   const blocks = mg.keyBlocks.map((b) => {
     const kt = mg.dimSteps.map((t) =>
-      `      let kt${t} = subgroupMatrixLoad<${right(c)}>(&kpTile, ${b * c.n}u * QK_ROW + ${
-        t * c.k
-      }u, true, QK_ROW);`
+      `      let kt${t} = ${
+        load(sp, right(c), "kpTile", `${b * c.n}u * QK_ROW + ${t * c.k}u`, true, "QK_ROW")
+      };`
     );
     const products = mg.rowBlocks.map((a) =>
       [
@@ -159,9 +192,9 @@ export function matrixScores(o: ComponentKernelOptions, R: number[], J: number[]
         ...mg.dimSteps.map((t) =>
           `      s${a} = subgroupMatrixMultiplyAccumulate(qm${a}_${t}, kt${t}, s${a});`
         ),
-        `      subgroupMatrixStore(&mmaOut, (band + ${a * c.m}u) * OUT_ROW + ${
-          b * c.n
-        }u, s${a}, false, OUT_ROW);`,
+        `      ${
+          store(sp, "mmaOut", `(band + ${a * c.m}u) * OUT_ROW + ${b * c.n}u`, `s${a}`, "OUT_ROW")
+        }`,
       ].join("\n")
     );
     return `    {                                 // keys ${b * c.n}..${b * c.n + c.n - 1}
@@ -185,18 +218,19 @@ ${reads.join("\n")}`;
  */
 export function matrixProduct(o: ComponentKernelOptions, R: number[], Dd: number[]): string {
   const mg = matrixGeometry(o), c = mg.config, cols = kernelGeometry(o).cols;
+  const sp = { majorness: o.matrixMajorness };
   const pLoads = mg.rowBlocks.flatMap((a) =>
     mg.keySteps.map((t) =>
-      `    let pm${a}_${t} = subgroupMatrixLoad<${left(c)}>(&kpTile, (band + ${
-        a * c.m
-      }u) * P_ROW + ${t * c.k}u, false, P_ROW);`
+      `    let pm${a}_${t} = ${
+        load(sp, left(c), "kpTile", `(band + ${a * c.m}u) * P_ROW + ${t * c.k}u`, false, "P_ROW")
+      };`
     )
   );
   const blocks = mg.dimBlocks.map((b) => {
     const vm = mg.keySteps.map((t) =>
-      `      let vm${t} = subgroupMatrixLoad<${right(c)}>(&vTile, ${t * c.k}u * V_STRIDE4 * 4u + ${
-        b * c.n
-      }u, false, V_STRIDE4 * 4u);`
+      `      let vm${t} = ${
+        load(sp, right(c), "vTile", `${t * c.k}u * V_ROW + ${b * c.n}u`, false, "V_ROW")
+      };`
     );
     const products = mg.rowBlocks.map((a) =>
       [
@@ -204,9 +238,9 @@ export function matrixProduct(o: ComponentKernelOptions, R: number[], Dd: number
         ...mg.keySteps.map((t) =>
           `      pv${a} = subgroupMatrixMultiplyAccumulate(pm${a}_${t}, vm${t}, pv${a});`
         ),
-        `      subgroupMatrixStore(&mmaOut, (band + ${a * c.m}u) * OUT_ROW + ${
-          b * c.n
-        }u, pv${a}, false, OUT_ROW);`,
+        `      ${
+          store(sp, "mmaOut", `(band + ${a * c.m}u) * OUT_ROW + ${b * c.n}u`, `pv${a}`, "OUT_ROW")
+        }`,
       ].join("\n")
     );
     return `    {                                 // dims ${b * c.n}..${b * c.n + c.n - 1}

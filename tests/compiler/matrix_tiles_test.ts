@@ -110,6 +110,28 @@ Deno.test("the matrix kernel stages Q, multiplies on subgroup matrices and walks
   assert.ok(!/fma\(qv/.test(wgsl));
 });
 
+Deno.test("the majorness is spelt as the device compiles it", () => {
+  const wgsl = (majorness?: "template" | "argument") =>
+    compile({ kind: "causal" }, {
+      shape: shape(1024),
+      dtype: "f16",
+      limits: { ...H200_DAWN, ...(majorness ? { matrixMajorness: majorness } : {}) },
+    }).passes[0].wgsl;
+  const current = wgsl("template");
+  assert.ok(
+    current.includes(
+      "subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>, col_major>(&kpTile, 0u * QK_ROW + 0u, QK_ROW)",
+    ),
+  );
+  assert.ok(current.includes("subgroupMatrixStore<row_major>(&mmaOut, "));
+  assert.ok(!/subgroupMatrix(Load|Store)\([^)]*, (true|false), /.test(current));
+  // The first spelling, a bool argument, is the default.
+  for (const first of [wgsl(), wgsl("argument")]) {
+    assert.ok(first.includes("(&kpTile, 0u * QK_ROW + 0u, true, QK_ROW)"));
+    assert.ok(!first.includes("col_major"));
+  }
+});
+
 Deno.test("every kind of kernel compiles on the matrix path", () => {
   const patterns = [
     { kind: "dense" },
