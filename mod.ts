@@ -43,6 +43,7 @@ export {
   type KernelPlan,
   type KernelShape,
   type Layout,
+  type MatrixConfig,
   type ModuleEntry,
   type Pass,
   type Plan,
@@ -63,7 +64,7 @@ export {
 export type { Autotuner, AutotunerDeps, TuneOptions, TuneResult } from "./runtime/autotune.ts";
 export type { AutotuneEntry, CandidateResult, StoredKey } from "./runtime/autotune_cache.ts";
 export type { TuneKey } from "./runtime/autotune_key.ts";
-export type { DeviceInfo } from "./runtime/device.ts";
+export { type Backend, BACKENDS, type DeviceInfo } from "./runtime/device.ts";
 export type { PipelineCache } from "./runtime/pipeline_cache.ts";
 export type { AttentionCall, AttentionInputs, AttentionOutputs } from "./runtime/attention_call.ts";
 export {

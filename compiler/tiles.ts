@@ -39,8 +39,11 @@ export interface MatrixConfig {
   input: "f16";
   /** Element type of the result. */
   result: "f16" | "f32";
+  /** Rows of the left matrix and of the result. */
   m: number;
+  /** Columns of the right matrix and of the result. */
   n: number;
+  /** Columns of the left matrix, rows of the right one: the product's reduction. */
   k: number;
   /** Invocations per subgroup (the adapter's one subgroup size). */
   subgroupSize: number;

@@ -14,6 +14,7 @@ import type { DeviceLimits, MatrixConfig } from "../compiler/mod.ts";
 
 /** The WebGPU implementations Weft runs on. */
 export const BACKENDS = ["native", "dawn"] as const;
+/** A WebGPU implementation: `native` (Deno's own, wgpu) or `dawn` (npm `webgpu`). */
 export type Backend = typeof BACKENDS[number];
 
 /** The environment variable naming the backend where the caller does not. */
