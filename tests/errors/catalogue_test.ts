@@ -615,6 +615,27 @@ Deno.test("error catalogue: non-finite data (GPU path)", async (t) => {
   }
 });
 
+Deno.test("error catalogue: a backend that is not one names the allowed values", async () => {
+  await assert.rejects(
+    () => createRuntime({ backend: "vulkan" }),
+    (e: Error) =>
+      e instanceof DeviceError &&
+      e.message === 'Bad backend "vulkan": allowed values are native, dawn',
+  );
+  const saved = Deno.env.get("WEFT_BACKEND");
+  Deno.env.set("WEFT_BACKEND", "wgpu");
+  try {
+    await assert.rejects(
+      () => createRuntime(),
+      (e: Error) =>
+        e.message === 'Bad backend "wgpu" (from WEFT_BACKEND): allowed values are native, dawn',
+    );
+  } finally {
+    if (saved === undefined) Deno.env.delete("WEFT_BACKEND");
+    else Deno.env.set("WEFT_BACKEND", saved);
+  }
+});
+
 Deno.test("error catalogue: no adapter says how to get one", async () => {
   const gpu = navigator.gpu;
   const original = gpu.requestAdapter;
@@ -625,7 +646,7 @@ Deno.test("error catalogue: no adapter says how to get one", async () => {
       () => createRuntime(),
       (e: Error) =>
         e instanceof DeviceError &&
-        /No WebGPU adapter found: install a Vulkan driver/.test(e.message) &&
+        /No WebGPU adapter found \(backend native\): install a Vulkan driver/.test(e.message) &&
         /mesa-vulkan-drivers/.test(e.message),
     );
   } finally {
