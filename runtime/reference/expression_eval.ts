@@ -230,3 +230,167 @@ function math(fn: Extract<Expr, { op: "math" }>["fn"], args: Eval[]): Eval {
       return (f) => Math.pow(a(f) as N, b(f) as N);
   }
 }
+
+/**
+ * A score modifier's derivative with respect to the raw score `s`, by forward-mode
+ * differentiation of the same checked program the kernels are generated from: every node
+ * carries its value and its derivative. Integer parts (positions, `%`, floor division,
+ * comparisons, registered masks) and `Math.floor` have derivative 0; `abs` has the sign,
+ * `min`/`max` the chosen argument's, almost everywhere.
+ * @param p the modifier's program
+ * @param n N
+ * @returns `(s, q, k, h, b) => ∂score/∂s`
+ * @example
+ * ```ts
+ * import { compileExpression } from "../../dsl/expression_parse.ts";
+ * import { scoreDerivativeFunction } from "./expression_eval.ts";
+ * const df = scoreDerivativeFunction(compileExpression({ expr: "s * s - q" }, "score"), 16);
+ * df(1.5, 2, 5, 0, 0); // 3
+ * ```
+ */
+export function scoreDerivativeFunction(
+  p: Program,
+  n: number,
+): (s: number, q: number, k: number, h: number, b: number) => number {
+  const locals = p.locals.map((l) => dualNode(l.value, p));
+  const result = dualNode(p.result, p);
+  const frame: DualFrame = {
+    inputs: { q: 0, k: 0, n, h: 0, b: 0, s: 0 },
+    params: [],
+    locals: [],
+    duals: [],
+  };
+  return (s, q, k, h, b) => {
+    const inputs = frame.inputs;
+    inputs.s = s, inputs.q = q, inputs.k = k, inputs.h = h, inputs.b = b;
+    frame.locals.length = 0;
+    frame.duals.length = 0;
+    for (const local of locals) {
+      const [v, d] = local(frame);
+      frame.locals.push(v);
+      frame.duals.push(d);
+    }
+    return result(frame)[1];
+  };
+}
+
+/** A frame whose locals also carry their derivatives. */
+interface DualFrame extends Frame {
+  duals: number[];
+}
+/** A value and its derivative with respect to `s` (0 for booleans and integers). */
+type Dual = [Value, number];
+type DualEval = (f: DualFrame) => Dual;
+
+function dualNode(e: Expr, p: Program): DualEval {
+  const constant = (): DualEval => {
+    const value = node(e, p);
+    return (f) => [value(f), 0];
+  };
+  switch (e.op) {
+    case "input": {
+      const name = e.name, d = name === "s" ? 1 : 0;
+      return (f) => [f.inputs[name], d];
+    }
+    case "local": {
+      const i = e.index;
+      return (f) => [f.locals[i], f.duals[i]];
+    }
+    case "neg": {
+      const a = dualNode(e.arg, p);
+      return (f) => {
+        const [v, d] = a(f);
+        return [-(v as number), -d];
+      };
+    }
+    case "select": {
+      const c = node(e.cond, p), t = dualNode(e.then, p), o = dualNode(e.else, p);
+      return (f) => c(f) ? t(f) : o(f);
+    }
+    case "binary":
+      return dualBinary(e.fn, dualNode(e.a, p), dualNode(e.b, p)) ?? constant();
+    case "math":
+      return dualMath(e.fn, e.args.map((a) => dualNode(a, p)));
+    default:
+      // Parameters, literals, array elements, negations of booleans and mask calls: no `s`.
+      return constant();
+  }
+}
+
+function dualBinary(
+  fn: Extract<Expr, { op: "binary" }>["fn"],
+  a: DualEval,
+  b: DualEval,
+): DualEval | undefined {
+  type N = number;
+  const both = (rule: (x: N, dx: N, y: N, dy: N) => Dual): DualEval => (f) => {
+    const [x, dx] = a(f), [y, dy] = b(f);
+    return rule(x as N, dx, y as N, dy);
+  };
+  switch (fn) {
+    case "+":
+      return both((x, dx, y, dy) => [x + y, dx + dy]);
+    case "-":
+      return both((x, dx, y, dy) => [x - y, dx - dy]);
+    case "*":
+      return both((x, dx, y, dy) => [x * y, dx * y + x * dy]);
+    case "/":
+      return both((x, dx, y, dy) => [x / y, (dx * y - x * dy) / (y * y)]);
+    case "floorDiv":
+      return both((x, _dx, y) => [Math.floor(x / y), 0]);
+    case "mod":
+      return both((x, _dx, y) => [floorMod(x, y), 0]); // integers only (expression_check)
+    default:
+      return undefined; // comparisons and logic: booleans
+  }
+}
+
+function dualMath(fn: Extract<Expr, { op: "math" }>["fn"], args: DualEval[]): DualEval {
+  type N = number;
+  const [a, b] = args;
+  const one = (rule: (x: N, dx: N) => Dual): DualEval => (f) => {
+    const [x, dx] = a(f);
+    return rule(x as N, dx);
+  };
+  switch (fn) {
+    case "abs":
+      return one((x, dx) => [Math.abs(x), Math.sign(x) * dx]);
+    case "min":
+    case "max":
+      return (f) => {
+        const all = args.map((x) => x(f));
+        let best = all[0];
+        for (const c of all) {
+          if (fn === "min" ? (c[0] as N) < (best[0] as N) : (c[0] as N) > (best[0] as N)) best = c;
+        }
+        return best;
+      };
+    case "floor":
+      return one((x) => [Math.floor(x), 0]);
+    case "exp":
+      return one((x, dx) => {
+        const e = Math.exp(x);
+        return [e, e * dx];
+      });
+    case "log":
+      return one((x, dx) => [Math.log(x), dx / x]);
+    case "tanh":
+      return one((x, dx) => {
+        const t = Math.tanh(x);
+        return [t, (1 - t * t) * dx];
+      });
+    case "sqrt":
+      return one((x, dx) => {
+        const r = Math.sqrt(x);
+        return [r, dx / (2 * r)];
+      });
+    case "pow":
+      return (f) => {
+        const [x, dx] = a(f), [y, dy] = b(f);
+        const v = Math.pow(x as N, y as N);
+        const dLog = dy === 0 ? 0 : v * Math.log(x as N) * dy;
+        const dBase = dx === 0 ? 0 : (y as N) * Math.pow(x as N, (y as N) - 1) * dx;
+        return [v, dBase + dLog];
+      };
+  }
+}

@@ -14,3 +14,4 @@ export {
   type ReferenceInput,
   type ReferenceOutput,
 } from "./reference.ts";
+export { type GradientInput, type ReferenceGradients, referenceGradients } from "./gradients.ts";

@@ -21,7 +21,7 @@ import {
 } from "../../dsl/hash_bucket.ts";
 import { landmarkAllows, landmarkRanks, poolLandmarks } from "./landmarks.ts";
 import { checkLowRankPlacement, landmarkGeometry } from "../../dsl/low_rank.ts";
-import { scoreFunction } from "./expression_eval.ts";
+import { scoreDerivativeFunction, scoreFunction } from "./expression_eval.ts";
 
 export type { AttentionShape } from "../../core/shape.ts";
 
@@ -82,6 +82,64 @@ export interface ReferenceOutput {
  * ```
  */
 export function reference(input: ReferenceInput): ReferenceOutput {
+  const setup = referenceSetup(input);
+  const { batch: B, headsQ: Hq, seqLen: N, headDim: D } = input.shape;
+  const branches = setup.branches.length;
+  const o = new Float64Array(B * Hq * N * D);
+  const lse = new Float64Array(branches * B * Hq * N);
+  const row = new Float64Array(D);
+  setup.forEachRow((b, h, q, qRow, i, sources) => {
+    const lseRow = softmaxRow({
+      q: input.q,
+      qRow,
+      sources,
+      D,
+      scale: setup.scale,
+      score: setup.branches[i].score(b, h, q),
+      out: row,
+    });
+    lse[((i * B + b) * Hq + h) * N + q] = lseRow;
+    const g = setup.gate(b, h, q, i);
+    for (let d = 0; d < D; d++) o[qRow + d] += g * row[d];
+  });
+  return { o, lse, hashCodes: setup.hashCodes };
+}
+
+/** One branch's softmax inputs, as the reference and its gradients read them. */
+export interface BranchSetup {
+  /** The keys query `q` of (batch b, query head h) sees, token rows. */
+  keys(b: number, h: number): number[][];
+  /** The score modifier at (b, h, q), `(s, k) => score`, if the branch has one. */
+  score(b: number, h: number, q: number): ((s: number, k: number) => number) | undefined;
+  /** Its derivative with respect to the raw score, `(s, k) => ∂score/∂s`, likewise. */
+  scoreSlope(b: number, h: number, q: number): ((s: number, k: number) => number) | undefined;
+  /** lowRank landmarks: pooled K and V per rank, and the landmarks each query sees. */
+  landmarks: { rank: number; count: number; k: Float64Array; v: Float64Array; keys: number[][] }[];
+}
+
+/** What a reference call is computed from, once its input is checked (DESIGN §1-§2). */
+export interface ReferenceSetup {
+  scale: number;
+  branches: BranchSetup[];
+  /** The weight of branch `i` at (b, h, q): 1 where not gated. */
+  gate: (b: number, h: number, q: number, i: number) => number;
+  /** Where the gates come from: a runtime tensor per head or per position, or fixed. */
+  gateLayout: GateLayout | "fixed";
+  hashCodes: HashCodes;
+  /** Every (batch, query head, query, branch) with its Q row offset and key sources. */
+  forEachRow(
+    visit: (b: number, h: number, q: number, qRow: number, i: number, sources: KeySource[]) => void,
+  ): void;
+}
+
+/**
+ * Checks a reference input and lays out what its softmaxes read: each branch's allowed keys per
+ * query, score modifier, landmarks and gate.
+ * @param input as `reference` takes it
+ * @returns the setup
+ * @throws as `reference`
+ */
+export function referenceSetup(input: ReferenceInput): ReferenceSetup {
   const pattern = parsePattern(input.pattern);
   const { shape } = input;
   const branches = pattern.kind === "gated" ? pattern.branches : [pattern];
@@ -108,88 +166,82 @@ export function reference(input: ReferenceInput): ReferenceOutput {
   const uniform = checkHashPlacement(pattern);
   const hashCodes = input.hashCodes ?? referenceHashCodes(pattern, shape, input.q, input.k);
   const hashAt = (b: number, h: number) => hashLookup(hashCodes, shape, b, h);
-  // A(q) depends on batch and head only through predicates that read b or h; otherwise each
-  // branch's keys per query are listed once.
-  const keysByHead = branches.map((branch, i) => {
+  const setups: BranchSetup[] = branches.map((branch, i) => {
+    // A(q) depends on batch and head only through predicates that read b or h; otherwise each
+    // branch's keys per query are listed once.
     const perHead = allowedSetUsesHeadOrBatch(branch) || hashBucketsOf(branch).length > 0;
     const cache = new Map<number, number[][]>();
-    return (b: number, h: number) => {
+    const keys = (b: number, h: number) => {
       const at = perHead ? b * Hq + h : 0;
-      let keys = cache.get(at);
-      if (!keys) {
+      let list = cache.get(at);
+      if (!list) {
         const allowed = allowedMask(branch, N, {
           path: path(i),
           head: h,
           batch: b,
           hash: hashAt(b, h),
         });
-        keys = Array.from({ length: N }, (_, q) => keysOf(allowed, q, N));
-        cache.set(at, keys);
+        list = Array.from({ length: N }, (_, q) => keysOf(allowed, q, N));
+        cache.set(at, list);
       }
-      return keys;
+      return list;
     };
-  });
-  // A scored branch passes every score through its modifier (the same program as the kernel's).
-  const scores = branches.map((branch, i) =>
-    uniform[i]
-      ? () => 0
-      : branch.kind === "scored"
-      ? scoreFunction(scoreProgram(branch.score, `${path(i)}.score.expr`), N)
-      : undefined
-  );
-  // lowRank landmarks: pooled K/V rows per rank, and the landmarks each query sees.
-  const landmarks = branches.map((branch) =>
-    landmarkRanks(branch).map((rank) => {
+    // A scored branch passes every score through its modifier (the same program as the kernel's).
+    const program = branch.kind === "scored"
+      ? scoreProgram(branch.score, `${path(i)}.score.expr`)
+      : undefined;
+    const modifier = uniform[i] ? () => 0 : program && scoreFunction(program, N);
+    const slope = uniform[i] ? () => 0 : program && scoreDerivativeFunction(program, N);
+    const score = (b: number, h: number, q: number) =>
+      modifier && ((s: number, k: number) => modifier(s, q, k, h, b));
+    const scoreSlope = (b: number, h: number, q: number) =>
+      slope && ((s: number, k: number) => slope(s, q, k, h, b));
+    // lowRank landmarks: pooled K/V rows per rank, and the landmarks each query sees.
+    const landmarks = landmarkRanks(branch).map((rank) => {
       const { count } = landmarkGeometry(N, rank);
       const allows = landmarkAllows(branch, N, rank);
       return {
+        rank,
         count,
         k: poolLandmarks(input.k, B * Hkv, N, D, rank),
         v: poolLandmarks(input.v, B * Hkv, N, D, rank),
         keys: Array.from({ length: N }, (_, q) => keysOf(allows, q, count)),
       };
-    })
-  );
+    });
+    return { keys, score, scoreSlope, landmarks };
+  });
   const gate = gateFn(pattern, shape, input.gates?.data, layout);
-
-  const o = new Float64Array(B * Hq * N * D);
-  const lse = new Float64Array(branches.length * B * Hq * N);
-  const row = new Float64Array(D);
-  for (let b = 0; b < B; b++) {
-    for (let h = 0; h < Hq; h++) {
-      // DESIGN §1: query head h reads kv head floor(h / (Hq / Hkv)).
-      const kvHead = Math.floor(h / (Hq / Hkv));
-      for (let q = 0; q < N; q++) {
-        const qRow = ((b * Hq + h) * N + q) * D;
-        for (let i = 0; i < branches.length; i++) {
-          const kvRow = b * Hkv + kvHead;
-          const score = scores[i];
-          const lseRow = softmaxRow({
-            q: input.q,
-            qRow,
-            sources: [
-              { k: input.k, v: input.v, base: kvRow * N * D, keys: keysByHead[i](b, h)[q] },
-              ...landmarks[i].map((l) => ({
-                k: l.k,
-                v: l.v,
-                base: kvRow * l.count * D,
-                keys: l.keys[q],
-              })),
-            ],
-            D,
-            scale,
-            score: score && ((s, k) => score(s, q, k, h, b)),
-            out: row,
-          });
-          lse[((i * B + b) * Hq + h) * N + q] = lseRow;
-          // Not gated: the single branch has weight 1.
-          const g = gated ? gate(b, h, q, i) : 1;
-          for (let d = 0; d < D; d++) o[qRow + d] += g * row[d];
+  return {
+    scale,
+    branches: setups,
+    // Not gated: the single branch has weight 1.
+    gate: gated ? gate : () => 1,
+    gateLayout: gated && input.gates ? layout : "fixed",
+    hashCodes,
+    forEachRow(visit) {
+      for (let b = 0; b < B; b++) {
+        for (let h = 0; h < Hq; h++) {
+          // DESIGN §1: query head h reads kv head floor(h / (Hq / Hkv)).
+          const kvRow = b * Hkv + Math.floor(h / (Hq / Hkv));
+          for (let q = 0; q < N; q++) {
+            const qRow = ((b * Hq + h) * N + q) * D;
+            setups.forEach((branch, i) =>
+              visit(b, h, q, qRow, i, [
+                { k: input.k, v: input.v, base: kvRow * N * D, keys: branch.keys(b, h)[q] },
+                ...branch.landmarks.map((l) => ({
+                  k: l.k,
+                  v: l.v,
+                  base: kvRow * l.count * D,
+                  keys: l.keys[q],
+                  landmarks: { rank: l.rank, count: l.count },
+                })),
+              ])
+            );
+          }
         }
       }
-    }
-  }
-  return { o, lse, hashCodes };
+    },
+  };
 }
 
 /**
@@ -313,6 +365,8 @@ export interface KeySource {
   base: number;
   /** Allowed row indices. */
   keys: number[];
+  /** Pooled landmarks: the rank and landmark count they were pooled at (absent: token rows). */
+  landmarks?: { rank: number; count: number };
 }
 
 /**

@@ -9,6 +9,7 @@ import type { Pattern } from "../../dsl/schema.ts";
 import {
   floorMod,
   predicateFunction,
+  scoreDerivativeFunction,
   scoreFunction,
 } from "../../runtime/reference/expression_eval.ts";
 import { allowedMask, reference } from "../../runtime/reference/mod.ts";
@@ -127,3 +128,28 @@ function assertNear(actual: number, expected: number, what: string): void {
   if (expected === -Infinity) return assert.equal(actual, expected, what);
   assert.ok(Math.abs(actual - expected) <= 1e-12, `${what}: ${actual} vs ${expected}`);
 }
+
+Deno.test("a score's derivative in s, from the same program, matches finite differences", () => {
+  const exprs = [
+    "s * s * s - q",
+    "Math.exp(-s) + Math.log(2 + s * s)",
+    "Math.tanh(s / 2) * Math.sqrt(1 + s * s)",
+    "Math.pow(1 + s * s, 1.5) - Math.pow(2, s)",
+    "Math.min(s, 0.5) + Math.max(s * 2, -1) + Math.abs(s - 0.25)",
+    "q > k ? s / (1 + Math.abs(k)) : -s",
+    "(k % 3) * s + Math.floor(q / 2) - Math.floor(s * 2)",
+    "(s, q) => { const t = s * 2; const u = t * t; return u - t + q; }",
+  ];
+  for (const expr of exprs) {
+    const program = compileExpression({ expr }, "score");
+    const f = scoreFunction(program, 16), df = scoreDerivativeFunction(program, 16);
+    for (const s of [-1.7, -0.3, 0.2, 0.9, 1.3]) {
+      for (const [q, k] of [[3, 1], [1, 4]]) {
+        const h = 1e-6;
+        const fd = (f(s + h, q, k, 0, 0) - f(s - h, q, k, 0, 0)) / (2 * h);
+        const got = df(s, q, k, 0, 0);
+        assert.ok(Math.abs(fd - got) <= 1e-6 * Math.max(1, Math.abs(fd)), `${expr} at s=${s}`);
+      }
+    }
+  }
+});

@@ -1,0 +1,194 @@
+/**
+ * The float64 reference's gradients: the analytic backward pass of `reference`, for the loss
+ * whose gradient with respect to O is the given dO. Per branch and query row (one softmax),
+ * with P the softmax weights, s the raw scores `scale * q·k` and f the score modifier:
+ *
+ *   dP_j = dO_i · V_j,   Δ = Σ_j P_j dP_j = dO_i · O_i,   dS_j = P_j (dP_j - Δ) f'(s_j),
+ *   dQ += scale Σ_j dS_j K_j,   dK_j += scale dS_j Q,   dV_j += P_j dO_i,
+ *
+ * where dO_i = g_i dO for a gated branch i (and dg_i = dO · O_i). Landmarks are means of their
+ * segment's K and V rows, so a landmark's gradient is shared equally by those rows; hashBucket
+ * codes are fixed by the forward (the allowed set does not move with the inputs); query heads
+ * of a group add into their key/value head. Loops, not speed: it is the oracle the GPU's
+ * backward and the finite differences are checked against.
+ * @module
+ */
+import { ShapeError } from "../../core/errors.ts";
+import { landmarkGeometry } from "../../dsl/low_rank.ts";
+import { type KeySource, type ReferenceInput, referenceSetup } from "./reference.ts";
+
+/** A reference call's inputs plus the gradient of the loss with respect to O. */
+export interface GradientInput extends ReferenceInput {
+  /** `[B, Hq, N, D]`: ∂loss/∂O. */
+  dO: ArrayLike<number>;
+}
+
+/** ∂loss/∂ of every input, float64, in the inputs' layouts. */
+export interface ReferenceGradients {
+  /** `[B, Hq, N, D]` */
+  dq: Float64Array;
+  /** `[B, Hkv, N, D]` */
+  dk: Float64Array;
+  /** `[B, Hkv, N, D]` */
+  dv: Float64Array;
+  /**
+   * Gated patterns with runtime gates: the gates' gradient in their layout (`[B, Hq, branches]`
+   * or `[B, Hq, N, branches]`); JSON or default gates are constants and have none.
+   */
+  dgates?: Float64Array;
+}
+
+/**
+ * The gradients of `reference`'s O (DESIGN §6) with respect to q, k, v and runtime gates.
+ * @param input the forward's input and dO
+ * @returns dq, dk, dv (and dgates for runtime gates)
+ * @throws as `reference`, and {ShapeError} when dO is not `[B, Hq, N, D]`
+ * @example
+ * ```ts
+ * import { referenceGradients } from "./gradients.ts";
+ * const shape = { batch: 1, headsQ: 1, headsKV: 1, seqLen: 2, headDim: 1 };
+ * const g = referenceGradients({
+ *   pattern: { kind: "causal" }, shape, q: [0, 0], k: [0, 0], v: [1, 3], dO: [1, 1],
+ * });
+ * console.log(g.dv); // Float64Array [1.5, 0.5]: row 0 puts all of its weight on key 0
+ * ```
+ */
+export function referenceGradients(input: GradientInput): ReferenceGradients {
+  const setup = referenceSetup(input);
+  const { batch: B, headsQ: Hq, headsKV: Hkv, seqLen: N, headDim: D } = input.shape;
+  if (input.dO.length !== B * Hq * N * D) {
+    throw new ShapeError(
+      `Bad input: dO has ${input.dO.length} elements, expected B*Hq*N*D = ${B * Hq * N * D}`,
+    );
+  }
+  const dq = new Float64Array(B * Hq * N * D);
+  const dk = new Float64Array(B * Hkv * N * D);
+  const dv = new Float64Array(B * Hkv * N * D);
+  const branches = setup.branches.length;
+  const dgates = setup.gateLayout === "fixed"
+    ? undefined
+    : new Float64Array(B * Hq * (setup.gateLayout === "position" ? N : 1) * branches);
+  // Landmark gradients, per branch and rank, pooled `[B·Hkv, count, D]`, spread at the end.
+  const pooled = setup.branches.map((b) =>
+    b.landmarks.map((l) => ({
+      rank: l.rank,
+      count: l.count,
+      dk: new Float64Array(B * Hkv * l.count * D),
+      dv: new Float64Array(B * Hkv * l.count * D),
+    }))
+  );
+  const dORow = new Float64Array(D), oRow = new Float64Array(D);
+  setup.forEachRow((b, h, q, qRow, i, sources) => {
+    const g = setup.gate(b, h, q, i);
+    for (let d = 0; d < D; d++) dORow[d] = g * input.dO[qRow + d];
+    const branch = setup.branches[i];
+    const targets = sources.map((_, j) =>
+      j === 0 ? { dk, dv } : { dk: pooled[i][j - 1].dk, dv: pooled[i][j - 1].dv }
+    );
+    softmaxRowBackward({
+      q: input.q,
+      qRow,
+      sources,
+      targets,
+      D,
+      scale: setup.scale,
+      score: branch.score(b, h, q),
+      slope: branch.scoreSlope(b, h, q),
+      dO: dORow,
+      dq,
+      o: oRow,
+    });
+    if (dgates) {
+      // O = Σ_i g_i O_i: ∂loss/∂g_i = dO · O_i.
+      let dot = 0;
+      for (let d = 0; d < D; d++) dot += input.dO[qRow + d] * oRow[d];
+      const at = setup.gateLayout === "position"
+        ? ((b * Hq + h) * N + q) * branches + i
+        : (b * Hq + h) * branches + i;
+      dgates[at] += dot;
+    }
+  });
+  // A landmark is the mean of its segment's rows: each row gets its share of the gradient.
+  for (const ranks of pooled) {
+    for (const l of ranks) {
+      const { segment } = landmarkGeometry(N, l.rank);
+      for (let head = 0; head < B * Hkv; head++) {
+        for (let j = 0; j < l.count; j++) {
+          const first = j * segment, end = Math.min(N, first + segment);
+          for (let r = first; r < end; r++) {
+            for (let d = 0; d < D; d++) {
+              dk[(head * N + r) * D + d] += l.dk[(head * l.count + j) * D + d] / (end - first);
+              dv[(head * N + r) * D + d] += l.dv[(head * l.count + j) * D + d] / (end - first);
+            }
+          }
+        }
+      }
+    }
+  }
+  return { dq, dk, dv, ...(dgates ? { dgates } : {}) };
+}
+
+/**
+ * One softmax row's backward: adds its share to dq (at `qRow`) and to each source's dK and dV
+ * (at the source's rows), and leaves the row's O (this branch alone) in `o`. An empty row adds
+ * nothing.
+ */
+function softmaxRowBackward(args: {
+  q: ArrayLike<number>;
+  qRow: number;
+  sources: KeySource[];
+  /** Where each source's K and V gradients go (token rows, or a rank's pooled landmarks). */
+  targets: { dk: Float64Array; dv: Float64Array }[];
+  D: number;
+  scale: number;
+  score?: (s: number, k: number) => number;
+  slope?: (s: number, k: number) => number;
+  /** ∂loss/∂(this branch's O row): dO times the branch's gate. */
+  dO: Float64Array;
+  dq: Float64Array;
+  o: Float64Array;
+}): void {
+  const { q, qRow, sources, targets, D, scale, score, slope, dO, dq, o } = args;
+  o.fill(0);
+  const raw = sources.map((s) =>
+    s.keys.map((k) => {
+      let dot = 0;
+      for (let d = 0; d < D; d++) dot += q[qRow + d] * s.k[s.base + k * D + d];
+      return scale * dot;
+    })
+  );
+  const scores = raw.map((row, i) => row.map((x, j) => score ? score(x, sources[i].keys[j]) : x));
+  let max = -Infinity;
+  for (const row of scores) for (const x of row) max = Math.max(max, x);
+  if (max === -Infinity) return;
+  const weights = scores.map((row) => row.map((x) => Math.exp(x - max)));
+  let sum = 0;
+  for (const row of weights) for (const w of row) sum += w;
+  const p = weights.map((row) => row.map((w) => w / sum));
+  // O, dP = dO · V, and Δ = Σ P dP = dO · O.
+  const dP = sources.map((s, i) =>
+    s.keys.map((k, j) => {
+      let dot = 0;
+      for (let d = 0; d < D; d++) {
+        const v = s.v[s.base + k * D + d];
+        o[d] += p[i][j] * v;
+        dot += dO[d] * v;
+      }
+      return dot;
+    })
+  );
+  let delta = 0;
+  for (let d = 0; d < D; d++) delta += dO[d] * o[d];
+  sources.forEach((s, i) => {
+    const t = targets[i];
+    s.keys.forEach((k, j) => {
+      const dS = p[i][j] * (dP[i][j] - delta) * (slope ? slope(raw[i][j], k) : 1);
+      const at = s.base + k * D;
+      for (let d = 0; d < D; d++) {
+        dq[qRow + d] += scale * dS * s.k[at + d];
+        t.dk[at + d] += scale * dS * q[qRow + d];
+        t.dv[at + d] += p[i][j] * dO[d];
+      }
+    });
+  });
+}
