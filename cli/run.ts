@@ -21,10 +21,11 @@ import type { AttentionShape, CompiledAttention, Dtype } from "../compiler/mod.t
 import { checkAttentionShape, planSummary } from "../compiler/mod.ts";
 import { ShapeError } from "../core/errors.ts";
 import type { Pattern } from "../dsl/schema.ts";
-import { reference } from "../runtime/reference/mod.ts";
+import { hashCodeMismatches, reference } from "../runtime/reference/mod.ts";
 import type { DeviceInfo } from "../runtime/device.ts";
 import { createRuntime, type Runtime } from "../runtime/runtime.ts";
 import { resolveBackend } from "../runtime/device.ts";
+import type { HashCodes } from "../dsl/hash_bucket.ts";
 import { checkShape } from "../core/input_shapes.ts";
 import { resolve } from "node:path";
 import {
@@ -179,7 +180,7 @@ async function runOnGpu(
   rt: Runtime,
   compiled: CompiledAttention,
   inputs: { q: Tensor; k: Tensor; v: Tensor; gates?: Tensor },
-): Promise<{ o: Float32Array | Float16Array; lse: Float32Array }> {
+): Promise<{ o: Float32Array | Float16Array; lse: Float32Array; hashCodes?: HashCodes }> {
   const tensors = {
     q: inputs.q.data,
     k: inputs.k.data,
@@ -194,7 +195,7 @@ async function runOnGpu(
       `runs in parts of ${compiled.split.part.batch} batch(es) x ${compiled.split.kvHeads} ` +
         `key/value head(s): ${gpuLine(out.gpuMs, performance.now() - started)}`,
     );
-    return { o: out.o, lse: out.lse };
+    return { o: out.o, lse: out.lse, hashCodes: out.hashCodes };
   }
   const call = await rt.prepare(compiled, tensors);
   try {
@@ -205,7 +206,7 @@ async function runOnGpu(
     console.log(gpuLine(secondMs, firstWall));
     const read = await call.read();
     // O in the call's dtype: float16 for a float16 call, else float32.
-    return { o: read.o, lse: read.lse };
+    return { o: read.o, lse: read.lse, hashCodes: read.hashCodes };
   } finally {
     call.destroy();
   }
@@ -336,7 +337,7 @@ function verify(o: {
   gates?: Tensor;
   scale: number;
   dtype: Dtype;
-  out: { o: Float32Array | Float16Array; lse: Float32Array };
+  out: { o: Float32Array | Float16Array; lse: Float32Array; hashCodes?: HashCodes };
 }): number {
   const started = performance.now();
   // The reference of the values the GPU got (float16-rounded for --dtype f16), in float64.
@@ -348,7 +349,22 @@ function verify(o: {
     v: o.v.data,
     gates: o.gates,
     scale: o.scale,
+    // hashBucket: the allowed set the kernels used (a projection within rounding of a plane
+    // may fall on the other side in float32 or float16 than in float64).
+    hashCodes: o.out.hashCodes,
   });
+  // Those codes must agree with float64 wherever a projection is clearly signed.
+  const contradicted = o.out.hashCodes
+    ? hashCodeMismatches(o.pattern, o.shape, o.q.data, o.k.data, o.out.hashCodes)
+      .reduce((n, m) => n + m.queries + m.keys, 0)
+    : 0;
+  if (contradicted > 0) {
+    console.log(
+      `verify: ${contradicted} hashBucket codes of the GPU contradict clearly signed ` +
+        `projections: FAILED`,
+    );
+    return EXIT_FAILURE;
+  }
   const tolerance = TOLERANCE[o.dtype];
   const errorO = maxAbsError(o.out.o, expected.o);
   const errorLse = maxLseError(o.out.lse, expected.lse);

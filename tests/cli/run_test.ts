@@ -266,3 +266,27 @@ Deno.test({
 function run(args: string[]) {
   return runScript("cli/run.ts", args);
 }
+
+Deno.test({
+  name: "run.ts --verify of a hashBucket judges O on the codes the GPU used, checked first",
+  ignore: !adapter,
+  fn: async () => {
+    const i = await inputs({ seeds: [21, 22, 23] });
+    try {
+      const pattern = { kind: "hashBucket", buckets: 8, rounds: 2, seed: 5 };
+      const r = await run([
+        "--pattern",
+        JSON.stringify(pattern),
+        ...i.args,
+        "--out",
+        join(i.dir, "o.npy"),
+        "--verify",
+      ]);
+      assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
+      assert.match(r.stdout, /verify .*: ok/);
+      assert.doesNotMatch(r.stdout, /contradict/);
+    } finally {
+      await Deno.remove(i.dir, { recursive: true });
+    }
+  },
+});
