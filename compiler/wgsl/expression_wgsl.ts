@@ -90,7 +90,7 @@ ${[...lines, `  return ${result};`].join("\n")}
 }
 
 /** Turns one program's nodes into WGSL expressions, declaring helpers, arrays and callees. */
-class Emitter {
+export class Emitter {
   constructor(readonly m: ShaderModule, readonly program: Program, readonly n: number) {}
 
   /** The node as an f32 expression (integers converted). */
@@ -239,7 +239,7 @@ function paren(text: string): string {
 }
 
 /** A JavaScript identifier as a WGSL one (`$` is not allowed there). */
-function safe(name: string): string {
+export function safe(name: string): string {
   return name.replace(/\$/g, "_S");
 }
 
