@@ -36,6 +36,7 @@ export {
   type Dispatch,
   type Dtype,
   type EdgePairForm,
+  type GradientKernel,
   type HashCodeSet,
   type HashKernel,
   type HashLayout,
@@ -66,12 +67,20 @@ export type { AutotuneEntry, CandidateResult, StoredKey } from "./runtime/autotu
 export type { TuneKey } from "./runtime/autotune_key.ts";
 export { type Backend, BACKENDS, type DeviceInfo } from "./runtime/device.ts";
 export type { PipelineCache } from "./runtime/pipeline_cache.ts";
-export type { AttentionCall, AttentionInputs, AttentionOutputs } from "./runtime/attention_call.ts";
+export type {
+  AttentionCall,
+  AttentionGradients,
+  AttentionInputs,
+  AttentionOutputs,
+} from "./runtime/attention_call.ts";
 export {
   type AllowedFn,
   allowedMask,
+  type GradientInput,
   type HashLookup,
   reference,
+  type ReferenceGradients,
+  referenceGradients,
   referenceHashCodes,
   type ReferenceInput,
   type ReferenceOutput,

@@ -15,7 +15,7 @@ export interface BufferSpec {
   /** Its size in bytes. */
   bytes: number;
   /** The caller's tensor it is filled from (gates: the default gates when none are given). */
-  input?: "q" | "k" | "v" | "gates";
+  input?: "q" | "k" | "v" | "gates" | "dO";
   /** Words the compiler wrote (the schedule, the aux parameters and data). */
   data?: Uint32Array;
 }
@@ -63,6 +63,13 @@ export function bufferTable(
     // Split-K partials (key_split.ts): one O row and one LSE per chunk, head and row.
     splitO: { bytes: planned.splitRows * shape.headDim * 4 },
     splitLse: { bytes: planned.splitRows * 4 },
+    // The backward pass (plan_gradients.ts): dO in, float32 gradients out.
+    dO: { bytes: rows * shape.headDim * element, input: "dO" },
+    gradStats: { bytes: rows * o.branches * 4 * 4 },
+    gradSchedule: { bytes: planned.gradSchedule.byteLength, data: planned.gradSchedule },
+    dq: { bytes: rows * shape.headDim * 4 },
+    dkv: { bytes: 2 * keys / element * 4 },
+    dgates: { bytes: gates },
   };
   // lowRank landmarks: [B, Hkv, count, D] per rank, written by the pooling pre-pass.
   for (const l of planned.landmarks) {

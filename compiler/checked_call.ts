@@ -5,7 +5,7 @@
  * take a `CheckedCall` and check nothing of the caller's again.
  * @module
  */
-import { ShapeError } from "../core/errors.ts";
+import { PlanError, ShapeError } from "../core/errors.ts";
 import { type AttentionShape, checkAttentionShape, type Dtype } from "../core/shape.ts";
 import { checkExpressionDomain } from "../dsl/expression_domain.ts";
 import { parsePattern, type Pattern } from "../dsl/schema.ts";
@@ -65,6 +65,11 @@ export interface CompileOptions {
    * the form by dtype (`edgePairForm`); default: `pairsPay` (kernel_rules.ts).
    */
   edgePairs?: boolean | EdgePairForm;
+  /**
+   * Also compile the backward pass (DESIGN §6): a call then takes dO and returns dQ, dK, dV (and
+   * the runtime gates' gradient) after O. Not yet for lowRank and hashBucket patterns.
+   */
+  backward?: boolean;
 }
 
 /** A compile's input after the door: the parsed pattern and every option checked. */
@@ -82,6 +87,7 @@ export interface CheckedCall {
   keySplits?: number;
   globalQuery?: boolean;
   edgePairs?: boolean | EdgePairForm;
+  backward: boolean;
 }
 
 /**
@@ -141,7 +147,28 @@ export function checkCall(pattern: unknown, options: CompileOptions): CheckedCal
     keySplits: splits,
     globalQuery: options.globalQuery,
     edgePairs: options.edgePairs,
+    backward: checkBackward(parsed, options.backward),
   };
+}
+
+/** The backward pass's kinds: every one but lowRank's pooling and hashBucket's sorted order. */
+function checkBackward(pattern: Pattern, backward: boolean | undefined): boolean {
+  if (!backward) return false;
+  const visit = (p: Pattern, path: string): void => {
+    if (p.kind === "lowRank" || p.kind === "hashBucket") {
+      throw new PlanError(
+        `Cannot compile the backward pass: ${path} is a ${p.kind}, whose gradient the GPU does ` +
+          `not compute yet (the float64 reference does: referenceGradients)`,
+      );
+    }
+    if (p.kind === "union" || p.kind === "intersect") {
+      p.of.forEach((x, i) => visit(x, `${path}.of[${i}]`));
+    }
+    if (p.kind === "gated") p.branches.forEach((x, i) => visit(x, `${path}.branches[${i}]`));
+    if (p.kind === "scored") visit(p.pattern, `${path}.pattern`);
+  };
+  visit(pattern, "pattern");
+  return true;
 }
 
 /** Subgroup-matrix tiles the caller named: float16, a staged query tile, and shapes that tile. */

@@ -5,7 +5,12 @@
  */
 import type { AttentionShape, Dtype } from "../core/shape.ts";
 import { checkCall, type CheckedCall, type CompileOptions } from "./checked_call.ts";
-import { checkHashFits, checkKernelFits, checkQueryTiles } from "./device_checks.ts";
+import {
+  checkGradientFits,
+  checkHashFits,
+  checkKernelFits,
+  checkQueryTiles,
+} from "./device_checks.ts";
 import { type BufferSpec, bufferTable, checkBufferTable } from "./buffer_table.ts";
 import { type Binding, isPrePass, type KernelPlan } from "./kernel_plan.ts";
 import { planKernels } from "./plan_kernels.ts";
@@ -68,6 +73,8 @@ export interface CompiledAttention {
   compileMs: number;
   /** hashBucket codes, bucket order and counts: where they lie in the `hash` buffer. */
   hash: HashLayout;
+  /** The backward pass follows the forward: a call takes dO and returns the gradients. */
+  backward: boolean;
   /**
    * Set by the runtime when the caller's tensors exceed one storage binding: `shape` is then one
    * part (one batch, `kvHeads` key/value heads) of `split.full`, and `Runtime.run` runs the parts.
@@ -157,6 +164,7 @@ export function compileChecked(call: CheckedCall): CompiledAttention {
     kernel: tiles,
     compileMs: performance.now() - started,
     hash: planned.hash,
+    backward: call.backward,
   };
 }
 
@@ -173,7 +181,11 @@ function kernelTiles(call: CheckedCall): KernelShape {
       : kernelShape(tiles.tileQ, tiles.tileK, 2, shape.headDim / 4)!;
   }
   const staged = call.globalQuery === undefined ? mayStageQuery(call.dtype) : !call.globalQuery;
-  return chooseTiles(shape.headDim, call.limits, call.dtype, staged);
+  // The backward kernels walk register tiles: its forward does too, on the same masks.
+  const limits = call.backward && call.limits
+    ? { ...call.limits, matrices: undefined }
+    : call.limits;
+  return chooseTiles(shape.headDim, limits, call.dtype, staged);
 }
 
 /** Only a real device's limits are binding; without them the WGSL is text to read. */
@@ -184,4 +196,7 @@ function checkDevice(call: CheckedCall, kernels: KernelPlan, hash: HashLayout): 
     checkKernelFits(kernels.kernel, call.shape.headDim, call.dtype, call.limits, staged);
   }
   checkHashFits(hash, call.limits);
+  if (call.backward && call.limits) {
+    checkGradientFits(kernels.kernel, call.shape.headDim, call.limits);
+  }
 }

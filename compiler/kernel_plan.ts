@@ -31,7 +31,13 @@ export type BufferName =
   | "hash"
   | "hashCounts"
   | "splitO"
-  | "splitLse";
+  | "splitLse"
+  | "dO"
+  | "gradStats"
+  | "gradSchedule"
+  | "dq"
+  | "dkv"
+  | "dgates";
 
 /** A storage binding: which buffer, and whether the kernel writes it. */
 export interface Binding {
@@ -153,6 +159,23 @@ export interface CastKernel extends Dispatch {
   kind: "cast";
 }
 
+/**
+ * A kernel of the backward pass (plan_gradients.ts, DESIGN §6): `gradClear` zeroes dQ and dK/dV;
+ * `gradStats` writes each branch row's LSE, gate and `Δ = g dO·O_i`; `gradQuery` walks a
+ * component's BlockMask rows (query-major) into dQ; `gradKey` walks them transposed (key-major)
+ * into dK and dV; `gradGates` writes the runtime gates' gradient.
+ */
+export interface GradientKernel extends Dispatch {
+  /** Which kind of dispatch this is (`Kernel` is a union on it). */
+  kind: "gradClear" | "gradStats" | "gradQuery" | "gradKey" | "gradGates";
+  /** The branch (0 for gradClear and gradGates). */
+  branch: number;
+  /** The component of the branch (gradQuery and gradKey; else 0). */
+  component: number;
+  /** Its rows in the gradient schedule (gradQuery: the BlockMask's, gradKey: transposed). */
+  scheduleSlot: number;
+}
+
 /** Every kind of dispatch. */
 export type Kernel =
   | AttentionKernel
@@ -161,7 +184,8 @@ export type Kernel =
   | PoolKernel
   | HashKernel
   | BlendKernel
-  | CastKernel;
+  | CastKernel
+  | GradientKernel;
 
 /**
  * One WGSL module: the kernels whose pipelines it holds (indices into `kernels`). Attention
@@ -204,6 +228,8 @@ export interface KernelPlanResult {
   /** lowRank landmarks per rank. */
   landmarks: { rank: number; segment: number; count: number }[];
   hash: HashLayout;
+  /** The gradient schedule's words (plan_gradients.ts), empty without a backward pass. */
+  gradSchedule: Uint32Array;
 }
 
 /**

@@ -20,6 +20,7 @@ export type {
   ClearKernel,
   CombineKernel,
   Dispatch,
+  GradientKernel,
   HashKernel,
   Kernel,
   KernelPlan,

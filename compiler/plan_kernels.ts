@@ -39,6 +39,7 @@ import {
 } from "./support_kernels.ts";
 import { packSchedules } from "./schedule_buffer.ts";
 import { type KernelShape, prefetches } from "./tiles.ts";
+import { planGradients } from "./plan_gradients.ts";
 
 import type {
   AttentionKernel,
@@ -90,7 +91,8 @@ export function planKernels(plan: Plan, tiles: KernelShape, call: CheckedCall): 
   const schedule = packSchedules(plan, shape.headDim, chunks, groups, pairs.runs);
   const hash = hashLayout(plan, shape);
   const landmarks = landmarkSets(plan);
-  const outputF16 = writesF16Directly(plan, dtype, call.pattern.kind === "gated");
+  // The backward pass reads the float32 O (Δ = dO·O): no float16 O written directly.
+  const outputF16 = !call.backward && writesF16Directly(plan, dtype, call.pattern.kind === "gated");
 
   const kernels: Kernel[] = [
     ...landmarks.map((l) => poolKernel(shape, l)),
@@ -112,6 +114,10 @@ export function planKernels(plan: Plan, tiles: KernelShape, call: CheckedCall): 
   const gated = call.pattern.kind === "gated";
   if (gated) kernels.push(blendKernel(shape, plan.branches.length, call.gatesPerPosition));
   if (dtype === "f16" && !outputF16) kernels.push(castKernel(shape));
+  const gradients = call.backward
+    ? planGradients(plan, shape, kernels, { gated, gatesPerPosition: call.gatesPerPosition })
+    : undefined;
+  if (gradients) kernels.push(...gradients.kernels);
 
   return {
     kernels: {
@@ -141,6 +147,7 @@ export function planKernels(plan: Plan, tiles: KernelShape, call: CheckedCall): 
     ),
     landmarks,
     hash,
+    gradSchedule: gradients?.schedule ?? new Uint32Array(0),
   };
 }
 

@@ -24,6 +24,7 @@ import {
 } from "./wgsl/hash_sort_wgsl.ts";
 import { poolingKernel } from "./wgsl/pooling_wgsl.ts";
 import { splitCombineKernel } from "./wgsl/split_combine_wgsl.ts";
+import { gradientKernel } from "./wgsl/gradient_wgsl.ts";
 
 export { pipelineKey } from "./wgsl/shader_module.ts";
 
@@ -181,5 +182,28 @@ function renderOther(k: Exclude<Kernel, AttentionKernel>, o: RenderContext): str
         count: shape.batch * shape.headsQ * shape.seqLen * d4,
         groupsX: k.workgroups[0],
       });
+    case "gradClear":
+    case "gradStats":
+    case "gradQuery":
+    case "gradKey":
+    case "gradGates": {
+      // The branch's normalised O: where its first attention kernel writes it (vec4 offset).
+      const first = o.planned.kernels.kernels.find((x): x is AttentionKernel =>
+        x.kind === "attention" && x.branch === k.branch
+      );
+      const gated = o.call.pattern.kind === "gated";
+      return gradientKernel({
+        kernel: k,
+        shape,
+        dtype,
+        scale: o.call.scale,
+        branches: o.plan.branches,
+        ...(gated ? { gates: { perPosition: o.call.gatesPerPosition } } : {}),
+        oOffset: (first?.oBase ?? 0) * 4,
+        tileQ: o.plan.tiles.tileQ,
+        tileK: o.plan.tiles.tileK,
+        params: o.aux.paramBlock(),
+      });
+    }
   }
 }

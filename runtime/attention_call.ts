@@ -5,7 +5,7 @@
  * @module
  */
 import { type BufferName, checkBufferTable, type CompiledAttention } from "../compiler/mod.ts";
-import { DeviceError, DeviceLostError } from "../core/errors.ts";
+import { DeviceError, DeviceLostError, ShapeError } from "../core/errors.ts";
 import type { HashCodes } from "../dsl/hash_bucket.ts";
 import type { PipelineCache } from "./pipeline_cache.ts";
 
@@ -22,6 +22,20 @@ export interface AttentionInputs {
   v: Float32Array | Float16Array;
   /** Gated patterns: per-call gates (default: the pattern's JSON gates, else 1/branches). */
   gates?: Float32Array;
+  /** ∂loss/∂O `[B, Hq, N, D]`: required by a call compiled with `backward`, else unused. */
+  dO?: Float32Array | Float16Array;
+}
+
+/** ∂loss/∂ of the inputs, float32, from a call compiled with `backward` (DESIGN §6). */
+export interface AttentionGradients {
+  /** `[B, Hq, N, D]` */
+  dq: Float32Array;
+  /** `[B, Hkv, N, D]` */
+  dk: Float32Array;
+  /** `[B, Hkv, N, D]` */
+  dv: Float32Array;
+  /** Gated patterns: the gates' gradient, in the compiled gate layout. */
+  dgates?: Float32Array;
 }
 
 /** O `[B, Hq, N, D]` in the call's dtype, LSE `[B, Hq, N]` (or `[branches, B, Hq, N]` when gated). */
@@ -35,6 +49,8 @@ export interface AttentionOutputs {
    * `k` `[rounds][B][Hkv][N]`; give them to `reference` to check O on the same allowed sets.
    */
   hashCodes?: HashCodes;
+  /** A call compiled with `backward`: the gradients for the dO it was given. */
+  gradients?: AttentionGradients;
 }
 
 const STORAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC;
@@ -141,6 +157,7 @@ export class AttentionCall {
       k: asDtype(inputs.k),
       v: asDtype(inputs.v),
       gates: gated ? inputs.gates ?? this.#defaultGates() : new Float32Array(1),
+      dO: this.compiled.backward ? asDtype(this.#dO(inputs)) : new Float32Array(1),
     };
     checkBufferTable(buffers, this.device.limits.maxStorageBufferBindingSize);
     for (const spec of buffers) {
@@ -155,6 +172,24 @@ export class AttentionCall {
       const data = spec.input ? tensors[spec.input] : spec.data;
       if (data) this.device.queue.writeBuffer(buffer, 0, bytesOf(data));
     }
+  }
+
+  /** dO of a backward call: given, and shaped as O. */
+  #dO(inputs: AttentionInputs): Float32Array | Float16Array {
+    const { batch, headsQ, seqLen, headDim } = this.compiled.shape;
+    const count = batch * headsQ * seqLen * headDim;
+    if (!inputs.dO) {
+      throw new ShapeError(
+        "Bad input: dO is required: the call was compiled with backward (dO is ∂loss/∂O, " +
+          `[B, Hq, N, D] = ${count} elements)`,
+      );
+    }
+    if (inputs.dO.length !== count) {
+      throw new ShapeError(
+        `Bad input: dO has ${inputs.dO.length} elements, expected B*Hq*N*D = ${count}`,
+      );
+    }
+    return inputs.dO;
   }
 
   /** Gates `[B, Hq, branches]` repeated from the JSON gates (or 1/branches). */
@@ -226,15 +261,30 @@ export class AttentionCall {
   async #read(): Promise<AttentionOutputs> {
     const half = this.compiled.dtype === "f16";
     const hashed = this.compiled.hash.sets.length > 0;
-    const [o, lse, hash] = await Promise.all([
+    const backward = this.compiled.backward;
+    const [o, lse, hash, dq, dkv, dgates] = await Promise.all([
       this.#readBuffer(half ? "o16" : "o"),
       this.#readBuffer("lse"),
       hashed ? this.#readBuffer("hash") : undefined,
+      backward ? this.#readBuffer("dq") : undefined,
+      backward ? this.#readBuffer("dkv") : undefined,
+      backward && this.#buffers.has("dgates") ? this.#readBuffer("dgates") : undefined,
     ]);
+    const keys = dkv ? new Float32Array(dkv) : undefined;
     return {
       o: half ? new Float16Array(o) : new Float32Array(o),
       lse: new Float32Array(lse),
       ...(hash ? { hashCodes: this.#hashCodes(new Uint32Array(hash)) } : {}),
+      ...(dq && keys
+        ? {
+          gradients: {
+            dq: new Float32Array(dq),
+            dk: keys.slice(0, keys.length / 2),
+            dv: keys.slice(keys.length / 2),
+            ...(dgates ? { dgates: new Float32Array(dgates) } : {}),
+          },
+        }
+        : {}),
     };
   }
 

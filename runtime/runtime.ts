@@ -249,6 +249,13 @@ async function openSession(runtimeOptions: RuntimeOptions): Promise<Session> {
           device.limits.maxStorageBufferBindingSize,
         ),
       );
+      if (split && call.backward) {
+        throw new DeviceError(
+          `Cannot run the backward pass in parts: its tensors need more than one storage ` +
+            `binding (${device.limits.maxStorageBufferBindingSize} bytes); use fewer heads or ` +
+            `batches per call`,
+        );
+      }
       const shape = split?.part ?? call.shape;
       const compiled = compileChecked({
         ...call,

@@ -73,7 +73,6 @@ class SlopeEmitter {
 
   emit(e: Expr): string {
     if (e.type !== "real") return ZERO; // integers and booleans do not move with s
-    const v = (x: Expr) => this.values.real(x);
     switch (e.op) {
       case "input":
         return e.name === "s" ? "1.0" : ZERO;
@@ -87,26 +86,30 @@ class SlopeEmitter {
         const t = this.emit(e.then), o = this.emit(e.else);
         return t === ZERO && o === ZERO ? ZERO : `select(${o}, ${t}, ${this.values.emit(e.cond)})`;
       }
-      case "binary": {
-        const { a, b } = e, da = this.emit(a), db = this.emit(b);
-        switch (e.fn) {
-          case "+":
-          case "-":
-            return add(da, db, e.fn);
-          case "*":
-            return add(mul(da, v(b)), mul(v(a), db));
-          case "/":
-            return db === ZERO
-              ? (da === ZERO ? ZERO : `(${da} / ${v(b)})`)
-              : `((${mul(da, v(b))} - ${mul(v(a), db)}) / (${v(b)} * ${v(b)}))`;
-          default:
-            return ZERO; // floor division and % take integers
-        }
-      }
+      case "binary":
+        return this.#binary(e);
       case "math":
         return this.#math(e);
       default:
         return ZERO; // literals, parameters, captured arrays, mask calls
+    }
+  }
+
+  #binary(e: Extract<Expr, { op: "binary" }>): string {
+    const v = (x: Expr) => this.values.real(x);
+    const { a, b } = e, da = this.emit(a), db = this.emit(b);
+    switch (e.fn) {
+      case "+":
+      case "-":
+        return add(da, db, e.fn);
+      case "*":
+        return add(mul(da, v(b)), mul(v(a), db));
+      case "/":
+        return db === ZERO
+          ? (da === ZERO ? ZERO : `(${da} / ${v(b)})`)
+          : `((${mul(da, v(b))} - ${mul(v(a), db)}) / (${v(b)} * ${v(b)}))`;
+      default:
+        return ZERO; // floor division and % take integers
     }
   }
 

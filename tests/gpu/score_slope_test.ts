@@ -108,5 +108,5 @@ Deno.test("the WGSL slope of every score modifier matches the reference's deriva
 Deno.test("a bias on s differentiates to the constant 1", () => {
   const m = new ShaderModule();
   declareScoreSlope(m, { expr: "s - 0.5 * Math.abs(q - k) + (q > k ? 0 : -1)" }, N);
-  assert.match(m.render(""), /fn scoreModifierSlope\([^)]*\) -> f32 \{\n  return 1\.0;\n\}/);
+  assert.match(m.render(""), /fn scoreModifierSlope\([^)]*\) -> f32 \{\n {2}return 1\.0;\n\}/);
 });

@@ -1,0 +1,203 @@
+/**
+ * The backward pass's kernel plan (DESIGN §6): FlashAttention-2's backward in each component's
+ * own layouts and schedule, with no float atomics, so gradients are the same bits on every run.
+ *
+ * After the forward kernels: `gradClear` zeroes dQ and dK/dV; per branch, `gradStats` writes
+ * each row's LSE, gate g and `Δ = g dO·O_i` (O_i the branch's normalised output); per component,
+ * `gradQuery` walks the component's BlockMask rows (each query tile its key tiles) and adds the
+ * tile's share of dQ, and `gradKey` walks the same mask transposed (each key tile the query
+ * tiles that see it, for every query head of its key/value head) and adds dK and dV. A
+ * component's tiles cover each position once, and dispatches run in order, so each adds into
+ * the buffers with a plain read and write. `gradGates` writes the gates' gradient `dO·O_i`
+ * (summed over positions for per-head gates).
+ *
+ * The gradient schedule holds, per component, two slots in the forward schedule's format
+ * (schedule_buffer.ts): its BlockMask's rows, and their transpose.
+ * @module
+ */
+import { PlanError } from "../core/errors.ts";
+import type { AttentionShape } from "../core/shape.ts";
+import type { BlockMask } from "./block_mask.ts";
+import { elementwiseWorkgroups, MAX_WORKGROUPS_X } from "./dispatch_sizes.ts";
+import type { AttentionKernel, GradientKernel, Kernel } from "./kernel_plan.ts";
+import type { Plan } from "./plan.ts";
+import { own, read, written } from "./support_kernels.ts";
+
+/** Invocations of the gradient kernels' row loops (gradStats, gradGates, gradClear). */
+export const GRADIENT_ROWS_WORKGROUP = 64;
+
+/**
+ * The backward kernels and their schedule, after the forward ones.
+ * @param plan the plan
+ * @param shape the call's shape
+ * @param forward the forward kernels (their O buffers and offsets)
+ * @param o whether the call is gated, and its gates per position
+ * @returns the kernels and the gradient schedule's words
+ * @throws {PlanError} past WebGPU's workgroups per dimension
+ */
+export function planGradients(
+  plan: Plan,
+  shape: AttentionShape,
+  forward: readonly Kernel[],
+  o: { gated: boolean; gatesPerPosition: boolean },
+): { kernels: GradientKernel[]; schedule: Uint32Array } {
+  const rows = shape.batch * shape.headsQ * shape.seqLen;
+  const keys = shape.batch * shape.headsKV * shape.seqLen;
+  const slots: RowMask[] = [];
+  const kernels: GradientKernel[] = [{
+    kind: "gradClear",
+    label: "gradients: clear dQ, dK, dV",
+    ...own,
+    bindings: [written("dq"), written("dkv")],
+    workgroups: elementwiseWorkgroups(Math.max(rows, 2 * keys) * shape.headDim / 4),
+    branch: 0,
+    component: 0,
+    scheduleSlot: 0,
+  }];
+  plan.branches.forEach((branch, b) => {
+    const first = forward.find((k): k is AttentionKernel =>
+      k.kind === "attention" && k.branch === b
+    )!;
+    kernels.push({
+      kind: "gradStats",
+      label: `gradients: branch ${b} row statistics`,
+      ...own,
+      bindings: [
+        read("dO"),
+        read(first.bindings[5].buffer),
+        read("lse"),
+        ...(o.gated ? [read("gates")] : []),
+        written("gradStats"),
+      ],
+      workgroups: rowWorkgroups(rows),
+      branch: b,
+      component: 0,
+      scheduleSlot: 0,
+    });
+    const inputs = [read("q"), read("k"), read("v"), read("dO"), read("gradSchedule"), read("aux")];
+    branch.components.forEach((c, j) => {
+      const qTiles = c.mask.qTiles, kTiles = c.mask.kTiles;
+      for (const [what, tiles] of [["query", qTiles], ["key", kTiles]] as const) {
+        if (tiles > MAX_WORKGROUPS_X) {
+          throw new PlanError(
+            `Cannot compile the backward pass: branch ${b} component ${j} has ${tiles} ${what} ` +
+              `tiles, over WebGPU's ${MAX_WORKGROUPS_X} workgroups per dimension`,
+          );
+        }
+      }
+      const qSlot = slots.push(maskRows(c.mask)) - 1;
+      const kSlot = slots.push(transposeMask(c.mask)) - 1;
+      kernels.push({
+        kind: "gradQuery",
+        label: `gradients: branch ${b} component ${j}, dQ (query-major)`,
+        ...own,
+        bindings: [...inputs, read("gradStats"), written("dq")],
+        workgroups: [qTiles, shape.batch * shape.headsQ],
+        branch: b,
+        component: j,
+        scheduleSlot: qSlot,
+      }, {
+        kind: "gradKey",
+        label: `gradients: branch ${b} component ${j}, dK and dV (key-major)`,
+        ...own,
+        bindings: [...inputs, read("gradStats"), written("dkv")],
+        workgroups: [kTiles, shape.batch * shape.headsKV],
+        branch: b,
+        component: j,
+        scheduleSlot: kSlot,
+      });
+    });
+  });
+  if (o.gated) {
+    const perRow = o.gatesPerPosition ? rows : shape.batch * shape.headsQ;
+    kernels.push({
+      kind: "gradGates",
+      label: `gradients: gates (${o.gatesPerPosition ? "per position" : "per head"})`,
+      ...own,
+      bindings: [read("dO"), read("branchO"), written("dgates")],
+      workgroups: rowWorkgroups(perRow * plan.branches.length),
+      branch: 0,
+      component: 0,
+      scheduleSlot: 0,
+    });
+  }
+  return { kernels, schedule: packRows(slots) };
+}
+
+/** Workgroups of GRADIENT_ROWS_WORKGROUP invocations covering `count` items (x, then y). */
+function rowWorkgroups(count: number): [number, number] {
+  const groups = Math.max(1, Math.ceil(count / GRADIENT_ROWS_WORKGROUP));
+  const y = Math.ceil(groups / MAX_WORKGROUPS_X);
+  return [Math.ceil(groups / y), y];
+}
+
+/** Rows of runs: per row, runs of consecutive tiles of one kind (FULL or PARTIAL). */
+interface RowMask {
+  rows: number;
+  /** Per row, its runs: first tile, length, partial. */
+  runs: [number, number, boolean][][];
+}
+
+function maskRows(mask: BlockMask): RowMask {
+  const runs: [number, number, boolean][][] = [];
+  for (let t = 0; t < mask.qTiles; t++) {
+    const row: [number, number, boolean][] = [];
+    for (let r = mask.offsets[t]; r < mask.offsets[t + 1]; r++) {
+      row.push([mask.kvStart[r], mask.kvLength[r], mask.partial[r] === 1]);
+    }
+    runs.push(row);
+  }
+  return { rows: mask.qTiles, runs };
+}
+
+/**
+ * The BlockMask transposed: per key tile, the query tiles that visit it, in order, as runs of
+ * consecutive tiles of one kind.
+ * @param mask a component's BlockMask
+ * @returns rows of runs, one row per key tile
+ */
+export function transposeMask(mask: BlockMask): RowMask {
+  const visits: [number, boolean][][] = Array.from({ length: mask.kTiles }, () => []);
+  for (let t = 0; t < mask.qTiles; t++) {
+    for (let r = mask.offsets[t]; r < mask.offsets[t + 1]; r++) {
+      for (let kt = mask.kvStart[r]; kt < mask.kvStart[r] + mask.kvLength[r]; kt++) {
+        visits[kt].push([t, mask.partial[r] === 1]);
+      }
+    }
+  }
+  const runs = visits.map((row) => {
+    const out: [number, number, boolean][] = [];
+    for (const [t, partial] of row) {
+      const last = out[out.length - 1];
+      if (last && last[0] + last[1] === t && last[2] === partial) last[1]++;
+      else out.push([t, 1, partial]);
+    }
+    return out;
+  });
+  return { rows: mask.kTiles, runs };
+}
+
+/**
+ * Packs rows of runs in the forward schedule's format: a header of `[rowsOffset, runsOffset]`
+ * per slot (after two unused words, as there), then per slot its row pointers and its runs
+ * (`start << 1 | partial`, `length`).
+ */
+function packRows(slots: RowMask[]): Uint32Array {
+  const words: number[] = [0, 0, ...slots.flatMap(() => [0, 0])];
+  slots.forEach((slot, i) => {
+    const rowsAt = words.length;
+    let count = 0;
+    for (const row of slot.runs) {
+      words.push(count);
+      count += row.length;
+    }
+    words.push(count);
+    const runsAt = words.length;
+    for (const row of slot.runs) {
+      for (const [start, length, partial] of row) words.push(start * 2 + (partial ? 1 : 0), length);
+    }
+    words[2 + 2 * i] = rowsAt;
+    words[3 + 2 * i] = runsAt;
+  });
+  return Uint32Array.from(words);
+}

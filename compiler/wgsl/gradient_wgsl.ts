@@ -1,0 +1,380 @@
+/**
+ * WGSL of the backward pass's kernels (plan_gradients.ts, DESIGN §6). Per branch softmax, with
+ * P = exp(score - LSE) recomputed from the forward's LSE, dO_i = g dO and Δ = dO_i·O_i:
+ *
+ *   dV_k += P dO_i,   dS = P (dO_i·V_k - Δ) f'(s),   dQ_q += scale dS K_k,   dK_k += scale dS Q_q.
+ *
+ * `gradQuery` has one invocation per query row of a query tile, walks the component's BlockMask
+ * row and stages each key tile's K and V; `gradKey` has one invocation per key of a key tile,
+ * walks the transposed row for every query head of its key/value head and stages each query
+ * tile's Q, dO and row statistics. Layouts, masks (with exclusions) and score modifiers are the
+ * forward kernel's functions; the modifier's slope is written from the same program
+ * (expression_slope_wgsl.ts). Sums are float32; each invocation adds its row into the output
+ * once, so the result does not depend on timing.
+ * @module
+ */
+import type { AttentionShape, Dtype } from "../../core/shape.ts";
+import type { ParamBlock } from "../aux_data.ts";
+import type { GradientKernel } from "../kernel_plan.ts";
+import type { Branch } from "../plan.ts";
+import { GRADIENT_ROWS_WORKGROUP } from "../plan_gradients.ts";
+import { ELEMENTWISE_WORKGROUP } from "../dispatch_sizes.ts";
+import { HEADER_WORDS, RUN_WORDS, SLOT_WORDS } from "../schedule_buffer.ts";
+import { allowedReadsHeadOrBatch } from "../component_reads.ts";
+import type { ComponentKernelOptions } from "./attention_wgsl.ts";
+import { linearIndex } from "./elementwise_wgsl.ts";
+import { declareScoreModifier } from "./expression_wgsl.ts";
+import { declareScoreSlope } from "./expression_slope_wgsl.ts";
+import { declareMember } from "./kernel_module_wgsl.ts";
+import { f32, ShaderModule } from "./shader_module.ts";
+
+/** What a gradient kernel's WGSL depends on. */
+export interface GradientKernelOptions {
+  kernel: GradientKernel;
+  shape: AttentionShape;
+  dtype: Dtype;
+  scale: number;
+  branches: Branch[];
+  /** Gated patterns: gates per head `[B, Hq, branches]` or per position. */
+  gates?: { perPosition: boolean };
+  /** The branch's normalised O: its buffer is bound; its first element there. */
+  oOffset: number;
+  /** Query and key tile sizes of the components' BlockMasks. */
+  tileQ: number;
+  tileK: number;
+  /** The kernel's parameter block (layouts and masks read their numbers from aux). */
+  params: ParamBlock;
+}
+
+/**
+ * The WGSL of one gradient kernel.
+ * @param o the kernel and what it reads
+ * @returns the module text
+ */
+export function gradientKernel(o: GradientKernelOptions): string {
+  switch (o.kernel.kind) {
+    case "gradClear":
+      return clearKernel(o);
+    case "gradStats":
+      return statsKernel(o);
+    case "gradGates":
+      return gatesKernel(o);
+    case "gradQuery":
+    case "gradKey":
+      return tileKernel(o);
+  }
+}
+
+function constants(m: ShaderModule, o: GradientKernelOptions): void {
+  const { batch, headsQ, headsKV, seqLen, headDim } = o.shape;
+  m.declare(
+    "constants",
+    `
+const N = ${seqLen}u;
+const D = ${headDim}u;
+const HQ = ${headsQ}u;
+const HKV = ${headsKV}u;
+const GROUP = ${headsQ / headsKV}u; // query heads per key/value head
+const ROWS = ${batch * headsQ * seqLen}u;   // query rows of one branch: B * Hq * N
+const KEY_ROWS = ${batch * headsKV * seqLen}u; // key rows: B * Hkv * N
+const BRANCHES = ${o.branches.length}u;
+const SCALE = ${f32(o.scale)};`,
+  );
+}
+
+/** dQ and dK/dV to zero, as vec4s. */
+function clearKernel(o: GradientKernelOptions): string {
+  const m = new ShaderModule().comment("Weft gradients: clear dQ, dK and dV");
+  constants(m, o);
+  m.declare(
+    "bindings",
+    `
+@group(0) @binding(0) var<storage, read_write> dq: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read_write> dkv: array<vec4<f32>>; // dK, then dV`,
+  );
+  linearIndex(m);
+  return m.render(`
+@compute @workgroup_size(${ELEMENTWISE_WORKGROUP})
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let i = linearIndex(wg, lid, ${o.kernel.workgroups[0]}u);
+  if (i < ROWS * D / 4u) { dq[i] = vec4<f32>(0.0); }
+  if (i < 2u * KEY_ROWS * D / 4u) { dkv[i] = vec4<f32>(0.0); }
+}`);
+}
+
+/** The gate of branch `i` at (bh, q) as WGSL, or 1 where not gated. */
+function gateRead(o: GradientKernelOptions, bh: string, q: string, i: string): string {
+  if (!o.gates) return "1.0";
+  return o.gates.perPosition
+    ? `gates[(${bh} * N + ${q}) * BRANCHES + ${i}]`
+    : `gates[${bh} * BRANCHES + ${i}]`;
+}
+
+/**
+ * Per row of branch b: its LSE, gate and Δ = g dO·O_b, at `gradStats[(b * ROWS + row) * 4]`.
+ */
+function statsKernel(o: GradientKernelOptions): string {
+  const b = o.kernel.branch;
+  const m = new ShaderModule().comment(
+    `Weft gradients: branch ${b} row statistics (LSE, gate, Δ = g dO·O)`,
+  );
+  if (o.dtype === "f16") m.enable("f16");
+  constants(m, o);
+  m.declare(
+    "bindings",
+    `
+@group(0) @binding(0) var<storage, read> dO: array<${o.dtype}>;
+@group(0) @binding(1) var<storage, read> oBranch: array<f32>; // the branch's normalised O
+@group(0) @binding(2) var<storage, read> lse: array<f32>;${
+      o.gates
+        ? `
+@group(0) @binding(3) var<storage, read> gates: array<f32>;
+@group(0) @binding(4) var<storage, read_write> gradStats: array<f32>;`
+        : `
+@group(0) @binding(3) var<storage, read_write> gradStats: array<f32>;`
+    }`,
+  );
+  return m.render(`
+@compute @workgroup_size(${GRADIENT_ROWS_WORKGROUP})
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let row = (wg.y * ${o.kernel.workgroups[0]}u + wg.x) * ${GRADIENT_ROWS_WORKGROUP}u + lid;
+  if (row >= ROWS) { return; }
+  let g = ${gateRead(o, "(row / N)", "(row % N)", `${b}u`)};
+  var dot = 0.0;
+  for (var d = 0u; d < D; d++) {
+    dot += f32(dO[row * D + d]) * oBranch[${o.oOffset}u + row * D + d];
+  }
+  let at = (${b}u * ROWS + row) * 4u;
+  gradStats[at] = lse[${b}u * ROWS + row];
+  gradStats[at + 1u] = g;
+  gradStats[at + 2u] = g * dot;
+}`);
+}
+
+/** dgates: `dO·O_i` per (row, branch), or summed over the rows of a head. */
+function gatesKernel(o: GradientKernelOptions): string {
+  const perPosition = o.gates!.perPosition;
+  const m = new ShaderModule().comment(
+    `Weft gradients: gates, dO·O_i ${perPosition ? "per position" : "summed per head"}`,
+  );
+  if (o.dtype === "f16") m.enable("f16");
+  constants(m, o);
+  m.declare(
+    "bindings",
+    `
+@group(0) @binding(0) var<storage, read> dO: array<${o.dtype}>;
+@group(0) @binding(1) var<storage, read> branchO: array<f32>; // [branches, B, Hq, N, D]
+@group(0) @binding(2) var<storage, read_write> dgates: array<f32>;`,
+  );
+  const rows = perPosition ? "1u" : "N";
+  return m.render(`
+@compute @workgroup_size(${GRADIENT_ROWS_WORKGROUP})
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let item = (wg.y * ${o.kernel.workgroups[0]}u + wg.x) * ${GRADIENT_ROWS_WORKGROUP}u + lid;
+  if (item >= ${perPosition ? "ROWS" : "ROWS / N"} * BRANCHES) { return; }
+  let i = item % BRANCHES;             // the branch
+  let first = (item / BRANCHES) * ${rows}; // its first row
+  var sum = 0.0;
+  for (var r = first; r < first + ${rows}; r++) {
+    for (var d = 0u; d < D; d++) {
+      sum += f32(dO[r * D + d]) * branchO[(i * ROWS + r) * D + d];
+    }
+  }
+  dgates[item] = sum;
+}`);
+}
+
+/** gradQuery (one invocation per query row) and gradKey (one per key row). */
+function tileKernel(o: GradientKernelOptions): string {
+  const k = o.kernel, branch = o.branches[k.branch], c = branch.components[k.component];
+  const queryMajor = k.kind === "gradQuery";
+  const m = new ShaderModule().comment(
+    `Weft gradients: branch ${k.branch} component ${k.component}, ` +
+      (queryMajor ? "dQ, query-major" : "dK and dV, key-major over the transposed mask"),
+  );
+  m.comment(`tile ${o.tileQ}x${o.tileK}, N=${o.shape.seqLen}, D=${o.shape.headDim}, ${o.dtype}`);
+  if (o.dtype === "f16") m.enable("f16");
+  constants(m, o);
+  m.declare(
+    "bindings",
+    `
+@group(0) @binding(0) var<storage, read> qIn: array<${o.dtype}>;
+@group(0) @binding(1) var<storage, read> kIn: array<${o.dtype}>;
+@group(0) @binding(2) var<storage, read> vIn: array<${o.dtype}>;
+@group(0) @binding(3) var<storage, read> dO: array<${o.dtype}>;
+@group(0) @binding(4) var<storage, read> schedule: array<u32>; // the gradient schedule
+@group(0) @binding(5) var<storage, read> aux: array<u32>;
+@group(0) @binding(6) var<storage, read> gradStats: array<f32>; // per branch row: LSE, g, Δ
+@group(0) @binding(7) var<storage, read_write> ${queryMajor ? "dq" : "dkv"}: array<f32>;`,
+  );
+  const member = { component: c, shape: o.shape } as unknown as ComponentKernelOptions;
+  const { qPos, kPos } = declareMember(m, member, o.params, "allowed");
+  const allowed = allowedReadsHeadOrBatch(c) ? "allowed(q, k, h, b)" : "allowed(q, k)";
+  const score = branch.score
+    ? (declareScoreModifier(m, branch.score, o.shape.seqLen),
+      declareScoreSlope(m, branch.score, o.shape.seqLen),
+      true)
+    : false;
+  return m.render(queryMajor ? queryKernel(o, qPos, kPos) : keyKernel(o, qPos, kPos))
+    .replaceAll("ALLOWED", allowed)
+    .replaceAll(
+      "SCORED",
+      score
+        ? "let sm = scoreModifier(s, q, k, h, b);\n        let slope = scoreModifierSlope(s, q, k, h, b);"
+        : "let sm = s;\n        let slope = 1.0;",
+    );
+}
+
+/** The walk over one schedule row's runs, each tile `tile` with `partial` set. */
+function runs(o: GradientKernelOptions, row: string, body: string): string {
+  return `  // The runs of this row of the gradient schedule (slot ${o.kernel.scheduleSlot}).
+  let slot = ${HEADER_WORDS}u + ${SLOT_WORDS}u * ${o.kernel.scheduleSlot}u;
+  let rowsAt = schedule[slot];
+  let runsAt = schedule[slot + 1u];
+  for (var run = schedule[rowsAt + ${row}]; run < schedule[rowsAt + ${row} + 1u]; run++) {
+    let head = schedule[runsAt + ${RUN_WORDS}u * run]; // start << 1 | partial
+    let partial = (head & 1u) == 1u;
+    for (var tile = head >> 1u; tile < (head >> 1u) + schedule[runsAt + ${RUN_WORDS}u * run + 1u]; tile++) {
+${body}
+    }
+  }`;
+}
+
+function queryKernel(o: GradientKernelOptions, qPos: string, kPos: string): string {
+  const b = o.kernel.branch;
+  const body = `      workgroupBarrier();             // every read of the previous tile is done
+      for (var i = lid; i < TILE_K * D; i += TILE_Q) {
+        let j = i / D;
+        let kp = ${kPos}(tile * TILE_K + j);
+        if (i % D == 0u) { kPosition[j] = kp; }
+        let src = (kvHead * N + u32(max(kp, 0))) * D + i % D;
+        kTile[i] = select(0.0, f32(kIn[src]), kp >= 0);
+        vTile[i] = select(0.0, f32(vIn[src]), kp >= 0);
+      }
+      workgroupBarrier();
+      // A condition, not \`continue\`: the barriers must stay in uniform control flow.
+      for (var j = 0u; j < TILE_K; j++) {
+        let k = kPosition[j];
+        if (q >= 0 && k >= 0 && (!partial || ALLOWED)) {
+          var dot = 0.0;
+          var dp = 0.0;
+          for (var d = 0u; d < D; d++) {
+            dot += qRow[d] * kTile[j * D + d];
+            dp += dORow[d] * vTile[j * D + d];
+          }
+          let s = SCALE * dot;
+          SCORED
+          let dS = exp(sm - lse) * (dp - delta) * slope;
+          for (var d = 0u; d < D; d++) { acc[d] += dS * kTile[j * D + d]; }
+        }
+      }`;
+  return `
+const TILE_Q = ${o.tileQ}u;
+const TILE_K = ${o.tileK}u;
+var<workgroup> kTile: array<f32, ${o.tileK * o.shape.headDim}>;
+var<workgroup> vTile: array<f32, ${o.tileK * o.shape.headDim}>;
+var<workgroup> kPosition: array<i32, ${o.tileK}>;
+
+@compute @workgroup_size(${o.tileQ})
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let bh = wg.y;                      // batch * HQ + query head
+  let h = i32(bh % HQ);
+  let b = i32(bh / HQ);
+  let kvHead = (bh / HQ) * HKV + (bh % HQ) / GROUP;
+  let q = ${qPos}(wg.x * TILE_Q + lid); // -1 past the end of the layout
+  let row = bh * N + u32(max(q, 0));
+  let stats = (${b}u * ROWS + row) * 4u;
+  let lse = gradStats[stats];
+  let g = gradStats[stats + 1u];
+  let delta = gradStats[stats + 2u];
+  var qRow: array<f32, ${o.shape.headDim}>;
+  var dORow: array<f32, ${o.shape.headDim}>;
+  var acc: array<f32, ${o.shape.headDim}>;
+  for (var d = 0u; d < D; d++) {
+    qRow[d] = f32(qIn[row * D + d]);
+    dORow[d] = g * f32(dO[row * D + d]);
+    acc[d] = 0.0;
+  }
+${runs(o, "wg.x", body)}
+  if (q < 0) { return; }
+  for (var d = 0u; d < D; d++) { dq[row * D + d] += SCALE * acc[d]; }
+}`;
+}
+
+function keyKernel(o: GradientKernelOptions, qPos: string, kPos: string): string {
+  const b = o.kernel.branch;
+  const body = `      workgroupBarrier();             // every read of the previous tile is done
+      for (var i = lid; i < TILE_Q * D; i += TILE_K) {
+        let j = i / D;
+        let qp = ${qPos}(tile * TILE_Q + j);
+        let row = bh * N + u32(max(qp, 0));
+        if (i % D == 0u) {
+          qPosition[j] = qp;
+          let stats = (${b}u * ROWS + row) * 4u;
+          lseTile[j] = gradStats[stats];
+          gateTile[j] = gradStats[stats + 1u];
+          deltaTile[j] = gradStats[stats + 2u];
+        }
+        qTile[i] = select(0.0, f32(qIn[row * D + i % D]), qp >= 0);
+        dOTile[i] = select(0.0, f32(dO[row * D + i % D]), qp >= 0);
+      }
+      workgroupBarrier();
+      for (var j = 0u; j < TILE_Q; j++) {
+        let q = qPosition[j];
+        if (k >= 0 && q >= 0 && (!partial || ALLOWED)) {
+          let g = gateTile[j];
+          var dot = 0.0;
+          var dp = 0.0;
+          for (var d = 0u; d < D; d++) {
+            dot += qTile[j * D + d] * kRow[d];
+            dp += dOTile[j * D + d] * vRow[d];
+          }
+          let s = SCALE * dot;
+          SCORED
+          let p = exp(sm - lseTile[j]);
+          let dS = p * (g * dp - deltaTile[j]) * slope;
+          for (var d = 0u; d < D; d++) {
+            dvAcc[d] += p * g * dOTile[j * D + d];
+            dkAcc[d] += dS * qTile[j * D + d];
+          }
+        }
+      }`;
+  return `
+const TILE_Q = ${o.tileQ}u;
+const TILE_K = ${o.tileK}u;
+var<workgroup> qTile: array<f32, ${o.tileQ * o.shape.headDim}>;
+var<workgroup> dOTile: array<f32, ${o.tileQ * o.shape.headDim}>;
+var<workgroup> qPosition: array<i32, ${o.tileQ}>;
+var<workgroup> lseTile: array<f32, ${o.tileQ}>;
+var<workgroup> gateTile: array<f32, ${o.tileQ}>;
+var<workgroup> deltaTile: array<f32, ${o.tileQ}>;
+
+@compute @workgroup_size(${o.tileK})
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let kvRow = wg.y;                   // batch * HKV + key/value head
+  let b = i32(kvRow / HKV);
+  let k = ${kPos}(wg.x * TILE_K + lid); // -1 past the end of the layout
+  let row = kvRow * N + u32(max(k, 0));
+  var kRow: array<f32, ${o.shape.headDim}>;
+  var vRow: array<f32, ${o.shape.headDim}>;
+  var dkAcc: array<f32, ${o.shape.headDim}>;
+  var dvAcc: array<f32, ${o.shape.headDim}>;
+  for (var d = 0u; d < D; d++) {
+    kRow[d] = f32(kIn[row * D + d]);
+    vRow[d] = f32(vIn[row * D + d]);
+    dkAcc[d] = 0.0;
+    dvAcc[d] = 0.0;
+  }
+  // Every query head of this key/value head, one after another: their sums add here.
+  for (var group = 0u; group < GROUP; group++) {
+    let bh = (kvRow / HKV) * HQ + (kvRow % HKV) * GROUP + group;
+    let h = i32(bh % HQ);
+${runs(o, "wg.x", body).split("\n").map((l) => "  " + l).join("\n")}
+  }
+  if (k < 0) { return; }
+  for (var d = 0u; d < D; d++) {
+    dkv[row * D + d] += SCALE * dkAcc[d];
+    dkv[KEY_ROWS * D + row * D + d] += dvAcc[d];
+  }
+}`;
+}
