@@ -21,9 +21,10 @@ import type { AttentionShape, CompiledAttention, Dtype } from "../compiler/mod.t
 import { checkAttentionShape, planSummary } from "../compiler/mod.ts";
 import { ShapeError } from "../core/errors.ts";
 import type { Pattern } from "../dsl/schema.ts";
-import { hashCodeMismatches, reference } from "../runtime/reference/mod.ts";
+import { hashCodeMismatches, reference, referenceGradients } from "../runtime/reference/mod.ts";
 import type { DeviceInfo } from "../runtime/device.ts";
 import { createRuntime, type Runtime } from "../runtime/runtime.ts";
+import type { AttentionGradients } from "../runtime/attention_call.ts";
 import { resolveBackend } from "../runtime/device.ts";
 import type { HashCodes } from "../dsl/hash_bucket.ts";
 import { checkShape } from "../core/input_shapes.ts";
@@ -49,8 +50,12 @@ import {
 /** DESIGN §4: tolerance against the float64 reference, per dtype (O absolute, LSE relative). */
 const TOLERANCE: Record<Dtype, number> = { f32: 1e-4, f16: 5e-3 };
 
+/** Gradients' tolerance relative to the largest reference gradient (DESIGN §4). */
+const GRADIENT_TOLERANCE = { f32: 1e-4, f16: 1e-2 };
+
 const USAGE = `Usage: deno task run --pattern P --q q.npy --k k.npy --v v.npy [--gates g.npy]
        [--scale s] [--dtype f32|f16] --out o.npy [--lse lse.npy] [--verify] [--backend B]
+       [--grad-out dO.npy --dq dq.npy --dk dk.npy --dv dv.npy [--dgates dg.npy]]
 
   --pattern P    a JSON file, JSON text, or an example's name (e.g. pi_attention)
   --q/--k/--v    float32 or float16 .npy tensors: q [B, Hq, N, D], k and v [B, Hkv, N, D]
@@ -64,7 +69,11 @@ const USAGE = `Usage: deno task run --pattern P --q q.npy --k k.npy --v v.npy [-
   --verify       compare with the float64 CPU reference; exit 1 past the tolerance: O within
                  ${TOLERANCE.f32} (f32) or ${TOLERANCE.f16} (f16), LSE within that x max(1, |LSE|)
   --backend B    native (Deno's WebGPU) or dawn (npm webgpu: subgroup matrices where the GPU
-                 has them); default: WEFT_BACKEND, else native`;
+                 has them); default: WEFT_BACKEND, else native
+  --grad-out g   the backward pass: g.npy is ∂loss/∂O [B, Hq, N, D]; --dq, --dk, --dv (and
+                 --dgates for runtime gates) say where to write the gradients, float32;
+                 --verify checks them against the float64 reference: within ${GRADIENT_TOLERANCE.f32} (f32)
+                 or ${GRADIENT_TOLERANCE.f16} (f16) of the largest gradient`;
 
 const FLAGS = {
   pattern: { type: "string" },
@@ -78,6 +87,11 @@ const FLAGS = {
   lse: { type: "string" },
   verify: { type: "boolean" },
   backend: { type: "string" },
+  "grad-out": { type: "string" },
+  dq: { type: "string" },
+  dk: { type: "string" },
+  dv: { type: "string" },
+  dgates: { type: "string" },
   help: { type: "boolean", short: "h" },
 } as const;
 
@@ -116,6 +130,7 @@ export async function main(args: string[]): Promise<number> {
     }
     await checkOutputPath(values.lse, "lse");
   }
+  const gradientPaths = await checkGradientFlags(values, outPath);
   const pattern = await loadPattern(spec);
 
   let rt: Runtime | undefined;
@@ -137,6 +152,17 @@ export async function main(args: string[]): Promise<number> {
     const gates = gatesRead && inDtype(gatesRead, "f32", "gates");
     const shape = shapeOf(q, k, v);
     checkAttentionShape(shape);
+    const dO = gradientPaths &&
+      inDtype(await readTensor(gradientPaths.dO, "grad-out"), dtype, "grad-out");
+    if (dO && dO.shape.join(",") !== q.shape.join(",")) {
+      throw new UsageError(
+        `--grad-out ${gradientPaths!.dO} has shape [${dO.shape.join(", ")}]; ∂loss/∂O has O's ` +
+          `shape, [${q.shape.join(", ")}]`,
+      );
+    }
+    if (gradientPaths?.dgates && !gates) {
+      throw new UsageError("--dgates needs --gates: JSON and default gates are constants");
+    }
     const branches = pattern.kind === "gated" ? pattern.branches.length : undefined;
     checkShape(shape, { q: q.data, k: k.data, v: v.data, gates, branches });
 
@@ -151,6 +177,7 @@ export async function main(args: string[]): Promise<number> {
       scale,
       dtype,
       gatesPerPosition: gates?.shape.length === 4,
+      backward: dO !== undefined,
     });
     // The plan's branch lines would show the JSON gates even where --gates replaces them: the
     // gates line below says which gates the call uses.
@@ -158,7 +185,7 @@ export async function main(args: string[]): Promise<number> {
     const gatesText = gatesLine(compiled, gates && { path: values.gates!, tensor: gates });
     if (gatesText) console.log(gatesText);
     console.log(`compile: ${formatMs(compiled.compileMs)} (${dtype})`);
-    const out = await runOnGpu(rt, compiled, { q, k, v, gates });
+    const out = await runOnGpu(rt, compiled, { q, k, v, gates, dO });
 
     const { batch: B, headsQ: Hq, seqLen: N, headDim: D } = shape;
     await writeTensor(outPath, "out", { shape: [B, Hq, N, D], data: out.o });
@@ -168,8 +195,26 @@ export async function main(args: string[]): Promise<number> {
       await writeTensor(values.lse, "lse", { shape: lseShape, data: out.lse });
       console.log(`wrote ${values.lse} [${lseShape.join(", ")}] float32`);
     }
+    if (gradientPaths && out.gradients) {
+      const g = out.gradients;
+      const kv = [B, shape.headsKV, N, D];
+      for (
+        const [flag, path, data, dims] of [
+          ["dq", gradientPaths.dq, g.dq, [B, Hq, N, D]],
+          ["dk", gradientPaths.dk, g.dk, kv],
+          ["dv", gradientPaths.dv, g.dv, kv],
+          ["dgates", gradientPaths.dgates, g.dgates, gates?.shape],
+        ] as const
+      ) {
+        if (!path || !data || !dims) continue;
+        await writeTensor(path, flag, { shape: [...dims], data });
+        console.log(`wrote ${path} [${dims.join(", ")}] float32`);
+      }
+    }
     if (!values.verify) return 0;
-    return verify({ pattern, shape, q, k, v, gates, scale: compiled.scale, dtype, out });
+    const status = verify({ pattern, shape, q, k, v, gates, scale: compiled.scale, dtype, out });
+    if (!dO || !out.gradients) return status;
+    return Math.max(status, verifyGradients({ pattern, shape, q, k, v, gates, dO, dtype, out }));
   } finally {
     rt?.destroy();
   }
@@ -179,13 +224,21 @@ export async function main(args: string[]): Promise<number> {
 async function runOnGpu(
   rt: Runtime,
   compiled: CompiledAttention,
-  inputs: { q: Tensor; k: Tensor; v: Tensor; gates?: Tensor },
-): Promise<{ o: Float32Array | Float16Array; lse: Float32Array; hashCodes?: HashCodes }> {
+  inputs: { q: Tensor; k: Tensor; v: Tensor; gates?: Tensor; dO?: Tensor },
+): Promise<
+  {
+    o: Float32Array | Float16Array;
+    lse: Float32Array;
+    hashCodes?: HashCodes;
+    gradients?: AttentionGradients;
+  }
+> {
   const tensors = {
     q: inputs.q.data,
     k: inputs.k.data,
     v: inputs.v.data,
     gates: inputs.gates?.data as Float32Array | undefined,
+    dO: inputs.dO?.data,
   };
   if (compiled.split) {
     // Past one storage binding the runtime runs the call in parts of whole heads, once.
@@ -206,7 +259,7 @@ async function runOnGpu(
     console.log(gpuLine(secondMs, firstWall));
     const read = await call.read();
     // O in the call's dtype: float16 for a float16 call, else float32.
-    return { o: read.o, lse: read.lse, hashCodes: read.hashCodes };
+    return { o: read.o, lse: read.lse, hashCodes: read.hashCodes, gradients: read.gradients };
   } finally {
     call.destroy();
   }
@@ -375,6 +428,78 @@ function verify(o: {
       `max LSE error relative to max(1, |LSE_ref|) ${errorLse.toExponential(2)}; ` +
       `tolerance ${tolerance} (${o.dtype}; O absolute, LSE |Δ| <= ${tolerance} x ` +
       `max(1, |LSE_ref|)): ${ok ? "ok" : "FAILED"}`,
+  );
+  return ok ? 0 : EXIT_FAILURE;
+}
+
+/** The backward flags: all or none, and output paths checked before any GPU work. */
+async function checkGradientFlags(
+  values: Record<string, unknown>,
+  outPath: string,
+): Promise<{ dO: string; dq?: string; dk?: string; dv?: string; dgates?: string } | undefined> {
+  const outputs = (["dq", "dk", "dv", "dgates"] as const).filter((f) => values[f] !== undefined);
+  const dO = values["grad-out"] as string | undefined;
+  if (dO === undefined) {
+    if (outputs.length) {
+      throw new UsageError(`--${outputs[0]} needs --grad-out: the backward pass starts from dO`);
+    }
+    return undefined;
+  }
+  const paths: Record<string, string> = {};
+  for (const f of outputs) {
+    const path = values[f] as string;
+    if ([outPath, ...Object.values(paths)].some((p) => resolve(p) === resolve(path))) {
+      throw new UsageError(`--${f} ${path} is already another output; give it a file of its own`);
+    }
+    await checkOutputPath(path, f);
+    paths[f] = path;
+  }
+  return { dO, ...paths };
+}
+
+function verifyGradients(o: {
+  pattern: Pattern;
+  shape: AttentionShape;
+  q: Tensor;
+  k: Tensor;
+  v: Tensor;
+  gates?: Tensor;
+  dO: Tensor;
+  dtype: Dtype;
+  out: { gradients?: AttentionGradients };
+}): number {
+  const started = performance.now();
+  const want = referenceGradients({
+    pattern: o.pattern,
+    shape: o.shape,
+    q: o.q.data,
+    k: o.k.data,
+    v: o.v.data,
+    gates: o.gates,
+    dO: o.dO.data,
+  });
+  const got = o.out.gradients!;
+  let worst = 0, largest = 0;
+  const pairs: [ArrayLike<number>, Float64Array | undefined][] = [
+    [got.dq, want.dq],
+    [got.dk, want.dk],
+    [got.dv, want.dv],
+    [got.dgates ?? [], want.dgates],
+  ];
+  for (const [a, b] of pairs) {
+    if (!b) continue;
+    for (let i = 0; i < b.length; i++) {
+      worst = Math.max(worst, Math.abs(a[i] - b[i]));
+      largest = Math.max(largest, Math.abs(b[i]));
+    }
+  }
+  const relative = worst / Math.max(largest, Number.MIN_VALUE);
+  const tolerance = GRADIENT_TOLERANCE[o.dtype];
+  const ok = relative <= tolerance;
+  console.log(
+    `verify gradients (float64 reference, ${formatMs(performance.now() - started)}): ` +
+      `max abs error ${worst.toExponential(2)}, ${relative.toExponential(2)} of the largest ` +
+      `gradient; tolerance ${tolerance} (${o.dtype}): ${ok ? "ok" : "FAILED"}`,
   );
   return ok ? 0 : EXIT_FAILURE;
 }

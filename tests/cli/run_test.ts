@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { maxAbsError } from "../../cli/_common.ts";
 import { readNpyFile, writeNpyFile } from "../../cli/npy.ts";
 import type { Pattern } from "../../dsl/schema.ts";
-import { reference } from "../../runtime/reference/mod.ts";
+import { reference, referenceGradients } from "../../runtime/reference/mod.ts";
 import { normalTensor } from "../../runtime/seeded_random.ts";
 import { adapterFacts } from "./_adapter_facts.ts";
 
@@ -285,6 +285,47 @@ Deno.test({
       assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
       assert.match(r.stdout, /verify .*: ok/);
       assert.doesNotMatch(r.stdout, /contradict/);
+    } finally {
+      await Deno.remove(i.dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "run.ts --grad-out: the backward pass writes dq, dk, dv and --verify checks them",
+  ignore: !adapter,
+  fn: async () => {
+    const i = await inputs();
+    try {
+      const dO = join(i.dir, "do.npy");
+      const grad = normalTensor(DIMS.reduce((a, b) => a * b), 14);
+      await writeNpyFile(dO, { dtype: "f4", shape: DIMS, data: grad });
+      const out = (name: string) => join(i.dir, `${name}.npy`);
+      const base = ["--pattern", JSON.stringify(RING), ...i.args, "--out", out("o")];
+      const r = await run([
+        ...base,
+        ...["--grad-out", dO, "--dq", out("dq"), "--dk", out("dk"), "--dv", out("dv")],
+        "--verify",
+      ]);
+      assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
+      assert.match(r.stdout, /wrote .*dk\.npy \[1, 2, 64, 32\] float32/);
+      assert.match(r.stdout, /verify gradients .*tolerance 0\.0001 \(f32\): ok/);
+      const dv = await readNpyFile(out("dv"));
+      const want = referenceGradients({
+        pattern: RING,
+        shape: SHAPE,
+        q: i.q,
+        k: i.k,
+        v: i.v,
+        dO: grad,
+      });
+      assert.ok(maxAbsError(dv.data as Float32Array, want.dv) < 1e-4);
+      // The flags go together, and a runtime gate tensor is what --dgates differentiates.
+      assertOneLineError(await run([...base, "--dq", out("dq2")]), /--dq needs --grad-out/);
+      assertOneLineError(
+        await run([...base, "--grad-out", dO, "--dgates", out("dg")]),
+        /--dgates needs --gates/,
+      );
     } finally {
       await Deno.remove(i.dir, { recursive: true });
     }
