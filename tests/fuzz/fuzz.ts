@@ -24,6 +24,8 @@ export interface FuzzOptions {
   tiles?: { tileQ: number; tileK: number };
   /** Element type of every case (default f32). */
   dtype?: "f32" | "f16";
+  /** Check every case's backward pass too (patterns it does not cover count as refused). */
+  grad?: boolean;
   /** Called after every case (progress). */
   onCase?: (i: number, c: FuzzCase, r: CaseResult) => void;
   /** Called with each shrunk failure. */
@@ -69,6 +71,7 @@ export async function fuzz(rt: Runtime, o: FuzzOptions): Promise<FuzzSummary> {
       seed: Math.floor(rng() * 0x7fffffff),
       runtimeGates: rng() < 0.5,
       ...(o.dtype === "f16" ? { dtype: "f16" as const } : {}),
+      ...(o.grad ? { grad: true } : {}),
     };
     const result = await checkCase(rt, c, o.tiles);
     o.onCase?.(i, c, result);

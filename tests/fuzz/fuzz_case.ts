@@ -10,7 +10,8 @@ import { PlanError } from "../../core/errors.ts";
 import type { Pattern } from "../../dsl/schema.ts";
 import type { HashCodes } from "../../dsl/hash_bucket.ts";
 import { parsePattern } from "../../dsl/schema.ts";
-import { hashCodeMismatches, reference } from "../../runtime/reference/mod.ts";
+import { hashCodeMismatches, reference, referenceGradients } from "../../runtime/reference/mod.ts";
+import type { AttentionGradients } from "../../runtime/attention_call.ts";
 import type { Runtime } from "../../runtime/runtime.ts";
 import { mulberry32, normals } from "../../runtime/seeded_random.ts";
 
@@ -24,6 +25,8 @@ export interface FuzzCase {
   runtimeGates: boolean;
   /** Element type of the call (default f32); float16 is checked on float16-rounded inputs. */
   dtype?: "f32" | "f16";
+  /** Also run the backward pass and check dQ, dK, dV (and dgates) against the reference's. */
+  grad?: boolean;
 }
 
 /** What checking a case found. */
@@ -76,9 +79,14 @@ export async function checkCase(
     // The reference sees exactly what the kernels see: the inputs rounded to float16.
     for (const x of [inputs.q, inputs.k, inputs.v]) x.set(Float16Array.from(x));
   }
+  // The backward pass: a seeded dO, and runtime gates when the case has them.
+  const dO = c.grad ? Float32Array.from(dOValues(c)) : undefined;
+  // float16: the reference sees dO as the kernels do, rounded.
+  if (dO && dtype === "f16") dO.set(Float16Array.from(dO));
   let out;
   try {
-    out = await rt.run(rt.compile(c.pattern, { shape: c.shape, tiles, dtype }), inputs);
+    const compiled = rt.compile(c.pattern, { shape: c.shape, tiles, dtype, backward: c.grad });
+    out = await rt.run(compiled, { ...inputs, ...(dO ? { dO } : {}) });
   } catch (error) {
     const e = error as Error;
     // A plan the compiler refuses with a message (e.g. too many terms) is not a wrong answer.
@@ -111,14 +119,54 @@ export async function checkCase(
     hashCodes: out.hashCodes,
   });
   const errO = maxError(out.o, want.o), errLse = maxError(out.lse, want.lse);
-  const ok = errO <= tol && errLse <= tol;
+  const errGrad = dO ? gradientError(c, inputs, dO, out.gradients, gates) : 0;
+  const gradTol = tol * (dtype === "f16" ? 2 : 1);
+  const ok = errO <= tol && errLse <= tol && errGrad <= gradTol;
   return {
     status: ok ? "ok" : "mismatch",
     errO,
     errLse,
     tolerance: tol,
-    detail: ok ? undefined : `max |O - ref| ${errO}, max |LSE - ref| ${errLse} (tolerance ${tol})`,
+    detail: ok ? undefined : `max |O - ref| ${errO}, max |LSE - ref| ${errLse} (tolerance ${tol})` +
+      (dO ? `, gradients ${errGrad} of the largest (tolerance ${gradTol})` : ""),
   };
+}
+
+/** dO of a case: unit normals from its seed. */
+function dOValues(c: FuzzCase): number[] {
+  const { batch: B, headsQ: Hq, seqLen: N, headDim: D } = c.shape;
+  const next = normals(c.seed ^ 0x2545f491);
+  return Array.from({ length: B * Hq * N * D }, next);
+}
+
+/** Largest |GPU - reference| of the gradients, relative to the largest reference gradient. */
+function gradientError(
+  c: FuzzCase,
+  inputs: { q: Float32Array; k: Float32Array; v: Float32Array },
+  dO: Float32Array,
+  got: AttentionGradients | undefined,
+  gates: { data: Float32Array; shape: number[] } | undefined,
+): number {
+  if (!got) return Infinity;
+  const want = referenceGradients({ pattern: c.pattern, shape: c.shape, ...inputs, dO, gates });
+  let worst = 0, largest = 0;
+  const pairs: [ArrayLike<number>, Float64Array | undefined][] = [
+    [got.dq, want.dq],
+    [got.dk, want.dk],
+    [got.dv, want.dv],
+    [got.dgates ?? [], want.dgates],
+  ];
+  for (const [a, b] of pairs) {
+    if (!b) continue;
+    if (a.length !== b.length) return Infinity;
+    for (let i = 0; i < b.length; i++) {
+      const d = Math.abs(a[i] - b[i]);
+      if (Number.isNaN(d)) return Infinity;
+      worst = Math.max(worst, d);
+      largest = Math.max(largest, Math.abs(b[i]));
+    }
+  }
+  return largest === 0 ? worst : worst / largest;
 }
 
 /** A line naming the first bucket codes that contradict a clearly signed projection, if any. */

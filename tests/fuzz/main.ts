@@ -25,6 +25,8 @@ const USAGE = `Usage: deno task fuzz [options]
   --head-dims LIST   head dims to draw from (default 4,8,16,32,64)
   --tiles QxK        force a tile shape (default: the runtime's choice)
   --dtype T          f32 (default) or f16 (needs shader-f16; subgroup matrices on dawn)
+  --grad             also check the backward pass's gradients (lowRank and hashBucket cases,
+                     which it does not cover yet, count as refused)
   --workers W        processes sharing the cases (default 1)
   --no-save          do not save shrunk mismatches as goldens
   --help             show this`;
@@ -40,6 +42,7 @@ const { values } = (() => {
       "no-save": { type: "boolean", default: false },
       tiles: { type: "string" },
       dtype: { type: "string", default: "f32" },
+      grad: { type: "boolean", default: false },
       workers: { type: "string", default: "1" },
       help: { type: "boolean", default: false },
     });
@@ -89,6 +92,7 @@ const summary = await fuzz(rt, {
   headDims,
   tiles,
   dtype,
+  grad: values.grad,
   onCase: (i, c, r) => {
     if ((i + 1) % 250 === 0 || r.status === "mismatch") {
       console.error(
