@@ -76,6 +76,7 @@ export function bufferTable(
     const bytes = shape.batch * shape.headsKV * l.count * shape.headDim * element;
     sizes[`landmarkK${l.rank}`] = { bytes };
     sizes[`landmarkV${l.rank}`] = { bytes };
+    sizes[`dLandmark${l.rank}`] = { bytes: 2 * bytes / element * 4 }; // float32 dK, then dV
   }
   const bound = [
     ...new Set(planned.kernels.kernels.flatMap((k) => k.bindings.map((b) => b.buffer))),

@@ -67,7 +67,7 @@ export interface CompileOptions {
   edgePairs?: boolean | EdgePairForm;
   /**
    * Also compile the backward pass (DESIGN §6): a call then takes dO and returns dQ, dK, dV (and
-   * the runtime gates' gradient) after O. Not yet for lowRank and hashBucket patterns.
+   * the runtime gates' gradient) after O. Not yet for hashBucket patterns.
    */
   backward?: boolean;
 }
@@ -151,11 +151,11 @@ export function checkCall(pattern: unknown, options: CompileOptions): CheckedCal
   };
 }
 
-/** The backward pass's kinds: every one but lowRank's pooling and hashBucket's sorted order. */
+/** The backward pass's kinds: every one but hashBucket's sorted order. */
 function checkBackward(pattern: Pattern, backward: boolean | undefined): boolean {
   if (!backward) return false;
   const visit = (p: Pattern, path: string): void => {
-    if (p.kind === "lowRank" || p.kind === "hashBucket") {
+    if (p.kind === "hashBucket") {
       throw new PlanError(
         `Cannot compile the backward pass: ${path} is a ${p.kind}, whose gradient the GPU does ` +
           `not compute yet (the float64 reference does: referenceGradients)`,

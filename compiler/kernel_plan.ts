@@ -18,6 +18,7 @@ import type { KernelShape } from "./tiles.ts";
 export type BufferName =
   | `landmarkK${number}`
   | `landmarkV${number}`
+  | `dLandmark${number}`
   | "q"
   | "k"
   | "v"
@@ -163,11 +164,12 @@ export interface CastKernel extends Dispatch {
  * A kernel of the backward pass (plan_gradients.ts, DESIGN §6): `gradClear` zeroes dQ and dK/dV;
  * `gradStats` writes each branch row's LSE, gate and `Δ = g dO·O_i`; `gradQuery` walks a
  * component's BlockMask rows (query-major) into dQ; `gradKey` walks them transposed (key-major)
- * into dK and dV; `gradGates` writes the runtime gates' gradient.
+ * into dK and dV (a landmark component's into its landmarks', which `gradUnpool` then shares
+ * among their segments' rows); `gradGates` writes the runtime gates' gradient.
  */
 export interface GradientKernel extends Dispatch {
   /** Which kind of dispatch this is (`Kernel` is a union on it). */
-  kind: "gradClear" | "gradStats" | "gradQuery" | "gradKey" | "gradGates";
+  kind: "gradClear" | "gradStats" | "gradQuery" | "gradKey" | "gradUnpool" | "gradGates";
   /** The branch (0 for gradClear and gradGates). */
   branch: number;
   /** The component of the branch (gradQuery and gradKey; else 0). */

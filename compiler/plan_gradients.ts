@@ -8,7 +8,9 @@
  * tile's share of dQ, and `gradKey` walks the same mask transposed (each key tile the query
  * tiles that see it, for every query head of its key/value head) and adds dK and dV. A
  * component's tiles cover each position once, and dispatches run in order, so each adds into
- * the buffers with a plain read and write. `gradGates` writes the gates' gradient `dO·O_i`
+ * the buffers with a plain read and write. A lowRank component's keys are pooled landmarks: its
+ * `gradKey` writes the landmarks' dK and dV, and `gradUnpool` adds each landmark's share to the
+ * rows it is the mean of. `gradGates` writes the gates' gradient `dO·O_i`
  * (summed over positions for per-head gates).
  *
  * The gradient schedule holds, per component, two slots in the forward schedule's format
@@ -74,8 +76,17 @@ export function planGradients(
       component: 0,
       scheduleSlot: 0,
     });
-    const inputs = [read("q"), read("k"), read("v"), read("dO"), read("gradSchedule"), read("aux")];
     branch.components.forEach((c, j) => {
+      // A landmark component's keys are the pooled landmarks: its dK and dV are theirs first.
+      const landmarks = c.kLayout.kind === "landmarks" ? c.kLayout : undefined;
+      const inputs = [
+        read("q"),
+        read(landmarks ? `landmarkK${landmarks.rank}` : "k"),
+        read(landmarks ? `landmarkV${landmarks.rank}` : "v"),
+        read("dO"),
+        read("gradSchedule"),
+        read("aux"),
+      ];
       const qTiles = c.mask.qTiles, kTiles = c.mask.kTiles;
       for (const [what, tiles] of [["query", qTiles], ["key", kTiles]] as const) {
         if (tiles > MAX_WORKGROUPS_X) {
@@ -100,12 +111,28 @@ export function planGradients(
         kind: "gradKey",
         label: `gradients: branch ${b} component ${j}, dK and dV (key-major)`,
         ...own,
-        bindings: [...inputs, read("gradStats"), written("dkv")],
+        bindings: [
+          ...inputs,
+          read("gradStats"),
+          written(landmarks ? `dLandmark${landmarks.rank}` : "dkv"),
+        ],
         workgroups: [kTiles, shape.batch * shape.headsKV],
         branch: b,
         component: j,
         scheduleSlot: kSlot,
       });
+      if (landmarks) {
+        kernels.push({
+          kind: "gradUnpool",
+          label: `gradients: branch ${b} component ${j}, landmarks' dK and dV to their rows`,
+          ...own,
+          bindings: [read(`dLandmark${landmarks.rank}`), written("dkv")],
+          workgroups: rowWorkgroups(keys),
+          branch: b,
+          component: j,
+          scheduleSlot: 0,
+        });
+      }
     });
   });
   if (o.gated) {

@@ -186,6 +186,7 @@ function renderOther(k: Exclude<Kernel, AttentionKernel>, o: RenderContext): str
     case "gradStats":
     case "gradQuery":
     case "gradKey":
+    case "gradUnpool":
     case "gradGates": {
       // The branch's normalised O: where its first attention kernel writes it (vec4 offset).
       const first = o.planned.kernels.kernels.find((x): x is AttentionKernel =>

@@ -62,7 +62,47 @@ export function gradientKernel(o: GradientKernelOptions): string {
     case "gradQuery":
     case "gradKey":
       return tileKernel(o);
+    case "gradUnpool":
+      return unpoolKernel(o);
   }
+}
+
+/** The landmarks of a lowRank component, if its keys are. */
+function landmarksOf(o: GradientKernelOptions) {
+  const l = o.branches[o.kernel.branch].components[o.kernel.component].kLayout;
+  return l.kind === "landmarks" ? l : undefined;
+}
+
+/** A landmark's dK and dV, shared equally by the rows it is the mean of. */
+function unpoolKernel(o: GradientKernelOptions): string {
+  const l = landmarksOf(o)!;
+  const m = new ShaderModule().comment(
+    `Weft gradients: lowRank(${l.rank}) landmarks' dK and dV to their segments' rows`,
+  );
+  constants(m, o);
+  m.declare(
+    "bindings",
+    `
+@group(0) @binding(0) var<storage, read> dLandmark: array<f32>; // dK, then dV, per landmark
+@group(0) @binding(1) var<storage, read_write> dkv: array<f32>; // dK, then dV, per key row`,
+  );
+  return m.render(`
+const SEGMENT = ${l.segment}u;      // rows per landmark (the last may have fewer)
+const COUNT = ${l.count}u;         // landmarks per key/value head
+const LANDMARK_ROWS = ${o.shape.batch * o.shape.headsKV * l.count}u;
+
+@compute @workgroup_size(${GRADIENT_ROWS_WORKGROUP})
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let row = (wg.y * ${o.kernel.workgroups[0]}u + wg.x) * ${GRADIENT_ROWS_WORKGROUP}u + lid;
+  if (row >= KEY_ROWS) { return; }
+  let j = (row % N) / SEGMENT;
+  let landmark = (row / N) * COUNT + j;
+  let share = 1.0 / f32(min(N, (j + 1u) * SEGMENT) - j * SEGMENT);
+  for (var d = 0u; d < D; d++) {
+    dkv[row * D + d] += share * dLandmark[landmark * D + d];
+    dkv[(KEY_ROWS + row) * D + d] += share * dLandmark[(LANDMARK_ROWS + landmark) * D + d];
+  }
+}`);
 }
 
 function constants(m: ShaderModule, o: GradientKernelOptions): void {
@@ -188,6 +228,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
 function tileKernel(o: GradientKernelOptions): string {
   const k = o.kernel, branch = o.branches[k.branch], c = branch.components[k.component];
   const queryMajor = k.kind === "gradQuery";
+  const landmarks = landmarksOf(o);
   const m = new ShaderModule().comment(
     `Weft gradients: branch ${k.branch} component ${k.component}, ` +
       (queryMajor ? "dQ, query-major" : "dK and dV, key-major over the transposed mask"),
@@ -205,7 +246,17 @@ function tileKernel(o: GradientKernelOptions): string {
 @group(0) @binding(4) var<storage, read> schedule: array<u32>; // the gradient schedule
 @group(0) @binding(5) var<storage, read> aux: array<u32>;
 @group(0) @binding(6) var<storage, read> gradStats: array<f32>; // per branch row: LSE, g, Δ
-@group(0) @binding(7) var<storage, read_write> ${queryMajor ? "dq" : "dkv"}: array<f32>;`,
+@group(0) @binding(7) var<storage, read_write> ${queryMajor ? "dq" : "dkv"}: array<f32>; ${
+      queryMajor ? "" : `// dK, then dV, per ${landmarks ? "landmark" : "key row"}`
+    }`,
+  );
+  const keyRows = landmarks ? landmarks.count : o.shape.seqLen;
+  m.declare(
+    "keyRows",
+    `
+const KV_ROWS = ${keyRows}u; // key rows per key/value head${
+      landmarks ? ` (the pooled landmarks of lowRank(${landmarks.rank}))` : ""
+    }`,
   );
   const member = { component: c, shape: o.shape } as unknown as ComponentKernelOptions;
   const { qPos, kPos } = declareMember(m, member, o.params, "allowed");
@@ -247,7 +298,7 @@ function queryKernel(o: GradientKernelOptions, qPos: string, kPos: string): stri
         let j = i / D;
         let kp = ${kPos}(tile * TILE_K + j);
         if (i % D == 0u) { kPosition[j] = kp; }
-        let src = (kvHead * N + u32(max(kp, 0))) * D + i % D;
+        let src = (kvHead * KV_ROWS + u32(max(kp, 0))) * D + i % D;
         kTile[i] = select(0.0, f32(kIn[src]), kp >= 0);
         vTile[i] = select(0.0, f32(vIn[src]), kp >= 0);
       }
@@ -303,6 +354,7 @@ ${runs(o, "wg.x", body)}
 
 function keyKernel(o: GradientKernelOptions, qPos: string, kPos: string): string {
   const b = o.kernel.branch;
+  const LAND = landmarksOf(o) ? "" : "+";
   const body = `      workgroupBarrier();             // every read of the previous tile is done
       for (var i = lid; i < TILE_Q * D; i += TILE_K) {
         let j = i / D;
@@ -354,7 +406,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   let kvRow = wg.y;                   // batch * HKV + key/value head
   let b = i32(kvRow / HKV);
   let k = ${kPos}(wg.x * TILE_K + lid); // -1 past the end of the layout
-  let row = kvRow * N + u32(max(k, 0));
+  let row = kvRow * KV_ROWS + u32(max(k, 0));
   var kRow: array<f32, ${o.shape.headDim}>;
   var vRow: array<f32, ${o.shape.headDim}>;
   var dkAcc: array<f32, ${o.shape.headDim}>;
@@ -372,9 +424,11 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
 ${runs(o, "wg.x", body).split("\n").map((l) => "  " + l).join("\n")}
   }
   if (k < 0) { return; }
+  // Landmarks are written (gradUnpool adds them to their rows next); key rows add.
+  let rows = (KEY_ROWS / N) * KV_ROWS;
   for (var d = 0u; d < D; d++) {
-    dkv[row * D + d] += SCALE * dkAcc[d];
-    dkv[KEY_ROWS * D + row * D + d] += dvAcc[d];
+    dkv[row * D + d] ${LAND}= SCALE * dkAcc[d];
+    dkv[(rows + row) * D + d] ${LAND}= dvAcc[d];
   }
 }`;
 }

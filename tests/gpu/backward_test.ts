@@ -3,7 +3,8 @@
  * reference's analytic gradients (themselves held to finite differences in
  * tests/reference/gradients_test.ts): dQ, dK, dV and the runtime gates' gradient within 1e-4
  * of the largest gradient (float32), for every kind the GPU backward covers, their unions,
- * intersections, scored and gated forms, on MHA, GQA with two batches and MQA, at padded N;
+ * intersections, scored and gated forms, lowRank through its pooling, on MHA, GQA with two
+ * batches and MQA, at padded N;
  * two runs give the same bits; what it does not cover yet is refused by name.
  */
 import assert from "node:assert/strict";
@@ -87,6 +88,16 @@ const CASES: [string, Pattern, Shape, { gates?: "head" | "position" }?][] = [
     GQA,
   ],
   [
+    "window ∪ lowRank (through the pooling)",
+    { kind: "union", of: [{ kind: "window", left: 2, right: 2 }, { kind: "lowRank", rank: 5 }] },
+    GQA,
+  ],
+  [
+    "lowRank ∩ causal",
+    { kind: "intersect", of: [{ kind: "lowRank", rank: 4 }, { kind: "causal" }] },
+    MHA,
+  ],
+  [
     "ring ∪ stride (two components)",
     { kind: "union", of: [{ kind: "ring", radius: 3 }, { kind: "stride", period: 7 }] },
     MHA,
@@ -153,8 +164,14 @@ Deno.test("what the GPU backward does not cover is refused by name; dO is requir
   const shape = MHA;
   for (
     const [pattern, path] of [
-      [{ kind: "union", of: [{ kind: "causal" }, { kind: "lowRank", rank: 4 }] }, "pattern.of[1]"],
       [{ kind: "hashBucket", buckets: 4, rounds: 1, seed: 1 }, "pattern"],
+      [
+        {
+          kind: "union",
+          of: [{ kind: "causal" }, { kind: "hashBucket", buckets: 4, rounds: 1, seed: 2 }],
+        },
+        "pattern.of[1]",
+      ],
     ] as [Pattern, string][]
   ) {
     assert.throws(
