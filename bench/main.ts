@@ -22,7 +22,9 @@ import type { TuneResult } from "../runtime/autotune.ts";
 import { createRuntime, type Runtime } from "../runtime/runtime.ts";
 import { resolveBackend } from "../runtime/device.ts";
 import { normalTensor } from "../runtime/seeded_random.ts";
-import { isSoftwareAdapter, measurePattern } from "./measure.ts";
+import { isSoftwareAdapter, measureForwardBackward, measurePattern } from "./measure.ts";
+import { PlanError } from "../core/errors.ts";
+import type { Pattern } from "../dsl/schema.ts";
 import {
   type BenchRow,
   buildRow,
@@ -48,6 +50,8 @@ const USAGE = `Usage: deno task bench [options]
   --warmup W        untimed submissions first
   --backend LIST    WebGPU implementations, one table: native (Deno's own), dawn (npm webgpu,
                     subgroup matrices where the GPU has them); default: WEFT_BACKEND, else native
+  --backward        also time the backward pass (backward ms, backward / forward, and the
+                    backward's efficiency against dense's) where it covers the pattern
   --no-tune         use the untuned default tile shapes (no timing of candidates, and
                     ignore shapes tuned earlier); software adapters are never tuned
   --json FILE       write the rows as a JSON array (rewritten after every row)
@@ -60,6 +64,8 @@ const USAGE = `Usage: deno task bench [options]
 
 /** The sizes and repetitions of one run. */
 interface Matrix {
+  /** Also time the backward pass. */
+  backward?: boolean;
   ns: number[];
   dtypes: ("f32" | "f16")[];
   heads: number;
@@ -128,6 +134,7 @@ function parse(args: string[]) {
     svg: { type: "string" },
     "no-tune": { type: "boolean" },
     backend: { type: "string" },
+    backward: { type: "boolean" },
     help: { type: "boolean" },
   });
   return values;
@@ -150,7 +157,7 @@ async function benchShape(
   };
   const inputs = { q: make(1), k: make(2), v: make(3) };
   const rows: BenchRow[] = [];
-  let denseMs: number | undefined;
+  let denseMs: number | undefined, denseBackwardMs: number | undefined;
   for (const entry of entries) {
     const ctx: RowContext = {
       pattern: entry.name,
@@ -169,10 +176,27 @@ async function benchShape(
       const m = await measurePattern(rt, entry.pattern, { shape, inputs, ...matrix });
       if (entry.name === "dense") denseMs = m.ms;
       const row = buildRow(m, { ...ctx, denseMs });
+      if (matrix.backward) {
+        const backwardMs = await backwardTime(
+          rt,
+          entry.pattern,
+          { shape, inputs, ...matrix },
+          m.ms,
+        );
+        if (entry.name === "dense") denseBackwardMs = backwardMs ?? undefined;
+        Object.assign(row, {
+          backward_ms: backwardMs,
+          backward_ratio: backwardMs === null ? null : backwardMs / m.ms,
+          backward_efficiency: backwardMs === null || denseBackwardMs === undefined || ctx.software
+            ? null
+            : (denseBackwardMs / backwardMs) * m.density,
+        });
+      }
       rows.push(row);
       progress(
         row,
-        `tiles ${tuningNote(tuned)}, ` +
+        (row.backward_ms != null ? `backward ${row.backward_ms.toFixed(3)} ms, ` : "") +
+          `tiles ${tuningNote(tuned)}, ` +
           `pipelines ${m.pipelineMs.toFixed(0)} ms (${m.pipelinesCached} of ${m.passes} cached), ` +
           `prepare ${m.prepareMs.toFixed(0)} ms, ` +
           `first submit ${m.firstSubmitMs.toFixed(0)} ms, ` +
@@ -186,6 +210,25 @@ async function benchShape(
     }
   }
   return rows;
+}
+
+/**
+ * The backward pass's time at a row: a forward and backward call's median less the forward's;
+ * null where the backward pass does not cover the pattern (it says so once per pattern).
+ */
+async function backwardTime(
+  rt: Runtime,
+  pattern: Pattern,
+  options: Parameters<typeof measureForwardBackward>[2],
+  forwardMs: number,
+): Promise<number | null> {
+  try {
+    return (await measureForwardBackward(rt, pattern, options)) - forwardMs;
+  } catch (e) {
+    if (!(e instanceof PlanError)) throw e;
+    console.error(styleText("dim", `  backward: ${e.message}`));
+    return null;
+  }
 }
 
 /** "64x32x2 (tuned in 812 ms: 64x32x2 1.20 ms; 32x32x4 1.45 ms)", or the source alone. */
@@ -252,6 +295,7 @@ async function benchBackend(
     headDim: positiveInt("head-dim", flags["head-dim"], defaults.headDim),
     reps: positiveInt("reps", flags.reps, defaults.reps),
     warmup: flags.warmup === "0" ? 0 : positiveInt("warmup", flags.warmup, defaults.warmup),
+    backward: flags.backward ?? false,
   };
   const tuning = !flags["no-tune"] && !software;
   const tilesText = tuning

@@ -14,6 +14,7 @@ import { hashBranchDensity, needsCodes } from "./hash_density.ts";
 import type { CompiledAttention } from "../compiler/mod.ts";
 import type { AttentionCall } from "../runtime/attention_call.ts";
 import { type Submittable, warmUp } from "../runtime/sustained_timing.ts";
+import { normalTensor } from "../runtime/seeded_random.ts";
 
 /** Software rasterisers' adapter names: Mesa's llvmpipe, softpipe, lavapipe; SwiftShader; WARP. */
 const SOFTWARE_NAMES = /llvmpipe|softpipe|lavapipe|swiftshader|microsoft basic render/i;
@@ -271,4 +272,44 @@ export function median(xs: readonly number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const mid = s.length >> 1;
   return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
+}
+
+/**
+ * Times the forward and backward pass together (`backward: true`, a seeded dO): the bench's
+ * `--backward` column. On a software adapter the wall clock stands in, as for the forward.
+ * @param rt the runtime
+ * @param pattern the pattern
+ * @param options shape, inputs, repetitions, warm-up submissions, dtype
+ * @returns the median milliseconds of one forward and backward call
+ * @throws whatever compiling or preparing throws (a PlanError for what the backward does not
+ *   cover)
+ */
+export async function measureForwardBackward(
+  rt: Runtime,
+  pattern: Pattern,
+  options: MeasureOptions,
+): Promise<number> {
+  const compiled = rt.compile(pattern, {
+    shape: options.shape,
+    dtype: options.dtype,
+    backward: true,
+  });
+  const { batch, headsQ, seqLen, headDim } = options.shape;
+  const values = normalTensor(batch * headsQ * seqLen * headDim, 9);
+  const dO = options.dtype === "f16" ? Float16Array.from(values) : values;
+  const call = await rt.prepare(compiled, { ...options.inputs, dO });
+  try {
+    const gpu = rt.info.timestamps && !isSoftwareAdapter(rt.info);
+    if (gpu) return median(await sustainedGpuTimes(call, options.reps, options.warmup));
+    const { repeat } = await warmUp(call, options.warmup, false);
+    const wall: number[] = [];
+    for (let i = 0; i < options.reps; i++) {
+      const t0 = performance.now();
+      await call.submit(repeat);
+      wall.push((performance.now() - t0) / repeat);
+    }
+    return median(wall);
+  } finally {
+    call.destroy();
+  }
 }

@@ -66,6 +66,14 @@ export interface BenchRow {
   device: string;
   /** The WebGPU implementation that ran it (`native`: Deno's wgpu, `dawn`); absent in older runs. */
   backend?: string;
+  /**
+   * `--backward`: the backward pass alone (a forward and backward call's median less the
+   * forward's), its ratio to the forward, and its efficiency against dense's backward at the
+   * same N; null where the backward does not cover the pattern.
+   */
+  backward_ms?: number | null;
+  backward_ratio?: number | null;
+  backward_efficiency?: number | null;
   /** QKᵀ and P·V on subgroup matrices (`matrix`) or CUDA-core register tiles (`scalar`). */
   tile_math?: "matrix" | "scalar" | null;
   /**
@@ -215,6 +223,21 @@ const HEADERS = [
   "tiles",
 ];
 
+/** The backward columns, where some row measured the backward pass. */
+const BACKWARD_HEADERS = ["bwd ms", "bwd / fwd", "bwd efficiency"];
+
+function hasBackward(rows: readonly BenchRow[]): boolean {
+  return rows.some((r) => r.backward_ms !== undefined);
+}
+
+function backwardCells(r: BenchRow): string[] {
+  return [
+    sig(r.backward_ms ?? null),
+    r.backward_ratio == null ? "" : r.backward_ratio.toFixed(2),
+    r.backward_efficiency == null ? "" : r.backward_efficiency.toFixed(3),
+  ];
+}
+
 function cells(r: BenchRow): string[] {
   if (r.error !== undefined) {
     return [r.pattern, String(r.n), r.backend ?? "", "error", "", "", "", "", "", "", r.error, ""];
@@ -255,13 +278,18 @@ function sig(x: number | null): string {
  * ```
  */
 export function formatTable(rows: readonly BenchRow[]): string {
-  const table = [HEADERS, ...rows.map(cells)];
-  const widths = HEADERS.map((_, c) => Math.max(...table.map((r) => r[c].length)));
+  const backward = hasBackward(rows);
+  const headers = backward ? [...HEADERS, ...BACKWARD_HEADERS] : HEADERS;
+  const table = [
+    headers,
+    ...rows.map((r) => backward ? [...cells(r), ...backwardCells(r)] : cells(r)),
+  ];
+  const widths = headers.map((_, c) => Math.max(...table.map((r) => r[c].length)));
   const leftAligned = new Set([0, 2, 4, 11]);
   const line = (r: string[]) =>
     r.map((cell, c) => leftAligned.has(c) ? cell.padEnd(widths[c]) : cell.padStart(widths[c]))
       .join("  ").trimEnd();
-  return [line(HEADERS), widths.map((w) => "-".repeat(w)).join("  "), ...table.slice(1).map(line)]
+  return [line(headers), widths.map((w) => "-".repeat(w)).join("  "), ...table.slice(1).map(line)]
     .join("\n");
 }
 
@@ -298,15 +326,18 @@ export function formatMarkdown(
   meta: { device: string; fallback: boolean; date: Date; shape: string },
 ): string {
   const device = meta.fallback ? `${meta.device} (software adapter)` : meta.device;
+  const backward = hasBackward(rows);
+  const headers = backward ? [...HEADERS, ...BACKWARD_HEADERS] : HEADERS;
+  const row = (r: BenchRow) => backward ? [...cells(r), ...backwardCells(r)] : cells(r);
   const lines = [
     `### Weft bench: ${device}, ${meta.date.toISOString().slice(0, 10)}, ${meta.shape}`,
     "",
     ...(meta.fallback ? [softwareNote(meta.device), ""] : []),
-    `| ${HEADERS.join(" | ")} |`,
+    `| ${headers.join(" | ")} |`,
     `| ${
-      HEADERS.map((_, c) => c === 0 || c === 2 || c === 4 || c === 11 ? "---" : "---:").join(" | ")
+      headers.map((_, c) => c === 0 || c === 2 || c === 4 || c === 11 ? "---" : "---:").join(" | ")
     } |`,
-    ...rows.map((r) => `| ${cells(r).map((c) => c.replaceAll("|", "\\|")).join(" | ")} |`),
+    ...rows.map((r) => `| ${row(r).map((c) => c.replaceAll("|", "\\|")).join(" | ")} |`),
   ];
   return lines.join("\n") + "\n";
 }

@@ -128,3 +128,31 @@ Deno.test({
     }
   },
 });
+
+Deno.test("--backward rows add the backward columns to the table and the markdown", () => {
+  const row = {
+    ...buildRow(measurement, { pattern: "ring", shape, device: "GPU", denseMs: 4 }),
+    backward_ms: 5,
+    backward_ratio: 2.5,
+    backward_efficiency: 0.8,
+  };
+  const uncovered = { ...row, pattern: "hash", backward_ms: null, backward_ratio: null };
+  const [header, , line, none] = formatTable([row, { ...uncovered, backward_efficiency: null }])
+    .split("\n");
+  assert.match(header, /bwd ms\s+bwd \/ fwd\s+bwd efficiency$/);
+  assert.match(line, /\s5\.00\s+2\.50\s+0\.800$/);
+  assert.match(none, /^hash .*64x32x2$/); // an uncovered pattern leaves the backward cells blank
+  // Without --backward nothing changes.
+  assert.doesNotMatch(
+    formatTable([buildRow(measurement, { pattern: "ring", shape, device: "GPU" })]),
+    /bwd/,
+  );
+  const md = formatMarkdown([row], {
+    device: "GPU",
+    fallback: false,
+    date: new Date(0),
+    shape: "B=1",
+  });
+  assert.match(md, /\| bwd ms \| bwd \/ fwd \| bwd efficiency \|/);
+  assert.match(md, /\| 5\.00 \| 2\.50 \| 0\.800 \|/);
+});
