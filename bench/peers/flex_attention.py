@@ -8,14 +8,15 @@ is one flex_attention call per branch plus the blend, compiled together as one f
     python3 bench/peers/flex_attention.py --suite suite.json --out peer.json \
         [--n 4096,16384,65536] [--dtypes f16,f32] [--heads 8] [--head-dim 64] \
         [--modes default,max-autotune-no-cudagraphs] [--patterns dense,ring] \
-        [--batch-calls 20] [--repeats 5] [--timing graph|stream] [--exact-kernel-mask]
+        [--batch-calls 20] [--repeats 5] [--timing graph|stream] [--exact-kernel-mask] \
+        [--backward]
     python3 bench/peers/flex_attention.py --check-masks 1000,4096 [--suite suite.json]
 
 Writes a JSON array of rows {pattern, n, dtype, ms, impl, block_sparsity, mode, ms_stream,
-timing}: impl is "sdpa" (dense F.scaled_dot_product_attention, pattern "sdpa_dense", no mode),
-"flex_attention" (mode "default") or "flex_attention_max_autotune" (mode
-"max-autotune-no-cudagraphs"). The file is rewritten after every row, so a run cut short keeps
-what it measured.
+timing}, and with --backward also {ms_fwd_bwd, ms_fwd_bwd_stream}: impl is "sdpa" (dense
+F.scaled_dot_product_attention, pattern "sdpa_dense", no mode), "flex_attention" (mode
+"default") or "flex_attention_max_autotune" (mode "max-autotune-no-cudagraphs"). The file is
+rewritten after every row, so a run cut short keeps what it measured.
 
 Timing. Each call (one pattern, one torch.compile mode) is compiled with fullgraph=True, so
 nothing falls back to eager, then warmed up: the compiling call, then back-to-back batches until
@@ -26,9 +27,22 @@ the default --timing graph) replays the same batch captured in one CUDA graph, w
 the host's dispatch (about 0.1 ms per compiled call, more than a small kernel takes) the way
 Weft's timing submits its repeats in one command buffer; `timing` says which `ms` is ("stream"
 where capture failed or --timing stream). Block-mask creation is not timed (FlexAttention's own
-convention: built once per pattern and shape). Calls run under torch.no_grad() and return the
-log-sum-exp as well as the output, as Weft does; float32 runs with TF32 off (PyTorch's default),
-like Weft's float32 kernels.
+convention: built once per pattern and shape). Forward calls run under torch.no_grad() and
+return the log-sum-exp as well as the output, as Weft does; float32 runs with TF32 off
+(PyTorch's default), like Weft's float32 kernels.
+
+--backward adds the forward and backward together, on the same block masks and values: copies
+of q, k and v that require gradients, and one fixed random dO shaped like the output. One call
+sets q.grad, k.grad and v.grad to None (no synchronisation), then runs `out = attention(q, k,
+v); out.backward(dO)`; a gated pattern's out is the gates' blend of all its branches, compiled
+as one function as in the forward, so the backward runs through every branch and the blend.
+It is compiled in the row's mode (fullgraph=True; the output alone, no log-sum-exp) and timed
+as above: `ms_fwd_bwd` per call from the CUDA graph (or from the launches, as
+`ms_fwd_bwd_stream` always is), while `ms` stays the forward alone. Where the two timings
+differ, `timing` adds the backward's after a comma ("cuda_graph, fwd_bwd stream": capturing
+the backward failed). A forward and backward that fails leaves ms_fwd_bwd and
+ms_fwd_bwd_stream null and the rest of the row as it was. The dense SDPA row is timed the same
+way (F.scaled_dot_product_attention, uncompiled).
 
 The kernel's mask_mod. FlexAttention runs mask_mod only in tiles the block mask marks partial.
 Random blocks aligned to its 128 x 128 tile (BigBird's) are whole tiles: in a union they make
@@ -437,6 +451,19 @@ def run(args) -> list:
         return torch.compile(call, fullgraph=True, dynamic=False,
                              mode=None if mode == "default" else mode)
 
+    def compiled_output(gates: list, mode: str):
+        """The output alone (--backward): one branch's, or the gates' blend of every branch."""
+        def call(q, k, v, *bms):
+            out = None
+            for g, bm in zip(gates, bms):
+                o = flex_attention(q, k, v, block_mask=bm)
+                if len(gates) > 1:
+                    o = g * o
+                out = o if out is None else out + o
+            return out
+        return torch.compile(call, fullgraph=True, dynamic=False,
+                             mode=None if mode == "default" else mode)
+
     def median_sample(launch_batch) -> float:
         samples = []
         for _ in range(args.repeats):
@@ -448,7 +475,7 @@ def run(args) -> list:
             samples.append(start.elapsed_time(end) / args.batch_calls)
         return float(np.median(samples))
 
-    def time_ms(fn) -> tuple:
+    def time_ms(fn, what: str = "") -> tuple:
         """(CUDA-graph ms or None, stream ms) per call of fn."""
         def stream_batch():
             for _ in range(args.batch_calls):
@@ -480,10 +507,29 @@ def run(args) -> list:
             del graph
             return graph_ms, stream_ms
         except Exception as e:
-            print(f"warning: CUDA graph capture failed ({type(e).__name__}: {e}); "
-                  f"stream timing only", file=sys.stderr)
+            print(f"warning: {what + ': ' if what else ''}CUDA graph capture failed "
+                  f"({type(e).__name__}: {e}); stream timing only", file=sys.stderr)
             torch.cuda.synchronize()
             return None, stream_ms
+
+    def time_fwd_bwd(attention, grad_inputs: tuple, what: str) -> tuple:
+        """time_ms of `attention(q, k, v).backward(dO)` on the inputs that require gradients;
+        (None, None) where it fails."""
+        qg, kg, vg, d_out = grad_inputs
+
+        def step():
+            qg.grad = kg.grad = vg.grad = None  # no accumulation, no synchronisation
+            attention(qg, kg, vg).backward(d_out)
+
+        try:
+            with torch.enable_grad():
+                return time_ms(step, f"{what} fwd+bwd")
+        except Exception as e:
+            print(f"warning: {what} fwd+bwd: {type(e).__name__}: {e}; ms_fwd_bwd null",
+                  file=sys.stderr)
+            return None, None
+        finally:
+            qg.grad = kg.grad = vg.grad = None
 
     suite = json.load(open(args.suite))
     if args.patterns:
@@ -498,14 +544,26 @@ def run(args) -> list:
             raise SystemExit(f"unknown mode {m!r}: expected one of {', '.join(MODES)}")
     rows = []
 
-    def emit(row: dict, graph_ms, stream_ms, label: str):
+    def emit(row: dict, graph_ms, stream_ms, label: str, fwd_bwd=None):
+        """fwd_bwd: time_fwd_bwd's (graph ms, stream ms) with --backward, else None."""
         row["ms"] = graph_ms if graph_ms is not None else stream_ms
         row["ms_stream"] = stream_ms
         row["timing"] = "cuda_graph" if graph_ms is not None else "stream"
+        graph_text = f"{graph_ms:.4f} ms graph, " if graph_ms is not None else ""
+        text = f"{label}: {graph_text}{stream_ms:.4f} ms stream"
+        if fwd_bwd is not None:
+            bwd_graph, bwd_stream = fwd_bwd
+            row["ms_fwd_bwd"] = bwd_graph if bwd_graph is not None else bwd_stream
+            row["ms_fwd_bwd_stream"] = bwd_stream
+            if bwd_stream is not None:
+                bwd_timing = "cuda_graph" if bwd_graph is not None else "stream"
+                if bwd_timing != row["timing"]:
+                    row["timing"] += f", fwd_bwd {bwd_timing}"
+                bwd_graph_text = f"{bwd_graph:.4f} ms graph, " if bwd_graph is not None else ""
+                text += f"; fwd+bwd {bwd_graph_text}{bwd_stream:.4f} ms stream"
         rows.append(row)
         json.dump(rows, open(args.out, "w"), indent=1)  # partial results survive a time-out
-        graph_text = f"{graph_ms:.4f} ms graph, " if graph_ms is not None else ""
-        print(f"{label}: {graph_text}{stream_ms:.4f} ms stream", file=sys.stderr)
+        print(text, file=sys.stderr)
 
     with torch.no_grad():
         for dtype_name in args.dtypes.split(","):
@@ -515,10 +573,19 @@ def run(args) -> list:
                 gen = torch.Generator(device=dev).manual_seed(n)
                 q, k, v = (torch.randn(shape, device=dev, dtype=dtype, generator=gen)
                            for _ in range(3))
+                # --backward: leaf copies that require gradients, and dO (the output's shape).
+                grad_inputs = None
+                if args.backward:
+                    grad_inputs = (*(t.detach().clone().requires_grad_() for t in (q, k, v)),
+                                   torch.randn(shape, device=dev, dtype=dtype, generator=gen))
                 try:
-                    graph_ms, stream_ms = time_ms(lambda: F.scaled_dot_product_attention(q, k, v))
+                    label = f"sdpa dense n={n} {dtype_name}"
+                    graph_ms, stream_ms = time_ms(lambda: F.scaled_dot_product_attention(q, k, v),
+                                                  label)
+                    fwd_bwd = None if grad_inputs is None else time_fwd_bwd(
+                        F.scaled_dot_product_attention, grad_inputs, label)
                     emit({"pattern": "sdpa_dense", "n": n, "dtype": dtype_name, "impl": "sdpa"},
-                         graph_ms, stream_ms, f"sdpa dense n={n} {dtype_name}")
+                         graph_ms, stream_ms, label, fwd_bwd)
                 except Exception as e:
                     print(f"warning: sdpa n={n} {dtype_name} failed: {e}", file=sys.stderr)
 
@@ -544,18 +611,24 @@ def run(args) -> list:
                         # A fresh Dynamo cache per compile: no mode or pattern reuses another's.
                         torch._dynamo.reset()
                         call = compiled_call(gates, mode)
+                        label = f"flex {name} n={n} {dtype_name} {mode}"
                         try:
-                            graph_ms, stream_ms = time_ms(lambda: call(q, k, v, *masks))
+                            graph_ms, stream_ms = time_ms(lambda: call(q, k, v, *masks), label)
                         except Exception as e:
-                            print(f"warning: flex {name} n={n} {dtype_name} mode {mode}: "
-                                  f"{type(e).__name__}: {e}; row left out", file=sys.stderr)
+                            print(f"warning: {label}: {type(e).__name__}: {e}; row left out",
+                                  file=sys.stderr)
                             continue
+                        fwd_bwd = None
+                        if grad_inputs is not None:
+                            output = compiled_output(gates, mode)
+                            fwd_bwd = time_fwd_bwd(
+                                lambda qg, kg, vg: output(qg, kg, vg, *masks), grad_inputs, label)
+                            del output
                         emit({"pattern": name, "n": n, "dtype": dtype_name,
                               "impl": IMPL_OF_MODE[mode], "block_sparsity": sparsity,
                               "mode": mode}, graph_ms, stream_ms,
-                             f"flex {name} n={n} {dtype_name} {mode} "
-                             f"(block sparsity {sparsity:.3f})")
-                del prepared, q, k, v
+                             f"{label} (block sparsity {sparsity:.3f})", fwd_bwd)
+                del prepared, q, k, v, grad_inputs
                 torch._dynamo.reset()
                 torch.cuda.empty_cache()
     return rows
@@ -580,6 +653,8 @@ if __name__ == "__main__":
                         help="ms from a CUDA graph of the batch (default) or from the launches")
     parser.add_argument("--exact-kernel-mask", action="store_true",
                         help="run the exact mask_mod in the kernel too (no tile-level reduction)")
+    parser.add_argument("--backward", action="store_true",
+                        help="also time forward + backward (out.backward(dO)) as ms_fwd_bwd")
     parser.add_argument("--check-masks", metavar="N[,N...]",
                         help="check the mask_mods against DESIGN §2 with numpy, then exit")
     args = parser.parse_args()
