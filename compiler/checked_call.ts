@@ -5,7 +5,7 @@
  * take a `CheckedCall` and check nothing of the caller's again.
  * @module
  */
-import { PlanError, ShapeError } from "../core/errors.ts";
+import { ShapeError } from "../core/errors.ts";
 import { type AttentionShape, checkAttentionShape, type Dtype } from "../core/shape.ts";
 import { checkExpressionDomain } from "../dsl/expression_domain.ts";
 import { parsePattern, type Pattern } from "../dsl/schema.ts";
@@ -67,7 +67,7 @@ export interface CompileOptions {
   edgePairs?: boolean | EdgePairForm;
   /**
    * Also compile the backward pass (DESIGN §6): a call then takes dO and returns dQ, dK, dV (and
-   * the runtime gates' gradient) after O. Not yet for hashBucket patterns.
+   * the runtime gates' gradient) after O.
    */
   backward?: boolean;
 }
@@ -147,28 +147,8 @@ export function checkCall(pattern: unknown, options: CompileOptions): CheckedCal
     keySplits: splits,
     globalQuery: options.globalQuery,
     edgePairs: options.edgePairs,
-    backward: checkBackward(parsed, options.backward),
+    backward: options.backward ?? false,
   };
-}
-
-/** The backward pass's kinds: every one but hashBucket's sorted order. */
-function checkBackward(pattern: Pattern, backward: boolean | undefined): boolean {
-  if (!backward) return false;
-  const visit = (p: Pattern, path: string): void => {
-    if (p.kind === "hashBucket") {
-      throw new PlanError(
-        `Cannot compile the backward pass: ${path} is a ${p.kind}, whose gradient the GPU does ` +
-          `not compute yet (the float64 reference does: referenceGradients)`,
-      );
-    }
-    if (p.kind === "union" || p.kind === "intersect") {
-      p.of.forEach((x, i) => visit(x, `${path}.of[${i}]`));
-    }
-    if (p.kind === "gated") p.branches.forEach((x, i) => visit(x, `${path}.branches[${i}]`));
-    if (p.kind === "scored") visit(p.pattern, `${path}.pattern`);
-  };
-  visit(pattern, "pattern");
-  return true;
 }
 
 /** Subgroup-matrix tiles the caller named: float16, a staged query tile, and shapes that tile. */

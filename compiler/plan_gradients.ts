@@ -10,7 +10,9 @@
  * component's tiles cover each position once, and dispatches run in order, so each adds into
  * the buffers with a plain read and write. A lowRank component's keys are pooled landmarks: its
  * `gradKey` writes the landmarks' dK and dV, and `gradUnpool` adds each landmark's share to the
- * rows it is the mean of. `gradGates` writes the gates' gradient `dO·O_i`
+ * rows it is the mean of. A bucket-ordered (hashBucket) component's tiles are read from the
+ * codes at run time in the forward; its backward walks every tile as PARTIAL for now, its mask
+ * (same bucket in a round) choosing the pairs: correct, and quadratic in N. `gradGates` writes the gates' gradient `dO·O_i`
  * (summed over positions for per-head gates).
  *
  * The gradient schedule holds, per component, two slots in the forward schedule's format
@@ -24,6 +26,7 @@ import { elementwiseWorkgroups, MAX_WORKGROUPS_X } from "./dispatch_sizes.ts";
 import type { AttentionKernel, GradientKernel, Kernel } from "./kernel_plan.ts";
 import type { Plan } from "./plan.ts";
 import { own, read, written } from "./support_kernels.ts";
+import { readsHash } from "./component_reads.ts";
 
 /** Invocations of the gradient kernels' row loops (gradStats, gradGates, gradClear). */
 export const GRADIENT_ROWS_WORKGROUP = 64;
@@ -96,13 +99,17 @@ export function planGradients(
           );
         }
       }
-      const qSlot = slots.push(maskRows(c.mask)) - 1;
-      const kSlot = slots.push(transposeMask(c.mask)) - 1;
+      // A bucket-ordered component's tiles come from the codes at run time: its backward walks
+      // every tile, PARTIAL, and the mask (same bucket) picks the pairs.
+      const sorted = c.qLayout.kind === "sorted";
+      const qSlot = slots.push(sorted ? everyTile(qTiles, kTiles) : maskRows(c.mask)) - 1;
+      const kSlot = slots.push(sorted ? everyTile(kTiles, qTiles) : transposeMask(c.mask)) - 1;
+      const hash = readsHash(c) ? [read("hash")] : [];
       kernels.push({
         kind: "gradQuery",
         label: `gradients: branch ${b} component ${j}, dQ (query-major)`,
         ...own,
-        bindings: [...inputs, read("gradStats"), written("dq")],
+        bindings: [...inputs, read("gradStats"), written("dq"), ...hash],
         workgroups: [qTiles, shape.batch * shape.headsQ],
         branch: b,
         component: j,
@@ -115,6 +122,7 @@ export function planGradients(
           ...inputs,
           read("gradStats"),
           written(landmarks ? `dLandmark${landmarks.rank}` : "dkv"),
+          ...hash,
         ],
         workgroups: [kTiles, shape.batch * shape.headsKV],
         branch: b,
@@ -163,6 +171,11 @@ interface RowMask {
   rows: number;
   /** Per row, its runs: first tile, length, partial. */
   runs: [number, number, boolean][][];
+}
+
+/** Every tile of every row, one PARTIAL run each. */
+function everyTile(rows: number, tiles: number): RowMask {
+  return { rows, runs: Array.from({ length: rows }, () => [[0, tiles, true]]) };
 }
 
 function maskRows(mask: BlockMask): RowMask {

@@ -204,6 +204,7 @@ function renderOther(k: Exclude<Kernel, AttentionKernel>, o: RenderContext): str
         tileQ: o.plan.tiles.tileQ,
         tileK: o.plan.tiles.tileK,
         params: o.aux.paramBlock(),
+        hash: o.planned.hash,
       });
     }
   }

@@ -15,17 +15,20 @@
  */
 import type { AttentionShape, Dtype } from "../../core/shape.ts";
 import type { ParamBlock } from "../aux_data.ts";
+import type { HashLayout } from "../hash_layout.ts";
 import type { GradientKernel } from "../kernel_plan.ts";
 import type { Branch } from "../plan.ts";
 import { GRADIENT_ROWS_WORKGROUP } from "../plan_gradients.ts";
 import { ELEMENTWISE_WORKGROUP } from "../dispatch_sizes.ts";
 import { HEADER_WORDS, RUN_WORDS, SLOT_WORDS } from "../schedule_buffer.ts";
-import { allowedReadsHeadOrBatch } from "../component_reads.ts";
+import { allowedReadsHeadOrBatch, readsHash } from "../component_reads.ts";
 import type { ComponentKernelOptions } from "./attention_wgsl.ts";
 import { linearIndex } from "./elementwise_wgsl.ts";
 import { declareScoreModifier } from "./expression_wgsl.ts";
 import { declareScoreSlope } from "./expression_slope_wgsl.ts";
 import { declareMember } from "./kernel_module_wgsl.ts";
+import { declareCodeStaging } from "./code_staging_wgsl.ts";
+import { declareHashRows } from "./predicate_wgsl.ts";
 import { f32, ShaderModule } from "./shader_module.ts";
 
 /** What a gradient kernel's WGSL depends on. */
@@ -44,6 +47,8 @@ export interface GradientKernelOptions {
   tileK: number;
   /** The kernel's parameter block (layouts and masks read their numbers from aux). */
   params: ParamBlock;
+  /** Where hashBucket codes and bucket order lie in the hash buffer. */
+  hash: HashLayout;
 }
 
 /**
@@ -258,22 +263,41 @@ const KV_ROWS = ${keyRows}u; // key rows per key/value head${
       landmarks ? ` (the pooled landmarks of lowRank(${landmarks.rank}))` : ""
     }`,
   );
-  const member = { component: c, shape: o.shape } as unknown as ComponentKernelOptions;
-  const { qPos, kPos } = declareMember(m, member, o.params, "allowed");
-  const allowed = allowedReadsHeadOrBatch(c) ? "allowed(q, k, h, b)" : "allowed(q, k)";
-  const score = branch.score
-    ? (declareScoreModifier(m, branch.score, o.shape.seqLen),
-      declareScoreSlope(m, branch.score, o.shape.seqLen),
-      true)
-    : false;
-  return m.render(queryMajor ? queryKernel(o, qPos, kPos) : keyKernel(o, qPos, kPos))
-    .replaceAll("ALLOWED", allowed)
-    .replaceAll(
-      "SCORED",
-      score
-        ? "let sm = scoreModifier(s, q, k, h, b);\n        let slope = scoreModifierSlope(s, q, k, h, b);"
-        : "let sm = s;\n        let slope = 1.0;",
+  const hashed = readsHash(c);
+  if (hashed) {
+    // Bucket order and same-bucket masks read the codes of this head's rows (queryRow, keyRow).
+    m.declare(
+      "hashBinding",
+      `
+@group(0) @binding(8) var<storage, read> hash: array<u32>; // codes, bucket order`,
     );
+    declareHashRows(m);
+  }
+  const member = {
+    component: c,
+    shape: o.shape,
+    hash: o.hash,
+  } as unknown as ComponentKernelOptions;
+  const { qPos, kPos } = declareMember(m, member, o.params, "allowed");
+  const codes = declareCodeStaging(m, member);
+  const allowed = `allowed(q, k${allowedReadsHeadOrBatch(c) ? ", h, b" : ""}${
+    codes ? `, ${codes.queryCodes}(q), ${codes.keyCodes}(k)` : ""
+  })`;
+  if (branch.score) {
+    declareScoreModifier(m, branch.score, o.shape.seqLen);
+    declareScoreSlope(m, branch.score, o.shape.seqLen);
+  }
+  const scored = branch.uniform
+    ? "// Uniform weights (the ANNA estimator): every score is 0, whatever Q and K.\n" +
+      "        let sm = 0.0;\n        let slope = 0.0;"
+    : branch.score
+    ? "let sm = scoreModifier(s, q, k, h, b);\n        let slope = scoreModifierSlope(s, q, k, h, b);"
+    : "let sm = s;\n        let slope = 1.0;";
+  return m.render(
+    queryMajor ? queryKernel(o, qPos, kPos, hashed) : keyKernel(o, qPos, kPos, hashed),
+  )
+    .replaceAll("ALLOWED", allowed)
+    .replaceAll("SCORED", scored);
 }
 
 /** The walk over one schedule row's runs, each tile `tile` with `partial` set. */
@@ -291,7 +315,12 @@ ${body}
   }`;
 }
 
-function queryKernel(o: GradientKernelOptions, qPos: string, kPos: string): string {
+function queryKernel(
+  o: GradientKernelOptions,
+  qPos: string,
+  kPos: string,
+  hashed: boolean,
+): string {
   const b = o.kernel.branch;
   const body = `      workgroupBarrier();             // every read of the previous tile is done
       for (var i = lid; i < TILE_K * D; i += TILE_Q) {
@@ -331,7 +360,11 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   let bh = wg.y;                      // batch * HQ + query head
   let h = i32(bh % HQ);
   let b = i32(bh / HQ);
-  let kvHead = (bh / HQ) * HKV + (bh % HQ) / GROUP;
+  let kvHead = (bh / HQ) * HKV + (bh % HQ) / GROUP;${
+    hashed
+      ? "\n  queryRow = bh;                     // whose codes and bucket order to read\n  keyRow = kvHead;"
+      : ""
+  }
   let q = ${qPos}(wg.x * TILE_Q + lid); // -1 past the end of the layout
   let row = bh * N + u32(max(q, 0));
   let stats = (${b}u * ROWS + row) * 4u;
@@ -352,7 +385,12 @@ ${runs(o, "wg.x", body)}
 }`;
 }
 
-function keyKernel(o: GradientKernelOptions, qPos: string, kPos: string): string {
+function keyKernel(
+  o: GradientKernelOptions,
+  qPos: string,
+  kPos: string,
+  hashed: boolean,
+): string {
   const b = o.kernel.branch;
   const LAND = landmarksOf(o) ? "" : "+";
   const body = `      workgroupBarrier();             // every read of the previous tile is done
@@ -404,7 +442,9 @@ var<workgroup> deltaTile: array<f32, ${o.tileQ}>;
 @compute @workgroup_size(${o.tileK})
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let kvRow = wg.y;                   // batch * HKV + key/value head
-  let b = i32(kvRow / HKV);
+  let b = i32(kvRow / HKV);${
+    hashed ? "\n  keyRow = kvRow;                    // whose codes and bucket order to read" : ""
+  }
   let k = ${kPos}(wg.x * TILE_K + lid); // -1 past the end of the layout
   let row = kvRow * KV_ROWS + u32(max(k, 0));
   var kRow: array<f32, ${o.shape.headDim}>;
@@ -420,7 +460,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   // Every query head of this key/value head, one after another: their sums add here.
   for (var group = 0u; group < GROUP; group++) {
     let bh = (kvRow / HKV) * HQ + (kvRow % HKV) * GROUP + group;
-    let h = i32(bh % HQ);
+    let h = i32(bh % HQ);${hashed ? "\n    queryRow = bh;" : ""}
 ${runs(o, "wg.x", body).split("\n").map((l) => "  " + l).join("\n")}
   }
   if (k < 0) { return; }

@@ -24,7 +24,7 @@ export interface FuzzOptions {
   tiles?: { tileQ: number; tileK: number };
   /** Element type of every case (default f32). */
   dtype?: "f32" | "f16";
-  /** Check every case's backward pass too (hashBucket cases, not covered yet, count as refused). */
+  /** Check every case's backward pass too. */
   grad?: boolean;
   /** Called after every case (progress). */
   onCase?: (i: number, c: FuzzCase, r: CaseResult) => void;

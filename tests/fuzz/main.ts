@@ -25,8 +25,7 @@ const USAGE = `Usage: deno task fuzz [options]
   --head-dims LIST   head dims to draw from (default 4,8,16,32,64)
   --tiles QxK        force a tile shape (default: the runtime's choice)
   --dtype T          f32 (default) or f16 (needs shader-f16; subgroup matrices on dawn)
-  --grad             also check the backward pass's gradients (hashBucket cases,
-                     which it does not cover yet, count as refused)
+  --grad             also check the backward pass's gradients (dQ, dK, dV, dgates)
   --workers W        processes sharing the cases (default 1)
   --no-save          do not save shrunk mismatches as goldens
   --help             show this`;
