@@ -2,12 +2,14 @@
  * `deno task golden`: regenerates the golden files from the float64 CPU reference (never from
  * the GPU, DESIGN §4). For each case in `cases.json` it draws q, k, v (and runtime gates) from
  * a seeded PRNG, rounds them to float32, runs `reference` on exactly those float32 values, and
- * writes `<name>.{q,k,v,gates,o,lse}.npy` plus `manifest.json`. Reruns give identical bytes.
+ * writes `<name>.{q,k,v,gates,o,lse}.npy` plus `manifest.json`; cases of at most
+ * GRADIENT_ELEMENTS query elements also get a seeded dO and the reference's gradients,
+ * `<name>.{do,dq,dk,dv,dgates}.npy`. Reruns give identical bytes.
  * @module
  */
 import { parsePattern, type Pattern } from "../../dsl/schema.ts";
 import { writeNpy } from "../../cli/npy.ts";
-import { reference } from "../../runtime/reference/mod.ts";
+import { reference, referenceGradients } from "../../runtime/reference/mod.ts";
 import type { AttentionShape } from "../../core/shape.ts";
 import { mulberry32, normals } from "../../runtime/seeded_random.ts";
 
@@ -28,7 +30,10 @@ export interface GoldenCase extends AttentionShape {
 }
 
 /** The golden files hold only so much: they live in git. */
-const MAX_TOTAL_BYTES = 7_500_000;
+const MAX_TOTAL_BYTES = 8_500_000;
+
+/** Cases with at most this many query elements (B·Hq·N·D) get gradient goldens too. */
+export const GRADIENT_ELEMENTS = 4096;
 
 const dir = new URL("./", import.meta.url);
 
@@ -67,7 +72,8 @@ export async function generate(): Promise<void> {
     {
       generator: "tests/golden/generate.ts (deno task golden) from the float64 CPU reference",
       layout: "q [B,Hq,N,D], k/v [B,Hkv,N,D], o [B,Hq,N,D], lse [B,Hq,N] or " +
-        "[branches,B,Hq,N] when gated; all float32, little-endian, C order",
+        "[branches,B,Hq,N] when gated; do, dq [B,Hq,N,D], dk/dv [B,Hkv,N,D], dgates as " +
+        "gates (small cases); all float32, little-endian, C order",
       cases: manifest,
     },
     null,
@@ -149,6 +155,25 @@ function buildCase(c: GoldenCase) {
     hashFiles[`hashk${i}`] = file(`hashk${i}`);
   });
 
+  // Gradients of the small cases: dO drawn after the inputs, the reference's own codes.
+  const gradientFiles: Record<string, string> = {};
+  if (B * Hq * N * D <= GRADIENT_ELEMENTS) {
+    const dO = Float32Array.from({ length: B * Hq * N * D }, next);
+    const g = referenceGradients({ pattern, shape, q, k, v, gates, dO, hashCodes });
+    const parts: [string, number[], ArrayLike<number> | undefined][] = [
+      ["do", [B, Hq, N, D], dO],
+      ["dq", [B, Hq, N, D], g.dq],
+      ["dk", [B, Hkv, N, D], g.dk],
+      ["dv", [B, Hkv, N, D], g.dv],
+      ["dgates", gates?.shape ?? [], g.dgates],
+    ];
+    for (const [part, dims, data] of parts) {
+      if (!data) continue;
+      npy.set(file(part), writeNpy({ dtype: "f4", shape: dims, data: Float32Array.from(data) }));
+      gradientFiles[part] = file(part);
+    }
+  }
+
   let maxAbsO = 0;
   for (const x of o) maxAbsO = Math.max(maxAbsO, Math.abs(x));
   const emptyRows = lse.filter((x) => x === -Infinity).length;
@@ -167,6 +192,7 @@ function buildCase(c: GoldenCase) {
       o: file("o"),
       lse: file("lse"),
       ...hashFiles,
+      ...gradientFiles,
     },
     ...(hashKeys.length ? { hashKeys } : {}),
     maxAbsO,

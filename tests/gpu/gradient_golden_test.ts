@@ -1,0 +1,120 @@
+/**
+ * Gradient goldens: every case of tests/golden/manifest.json with gradient files (the small
+ * ones, `GRADIENT_ELEMENTS`) runs forward and backward on the adapter with the stored dO, and
+ * its dQ, dK, dV (and dgates) must match the float64 reference's stored gradients within 1e-4
+ * of the largest (times the scores' growth for large-input cases). hashBucket cases whose GPU
+ * codes differ from the stored ones, where a projection is within rounding of a plane, are
+ * checked against the reference on the GPU's codes instead, as the output goldens are. A
+ * software adapter runs a few of them (SOFTWARE_CASES).
+ */
+import assert from "node:assert/strict";
+import { fileURLToPath } from "node:url";
+import type { AttentionShape } from "../../compiler/mod.ts";
+import { readNpyFile } from "../../cli/npy.ts";
+import { createRuntime } from "../../runtime/runtime.ts";
+import { hashCodeMismatches, referenceGradients } from "../../runtime/reference/mod.ts";
+import { parsePattern } from "../../dsl/schema.ts";
+import { isSoftwareAdapter } from "../../bench/measure.ts";
+
+const dir = fileURLToPath(new URL("../golden/", import.meta.url));
+const manifest: {
+  cases: {
+    name: string;
+    pattern: unknown;
+    shape: AttentionShape;
+    files: Record<string, string>;
+    magnitude?: number;
+    hashKeys?: string[];
+  }[];
+} = JSON.parse(await Deno.readTextFile(`${dir}manifest.json`));
+
+const rt = await createRuntime();
+addEventListener("unload", () => rt.destroy());
+
+/**
+ * On a software adapter (CI), a few cases of different kinds: llvmpipe compiles every case's
+ * forward and backward kernels afresh, 5 to 15 s each with a cold shader cache. A GPU runs all.
+ */
+const SOFTWARE_CASES = new Set([
+  "gqa_union_lowrank_n61",
+  "gated_scored_softcap_predicate_n130",
+  "mqa_batch2_causal_hash_n64",
+]);
+const all = manifest.cases.filter((c) => c.files.dq);
+const cases = isSoftwareAdapter(rt.info) ? all.filter((c) => SOFTWARE_CASES.has(c.name)) : all;
+
+Deno.test("gradient goldens: the backward pass matches the stored reference gradients", async (t) => {
+  assert.ok(all.length >= 20, `${all.length} cases with gradient files`);
+  assert.equal(cases.length, isSoftwareAdapter(rt.info) ? SOFTWARE_CASES.size : all.length);
+  for (const c of cases) {
+    await t.step(c.name, async () => {
+      const load = async (key: string) =>
+        c.files[key] ? await readNpyFile(dir + c.files[key]) : undefined;
+      const [q, k, v, gates, dO, dq, dk, dv, dgates] = await Promise.all(
+        ["q", "k", "v", "gates", "do", "dq", "dk", "dv", "dgates"].map(load),
+      );
+      const f32 = (t?: { data: ArrayLike<number> }) => t?.data as Float32Array;
+      const compiled = rt.compile(c.pattern, {
+        shape: c.shape,
+        backward: true,
+        gatesPerPosition: gates?.shape.length === 4,
+      });
+      const out = await rt.run(compiled, {
+        q: f32(q),
+        k: f32(k),
+        v: f32(v),
+        dO: f32(dO),
+        gates: f32(gates),
+      });
+      let want = { dq: f32(dq), dk: f32(dk), dv: f32(dv), dgates: f32(dgates) } as Record<
+        string,
+        ArrayLike<number> | undefined
+      >;
+      if (c.hashKeys && out.hashCodes) {
+        const pattern = parsePattern(c.pattern);
+        const stored = await Promise.all(
+          c.hashKeys.map((_, i) => Promise.all([load(`hashq${i}`), load(`hashk${i}`)])),
+        );
+        const same = c.hashKeys.every((key, i) => {
+          const gpu = out.hashCodes!.get(key)!;
+          const [sq, sk] = stored[i];
+          return gpu.q.every((x, j) => x === sq!.data[j]) &&
+            gpu.k.every((x, j) => x === sk!.data[j]);
+        });
+        if (!same) {
+          const bad = hashCodeMismatches(pattern, c.shape, f32(q), f32(k), out.hashCodes)
+            .reduce((n, m) => n + m.queries + m.keys, 0);
+          assert.equal(bad, 0, "GPU codes contradict clearly signed projections");
+          want = referenceGradients({
+            pattern,
+            shape: c.shape,
+            q: f32(q),
+            k: f32(k),
+            v: f32(v),
+            dO: f32(dO),
+            gates: gates && { data: f32(gates), shape: gates.shape },
+            hashCodes: out.hashCodes,
+          }) as unknown as Record<string, ArrayLike<number>>;
+        }
+      }
+      const got = out.gradients!;
+      let worst = 0, largest = 0;
+      for (const name of ["dq", "dk", "dv", "dgates"] as const) {
+        const a = got[name], b = want[name];
+        if (!b) continue;
+        assert.ok(a, `${name} missing`);
+        assert.equal(a.length, b.length, name);
+        for (let i = 0; i < b.length; i++) {
+          const d = Math.abs(a[i] - b[i]);
+          worst = Number.isNaN(d) ? Infinity : Math.max(worst, d);
+          largest = Math.max(largest, Math.abs(b[i]));
+        }
+      }
+      const tolerance = 1e-4 * Math.max(1, (c.magnitude ?? 1) ** 2);
+      assert.ok(
+        worst <= tolerance * Math.max(largest, 1e-6),
+        `max |GPU - golden| ${worst}, largest ${largest}`,
+      );
+    });
+  }
+});
