@@ -71,15 +71,13 @@ async function gradientError(
   return { worst, largest, got };
 }
 
+// Each kind once, mostly inside compositions (dense, window, ring and predicates appear in the
+// unions, intersections and gated cases): llvmpipe compiles every case's kernels afresh in CI.
 const CASES: [string, Pattern, Shape, { gates?: "head" | "position" }?][] = [
-  ["dense", { kind: "dense" }, MHA],
   ["causal (GQA, two batches)", { kind: "causal" }, GQA],
-  ["window", { kind: "window", left: 6, right: 2 }, MQA],
-  ["ring (wraps)", { kind: "ring", radius: 5 }, MHA],
   ["stride (residue order)", { kind: "stride", period: 6 }, GQA],
   ["global (gathered rows)", { kind: "global", tokens: [0, 7, 30] }, MHA],
   ["random blocks", { kind: "random", blocks: 2, blockSize: 8, seed: 3 }, GQA],
-  ["predicate", { kind: "predicate", expr: "(q + 2 * k) % 5 != 1" }, MQA],
   [
     "scored (the modifier's slope)",
     {
