@@ -405,6 +405,47 @@ export function maxLseError(actual: ArrayLike<number>, expected: ArrayLike<numbe
   return worstError(actual, expected, (e) => Math.max(1, Math.abs(e)));
 }
 
+/** Gradients as the GPU returns them or the reference computes them. */
+export interface GradientSet {
+  dq: ArrayLike<number>;
+  dk: ArrayLike<number>;
+  dv: ArrayLike<number>;
+  dgates?: ArrayLike<number>;
+}
+
+/**
+ * The largest |actual - expected| over every gradient the expected set holds, and the largest
+ * expected magnitude, which gradient tolerances are relative to (DESIGN §4).
+ *
+ * @param actual the GPU's gradients
+ * @param expected the reference's
+ * @returns the worst absolute error (Infinity on a NaN, a missing gradient or a length
+ *   mismatch) and the largest |expected|
+ * @example
+ * ```ts
+ * import { gradientError } from "./_common.ts";
+ * gradientError({ dq: [1, 2], dk: [0], dv: [3] }, { dq: [1, 2.5], dk: [0], dv: [3] });
+ * // { worst: 0.5, largest: 3 }
+ * ```
+ */
+export function gradientError(
+  actual: GradientSet,
+  expected: GradientSet,
+): { worst: number; largest: number } {
+  let worst = 0, largest = 0;
+  for (const name of ["dq", "dk", "dv", "dgates"] as const) {
+    const a = actual[name], e = expected[name];
+    if (!e) continue;
+    if (!a || a.length !== e.length) return { worst: Infinity, largest };
+    for (let i = 0; i < e.length; i++) {
+      const d = Math.abs(a[i] - e[i]);
+      worst = Number.isNaN(d) ? Infinity : Math.max(worst, d);
+      largest = Math.max(largest, Math.abs(e[i]));
+    }
+  }
+  return { worst, largest };
+}
+
 /** The largest `|a - e| / size(e)`; infinities must match exactly, a NaN is an infinite error. */
 function worstError(
   actual: ArrayLike<number>,

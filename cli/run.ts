@@ -35,6 +35,7 @@ import {
   checkOutputPath,
   EXIT_FAILURE,
   formatMs,
+  gradientError,
   loadPattern,
   maxAbsError,
   maxLseError,
@@ -214,7 +215,10 @@ export async function main(args: string[]): Promise<number> {
     if (!values.verify) return 0;
     const status = verify({ pattern, shape, q, k, v, gates, scale: compiled.scale, dtype, out });
     if (!dO || !out.gradients) return status;
-    return Math.max(status, verifyGradients({ pattern, shape, q, k, v, gates, dO, dtype, out }));
+    return Math.max(
+      status,
+      verifyGradients({ pattern, shape, q, k, v, gates, dO, scale: compiled.scale, dtype, out }),
+    );
   } finally {
     rt?.destroy();
   }
@@ -465,10 +469,12 @@ function verifyGradients(o: {
   v: Tensor;
   gates?: Tensor;
   dO: Tensor;
+  scale: number;
   dtype: Dtype;
-  out: { gradients?: AttentionGradients };
+  out: { gradients?: AttentionGradients; hashCodes?: HashCodes };
 }): number {
   const started = performance.now();
+  // At the call's scale, on the codes the kernels used (checked by `verify` before this).
   const want = referenceGradients({
     pattern: o.pattern,
     shape: o.shape,
@@ -477,22 +483,10 @@ function verifyGradients(o: {
     v: o.v.data,
     gates: o.gates,
     dO: o.dO.data,
+    scale: o.scale,
+    hashCodes: o.out.hashCodes,
   });
-  const got = o.out.gradients!;
-  let worst = 0, largest = 0;
-  const pairs: [ArrayLike<number>, Float64Array | undefined][] = [
-    [got.dq, want.dq],
-    [got.dk, want.dk],
-    [got.dv, want.dv],
-    [got.dgates ?? [], want.dgates],
-  ];
-  for (const [a, b] of pairs) {
-    if (!b) continue;
-    for (let i = 0; i < b.length; i++) {
-      worst = Math.max(worst, Math.abs(a[i] - b[i]));
-      largest = Math.max(largest, Math.abs(b[i]));
-    }
-  }
+  const { worst, largest } = gradientError(o.out.gradients!, want);
   const relative = worst / Math.max(largest, Number.MIN_VALUE);
   const tolerance = GRADIENT_TOLERANCE[o.dtype];
   const ok = relative <= tolerance;

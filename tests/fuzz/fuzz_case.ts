@@ -12,6 +12,7 @@ import type { HashCodes } from "../../dsl/hash_bucket.ts";
 import { parsePattern } from "../../dsl/schema.ts";
 import { hashCodeMismatches, reference, referenceGradients } from "../../runtime/reference/mod.ts";
 import type { AttentionGradients } from "../../runtime/attention_call.ts";
+import { gradientError } from "../../cli/_common.ts";
 import type { Runtime } from "../../runtime/runtime.ts";
 import { mulberry32, normals } from "../../runtime/seeded_random.ts";
 
@@ -119,7 +120,7 @@ export async function checkCase(
     hashCodes: out.hashCodes,
   });
   const errO = maxError(out.o, want.o), errLse = maxError(out.lse, want.lse);
-  const errGrad = dO ? gradientError(c, inputs, dO, out.gradients, gates) : 0;
+  const errGrad = dO ? gradientErrorOf(c, inputs, dO, out.gradients, gates, out.hashCodes) : 0;
   const gradTol = tol * (dtype === "f16" ? 2 : 1);
   const ok = errO <= tol && errLse <= tol && errGrad <= gradTol;
   return {
@@ -140,32 +141,24 @@ function dOValues(c: FuzzCase): number[] {
 }
 
 /** Largest |GPU - reference| of the gradients, relative to the largest reference gradient. */
-function gradientError(
+function gradientErrorOf(
   c: FuzzCase,
   inputs: { q: Float32Array; k: Float32Array; v: Float32Array },
   dO: Float32Array,
   got: AttentionGradients | undefined,
   gates: { data: Float32Array; shape: number[] } | undefined,
+  hashCodes: HashCodes | undefined,
 ): number {
   if (!got) return Infinity;
-  const want = referenceGradients({ pattern: c.pattern, shape: c.shape, ...inputs, dO, gates });
-  let worst = 0, largest = 0;
-  const pairs: [ArrayLike<number>, Float64Array | undefined][] = [
-    [got.dq, want.dq],
-    [got.dk, want.dk],
-    [got.dv, want.dv],
-    [got.dgates ?? [], want.dgates],
-  ];
-  for (const [a, b] of pairs) {
-    if (!b) continue;
-    if (a.length !== b.length) return Infinity;
-    for (let i = 0; i < b.length; i++) {
-      const d = Math.abs(a[i] - b[i]);
-      if (Number.isNaN(d)) return Infinity;
-      worst = Math.max(worst, d);
-      largest = Math.max(largest, Math.abs(b[i]));
-    }
-  }
+  const want = referenceGradients({
+    pattern: c.pattern,
+    shape: c.shape,
+    ...inputs,
+    dO,
+    gates,
+    hashCodes,
+  });
+  const { worst, largest } = gradientError(got, want);
   return largest === 0 ? worst : worst / largest;
 }
 

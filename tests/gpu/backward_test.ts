@@ -12,6 +12,7 @@ import type { Pattern } from "../../dsl/schema.ts";
 import { referenceGradients } from "../../runtime/reference/mod.ts";
 import { createRuntime } from "../../runtime/runtime.ts";
 import { normalTensor } from "../../runtime/seeded_random.ts";
+import { gradientError } from "../../cli/_common.ts";
 
 const rt = await createRuntime({ autotune: false });
 addEventListener("unload", () => rt.destroy());
@@ -22,7 +23,7 @@ const GQA: Shape = { batch: 2, headsQ: 2, headsKV: 1, seqLen: 37, headDim: 8 };
 const MQA: Shape = { batch: 1, headsQ: 3, headsKV: 1, seqLen: 29, headDim: 12 };
 
 /** Largest |GPU - reference| of every gradient, relative to the largest reference gradient. */
-async function gradientError(
+async function backwardError(
   pattern: Pattern,
   shape: Shape,
   o: { gates?: "head" | "position"; tiles?: { tileQ: number; tileK: number } } = {},
@@ -54,20 +55,8 @@ async function gradientError(
     gates: gates && { data: gates, shape: gateShape },
     hashCodes: out.hashCodes,
   });
-  let worst = 0, largest = 0;
-  const pairs: [ArrayLike<number>, Float64Array][] = [
-    [got.dq, want.dq],
-    [got.dk, want.dk],
-    [got.dv, want.dv],
-  ];
-  if (gates) pairs.push([got.dgates!, want.dgates!]);
-  for (const [a, b] of pairs) {
-    assert.equal(a.length, b.length);
-    for (let i = 0; i < b.length; i++) {
-      worst = Math.max(worst, Math.abs(a[i] - b[i]));
-      largest = Math.max(largest, Math.abs(b[i]));
-    }
-  }
+  // A length mismatch or a NaN is an infinite error.
+  const { worst, largest } = gradientError(got, want);
   return { worst, largest, got };
 }
 
@@ -167,7 +156,7 @@ const CASES: [string, Pattern, Shape, { gates?: "head" | "position" }?][] = [
 
 for (const [name, pattern, shape, options] of CASES) {
   Deno.test(`backward on the device matches the reference: ${name}`, async () => {
-    const { worst, largest } = await gradientError(pattern, shape, options);
+    const { worst, largest } = await backwardError(pattern, shape, options);
     assert.ok(largest > 1e-2, `the gradients are not all zero (largest ${largest})`);
     assert.ok(worst <= 1e-4 * largest, `max |GPU - reference| ${worst}, largest ${largest}`);
   });
@@ -178,9 +167,9 @@ Deno.test("backward at a second tile shape, and the same bits on every run", asy
     kind: "union",
     of: [{ kind: "window", left: 4, right: 0 }, { kind: "stride", period: 5 }],
   };
-  const first = await gradientError(pattern, GQA, { tiles: { tileQ: 16, tileK: 8 } });
+  const first = await backwardError(pattern, GQA, { tiles: { tileQ: 16, tileK: 8 } });
   assert.ok(first.worst <= 1e-4 * first.largest, `max |GPU - reference| ${first.worst}`);
-  const again = await gradientError(pattern, GQA, { tiles: { tileQ: 16, tileK: 8 } });
+  const again = await backwardError(pattern, GQA, { tiles: { tileQ: 16, tileK: 8 } });
   for (const name of ["dq", "dk", "dv"] as const) {
     assert.deepEqual(again.got[name], first.got[name], `${name} differs between runs`);
   }
