@@ -5,10 +5,10 @@
  * is left.
  * @module
  */
-import { createRequire } from "node:module";
 import type * as TsMorph from "ts-morph";
 import type { ts } from "ts-morph";
 import { PatternError } from "../core/errors.ts";
+import { currentHost } from "../core/host.ts";
 
 /** What the subset allows, for refusals to name. */
 export const SUBSET = "allowed: arithmetic, comparisons, && || !, ?:, %, Math.abs/min/max/floor " +
@@ -17,8 +17,9 @@ export const SUBSET = "allowed: arithmetic, comparisons, && || !, ?:, %, Math.ab
 let project: TsMorph.Project | undefined;
 
 // ts-morph carries the whole TypeScript compiler: loading it takes about 120 ms, so it loads on
-// the first TypeScript source, not with every program that imports the DSL. These bindings are
-// set then (`loadTsMorph`), before any node exists.
+// the first TypeScript source, not with every program that imports the DSL (under Deno through
+// the host's `require`; in a browser by `loadExpressionParser`, awaited first). These bindings
+// are set then (`useTsMorph`), before any node exists.
 export type Node = TsMorph.Node;
 export type SyntaxKind = TsMorph.SyntaxKind;
 export let Node: typeof TsMorph.Node;
@@ -26,16 +27,41 @@ export let SyntaxKind: typeof TsMorph.SyntaxKind;
 export let tsc: typeof TsMorph.ts;
 
 /**
- * Never called: a literal `import()` puts ts-morph in Deno's module graph, so a fresh machine
- * fetches it with the rest, and the `require` below finds it without evaluating it at start-up.
+ * Loads the parser of TypeScript predicates and score modifiers (ts-morph, about 13 MB of
+ * JavaScript) now, by a dynamic import. Under Deno it loads by itself on the first predicate;
+ * a host without a synchronous `require` (a browser page or worker) awaits this before it
+ * checks a pattern with a predicate or score modifier. The literal `import()` also puts
+ * ts-morph in Deno's module graph, so a fresh machine fetches it with the rest, and a bundler
+ * splits it into a chunk of its own.
+ * @returns when the parser is ready
+ * @example
+ * ```ts
+ * import { loadExpressionParser } from "./expression_syntax.ts";
+ * await loadExpressionParser(); // then mask((q, k) => ...) checks without waiting
+ * ```
  */
-export function tsMorphModule(): Promise<typeof TsMorph> {
-  return import("ts-morph");
+export async function loadExpressionParser(): Promise<void> {
+  if (project) return;
+  const module = await import("ts-morph");
+  // A bundler's CommonJS wrapper may hold the exports under `default`.
+  useTsMorph(
+    "Project" in module ? module : (module as { default: typeof TsMorph }).default,
+  );
 }
 
 function loadTsMorph(): TsMorph.Project {
   if (project) return project;
-  const morph: typeof TsMorph = createRequire(import.meta.url)("ts-morph");
+  const morph = currentHost().require?.("ts-morph") as typeof TsMorph | undefined;
+  if (!morph) {
+    throw new PatternError(
+      "Cannot check TypeScript source yet: its parser (ts-morph) loads on demand here; " +
+        "await loadExpressionParser() before compiling a predicate or score modifier",
+    );
+  }
+  return useTsMorph(morph);
+}
+
+function useTsMorph(morph: typeof TsMorph): TsMorph.Project {
   ({ Node, SyntaxKind, ts: tsc } = morph);
   [REFUSED, ASSIGNMENTS] = [refusedKinds(), assignmentKinds()];
   return project = new morph.Project({ useInMemoryFileSystem: true });

@@ -26,6 +26,7 @@ export {
   type WindowPattern,
 } from "./schema.ts";
 export type { ExpressionSource, MaskSource } from "./expression_parse.ts";
+export { loadExpressionParser } from "./expression_syntax.ts";
 export * from "../core/errors.ts";
 export * from "./low_rank.ts";
 export type { Constants } from "./expression.ts";

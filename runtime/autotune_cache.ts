@@ -13,6 +13,7 @@
 import { z } from "zod";
 import type { AttentionShape, Dtype } from "../core/shape.ts";
 import type { Expect, SameType } from "../core/same_type.ts";
+import { currentHost } from "../core/host.ts";
 
 /**
  * Bump when the meaning of an entry changes: files of another version are ignored. 2: the
@@ -136,7 +137,8 @@ type _StoredTypesMatchSchemas = [
  * Where the autotune file lives: `$WEFT_CACHE_DIR/autotune.json`, else
  * `$XDG_CACHE_HOME/weft/autotune.json`, else `$HOME/.cache/weft/autotune.json` (empty variables
  * count as unset, as the XDG spec asks).
- * @param env reads an environment variable (default `Deno.env.get`; no permission reads as unset)
+ * @param env reads an environment variable (default: the host's, core/host.ts; no permission,
+ *   or a browser, reads as unset)
  * @returns the path, or undefined when none of the variables is set (tuning then stays in memory)
  * @example
  * ```ts
@@ -157,11 +159,7 @@ export function autotuneCachePath(
 }
 
 function readEnv(name: string): string | undefined {
-  try {
-    return Deno.env.get(name);
-  } catch {
-    return undefined; // no --allow-env: behave as if unset
-  }
+  return currentHost().env(name); // no --allow-env, or a browser: unset
 }
 
 /**

@@ -3,13 +3,15 @@
  * real limits requested (WebGPU's defaults are far below what GPUs offer), the optional
  * features Weft uses.
  *
- * - `native`: Deno's built-in WebGPU (wgpu). Always there; CI runs on it.
+ * - `native`: Deno's built-in WebGPU (wgpu). Always there; CI runs on it. In a browser:
+ *   `navigator.gpu`, the browser's own (Chrome's is Dawn, with its subgroup matrices if offered).
  * - `dawn`: Chrome's WebGPU, npm `webgpu` (a prebuilt `dawn.node`, loaded through Node-API only
  *   when asked). With its unsafe APIs allowed it offers subgroup matrices
  *   (`chromium-experimental-subgroup-matrix`): the tensor cores, which wgpu keeps switched off.
  * @module
  */
 import { DeviceError } from "../core/errors.ts";
+import { currentHost } from "../core/host.ts";
 import type { DeviceLimits, MatrixConfig } from "../compiler/mod.ts";
 
 /** The WebGPU implementations Weft runs on. */
@@ -22,7 +24,10 @@ export const BACKEND_ENV = "WEFT_BACKEND";
 
 /** What Weft knows about the device it runs on. */
 export interface DeviceInfo {
-  /** The adapter's description (else its device id), e.g. "NVIDIA H100 80GB HBM3". */
+  /**
+   * The adapter's description (else its device id, else vendor and architecture, as Chrome
+   * reports SwiftShader: "google swiftshader"), e.g. "NVIDIA H100 80GB HBM3".
+   */
   description: string;
   /** The adapter's vendor as WebGPU reports it (may be empty). */
   vendor: string;
@@ -40,7 +45,10 @@ export interface DeviceInfo {
   shaderF16: boolean;
   /** Which WebGPU implementation runs the kernels. */
   backend: Backend;
-  /** The implementation and its version, e.g. `deno 2.9.6` or `dawn (npm webgpu 0.6.2)`. */
+  /**
+   * The implementation and its version, e.g. `deno 2.9.6`, `dawn (npm webgpu 0.6.2)`, or in a
+   * browser the browser's, e.g. `Chrome 150`.
+   */
   webgpu: string;
   /**
    * The subgroup-matrix shapes the device multiplies (Dawn with
@@ -58,7 +66,7 @@ export interface DeviceInfo {
  * experiments.
  */
 function dawnToggles(): string[] {
-  const extra = Deno.env.get("WEFT_DAWN_TOGGLES")?.split(",").map((t) => t.trim())
+  const extra = currentHost().env("WEFT_DAWN_TOGGLES")?.split(",").map((t) => t.trim())
     .filter((t) => t) ?? [];
   return [
     `enable-dawn-features=${["allow_unsafe_apis", "vulkan_enable_f16_on_nvidia", ...extra]}`,
@@ -73,7 +81,7 @@ const DAWN_PACKAGE = "webgpu 0.6.2";
  * @throws {DeviceError} naming the allowed values when the choice is not one
  */
 export function resolveBackend(backend?: string): Backend {
-  const chosen = backend ?? Deno.env.get(BACKEND_ENV) ?? "native";
+  const chosen = backend ?? currentHost().env(BACKEND_ENV) ?? "native";
   if (!(BACKENDS as readonly string[]).includes(chosen)) {
     throw new DeviceError(
       `Bad backend "${chosen}"${backend === undefined ? ` (from ${BACKEND_ENV})` : ""}: ` +
@@ -96,6 +104,11 @@ async function gpuOf(backend: Backend): Promise<GPU> {
       );
     }
     return navigator.gpu;
+  }
+  if (currentHost().kind === "browser") {
+    throw new DeviceError(
+      "Backend dawn is npm:webgpu under Deno; in a browser, WebGPU is the browser's own (native)",
+    );
   }
   try {
     // One Dawn instance per process, held here: Dawn's objects do not keep their instance
@@ -151,10 +164,12 @@ export async function openDevice(
           : ""),
     );
   }
+  // A browser's WebGPU is its own implementation (Chrome's is Dawn): its matrices too, if offered.
+  const matrixCapable = chosen === "dawn" || currentHost().kind === "browser";
   const optional = [
     "timestamp-query",
     "shader-f16",
-    ...(chosen === "dawn" ? ["subgroups", "chromium-experimental-subgroup-matrix"] : []),
+    ...(matrixCapable ? ["subgroups", "chromium-experimental-subgroup-matrix"] : []),
   ] as GPUFeatureName[];
   const wanted = optional.filter((f) => adapter.features.has(f));
   const requiredLimits: Record<string, number> = {};
@@ -166,7 +181,8 @@ export async function openDevice(
   return {
     device,
     info: {
-      description: info.description || info.device || "unknown adapter",
+      description: info.description || info.device ||
+        [info.vendor, info.architecture].filter(Boolean).join(" ") || "unknown adapter",
       vendor: info.vendor,
       architecture: info.architecture,
       deviceId: info.device,
@@ -177,7 +193,7 @@ export async function openDevice(
       timestamps: device.features.has("timestamp-query"),
       shaderF16: device.features.has("shader-f16"),
       backend: chosen,
-      webgpu: chosen === "native" ? `deno ${Deno.version.deno}` : `dawn (npm ${DAWN_PACKAGE})`,
+      webgpu: chosen === "native" ? currentHost().name : `dawn (npm ${DAWN_PACKAGE})`,
       matrices,
       ...(matrices.length ? { matrixMajorness: await majornessOf(device, matrices[0]) } : {}),
     },
