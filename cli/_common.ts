@@ -19,6 +19,8 @@ import {
 import { parsePattern, type Pattern } from "../dsl/schema.ts";
 import { readNpy, writeNpy } from "./npy.ts";
 import { exampleNames, examplePattern } from "../examples/registry.ts";
+// The reports the playground page shares with the tools (no Deno or Node APIs there).
+export { adapterLine, formatMs, maxAbsError, maxLseError } from "./_report.ts";
 
 /** Bad flags, missing or unreadable files: the person running the tool can fix it. */
 export class UsageError extends Error {
@@ -369,42 +371,6 @@ export async function writeTensor(path: string, flag: string, tensor: Tensor): P
   }
 }
 
-/**
- * Largest `|actual - expected|` over entries where the reference is finite; an infinite
- * reference entry (the `-inf` LSE of an empty row) must be matched exactly, and a NaN anywhere
- * counts as an infinite error.
- *
- * @param actual the GPU's output
- * @param expected the float64 reference
- * @returns the worst absolute error (Infinity on a mismatched infinity, a NaN or a length mismatch)
- * @example
- * ```ts
- * import { maxAbsError } from "./_common.ts";
- * maxAbsError([1, -Infinity], [1.5, -Infinity]); // 0.5
- * ```
- */
-export function maxAbsError(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
-  return worstError(actual, expected, () => 1);
-}
-
-/**
- * Largest LSE error relative to its size, `|actual - expected| / max(1, |expected|)` (DESIGN
- * §4): a float32 LSE of scores near 1e4 is off by ~1e-3 at best, so an absolute bound would fail
- * a correct result. Infinite reference entries must match exactly; a NaN is an infinite error.
- *
- * @param actual the GPU's LSE
- * @param expected the float64 reference's
- * @returns the worst relative error (Infinity on a mismatched infinity, a NaN or a length mismatch)
- * @example
- * ```ts
- * import { maxLseError } from "./_common.ts";
- * maxLseError([10000.001, 2.5, -Infinity], [10000, 2, -Infinity]); // 0.25: 2.5 against 2
- * ```
- */
-export function maxLseError(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
-  return worstError(actual, expected, (e) => Math.max(1, Math.abs(e)));
-}
-
 /** Gradients as the GPU returns them or the reference computes them. */
 export interface GradientSet {
   dq: ArrayLike<number>;
@@ -444,65 +410,6 @@ export function gradientError(
     }
   }
   return { worst, largest };
-}
-
-/** The largest `|a - e| / size(e)`; infinities must match exactly, a NaN is an infinite error. */
-function worstError(
-  actual: ArrayLike<number>,
-  expected: ArrayLike<number>,
-  size: (e: number) => number,
-): number {
-  if (actual.length !== expected.length) return Infinity;
-  let worst = 0;
-  for (let i = 0; i < actual.length; i++) {
-    const a = actual[i], e = expected[i];
-    if (Number.isNaN(a) || Number.isNaN(e)) return Infinity;
-    if (!Number.isFinite(e) || !Number.isFinite(a)) {
-      if (a !== e) return Infinity;
-      continue;
-    }
-    worst = Math.max(worst, Math.abs(a - e) / size(e));
-  }
-  return worst;
-}
-
-/**
- * Milliseconds for humans: three significant digits.
- *
- * @param ms a duration
- * @returns e.g. `"12.3 ms"`
- * @example
- * ```ts
- * import { formatMs } from "./_common.ts";
- * formatMs(12.345); // "12.3 ms"
- * ```
- */
-export function formatMs(ms: number): string {
-  return `${ms >= 100 ? ms.toFixed(0) : ms.toPrecision(3)} ms`;
-}
-
-/**
- * The adapter line: its description, and a warning when it is a software fallback.
- *
- * @param info the runtime's device info
- * @returns one line
- * @example
- * ```ts
- * import { adapterLine } from "./_common.ts";
- * adapterLine({ description: "NVIDIA H200", isFallback: false, webgpu: "deno 2.9.6" });
- * // "adapter: NVIDIA H200 [deno 2.9.6]"
- * ```
- */
-export function adapterLine(
-  info: { description: string; isFallback: boolean; webgpu?: string; matrices?: unknown[] },
-): string {
-  const on = info.webgpu
-    ? ` [${info.webgpu}${info.matrices?.length ? ", subgroup matrices" : ""}]`
-    : "";
-  return info.isFallback
-    ? `adapter: ${info.description}${on} (fallback software adapter: correct, but timings ` +
-      `are not representative of a GPU)`
-    : `adapter: ${info.description}${on}`;
 }
 
 /**

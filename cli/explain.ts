@@ -24,9 +24,8 @@
  * minutes: explain says so on stderr first, and `--no-picture` skips them.
  * @module
  */
-import { compile, type CompiledAttention } from "../compiler/mod.ts";
+import { compile } from "../compiler/mod.ts";
 import { kernelPlanText, MAX_WORKGROUPS_X, planSummary } from "../compiler/mod.ts";
-import { describe } from "../compiler/normalize.ts";
 import {
   adapterLine,
   checkDtype,
@@ -38,12 +37,12 @@ import {
   runMain,
   UsageError,
 } from "./_common.ts";
-import { type BranchMask, branchMasks, maskSvg, pictureWork, renderMask } from "./_mask_picture.ts";
+import { branchMasks, maskSvg, pictureWork, renderMask } from "./_mask_picture.ts";
 import { maskImage } from "./_mask_image.ts";
 import { encodePng } from "./_png.ts";
 import { reach, strideClasses } from "./_reach.ts";
+import { allWgsl, componentLabels, densityLine, hashDensityLine } from "./_explain_text.ts";
 import { hashBucketsOf } from "../dsl/hash_bucket.ts";
-import { atomLabel } from "../compiler/atoms.ts";
 import { createRuntime } from "../runtime/runtime.ts";
 import { resolveBackend } from "../runtime/device.ts";
 
@@ -166,15 +165,7 @@ export async function main(args: string[]): Promise<number> {
     console.log(
       "\ndensity: depends on Q and K (hashBucket); for independent, evenly spread codes:",
     );
-    for (const h of hashed) {
-      const expected = 1 - (1 - 1 / h.buckets) ** h.rounds;
-      console.log(
-        `  hashBucket(${h.buckets} buckets x ${h.rounds} rounds): about ${
-          (100 * expected).toFixed(2)
-        }% ` +
-          `of pairs (real data collide more: the bench counts it from each run's codes)`,
-      );
-    }
+    for (const h of hashed) console.log(`  ${hashDensityLine(h)}`);
     console.log(
       "mask, pictures and reach: not drawn, since the allowed set is known only once the GPU " +
         "has hashed Q and K (`Runtime.run` returns the codes)",
@@ -296,13 +287,6 @@ function checkSeqLen(
   );
 }
 
-function densityLine(m: BranchMask, n: number): string {
-  const total = n * n;
-  const coverage = m.visitedArea === 0 ? 1 : m.allowed / m.visitedArea;
-  return `${pct(m.allowed / total)} (${m.allowed} pairs, ${(m.allowed / n).toFixed(1)} keys per ` +
-    `query on average); ${pct(coverage)} of the visited tile area is allowed`;
-}
-
 function parseTiles(text: string | undefined): { tileQ: number; tileK: number } | undefined {
   if (text === undefined) return undefined;
   const match = /^(\d+)x(\d+)$/.exec(text.trim());
@@ -311,34 +295,6 @@ function parseTiles(text: string | undefined): { tileQ: number; tileK: number } 
     throw new UsageError(`--tiles must be QxK with Q and K in [1, 256] (e.g. 64x32), got ${text}`);
   }
   return { tileQ, tileK };
-}
-
-function allWgsl(compiled: CompiledAttention): string {
-  const header = `// Weft: ${describe(compiled.plan.pattern)}, N=${compiled.shape.seqLen}, ` +
-    `D=${compiled.shape.headDim}; ${compiled.passes.length} pass(es), run in this order\n`;
-  // Passes sharing a module (compiler/kernel_groups.ts) print it once, each with its entry point.
-  const firstWith = new Map<string, number>();
-  return header +
-    compiled.passes.map((p, i) => {
-      const entry = p.entryPoint ? `; entry point ${p.entryPoint}` : "";
-      const head = `\n// ===== pass ${i}: ${p.label}; workgroups ${p.workgroups.join(" x ")}; ` +
-        `bindings ${p.bindings.map((b) => `${b.buffer}${b.writable ? " (rw)" : ""}`).join(", ")}` +
-        `${entry} =====\n`;
-      const earlier = firstWith.get(p.wgsl);
-      if (earlier !== undefined) return `${head}// (the module of pass ${earlier})\n`;
-      firstWith.set(p.wgsl, i);
-      return `${head}\n${p.wgsl}`;
-    }).join("\n");
-}
-
-/** "branch b component j: atoms" per component, plan order (the picture's legend). */
-function componentLabels(compiled: CompiledAttention): string[] {
-  return compiled.plan.branches.flatMap((b, i) =>
-    b.components.map((c, j) =>
-      `branch ${i} component ${j}: ${c.atoms.map(atomLabel).join(" & ")}` +
-      (c.exclusions.length ? ` minus components 0..${c.exclusions.length - 1}` : "")
-    )
-  );
 }
 
 async function writeText(path: string, flag: string, text: string): Promise<void> {
@@ -355,10 +311,6 @@ async function writeFile(path: string, flag: string, bytes: Uint8Array): Promise
 
 function indent(text: string): string {
   return text.split("\n").map((l) => `  ${l}`).join("\n");
-}
-
-function pct(x: number): string {
-  return `${(100 * x).toFixed(x < 0.001 ? 4 : x < 0.01 ? 3 : 2)}%`;
 }
 
 if (import.meta.main) await runMain(() => main(Deno.args));
