@@ -52,7 +52,7 @@ Deno.test("forced tuning times both candidates, stores the key parts, and compil
         architecture: rt.info.architecture,
         deviceId: rt.info.deviceId,
         description: rt.info.description,
-        webgpu: `deno ${Deno.version.deno}`,
+        webgpu: rt.info.webgpu,
       },
       dtype: "f32",
       headDim: 16,
