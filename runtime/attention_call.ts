@@ -8,6 +8,7 @@ import { type BufferName, checkBufferTable, type CompiledAttention } from "../co
 import { DeviceError, DeviceLostError, ShapeError } from "../core/errors.ts";
 import type { HashCodes } from "../dsl/hash_bucket.ts";
 import type { PipelineCache } from "./pipeline_cache.ts";
+import { gpuWait } from "./gpu_wait.ts";
 
 /**
  * Inputs in DESIGN §1 layout; gates `[B, Hq, branches]` or `[B, Hq, N, branches]` (float32).
@@ -241,10 +242,10 @@ export class AttentionCall {
     }
     this.device.queue.submit([encoder.finish()]);
     if (!timing) {
-      await this.device.queue.onSubmittedWorkDone();
+      await gpuWait(this.device, "a submitted call", this.device.queue.onSubmittedWorkDone());
       return undefined;
     }
-    await timing.read.mapAsync(GPUMapMode.READ);
+    await gpuWait(this.device, "a timing read-back", timing.read.mapAsync(GPUMapMode.READ));
     const [begin, end] = new BigUint64Array(timing.read.getMappedRange().slice(0));
     timing.read.unmap();
     return Number(end - begin) / 1e6 / repeat;
@@ -315,7 +316,7 @@ export class AttentionCall {
     const encoder = this.device.createCommandEncoder();
     encoder.copyBufferToBuffer(source, 0, staging, 0, source.size);
     this.device.queue.submit([encoder.finish()]);
-    await staging.mapAsync(GPUMapMode.READ);
+    await gpuWait(this.device, `reading ${name} back`, staging.mapAsync(GPUMapMode.READ));
     const data = staging.getMappedRange().slice(0);
     staging.unmap();
     staging.destroy();

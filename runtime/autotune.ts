@@ -49,6 +49,7 @@ import type { DeviceInfo } from "./device.ts";
 import { PipelineCache } from "./pipeline_cache.ts";
 import { checkShape } from "../core/input_shapes.ts";
 import { normalTensor } from "./seeded_random.ts";
+import { gpuWait } from "./gpu_wait.ts";
 
 /** Untimed submissions per candidate: the first pays lazy driver compiles and cold caches. */
 const WARMUP = 1;
@@ -297,7 +298,7 @@ export class Autotuner {
           const repeat = gpuTimer ? (await warmUp(call)).repeat : 1;
           const submit = gpuTimer ? () => call.submit(repeat) : async () => {
             await call.submit();
-            await device.queue.onSubmittedWorkDone();
+            await gpuWait(device, "a tuning call", device.queue.onSubmittedWorkDone());
             return undefined;
           };
           samples = await timeSubmissions(submit, best?.ms ?? Infinity);

@@ -13,6 +13,7 @@
 import { DeviceError } from "../core/errors.ts";
 import { currentHost } from "../core/host.ts";
 import type { DeviceLimits, MatrixConfig } from "../compiler/mod.ts";
+import { guardWaits } from "./gpu_wait.ts";
 
 /** The WebGPU implementations Weft runs on. */
 export const BACKENDS = ["native", "dawn"] as const;
@@ -176,6 +177,7 @@ export async function openDevice(
   for (const name of RAISED_LIMITS) requiredLimits[name] = adapter.limits[name];
   const device = await adapter.requestDevice({ requiredFeatures: wanted, requiredLimits });
   adapterOf.set(device, adapter);
+  if (chosen === "dawn") guardWaits(device);
   const matrices = matricesOf(adapter, device);
   const info = adapter.info;
   return {
