@@ -199,6 +199,15 @@ export interface ExpressionOptions {
   constants?: Constants;
 }
 
+/** What `score` takes besides the function. */
+export interface ScoreOptions extends ExpressionOptions {
+  /**
+   * Constants whose gradients the backward pass returns (`gradients.dConstants`, each of its
+   * constant's shape), e.g. ALiBi's slopes: `{ constants: { slopes }, learnable: ["slopes"] }`.
+   */
+  learnable?: string[];
+}
+
 /**
  * A predicate written in TypeScript: `k` is allowed for `q` when `fn(q, k, n, h, b)` is true
  * (`n` is N, `h` the query head, `b` the batch). Weft reads the function's source and compiles
@@ -231,8 +240,9 @@ export function mask(
  * plus reals, `/`, `Math.exp/log/tanh/sqrt/pow`, and captured numeric arrays indexed by an
  * integer (`slopes[h]`). Attach it to a pattern with `scored`.
  * @param fn e.g. ALiBi `(s, q, k, h) => s - slopes[h] * Math.abs(q - k)`
- * @param options `constants` the source uses by name
- * @returns the modifier `{expr, constants?, masks?}`
+ * @param options `constants` the source uses by name; `learnable`, those of them whose
+ *   gradients the backward pass returns
+ * @returns the modifier `{expr, constants?, masks?, learnable?}`
  * @throws {PatternError} source outside the subset
  * @example
  * ```ts
@@ -243,9 +253,12 @@ export function mask(
  */
 export function score(
   fn: (s: number, q: number, k: number, h: number, b: number, n: number) => number,
-  options: ExpressionOptions = {},
+  options: ScoreOptions = {},
 ): ScoreModifier {
-  const modifier = expressionFields(functionSource(fn), options);
+  const modifier = {
+    ...expressionFields(functionSource(fn), options),
+    ...(options.learnable ? { learnable: options.learnable } : {}),
+  };
   parsePattern({ kind: "scored", pattern: { kind: "dense" }, score: modifier });
   return modifier;
 }

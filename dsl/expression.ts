@@ -87,6 +87,11 @@ export type Expr =
 export interface ArrayConstant {
   values: number[];
   type: "int" | "real";
+  /**
+   * A learnable constant (a score modifier's `learnable`): real, and its gradient is taken. A
+   * learnable number is held as a one-entry array (`scalar`), read at index 0.
+   */
+  learnable?: "scalar" | "array";
 }
 
 /** A checked function: `const` locals in order, then the result. */
@@ -185,4 +190,26 @@ export function inputsOf(p: Program): Set<InputName> {
     if (e.op === "input") used.add(e.name);
   });
   return used;
+}
+
+/**
+ * The reads of learnable constants in a program (locals, then the result), in order.
+ * @param p a checked program
+ * @returns the `element` nodes whose array is learnable
+ * @example
+ * ```ts
+ * import { compileExpression } from "./expression_parse.ts";
+ * import { learnableReads } from "./expression.ts";
+ * const p = compileExpression({ expr: "s * c", constants: { c: 2 }, learnable: ["c"] }, "score");
+ * learnableReads(p).length; // 1
+ * ```
+ */
+export function learnableReads(p: Program): Extract<Expr, { op: "element" }>[] {
+  const reads: Extract<Expr, { op: "element" }>[] = [];
+  for (const root of [...p.locals.map((l) => l.value), p.result]) {
+    forEachNode(root, (e) => {
+      if (e.op === "element" && p.arrays[e.array].learnable) reads.push(e);
+    });
+  }
+  return reads;
 }

@@ -22,6 +22,54 @@ import type { Pattern, PredicatePattern, ScoreModifier } from "./schema.ts";
  */
 export function checkExpressions(pattern: Pattern): void {
   visit(pattern, "pattern", true);
+  learnableConstants(pattern);
+}
+
+/** A learnable constant of a pattern: where it is, and its shape. */
+export interface LearnableConstant {
+  /** The gated branch whose modifier holds it (0 when not gated). */
+  branch: number;
+  /** Its entries; `scalar` when it is a number (gradient a number), else an array's length. */
+  size: number;
+  scalar: boolean;
+}
+
+/**
+ * The learnable constants of a pattern's score modifiers, by name. Gradients are returned by
+ * name, so a name is learnable in one modifier only.
+ * @param pattern a parsed pattern
+ * @returns name → branch and shape, in the modifiers' order
+ * @throws {PatternError} when two modifiers learn constants of the same name
+ * @example
+ * ```ts
+ * import { learnableConstants } from "./expression_check.ts";
+ * learnableConstants({
+ *   kind: "scored", pattern: { kind: "causal" },
+ *   score: { expr: "s - c * (q - k)", constants: { c: 0.5 }, learnable: ["c"] },
+ * }); // Map { "c" => { branch: 0, size: 1, scalar: true } }
+ * ```
+ */
+export function learnableConstants(pattern: Pattern): Map<string, LearnableConstant> {
+  const found = new Map<string, LearnableConstant>();
+  const branches = pattern.kind === "gated" ? pattern.branches : [pattern];
+  branches.forEach((p, branch) => {
+    if (p.kind !== "scored") return;
+    for (const name of p.score.learnable ?? []) {
+      if (found.has(name)) {
+        throw new PatternError(
+          `Cannot compile pattern: learnable constant "${name}" is learnt by two score ` +
+            "modifiers; gradients are returned by name, so give each its own name",
+        );
+      }
+      const value = p.score.constants?.[name] ?? 0;
+      found.set(name, {
+        branch,
+        size: Array.isArray(value) ? value.length : 1,
+        scalar: !Array.isArray(value),
+      });
+    }
+  });
+  return found;
 }
 
 function visit(p: Pattern, where: string, scoredAllowed: boolean): void {

@@ -46,8 +46,17 @@ const cache = new Map<string, Program>();
  * console.log(p.result.type); // "bool"
  * ```
  */
-export function compileExpression(source: ExpressionSource, role: "mask" | "score"): Program {
-  const key = JSON.stringify([role, source.expr, source.constants ?? {}, source.masks ?? {}]);
+export function compileExpression(
+  source: ExpressionSource & { learnable?: string[] },
+  role: "mask" | "score",
+): Program {
+  const key = JSON.stringify([
+    role,
+    source.expr,
+    source.constants ?? {},
+    source.masks ?? {},
+    source.learnable ?? [],
+  ]);
   let program = cache.get(key);
   if (!program) {
     program = new Checker(source.masks ?? {}, []).program(source, role);

@@ -44,7 +44,8 @@ type Binding =
   | { kind: "param"; index: number }
   | { kind: "local"; index: number; type: ValueType }
   | { kind: "scalar"; value: number }
-  | { kind: "array"; array: ArrayConstant };
+  | { kind: "array"; array: ArrayConstant }
+  | { kind: "learned"; array: ArrayConstant };
 
 /** Checks one program; registered masks it calls are checked by child checkers. */
 export class Checker {
@@ -61,7 +62,10 @@ export class Checker {
     readonly stack: string[],
   ) {}
 
-  program(source: { expr: string; constants?: Constants }, role: ExpressionRole): Program {
+  program(
+    source: { expr: string; constants?: Constants; learnable?: string[] },
+    role: ExpressionRole,
+  ): Program {
     this.#role = role;
     if (typeof source.expr !== "string" || source.expr.trim() === "") {
       fail(1, "the expression is empty");
@@ -69,13 +73,20 @@ export class Checker {
     return withParsed(source.expr, (root) => this.#check(root, source, role));
   }
 
-  #check(root: Node, source: { expr: string; constants?: Constants }, role: ExpressionRole) {
+  #check(
+    root: Node,
+    source: { expr: string; constants?: Constants; learnable?: string[] },
+    role: ExpressionRole,
+  ) {
     rejectConstructs(root);
     const constants = source.constants ?? {};
+    const learnable = learnableNames(source, role);
     const isFunction = root.getKind() === SyntaxKind.ArrowFunction ||
       root.getKind() === SyntaxKind.FunctionExpression;
     const params = isFunction ? this.#bindParams(root) : this.#bindInputs(root);
-    for (const [name, value] of Object.entries(constants)) this.#bindConstant(name, value);
+    for (const [name, value] of Object.entries(constants)) {
+      this.#bindConstant(name, value, learnable.has(name));
+    }
     const result = isFunction ? this.#body(root) : this.#expr(root);
     if (role === "score") {
       if (result.type === "bool") fail(result.origin.line, "a score modifier must return a number");
@@ -131,7 +142,7 @@ export class Checker {
     return this.#role === "registered" ? names : [];
   }
 
-  #bindConstant(name: string, value: number | number[]) {
+  #bindConstant(name: string, value: number | number[], learnable: boolean) {
     if (!/^[A-Za-z_$][\w$]*$/.test(name)) fail(1, `constant name "${name}" is not an identifier`);
     if (this.#scope.has(name) || name === "Math") {
       fail(1, `constant "${name}" has the name of a parameter or input; rename it`);
@@ -140,11 +151,24 @@ export class Checker {
       if (value.length === 0 || value.length > 4096 || !value.every(Number.isFinite)) {
         fail(1, `constant ${name} must be a number or an array of 1 to 4096 finite numbers`);
       }
-      const type = value.every(isI32) ? "int" : "real";
-      this.#scope.set(name, { kind: "array", array: { values: [...value], type } });
+      // A learnable array is real whatever its values: its gradient flows through reals.
+      const type = !learnable && value.every(isI32) ? "int" : "real";
+      const array: ArrayConstant = {
+        values: [...value],
+        type,
+        ...(learnable ? { learnable: "array" as const } : {}),
+      };
+      this.#scope.set(name, { kind: "array", array });
     } else {
       if (!Number.isFinite(value)) fail(1, `constant ${name} must be finite, got ${value}`);
-      this.#scope.set(name, { kind: "scalar", value });
+      // A learnable number stays a value the program reads (index 0 of a one-entry array),
+      // not a literal folded into the arithmetic.
+      this.#scope.set(
+        name,
+        learnable
+          ? { kind: "learned", array: { values: [value], type: "real", learnable: "scalar" } }
+          : { kind: "scalar", value },
+      );
     }
   }
 
@@ -295,6 +319,11 @@ export class Checker {
       }
       case "array":
         return at(`${name} is an array: index it, e.g. ${name}[h]`);
+      case "learned": {
+        this.#arrays[name] = b.array;
+        const index: Expr = { op: "literal", value: 0, type: "int", origin };
+        return { op: "element", array: name, index, type: "real", origin };
+      }
     }
   }
 
@@ -477,4 +506,31 @@ function isI32(x: number): boolean {
 
 function article(type: ValueType): string {
   return type === "int" ? "an integer" : type === "real" ? "a real" : "a boolean";
+}
+
+/**
+ * The constants a score modifier learns, checked: listed once each, among its constants, and
+ * only in a score modifier.
+ */
+function learnableNames(
+  source: { constants?: Constants; learnable?: string[] },
+  role: ExpressionRole,
+): Set<string> {
+  const names = source.learnable ?? [];
+  if (names.length && role !== "score") {
+    fail(1, "only a score modifier has learnable constants");
+  }
+  const known = Object.keys(source.constants ?? {});
+  const seen = new Set<string>();
+  for (const name of names) {
+    if (!known.includes(name)) {
+      fail(
+        1,
+        `learnable "${name}" is not one of the constants (${known.join(", ") || "none given"})`,
+      );
+    }
+    if (seen.has(name)) fail(1, `learnable "${name}" is listed twice`);
+    seen.add(name);
+  }
+  return seen;
 }

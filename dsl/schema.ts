@@ -109,6 +109,10 @@ export const ScoreSchema = z.strictObject({
   expr: SourceSchema("score expr"),
   constants: ConstantsSchema.optional(),
   masks: MasksSchema.optional(),
+  learnable: z.array(
+    z.string({ error: (i) => `score.learnable must list constant names, got ${show(i.input)}` }),
+    { error: (i) => `score.learnable must be an array of constant names, got ${show(i.input)}` },
+  ).optional(),
 });
 
 /** The leaf kinds: each is one allowed-set rule from DESIGN §2. */
@@ -179,8 +183,14 @@ export interface ScoredPattern {
   /** Maps each allowed pair's raw score `s = scale * Q[q]·K[k]` to the score the softmax uses. */
   score: ScoreModifier;
 }
-/** A score modifier's source, constants and registered masks (`ScoreSchema`). */
-export type ScoreModifier = ExpressionSource;
+/**
+ * A score modifier's source, constants and registered masks (`ScoreSchema`), and which of its
+ * constants are learnable: the backward pass returns their gradients (`dConstants`).
+ */
+export interface ScoreModifier extends ExpressionSource {
+  /** Constants (by name) whose gradients the backward pass returns. */
+  learnable?: string[];
+}
 /** Any member allows: one softmax over the union. */
 export interface UnionPattern {
   /** The JSON tag that selects this combinator (DESIGN §2). */

@@ -5,7 +5,7 @@
  * is turned into nested closures once, so each pair costs a few calls.
  * @module
  */
-import type { Expr, InputName, Program } from "../../dsl/expression.ts";
+import { type Expr, type InputName, learnableReads, type Program } from "../../dsl/expression.ts";
 
 type Value = number | boolean;
 /** One call's state: the free inputs, a registered mask's parameters, the locals so far. */
@@ -274,22 +274,87 @@ export function scoreDerivativeFunction(
   };
 }
 
+/** One learnable constant's entry that a score reads, and the score's derivative in it. */
+export interface ConstantSlope {
+  /** The constant's name. */
+  name: string;
+  /** The entry (0 for a learnable number). */
+  index: number;
+  /** ∂score/∂entry through this read. */
+  slope: number;
+}
+
+/**
+ * A score modifier's derivatives with respect to its learnable constants: for each read of a
+ * learnable entry in the program (`slopes[h]`, or a learnable number), the entry read at
+ * (s, q, k, h, b) and the score's derivative through that read, by the same forward-mode
+ * differentiation as `scoreDerivativeFunction`, seeded at the read. A constant read twice
+ * gives two terms, which add.
+ * @param p the modifier's program
+ * @param n N
+ * @returns `(s, q, k, h, b) => reads`, or undefined when nothing is learnable
+ * @example
+ * ```ts
+ * import { compileExpression } from "../../dsl/expression_parse.ts";
+ * import { scoreConstantSlopesFunction } from "./expression_eval.ts";
+ * const p = compileExpression({
+ *   expr: "(s, q, k, h) => s - m[h] * (q - k)", constants: { m: [0.5, 0.25] }, learnable: ["m"],
+ * }, "score");
+ * scoreConstantSlopesFunction(p, 16)!(1, 5, 2, 1, 0); // [{ name: "m", index: 1, slope: -3 }]
+ * ```
+ */
+export function scoreConstantSlopesFunction(
+  p: Program,
+  n: number,
+): ((s: number, q: number, k: number, h: number, b: number) => ConstantSlope[]) | undefined {
+  const reads = learnableReads(p);
+  if (!reads.length) return undefined;
+  const terms = reads.map((read) => ({
+    name: read.array,
+    index: node(read.index, p),
+    locals: p.locals.map((l) => dualNode(l.value, p, read)),
+    result: dualNode(p.result, p, read),
+  }));
+  const frame: DualFrame = {
+    inputs: { q: 0, k: 0, n, h: 0, b: 0, s: 0 },
+    params: [],
+    locals: [],
+    duals: [],
+  };
+  return (s, q, k, h, b) => {
+    const inputs = frame.inputs;
+    inputs.s = s, inputs.q = q, inputs.k = k, inputs.h = h, inputs.b = b;
+    return terms.map((t) => {
+      frame.locals.length = 0;
+      frame.duals.length = 0;
+      for (const local of t.locals) {
+        const [v, d] = local(frame);
+        frame.locals.push(v);
+        frame.duals.push(d);
+      }
+      return { name: t.name, index: t.index(frame) as number, slope: t.result(frame)[1] };
+    });
+  };
+}
+
 /** A frame whose locals also carry their derivatives. */
 interface DualFrame extends Frame {
   duals: number[];
 }
-/** A value and its derivative with respect to `s` (0 for booleans and integers). */
+/** A value and its derivative with respect to the seed (0 for booleans and integers). */
 type Dual = [Value, number];
+/** What a dual evaluation differentiates by: the raw score, or one learnable entry's read. */
+type Seed = "s" | Expr;
 type DualEval = (f: DualFrame) => Dual;
 
-function dualNode(e: Expr, p: Program): DualEval {
+function dualNode(e: Expr, p: Program, seed: Seed = "s"): DualEval {
   const constant = (): DualEval => {
     const value = node(e, p);
     return (f) => [value(f), 0];
   };
   switch (e.op) {
     case "input": {
-      const name = e.name, d = name === "s" ? 1 : 0;
+      const name = e.name, d = name === "s" && seed === "s" ? 1 : 0;
       return (f) => [f.inputs[name], d];
     }
     case "local": {
@@ -297,20 +362,25 @@ function dualNode(e: Expr, p: Program): DualEval {
       return (f) => [f.locals[i], f.duals[i]];
     }
     case "neg": {
-      const a = dualNode(e.arg, p);
+      const a = dualNode(e.arg, p, seed);
       return (f) => {
         const [v, d] = a(f);
         return [-(v as number), -d];
       };
     }
     case "select": {
-      const c = node(e.cond, p), t = dualNode(e.then, p), o = dualNode(e.else, p);
+      const c = node(e.cond, p), t = dualNode(e.then, p, seed), o = dualNode(e.else, p, seed);
       return (f) => c(f) ? t(f) : o(f);
     }
     case "binary":
-      return dualBinary(e.fn, dualNode(e.a, p), dualNode(e.b, p)) ?? constant();
+      return dualBinary(e.fn, dualNode(e.a, p, seed), dualNode(e.b, p, seed)) ?? constant();
     case "math":
-      return dualMath(e.fn, e.args.map((a) => dualNode(a, p)));
+      return dualMath(e.fn, e.args.map((a) => dualNode(a, p, seed)));
+    case "element": {
+      if (e !== seed) return constant();
+      const value = node(e, p);
+      return (f) => [value(f), 1];
+    }
     default:
       // Parameters, literals, array elements, negations of booleans and mask calls: no `s`.
       return constant();

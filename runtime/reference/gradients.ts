@@ -15,6 +15,9 @@
  */
 import { ShapeError } from "../../core/errors.ts";
 import { landmarkGeometry } from "../../dsl/low_rank.ts";
+import { learnableConstants } from "../../dsl/expression_check.ts";
+import type { Pattern } from "../../dsl/schema.ts";
+import type { ConstantSlope } from "./expression_eval.ts";
 import { type KeySource, type ReferenceInput, referenceSetup } from "./reference.ts";
 
 /** A reference call's inputs plus the gradient of the loss with respect to O. */
@@ -36,6 +39,11 @@ export interface ReferenceGradients {
    * or `[B, Hq, N, branches]`); JSON or default gates are constants and have none.
    */
   dgates?: Float64Array;
+  /**
+   * Patterns whose score modifiers have learnable constants: each one's gradient by name, a
+   * number for a number and an array of its length for an array.
+   */
+  dConstants?: Record<string, number | Float64Array>;
 }
 
 /**
@@ -77,6 +85,9 @@ export function referenceGradients(input: GradientInput): ReferenceGradients {
       dv: new Float64Array(B * Hkv * l.count * D),
     }))
   );
+  const learnable = learnableConstants(input.pattern as Pattern);
+  const dConstantSums: Record<string, Float64Array> = {};
+  for (const [name, c] of learnable) dConstantSums[name] = new Float64Array(c.size);
   const dORow = new Float64Array(D), oRow = new Float64Array(D);
   setup.forEachRow((b, h, q, qRow, i, sources) => {
     const g = setup.gate(b, h, q, i);
@@ -94,6 +105,8 @@ export function referenceGradients(input: GradientInput): ReferenceGradients {
       scale: setup.scale,
       score: branch.score(b, h, q),
       slope: branch.scoreSlope(b, h, q),
+      constantSlopes: branch.scoreConstantSlopes(b, h, q),
+      dConstants: dConstantSums,
       dO: dORow,
       dq,
       o: oRow,
@@ -125,7 +138,14 @@ export function referenceGradients(input: GradientInput): ReferenceGradients {
       }
     }
   }
-  return { dq, dk, dv, ...(dgates ? { dgates } : {}) };
+  const dConstants = learnable.size
+    ? Object.fromEntries(
+      [...learnable].map((
+        [name, c],
+      ) => [name, c.scalar ? dConstantSums[name][0] : dConstantSums[name]]),
+    )
+    : undefined;
+  return { dq, dk, dv, ...(dgates ? { dgates } : {}), ...(dConstants ? { dConstants } : {}) };
 }
 
 /**
@@ -143,12 +163,15 @@ function softmaxRowBackward(args: {
   scale: number;
   score?: (s: number, k: number) => number;
   slope?: (s: number, k: number) => number;
+  /** The score's derivatives in learnable entries, and where their gradients add up. */
+  constantSlopes?: (s: number, k: number) => ConstantSlope[];
+  dConstants: Record<string, Float64Array>;
   /** ∂loss/∂(this branch's O row): dO times the branch's gate. */
   dO: Float64Array;
   dq: Float64Array;
   o: Float64Array;
 }): void {
-  const { q, qRow, sources, targets, D, scale, score, slope, dO, dq, o } = args;
+  const { q, qRow, sources, targets, D, scale, score, slope, constantSlopes, dO, dq, o } = args;
   o.fill(0);
   const raw = sources.map((s) =>
     s.keys.map((k) => {
@@ -182,7 +205,14 @@ function softmaxRowBackward(args: {
   sources.forEach((s, i) => {
     const t = targets[i];
     s.keys.forEach((k, j) => {
-      const dS = p[i][j] * (dP[i][j] - delta) * (slope ? slope(raw[i][j], k) : 1);
+      // ∂loss/∂score, then through the modifier to the raw score and its learnable entries.
+      const dScore = p[i][j] * (dP[i][j] - delta);
+      const dS = dScore * (slope ? slope(raw[i][j], k) : 1);
+      if (constantSlopes) {
+        for (const t of constantSlopes(raw[i][j], k)) {
+          args.dConstants[t.name][t.index] += dScore * t.slope;
+        }
+      }
       const at = s.base + k * D;
       for (let d = 0; d < D; d++) {
         dq[qRow + d] += scale * dS * s.k[at + d];

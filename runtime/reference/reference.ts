@@ -21,7 +21,12 @@ import {
 } from "../../dsl/hash_bucket.ts";
 import { landmarkAllows, landmarkRanks, poolLandmarks } from "./landmarks.ts";
 import { checkLowRankPlacement, landmarkGeometry } from "../../dsl/low_rank.ts";
-import { scoreDerivativeFunction, scoreFunction } from "./expression_eval.ts";
+import {
+  type ConstantSlope,
+  scoreConstantSlopesFunction,
+  scoreDerivativeFunction,
+  scoreFunction,
+} from "./expression_eval.ts";
 
 export type { AttentionShape } from "../../core/shape.ts";
 
@@ -113,6 +118,12 @@ export interface BranchSetup {
   score(b: number, h: number, q: number): ((s: number, k: number) => number) | undefined;
   /** Its derivative with respect to the raw score, `(s, k) => ∂score/∂s`, likewise. */
   scoreSlope(b: number, h: number, q: number): ((s: number, k: number) => number) | undefined;
+  /** Its derivatives in its learnable constants' entries, `(s, k) => reads`, likewise. */
+  scoreConstantSlopes(
+    b: number,
+    h: number,
+    q: number,
+  ): ((s: number, k: number) => ConstantSlope[]) | undefined;
   /** lowRank landmarks: pooled K and V per rank, and the landmarks each query sees. */
   landmarks: { rank: number; count: number; k: Float64Array; v: Float64Array; keys: number[][] }[];
 }
@@ -196,6 +207,11 @@ export function referenceSetup(input: ReferenceInput): ReferenceSetup {
       modifier && ((s: number, k: number) => modifier(s, q, k, h, b));
     const scoreSlope = (b: number, h: number, q: number) =>
       slope && ((s: number, k: number) => slope(s, q, k, h, b));
+    const constantSlopes = !uniform[i] && program
+      ? scoreConstantSlopesFunction(program, N)
+      : undefined;
+    const scoreConstantSlopes = (b: number, h: number, q: number) =>
+      constantSlopes && ((s: number, k: number) => constantSlopes(s, q, k, h, b));
     // lowRank landmarks: pooled K/V rows per rank, and the landmarks each query sees.
     const landmarks = landmarkRanks(branch).map((rank) => {
       const { count } = landmarkGeometry(N, rank);
@@ -208,7 +224,7 @@ export function referenceSetup(input: ReferenceInput): ReferenceSetup {
         keys: Array.from({ length: N }, (_, q) => keysOf(allows, q, count)),
       };
     });
-    return { keys, score, scoreSlope, landmarks };
+    return { keys, score, scoreSlope, scoreConstantSlopes, landmarks };
   });
   const gate = gateFn(pattern, shape, input.gates?.data, layout);
   return {

@@ -183,3 +183,147 @@ Deno.test("a row with no allowed key has no gradient, and dO of the wrong size i
     /dO has 2 elements, expected B\*Hq\*N\*D = 8/,
   );
 });
+
+/** The loss `Σ dO ∘ O` as a function of one learnable constant's entries. */
+function constantCheck(
+  pattern: Pattern,
+  shape: Shape,
+  withConstant: (name: string, value: number | number[]) => Pattern,
+): { worst: number; largest: number; names: string[] } {
+  const { batch: B, headsQ: Hq, headsKV: Hkv, seqLen: N, headDim: D } = shape;
+  const q = normalTensor(B * Hq * N * D, 11), k = normalTensor(B * Hkv * N * D, 12);
+  const v = normalTensor(B * Hkv * N * D, 13), dO = normalTensor(B * Hq * N * D, 14);
+  const branches = pattern.kind === "gated" ? pattern.branches.length : 0;
+  const gates = branches
+    ? {
+      data: Array.from({ length: B * Hq * branches }, (_, i) => 0.3 + 0.1 * (i % 3)),
+      shape: [B, Hq, branches],
+    }
+    : undefined;
+  const loss = (p: Pattern) => {
+    const { o } = reference({ pattern: p, shape, q, k, v, gates });
+    let sum = 0;
+    for (let i = 0; i < o.length; i++) sum += dO[i] * o[i];
+    return sum;
+  };
+  const { dConstants } = referenceGradients({ pattern, shape, q, k, v, dO, gates });
+  assert.ok(dConstants, "learnable constants have gradients");
+  const scored = (pattern.kind === "gated" ? pattern.branches : [pattern])
+    .filter((b) => b.kind === "scored");
+  let worst = 0, largest = 0;
+  for (const b of scored) {
+    for (const name of b.score.learnable ?? []) {
+      const value = b.score.constants![name];
+      const grad: number | Float64Array = dConstants[name];
+      const entries = Array.isArray(value) ? value.length : 1;
+      assert.equal(
+        typeof grad === "number",
+        !Array.isArray(value),
+        `${name}: the constant's shape`,
+      );
+      for (let i = 0; i < entries; i++) {
+        const nudged = (delta: number) =>
+          Array.isArray(value) ? value.map((x, j) => j === i ? x + delta : x) : value + delta;
+        const fd =
+          (loss(withConstant(name, nudged(STEP))) - loss(withConstant(name, nudged(-STEP)))) /
+          (2 * STEP);
+        const analytic = typeof grad === "number" ? grad : grad[i];
+        worst = Math.max(worst, Math.abs(fd - analytic));
+        largest = Math.max(largest, Math.abs(analytic));
+      }
+    }
+  }
+  return { worst, largest, names: Object.keys(dConstants) };
+}
+
+/** A scored pattern (or a gated one's first branch) with its constants replaced. */
+function rebuild(pattern: Pattern, name: string, value: number | number[]): Pattern {
+  const swap = (p: Pattern): Pattern =>
+    p.kind === "scored" && p.score.learnable?.includes(name)
+      ? { ...p, score: { ...p.score, constants: { ...p.score.constants, [name]: value } } }
+      : p;
+  return pattern.kind === "gated"
+    ? { ...pattern, branches: pattern.branches.map(swap) }
+    : swap(pattern);
+}
+
+const CONSTANT_CASES: [string, Pattern, Shape, string[]][] = [
+  [
+    "ALiBi slopes per head (GQA)",
+    {
+      kind: "scored",
+      pattern: { kind: "causal" },
+      score: {
+        expr: "(s, q, k, h) => s - slopes[h] * (q - k)",
+        constants: { slopes: [0.5, 0.125] },
+        learnable: ["slopes"],
+      },
+    },
+    { batch: 1, headsQ: 2, headsKV: 1, seqLen: 9, headDim: 3 },
+    ["slopes"],
+  ],
+  [
+    "a learnable number read twice, beside a learnable array (soft-capping and a head bias)",
+    {
+      kind: "scored",
+      pattern: { kind: "window", left: 3, right: 2 },
+      score: {
+        expr: "(s, q, k, h) => c * Math.tanh(s / c) + bias[h] * c",
+        constants: { c: 2.5, bias: [0.3, -0.2], unused: 4 },
+        learnable: ["c", "bias"],
+      },
+    },
+    { batch: 2, headsQ: 2, headsKV: 2, seqLen: 7, headDim: 2 },
+    ["c", "bias"],
+  ],
+  [
+    "gated: a relative-position bias on the ring branch, runtime gates",
+    {
+      kind: "gated",
+      branches: [
+        {
+          kind: "scored",
+          pattern: { kind: "ring", radius: 2 },
+          score: {
+            expr:
+              "(s, q, k) => { const d = k - q; return s + rel[Math.min(Math.max(d + 2, 0), 4)]; }",
+            constants: { rel: [0.1, -0.3, 0.2, 0.4, -0.1] },
+            learnable: ["rel"],
+          },
+        },
+        { kind: "stride", period: 3 },
+      ],
+    },
+    { batch: 1, headsQ: 2, headsKV: 1, seqLen: 8, headDim: 2 },
+    ["rel"],
+  ],
+];
+
+for (const [name, pattern, shape, names] of CONSTANT_CASES) {
+  Deno.test(`learnable constants' gradients match finite differences: ${name}`, () => {
+    const r = constantCheck(pattern, shape, (n, value) => rebuild(pattern, n, value));
+    assert.deepEqual(r.names, names);
+    assert.ok(r.largest > 1e-3, `the gradients are not all zero (largest ${r.largest})`);
+    assert.ok(r.worst <= 1e-6 * r.largest, `max |analytic - finite difference| ${r.worst}`);
+  });
+}
+
+Deno.test("learnable constants are checked: known, listed once, one modifier per name", () => {
+  const scoredBy = (learnable: string[]): Pattern => ({
+    kind: "scored",
+    pattern: { kind: "causal" },
+    score: { expr: "s * c", constants: { c: 2 }, learnable },
+  });
+  const x = [1, 2, 3, 4];
+  const shape = { batch: 1, headsQ: 1, headsKV: 1, seqLen: 2, headDim: 2 };
+  const run = (pattern: Pattern) => reference({ pattern, shape, q: x, k: x, v: x });
+  assert.throws(() => run(scoredBy(["d"])), /learnable "d" is not one of the constants \(c\)/);
+  assert.throws(() => run(scoredBy(["c", "c"])), /learnable "c" is listed twice/);
+  assert.throws(
+    () => run({ kind: "gated", branches: [scoredBy(["c"]), scoredBy(["c"])] }),
+    /learnable constant "c" is learnt by two score modifiers/,
+  );
+  // Not learnable: no dConstants at all.
+  const g = referenceGradients({ pattern: scoredBy([]), shape, q: x, k: x, v: x, dO: x });
+  assert.equal(g.dConstants, undefined);
+});
