@@ -70,6 +70,9 @@ export function bufferTable(
     dq: { bytes: rows * shape.headDim * 4 },
     dkv: { bytes: 2 * keys / element * 4 },
     dgates: { bytes: gates },
+    // Learnable constants: each query row's share of their gradients, then the sums.
+    dConstRows: { bytes: rows * planned.learnable * 4 },
+    dConstants: { bytes: planned.learnable * 4 },
   };
   // lowRank landmarks: [B, Hkv, count, D] per rank, written by the pooling pre-pass.
   for (const l of planned.landmarks) {

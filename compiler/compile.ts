@@ -18,6 +18,8 @@ import { type Plan, planPattern } from "./plan.ts";
 import { renderKernels } from "./render.ts";
 import { chooseTiles, type KernelShape, kernelShape, mayStageQuery } from "./tiles.ts";
 import type { HashLayout } from "./hash_layout.ts";
+import { learnableConstants } from "../dsl/expression_check.ts";
+import type { Pattern } from "../dsl/schema.ts";
 
 export type { CompileOptions } from "./checked_call.ts";
 export type { Binding, BufferName } from "./kernel_plan.ts";
@@ -75,6 +77,11 @@ export interface CompiledAttention {
   hash: HashLayout;
   /** The backward pass follows the forward: a call takes dO and returns the gradients. */
   backward: boolean;
+  /**
+   * With `backward`: the score modifiers' learnable constants, in the order of their entries
+   * in the `dConstants` buffer (`scalar`: a number, else an array of `size`).
+   */
+  learnable: { name: string; offset: number; size: number; scalar: boolean }[];
   /**
    * Set by the runtime when the caller's tensors exceed one storage binding: `shape` is then one
    * part (one batch, `kvHeads` key/value heads) of `split.full`, and `Runtime.run` runs the parts.
@@ -165,6 +172,7 @@ export function compileChecked(call: CheckedCall): CompiledAttention {
     compileMs: performance.now() - started,
     hash: planned.hash,
     backward: call.backward,
+    learnable: call.backward ? learnableLayout(call.pattern) : [],
   };
 }
 
@@ -199,4 +207,14 @@ function checkDevice(call: CheckedCall, kernels: KernelPlan, hash: HashLayout): 
   if (call.backward && call.limits) {
     checkGradientFits(kernels.kernel, call.shape.headDim, call.limits);
   }
+}
+
+/** The learnable constants' entries in `dConstants`, in `learnableConstants` order. */
+function learnableLayout(pattern: Pattern): CompiledAttention["learnable"] {
+  let offset = 0;
+  return [...learnableConstants(pattern)].map(([name, c]) => {
+    const entry = { name, offset, size: c.size, scalar: c.scalar };
+    offset += c.size;
+    return entry;
+  });
 }

@@ -38,7 +38,9 @@ export type BufferName =
   | "gradSchedule"
   | "dq"
   | "dkv"
-  | "dgates";
+  | "dgates"
+  | "dConstRows"
+  | "dConstants";
 
 /** A storage binding: which buffer, and whether the kernel writes it. */
 export interface Binding {
@@ -165,12 +167,20 @@ export interface CastKernel extends Dispatch {
  * `gradStats` writes each branch row's LSE, gate and `Δ = g dO·O_i`; `gradQuery` walks a
  * component's BlockMask rows (query-major) into dQ; `gradKey` walks them transposed (key-major)
  * into dK and dV (a landmark component's into its landmarks', which `gradUnpool` then shares
- * among their segments' rows); `gradGates` writes the runtime gates' gradient.
+ * among their segments' rows); `gradGates` writes the runtime gates' gradient; `gradConstants`
+ * sums the rows' shares of the learnable constants' gradients (gradQuery writes them per row).
  */
 export interface GradientKernel extends Dispatch {
   /** Which kind of dispatch this is (`Kernel` is a union on it). */
-  kind: "gradClear" | "gradStats" | "gradQuery" | "gradKey" | "gradUnpool" | "gradGates";
-  /** The branch (0 for gradClear and gradGates). */
+  kind:
+    | "gradClear"
+    | "gradStats"
+    | "gradQuery"
+    | "gradKey"
+    | "gradUnpool"
+    | "gradGates"
+    | "gradConstants";
+  /** The branch (0 for gradClear, gradGates and gradConstants). */
   branch: number;
   /** The component of the branch (gradQuery and gradKey; else 0). */
   component: number;
@@ -232,6 +242,8 @@ export interface KernelPlanResult {
   hash: HashLayout;
   /** The gradient schedule's words (plan_gradients.ts), empty without a backward pass. */
   gradSchedule: Uint32Array;
+  /** Entries of the learnable constants a backward pass returns gradients of (0: none). */
+  learnable: number;
 }
 
 /**

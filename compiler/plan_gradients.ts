@@ -24,9 +24,11 @@ import type { AttentionShape } from "../core/shape.ts";
 import type { BlockMask } from "./block_mask.ts";
 import { elementwiseWorkgroups, MAX_WORKGROUPS_X } from "./dispatch_sizes.ts";
 import type { AttentionKernel, GradientKernel, Kernel } from "./kernel_plan.ts";
-import type { Plan } from "./plan.ts";
+import type { Branch, Plan } from "./plan.ts";
 import { own, read, written } from "./support_kernels.ts";
 import { readsHash } from "./component_reads.ts";
+import { type LearnableConstant, scoreProgram } from "../dsl/expression_check.ts";
+import { learnableReads } from "../dsl/expression.ts";
 
 /** Invocations of the gradient kernels' row loops (gradStats, gradGates, gradClear). */
 export const GRADIENT_ROWS_WORKGROUP = 64;
@@ -44,17 +46,33 @@ export function planGradients(
   plan: Plan,
   shape: AttentionShape,
   forward: readonly Kernel[],
-  o: { gated: boolean; gatesPerPosition: boolean },
-): { kernels: GradientKernel[]; schedule: Uint32Array } {
+  o: {
+    gated: boolean;
+    gatesPerPosition: boolean;
+    learnable: ReadonlyMap<string, LearnableConstant>;
+  },
+): { kernels: GradientKernel[]; schedule: Uint32Array; learnable: number } {
   const rows = shape.batch * shape.headsQ * shape.seqLen;
   const keys = shape.batch * shape.headsKV * shape.seqLen;
   const slots: RowMask[] = [];
+  // Learnable constants: every query row has a slot of all their entries (`dConstRows`).
+  const learnable = [...o.learnable.values()].reduce((sum, c) => sum + c.size, 0);
+  if (learnable > MAX_WORKGROUPS_X) {
+    throw new PlanError(
+      `Cannot compile the backward pass: the learnable constants have ${learnable} entries, ` +
+        `over ${MAX_WORKGROUPS_X}`,
+    );
+  }
+  const learns = new Set(plan.branches.flatMap((branch, b) => branchLearns(branch) ? [b] : []));
+  const constantRows = learnable ? [written("dConstRows")] : [];
   const kernels: GradientKernel[] = [{
     kind: "gradClear",
-    label: "gradients: clear dQ, dK, dV",
+    label: `gradients: clear dQ, dK, dV${learnable ? " and the constants' row shares" : ""}`,
     ...own,
-    bindings: [written("dq"), written("dkv")],
-    workgroups: elementwiseWorkgroups(Math.max(rows, 2 * keys) * shape.headDim / 4),
+    bindings: [written("dq"), written("dkv"), ...constantRows],
+    workgroups: elementwiseWorkgroups(
+      Math.max(Math.max(rows, 2 * keys) * shape.headDim / 4, rows * learnable),
+    ),
     branch: 0,
     component: 0,
     scheduleSlot: 0,
@@ -109,7 +127,13 @@ export function planGradients(
         kind: "gradQuery",
         label: `gradients: branch ${b} component ${j}, dQ (query-major)`,
         ...own,
-        bindings: [...inputs, read("gradStats"), written("dq"), ...hash],
+        bindings: [
+          ...inputs,
+          read("gradStats"),
+          written("dq"),
+          ...hash,
+          ...(learns.has(b) ? constantRows : []),
+        ],
         workgroups: [qTiles, shape.batch * shape.headsQ],
         branch: b,
         component: j,
@@ -156,7 +180,19 @@ export function planGradients(
       scheduleSlot: 0,
     });
   }
-  return { kernels, schedule: packRows(slots) };
+  if (learnable) {
+    kernels.push({
+      kind: "gradConstants",
+      label: `gradients: learnable constants (${[...o.learnable.keys()].join(", ")})`,
+      ...own,
+      bindings: [read("dConstRows"), written("dConstants")],
+      workgroups: [learnable, 1],
+      branch: 0,
+      component: 0,
+      scheduleSlot: 0,
+    });
+  }
+  return { kernels, schedule: packRows(slots), learnable };
 }
 
 /** Workgroups of GRADIENT_ROWS_WORKGROUP invocations covering `count` items (x, then y). */
@@ -240,4 +276,14 @@ function packRows(slots: RowMask[]): Uint32Array {
     words[3 + 2 * i] = runsAt;
   });
   return Uint32Array.from(words);
+}
+
+/**
+ * Whether a branch's score modifier reads a learnable constant (a uniform branch scores
+ * nothing, so it has no such gradient).
+ * @param branch a plan branch
+ * @returns true when its gradQuery adds into the constants' row shares
+ */
+export function branchLearns(branch: Branch): boolean {
+  return !!branch.score && !branch.uniform && learnableReads(scoreProgram(branch.score)).length > 0;
 }

@@ -40,6 +40,7 @@ import {
 import { packSchedules } from "./schedule_buffer.ts";
 import { type KernelShape, prefetches } from "./tiles.ts";
 import { planGradients } from "./plan_gradients.ts";
+import { learnableConstants } from "../dsl/expression_check.ts";
 
 import type {
   AttentionKernel,
@@ -115,7 +116,11 @@ export function planKernels(plan: Plan, tiles: KernelShape, call: CheckedCall): 
   if (gated) kernels.push(blendKernel(shape, plan.branches.length, call.gatesPerPosition));
   if (dtype === "f16" && !outputF16) kernels.push(castKernel(shape));
   const gradients = call.backward
-    ? planGradients(plan, shape, kernels, { gated, gatesPerPosition: call.gatesPerPosition })
+    ? planGradients(plan, shape, kernels, {
+      gated,
+      gatesPerPosition: call.gatesPerPosition,
+      learnable: learnableConstants(call.pattern),
+    })
     : undefined;
   if (gradients) kernels.push(...gradients.kernels);
 
@@ -148,6 +153,7 @@ export function planKernels(plan: Plan, tiles: KernelShape, call: CheckedCall): 
     landmarks,
     hash,
     gradSchedule: gradients?.schedule ?? new Uint32Array(0),
+    learnable: gradients?.learnable ?? 0,
   };
 }
 

@@ -25,6 +25,7 @@ import {
 import { poolingKernel } from "./wgsl/pooling_wgsl.ts";
 import { splitCombineKernel } from "./wgsl/split_combine_wgsl.ts";
 import { gradientKernel } from "./wgsl/gradient_wgsl.ts";
+import { learnableConstants } from "../dsl/expression_check.ts";
 
 export { pipelineKey } from "./wgsl/shader_module.ts";
 
@@ -187,7 +188,8 @@ function renderOther(k: Exclude<Kernel, AttentionKernel>, o: RenderContext): str
     case "gradQuery":
     case "gradKey":
     case "gradUnpool":
-    case "gradGates": {
+    case "gradGates":
+    case "gradConstants": {
       // The branch's normalised O: where its first attention kernel writes it (vec4 offset).
       const first = o.planned.kernels.kernels.find((x): x is AttentionKernel =>
         x.kind === "attention" && x.branch === k.branch
@@ -205,6 +207,7 @@ function renderOther(k: Exclude<Kernel, AttentionKernel>, o: RenderContext): str
         tileK: o.plan.tiles.tileK,
         params: o.aux.paramBlock(),
         hash: o.planned.hash,
+        learnable: learnableConstants(o.call.pattern),
       });
     }
   }

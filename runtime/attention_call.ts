@@ -37,6 +37,11 @@ export interface AttentionGradients {
   dv: Float32Array;
   /** Gated patterns: the gates' gradient, in the compiled gate layout. */
   dgates?: Float32Array;
+  /**
+   * Score modifiers' learnable constants: each one's gradient by name, a number for a number
+   * and an array of its length for an array.
+   */
+  dConstants?: Record<string, number | Float32Array>;
 }
 
 /** O `[B, Hq, N, D]` in the call's dtype, LSE `[B, Hq, N]` (or `[branches, B, Hq, N]` when gated). */
@@ -263,13 +268,15 @@ export class AttentionCall {
     const half = this.compiled.dtype === "f16";
     const hashed = this.compiled.hash.sets.length > 0;
     const backward = this.compiled.backward;
-    const [o, lse, hash, dq, dkv, dgates] = await Promise.all([
+    const learnt = backward && this.compiled.learnable.length > 0;
+    const [o, lse, hash, dq, dkv, dgates, dConstants] = await Promise.all([
       this.#readBuffer(half ? "o16" : "o"),
       this.#readBuffer("lse"),
       hashed ? this.#readBuffer("hash") : undefined,
       backward ? this.#readBuffer("dq") : undefined,
       backward ? this.#readBuffer("dkv") : undefined,
       backward && this.#buffers.has("dgates") ? this.#readBuffer("dgates") : undefined,
+      learnt ? this.#readBuffer("dConstants") : undefined,
     ]);
     const keys = dkv ? new Float32Array(dkv) : undefined;
     return {
@@ -283,10 +290,21 @@ export class AttentionCall {
             dk: keys.slice(0, keys.length / 2),
             dv: keys.slice(keys.length / 2),
             ...(dgates ? { dgates: new Float32Array(dgates) } : {}),
+            ...(dConstants ? { dConstants: this.#constants(new Float32Array(dConstants)) } : {}),
           },
         }
         : {}),
     };
+  }
+
+  /** The learnable constants' gradients by name, from their entries in `dConstants`. */
+  #constants(entries: Float32Array): Record<string, number | Float32Array> {
+    return Object.fromEntries(
+      this.compiled.learnable.map((c) => [
+        c.name,
+        c.scalar ? entries[c.offset] : entries.slice(c.offset, c.offset + c.size),
+      ]),
+    );
   }
 
   /** The codes of every set, from sort order (hash_layout.ts) to `[rounds][B][H][N]`. */

@@ -8,7 +8,7 @@
  * folded away, so a modifier that only adds a bias to `s` differentiates to `1.0`.
  * @module
  */
-import type { Expr, Program } from "../../dsl/expression.ts";
+import { type Expr, learnableReads, type Program } from "../../dsl/expression.ts";
 import { scoreProgram } from "../../dsl/expression_check.ts";
 import type { ScoreModifier } from "../../dsl/schema.ts";
 import { integerPower } from "../../dsl/expression_intervals.ts";
@@ -51,6 +51,68 @@ ${[...lines, `  return ${slope.emit(program.result)};`].join("\n")}
   );
 }
 
+/**
+ * Declares, for each read of a learnable constant in a scored branch's modifier (dsl
+ * `learnableReads`), `fn scoreConstantReadI(s, q, k, h, b) -> ConstantRead`: the entry read
+ * there and the score's derivative through that read, forward-mode from the read as from `s`
+ * above. Returns the WGSL that adds `dScore` times each derivative into this row's slot of
+ * `dConstRows` (`row * LEARNABLE` plus the constant's offset and the entry).
+ * @param m the module being built
+ * @param score the modifier
+ * @param n N
+ * @param offsets each learnable constant's first entry in a row's slot
+ * @returns the statements, or "" when the modifier reads nothing learnable
+ * @example
+ * ```ts
+ * import { ShaderModule } from "./shader_module.ts";
+ * import { declareConstantReads } from "./expression_slope_wgsl.ts";
+ * const score = { expr: "s * c", constants: { c: 2 }, learnable: ["c"] };
+ * declareConstantReads(new ShaderModule(), score, 64, new Map([["c", 0]])); // one read's add
+ * ```
+ */
+export function declareConstantReads(
+  m: ShaderModule,
+  score: ScoreModifier,
+  n: number,
+  offsets: ReadonlyMap<string, number>,
+): string {
+  const program = scoreProgram(score);
+  const reads = learnableReads(program);
+  if (!reads.length) return "";
+  m.declare(
+    "constantRead",
+    `
+// One read of a learnable constant: the entry read, and the score's derivative through it.
+struct ConstantRead { index: i32, slope: f32 }`,
+  );
+  const source = program.source.split("\n").map((line) => `//   ${line}`.trimEnd());
+  return reads.map((read, r) => {
+    const values = new Emitter(m, program, n);
+    const slope = new SlopeEmitter(values, program, read);
+    const lines = program.locals.flatMap((l) => {
+      const name = safe(l.name);
+      return [
+        `  let v_${name} = ${values.emit(l.value)};`,
+        ...(l.value.type === "real" ? [`  let d_${name} = ${slope.emit(l.value)};`] : []),
+      ];
+    });
+    const name = m.declare(
+      `scoreConstantRead${r}`,
+      `
+// Read ${r} of learnable ${read.array} (at "${
+        read.origin.text.replace(/\s+/g, " ")
+      }") in the score modifier:
+${source.join("\n")}
+fn scoreConstantRead${r}(s: f32, q: i32, k: i32, h: i32, b: i32) -> ConstantRead {
+${lines.join("\n")}
+  return ConstantRead(${values.emit(read.index)}, ${slope.emit(program.result)});
+}`,
+    );
+    const at = `row * LEARNABLE + ${offsets.get(read.array)}u + u32(c${r}.index)`;
+    return `          { let c${r} = ${name}(s, q, k, h, b); dConstRows[${at}] += dScore * c${r}.slope; }`;
+  }).join("\n");
+}
+
 const ZERO = "0.0";
 
 /** Sum and product of derivative terms, with zeros and ones folded away. */
@@ -67,15 +129,23 @@ function mul(a: string, b: string): string {
   return `(${a} * ${b})`;
 }
 
-/** Each node's derivative in `s`, as a WGSL f32 expression over the values `Emitter` writes. */
+/**
+ * Each node's derivative in the seed (the raw score `s`, or one read of a learnable constant),
+ * as a WGSL f32 expression over the values `Emitter` writes.
+ */
 class SlopeEmitter {
-  constructor(readonly values: Emitter, readonly program: Program) {}
+  constructor(
+    readonly values: Emitter,
+    readonly program: Program,
+    readonly seed: "s" | Expr = "s",
+  ) {}
 
   emit(e: Expr): string {
+    if (e === this.seed) return "1.0";
     if (e.type !== "real") return ZERO; // integers and booleans do not move with s
     switch (e.op) {
       case "input":
-        return e.name === "s" ? "1.0" : ZERO;
+        return e.name === "s" && this.seed === "s" ? "1.0" : ZERO;
       case "local":
         return `d_${safe(e.name)}`;
       case "neg": {

@@ -18,14 +18,15 @@ import type { ParamBlock } from "../aux_data.ts";
 import type { HashLayout } from "../hash_layout.ts";
 import type { GradientKernel } from "../kernel_plan.ts";
 import type { Branch } from "../plan.ts";
-import { GRADIENT_ROWS_WORKGROUP } from "../plan_gradients.ts";
+import { branchLearns, GRADIENT_ROWS_WORKGROUP } from "../plan_gradients.ts";
+import type { LearnableConstant } from "../../dsl/expression_check.ts";
 import { ELEMENTWISE_WORKGROUP } from "../dispatch_sizes.ts";
 import { HEADER_WORDS, RUN_WORDS, SLOT_WORDS } from "../schedule_buffer.ts";
 import { allowedReadsHeadOrBatch, readsHash } from "../component_reads.ts";
 import type { ComponentKernelOptions } from "./attention_wgsl.ts";
 import { linearIndex } from "./elementwise_wgsl.ts";
 import { declareScoreModifier } from "./expression_wgsl.ts";
-import { declareScoreSlope } from "./expression_slope_wgsl.ts";
+import { declareConstantReads, declareScoreSlope } from "./expression_slope_wgsl.ts";
 import { declareMember } from "./kernel_module_wgsl.ts";
 import { declareCodeStaging } from "./code_staging_wgsl.ts";
 import { declareHashRows } from "./predicate_wgsl.ts";
@@ -49,6 +50,8 @@ export interface GradientKernelOptions {
   params: ParamBlock;
   /** Where hashBucket codes and bucket order lie in the hash buffer. */
   hash: HashLayout;
+  /** The learnable constants, in the order of their entries in a row's slot. */
+  learnable: ReadonlyMap<string, LearnableConstant>;
 }
 
 /**
@@ -69,6 +72,8 @@ export function gradientKernel(o: GradientKernelOptions): string {
       return tileKernel(o);
     case "gradUnpool":
       return unpoolKernel(o);
+    case "gradConstants":
+      return constantsKernel(o);
   }
 }
 
@@ -123,8 +128,63 @@ const GROUP = ${headsQ / headsKV}u; // query heads per key/value head
 const ROWS = ${batch * headsQ * seqLen}u;   // query rows of one branch: B * Hq * N
 const KEY_ROWS = ${batch * headsKV * seqLen}u; // key rows: B * Hkv * N
 const BRANCHES = ${o.branches.length}u;
-const SCALE = ${f32(o.scale)};`,
+const SCALE = ${f32(o.scale)};${
+      o.learnable.size
+        ? `\nconst LEARNABLE = ${learnableEntries(o)}u; // learnable constants' entries`
+        : ""
+    }`,
   );
+}
+
+/** Entries of all learnable constants (a row's slot in dConstRows). */
+function learnableEntries(o: GradientKernelOptions): number {
+  return [...o.learnable.values()].reduce((sum, c) => sum + c.size, 0);
+}
+
+/** Each learnable constant's first entry in a row's slot. */
+function learnableOffsets(o: GradientKernelOptions): Map<string, number> {
+  const offsets = new Map<string, number>();
+  let at = 0;
+  for (const [name, c] of o.learnable) {
+    offsets.set(name, at);
+    at += c.size;
+  }
+  return offsets;
+}
+
+/**
+ * A learnable constant's gradient: the sum of every query row's share, one workgroup per
+ * entry, in a fixed order (strided partial sums, then a tree), so the bits never change.
+ */
+function constantsKernel(o: GradientKernelOptions): string {
+  const m = new ShaderModule().comment(
+    `Weft gradients: learnable constants (${[...o.learnable.keys()].join(", ")}), rows summed`,
+  );
+  constants(m, o);
+  m.declare(
+    "bindings",
+    `
+@group(0) @binding(0) var<storage, read> dConstRows: array<f32>; // per query row, every entry
+@group(0) @binding(1) var<storage, read_write> dConstants: array<f32>;`,
+  );
+  return m.render(`
+var<workgroup> partial: array<f32, ${GRADIENT_ROWS_WORKGROUP}>;
+
+@compute @workgroup_size(${GRADIENT_ROWS_WORKGROUP})
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let entry = wg.x;
+  var sum = 0.0;
+  for (var row = lid; row < ROWS; row += ${GRADIENT_ROWS_WORKGROUP}u) {
+    sum += dConstRows[row * LEARNABLE + entry];
+  }
+  partial[lid] = sum;
+  workgroupBarrier();
+  for (var half = ${GRADIENT_ROWS_WORKGROUP / 2}u; half > 0u; half /= 2u) {
+    if (lid < half) { partial[lid] += partial[lid + half]; }
+    workgroupBarrier();
+  }
+  if (lid == 0u) { dConstants[entry] = partial[0]; }
+}`);
 }
 
 /** dQ and dK/dV to zero, as vec4s. */
@@ -135,7 +195,11 @@ function clearKernel(o: GradientKernelOptions): string {
     "bindings",
     `
 @group(0) @binding(0) var<storage, read_write> dq: array<vec4<f32>>;
-@group(0) @binding(1) var<storage, read_write> dkv: array<vec4<f32>>; // dK, then dV`,
+@group(0) @binding(1) var<storage, read_write> dkv: array<vec4<f32>>; // dK, then dV${
+      o.learnable.size
+        ? "\n@group(0) @binding(2) var<storage, read_write> dConstRows: array<f32>; // per row"
+        : ""
+    }`,
   );
   linearIndex(m);
   return m.render(`
@@ -143,7 +207,9 @@ function clearKernel(o: GradientKernelOptions): string {
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let i = linearIndex(wg, lid, ${o.kernel.workgroups[0]}u);
   if (i < ROWS * D / 4u) { dq[i] = vec4<f32>(0.0); }
-  if (i < 2u * KEY_ROWS * D / 4u) { dkv[i] = vec4<f32>(0.0); }
+  if (i < 2u * KEY_ROWS * D / 4u) { dkv[i] = vec4<f32>(0.0); }${
+    o.learnable.size ? "\n  if (i < ROWS * LEARNABLE) { dConstRows[i] = 0.0; }" : ""
+  }
 }`);
 }
 
@@ -287,6 +353,17 @@ const KV_ROWS = ${keyRows}u; // key rows per key/value head${
     declareScoreModifier(m, branch.score, o.shape.seqLen);
     declareScoreSlope(m, branch.score, o.shape.seqLen);
   }
+  // The query-major pass adds this row's share of the learnable constants' gradients.
+  const constantReads = queryMajor && branchLearns(branch)
+    ? declareConstantReads(m, branch.score!, o.shape.seqLen, learnableOffsets(o))
+    : "";
+  if (constantReads) {
+    m.declare(
+      "constantRowsBinding",
+      `
+@group(0) @binding(${hashed ? 9 : 8}) var<storage, read_write> dConstRows: array<f32>; // per row`,
+    );
+  }
   const scored = branch.uniform
     ? "// Uniform weights (the ANNA estimator): every score is 0, whatever Q and K.\n" +
       "        let sm = 0.0;\n        let slope = 0.0;"
@@ -297,7 +374,8 @@ const KV_ROWS = ${keyRows}u; // key rows per key/value head${
     queryMajor ? queryKernel(o, qPos, kPos, hashed) : keyKernel(o, qPos, kPos, hashed),
   )
     .replaceAll("ALLOWED", allowed)
-    .replaceAll("SCORED", scored);
+    .replaceAll("SCORED", scored)
+    .replaceAll("CONSTANT_READS\n", constantReads ? `${constantReads}\n` : "");
 }
 
 /** The walk over one schedule row's runs, each tile `tile` with `partial` set. */
@@ -344,7 +422,9 @@ function queryKernel(
           }
           let s = SCALE * dot;
           SCORED
-          let dS = exp(sm - lse) * (dp - delta) * slope;
+          let dScore = exp(sm - lse) * (dp - delta); // ∂loss/∂score
+          let dS = dScore * slope;
+CONSTANT_READS
           for (var d = 0u; d < D; d++) { acc[d] += dS * kTile[j * D + d]; }
         }
       }`;

@@ -57,8 +57,49 @@ async function backwardError(
   });
   // A length mismatch or a NaN is an infinite error.
   const { worst, largest } = gradientError(got, want);
-  return { worst, largest, got };
+  return { worst, largest, got, constants: constantError(got.dConstants, want.dConstants) };
 }
+
+/**
+ * Learnable constants' gradients: largest |GPU - reference| relative to the largest reference
+ * entry (they sum over every row, so they have a scale of their own); names must match.
+ */
+function constantError(
+  got: Record<string, number | Float32Array> | undefined,
+  want: Record<string, number | Float64Array> | undefined,
+): { worst: number; largest: number } | undefined {
+  if (!want) {
+    assert.equal(got, undefined, "no learnable constants, no dConstants");
+    return undefined;
+  }
+  assert.ok(got, "dConstants returned");
+  assert.deepEqual(Object.keys(got).sort(), Object.keys(want).sort());
+  let worst = 0, largest = 0;
+  for (const [name, w] of Object.entries(want)) {
+    const g: number | Float32Array = got[name];
+    assert.equal(typeof g, typeof w, `${name}: a number for a number, an array for an array`);
+    const gs: number[] = typeof g === "number" ? [g] : [...g];
+    const ws: number[] = typeof w === "number" ? [w] : [...w];
+    assert.equal(gs.length, ws.length, `${name}: one gradient per entry`);
+    ws.forEach((x, i) => {
+      const d = Math.abs(gs[i] - x);
+      worst = Number.isNaN(d) ? Infinity : Math.max(worst, d);
+      largest = Math.max(largest, Math.abs(x));
+    });
+  }
+  return { worst, largest };
+}
+
+/** A modifier with learnable constants: a number read twice, and ALiBi-like slopes per head. */
+const LEARNT: Pattern = {
+  kind: "scored",
+  pattern: { kind: "causal" },
+  score: {
+    expr: "(s, q, k, h) => s * (1 + a * Math.tanh(s)) - slopes[h] * Math.abs(q - k) + a",
+    constants: { a: 0.2, slopes: [0.05, 0.03] },
+    learnable: ["a", "slopes"],
+  },
+};
 
 // Each kind once, mostly inside compositions (dense, window, ring and predicates appear in the
 // unions, intersections and gated cases): llvmpipe compiles every case's kernels afresh in CI.
@@ -68,12 +109,8 @@ const CASES: [string, Pattern, Shape, { gates?: "head" | "position" }?][] = [
   ["global (gathered rows)", { kind: "global", tokens: [0, 7, 30] }, MHA],
   ["random blocks", { kind: "random", blocks: 2, blockSize: 8, seed: 3 }, GQA],
   [
-    "scored (the modifier's slope)",
-    {
-      kind: "scored",
-      pattern: { kind: "causal" },
-      score: { expr: "s * (1 + 0.2 * Math.tanh(s)) - 0.05 * Math.abs(q - k)" },
-    },
+    "scored (the modifier's slope; learnable a number and per-head slopes)",
+    LEARNT,
     GQA,
   ],
   [
@@ -146,7 +183,16 @@ const CASES: [string, Pattern, Shape, { gates?: "head" | "position" }?][] = [
       kind: "gated",
       branches: [
         { kind: "stride", period: 4 },
-        { kind: "scored", pattern: { kind: "dense" }, score: { expr: "-Math.abs(s)" } },
+        {
+          kind: "scored",
+          pattern: { kind: "dense" },
+          score: {
+            // A bias added to a whole row would cancel in the softmax: this one scales |s|.
+            expr: "(s, q, k, h) => -Math.abs(s) * width[h]",
+            constants: { width: [1, 0.8, 1.2] },
+            learnable: ["width"],
+          },
+        },
       ],
     },
     MQA,
@@ -156,9 +202,16 @@ const CASES: [string, Pattern, Shape, { gates?: "head" | "position" }?][] = [
 
 for (const [name, pattern, shape, options] of CASES) {
   Deno.test(`backward on the device matches the reference: ${name}`, async () => {
-    const { worst, largest } = await backwardError(pattern, shape, options);
+    const { worst, largest, constants } = await backwardError(pattern, shape, options);
     assert.ok(largest > 1e-2, `the gradients are not all zero (largest ${largest})`);
     assert.ok(worst <= 1e-4 * largest, `max |GPU - reference| ${worst}, largest ${largest}`);
+    if (constants) {
+      assert.ok(constants.largest > 1e-2, `dConstants not all zero (${constants.largest})`);
+      assert.ok(
+        constants.worst <= 1e-4 * constants.largest,
+        `dConstants: max |GPU - reference| ${constants.worst}, largest ${constants.largest}`,
+      );
+    }
   });
 }
 
@@ -173,6 +226,9 @@ Deno.test("backward at a second tile shape, and the same bits on every run", asy
   for (const name of ["dq", "dk", "dv"] as const) {
     assert.deepEqual(again.got[name], first.got[name], `${name} differs between runs`);
   }
+  // The learnable constants' sums run in a fixed order too.
+  const learnt = [await backwardError(LEARNT, GQA), await backwardError(LEARNT, GQA)];
+  assert.deepEqual(learnt[1].got.dConstants, learnt[0].got.dConstants, "dConstants differ");
 });
 
 Deno.test("dO is required, and shaped as O", async () => {
