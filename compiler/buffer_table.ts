@@ -71,8 +71,9 @@ export function bufferTable(
     dkv: { bytes: 2 * keys / element * 4 },
     dgates: { bytes: gates },
     // Learnable constants: each query row's share of their gradients, then the sums.
-    dConstRows: { bytes: rows * planned.learnable * 4 },
-    dConstants: { bytes: planned.learnable * 4 },
+    dConstRows: { bytes: rows * planned.learned.length * 4 },
+    dConstants: { bytes: planned.learned.length * 4 },
+    learned: { bytes: planned.learned.byteLength, data: new Uint32Array(planned.learned.buffer) },
   };
   // lowRank landmarks: [B, Hkv, count, D] per rank, written by the pooling pre-pass.
   for (const l of planned.landmarks) {

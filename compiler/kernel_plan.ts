@@ -40,7 +40,8 @@ export type BufferName =
   | "dkv"
   | "dgates"
   | "dConstRows"
-  | "dConstants";
+  | "dConstants"
+  | "learned";
 
 /** A storage binding: which buffer, and whether the kernel writes it. */
 export interface Binding {
@@ -242,8 +243,11 @@ export interface KernelPlanResult {
   hash: HashLayout;
   /** The gradient schedule's words (plan_gradients.ts), empty without a backward pass. */
   gradSchedule: Uint32Array;
-  /** Entries of the learnable constants a backward pass returns gradients of (0: none). */
-  learnable: number;
+  /**
+   * The score modifiers' learnable constants, one after another (`learnableOffsets`): the
+   * `learned` buffer's float32 values, which kernels read them from; empty when none.
+   */
+  learned: Float32Array;
 }
 
 /**

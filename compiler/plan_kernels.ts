@@ -39,7 +39,7 @@ import {
 } from "./support_kernels.ts";
 import { packSchedules } from "./schedule_buffer.ts";
 import { type KernelShape, prefetches } from "./tiles.ts";
-import { planGradients } from "./plan_gradients.ts";
+import { branchLearns, planGradients } from "./plan_gradients.ts";
 import { learnableConstants } from "../dsl/expression_check.ts";
 
 import type {
@@ -115,11 +115,12 @@ export function planKernels(plan: Plan, tiles: KernelShape, call: CheckedCall): 
   const gated = call.pattern.kind === "gated";
   if (gated) kernels.push(blendKernel(shape, plan.branches.length, call.gatesPerPosition));
   if (dtype === "f16" && !outputF16) kernels.push(castKernel(shape));
+  const learnable = learnableConstants(call.pattern);
   const gradients = call.backward
     ? planGradients(plan, shape, kernels, {
       gated,
       gatesPerPosition: call.gatesPerPosition,
-      learnable: learnableConstants(call.pattern),
+      learnable,
     })
     : undefined;
   if (gradients) kernels.push(...gradients.kernels);
@@ -153,7 +154,7 @@ export function planKernels(plan: Plan, tiles: KernelShape, call: CheckedCall): 
     landmarks,
     hash,
     gradSchedule: gradients?.schedule ?? new Uint32Array(0),
-    learnable: gradients?.learnable ?? 0,
+    learned: Float32Array.from([...learnable.values()].flatMap((c) => c.values)),
   };
 }
 
@@ -223,6 +224,7 @@ function branchKernels(plan: Plan, b: number, o: {
   const oName = o.outputF16 ? "o16" : o.gated ? "branchO" : "o";
   const components = plan.branches[b].components;
   const clear = branchNeedsClear(plan.branches[b]);
+  const learns = branchLearns(plan.branches[b]); // reads learnable constants
   const kernels: Kernel[] = [];
   if (clear) {
     kernels.push({
@@ -255,6 +257,7 @@ function branchKernels(plan: Plan, b: number, o: {
         written(split ? "splitO" : oName),
         written(split ? "splitLse" : "lse"),
         ...(readsHash(component) ? [read("hash")] : []),
+        ...(learns ? [read("learned")] : []),
       ],
       workgroups: [qTiles * Math.max(chunks, 1), heads],
       branch: b,

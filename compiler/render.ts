@@ -25,7 +25,8 @@ import {
 import { poolingKernel } from "./wgsl/pooling_wgsl.ts";
 import { splitCombineKernel } from "./wgsl/split_combine_wgsl.ts";
 import { gradientKernel } from "./wgsl/gradient_wgsl.ts";
-import { learnableConstants } from "../dsl/expression_check.ts";
+import { learnableConstants, learnableOffsets } from "../dsl/expression_check.ts";
+import { branchLearns } from "./plan_gradients.ts";
 
 export { pipelineKey } from "./wgsl/shader_module.ts";
 
@@ -111,6 +112,9 @@ function attentionOptions(k: AttentionKernel, o: RenderContext): ComponentKernel
     dtype: o.planned.kernels.dtype,
     outputF16: k.output === "o16",
     score: branch.score,
+    ...(branchLearns(branch)
+      ? { learned: learnableOffsets(learnableConstants(o.call.pattern)) }
+      : {}),
     uniform: branch.uniform,
     hash: o.planned.hash,
     threads: kernel.threads,

@@ -32,6 +32,8 @@ export interface LearnableConstant {
   /** Its entries; `scalar` when it is a number (gradient a number), else an array's length. */
   size: number;
   scalar: boolean;
+  /** Its values as given (a number as one entry). */
+  values: number[];
 }
 
 /**
@@ -46,7 +48,7 @@ export interface LearnableConstant {
  * learnableConstants({
  *   kind: "scored", pattern: { kind: "causal" },
  *   score: { expr: "s - c * (q - k)", constants: { c: 0.5 }, learnable: ["c"] },
- * }); // Map { "c" => { branch: 0, size: 1, scalar: true } }
+ * }); // Map { "c" => { branch: 0, size: 1, scalar: true, values: [0.5] } }
  * ```
  */
 export function learnableConstants(pattern: Pattern): Map<string, LearnableConstant> {
@@ -66,6 +68,7 @@ export function learnableConstants(pattern: Pattern): Map<string, LearnableConst
         branch,
         size: Array.isArray(value) ? value.length : 1,
         scalar: !Array.isArray(value),
+        values: Array.isArray(value) ? [...value] : [value],
       });
     }
   });
@@ -170,4 +173,30 @@ export function allowedSetUsesHeadOrBatch(p: Pattern): boolean {
     default:
       return false;
   }
+}
+
+/**
+ * Each learnable constant's first entry in the `learned` buffer (and in a row's share of their
+ * gradients): the constants one after another, in `learnableConstants` order.
+ * @param learnable from `learnableConstants`
+ * @returns name → offset
+ * @example
+ * ```ts
+ * import { learnableOffsets } from "./expression_check.ts";
+ * learnableOffsets(new Map([
+ *   ["c", { branch: 0, size: 1, scalar: true, values: [2] }],
+ *   ["m", { branch: 0, size: 2, scalar: false, values: [1, 3] }],
+ * ])); // Map { "c" => 0, "m" => 1 }
+ * ```
+ */
+export function learnableOffsets(
+  learnable: ReadonlyMap<string, LearnableConstant>,
+): Map<string, number> {
+  const offsets = new Map<string, number>();
+  let at = 0;
+  for (const [name, c] of learnable) {
+    offsets.set(name, at);
+    at += c.size;
+  }
+  return offsets;
 }

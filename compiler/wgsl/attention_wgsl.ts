@@ -83,6 +83,8 @@ export interface ComponentKernelOptions {
   outputF16?: boolean;
   /** The branch's score modifier (a `scored` pattern), applied to every raw score. */
   score?: ScoreModifier;
+  /** Where the modifier's learnable constants start in the `learned` buffer, when it has any. */
+  learned?: ReadonlyMap<string, number>;
   /** Where hashBucket codes and bucket order live (components that read them). */
   hash?: HashLayout;
   /** A uniform hashBucket's softmax: every score is 0, so no dot products at all. */
@@ -152,7 +154,17 @@ export function componentKernel(o: ComponentKernelOptions): string {
   declareCodeStaging(m, o);
   if (o.edgePairs) declareEdgePair(m, o.edgePairs);
   if (o.score) {
-    declareScoreModifier(m, o.score, o.shape.seqLen);
+    declareScoreModifier(m, o.score, o.shape.seqLen, o.learned);
+    if (o.learned) {
+      // After the hash buffer where there is one (plan_kernels.ts binds in this order).
+      m.declare(
+        "learnedBinding",
+        `
+@group(0) @binding(${
+          readsHash(c) ? 8 : 7
+        }) var<storage, read> learned: array<f32>; // learnable constants`,
+      );
+    }
     m.declare(
       "LOG2E",
       `const LOG2E = ${f32(LOG2E)}; // back to the exp2 domain after the modifier`,

@@ -21,6 +21,7 @@ import type { ShaderModule } from "./shader_module.ts";
  * @param m the module being built
  * @param score the modifier
  * @param n N (the source's `n`)
+ * @param learned where its learnable constants start in the `learned` buffer (read there)
  * @returns the function name
  * @example
  * ```ts
@@ -29,9 +30,14 @@ import type { ShaderModule } from "./shader_module.ts";
  * declareScoreSlope(new ShaderModule(), { expr: "s * s - q" }, 64); // "scoreModifierSlope"
  * ```
  */
-export function declareScoreSlope(m: ShaderModule, score: ScoreModifier, n: number): string {
+export function declareScoreSlope(
+  m: ShaderModule,
+  score: ScoreModifier,
+  n: number,
+  learned?: ReadonlyMap<string, number>,
+): string {
   const program = scoreProgram(score);
-  const slope = new SlopeEmitter(new Emitter(m, program, n), program);
+  const slope = new SlopeEmitter(new Emitter(m, program, n, learned), program);
   const lines = program.locals.flatMap((l) => {
     const name = safe(l.name);
     return [
@@ -60,7 +66,7 @@ ${[...lines, `  return ${slope.emit(program.result)};`].join("\n")}
  * @param m the module being built
  * @param score the modifier
  * @param n N
- * @param offsets each learnable constant's first entry in a row's slot
+ * @param offsets each learnable constant's first entry in a row's slot, and in `learned`
  * @returns the statements, or "" when the modifier reads nothing learnable
  * @example
  * ```ts
@@ -87,7 +93,7 @@ struct ConstantRead { index: i32, slope: f32 }`,
   );
   const source = program.source.split("\n").map((line) => `//   ${line}`.trimEnd());
   return reads.map((read, r) => {
-    const values = new Emitter(m, program, n);
+    const values = new Emitter(m, program, n, offsets);
     const slope = new SlopeEmitter(values, program, read);
     const lines = program.locals.flatMap((l) => {
       const name = safe(l.name);

@@ -50,6 +50,7 @@ export function predicateCall(m: ShaderModule, atom: PredicateAtom, n: number): 
  * @param m the module being built
  * @param score the modifier
  * @param n N (the source's `n`)
+ * @param learned where its learnable constants start in the `learned` buffer (read there)
  * @returns the function name
  * @example
  * ```ts
@@ -58,12 +59,17 @@ export function predicateCall(m: ShaderModule, atom: PredicateAtom, n: number): 
  * declareScoreModifier(new ShaderModule(), { expr: "(s) => 30 * Math.tanh(s / 30)" }, 64); // "scoreModifier"
  * ```
  */
-export function declareScoreModifier(m: ShaderModule, score: ScoreModifier, n: number): string {
+export function declareScoreModifier(
+  m: ShaderModule,
+  score: ScoreModifier,
+  n: number,
+  learned?: ReadonlyMap<string, number>,
+): string {
   return declareProgram(m, scoreProgram(score), n, {
     name: "scoreModifier",
     signature: "s: f32, q: i32, k: i32, h: i32, b: i32) -> f32",
     what: "Score modifier written in TypeScript (s = scale * q·k)",
-  });
+  }, learned);
 }
 
 function declareProgram(
@@ -71,8 +77,9 @@ function declareProgram(
   program: Program,
   n: number,
   o: { name: string; signature: string; what: string },
+  learned?: ReadonlyMap<string, number>,
 ): string {
-  const emitter = new Emitter(m, program, n);
+  const emitter = new Emitter(m, program, n, learned);
   const lines = program.locals.map((l) => `  let v_${safe(l.name)} = ${emitter.emit(l.value)};`);
   const result = program.role === "score"
     ? emitter.real(program.result)
@@ -91,7 +98,19 @@ ${[...lines, `  return ${result};`].join("\n")}
 
 /** Turns one program's nodes into WGSL expressions, declaring helpers, arrays and callees. */
 export class Emitter {
-  constructor(readonly m: ShaderModule, readonly program: Program, readonly n: number) {}
+  /**
+   * @param m the module
+   * @param program the checked program
+   * @param n N
+   * @param learned where each learnable constant starts in the `learned` buffer; their reads
+   *   come from there, so new values need no new WGSL
+   */
+  constructor(
+    readonly m: ShaderModule,
+    readonly program: Program,
+    readonly n: number,
+    readonly learned: ReadonlyMap<string, number> = new Map(),
+  ) {}
 
   /** The node as an f32 expression (integers converted). */
   real(e: Expr): string {
@@ -109,8 +128,16 @@ export class Emitter {
       case "literal":
         if (typeof e.value === "boolean") return `${e.value}`;
         return paren(e.type === "int" ? `${e.value}` : f32(e.value));
-      case "element":
+      case "element": {
+        const at = this.learned.get(e.array);
+        if (at !== undefined && this.program.arrays[e.array].learnable) {
+          const index = e.index.op === "literal"
+            ? `${e.index.value}u`
+            : `u32(${this.emit(e.index)})`;
+          return `learned[${at}u + ${index}]`;
+        }
         return `${this.#array(e.array)}[${this.emit(e.index)}]`;
+      }
       case "neg":
         return `(-${this.emit(e.arg)})`;
       case "not":

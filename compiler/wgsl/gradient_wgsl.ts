@@ -19,7 +19,7 @@ import type { HashLayout } from "../hash_layout.ts";
 import type { GradientKernel } from "../kernel_plan.ts";
 import type { Branch } from "../plan.ts";
 import { branchLearns, GRADIENT_ROWS_WORKGROUP } from "../plan_gradients.ts";
-import type { LearnableConstant } from "../../dsl/expression_check.ts";
+import { type LearnableConstant, learnableOffsets } from "../../dsl/expression_check.ts";
 import { ELEMENTWISE_WORKGROUP } from "../dispatch_sizes.ts";
 import { HEADER_WORDS, RUN_WORDS, SLOT_WORDS } from "../schedule_buffer.ts";
 import { allowedReadsHeadOrBatch, readsHash } from "../component_reads.ts";
@@ -139,17 +139,6 @@ const SCALE = ${f32(o.scale)};${
 /** Entries of all learnable constants (a row's slot in dConstRows). */
 function learnableEntries(o: GradientKernelOptions): number {
   return [...o.learnable.values()].reduce((sum, c) => sum + c.size, 0);
-}
-
-/** Each learnable constant's first entry in a row's slot. */
-function learnableOffsets(o: GradientKernelOptions): Map<string, number> {
-  const offsets = new Map<string, number>();
-  let at = 0;
-  for (const [name, c] of o.learnable) {
-    offsets.set(name, at);
-    at += c.size;
-  }
-  return offsets;
 }
 
 /**
@@ -349,19 +338,27 @@ const KV_ROWS = ${keyRows}u; // key rows per key/value head${
   const allowed = `allowed(q, k${allowedReadsHeadOrBatch(c) ? ", h, b" : ""}${
     codes ? `, ${codes.queryCodes}(q), ${codes.keyCodes}(k)` : ""
   })`;
+  // A branch that reads learnable constants reads them from the learned buffer, and its
+  // query-major pass adds each row's share of their gradients into dConstRows.
+  const learns = branchLearns(branch);
+  const offsets = learns ? learnableOffsets(o.learnable) : undefined;
   if (branch.score) {
-    declareScoreModifier(m, branch.score, o.shape.seqLen);
-    declareScoreSlope(m, branch.score, o.shape.seqLen);
+    declareScoreModifier(m, branch.score, o.shape.seqLen, offsets);
+    declareScoreSlope(m, branch.score, o.shape.seqLen, offsets);
   }
-  // The query-major pass adds this row's share of the learnable constants' gradients.
-  const constantReads = queryMajor && branchLearns(branch)
-    ? declareConstantReads(m, branch.score!, o.shape.seqLen, learnableOffsets(o))
+  const constantReads = queryMajor && offsets
+    ? declareConstantReads(m, branch.score!, o.shape.seqLen, offsets)
     : "";
-  if (constantReads) {
+  if (learns) {
+    const next = hashed ? 9 : 8;
     m.declare(
-      "constantRowsBinding",
-      `
-@group(0) @binding(${hashed ? 9 : 8}) var<storage, read_write> dConstRows: array<f32>; // per row`,
+      "learnedBindings",
+      queryMajor
+        ? `
+@group(0) @binding(${next}) var<storage, read_write> dConstRows: array<f32>; // per row
+@group(0) @binding(${next + 1}) var<storage, read> learned: array<f32>; // learnable constants`
+        : `
+@group(0) @binding(${next}) var<storage, read> learned: array<f32>; // learnable constants`,
     );
   }
   const scored = branch.uniform

@@ -91,15 +91,16 @@ function constantError(
 }
 
 /** A modifier with learnable constants: a number read twice, and ALiBi-like slopes per head. */
-const LEARNT: Pattern = {
+const learnt = (a: number, slopes: number[]): Pattern => ({
   kind: "scored",
   pattern: { kind: "causal" },
   score: {
     expr: "(s, q, k, h) => s * (1 + a * Math.tanh(s)) - slopes[h] * Math.abs(q - k) + a",
-    constants: { a: 0.2, slopes: [0.05, 0.03] },
+    constants: { a, slopes },
     learnable: ["a", "slopes"],
   },
-};
+});
+const LEARNT = learnt(0.2, [0.05, 0.03]);
 
 // Each kind once, mostly inside compositions (dense, window, ring and predicates appear in the
 // unions, intersections and gated cases): llvmpipe compiles every case's kernels afresh in CI.
@@ -229,6 +230,16 @@ Deno.test("backward at a second tile shape, and the same bits on every run", asy
   // The learnable constants' sums run in a fixed order too.
   const learnt = [await backwardError(LEARNT, GQA), await backwardError(LEARNT, GQA)];
   assert.deepEqual(learnt[1].got.dConstants, learnt[0].got.dConstants, "dConstants differ");
+});
+
+Deno.test("new values of learnable constants reuse the pipelines: they live in a buffer", async () => {
+  await backwardError(LEARNT, GQA); // the pipelines, if no earlier test built them
+  const before = rt.pipelines.misses;
+  const moved = learnt(-0.3, [0.4, 0.1]);
+  const { worst, largest, constants } = await backwardError(moved, GQA);
+  assert.equal(rt.pipelines.misses, before, "no pipeline built for new constant values");
+  assert.ok(worst <= 1e-4 * largest, `max |GPU - reference| ${worst}`);
+  assert.ok(constants && constants.worst <= 1e-4 * constants.largest, "dConstants");
 });
 
 Deno.test("dO is required, and shaped as O", async () => {
