@@ -11,12 +11,14 @@
  * the buffers with a plain read and write. A lowRank component's keys are pooled landmarks: its
  * `gradKey` writes the landmarks' dK and dV, and `gradUnpool` adds each landmark's share to the
  * rows it is the mean of. A bucket-ordered (hashBucket) component's tiles are read from the
- * codes at run time in the forward; its backward walks every tile as PARTIAL for now, its mask
- * (same bucket in a round) choosing the pairs: correct, and quadratic in N. `gradGates` writes the gates' gradient `dO·O_i`
- * (summed over positions for per-head gates).
+ * codes at run time, as in the forward: each query tile walks the key tiles of its buckets and
+ * each key tile the query tiles of its buckets (PARTIAL, the same-bucket mask choosing the
+ * pairs), so its time follows the allowed pairs. `gradGates` writes the gates' gradient
+ * `dO·O_i` (summed over positions for per-head gates); `gradConstants` sums the learnable
+ * constants' gradients, which `gradQuery` writes per query row.
  *
  * The gradient schedule holds, per component, two slots in the forward schedule's format
- * (schedule_buffer.ts): its BlockMask's rows, and their transpose.
+ * (schedule_buffer.ts): its BlockMask's rows, and their transpose (none for bucket order).
  * @module
  */
 import { PlanError } from "../core/errors.ts";
@@ -117,11 +119,11 @@ export function planGradients(
           );
         }
       }
-      // A bucket-ordered component's tiles come from the codes at run time: its backward walks
-      // every tile, PARTIAL, and the mask (same bucket) picks the pairs.
+      // A bucket-ordered component's tiles come from the codes at run time: its backward reads
+      // its bucket ranges there (gradient_wgsl.ts, `bucketWalk`) and has no schedule rows.
       const sorted = c.qLayout.kind === "sorted";
-      const qSlot = slots.push(sorted ? everyTile(qTiles, kTiles) : maskRows(c.mask)) - 1;
-      const kSlot = slots.push(sorted ? everyTile(kTiles, qTiles) : transposeMask(c.mask)) - 1;
+      const qSlot = slots.push(sorted ? NO_ROWS : maskRows(c.mask)) - 1;
+      const kSlot = slots.push(sorted ? NO_ROWS : transposeMask(c.mask)) - 1;
       const hash = readsHash(c) ? [read("hash")] : [];
       kernels.push({
         kind: "gradQuery",
@@ -210,10 +212,8 @@ interface RowMask {
   runs: [number, number, boolean][][];
 }
 
-/** Every tile of every row, one PARTIAL run each. */
-function everyTile(rows: number, tiles: number): RowMask {
-  return { rows, runs: Array.from({ length: rows }, () => [[0, tiles, true]]) };
-}
+/** A slot with no rows (a bucket-ordered component's tiles come from its codes). */
+const NO_ROWS: RowMask = { rows: 0, runs: [] };
 
 function maskRows(mask: BlockMask): RowMask {
   const runs: [number, number, boolean][][] = [];

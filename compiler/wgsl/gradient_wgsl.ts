@@ -15,7 +15,8 @@
  */
 import type { AttentionShape, Dtype } from "../../core/shape.ts";
 import type { ParamBlock } from "../aux_data.ts";
-import type { HashLayout } from "../hash_layout.ts";
+import { codeSetOf, type HashLayout } from "../hash_layout.ts";
+import { assert } from "../../core/errors.ts";
 import type { GradientKernel } from "../kernel_plan.ts";
 import type { Branch } from "../plan.ts";
 import { branchLearns, GRADIENT_ROWS_WORKGROUP } from "../plan_gradients.ts";
@@ -375,6 +376,53 @@ const KV_ROWS = ${keyRows}u; // key rows per key/value head${
     .replaceAll("CONSTANT_READS\n", constantReads ? `${constantReads}\n` : "");
 }
 
+/**
+ * The tiles a workgroup walks: a bucket-ordered (hashBucket) component's bucket range, else the
+ * runs of its row of the gradient schedule.
+ */
+function walk(o: GradientKernelOptions, queryMajor: boolean, body: string): string {
+  const c = o.branches[o.kernel.branch].components[o.kernel.component];
+  return c.kLayout.kind === "sorted" ? bucketWalk(o, queryMajor, body) : runs(o, "wg.x", body);
+}
+
+/**
+ * A bucket-ordered component's tiles, read from the forward's codes as its forward does
+ * (key_loop_wgsl.ts, `bucketRange`): this tile's rows, in bucket order, span buckets
+ * `first..last`, so the other side's rows that share a bucket with them are one range of that
+ * side's bucket order, `[starts[first], starts[last + 1])`, every tile of it PARTIAL (the
+ * same-bucket mask picks the pairs). Query-major: this query tile's keys (kvHead's starts);
+ * key-major: this key tile's queries (query head bh's starts).
+ */
+function bucketWalk(o: GradientKernelOptions, queryMajor: boolean, body: string): string {
+  const l = o.branches[o.kernel.branch].components[o.kernel.component].kLayout;
+  assert(l.kind === "sorted", "a bucket walk of a static mask");
+  const set = codeSetOf(o.hash, l);
+  const n = o.shape.seqLen, rows = set.rowsQ + set.rowsK, starts = set.buckets + 1;
+  const round = l.round * rows;
+  // This side's sorts: query rows first in a round, then key rows.
+  const mine = queryMajor
+    ? { row: "bh", first: round }
+    : { row: "kvRow", first: round + set.rowsQ };
+  const other = queryMajor
+    ? { row: "kvHead", first: round + set.rowsQ, tile: "TILE_K" }
+    : { row: "bh", first: round, tile: "TILE_Q" };
+  const tile = queryMajor ? "TILE_Q" : "TILE_K";
+  return `  // Bucket order (round ${l.round}): this tile's rows span buckets first..last; the other
+  // side's rows of those buckets are one range of its bucket order, every tile PARTIAL.
+  let orderAt = ${set.order + mine.first * n}u + ${mine.row} * N;
+  let firstRow = hash[orderAt + wg.x * ${tile}];
+  let lastRow = hash[orderAt + min(N, wg.x * ${tile} + ${tile}) - 1u];
+  let codesAt = ${set.codes + mine.first * n}u + ${mine.row} * N;
+  let firstBucket = hash[codesAt + firstRow];
+  let lastBucket = hash[codesAt + lastRow];
+  let startsAt = ${set.starts + other.first * starts}u + ${other.row} * ${starts}u;
+  let tileEnd = (hash[startsAt + lastBucket + 1u] + ${other.tile} - 1u) / ${other.tile};
+  let partial = true;
+  for (var tile = hash[startsAt + firstBucket] / ${other.tile}; tile < tileEnd; tile++) {
+${body}
+  }`;
+}
+
 /** The walk over one schedule row's runs, each tile `tile` with `partial` set. */
 function runs(o: GradientKernelOptions, row: string, body: string): string {
   return `  // The runs of this row of the gradient schedule (slot ${o.kernel.scheduleSlot}).
@@ -456,7 +504,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     dORow[d] = g * f32(dO[row * D + d]);
     acc[d] = 0.0;
   }
-${runs(o, "wg.x", body)}
+${walk(o, true, body)}
   if (q < 0) { return; }
   for (var d = 0u; d < D; d++) { dq[row * D + d] += SCALE * acc[d]; }
 }`;
@@ -538,7 +586,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   for (var group = 0u; group < GROUP; group++) {
     let bh = (kvRow / HKV) * HQ + (kvRow % HKV) * GROUP + group;
     let h = i32(bh % HQ);${hashed ? "\n    queryRow = bh;" : ""}
-${runs(o, "wg.x", body).split("\n").map((l) => "  " + l).join("\n")}
+${walk(o, false, body).split("\n").map((l) => "  " + l).join("\n")}
   }
   if (k < 0) { return; }
   // Landmarks are written (gradUnpool adds them to their rows next); key rows add.
