@@ -5,7 +5,7 @@
  * @module
  */
 import { ShapeError } from "./errors.ts";
-import { type AttentionShape, checkSizes } from "./shape.ts";
+import { type AttentionShape, checkSizes, sequenceSizes } from "./shape.ts";
 
 /** Gates with an explicit shape, as read from a `.npy` file. */
 export interface ShapedGates {
@@ -48,10 +48,14 @@ export type GateLayout = "none" | "head" | "position";
  */
 export function checkShape(shape: AttentionShape, inputs: ShapeInputs): GateLayout {
   checkSizes(shape);
-  const { batch: B, headsQ: Hq, headsKV: Hkv, seqLen: N, headDim: D } = shape;
-  checkLength("q", inputs.q.length, "B*Hq*N*D", B * Hq * N * D);
-  checkLength("k", inputs.k.length, "B*Hkv*N*D", B * Hkv * N * D);
-  checkLength("v", inputs.v.length, "B*Hkv*N*D", B * Hkv * N * D);
+  const { batch: B, headsQ: Hq, headsKV: Hkv } = shape;
+  const { nq, nk, d, dv } = sequenceSizes(shape);
+  // The formulas name Nk and Dv only where the shape has them.
+  const K = shape.kvSeqLen === undefined ? "N" : "Nk";
+  const V = shape.valueDim === undefined ? "D" : "Dv";
+  checkLength("q", inputs.q.length, "B*Hq*N*D", B * Hq * nq * d);
+  checkLength("k", inputs.k.length, `B*Hkv*${K}*D`, B * Hkv * nk * d);
+  checkLength("v", inputs.v.length, `B*Hkv*${K}*${V}`, B * Hkv * nk * dv);
   return checkGates(shape, inputs.gates, inputs.branches);
 }
 

@@ -63,6 +63,8 @@ const EntrySchema = z.object({
     headsKV: z.number(),
     seqLen: z.number(),
     headDim: z.number(),
+    kvSeqLen: z.number().optional(),
+    valueDim: z.number().optional(),
   }),
   /** Every candidate tried, in trying order. */
   candidates: z.array(CandidateSchema),

@@ -14,6 +14,7 @@
  * @module
  */
 import { ShapeError } from "../../core/errors.ts";
+import { sequenceSizes } from "../../core/shape.ts";
 import { landmarkGeometry } from "../../dsl/low_rank.ts";
 import { learnableConstants } from "../../dsl/expression_check.ts";
 import type { Pattern } from "../../dsl/schema.ts";
@@ -22,17 +23,17 @@ import { type KeySource, type ReferenceInput, referenceSetup } from "./reference
 
 /** A reference call's inputs plus the gradient of the loss with respect to O. */
 export interface GradientInput extends ReferenceInput {
-  /** `[B, Hq, N, D]`: ∂loss/∂O. */
+  /** `[B, Hq, Nq, Dv]`: ∂loss/∂O. */
   dO: ArrayLike<number>;
 }
 
 /** ∂loss/∂ of every input, float64, in the inputs' layouts. */
 export interface ReferenceGradients {
-  /** `[B, Hq, N, D]` */
+  /** `[B, Hq, Nq, D]` */
   dq: Float64Array;
-  /** `[B, Hkv, N, D]` */
+  /** `[B, Hkv, Nk, D]` */
   dk: Float64Array;
-  /** `[B, Hkv, N, D]` */
+  /** `[B, Hkv, Nk, Dv]` */
   dv: Float64Array;
   /**
    * Gated patterns with runtime gates: the gates' gradient in their layout (`[B, Hq, branches]`
@@ -50,7 +51,7 @@ export interface ReferenceGradients {
  * The gradients of `reference`'s O (DESIGN §6) with respect to q, k, v and runtime gates.
  * @param input the forward's input and dO
  * @returns dq, dk, dv (and dgates for runtime gates)
- * @throws as `reference`, and {ShapeError} when dO is not `[B, Hq, N, D]`
+ * @throws as `reference`, and {ShapeError} when dO is not `[B, Hq, Nq, Dv]`
  * @example
  * ```ts
  * import { referenceGradients } from "./gradients.ts";
@@ -63,45 +64,59 @@ export interface ReferenceGradients {
  */
 export function referenceGradients(input: GradientInput): ReferenceGradients {
   const setup = referenceSetup(input);
-  const { batch: B, headsQ: Hq, headsKV: Hkv, seqLen: N, headDim: D } = input.shape;
-  if (input.dO.length !== B * Hq * N * D) {
+  const { batch: B, headsQ: Hq, headsKV: Hkv } = input.shape;
+  const { nq: N, nk: Nk, d: D, dv: Dv } = sequenceSizes(input.shape);
+  if (input.dO.length !== B * Hq * N * Dv) {
+    const formula = input.shape.valueDim === undefined ? "B*Hq*N*D" : "B*Hq*N*Dv";
     throw new ShapeError(
-      `Bad input: dO has ${input.dO.length} elements, expected B*Hq*N*D = ${B * Hq * N * D}`,
+      `Bad input: dO has ${input.dO.length} elements, expected ${formula} = ${B * Hq * N * Dv}`,
     );
   }
   const dq = new Float64Array(B * Hq * N * D);
-  const dk = new Float64Array(B * Hkv * N * D);
-  const dv = new Float64Array(B * Hkv * N * D);
+  const dk = new Float64Array(B * Hkv * Nk * D);
+  const dv = new Float64Array(B * Hkv * Nk * Dv);
   const branches = setup.branches.length;
   const dgates = setup.gateLayout === "fixed"
     ? undefined
     : new Float64Array(B * Hq * (setup.gateLayout === "position" ? N : 1) * branches);
-  // Landmark gradients, per branch and rank, pooled `[B·Hkv, count, D]`, spread at the end.
-  const pooled = setup.branches.map((b) =>
-    b.landmarks.map((l) => ({
-      rank: l.rank,
-      count: l.count,
-      dk: new Float64Array(B * Hkv * l.count * D),
-      dv: new Float64Array(B * Hkv * l.count * D),
-    }))
-  );
+  // Landmark gradients, per branch, sequence and rank, pooled `[B·Hkv, count, D]` (and Dv),
+  // spread to their rows at the end.
+  const pooled = new Map<
+    string,
+    { rank: number; sequence: number; dk: Float64Array; dv: Float64Array; count: number }
+  >();
+  const pooledOf = (i: number, l: NonNullable<KeySource["landmarks"]>) => {
+    const key = `${i}/${l.sequence}/${l.rank}`;
+    let entry = pooled.get(key);
+    if (!entry) {
+      entry = {
+        rank: l.rank,
+        sequence: l.sequence,
+        count: l.count,
+        dk: new Float64Array(B * Hkv * l.count * D),
+        dv: new Float64Array(B * Hkv * l.count * Dv),
+      };
+      pooled.set(key, entry);
+    }
+    return entry;
+  };
   const learnable = learnableConstants(input.pattern as Pattern);
   const dConstantSums: Record<string, Float64Array> = {};
   for (const [name, c] of learnable) dConstantSums[name] = new Float64Array(c.size);
-  const dORow = new Float64Array(D), oRow = new Float64Array(D);
+  const dORow = new Float64Array(Dv), oRow = new Float64Array(Dv);
   setup.forEachRow((b, h, q, qRow, i, sources) => {
     const g = setup.gate(b, h, q, i);
-    for (let d = 0; d < D; d++) dORow[d] = g * input.dO[qRow + d];
+    const dOAt = ((b * Hq + h) * N + q) * Dv;
+    for (let d = 0; d < Dv; d++) dORow[d] = g * input.dO[dOAt + d];
     const branch = setup.branches[i];
-    const targets = sources.map((_, j) =>
-      j === 0 ? { dk, dv } : { dk: pooled[i][j - 1].dk, dv: pooled[i][j - 1].dv }
-    );
+    const targets = sources.map((s) => s.landmarks ? pooledOf(i, s.landmarks) : { dk, dv });
     softmaxRowBackward({
       q: input.q,
       qRow,
       sources,
       targets,
       D,
+      Dv,
       scale: setup.scale,
       score: branch.score(b, h, q),
       slope: branch.scoreSlope(b, h, q),
@@ -114,7 +129,7 @@ export function referenceGradients(input: GradientInput): ReferenceGradients {
     if (dgates) {
       // O = Σ_i g_i O_i: ∂loss/∂g_i = dO · O_i.
       let dot = 0;
-      for (let d = 0; d < D; d++) dot += input.dO[qRow + d] * oRow[d];
+      for (let d = 0; d < Dv; d++) dot += input.dO[dOAt + d] * oRow[d];
       const at = setup.gateLayout === "position"
         ? ((b * Hq + h) * N + q) * branches + i
         : (b * Hq + h) * branches + i;
@@ -122,17 +137,19 @@ export function referenceGradients(input: GradientInput): ReferenceGradients {
     }
   });
   // A landmark is the mean of its segment's rows: each row gets its share of the gradient.
-  for (const ranks of pooled) {
-    for (const l of ranks) {
-      const { segment } = landmarkGeometry(N, l.rank);
-      for (let head = 0; head < B * Hkv; head++) {
-        for (let j = 0; j < l.count; j++) {
-          const first = j * segment, end = Math.min(N, first + segment);
-          for (let r = first; r < end; r++) {
-            for (let d = 0; d < D; d++) {
-              dk[(head * N + r) * D + d] += l.dk[(head * l.count + j) * D + d] / (end - first);
-              dv[(head * N + r) * D + d] += l.dv[(head * l.count + j) * D + d] / (end - first);
-            }
+  for (const l of pooled.values()) {
+    const seq = setup.sequences[l.sequence];
+    const { segment } = landmarkGeometry(seq.kLen, l.rank);
+    for (let head = 0; head < B * Hkv; head++) {
+      const first = head * Nk + seq.kStart;
+      for (let j = 0; j < l.count; j++) {
+        const from = j * segment, end = Math.min(seq.kLen, from + segment);
+        for (let r = from; r < end; r++) {
+          for (let d = 0; d < D; d++) {
+            dk[(first + r) * D + d] += l.dk[(head * l.count + j) * D + d] / (end - from);
+          }
+          for (let d = 0; d < Dv; d++) {
+            dv[(first + r) * Dv + d] += l.dv[(head * l.count + j) * Dv + d] / (end - from);
           }
         }
       }
@@ -160,6 +177,7 @@ function softmaxRowBackward(args: {
   /** Where each source's K and V gradients go (token rows, or a rank's pooled landmarks). */
   targets: { dk: Float64Array; dv: Float64Array }[];
   D: number;
+  Dv: number;
   scale: number;
   score?: (s: number, k: number) => number;
   slope?: (s: number, k: number) => number;
@@ -171,12 +189,12 @@ function softmaxRowBackward(args: {
   dq: Float64Array;
   o: Float64Array;
 }): void {
-  const { q, qRow, sources, targets, D, scale, score, slope, constantSlopes, dO, dq, o } = args;
+  const { q, qRow, sources, targets, D, Dv, scale, score, slope, constantSlopes, dO, dq, o } = args;
   o.fill(0);
   const raw = sources.map((s) =>
     s.keys.map((k) => {
       let dot = 0;
-      for (let d = 0; d < D; d++) dot += q[qRow + d] * s.k[s.base + k * D + d];
+      for (let d = 0; d < D; d++) dot += q[qRow + d] * s.k[s.kBase + k * D + d];
       return scale * dot;
     })
   );
@@ -192,8 +210,8 @@ function softmaxRowBackward(args: {
   const dP = sources.map((s, i) =>
     s.keys.map((k, j) => {
       let dot = 0;
-      for (let d = 0; d < D; d++) {
-        const v = s.v[s.base + k * D + d];
+      for (let d = 0; d < Dv; d++) {
+        const v = s.v[s.vBase + k * Dv + d];
         o[d] += p[i][j] * v;
         dot += dO[d] * v;
       }
@@ -201,7 +219,7 @@ function softmaxRowBackward(args: {
     })
   );
   let delta = 0;
-  for (let d = 0; d < D; d++) delta += dO[d] * o[d];
+  for (let d = 0; d < Dv; d++) delta += dO[d] * o[d];
   sources.forEach((s, i) => {
     const t = targets[i];
     s.keys.forEach((k, j) => {
@@ -213,12 +231,12 @@ function softmaxRowBackward(args: {
           args.dConstants[t.name][t.index] += dScore * t.slope;
         }
       }
-      const at = s.base + k * D;
+      const kAt = s.kBase + k * D, vAt = s.vBase + k * Dv;
       for (let d = 0; d < D; d++) {
-        dq[qRow + d] += scale * dS * s.k[at + d];
-        t.dk[at + d] += scale * dS * q[qRow + d];
-        t.dv[at + d] += p[i][j] * dO[d];
+        dq[qRow + d] += scale * dS * s.k[kAt + d];
+        t.dk[kAt + d] += scale * dS * q[qRow + d];
       }
+      for (let d = 0; d < Dv; d++) t.dv[vAt + d] += p[i][j] * dO[d];
     });
   });
 }

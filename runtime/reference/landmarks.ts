@@ -81,6 +81,8 @@ export function landmarkAllows(p: Pattern, n: number, rank: number): LandmarkFn 
  * @param n N
  * @param d D
  * @param rank the lowRank rank
+ * @param rows where a head's N rows are: `start` rows into each head's `stride` rows (a packed
+ *   sequence's keys); default the whole head
  * @returns `[heads, count, D]`
  */
 export function poolLandmarks(
@@ -89,14 +91,16 @@ export function poolLandmarks(
   n: number,
   d: number,
   rank: number,
+  rows: { stride: number; start: number } = { stride: n, start: 0 },
 ): Float64Array {
   const { segment, count } = landmarkGeometry(n, rank);
   const out = new Float64Array(heads * count * d);
   for (let h = 0; h < heads; h++) {
+    const base = h * rows.stride + rows.start;
     for (let j = 0; j < count; j++) {
       const first = j * segment, end = Math.min(n, first + segment);
       for (let r = first; r < end; r++) {
-        for (let c = 0; c < d; c++) out[(h * count + j) * d + c] += x[(h * n + r) * d + c];
+        for (let c = 0; c < d; c++) out[(h * count + j) * d + c] += x[(base + r) * d + c];
       }
       for (let c = 0; c < d; c++) out[(h * count + j) * d + c] /= end - first;
     }

@@ -7,7 +7,7 @@
 import { parsePattern, type Pattern } from "../../dsl/schema.ts";
 import { ShapeError } from "../../core/errors.ts";
 import { checkShape, type GateLayout } from "../../core/input_shapes.ts";
-import type { AttentionShape } from "../../core/shape.ts";
+import { type AttentionShape, sequenceSizes } from "../../core/shape.ts";
 import { checkExpressionDomain } from "../../dsl/expression_domain.ts";
 import { allowedSetUsesHeadOrBatch, scoreProgram } from "../../dsl/expression_check.ts";
 import { allowedMask, type HashLookup } from "./allowed.ts";
@@ -34,15 +34,15 @@ export type { AttentionShape } from "../../core/shape.ts";
 export interface ReferenceInput {
   /** The pattern, in JSON form or from the builders (checked here). */
   pattern: Pattern;
-  /** The sizes the tensors are laid out at. */
+  /** The sizes the tensors are laid out at (`kvSeqLen` and `valueDim` where they differ). */
   shape: AttentionShape;
-  /** `[B, Hq, N, D]` */
+  /** `[B, Hq, Nq, D]` */
   q: ArrayLike<number>;
-  /** `[B, Hkv, N, D]` */
+  /** `[B, Hkv, Nk, D]` */
   k: ArrayLike<number>;
-  /** `[B, Hkv, N, D]` */
+  /** `[B, Hkv, Nk, Dv]` */
   v: ArrayLike<number>;
-  /** Runtime gates `[B, Hq, branches]` or `[B, Hq, N, branches]` (gated patterns only). */
+  /** Runtime gates `[B, Hq, branches]` or `[B, Hq, Nq, branches]` (gated patterns only). */
   gates?: { data: ArrayLike<number>; shape: number[] };
   /** Score scale; defaults to `1 / sqrt(D)`. */
   scale?: number;
@@ -52,26 +52,39 @@ export interface ReferenceInput {
    * float64.
    */
   hashCodes?: HashCodes;
+  /**
+   * Where query row 0 sits among the keys (DESIGN §7): query row `i` is position
+   * `queryOffset + i`; default `Nk - Nq` (the last Nq positions: a prefill chunk or decoding).
+   */
+  queryOffset?: number;
+  /**
+   * Packed sequences (B = 1): the query rows of each sequence, laid end to end; each attends
+   * only to its own keys, with positions from its start and `n` its key count.
+   */
+  seqLens?: number[];
+  /** The key rows of each packed sequence (default `seqLens`). */
+  kvSeqLens?: number[];
 }
 
 /** The outputs, float64. */
 export interface ReferenceOutput {
-  /** `[B, Hq, N, D]` */
+  /** `[B, Hq, Nq, Dv]` */
   o: Float64Array;
-  /** `[B, Hq, N]`, or `[branches, B, Hq, N]` for a gated pattern (each branch's own lse). */
+  /** `[B, Hq, Nq]`, or `[branches, B, Hq, Nq]` for a gated pattern (each branch's own lse). */
   lse: Float64Array;
   /** The hashBucket codes the allowed sets were built from (empty without hashBuckets). */
   hashCodes: HashCodes;
 }
 
 /**
- * Sparse attention in float64, straight from DESIGN §1-§2.
+ * Sparse attention in float64, straight from DESIGN §1-§2 (and §7: queries against a longer
+ * key sequence, packed sequences, a value head dim of its own).
  *
- * @param input pattern, shape, q/k/v, optional runtime gates and scale
+ * @param input pattern, shape, q/k/v, optional runtime gates, scale, query offset and packing
  * @returns `o` and `lse`; an empty allowed set gives `o = 0`, `lse = -Infinity`
  * @throws {PatternError} an invalid pattern
  * @throws {PlanError} a global token `>= N`
- * @throws {ShapeError} tensors or gates that disagree with the shape
+ * @throws {ShapeError} tensors, gates, offset or sequence lengths that disagree with the shape
  * @example
  * ```ts
  * import { reference } from "./reference.ts";
@@ -88,33 +101,128 @@ export interface ReferenceOutput {
  */
 export function reference(input: ReferenceInput): ReferenceOutput {
   const setup = referenceSetup(input);
-  const { batch: B, headsQ: Hq, seqLen: N, headDim: D } = input.shape;
+  const { batch: B, headsQ: Hq } = input.shape;
+  const { nq: N, d: D, dv: Dv } = sequenceSizes(input.shape);
   const branches = setup.branches.length;
-  const o = new Float64Array(B * Hq * N * D);
+  const o = new Float64Array(B * Hq * N * Dv);
   const lse = new Float64Array(branches * B * Hq * N);
-  const row = new Float64Array(D);
+  const row = new Float64Array(Dv);
   setup.forEachRow((b, h, q, qRow, i, sources) => {
     const lseRow = softmaxRow({
       q: input.q,
       qRow,
       sources,
       D,
+      Dv,
       scale: setup.scale,
       score: setup.branches[i].score(b, h, q),
       out: row,
     });
     lse[((i * B + b) * Hq + h) * N + q] = lseRow;
     const g = setup.gate(b, h, q, i);
-    for (let d = 0; d < D; d++) o[qRow + d] += g * row[d];
+    const oRow = ((b * Hq + h) * N + q) * Dv;
+    for (let d = 0; d < Dv; d++) o[oRow + d] += g * row[d];
   });
   return { o, lse, hashCodes: setup.hashCodes };
 }
 
+/**
+ * One sequence of a call (DESIGN §7): its query and key rows, and the position of its first
+ * query among its keys. An unpacked call is one sequence.
+ */
+export interface Sequence {
+  qStart: number;
+  qLen: number;
+  kStart: number;
+  kLen: number;
+  offset: number;
+}
+
+/**
+ * The sequences of a call: the packed ones (`seqLens`, `kvSeqLens`), else one of all Nq query
+ * rows at `queryOffset` (default `Nk - Nq`) among all Nk keys.
+ * @param input the call
+ * @returns the sequences, in row order
+ * @throws {ShapeError} lengths or an offset that do not fit the shape
+ * @example
+ * ```ts
+ * import { sequencesOf } from "./reference.ts";
+ * const shape = { batch: 1, headsQ: 1, headsKV: 1, seqLen: 3, headDim: 4, kvSeqLen: 7 };
+ * sequencesOf({ shape, seqLens: [1, 2], kvSeqLens: [3, 4] });
+ * // [{ qStart: 0, qLen: 1, kStart: 0, kLen: 3, offset: 2 }, { qStart: 1, qLen: 2, kStart: 3, kLen: 4, offset: 2 }]
+ * ```
+ */
+export function sequencesOf(
+  input: Pick<ReferenceInput, "shape" | "queryOffset" | "seqLens" | "kvSeqLens">,
+): Sequence[] {
+  const { nq, nk } = sequenceSizes(input.shape);
+  if (!input.seqLens) {
+    if (input.kvSeqLens) {
+      throw new ShapeError("Bad input: kvSeqLens needs seqLens (the packed sequences' query rows)");
+    }
+    if (nq > nk) {
+      throw new ShapeError(
+        `Bad shape: seqLen (${nq} query rows) must not exceed kvSeqLen (${nk} keys)`,
+      );
+    }
+    const offset = input.queryOffset ?? nk - nq;
+    if (!Number.isInteger(offset) || offset < 0 || offset > nk - nq) {
+      throw new ShapeError(
+        `Bad input: queryOffset must be an integer in [0, Nk - Nq] = [0, ${nk - nq}] (the ` +
+          `queries' positions must lie among the keys), got ${offset}`,
+      );
+    }
+    return [{ qStart: 0, qLen: nq, kStart: 0, kLen: nk, offset }];
+  }
+  if (input.shape.batch !== 1) {
+    throw new ShapeError(
+      `Bad shape: packed sequences (seqLens) need batch = 1, got ${input.shape.batch}`,
+    );
+  }
+  if (input.queryOffset !== undefined) {
+    throw new ShapeError(
+      "Bad input: queryOffset does not apply to packed sequences (sequence s's queries are " +
+        "its last seqLens[s] positions)",
+    );
+  }
+  const qs = input.seqLens, ks = input.kvSeqLens ?? qs;
+  if (qs.length === 0 || ks.length !== qs.length) {
+    throw new ShapeError(
+      `Bad input: seqLens and kvSeqLens must list the same sequences (at least one), got ` +
+        `${qs.length} and ${ks.length}`,
+    );
+  }
+  const out: Sequence[] = [];
+  let qStart = 0, kStart = 0;
+  qs.forEach((qLen, s) => {
+    const kLen = ks[s];
+    if (!Number.isInteger(qLen) || qLen < 0 || !Number.isInteger(kLen) || kLen < 1 || qLen > kLen) {
+      throw new ShapeError(
+        `Bad input: sequence ${s} has seqLens ${qLen} and kvSeqLens ${kLen}; each needs ` +
+          "integers with 0 <= seqLens[s] <= kvSeqLens[s] and kvSeqLens[s] >= 1",
+      );
+    }
+    out.push({ qStart, qLen, kStart, kLen, offset: kLen - qLen });
+    qStart += qLen;
+    kStart += kLen;
+  });
+  if (qStart !== nq || kStart !== nk) {
+    throw new ShapeError(
+      `Bad input: seqLens sum to ${qStart} and kvSeqLens to ${kStart}; the shape has ` +
+        `seqLen ${nq} and kvSeqLen ${nk}`,
+    );
+  }
+  return out;
+}
+
 /** One branch's softmax inputs, as the reference and its gradients read them. */
 export interface BranchSetup {
-  /** The keys query `q` of (batch b, query head h) sees, token rows. */
-  keys(b: number, h: number): number[][];
-  /** The score modifier at (b, h, q), `(s, k) => score`, if the branch has one. */
+  /**
+   * The key sources of query row `q` of (batch b, query head h): its sequence's token keys,
+   * then each lowRank rank's landmarks. Keys are positions within the sequence.
+   */
+  sources(b: number, h: number, q: number): KeySource[];
+  /** The score modifier at query row q, `(s, k) => score`, if the branch has one. */
   score(b: number, h: number, q: number): ((s: number, k: number) => number) | undefined;
   /** Its derivative with respect to the raw score, `(s, k) => ∂score/∂s`, likewise. */
   scoreSlope(b: number, h: number, q: number): ((s: number, k: number) => number) | undefined;
@@ -124,20 +232,19 @@ export interface BranchSetup {
     h: number,
     q: number,
   ): ((s: number, k: number) => ConstantSlope[]) | undefined;
-  /** lowRank landmarks: pooled K and V per rank, and the landmarks each query sees. */
-  landmarks: { rank: number; count: number; k: Float64Array; v: Float64Array; keys: number[][] }[];
 }
 
-/** What a reference call is computed from, once its input is checked (DESIGN §1-§2). */
+/** What a reference call is computed from, once its input is checked (DESIGN §1-§2, §7). */
 export interface ReferenceSetup {
   scale: number;
   branches: BranchSetup[];
+  sequences: Sequence[];
   /** The weight of branch `i` at (b, h, q): 1 where not gated. */
   gate: (b: number, h: number, q: number, i: number) => number;
   /** Where the gates come from: a runtime tensor per head or per position, or fixed. */
   gateLayout: GateLayout | "fixed";
   hashCodes: HashCodes;
-  /** Every (batch, query head, query, branch) with its Q row offset and key sources. */
+  /** Every (batch, query head, query row, branch) with its Q row offset and key sources. */
   forEachRow(
     visit: (b: number, h: number, q: number, qRow: number, i: number, sources: KeySource[]) => void,
   ): void;
@@ -145,7 +252,7 @@ export interface ReferenceSetup {
 
 /**
  * Checks a reference input and lays out what its softmaxes read: each branch's allowed keys per
- * query, score modifier, landmarks and gate.
+ * query, score modifier, landmarks and gate, per sequence.
  * @param input as `reference` takes it
  * @returns the setup
  * @throws as `reference`
@@ -166,70 +273,122 @@ export function referenceSetup(input: ReferenceInput): ReferenceSetup {
   if (!Number.isFinite(scale)) {
     throw new ShapeError(`Bad shape: scale must be a finite number, got ${scale}`);
   }
-
-  const { batch: B, headsQ: Hq, headsKV: Hkv, seqLen: N, headDim: D } = shape;
+  const sequences = sequencesOf(input);
+  const { batch: B, headsQ: Hq, headsKV: Hkv } = shape;
+  const { nq: Nq, nk: Nk, d: D, dv: Dv } = sequenceSizes(shape);
   checkLowRankPlacement(pattern);
   // Predicates and scores that would overflow i32, divide by zero or index past an array at
-  // this shape are refused here as in the compiler.
-  checkExpressionDomain(pattern, { n: N, batch: B, headsQ: Hq });
+  // this shape are refused here as in the compiler (at each sequence's key count).
+  for (const n of new Set(sequences.map((s) => s.kLen))) {
+    checkExpressionDomain(pattern, { n, batch: B, headsQ: Hq });
+  }
+  // Each query row's sequence.
+  const sequenceOf = new Int32Array(Nq);
+  sequences.forEach((s, i) => sequenceOf.fill(i, s.qStart, s.qStart + s.qLen));
   const path = (i: number) => gated ? `pattern.branches[${i}]` : "pattern";
   // A uniform hashBucket's softmax gives every allowed key score 0 (the ANNA estimator).
   const uniform = checkHashPlacement(pattern);
   const hashCodes = input.hashCodes ?? referenceHashCodes(pattern, shape, input.q, input.k);
-  const hashAt = (b: number, h: number) => hashLookup(hashCodes, shape, b, h);
   const setups: BranchSetup[] = branches.map((branch, i) => {
     // A(q) depends on batch and head only through predicates that read b or h; otherwise each
-    // branch's keys per query are listed once.
+    // branch's keys per query are listed once per sequence.
     const perHead = allowedSetUsesHeadOrBatch(branch) || hashBucketsOf(branch).length > 0;
-    const cache = new Map<number, number[][]>();
-    const keys = (b: number, h: number) => {
-      const at = perHead ? b * Hq + h : 0;
+    const cache = new Map<string, number[][]>();
+    const keys = (b: number, h: number, s: number) => {
+      const at = `${perHead ? b * Hq + h : 0}/${s}`;
       let list = cache.get(at);
       if (!list) {
-        const allowed = allowedMask(branch, N, {
+        const seq = sequences[s];
+        const allowed = allowedMask(branch, seq.kLen, {
           path: path(i),
           head: h,
           batch: b,
-          hash: hashAt(b, h),
+          hash: hashLookup(hashCodes, shape, b, h, seq),
         });
-        list = Array.from({ length: N }, (_, q) => keysOf(allowed, q, N));
+        list = Array.from(
+          { length: seq.qLen },
+          (_, r) => keysOf(allowed, seq.offset + r, seq.kLen),
+        );
         cache.set(at, list);
       }
       return list;
     };
-    // A scored branch passes every score through its modifier (the same program as the kernel's).
+    // A scored branch passes every score through its modifier (the same program as the kernel's),
+    // whose `n` is the sequence's key count.
     const program = branch.kind === "scored"
       ? scoreProgram(branch.score, `${path(i)}.score.expr`)
       : undefined;
-    const modifier = uniform[i] ? () => 0 : program && scoreFunction(program, N);
-    const slope = uniform[i] ? () => 0 : program && scoreDerivativeFunction(program, N);
-    const score = (b: number, h: number, q: number) =>
-      modifier && ((s: number, k: number) => modifier(s, q, k, h, b));
-    const scoreSlope = (b: number, h: number, q: number) =>
-      slope && ((s: number, k: number) => slope(s, q, k, h, b));
-    const constantSlopes = !uniform[i] && program
-      ? scoreConstantSlopesFunction(program, N)
-      : undefined;
-    const scoreConstantSlopes = (b: number, h: number, q: number) =>
-      constantSlopes && ((s: number, k: number) => constantSlopes(s, q, k, h, b));
-    // lowRank landmarks: pooled K/V rows per rank, and the landmarks each query sees.
-    const landmarks = landmarkRanks(branch).map((rank) => {
-      const { count } = landmarkGeometry(N, rank);
-      const allows = landmarkAllows(branch, N, rank);
-      return {
-        rank,
-        count,
-        k: poolLandmarks(input.k, B * Hkv, N, D, rank),
-        v: poolLandmarks(input.v, B * Hkv, N, D, rank),
-        keys: Array.from({ length: N }, (_, q) => keysOf(allows, q, count)),
+    const perLength = <T>(make: (n: number) => T) => {
+      const made = new Map<number, T>();
+      return (n: number) => {
+        if (!made.has(n)) made.set(n, make(n));
+        return made.get(n)!;
       };
-    });
-    return { keys, score, scoreSlope, scoreConstantSlopes, landmarks };
+    };
+    const modifier = perLength((n) => uniform[i] ? () => 0 : program && scoreFunction(program, n));
+    const slope = perLength((n) =>
+      uniform[i] ? () => 0 : program && scoreDerivativeFunction(program, n)
+    );
+    const constantSlopes = perLength((n) =>
+      !uniform[i] && program ? scoreConstantSlopesFunction(program, n) : undefined
+    );
+    /** Query row q's sequence and position. */
+    const where = (q: number) => {
+      const seq = sequences[sequenceOf[q]];
+      return { seq, p: seq.offset + q - seq.qStart };
+    };
+    const score = (b: number, h: number, q: number) => {
+      const { seq, p } = where(q), f = modifier(seq.kLen);
+      return f && ((s: number, k: number) => f(s, p, k, h, b));
+    };
+    const scoreSlope = (b: number, h: number, q: number) => {
+      const { seq, p } = where(q), f = slope(seq.kLen);
+      return f && ((s: number, k: number) => f(s, p, k, h, b));
+    };
+    const scoreConstantSlopes = (b: number, h: number, q: number) => {
+      const { seq, p } = where(q), f = constantSlopes(seq.kLen);
+      return f && ((s: number, k: number) => f(s, p, k, h, b));
+    };
+    // lowRank landmarks per sequence: pooled K/V rows per rank, and the landmarks each query
+    // sees.
+    const landmarks = sequences.map((seq) =>
+      landmarkRanks(branch).map((rank) => {
+        const { count } = landmarkGeometry(seq.kLen, rank);
+        const allows = landmarkAllows(branch, seq.kLen, rank);
+        const rows = { stride: Nk, start: seq.kStart };
+        return {
+          rank,
+          count,
+          k: poolLandmarks(input.k, B * Hkv, seq.kLen, D, rank, rows),
+          v: poolLandmarks(input.v, B * Hkv, seq.kLen, Dv, rank, rows),
+          keys: Array.from({ length: seq.qLen }, (_, r) => keysOf(allows, seq.offset + r, count)),
+        };
+      })
+    );
+    const sources = (b: number, h: number, q: number): KeySource[] => {
+      const s = sequenceOf[q], seq = sequences[s], r = q - seq.qStart;
+      // DESIGN §1: query head h reads kv head floor(h / (Hq / Hkv)).
+      const kvRow = b * Hkv + Math.floor(h / (Hq / Hkv));
+      const first = kvRow * Nk + seq.kStart;
+      return [
+        { k: input.k, v: input.v, kBase: first * D, vBase: first * Dv, keys: keys(b, h, s)[r] },
+        ...landmarks[s].map((l) => ({
+          k: l.k,
+          v: l.v,
+          kBase: kvRow * l.count * D,
+          vBase: kvRow * l.count * Dv,
+          keys: l.keys[r],
+          landmarks: { rank: l.rank, count: l.count, sequence: s },
+        })),
+      ];
+    };
+    return { sources, score, scoreSlope, scoreConstantSlopes };
   });
   const gate = gateFn(pattern, shape, input.gates?.data, layout);
   return {
     scale,
     branches: setups,
+    sequences,
     // Not gated: the single branch has weight 1.
     gate: gated ? gate : () => 1,
     gateLayout: gated && input.gates ? layout : "fixed",
@@ -237,22 +396,9 @@ export function referenceSetup(input: ReferenceInput): ReferenceSetup {
     forEachRow(visit) {
       for (let b = 0; b < B; b++) {
         for (let h = 0; h < Hq; h++) {
-          // DESIGN §1: query head h reads kv head floor(h / (Hq / Hkv)).
-          const kvRow = b * Hkv + Math.floor(h / (Hq / Hkv));
-          for (let q = 0; q < N; q++) {
-            const qRow = ((b * Hq + h) * N + q) * D;
-            setups.forEach((branch, i) =>
-              visit(b, h, q, qRow, i, [
-                { k: input.k, v: input.v, base: kvRow * N * D, keys: branch.keys(b, h)[q] },
-                ...branch.landmarks.map((l) => ({
-                  k: l.k,
-                  v: l.v,
-                  base: kvRow * l.count * D,
-                  keys: l.keys[q],
-                  landmarks: { rank: l.rank, count: l.count },
-                })),
-              ])
-            );
+          for (let q = 0; q < Nq; q++) {
+            const qRow = ((b * Hq + h) * Nq + q) * D;
+            setups.forEach((branch, i) => visit(b, h, q, qRow, i, branch.sources(b, h, q)));
           }
         }
       }
@@ -261,11 +407,13 @@ export function referenceSetup(input: ReferenceInput): ReferenceSetup {
 }
 
 /**
- * The codes one (batch, query head) reads, and its key/value head's, from `[rounds][B][H][N]`.
+ * The codes one (batch, query head) reads, and its key/value head's, from `[rounds][B][Hq][Nq]`
+ * and `[rounds][B][Hkv][Nk]`, by position within a sequence.
  * @param codes codes per code key
  * @param shape the call's shape
  * @param b batch
  * @param h query head
+ * @param seq the sequence the positions are in (default: one of all rows, queries last)
  * @returns the lookup `allowedMask` takes
  * @throws {ShapeError} when the codes lack a hashBucket's key or rounds
  */
@@ -274,9 +422,12 @@ export function hashLookup(
   shape: AttentionShape,
   b: number,
   h: number,
+  seq?: Sequence,
 ): HashLookup {
-  const { batch: B, headsQ: Hq, headsKV: Hkv, seqLen: N } = shape;
+  const { batch: B, headsQ: Hq, headsKV: Hkv } = shape;
+  const { nq: Nq, nk: Nk } = sequenceSizes(shape);
   const kvHead = Math.floor(h / (Hq / Hkv));
+  const { qStart, kStart, offset } = seq ?? { qStart: 0, kStart: 0, offset: Nk - Nq };
   return (p) => {
     const c = codes.get(hashCodeKey(p));
     if (!c || c.rounds < p.rounds) {
@@ -286,8 +437,8 @@ export function hashLookup(
       );
     }
     return {
-      q: (t, pos) => c.q[((t * B + b) * Hq + h) * N + pos],
-      k: (t, pos) => c.k[((t * B + b) * Hkv + kvHead) * N + pos],
+      q: (t, pos) => c.q[((t * B + b) * Hq + h) * Nq + qStart + pos - offset],
+      k: (t, pos) => c.k[((t * B + b) * Hkv + kvHead) * Nk + kStart + pos],
     };
   };
 }
@@ -309,15 +460,16 @@ export function hashCodeMismatches(
   k: ArrayLike<number>,
   codes: HashCodes,
 ): { key: string; queries: number; keys: number }[] {
-  const { batch: B, headsQ: Hq, headsKV: Hkv, seqLen: N, headDim: D } = shape;
+  const { batch: B, headsQ: Hq, headsKV: Hkv, headDim: D } = shape;
+  const { nq, nk } = sequenceSizes(shape);
   return [...codeSets(pattern)].map(([key, p]) => {
     const got = codes.get(key);
     if (!got || got.rounds < p.rounds) return { key, queries: Infinity, keys: Infinity };
     const planes = { ...p, rounds: got.rounds };
     return {
       key,
-      queries: codeDisagreements(q, B * Hq * N, D, planes, got.q).length,
-      keys: codeDisagreements(k, B * Hkv * N, D, planes, got.k).length,
+      queries: codeDisagreements(q, B * Hq * nq, D, planes, got.q).length,
+      keys: codeDisagreements(k, B * Hkv * nk, D, planes, got.k).length,
     };
   });
 }
@@ -338,8 +490,8 @@ function codeSets(
  * The bucket codes of every hashBucket in a pattern, in float64 (DESIGN §2).
  * @param pattern a parsed pattern
  * @param shape the attention shape
- * @param q queries `[B, Hq, N, D]`
- * @param k keys `[B, Hkv, N, D]`
+ * @param q queries `[B, Hq, Nq, D]`
+ * @param k keys `[B, Hkv, Nk, D]`
  * @returns codes per `hashCodeKey`, each for the most rounds asked of it
  * @example
  * ```ts
@@ -355,13 +507,14 @@ export function referenceHashCodes(
   q: ArrayLike<number>,
   k: ArrayLike<number>,
 ): HashCodes {
-  const { batch: B, headsQ: Hq, headsKV: Hkv, seqLen: N, headDim: D } = shape;
+  const { batch: B, headsQ: Hq, headsKV: Hkv, headDim: D } = shape;
+  const { nq, nk } = sequenceSizes(shape);
   const out: HashCodes = new Map();
   for (const [key, p] of codeSets(pattern)) {
     out.set(key, {
       rounds: p.rounds,
-      q: bucketCodes(q, B * Hq * N, D, p),
-      k: bucketCodes(k, B * Hkv * N, D, p),
+      q: bucketCodes(q, B * Hq * nq, D, p),
+      k: bucketCodes(k, B * Hkv * nk, D, p),
     });
   }
   return out;
@@ -377,12 +530,16 @@ function keysOf(allowed: (q: number, k: number) => boolean, q: number, n: number
 export interface KeySource {
   k: ArrayLike<number>;
   v: ArrayLike<number>;
-  /** Offset of this (batch, kv head)'s row 0. */
-  base: number;
-  /** Allowed row indices. */
+  /** Offsets in `k` and `v` of row 0 (the sequence's first key of this batch and kv head). */
+  kBase: number;
+  vBase: number;
+  /** Allowed rows, counted from row 0 (positions within the sequence). */
   keys: number[];
-  /** Pooled landmarks: the rank and landmark count they were pooled at (absent: token rows). */
-  landmarks?: { rank: number; count: number };
+  /**
+   * Pooled landmarks: the rank and landmark count they were pooled at, and the packed sequence
+   * they were pooled from (absent: token rows).
+   */
+  landmarks?: { rank: number; count: number; sequence: number };
 }
 
 /**
@@ -394,17 +551,20 @@ export function softmaxRow(args: {
   qRow: number;
   sources: KeySource[];
   D: number;
+  /** The value head dim (default D). */
+  Dv?: number;
   scale: number;
   /** The branch's score modifier at this query, `(s, k) => score`, if it has one. */
   score?: (s: number, k: number) => number;
   out: Float64Array;
 }): number {
   const { q, qRow, sources, D, scale, score, out } = args;
+  const Dv = args.Dv ?? D;
   out.fill(0);
   const scores = sources.map((s) =>
     s.keys.map((k) => {
       let dot = 0;
-      for (let d = 0; d < D; d++) dot += q[qRow + d] * s.k[s.base + k * D + d];
+      for (let d = 0; d < D; d++) dot += q[qRow + d] * s.k[s.kBase + k * D + d];
       return score ? score(scale * dot, k) : scale * dot;
     })
   );
@@ -419,7 +579,7 @@ export function softmaxRow(args: {
   sources.forEach((s, i) =>
     s.keys.forEach((k, j) => {
       const p = weights[i][j] / sum;
-      for (let d = 0; d < D; d++) out[d] += p * s.v[s.base + k * D + d];
+      for (let d = 0; d < Dv; d++) out[d] += p * s.v[s.vBase + k * Dv + d];
     })
   );
   return max + Math.log(sum);
@@ -434,7 +594,7 @@ function gateFn(
 ): (b: number, h: number, q: number, i: number) => number {
   if (pattern.kind !== "gated") return () => 1;
   const count = pattern.branches.length;
-  const { headsQ: Hq, seqLen: N } = shape;
+  const { headsQ: Hq, seqLen: N } = shape; // N: query rows
   if (data !== undefined && layout === "head") {
     return (b, h, _q, i) => data[(b * Hq + h) * count + i];
   }

@@ -49,6 +49,11 @@ export function referenceRows(
 ): SampledRow[] {
   const pattern = parsePattern(input.pattern);
   const { batch: B, headsQ: Hq, headsKV: Hkv, seqLen: N, headDim: D } = input.shape;
+  if ((input.shape.kvSeqLen ?? N) !== N || (input.shape.valueDim ?? D) !== D) {
+    throw new ShapeError(
+      "Bad shape: sampled rows need kvSeqLen == seqLen and valueDim == headDim; use reference",
+    );
+  }
   const branches = pattern.kind === "gated" ? pattern.branches : [pattern];
   const gates = pattern.kind === "gated"
     ? pattern.gates ?? branches.map(() => 1 / branches.length)
@@ -73,7 +78,13 @@ export function referenceRows(
       const l = softmaxRow({
         q: input.q,
         qRow: ((b * Hq + h) * N + q) * D,
-        sources: [{ k: input.k, v: input.v, base: (b * Hkv + kvHead) * N * D, keys }],
+        sources: [{
+          k: input.k,
+          v: input.v,
+          kBase: (b * Hkv + kvHead) * N * D,
+          vBase: (b * Hkv + kvHead) * N * D,
+          keys,
+        }],
         D,
         scale,
         out,
