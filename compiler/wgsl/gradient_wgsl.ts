@@ -123,6 +123,7 @@ function constants(m: ShaderModule, o: GradientKernelOptions): void {
     `
 const N = ${seqLen}u;
 const D = ${headDim}u;
+const D4 = D / 4u; // vec4s of a row
 const HQ = ${headsQ}u;
 const HKV = ${headsKV}u;
 const GROUP = ${headsQ / headsKV}u; // query heads per key/value head
@@ -300,14 +301,14 @@ function tileKernel(o: GradientKernelOptions): string {
   m.declare(
     "bindings",
     `
-@group(0) @binding(0) var<storage, read> qIn: array<${o.dtype}>;
-@group(0) @binding(1) var<storage, read> kIn: array<${o.dtype}>;
-@group(0) @binding(2) var<storage, read> vIn: array<${o.dtype}>;
-@group(0) @binding(3) var<storage, read> dO: array<${o.dtype}>;
+@group(0) @binding(0) var<storage, read> qIn: array<vec4<${o.dtype}>>;
+@group(0) @binding(1) var<storage, read> kIn: array<vec4<${o.dtype}>>;
+@group(0) @binding(2) var<storage, read> vIn: array<vec4<${o.dtype}>>;
+@group(0) @binding(3) var<storage, read> dO: array<vec4<${o.dtype}>>;
 @group(0) @binding(4) var<storage, read> schedule: array<u32>; // the gradient schedule
 @group(0) @binding(5) var<storage, read> aux: array<u32>;
 @group(0) @binding(6) var<storage, read> gradStats: array<f32>; // per branch row: LSE, g, Δ
-@group(0) @binding(7) var<storage, read_write> ${queryMajor ? "dq" : "dkv"}: array<f32>; ${
+@group(0) @binding(7) var<storage, read_write> ${queryMajor ? "dq" : "dkv"}: array<vec4<f32>>; ${
       queryMajor ? "" : `// dK, then dV, per ${landmarks ? "landmark" : "key row"}`
     }`,
   );
@@ -446,38 +447,38 @@ function queryKernel(
 ): string {
   const b = o.kernel.branch;
   const body = `      workgroupBarrier();             // every read of the previous tile is done
-      for (var i = lid; i < TILE_K * D; i += TILE_Q) {
-        let j = i / D;
+      for (var i = lid; i < TILE_K * D4; i += TILE_Q) {
+        let j = i / D4;
         let kp = ${kPos}(tile * TILE_K + j);
-        if (i % D == 0u) { kPosition[j] = kp; }
-        let src = (kvHead * KV_ROWS + u32(max(kp, 0))) * D + i % D;
-        kTile[i] = select(0.0, f32(kIn[src]), kp >= 0);
-        vTile[i] = select(0.0, f32(vIn[src]), kp >= 0);
+        if (i % D4 == 0u) { kPosition[j] = kp; }
+        let src = (kvHead * KV_ROWS + u32(max(kp, 0))) * D4 + i % D4;
+        kTile[i] = select(vec4<f32>(0.0), vec4<f32>(kIn[src]), kp >= 0);
+        vTile[i] = select(vec4<f32>(0.0), vec4<f32>(vIn[src]), kp >= 0);
       }
       workgroupBarrier();
       // A condition, not \`continue\`: the barriers must stay in uniform control flow.
       for (var j = 0u; j < TILE_K; j++) {
         let k = kPosition[j];
         if (q >= 0 && k >= 0 && (!partial || ALLOWED)) {
-          var dot = 0.0;
+          var qk = 0.0;
           var dp = 0.0;
-          for (var d = 0u; d < D; d++) {
-            dot += qRow[d] * kTile[j * D + d];
-            dp += dORow[d] * vTile[j * D + d];
+          for (var d = 0u; d < D4; d++) {
+            qk += dot(qRow[d], kTile[j * D4 + d]);
+            dp += dot(dORow[d], vTile[j * D4 + d]);
           }
-          let s = SCALE * dot;
+          let s = SCALE * qk;
           SCORED
           let dScore = exp(sm - lse) * (dp - delta); // ∂loss/∂score
           let dS = dScore * slope;
 CONSTANT_READS
-          for (var d = 0u; d < D; d++) { acc[d] += dS * kTile[j * D + d]; }
+          for (var d = 0u; d < D4; d++) { acc[d] += dS * kTile[j * D4 + d]; }
         }
       }`;
   return `
 const TILE_Q = ${o.tileQ}u;
 const TILE_K = ${o.tileK}u;
-var<workgroup> kTile: array<f32, ${o.tileK * o.shape.headDim}>;
-var<workgroup> vTile: array<f32, ${o.tileK * o.shape.headDim}>;
+var<workgroup> kTile: array<vec4<f32>, ${o.tileK * o.shape.headDim / 4}>;
+var<workgroup> vTile: array<vec4<f32>, ${o.tileK * o.shape.headDim / 4}>;
 var<workgroup> kPosition: array<i32, ${o.tileK}>;
 
 @compute @workgroup_size(${o.tileQ})
@@ -496,17 +497,17 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   let lse = gradStats[stats];
   let g = gradStats[stats + 1u];
   let delta = gradStats[stats + 2u];
-  var qRow: array<f32, ${o.shape.headDim}>;
-  var dORow: array<f32, ${o.shape.headDim}>;
-  var acc: array<f32, ${o.shape.headDim}>;
-  for (var d = 0u; d < D; d++) {
-    qRow[d] = f32(qIn[row * D + d]);
-    dORow[d] = g * f32(dO[row * D + d]);
-    acc[d] = 0.0;
+  var qRow: array<vec4<f32>, ${o.shape.headDim / 4}>;
+  var dORow: array<vec4<f32>, ${o.shape.headDim / 4}>;
+  var acc: array<vec4<f32>, ${o.shape.headDim / 4}>;
+  for (var d = 0u; d < D4; d++) {
+    qRow[d] = vec4<f32>(qIn[row * D4 + d]);
+    dORow[d] = g * vec4<f32>(dO[row * D4 + d]);
+    acc[d] = vec4<f32>(0.0);
   }
 ${walk(o, true, body)}
   if (q < 0) { return; }
-  for (var d = 0u; d < D; d++) { dq[row * D + d] += SCALE * acc[d]; }
+  for (var d = 0u; d < D4; d++) { dq[row * D4 + d] += SCALE * acc[d]; }
 }`;
 }
 
@@ -519,46 +520,46 @@ function keyKernel(
   const b = o.kernel.branch;
   const LAND = landmarksOf(o) ? "" : "+";
   const body = `      workgroupBarrier();             // every read of the previous tile is done
-      for (var i = lid; i < TILE_Q * D; i += TILE_K) {
-        let j = i / D;
+      for (var i = lid; i < TILE_Q * D4; i += TILE_K) {
+        let j = i / D4;
         let qp = ${qPos}(tile * TILE_Q + j);
         let row = bh * N + u32(max(qp, 0));
-        if (i % D == 0u) {
+        if (i % D4 == 0u) {
           qPosition[j] = qp;
           let stats = (${b}u * ROWS + row) * 4u;
           lseTile[j] = gradStats[stats];
           gateTile[j] = gradStats[stats + 1u];
           deltaTile[j] = gradStats[stats + 2u];
         }
-        qTile[i] = select(0.0, f32(qIn[row * D + i % D]), qp >= 0);
-        dOTile[i] = select(0.0, f32(dO[row * D + i % D]), qp >= 0);
+        qTile[i] = select(vec4<f32>(0.0), vec4<f32>(qIn[row * D4 + i % D4]), qp >= 0);
+        dOTile[i] = select(vec4<f32>(0.0), vec4<f32>(dO[row * D4 + i % D4]), qp >= 0);
       }
       workgroupBarrier();
       for (var j = 0u; j < TILE_Q; j++) {
         let q = qPosition[j];
         if (k >= 0 && q >= 0 && (!partial || ALLOWED)) {
           let g = gateTile[j];
-          var dot = 0.0;
+          var qk = 0.0;
           var dp = 0.0;
-          for (var d = 0u; d < D; d++) {
-            dot += qTile[j * D + d] * kRow[d];
-            dp += dOTile[j * D + d] * vRow[d];
+          for (var d = 0u; d < D4; d++) {
+            qk += dot(qTile[j * D4 + d], kRow[d]);
+            dp += dot(dOTile[j * D4 + d], vRow[d]);
           }
-          let s = SCALE * dot;
+          let s = SCALE * qk;
           SCORED
           let p = exp(sm - lseTile[j]);
           let dS = p * (g * dp - deltaTile[j]) * slope;
-          for (var d = 0u; d < D; d++) {
-            dvAcc[d] += p * g * dOTile[j * D + d];
-            dkAcc[d] += dS * qTile[j * D + d];
+          for (var d = 0u; d < D4; d++) {
+            dvAcc[d] += p * g * dOTile[j * D4 + d];
+            dkAcc[d] += dS * qTile[j * D4 + d];
           }
         }
       }`;
   return `
 const TILE_Q = ${o.tileQ}u;
 const TILE_K = ${o.tileK}u;
-var<workgroup> qTile: array<f32, ${o.tileQ * o.shape.headDim}>;
-var<workgroup> dOTile: array<f32, ${o.tileQ * o.shape.headDim}>;
+var<workgroup> qTile: array<vec4<f32>, ${o.tileQ * o.shape.headDim / 4}>;
+var<workgroup> dOTile: array<vec4<f32>, ${o.tileQ * o.shape.headDim / 4}>;
 var<workgroup> qPosition: array<i32, ${o.tileQ}>;
 var<workgroup> lseTile: array<f32, ${o.tileQ}>;
 var<workgroup> gateTile: array<f32, ${o.tileQ}>;
@@ -572,15 +573,15 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   }
   let k = ${kPos}(wg.x * TILE_K + lid); // -1 past the end of the layout
   let row = kvRow * KV_ROWS + u32(max(k, 0));
-  var kRow: array<f32, ${o.shape.headDim}>;
-  var vRow: array<f32, ${o.shape.headDim}>;
-  var dkAcc: array<f32, ${o.shape.headDim}>;
-  var dvAcc: array<f32, ${o.shape.headDim}>;
-  for (var d = 0u; d < D; d++) {
-    kRow[d] = f32(kIn[row * D + d]);
-    vRow[d] = f32(vIn[row * D + d]);
-    dkAcc[d] = 0.0;
-    dvAcc[d] = 0.0;
+  var kRow: array<vec4<f32>, ${o.shape.headDim / 4}>;
+  var vRow: array<vec4<f32>, ${o.shape.headDim / 4}>;
+  var dkAcc: array<vec4<f32>, ${o.shape.headDim / 4}>;
+  var dvAcc: array<vec4<f32>, ${o.shape.headDim / 4}>;
+  for (var d = 0u; d < D4; d++) {
+    kRow[d] = vec4<f32>(kIn[row * D4 + d]);
+    vRow[d] = vec4<f32>(vIn[row * D4 + d]);
+    dkAcc[d] = vec4<f32>(0.0);
+    dvAcc[d] = vec4<f32>(0.0);
   }
   // Every query head of this key/value head, one after another: their sums add here.
   for (var group = 0u; group < GROUP; group++) {
@@ -591,9 +592,9 @@ ${walk(o, false, body).split("\n").map((l) => "  " + l).join("\n")}
   if (k < 0) { return; }
   // Landmarks are written (gradUnpool adds them to their rows next); key rows add.
   let rows = (KEY_ROWS / N) * KV_ROWS;
-  for (var d = 0u; d < D; d++) {
-    dkv[row * D + d] ${LAND}= SCALE * dkAcc[d];
-    dkv[(rows + row) * D + d] ${LAND}= dvAcc[d];
+  for (var d = 0u; d < D4; d++) {
+    dkv[row * D4 + d] ${LAND}= SCALE * dkAcc[d];
+    dkv[(rows + row) * D4 + d] ${LAND}= dvAcc[d];
   }
 }`;
 }
