@@ -256,3 +256,38 @@ Deno.test("dO is required, and shaped as O", async () => {
       e instanceof ShapeError && /dO has 719 elements, expected B\*Hq\*N\*D = 720/.test(e.message),
   );
 });
+
+// Float16 needs the adapter's shader-f16 (llvmpipe's GL path has none): inputs and dO in
+// float16, sums in float32, within 1e-2 of the largest gradient of the reference on the same
+// float16-rounded values.
+Deno.test({
+  name: "backward in float16 matches the reference within 1e-2",
+  ignore: !rt.info.shaderF16,
+  fn: async () => {
+    const cases: [Pattern, Shape][] = [
+      [{ kind: "causal" }, GQA],
+      [{ kind: "union", of: [{ kind: "ring", radius: 3 }, { kind: "stride", period: 7 }] }, MHA],
+      [{ kind: "hashBucket", buckets: 4, rounds: 2, seed: 3 }, GQA],
+      [LEARNT, GQA],
+    ];
+    for (const [pattern, shape] of cases) {
+      const { batch: B, headsQ: Hq, headsKV: Hkv, seqLen: N, headDim: D } = shape;
+      const half = (count: number, seed: number) => Float16Array.from(normalTensor(count, seed));
+      const q = half(B * Hq * N * D, 1), k = half(B * Hkv * N * D, 2);
+      const v = half(B * Hkv * N * D, 3), dO = half(B * Hq * N * D, 4);
+      const compiled = rt.compile(pattern, { shape, dtype: "f16", backward: true });
+      const out = await rt.run(compiled, { q, k, v, dO });
+      const want = referenceGradients({ pattern, shape, q, k, v, dO, hashCodes: out.hashCodes });
+      const { worst, largest } = gradientError(out.gradients!, want);
+      const label = JSON.stringify(pattern).slice(0, 60);
+      assert.ok(
+        worst <= 1e-2 * largest,
+        `${label}: max |GPU - reference| ${worst}, largest ${largest}`,
+      );
+      const c = constantError(out.gradients!.dConstants, want.dConstants);
+      if (c) {
+        assert.ok(c.worst <= 1e-2 * c.largest, `${label}: dConstants ${c.worst} of ${c.largest}`);
+      }
+    }
+  },
+});
