@@ -1,8 +1,8 @@
 /**
  * Waiting on the GPU without hanging. Dawn's Node-API binding settles its promises
  * (`mapAsync`, `onSubmittedWorkDone`) from events it processes on `setImmediate` ticks, and
- * under Deno a wait has been seen to stall with the GPU and the process both idle. On Dawn a
- * wait here keeps a timer turning the event loop, and ends with a DeviceError after a limit
+ * under Deno test files on Dawn have stopped part-way without a word. On Dawn a wait here
+ * keeps a timer turning the event loop, and ends with a DeviceError after a limit
  * (`WEFT_GPU_WAIT_S`, default 300 s) instead of hanging its caller. Deno's own WebGPU polls
  * its device itself and is waited on plainly.
  * @module
