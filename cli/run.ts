@@ -358,9 +358,18 @@ function shapeOf(q: Tensor, k: Tensor, v: Tensor): AttentionShape {
   for (const [name, t] of [["k", k], ["v", v]] as const) {
     for (const axis of [0, 2, 3]) {
       if (t.shape[axis] !== q.shape[axis]) {
+        // Nq != Nk and Dv != D have semantics (DESIGN §7) that only the reference runs so far.
+        const later = axis === 2 || (name === "v" && axis === 3)
+          ? `; ${
+            axis === 2 ? "queries against a longer key sequence" : "a value head dim of its own"
+          } ` +
+            "runs in the float64 reference only so far (reference() with shape." +
+            `${axis === 2 ? "kvSeqLen" : "valueDim"})`
+          : "";
         throw new ShapeError(
           `Bad shape: ${name} ${names[axis]} is ${t.shape[axis]} but q's is ${q.shape[axis]} ` +
-            `(q ${dims(q)}, ${name} ${dims(t)}; k and v must be [B, Hkv, N, D] with q's B, N, D)`,
+            `(q ${dims(q)}, ${name} ${dims(t)}; k and v must be [B, Hkv, N, D] with q's B, N, D` +
+            `${later})`,
         );
       }
     }

@@ -331,3 +331,26 @@ Deno.test({
     }
   },
 });
+
+Deno.test("run.ts: one query row against a longer cache is refused, naming where it runs", async () => {
+  const i = await inputs();
+  try {
+    const one = join(i.dir, "q1.npy");
+    await writeNpyFile(one, { dtype: "f4", shape: [1, 2, 1, 32], data: normalTensor(64, 5) });
+    const args = [...i.args];
+    args[1] = one;
+    const r = await run([
+      "--pattern",
+      JSON.stringify(RING),
+      ...args,
+      "--out",
+      join(i.dir, "o.npy"),
+    ]);
+    assertOneLineError(
+      r,
+      /k seqLen N is 64 but q's is 1 .*queries against a longer key sequence runs in the float64 reference only so far/,
+    );
+  } finally {
+    await Deno.remove(i.dir, { recursive: true });
+  }
+});
