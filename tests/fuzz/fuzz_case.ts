@@ -159,7 +159,21 @@ function gradientErrorOf(
     hashCodes,
   });
   const { worst, largest } = gradientError(got, want);
-  return largest === 0 ? worst : worst / largest;
+  const relative = largest === 0 ? worst : worst / largest;
+  // Learnable constants' gradients sum over every row: measured against their own largest.
+  let constWorst = 0, constLargest = 0;
+  for (const [name, w] of Object.entries(want.dConstants ?? {})) {
+    const g = got.dConstants?.[name];
+    const ws: number[] = typeof w === "number" ? [w] : [...w];
+    const gs: number[] = g === undefined ? [] : typeof g === "number" ? [g] : [...g];
+    if (gs.length !== ws.length) return Infinity;
+    ws.forEach((x, i) => {
+      const d = Math.abs(gs[i] - x);
+      constWorst = Number.isNaN(d) ? Infinity : Math.max(constWorst, d);
+      constLargest = Math.max(constLargest, Math.abs(x));
+    });
+  }
+  return Math.max(relative, constLargest === 0 ? constWorst : constWorst / constLargest);
 }
 
 /** A line naming the first bucket codes that contradict a clearly signed projection, if any. */

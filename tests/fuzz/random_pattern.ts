@@ -150,8 +150,10 @@ export function fillPattern(s: Skeleton, n: number, rng: Rng): Pattern {
         score: pick(rng, [
           { expr: "(s) => 3 * Math.tanh(s / 3)" },
           {
+            // Learnable: read from the learned buffer, and --grad checks its gradient.
             expr: "(s, q, k, h) => s - slope[h % 2] * Math.abs(q - k)",
             constants: { slope: [0.5, 0.125] },
+            learnable: ["slope"],
           },
         ]),
       } as Pattern;
