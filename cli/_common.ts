@@ -412,6 +412,48 @@ export function gradientError(
   return { worst, largest };
 }
 
+/** Learnable constants' gradients by name: a number for a number, else one per entry. */
+export type ConstantGradients = Record<string, number | ArrayLike<number>>;
+
+/**
+ * The learnable constants' gradients against the reference's: the largest |actual - expected|
+ * and the largest |expected|, apart from dQ, dK and dV since they sum over every row and have a
+ * scale of their own.
+ * @param actual the GPU's `dConstants`
+ * @param expected the reference's
+ * @returns the worst absolute error (Infinity on a NaN, a missing name or a length mismatch)
+ *   and the largest |expected|; both 0 when nothing is learnable
+ * @example
+ * ```ts
+ * import { constantGradientError } from "./_common.ts";
+ * constantGradientError({ c: 2, m: [1, 3] }, { c: 2.5, m: [1, 3] }); // { worst: 0.5, largest: 3 }
+ * ```
+ */
+export function constantGradientError(
+  actual: ConstantGradients | undefined,
+  expected: ConstantGradients | undefined,
+): { worst: number; largest: number } {
+  let worst = 0, largest = 0;
+  for (const [name, e] of Object.entries(expected ?? {})) {
+    const a = actual?.[name];
+    const es: ArrayLike<number> = typeof e === "number" ? [e] : e;
+    const as: ArrayLike<number> | undefined = a === undefined
+      ? undefined
+      : typeof a === "number"
+      ? [a]
+      : a;
+    if (!as || as.length !== es.length || (typeof a === "number") !== (typeof e === "number")) {
+      return { worst: Infinity, largest };
+    }
+    for (let i = 0; i < es.length; i++) {
+      const d = Math.abs(as[i] - es[i]);
+      worst = Number.isNaN(d) ? Infinity : Math.max(worst, d);
+      largest = Math.max(largest, Math.abs(es[i]));
+    }
+  }
+  return { worst, largest };
+}
+
 /**
  * The `--dtype` flag: f32 (default) or f16 (`float32`, `float16` also read).
  * @param dtype the flag's text

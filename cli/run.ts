@@ -27,12 +27,14 @@ import { createRuntime, type Runtime } from "../runtime/runtime.ts";
 import type { AttentionGradients } from "../runtime/attention_call.ts";
 import { resolveBackend } from "../runtime/device.ts";
 import type { HashCodes } from "../dsl/hash_bucket.ts";
+import { learnableConstants } from "../dsl/expression_check.ts";
 import { checkShape } from "../core/input_shapes.ts";
 import { resolve } from "node:path";
 import {
   adapterLine,
   checkDtype,
   checkOutputPath,
+  constantGradientError,
   EXIT_FAILURE,
   formatMs,
   gradientError,
@@ -56,7 +58,8 @@ const GRADIENT_TOLERANCE = { f32: 1e-4, f16: 1e-2 };
 
 const USAGE = `Usage: deno task run --pattern P --q q.npy --k k.npy --v v.npy [--gates g.npy]
        [--scale s] [--dtype f32|f16] --out o.npy [--lse lse.npy] [--verify] [--backend B]
-       [--grad-out dO.npy --dq dq.npy --dk dk.npy --dv dv.npy [--dgates dg.npy]]
+       [--grad-out dO.npy --dq dq.npy --dk dk.npy --dv dv.npy [--dgates dg.npy]
+       [--dconstants dc.json]]
 
   --pattern P    a JSON file, JSON text, or an example's name (e.g. pi_attention)
   --q/--k/--v    float32 or float16 .npy tensors: q [B, Hq, N, D], k and v [B, Hkv, N, D]
@@ -73,6 +76,7 @@ const USAGE = `Usage: deno task run --pattern P --q q.npy --k k.npy --v v.npy [-
                  has them); default: WEFT_BACKEND, else native
   --grad-out g   the backward pass: g.npy is ∂loss/∂O [B, Hq, N, D]; --dq, --dk, --dv (and
                  --dgates for runtime gates) say where to write the gradients, float32;
+                 --dconstants writes the learnable score constants' gradients as JSON;
                  --verify checks them against the float64 reference: within ${GRADIENT_TOLERANCE.f32} (f32)
                  or ${GRADIENT_TOLERANCE.f16} (f16) of the largest gradient`;
 
@@ -93,6 +97,7 @@ const FLAGS = {
   dk: { type: "string" },
   dv: { type: "string" },
   dgates: { type: "string" },
+  dconstants: { type: "string" },
   help: { type: "boolean", short: "h" },
 } as const;
 
@@ -164,6 +169,12 @@ export async function main(args: string[]): Promise<number> {
     if (gradientPaths?.dgates && !gates) {
       throw new UsageError("--dgates needs --gates: JSON and default gates are constants");
     }
+    if (gradientPaths?.dconstants && learnableConstants(pattern).size === 0) {
+      throw new UsageError(
+        "--dconstants needs learnable constants: no score modifier of the pattern lists any " +
+          "in score.learnable",
+      );
+    }
     const branches = pattern.kind === "gated" ? pattern.branches.length : undefined;
     checkShape(shape, { q: q.data, k: k.data, v: v.data, gates, branches });
 
@@ -210,6 +221,16 @@ export async function main(args: string[]): Promise<number> {
         if (!path || !data || !dims) continue;
         await writeTensor(path, flag, { shape: [...dims], data });
         console.log(`wrote ${path} [${dims.join(", ")}] float32`);
+      }
+      if (gradientPaths.dconstants && g.dConstants) {
+        // Numbers as numbers, arrays as arrays: the constants' own shapes.
+        const json = Object.fromEntries(
+          Object.entries(g.dConstants).map((
+            [name, x],
+          ) => [name, typeof x === "number" ? x : [...x]]),
+        );
+        await Deno.writeTextFile(gradientPaths.dconstants, JSON.stringify(json, null, 2) + "\n");
+        console.log(`wrote ${gradientPaths.dconstants} (${Object.keys(json).join(", ")})`);
       }
     }
     if (!values.verify) return 0;
@@ -449,8 +470,12 @@ function verify(o: {
 async function checkGradientFlags(
   values: Record<string, unknown>,
   outPath: string,
-): Promise<{ dO: string; dq?: string; dk?: string; dv?: string; dgates?: string } | undefined> {
-  const outputs = (["dq", "dk", "dv", "dgates"] as const).filter((f) => values[f] !== undefined);
+): Promise<
+  | { dO: string; dq?: string; dk?: string; dv?: string; dgates?: string; dconstants?: string }
+  | undefined
+> {
+  const outputs = (["dq", "dk", "dv", "dgates", "dconstants"] as const)
+    .filter((f) => values[f] !== undefined);
   const dO = values["grad-out"] as string | undefined;
   if (dO === undefined) {
     if (outputs.length) {
@@ -498,12 +523,24 @@ function verifyGradients(o: {
   const { worst, largest } = gradientError(o.out.gradients!, want);
   const relative = worst / Math.max(largest, Number.MIN_VALUE);
   const tolerance = GRADIENT_TOLERANCE[o.dtype];
-  const ok = relative <= tolerance;
+  let ok = relative <= tolerance;
   console.log(
     `verify gradients (float64 reference, ${formatMs(performance.now() - started)}): ` +
       `max abs error ${worst.toExponential(2)}, ${relative.toExponential(2)} of the largest ` +
       `gradient; tolerance ${tolerance} (${o.dtype}): ${ok ? "ok" : "FAILED"}`,
   );
+  if (want.dConstants) {
+    // They sum over every row: relative to their own largest.
+    const c = constantGradientError(o.out.gradients!.dConstants, want.dConstants);
+    const constantRelative = c.worst / Math.max(c.largest, Number.MIN_VALUE);
+    const constantsOk = constantRelative <= tolerance;
+    ok &&= constantsOk;
+    console.log(
+      `verify learnable constants' gradients: max abs error ${c.worst.toExponential(2)}, ` +
+        `${constantRelative.toExponential(2)} of the largest; tolerance ${tolerance}: ` +
+        `${constantsOk ? "ok" : "FAILED"}`,
+    );
+  }
   return ok ? 0 : EXIT_FAILURE;
 }
 

@@ -292,7 +292,7 @@ Deno.test({
 });
 
 Deno.test({
-  name: "run.ts --grad-out: the backward pass writes dq, dk, dv and --verify checks them",
+  name: "run.ts --grad-out: the backward pass writes dq, dk, dv, dConstants; --verify checks them",
   ignore: !adapter,
   fn: async () => {
     const i = await inputs();
@@ -325,6 +325,41 @@ Deno.test({
       assertOneLineError(
         await run([...base, "--grad-out", dO, "--dgates", out("dg")]),
         /--dgates needs --gates/,
+      );
+      assertOneLineError(
+        await run([...base, "--grad-out", dO, "--dconstants", join(i.dir, "dc.json")]),
+        /--dconstants needs learnable constants/,
+      );
+      // A modifier's learnable slopes: --dconstants writes their gradients, --verify checks them.
+      const alibi: Pattern = {
+        kind: "scored",
+        pattern: RING,
+        score: {
+          expr: "(s, q, k, h) => s - slopes[h] * Math.abs(q - k)",
+          constants: { slopes: [0.25, 0.0625] },
+          learnable: ["slopes"],
+        },
+      };
+      const dc = join(i.dir, "dc.json");
+      const learnt = await run([
+        ...["--pattern", JSON.stringify(alibi), ...i.args, "--out", out("o2")],
+        ...["--grad-out", dO, "--dconstants", dc, "--verify"],
+      ]);
+      assert.equal(learnt.code, 0, `${learnt.stdout}\n${learnt.stderr}`);
+      assert.match(learnt.stdout, /verify learnable constants' gradients: .*: ok/);
+      const written = JSON.parse(await Deno.readTextFile(dc));
+      const slopes = referenceGradients({
+        pattern: alibi,
+        shape: SHAPE,
+        q: i.q,
+        k: i.k,
+        v: i.v,
+        dO: grad,
+      }).dConstants!.slopes as Float64Array;
+      assert.equal(written.slopes.length, 2);
+      assert.ok(
+        maxAbsError(Float32Array.from(written.slopes), slopes) <
+          1e-4 * Math.max(...slopes.map(Math.abs)),
       );
     } finally {
       await Deno.remove(i.dir, { recursive: true });

@@ -12,7 +12,7 @@ import type { HashCodes } from "../../dsl/hash_bucket.ts";
 import { parsePattern } from "../../dsl/schema.ts";
 import { hashCodeMismatches, reference, referenceGradients } from "../../runtime/reference/mod.ts";
 import type { AttentionGradients } from "../../runtime/attention_call.ts";
-import { gradientError } from "../../cli/_common.ts";
+import { constantGradientError, gradientError } from "../../cli/_common.ts";
 import type { Runtime } from "../../runtime/runtime.ts";
 import { mulberry32, normals } from "../../runtime/seeded_random.ts";
 
@@ -161,19 +161,11 @@ function gradientErrorOf(
   const { worst, largest } = gradientError(got, want);
   const relative = largest === 0 ? worst : worst / largest;
   // Learnable constants' gradients sum over every row: measured against their own largest.
-  let constWorst = 0, constLargest = 0;
-  for (const [name, w] of Object.entries(want.dConstants ?? {})) {
-    const g = got.dConstants?.[name];
-    const ws: number[] = typeof w === "number" ? [w] : [...w];
-    const gs: number[] = g === undefined ? [] : typeof g === "number" ? [g] : [...g];
-    if (gs.length !== ws.length) return Infinity;
-    ws.forEach((x, i) => {
-      const d = Math.abs(gs[i] - x);
-      constWorst = Number.isNaN(d) ? Infinity : Math.max(constWorst, d);
-      constLargest = Math.max(constLargest, Math.abs(x));
-    });
-  }
-  return Math.max(relative, constLargest === 0 ? constWorst : constWorst / constLargest);
+  const constants = constantGradientError(got.dConstants, want.dConstants);
+  return Math.max(
+    relative,
+    constants.largest === 0 ? constants.worst : constants.worst / constants.largest,
+  );
 }
 
 /** A line naming the first bucket codes that contradict a clearly signed projection, if any. */
