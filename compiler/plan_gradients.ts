@@ -53,7 +53,7 @@ export function planGradients(
     gatesPerPosition: boolean;
     learnable: ReadonlyMap<string, LearnableConstant>;
   },
-): { kernels: GradientKernel[]; schedule: Uint32Array; learnable: number } {
+): { kernels: GradientKernel[]; schedule: Uint32Array } {
   const rows = shape.batch * shape.headsQ * shape.seqLen;
   const keys = shape.batch * shape.headsKV * shape.seqLen;
   const slots: RowMask[] = [];
@@ -195,7 +195,7 @@ export function planGradients(
       scheduleSlot: 0,
     });
   }
-  return { kernels, schedule: packRows(slots), learnable };
+  return { kernels, schedule: packRows(slots) };
 }
 
 /** Workgroups of GRADIENT_ROWS_WORKGROUP invocations covering `count` items (x, then y). */
