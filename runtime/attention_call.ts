@@ -130,7 +130,7 @@ export class AttentionCall {
           resource: { buffer: call.#buffers.get(b.buffer)! },
         })),
       });
-      const error = await device.popErrorScope();
+      const error = await gpuWait(device, `binding ${pass.label}`, device.popErrorScope());
       if (error) throw new DeviceError(`Cannot bind buffers of ${pass.label}: ${error.message}`);
       call.#steps.push({ pipeline, bindGroup, workgroups: pass.workgroups });
     }

@@ -13,7 +13,7 @@
 import { DeviceError } from "../core/errors.ts";
 import { currentHost } from "../core/host.ts";
 import type { DeviceLimits, MatrixConfig } from "../compiler/mod.ts";
-import { guardWaits } from "./gpu_wait.ts";
+import { gpuWait, guardWaits } from "./gpu_wait.ts";
 
 /** The WebGPU implementations Weft runs on. */
 export const BACKENDS = ["native", "dawn"] as const;
@@ -224,8 +224,9 @@ fn main() {
     device.pushErrorScope("validation");
     const module = device.createShaderModule({ code, label: "majorness probe" });
     const scope = device.popErrorScope();
-    const info = await module.getCompilationInfo();
-    const ok = !(await scope) && !info.messages.some((m) => m.type === "error");
+    const info = await gpuWait(device, "the majorness probe", module.getCompilationInfo());
+    const ok = !(await gpuWait(device, "the majorness probe's check", scope)) &&
+      !info.messages.some((m) => m.type === "error");
     return ok ? "template" : "argument";
   } catch {
     return "argument";

@@ -14,6 +14,7 @@
  */
 import { type Pass, pipelineKey } from "../compiler/mod.ts";
 import { ShaderError } from "../core/errors.ts";
+import { gpuWait } from "./gpu_wait.ts";
 
 /** Pipelines by WGSL without comments and entry point, with hit and miss counts. */
 export class PipelineCache {
@@ -57,11 +58,15 @@ export class PipelineCache {
     const { label, bindings, entryPoint = "main" } = pass;
     const module = await this.#module(pass, moduleKey);
     try {
-      return await this.device.createComputePipelineAsync({
-        label,
-        layout: passLayout(this.device, bindings, label),
-        compute: { module, entryPoint },
-      });
+      return await gpuWait(
+        this.device,
+        `building the pipeline of ${label}`,
+        this.device.createComputePipelineAsync({
+          label,
+          layout: passLayout(this.device, bindings, label),
+          compute: { module, entryPoint },
+        }),
+      );
     } catch (e) {
       throw new ShaderError(`WGSL of ${label} failed to build a pipeline: ${(e as Error).message}`);
     }
@@ -91,9 +96,9 @@ async function createModule(
   device.pushErrorScope("validation");
   const module = device.createShaderModule({ code: wgsl, label });
   const scope = device.popErrorScope();
-  const info = await module.getCompilationInfo();
+  const info = await gpuWait(device, `compiling ${label}`, module.getCompilationInfo());
   const errors = info.messages.filter((m) => m.type === "error");
-  const scopeError = await scope;
+  const scopeError = await gpuWait(device, `checking ${label}`, scope);
   if (errors.length || scopeError) {
     throw new ShaderError(describeShaderError(wgsl, label, errors, scopeError));
   }
