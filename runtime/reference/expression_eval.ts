@@ -252,8 +252,21 @@ export function scoreDerivativeFunction(
   p: Program,
   n: number,
 ): (s: number, q: number, k: number, h: number, b: number) => number {
-  const locals = p.locals.map((l) => dualNode(l.value, p));
-  const result = dualNode(p.result, p);
+  const evaluate = dualProgram(p, n, "s");
+  return (s, q, k, h, b) => evaluate(s, q, k, h, b).result[1];
+}
+
+/**
+ * A program's result with its derivative in `seed`, at (s, q, k, h, b): locals first, then the
+ * result, in one frame (which the caller may read the locals' values from until the next call).
+ */
+function dualProgram(
+  p: Program,
+  n: number,
+  seed: Seed,
+): (s: number, q: number, k: number, h: number, b: number) => { result: Dual; frame: DualFrame } {
+  const locals = p.locals.map((l) => dualNode(l.value, p, seed));
+  const result = dualNode(p.result, p, seed);
   const frame: DualFrame = {
     inputs: { q: 0, k: 0, n, h: 0, b: 0, s: 0 },
     params: [],
@@ -270,7 +283,7 @@ export function scoreDerivativeFunction(
       frame.locals.push(v);
       frame.duals.push(d);
     }
-    return result(frame)[1];
+    return { result: result(frame), frame };
   };
 }
 
@@ -312,29 +325,13 @@ export function scoreConstantSlopesFunction(
   const terms = reads.map((read) => ({
     name: read.array,
     index: node(read.index, p),
-    locals: p.locals.map((l) => dualNode(l.value, p, read)),
-    result: dualNode(p.result, p, read),
+    evaluate: dualProgram(p, n, read),
   }));
-  const frame: DualFrame = {
-    inputs: { q: 0, k: 0, n, h: 0, b: 0, s: 0 },
-    params: [],
-    locals: [],
-    duals: [],
-  };
-  return (s, q, k, h, b) => {
-    const inputs = frame.inputs;
-    inputs.s = s, inputs.q = q, inputs.k = k, inputs.h = h, inputs.b = b;
-    return terms.map((t) => {
-      frame.locals.length = 0;
-      frame.duals.length = 0;
-      for (const local of t.locals) {
-        const [v, d] = local(frame);
-        frame.locals.push(v);
-        frame.duals.push(d);
-      }
-      return { name: t.name, index: t.index(frame) as number, slope: t.result(frame)[1] };
+  return (s, q, k, h, b) =>
+    terms.map((t) => {
+      const { result, frame } = t.evaluate(s, q, k, h, b);
+      return { name: t.name, index: t.index(frame) as number, slope: result[1] };
     });
-  };
 }
 
 /** A frame whose locals also carry their derivatives. */

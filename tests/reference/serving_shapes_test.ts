@@ -8,6 +8,8 @@
 import assert from "node:assert/strict";
 import type { Pattern } from "../../dsl/schema.ts";
 import { reference, referenceGradients } from "../../runtime/reference/mod.ts";
+import type { ReferenceInput } from "../../runtime/reference/reference.ts";
+import { type AttentionShape, sequenceSizes } from "../../core/shape.ts";
 import { normalTensor } from "../../runtime/seeded_random.ts";
 import { compile } from "../../compiler/mod.ts";
 
@@ -181,18 +183,10 @@ Deno.test("packed sequences are their sequences run one by one", () => {
 /** Largest |analytic - central difference| of every input, and the largest gradient. */
 function finiteDifferences(
   pattern: Pattern,
-  shape: {
-    batch: number;
-    headsQ: number;
-    headsKV: number;
-    seqLen: number;
-    headDim: number;
-    kvSeqLen?: number;
-    valueDim?: number;
-  },
-  extra: { queryOffset?: number; seqLens?: number[]; kvSeqLens?: number[] },
+  shape: AttentionShape,
+  extra: Pick<ReferenceInput, "queryOffset" | "seqLens" | "kvSeqLens">,
 ) {
-  const nq = shape.seqLen, nk = shape.kvSeqLen ?? nq, dv = shape.valueDim ?? shape.headDim;
+  const { nq, nk, dv } = sequenceSizes(shape);
   const x = {
     q: Float64Array.from(normalTensor(shape.batch * shape.headsQ * nq * shape.headDim, 11)),
     k: Float64Array.from(normalTensor(shape.batch * shape.headsKV * nk * shape.headDim, 12)),
