@@ -5,12 +5,7 @@
  */
 import type { AttentionShape, Dtype } from "../core/shape.ts";
 import { checkCall, type CheckedCall, type CompileOptions } from "./checked_call.ts";
-import {
-  checkGradientFits,
-  checkHashFits,
-  checkKernelFits,
-  checkQueryTiles,
-} from "./device_checks.ts";
+import { checkHashFits, checkKernelFits, checkQueryTiles } from "./device_checks.ts";
 import { type BufferSpec, bufferTable, checkBufferTable } from "./buffer_table.ts";
 import { type Binding, isPrePass, type KernelPlan } from "./kernel_plan.ts";
 import { planKernels } from "./plan_kernels.ts";
@@ -204,9 +199,6 @@ function checkDevice(call: CheckedCall, kernels: KernelPlan, hash: HashLayout): 
     checkKernelFits(kernels.kernel, call.shape.headDim, call.dtype, call.limits, staged);
   }
   checkHashFits(hash, call.limits);
-  if (call.backward && call.limits) {
-    checkGradientFits(kernels.kernel, call.shape.headDim, call.limits);
-  }
 }
 
 /** The learnable constants' entries in `dConstants`, in `learnableConstants` order. */

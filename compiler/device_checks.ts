@@ -116,23 +116,3 @@ export function checkQueryTiles(n: number, tiles: KernelShape): void {
       `sequence (N <= ${MAX_WORKGROUPS_X * tiles.tileQ}) or larger query tiles`,
   );
 }
-
-/**
- * Refuses tiles whose backward kernels (plan_gradients.ts) would not fit workgroup memory: the
- * key-major kernel stages a query tile's Q and dO rows in float32 with four words per row, the
- * query-major one a key tile's K and V.
- * @param tiles the kernel shape
- * @param headDim D
- * @param limits the device's limits
- * @throws {PlanError} naming the bytes needed and allowed
- */
-export function checkGradientFits(tiles: KernelShape, headDim: number, limits: DeviceLimits): void {
-  const bytes = 4 * Math.max(tiles.tileQ * (2 * headDim + 4), tiles.tileK * (2 * headDim + 1));
-  if (bytes > limits.maxComputeWorkgroupStorageSize) {
-    throw new PlanError(
-      `Cannot compile the backward pass: tile ${tiles.tileQ}x${tiles.tileK} at D=${headDim} ` +
-        `needs ${bytes} bytes of workgroup memory for its gradient kernels; this device allows ` +
-        `${limits.maxComputeWorkgroupStorageSize}. Use smaller tiles`,
-    );
-  }
-}

@@ -13,6 +13,7 @@ import type { Dtype } from "../core/shape.ts";
 import type { EdgePairForm } from "./edge_pairs.ts";
 import type { HashLayout } from "./hash_layout.ts";
 import type { KernelShape } from "./tiles.ts";
+import type { GradientTiling } from "./gradient_tiling.ts";
 
 /** The buffers a kernel can bind, by name; the buffer table sizes each (buffer_table.ts). */
 export type BufferName =
@@ -187,6 +188,8 @@ export interface GradientKernel extends Dispatch {
   component: number;
   /** Its rows in the gradient schedule (gradQuery: the BlockMask's, gradKey: transposed). */
   scheduleSlot: number;
+  /** gradQuery and gradKey: how a workgroup splits its tile and stages the other side's. */
+  tiling?: GradientTiling;
 }
 
 /** Every kind of dispatch. */

@@ -22,7 +22,8 @@
  * @module
  */
 import { PlanError } from "../core/errors.ts";
-import type { AttentionShape } from "../core/shape.ts";
+import type { AttentionShape, Dtype } from "../core/shape.ts";
+import { gradientTiling } from "./gradient_tiling.ts";
 import type { BlockMask } from "./block_mask.ts";
 import { elementwiseWorkgroups, MAX_WORKGROUPS_X } from "./dispatch_sizes.ts";
 import type { AttentionKernel, GradientKernel, Kernel } from "./kernel_plan.ts";
@@ -52,6 +53,9 @@ export function planGradients(
     gated: boolean;
     gatesPerPosition: boolean;
     learnable: ReadonlyMap<string, LearnableConstant>;
+    /** The tile kernels' inputs' type and the device's workgroup memory (tiling). */
+    dtype: Dtype;
+    workgroupBytes?: number;
   },
 ): { kernels: GradientKernel[]; schedule: Uint32Array } {
   const rows = shape.batch * shape.headsQ * shape.seqLen;
@@ -111,11 +115,16 @@ export function planGradients(
         read("aux"),
       ];
       const qTiles = c.mask.qTiles, kTiles = c.mask.kTiles;
-      for (const [what, tiles] of [["query", qTiles], ["key", kTiles]] as const) {
-        if (tiles > MAX_WORKGROUPS_X) {
+      const tiling = {
+        query: gradientTiling("gradQuery", plan.tiles, shape.headDim, o.dtype, o.workgroupBytes),
+        key: gradientTiling("gradKey", plan.tiles, shape.headDim, o.dtype, o.workgroupBytes),
+      };
+      for (const what of ["query", "key"] as const) {
+        const groups = (what === "query" ? qTiles : kTiles) * tiling[what].split;
+        if (groups > MAX_WORKGROUPS_X) {
           throw new PlanError(
-            `Cannot compile the backward pass: branch ${b} component ${j} has ${tiles} ${what} ` +
-              `tiles, over WebGPU's ${MAX_WORKGROUPS_X} workgroups per dimension`,
+            `Cannot compile the backward pass: branch ${b} component ${j} needs ${groups} ` +
+              `workgroups for its ${what} tiles, over WebGPU's ${MAX_WORKGROUPS_X} per dimension`,
           );
         }
       }
@@ -136,10 +145,11 @@ export function planGradients(
           ...hash,
           ...(learns.has(b) ? [...constantRows, read("learned")] : []),
         ],
-        workgroups: [qTiles, shape.batch * shape.headsQ],
+        workgroups: [qTiles * tiling.query.split, shape.batch * shape.headsQ],
         branch: b,
         component: j,
         scheduleSlot: qSlot,
+        tiling: tiling.query,
       }, {
         kind: "gradKey",
         label: `gradients: branch ${b} component ${j}, dK and dV (key-major)`,
@@ -151,10 +161,11 @@ export function planGradients(
           ...hash,
           ...(learns.has(b) ? [read("learned")] : []),
         ],
-        workgroups: [kTiles, shape.batch * shape.headsKV],
+        workgroups: [kTiles * tiling.key.split, shape.batch * shape.headsKV],
         branch: b,
         component: j,
         scheduleSlot: kSlot,
+        tiling: tiling.key,
       });
       if (landmarks) {
         kernels.push({

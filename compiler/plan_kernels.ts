@@ -121,6 +121,8 @@ export function planKernels(plan: Plan, tiles: KernelShape, call: CheckedCall): 
       gated,
       gatesPerPosition: call.gatesPerPosition,
       learnable,
+      dtype,
+      workgroupBytes: call.limits?.maxComputeWorkgroupStorageSize,
     })
     : undefined;
   if (gradients) kernels.push(...gradients.kernels);

@@ -1,0 +1,108 @@
+/**
+ * How the backward pass's tile kernels (gradQuery, gradKey) split their work: register tiles as
+ * in the forward, sized to the device's workgroup memory.
+ *
+ * A workgroup owns part of one BlockMask tile (its "own" rows: query rows for gradQuery, keys
+ * for gradKey), keeps their inputs in workgroup memory and their gradients in registers, and
+ * walks the other side's tiles in chunks of `chunk` rows. Each chunk is two register-tiled
+ * steps: the pair step (scores and dO·Vᵀ of chunk x own pairs, then P and dS into workgroup
+ * memory) and the product step (dQ += dS K, or dV += Pᵀ dO and dK += dSᵀ Q).
+ * @module
+ */
+import { PlanError } from "../core/errors.ts";
+import type { Dtype } from "../core/shape.ts";
+
+/**
+ * Invocations of a gradQuery or gradKey workgroup. On the H200 (f16, N = 65536, D = 64) 256
+ * beat 128 and 64: dense's backward 2.36 s against 2.61 and 4.16, ring(128)'s 14.2 ms against
+ * 16.5 and 26.8.
+ */
+export const GRADIENT_TILE_THREADS = 256;
+
+/** The workgroup's split of one gradient tile kernel. */
+export interface GradientTiling {
+  /** Workgroups per BlockMask tile: each owns `own` of its rows (or keys). */
+  split: number;
+  /** Rows (gradQuery) or keys (gradKey) a workgroup owns. */
+  own: number;
+  /** Rows of the other side's tile staged at a time. */
+  chunk: number;
+  /** The pair step's invocation grid: `pairRows x pairCols` over chunk/own pairs. */
+  pairRows: number;
+  pairCols: number;
+  /** The product step's grid: `outRows x outCols` over own rows and the head dim's vec4s. */
+  outRows: number;
+  outCols: number;
+  /** Workgroup memory the kernel declares, in bytes. */
+  bytes: number;
+}
+
+/** WebGPU's default workgroup storage, used when the device's limit is unknown. */
+const DEFAULT_WORKGROUP_BYTES = 16384;
+
+/** The largest divisor of `n` that is at most `cap`. */
+function divisorAtMost(n: number, cap: number): number {
+  for (let d = Math.min(n, cap); d > 1; d--) if (n % d === 0) return d;
+  return 1;
+}
+
+/**
+ * Workgroup memory of one tiling: the own side's two input tiles (Q and dO, or K and V) and the
+ * chunk's two, in the input's type with rows padded by one vec4 (no bank conflicts when
+ * invocations read different rows), two float32 pair tiles (P and dS; dScore and the score for
+ * learnable constants), and per-row words (positions, LSE, gate, Δ).
+ */
+function tilingBytes(own: number, chunk: number, headDim: number, dtype: Dtype): number {
+  const row = (headDim / 4 + 1) * 4 * (dtype === "f16" ? 2 : 4);
+  return 2 * own * row + 2 * chunk * row + 2 * 4 * chunk * (own + 1) + 4 * 4 * (own + chunk);
+}
+
+/**
+ * The tiling of a gradient tile kernel: the largest own part (fewest workgroups per tile), then
+ * the largest chunk, that fit the device's workgroup memory, preferring chunks of at least 16.
+ * @param kind gradQuery (own rows = query tile, chunks of key tiles) or gradKey
+ * @param tiles the BlockMask's tile sizes
+ * @param headDim D
+ * @param dtype the inputs' type
+ * @param workgroupBytes the device's maxComputeWorkgroupStorageSize, if known
+ * @returns the tiling
+ * @throws {PlanError} when not even one row of each fits
+ */
+export function gradientTiling(
+  kind: "gradQuery" | "gradKey",
+  tiles: { tileQ: number; tileK: number },
+  headDim: number,
+  dtype: Dtype,
+  workgroupBytes = DEFAULT_WORKGROUP_BYTES,
+): GradientTiling {
+  const [ownTile, otherTile] = kind === "gradQuery"
+    ? [tiles.tileQ, tiles.tileK]
+    : [tiles.tileK, tiles.tileQ];
+  const halves = (n: number) => {
+    const out = [n];
+    while (out[out.length - 1] % 2 === 0) out.push(out[out.length - 1] / 2);
+    return out;
+  };
+  for (const minChunk of [Math.min(16, otherTile), 1]) {
+    for (const own of halves(ownTile)) {
+      for (const chunk of halves(otherTile)) {
+        if (chunk < minChunk) break;
+        const bytes = tilingBytes(own, chunk, headDim, dtype);
+        if (bytes > workgroupBytes) continue;
+        const pairCols = divisorAtMost(kind === "gradQuery" ? chunk : own, 8);
+        const pairRows = divisorAtMost(
+          kind === "gradQuery" ? own : chunk,
+          GRADIENT_TILE_THREADS / pairCols,
+        );
+        const outCols = divisorAtMost(headDim / 4, 8);
+        const outRows = divisorAtMost(own, GRADIENT_TILE_THREADS / outCols);
+        return { split: ownTile / own, own, chunk, pairRows, pairCols, outRows, outCols, bytes };
+      }
+    }
+  }
+  throw new PlanError(
+    `Cannot compile the backward pass: tile ${tiles.tileQ}x${tiles.tileK} at D=${headDim} ` +
+      `needs ${tilingBytes(1, 1, headDim, dtype)} bytes of workgroup memory for one row of its ` +
+      `gradient kernels; this device allows ${workgroupBytes}`,
+  );
+}

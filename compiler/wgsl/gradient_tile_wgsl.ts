@@ -1,0 +1,575 @@
+/**
+ * WGSL of the backward pass's tile kernels (DESIGN §6), FlashAttention-2's backward on register
+ * tiles (compiler/gradient_tiling.ts). With P = exp(score - LSE) from the forward's LSE and
+ * Δ = g dO·O_i:
+ *
+ *   dV_k += g P dO,   dS = P (g dO·V_k - Δ) f'(s),   dQ_q += scale dS K_k,   dK_k += scale dS Q_q.
+ *
+ * `gradQuery` owns query rows of one query tile (their Q, dO and statistics staged once) and
+ * walks the component's BlockMask row, staging each key tile's K and V a chunk at a time;
+ * `gradKey` owns keys of one key tile and walks the transposed row for every query head of its
+ * key/value head, staging each query tile's Q, dO and statistics a chunk at a time. Per chunk,
+ * the pair step computes scores and dO·Vᵀ as a register tile and writes P and dS to workgroup
+ * memory; the product step adds them into the owned gradients, a register tile of vec4s per
+ * invocation. Layouts, masks (with exclusions) and score modifiers are the forward kernel's
+ * functions; the modifier's slope is written from the same program (expression_slope_wgsl.ts).
+ * Sums are float32; each gradient element has one owner, which adds it into the output once,
+ * so the result does not depend on timing.
+ * @module
+ */
+import { assert } from "../../core/errors.ts";
+import { codeSetOf } from "../hash_layout.ts";
+import { branchLearns } from "../plan_gradients.ts";
+import { GRADIENT_TILE_THREADS, type GradientTiling } from "../gradient_tiling.ts";
+import { learnableOffsets } from "../../dsl/expression_check.ts";
+import { HEADER_WORDS, RUN_WORDS, SLOT_WORDS } from "../schedule_buffer.ts";
+import { allowedReadsHeadOrBatch, readsHash } from "../component_reads.ts";
+import type { ComponentKernelOptions } from "./attention_wgsl.ts";
+import { declareScoreModifier } from "./expression_wgsl.ts";
+import { declareConstantReads, declareScoreSlope } from "./expression_slope_wgsl.ts";
+import { declareMember } from "./kernel_module_wgsl.ts";
+import { declareCodeStaging } from "./code_staging_wgsl.ts";
+import { declareHashRows } from "./predicate_wgsl.ts";
+import { ShaderModule } from "./shader_module.ts";
+import { gradientConstants, type GradientKernelOptions } from "./gradient_common_wgsl.ts";
+
+const range = (n: number) => [...Array(n).keys()];
+
+/** gradQuery (dQ, query-major) or gradKey (dK and dV, key-major). */
+export function gradientTileKernel(o: GradientKernelOptions): string {
+  const k = o.kernel, branch = o.branches[k.branch], c = branch.components[k.component];
+  assert(k.tiling !== undefined, "a gradient tile kernel without its tiling");
+  const queryMajor = k.kind === "gradQuery";
+  const landmarks = c.kLayout.kind === "landmarks" ? c.kLayout : undefined;
+  const t = k.tiling;
+  const m = new ShaderModule().comment(
+    `Weft gradients: branch ${k.branch} component ${k.component}, ` +
+      (queryMajor ? "dQ, query-major" : "dK and dV, key-major over the transposed mask"),
+  );
+  m.comment(
+    `tile ${o.tileQ}x${o.tileK}, ${t.own} ${queryMajor ? "rows" : "keys"} per workgroup, ` +
+      `chunks of ${t.chunk}, N=${o.shape.seqLen}, D=${o.shape.headDim}, ${o.dtype}`,
+  );
+  if (o.dtype === "f16") m.enable("f16");
+  gradientConstants(m, o);
+  m.declare(
+    "bindings",
+    `
+@group(0) @binding(0) var<storage, read> qIn: array<vec4<${o.dtype}>>;
+@group(0) @binding(1) var<storage, read> kIn: array<vec4<${o.dtype}>>;
+@group(0) @binding(2) var<storage, read> vIn: array<vec4<${o.dtype}>>;
+@group(0) @binding(3) var<storage, read> dO: array<vec4<${o.dtype}>>;
+@group(0) @binding(4) var<storage, read> schedule: array<u32>; // the gradient schedule
+@group(0) @binding(5) var<storage, read> aux: array<u32>;
+@group(0) @binding(6) var<storage, read> gradStats: array<f32>; // per branch row: LSE, g, Δ
+@group(0) @binding(7) var<storage, read_write> ${queryMajor ? "dq" : "dkv"}: array<vec4<f32>>; ${
+      queryMajor ? "" : `// dK, then dV, per ${landmarks ? "landmark" : "key row"}`
+    }`,
+  );
+  const keyRows = landmarks ? landmarks.count : o.shape.seqLen;
+  m.declare(
+    "keyRows",
+    `
+const KV_ROWS = ${keyRows}u; // key rows per key/value head${
+      landmarks ? ` (the pooled landmarks of lowRank(${landmarks.rank}))` : ""
+    }`,
+  );
+  const hashed = readsHash(c);
+  if (hashed) {
+    // Bucket order and same-bucket masks read the codes of this head's rows (queryRow, keyRow).
+    m.declare(
+      "hashBinding",
+      `
+@group(0) @binding(8) var<storage, read> hash: array<u32>; // codes, bucket order`,
+    );
+    declareHashRows(m);
+  }
+  const member = {
+    component: c,
+    shape: o.shape,
+    hash: o.hash,
+  } as unknown as ComponentKernelOptions;
+  const { qPos, kPos } = declareMember(m, member, o.params, "allowed");
+  const codes = declareCodeStaging(m, member);
+  const allowed = `allowed(q, k${allowedReadsHeadOrBatch(c) ? ", h, b" : ""}${
+    codes ? `, ${codes.queryCodes}(q), ${codes.keyCodes}(k)` : ""
+  })`;
+  // A branch that reads learnable constants reads them from the learned buffer, and its
+  // query-major pass adds each row's share of their gradients into dConstRows.
+  const learns = branchLearns(branch);
+  const offsets = learns ? learnableOffsets(o.learnable) : undefined;
+  if (branch.score) {
+    declareScoreModifier(m, branch.score, o.shape.seqLen, offsets);
+    declareScoreSlope(m, branch.score, o.shape.seqLen, offsets);
+  }
+  const constantReads = queryMajor && offsets
+    ? declareConstantReads(m, branch.score!, o.shape.seqLen, offsets)
+    : "";
+  if (learns) {
+    const next = hashed ? 9 : 8;
+    m.declare(
+      "learnedBindings",
+      queryMajor
+        ? `
+@group(0) @binding(${next}) var<storage, read_write> dConstRows: array<f32>; // per row
+@group(0) @binding(${next + 1}) var<storage, read> learned: array<f32>; // learnable constants`
+        : `
+@group(0) @binding(${next}) var<storage, read> learned: array<f32>; // learnable constants`,
+    );
+  }
+  const scored = branch.uniform
+    ? "// Uniform weights (the ANNA estimator): every score is 0, whatever Q and K.\n" +
+      "      let sm = 0.0;\n      let slope = 0.0;"
+    : branch.score
+    ? "let sm = scoreModifier(s, q, k, h, b);\n      let slope = scoreModifierSlope(s, q, k, h, b);"
+    : "let sm = s;\n      let slope = 1.0;";
+  const tiling = tilingConstants(o, t, queryMajor);
+  return m.render(
+    tiling +
+      (queryMajor
+        ? queryKernel(o, t, qPos, kPos, hashed, constantReads)
+        : keyKernel(o, t, qPos, kPos, hashed)),
+  )
+    .replaceAll("ALLOWED", allowed)
+    .replaceAll("SCORED", scored);
+}
+
+function tilingConstants(o: GradientKernelOptions, t: GradientTiling, queryMajor: boolean) {
+  const own = queryMajor ? "query rows" : "keys", other = queryMajor ? "keys" : "query rows";
+  return `
+const TILE_Q = ${o.tileQ}u;
+const TILE_K = ${o.tileK}u;
+const THREADS = ${GRADIENT_TILE_THREADS}u;
+const SPLIT = ${t.split}u;  // workgroups per ${queryMajor ? "query" : "key"} tile
+const OWN = ${t.own}u;      // ${own} this workgroup owns
+const CHUNK = ${t.chunk}u;  // ${other} staged at a time
+const ROW4 = D4 + 1u;   // a staged row's vec4s, padded against bank conflicts
+const PAIR_STRIDE = ${queryMajor ? "CHUNK" : "OWN"} + 1u; // a pair tile's row (one per query row)
+const PAIR_ROWS = ${t.pairRows}u; // the pair step's invocations: PAIR_ROWS x PAIR_COLS
+const PAIR_COLS = ${t.pairCols}u;
+const OUT_ROWS = ${t.outRows}u;   // the product step's: OUT_ROWS x OUT_COLS
+const OUT_COLS = ${t.outCols}u;
+`;
+}
+
+/**
+ * The tiles a workgroup walks: a bucket-ordered (hashBucket) component's bucket range, else the
+ * runs of its row of the gradient schedule.
+ */
+function walk(o: GradientKernelOptions, queryMajor: boolean, body: string): string {
+  const c = o.branches[o.kernel.branch].components[o.kernel.component];
+  return c.kLayout.kind === "sorted" ? bucketWalk(o, queryMajor, body) : runs(o, body);
+}
+
+/**
+ * A bucket-ordered component's tiles, read from the forward's codes as its forward does
+ * (key_loop_wgsl.ts, `bucketRange`): this tile's rows, in bucket order, span buckets
+ * `first..last`, so the other side's rows that share a bucket with them are one range of that
+ * side's bucket order, `[starts[first], starts[last + 1])`, every tile of it PARTIAL (the
+ * same-bucket mask picks the pairs). Query-major: this query tile's keys (kvHead's starts);
+ * key-major: this key tile's queries (query head bh's starts).
+ */
+function bucketWalk(o: GradientKernelOptions, queryMajor: boolean, body: string): string {
+  const l = o.branches[o.kernel.branch].components[o.kernel.component].kLayout;
+  assert(l.kind === "sorted", "a bucket walk of a static mask");
+  const set = codeSetOf(o.hash, l);
+  const n = o.shape.seqLen, rows = set.rowsQ + set.rowsK, starts = set.buckets + 1;
+  const round = l.round * rows;
+  // This side's sorts: query rows first in a round, then key rows.
+  const mine = queryMajor
+    ? { row: "bh", first: round }
+    : { row: "kvRow", first: round + set.rowsQ };
+  const other = queryMajor
+    ? { row: "kvHead", first: round + set.rowsQ, tile: "TILE_K" }
+    : { row: "bh", first: round, tile: "TILE_Q" };
+  const tile = queryMajor ? "TILE_Q" : "TILE_K";
+  return `  // Bucket order (round ${l.round}): this tile's rows span buckets first..last; the other
+  // side's rows of those buckets are one range of its bucket order, every tile PARTIAL.
+  let orderAt = ${set.order + mine.first * n}u + ${mine.row} * N;
+  let firstRow = hash[orderAt + ownTile * ${tile}];
+  let lastRow = hash[orderAt + min(N, ownTile * ${tile} + ${tile}) - 1u];
+  let codesAt = ${set.codes + mine.first * n}u + ${mine.row} * N;
+  let firstBucket = hash[codesAt + firstRow];
+  let lastBucket = hash[codesAt + lastRow];
+  let startsAt = ${set.starts + other.first * starts}u + ${other.row} * ${starts}u;
+  let tileEnd = (hash[startsAt + lastBucket + 1u] + ${other.tile} - 1u) / ${other.tile};
+  let partial = true;
+  for (var tile = hash[startsAt + firstBucket] / ${other.tile}; tile < tileEnd; tile++) {
+${body}
+  }`;
+}
+
+/** The walk over one schedule row's runs, each tile `tile` with `partial` set. */
+function runs(o: GradientKernelOptions, body: string): string {
+  return `  // The runs of this tile's row of the gradient schedule (slot ${o.kernel.scheduleSlot}).
+  let slot = ${HEADER_WORDS}u + ${SLOT_WORDS}u * ${o.kernel.scheduleSlot}u;
+  let rowsAt = schedule[slot];
+  let runsAt = schedule[slot + 1u];
+  for (var run = schedule[rowsAt + ownTile]; run < schedule[rowsAt + ownTile + 1u]; run++) {
+    let head = schedule[runsAt + ${RUN_WORDS}u * run]; // start << 1 | partial
+    let partial = (head & 1u) == 1u;
+    for (var tile = head >> 1u; tile < (head >> 1u) + schedule[runsAt + ${RUN_WORDS}u * run + 1u]; tile++) {
+${body}
+    }
+  }`;
+}
+
+/** The loop over a tile's chunks; one block, `c0` = 0, when one chunk is the whole tile. */
+function chunkLoop(chunk: number, tile: number, name: string): string {
+  return chunk === tile
+    ? "{ let c0 = 0u; // the whole tile is one chunk"
+    : `for (var c0 = 0u; c0 < ${name}; c0 += CHUNK) {`;
+}
+
+/** Indents every line of a block by `by` spaces. */
+function indent(text: string, by: number): string {
+  const pad = " ".repeat(by);
+  return text.split("\n").map((l) => (l ? pad + l : l)).join("\n");
+}
+
+/**
+ * The pair step: a register tile of scores and dO·Vᵀ, rows `pairRow + i PAIR_ROWS` (query rows of
+ * qT, dOT) and columns `pairCol + j PAIR_COLS` (keys of kT, vT); then each pair's mask and `body`,
+ * which sees `q`, `k`, `s` (the scaled score), `dp` (dO·V), `ri`, `kj` (the pair's row and key
+ * in the tiles), `sm` and `slope`, and writes the pair tiles.
+ */
+function pairStep(rowsOf: number, colsOf: number, defaults: string, body: string): string {
+  const I = range(rowsOf), J = range(colsOf);
+  const grid = (f: (i: number, j: number) => string) =>
+    I.flatMap((i) => J.map((j) => f(i, j))).join("\n");
+  return `if (pairLive) {
+${grid((i, j) => `  var s${i}_${j} = 0.0;\n  var dp${i}_${j} = 0.0;`)}
+  for (var d = 0u; d < D4; d++) {
+${
+    I.map((i) => `    let qv${i} = vec4<f32>(qT[(pairRow + ${i}u * PAIR_ROWS) * ROW4 + d]);`).join(
+      "\n",
+    )
+  }
+${
+    I.map((i) => `    let dov${i} = vec4<f32>(dOT[(pairRow + ${i}u * PAIR_ROWS) * ROW4 + d]);`)
+      .join("\n")
+  }
+${
+    J.map((j) => `    let kv${j} = vec4<f32>(kT[(pairCol + ${j}u * PAIR_COLS) * ROW4 + d]);`).join(
+      "\n",
+    )
+  }
+${
+    J.map((j) => `    let vv${j} = vec4<f32>(vT[(pairCol + ${j}u * PAIR_COLS) * ROW4 + d]);`).join(
+      "\n",
+    )
+  }
+${
+    grid((i, j) =>
+      `    s${i}_${j} += dot(qv${i}, kv${j});\n    dp${i}_${j} += dot(dov${i}, vv${j});`
+    )
+  }
+  }
+${
+    grid((i, j) =>
+      `  {
+    let ri = pairRow + ${i}u * PAIR_ROWS;
+    let kj = pairCol + ${j}u * PAIR_COLS;
+    let q = qPosition[ri];
+    let k = kPosition[kj];
+    let dp = dp${i}_${j};
+${defaults}
+    if (q >= 0 && k >= 0 && (!partial || ALLOWED)) {
+      let s = SCALE * s${i}_${j};
+      SCORED
+${body}
+    }
+${"    "}WRITES
+  }`
+    )
+  }
+}`;
+}
+
+/** Loads row `r` of the staged chunk's statistics and Q, dO (vec4 `d`) of query row `row`. */
+function stageQueryRow(b: number, chunkVar: string): string {
+  return `    if (d == 0u) {
+      qPosition[r] = qp;
+      let stats = (${b}u * ROWS + row) * 4u;
+      lseT[r] = gradStats[stats];
+      gateT[r] = gradStats[stats + 1u];
+      deltaT[r] = gradStats[stats + 2u];
+    }
+    ${chunkVar}`;
+}
+
+function queryKernel(
+  o: GradientKernelOptions,
+  t: GradientTiling,
+  qPos: string,
+  kPos: string,
+  hashed: boolean,
+  constantReads: string,
+): string {
+  const b = o.kernel.branch, T = o.dtype;
+  const rowsOf = t.own / t.pairRows, colsOf = t.chunk / t.pairCols;
+  const BI = range(t.own / t.outRows), CI = range(o.shape.headDim / 4 / t.outCols);
+  const learns = constantReads !== "";
+  const pairs = pairStep(
+    rowsOf,
+    colsOf,
+    `    var ds = 0.0;${learns ? "\n    var dScore = 0.0;" : ""}`,
+    `      ${learns ? "dScore" : "let dScore"} = exp(sm - lseT[ri]) * (gateT[ri] * dp - deltaT[ri]);
+      ds = dScore * slope;`,
+  ).replaceAll(
+    "WRITES",
+    `dsT[ri * PAIR_STRIDE + kj] = ds;${learns ? " dScoreT[ri * PAIR_STRIDE + kj] = dScore;" : ""}`,
+  );
+  // The learnable constants' shares are per query row: one invocation sums each row's, in order.
+  const constants = learns
+    ? `
+      // Each row's share of the learnable constants' gradients, added by its one owner.
+      for (var r = lid; r < OWN; r += THREADS) {
+        let q = qPosition[r];
+        let row = bh * N + u32(max(q, 0));
+        for (var kj = 0u; kj < CHUNK; kj++) {
+          let dScore = dScoreT[r * PAIR_STRIDE + kj];
+          if (dScore != 0.0) {
+            let k = kPosition[kj];
+            var qk = 0.0;
+            for (var d = 0u; d < D4; d++) {
+              qk += dot(vec4<f32>(qT[r * ROW4 + d]), vec4<f32>(kT[kj * ROW4 + d]));
+            }
+            let s = SCALE * qk;
+${indent(constantReads, 4)}
+          }
+        }
+      }
+      workgroupBarrier();`
+    : "";
+  const body = `      ${chunkLoop(t.chunk, o.tileK, "TILE_K")}
+        workgroupBarrier();           // every read of the previous chunk is done
+        for (var i = lid; i < CHUNK * D4; i += THREADS) {
+          let j = i / D4;
+          let d = i % D4;
+          let kp = ${kPos}(tile * TILE_K + c0 + j);
+          if (d == 0u) { kPosition[j] = kp; }
+          let src = (kvHead * KV_ROWS + u32(max(kp, 0))) * D4 + d;
+          kT[j * ROW4 + d] = select(vec4<${T}>(0.0), kIn[src], kp >= 0);
+          vT[j * ROW4 + d] = select(vec4<${T}>(0.0), vIn[src], kp >= 0);
+        }
+        workgroupBarrier();
+${indent(pairs, 8)}
+        workgroupBarrier();${constants}
+        if (outLive) {
+          // dQ += dS K: rows outRow + i OUT_ROWS, vec4 columns outCol + c OUT_COLS.
+          for (var kj = 0u; kj < CHUNK; kj++) {
+${
+    CI.map((c) => `            let kv${c} = vec4<f32>(kT[kj * ROW4 + outCol + ${c}u * OUT_COLS]);`)
+      .join("\n")
+  }
+${
+    BI.map((i) => `            let ds${i} = dsT[(outRow + ${i}u * OUT_ROWS) * PAIR_STRIDE + kj];`)
+      .join("\n")
+  }
+${BI.flatMap((i) => CI.map((c) => `            acc${i}_${c} += ds${i} * kv${c};`)).join("\n")}
+          }
+        }
+      }`;
+  return `
+var<workgroup> qT: array<vec4<${T}>, ${t.own * (o.shape.headDim / 4 + 1)}>;
+var<workgroup> dOT: array<vec4<${T}>, ${t.own * (o.shape.headDim / 4 + 1)}>;
+var<workgroup> kT: array<vec4<${T}>, ${t.chunk * (o.shape.headDim / 4 + 1)}>;
+var<workgroup> vT: array<vec4<${T}>, ${t.chunk * (o.shape.headDim / 4 + 1)}>;
+var<workgroup> dsT: array<f32, ${t.own * (t.chunk + 1)}>;${
+    learns ? `\nvar<workgroup> dScoreT: array<f32, ${t.own * (t.chunk + 1)}>;` : ""
+  }
+var<workgroup> qPosition: array<i32, ${t.own}>;
+var<workgroup> lseT: array<f32, ${t.own}>;
+var<workgroup> gateT: array<f32, ${t.own}>;
+var<workgroup> deltaT: array<f32, ${t.own}>;
+var<workgroup> kPosition: array<i32, ${t.chunk}>;
+
+@compute @workgroup_size(${GRADIENT_TILE_THREADS})
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let bh = wg.y;                      // batch * HQ + query head
+  let h = i32(bh % HQ);
+  let b = i32(bh / HQ);
+  let kvHead = (bh / HQ) * HKV + (bh % HQ) / GROUP;${
+    hashed
+      ? "\n  queryRow = bh;                     // whose codes and bucket order to read\n  keyRow = kvHead;"
+      : ""
+  }
+  let ownTile = wg.x / SPLIT;
+  let first = ownTile * TILE_Q + (wg.x % SPLIT) * OWN; // this workgroup's first query index
+  for (var i = lid; i < OWN * D4; i += THREADS) {
+    let r = i / D4;
+    let d = i % D4;
+    let qp = ${qPos}(first + r); // -1 past the end of the layout
+    let row = bh * N + u32(max(qp, 0));
+${
+    stageQueryRow(
+      b,
+      `qT[r * ROW4 + d] = select(vec4<${T}>(0.0), qIn[row * D4 + d], qp >= 0);
+    dOT[r * ROW4 + d] = select(vec4<${T}>(0.0), dO[row * D4 + d], qp >= 0);`,
+    )
+  }
+  }
+  let pairRow = lid / PAIR_COLS;
+  let pairCol = lid % PAIR_COLS;
+  let pairLive = lid < PAIR_ROWS * PAIR_COLS;
+  let outRow = lid / OUT_COLS;
+  let outCol = lid % OUT_COLS;
+  let outLive = lid < OUT_ROWS * OUT_COLS;
+${BI.flatMap((i) => CI.map((c) => `  var acc${i}_${c} = vec4<f32>(0.0);`)).join("\n")}
+${walk(o, true, body)}
+  if (!outLive) { return; }
+${
+    BI.map((i) =>
+      `  {
+    let q = qPosition[outRow + ${i}u * OUT_ROWS];
+    if (q >= 0) {
+      let row = bh * N + u32(q);
+${
+        CI.map((c) => `      dq[row * D4 + outCol + ${c}u * OUT_COLS] += SCALE * acc${i}_${c};`)
+          .join("\n")
+      }
+    }
+  }`
+    ).join("\n")
+  }
+}`;
+}
+
+function keyKernel(
+  o: GradientKernelOptions,
+  t: GradientTiling,
+  qPos: string,
+  kPos: string,
+  hashed: boolean,
+): string {
+  const b = o.kernel.branch, T = o.dtype;
+  const LAND = o.branches[b].components[o.kernel.component].kLayout.kind === "landmarks" ? "" : "+";
+  const rowsOf = t.chunk / t.pairRows, colsOf = t.own / t.pairCols;
+  const BI = range(t.own / t.outRows), CI = range(o.shape.headDim / 4 / t.outCols);
+  const pairs = pairStep(
+    rowsOf,
+    colsOf,
+    "    var pg = 0.0;\n    var ds = 0.0;",
+    `      let p = exp(sm - lseT[ri]);
+      pg = p * gateT[ri];
+      ds = p * (gateT[ri] * dp - deltaT[ri]) * slope;`,
+  ).replaceAll("WRITES", "pgT[ri * PAIR_STRIDE + kj] = pg; dsT[ri * PAIR_STRIDE + kj] = ds;");
+  const body = `      ${chunkLoop(t.chunk, o.tileQ, "TILE_Q")}
+        workgroupBarrier();           // every read of the previous chunk is done
+        for (var i = lid; i < CHUNK * D4; i += THREADS) {
+          let r = i / D4;
+          let d = i % D4;
+          let qp = ${qPos}(tile * TILE_Q + c0 + r);
+          let row = bh * N + u32(max(qp, 0));
+${
+    indent(
+      stageQueryRow(
+        b,
+        `qT[r * ROW4 + d] = select(vec4<${T}>(0.0), qIn[row * D4 + d], qp >= 0);
+    dOT[r * ROW4 + d] = select(vec4<${T}>(0.0), dO[row * D4 + d], qp >= 0);`,
+      ),
+      6,
+    )
+  }
+        }
+        workgroupBarrier();
+${indent(pairs, 8)}
+        workgroupBarrier();
+        if (outLive) {
+          // dV += Pᵀ g dO, dK += dSᵀ Q: keys outRow + i OUT_ROWS, vec4 columns outCol + c OUT_COLS.
+          for (var r = 0u; r < CHUNK; r++) {
+${
+    CI.map((c) => `            let qv${c} = vec4<f32>(qT[r * ROW4 + outCol + ${c}u * OUT_COLS]);`)
+      .join("\n")
+  }
+${
+    CI.map((c) => `            let dov${c} = vec4<f32>(dOT[r * ROW4 + outCol + ${c}u * OUT_COLS]);`)
+      .join("\n")
+  }
+${
+    BI.map((i) => `            let pg${i} = pgT[r * PAIR_STRIDE + outRow + ${i}u * OUT_ROWS];`)
+      .join("\n")
+  }
+${
+    BI.map((i) => `            let ds${i} = dsT[r * PAIR_STRIDE + outRow + ${i}u * OUT_ROWS];`)
+      .join("\n")
+  }
+${
+    BI.flatMap((i) =>
+      CI.map((c) =>
+        `            dv${i}_${c} += pg${i} * dov${c};\n            dk${i}_${c} += ds${i} * qv${c};`
+      )
+    ).join("\n")
+  }
+          }
+        }
+      }`;
+  return `
+var<workgroup> kT: array<vec4<${T}>, ${t.own * (o.shape.headDim / 4 + 1)}>;
+var<workgroup> vT: array<vec4<${T}>, ${t.own * (o.shape.headDim / 4 + 1)}>;
+var<workgroup> qT: array<vec4<${T}>, ${t.chunk * (o.shape.headDim / 4 + 1)}>;
+var<workgroup> dOT: array<vec4<${T}>, ${t.chunk * (o.shape.headDim / 4 + 1)}>;
+var<workgroup> pgT: array<f32, ${t.chunk * (t.own + 1)}>; // g P, per query row of the chunk
+var<workgroup> dsT: array<f32, ${t.chunk * (t.own + 1)}>;
+var<workgroup> kPosition: array<i32, ${t.own}>;
+var<workgroup> qPosition: array<i32, ${t.chunk}>;
+var<workgroup> lseT: array<f32, ${t.chunk}>;
+var<workgroup> gateT: array<f32, ${t.chunk}>;
+var<workgroup> deltaT: array<f32, ${t.chunk}>;
+
+@compute @workgroup_size(${GRADIENT_TILE_THREADS})
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let kvRow = wg.y;                   // batch * HKV + key/value head
+  let b = i32(kvRow / HKV);${
+    hashed ? "\n  keyRow = kvRow;                    // whose codes and bucket order to read" : ""
+  }
+  let ownTile = wg.x / SPLIT;
+  let first = ownTile * TILE_K + (wg.x % SPLIT) * OWN; // this workgroup's first key index
+  for (var i = lid; i < OWN * D4; i += THREADS) {
+    let j = i / D4;
+    let d = i % D4;
+    let kp = ${kPos}(first + j); // -1 past the end of the layout
+    if (d == 0u) { kPosition[j] = kp; }
+    let src = (kvRow * KV_ROWS + u32(max(kp, 0))) * D4 + d;
+    kT[j * ROW4 + d] = select(vec4<${T}>(0.0), kIn[src], kp >= 0);
+    vT[j * ROW4 + d] = select(vec4<${T}>(0.0), vIn[src], kp >= 0);
+  }
+  let pairRow = lid / PAIR_COLS;
+  let pairCol = lid % PAIR_COLS;
+  let pairLive = lid < PAIR_ROWS * PAIR_COLS;
+  let outRow = lid / OUT_COLS;
+  let outCol = lid % OUT_COLS;
+  let outLive = lid < OUT_ROWS * OUT_COLS;
+${
+    BI.flatMap((i) =>
+      CI.map((c) => `  var dk${i}_${c} = vec4<f32>(0.0);\n  var dv${i}_${c} = vec4<f32>(0.0);`)
+    ).join("\n")
+  }
+  // Every query head of this key/value head, one after another: their sums add here.
+  for (var group = 0u; group < GROUP; group++) {
+    let bh = (kvRow / HKV) * HQ + (kvRow % HKV) * GROUP + group;
+    let h = i32(bh % HQ);${hashed ? "\n    queryRow = bh;" : ""}
+${indent(walk(o, false, body), 2)}
+  }
+  if (!outLive) { return; }
+  // Landmarks are written (gradUnpool adds them to their rows next); key rows add.
+  let rows = (KEY_ROWS / N) * KV_ROWS;
+${
+    BI.map((i) =>
+      `  {
+    let k = kPosition[outRow + ${i}u * OUT_ROWS];
+    if (k >= 0) {
+      let row = kvRow * KV_ROWS + u32(k);
+${
+        CI.map((c) =>
+          `      dkv[row * D4 + outCol + ${c}u * OUT_COLS] ${LAND}= SCALE * dk${i}_${c};
+      dkv[(rows + row) * D4 + outCol + ${c}u * OUT_COLS] ${LAND}= dv${i}_${c};`
+        ).join("\n")
+      }
+    }
+  }`
+    ).join("\n")
+  }
+}`;
+}
