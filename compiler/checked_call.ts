@@ -6,7 +6,12 @@
  * @module
  */
 import { ShapeError } from "../core/errors.ts";
-import { type AttentionShape, checkAttentionShape, type Dtype } from "../core/shape.ts";
+import {
+  type AttentionShape,
+  checkAttentionShape,
+  type Dtype,
+  sequenceSizes,
+} from "../core/shape.ts";
 import { checkExpressionDomain } from "../dsl/expression_domain.ts";
 import { parsePattern, type Pattern } from "../dsl/schema.ts";
 import { checkBufferSizes } from "./device_checks.ts";
@@ -17,7 +22,7 @@ import { type DeviceLimits, type KernelShape, matrixShape } from "./tiles.ts";
 
 /** How to compile: the shape, and options that pick or override kernel variants. */
 export interface CompileOptions {
-  /** The sizes of the call: B, Hq, Hkv, N and D. */
+  /** The sizes of the call: B, Hq, Hkv, Nq and D (and Nk, Dv where they differ). */
   shape: AttentionShape;
   /** Element type of the inputs and O (default f32); f16 needs the adapter's `shader-f16`. */
   dtype?: Dtype;
@@ -110,6 +115,12 @@ export function checkCall(pattern: unknown, options: CompileOptions): CheckedCal
   const parsed = parsePattern(pattern);
   const shape = options.shape;
   checkAttentionShape(shape);
+  if (sequenceSizes(shape).nk !== shape.seqLen) {
+    throw new ShapeError(
+      `Bad shape: kvSeqLen (${shape.kvSeqLen}) must equal seqLen (${shape.seqLen}) for the ` +
+        "kernels; queries against a longer key sequence run in the float64 reference",
+    );
+  }
   // TypeScript predicates and scores must stay in i32 and never divide by 0 at this shape.
   checkExpressionDomain(parsed, { n: shape.seqLen, batch: shape.batch, headsQ: shape.headsQ });
   const scale = options.scale ?? 1 / Math.sqrt(shape.headDim);
@@ -130,6 +141,16 @@ export function checkCall(pattern: unknown, options: CompileOptions): CheckedCal
     throw new ShapeError(`Bad options: dtype must be "f32" or "f16", got ${JSON.stringify(dtype)}`);
   }
   if (options.tiles?.matrix) checkMatrixTiles(options.tiles, { ...options, dtype });
+  else if (options.tiles?.threads !== undefined) checkTileColumns(options.tiles, shape);
+  if (options.prefetch && sequenceSizes(shape).dv !== shape.headDim) {
+    throw new ShapeError(
+      `Bad options: prefetch needs valueDim == headDim (each prefetch register holds a vec4 of K ` +
+        `and the same vec4 of V), got valueDim ${sequenceSizes(shape).dv} and headDim ` +
+        `${shape.headDim}; leave prefetch unset`,
+    );
+  }
+  const backward = options.backward ?? false;
+  if (backward) checkSquare(shape, "the backward pass (backward: true)");
   const branches = parsed.kind === "gated" ? parsed.branches.length : 1;
   if (options.limits) checkBufferSizes(shape, dtype, branches, options.limits);
   const gated = parsed.kind === "gated";
@@ -147,8 +168,44 @@ export function checkCall(pattern: unknown, options: CompileOptions): CheckedCal
     keySplits: splits,
     globalQuery: options.globalQuery,
     edgePairs: options.edgePairs,
-    backward: options.backward ?? false,
+    backward,
   };
+}
+
+/**
+ * What runs only on square calls, `kvSeqLen == seqLen` and `valueDim == headDim`, refuses
+ * others by the field.
+ * @param shape the call's sizes
+ * @param what the thing that needs a square call, for the message
+ */
+function checkSquare(shape: AttentionShape, what: string): void {
+  const { nq, nk, d, dv } = sequenceSizes(shape);
+  if (nk !== nq) {
+    throw new ShapeError(
+      `Bad options: ${what} needs kvSeqLen == seqLen, got kvSeqLen ${nk} and seqLen ${nq}; ` +
+        "run the forward pass alone for queries against a longer key sequence",
+    );
+  }
+  if (dv !== d) {
+    throw new ShapeError(
+      `Bad options: ${what} needs valueDim == headDim, got valueDim ${dv} and headDim ${d}; ` +
+        "run the forward pass alone for a value head dim of its own",
+    );
+  }
+}
+
+/** A caller's invocation split: its columns own whole vec4s of each output row. */
+function checkTileColumns(tiles: TileShape & Partial<KernelShape>, shape: AttentionShape): void {
+  const rows = tiles.rowsPerThread ?? 0;
+  const cols = rows > 0 ? tiles.threads! / (tiles.tileQ / rows) : 0;
+  const dv4 = sequenceSizes(shape).dv / 4;
+  if (!Number.isInteger(cols) || cols < 1 || tiles.tileK % cols !== 0 || dv4 % cols !== 0) {
+    throw new ShapeError(
+      `Bad options: tiles ${tiles.tileQ}x${tiles.tileK} with ${tiles.threads} threads and ` +
+        `${tiles.rowsPerThread} rows per thread split rows into ${cols} columns; the columns ` +
+        `must be a whole number dividing tileK (${tiles.tileK}) and valueDim / 4 (${dv4})`,
+    );
+  }
 }
 
 /** Subgroup-matrix tiles the caller named: float16, a staged query tile, and shapes that tile. */
@@ -157,6 +214,7 @@ function checkMatrixTiles(
   o: CompileOptions & { dtype: Dtype },
 ): void {
   const m = tiles.matrix!;
+  checkSquare(o.shape, "tiles.matrix (subgroup matrices)");
   if (o.dtype !== "f16") {
     throw new ShapeError(`Bad options: tiles.matrix needs dtype "f16", got "${o.dtype}"`);
   }

@@ -3,7 +3,7 @@
  * bindings and dispatch sizes; the runtime owns every GPU object.
  * @module
  */
-import type { AttentionShape, Dtype } from "../core/shape.ts";
+import { type AttentionShape, type Dtype, sequenceSizes } from "../core/shape.ts";
 import { checkCall, type CheckedCall, type CompileOptions } from "./checked_call.ts";
 import {
   checkGradientFits,
@@ -183,17 +183,16 @@ export function compileChecked(call: CheckedCall): CompiledAttention {
  */
 function kernelTiles(call: CheckedCall): KernelShape {
   const { tiles, shape } = call;
+  const { d, dv } = sequenceSizes(shape);
   if (tiles) {
-    return tiles.threads
-      ? tiles as KernelShape
-      : kernelShape(tiles.tileQ, tiles.tileK, 2, shape.headDim / 4)!;
+    return tiles.threads ? tiles as KernelShape : kernelShape(tiles.tileQ, tiles.tileK, 2, dv / 4)!;
   }
   const staged = call.globalQuery === undefined ? mayStageQuery(call.dtype) : !call.globalQuery;
   // The backward kernels walk register tiles: its forward does too, on the same masks.
   const limits = call.backward && call.limits
     ? { ...call.limits, matrices: undefined }
     : call.limits;
-  return chooseTiles(shape.headDim, limits, call.dtype, staged);
+  return chooseTiles(d, limits, call.dtype, staged, dv);
 }
 
 /** Only a real device's limits are binding; without them the WGSL is text to read. */
@@ -201,7 +200,7 @@ function checkDevice(call: CheckedCall, kernels: KernelPlan, hash: HashLayout): 
   const attention = kernels.kernels.find((k) => k.kind === "attention");
   if (call.limits && attention?.kind === "attention") {
     const staged = attention.querySource === "tile";
-    checkKernelFits(kernels.kernel, call.shape.headDim, call.dtype, call.limits, staged);
+    checkKernelFits(kernels.kernel, call.shape, call.dtype, call.limits, staged);
   }
   checkHashFits(hash, call.limits);
   if (call.backward && call.limits) {

@@ -5,7 +5,7 @@
  * @module
  */
 import { PlanError } from "../core/errors.ts";
-import type { AttentionShape } from "../core/shape.ts";
+import { type AttentionShape, sequenceSizes } from "../core/shape.ts";
 import type { CheckedCall } from "./checked_call.ts";
 import { readsHash } from "./component_reads.ts";
 import { elementwiseWorkgroups, MAX_WORKGROUPS_X } from "./dispatch_sizes.ts";
@@ -73,11 +73,12 @@ import type {
  */
 export function planKernels(plan: Plan, tiles: KernelShape, call: CheckedCall): KernelPlanResult {
   const { shape, dtype } = call;
+  const { d, dv } = sequenceSizes(shape);
   const heads = shape.batch * shape.headsQ;
   const constants = call.constantParams;
   // Key chunks per component, and the components each pass walks (run fusion).
   const chunks = plan.branches.map((b) =>
-    b.components.map((c) => keyChunks(c, { heads, headDim: shape.headDim, asked: call.keySplits }))
+    b.components.map((c) => keyChunks(c, { heads, valueDim: dv, asked: call.keySplits }))
   );
   const groups = plan.branches.map((b, i) =>
     fusionGroups(
@@ -85,7 +86,7 @@ export function planKernels(plan: Plan, tiles: KernelShape, call: CheckedCall): 
       (j) => fusionKey(b.components[j], { branch: b, chunks: chunks[i][j], constants }),
     )
   );
-  const prefetch = call.prefetch ?? prefetches(tiles, shape.headDim);
+  const prefetch = call.prefetch ?? prefetches(tiles, d, dv);
   // Subgroup matrices load the query tile from workgroup memory: it is always staged.
   const fromMemory = !tiles.matrix && (call.globalQuery ?? queryFromMemoryPays(plan, dtype));
   const pairs = pairChoices(plan, tiles, call, { chunks, groups, prefetch, fromMemory });
@@ -172,6 +173,7 @@ function pairChoices(
   const fit = edgePairsFit({
     tiles,
     headDim: shape.headDim,
+    valueDim: sequenceSizes(shape).dv,
     dtype,
     stagedQuery: !o.fromMemory,
     form,
@@ -220,7 +222,7 @@ function branchKernels(plan: Plan, b: number, o: {
   const { shape } = o;
   const heads = shape.batch * shape.headsQ;
   const rows = heads * shape.seqLen;
-  const oBase = b * rows * (shape.headDim / 4), lseBase = b * rows;
+  const oBase = b * rows * (sequenceSizes(shape).dv / 4), lseBase = b * rows;
   const oName = o.outputF16 ? "o16" : o.gated ? "branchO" : "o";
   const components = plan.branches[b].components;
   const clear = branchNeedsClear(plan.branches[b]);

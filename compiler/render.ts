@@ -5,7 +5,7 @@
  * compiler that imports the WGSL writers (compiler/wgsl/).
  * @module
  */
-import type { AttentionShape } from "../core/shape.ts";
+import { type AttentionShape, sequenceSizes } from "../core/shape.ts";
 import { AuxData } from "./aux_data.ts";
 import type { CheckedCall } from "./checked_call.ts";
 import type { AttentionKernel, Kernel, KernelPlanResult } from "./kernel_plan.ts";
@@ -27,6 +27,7 @@ import { splitCombineKernel } from "./wgsl/split_combine_wgsl.ts";
 import { gradientKernel } from "./wgsl/gradient_wgsl.ts";
 import { learnableConstants, learnableOffsets } from "../dsl/expression_check.ts";
 import { branchLearns } from "./plan_gradients.ts";
+import { outputVec4s } from "./support_kernels.ts";
 
 export { pipelineKey } from "./wgsl/shader_module.ts";
 
@@ -129,13 +130,13 @@ function attentionOptions(k: AttentionKernel, o: RenderContext): ComponentKernel
 /** The WGSL of a kernel other than attention: each kind has its writer. */
 function renderOther(k: Exclude<Kernel, AttentionKernel>, o: RenderContext): string {
   const shape: AttentionShape = o.call.shape;
-  const d4 = shape.headDim / 4;
+  const d4 = shape.headDim / 4, dv4 = sequenceSizes(shape).dv / 4;
   const dtype = o.planned.kernels.dtype;
   switch (k.kind) {
     case "clear":
       return clearKernel({
         rows: k.rows,
-        d4,
+        d4: dv4,
         oBase: k.oBase,
         lseBase: k.lseBase,
         groupsX: k.workgroups[0],
@@ -147,7 +148,7 @@ function renderOther(k: Exclude<Kernel, AttentionKernel>, o: RenderContext): str
       return splitCombineKernel({
         qLayout: component.qLayout,
         n: shape.seqLen,
-        d4,
+        d4: dv4,
         heads: shape.batch * shape.headsQ,
         chunks: k.chunks,
         rows: k.rows,
@@ -162,6 +163,7 @@ function renderOther(k: Exclude<Kernel, AttentionKernel>, o: RenderContext): str
         heads: shape.batch * shape.headsKV,
         n: shape.seqLen,
         d4,
+        dv4,
         segment: k.segment,
         count: k.count,
         dtype,
@@ -184,7 +186,7 @@ function renderOther(k: Exclude<Kernel, AttentionKernel>, o: RenderContext): str
       });
     case "cast":
       return castKernel({
-        count: shape.batch * shape.headsQ * shape.seqLen * d4,
+        count: outputVec4s(shape),
         groupsX: k.workgroups[0],
       });
     case "gradClear":

@@ -32,7 +32,7 @@ import type { MatrixConfig } from "../tiles.ts";
 import { declareCodeStaging } from "./code_staging_wgsl.ts";
 import { earlierLse, epilogue } from "./epilogue_wgsl.ts";
 import { declareScoreModifier } from "./expression_wgsl.ts";
-import { call, kernelGeometry, type MemberRefs, onlyIf, range } from "./kernel_refs.ts";
+import { call, kernelGeometry, type MemberRefs, onlyIf, range, valueWidth } from "./kernel_refs.ts";
 import {
   allowedLabel,
   declareDispatch,
@@ -431,6 +431,10 @@ ${workgroupTile(refs)}
   let bh = wg.y;                      // batch * HQ + query head
   let kvHead = (bh / HQ) * HKV + (bh % HQ) / GROUP;
   let kvBase = kvHead * KV_ROWS * D4;${
+    valueWidth(o) === "DV4"
+      ? "\n  let vBase = kvHead * KV_ROWS * DV4;  // V's rows are DV4 vec4s"
+      : ""
+  }${
     readsHash(o.component)
       ? "\n  queryRow = bh;                     // whose hashBucket codes and order to read" +
         "\n  keyRow = kvHead;"
@@ -495,8 +499,8 @@ ${
     matrix
       ? matrixProduct(o, R, Dd)
       : o.dtype === "f16"
-      ? productF16(R, Dd, g.cols)
-      : productF32(R, Dd, g.cols)
+      ? productF16(R, Dd, g.cols, undefined, valueWidth(o))
+      : productF32(R, Dd, g.cols, undefined, valueWidth(o))
   }
   }
 

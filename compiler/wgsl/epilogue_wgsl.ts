@@ -4,7 +4,7 @@
  * @module
  */
 import type { ComponentKernelOptions } from "./attention_wgsl.ts";
-import type { MemberRefs } from "./kernel_refs.ts";
+import { type MemberRefs, valueWidth } from "./kernel_refs.ts";
 
 /** Merging kernels read what earlier components wrote to each row's LSE before the barrier. */
 export function earlierLse(refs: MemberRefs, R: number[]): string {
@@ -30,10 +30,11 @@ export function epilogue(
   // the combine pass weighs the chunks. Otherwise the row is the query's own.
   const splitRow = `row = (split * BH + bh) * splitRows + qTileIndex * TILE_Q + firstRow + ${r}u;`;
   const ownRow = `row = ${refs.lseBase} + bh * N + u32(q${r});`;
-  const ownOut = `outBase = ${refs.oBase} + (bh * N + u32(q${r})) * D4;`;
+  const width = valueWidth(o); // O's rows
+  const ownOut = `outBase = ${refs.oBase} + (bh * N + u32(q${r})) * ${width};`;
   const rowAt = refs.split === "split"
     ? `let ${splitRow}
-    let outBase = row * D4;`
+    let outBase = row * ${width};`
     : refs.split === "none"
     ? `let ${ownRow}
     let ${ownOut}`
@@ -41,7 +42,7 @@ export function epilogue(
     var ${ownOut}
     if (SPLIT) {                      // a chunk's partial row, for the combine pass
       ${splitRow}
-      outBase = row * D4;
+      outBase = row * ${width};
     }`;
   const head = `  if (q${r} >= 0) {
     var total = 0.0;

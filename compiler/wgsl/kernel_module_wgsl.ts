@@ -5,11 +5,12 @@
  * @module
  */
 import { vTileLength } from "../edge_pairs.ts";
+import { sequenceSizes } from "../../core/shape.ts";
 import { atomLabel } from "../atoms.ts";
 import type { ParamBlock } from "../aux_data.ts";
 import type { Component } from "../plan.ts";
 import type { ComponentKernelOptions } from "./attention_wgsl.ts";
-import { type Call, call, kernelGeometry } from "./kernel_refs.ts";
+import { type Call, call, kernelGeometry, valueWidth } from "./kernel_refs.ts";
 import { declareLayout } from "./layout_wgsl.ts";
 import { declareAllowed } from "./predicate_wgsl.ts";
 import { declareNegativeInfinity, f32, ShaderModule } from "./shader_module.ts";
@@ -78,10 +79,12 @@ export function kernelModule(
   const { component: c, shape } = o;
   const { tileQ, tileK } = c.mask;
   const n = shape.seqLen, d4 = shape.headDim / 4;
+  const dv4 = sequenceSizes(shape).dv / 4, ownValueDim = valueWidth(o) === "DV4";
   const m = new ShaderModule();
   for (const line of header) m.comment(line);
   m.comment(
     `tile ${tileQ}x${tileK}, workgroup ${kernelGeometry(o).threads}, N=${n}, D=${shape.headDim}, ` +
+      (ownValueDim ? `Dv=${4 * dv4}, ` : "") +
       `Hq=${shape.headsQ}, Hkv=${shape.headsKV}, ${
         o.matrix
           ? `float16 products on ${o.matrix.m}x${o.matrix.n}x${o.matrix.k} subgroup matrices ` +
@@ -119,7 +122,9 @@ const N = ${n}u;
 const KV_ROWS = ${kvRows}u;     // rows per key/value head in the bound K and V${
       c.kLayout.kind === "landmarks" ? " (landmarks)" : ""
     }
-const D4 = ${d4}u;          // head dim / 4: rows are read as vec4
+const D4 = ${d4}u;          // head dim / 4: rows are read as vec4${
+      ownValueDim ? `\nconst DV4 = ${dv4}u;         // value head dim / 4: V's and O's rows` : ""
+    }
 const HQ = ${shape.headsQ}u;
 const HKV = ${shape.headsKV}u;
 const GROUP = ${shape.headsQ / shape.headsKV}u; // query heads per key/value head
@@ -151,7 +156,7 @@ const LN2 = ${f32(Math.LN2)};${
 // K for QKᵀ, then P for P·V: K is dead once the scores are in registers, and a barrier
 // separates the two, so they share memory (less workgroup memory, more workgroups per SM).
 var<workgroup> kpTile: array<vec4<${T}>, ${Math.max(tileK * (d4 + 1), tileQ * (tileK / 4 + 1))}>;
-var<workgroup> vTile: array<vec4<${T}>, ${vTileLength(tileK, d4, o.edgePairs)}>;${
+var<workgroup> vTile: array<vec4<${T}>, ${vTileLength(tileK, dv4, o.edgePairs)}>;${
       o.edgePairs === "wide"
         ? " // an edge pair's two K tiles, then its two V tiles"
         : o.edgePairs === "narrow"

@@ -6,7 +6,7 @@
  */
 import { assert } from "../../core/errors.ts";
 import type { Component } from "../plan.ts";
-import type { AttentionShape } from "../../core/shape.ts";
+import { type AttentionShape, sequenceSizes } from "../../core/shape.ts";
 import type { Grid } from "./tile_mask_wgsl.ts";
 
 /**
@@ -59,7 +59,7 @@ export function kernelGeometry(
     rows,
     cols,
     keys: tileK / cols,
-    dims4: o.shape.headDim / 4 / cols,
+    dims4: sequenceSizes(o.shape).dv / 4 / cols,
   };
   for (const [name, value] of Object.entries(geometry)) {
     assert(
@@ -68,6 +68,14 @@ export function kernelGeometry(
     );
   }
   return geometry;
+}
+
+/**
+ * The WGSL constant holding V's and O's rows in vec4s: `D4`, or `DV4` where V has a head dim of
+ * its own (`shape.valueDim`).
+ */
+export function valueWidth(o: { shape: AttentionShape }): "D4" | "DV4" {
+  return sequenceSizes(o.shape).dv === o.shape.headDim ? "D4" : "DV4";
 }
 
 export function range(n: number): number[] {
