@@ -10,6 +10,7 @@ import {
   type AttentionShape,
   checkAttentionShape,
   type Dtype,
+  queryOffsetOf,
   sequenceSizes,
 } from "../core/shape.ts";
 import { checkExpressionDomain } from "../dsl/expression_domain.ts";
@@ -24,6 +25,12 @@ import { type DeviceLimits, type KernelShape, matrixShape } from "./tiles.ts";
 export interface CompileOptions {
   /** The sizes of the call: B, Hq, Hkv, Nq and D (and Nk, Dv where they differ). */
   shape: AttentionShape;
+  /**
+   * Where query row 0 sits among the keys: query row `i` is key position `queryOffset + i`, an
+   * integer in `[0, Nk - Nq]`; default `Nk - Nq` (the queries are the last positions: a prefill
+   * chunk or a decoding step). Patterns are evaluated on positions, with n = Nk.
+   */
+  queryOffset?: number;
   /** Element type of the inputs and O (default f32); f16 needs the adapter's `shader-f16`. */
   dtype?: Dtype;
   /** Softmax scale; defaults to 1 / sqrt(D). */
@@ -81,6 +88,8 @@ export interface CompileOptions {
 export interface CheckedCall {
   pattern: Pattern;
   shape: AttentionShape;
+  /** Query row 0's position among the keys (0 for a square call). */
+  queryOffset: number;
   dtype: Dtype;
   scale: number;
   limits?: DeviceLimits;
@@ -100,8 +109,9 @@ export interface CheckedCall {
  * @param pattern a pattern object or JSON value
  * @param options shape and options
  * @returns the checked call
- * @throws {PatternError} bad pattern; {ShapeError} bad shape or option; {PlanError} an
- *   expression that leaves i32 at this shape; {DeviceError} tensors past the binding limit
+ * @throws {PatternError} bad pattern; {ShapeError} bad shape, query offset or option;
+ *   {PlanError} an expression that leaves i32 at this shape; {DeviceError} tensors past the
+ *   binding limit
  * @example
  * ```ts
  * import { checkCall } from "./checked_call.ts";
@@ -115,14 +125,11 @@ export function checkCall(pattern: unknown, options: CompileOptions): CheckedCal
   const parsed = parsePattern(pattern);
   const shape = options.shape;
   checkAttentionShape(shape);
-  if (sequenceSizes(shape).nk !== shape.seqLen) {
-    throw new ShapeError(
-      `Bad shape: kvSeqLen (${shape.kvSeqLen}) must equal seqLen (${shape.seqLen}) for the ` +
-        "kernels; queries against a longer key sequence run in the float64 reference",
-    );
-  }
-  // TypeScript predicates and scores must stay in i32 and never divide by 0 at this shape.
-  checkExpressionDomain(parsed, { n: shape.seqLen, batch: shape.batch, headsQ: shape.headsQ });
+  const queryOffset = queryOffsetOf(shape, options.queryOffset);
+  // TypeScript predicates and scores must stay in i32 and never divide by 0 at this shape, with
+  // n the key count.
+  const n = sequenceSizes(shape).nk;
+  checkExpressionDomain(parsed, { n, batch: shape.batch, headsQ: shape.headsQ });
   const scale = options.scale ?? 1 / Math.sqrt(shape.headDim);
   if (!Number.isFinite(scale) || scale === 0) {
     throw new ShapeError(`Bad options: scale must be a finite nonzero number, got ${scale}`);
@@ -157,6 +164,7 @@ export function checkCall(pattern: unknown, options: CompileOptions): CheckedCal
   return {
     pattern: parsed,
     shape,
+    queryOffset,
     dtype,
     scale,
     limits: options.limits,

@@ -64,7 +64,7 @@ export function renderKernels(
   call: CheckedCall,
 ): RenderedKernels {
   const { kernels, modules } = planned.kernels;
-  const aux = new AuxData(call.shape.seqLen, plan.random, call.constantParams);
+  const aux = new AuxData(plan.n, plan.random, call.constantParams);
   const texts: string[] = new Array(modules.length);
   for (const k of kernels) {
     if (texts[k.module] !== undefined) continue;
@@ -99,6 +99,9 @@ function attentionOptions(k: AttentionKernel, o: RenderContext): ComponentKernel
     component: first,
     ...(fused.length ? { fused } : {}),
     shape: o.call.shape,
+    n: o.plan.n,
+    ...(o.plan.queries ? { queries: o.plan.queries } : {}),
+    ...(k.queryTiles ? { queryTiles: k.queryTiles } : {}),
     scale: o.call.scale,
     aux: o.aux,
     scheduleSlot: k.scheduleSlot,
@@ -132,6 +135,12 @@ function renderOther(k: Exclude<Kernel, AttentionKernel>, o: RenderContext): str
   const shape: AttentionShape = o.call.shape;
   const d4 = shape.headDim / 4, dv4 = sequenceSizes(shape).dv / 4;
   const dtype = o.planned.kernels.dtype;
+  // A hashBucket pre-pass's code set, over the N key positions (and the queries among them).
+  const sort = (set: number) => ({
+    set: o.planned.hash.sets[set],
+    n: o.plan.n,
+    ...(o.plan.queries ? { queries: o.plan.queries } : {}),
+  });
   switch (k.kind) {
     case "clear":
       return clearKernel({
@@ -147,7 +156,8 @@ function renderOther(k: Exclude<Kernel, AttentionKernel>, o: RenderContext): str
       const label = `branch ${k.branch} component ${k.component}`;
       return splitCombineKernel({
         qLayout: component.qLayout,
-        n: shape.seqLen,
+        n: o.plan.n,
+        ...(o.plan.queries ? { queries: o.plan.queries } : {}),
         d4: dv4,
         heads: shape.batch * shape.headsQ,
         chunks: k.chunks,
@@ -161,7 +171,7 @@ function renderOther(k: Exclude<Kernel, AttentionKernel>, o: RenderContext): str
     case "pool":
       return poolingKernel({
         heads: shape.batch * shape.headsKV,
-        n: shape.seqLen,
+        n: o.plan.n,
         d4,
         dv4,
         segment: k.segment,
@@ -170,13 +180,13 @@ function renderOther(k: Exclude<Kernel, AttentionKernel>, o: RenderContext): str
         groupsX: k.workgroups[0],
       });
     case "hashCodes":
-      return hashCodesKernel({ set: o.planned.hash.sets[k.set], n: shape.seqLen, d4, dtype });
+      return hashCodesKernel({ ...sort(k.set), d4, dtype });
     case "bucketCounts":
-      return bucketHistogramKernel({ set: o.planned.hash.sets[k.set], n: shape.seqLen });
+      return bucketHistogramKernel(sort(k.set));
     case "bucketScan":
-      return bucketScanKernel({ set: o.planned.hash.sets[k.set], n: shape.seqLen });
+      return bucketScanKernel(sort(k.set));
     case "bucketScatter":
-      return bucketScatterKernel({ set: o.planned.hash.sets[k.set], n: shape.seqLen });
+      return bucketScatterKernel(sort(k.set));
     case "blend":
       return blendKernel({
         shape,

@@ -51,12 +51,16 @@ export function poolKernel(
   };
 }
 
-/** The hashBucket pre-pass of one code set: codes, then a stable counting sort per head and round. */
+/**
+ * The hashBucket pre-pass of one code set: codes, then a stable counting sort per head and
+ * round, each over the N key positions (`o.n`).
+ */
 export function hashKernels(
   set: HashLayout["sets"][number],
   index: number,
-  shape: AttentionShape,
+  o: { shape: AttentionShape; n: number },
 ): HashKernel[] {
+  const { shape, n } = o;
   const sorts = sortCount(set);
   const what = `hashBucket ${set.key}, ${set.rounds} round(s)`;
   const step = (
@@ -67,7 +71,7 @@ export function hashKernels(
   ): HashKernel => ({ kind, label: `${what}: ${label}`, ...own, bindings, workgroups, set: index });
   return [
     step("hashCodes", "bucket codes of Q and K", [read("q"), read("k"), written("hash")], [
-      Math.ceil(shape.seqLen / codeRows(shape.headDim / 4, set.nbits)),
+      Math.ceil(n / codeRows(shape.headDim / 4, set.nbits)),
       sorts,
     ]),
     step("bucketCounts", "bucket counts per chunk", [read("hash"), written("hashCounts")], [

@@ -10,8 +10,8 @@ import { atomLabel } from "../atoms.ts";
 import type { ParamBlock } from "../aux_data.ts";
 import type { Component } from "../plan.ts";
 import type { ComponentKernelOptions } from "./attention_wgsl.ts";
-import { type Call, call, kernelGeometry, valueWidth } from "./kernel_refs.ts";
-import { declareLayout } from "./layout_wgsl.ts";
+import { type Call, call, kernelGeometry, queriesConstants, valueWidth } from "./kernel_refs.ts";
+import { declareLayout, declareQueryLayout } from "./layout_wgsl.ts";
 import { declareAllowed } from "./predicate_wgsl.ts";
 import { declareNegativeInfinity, f32, ShaderModule } from "./shader_module.ts";
 import { readsHash, stagedCodes } from "../component_reads.ts";
@@ -78,12 +78,14 @@ export function kernelModule(
 ): ShaderModule {
   const { component: c, shape } = o;
   const { tileQ, tileK } = c.mask;
-  const n = shape.seqLen, d4 = shape.headDim / 4;
+  const n = o.n, d4 = shape.headDim / 4;
   const dv4 = sequenceSizes(shape).dv / 4, ownValueDim = valueWidth(o) === "DV4";
+  const q = o.queries;
   const m = new ShaderModule();
   for (const line of header) m.comment(line);
   m.comment(
-    `tile ${tileQ}x${tileK}, workgroup ${kernelGeometry(o).threads}, N=${n}, D=${shape.headDim}, ` +
+    `tile ${tileQ}x${tileK}, workgroup ${kernelGeometry(o).threads}, N=${n}, ` +
+      (q ? `Nq=${q.count} from position ${q.offset}, ` : "") + `D=${shape.headDim}, ` +
       (ownValueDim ? `Dv=${4 * dv4}, ` : "") +
       `Hq=${shape.headsQ}, Hkv=${shape.headsKV}, ${
         o.matrix
@@ -118,7 +120,7 @@ export function kernelModule(
   m.declare(
     "constants",
     `
-const N = ${n}u;
+const N = ${n}u;${queriesConstants(q)}
 const KV_ROWS = ${kvRows}u;     // rows per key/value head in the bound K and V${
       c.kLayout.kind === "landmarks" ? " (landmarks)" : ""
     }
@@ -177,8 +179,10 @@ export function declareMember(
   params: ParamBlock,
   allowedName: string,
 ): { qPos: string; kPos: string } {
-  const c = o.component, n = o.shape.seqLen;
-  const qPos = declareLayout(m, c.qLayout, n, params, o.hash);
+  const c = o.component, n = o.n;
+  const layout = declareLayout(m, c.qLayout, n, params, o.hash);
+  // Queries that are some of the positions: the layout's other positions are padding.
+  const qPos = o.queries ? declareQueryLayout(m, c.qLayout, layout) : layout;
   const kPos = declareLayout(m, c.kLayout, n, params, o.hash);
   declareAllowed(m, {
     atoms: c.atoms,

@@ -257,7 +257,7 @@ export function schedule(o: ComponentKernelOptions, refs: MemberRefs): string {
 
 /** The static schedule: this query tile's runs from the BlockMask. */
 function scheduleRuns(refs: MemberRefs): string {
-  const row = refs.split === "none" ? "qTileIndex" : "scheduleRow";
+  const row = refs.split === "none" && !refs.queryTiles ? "qTileIndex" : "scheduleRow";
   return `  // This query tile's runs of consecutive key tiles of one kind, walked one key tile per step.
   // The slot holds where this component's row pointers and runs start (schedule_buffer.ts).
   let slot = ${HEADER_WORDS}u + ${SLOT_WORDS}u * ${refs.slot};
@@ -285,7 +285,7 @@ export function bucketOffsets(
   assert(l.kind === "sorted" && o.hash, "bucketOffsets of a static mask");
   const set = codeSetOf(o.hash, l);
   const rows = set.rowsQ + set.rowsK;
-  const n = o.shape.seqLen;
+  const n = o.n;
   return {
     codes: set.codes + l.round * rows * n,
     order: set.order + l.round * rows * n,
@@ -314,7 +314,7 @@ function bucketRange(
   // first..last, whose keys are one range of the key order; every tile of it is PARTIAL.
   let orderAt = ${at.order} + bh * N;
   let firstQuery = hash[orderAt + qTileIndex * TILE_Q];
-  let lastQuery = hash[orderAt + min(N, qTileIndex * TILE_Q + TILE_Q) - 1u];
+  let lastQuery = hash[orderAt + min(${o.queries ? "NQ" : "N"}, qTileIndex * TILE_Q + TILE_Q) - 1u];
   let firstBucket = hash[${at.codes} + bh * N + firstQuery];
   let lastBucket = hash[${at.codes} + bh * N + lastQuery];
   let startsAt = ${at.starts} + kvHead * ${set.buckets + 1}u;
