@@ -113,6 +113,22 @@ Deno.test("decoding: one query tile per head for every kind, whatever Nk is", ()
   ]);
 });
 
+Deno.test("fused components run the query tiles of their natural order together", () => {
+  const pattern: Pattern = {
+    kind: "union",
+    of: [
+      { kind: "window", left: 3, right: 2 },
+      { kind: "random", blocks: 1, blockSize: 4, seed: 5 },
+    ],
+  };
+  const shape = { batch: 1, headsQ: 2, headsKV: 1, seqLen: 11, headDim: 16, kvSeqLen: 37 };
+  const c = compile(pattern, { shape, queryOffset: 3, tiles: { tileQ: 8, tileK: 8 } });
+  const attention = c.kernelPlan.kernels.filter((k) => k.kind === "attention");
+  assert.deepEqual(attention.map((k) => [k.members, k.queryTiles, k.workgroups]), [
+    [[0, 1], [0, 1], [2, 2]], // positions 3..13: query tiles 0 and 1
+  ]);
+});
+
 Deno.test("square shapes given with kvSeqLen and valueDim compile as without", () => {
   const shape = { batch: 1, headsQ: 2, headsKV: 1, seqLen: 4096, headDim: 32 };
   for (const pattern of KINDS) {
