@@ -3,9 +3,10 @@
  * positions (a prefill chunk, a decoding step) and a value head dim of its own, against the
  * float64 reference, one test per case of serving_shape_cases.json: O within 1e-4, LSE within
  * 1e-4 of max(1, |LSE|), empty rows' -Infinity exactly, hashBucket codes judged first. A
- * decoding step dispatches one query tile per head; the runtime refuses tensors whose size
- * disagrees with Nk or Dv, naming them; float16 runs where the adapter has shader-f16 (the
- * compiler tests check that every case compiles in float16).
+ * decoding step dispatches one query tile per head; a call past one binding runs in parts of
+ * whole heads and reassembles O, LSE and the hashBucket codes at Nq, Nk and Dv; the runtime
+ * refuses tensors whose size disagrees with Nk or Dv, naming them; float16 runs where the adapter
+ * has shader-f16 (the compiler tests check that every case compiles in float16).
  */
 import assert from "node:assert/strict";
 import type { AttentionShape } from "../../compiler/mod.ts";
@@ -146,4 +147,37 @@ Deno.test("serving shapes: the runtime refuses tensors that disagree with Nk or 
     (e) =>
       e instanceof ShapeError && /q has 1184 elements, expected B\*Hq\*Nq\*D = 96/.test(e.message),
   );
+});
+
+Deno.test("serving shapes run in parts of whole heads past one binding", async () => {
+  // 4000 bytes hold one key/value head of one batch: four parts, reassembled at Nq, Nk and Dv.
+  const parts = await createRuntime({ autotune: false, maxBindingBytes: 4000 });
+  try {
+    const shape = {
+      batch: 2,
+      headsQ: 4,
+      headsKV: 2,
+      seqLen: 5,
+      headDim: HEAD_DIM,
+      kvSeqLen: 37,
+      valueDim: 8,
+    };
+    const pattern: Pattern = { kind: "hashBucket", buckets: 4, rounds: 1, seed: 2 };
+    const compiled = parts.compile(pattern, { shape, queryOffset: 20 });
+    assert.deepEqual(compiled.split?.part, { ...shape, batch: 1, headsQ: 2, headsKV: 1 });
+    const q = normalTensor(2 * 4 * 5 * 16, 1), k = normalTensor(2 * 2 * 37 * 16, 2);
+    const v = normalTensor(2 * 2 * 37 * 8, 3);
+    const got = await parts.run(compiled, { q, k, v });
+    const want = reference({ pattern, shape, q, k, v, queryOffset: 20, hashCodes: got.hashCodes });
+    for (const m of hashCodeMismatches(pattern, shape, q, k, got.hashCodes!)) {
+      assert.deepEqual([m.queries, m.keys], [0, 0], `hashBucket codes of ${m.key}`);
+    }
+    assert.ok(
+      maxAbsError(got.o, want.o) <= 1e-4,
+      `max |O - reference| ${maxAbsError(got.o, want.o)}`,
+    );
+    assert.ok(maxLseError(got.lse, want.lse) <= 1e-4, "LSE");
+  } finally {
+    parts.destroy();
+  }
 });
