@@ -51,6 +51,7 @@ export {
   planSummary,
   planTileCounts,
   type PoolKernel,
+  type QueryRange,
   type RandomAtom,
   type RandomTable,
   type RandomTables,

@@ -3,12 +3,14 @@
  *
  * ```sh
  * deno task run --pattern P --q q.npy --k k.npy --v v.npy [--gates g.npy] [--scale s] \
- *   [--dtype f32|f16] --out o.npy [--lse lse.npy] [--verify]
+ *   [--dtype f32|f16] [--query-offset N] --out o.npy [--lse lse.npy] [--verify]
  * ```
  *
  * `P` is a JSON file, JSON text or an example's name (`pi_attention`, ...). The shape comes from
- * the tensors: Q `[B, Hq, N, D]`, K and V `[B, Hkv, N, D]`, gates `[B, Hq, branches]` or
- * `[B, Hq, N, branches]`. Tensors are float32 or float16 `.npy` files; `--dtype f16` (which needs
+ * the tensors: Q `[B, Hq, Nq, D]`, K `[B, Hkv, Nk, D]` and V `[B, Hkv, Nk, Dv]` with `Nq <= Nk`
+ * (query row `i` at key position `offset + i`, the offset `Nk - Nq` unless `--query-offset`
+ * says), gates `[B, Hq, branches]` or `[B, Hq, Nq, branches]`; O is `[B, Hq, Nq, Dv]`. Tensors
+ * are float32 or float16 `.npy` files; `--dtype f16` (which needs
  * an adapter with shader-f16, checked first) rounds float32 ones to float16 and writes O as
  * float16, `--dtype f32` (the default) widens float16 ones exactly; LSE is float32 either way.
  * `--verify` checks O and LSE against the float64 reference of the inputs the GPU got (DESIGN
@@ -20,6 +22,7 @@
 import type { AttentionShape, CompiledAttention, Dtype } from "../compiler/mod.ts";
 import { checkAttentionShape, planSummary } from "../compiler/mod.ts";
 import { ShapeError } from "../core/errors.ts";
+import { queryOffsetOf, sequenceSizes } from "../core/shape.ts";
 import type { Pattern } from "../dsl/schema.ts";
 import { hashCodeMismatches, reference, referenceGradients } from "../runtime/reference/mod.ts";
 import type { DeviceInfo } from "../runtime/device.ts";
@@ -38,6 +41,7 @@ import {
   EXIT_FAILURE,
   formatMs,
   gradientError,
+  integerFlag,
   loadPattern,
   maxAbsError,
   maxLseError,
@@ -57,19 +61,23 @@ const TOLERANCE: Record<Dtype, number> = { f32: 1e-4, f16: 5e-3 };
 const GRADIENT_TOLERANCE = { f32: 1e-4, f16: 1e-2 };
 
 const USAGE = `Usage: deno task run --pattern P --q q.npy --k k.npy --v v.npy [--gates g.npy]
-       [--scale s] [--dtype f32|f16] --out o.npy [--lse lse.npy] [--verify] [--backend B]
-       [--grad-out dO.npy --dq dq.npy --dk dk.npy --dv dv.npy [--dgates dg.npy]
-       [--dconstants dc.json]]
+       [--scale s] [--dtype f32|f16] [--query-offset N] --out o.npy [--lse lse.npy] [--verify]
+       [--backend B] [--grad-out dO.npy --dq dq.npy --dk dk.npy --dv dv.npy
+       [--dgates dg.npy] [--dconstants dc.json]]
 
   --pattern P    a JSON file, JSON text, or an example's name (e.g. pi_attention)
-  --q/--k/--v    float32 or float16 .npy tensors: q [B, Hq, N, D], k and v [B, Hkv, N, D]
-  --gates g.npy  gated patterns: [B, Hq, branches] or [B, Hq, N, branches]; these gates
+  --q/--k/--v    float32 or float16 .npy tensors: q [B, Hq, Nq, D], k [B, Hkv, Nk, D] and
+                 v [B, Hkv, Nk, Dv], with Nq <= Nk (Nq = Nk and Dv = D: plain attention)
+  --gates g.npy  gated patterns: [B, Hq, branches] or [B, Hq, Nq, branches]; these gates
                  replace the pattern's JSON gates (default: those, else 1/branches)
   --scale s      softmax scale (default 1/sqrt(D))
   --dtype D      f32 (default; float16 inputs are widened exactly) or f16 (needs an adapter
                  with shader-f16; float32 inputs are rounded to float16; O is written float16)
-  --out o.npy    where to write O [B, Hq, N, D] (its directory must exist)
-  --lse lse.npy  where to write LSE [B, Hq, N] ([branches, B, Hq, N] when gated), float32
+  --query-offset N
+                 query row i is key position N + i, N in [0, Nk - Nq] (default Nk - Nq: the
+                 queries are the last positions, a prefill chunk or a decoding step)
+  --out o.npy    where to write O [B, Hq, Nq, Dv] (its directory must exist)
+  --lse lse.npy  where to write LSE [B, Hq, Nq] ([branches, B, Hq, Nq] when gated), float32
   --verify       compare with the float64 CPU reference; exit 1 past the tolerance: O within
                  ${TOLERANCE.f32} (f32) or ${TOLERANCE.f16} (f16), LSE within that x max(1, |LSE|)
   --backend B    native (Deno's WebGPU) or dawn (npm webgpu: subgroup matrices where the GPU
@@ -88,6 +96,7 @@ const FLAGS = {
   gates: { type: "string" },
   scale: { type: "string" },
   dtype: { type: "string" },
+  "query-offset": { type: "string" },
   out: { type: "string" },
   lse: { type: "string" },
   verify: { type: "boolean" },
@@ -124,6 +133,7 @@ export async function main(args: string[]): Promise<number> {
   const dtype = checkDtype(values.dtype);
   const backend = resolveBackend(values.backend);
   const scale = parseScale(values.scale);
+  const offsetFlag = integerFlag(values["query-offset"], "query-offset", { min: 0 });
   const spec = required(values.pattern, "pattern", "JSON, file or example");
   const paths = (["q", "k", "v"] as const).map((f) =>
     required(values[f], f, `the ${f} tensor, a float32 or float16 .npy file`)
@@ -158,12 +168,16 @@ export async function main(args: string[]): Promise<number> {
     const gates = gatesRead && inDtype(gatesRead, "f32", "gates");
     const shape = shapeOf(q, k, v);
     checkAttentionShape(shape);
+    const queryOffset = offsetOf(shape, offsetFlag);
+    const { nq: N, nk: Nk, dv: Dv } = sequenceSizes(shape);
+    const { batch: B, headsQ: Hq } = shape;
+    const oShape = [B, Hq, N, Dv];
     const dO = gradientPaths &&
       inDtype(await readTensor(gradientPaths.dO, "grad-out"), dtype, "grad-out");
-    if (dO && dO.shape.join(",") !== q.shape.join(",")) {
+    if (dO && dO.shape.join(",") !== oShape.join(",")) {
       throw new UsageError(
         `--grad-out ${gradientPaths!.dO} has shape [${dO.shape.join(", ")}]; ∂loss/∂O has O's ` +
-          `shape, [${q.shape.join(", ")}]`,
+          `shape, [${oShape.join(", ")}]`,
       );
     }
     if (gradientPaths?.dgates && !gates) {
@@ -186,6 +200,7 @@ export async function main(args: string[]): Promise<number> {
     }
     const compiled = rt.compile(pattern, {
       shape,
+      queryOffset,
       scale,
       dtype,
       gatesPerPosition: gates?.shape.length === 4,
@@ -199,17 +214,17 @@ export async function main(args: string[]): Promise<number> {
     console.log(`compile: ${formatMs(compiled.compileMs)} (${dtype})`);
     const out = await runOnGpu(rt, compiled, { q, k, v, gates, dO });
 
-    const { batch: B, headsQ: Hq, seqLen: N, headDim: D } = shape;
-    await writeTensor(outPath, "out", { shape: [B, Hq, N, D], data: out.o });
-    console.log(`wrote ${outPath} [${[B, Hq, N, D].join(", ")}] ${dtypeName(out.o)}`);
+    await writeTensor(outPath, "out", { shape: oShape, data: out.o });
+    console.log(`wrote ${outPath} [${oShape.join(", ")}] ${dtypeName(out.o)}`);
     if (values.lse !== undefined) {
       const lseShape = compiled.gated ? [compiled.branches, B, Hq, N] : [B, Hq, N];
       await writeTensor(values.lse, "lse", { shape: lseShape, data: out.lse });
       console.log(`wrote ${values.lse} [${lseShape.join(", ")}] float32`);
     }
     if (gradientPaths && out.gradients) {
-      const g = out.gradients;
-      const kv = [B, shape.headsKV, N, D];
+      // The backward pass runs square calls only (compile refuses others): Nk = N, Dv = D.
+      const g = out.gradients, D = shape.headDim;
+      const kv = [B, shape.headsKV, Nk, D];
       for (
         const [flag, path, data, dims] of [
           ["dq", gradientPaths.dq, g.dq, [B, Hq, N, D]],
@@ -234,7 +249,18 @@ export async function main(args: string[]): Promise<number> {
       }
     }
     if (!values.verify) return 0;
-    const status = verify({ pattern, shape, q, k, v, gates, scale: compiled.scale, dtype, out });
+    const status = verify({
+      pattern,
+      shape,
+      queryOffset,
+      q,
+      k,
+      v,
+      gates,
+      scale: compiled.scale,
+      dtype,
+      out,
+    });
     if (!dO || !out.gradients) return status;
     return Math.max(
       status,
@@ -364,43 +390,62 @@ function parseScale(text: string | undefined): number | undefined {
   return scale;
 }
 
-/** The shape the tensors agree on; every disagreement names the tensor and the dimension. */
+/**
+ * The shape the tensors agree on: Q `[B, Hq, Nq, D]`, K `[B, Hkv, Nk, D]`, V `[B, Hkv, Nk, Dv]`
+ * (kvSeqLen and valueDim only where they differ from Nq and D). Every disagreement names the
+ * tensor and the dimension.
+ */
 function shapeOf(q: Tensor, k: Tensor, v: Tensor): AttentionShape {
   const dims = (t: Tensor) => `[${t.shape.join(", ")}]`;
-  for (const [name, t, heads] of [["q", q, "Hq"], ["k", k, "Hkv"], ["v", v, "Hkv"]] as const) {
+  const layouts = { q: "[B, Hq, Nq, D]", k: "[B, Hkv, Nk, D]", v: "[B, Hkv, Nk, Dv]" };
+  for (const [name, t] of [["q", q], ["k", k], ["v", v]] as const) {
     if (t.shape.length !== 4) {
-      throw new ShapeError(
-        `Bad shape: ${name} must be 4-D [B, ${heads}, N, D], got ${dims(t)}`,
-      );
+      throw new ShapeError(`Bad shape: ${name} must be 4-D ${layouts[name]}, got ${dims(t)}`);
     }
   }
-  const [batch, headsQ, seqLen, headDim] = q.shape;
-  const names = ["batch B", "heads", "seqLen N", "headDim D"];
-  for (const [name, t] of [["k", k], ["v", v]] as const) {
-    for (const axis of [0, 2, 3]) {
-      if (t.shape[axis] !== q.shape[axis]) {
-        // Nq != Nk and Dv != D have semantics (DESIGN §7) that only the reference runs so far.
-        const later = axis === 2 || (name === "v" && axis === 3)
-          ? `; ${
-            axis === 2 ? "queries against a longer key sequence" : "a value head dim of its own"
-          } ` +
-            "runs in the float64 reference only so far (reference() with shape." +
-            `${axis === 2 ? "kvSeqLen" : "valueDim"})`
-          : "";
-        throw new ShapeError(
-          `Bad shape: ${name} ${names[axis]} is ${t.shape[axis]} but q's is ${q.shape[axis]} ` +
-            `(q ${dims(q)}, ${name} ${dims(t)}; k and v must be [B, Hkv, N, D] with q's B, N, D` +
-            `${later})`,
-        );
-      }
-    }
-  }
-  if (v.shape[1] !== k.shape[1]) {
+  const expected = `(q ${layouts.q}, k ${layouts.k}, v ${layouts.v})`;
+  const same = (
+    a: [string, Tensor],
+    b: [string, Tensor],
+    axis: number,
+    what: string,
+  ) => {
+    if (a[1].shape[axis] === b[1].shape[axis]) return;
     throw new ShapeError(
-      `Bad shape: v has ${v.shape[1]} heads but k has ${k.shape[1]} (k ${dims(k)}, v ${dims(v)})`,
+      `Bad shape: ${b[0]} ${what} is ${b[1].shape[axis]} but ${a[0]}'s is ${a[1].shape[axis]} ` +
+        `(${a[0]} ${dims(a[1])}, ${b[0]} ${dims(b[1])}; ${expected})`,
+    );
+  };
+  same(["q", q], ["k", k], 0, "batch B");
+  same(["q", q], ["k", k], 3, "headDim D");
+  same(["q", q], ["v", v], 0, "batch B");
+  same(["k", k], ["v", v], 1, "heads Hkv");
+  same(["k", k], ["v", v], 2, "kvSeqLen Nk");
+  const [batch, headsQ, seqLen, headDim] = q.shape;
+  const [kvSeqLen, valueDim] = [k.shape[2], v.shape[3]];
+  return {
+    batch,
+    headsQ,
+    headsKV: k.shape[1],
+    seqLen,
+    headDim,
+    ...(kvSeqLen === seqLen ? {} : { kvSeqLen }),
+    ...(valueDim === headDim ? {} : { valueDim }),
+  };
+}
+
+/** `--query-offset`, checked against the shape (default Nk - Nq). */
+function offsetOf(shape: AttentionShape, flag: number | undefined): number {
+  try {
+    return queryOffsetOf(shape, flag);
+  } catch (e) {
+    if (!(e instanceof ShapeError) || flag === undefined) throw e;
+    const { nq, nk } = sequenceSizes(shape);
+    throw new UsageError(
+      `--query-offset must be in [0, Nk - Nq] = [0, ${nk - nq}] for these tensors (Nq ${nq} ` +
+        `query rows, Nk ${nk} keys), got ${flag}`,
     );
   }
-  return { batch, headsQ, headsKV: k.shape[1], seqLen, headDim };
 }
 
 /**
@@ -418,6 +463,7 @@ function gpuLine(ms: number | undefined, firstWallMs: number): string {
 function verify(o: {
   pattern: Pattern;
   shape: AttentionShape;
+  queryOffset: number;
   q: Tensor;
   k: Tensor;
   v: Tensor;
@@ -436,6 +482,7 @@ function verify(o: {
     v: o.v.data,
     gates: o.gates,
     scale: o.scale,
+    queryOffset: o.queryOffset,
     // hashBucket: the allowed set the kernels used (a projection within rounding of a plane
     // may fall on the other side in float32 or float16 than in float64).
     hashCodes: o.out.hashCodes,

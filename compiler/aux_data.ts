@@ -8,8 +8,9 @@
  *   A kernel owns a contiguous block of slots, allocated in the order the WGSL is generated, so
  *   slot numbers depend only on the pattern's structure (which atoms and layouts, in what
  *   order), never on its numbers;
- * - data after them: gathered token lists, global-token bitsets, random-block tables, each
- *   stored once however many kernels read it.
+ * - data after them: gathered token lists, global-token bitsets, random-block tables, the
+ *   query tiles a kernel runs where the queries are some of the positions, each stored once
+ *   however many kernels read it.
  *
  * Because the numbers live in this buffer and not in the WGSL, two patterns of the same
  * structure at the same shape compile to the same WGSL (comments aside) and share pipelines.
@@ -60,6 +61,11 @@ export class AuxData {
   /** Data offset of a sorted token list (a gathered layout), relative to the data region. */
   tokens(tokens: readonly number[]): number {
     return this.#add(`tokens:${tokens.join(",")}`, () => tokens);
+  }
+
+  /** Data offset of the query tiles a kernel runs (query_tiles.ts), one per workgroup x. */
+  tileList(tiles: readonly number[]): number {
+    return this.#add(`queryTiles:${tiles.join(",")}`, () => tiles);
   }
 
   /** Data offset of a bitset over positions `0..N-1` with the tokens' bits set. */

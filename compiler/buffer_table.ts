@@ -5,7 +5,7 @@
  * @module
  */
 import { DeviceError } from "../core/errors.ts";
-import type { AttentionShape, Dtype } from "../core/shape.ts";
+import { type AttentionShape, type Dtype, sequenceSizes } from "../core/shape.ts";
 import type { BufferName, KernelPlanResult } from "./kernel_plan.ts";
 
 /** One buffer of a compiled call. */
@@ -42,26 +42,28 @@ export function bufferTable(
   },
 ): BufferSpec[] {
   const { shape } = o;
-  const rows = shape.batch * shape.headsQ * shape.seqLen;
+  const { nq, nk, d, dv } = sequenceSizes(shape);
+  const rows = shape.batch * shape.headsQ * nq;
   const element = o.dtype === "f16" ? 2 : 4;
-  const keys = shape.batch * shape.headsKV * shape.seqLen * shape.headDim * element;
-  const gates = rows / shape.seqLen * (o.gatesPerPosition ? shape.seqLen : 1) * o.branches * 4;
+  const keyRows = shape.batch * shape.headsKV * nk;
+  const keys = keyRows * d * element;
+  const gates = rows / nq * (o.gatesPerPosition ? nq : 1) * o.branches * 4;
   const sizes: Partial<Record<BufferName, Omit<BufferSpec, "name">>> = {
-    q: { bytes: rows * shape.headDim * element, input: "q" },
+    q: { bytes: rows * d * element, input: "q" },
     k: { bytes: keys, input: "k" },
-    v: { bytes: keys, input: "v" },
+    v: { bytes: keyRows * dv * element, input: "v" },
     schedule: { bytes: planned.schedule.byteLength, data: planned.schedule },
     aux: { bytes: o.aux.byteLength, data: o.aux },
-    o: { bytes: rows * shape.headDim * 4 },
+    o: { bytes: rows * dv * 4 },
     lse: { bytes: rows * o.branches * 4 },
-    branchO: { bytes: rows * shape.headDim * 4 * o.branches },
+    branchO: { bytes: rows * dv * 4 * o.branches },
     gates: { bytes: gates, input: "gates" },
-    o16: { bytes: rows * shape.headDim * 2 },
+    o16: { bytes: rows * dv * 2 },
     // hashBucket codes, bucket order and starts; the counting sort's scratch counts.
     hash: { bytes: planned.hash.words * 4 },
     hashCounts: { bytes: planned.hash.countWords * 4 },
     // Split-K partials (key_split.ts): one O row and one LSE per chunk, head and row.
-    splitO: { bytes: planned.splitRows * shape.headDim * 4 },
+    splitO: { bytes: planned.splitRows * dv * 4 },
     splitLse: { bytes: planned.splitRows * 4 },
     // The backward pass (plan_gradients.ts): dO in, float32 gradients out.
     dO: { bytes: rows * shape.headDim * element, input: "dO" },
@@ -75,11 +77,12 @@ export function bufferTable(
     dConstants: { bytes: planned.learned.length * 4 },
     learned: { bytes: planned.learned.byteLength, data: new Uint32Array(planned.learned.buffer) },
   };
-  // lowRank landmarks: [B, Hkv, count, D] per rank, written by the pooling pre-pass.
+  // lowRank landmarks: K [B, Hkv, count, D] and V [B, Hkv, count, Dv] per rank, written by the
+  // pooling pre-pass.
   for (const l of planned.landmarks) {
-    const bytes = shape.batch * shape.headsKV * l.count * shape.headDim * element;
+    const bytes = shape.batch * shape.headsKV * l.count * d * element;
     sizes[`landmarkK${l.rank}`] = { bytes };
-    sizes[`landmarkV${l.rank}`] = { bytes };
+    sizes[`landmarkV${l.rank}`] = { bytes: bytes / d * dv };
     sizes[`dLandmark${l.rank}`] = { bytes: 2 * bytes / element * 4 }; // float32 dK, then dV
   }
   const bound = [

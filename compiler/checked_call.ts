@@ -6,7 +6,13 @@
  * @module
  */
 import { ShapeError } from "../core/errors.ts";
-import { type AttentionShape, checkAttentionShape, type Dtype } from "../core/shape.ts";
+import {
+  type AttentionShape,
+  checkAttentionShape,
+  type Dtype,
+  queryOffsetOf,
+  sequenceSizes,
+} from "../core/shape.ts";
 import { checkExpressionDomain } from "../dsl/expression_domain.ts";
 import { parsePattern, type Pattern } from "../dsl/schema.ts";
 import { checkBufferSizes } from "./device_checks.ts";
@@ -17,8 +23,14 @@ import { type DeviceLimits, type KernelShape, matrixShape } from "./tiles.ts";
 
 /** How to compile: the shape, and options that pick or override kernel variants. */
 export interface CompileOptions {
-  /** The sizes of the call: B, Hq, Hkv, N and D. */
+  /** The sizes of the call: B, Hq, Hkv, Nq and D (and Nk, Dv where they differ). */
   shape: AttentionShape;
+  /**
+   * Where query row 0 sits among the keys: query row `i` is key position `queryOffset + i`, an
+   * integer in `[0, Nk - Nq]`; default `Nk - Nq` (the queries are the last positions: a prefill
+   * chunk or a decoding step). Patterns are evaluated on positions, with n = Nk.
+   */
+  queryOffset?: number;
   /** Element type of the inputs and O (default f32); f16 needs the adapter's `shader-f16`. */
   dtype?: Dtype;
   /** Softmax scale; defaults to 1 / sqrt(D). */
@@ -76,6 +88,8 @@ export interface CompileOptions {
 export interface CheckedCall {
   pattern: Pattern;
   shape: AttentionShape;
+  /** Query row 0's position among the keys (0 for a square call). */
+  queryOffset: number;
   dtype: Dtype;
   scale: number;
   limits?: DeviceLimits;
@@ -95,8 +109,9 @@ export interface CheckedCall {
  * @param pattern a pattern object or JSON value
  * @param options shape and options
  * @returns the checked call
- * @throws {PatternError} bad pattern; {ShapeError} bad shape or option; {PlanError} an
- *   expression that leaves i32 at this shape; {DeviceError} tensors past the binding limit
+ * @throws {PatternError} bad pattern; {ShapeError} bad shape, query offset or option;
+ *   {PlanError} an expression that leaves i32 at this shape; {DeviceError} tensors past the
+ *   binding limit
  * @example
  * ```ts
  * import { checkCall } from "./checked_call.ts";
@@ -110,8 +125,11 @@ export function checkCall(pattern: unknown, options: CompileOptions): CheckedCal
   const parsed = parsePattern(pattern);
   const shape = options.shape;
   checkAttentionShape(shape);
-  // TypeScript predicates and scores must stay in i32 and never divide by 0 at this shape.
-  checkExpressionDomain(parsed, { n: shape.seqLen, batch: shape.batch, headsQ: shape.headsQ });
+  const queryOffset = queryOffsetOf(shape, options.queryOffset);
+  // TypeScript predicates and scores must stay in i32 and never divide by 0 at this shape, with
+  // n the key count.
+  const n = sequenceSizes(shape).nk;
+  checkExpressionDomain(parsed, { n, batch: shape.batch, headsQ: shape.headsQ });
   const scale = options.scale ?? 1 / Math.sqrt(shape.headDim);
   if (!Number.isFinite(scale) || scale === 0) {
     throw new ShapeError(`Bad options: scale must be a finite nonzero number, got ${scale}`);
@@ -130,12 +148,23 @@ export function checkCall(pattern: unknown, options: CompileOptions): CheckedCal
     throw new ShapeError(`Bad options: dtype must be "f32" or "f16", got ${JSON.stringify(dtype)}`);
   }
   if (options.tiles?.matrix) checkMatrixTiles(options.tiles, { ...options, dtype });
+  else if (options.tiles?.threads !== undefined) checkTileColumns(options.tiles, shape);
+  if (options.prefetch && sequenceSizes(shape).dv !== shape.headDim) {
+    throw new ShapeError(
+      `Bad options: prefetch needs valueDim == headDim (each prefetch register holds a vec4 of K ` +
+        `and the same vec4 of V), got valueDim ${sequenceSizes(shape).dv} and headDim ` +
+        `${shape.headDim}; leave prefetch unset`,
+    );
+  }
+  const backward = options.backward ?? false;
+  if (backward) checkSquare(shape, "the backward pass (backward: true)");
   const branches = parsed.kind === "gated" ? parsed.branches.length : 1;
   if (options.limits) checkBufferSizes(shape, dtype, branches, options.limits);
   const gated = parsed.kind === "gated";
   return {
     pattern: parsed,
     shape,
+    queryOffset,
     dtype,
     scale,
     limits: options.limits,
@@ -147,8 +176,44 @@ export function checkCall(pattern: unknown, options: CompileOptions): CheckedCal
     keySplits: splits,
     globalQuery: options.globalQuery,
     edgePairs: options.edgePairs,
-    backward: options.backward ?? false,
+    backward,
   };
+}
+
+/**
+ * What runs only on square calls, `kvSeqLen == seqLen` and `valueDim == headDim`, refuses
+ * others by the field.
+ * @param shape the call's sizes
+ * @param what the thing that needs a square call, for the message
+ */
+function checkSquare(shape: AttentionShape, what: string): void {
+  const { nq, nk, d, dv } = sequenceSizes(shape);
+  if (nk !== nq) {
+    throw new ShapeError(
+      `Bad options: ${what} needs kvSeqLen == seqLen, got kvSeqLen ${nk} and seqLen ${nq}; ` +
+        "run the forward pass alone for queries against a longer key sequence",
+    );
+  }
+  if (dv !== d) {
+    throw new ShapeError(
+      `Bad options: ${what} needs valueDim == headDim, got valueDim ${dv} and headDim ${d}; ` +
+        "run the forward pass alone for a value head dim of its own",
+    );
+  }
+}
+
+/** A caller's invocation split: its columns own whole vec4s of each output row. */
+function checkTileColumns(tiles: TileShape & Partial<KernelShape>, shape: AttentionShape): void {
+  const rows = tiles.rowsPerThread ?? 0;
+  const cols = rows > 0 ? tiles.threads! / (tiles.tileQ / rows) : 0;
+  const dv4 = sequenceSizes(shape).dv / 4;
+  if (!Number.isInteger(cols) || cols < 1 || tiles.tileK % cols !== 0 || dv4 % cols !== 0) {
+    throw new ShapeError(
+      `Bad options: tiles ${tiles.tileQ}x${tiles.tileK} with ${tiles.threads} threads and ` +
+        `${tiles.rowsPerThread} rows per thread split rows into ${cols} columns; the columns ` +
+        `must be a whole number dividing tileK (${tiles.tileK}) and valueDim / 4 (${dv4})`,
+    );
+  }
 }
 
 /** Subgroup-matrix tiles the caller named: float16, a staged query tile, and shapes that tile. */
@@ -157,6 +222,7 @@ function checkMatrixTiles(
   o: CompileOptions & { dtype: Dtype },
 ): void {
   const m = tiles.matrix!;
+  checkSquare(o.shape, "tiles.matrix (subgroup matrices)");
   if (o.dtype !== "f16") {
     throw new ShapeError(`Bad options: tiles.matrix needs dtype "f16", got "${o.dtype}"`);
   }

@@ -3,7 +3,7 @@
  * bindings and dispatch sizes; the runtime owns every GPU object.
  * @module
  */
-import type { AttentionShape, Dtype } from "../core/shape.ts";
+import { type AttentionShape, type Dtype, sequenceSizes } from "../core/shape.ts";
 import { checkCall, type CheckedCall, type CompileOptions } from "./checked_call.ts";
 import { checkHashFits, checkKernelFits, checkQueryTiles } from "./device_checks.ts";
 import { type BufferSpec, bufferTable, checkBufferTable } from "./buffer_table.ts";
@@ -13,6 +13,7 @@ import { type Plan, planPattern } from "./plan.ts";
 import { renderKernels } from "./render.ts";
 import { chooseTiles, type KernelShape, kernelShape, mayStageQuery } from "./tiles.ts";
 import type { HashLayout } from "./hash_layout.ts";
+import { queryRange } from "./query_tiles.ts";
 import { learnableConstants } from "../dsl/expression_check.ts";
 import type { Pattern } from "../dsl/schema.ts";
 
@@ -50,15 +51,17 @@ export interface CompiledAttention {
   buffers: BufferSpec[];
   /** The shape it was compiled for (one part of `split.full` when split). */
   shape: AttentionShape;
+  /** Where query row 0 sits among the keys: row `i` is key position `queryOffset + i`. */
+  queryOffset: number;
   /** Element type of Q, K, V and O. */
   dtype: Dtype;
   /** The softmax scale applied to `Q·K`. */
   scale: number;
-  /** Number of softmax branches; LSE is `[branches, B, Hq, N]` when gated, else `[B, Hq, N]`. */
+  /** Number of softmax branches; LSE is `[branches, B, Hq, Nq]` when gated, else `[B, Hq, Nq]`. */
   branches: number;
   /** The pattern is `gated`: each branch is a softmax of its own, blended by gates. */
   gated: boolean;
-  /** Gate tensors are `[B, Hq, N, branches]` rather than `[B, Hq, branches]`. */
+  /** Gate tensors are `[B, Hq, Nq, branches]` rather than `[B, Hq, branches]`. */
   gatesPerPosition: boolean;
   /** Default gates `[branches]` (JSON gates or 1/branches) used when no gate tensor is given. */
   defaultGates: number[];
@@ -122,12 +125,15 @@ export function compile(pattern: unknown, options: CompileOptions): CompiledAtte
 export function compileChecked(call: CheckedCall): CompiledAttention {
   const started = performance.now();
   const { shape, dtype } = call;
+  const { nk } = sequenceSizes(shape);
   // 1. Tiles from the device's workgroup storage (or the caller's override).
   const tiles = kernelTiles(call);
-  checkQueryTiles(shape.seqLen, tiles);
-  // 2. Plan: branches of disjoint components, each with layouts and a BlockMask.
-  const plan = planPattern(call.pattern, shape.seqLen, tiles, {
+  checkQueryTiles(nk, tiles);
+  // 2. Plan over the Nk key positions: branches of disjoint components, each with layouts and a
+  //    BlockMask; the queries are Nq of the positions where they are fewer (query_tiles.ts).
+  const plan = planPattern(call.pattern, nk, tiles, {
     domain: { batch: shape.batch, headsQ: shape.headsQ },
+    queries: queryRange(shape, call.queryOffset),
   });
   // 3. Kernel plan: every dispatch and its variants, each picked by a rule of kernel_rules.ts.
   const planned = planKernels(plan, tiles, call);
@@ -156,6 +162,7 @@ export function compileChecked(call: CheckedCall): CompiledAttention {
     })),
     buffers,
     shape,
+    queryOffset: call.queryOffset,
     dtype,
     scale: call.scale,
     branches,
@@ -178,17 +185,18 @@ export function compileChecked(call: CheckedCall): CompiledAttention {
  */
 function kernelTiles(call: CheckedCall): KernelShape {
   const { tiles, shape } = call;
+  const { nq, nk, d, dv } = sequenceSizes(shape);
   if (tiles) {
-    return tiles.threads
-      ? tiles as KernelShape
-      : kernelShape(tiles.tileQ, tiles.tileK, 2, shape.headDim / 4)!;
+    return tiles.threads ? tiles as KernelShape : kernelShape(tiles.tileQ, tiles.tileK, 2, dv / 4)!;
   }
   const staged = call.globalQuery === undefined ? mayStageQuery(call.dtype) : !call.globalQuery;
-  // The backward kernels walk register tiles: its forward does too, on the same masks.
-  const limits = call.backward && call.limits
+  // The backward kernels walk register tiles: its forward does too, on the same masks. So do
+  // calls with queries among longer keys or a value head dim of its own.
+  const square = nq === nk && dv === d;
+  const limits = (call.backward || !square) && call.limits
     ? { ...call.limits, matrices: undefined }
     : call.limits;
-  return chooseTiles(shape.headDim, limits, call.dtype, staged);
+  return chooseTiles(d, limits, call.dtype, staged, dv);
 }
 
 /** Only a real device's limits are binding; without them the WGSL is text to read. */
@@ -196,7 +204,7 @@ function checkDevice(call: CheckedCall, kernels: KernelPlan, hash: HashLayout): 
   const attention = kernels.kernels.find((k) => k.kind === "attention");
   if (call.limits && attention?.kind === "attention") {
     const staged = attention.querySource === "tile";
-    checkKernelFits(kernels.kernel, call.shape.headDim, call.dtype, call.limits, staged);
+    checkKernelFits(kernels.kernel, call.shape, call.dtype, call.limits, staged);
   }
   checkHashFits(hash, call.limits);
 }

@@ -4,7 +4,7 @@
  * sorts or buffers past a dispatch or a binding.
  * @module
  */
-import type { AttentionShape } from "../core/shape.ts";
+import { type AttentionShape, sequenceSizes } from "../core/shape.ts";
 import {
   DEFAULT_LIMITS,
   type DeviceLimits,
@@ -23,15 +23,17 @@ import { MAX_WORKGROUPS_X, sortCount } from "./dispatch_sizes.ts";
  */
 export function checkKernelFits(
   tiles: KernelShape,
-  headDim: number,
+  shape: AttentionShape,
   dtype: Dtype,
   limits: DeviceLimits,
   stagedQuery: boolean,
 ) {
-  const bytes = kernelStorageBytes(tiles, headDim, dtype, stagedQuery);
+  const { d, dv } = sequenceSizes(shape);
+  const bytes = kernelStorageBytes(tiles, d, dtype, stagedQuery, undefined, dv);
   if (bytes > limits.maxComputeWorkgroupStorageSize) {
+    const dims = dv === d ? `D=${d}` : `D=${d}, Dv=${dv}`;
     throw new PlanError(
-      `Cannot compile: tile ${tiles.tileQ}x${tiles.tileK} at D=${headDim} (${dtype}, query tile ` +
+      `Cannot compile: tile ${tiles.tileQ}x${tiles.tileK} at ${dims} (${dtype}, query tile ` +
         `${stagedQuery ? "staged" : "read from memory"}) needs ${bytes} bytes of workgroup ` +
         `memory; this device allows ${limits.maxComputeWorkgroupStorageSize}. ` +
         `Use smaller tiles or leave tiles unset`,
@@ -59,16 +61,17 @@ export function checkBufferSizes(
 ): void {
   const limit = limits.maxStorageBufferBindingSize;
   if (limit === undefined) return;
-  const { batch: b, headsQ, headsKV, seqLen: n, headDim: d } = shape;
+  const { batch: b, headsQ, headsKV } = shape;
+  const { nq, nk, d, dv } = sequenceSizes(shape);
   const element = dtype === "f16" ? 2 : 4;
   const sizes: [string, number][] = [
-    ["q", b * headsQ * n * d * element],
-    ["k", b * headsKV * n * d * element],
-    ["v", b * headsKV * n * d * element],
-    ["o (float32 accumulator)", b * headsQ * n * d * 4],
-    ["lse", b * headsQ * n * branches * 4],
+    ["q", b * headsQ * nq * d * element],
+    ["k", b * headsKV * nk * d * element],
+    ["v", b * headsKV * nk * dv * element],
+    ["o (float32 accumulator)", b * headsQ * nq * dv * 4],
+    ["lse", b * headsQ * nq * branches * 4],
   ];
-  if (branches > 1) sizes.push(["per-branch O", b * headsQ * n * d * 4 * branches]);
+  if (branches > 1) sizes.push(["per-branch O", b * headsQ * nq * dv * 4 * branches]);
   for (const [name, bytes] of sizes) {
     if (bytes > limit) {
       throw new DeviceError(

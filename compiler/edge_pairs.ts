@@ -113,7 +113,8 @@ export function edgePairRuns(
 
 /**
  * Whether a component's kernel walks edge pairs: a band (window or ring) in natural order on a
- * complete grid (N a multiple of both tile sizes), alone in its pass and not split, with no
+ * complete grid (every position a query, N a multiple of both tile sizes), alone in its pass
+ * and not split, with no
  * score modifier or hash codes, the prefetched key loop, and rows that split into halves at an
  * invocation boundary. Structural only: the WGSL must not change with the band's numbers, so a
  * radius that yields no pair runs the same pipeline (the kernel then skips the step).
@@ -122,6 +123,8 @@ export function walksEdgePairs(
   c: Component,
   o: {
     n: number;
+    /** Every position is a query (a square call): else any query tile may hold padding. */
+    allRows: boolean;
     rowsPerThread: number;
     prefetch: boolean;
     /** Alone in its pass, not split, no score modifier or uniform weights, reads no codes. */
@@ -129,7 +132,7 @@ export function walksEdgePairs(
   },
 ): boolean {
   const { tileQ, tileK } = c.mask;
-  return o.plain && o.prefetch && c.qLayout.kind === "identity" &&
+  return o.plain && o.allRows && o.prefetch && c.qLayout.kind === "identity" &&
     c.kLayout.kind === "identity" &&
     c.atoms.some((a) => a.kind === "window" || a.kind === "ring") &&
     o.n % tileQ === 0 && o.n % tileK === 0 && tileQ % (2 * o.rowsPerThread) === 0;

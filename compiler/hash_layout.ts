@@ -85,7 +85,9 @@ export function hashLayout(plan: Plan, shape: AttentionShape): HashLayout {
       }
     }
   }
-  const n = shape.seqLen;
+  // Query sorts are as long as key sorts: where the queries are some of the N positions, each
+  // query's code sits at its position, and its sort holds the Nq queries only.
+  const n = plan.n;
   const rowsQ = shape.batch * shape.headsQ, rowsK = shape.batch * shape.headsKV;
   const chunks = Math.ceil(n / SORT_CHUNK);
   let words = 0, countWords = 0;

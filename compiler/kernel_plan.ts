@@ -90,6 +90,12 @@ export interface AttentionKernel extends Dispatch {
   output: "write" | "merge" | "o16" | "split";
   /** Split-K: key chunks per query tile and partial rows per chunk and head. */
   split?: { chunks: number; rows: number };
+  /**
+   * Where the call's queries are some of the key positions (query_tiles.ts): the query tiles
+   * that hold some, ascending; workgroup x runs tile `queryTiles[x]` (key chunk aside), and no
+   * other tile is dispatched. Absent: every query tile, workgroup x runs tile x.
+   */
+  queryTiles?: number[];
   /** Its slot in the schedule buffer's header. */
   scheduleSlot: number;
   /** Offset of its branch's slice of O, in vec4s. */
@@ -102,7 +108,7 @@ export interface AttentionKernel extends Dispatch {
 export interface ClearKernel extends Dispatch {
   /** Which kind of dispatch this is (`Kernel` is a union on it). */
   kind: "clear";
-  /** Rows of the branch, `B·Hq·N`. */
+  /** Rows of the branch, `B·Hq·Nq`. */
   rows: number;
   /** Offset of the branch's slice of O, in vec4s. */
   oBase: number;

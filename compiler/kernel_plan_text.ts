@@ -66,6 +66,7 @@ function variants(k: Kernel): string {
         ...(k.edgePairs === "none" ? [] : [`edge pairs ${k.edgePairs}`]),
         `output ${k.output}`,
         ...(k.split ? [`${k.split.chunks} key chunks`] : []),
+        ...(k.queryTiles ? [`${k.queryTiles.length} query tile(s) holding the queries`] : []),
         `schedule slot ${k.scheduleSlot}`,
       ].join(", ");
     case "combine":

@@ -54,13 +54,15 @@ export function edgePairForm(asked: true | EdgePairForm, dtype: Dtype): EdgePair
 export function edgePairsFit(o: {
   tiles: KernelShape;
   headDim: number;
+  valueDim: number;
   dtype: Dtype;
   stagedQuery: boolean;
   form: EdgePairForm;
   workgroupBytes?: number;
 }): boolean {
   return o.workgroupBytes === undefined ||
-    kernelStorageBytes(o.tiles, o.headDim, o.dtype, o.stagedQuery, o.form) <= o.workgroupBytes;
+    kernelStorageBytes(o.tiles, o.headDim, o.dtype, o.stagedQuery, o.form, o.valueDim) <=
+      o.workgroupBytes;
 }
 
 /**
@@ -92,9 +94,9 @@ export function writesF16Directly(plan: Plan, dtype: Dtype, gated: boolean): boo
  */
 export function keyChunks(
   c: Component,
-  o: { heads: number; headDim: number; asked?: number },
+  o: { heads: number; valueDim: number; asked?: number },
 ): number {
-  return splittable(c) ? keySplits(c, o.heads, o.headDim, o.asked) : 0;
+  return splittable(c) ? keySplits(c, o.heads, o.valueDim, o.asked) : 0;
 }
 
 /**

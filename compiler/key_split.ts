@@ -40,7 +40,7 @@ export function splittable(c: Component): boolean {
  * partials within MAX_SPLIT_BYTES.
  * @param c a splittable component
  * @param heads batch × query heads (the dispatch's second dimension)
- * @param headDim D
+ * @param valueDim Dv, the head dim of the partial O rows
  * @param forced a caller's count (tests; an integer from 1 to MAX_KEY_SPLITS, checked by
  *   compile), used for every splittable component
  * @returns at least 1
@@ -53,12 +53,17 @@ export function splittable(c: Component): boolean {
  * keySplits(rows, 8, 64); // 64: 8 workgroups become 512, 32 key tiles each
  * ```
  */
-export function keySplits(c: Component, heads: number, headDim: number, forced?: number): number {
+export function keySplits(
+  c: Component,
+  heads: number,
+  valueDim: number,
+  forced?: number,
+): number {
   if (forced !== undefined) return forced;
   const workgroups = c.mask.qTiles * heads;
   let longest = 0;
   for (let t = 0; t < c.mask.qTiles; t++) longest = Math.max(longest, rowTiles(c.mask, t));
-  const bytesPerChunk = heads * c.mask.qTiles * c.mask.tileQ * (headDim + 1) * 4;
+  const bytesPerChunk = heads * c.mask.qTiles * c.mask.tileQ * (valueDim + 1) * 4;
   const splits = Math.min(
     Math.ceil(SPLIT_TARGET_WORKGROUPS / workgroups),
     Math.floor(longest / MIN_TILES_PER_SPLIT),

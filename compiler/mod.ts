@@ -57,5 +57,6 @@ export {
   tuningCandidates,
 } from "./tiles.ts";
 export { type Layout, layoutPositions } from "./layout.ts";
+export type { QueryRange } from "./query_tiles.ts";
 export { type Atom, Coverage } from "./atoms.ts";
 export { pipelineKey } from "./render.ts";

@@ -20,6 +20,7 @@ import { RandomTables } from "./random_table.ts";
 import { landmarkBlockMask } from "./landmark_mask.ts";
 import { checkLowRankPlacement, landmarkGeometry } from "../dsl/low_rank.ts";
 import { checkHashPlacement } from "../dsl/hash_bucket.ts";
+import { type QueryRange, queryTiles } from "./query_tiles.ts";
 
 /** One disjoint piece of a branch. */
 export interface Component {
@@ -59,8 +60,14 @@ export interface TileShape {
 export interface Plan {
   /** The parsed pattern it plans. */
   pattern: Pattern;
-  /** Sequence length N. */
+  /** N: the key positions, which every layout and BlockMask is over on both sides. */
   n: number;
+  /**
+   * Where the call's queries are some of the positions (query_tiles.ts): its Nq rows from
+   * position `offset`; the kernels run only the query tiles that hold them. Absent: every
+   * position is a query.
+   */
+  queries?: QueryRange;
   /** The tile shape every component's BlockMask is built for. */
   tiles: TileShape;
   /** One per softmax: one per gated branch, else one. */
@@ -76,10 +83,11 @@ export interface Plan {
  * fewest tiles visited, and build its BlockMask.
  *
  * @param pattern a parsed pattern
- * @param n sequence length N
+ * @param n N, the key positions (the sequence length of a square call)
  * @param tiles the tile shape
  * @param options `domain`: the heads and batches the schedules serve (predicates may read `h`
- *   and `b`; without it, any the GPU grid can hold)
+ *   and `b`; without it, any the GPU grid can hold); `queries`: the call's query rows, where
+ *   they are some of the positions
  * @returns the plan
  * @throws {PlanError} when the pattern cannot be planned at this N
  * @example
@@ -93,7 +101,7 @@ export function planPattern(
   pattern: Pattern,
   n: number,
   tiles: TileShape,
-  options: { domain?: HeadBatchRange } = {},
+  options: { domain?: HeadBatchRange; queries?: QueryRange } = {},
 ): Plan {
   const random = new RandomTables(n);
   checkLowRankPlacement(pattern);
@@ -126,7 +134,8 @@ export function planPattern(
     };
   });
   const gates = pattern.kind === "gated" ? pattern.gates : undefined;
-  return { pattern, n, tiles, branches, gates, random };
+  const queries = options.queries;
+  return { pattern, n, ...(queries ? { queries } : {}), tiles, branches, gates, random };
 }
 
 /** Band-like terms first: their tiles are cheap to exclude in any other layout. */
@@ -316,6 +325,13 @@ export function planSummary(plan: Plan): string {
         ? ", plus the hashBucket rounds' (read from the codes at run time)"
         : ""),
   );
+  const q = plan.queries;
+  if (q) {
+    lines.push(
+      `queries: ${q.count} row(s) at positions ${q.offset}..${q.offset + q.count - 1} of the ` +
+        `${plan.n} keys; each component runs only its query tiles that hold them`,
+    );
+  }
   plan.branches.forEach((b, i) => {
     const gate = plan.gates ? ` gate ${plan.gates[i]}` : "";
     lines.push(`branch ${i}: ${b.label}${gate}`);
@@ -326,9 +342,13 @@ export function planSummary(plan: Plan): string {
       const tiles = c.qLayout.kind === "sorted"
         ? "key tiles from the codes (each query tile's buckets, one range)"
         : `${visited} tiles (${partial} partial) in ${c.mask.kvStart.length} runs`;
+      const run = q
+        ? `; runs ${queryTiles(c.qLayout, plan.n, c.mask.tileQ, q).length} of ` +
+          `${c.mask.qTiles} query tiles`
+        : "";
       lines.push(
         `  component ${j}: ${c.atoms.map(atomLabel).join(" & ")}${excl}; ` +
-          `layout q ${layoutLabel(c.qLayout)}, k ${layoutLabel(c.kLayout)}; ${tiles}`,
+          `layout q ${layoutLabel(c.qLayout)}, k ${layoutLabel(c.kLayout)}; ${tiles}${run}`,
       );
     });
   });

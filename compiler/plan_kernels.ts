@@ -5,7 +5,7 @@
  * @module
  */
 import { PlanError } from "../core/errors.ts";
-import type { AttentionShape } from "../core/shape.ts";
+import { type AttentionShape, sequenceSizes } from "../core/shape.ts";
 import type { CheckedCall } from "./checked_call.ts";
 import { readsHash } from "./component_reads.ts";
 import { elementwiseWorkgroups, MAX_WORKGROUPS_X } from "./dispatch_sizes.ts";
@@ -25,6 +25,7 @@ import {
   writesF16Directly,
 } from "./kernel_rules.ts";
 import { layoutCount } from "./layout.ts";
+import { queryTiles } from "./query_tiles.ts";
 import type { Component, Plan } from "./plan.ts";
 import { fusionGroups } from "./run_fusion.ts";
 import {
@@ -73,11 +74,12 @@ import type {
  */
 export function planKernels(plan: Plan, tiles: KernelShape, call: CheckedCall): KernelPlanResult {
   const { shape, dtype } = call;
+  const { d, dv } = sequenceSizes(shape);
   const heads = shape.batch * shape.headsQ;
   const constants = call.constantParams;
   // Key chunks per component, and the components each pass walks (run fusion).
   const chunks = plan.branches.map((b) =>
-    b.components.map((c) => keyChunks(c, { heads, headDim: shape.headDim, asked: call.keySplits }))
+    b.components.map((c) => keyChunks(c, { heads, valueDim: dv, asked: call.keySplits }))
   );
   const groups = plan.branches.map((b, i) =>
     fusionGroups(
@@ -85,11 +87,17 @@ export function planKernels(plan: Plan, tiles: KernelShape, call: CheckedCall): 
       (j) => fusionKey(b.components[j], { branch: b, chunks: chunks[i][j], constants }),
     )
   );
-  const prefetch = call.prefetch ?? prefetches(tiles, shape.headDim);
+  const prefetch = call.prefetch ?? prefetches(tiles, d, dv);
   // Subgroup matrices load the query tile from workgroup memory: it is always staged.
   const fromMemory = !tiles.matrix && (call.globalQuery ?? queryFromMemoryPays(plan, dtype));
   const pairs = pairChoices(plan, tiles, call, { chunks, groups, prefetch, fromMemory });
-  const schedule = packSchedules(plan, shape.headDim, chunks, groups, pairs.runs);
+  // Queries that are some of the positions: each component runs the query tiles holding some.
+  const queries = plan.queries;
+  const runTiles = queries &&
+    plan.branches.map((b) =>
+      b.components.map((c) => queryTiles(c.qLayout, plan.n, c.mask.tileQ, queries))
+    );
+  const schedule = packSchedules(plan, shape.headDim, chunks, groups, pairs.runs, runTiles);
   const hash = hashLayout(plan, shape);
   const landmarks = landmarkSets(plan);
   // The backward pass reads the float32 O (Δ = dO·O): no float16 O written directly.
@@ -97,7 +105,7 @@ export function planKernels(plan: Plan, tiles: KernelShape, call: CheckedCall): 
 
   const kernels: Kernel[] = [
     ...landmarks.map((l) => poolKernel(shape, l)),
-    ...hash.sets.flatMap((set, i) => hashKernels(set, i, shape)),
+    ...hash.sets.flatMap((set, i) => hashKernels(set, i, { shape, n: plan.n })),
   ];
   plan.branches.forEach((_, b) => {
     kernels.push(...branchKernels(plan, b, {
@@ -105,6 +113,7 @@ export function planKernels(plan: Plan, tiles: KernelShape, call: CheckedCall): 
       slots: schedule.slots[b],
       chunks: chunks[b],
       groups: groups[b],
+      runTiles: runTiles?.[b],
       pairForms: pairs.forms[b],
       outputF16,
       gated: call.pattern.kind === "gated",
@@ -174,20 +183,22 @@ function pairChoices(
   const fit = edgePairsFit({
     tiles,
     headDim: shape.headDim,
+    valueDim: sequenceSizes(shape).dv,
     dtype,
     stagedQuery: !o.fromMemory,
     form,
     workgroupBytes: call.limits?.maxComputeWorkgroupStorageSize,
   });
   const context = {
-    n: shape.seqLen,
+    n: plan.n,
     random: plan.random,
     domain: { batch: shape.batch, headsQ: shape.headsQ },
   };
   const walks = plan.branches.map((b, i) =>
     b.components.map((c, j) =>
       asked !== false && fit && walksEdgePairs(c, {
-        n: shape.seqLen,
+        n: plan.n,
+        allRows: plan.queries === undefined,
         rowsPerThread: tiles.rowsPerThread,
         prefetch: o.prefetch,
         plain: o.chunks[i][j] === 0 &&
@@ -213,6 +224,8 @@ function branchKernels(plan: Plan, b: number, o: {
   slots: number[];
   chunks: number[];
   groups: number[][];
+  /** Per component, the query tiles it runs, where the queries are some of the positions. */
+  runTiles?: number[][];
   pairForms: (EdgePairForm | undefined)[];
   outputF16: boolean;
   gated: boolean;
@@ -222,7 +235,7 @@ function branchKernels(plan: Plan, b: number, o: {
   const { shape } = o;
   const heads = shape.batch * shape.headsQ;
   const rows = heads * shape.seqLen;
-  const oBase = b * rows * (shape.headDim / 4), lseBase = b * rows;
+  const oBase = b * rows * (sequenceSizes(shape).dv / 4), lseBase = b * rows;
   const oName = o.outputF16 ? "o16" : o.gated ? "branchO" : "o";
   const components = plan.branches[b].components;
   const clear = branchNeedsClear(plan.branches[b]);
@@ -246,10 +259,16 @@ function branchKernels(plan: Plan, b: number, o: {
       ? `branch ${b} components ${group.join("+")}`
       : `branch ${b} component ${j}`;
     const chunks = o.chunks[j];
-    const qTiles = Math.ceil(layoutCount(component.qLayout, shape.seqLen) / component.mask.tileQ);
+    // Split-K partial rows are indexed by layout index, over every query tile of the layout.
+    const qTiles = Math.ceil(layoutCount(component.qLayout, plan.n) / component.mask.tileQ);
     const split = chunks > 0 ? { chunks, rows: qTiles * component.mask.tileQ } : undefined;
     const splitNote = split ? `, key tiles in ${chunks} chunks` : "";
-    checkWorkgroups(label, qTiles, chunks);
+    const runTiles = o.runTiles?.[j];
+    // None of its query tiles holds a query (global rows elsewhere): it has nothing to add, and
+    // a gathered layout never writes a branch first (the branch is cleared).
+    if (runTiles?.length === 0) continue;
+    const dispatched = runTiles?.length ?? qTiles;
+    checkWorkgroups(label, dispatched, chunks);
     kernels.push({
       kind: "attention",
       label: `${label}${splitNote}`,
@@ -261,7 +280,7 @@ function branchKernels(plan: Plan, b: number, o: {
         ...(readsHash(component) ? [read("hash")] : []),
         ...(learns ? [read("learned")] : []),
       ],
-      workgroups: [qTiles * Math.max(chunks, 1), heads],
+      workgroups: [dispatched * Math.max(chunks, 1), heads],
       branch: b,
       members: group,
       querySource: o.querySource,
@@ -269,6 +288,7 @@ function branchKernels(plan: Plan, b: number, o: {
       edgePairs: o.pairForms[j] ?? "none",
       output: split ? "split" : o.outputF16 ? "o16" : j > 0 || clear ? "merge" : "write",
       ...(split ? { split } : {}),
+      ...(runTiles ? { queryTiles: runTiles } : {}),
       scheduleSlot: o.slots[j],
       oBase,
       lseBase,

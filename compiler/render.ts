@@ -5,7 +5,7 @@
  * compiler that imports the WGSL writers (compiler/wgsl/).
  * @module
  */
-import type { AttentionShape } from "../core/shape.ts";
+import { type AttentionShape, sequenceSizes } from "../core/shape.ts";
 import { AuxData } from "./aux_data.ts";
 import type { CheckedCall } from "./checked_call.ts";
 import type { AttentionKernel, Kernel, KernelPlanResult } from "./kernel_plan.ts";
@@ -27,6 +27,7 @@ import { splitCombineKernel } from "./wgsl/split_combine_wgsl.ts";
 import { gradientKernel } from "./wgsl/gradient_wgsl.ts";
 import { learnableConstants, learnableOffsets } from "../dsl/expression_check.ts";
 import { branchLearns } from "./plan_gradients.ts";
+import { outputVec4s } from "./support_kernels.ts";
 
 export { pipelineKey } from "./wgsl/shader_module.ts";
 
@@ -63,7 +64,7 @@ export function renderKernels(
   call: CheckedCall,
 ): RenderedKernels {
   const { kernels, modules } = planned.kernels;
-  const aux = new AuxData(call.shape.seqLen, plan.random, call.constantParams);
+  const aux = new AuxData(plan.n, plan.random, call.constantParams);
   const texts: string[] = new Array(modules.length);
   for (const k of kernels) {
     if (texts[k.module] !== undefined) continue;
@@ -98,6 +99,9 @@ function attentionOptions(k: AttentionKernel, o: RenderContext): ComponentKernel
     component: first,
     ...(fused.length ? { fused } : {}),
     shape: o.call.shape,
+    n: o.plan.n,
+    ...(o.plan.queries ? { queries: o.plan.queries } : {}),
+    ...(k.queryTiles ? { queryTiles: k.queryTiles } : {}),
     scale: o.call.scale,
     aux: o.aux,
     scheduleSlot: k.scheduleSlot,
@@ -129,13 +133,19 @@ function attentionOptions(k: AttentionKernel, o: RenderContext): ComponentKernel
 /** The WGSL of a kernel other than attention: each kind has its writer. */
 function renderOther(k: Exclude<Kernel, AttentionKernel>, o: RenderContext): string {
   const shape: AttentionShape = o.call.shape;
-  const d4 = shape.headDim / 4;
+  const d4 = shape.headDim / 4, dv4 = sequenceSizes(shape).dv / 4;
   const dtype = o.planned.kernels.dtype;
+  // A hashBucket pre-pass's code set, over the N key positions (and the queries among them).
+  const sort = (set: number) => ({
+    set: o.planned.hash.sets[set],
+    n: o.plan.n,
+    ...(o.plan.queries ? { queries: o.plan.queries } : {}),
+  });
   switch (k.kind) {
     case "clear":
       return clearKernel({
         rows: k.rows,
-        d4,
+        d4: dv4,
         oBase: k.oBase,
         lseBase: k.lseBase,
         groupsX: k.workgroups[0],
@@ -146,8 +156,9 @@ function renderOther(k: Exclude<Kernel, AttentionKernel>, o: RenderContext): str
       const label = `branch ${k.branch} component ${k.component}`;
       return splitCombineKernel({
         qLayout: component.qLayout,
-        n: shape.seqLen,
-        d4,
+        n: o.plan.n,
+        ...(o.plan.queries ? { queries: o.plan.queries } : {}),
+        d4: dv4,
         heads: shape.batch * shape.headsQ,
         chunks: k.chunks,
         rows: k.rows,
@@ -160,21 +171,22 @@ function renderOther(k: Exclude<Kernel, AttentionKernel>, o: RenderContext): str
     case "pool":
       return poolingKernel({
         heads: shape.batch * shape.headsKV,
-        n: shape.seqLen,
+        n: o.plan.n,
         d4,
+        dv4,
         segment: k.segment,
         count: k.count,
         dtype,
         groupsX: k.workgroups[0],
       });
     case "hashCodes":
-      return hashCodesKernel({ set: o.planned.hash.sets[k.set], n: shape.seqLen, d4, dtype });
+      return hashCodesKernel({ ...sort(k.set), d4, dtype });
     case "bucketCounts":
-      return bucketHistogramKernel({ set: o.planned.hash.sets[k.set], n: shape.seqLen });
+      return bucketHistogramKernel(sort(k.set));
     case "bucketScan":
-      return bucketScanKernel({ set: o.planned.hash.sets[k.set], n: shape.seqLen });
+      return bucketScanKernel(sort(k.set));
     case "bucketScatter":
-      return bucketScatterKernel({ set: o.planned.hash.sets[k.set], n: shape.seqLen });
+      return bucketScatterKernel(sort(k.set));
     case "blend":
       return blendKernel({
         shape,
@@ -184,7 +196,7 @@ function renderOther(k: Exclude<Kernel, AttentionKernel>, o: RenderContext): str
       });
     case "cast":
       return castKernel({
-        count: shape.batch * shape.headsQ * shape.seqLen * d4,
+        count: outputVec4s(shape),
         groupsX: k.workgroups[0],
       });
     case "gradClear":

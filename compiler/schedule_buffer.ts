@@ -10,7 +10,9 @@
  * Components fused into one pass (run_fusion.ts) share one slot: per query tile, every member's
  * runs in member order, the member's index in the length word's top bits
  * (`kvLength | member << TAG_SHIFT`). A component whose kernel walks edge pairs (edge_pairs.ts)
- * may start a row with one: `A << 1 | 1`, `B | PAIR_BIT`.
+ * may start a row with one: `A << 1 | 1`, `B | PAIR_BIT`. Where the call's queries are some of
+ * the key positions (query_tiles.ts), a pass's rows are those of the query tiles it runs, in the
+ * order of its list.
  *
  * A kernel's WGSL names only its component's slot, never an offset or a count, so the text
  * does not change when a schedule does. Two words per run keep any N and tile count exact.
@@ -20,6 +22,7 @@ import type { BlockMask } from "./block_mask.ts";
 import type { PairedRuns } from "./edge_pairs.ts";
 import { splitKeyRows } from "./key_split.ts";
 import type { Plan } from "./plan.ts";
+import { type ScheduleRows, selectRows } from "./query_tiles.ts";
 import { TAG_SHIFT, type TaggedRuns, tagRuns } from "./run_fusion.ts";
 
 /** Words before the first component slot: `[D / 4, tileK]`. */
@@ -42,6 +45,9 @@ export const RUN_WORDS = 2;
  *   one component per pass). A split component is a group of its own.
  * @param paired per branch and component, its runs with edge pairs (edge_pairs.ts) where its
  *   kernel walks them; such a component is a group of its own and not split
+ * @param queryTiles per branch and component, the query tiles its pass runs where the call's
+ *   queries are some of the positions (query_tiles.ts): only their rows are kept, in list order
+ *   (a group's from its first component)
  * @returns the words and, per branch and component, the index of its pass's header slot
  * @example
  * ```ts
@@ -60,9 +66,10 @@ export function packSchedules(
   splits?: number[][],
   groups?: number[][][],
   paired?: (PairedRuns | undefined)[][],
+  queryTiles?: number[][][],
 ): { words: Uint32Array; slots: number[][] } {
   // A group of one is its mask as it is (every run's member is 0): no copy.
-  const runs: (BlockMask | TaggedRuns | PairedRuns)[] = [];
+  const runs: (BlockMask | TaggedRuns | PairedRuns | ScheduleRows)[] = [];
   const slots = plan.branches.map((b, i) => {
     const slotOf: number[] = [];
     const branchGroups = groups?.[i] ?? b.components.map((_, j) => [j]);
@@ -73,7 +80,9 @@ export function packSchedules(
       });
       for (const j of group) slotOf[j] = runs.length;
       const pairs = group.length === 1 ? paired?.[i][group[0]] : undefined;
-      runs.push(pairs ?? (masks.length === 1 ? masks[0] : tagRuns(masks)));
+      const rows = pairs ?? (masks.length === 1 ? masks[0] : tagRuns(masks));
+      const tiles = queryTiles?.[i][group[0]];
+      runs.push(tiles ? selectRows(rows, tiles, splits?.[i][group[0]] || 1) : rows);
     }
     return slotOf;
   });

@@ -3,7 +3,7 @@
  * hashBucket sort before them, the gated blend and the float16 cast after.
  * @module
  */
-import type { AttentionShape } from "../core/shape.ts";
+import { type AttentionShape, sequenceSizes } from "../core/shape.ts";
 import { codeRows, elementwiseWorkgroups, sortCount } from "./dispatch_sizes.ts";
 import type { HashLayout } from "./hash_layout.ts";
 import type {
@@ -39,22 +39,28 @@ export function poolKernel(
   l: { rank: number; segment: number; count: number },
 ): PoolKernel {
   const heads = shape.batch * shape.headsKV;
+  // One invocation per vec4 of a landmark's K row or V row, whichever is wider.
+  const { d, dv } = sequenceSizes(shape);
   return {
     kind: "pool",
     label: `pool K and V into ${l.count} landmarks (lowRank(${l.rank}))`,
     ...own,
     bindings: [read("k"), read("v"), written(`landmarkK${l.rank}`), written(`landmarkV${l.rank}`)],
-    workgroups: elementwiseWorkgroups(heads * l.count * shape.headDim / 4),
+    workgroups: elementwiseWorkgroups(heads * l.count * Math.max(d, dv) / 4),
     ...l,
   };
 }
 
-/** The hashBucket pre-pass of one code set: codes, then a stable counting sort per head and round. */
+/**
+ * The hashBucket pre-pass of one code set: codes, then a stable counting sort per head and
+ * round, each over the N key positions (`o.n`).
+ */
 export function hashKernels(
   set: HashLayout["sets"][number],
   index: number,
-  shape: AttentionShape,
+  o: { shape: AttentionShape; n: number },
 ): HashKernel[] {
+  const { shape, n } = o;
   const sorts = sortCount(set);
   const what = `hashBucket ${set.key}, ${set.rounds} round(s)`;
   const step = (
@@ -65,7 +71,7 @@ export function hashKernels(
   ): HashKernel => ({ kind, label: `${what}: ${label}`, ...own, bindings, workgroups, set: index });
   return [
     step("hashCodes", "bucket codes of Q and K", [read("q"), read("k"), written("hash")], [
-      Math.ceil(shape.seqLen / codeRows(shape.headDim / 4, set.nbits)),
+      Math.ceil(n / codeRows(shape.headDim / 4, set.nbits)),
       sorts,
     ]),
     step("bucketCounts", "bucket counts per chunk", [read("hash"), written("hashCounts")], [
@@ -90,9 +96,7 @@ export function blendKernel(
     label: "gated blend",
     ...own,
     bindings: [read("branchO"), read("gates"), written("o")],
-    workgroups: elementwiseWorkgroups(
-      shape.batch * shape.headsQ * shape.seqLen * shape.headDim / 4,
-    ),
+    workgroups: elementwiseWorkgroups(outputVec4s(shape)),
     branches,
     perPosition,
   };
@@ -104,10 +108,23 @@ export function castKernel(shape: AttentionShape): CastKernel {
     label: "cast O to float16",
     ...own,
     bindings: [read("o"), written("o16")],
-    workgroups: elementwiseWorkgroups(
-      shape.batch * shape.headsQ * shape.seqLen * shape.headDim / 4,
-    ),
+    workgroups: elementwiseWorkgroups(outputVec4s(shape)),
   };
+}
+
+/**
+ * The vec4s of O, `[B, Hq, Nq, Dv]`, that the blend and the cast write one invocation each.
+ * @param shape the call's sizes
+ * @returns `B·Hq·Nq·Dv / 4`
+ * @example
+ * ```ts
+ * import { outputVec4s } from "./support_kernels.ts";
+ * outputVec4s({ batch: 1, headsQ: 2, headsKV: 1, seqLen: 3, headDim: 8, valueDim: 16 }); // 24
+ * ```
+ */
+export function outputVec4s(shape: AttentionShape): number {
+  const { nq, dv } = sequenceSizes(shape);
+  return shape.batch * shape.headsQ * nq * dv / 4;
 }
 
 export const read = (buffer: BufferName): Binding => ({ buffer, writable: false });

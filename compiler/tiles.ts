@@ -163,6 +163,7 @@ export function matrixShape(
  *   read query rows from global memory (compile.ts, `globalQuery`) declare no query tile
  * @param edgePairs how the kernel holds edge pairs (edge_pairs.ts), if it walks them: its V
  *   tile holds two padded K tiles (wide) or one (narrow)
+ * @param valueDim Dv, the V tile's head dim (default D)
  * @returns bytes of workgroup memory the kernel declares
  * @example
  * ```ts
@@ -177,6 +178,7 @@ export function kernelStorageBytes(
   dtype = "f32",
   stagedQuery = true,
   edgePairs?: EdgePairForm,
+  valueDim = headDim,
 ): number {
   const d4 = headDim / 4;
   const cols = s.threads / (s.tileQ / s.rowsPerThread);
@@ -186,7 +188,7 @@ export function kernelStorageBytes(
   // memory; row shares and key positions in 32-bit words.
   const q = stagedQuery ? s.tileQ * (d4 + 1) : 0;
   const kOrP = Math.max(s.tileK * (d4 + 1), s.tileQ * (s.tileK / 4 + 1));
-  const v = vTileLength(s.tileK, d4, edgePairs);
+  const v = vTileLength(s.tileK, valueDim / 4, edgePairs);
   return vec4Bytes * (q + kOrP + v) + 4 * (s.tileQ * cols + s.tileK);
 }
 
@@ -231,17 +233,22 @@ const MAX_PREFETCH_SLOTS = 4;
 
 /**
  * Whether the kernel loads the next K/V tile into registers while computing the current one.
+ * Each register slot holds one vec4 of K and the same vec4 of V, so V's rows must be as wide as
+ * K's: a value head dim of its own loads its tiles between two barriers.
  * @param s the kernel shape
  * @param headDim D
- * @returns true when each invocation holds at most MAX_PREFETCH_SLOTS vec4s of K (and of V)
+ * @param valueDim Dv (default D)
+ * @returns true when Dv == D and each invocation holds at most MAX_PREFETCH_SLOTS vec4s of K
+ *   (and of V)
  * @example
  * ```ts
  * import { kernelShape, prefetches } from "./tiles.ts";
  * prefetches(kernelShape(64, 32, 2, 16)!, 64); // true: 2 vec4s of K and 2 of V per invocation
  * ```
  */
-export function prefetches(s: KernelShape, headDim: number): boolean {
-  return Math.ceil((s.tileK * headDim / 4) / s.threads) <= MAX_PREFETCH_SLOTS;
+export function prefetches(s: KernelShape, headDim: number, valueDim = headDim): boolean {
+  return valueDim === headDim &&
+    Math.ceil((s.tileK * headDim / 4) / s.threads) <= MAX_PREFETCH_SLOTS;
 }
 
 /**
@@ -251,6 +258,7 @@ export function prefetches(s: KernelShape, headDim: number): boolean {
  * @param limits the adapter's limits (defaults to WebGPU's)
  * @param dtype element type of the staged tiles ("f32" or "f16")
  * @param stagedQuery whether the kernel stages its query tile (default `mayStageQuery`)
+ * @param valueDim Dv, the head dim of V and O (default D)
  * @returns tile shape and invocation split
  * @example
  * ```ts
@@ -263,9 +271,10 @@ export function chooseTiles(
   limits: DeviceLimits = DEFAULT_LIMITS,
   dtype = "f32",
   stagedQuery = mayStageQuery(dtype),
+  valueDim = headDim,
 ): KernelShape {
-  return tuningCandidates(headDim, limits, dtype, 1, stagedQuery)[0] ??
-    kernelShape(4, 4, 1, headDim / 4)!;
+  return tuningCandidates(headDim, limits, dtype, 1, stagedQuery, valueDim)[0] ??
+    kernelShape(4, 4, 1, valueDim / 4)!;
 }
 
 /**
@@ -276,6 +285,7 @@ export function chooseTiles(
  * @param dtype element type of the staged tiles ("f32" or "f16")
  * @param max at most this many (the most preferred)
  * @param stagedQuery whether the kernels stage their query tile (default `mayStageQuery`)
+ * @param valueDim Dv, the head dim of V and O (default D); subgroup matrices need Dv == D
  * @returns up to `max` kernel shapes, possibly none on a very small device
  * @example
  * ```ts
@@ -290,10 +300,10 @@ export function tuningCandidates(
   dtype = "f32",
   max = 6,
   stagedQuery = mayStageQuery(dtype),
+  valueDim = headDim,
 ): KernelShape[] {
-  const d4 = headDim / 4;
   const out: KernelShape[] = [];
-  const config = dtype === "f16" ? matrixConfig(limits) : undefined;
+  const config = dtype === "f16" && valueDim === headDim ? matrixConfig(limits) : undefined;
   for (const [tileQ, tileK, subgroups, rowsPerThread] of config ? MATRIX_CANDIDATES : []) {
     if (out.length >= max) break;
     const shape = matrixShape(tileQ, tileK, subgroups, rowsPerThread, headDim, config!);
@@ -301,8 +311,8 @@ export function tuningCandidates(
   }
   for (const [tileQ, tileK, rowsPerThread, cols] of dtype === "f16" ? CANDIDATES_F16 : CANDIDATES) {
     if (out.length >= max) break;
-    const shape = kernelShape(tileQ, tileK, rowsPerThread, d4, cols);
-    if (shape && kernelFits(shape, headDim, dtype, limits, stagedQuery)) out.push(shape);
+    const shape = kernelShape(tileQ, tileK, rowsPerThread, valueDim / 4, cols);
+    if (shape && kernelFits(shape, headDim, dtype, limits, stagedQuery, valueDim)) out.push(shape);
   }
   return out;
 }
@@ -314,6 +324,7 @@ export function tuningCandidates(
  * @param dtype element type of the staged tiles ("f32" or "f16")
  * @param limits the adapter's limits
  * @param stagedQuery whether the kernel stages its query tile (default `mayStageQuery`)
+ * @param valueDim Dv (default D)
  * @returns true when a pipeline of this shape is within the limits
  * @example
  * ```ts
@@ -329,20 +340,23 @@ export function kernelFits(
   dtype: string,
   limits: DeviceLimits,
   stagedQuery = mayStageQuery(dtype),
+  valueDim = headDim,
 ): boolean {
   const maxThreads = limits.maxComputeInvocationsPerWorkgroup ??
     DEFAULT_LIMITS.maxComputeInvocationsPerWorkgroup!;
   if (s.matrix && !(dtype === "f16" && hasMatrix(limits, s.matrix) && stagedQuery)) return false;
   return s.threads <= maxThreads &&
-    kernelStorageBytes(s, headDim, dtype, stagedQuery) <= limits.maxComputeWorkgroupStorageSize;
+    kernelStorageBytes(s, headDim, dtype, stagedQuery, undefined, valueDim) <=
+      limits.maxComputeWorkgroupStorageSize;
 }
 
 /**
  * A kernel shape's short name, `tileQ x tileK x rowsPerThread`, with `c` and the column count
  * when the columns are not `kernelShape`'s widest split (the invocation count follows from
- * these and D): how reports and the autotune cache write it.
+ * these and the output head dim): how reports and the autotune cache write it.
  * @param s the kernel shape
- * @param headDim D, which the widest split depends on
+ * @param headDim the output head dim (Dv, which is D unless V has one of its own), which the
+ *   widest split depends on
  * @returns e.g. "64x32x2", or "64x32x2c4" for 4 columns of 64x32 at D = 64
  * @example
  * ```ts
@@ -362,7 +376,7 @@ export function kernelShapeName(s: KernelShape, headDim: number): string {
 /**
  * The kernel shape a `kernelShapeName` names, at a head dim.
  * @param name e.g. "64x32x2" or "64x32x2c4"
- * @param headDim D (a multiple of 4)
+ * @param headDim the output head dim (Dv; a multiple of 4)
  * @returns the shape, or undefined when the name is malformed, rowsPerThread does not divide
  *   tileQ, or the columns do not divide tileK and D / 4
  * @example
@@ -391,14 +405,15 @@ export function parseKernelShapeName(name: string, headDim: number): KernelShape
 
 /**
  * A kernel shape: `tileQ / rowsPerThread` row groups of `cols` invocations each, `cols` by
- * default the largest of 8, 4, 2, 1 dividing both tileK and D/4.
+ * default the largest of 8, 4, 2, 1 dividing both tileK and Dv/4 (a column owns some keys of
+ * the scores and some vec4s of each output row).
  * @param tileQ queries per workgroup
  * @param tileK keys per tile
  * @param rowsPerThread query rows per invocation
- * @param d4 D / 4
+ * @param d4 Dv / 4, the output row's vec4s (D / 4 unless V has a head dim of its own)
  * @param cols invocations sharing a row group (default: the widest split)
  * @returns the shape, or undefined when rowsPerThread does not divide tileQ or `cols` does not
- *   divide tileK and D / 4
+ *   divide tileK and Dv / 4
  * @example
  * ```ts
  * import { kernelShape } from "./tiles.ts";
@@ -420,7 +435,7 @@ export function kernelShape(
   return { tileQ, tileK, threads: (tileQ / rowsPerThread) * cols, rowsPerThread };
 }
 
-/** The widest column split: the largest of 8, 4, 2, 1 dividing both tileK and D/4. */
+/** The widest column split: the largest of 8, 4, 2, 1 dividing both tileK and Dv/4. */
 function widestColumns(tileK: number, d4: number): number {
   return [8, 4, 2, 1].find((c) => tileK % c === 0 && d4 % c === 0)!;
 }

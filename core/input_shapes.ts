@@ -1,5 +1,6 @@
 /**
- * Shape checks for one attention call (DESIGN §1): Q `[B, Hq, N, D]`, K and V `[B, Hkv, N, D]`.
+ * Shape checks for one attention call (DESIGN §1): Q `[B, Hq, Nq, D]`, K `[B, Hkv, Nk, D]` and V
+ * `[B, Hkv, Nk, Dv]` (Q, K and V `[B, H, N, D]` for a square call).
  * Shared by the CPU reference and the GPU runtime so both refuse the same inputs with the same
  * one-line messages. Kernel-only limits (head dim a multiple of 4, ...) stay in the compiler.
  * @module
@@ -50,10 +51,10 @@ export function checkShape(shape: AttentionShape, inputs: ShapeInputs): GateLayo
   checkSizes(shape);
   const { batch: B, headsQ: Hq, headsKV: Hkv } = shape;
   const { nq, nk, d, dv } = sequenceSizes(shape);
-  // The formulas name Nk and Dv only where the shape has them.
-  const K = shape.kvSeqLen === undefined ? "N" : "Nk";
+  // The formulas name Nq, Nk and Dv only where the shape has them.
+  const [Q, K] = shape.kvSeqLen === undefined ? ["N", "N"] : ["Nq", "Nk"];
   const V = shape.valueDim === undefined ? "D" : "Dv";
-  checkLength("q", inputs.q.length, "B*Hq*N*D", B * Hq * nq * d);
+  checkLength("q", inputs.q.length, `B*Hq*${Q}*D`, B * Hq * nq * d);
   checkLength("k", inputs.k.length, `B*Hkv*${K}*D`, B * Hkv * nk * d);
   checkLength("v", inputs.v.length, `B*Hkv*${K}*${V}`, B * Hkv * nk * dv);
   return checkGates(shape, inputs.gates, inputs.branches);

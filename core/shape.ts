@@ -1,7 +1,7 @@
 /**
- * The attention problem's shape (DESIGN §1): Q `[B, Hq, N, D]`, K and V `[B, Hkv, N, D]`; in
- * the reference also queries against a longer key sequence and a value head dim of its own
- * (DESIGN §7): Q `[B, Hq, Nq, D]`, K `[B, Hkv, Nk, D]`, V `[B, Hkv, Nk, Dv]`.
+ * The attention problem's shape (DESIGN §1): Q `[B, Hq, Nq, D]`, K `[B, Hkv, Nk, D]` and V
+ * `[B, Hkv, Nk, Dv]`, with `Nq <= Nk`; query row `i` sits at key position `queryOffset + i`.
+ * `Nq == Nk` and `Dv == D` is the plain square call, Q, K and V `[B, H, N, D]`.
  * @module
  */
 import { ShapeError } from "./errors.ts";
@@ -17,16 +17,13 @@ export interface AttentionShape {
   headsQ: number;
   /** Hkv: key/value heads; `headsQ % headsKV == 0` (MHA, GQA, MQA) */
   headsKV: number;
-  /** N (Nq, the query rows, when `kvSeqLen` differs) */
+  /** Nq: the query rows (N of a square call) */
   seqLen: number;
-  /** D */
+  /** D: the query and key head dim */
   headDim: number;
-  /**
-   * Nk, the key and value rows (default `seqLen`). The float64 reference takes any `Nk >=
-   * Nq`; the kernels need `Nk == Nq` for now.
-   */
+  /** Nk: the key and value rows, at least `seqLen` (default `seqLen`) */
   kvSeqLen?: number;
-  /** Dv, the value and output head dim (default `headDim`); the reference only, for now. */
+  /** Dv: the value and output head dim (default `headDim`) */
   valueDim?: number;
 }
 
@@ -56,36 +53,71 @@ export function sequenceSizes(
 export const MAX_HEAD_DIM = 256;
 
 /**
- * Checks the sizes themselves (not the tensors): positive integers, `headsQ % headsKV == 0`,
- * a head dim the kernels support.
+ * Checks the sizes themselves (not the tensors) for the kernels: positive integers,
+ * `headsQ % headsKV == 0`, `seqLen <= kvSeqLen`, and head dims the kernels support.
  * @param shape the sizes
  * @throws {ShapeError} one line naming the field
  * @example
  * ```ts
  * import { checkAttentionShape } from "./shape.ts";
  * checkAttentionShape({ batch: 1, headsQ: 8, headsKV: 2, seqLen: 100, headDim: 64 });
+ * checkAttentionShape({ batch: 1, headsQ: 8, headsKV: 2, seqLen: 1, headDim: 64, kvSeqLen: 900, valueDim: 32 });
  * ```
  */
 export function checkAttentionShape(shape: AttentionShape): void {
   checkSizes(shape);
-  const { nq, nk, d, dv } = sequenceSizes(shape);
-  if (nk !== nq) {
+  checkQueryRows(shape);
+  for (const field of ["headDim", "valueDim"] as const) {
+    const dim = field === "headDim" ? shape.headDim : sequenceSizes(shape).dv;
+    if (dim % 4 !== 0 || dim > MAX_HEAD_DIM) {
+      throw new ShapeError(
+        `Bad shape: ${field} must be a multiple of 4 in [4, ${MAX_HEAD_DIM}], got ${dim}`,
+      );
+    }
+  }
+}
+
+/**
+ * The queries' positions must lie among the keys: `seqLen <= kvSeqLen`.
+ * @param shape the sizes
+ * @throws {ShapeError} naming both fields
+ */
+function checkQueryRows(shape: AttentionShape): void {
+  const { nq, nk } = sequenceSizes(shape);
+  if (nq > nk) {
     throw new ShapeError(
-      `Bad shape: kvSeqLen (${nk}) must equal seqLen (${nq}) for the kernels; queries against ` +
-        "a longer key sequence run in the float64 reference only so far",
+      `Bad shape: seqLen (${nq} query rows) must not exceed kvSeqLen (${nk} keys); give K and ` +
+        "V at least as many rows as Q",
     );
   }
-  if (dv !== d) {
+}
+
+/**
+ * Where query row 0 sits among the keys: query row `i` is key position `offset + i`. The
+ * default, `Nk - Nq`, puts the queries last: a prefill chunk, or one decoding step.
+ * @param shape the sizes (`seqLen <= kvSeqLen`)
+ * @param queryOffset the caller's offset, if given
+ * @returns the offset, an integer in `[0, Nk - Nq]`
+ * @throws {ShapeError} an offset outside `[0, Nk - Nq]`, naming the range
+ * @example
+ * ```ts
+ * import { queryOffsetOf } from "./shape.ts";
+ * const shape = { batch: 1, headsQ: 1, headsKV: 1, seqLen: 2, headDim: 8, kvSeqLen: 9 };
+ * queryOffsetOf(shape); // 7
+ * queryOffsetOf(shape, 3); // 3
+ * ```
+ */
+export function queryOffsetOf(shape: AttentionShape, queryOffset?: number): number {
+  checkQueryRows(shape);
+  const { nq, nk } = sequenceSizes(shape);
+  const offset = queryOffset ?? nk - nq;
+  if (!Number.isInteger(offset) || offset < 0 || offset > nk - nq) {
     throw new ShapeError(
-      `Bad shape: valueDim (${dv}) must equal headDim (${d}) for the kernels; a value head dim ` +
-        "of its own runs in the float64 reference only so far",
+      `Bad input: queryOffset must be an integer in [0, Nk - Nq] = [0, ${nk - nq}] (the ` +
+        `queries' positions must lie among the keys), got ${offset}`,
     );
   }
-  if (shape.headDim % 4 !== 0 || shape.headDim > MAX_HEAD_DIM) {
-    throw new ShapeError(
-      `Bad shape: headDim must be a multiple of 4 in [4, ${MAX_HEAD_DIM}], got ${shape.headDim}`,
-    );
-  }
+  return offset;
 }
 
 /**

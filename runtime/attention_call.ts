@@ -7,19 +7,21 @@
 import { type BufferName, checkBufferTable, type CompiledAttention } from "../compiler/mod.ts";
 import { DeviceError, DeviceLostError, ShapeError } from "../core/errors.ts";
 import type { HashCodes } from "../dsl/hash_bucket.ts";
+import { sequenceSizes } from "../core/shape.ts";
 import type { PipelineCache } from "./pipeline_cache.ts";
 import { gpuWait } from "./gpu_wait.ts";
 
 /**
- * Inputs in DESIGN §1 layout; gates `[B, Hq, branches]` or `[B, Hq, N, branches]` (float32).
- * A float16 call takes Float16Array tensors (Float32Array ones are converted on upload).
+ * Inputs in DESIGN §1 layout (N = Nq = Nk and Dv = D for a square call); gates
+ * `[B, Hq, branches]` or `[B, Hq, Nq, branches]` (float32). A float16 call takes Float16Array
+ * tensors (Float32Array ones are converted on upload).
  */
 export interface AttentionInputs {
-  /** Queries `[B, Hq, N, D]`. */
+  /** Queries `[B, Hq, Nq, D]`. */
   q: Float32Array | Float16Array;
-  /** Keys `[B, Hkv, N, D]`. */
+  /** Keys `[B, Hkv, Nk, D]`. */
   k: Float32Array | Float16Array;
-  /** Values `[B, Hkv, N, D]`. */
+  /** Values `[B, Hkv, Nk, Dv]`. */
   v: Float32Array | Float16Array;
   /** Gated patterns: per-call gates (default: the pattern's JSON gates, else 1/branches). */
   gates?: Float32Array;
@@ -44,15 +46,18 @@ export interface AttentionGradients {
   dConstants?: Record<string, number | Float32Array>;
 }
 
-/** O `[B, Hq, N, D]` in the call's dtype, LSE `[B, Hq, N]` (or `[branches, B, Hq, N]` when gated). */
+/**
+ * O `[B, Hq, Nq, Dv]` in the call's dtype, LSE `[B, Hq, Nq]` (or `[branches, B, Hq, Nq]` when
+ * gated).
+ */
 export interface AttentionOutputs {
-  /** The attention output `[B, Hq, N, D]` (Float16Array for a float16 call). */
+  /** The attention output `[B, Hq, Nq, Dv]` (Float16Array for a float16 call). */
   o: Float32Array | Float16Array;
-  /** Log-sum-exp of each row's scores: `[B, Hq, N]`, or `[branches, B, Hq, N]` when gated. */
+  /** Log-sum-exp of each row's scores: `[B, Hq, Nq]`, or `[branches, B, Hq, Nq]` when gated. */
   lse: Float32Array;
   /**
-   * The hashBucket codes the GPU used, per code key (`hashCodeKey`): `q` `[rounds][B][Hq][N]`,
-   * `k` `[rounds][B][Hkv][N]`; give them to `reference` to check O on the same allowed sets.
+   * The hashBucket codes the GPU used, per code key (`hashCodeKey`): `q` `[rounds][B][Hq][Nq]`,
+   * `k` `[rounds][B][Hkv][Nk]`; give them to `reference` to check O on the same allowed sets.
    */
   hashCodes?: HashCodes;
   /** A call compiled with `backward`: the gradients for the dO it was given. */
@@ -307,17 +312,25 @@ export class AttentionCall {
     );
   }
 
-  /** The codes of every set, from sort order (hash_layout.ts) to `[rounds][B][H][N]`. */
+  /**
+   * The codes of every set, from sort order (hash_layout.ts) to `[rounds][B][Hq][Nq]` and
+   * `[rounds][B][Hkv][Nk]`. A query sort is as long as a key sort, with each query's code at its
+   * position: the queries' Nq positions from the query offset.
+   */
   #hashCodes(words: Uint32Array): HashCodes {
-    const n = this.compiled.shape.seqLen;
+    const { nq, nk: n } = sequenceSizes(this.compiled.shape);
+    const from = this.compiled.queryOffset;
     const codes: HashCodes = new Map();
     for (const set of this.compiled.hash.sets) {
       const rows = set.rowsQ + set.rowsK;
-      const q = new Uint32Array(set.rounds * set.rowsQ * n);
+      const q = new Uint32Array(set.rounds * set.rowsQ * nq);
       const k = new Uint32Array(set.rounds * set.rowsK * n);
       for (let t = 0; t < set.rounds; t++) {
         const first = set.codes + t * rows * n;
-        q.set(words.subarray(first, first + set.rowsQ * n), t * set.rowsQ * n);
+        for (let row = 0; row < set.rowsQ; row++) {
+          const at = first + row * n + from;
+          q.set(words.subarray(at, at + nq), (t * set.rowsQ + row) * nq);
+        }
         k.set(words.subarray(first + set.rowsQ * n, first + rows * n), t * set.rowsK * n);
       }
       codes.set(set.key, { rounds: set.rounds, q, k });

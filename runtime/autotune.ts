@@ -34,6 +34,7 @@ import {
   tuningCandidates,
 } from "../compiler/mod.ts";
 import { assert } from "../core/errors.ts";
+import { sequenceSizes } from "../core/shape.ts";
 import { parsePattern } from "../dsl/schema.ts";
 import { warmUp } from "./sustained_timing.ts";
 import { AttentionCall, type AttentionInputs } from "./attention_call.ts";
@@ -113,8 +114,8 @@ export interface AutotunerDeps {
     pattern: unknown,
     options: { shape: AttentionShape; dtype: Dtype; tiles: KernelShape },
   ): CompiledAttention;
-  /** The kernel shape a software adapter keeps (the runtime's fallback tiles). */
-  fallback(headDim: number): KernelShape;
+  /** The kernel shape a software adapter keeps (the runtime's fallback tiles), at Dv. */
+  fallback(valueDim: number): KernelShape;
   /** False: store and use nothing; `tune` returns the untuned default. */
   enabled: boolean;
 }
@@ -169,7 +170,7 @@ export class Autotuner {
     if (!this.deps.enabled) return undefined;
     const k = this.key(pattern, shape, dtype);
     const entry = k && this.#load().get(k.id);
-    return entry && this.#usable(entry.tiles, shape.headDim, dtype);
+    return entry && this.#usable(entry.tiles, shape, dtype);
   }
 
   /**
@@ -196,11 +197,12 @@ export class Autotuner {
     const k = this.key(pattern, shape, dtype);
     assert(k !== undefined, "a checked pattern and shape have a tuning key");
     const { info, enabled } = this.deps;
+    const { d, dv } = sequenceSizes(shape);
     const untuned = (source: "fallback" | "default", reason: string): TuneResult => {
       const tiles = info.isFallback
-        ? this.deps.fallback(shape.headDim)
-        : chooseTiles(shape.headDim, this.deps.limits, dtype);
-      const name = kernelShapeName(tiles, shape.headDim);
+        ? this.deps.fallback(dv)
+        : chooseTiles(d, this.#limits(shape), dtype, undefined, dv);
+      const name = kernelShapeName(tiles, dv);
       return { ...k, tiles, name, source, reason, ms: performance.now() - started };
     };
     if (!enabled) {
@@ -210,7 +212,7 @@ export class Autotuner {
       );
     }
     const stored = this.#load().get(k.id);
-    const storedTiles = stored && this.#usable(stored.tiles, shape.headDim, dtype);
+    const storedTiles = stored && this.#usable(stored.tiles, shape, dtype);
     if (stored && storedTiles) {
       return {
         ...k,
@@ -240,7 +242,7 @@ export class Autotuner {
     if (this.cachePath) await writeAutotuneFile(this.cachePath, new Map([[k.id, entry]]));
     return {
       ...k,
-      tiles: this.#usable(entry.tiles, shape.headDim, dtype)!,
+      tiles: this.#usable(entry.tiles, shape, dtype)!,
       name: entry.tiles,
       source: "tuned",
       reason: `fastest of ${candidates.length} candidates: ${describe(entry)}`,
@@ -250,19 +252,29 @@ export class Autotuner {
   }
 
   #candidates(options: TuneOptions, dtype: Dtype): KernelShape[] {
-    const { headDim } = options.shape;
+    const { d, dv } = sequenceSizes(options.shape);
+    const limits = this.#limits(options.shape);
     const max = options.maxCandidates ?? 6;
-    if (!options.candidates) return tuningCandidates(headDim, this.deps.limits, dtype, max);
+    if (!options.candidates) return tuningCandidates(d, limits, dtype, max, undefined, dv);
     return options.candidates
       .map((t) =>
         t.threads && t.rowsPerThread
           ? t as KernelShape
-          : kernelShape(t.tileQ, t.tileK, t.rowsPerThread ?? 2, headDim / 4)
+          : kernelShape(t.tileQ, t.tileK, t.rowsPerThread ?? 2, dv / 4)
       )
       .filter((s): s is KernelShape =>
-        s !== undefined && kernelFits(s, headDim, dtype, this.deps.limits)
+        s !== undefined && kernelFits(s, d, dtype, limits, undefined, dv)
       )
       .slice(0, max);
+  }
+
+  /**
+   * The device's limits for a problem's candidates: subgroup matrices run square calls only
+   * (queries against as many keys, V as wide as K), as compile's own choice does.
+   */
+  #limits(shape: AttentionShape): DeviceLimits {
+    const { nq, nk, d, dv } = sequenceSizes(shape);
+    return nq === nk && dv === d ? this.deps.limits : { ...this.deps.limits, matrices: undefined };
   }
 
   async #measureAll(
@@ -286,7 +298,7 @@ export class Autotuner {
     let best: { ms: number; tiles: string } | undefined;
     let firstError: unknown;
     for (const tiles of candidates) {
-      const name = kernelShapeName(tiles, options.shape.headDim);
+      const name = kernelShapeName(tiles, sequenceSizes(options.shape).dv);
       try {
         const compiled = this.deps.compile(pattern, { shape: options.shape, dtype, tiles });
         const call = await AttentionCall.create(device, pipelines, compiled, inputs, gpuTimer);
@@ -326,25 +338,26 @@ export class Autotuner {
 
   /** Seeded unit-normal Q, K, V at a shape, kept for the next tuning at the same shape. */
   #seededInputs(shape: AttentionShape, dtype: Dtype): AttentionInputs {
-    const id =
-      `${dtype} ${shape.batch} ${shape.headsQ} ${shape.headsKV} ${shape.seqLen} ${shape.headDim}`;
+    const { nq, nk, d, dv } = sequenceSizes(shape);
+    const id = `${dtype} ${shape.batch} ${shape.headsQ} ${shape.headsKV} ${nq} ${nk} ${d} ${dv}`;
     if (this.#inputs?.id === id) return this.#inputs.inputs;
-    const make = (heads: number, seed: number) => {
-      const x = normalTensor(shape.batch * heads * shape.seqLen * shape.headDim, seed);
+    const make = (heads: number, rows: number, width: number, seed: number) => {
+      const x = normalTensor(shape.batch * heads * rows * width, seed);
       return dtype === "f16" ? Float16Array.from(x) : x;
     };
     const inputs = {
-      q: make(shape.headsQ, 1),
-      k: make(shape.headsKV, 2),
-      v: make(shape.headsKV, 3),
+      q: make(shape.headsQ, nq, d, 1),
+      k: make(shape.headsKV, nk, d, 2),
+      v: make(shape.headsKV, nk, dv, 3),
     };
     this.#inputs = { id, inputs };
     return inputs;
   }
 
-  #usable(name: string, headDim: number, dtype: Dtype): KernelShape | undefined {
-    const s = parseKernelShapeName(name, headDim);
-    return s && kernelFits(s, headDim, dtype, this.deps.limits) ? s : undefined;
+  #usable(name: string, shape: AttentionShape, dtype: Dtype): KernelShape | undefined {
+    const { d, dv } = sequenceSizes(shape);
+    const s = parseKernelShapeName(name, dv);
+    return s && kernelFits(s, d, dtype, this.#limits(shape), undefined, dv) ? s : undefined;
   }
 
   #load(): Map<string, AutotuneEntry> {

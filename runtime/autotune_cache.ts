@@ -50,6 +50,8 @@ const EntrySchema = z.object({
     group: z.number(),
     gridHeads: z.number(),
     seqLenClass: z.number(),
+    kvSeqLenClass: z.number().optional(),
+    valueDim: z.number().optional(),
     structure: z.string(),
   }),
   /** The chosen kernel shape (the fastest candidate). */
@@ -124,8 +126,12 @@ export interface StoredKey {
   group: number;
   /** B·Hq rounded up to a power of two. */
   gridHeads: number;
-  /** N rounded up to a power of two. */
+  /** N (the query rows) rounded up to a power of two. */
   seqLenClass: number;
+  /** Nk rounded up to a power of two, where the keys are more than the queries. */
+  kvSeqLenClass?: number;
+  /** Dv, where V has a head dim of its own. */
+  valueDim?: number;
   /** The pattern's tree of kinds without its numbers, e.g. `union(ring,stride)`. */
   structure: string;
 }

@@ -11,7 +11,9 @@
  * - B·Hq and N, each rounded up to a power of two: the grid is `B·Hq x N/tileQ` workgroups, so
  *   at small sizes big tiles leave the GPU idle; and N against the pattern's own numbers sets
  *   how much of a band or stride tile is wasted. Classes rather than exact sizes, so one tuning
- *   serves the sizes around it.
+ *   serves the sizes around it. Queries against more keys add the class of Nk (each query tile
+ *   walks Nk's key tiles), and a value head dim of its own adds Dv (the V tile and the output
+ *   registers grow with it); a square call's key has neither.
  * - the pattern's structure, its tree of kinds without numbers (`union(ring,stride)`): the
  *   kinds decide the plan's components, layouts and partial-tile work. Numbers (radius,
  *   period) are left out so one tuning serves a family; the size class of N stands in for
@@ -19,6 +21,7 @@
  * @module
  */
 import { type AttentionShape, checkAttentionShape, type Dtype } from "../compiler/mod.ts";
+import { sequenceSizes } from "../core/shape.ts";
 import type { StoredKey } from "./autotune_cache.ts";
 import type { DeviceInfo } from "./device.ts";
 
@@ -74,6 +77,9 @@ export function tuneKey(
     seqLenClass: powerOfTwoAtLeast(shape.seqLen),
     structure,
   };
+  const { nq, nk, d, dv } = sequenceSizes(shape);
+  if (nk !== nq) key.kvSeqLenClass = powerOfTwoAtLeast(nk);
+  if (dv !== d) key.valueDim = dv;
   return { id: keyText(key), key };
 }
 
@@ -122,8 +128,10 @@ export function patternStructure(pattern: unknown): string | undefined {
 export function keyText(key: TuneKey): string {
   const a = key.adapter;
   return `${a.description} [vendor ${a.vendor || "-"}, arch ${a.architecture || "-"}, ` +
-    `device ${a.deviceId || "-"}, ${a.webgpu}] | ${key.dtype} D=${key.headDim} ` +
-    `Hq/Hkv=${key.group} B*Hq<=${key.gridHeads} N<=${key.seqLenClass} | ${key.structure}`;
+    `device ${a.deviceId || "-"}, ${a.webgpu}] | ${key.dtype} D=${key.headDim}` +
+    `${key.valueDim === undefined ? "" : ` Dv=${key.valueDim}`} ` +
+    `Hq/Hkv=${key.group} B*Hq<=${key.gridHeads} N<=${key.seqLenClass}` +
+    `${key.kvSeqLenClass === undefined ? "" : ` Nk<=${key.kvSeqLenClass}`} | ${key.structure}`;
 }
 
 /**

@@ -220,8 +220,8 @@ async function openSession(runtimeOptions: RuntimeOptions): Promise<Session> {
   const limits = compileLimits(device, info);
   const compileFor = (pattern: unknown, options: RuntimeCompileOptions) =>
     compile(pattern, { ...options, unroll: options.unroll ?? !info.isFallback, limits });
-  const fallback = (headDim: number) =>
-    kernelShape(FALLBACK_TILES.tileQ, FALLBACK_TILES.tileK, 2, headDim / 4)!;
+  const fallback = (valueDim: number) =>
+    kernelShape(FALLBACK_TILES.tileQ, FALLBACK_TILES.tileK, 2, valueDim / 4)!;
   const autotuner = new Autotuner({
     device,
     info,

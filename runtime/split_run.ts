@@ -7,6 +7,7 @@
  * @module
  */
 import type { AttentionShape, CompiledAttention, Dtype } from "../compiler/mod.ts";
+import { sequenceSizes } from "../core/shape.ts";
 import { DeviceError } from "../core/errors.ts";
 import type { AttentionInputs, AttentionOutputs } from "./attention_call.ts";
 import type { HashCodes } from "../dsl/hash_bucket.ts";
@@ -33,13 +34,14 @@ export interface Split {
  * ```
  */
 export function largestBinding(shape: AttentionShape, dtype: Dtype, branches: number): number {
-  const { batch, headsQ, headsKV, seqLen, headDim } = shape;
-  const rows = batch * headsQ * seqLen;
+  const { batch, headsQ, headsKV } = shape;
+  const { nq, nk, d, dv } = sequenceSizes(shape);
+  const rows = batch * headsQ * nq;
   const element = dtype === "f16" ? 2 : 4;
   return Math.max(
-    rows * headDim * 4, // float32 O (and q in f32)
-    batch * headsKV * seqLen * headDim * element,
-    branches > 1 ? rows * headDim * 4 * branches : 0,
+    rows * Math.max(d, dv) * 4, // float32 O (and q in f32)
+    batch * headsKV * nk * Math.max(d, dv) * element,
+    branches > 1 ? rows * dv * 4 * branches : 0,
     rows * branches * 4,
   );
 }
@@ -66,7 +68,7 @@ export function chooseSplit(
   const one = { ...shape, batch: 1, headsKV: 1, headsQ: group };
   throw new DeviceError(
     `Cannot run at this shape: one batch of one key/value head (${group} query heads) at ` +
-      `N=${shape.seqLen}, D=${shape.headDim} needs a ${
+      `N=${sequenceSizes(shape).nk}, D=${shape.headDim} needs a ${
         largestBinding(one, dtype, branches)
       }-byte ` +
       `buffer, over maxStorageBufferBindingSize (${limit}); use a shorter sequence`,
@@ -93,12 +95,14 @@ export async function runSplit(
     inputs: AttentionInputs,
   ) => Promise<AttentionOutputs & { gpuMs?: number; bufferBytes: number }>,
 ): Promise<SplitOutputs> {
-  const { batch: B, headsQ: Hq, headsKV: Hkv, seqLen: N, headDim: D } = split.full;
+  const { batch: B, headsQ: Hq, headsKV: Hkv } = split.full;
+  // N: query rows; Nk: key and value rows; D: Q's and K's head dim; Dv: V's and O's.
+  const { nq: N, nk: Nk, d: D, dv: Dv } = sequenceSizes(split.full);
   const group = Hq / Hkv, partQ = split.kvHeads * group;
   const branches = compiled.branches;
   const gateCount = inputs.gates ? inputs.gates.length / (B * Hq) : 0; // per head: branches or N·branches
   const half = compiled.dtype === "f16";
-  const o = half ? new Float16Array(B * Hq * N * D) : new Float32Array(B * Hq * N * D);
+  const o = half ? new Float16Array(B * Hq * N * Dv) : new Float32Array(B * Hq * N * Dv);
   const lse = new Float32Array(branches * B * Hq * N);
   let gpuMs: number | undefined = 0, peakBufferBytes = 0;
   const hashCodes: HashCodes = new Map();
@@ -108,11 +112,11 @@ export async function runSplit(
       const k0 = b * Hkv + kv0;
       const out = await runPart({
         q: inputs.q.subarray(h0 * N * D, (h0 + partQ) * N * D),
-        k: inputs.k.subarray(k0 * N * D, (k0 + split.kvHeads) * N * D),
-        v: inputs.v.subarray(k0 * N * D, (k0 + split.kvHeads) * N * D),
+        k: inputs.k.subarray(k0 * Nk * D, (k0 + split.kvHeads) * Nk * D),
+        v: inputs.v.subarray(k0 * Nk * Dv, (k0 + split.kvHeads) * Nk * Dv),
         gates: inputs.gates?.subarray(h0 * gateCount, (h0 + partQ) * gateCount),
       });
-      o.set(out.o as typeof o, h0 * N * D);
+      o.set(out.o as typeof o, h0 * N * Dv);
       // LSE is [B, Hq, N], or [branches, B, Hq, N] when gated: place each branch's slice.
       for (let i = 0; i < (compiled.gated ? branches : 1); i++) {
         lse.set(
@@ -120,7 +124,8 @@ export async function runSplit(
           ((i * B + b) * Hq + kv0 * group) * N,
         );
       }
-      // Codes are [rounds][B][H][N]: each round's rows of this part go to their heads.
+      // Codes are [rounds][B][Hq][N] and [rounds][B][Hkv][Nk]: each round's rows of this part
+      // go to their heads.
       for (const [key, part] of out.hashCodes ?? []) {
         let full = hashCodes.get(key);
         if (!full) {
@@ -128,7 +133,7 @@ export async function runSplit(
           full = {
             rounds: r,
             q: new Uint32Array(r * B * Hq * N),
-            k: new Uint32Array(r * B * Hkv * N),
+            k: new Uint32Array(r * B * Hkv * Nk),
           };
           hashCodes.set(key, full);
         }
@@ -138,8 +143,8 @@ export async function runSplit(
             (t * B * Hq + h0) * N,
           );
           full.k.set(
-            part.k.subarray(t * split.kvHeads * N, (t + 1) * split.kvHeads * N),
-            (t * B * Hkv + k0) * N,
+            part.k.subarray(t * split.kvHeads * Nk, (t + 1) * split.kvHeads * Nk),
+            (t * B * Hkv + k0) * Nk,
           );
         }
       }

@@ -29,10 +29,19 @@ import { layoutLabel } from "../layout.ts";
 import type { Component } from "../plan.ts";
 import type { AttentionShape } from "../../core/shape.ts";
 import type { MatrixConfig } from "../tiles.ts";
+import type { QueryRange } from "../query_tiles.ts";
 import { declareCodeStaging } from "./code_staging_wgsl.ts";
 import { earlierLse, epilogue } from "./epilogue_wgsl.ts";
 import { declareScoreModifier } from "./expression_wgsl.ts";
-import { call, kernelGeometry, type MemberRefs, onlyIf, range } from "./kernel_refs.ts";
+import {
+  call,
+  kernelGeometry,
+  type MemberRefs,
+  onlyIf,
+  queryRowOf,
+  range,
+  valueWidth,
+} from "./kernel_refs.ts";
 import {
   allowedLabel,
   declareDispatch,
@@ -63,6 +72,15 @@ import { allowedReadsHeadOrBatch, readsHash, stagedCodes } from "../component_re
 export interface ComponentKernelOptions {
   component: Component;
   shape: AttentionShape;
+  /** N: the key positions the plan is over (the query rows are `queries` of them, where given). */
+  n: number;
+  /**
+   * Where the call's queries are some of the N positions (query_tiles.ts): Nq rows from
+   * position `offset`, read and written at `position - offset`; other positions are padding.
+   */
+  queries?: QueryRange;
+  /** With `queries`: the query tiles this kernel runs, tile `queryTiles[x]` at workgroup x. */
+  queryTiles?: readonly number[];
   scale: number;
   aux: AuxData;
   /** This component's slot in the schedule header, which holds its row and run offsets. */
@@ -154,7 +172,7 @@ export function componentKernel(o: ComponentKernelOptions): string {
   declareCodeStaging(m, o);
   if (o.edgePairs) declareEdgePair(m, o.edgePairs);
   if (o.score) {
-    declareScoreModifier(m, o.score, o.shape.seqLen, o.learned);
+    declareScoreModifier(m, o.score, o.n, o.learned);
     if (o.learned) {
       // After the hash buffer where there is one (plan_kernels.ts binds in this order).
       m.declare(
@@ -172,6 +190,8 @@ export function componentKernel(o: ComponentKernelOptions): string {
   }
   // Split-K: the chunk count and the partial rows are numbers, read at run time like the rest.
   const splitParams = o.split ? readSplitParams(m, params, o.split).lines : "";
+  // The query tiles it runs (queries that are some of the positions): a list in aux.
+  const tileList = o.queryTiles ? readQueryTiles(m, params, o.queryTiles) : undefined;
   return m.render(kernelFunction(o, {
     qPos: call(declared.qPos),
     kPos: call(declared.kPos),
@@ -182,6 +202,7 @@ export function componentKernel(o: ComponentKernelOptions): string {
     output: o.merge && !o.split ? "merge" : "write",
     split: o.split ? "split" : "none",
     splitParams,
+    ...(tileList ? { queryTiles: { lines: tileList.lines, at: tileList.name } } : {}),
     grid: gridOf([o, ...(o.fused ?? []).map((component) => ({ ...o, component }))]),
   }));
 }
@@ -302,6 +323,16 @@ export function sharedKernel(
     settings.push({ name, type: "u32", note, values });
     return name;
   };
+  // Queries that are some of the positions: each kernel's list of query tiles, one slot each.
+  const tileSlots = kernels.map((x) =>
+    x.queryTiles ? readQueryTiles(m, params, x.queryTiles).slot : undefined
+  );
+  const queryTiles = tileSlots[0] === undefined ? undefined : {
+    lines: "",
+    at: `param(${
+      base("QUERY_TILES", tileSlots.map((x) => x!), "slot of its query tile list's aux offset")
+    })`,
+  };
   const oBase = base("O_BASE", kernels.map((x) => x.oBase), "its branch's first O element");
   const lseBase = base("LSE_BASE", kernels.map((x) => x.lseBase), "its branch's first LSE");
   const sorted = o.component.kLayout.kind === "sorted";
@@ -356,6 +387,7 @@ fn ${name}(${builtins}) {
     output,
     split: anySplit ? "either" : "none",
     splitParams: "",
+    ...(queryTiles ? { queryTiles } : {}),
     bodyParams: settings.map((v) => `\n  ${v.name}: ${v.type}, // ${v.note}`).join(""),
     taggedRuns: anyFused,
     pairsSetting: settings.some((v) => v.name === "PAIRS"),
@@ -369,6 +401,26 @@ fn ${name}(${builtins}) {
     wrappers.join("\n")
   }`;
   return { wgsl: m.render(body + "\n" + entries), entryPoints };
+}
+
+/**
+ * The query tiles a kernel runs, where the call's queries are some of the positions: the aux
+ * offset of their list, one slot of the parameter block.
+ * @returns the `let` line reading it, its name, and its slot
+ */
+function readQueryTiles(
+  m: ShaderModule,
+  params: ParamBlock,
+  tiles: readonly number[],
+): { lines: string; name: string; slot: number } {
+  const reader = new ParamReader(m, params);
+  const slot = params.size;
+  const name = reader.dataOffset(
+    "queryTiles",
+    params.aux.tileList(tiles),
+    `aux offset of the ${tiles.length} query tile(s) that hold the call's queries`,
+  );
+  return { lines: reader.lines.join("\n") + "\n", name, slot };
 }
 
 /**
@@ -431,6 +483,10 @@ ${workgroupTile(refs)}
   let bh = wg.y;                      // batch * HQ + query head
   let kvHead = (bh / HQ) * HKV + (bh % HQ) / GROUP;
   let kvBase = kvHead * KV_ROWS * D4;${
+    valueWidth(o) === "DV4"
+      ? "\n  let vBase = kvHead * KV_ROWS * DV4;  // V's rows are DV4 vec4s"
+      : ""
+  }${
     readsHash(o.component)
       ? "\n  queryRow = bh;                     // whose hashBucket codes and order to read" +
         "\n  keyRow = kvHead;"
@@ -452,7 +508,8 @@ ${queryTile.stores}${matrix ? matrixQueryLoads(o) : ""}${
     each((r) => `  let q${r} = ${queryAt(`qTileIndex * TILE_Q + firstRow + ${r}u`)};`)
   }${staged ? "\n" + each((r) => `  let qCodes${r} = ${queryCodes(`max(q${r}, 0)`)};`) : ""}${
     o.globalQuery && !o.uniform
-      ? "\n" + each((r) => `  let qAt${r} = (bh * N + u32(max(q${r}, 0))) * D4; // its row of Q`)
+      ? "\n" +
+        each((r) => `  let qAt${r} = (${queryRowOf(o, `q${r}`, true)}) * D4; // its row of Q`)
       : ""
   }
 ${each((r) => `  var rowMax${r} = NO_SCORE;`)}
@@ -495,15 +552,15 @@ ${
     matrix
       ? matrixProduct(o, R, Dd)
       : o.dtype === "f16"
-      ? productF16(R, Dd, g.cols)
-      : productF32(R, Dd, g.cols)
+      ? productF16(R, Dd, g.cols, undefined, valueWidth(o))
+      : productF32(R, Dd, g.cols, undefined, valueWidth(o))
   }
   }
 
   // Each row's sum is spread over its COLS invocations: add the shares.
   workgroupBarrier();
 ${each((r) => `  rowShare[(firstRow + ${r}u) * COLS + col] = rowSum${r};`)}
-${earlierLse(refs, R)}
+${earlierLse(o, refs, R)}
   workgroupBarrier();
 ${each((r) => epilogue(o, refs, r, Dd, g.cols))}
 }`;
@@ -514,21 +571,35 @@ function onlyIfMasked(cond: string | undefined, body: string): string {
   return cond ? onlyIf(cond, body) : body;
 }
 
-/** Which query tile (and, split-K, which key chunk) this workgroup computes. */
+/**
+ * Which query tile (and, split-K, which key chunk) this workgroup computes. Where the queries
+ * are some of the positions, the tile comes from the kernel's list (query_tiles.ts) and the
+ * schedule holds the listed tiles' rows only.
+ */
 function workgroupTile(refs: MemberRefs): string {
+  const listed = refs.queryTiles;
+  const tile = (x: string) =>
+    listed ? `aux[${listed.at} + ${x}]; // one of the tiles that hold queries` : `${x};`;
   switch (refs.split) {
     case "none":
-      return "  let qTileIndex = wg.x;";
+      return listed
+        ? `${listed.lines}  let scheduleRow = wg.x;
+  let qTileIndex = ${tile("wg.x")}`
+        : "  let qTileIndex = wg.x;";
     case "split":
-      return `${refs.splitParams}  let scheduleRow = wg.x;              // chunk \`split\` of query tile \`qTileIndex\`
-  let qTileIndex = wg.x / splits;
+      return `${refs.splitParams}${
+        listed?.lines ?? ""
+      }  let scheduleRow = wg.x;              // chunk \`split\` of query tile \`qTileIndex\`
+  let qTileIndex = ${tile("wg.x / splits")}
   let split = wg.x % splits;`;
     case "either":
       return `  // Split-K members (SPLIT) walk chunk \`split\` of query tile \`qTileIndex\`; others have one.
   let splits = select(1u, param(SPLIT_PARAMS), SPLIT); // key chunks per query tile
-  let splitRows = param(SPLIT_PARAMS + 1u); // partial rows per chunk and head (SPLIT only)
+  let splitRows = param(SPLIT_PARAMS + 1u); // partial rows per chunk and head (SPLIT only)${
+        listed?.lines ? `\n${listed.lines.trimEnd()}` : ""
+      }
   let scheduleRow = wg.x;
-  let qTileIndex = wg.x / splits;
+  let qTileIndex = ${tile("wg.x / splits")}
   let split = wg.x % splits;`;
   }
 }

@@ -23,7 +23,7 @@ export function declareCodeStaging(
 ): { queryCodes: string; keyCodes: string } | undefined {
   const refs = stagedCodes(o.component);
   if (refs.length === 0) return undefined;
-  const n = o.shape.seqLen;
+  const n = o.n;
   const word = (side: "q" | "k", ref: string) => {
     const atom = [o.component.atoms, ...o.component.exclusions].flat()
       .find((a) => a.kind === "hashRound" && codeRef(a) === ref)!;

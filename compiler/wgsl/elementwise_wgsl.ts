@@ -3,7 +3,7 @@
  * (O = 0, LSE = -inf) and blending gated branches (`out = sum_i g_i * out_i`).
  * @module
  */
-import type { AttentionShape } from "../../core/shape.ts";
+import { type AttentionShape, sequenceSizes } from "../../core/shape.ts";
 import { declareNegativeInfinity, ShaderModule } from "./shader_module.ts";
 import { ELEMENTWISE_WORKGROUP } from "../dispatch_sizes.ts";
 
@@ -20,7 +20,7 @@ fn linearIndex(wg: vec3<u32>, lid: u32, groupsX: u32) -> u32 {
 
 /**
  * WGSL that sets `rows` LSE entries to -inf and their O rows to zero, from the given offsets.
- * @param o rows to clear, D/4, element offsets, the x workgroup count
+ * @param o rows to clear, O's head dim / 4 (Dv / 4), element offsets, the x workgroup count
  * @returns the module text
  * @example
  * ```ts
@@ -95,7 +95,7 @@ export function blendKernel(
 ): string {
   const { shape } = o;
   const rows = shape.batch * shape.headsQ * shape.seqLen;
-  const d4 = shape.headDim / 4;
+  const d4 = sequenceSizes(shape).dv / 4;
   const m = new ShaderModule()
     .comment(`Weft gated blend: out = sum of ${o.branches} branch outputs times their gates`)
     .comment(`gates ${o.perPosition ? "[B, Hq, N, branches]" : "[B, Hq, branches]"}`);

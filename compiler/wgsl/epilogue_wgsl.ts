@@ -4,11 +4,11 @@
  * @module
  */
 import type { ComponentKernelOptions } from "./attention_wgsl.ts";
-import type { MemberRefs } from "./kernel_refs.ts";
+import { type MemberRefs, queryRowOf, valueWidth } from "./kernel_refs.ts";
 
 /** Merging kernels read what earlier components wrote to each row's LSE before the barrier. */
-export function earlierLse(refs: MemberRefs, R: number[]): string {
-  const read = (r: number) => `lseOut[${refs.lseBase} + bh * N + u32(max(q${r}, 0))]`;
+export function earlierLse(o: ComponentKernelOptions, refs: MemberRefs, R: number[]): string {
+  const read = (r: number) => `lseOut[${refs.lseBase} + ${queryRowOf(o, `q${r}`, true)}]`;
   if (refs.output === "write") return "";
   if (refs.output === "merge") return R.map((r) => `  let earlier${r} = ${read(r)};`).join("\n");
   return `${R.map((r) => `  var earlier${r} = 0.0;`).join("\n")}
@@ -29,11 +29,12 @@ export function epilogue(
   // A split-K chunk writes its partial row, normalised by its own sum, to the split buffers:
   // the combine pass weighs the chunks. Otherwise the row is the query's own.
   const splitRow = `row = (split * BH + bh) * splitRows + qTileIndex * TILE_Q + firstRow + ${r}u;`;
-  const ownRow = `row = ${refs.lseBase} + bh * N + u32(q${r});`;
-  const ownOut = `outBase = ${refs.oBase} + (bh * N + u32(q${r})) * D4;`;
+  const ownRow = `row = ${refs.lseBase} + ${queryRowOf(o, `q${r}`)};`;
+  const width = valueWidth(o); // O's rows
+  const ownOut = `outBase = ${refs.oBase} + (${queryRowOf(o, `q${r}`)}) * ${width};`;
   const rowAt = refs.split === "split"
     ? `let ${splitRow}
-    let outBase = row * D4;`
+    let outBase = row * ${width};`
     : refs.split === "none"
     ? `let ${ownRow}
     let ${ownOut}`
@@ -41,7 +42,7 @@ export function epilogue(
     var ${ownOut}
     if (SPLIT) {                      // a chunk's partial row, for the combine pass
       ${splitRow}
-      outBase = row * D4;
+      outBase = row * ${width};
     }`;
   const head = `  if (q${r} >= 0) {
     var total = 0.0;

@@ -87,6 +87,7 @@ const KV_ROWS = ${keyRows}u; // key rows per key/value head${
   const member = {
     component: c,
     shape: o.shape,
+    n: o.shape.seqLen, // the backward pass runs square calls only: every position is a query
     hash: o.hash,
   } as unknown as ComponentKernelOptions;
   const { qPos, kPos } = declareMember(m, member, o.params, "allowed");

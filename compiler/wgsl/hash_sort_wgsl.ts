@@ -8,12 +8,62 @@
  *    (bucket, chunk) its first index in bucket order, and each bucket its start;
  * 4. scatter: each row goes to its chunk's first index plus the rows of its bucket before it in
  *    the chunk, so the sort is stable (equal codes keep position order).
+ *
+ * Where the call's queries are some of the N key positions (query_tiles.ts), a query sort holds
+ * only them: their codes at their positions, and its bucket order their Nq positions.
  * @module
  */
 import type { HashCodeSet } from "../hash_layout.ts";
 import { SORT_CHUNK } from "../hash_layout.ts";
+import type { QueryRange } from "../query_tiles.ts";
 import { ShaderModule } from "./shader_module.ts";
 import { codeRows, CODES_WORKGROUP } from "../dispatch_sizes.ts";
+
+/** One code set's pass: the set, N (the key positions) and the queries among them. */
+export interface SortOptions {
+  set: HashCodeSet;
+  n: number;
+  queries?: QueryRange;
+}
+
+/**
+ * WGSL conditions on whether a sort holds a position: every position below N, or where the
+ * queries are some of the positions, a query sort only those (`sortHolds`, declared here).
+ */
+function sortSpan(m: ShaderModule, o: SortOptions) {
+  const q = o.queries;
+  if (!q) {
+    return {
+      holds: (p: string) => `${p} < N`,
+      outside: (p: string) => `${p} >= N`,
+      length: "N",
+    };
+  }
+  m.declare(
+    "sortHolds",
+    `
+// A query sort holds the call's NQ queries, positions QUERY_OFFSET .. QUERY_OFFSET + NQ - 1 of
+// the N keys; a key sort every position.
+const NQ = ${q.count}u;
+const QUERY_OFFSET = ${q.offset}u;
+const QUERY_SORTS = ${o.set.rowsQ}u;  // sorts of a round: the query rows, then the key rows
+const SORT_ROWS = ${o.set.rowsQ + o.set.rowsK}u;
+fn sortHolds(sort: u32, position: u32) -> bool {
+  if (sort % SORT_ROWS < QUERY_SORTS) {
+    return position >= QUERY_OFFSET && position < QUERY_OFFSET + NQ;
+  }
+  return position < N;
+}
+fn sortLength(sort: u32) -> u32 {
+  return select(N, NQ, sort % SORT_ROWS < QUERY_SORTS);
+}`,
+  );
+  return {
+    holds: (p: string) => `sortHolds(sort, ${p})`,
+    outside: (p: string) => `!sortHolds(sort, ${p})`,
+    length: "sortLength(sort)",
+  };
+}
 
 function header(set: HashCodeSet, n: number, what: string): ShaderModule {
   return new ShaderModule().comment(
@@ -37,9 +87,7 @@ const COUNTS = ${set.counts}u;      // word offset into the hashCounts buffer`;
  * @param o the set, N, D/4, dtype
  * @returns the module text; dispatch `[ceil(N / 64), sortCount(set)]`
  */
-export function hashCodesKernel(
-  o: { set: HashCodeSet; n: number; d4: number; dtype: "f32" | "f16" },
-): string {
+export function hashCodesKernel(o: SortOptions & { d4: number; dtype: "f32" | "f16" }): string {
   const { set, n, d4 } = o;
   const T = o.dtype;
   const m = header(set, n, "bucket codes of Q and K");
@@ -66,12 +114,15 @@ fn lowbias32(v: u32) -> u32 {
 }`,
   );
   const rows = codeRows(d4, set.nbits);
+  const span = sortSpan(m, o);
+  // Q's rows: its positions, or where the queries are some of them, query row position - offset.
+  const queryRow = o.queries ? "row * NQ + position - QUERY_OFFSET" : "row * N + position";
   m.declare(
     "rowVector",
     `
 // vec4 d of the query (row < ROWS_Q) or key row's vector at a position, in float32.
 fn rowVector(row: u32, position: u32, d: u32) -> vec4<f32> {
-  if (row < ROWS_Q) { return vec4<f32>(qIn[(row * N + position) * D4 + d]); }
+  if (row < ROWS_Q) { return vec4<f32>(qIn[(${queryRow}) * D4 + d]); }
   return vec4<f32>(kIn[((row - ROWS_Q) * N + position) * D4 + d]);
 }`,
   );
@@ -107,11 +158,13 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   let first = wg.x * TILE;
   for (var e = lid; e < TILE * D4; e += ${CODES_WORKGROUP}u) {
     let position = first + e / D4;
-    if (position < N) { vectors[(e / D4) * STRIDE + e % D4] = rowVector(row, position, e % D4); }
+    if (${
+    span.holds("position")
+  }) { vectors[(e / D4) * STRIDE + e % D4] = rowVector(row, position, e % D4); }
   }
   workgroupBarrier();
   let position = first + lid;
-  if (lid >= TILE || position >= N) { return; }
+  if (lid >= TILE || ${span.outside("position")}) { return; }
   var code = 0u;
   for (var p = 0u; p < NBITS; p++) {
     var dot4 = vec4<f32>(0.0);
@@ -126,9 +179,10 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
  * Per-chunk bucket counts of one set.
  * @returns the module text; dispatch `[chunks, sortCount(set)]`
  */
-export function bucketHistogramKernel(o: { set: HashCodeSet; n: number }): string {
+export function bucketHistogramKernel(o: SortOptions): string {
   const { set, n } = o;
   const m = header(set, n, "bucket counts per chunk");
+  const span = sortSpan(m, o);
   m.declare(
     "bindings",
     `
@@ -146,7 +200,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   for (var c = lid; c < BUCKETS; c += ${SORT_CHUNK}u) { atomicStore(&histogram[c], 0u); }
   workgroupBarrier();
   let position = chunk * ${SORT_CHUNK}u + lid;
-  if (position < N) { atomicAdd(&histogram[hash[CODES + sort * N + position]], 1u); }
+  if (${span.holds("position")}) { atomicAdd(&histogram[hash[CODES + sort * N + position]], 1u); }
   workgroupBarrier();
   for (var c = lid; c < BUCKETS; c += ${SORT_CHUNK}u) {
     counts[COUNTS + (sort * BUCKETS + c) * CHUNKS + chunk] = atomicLoad(&histogram[c]);
@@ -159,11 +213,12 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
  * bucket's start is written.
  * @returns the module text; dispatch `[sortCount(set), 1]`
  */
-export function bucketScanKernel(o: { set: HashCodeSet; n: number }): string {
+export function bucketScanKernel(o: SortOptions): string {
   const { set, n } = o;
   const total = set.buckets * set.chunks;
   const per = Math.ceil(total / SORT_CHUNK);
   const m = header(set, n, "exclusive scan of the counts, bucket-major");
+  const span = sortSpan(m, o);
   m.declare(
     "bindings",
     `
@@ -200,7 +255,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     if (e % CHUNKS == 0u) { hash[STARTS + sort * (BUCKETS + 1u) + e / CHUNKS] = next; }
     next += count;
   }
-  if (lid == 0u) { hash[STARTS + sort * (BUCKETS + 1u) + BUCKETS] = N; }
+  if (lid == 0u) { hash[STARTS + sort * (BUCKETS + 1u) + BUCKETS] = ${span.length}; }
 }`);
 }
 
@@ -208,9 +263,10 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
  * Stable scatter of positions into bucket order.
  * @returns the module text; dispatch `[chunks, sortCount(set)]`
  */
-export function bucketScatterKernel(o: { set: HashCodeSet; n: number }): string {
+export function bucketScatterKernel(o: SortOptions): string {
   const { set, n } = o;
   const m = header(set, n, "stable scatter into bucket order");
+  const span = sortSpan(m, o);
   m.declare(
     "bindings",
     `
@@ -226,10 +282,12 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   let sort = wg.y;
   let chunk = wg.x;
   let position = chunk * ${SORT_CHUNK}u + lid;
-  let code = select(0xffffffffu, hash[CODES + sort * N + min(position, N - 1u)], position < N);
+  let code = select(0xffffffffu, hash[CODES + sort * N + min(position, N - 1u)], ${
+    span.holds("position")
+  });
   chunkCodes[lid] = code;
   workgroupBarrier();
-  if (position >= N) { return; }
+  if (${span.outside("position")}) { return; }
   // Rows of this bucket earlier in the chunk go first: the order stays stable.
   var rank = 0u;
   for (var j = 0u; j < lid; j++) { rank += select(0u, 1u, chunkCodes[j] == code); }

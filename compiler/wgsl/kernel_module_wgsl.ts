@@ -5,12 +5,13 @@
  * @module
  */
 import { vTileLength } from "../edge_pairs.ts";
+import { sequenceSizes } from "../../core/shape.ts";
 import { atomLabel } from "../atoms.ts";
 import type { ParamBlock } from "../aux_data.ts";
 import type { Component } from "../plan.ts";
 import type { ComponentKernelOptions } from "./attention_wgsl.ts";
-import { type Call, call, kernelGeometry } from "./kernel_refs.ts";
-import { declareLayout } from "./layout_wgsl.ts";
+import { type Call, call, kernelGeometry, queriesConstants, valueWidth } from "./kernel_refs.ts";
+import { declareLayout, declareQueryLayout } from "./layout_wgsl.ts";
 import { declareAllowed } from "./predicate_wgsl.ts";
 import { declareNegativeInfinity, f32, ShaderModule } from "./shader_module.ts";
 import { readsHash, stagedCodes } from "../component_reads.ts";
@@ -77,11 +78,15 @@ export function kernelModule(
 ): ShaderModule {
   const { component: c, shape } = o;
   const { tileQ, tileK } = c.mask;
-  const n = shape.seqLen, d4 = shape.headDim / 4;
+  const n = o.n, d4 = shape.headDim / 4;
+  const dv4 = sequenceSizes(shape).dv / 4, ownValueDim = valueWidth(o) === "DV4";
+  const q = o.queries;
   const m = new ShaderModule();
   for (const line of header) m.comment(line);
   m.comment(
-    `tile ${tileQ}x${tileK}, workgroup ${kernelGeometry(o).threads}, N=${n}, D=${shape.headDim}, ` +
+    `tile ${tileQ}x${tileK}, workgroup ${kernelGeometry(o).threads}, N=${n}, ` +
+      (q ? `Nq=${q.count} from position ${q.offset}, ` : "") + `D=${shape.headDim}, ` +
+      (ownValueDim ? `Dv=${4 * dv4}, ` : "") +
       `Hq=${shape.headsQ}, Hkv=${shape.headsKV}, ${
         o.matrix
           ? `float16 products on ${o.matrix.m}x${o.matrix.n}x${o.matrix.k} subgroup matrices ` +
@@ -115,11 +120,13 @@ export function kernelModule(
   m.declare(
     "constants",
     `
-const N = ${n}u;
+const N = ${n}u;${queriesConstants(q)}
 const KV_ROWS = ${kvRows}u;     // rows per key/value head in the bound K and V${
       c.kLayout.kind === "landmarks" ? " (landmarks)" : ""
     }
-const D4 = ${d4}u;          // head dim / 4: rows are read as vec4
+const D4 = ${d4}u;          // head dim / 4: rows are read as vec4${
+      ownValueDim ? `\nconst DV4 = ${dv4}u;         // value head dim / 4: V's and O's rows` : ""
+    }
 const HQ = ${shape.headsQ}u;
 const HKV = ${shape.headsKV}u;
 const GROUP = ${shape.headsQ / shape.headsKV}u; // query heads per key/value head
@@ -151,7 +158,7 @@ const LN2 = ${f32(Math.LN2)};${
 // K for QKᵀ, then P for P·V: K is dead once the scores are in registers, and a barrier
 // separates the two, so they share memory (less workgroup memory, more workgroups per SM).
 var<workgroup> kpTile: array<vec4<${T}>, ${Math.max(tileK * (d4 + 1), tileQ * (tileK / 4 + 1))}>;
-var<workgroup> vTile: array<vec4<${T}>, ${vTileLength(tileK, d4, o.edgePairs)}>;${
+var<workgroup> vTile: array<vec4<${T}>, ${vTileLength(tileK, dv4, o.edgePairs)}>;${
       o.edgePairs === "wide"
         ? " // an edge pair's two K tiles, then its two V tiles"
         : o.edgePairs === "narrow"
@@ -172,8 +179,10 @@ export function declareMember(
   params: ParamBlock,
   allowedName: string,
 ): { qPos: string; kPos: string } {
-  const c = o.component, n = o.shape.seqLen;
-  const qPos = declareLayout(m, c.qLayout, n, params, o.hash);
+  const c = o.component, n = o.n;
+  const layout = declareLayout(m, c.qLayout, n, params, o.hash);
+  // Queries that are some of the positions: the layout's other positions are padding.
+  const qPos = o.queries ? declareQueryLayout(m, c.qLayout, layout) : layout;
   const kPos = declareLayout(m, c.kLayout, n, params, o.hash);
   declareAllowed(m, {
     atoms: c.atoms,

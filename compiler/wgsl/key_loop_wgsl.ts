@@ -10,7 +10,14 @@ import { layoutLabel } from "../layout.ts";
 import { HEADER_WORDS, RUN_WORDS, SLOT_WORDS } from "../schedule_buffer.ts";
 import { TAG_SHIFT } from "../run_fusion.ts";
 import type { ComponentKernelOptions } from "./attention_wgsl.ts";
-import { type Call, call, kernelGeometry, type MemberRefs, range } from "./kernel_refs.ts";
+import {
+  type Call,
+  call,
+  kernelGeometry,
+  type MemberRefs,
+  range,
+  valueWidth,
+} from "./kernel_refs.ts";
 import { type Grid, sourceRow } from "./tile_mask_wgsl.ts";
 import { stagedCodes } from "../component_reads.ts";
 import { tileStore, vIndex } from "./matrix_math_wgsl.ts";
@@ -57,19 +64,23 @@ export function tileLoop(
   grid: Grid,
   keyCodes: Call = call("keyCodes"),
 ): string {
+  // V rows as wide as K's load with them; a value head dim of its own loads in a loop of its own.
+  const withK = (line: string) => valueWidth(o) === "D4" ? `\n      ${line}` : "";
   const load = grid.naturalK
     ? `      let src = kvBase + (${
       sourceRow(grid, "k", kPos, "kTileStart + i / D4")
     }) * D4 + i % D4;
-      ${tileStore(o, "k", "(i / D4) * QK_STRIDE + i % D4", "kIn[src]")}
-      ${tileStore(o, "v", vIndex(o, "(i / D4)", "i"), "vIn[src]")}`
+      ${tileStore(o, "k", "(i / D4) * QK_STRIDE + i % D4", "kIn[src]")}${
+      withK(tileStore(o, "v", vIndex(o, "(i / D4)", "i"), "vIn[src]"))
+    }`
     : grid.complete || grid.padded
     ? `      let j = i / D4;
       let k = ${kPos("kTileStart + j")};
       if (i % D4 == 0u) { kPosition[j] = k; }
       let src = kvBase + ${grid.complete ? "u32(k)" : "u32(max(k, 0))"} * D4 + i % D4;
-      ${tileStore(o, "k", "j * QK_STRIDE + i % D4", "kIn[src]")}
-      ${tileStore(o, "v", vIndex(o, "j", "i"), "vIn[src]")}`
+      ${tileStore(o, "k", "j * QK_STRIDE + i % D4", "kIn[src]")}${
+      withK(tileStore(o, "v", vIndex(o, "j", "i"), "vIn[src]"))
+    }`
     : `      let j = i / D4;
       let k = ${kPos("kTileStart + j")};
       if (i % D4 == 0u) { kPosition[j] = k;${
@@ -78,8 +89,11 @@ export function tileLoop(
       let src = kvBase + u32(max(k, 0)) * D4 + i % D4;
       ${
       tileStore(o, "k", "j * QK_STRIDE + i % D4", `select(vec4<${o.dtype}>(0.0), kIn[src], k >= 0)`)
-    }
-      ${tileStore(o, "v", vIndex(o, "j", "i"), `select(vec4<${o.dtype}>(0.0), vIn[src], k >= 0)`)}`;
+    }${
+      withK(
+        tileStore(o, "v", vIndex(o, "j", "i"), `select(vec4<${o.dtype}>(0.0), vIn[src], k >= 0)`),
+      )
+    }`;
   return `  loop {
 ${nextRun("    ", tagged)}
     if (keyTile == runEnd) { break; }
@@ -90,9 +104,32 @@ ${nextRun("    ", tagged)}
 ${previousTileDone(o)}
     for (var i = lid; i < TILE_K * D4; i += THREADS) {
 ${load}
-    }
+    }${valueWidth(o) === "DV4" ? "\n" + valueTileLoads(o, kPos, grid) : ""}
     workgroupBarrier();
 `;
+}
+
+/**
+ * V's tile where its rows are not as wide as K's (`DV4` vec4s from `vBase`): a loop of its own
+ * over the same keys, their positions computed again (the K loop's `kPosition` is read only
+ * after the barrier).
+ */
+function valueTileLoads(o: ComponentKernelOptions, kPos: Call, grid: Grid): string {
+  const load = grid.naturalK
+    ? [`let src = vBase + (${sourceRow(grid, "k", kPos, "kTileStart + i / DV4")}) * DV4 + i % DV4;`]
+    : [
+      `let k = ${kPos("kTileStart + i / DV4")};`,
+      `let src = vBase + ${grid.complete ? "u32(k)" : "u32(max(k, 0))"} * DV4 + i % DV4;`,
+    ];
+  const value = grid.naturalK || grid.complete || grid.padded
+    ? "vIn[src]"
+    : `select(vec4<${o.dtype}>(0.0), vIn[src], k >= 0)`;
+  return [
+    "    for (var i = lid; i < TILE_K * DV4; i += THREADS) {",
+    ...load.map((line) => `      ${line}`),
+    `      ${tileStore(o, "v", "i", value)}`,
+    "    }",
+  ].join("\n");
 }
 
 /**
@@ -220,7 +257,7 @@ export function schedule(o: ComponentKernelOptions, refs: MemberRefs): string {
 
 /** The static schedule: this query tile's runs from the BlockMask. */
 function scheduleRuns(refs: MemberRefs): string {
-  const row = refs.split === "none" ? "qTileIndex" : "scheduleRow";
+  const row = refs.split === "none" && !refs.queryTiles ? "qTileIndex" : "scheduleRow";
   return `  // This query tile's runs of consecutive key tiles of one kind, walked one key tile per step.
   // The slot holds where this component's row pointers and runs start (schedule_buffer.ts).
   let slot = ${HEADER_WORDS}u + ${SLOT_WORDS}u * ${refs.slot};
@@ -248,7 +285,7 @@ export function bucketOffsets(
   assert(l.kind === "sorted" && o.hash, "bucketOffsets of a static mask");
   const set = codeSetOf(o.hash, l);
   const rows = set.rowsQ + set.rowsK;
-  const n = o.shape.seqLen;
+  const n = o.n;
   return {
     codes: set.codes + l.round * rows * n,
     order: set.order + l.round * rows * n,
@@ -277,7 +314,7 @@ function bucketRange(
   // first..last, whose keys are one range of the key order; every tile of it is PARTIAL.
   let orderAt = ${at.order} + bh * N;
   let firstQuery = hash[orderAt + qTileIndex * TILE_Q];
-  let lastQuery = hash[orderAt + min(N, qTileIndex * TILE_Q + TILE_Q) - 1u];
+  let lastQuery = hash[orderAt + min(${o.queries ? "NQ" : "N"}, qTileIndex * TILE_Q + TILE_Q) - 1u];
   let firstBucket = hash[${at.codes} + bh * N + firstQuery];
   let lastBucket = hash[${at.codes} + bh * N + lastQuery];
   let startsAt = ${at.starts} + kvHead * ${set.buckets + 1}u;

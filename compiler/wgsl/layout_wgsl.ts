@@ -122,3 +122,36 @@ ${reader.lines.join("\n")}
     }
   }
 }
+
+/**
+ * Declares a query layout's positions where the call's queries are some of the N key positions
+ * (query_tiles.ts): the layout's own position, -1 (padding) outside the queries. A bucket order
+ * sorts the call's queries only, so its indices past NQ are the padding.
+ * @param m the module being built, whose constants hold NQ and QUERY_OFFSET
+ * @param layout the query layout
+ * @param base the layout's own position function (`declareLayout`)
+ * @returns the WGSL function name, `fn name(i: u32) -> i32`
+ * @example
+ * ```ts
+ * import { ShaderModule } from "./shader_module.ts";
+ * import { declareQueryLayout } from "./layout_wgsl.ts";
+ * const m = new ShaderModule();
+ * declareQueryLayout(m, { kind: "identity" }, "identityPosition"); // "queriesOfIdentityPosition"
+ * ```
+ */
+export function declareQueryLayout(m: ShaderModule, layout: Layout, base: string): string {
+  const name = `queriesOf${base[0].toUpperCase()}${base.slice(1)}`;
+  const body = layout.kind === "sorted"
+    ? `  return select(-1, ${base}(i), i < NQ);`
+    : `  let p = ${base}(i);
+  return select(-1, p, p >= QUERY_OFFSET && p < QUERY_OFFSET + i32(NQ));`;
+  return m.declare(
+    name,
+    `
+// ${base} where the call's queries are key positions QUERY_OFFSET .. + NQ - 1:
+// any other index is padding (-1), neither loaded nor stored.
+fn ${name}(i: u32) -> i32 {
+${body}
+}`,
+  );
+}

@@ -10,18 +10,20 @@ import { ELEMENTWISE_WORKGROUP } from "../dispatch_sizes.ts";
 
 /**
  * The pooling kernel for one rank.
- * @param o K/V heads (B·Hkv), N, D/4, segment length and landmark count, dtype, x workgroups
+ * @param o K/V heads (B·Hkv), N, D/4 and Dv/4 (K's and V's rows), segment length and landmark
+ *   count, dtype, x workgroups
  * @returns the module text
  * @example
  * ```ts
  * import { poolingKernel } from "./pooling_wgsl.ts";
- * poolingKernel({ heads: 2, n: 100, d4: 16, segment: 4, count: 25, dtype: "f32", groupsX: 13 });
+ * poolingKernel({ heads: 2, n: 100, d4: 16, dv4: 16, segment: 4, count: 25, dtype: "f32", groupsX: 13 });
  * ```
  */
 export function poolingKernel(o: {
   heads: number;
   n: number;
   d4: number;
+  dv4: number;
   segment: number;
   count: number;
   dtype: "f32" | "f16";
@@ -42,6 +44,7 @@ export function poolingKernel(o: {
 @group(0) @binding(3) var<storage, read_write> vOut: array<vec4<${T}>>;`,
   );
   linearIndex(m);
+  if (o.dv4 !== o.d4) return m.render(pooledApart(o));
   return m.render(`
 const N = ${o.n}u;
 const D4 = ${o.d4}u;
@@ -68,4 +71,42 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   kOut[i] = vec4<${T}>(k / rows);
   vOut[i] = vec4<${T}>(v / rows);
 }`);
+}
+
+/**
+ * The body where V's rows are not as wide as K's (a value head dim of its own): one invocation
+ * per vec4 of the wider row, pooling K where its row has that vec4 and V where its row has.
+ */
+function pooledApart(o: Parameters<typeof poolingKernel>[0]): string {
+  const T = o.dtype;
+  const width = Math.max(o.d4, o.dv4);
+  return `
+const N = ${o.n}u;
+const D4 = ${o.d4}u;              // K's rows, in vec4s
+const DV4 = ${o.dv4}u;             // V's rows
+const WIDTH = ${width}u;           // the wider of the two: one invocation per vec4 of it
+const SEGMENT = ${o.segment}u;
+const COUNT = ${o.count}u;
+
+@compute @workgroup_size(${ELEMENTWISE_WORKGROUP})
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let i = linearIndex(wg, lid, ${o.groupsX}u); // (head, landmark, vec4) of the wider row
+  if (i >= ${o.heads * o.count * width}u) { return; }
+  let d = i % WIDTH;
+  let j = (i / WIDTH) % COUNT;
+  let head = i / (WIDTH * COUNT);
+  let first = j * SEGMENT;
+  let end = min(N, first + SEGMENT);
+  let rows = f32(end - first);
+  if (d < D4) {
+    var k = vec4<f32>(0.0);
+    for (var row = first; row < end; row++) { k += vec4<f32>(kIn[(head * N + row) * D4 + d]); }
+    kOut[(head * COUNT + j) * D4 + d] = vec4<${T}>(k / rows);
+  }
+  if (d < DV4) {
+    var v = vec4<f32>(0.0);
+    for (var row = first; row < end; row++) { v += vec4<f32>(vIn[(head * N + row) * DV4 + d]); }
+    vOut[(head * COUNT + j) * DV4 + d] = vec4<${T}>(v / rows);
+  }
+}`;
 }

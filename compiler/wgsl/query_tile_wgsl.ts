@@ -5,7 +5,7 @@
  * @module
  */
 import type { ComponentKernelOptions } from "./attention_wgsl.ts";
-import { type Call, kernelGeometry, range } from "./kernel_refs.ts";
+import { type Call, kernelGeometry, queryRowOf, range } from "./kernel_refs.ts";
 import { type Grid, sourceRow } from "./tile_mask_wgsl.ts";
 import { tileStore } from "./matrix_math_wgsl.ts";
 
@@ -52,7 +52,7 @@ export function queryStaging(
   for (var i = lid; i < TILE_Q * D4; i += THREADS) {
     let r = i / D4;
     let q = ${qPos("qTileIndex * TILE_Q + r")};
-    let src = (bh * N + u32(max(q, 0))) * D4 + i % D4;
+    let src = (${queryRowOf(o, "q", true)}) * D4 + i % D4;
     ${
         tileStore(
           o,
@@ -77,7 +77,9 @@ ${
           }) * D4 + qIndex${l} % D4];`
           : `  let qIndex${l} = lid + ${l * g.threads}u;
   let qAt${l} = ${qPos(`qTileIndex * TILE_Q + qIndex${l} / D4`)};
-  let qLoad${l} = select(vec4<${T}>(0.0), qIn[(bh * N + u32(max(qAt${l}, 0))) * D4 + qIndex${l} % D4], qAt${l} >= 0);`
+  let qLoad${l} = select(vec4<${T}>(0.0), qIn[(${
+            queryRowOf(o, `qAt${l}`, true)
+          }) * D4 + qIndex${l} % D4], qAt${l} >= 0);`
       ).join("\n")
     }
 `;

@@ -8,7 +8,9 @@
  */
 import type { ParamBlock } from "../aux_data.ts";
 import type { Layout } from "../layout.ts";
-import { declareLayout } from "./layout_wgsl.ts";
+import { declareLayout, declareQueryLayout } from "./layout_wgsl.ts";
+import type { QueryRange } from "../query_tiles.ts";
+import { queriesConstants, queryRowOf } from "./kernel_refs.ts";
 import { ParamReader } from "./params_wgsl.ts";
 import { linearIndex } from "./elementwise_wgsl.ts";
 import { declareNegativeInfinity, ShaderModule } from "./shader_module.ts";
@@ -18,7 +20,11 @@ import { ELEMENTWISE_WORKGROUP } from "../dispatch_sizes.ts";
 export interface SplitCombineOptions {
   /** The component's query layout (gathered): partial row i is the query at position `qPos(i)`. */
   qLayout: Layout;
+  /** N, the key positions. */
   n: number;
+  /** Where the call's queries are some of the positions: partial rows of others are skipped. */
+  queries?: QueryRange;
+  /** O's row in vec4s (Dv / 4). */
   d4: number;
   /** Batch × query heads. */
   heads: number;
@@ -57,13 +63,14 @@ export function splitCombineKernel(o: SplitCombineOptions): string {
   m.declare(
     "constants",
     `
-const N = ${o.n}u;
+const N = ${o.n}u;${queriesConstants(o.queries)}
 const D4 = ${o.d4}u;
 const BH = ${o.heads}u;`,
   );
   linearIndex(m);
   declareNegativeInfinity(m);
-  const qPos = declareLayout(m, o.qLayout, o.n, o.params);
+  const layout = declareLayout(m, o.qLayout, o.n, o.params);
+  const qPos = o.queries ? declareQueryLayout(m, o.qLayout, layout) : layout;
   // The chunk count and the partial rows are numbers, read at run time (no new pipeline).
   const reader = new ParamReader(m, o.params);
   reader.unsigned("splits", o.chunks, "key chunks per query row");
@@ -82,8 +89,8 @@ ${reader.lines.join("\n")}
   let i = index % splitRows;
   let q = ${qPos}(i);
   if (q < 0) { return; }
-  let row = ${o.lseBase}u + bh * N + u32(q);
-  let outBase = ${o.oBase}u + (bh * N + u32(q)) * D4;
+  let row = ${o.lseBase}u + ${queryRowOf(o, "q")};
+  let outBase = ${o.oBase}u + (${queryRowOf(o, "q")}) * D4;
   var most = negativeInfinity();
   for (var s = 0u; s < splits; s++) { most = max(most, splitLse[(s * BH + bh) * splitRows + i]); }
   if (most == negativeInfinity()) { return; } // no chunk allowed anything: keep earlier rows

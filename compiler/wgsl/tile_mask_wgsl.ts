@@ -27,8 +27,10 @@ export interface Grid {
 /**
  * The grid of a kernel's members. It is complete where every member's layouts are permutations
  * of [0, N) (identity or residue order, whatever the period), N is a multiple of both tile sizes,
- * and no member has a score modifier or hash codes. Then a FULL tile needs no mask at all (every
- * pair counts) and a PARTIAL one only its `allowed`. Measured on the H200 (interleaved A/B):
+ * no member has a score modifier or hash codes, and every position is a query (where the queries
+ * are some of the positions, any query tile may hold padding, and every tile is masked). Then a
+ * FULL tile needs no mask at all (every pair counts) and a PARTIAL one only its `allowed`.
+ * Measured on the H200 (interleaved A/B):
  * the band's FULL tiles stopped paying for its mask (f16 ring 4.5%, window(256) 4.4%, dense
  * 1.6%), and positions by arithmetic in natural order gave another 5-7% (f16 c4 ring, window
  * and dense). Where N is not a multiple of a tile size, the grid is `padded`: the kernel masks
@@ -39,10 +41,11 @@ export interface Grid {
  */
 export function gridOf(members: readonly ComponentKernelOptions[]): Grid {
   const isPermutation = (l: Component["qLayout"]) => l.kind === "identity" || l.kind === "residue";
-  const permutation = members.every(({ component: c, score }) =>
-    !score && stagedCodes(c).length === 0 && isPermutation(c.qLayout) && isPermutation(c.kLayout)
-  );
-  const n = members[0].shape.seqLen, { tileQ, tileK } = members[0].component.mask;
+  const permutation = members[0].queries === undefined &&
+    members.every(({ component: c, score }) =>
+      !score && stagedCodes(c).length === 0 && isPermutation(c.qLayout) && isPermutation(c.kLayout)
+    );
+  const n = members[0].n, { tileQ, tileK } = members[0].component.mask;
   const last = (tile: number) => (Math.ceil(n / tile) - 1) * tile;
   const edges = [
     ...(n % tileQ ? [`qTileIndex == ${last(tileQ) / tileQ}u`] : []),

@@ -48,13 +48,24 @@ function scoreLoads(
   ].join("\n");
 }
 
-/** One step of P·V's loop over keys: each row's P for keys 4 j4 .. 4 j4 + 3, and their V. */
-function productLoads(R: number[], Dd: number[], cols: number, values: TileRead, indent: string) {
+/**
+ * One step of P·V's loop over keys: each row's P for keys 4 j4 .. 4 j4 + 3, and their V, whose
+ * rows are `width` vec4s (`D4`, or `DV4` for a value head dim of its own).
+ */
+function productLoads(
+  R: number[],
+  Dd: number[],
+  o: { cols: number; width: string },
+  values: TileRead,
+  indent: string,
+) {
   return [
     ...R.map((r) => `${indent}let p${r} = kpTile[(firstRow + ${r}u) * P_STRIDE4 + j4];`),
     ...[0, 1, 2, 3].flatMap((c) =>
       Dd.map((d) =>
-        `${indent}let v${c}_${d} = ${values(`(j4 * 4u + ${c}u) * D4 + col + ${d * cols}u`)};`
+        `${indent}let v${c}_${d} = ${
+          values(`(j4 * 4u + ${c}u) * ${o.width} + col + ${d * o.cols}u`)
+        };`
       )
     ),
   ].join("\n");
@@ -118,12 +129,13 @@ ${
   }`;
 }
 
-/** O += P V in float32: a ROWS x DIMS4 register tile of vec4s. */
+/** O += P V in float32: a ROWS x DIMS4 register tile of vec4s (V rows `width` vec4s wide). */
 export function productF32(
   R: number[],
   Dd: number[],
   cols: number,
   values: TileRead = vTile,
+  width = "D4",
 ): string {
   const rd = grid(R, Dd);
   return `    // O += P V: a ROWS x DIMS4 register tile of vec4s (rows with no allowed key add nothing).
@@ -131,7 +143,7 @@ ${
     onlyIf(
       "rowsLive",
       `    for (var j4 = 0u; j4 < tileK / 4u; j4++) {
-${productLoads(R, Dd, cols, values, "      ")}
+${productLoads(R, Dd, { cols, width }, values, "      ")}
 ${
         [0, 1, 2, 3].map((c) =>
           rd((r, d) => `      acc${r}_${d} += p${r}.${"xyzw"[c]} * v${c}_${d};`)
@@ -145,13 +157,15 @@ ${
 
 /**
  * O += P V from float16: P (in [0, 1]) and V products accumulate in vec4<f16> over a chunk of
- * keys, then join the float32 accumulator (already rescaled for this tile's row max).
+ * keys, then join the float32 accumulator (already rescaled for this tile's row max). V rows are
+ * `width` vec4s wide.
  */
 export function productF16(
   R: number[],
   Dd: number[],
   cols: number,
   values: TileRead = vTile,
+  width = "D4",
 ): string {
   const rd = grid(R, Dd);
   return `    // O += P V: a ROWS x DIMS4 register tile; half products per chunk of keys, float32 across.
@@ -162,7 +176,7 @@ ${
       `    for (var c0 = 0u; c0 < tileK / 4u; c0 += ${F16_CHUNK}u) {
 ${rd((r, d) => `      var pv${r}_${d} = vec4<f16>(0.0);`)}
       for (var j4 = c0; j4 < min(c0 + ${F16_CHUNK}u, tileK / 4u); j4++) {
-${productLoads(R, Dd, cols, values, "        ")}
+${productLoads(R, Dd, { cols, width }, values, "        ")}
 ${
         [0, 1, 2, 3].map((c) =>
           rd((r, d) =>

@@ -7,7 +7,7 @@
 import { parsePattern, type Pattern } from "../../dsl/schema.ts";
 import { ShapeError } from "../../core/errors.ts";
 import { checkShape, type GateLayout } from "../../core/input_shapes.ts";
-import { type AttentionShape, sequenceSizes } from "../../core/shape.ts";
+import { type AttentionShape, queryOffsetOf, sequenceSizes } from "../../core/shape.ts";
 import { checkExpressionDomain } from "../../dsl/expression_domain.ts";
 import { allowedSetUsesHeadOrBatch, scoreProgram } from "../../dsl/expression_check.ts";
 import { allowedMask, type HashLookup } from "./allowed.ts";
@@ -53,7 +53,7 @@ export interface ReferenceInput {
    */
   hashCodes?: HashCodes;
   /**
-   * Where query row 0 sits among the keys (DESIGN §7): query row `i` is position
+   * Where query row 0 sits among the keys (DESIGN §1): query row `i` is position
    * `queryOffset + i`; default `Nk - Nq` (the last Nq positions: a prefill chunk or decoding).
    */
   queryOffset?: number;
@@ -77,7 +77,7 @@ export interface ReferenceOutput {
 }
 
 /**
- * Sparse attention in float64, straight from DESIGN §1-§2 (and §7: queries against a longer
+ * Sparse attention in float64, straight from DESIGN §1-§2 (and §4: queries against a longer
  * key sequence, packed sequences, a value head dim of its own).
  *
  * @param input pattern, shape, q/k/v, optional runtime gates, scale, query offset and packing
@@ -127,7 +127,7 @@ export function reference(input: ReferenceInput): ReferenceOutput {
 }
 
 /**
- * One sequence of a call (DESIGN §7): its query and key rows, and the position of its first
+ * One sequence of a call (DESIGN §1): its query and key rows, and the position of its first
  * query among its keys. An unpacked call is one sequence.
  */
 export interface Sequence {
@@ -160,18 +160,7 @@ export function sequencesOf(
     if (input.kvSeqLens) {
       throw new ShapeError("Bad input: kvSeqLens needs seqLens (the packed sequences' query rows)");
     }
-    if (nq > nk) {
-      throw new ShapeError(
-        `Bad shape: seqLen (${nq} query rows) must not exceed kvSeqLen (${nk} keys)`,
-      );
-    }
-    const offset = input.queryOffset ?? nk - nq;
-    if (!Number.isInteger(offset) || offset < 0 || offset > nk - nq) {
-      throw new ShapeError(
-        `Bad input: queryOffset must be an integer in [0, Nk - Nq] = [0, ${nk - nq}] (the ` +
-          `queries' positions must lie among the keys), got ${offset}`,
-      );
-    }
+    const offset = queryOffsetOf(input.shape, input.queryOffset);
     return [{ qStart: 0, qLen: nq, kStart: 0, kLen: nk, offset }];
   }
   if (input.shape.batch !== 1) {
@@ -234,7 +223,7 @@ export interface BranchSetup {
   ): ((s: number, k: number) => ConstantSlope[]) | undefined;
 }
 
-/** What a reference call is computed from, once its input is checked (DESIGN §1-§2, §7). */
+/** What a reference call is computed from, once its input is checked (DESIGN §1-§2, §4). */
 export interface ReferenceSetup {
   scale: number;
   branches: BranchSetup[];

@@ -135,8 +135,8 @@ Deno.test("run.ts: bad input exits 2 with one line naming the field and no stack
       args: ["--pattern", ring],
     },
     {
-      name: "q and k shapes disagree",
-      field: /\bk\b.*seqLen/,
+      name: "k with fewer rows than q",
+      field: /seqLen \(64 query rows\) must not exceed kvSeqLen \(48 keys\)/,
       inputs: mismatched,
       args: ["--pattern", ring],
     },

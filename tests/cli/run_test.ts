@@ -367,25 +367,55 @@ Deno.test({
   },
 });
 
-Deno.test("run.ts: one query row against a longer cache is refused, naming where it runs", async () => {
-  const i = await inputs();
-  try {
-    const one = join(i.dir, "q1.npy");
-    await writeNpyFile(one, { dtype: "f4", shape: [1, 2, 1, 32], data: normalTensor(64, 5) });
-    const args = [...i.args];
-    args[1] = one;
-    const r = await run([
-      "--pattern",
-      JSON.stringify(RING),
-      ...args,
-      "--out",
-      join(i.dir, "o.npy"),
-    ]);
-    assertOneLineError(
-      r,
-      /k seqLen N is 64 but q's is 1 .*queries against a longer key sequence runs in the float64 reference only so far/,
-    );
-  } finally {
-    await Deno.remove(i.dir, { recursive: true });
-  }
+Deno.test({
+  name: "run.ts: queries against a longer key sequence with a value head dim of their own",
+  ignore: !adapter,
+  fn: async () => {
+    const i = await inputs();
+    try {
+      // Three query rows at positions 40..42 of the 64 keys; V (and O) 16 wide, Q and K 32.
+      const q = normalTensor(2 * 3 * 32, 5), v = normalTensor(2 * 64 * 16, 6);
+      const [qPath, vPath] = [join(i.dir, "q3.npy"), join(i.dir, "v16.npy")];
+      await writeNpyFile(qPath, { dtype: "f4", shape: [1, 2, 3, 32], data: q });
+      await writeNpyFile(vPath, { dtype: "f4", shape: [1, 2, 64, 16], data: v });
+      const args = ["--q", qPath, "--k", i.args[3], "--v", vPath];
+      const out = join(i.dir, "o.npy"), lse = join(i.dir, "lse.npy");
+      const r = await run([
+        ...["--pattern", JSON.stringify(RING), ...args, "--query-offset", "40"],
+        ...["--out", out, "--lse", lse, "--verify"],
+      ]);
+      assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
+      assert.match(r.stdout, /queries: 3 row\(s\) at positions 40\.\.42 of the 64 keys/);
+      assert.match(r.stdout, /wrote .*o\.npy \[1, 2, 3, 16\] float32/);
+      assert.match(r.stdout, /wrote .*lse\.npy \[1, 2, 3\] float32/);
+      assert.match(r.stdout, /verify \(float64 reference.*: ok/);
+      const want = reference({
+        pattern: RING,
+        shape: { ...SHAPE, seqLen: 3, kvSeqLen: 64, valueDim: 16 },
+        q,
+        k: i.k,
+        v,
+        queryOffset: 40,
+      });
+      const got = await readNpyFile(out);
+      assert.deepEqual(got.shape, [1, 2, 3, 16]);
+      assert.ok(maxAbsError(got.data, want.o) < 1e-4, "O against the reference at offset 40");
+      // An offset past Nk - Nq: one line naming the range, before the GPU starts.
+      const bad = await run([
+        ...["--pattern", JSON.stringify(RING), ...args, "--query-offset", "62"],
+        ...["--out", join(i.dir, "o2.npy")],
+      ]);
+      assertOneLineError(bad, /--query-offset must be in \[0, Nk - Nq\] = \[0, 61\] .*got 62/);
+      // V's rows must be K's.
+      const short = join(i.dir, "v63.npy");
+      await writeNpyFile(short, { dtype: "f4", shape: [1, 2, 63, 16], data: v.slice(0, 2016) });
+      const mismatch = await run([
+        ...["--pattern", JSON.stringify(RING), "--q", qPath, "--k", i.args[3], "--v", short],
+        ...["--out", join(i.dir, "o3.npy")],
+      ]);
+      assertOneLineError(mismatch, /v kvSeqLen Nk is 63 but k's is 64/);
+    } finally {
+      await Deno.remove(i.dir, { recursive: true });
+    }
+  },
 });

@@ -118,7 +118,7 @@ Deno.test("edge pairs: ring(128) with 64x32 tiles takes 9 steps per query tile i
 });
 
 Deno.test("edge pairs: only bands in natural order on a complete grid walk them", () => {
-  const plain = { rowsPerThread: 2, prefetch: true, plain: true };
+  const plain = { rowsPerThread: 2, prefetch: true, plain: true, allRows: true };
   const component = (pattern: Pattern, n: number) =>
     planPattern(pattern, n, { tileQ: 64, tileK: 32 }).branches[0].components[0];
   const ring = component({ kind: "ring", radius: 40 }, 1024);
@@ -126,6 +126,7 @@ Deno.test("edge pairs: only bands in natural order on a complete grid walk them"
   assert.ok(!walksEdgePairs(ring, { n: 1024, ...plain, prefetch: false }));
   assert.ok(!walksEdgePairs(ring, { n: 1024, ...plain, plain: false }));
   assert.ok(!walksEdgePairs(ring, { n: 1024, ...plain, rowsPerThread: 64 }), "halves split rows");
+  assert.ok(!walksEdgePairs(ring, { n: 1024, ...plain, allRows: false }), "queries: some rows");
   for (
     const p of [{ kind: "dense" }, { kind: "causal" }, { kind: "stride", period: 16 }] as const
   ) {

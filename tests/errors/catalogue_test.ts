@@ -405,6 +405,94 @@ const SHAPES: Case[] = [
     says: /needs 75000 query tiles \(one workgroup each\), over WebGPU's 65535 .*shorter sequence/,
   },
   {
+    name: "kvSeqLen below seqLen",
+    run: badShape({ kvSeqLen: 32 }),
+    error: ShapeError,
+    says: /seqLen \(64 query rows\) must not exceed kvSeqLen \(32 keys\)/,
+  },
+  {
+    name: "kvSeqLen 0",
+    run: badShape({ kvSeqLen: 0 }),
+    error: ShapeError,
+    says: /kvSeqLen must be an integer >= 1 when given, got 0/,
+  },
+  {
+    name: "valueDim not a multiple of 4",
+    run: badShape({ valueDim: 6 }),
+    error: ShapeError,
+    says: /valueDim must be a multiple of 4 in \[4, 256\], got 6/,
+  },
+  {
+    name: "valueDim over 256",
+    run: badShape({ valueDim: 260 }),
+    error: ShapeError,
+    says: /valueDim .*\[4, 256\], got 260/,
+  },
+  {
+    name: "queryOffset past Nk - Nq",
+    run: () => compile({ kind: "causal" }, { shape: { ...shape, kvSeqLen: 100 }, queryOffset: 37 }),
+    error: ShapeError,
+    says: /queryOffset must be an integer in \[0, Nk - Nq\] = \[0, 36\] .*got 37/,
+  },
+  {
+    name: "queryOffset negative",
+    run: () => compile({ kind: "causal" }, { shape: { ...shape, kvSeqLen: 100 }, queryOffset: -1 }),
+    error: ShapeError,
+    says: /queryOffset must be an integer in \[0, Nk - Nq\] = \[0, 36\] .*got -1/,
+  },
+  {
+    name: "queryOffset of a square call",
+    run: () => compile({ kind: "causal" }, { shape, queryOffset: 1 }),
+    error: ShapeError,
+    says: /queryOffset must be an integer in \[0, Nk - Nq\] = \[0, 0\] .*got 1/,
+  },
+  {
+    name: "backward with queries against longer keys",
+    run: () => compile({ kind: "causal" }, { shape: { ...shape, kvSeqLen: 100 }, backward: true }),
+    error: ShapeError,
+    says: /backward pass \(backward: true\) needs kvSeqLen == seqLen, got kvSeqLen 100/,
+  },
+  {
+    name: "backward with a value head dim of its own",
+    run: () => compile({ kind: "causal" }, { shape: { ...shape, valueDim: 8 }, backward: true }),
+    error: ShapeError,
+    says: /backward pass \(backward: true\) needs valueDim == headDim, got valueDim 8/,
+  },
+  {
+    name: "subgroup matrices with a value head dim of its own",
+    run: () =>
+      compile({ kind: "causal" }, {
+        shape: { ...shape, valueDim: 32 },
+        dtype: "f16",
+        tiles: {
+          tileQ: 16,
+          tileK: 16,
+          threads: 32,
+          rowsPerThread: 2,
+          matrix: { input: "f16", result: "f32", m: 8, n: 8, k: 8, subgroupSize: 32 },
+        },
+      }),
+    error: ShapeError,
+    says: /tiles\.matrix \(subgroup matrices\) needs valueDim == headDim, got valueDim 32/,
+  },
+  {
+    name: "prefetch with a value head dim of its own",
+    run: () => compile({ kind: "causal" }, { shape: { ...shape, valueDim: 8 }, prefetch: true }),
+    error: ShapeError,
+    says: /prefetch needs valueDim == headDim/,
+  },
+  {
+    name: "tile columns that do not divide valueDim / 4",
+    run: () =>
+      compile({ kind: "causal" }, {
+        shape: { ...shape, valueDim: 8 },
+        tiles: { tileQ: 16, tileK: 16, threads: 64, rowsPerThread: 2 },
+      }),
+    error: ShapeError,
+    says:
+      /8 columns; the columns must be a whole number dividing tileK \(16\) and valueDim \/ 4 \(2\)/,
+  },
+  {
     name: "scale infinite (reference)",
     run: () =>
       reference({

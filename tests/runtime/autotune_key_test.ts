@@ -110,3 +110,19 @@ Deno.test("the key text names every part", () => {
       "f32 D=64 Hq/Hkv=1 B*Hq<=8 N<=4096 | union(ring,stride)",
   );
 });
+
+Deno.test("serving shapes add Nk's class and Dv; a square shape given with them does not", () => {
+  const pattern = { kind: "causal" };
+  const shape = { batch: 1, headsQ: 8, headsKV: 2, seqLen: 1, headDim: 64 };
+  const decode = tuneKey(H100, pattern, { ...shape, kvSeqLen: 3000, valueDim: 128 }, "f32")!;
+  assert.equal(decode.key.kvSeqLenClass, 4096);
+  assert.equal(decode.key.valueDim, 128);
+  assert.match(decode.id, /\| f32 D=64 Dv=128 Hq\/Hkv=4 B\*Hq<=8 N<=1 Nk<=4096 \| causal$/);
+  const square = { ...shape, seqLen: 3000 };
+  assert.equal(
+    tuneKey(H100, pattern, { ...square, kvSeqLen: 3000, valueDim: 64 }, "f32")!.id,
+    tuneKey(H100, pattern, square, "f32")!.id,
+  );
+  // A shape the kernels refuse has no key.
+  assert.equal(tuneKey(H100, pattern, { ...shape, kvSeqLen: 3000, valueDim: 6 }, "f32"), undefined);
+});
