@@ -37,6 +37,7 @@ export {
   type Dtype,
   type EdgePairForm,
   type GradientKernel,
+  type GradientTiling,
   type HashCodeSet,
   type HashKernel,
   type HashLayout,

@@ -27,11 +27,13 @@ export interface GradientTiling {
   own: number;
   /** Rows of the other side's tile staged at a time. */
   chunk: number;
-  /** The pair step's invocation grid: `pairRows x pairCols` over chunk/own pairs. */
+  /** The pair step's invocation grid, `pairRows x pairCols`: its rows (query rows). */
   pairRows: number;
+  /** The pair step's invocation grid: its columns (keys). */
   pairCols: number;
-  /** The product step's grid: `outRows x outCols` over own rows and the head dim's vec4s. */
+  /** The product step's grid, `outRows x outCols`: its rows (owned rows or keys). */
   outRows: number;
+  /** The product step's grid: its columns (vec4s of the head dim). */
   outCols: number;
   /** Workgroup memory the kernel declares, in bytes. */
   bytes: number;

@@ -27,6 +27,7 @@ export type {
   ModuleEntry,
   PoolKernel,
 } from "./kernel_plan.ts";
+export type { GradientTiling } from "./gradient_tiling.ts";
 export type { HashCodeSet, HashLayout } from "./hash_layout.ts";
 export type { EdgePairForm } from "./edge_pairs.ts";
 export type { RandomAtom, RandomTable, RandomTables } from "./random_table.ts";
