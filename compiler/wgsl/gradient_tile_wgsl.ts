@@ -287,16 +287,42 @@ ${"    "}WRITES
 }`;
 }
 
-/** Loads row `r` of the staged chunk's statistics and Q, dO (vec4 `d`) of query row `row`. */
-function stageQueryRow(b: number, chunkVar: string): string {
-  return `    if (d == 0u) {
-      qPosition[r] = qp;
-      let stats = (${b}u * ROWS + row) * 4u;
-      lseT[r] = gradStats[stats];
-      gateT[r] = gradStats[stats + 1u];
-      deltaT[r] = gradStats[stats + 2u];
-    }
-    ${chunkVar}`;
+/**
+ * Stages `count` query rows from layout index `first`: their positions, statistics (LSE, gate,
+ * Δ of branch `b`), Q and dO; rows past the layout (position -1) are zeros.
+ */
+function stageQueries(T: string, b: number, qPos: string, count: string, first: string): string {
+  return `for (var i = lid; i < ${count} * D4; i += THREADS) {
+  let r = i / D4;
+  let d = i % D4;
+  let qp = ${qPos}(${first} + r); // -1 past the end of the layout
+  let row = bh * N + u32(max(qp, 0));
+  if (d == 0u) {
+    qPosition[r] = qp;
+    let stats = (${b}u * ROWS + row) * 4u;
+    lseT[r] = gradStats[stats];
+    gateT[r] = gradStats[stats + 1u];
+    deltaT[r] = gradStats[stats + 2u];
+  }
+  qT[r * ROW4 + d] = select(vec4<${T}>(0.0), qIn[row * D4 + d], qp >= 0);
+  dOT[r * ROW4 + d] = select(vec4<${T}>(0.0), dO[row * D4 + d], qp >= 0);
+}`;
+}
+
+/**
+ * Stages `count` keys from layout index `first` of key/value head row `kvRow`: their positions,
+ * K and V; keys past the layout (position -1) are zeros.
+ */
+function stageKeys(T: string, kPos: string, count: string, first: string, kvRow: string): string {
+  return `for (var i = lid; i < ${count} * D4; i += THREADS) {
+  let j = i / D4;
+  let d = i % D4;
+  let kp = ${kPos}(${first} + j); // -1 past the end of the layout
+  if (d == 0u) { kPosition[j] = kp; }
+  let src = (${kvRow} * KV_ROWS + u32(max(kp, 0))) * D4 + d;
+  kT[j * ROW4 + d] = select(vec4<${T}>(0.0), kIn[src], kp >= 0);
+  vT[j * ROW4 + d] = select(vec4<${T}>(0.0), vIn[src], kp >= 0);
+}`;
 }
 
 function queryKernel(
@@ -345,15 +371,7 @@ ${indent(constantReads, 4)}
     : "";
   const body = `      ${chunkLoop(t.chunk, o.tileK, "TILE_K")}
         workgroupBarrier();           // every read of the previous chunk is done
-        for (var i = lid; i < CHUNK * D4; i += THREADS) {
-          let j = i / D4;
-          let d = i % D4;
-          let kp = ${kPos}(tile * TILE_K + c0 + j);
-          if (d == 0u) { kPosition[j] = kp; }
-          let src = (kvHead * KV_ROWS + u32(max(kp, 0))) * D4 + d;
-          kT[j * ROW4 + d] = select(vec4<${T}>(0.0), kIn[src], kp >= 0);
-          vT[j * ROW4 + d] = select(vec4<${T}>(0.0), vIn[src], kp >= 0);
-        }
+${indent(stageKeys(T, kPos, "CHUNK", "tile * TILE_K + c0", "kvHead"), 8)}
         workgroupBarrier();
 ${indent(pairs, 8)}
         workgroupBarrier();${constants}
@@ -398,19 +416,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   }
   let ownTile = wg.x / SPLIT;
   let first = ownTile * TILE_Q + (wg.x % SPLIT) * OWN; // this workgroup's first query index
-  for (var i = lid; i < OWN * D4; i += THREADS) {
-    let r = i / D4;
-    let d = i % D4;
-    let qp = ${qPos}(first + r); // -1 past the end of the layout
-    let row = bh * N + u32(max(qp, 0));
-${
-    stageQueryRow(
-      b,
-      `qT[r * ROW4 + d] = select(vec4<${T}>(0.0), qIn[row * D4 + d], qp >= 0);
-    dOT[r * ROW4 + d] = select(vec4<${T}>(0.0), dO[row * D4 + d], qp >= 0);`,
-    )
-  }
-  }
+${indent(stageQueries(T, b, qPos, "OWN", "first"), 2)}
   let pairRow = lid / PAIR_COLS;
   let pairCol = lid % PAIR_COLS;
   let pairLive = lid < PAIR_ROWS * PAIR_COLS;
@@ -458,22 +464,7 @@ function keyKernel(
   ).replaceAll("WRITES", "pgT[ri * PAIR_STRIDE + kj] = pg; dsT[ri * PAIR_STRIDE + kj] = ds;");
   const body = `      ${chunkLoop(t.chunk, o.tileQ, "TILE_Q")}
         workgroupBarrier();           // every read of the previous chunk is done
-        for (var i = lid; i < CHUNK * D4; i += THREADS) {
-          let r = i / D4;
-          let d = i % D4;
-          let qp = ${qPos}(tile * TILE_Q + c0 + r);
-          let row = bh * N + u32(max(qp, 0));
-${
-    indent(
-      stageQueryRow(
-        b,
-        `qT[r * ROW4 + d] = select(vec4<${T}>(0.0), qIn[row * D4 + d], qp >= 0);
-    dOT[r * ROW4 + d] = select(vec4<${T}>(0.0), dO[row * D4 + d], qp >= 0);`,
-      ),
-      6,
-    )
-  }
-        }
+${indent(stageQueries(T, b, qPos, "CHUNK", "tile * TILE_Q + c0"), 8)}
         workgroupBarrier();
 ${indent(pairs, 8)}
         workgroupBarrier();
@@ -527,15 +518,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   }
   let ownTile = wg.x / SPLIT;
   let first = ownTile * TILE_K + (wg.x % SPLIT) * OWN; // this workgroup's first key index
-  for (var i = lid; i < OWN * D4; i += THREADS) {
-    let j = i / D4;
-    let d = i % D4;
-    let kp = ${kPos}(first + j); // -1 past the end of the layout
-    if (d == 0u) { kPosition[j] = kp; }
-    let src = (kvRow * KV_ROWS + u32(max(kp, 0))) * D4 + d;
-    kT[j * ROW4 + d] = select(vec4<${T}>(0.0), kIn[src], kp >= 0);
-    vT[j * ROW4 + d] = select(vec4<${T}>(0.0), vIn[src], kp >= 0);
-  }
+${indent(stageKeys(T, kPos, "OWN", "first", "kvRow"), 2)}
   let pairRow = lid / PAIR_COLS;
   let pairCol = lid % PAIR_COLS;
   let pairLive = lid < PAIR_ROWS * PAIR_COLS;
