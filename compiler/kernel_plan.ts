@@ -14,6 +14,7 @@ import type { EdgePairForm } from "./edge_pairs.ts";
 import type { HashLayout } from "./hash_layout.ts";
 import type { KernelShape } from "./tiles.ts";
 import type { GradientTiling } from "./gradient_tiling.ts";
+import type { DecodeGeometry } from "./decode.ts";
 
 /** The buffers a kernel can bind, by name; the buffer table sizes each (buffer_table.ts). */
 export type BufferName =
@@ -101,6 +102,44 @@ export interface AttentionKernel extends Dispatch {
   /** Offset of its branch's slice of O, in vec4s. */
   oBase: number;
   /** Offset of its branch's slice of LSE, in elements. */
+  lseBase: number;
+}
+
+/**
+ * A decode kernel (decode.ts): the call's few queries of one query tile for every query head
+ * of a key/value head, over one chunk of the tile's key tiles; one workgroup per (listed tile,
+ * row block, key chunk) and batch·key/value head. It writes partial rows for a decode combine.
+ */
+export interface DecodeKernel extends Dispatch {
+  /** Which kind of dispatch this is (`Kernel` is a union on it). */
+  kind: "decode";
+  /** The branch (softmax) it serves. */
+  branch: number;
+  /** The component it walks. */
+  component: number;
+  /** Its geometry: listed tiles, their query rows, rows per workgroup, key chunks. */
+  geometry: DecodeGeometry;
+  /** Keys scored per step (decodeStepKeys). */
+  stepKeys: number;
+  /** Its slot in the schedule buffer's header. */
+  scheduleSlot: number;
+}
+
+/** Merges a decode kernel's key chunks by log-sum-exp into O and LSE. */
+export interface DecodeCombineKernel extends Dispatch {
+  /** Which kind of dispatch this is (`Kernel` is a union on it). */
+  kind: "decodeCombine";
+  /** The branch whose O and LSE it merges into. */
+  branch: number;
+  /** The component whose decode kernel wrote the chunks. */
+  component: number;
+  /** Key chunks per query row. */
+  chunks: number;
+  /** The query rows the decode kernel covered: its geometry's `slotRows`. */
+  slotRows: number[];
+  /** Offset of the branch's slice of O, in vec4s. */
+  oBase: number;
+  /** Offset of the branch's slice of LSE, in elements. */
   lseBase: number;
 }
 
@@ -203,6 +242,8 @@ export type Kernel =
   | AttentionKernel
   | ClearKernel
   | CombineKernel
+  | DecodeKernel
+  | DecodeCombineKernel
   | PoolKernel
   | HashKernel
   | BlendKernel

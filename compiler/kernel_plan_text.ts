@@ -70,7 +70,17 @@ function variants(k: Kernel): string {
         `schedule slot ${k.scheduleSlot}`,
       ].join(", ");
     case "combine":
+    case "decodeCombine":
       return `${k.chunks} chunks of branch ${k.branch} component ${k.component}`;
+    case "decode":
+      return [
+        `component ${k.component} of branch ${k.branch}`,
+        `${k.geometry.tiles.length} query tile(s) holding the queries`,
+        `${k.geometry.rows} rows per workgroup in ${k.geometry.rowBlocks} block(s)`,
+        `${k.geometry.chunks} key chunks`,
+        `steps of ${k.stepKeys} keys`,
+        `schedule slot ${k.scheduleSlot}`,
+      ].join(", ");
     case "pool":
       return `${k.count} landmarks of ${k.segment} rows`;
     case "blend":

@@ -24,6 +24,8 @@ import {
 } from "./wgsl/hash_sort_wgsl.ts";
 import { poolingKernel } from "./wgsl/pooling_wgsl.ts";
 import { splitCombineKernel } from "./wgsl/split_combine_wgsl.ts";
+import { decodeKernel } from "./wgsl/decode_wgsl.ts";
+import { decodeCombineKernel } from "./wgsl/decode_combine_wgsl.ts";
 import { gradientKernel } from "./wgsl/gradient_wgsl.ts";
 import { learnableConstants, learnableOffsets } from "../dsl/expression_check.ts";
 import { branchLearns } from "./plan_gradients.ts";
@@ -168,6 +170,35 @@ function renderOther(k: Exclude<Kernel, AttentionKernel>, o: RenderContext): str
         label: `${branch.label}, ${label}`,
       });
     }
+    case "decode": {
+      const branch = o.plan.branches[k.branch];
+      return decodeKernel({
+        component: branch.components[k.component],
+        geometry: k.geometry,
+        shape,
+        n: o.plan.n,
+        queries: o.plan.queries!,
+        dtype,
+        scale: o.call.scale,
+        stepKeys: k.stepKeys,
+        scheduleSlot: k.scheduleSlot,
+        params: o.aux.paramBlock(),
+        label: `${branch.label}, branch ${k.branch} component ${k.component}`,
+      });
+    }
+    case "decodeCombine":
+      return decodeCombineKernel({
+        n: o.plan.n,
+        queries: o.plan.queries!,
+        dv4,
+        heads: shape.batch * shape.headsQ,
+        chunks: k.chunks,
+        slotRows: k.slotRows,
+        oBase: k.oBase,
+        lseBase: k.lseBase,
+        params: o.aux.paramBlock(),
+        label: `${o.plan.branches[k.branch].label}, branch ${k.branch} component ${k.component}`,
+      });
     case "pool":
       return poolingKernel({
         heads: shape.batch * shape.headsKV,
