@@ -67,7 +67,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   var k = vec4<f32>(0.0);
   var v = vec4<f32>(0.0);
   for (var row = first; row < end; row++) {
-    let src = ${sourceRow(o)} * D4 + d;
+    let src = ${keyValueRow(o)} * D4 + d;
     k += vec4<f32>(kIn[src]);
     v += vec4<f32>(vIn[src]);
   }
@@ -104,18 +104,18 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   let rows = f32(end - first);
   if (d < D4) {
     var k = vec4<f32>(0.0);
-    for (var row = first; row < end; row++) { k += vec4<f32>(kIn[${sourceRow(o)} * D4 + d]); }
+    for (var row = first; row < end; row++) { k += vec4<f32>(kIn[${keyValueRow(o)} * D4 + d]); }
     kOut[(head * COUNT + j) * D4 + d] = vec4<${T}>(k / rows);
   }
   if (d < DV4) {
     var v = vec4<f32>(0.0);
-    for (var row = first; row < end; row++) { v += vec4<f32>(vIn[${sourceRow(o)} * DV4 + d]); }
+    for (var row = first; row < end; row++) { v += vec4<f32>(vIn[${keyValueRow(o)} * DV4 + d]); }
     vOut[(head * COUNT + j) * DV4 + d] = vec4<${T}>(v / rows);
   }
 }`;
 }
 
 /** The row of K and V that the segment loop reads: contiguous, or through the block table. */
-function sourceRow(o: { paged?: PagedRows }): string {
+function keyValueRow(o: { paged?: PagedRows }): string {
   return o.paged ? "kvRow(head, row)" : "(head * N + row)";
 }

@@ -69,9 +69,9 @@ const CASES: PagedCase[] = [
     pageSize: 1,
   },
   {
-    name: "causal with lowRank landmarks pooled from the pages, chunk",
+    name: "causal with lowRank landmarks pooled from the pages, chunk, V of its own width",
     pattern: { kind: "union", of: [{ kind: "causal" }, { kind: "lowRank", rank: 6 }] },
-    shape: { batch: 1, headsQ: 4, headsKV: 2, seqLen: 5, headDim: 16, kvSeqLen: 38 },
+    shape: { batch: 1, headsQ: 4, headsKV: 2, seqLen: 5, headDim: 16, kvSeqLen: 38, valueDim: 24 },
     pageSize: 8,
   },
   {
