@@ -3,17 +3,21 @@
  *
  * ```sh
  * deno task run --pattern P --q q.npy --k k.npy --v v.npy [--gates g.npy] [--scale s] \
- *   [--dtype f32|f16] [--query-offset N] --out o.npy [--lse lse.npy] [--verify]
+ *   [--dtype f32|f16] [--query-offset N] [--block-table bt.npy --kv-seq-len Nk] \
+ *   --out o.npy [--lse lse.npy] [--verify]
  * ```
  *
  * `P` is a JSON file, JSON text or an example's name (`pi_attention`, ...). The shape comes from
  * the tensors: Q `[B, Hq, Nq, D]`, K `[B, Hkv, Nk, D]` and V `[B, Hkv, Nk, Dv]` with `Nq <= Nk`
  * (query row `i` at key position `offset + i`, the offset `Nk - Nq` unless `--query-offset`
- * says), gates `[B, Hq, branches]` or `[B, Hq, Nq, branches]`; O is `[B, Hq, Nq, Dv]`. Tensors
+ * says), gates `[B, Hq, branches]` or `[B, Hq, Nq, branches]`; O is `[B, Hq, Nq, Dv]`. With
+ * `--block-table`, K and V are pages `[pages, Hkv, pageSize, D]` read through the table (paged
+ * K and V, `_paged.ts`), and `--kv-seq-len` says Nk. Tensors
  * are float32 or float16 `.npy` files; `--dtype f16` (which needs
  * an adapter with shader-f16, checked first) rounds float32 ones to float16 and writes O as
  * float16, `--dtype f32` (the default) widens float16 ones exactly; LSE is float32 either way.
- * `--verify` checks O and LSE against the float64 reference of the inputs the GPU got (DESIGN
+ * `--verify` checks O and LSE against the float64 reference of the inputs the GPU got, paged K
+ * and V gathered into the contiguous layout (DESIGN
  * §4: O within 1e-4 absolute in float32, 5e-3 in float16; LSE within that times
  * max(1, |LSE_ref|)) and exits 1 past it. Bad input of any kind, an output path that cannot be
  * written among it, prints one line `error: ...` and exits 2 before the GPU is touched.
@@ -32,6 +36,7 @@ import { resolveBackend } from "../runtime/device.ts";
 import type { HashCodes } from "../dsl/hash_bucket.ts";
 import { learnableConstants } from "../dsl/expression_check.ts";
 import { checkShape } from "../core/input_shapes.ts";
+import { checkPagedFlags, gatheredKv, pagedLine, pagedShapeOf, readBlockTable } from "./_paged.ts";
 import { resolve } from "node:path";
 import {
   adapterLine,
@@ -61,9 +66,9 @@ const TOLERANCE: Record<Dtype, number> = { f32: 1e-4, f16: 5e-3 };
 const GRADIENT_TOLERANCE = { f32: 1e-4, f16: 1e-2 };
 
 const USAGE = `Usage: deno task run --pattern P --q q.npy --k k.npy --v v.npy [--gates g.npy]
-       [--scale s] [--dtype f32|f16] [--query-offset N] --out o.npy [--lse lse.npy] [--verify]
-       [--backend B] [--grad-out dO.npy --dq dq.npy --dk dk.npy --dv dv.npy
-       [--dgates dg.npy] [--dconstants dc.json]]
+       [--scale s] [--dtype f32|f16] [--query-offset N] [--block-table bt.npy --kv-seq-len Nk]
+       --out o.npy [--lse lse.npy] [--verify] [--backend B] [--grad-out dO.npy --dq dq.npy
+       --dk dk.npy --dv dv.npy [--dgates dg.npy] [--dconstants dc.json]]
 
   --pattern P    a JSON file, JSON text, or an example's name (e.g. pi_attention)
   --q/--k/--v    float32 or float16 .npy tensors: q [B, Hq, Nq, D], k [B, Hkv, Nk, D] and
@@ -76,6 +81,13 @@ const USAGE = `Usage: deno task run --pattern P --q q.npy --k k.npy --v v.npy [-
   --query-offset N
                  query row i is key position N + i, N in [0, Nk - Nq] (default Nk - Nq: the
                  queries are the last positions, a prefill chunk or a decoding step)
+  --block-table bt.npy
+                 paged K and V: bt.npy is [B, maxPages] int32 or uint32 page indices, and
+                 k and v are pages [pages, Hkv, pageSize, D] and [pages, Hkv, pageSize, Dv];
+                 key position p of batch b is row p % pageSize of page bt[b, p / pageSize]
+                 (pageSize a power of two); forward only
+  --kv-seq-len Nk
+                 with --block-table: the keys per sequence (Nq <= Nk <= maxPages * pageSize)
   --out o.npy    where to write O [B, Hq, Nq, Dv] (its directory must exist)
   --lse lse.npy  where to write LSE [B, Hq, Nq] ([branches, B, Hq, Nq] when gated), float32
   --verify       compare with the float64 CPU reference; exit 1 past the tolerance: O within
@@ -97,6 +109,8 @@ const FLAGS = {
   scale: { type: "string" },
   dtype: { type: "string" },
   "query-offset": { type: "string" },
+  "block-table": { type: "string" },
+  "kv-seq-len": { type: "string" },
   out: { type: "string" },
   lse: { type: "string" },
   verify: { type: "boolean" },
@@ -134,6 +148,8 @@ export async function main(args: string[]): Promise<number> {
   const backend = resolveBackend(values.backend);
   const scale = parseScale(values.scale);
   const offsetFlag = integerFlag(values["query-offset"], "query-offset", { min: 0 });
+  const tablePath = values["block-table"];
+  const kvSeqLen = checkPagedFlags(values, tablePath);
   const spec = required(values.pattern, "pattern", "JSON, file or example");
   const paths = (["q", "k", "v"] as const).map((f) =>
     required(values[f], f, `the ${f} tensor, a float32 or float16 .npy file`)
@@ -166,7 +182,10 @@ export async function main(args: string[]): Promise<number> {
       : await readTensor(values.gates, "gates");
     // Gates are float32 in both dtypes (float16 ones widen exactly).
     const gates = gatesRead && inDtype(gatesRead, "f32", "gates");
-    const shape = shapeOf(q, k, v);
+    const table = tablePath === undefined ? undefined : await readBlockTable(tablePath);
+    const { shape, paged } = table
+      ? pagedShapeOf(q, k, v, table, kvSeqLen!)
+      : { shape: shapeOf(q, k, v), paged: undefined };
     checkAttentionShape(shape);
     const queryOffset = offsetOf(shape, offsetFlag);
     const { nq: N, nk: Nk, dv: Dv } = sequenceSizes(shape);
@@ -190,7 +209,15 @@ export async function main(args: string[]): Promise<number> {
       );
     }
     const branches = pattern.kind === "gated" ? pattern.branches.length : undefined;
-    checkShape(shape, { q: q.data, k: k.data, v: v.data, gates, branches });
+    checkShape(shape, {
+      q: q.data,
+      k: k.data,
+      v: v.data,
+      gates,
+      branches,
+      paged,
+      blockTable: table?.data,
+    });
 
     rt ??= await createRuntime({ backend });
     console.log(adapterLine(rt.info));
@@ -205,14 +232,16 @@ export async function main(args: string[]): Promise<number> {
       dtype,
       gatesPerPosition: gates?.shape.length === 4,
       backward: dO !== undefined,
+      paged,
     });
     // The plan's branch lines would show the JSON gates even where --gates replaces them: the
     // gates line below says which gates the call uses.
     console.log(planSummary({ ...compiled.plan, gates: undefined }));
     const gatesText = gatesLine(compiled, gates && { path: values.gates!, tensor: gates });
     if (gatesText) console.log(gatesText);
+    if (paged) console.log(pagedLine(paged, tablePath!, table!));
     console.log(`compile: ${formatMs(compiled.compileMs)} (${dtype})`);
-    const out = await runOnGpu(rt, compiled, { q, k, v, gates, dO });
+    const out = await runOnGpu(rt, compiled, { q, k, v, gates, dO, blockTable: table?.data });
 
     await writeTensor(outPath, "out", { shape: oShape, data: out.o });
     console.log(`wrote ${outPath} [${oShape.join(", ")}] ${dtypeName(out.o)}`);
@@ -249,13 +278,14 @@ export async function main(args: string[]): Promise<number> {
       }
     }
     if (!values.verify) return 0;
+    // The reference takes contiguous K and V: paged ones gathered out of their pages.
+    const keys = paged ? gatheredKv(shape, paged, table!, k, v) : { k, v };
     const status = verify({
       pattern,
       shape,
       queryOffset,
       q,
-      k,
-      v,
+      ...keys,
       gates,
       scale: compiled.scale,
       dtype,
@@ -275,7 +305,14 @@ export async function main(args: string[]): Promise<number> {
 async function runOnGpu(
   rt: Runtime,
   compiled: CompiledAttention,
-  inputs: { q: Tensor; k: Tensor; v: Tensor; gates?: Tensor; dO?: Tensor },
+  inputs: {
+    q: Tensor;
+    k: Tensor;
+    v: Tensor;
+    gates?: Tensor;
+    dO?: Tensor;
+    blockTable?: Int32Array | Uint32Array;
+  },
 ): Promise<
   {
     o: Float32Array | Float16Array;
@@ -290,6 +327,7 @@ async function runOnGpu(
     v: inputs.v.data,
     gates: inputs.gates?.data as Float32Array | undefined,
     dO: inputs.dO?.data,
+    blockTable: inputs.blockTable,
   };
   if (compiled.split) {
     // Past one storage binding the runtime runs the call in parts of whole heads, once.

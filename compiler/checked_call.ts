@@ -13,6 +13,7 @@ import {
   queryOffsetOf,
   sequenceSizes,
 } from "../core/shape.ts";
+import { checkPagedKv, type PagedKv } from "../core/paged_kv.ts";
 import { checkExpressionDomain } from "../dsl/expression_domain.ts";
 import { parsePattern, type Pattern } from "../dsl/schema.ts";
 import { checkBufferSizes } from "./device_checks.ts";
@@ -82,6 +83,13 @@ export interface CompileOptions {
    * the runtime gates' gradient) after O.
    */
   backward?: boolean;
+  /**
+   * K and V in pages, read through a block table given with each call (DESIGN §1): K
+   * `[pages, Hkv, pageSize, D]`, V `[pages, Hkv, pageSize, Dv]`. The page size is compiled in;
+   * the table and the pool's contents are data, and the page count changes no WGSL. Forward
+   * only: not with `backward`.
+   */
+  paged?: PagedKv;
 }
 
 /** A compile's input after the door: the parsed pattern and every option checked. */
@@ -102,6 +110,7 @@ export interface CheckedCall {
   globalQuery?: boolean;
   edgePairs?: boolean | EdgePairForm;
   backward: boolean;
+  paged?: PagedKv;
 }
 
 /**
@@ -109,7 +118,8 @@ export interface CheckedCall {
  * @param pattern a pattern object or JSON value
  * @param options shape and options
  * @returns the checked call
- * @throws {PatternError} bad pattern; {ShapeError} bad shape, query offset or option;
+ * @throws {PatternError} bad pattern; {ShapeError} bad shape, query offset or option (among
+ *   them `paged`);
  *   {PlanError} an expression that leaves i32 at this shape; {DeviceError} tensors past the
  *   binding limit
  * @example
@@ -158,8 +168,19 @@ export function checkCall(pattern: unknown, options: CompileOptions): CheckedCal
   }
   const backward = options.backward ?? false;
   if (backward) checkSquare(shape, "the backward pass (backward: true)");
+  const paged = options.paged;
+  if (paged) {
+    checkPagedKv(paged);
+    if (backward) {
+      throw new ShapeError(
+        "Bad options: paged K and V are read by the forward pass only; the backward pass " +
+          "(backward: true) takes contiguous K and V: gather the pages (gatherPages) and " +
+          "compile without paged",
+      );
+    }
+  }
   const branches = parsed.kind === "gated" ? parsed.branches.length : 1;
-  if (options.limits) checkBufferSizes(shape, dtype, branches, options.limits);
+  if (options.limits) checkBufferSizes(shape, dtype, branches, options.limits, paged);
   const gated = parsed.kind === "gated";
   return {
     pattern: parsed,
@@ -177,6 +198,7 @@ export function checkCall(pattern: unknown, options: CompileOptions): CheckedCal
     globalQuery: options.globalQuery,
     edgePairs: options.edgePairs,
     backward,
+    ...(paged ? { paged: { pageSize: paged.pageSize, pages: paged.pages } } : {}),
   };
 }
 

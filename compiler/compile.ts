@@ -16,6 +16,7 @@ import type { HashLayout } from "./hash_layout.ts";
 import { queryRange } from "./query_tiles.ts";
 import { learnableConstants } from "../dsl/expression_check.ts";
 import type { Pattern } from "../dsl/schema.ts";
+import type { PagedKv } from "../core/paged_kv.ts";
 
 export type { CompileOptions } from "./checked_call.ts";
 export type { Binding, BufferName } from "./kernel_plan.ts";
@@ -75,6 +76,8 @@ export interface CompiledAttention {
   hash: HashLayout;
   /** The backward pass follows the forward: a call takes dO and returns the gradients. */
   backward: boolean;
+  /** K and V are pages read through a block table given with each call (DESIGN §1). */
+  paged?: PagedKv;
   /**
    * With `backward`: the score modifiers' learnable constants, in the order of their entries
    * in the `dConstants` buffer (`scalar`: a number, else an array of `size`).
@@ -174,6 +177,7 @@ export function compileChecked(call: CheckedCall): CompiledAttention {
     compileMs: performance.now() - started,
     hash: planned.hash,
     backward: call.backward,
+    ...(call.paged ? { paged: call.paged } : {}),
     learnable: call.backward ? learnableLayout(call.pattern) : [],
   };
 }

@@ -43,7 +43,8 @@ export type BufferName =
   | "dgates"
   | "dConstRows"
   | "dConstants"
-  | "learned";
+  | "learned"
+  | "blockTable";
 
 /** A storage binding: which buffer, and whether the kernel writes it. */
 export interface Binding {
@@ -273,6 +274,12 @@ export interface KernelPlan {
   unroll: boolean;
   /** The pattern's numbers baked into the WGSL, or read from the aux buffer. */
   constantParams: boolean;
+  /**
+   * K and V in pages (DESIGN §1): every kernel that binds `k` and `v` also binds `blockTable`,
+   * last, and reads each row through it. `columns` is the table's row length as uploaded,
+   * `ceil(N / pageSize)`. Absent where K and V are contiguous.
+   */
+  paged?: { pageSize: number; columns: number };
   /** Every dispatch, in the order they run. */
   kernels: Kernel[];
   /** The WGSL modules the kernels' pipelines are built from. */

@@ -33,7 +33,8 @@ export function kernelPlanText(
     `kernel plan: ${kernels.kernels.length} dispatch(es), ${kernels.modules.length} module(s); ` +
     `${kernels.dtype}, tiles ${kernelShapeName(kernels.kernel, headDim)}, ` +
     `${kernels.unroll ? "unrolled" : "loop bounds from the schedule"}, ` +
-    `numbers ${kernels.constantParams ? "baked in" : "from aux"}`,
+    `numbers ${kernels.constantParams ? "baked in" : "from aux"}` +
+    (kernels.paged ? `, K and V in pages of ${kernels.paged.pageSize} positions` : ""),
   ];
   kernels.kernels.forEach((k, i) => {
     const module = kernels.modules[k.module];

@@ -6,6 +6,7 @@
  */
 import { PlanError } from "../core/errors.ts";
 import { type AttentionShape, sequenceSizes } from "../core/shape.ts";
+import { tableColumns } from "../core/paged_kv.ts";
 import type { CheckedCall } from "./checked_call.ts";
 import { readsHash } from "./component_reads.ts";
 import {
@@ -183,6 +184,12 @@ export function planKernels(plan: Plan, tiles: KernelShape, call: CheckedCall): 
     })
     : undefined;
   if (gradients) kernels.push(...gradients.kernels);
+  // Paged K and V: a kernel that reads them reads the block table too, bound after the rest.
+  if (call.paged) {
+    for (const k of kernels) {
+      if (k.bindings.some((b) => b.buffer === "k")) k.bindings.push(read("blockTable"));
+    }
+  }
 
   return {
     kernels: {
@@ -190,6 +197,14 @@ export function planKernels(plan: Plan, tiles: KernelShape, call: CheckedCall): 
       kernel: tiles,
       unroll: call.unroll,
       constantParams: constants,
+      ...(call.paged
+        ? {
+          paged: {
+            pageSize: call.paged.pageSize,
+            columns: tableColumns(shape, call.paged.pageSize),
+          },
+        }
+        : {}),
       kernels,
       modules: assignModules(
         kernels,

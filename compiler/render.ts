@@ -23,6 +23,7 @@ import {
   hashCodesKernel,
 } from "./wgsl/hash_sort_wgsl.ts";
 import { poolingKernel } from "./wgsl/pooling_wgsl.ts";
+import type { PagedRows } from "./wgsl/kv_row_wgsl.ts";
 import { splitCombineKernel } from "./wgsl/split_combine_wgsl.ts";
 import { decodeKernel } from "./wgsl/decode_wgsl.ts";
 import { decodeCombineKernel } from "./wgsl/decode_combine_wgsl.ts";
@@ -128,8 +129,21 @@ function attentionOptions(k: AttentionKernel, o: RenderContext): ComponentKernel
     ...(kernel.matrix
       ? { matrix: kernel.matrix, matrixMajorness: o.call.limits?.matrixMajorness }
       : {}),
+    ...pagedRows(k, o),
     label: `${branch.label}, ${k.label}`,
   };
+}
+
+/**
+ * A kernel's paged K and V reads: the page size, the table's columns and where the kernel plan
+ * bound the table; nothing for a kernel that does not bind it (contiguous K and V, or pooled
+ * landmarks).
+ */
+function pagedRows(k: Kernel, o: RenderContext): { paged?: PagedRows } {
+  const paged = o.planned.kernels.paged;
+  const binding = k.bindings.findIndex((b) => b.buffer === "blockTable");
+  if (!paged || binding < 0) return {};
+  return { paged: { ...paged, headsKV: o.call.shape.headsKV, binding } };
 }
 
 /** The WGSL of a kernel other than attention: each kind has its writer. */
@@ -209,9 +223,10 @@ function renderOther(k: Exclude<Kernel, AttentionKernel>, o: RenderContext): str
         count: k.count,
         dtype,
         groupsX: k.workgroups[0],
+        ...pagedRows(k, o),
       });
     case "hashCodes":
-      return hashCodesKernel({ ...sort(k.set), d4, dtype });
+      return hashCodesKernel({ ...sort(k.set), d4, dtype, ...pagedRows(k, o) });
     case "bucketCounts":
       return bucketHistogramKernel(sort(k.set));
     case "bucketScan":

@@ -8,6 +8,7 @@ import { type BufferName, checkBufferTable, type CompiledAttention } from "../co
 import { DeviceError, DeviceLostError, ShapeError } from "../core/errors.ts";
 import type { HashCodes } from "../dsl/hash_bucket.ts";
 import { sequenceSizes } from "../core/shape.ts";
+import { compactBlockTable } from "../core/paged_kv.ts";
 import type { PipelineCache } from "./pipeline_cache.ts";
 import { gpuWait } from "./gpu_wait.ts";
 
@@ -19,14 +20,22 @@ import { gpuWait } from "./gpu_wait.ts";
 export interface AttentionInputs {
   /** Queries `[B, Hq, Nq, D]`. */
   q: Float32Array | Float16Array;
-  /** Keys `[B, Hkv, Nk, D]`. */
+  /** Keys `[B, Hkv, Nk, D]`, or paged `[pages, Hkv, pageSize, D]` (see `blockTable`). */
   k: Float32Array | Float16Array;
-  /** Values `[B, Hkv, Nk, Dv]`. */
+  /** Values `[B, Hkv, Nk, Dv]`, or paged `[pages, Hkv, pageSize, Dv]`. */
   v: Float32Array | Float16Array;
   /** Gated patterns: per-call gates (default: the pattern's JSON gates, else 1/branches). */
   gates?: Float32Array;
   /** ∂loss/∂O `[B, Hq, N, D]`: required by a call compiled with `backward`, else unused. */
   dO?: Float32Array | Float16Array;
+  /**
+   * A call compiled with `paged`: `[B, maxPages]` page indices, row-major, with
+   * `maxPages >= ceil(Nk / pageSize)`; key position `p` of batch `b` is row `p % pageSize` of
+   * page `blockTable[b, floor(p / pageSize)]` of K and V, which are then
+   * `[pages, Hkv, pageSize, D]` and `[pages, Hkv, pageSize, Dv]`. Required there, refused
+   * elsewhere.
+   */
+  blockTable?: Int32Array | Uint32Array;
 }
 
 /** ∂loss/∂ of the inputs, float32, from a call compiled with `backward` (DESIGN §6). */
@@ -169,6 +178,10 @@ export class AttentionCall {
       v: asDtype(inputs.v),
       gates: gated ? inputs.gates ?? this.#defaultGates() : new Float32Array(1),
       dO: this.compiled.backward ? asDtype(this.#dO(inputs)) : new Float32Array(1),
+      // The columns the kernels read, so their row stride is the compiled one.
+      blockTable: this.compiled.paged
+        ? compactBlockTable(this.compiled.shape, this.compiled.paged.pageSize, inputs.blockTable!)
+        : new Uint32Array(1),
     };
     checkBufferTable(buffers, this.device.limits.maxStorageBufferBindingSize);
     for (const spec of buffers) {

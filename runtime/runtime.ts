@@ -119,6 +119,7 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
     const gates = checkShape(compiled.shape, {
       ...inputs,
       branches: compiled.gated ? compiled.branches : undefined,
+      paged: compiled.paged,
     });
     // The blend kernel indexes gates by its compiled layout: a mismatch would read wrong gates.
     const n = compiled.shape.seqLen; // at N = 1 both layouts are the same bytes
@@ -131,7 +132,7 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
           `compile with gatesPerPosition: ${gates === "position"}`,
       );
     }
-    checkFinite(inputs);
+    checkFinite(inputs, compiled.paged && { shape: compiled.shape, ...compiled.paged });
     const s = await current();
     return await AttentionCall.create(s.device, s.pipelines, compiled, inputs, s.info.timestamps);
   };
@@ -199,6 +200,17 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
   };
 }
 
+/** A paged call whose buffers one binding cannot hold: it cannot run in parts. */
+function refusePagedPastBinding(compiled: CompiledAttention, limit: number): void {
+  const over = compiled.buffers.find((b) => b.bytes > limit);
+  if (!over) return;
+  throw new DeviceError(
+    `Cannot run paged K and V at this shape: buffer ${over.name} needs ${over.bytes} bytes, ` +
+      `over the ${limit} one binding may hold, and a paged call does not run in parts (each ` +
+      `part would bind the whole pool); use fewer pages, batches or heads per call`,
+  );
+}
+
 function partCount(split: Split): number {
   return split.full.batch * (split.full.headsKV / split.kvHeads);
 }
@@ -240,14 +252,17 @@ async function openSession(runtimeOptions: RuntimeOptions): Promise<Session> {
       // one call binds (the buffer table, in compileChecked).
       const call = checkCall(pattern, { ...options, limits: undefined });
       const branches = call.pattern.kind === "gated" ? call.pattern.branches.length : 1;
-      const split = chooseSplit(
+      const bindingLimit = Math.min(
+        runtimeOptions.maxBindingBytes ?? Infinity,
+        device.limits.maxStorageBufferBindingSize,
+      );
+      // Paged K and V are one pool that every batch and head reads through the table: a paged
+      // call runs whole, and one past a binding is refused below.
+      const split = call.paged ? undefined : chooseSplit(
         call.shape,
         call.dtype,
         branches,
-        Math.min(
-          runtimeOptions.maxBindingBytes ?? Infinity,
-          device.limits.maxStorageBufferBindingSize,
-        ),
+        bindingLimit,
       );
       if (split && call.backward) {
         throw new DeviceError(
@@ -266,6 +281,7 @@ async function openSession(runtimeOptions: RuntimeOptions): Promise<Session> {
           autotuner.cached(call.pattern, shape, call.dtype) ??
           (info.isFallback ? FALLBACK_TILES : undefined),
       });
+      if (call.paged) refusePagedPastBinding(compiled, bindingLimit);
       return split ? { ...compiled, split } : compiled;
     },
   };

@@ -51,6 +51,7 @@ import {
 import { bucketOffsets, prefetchedTileLoop, schedule, tileLoop } from "./key_loop_wgsl.ts";
 import { declareEdgePair, edgePairStep } from "./edge_pair_wgsl.ts";
 import { ParamReader } from "./params_wgsl.ts";
+import type { PagedRows } from "./kv_row_wgsl.ts";
 import { queryStaging } from "./query_tile_wgsl.ts";
 import { f32, type ShaderModule } from "./shader_module.ts";
 import { gridOf, maskedTiles, tileMask } from "./tile_mask_wgsl.ts";
@@ -144,6 +145,11 @@ export interface ComponentKernelOptions {
   matrix?: MatrixConfig;
   /** How the device's WGSL spells a matrix load's majorness (tiles.ts, DeviceLimits). */
   matrixMajorness?: "template" | "argument";
+  /**
+   * K and V in pages, every row read through the block table (`kvRow`, kv_row_wgsl.ts); absent
+   * where they are contiguous, and for landmark keys, which the pooling pass writes contiguous.
+   */
+  paged?: PagedRows;
   label: string;
 }
 
@@ -243,6 +249,10 @@ export function sharedKernel(
   const firstMember = kernels.map((k) => members.findIndex((x) => x.kernel === k));
   // Edge pairs are a setting (PAIRS) where only some kernels walk them, in the module's form.
   const o = { ...kernels[0], edgePairs: pairs };
+  assert(
+    kernels.every((k) => k.paged?.binding === o.paged?.binding),
+    "the kernels of a shared module bind the block table alike",
+  );
   const anySplit = kernels.some((x) => x.split);
   const anyFused = kernels.some((x) => x.fused);
   const m = kernelModule(o, [
@@ -481,9 +491,10 @@ ${signature}
   ${loopBounds(o.unroll)}
 ${workgroupTile(refs)}
   let bh = wg.y;                      // batch * HQ + query head
-  let kvHead = (bh / HQ) * HKV + (bh % HQ) / GROUP;
-  let kvBase = kvHead * KV_ROWS * D4;${
-    valueWidth(o) === "DV4"
+  let kvHead = (bh / HQ) * HKV + (bh % HQ) / GROUP;${
+    o.paged ? "" : "\n  let kvBase = kvHead * KV_ROWS * D4;"
+  }${
+    valueWidth(o) === "DV4" && !o.paged
       ? "\n  let vBase = kvHead * KV_ROWS * DV4;  // V's rows are DV4 vec4s"
       : ""
   }${

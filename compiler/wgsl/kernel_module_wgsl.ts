@@ -17,6 +17,7 @@ import { declareNegativeInfinity, f32, ShaderModule } from "./shader_module.ts";
 import { readsHash, stagedCodes } from "../component_reads.ts";
 import { MATRIX_PAD } from "../tiles.ts";
 import { declareMatrixTiles } from "./matrix_math_wgsl.ts";
+import { declareKvRow } from "./kv_row_wgsl.ts";
 
 /**
  * `fn name(member, args) -> type` that calls that member's function, and how to call it from
@@ -96,6 +97,7 @@ export function kernelModule(
           : "float32"
       }`,
   );
+  if (o.paged) m.comment(`K and V in pages of ${o.paged.pageSize} positions (kvRow)`);
   const T = o.dtype; // element type of Q, K, V and their workgroup tiles
   const kvRows = c.kLayout.kind === "landmarks" ? c.kLayout.count : n;
   if (T === "f16") m.enable("f16");
@@ -120,9 +122,11 @@ export function kernelModule(
   m.declare(
     "constants",
     `
-const N = ${n}u;${queriesConstants(q)}
+const N = ${n}u;${queriesConstants(q)}${
+      o.paged ? "" : `
 const KV_ROWS = ${kvRows}u;     // rows per key/value head in the bound K and V${
-      c.kLayout.kind === "landmarks" ? " (landmarks)" : ""
+        c.kLayout.kind === "landmarks" ? " (landmarks)" : ""
+      }`
     }
 const D4 = ${d4}u;          // head dim / 4: rows are read as vec4${
       ownValueDim ? `\nconst DV4 = ${dv4}u;         // value head dim / 4: V's and O's rows` : ""
@@ -147,6 +151,7 @@ const LN2 = ${f32(Math.LN2)};${
       split ? `\nconst BH = ${shape.batch * shape.headsQ}u;         // batch * query heads` : ""
     }`,
   );
+  if (o.paged) declareKvRow(m, o.paged);
   if (o.matrix) {
     declareMatrixTiles(m, o);
     declareNegativeInfinity(m);

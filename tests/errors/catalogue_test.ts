@@ -493,6 +493,19 @@ const SHAPES: Case[] = [
       /8 columns; the columns must be a whole number dividing tileK \(16\) and valueDim \/ 4 \(2\)/,
   },
   {
+    name: "paged K and V in pages of 12 positions",
+    run: () => compile({ kind: "causal" }, { shape, paged: { pageSize: 12, pages: 8 } }),
+    error: ShapeError,
+    says: /paged\.pageSize must be a power of two from 1 to 65536 .*got 12/,
+  },
+  {
+    name: "backward with paged K and V",
+    run: () =>
+      compile({ kind: "causal" }, { shape, paged: { pageSize: 16, pages: 8 }, backward: true }),
+    error: ShapeError,
+    says: /paged K and V are read by the forward pass only; the backward pass/,
+  },
+  {
     name: "scale infinite (reference)",
     run: () =>
       reference({
