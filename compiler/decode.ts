@@ -163,24 +163,38 @@ function rowTiles(c: Component, t: number): number {
   return tiles;
 }
 
+/** How a decode workgroup walks its chunk: keys per softmax step, keys of K staged at a time. */
+export interface DecodeSteps {
+  /** Keys a step scores before its softmax update (a multiple of tileK). */
+  stepKeys: number;
+  /** Keys of K staged in workgroup memory at a time (a power of two, at most 64). */
+  stageKeys: number;
+}
+
 /**
- * Keys a decode step scores before its softmax update: the most that keep the step's float32
- * scores of every row, the key positions and the query rows within `bytes` of workgroup
- * memory, a multiple of `tileK`, at least one tile.
+ * A decode kernel's steps: K staged in blocks that take at most a third of the workgroup
+ * memory, and steps as long as the rest holds (their float32 scores for every row and key
+ * positions, beside the query rows, row statistics and the P·V reduction), at most 16 key
+ * tiles, at least one.
  * @param o rows per workgroup, the head dim, the element size, the key tile, the budget
- * @returns keys per step
+ * @returns keys per step and per staged block
  * @example
  * ```ts
- * import { decodeStepKeys } from "./decode.ts";
- * decodeStepKeys({ rows: 4, headDim: 128, element: 2, tileK: 64, bytes: 32768 }); // 1024
+ * import { decodeSteps } from "./decode.ts";
+ * decodeSteps({ rows: 4, headDim: 128, element: 2, tileK: 32, bytes: 49152 });
+ * // { stepKeys: 512, stageKeys: 64 }
  * ```
  */
-export function decodeStepKeys(
+export function decodeSteps(
   o: { rows: number; headDim: number; element: number; tileK: number; bytes: number },
-): number {
+): DecodeSteps {
+  const stageRow = (o.headDim / 4 + 1) * 4 * o.element;
+  let stageKeys = 64;
+  while (stageKeys > 1 && stageKeys * stageRow > o.bytes / 3) stageKeys /= 2;
   // Fixed: the query rows (float32), the row statistics, the P·V reduction (a vec4 per thread).
-  const fixed = o.rows * o.headDim * 4 + o.rows * 4 * 4 + DECODE_THREADS * 16;
+  const fixed = o.rows * o.headDim * 4 + o.rows * 4 * 4 + DECODE_THREADS * 16 +
+    stageKeys * stageRow;
   const perKey = o.rows * 4 + 4; // a score per row, and the key's position
   const tiles = Math.floor((o.bytes - fixed) / (perKey * o.tileK));
-  return Math.max(1, Math.min(tiles, 16)) * o.tileK;
+  return { stepKeys: Math.max(1, Math.min(tiles, 16)) * o.tileK, stageKeys };
 }

@@ -120,8 +120,10 @@ export interface DecodeKernel extends Dispatch {
   component: number;
   /** Its geometry: listed tiles, their query rows, rows per workgroup, key chunks. */
   geometry: DecodeGeometry;
-  /** Keys scored per step (decodeStepKeys). */
+  /** Keys scored per step (decodeSteps). */
   stepKeys: number;
+  /** Keys of K staged in workgroup memory at a time (decodeSteps). */
+  stageKeys: number;
   /** Its slot in the schedule buffer's header. */
   scheduleSlot: number;
 }

@@ -20,7 +20,8 @@ import {
   DECODE_DEFAULT_WORKGROUP_BYTES as DEFAULT_WORKGROUP_BYTES,
   type DecodeGeometry,
   decodeGeometry,
-  decodeStepKeys,
+  type DecodeSteps,
+  decodeSteps,
 } from "./decode.ts";
 import { type EdgePairForm, edgePairRuns, walksEdgePairs } from "./edge_pairs.ts";
 import { hashLayout } from "./hash_layout.ts";
@@ -155,8 +156,8 @@ export function planKernels(plan: Plan, tiles: KernelShape, call: CheckedCall): 
       groups: groups[b],
       runTiles: runTiles?.[b],
       decode: decodeGeometries[b],
-      stepKeys: (rows) =>
-        decodeStepKeys({
+      steps: (rows) =>
+        decodeSteps({
           rows,
           headDim: d,
           element: dtype === "f16" ? 2 : 4,
@@ -299,8 +300,8 @@ function branchKernels(plan: Plan, b: number, o: {
   runTiles?: number[][];
   /** Per component, its decode geometry where it takes the decode kernel. */
   decode: (DecodeGeometry | undefined)[];
-  /** Keys a decode step scores, for a workgroup of this many rows. */
-  stepKeys: (rows: number) => number;
+  /** A decode workgroup's steps, for a workgroup of this many rows. */
+  steps: (rows: number) => DecodeSteps;
   pairForms: (EdgePairForm | undefined)[];
   outputF16: boolean;
   gated: boolean;
@@ -338,7 +339,7 @@ function branchKernels(plan: Plan, b: number, o: {
       kernels.push(...decodeKernels(b, j, decode, {
         shape,
         slot: o.slots[j],
-        stepKeys: o.stepKeys(decode.rows),
+        steps: o.steps(decode.rows),
         oName,
         oBase,
         lseBase,
@@ -409,7 +410,7 @@ function decodeKernels(
   o: {
     shape: AttentionShape;
     slot: number;
-    stepKeys: number;
+    steps: DecodeSteps;
     oName: BufferName;
     oBase: number;
     lseBase: number;
@@ -438,7 +439,7 @@ function decodeKernels(
     branch: b,
     component: j,
     geometry,
-    stepKeys: o.stepKeys,
+    ...o.steps,
     scheduleSlot: o.slot,
   }, {
     kind: "decodeCombine",

@@ -195,8 +195,10 @@ function renderOther(k: Exclude<Kernel, AttentionKernel>, o: RenderContext): str
         dtype,
         scale: o.call.scale,
         stepKeys: k.stepKeys,
+        stageKeys: k.stageKeys,
         scheduleSlot: k.scheduleSlot,
         params: o.aux.paramBlock(),
+        ...pagedRows(k, o),
         label: `${branch.label}, branch ${k.branch} component ${k.component}`,
       });
     }

@@ -20,6 +20,7 @@ import { declareLayout } from "./layout_wgsl.ts";
 import { ParamReader } from "./params_wgsl.ts";
 import { declareAllowed } from "./predicate_wgsl.ts";
 import { declareNegativeInfinity, f32, ShaderModule } from "./shader_module.ts";
+import { declareKvRow, type PagedRows } from "./kv_row_wgsl.ts";
 
 /** What one decode kernel walks and where it writes. */
 export interface DecodeKernelOptions {
@@ -31,11 +32,15 @@ export interface DecodeKernelOptions {
   queries: QueryRange;
   dtype: Dtype;
   scale: number;
-  /** Keys scored per step (decodeStepKeys). */
+  /** Keys scored per step (decodeSteps). */
   stepKeys: number;
+  /** Keys of K staged in workgroup memory at a time (decodeStepKeys). */
+  stageKeys: number;
   /** The component's slot in the schedule buffer's header. */
   scheduleSlot: number;
   params: ParamBlock;
+  /** K and V in pages (DESIGN §1): rows read through the block table. */
+  paged?: PagedRows;
   label: string;
 }
 
@@ -54,9 +59,11 @@ export function decodeKernel(o: DecodeKernelOptions): string {
   const d4 = o.shape.headDim / 4, dv4 = sequenceSizes(o.shape).dv / 4;
   const rows = g.rows;
   const lanes = Math.floor(DECODE_THREADS / dv4); // P·V invocations per value vec4
-  const keySlices = Math.max(1, Math.floor(lanes / rows));
-  const laneRows = Math.floor(lanes / keySlices);
-  const rowsPerLane = Math.ceil(rows / laneRows);
+  // A P·V lane holds up to 8 rows' sums, so each V vec4 it loads serves them all.
+  const rowsPerLane = Math.min(rows, 8);
+  const laneRows = Math.ceil(rows / rowsPerLane);
+  const keySlices = Math.max(1, Math.floor(lanes / laneRows));
+  const stageKeys = o.stageKeys;
   const perRow = Math.floor(DECODE_THREADS / rows); // invocations per row in the reductions
   const readsHead = allowedReadsHeadOrBatch(c);
 
@@ -100,7 +107,9 @@ const THREADS = ${DECODE_THREADS}u;
 const PER_ROW = ${perRow}u;      // invocations per row in the max and sum reductions
 const LANES = ${lanes}u;        // P·V: invocations per value vec4
 const KEY_SLICES = ${keySlices}u;   // P·V: lanes of a row split its keys this many ways
-const LANE_ROWS = ${laneRows}u;    // P·V: rows side by side in one key slice
+const LANE_ROWS = ${laneRows}u;    // P·V: lanes side by side in one key slice, rows r, r + LANE_ROWS, ...
+const STAGE_KEYS = ${stageKeys}u;   // keys of K staged at a time, read coalesced
+const STAGE_STRIDE = ${d4 + 1}u;   // padded row stride of the staged K: spreads banks
 const NO_QUERY = ${NO_QUERY_ROW}u;
 const SCORE_SCALE = ${f32(o.scale * Math.LOG2E)}; // scale * log2(e): scores live in the exp2 domain
 const NO_SCORE = -1.0e30;   // below any real score; never reaches exp2 unguarded
@@ -110,6 +119,7 @@ const LN2 = ${f32(Math.LN2)};`,
     "workgroupMemory",
     `
 var<workgroup> qRows: array<vec4<f32>, ${rows * d4}>;     // the rows' queries, scaled
+var<workgroup> kStage: array<vec4<${T}>, ${stageKeys * (d4 + 1)}>; // STAGE_KEYS rows of K
 var<workgroup> rowPosition: array<i32, ${rows}>;         // each row's query position, -1: none
 var<workgroup> rowHead: array<u32, ${rows}>;             // each row's batch * HQ + head
 var<workgroup> scores: array<f32, ${rows * o.stepKeys}>;  // a step's scores, then its P
@@ -123,6 +133,12 @@ var<workgroup> rowScale: array<f32, ${rows}>;
 var<workgroup> share: array<vec4<f32>, ${DECODE_THREADS}>; // reductions: partial maxima, sums, P·V slices`,
   );
   const negInf = declareNegativeInfinity(m);
+  if (o.paged) declareKvRow(m, o.paged);
+  // Row `position` of the workgroup's key/value head in K (width D4) or V (DV4), as a vec4 index.
+  const row = (position: string, width: "D4" | "DV4") =>
+    o.paged
+      ? `kvRow(kvHead, ${position}) * ${width}`
+      : `${width === "D4" ? "kBase" : "vBase"} + ${position} * ${width}`;
   const kPos = declareLayout(m, c.kLayout, o.n, o.params);
   declareAllowed(m, { atoms: c.atoms, exclusions: c.exclusions, n: o.n, params: o.params });
   const reader = new ParamReader(m, o.params);
@@ -133,24 +149,6 @@ var<workgroup> share: array<vec4<f32>, ${DECODE_THREADS}>; // reductions: partia
     `aux offset of the query rows of the ${g.tiles.length} listed tile(s), ${g.slots} slot(s) each`,
   );
 
-  // Scores of one key for every row, four rows at a time (four float32 sums in registers).
-  const scoreBlocks: string[] = [];
-  for (let r0 = 0; r0 < rows; r0 += 4) {
-    const rs = [0, 1, 2, 3].map((j) => r0 + j).filter((r) => r < rows);
-    scoreBlocks.push(`      {
-${rs.map((r) => `        var s${r - r0} = 0.0;`).join("\n")}
-        for (var d = 0u; d < D4; d++) {
-          let kv = vec4<f32>(kIn[kAt + d]);
-${rs.map((r) => `          s${r - r0} += dot(qRows[${r}u * D4 + d], kv);`).join("\n")}
-        }
-${
-      rs.map((r) =>
-        `        scores[${r}u * STEP_KEYS + kk] = select(NO_SCORE, s${r - r0}, ` +
-        `rowPosition[${r}u] >= 0 && (!partial || ${allowedCall(r, readsHead)}));`
-      ).join("\n")
-    }
-      }`);
-  }
   const rowsOfLane = Array.from({ length: rowsPerLane }, (_, j) => j);
 
   return m.render(`
@@ -160,17 +158,17 @@ ${reader.lines.join("\n")}
   let chunk = wg.x % chunks;
   let block = (wg.x / chunks) % ROW_BLOCKS;
   let listed = wg.x / (chunks * ROW_BLOCKS);   // which listed tile: its schedule row
-  let batch = wg.y / HKV;
-  let kvHead = wg.y % HKV;
-  let kBase = wg.y * N * D4;
-  let vBase = wg.y * N * DV4;
+  let kvHead = wg.y;                   // batch * HKV + key/value head
+  let batch = kvHead / HKV;
+  let kBase = kvHead * N * D4;
+  let vBase = kvHead * N * DV4;
 
   // The rows: head kvHead * GROUP + R / SLOTS of the group, the query in slot R % SLOTS.
   for (var r = lid; r < ROWS; r += THREADS) {
     let tileRow = block * ROWS + r;
     var query = NO_QUERY;
     if (tileRow < GROUP * SLOTS) { query = aux[slotRows + listed * SLOTS + tileRow % SLOTS]; }
-    let head = batch * HQ + kvHead * GROUP + min(tileRow / SLOTS, GROUP - 1u);
+    let head = batch * HQ + (kvHead % HKV) * GROUP + min(tileRow / SLOTS, GROUP - 1u);
     rowHead[r] = head;
     rowPosition[r] = select(-1, QUERY_OFFSET + i32(query), query != NO_QUERY);
     rowMax[r] = NO_SCORE;
@@ -235,22 +233,38 @@ ${rowsOfLane.map((j) => `  var acc${j} = vec4<f32>(0.0);`).join("\n")}
     }
     workgroupBarrier();
 
-    // Scores: one invocation per key, every row; FULL tiles allow every pair.
+    // The step's key positions, one invocation per key.
     for (var kk = lid; kk < STEP_KEYS; kk += THREADS) {
       var position = -1;
-      var partial = false;
-      if (kk < keys) {
-        let word = stepTiles[kk / TILE_K];
-        partial = (word & 1u) == 1u;
-        position = ${kPos}((word >> 1u) * TILE_K + kk % TILE_K);
-      }
+      if (kk < keys) { position = ${kPos}((stepTiles[kk / TILE_K] >> 1u) * TILE_K + kk % TILE_K); }
       stepPosition[kk] = position;
-      let kAt = kBase + u32(max(position, 0)) * D4;
-      if (position < 0) {
-        for (var r = 0u; r < ROWS; r++) { scores[r * STEP_KEYS + kk] = NO_SCORE; }
-        continue;
+    }
+    // Scores, STAGE_KEYS keys at a time: K staged with coalesced loads, then one invocation per
+    // (row, key); FULL tiles allow every pair.
+    for (var base = 0u; base < keys; base += STAGE_KEYS) {
+      workgroupBarrier();             // positions written; the last stage's K read
+      for (var e = lid; e < STAGE_KEYS * D4; e += THREADS) {
+        let position = stepPosition[min(base + e / D4, STEP_KEYS - 1u)];
+        var value = vec4<${T}>(0.0);
+        if (base + e / D4 < keys && position >= 0) { value = kIn[${
+    row("u32(position)", "D4")
+  } + e % D4]; }
+        kStage[(e / D4) * STAGE_STRIDE + e % D4] = value;
       }
-${scoreBlocks.join("\n")}
+      workgroupBarrier();
+      let j = lid % STAGE_KEYS;
+      let kk = base + j;
+      let position = stepPosition[min(kk, STEP_KEYS - 1u)];
+      let partial = kk < keys && (stepTiles[kk / TILE_K] & 1u) == 1u;
+      for (var r = lid / STAGE_KEYS; r < ROWS; r += THREADS / STAGE_KEYS) {
+        var s = 0.0;
+        for (var d = 0u; d < D4; d++) {
+          s += dot(qRows[r * D4 + d], vec4<f32>(kStage[j * STAGE_STRIDE + d]));
+        }
+        let live = kk < keys && position >= 0 && rowPosition[r] >= 0 &&
+          (!partial || ${allowedCall(readsHead)});
+        if (kk < keys) { scores[r * STEP_KEYS + kk] = select(NO_SCORE, s, live); }
+      }
     }
     workgroupBarrier();
 
@@ -287,30 +301,51 @@ ${scoreBlocks.join("\n")}
       rowSum[lid] = rowSum[lid] * rowScale[lid] + stepSum;
     }
 
-    // P·V over the step's keys: V rows read once per lane, coalesced over the value vec4s.
+    // P·V over the step's keys: each V vec4 loaded once per lane for all its rows, four keys
+    // in flight; keys without a position have P = 0 and read row 0.
     if (pvLive) {
 ${
     rowsOfLane.map((j) =>
-      `      let r${j} = min(rowLane + ${j}u * LANE_ROWS, ROWS - 1u);\n      acc${j} *= rowScale[r${j}];`
+      `      let r${j} = min(rowLane + ${j}u * LANE_ROWS, ROWS - 1u);
+      acc${j} *= rowScale[r${j}];`
     ).join("\n")
   }
-      for (var kk = slice; kk < keys; kk += KEY_SLICES) {
-        let position = stepPosition[kk];
-        if (position < 0) { continue; }
-        let v = vec4<f32>(vIn[vBase + u32(position) * DV4 + dd]);
+      var kk = slice;
+      for (; kk + 3u * KEY_SLICES < keys; kk += 4u * KEY_SLICES) {
+${
+    [0, 1, 2, 3].map((u) =>
+      `        let v${u} = vec4<f32>(vIn[${
+        row(`u32(max(stepPosition[kk + ${u}u * KEY_SLICES], 0))`, "DV4")
+      } + dd]);`
+    ).join("\n")
+  }
+${
+    rowsOfLane.map((j) =>
+      `        acc${j} += scores[r${j} * STEP_KEYS + kk] * v0 + scores[r${j} * STEP_KEYS + kk + KEY_SLICES] * v1 +
+          scores[r${j} * STEP_KEYS + kk + 2u * KEY_SLICES] * v2 + scores[r${j} * STEP_KEYS + kk + 3u * KEY_SLICES] * v3;`
+    ).join("\n")
+  }
+      }
+      for (; kk < keys; kk += KEY_SLICES) {
+        let v = vec4<f32>(vIn[${row("u32(max(stepPosition[kk], 0))", "DV4")} + dd]);
 ${rowsOfLane.map((j) => `        acc${j} += scores[r${j} * STEP_KEYS + kk] * v;`).join("\n")}
       }
     }
     workgroupBarrier();               // the next step overwrites the tiles, scores and positions
   }
 
-  // The key slices of a row add up (a lane holds one row when there are several slices).
+  // The key slices of a row add up, one accumulator at a time.
   if (KEY_SLICES > 1u) {
-    share[lid] = acc0;
+${
+    rowsOfLane.map((j) =>
+      `    workgroupBarrier();
+    share[lid] = acc${j};
     workgroupBarrier();
     if (pvLive && slice == 0u) {
-      for (var s = 1u; s < KEY_SLICES; s++) { acc0 += share[((s * LANE_ROWS + rowLane) * DV4) + dd]; }
-    }
+      for (var s = 1u; s < KEY_SLICES; s++) { acc${j} += share[((s * LANE_ROWS + rowLane) * DV4) + dd]; }
+    }`
+    ).join("\n")
+  }
   }
   if (!pvLive || slice != 0u) { return; }
 ${
@@ -331,10 +366,9 @@ ${
 }`);
 }
 
-/** The mask test of row `r` against the key at `position`. */
-function allowedCall(r: number, readsHead: boolean): string {
-  const q = `rowPosition[${r}u]`;
+/** The mask test of row `r` against the key at `position` (WGSL names). */
+function allowedCall(readsHead: boolean): string {
   return readsHead
-    ? `allowed(${q}, position, i32(rowHead[${r}u] % HQ), i32(rowHead[${r}u] / HQ))`
-    : `allowed(${q}, position)`;
+    ? "allowed(rowPosition[r], position, i32(rowHead[r] % HQ), i32(rowHead[r] / HQ))"
+    : "allowed(rowPosition[r], position)";
 }
