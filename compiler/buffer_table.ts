@@ -76,6 +76,8 @@ export function bufferTable(
     dConstRows: { bytes: rows * planned.learned.length * 4 },
     dConstants: { bytes: planned.learned.length * 4 },
     learned: { bytes: planned.learned.byteLength, data: new Uint32Array(planned.learned.buffer) },
+    // Packed sequences: each one's first query and key row (a call's lengths replace them).
+    sequences: { bytes: planned.sequences.byteLength, data: planned.sequences },
   };
   // lowRank landmarks: K [B, Hkv, count, D] and V [B, Hkv, count, Dv] per rank, written by the
   // pooling pre-pass.

@@ -102,6 +102,7 @@ function attentionOptions(k: AttentionKernel, o: RenderContext): ComponentKernel
     n: o.plan.n,
     ...(o.plan.queries ? { queries: o.plan.queries } : {}),
     ...(k.queryTiles ? { queryTiles: k.queryTiles } : {}),
+    ...(k.packed ? { packed: true } : {}),
     scale: o.call.scale,
     aux: o.aux,
     scheduleSlot: k.scheduleSlot,
