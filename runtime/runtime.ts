@@ -10,7 +10,10 @@ import {
   type CompiledAttention,
   type CompileOptions,
   kernelShape,
+  type PackedCallData,
+  packedCallData,
 } from "../compiler/mod.ts";
+import { packedSequences, wholeSequence } from "../core/packed_sequences.ts";
 import { AttentionCall, type AttentionInputs, type AttentionOutputs } from "./attention_call.ts";
 import { Autotuner, type TuneOptions, type TuneResult } from "./autotune.ts";
 import { compileLimits, type DeviceInfo, openDevice } from "./device.ts";
@@ -131,9 +134,17 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
           `compile with gatesPerPosition: ${gates === "position"}`,
       );
     }
+    const packed = packedData(compiled, inputs);
     checkFinite(inputs);
     const s = await current();
-    return await AttentionCall.create(s.device, s.pipelines, compiled, inputs, s.info.timestamps);
+    return await AttentionCall.create(
+      s.device,
+      s.pipelines,
+      compiled,
+      inputs,
+      s.info.timestamps,
+      packed,
+    );
   };
   const runOnce = async (compiled: CompiledAttention, inputs: AttentionInputs) => {
     const call = await prepare(compiled, inputs);
@@ -197,6 +208,33 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
     },
     destroy: () => session.device.destroy(),
   };
+}
+
+/**
+ * A packed call's schedule and sequences words for its lengths (one sequence of every row when
+ * it gives none); undefined for a call compiled without `packed`, which may give no lengths.
+ */
+function packedData(
+  compiled: CompiledAttention,
+  inputs: AttentionInputs,
+): PackedCallData | undefined {
+  const { seqLens, kvSeqLens } = inputs;
+  if (!compiled.packed) {
+    if (seqLens === undefined && kvSeqLens === undefined) return undefined;
+    throw new ShapeError(
+      `Bad input: ${
+        seqLens ? "seqLens" : "kvSeqLens"
+      } gives packed sequences, but the pattern was compiled ` +
+        "without packed: true; compile with packed: true (batch 1) to run them",
+    );
+  }
+  if (seqLens === undefined && kvSeqLens !== undefined) {
+    throw new ShapeError("Bad input: kvSeqLens needs seqLens (the packed sequences' query rows)");
+  }
+  const sequences = seqLens === undefined
+    ? [wholeSequence(compiled.shape)]
+    : packedSequences(compiled.shape, seqLens, kvSeqLens);
+  return packedCallData(compiled, sequences);
 }
 
 function partCount(split: Split): number {
