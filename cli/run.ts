@@ -3,13 +3,16 @@
  *
  * ```sh
  * deno task run --pattern P --q q.npy --k k.npy --v v.npy [--gates g.npy] [--scale s] \
- *   [--dtype f32|f16] [--query-offset N] --out o.npy [--lse lse.npy] [--verify]
+ *   [--dtype f32|f16] [--query-offset N | --seq-lens a,b,c [--kv-seq-lens a,b,c]] \
+ *   --out o.npy [--lse lse.npy] [--verify]
  * ```
  *
  * `P` is a JSON file, JSON text or an example's name (`pi_attention`, ...). The shape comes from
  * the tensors: Q `[B, Hq, Nq, D]`, K `[B, Hkv, Nk, D]` and V `[B, Hkv, Nk, Dv]` with `Nq <= Nk`
  * (query row `i` at key position `offset + i`, the offset `Nk - Nq` unless `--query-offset`
- * says), gates `[B, Hq, branches]` or `[B, Hq, Nq, branches]`; O is `[B, Hq, Nq, Dv]`. Tensors
+ * says), gates `[B, Hq, branches]` or `[B, Hq, Nq, branches]`; O is `[B, Hq, Nq, Dv]`. With
+ * `--seq-lens` (and `--kv-seq-lens` where keys are longer), batch 1 holds packed sequences laid
+ * end to end, each attending only to its own keys (DESIGN §1). Tensors
  * are float32 or float16 `.npy` files; `--dtype f16` (which needs
  * an adapter with shader-f16, checked first) rounds float32 ones to float16 and writes O as
  * float16, `--dtype f32` (the default) widens float16 ones exactly; LSE is float32 either way.
@@ -23,6 +26,7 @@ import type { AttentionShape, CompiledAttention, Dtype } from "../compiler/mod.t
 import { checkAttentionShape, planSummary } from "../compiler/mod.ts";
 import { ShapeError } from "../core/errors.ts";
 import { queryOffsetOf, sequenceSizes } from "../core/shape.ts";
+import { packedSequences } from "../core/packed_sequences.ts";
 import type { Pattern } from "../dsl/schema.ts";
 import { hashCodeMismatches, reference, referenceGradients } from "../runtime/reference/mod.ts";
 import type { DeviceInfo } from "../runtime/device.ts";
@@ -61,7 +65,8 @@ const TOLERANCE: Record<Dtype, number> = { f32: 1e-4, f16: 5e-3 };
 const GRADIENT_TOLERANCE = { f32: 1e-4, f16: 1e-2 };
 
 const USAGE = `Usage: deno task run --pattern P --q q.npy --k k.npy --v v.npy [--gates g.npy]
-       [--scale s] [--dtype f32|f16] [--query-offset N] --out o.npy [--lse lse.npy] [--verify]
+       [--scale s] [--dtype f32|f16] [--query-offset N | --seq-lens a,b,c [--kv-seq-lens a,b,c]]
+       --out o.npy [--lse lse.npy] [--verify]
        [--backend B] [--grad-out dO.npy --dq dq.npy --dk dk.npy --dv dv.npy
        [--dgates dg.npy] [--dconstants dc.json]]
 
@@ -76,6 +81,12 @@ const USAGE = `Usage: deno task run --pattern P --q q.npy --k k.npy --v v.npy [-
   --query-offset N
                  query row i is key position N + i, N in [0, Nk - Nq] (default Nk - Nq: the
                  queries are the last positions, a prefill chunk or a decoding step)
+  --seq-lens a,b,c
+                 packed sequences (batch 1): the query rows of each, laid end to end and summing
+                 to Nq; each sequence attends only to its own keys, with positions from its start
+  --kv-seq-lens a,b,c
+                 the key rows of each packed sequence, summing to Nk (default --seq-lens); a
+                 sequence's queries are its last positions
   --out o.npy    where to write O [B, Hq, Nq, Dv] (its directory must exist)
   --lse lse.npy  where to write LSE [B, Hq, Nq] ([branches, B, Hq, Nq] when gated), float32
   --verify       compare with the float64 CPU reference; exit 1 past the tolerance: O within
@@ -97,6 +108,8 @@ const FLAGS = {
   scale: { type: "string" },
   dtype: { type: "string" },
   "query-offset": { type: "string" },
+  "seq-lens": { type: "string" },
+  "kv-seq-lens": { type: "string" },
   out: { type: "string" },
   lse: { type: "string" },
   verify: { type: "boolean" },
@@ -134,6 +147,7 @@ export async function main(args: string[]): Promise<number> {
   const backend = resolveBackend(values.backend);
   const scale = parseScale(values.scale);
   const offsetFlag = integerFlag(values["query-offset"], "query-offset", { min: 0 });
+  const lengthFlags = packedFlags(values["seq-lens"], values["kv-seq-lens"], offsetFlag);
   const spec = required(values.pattern, "pattern", "JSON, file or example");
   const paths = (["q", "k", "v"] as const).map((f) =>
     required(values[f], f, `the ${f} tensor, a float32 or float16 .npy file`)
@@ -168,7 +182,8 @@ export async function main(args: string[]): Promise<number> {
     const gates = gatesRead && inDtype(gatesRead, "f32", "gates");
     const shape = shapeOf(q, k, v);
     checkAttentionShape(shape);
-    const queryOffset = offsetOf(shape, offsetFlag);
+    const lengths = lengthFlags && checkLengths(shape, lengthFlags);
+    const queryOffset = lengths ? 0 : offsetOf(shape, offsetFlag);
     const { nq: N, nk: Nk, dv: Dv } = sequenceSizes(shape);
     const { batch: B, headsQ: Hq } = shape;
     const oShape = [B, Hq, N, Dv];
@@ -200,7 +215,7 @@ export async function main(args: string[]): Promise<number> {
     }
     const compiled = rt.compile(pattern, {
       shape,
-      queryOffset,
+      ...(lengths ? { packed: true } : { queryOffset }),
       scale,
       dtype,
       gatesPerPosition: gates?.shape.length === 4,
@@ -212,7 +227,8 @@ export async function main(args: string[]): Promise<number> {
     const gatesText = gatesLine(compiled, gates && { path: values.gates!, tensor: gates });
     if (gatesText) console.log(gatesText);
     console.log(`compile: ${formatMs(compiled.compileMs)} (${dtype})`);
-    const out = await runOnGpu(rt, compiled, { q, k, v, gates, dO });
+    if (lengths) console.log(packedLine(lengths));
+    const out = await runOnGpu(rt, compiled, { q, k, v, gates, dO }, lengths);
 
     await writeTensor(outPath, "out", { shape: oShape, data: out.o });
     console.log(`wrote ${outPath} [${oShape.join(", ")}] ${dtypeName(out.o)}`);
@@ -252,7 +268,7 @@ export async function main(args: string[]): Promise<number> {
     const status = verify({
       pattern,
       shape,
-      queryOffset,
+      ...(lengths ? lengths : { queryOffset }),
       q,
       k,
       v,
@@ -276,6 +292,7 @@ async function runOnGpu(
   rt: Runtime,
   compiled: CompiledAttention,
   inputs: { q: Tensor; k: Tensor; v: Tensor; gates?: Tensor; dO?: Tensor },
+  lengths?: PackedLengths,
 ): Promise<
   {
     o: Float32Array | Float16Array;
@@ -290,6 +307,7 @@ async function runOnGpu(
     v: inputs.v.data,
     gates: inputs.gates?.data as Float32Array | undefined,
     dO: inputs.dO?.data,
+    ...lengths,
   };
   if (compiled.split) {
     // Past one storage binding the runtime runs the call in parts of whole heads, once.
@@ -434,6 +452,74 @@ function shapeOf(q: Tensor, k: Tensor, v: Tensor): AttentionShape {
   };
 }
 
+/** Packed sequences' lengths from `--seq-lens` and `--kv-seq-lens`. */
+interface PackedLengths {
+  seqLens: number[];
+  kvSeqLens?: number[];
+}
+
+/**
+ * `--seq-lens` and `--kv-seq-lens` as lists of integers, before any file is read: the key
+ * lengths need the query lengths, and packed sequences take no `--query-offset` (each one's
+ * queries are its last positions).
+ */
+function packedFlags(
+  seqLens: string | undefined,
+  kvSeqLens: string | undefined,
+  offset: number | undefined,
+): PackedLengths | undefined {
+  if (seqLens === undefined) {
+    if (kvSeqLens !== undefined) {
+      throw new UsageError("--kv-seq-lens needs --seq-lens: the packed sequences' query rows");
+    }
+    return undefined;
+  }
+  if (offset !== undefined) {
+    throw new UsageError(
+      "--query-offset does not apply with --seq-lens: each packed sequence's queries are its " +
+        "last positions",
+    );
+  }
+  const list = (text: string, flag: string, min: number) => {
+    const items = text.split(",").map((x) => x.trim());
+    if (items.some((x) => x === "" || !Number.isInteger(Number(x)) || Number(x) < min)) {
+      throw new UsageError(
+        `--${flag} must be comma-separated integers >= ${min} (e.g. 5,1,13), got ` +
+          JSON.stringify(text),
+      );
+    }
+    return items.map(Number);
+  };
+  return {
+    seqLens: list(seqLens, "seq-lens", 0),
+    ...(kvSeqLens === undefined ? {} : { kvSeqLens: list(kvSeqLens, "kv-seq-lens", 1) }),
+  };
+}
+
+/** The lengths checked against the tensors: batch 1, one key length per query length, sums. */
+function checkLengths(shape: AttentionShape, lengths: PackedLengths): PackedLengths {
+  try {
+    packedSequences(shape, lengths.seqLens, lengths.kvSeqLens);
+  } catch (e) {
+    if (!(e instanceof ShapeError)) throw e;
+    const { nq, nk } = sequenceSizes(shape);
+    throw new UsageError(
+      `--seq-lens ${lengths.seqLens.join(",")}` +
+        (lengths.kvSeqLens ? ` --kv-seq-lens ${lengths.kvSeqLens.join(",")}` : "") +
+        ` do not fit these tensors (batch ${shape.batch}, Nq ${nq}, Nk ${nk}): ` +
+        e.message.replace(/^Bad (input|shape): /, ""),
+    );
+  }
+  return lengths;
+}
+
+/** What the call's packed sequences are, for the report. */
+function packedLine(lengths: PackedLengths): string {
+  const keys = lengths.kvSeqLens ?? lengths.seqLens;
+  return `packed: ${lengths.seqLens.length} sequence(s), query rows ` +
+    `${lengths.seqLens.join(", ")}; key rows ${keys.join(", ")}`;
+}
+
 /** `--query-offset`, checked against the shape (default Nk - Nq). */
 function offsetOf(shape: AttentionShape, flag: number | undefined): number {
   try {
@@ -463,7 +549,9 @@ function gpuLine(ms: number | undefined, firstWallMs: number): string {
 function verify(o: {
   pattern: Pattern;
   shape: AttentionShape;
-  queryOffset: number;
+  queryOffset?: number;
+  seqLens?: number[];
+  kvSeqLens?: number[];
   q: Tensor;
   k: Tensor;
   v: Tensor;
@@ -483,6 +571,8 @@ function verify(o: {
     gates: o.gates,
     scale: o.scale,
     queryOffset: o.queryOffset,
+    seqLens: o.seqLens,
+    kvSeqLens: o.kvSeqLens,
     // hashBucket: the allowed set the kernels used (a projection within rounding of a plane
     // may fall on the other side in float32 or float16 than in float64).
     hashCodes: o.out.hashCodes,
