@@ -23,7 +23,7 @@
  * @module
  */
 import type { AttentionShape, CompiledAttention, Dtype } from "../compiler/mod.ts";
-import { checkAttentionShape, planSummary } from "../compiler/mod.ts";
+import { checkAttentionShape, packedPlan, planSummary } from "../compiler/mod.ts";
 import { ShapeError } from "../core/errors.ts";
 import { queryOffsetOf, sequenceSizes } from "../core/shape.ts";
 import { packedSequences } from "../core/packed_sequences.ts";
@@ -222,8 +222,16 @@ export async function main(args: string[]): Promise<number> {
       backward: dO !== undefined,
     });
     // The plan's branch lines would show the JSON gates even where --gates replaces them: the
-    // gates line below says which gates the call uses.
-    console.log(planSummary({ ...compiled.plan, gates: undefined }));
+    // gates line below says which gates the call uses. Packed sequences: the tiles of these
+    // lengths, which the call runs.
+    const plan = lengths
+      ? packedPlan(
+        compiled.plan,
+        packedSequences(shape, lengths.seqLens, lengths.kvSeqLens),
+        shape,
+      )
+      : compiled.plan;
+    console.log(planSummary({ ...plan, gates: undefined }));
     const gatesText = gatesLine(compiled, gates && { path: values.gates!, tensor: gates });
     if (gatesText) console.log(gatesText);
     console.log(`compile: ${formatMs(compiled.compileMs)} (${dtype})`);
@@ -280,7 +288,19 @@ export async function main(args: string[]): Promise<number> {
     if (!dO || !out.gradients) return status;
     return Math.max(
       status,
-      verifyGradients({ pattern, shape, q, k, v, gates, dO, scale: compiled.scale, dtype, out }),
+      verifyGradients({
+        pattern,
+        shape,
+        ...lengths,
+        q,
+        k,
+        v,
+        gates,
+        dO,
+        scale: compiled.scale,
+        dtype,
+        out,
+      }),
     );
   } finally {
     rt?.destroy();
@@ -635,6 +655,8 @@ async function checkGradientFlags(
 function verifyGradients(o: {
   pattern: Pattern;
   shape: AttentionShape;
+  seqLens?: number[];
+  kvSeqLens?: number[];
   q: Tensor;
   k: Tensor;
   v: Tensor;
@@ -655,6 +677,8 @@ function verifyGradients(o: {
     gates: o.gates,
     dO: o.dO.data,
     scale: o.scale,
+    seqLens: o.seqLens,
+    kvSeqLens: o.kvSeqLens,
     hashCodes: o.out.hashCodes,
   });
   const { worst, largest } = gradientError(o.out.gradients!, want);

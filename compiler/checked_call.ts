@@ -86,8 +86,8 @@ export interface CompileOptions {
   /**
    * The rows are packed sequences (DESIGN §1; batch 1): each call gives their lengths
    * (`AttentionInputs.seqLens`, `kvSeqLens`), and new lengths run on the same pipelines, the
-   * schedules rebuilt for them (packed_mask.ts). Every component walks natural order; random,
-   * hashBucket and lowRank leaves are refused (packed_patterns.ts).
+   * schedules rebuilt for them (packed_mask.ts), forward and backward. Every component walks
+   * natural order; random, hashBucket and lowRank leaves are refused (packed_patterns.ts).
    */
   packed?: boolean;
 }
@@ -196,7 +196,8 @@ export function checkCall(pattern: unknown, options: CompileOptions): CheckedCal
 
 /**
  * Packed sequences: batch 1, no query offset (each sequence's queries are its last positions),
- * the forward pass on register tiles, and a pattern packing runs.
+ * register tiles, and a pattern packing runs. The backward pass needs a square call, as ever:
+ * seqLens == kvSeqLens.
  */
 function checkPacked(pattern: Pattern, options: CompileOptions): void {
   const fix = "lay the sequences end to end in one batch and give their lengths with each call";
@@ -209,12 +210,6 @@ function checkPacked(pattern: Pattern, options: CompileOptions): void {
     throw new ShapeError(
       "Bad options: queryOffset does not apply to packed sequences (sequence s's queries are " +
         "its last seqLens[s] positions); leave it unset",
-    );
-  }
-  if (options.backward) {
-    throw new ShapeError(
-      "Bad options: the backward pass (backward: true) runs unpacked calls only; run the " +
-        "forward pass alone for packed sequences, or one call per sequence",
     );
   }
   if (options.tiles?.matrix) {

@@ -2,8 +2,9 @@
  * What one call of a pattern compiled for packed sequences reads besides its tensors, rebuilt
  * for each call's lengths: the `schedule` words of every component's packed BlockMask
  * (packed_mask.ts), packed as compile packed them (same slots, fused groups and query tiles),
- * and the `sequences` words the kernels find each query row's sequence in. The kernels'
- * WGSL names neither lengths nor offsets, so new lengths run on the compiled pipelines.
+ * the `gradSchedule` words of a backward pass (those masks' rows and their transposes), and the
+ * `sequences` words the kernels find each query row's sequence in. The kernels' WGSL names
+ * neither lengths nor offsets, so new lengths run on the compiled pipelines.
  * @module
  */
 import { assert } from "../core/errors.ts";
@@ -14,11 +15,14 @@ import { packedBlockMask } from "./packed_mask.ts";
 import { checkPackedLengths } from "./packed_patterns.ts";
 import type { Plan } from "./plan.ts";
 import { packSchedules } from "./schedule_buffer.ts";
+import { gradientSchedule } from "./plan_gradients.ts";
 
 /** The per-call words of a packed call, in the buffers the kernels bind them as. */
 export interface PackedCallData {
   /** The `schedule` buffer: every component's BlockMask for these lengths. */
   schedule: Uint32Array;
+  /** The `gradSchedule` buffer of a call compiled with `backward` (else empty). */
+  gradSchedule: Uint32Array;
   /** The `sequences` buffer (`sequenceWords`). */
   sequences: Uint32Array;
 }
@@ -67,7 +71,7 @@ export function packedPlan(
  * pattern (global tokens, expressions at each key count).
  * @param compiled a pattern compiled with `packed`
  * @param sequences the call's sequences (`packedSequences`, checked against the shape)
- * @returns the words of the `schedule` and `sequences` buffers
+ * @returns the words of the `schedule`, `gradSchedule` and `sequences` buffers
  * @throws {PlanError} a global token past a sequence's keys, or an expression that leaves i32
  *   at a sequence's key count
  * @example
@@ -114,7 +118,10 @@ export function packedCallData(
   for (const k of kernels) {
     assert(slots[k.branch][k.members[0]] === k.scheduleSlot, "packed schedule slots moved");
   }
-  return { schedule: words, sequences: sequenceWords(sequences) };
+  const gradSchedule = compiled.backward
+    ? gradientSchedule(packed.branches.flatMap((b) => b.components))
+    : new Uint32Array(0);
+  return { schedule: words, gradSchedule, sequences: sequenceWords(sequences) };
 }
 
 /**

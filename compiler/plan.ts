@@ -354,7 +354,7 @@ export function planSummary(plan: Plan): string {
   if (plan.packed) {
     lines.push(
       `packed sequences: ${q?.count ?? plan.n} query rows and ${plan.n} key rows hold ` +
-        "sequences laid end to end; each call's lengths rebuild the tiles below",
+        "sequences laid end to end; the tiles are built for each call's lengths",
     );
   } else if (q) {
     lines.push(

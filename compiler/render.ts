@@ -225,6 +225,7 @@ function renderOther(k: Exclude<Kernel, AttentionKernel>, o: RenderContext): str
         params: o.aux.paramBlock(),
         hash: o.planned.hash,
         learnable: learnableConstants(o.call.pattern),
+        ...(o.plan.packed ? { packed: true } : {}),
       });
     }
   }

@@ -127,8 +127,8 @@ export class AttentionCall {
    * @param compiled the compiled pattern
    * @param inputs q, k, v (and gates) as float32
    * @param timestamps whether to time submissions with timestamp-query
-   * @param packed a packed call's schedule and sequences words for its lengths (packed_call.ts),
-   *   which replace the compiled ones
+   * @param packed a packed call's schedule, gradient schedule and sequences words for its
+   *   lengths (packed_call.ts), which replace the compiled ones
    * @returns a call ready to submit
    */
   static async create(
@@ -192,7 +192,11 @@ export class AttentionCall {
     };
     checkBufferTable(buffers, this.device.limits.maxStorageBufferBindingSize);
     const perCall: Partial<Record<BufferName, Uint32Array>> = packed
-      ? { schedule: packed.schedule, sequences: packed.sequences }
+      ? {
+        schedule: packed.schedule,
+        sequences: packed.sequences,
+        ...(this.compiled.backward ? { gradSchedule: packed.gradSchedule } : {}),
+      }
       : {};
     for (const spec of buffers) {
       const words = perCall[spec.name];

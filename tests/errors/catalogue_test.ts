@@ -627,10 +627,10 @@ const PACKED: Case[] = [
     says: /queryOffset does not apply to packed sequences .*leave it unset/,
   },
   {
-    name: "packed with the backward pass",
-    run: packed({ kind: "causal" }, { backward: true }),
+    name: "packed backward with keys longer than queries",
+    run: packed({ kind: "causal" }, { backward: true, shape: { ...packedShape, kvSeqLen: 20 } }),
     error: ShapeError,
-    says: /backward pass \(backward: true\) runs unpacked calls only/,
+    says: /backward pass \(backward: true\) needs kvSeqLen == seqLen, got kvSeqLen 20/,
   },
   {
     name: "packed random",

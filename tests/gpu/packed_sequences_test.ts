@@ -4,16 +4,18 @@
  * queries (kvSeqLens != seqLens) and the square case (a complete and a padded grid), for
  * causal, window, ring (whose wrap must be each sequence's n), stride, a union with global
  * tokens, an intersection, a predicate and a score modifier that read n, and a gated pattern:
- * O within 1e-4, LSE within 1e-4 of max(1, |LSE|). New lengths on a compiled pattern build no
- * pipeline; a call past one binding runs in parts with its lengths; the runtime refuses lengths
- * that do not fit, naming the field.
+ * O within 1e-4, LSE within 1e-4 of max(1, |LSE|). The backward pass on packed sequences
+ * (square: seqLens == kvSeqLens) matches the reference's gradients within 1e-4 of the largest,
+ * learnable score constants that read n included. New lengths on a compiled pattern build no
+ * pipeline, forward or backward; a call past one binding runs in parts with its lengths; the
+ * runtime refuses lengths that do not fit, naming the field.
  */
 import assert from "node:assert/strict";
 import type { AttentionShape } from "../../compiler/mod.ts";
 import { ShapeError } from "../../core/errors.ts";
 import { sequenceSizes } from "../../core/shape.ts";
 import type { Pattern } from "../../dsl/schema.ts";
-import { reference } from "../../runtime/reference/mod.ts";
+import { reference, referenceGradients } from "../../runtime/reference/mod.ts";
 import { createRuntime, type Runtime } from "../../runtime/runtime.ts";
 import { normalTensor } from "../../runtime/seeded_random.ts";
 import { maxAbsError, maxLseError } from "../../cli/_common.ts";
@@ -193,6 +195,51 @@ Deno.test("packed sequences: new lengths run on the compiled pipelines", async (
   const want = reference({ pattern, shape, ...x });
   assert.ok(maxAbsError(got.o, want.o) <= 1e-4, "one sequence by default");
   assert.equal(rt.pipelines.misses, misses, "no new pipeline for the default either");
+});
+
+Deno.test("packed sequences: the backward pass matches the reference's gradients", async () => {
+  const cases: { pattern: Pattern; lengths: Lengths[] }[] = [
+    // Training on packed documents: new lengths reuse the backward's pipelines too.
+    { pattern: { kind: "causal" }, lengths: [SQUARE, { seqLens: [2, 15, 6, 1] }] },
+    {
+      pattern: {
+        kind: "scored",
+        pattern: {
+          kind: "union",
+          of: [{ kind: "ring", radius: 1 }, { kind: "global", tokens: [0] }],
+        },
+        score: {
+          expr: "(s, q, k, h, b, n) => s - slopes[h] * Math.abs(q - k) + 0.02 * n",
+          constants: { slopes: [0.25, 0.5] },
+          learnable: ["slopes"],
+        },
+      },
+      lengths: [PADDED],
+    },
+  ];
+  for (const c of cases) {
+    const shape = shapeOf(c.lengths[0]), x = inputsOf(shape);
+    const dO = normalTensor(shape.headsQ * shape.seqLen * HEAD_DIM, 9);
+    const compiled = rt.compile(c.pattern, { shape, packed: true, backward: true });
+    let misses: number | undefined;
+    for (const l of c.lengths) {
+      const got = (await rt.run(compiled, { ...x, dO, ...l })).gradients!;
+      const want = referenceGradients({ pattern: c.pattern, shape, ...x, dO, ...l });
+      const what = `${JSON.stringify(c.pattern)} at ${JSON.stringify(l)}`;
+      const largest = Math.max(...[want.dq, want.dk, want.dv].flatMap((g) => [...g].map(Math.abs)));
+      for (const name of ["dq", "dk", "dv"] as const) {
+        const err = maxAbsError(got[name], want[name]);
+        assert.ok(err <= 1e-4 * largest, `${what}: ${name} off by ${err} (largest ${largest})`);
+      }
+      if (want.dConstants) {
+        const slopes = want.dConstants.slopes as Float64Array;
+        const err = maxAbsError(got.dConstants!.slopes as Float32Array, slopes);
+        assert.ok(err <= 1e-4 * Math.max(...slopes.map(Math.abs)), `${what}: dslopes ${err}`);
+      }
+      if (misses !== undefined) assert.equal(rt.pipelines.misses, misses, `${what}: reused`);
+      misses = rt.pipelines.misses;
+    }
+  }
 });
 
 Deno.test({
