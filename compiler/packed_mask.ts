@@ -33,7 +33,9 @@ export interface PackedMaskOptions {
   nq: number;
   /** Key rows in all (Nk): the plan's N. */
   nk: number;
+  /** Query rows per query tile. */
   tileQ: number;
+  /** Key rows per key tile. */
   tileK: number;
   /** The plan's random tables (the classifier's context; packing has no random atoms). */
   random: RandomTables;
