@@ -200,7 +200,10 @@ export function compileChecked(call: CheckedCall): CompiledAttention {
  * is staged; `checkDevice` checks the fit again once the kernel plan knows.
  */
 function kernelTiles(call: CheckedCall): KernelShape {
-  const { tiles, shape } = call;
+  const { shape } = call;
+  // The autotuner keys a packed call as the unpacked one: a subgroup-matrix shape it stored
+  // there is not for packed rows, which run register tiles (the door refuses a caller's).
+  const tiles = call.packed && call.tiles?.matrix ? undefined : call.tiles;
   const { nq, nk, d, dv } = sequenceSizes(shape);
   if (tiles) {
     return tiles.threads ? tiles as KernelShape : kernelShape(tiles.tileQ, tiles.tileK, 2, dv / 4)!;

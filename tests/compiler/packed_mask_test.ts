@@ -9,7 +9,14 @@
  */
 import assert from "node:assert/strict";
 import { forEachKeyTile } from "../../compiler/block_mask.ts";
-import { compile, packedCallData, packedPlan, planPattern } from "../../compiler/mod.ts";
+import {
+  checkCall,
+  compile,
+  compileChecked,
+  packedCallData,
+  packedPlan,
+  planPattern,
+} from "../../compiler/mod.ts";
 import type { Component } from "../../compiler/plan.ts";
 import { PlanError, ShapeError } from "../../core/errors.ts";
 import { packedSequences, type Sequence } from "../../core/packed_sequences.ts";
@@ -234,4 +241,24 @@ Deno.test("packed call data: lengths the pattern cannot run are refused by name"
     () => packedSequences(shape, [8, 3]),
     (e) => e instanceof ShapeError && /seqLens sum to 11 and kvSeqLens to 11/.test(e.message),
   );
+});
+
+Deno.test("packed float16 kernels keep register tiles when a tuned shape names matrices", () => {
+  const shape = { batch: 1, headsQ: 2, headsKV: 2, seqLen: 256, headDim: 64 };
+  const matrix = { input: "f16" as const, result: "f32" as const, m: 8, n: 8, k: 8 };
+  // As the runtime passes a tile shape the autotuner stored for the unpacked problem.
+  const compiled = compileChecked({
+    ...checkCall({ kind: "causal" }, { shape, packed: true, dtype: "f16" }),
+    tiles: {
+      tileQ: 32,
+      tileK: 32,
+      threads: 64,
+      rowsPerThread: 2,
+      matrix: { ...matrix, subgroupSize: 32 },
+    },
+  });
+  assert.equal(compiled.kernel.matrix, undefined);
+  assert.ok(compiled.modules.every((m) => !m.includes("subgroup_matrix")));
+  // The float16 kernels find each row's sequence as the float32 ones do.
+  assert.ok(compiled.modules.some((m) => m.includes("enable f16") && m.includes("fn sequenceOf")));
 });
