@@ -11,7 +11,8 @@
  * runtime refuses lengths that do not fit, naming the field.
  */
 import assert from "node:assert/strict";
-import type { AttentionShape } from "../../compiler/mod.ts";
+import { type AttentionShape, packedPlan } from "../../compiler/mod.ts";
+import { packedSequences } from "../../core/packed_sequences.ts";
 import { ShapeError } from "../../core/errors.ts";
 import { sequenceSizes } from "../../core/shape.ts";
 import type { Pattern } from "../../dsl/schema.ts";
@@ -35,9 +36,12 @@ const PREFILL: Lengths = { seqLens: [5, 1, 13, 3], kvSeqLens: [9, 1, 17, 6] };
 const SQUARE: Lengths = { seqLens: [7, 1, 12, 4] };
 /** Square, N = 25: a padded grid. */
 const PADDED: Lengths = { seqLens: [6, 10, 9] };
+/** Square, N = 24: a sequence long enough for tiles of its own only, which may be FULL. */
+const LONG: Lengths = { seqLens: [3, 21] };
 
 const CASES: { name: string; pattern: Pattern; lengths: Lengths[] }[] = [
-  { name: "causal", pattern: { kind: "causal" }, lengths: [PREFILL, SQUARE] },
+  { name: "dense", pattern: { kind: "dense" }, lengths: [LONG, PREFILL] },
+  { name: "causal", pattern: { kind: "causal" }, lengths: [PREFILL, SQUARE, LONG] },
   { name: "window(3, 1)", pattern: { kind: "window", left: 3, right: 1 }, lengths: [PADDED] },
   {
     name: "ring(2), wrapping at each sequence",
@@ -123,8 +127,13 @@ async function packedError(runtime: Runtime, pattern: Pattern, l: Lengths, heads
   const x = inputsOf(shape);
   const got = await runtime.run(compiled, { ...x, ...l });
   const want = reference({ pattern, shape, ...x, ...l });
+  // Which kinds of tile the call walked: FULL ones need no mask at all.
+  const sequences = packedSequences(shape, l.seqLens, l.kvSeqLens);
+  const plan = packedPlan(compiled.plan, sequences, shape);
+  const full = plan.branches.some((b) => b.components.some((c) => c.mask.partial.includes(0)));
   return {
     compiled,
+    full,
     o: maxAbsError(got.o, want.o),
     lse: maxLseError(got.lse, want.lse),
     want,
@@ -141,6 +150,7 @@ for (const c of CASES) {
     for (const l of c.lengths) {
       const err = await packedError(rt, c.pattern, l);
       withinTolerance(err, `${c.name} at ${JSON.stringify(l)}`);
+      if (l === LONG) assert.ok(err.full, "a FULL tile is walked (without a mask)");
       for (const k of err.compiled.kernelPlan.kernels) {
         if (k.kind === "attention") assert.ok(k.packed, `${k.label}: a packed kernel`);
       }
@@ -173,6 +183,8 @@ Deno.test("packed sequences: new lengths run on the compiled pipelines", async (
     { seqLens: [3, 7, 2, 10], kvSeqLens: [4, 11, 8, 10] },
     { seqLens: [22], kvSeqLens: [33] },
     { seqLens: [1, 1, 20], kvSeqLens: [1, 1, 31] },
+    // A sequence whose keys no query of the call reads.
+    { seqLens: [3, 0, 7, 2, 10], kvSeqLens: [4, 5, 8, 6, 10] },
   ];
   let misses: number | undefined;
   for (const l of runs) {
