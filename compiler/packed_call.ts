@@ -100,6 +100,7 @@ export function packedCallData(
   const groups = plan.branches.map((_, b) =>
     kernels.filter((k) => k.branch === b).map((k) => k.members)
   );
+  // A group's rows are its first member's (packSchedules reads no other member's list).
   const queryTiles = plan.queries
     ? plan.branches.map((b, i) => {
       const tiles: number[][] = [];

@@ -12,7 +12,9 @@
  * walk natural order on both sides (the only order in which a sequence is a range of rows).
  *
  * Built from the candidates and ranges as the static BlockMask is, a row costs about its runs
- * plus the sequences it holds: rebuilding every mask for new lengths is linear in the tiles.
+ * plus the sequences it holds (a predicate PARTIAL on most tiles, which the range classifier
+ * cannot decide a range at a time, one classification per tile visited): rebuilding every mask
+ * for new lengths is linear in the tiles.
  * @module
  */
 import type { Sequence } from "../core/packed_sequences.ts";
