@@ -47,6 +47,7 @@ export {
   type Layout,
   type MatrixConfig,
   type ModuleEntry,
+  type PackedCallData,
   type Pass,
   type Plan,
   planSummary,

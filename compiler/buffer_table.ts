@@ -88,6 +88,8 @@ export function bufferTable(
       bytes: paged ? shape.batch * tableColumns(shape, paged.pageSize) * 4 : 0,
       input: "blockTable",
     },
+    // Packed sequences: each one's first query and key row (a call's lengths replace them).
+    sequences: { bytes: planned.sequences.byteLength, data: planned.sequences },
   };
   // lowRank landmarks: K [B, Hkv, count, D] and V [B, Hkv, count, Dv] per rank, written by the
   // pooling pre-pass.

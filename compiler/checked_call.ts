@@ -19,6 +19,7 @@ import { parsePattern, type Pattern } from "../dsl/schema.ts";
 import { checkBufferSizes } from "./device_checks.ts";
 import type { EdgePairForm } from "./edge_pairs.ts";
 import { MAX_KEY_SPLITS } from "./key_split.ts";
+import { checkPackable } from "./packed_patterns.ts";
 import type { TileShape } from "./plan.ts";
 import { type DeviceLimits, type KernelShape, matrixShape } from "./tiles.ts";
 
@@ -84,12 +85,25 @@ export interface CompileOptions {
    */
   backward?: boolean;
   /**
+   * Decoding calls (at most 64 queries among longer keys, forward) run their components whose
+   * keys are positions of K on the decode kernel (DESIGN §7); false keeps the attention kernel
+   * for every component (default true).
+   */
+  decode?: boolean;
+  /**
    * K and V in pages, read through a block table given with each call (DESIGN §1): K
    * `[pages, Hkv, pageSize, D]`, V `[pages, Hkv, pageSize, Dv]`. The page size is compiled in;
    * the table and the pool's contents are data, and the page count changes no WGSL. Forward
    * only: not with `backward`.
    */
   paged?: PagedKv;
+  /**
+   * The rows are packed sequences (DESIGN §1; batch 1): each call gives their lengths
+   * (`AttentionInputs.seqLens`, `kvSeqLens`), and new lengths run on the same pipelines, the
+   * schedules rebuilt for them (packed_mask.ts), forward and backward. Every component walks
+   * natural order; random, hashBucket and lowRank leaves are refused (packed_patterns.ts).
+   */
+  packed?: boolean;
 }
 
 /** A compile's input after the door: the parsed pattern and every option checked. */
@@ -110,7 +124,12 @@ export interface CheckedCall {
   globalQuery?: boolean;
   edgePairs?: boolean | EdgePairForm;
   backward: boolean;
+  /** K and V in pages: the page size and the pool's page count. */
   paged?: PagedKv;
+  /** The rows are packed sequences whose lengths come with each call. */
+  packed: boolean;
+  /** Whether decoding calls may use the decode kernel. */
+  decode: boolean;
 }
 
 /**
@@ -135,11 +154,14 @@ export function checkCall(pattern: unknown, options: CompileOptions): CheckedCal
   const parsed = parsePattern(pattern);
   const shape = options.shape;
   checkAttentionShape(shape);
-  const queryOffset = queryOffsetOf(shape, options.queryOffset);
+  const packed = options.packed ?? false;
+  if (packed) checkPacked(parsed, options);
+  // Packed rows' queries are rows 0 .. Nq - 1 of the plan; their positions come per sequence.
+  const queryOffset = queryOffsetOf(shape, packed ? 0 : options.queryOffset);
   // TypeScript predicates and scores must stay in i32 and never divide by 0 at this shape, with
-  // n the key count.
+  // n the key count (for packed rows, at each call's sequences' key counts instead).
   const n = sequenceSizes(shape).nk;
-  checkExpressionDomain(parsed, { n, batch: shape.batch, headsQ: shape.headsQ });
+  if (!packed) checkExpressionDomain(parsed, { n, batch: shape.batch, headsQ: shape.headsQ });
   const scale = options.scale ?? 1 / Math.sqrt(shape.headDim);
   if (!Number.isFinite(scale) || scale === 0) {
     throw new ShapeError(`Bad options: scale must be a finite nonzero number, got ${scale}`);
@@ -178,6 +200,12 @@ export function checkCall(pattern: unknown, options: CompileOptions): CheckedCal
           "compile without paged",
       );
     }
+    if (packed) {
+      throw new ShapeError(
+        "Bad options: paged K and V hold one sequence per batch; packed sequences (packed: " +
+          "true) take contiguous K and V: compile without paged",
+      );
+    }
   }
   const branches = parsed.kind === "gated" ? parsed.branches.length : 1;
   if (options.limits) checkBufferSizes(shape, dtype, branches, options.limits, paged);
@@ -198,8 +226,37 @@ export function checkCall(pattern: unknown, options: CompileOptions): CheckedCal
     globalQuery: options.globalQuery,
     edgePairs: options.edgePairs,
     backward,
+    decode: options.decode ?? true,
     ...(paged ? { paged: { pageSize: paged.pageSize, pages: paged.pages } } : {}),
+    packed,
   };
+}
+
+/**
+ * Packed sequences: batch 1, no query offset (each sequence's queries are its last positions),
+ * register tiles, and a pattern packing runs. The backward pass needs a square call, as ever:
+ * seqLens == kvSeqLens.
+ */
+function checkPacked(pattern: Pattern, options: CompileOptions): void {
+  const fix = "lay the sequences end to end in one batch and give their lengths with each call";
+  if (options.shape.batch !== 1) {
+    throw new ShapeError(
+      `Bad options: packed sequences need batch = 1, got ${options.shape.batch}; ${fix}`,
+    );
+  }
+  if (options.queryOffset !== undefined) {
+    throw new ShapeError(
+      "Bad options: queryOffset does not apply to packed sequences (sequence s's queries are " +
+        "its last seqLens[s] positions); leave it unset",
+    );
+  }
+  if (options.tiles?.matrix) {
+    throw new ShapeError(
+      "Bad options: tiles.matrix (subgroup matrices) runs unpacked calls only; leave tiles.matrix " +
+        "unset for packed sequences",
+    );
+  }
+  checkPackable(pattern);
 }
 
 /**

@@ -42,13 +42,18 @@ export const NO_QUERY_ROW = 0xffffffff;
 
 /**
  * Whether a call decodes: its queries are some of the key positions, at most
- * DECODE_MAX_QUERIES rows, and it is a forward pass.
+ * DECODE_MAX_QUERIES rows, it is a forward pass of unpacked rows, and the caller did not turn
+ * the decode kernel off.
  * @param plan the plan (its `queries`)
- * @param backward whether the call also computes gradients
+ * @param call what the call also does: gradients, packed sequences, the caller's choice
  * @returns true when decodable components take the decode kernel
  */
-export function callDecodes(plan: Plan, backward: boolean): boolean {
-  return !backward && plan.queries !== undefined && plan.queries.count <= DECODE_MAX_QUERIES;
+export function callDecodes(
+  plan: Plan,
+  call: { backward: boolean; packed: boolean; decode: boolean },
+): boolean {
+  return call.decode && !call.backward && !call.packed && plan.queries !== undefined &&
+    plan.queries.count <= DECODE_MAX_QUERIES;
 }
 
 /**

@@ -52,11 +52,17 @@ function divisorAtMost(n: number, cap: number): number {
  * Workgroup memory of one tiling: the own side's two input tiles (Q and dO, or K and V) and the
  * chunk's two, in the input's type with rows padded by one vec4 (no bank conflicts when
  * invocations read different rows), two float32 pair tiles (P and dS; dScore and the score for
- * learnable constants), and per-row words (positions, LSE, gate, Δ).
+ * learnable constants), per-row words (positions, LSE, gate, Δ), and for packed sequences each
+ * query row's sequence (four words).
  */
-function tilingBytes(own: number, chunk: number, headDim: number, dtype: Dtype): number {
-  const row = (headDim / 4 + 1) * 4 * (dtype === "f16" ? 2 : 4);
-  return 2 * own * row + 2 * chunk * row + 2 * 4 * chunk * (own + 1) + 4 * 4 * (own + chunk);
+function tilingBytes(
+  own: number,
+  chunk: number,
+  o: { headDim: number; dtype: Dtype; queryRows: number },
+): number {
+  const row = (o.headDim / 4 + 1) * 4 * (o.dtype === "f16" ? 2 : 4);
+  return 2 * own * row + 2 * chunk * row + 2 * 4 * chunk * (own + 1) + 4 * 4 * (own + chunk) +
+    4 * 4 * o.queryRows;
 }
 
 /**
@@ -67,6 +73,7 @@ function tilingBytes(own: number, chunk: number, headDim: number, dtype: Dtype):
  * @param headDim D
  * @param dtype the inputs' type
  * @param workgroupBytes the device's maxComputeWorkgroupStorageSize, if known
+ * @param packed packed sequences: each staged query row's sequence takes workgroup memory too
  * @returns the tiling
  * @throws {PlanError} when not even one row of each fits
  */
@@ -76,7 +83,14 @@ export function gradientTiling(
   headDim: number,
   dtype: Dtype,
   workgroupBytes = DEFAULT_WORKGROUP_BYTES,
+  packed = false,
 ): GradientTiling {
+  const bytesOf = (own: number, chunk: number) =>
+    tilingBytes(own, chunk, {
+      headDim,
+      dtype,
+      queryRows: packed ? (kind === "gradQuery" ? own : chunk) : 0,
+    });
   const [ownTile, otherTile] = kind === "gradQuery"
     ? [tiles.tileQ, tiles.tileK]
     : [tiles.tileK, tiles.tileQ];
@@ -89,7 +103,7 @@ export function gradientTiling(
     for (const own of halves(ownTile)) {
       for (const chunk of halves(otherTile)) {
         if (chunk < minChunk) break;
-        const bytes = tilingBytes(own, chunk, headDim, dtype);
+        const bytes = bytesOf(own, chunk);
         if (bytes > workgroupBytes) continue;
         const pairCols = divisorAtMost(kind === "gradQuery" ? chunk : own, 8);
         const pairRows = divisorAtMost(
@@ -104,7 +118,7 @@ export function gradientTiling(
   }
   throw new PlanError(
     `Cannot compile the backward pass: tile ${tiles.tileQ}x${tiles.tileK} at D=${headDim} ` +
-      `needs ${tilingBytes(1, 1, headDim, dtype)} bytes of workgroup memory for one row of its ` +
+      `needs ${bytesOf(1, 1)} bytes of workgroup memory for one row of its ` +
       `gradient kernels; this device allows ${workgroupBytes}`,
   );
 }

@@ -44,7 +44,8 @@ export type BufferName =
   | "dConstRows"
   | "dConstants"
   | "learned"
-  | "blockTable";
+  | "blockTable"
+  | "sequences";
 
 /** A storage binding: which buffer, and whether the kernel writes it. */
 export interface Binding {
@@ -98,6 +99,12 @@ export interface AttentionKernel extends Dispatch {
    * other tile is dispatched. Absent: every query tile, workgroup x runs tile x.
    */
   queryTiles?: number[];
+  /**
+   * Its rows are packed sequences (DESIGN §5): the mask tests that query and key share a
+   * sequence and the pattern at their positions within it, reading each query row's sequence
+   * from the `sequences` buffer. Absent: every row is of one sequence.
+   */
+  packed?: true;
   /** Its slot in the schedule buffer's header. */
   scheduleSlot: number;
   /** Offset of its branch's slice of O, in vec4s. */
@@ -307,6 +314,11 @@ export interface KernelPlanResult {
    * `learned` buffer's float32 values, which kernels read them from; empty when none.
    */
   learned: Float32Array;
+  /**
+   * Packed sequences (`CompileOptions.packed`): the `sequences` buffer's words for one sequence
+   * of every row, which a call with lengths replaces (packed_call.ts); empty otherwise.
+   */
+  sequences: Uint32Array;
 }
 
 /**

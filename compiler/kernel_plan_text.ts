@@ -68,6 +68,7 @@ function variants(k: Kernel): string {
         `output ${k.output}`,
         ...(k.split ? [`${k.split.chunks} key chunks`] : []),
         ...(k.queryTiles ? [`${k.queryTiles.length} query tile(s) holding the queries`] : []),
+        ...(k.packed ? ["packed sequences"] : []),
         `schedule slot ${k.scheduleSlot}`,
       ].join(", ");
     case "combine":

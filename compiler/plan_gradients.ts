@@ -27,7 +27,7 @@ import { gradientTiling } from "./gradient_tiling.ts";
 import type { BlockMask } from "./block_mask.ts";
 import { elementwiseWorkgroups, MAX_WORKGROUPS_X } from "./dispatch_sizes.ts";
 import type { AttentionKernel, GradientKernel, Kernel } from "./kernel_plan.ts";
-import type { Branch, Plan } from "./plan.ts";
+import type { Branch, Component, Plan } from "./plan.ts";
 import { own, read, written } from "./support_kernels.ts";
 import { readsHash } from "./component_reads.ts";
 import { type LearnableConstant, scoreProgram } from "../dsl/expression_check.ts";
@@ -60,7 +60,7 @@ export function planGradients(
 ): { kernels: GradientKernel[]; schedule: Uint32Array } {
   const rows = shape.batch * shape.headsQ * shape.seqLen;
   const keys = shape.batch * shape.headsKV * shape.seqLen;
-  const slots: RowMask[] = [];
+  const slots: Component[] = []; // each component's two slots: its rows and their transpose
   // Learnable constants: every query row has a slot of all their entries (`dConstRows`).
   const learnable = [...o.learnable.values()].reduce((sum, c) => sum + c.size, 0);
   if (learnable > MAX_WORKGROUPS_X) {
@@ -116,9 +116,25 @@ export function planGradients(
       ];
       const qTiles = c.mask.qTiles, kTiles = c.mask.kTiles;
       const tiling = {
-        query: gradientTiling("gradQuery", plan.tiles, shape.headDim, o.dtype, o.workgroupBytes),
-        key: gradientTiling("gradKey", plan.tiles, shape.headDim, o.dtype, o.workgroupBytes),
+        query: gradientTiling(
+          "gradQuery",
+          plan.tiles,
+          shape.headDim,
+          o.dtype,
+          o.workgroupBytes,
+          plan.packed,
+        ),
+        key: gradientTiling(
+          "gradKey",
+          plan.tiles,
+          shape.headDim,
+          o.dtype,
+          o.workgroupBytes,
+          plan.packed,
+        ),
       };
+      // Packed sequences: the tile kernels find each query row's sequence there.
+      const sequences = plan.packed ? [read("sequences")] : [];
       for (const what of ["query", "key"] as const) {
         const groups = (what === "query" ? qTiles : kTiles) * tiling[what].split;
         if (groups > MAX_WORKGROUPS_X) {
@@ -130,9 +146,8 @@ export function planGradients(
       }
       // A bucket-ordered component's tiles come from the codes at run time: its backward reads
       // its bucket ranges there (gradient_wgsl.ts, `bucketWalk`) and has no schedule rows.
-      const sorted = c.qLayout.kind === "sorted";
-      const qSlot = slots.push(sorted ? NO_ROWS : maskRows(c.mask)) - 1;
-      const kSlot = slots.push(sorted ? NO_ROWS : transposeMask(c.mask)) - 1;
+      const qSlot = 2 * slots.length, kSlot = qSlot + 1;
+      slots.push(c);
       const hash = readsHash(c) ? [read("hash")] : [];
       kernels.push({
         kind: "gradQuery",
@@ -144,6 +159,7 @@ export function planGradients(
           written("dq"),
           ...hash,
           ...(learns.has(b) ? [...constantRows, read("learned")] : []),
+          ...sequences,
         ],
         workgroups: [qTiles * tiling.query.split, shape.batch * shape.headsQ],
         branch: b,
@@ -160,6 +176,7 @@ export function planGradients(
           written(landmarks ? `dLandmark${landmarks.rank}` : "dkv"),
           ...hash,
           ...(learns.has(b) ? [read("learned")] : []),
+          ...sequences,
         ],
         workgroups: [kTiles * tiling.key.split, shape.batch * shape.headsKV],
         branch: b,
@@ -206,7 +223,28 @@ export function planGradients(
       scheduleSlot: 0,
     });
   }
-  return { kernels, schedule: packRows(slots) };
+  return { kernels, schedule: gradientSchedule(slots) };
+}
+
+/**
+ * The gradient schedule's words: per component, in branch order, its BlockMask's rows, then
+ * their transpose (no rows for a bucket-ordered component, whose tiles come from its codes).
+ * Packed sequences rebuild it for each call's masks (packed_call.ts).
+ * @param components every component of the plan, branch by branch
+ * @returns the words of the `gradSchedule` buffer
+ * @example
+ * ```ts
+ * import { planPattern } from "./plan.ts";
+ * import { gradientSchedule } from "./plan_gradients.ts";
+ * const plan = planPattern({ kind: "causal" }, 16, { tileQ: 8, tileK: 8 });
+ * gradientSchedule(plan.branches.flatMap((b) => b.components)).length; // 20
+ * ```
+ */
+export function gradientSchedule(components: readonly Component[]): Uint32Array {
+  return packRows(components.flatMap((c) => {
+    const sorted = c.qLayout.kind === "sorted";
+    return [sorted ? NO_ROWS : maskRows(c.mask), sorted ? NO_ROWS : transposeMask(c.mask)];
+  }));
 }
 
 /** Workgroups of GRADIENT_ROWS_WORKGROUP invocations covering `count` items (x, then y). */

@@ -53,6 +53,8 @@ import {
   written,
 } from "./support_kernels.ts";
 import { packSchedules } from "./schedule_buffer.ts";
+import { sequenceWords } from "./packed_call.ts";
+import { wholeSequence } from "../core/packed_sequences.ts";
 import { type KernelShape, prefetches } from "./tiles.ts";
 import { branchLearns, planGradients } from "./plan_gradients.ts";
 import { learnableConstants } from "../dsl/expression_check.ts";
@@ -93,7 +95,7 @@ export function planKernels(plan: Plan, tiles: KernelShape, call: CheckedCall): 
   const constants = call.constantParams;
   // A decoding call's components that take the decode kernel (decode.ts): each walks its own
   // schedule rows, unsplit and unfused.
-  const decoding = callDecodes(plan, call.backward);
+  const decoding = callDecodes(plan, call);
   const decodes = plan.branches.map((b) =>
     b.components.map((c) => decoding && componentDecodes(c, b))
   );
@@ -232,6 +234,7 @@ export function planKernels(plan: Plan, tiles: KernelShape, call: CheckedCall): 
     hash,
     gradSchedule: gradients?.schedule ?? new Uint32Array(0),
     learned: Float32Array.from([...learnable.values()].flatMap((c) => c.values)),
+    sequences: plan.packed ? sequenceWords([wholeSequence(shape)]) : new Uint32Array(0),
   };
 }
 
@@ -250,7 +253,8 @@ function pairChoices(
 ) {
   const { shape, dtype } = call;
   // The pair step is written for register tiles; subgroup-matrix kernels walk single tiles.
-  const asked = tiles.matrix ? false : call.edgePairs ?? pairsPay(plan, dtype);
+  // Packed sequences' bands restart at every sequence: no fixed corner tiles to pair.
+  const asked = tiles.matrix || plan.packed ? false : call.edgePairs ?? pairsPay(plan, dtype);
   const form = asked === false ? "wide" : edgePairForm(asked, dtype);
   const fit = edgePairsFit({
     tiles,
@@ -370,6 +374,7 @@ function branchKernels(plan: Plan, b: number, o: {
         written(split ? "splitLse" : "lse"),
         ...(readsHash(component) ? [read("hash")] : []),
         ...(learns ? [read("learned")] : []),
+        ...(plan.packed ? [read("sequences")] : []),
       ],
       workgroups: [dispatched * Math.max(chunks, 1), heads],
       branch: b,
@@ -380,6 +385,7 @@ function branchKernels(plan: Plan, b: number, o: {
       output: split ? "split" : o.outputF16 ? "o16" : j > 0 || clear ? "merge" : "write",
       ...(split ? { split } : {}),
       ...(runTiles ? { queryTiles: runTiles } : {}),
+      ...(plan.packed ? { packed: true as const } : {}),
       scheduleSlot: o.slots[j],
       oBase,
       lseBase,

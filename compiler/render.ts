@@ -105,6 +105,7 @@ function attentionOptions(k: AttentionKernel, o: RenderContext): ComponentKernel
     n: o.plan.n,
     ...(o.plan.queries ? { queries: o.plan.queries } : {}),
     ...(k.queryTiles ? { queryTiles: k.queryTiles } : {}),
+    ...(k.packed ? { packed: true } : {}),
     scale: o.call.scale,
     aux: o.aux,
     scheduleSlot: k.scheduleSlot,
@@ -272,6 +273,7 @@ function renderOther(k: Exclude<Kernel, AttentionKernel>, o: RenderContext): str
         params: o.aux.paramBlock(),
         hash: o.planned.hash,
         learnable: learnableConstants(o.call.pattern),
+        ...(o.plan.packed ? { packed: true } : {}),
       });
     }
   }

@@ -10,7 +10,10 @@ import {
   type CompiledAttention,
   type CompileOptions,
   kernelShape,
+  type PackedCallData,
+  packedCallData,
 } from "../compiler/mod.ts";
+import { packedSequences, wholeSequence } from "../core/packed_sequences.ts";
 import { AttentionCall, type AttentionInputs, type AttentionOutputs } from "./attention_call.ts";
 import { Autotuner, type TuneOptions, type TuneResult } from "./autotune.ts";
 import { compileLimits, type DeviceInfo, openDevice } from "./device.ts";
@@ -132,9 +135,17 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
           `compile with gatesPerPosition: ${gates === "position"}`,
       );
     }
+    const packed = packedData(compiled, inputs);
     checkFinite(inputs, compiled.paged && { shape: compiled.shape, ...compiled.paged });
     const s = await current();
-    return await AttentionCall.create(s.device, s.pipelines, compiled, inputs, s.info.timestamps);
+    return await AttentionCall.create(
+      s.device,
+      s.pipelines,
+      compiled,
+      inputs,
+      s.info.timestamps,
+      packed,
+    );
   };
   const runOnce = async (compiled: CompiledAttention, inputs: AttentionInputs) => {
     const call = await prepare(compiled, inputs);
@@ -209,6 +220,33 @@ function refusePagedPastBinding(compiled: CompiledAttention, limit: number): voi
       `over the ${limit} one binding may hold, and a paged call does not run in parts (each ` +
       `part would bind the whole pool); use fewer pages, batches or heads per call`,
   );
+}
+
+/**
+ * A packed call's schedule and sequences words for its lengths (one sequence of every row when
+ * it gives none); undefined for a call compiled without `packed`, which may give no lengths.
+ */
+function packedData(
+  compiled: CompiledAttention,
+  inputs: AttentionInputs,
+): PackedCallData | undefined {
+  const { seqLens, kvSeqLens } = inputs;
+  if (!compiled.packed) {
+    if (seqLens === undefined && kvSeqLens === undefined) return undefined;
+    throw new ShapeError(
+      `Bad input: ${
+        seqLens ? "seqLens" : "kvSeqLens"
+      } gives packed sequences, but the pattern was compiled ` +
+        "without packed: true; compile with packed: true (batch 1) to run them",
+    );
+  }
+  if (seqLens === undefined && kvSeqLens !== undefined) {
+    throw new ShapeError("Bad input: kvSeqLens needs seqLens (the packed sequences' query rows)");
+  }
+  const sequences = seqLens === undefined
+    ? [wholeSequence(compiled.shape)]
+    : packedSequences(compiled.shape, seqLens, kvSeqLens);
+  return packedCallData(compiled, sequences);
 }
 
 function partCount(split: Split): number {

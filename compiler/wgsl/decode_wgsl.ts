@@ -138,7 +138,7 @@ var<workgroup> share: array<vec4<f32>, ${DECODE_THREADS}>; // reductions: partia
   const row = (position: string, width: "D4" | "DV4") =>
     o.paged
       ? `kvRow(kvHead, ${position}) * ${width}`
-      : `${width === "D4" ? "kBase" : "vBase"} + ${position} * ${width}`;
+      : `${width === "D4" ? "kvBase" : "vBase"} + ${position} * ${width}`;
   const kPos = declareLayout(m, c.kLayout, o.n, o.params);
   declareAllowed(m, { atoms: c.atoms, exclusions: c.exclusions, n: o.n, params: o.params });
   const reader = new ParamReader(m, o.params);
@@ -159,15 +159,15 @@ ${reader.lines.join("\n")}
   let block = (wg.x / chunks) % ROW_BLOCKS;
   let listed = wg.x / (chunks * ROW_BLOCKS);   // which listed tile: its schedule row
   let kvHead = wg.y;                   // batch * HKV + key/value head
-  let batch = kvHead / HKV;
-  let kBase = kvHead * N * D4;
-  let vBase = kvHead * N * DV4;
+  let batch = kvHead / HKV;${
+    o.paged ? "" : "\n  let kvBase = kvHead * N * D4;\n  let vBase = kvHead * N * DV4;"
+  }
 
   // The rows: head kvHead * GROUP + R / SLOTS of the group, the query in slot R % SLOTS.
   for (var r = lid; r < ROWS; r += THREADS) {
     let tileRow = block * ROWS + r;
     var query = NO_QUERY;
-    if (tileRow < GROUP * SLOTS) { query = aux[slotRows + listed * SLOTS + tileRow % SLOTS]; }
+    if (tileRow < GROUP * SLOTS) { query = aux[${slotRows} + listed * SLOTS + tileRow % SLOTS]; }
     let head = batch * HQ + (kvHead % HKV) * GROUP + min(tileRow / SLOTS, GROUP - 1u);
     rowHead[r] = head;
     rowPosition[r] = select(-1, QUERY_OFFSET + i32(query), query != NO_QUERY);

@@ -18,6 +18,7 @@ import { readsHash, stagedCodes } from "../component_reads.ts";
 import { MATRIX_PAD } from "../tiles.ts";
 import { declareMatrixTiles } from "./matrix_math_wgsl.ts";
 import { declareKvRow } from "./kv_row_wgsl.ts";
+import { declareSequences } from "./sequence_wgsl.ts";
 
 /**
  * `fn name(member, args) -> type` that calls that member's function, and how to call it from
@@ -42,6 +43,7 @@ export function declareDispatch(
     k: "i32",
     h: "i32",
     b: "i32",
+    n: "i32",
     qc: "vec4<u32>",
     kc: "vec4<u32>",
   };
@@ -86,7 +88,12 @@ export function kernelModule(
   for (const line of header) m.comment(line);
   m.comment(
     `tile ${tileQ}x${tileK}, workgroup ${kernelGeometry(o).threads}, N=${n}, ` +
-      (q ? `Nq=${q.count} from position ${q.offset}, ` : "") + `D=${shape.headDim}, ` +
+      (o.packed
+        ? `Nq=${q?.count ?? n} in packed sequences, `
+        : q
+        ? `Nq=${q.count} from position ${q.offset}, `
+        : "") +
+      `D=${shape.headDim}, ` +
       (ownValueDim ? `Dv=${4 * dv4}, ` : "") +
       `Hq=${shape.headsQ}, Hkv=${shape.headsKV}, ${
         o.matrix
@@ -116,6 +123,11 @@ export function kernelModule(
         : ""
     }`,
   );
+  if (o.packed) {
+    // The last binding, after the hash buffer and the learnable constants (plan_kernels.ts).
+    const learned = o.score !== undefined && o.learned !== undefined;
+    declareSequences(m, 7 + Number(readsHash(c)) + Number(learned));
+  }
   const g = kernelGeometry(o);
   // Subgroup matrices want 16-byte aligned rows: two vec4s of float16 padding (tiles.ts).
   const pad4 = o.matrix ? MATRIX_PAD / 4 : 1;
@@ -198,6 +210,7 @@ export function declareMember(
     hash: o.hash,
     stagedCodes: stagedCodes(c),
     name: allowedName,
+    packed: o.packed,
   });
   return { qPos, kPos };
 }
