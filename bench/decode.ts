@@ -17,6 +17,7 @@ import { allowedMask } from "../runtime/reference/mod.ts";
 import type { Runtime } from "../runtime/runtime.ts";
 import { normalTensor } from "../runtime/seeded_random.ts";
 import { isSoftwareAdapter, median, sustainedGpuTimes } from "./measure.ts";
+import { chooseSplit } from "../runtime/split_run.ts";
 
 /** The decode suite: name and pattern. */
 export const DECODE_SUITE: readonly { name: string; pattern: Pattern }[] = [
@@ -57,6 +58,8 @@ export interface DecodeRow {
   bandwidthShare: number;
   /** Timestamp samples, ms per step of one part. */
   samples: number[];
+  /** The same step with K and V in pages of PAGE_SIZE keys (a cache within one binding). */
+  pagedMs?: number;
   flexMs?: number;
   sdpaMs?: number;
   flexMaskMs?: number;
@@ -116,9 +119,10 @@ export async function runDecodeBench(
   const limit = rt.device.limits.maxStorageBufferBindingSize;
   for (const nk of o.nks) {
     const full = decodeShape(nk);
-    const kvBytesPerBatch = full.headsKV * nk * full.headDim * 2;
-    const parts = kvBytesPerBatch * full.batch <= limit ? 1 : full.batch;
-    const shape = parts === 1 ? full : decodeShape(nk, 1);
+    // Past one binding the runtime runs parts of one batch and some key/value heads.
+    const split = chooseSplit(full, "f16", 1, limit);
+    const shape = split?.part ?? full;
+    const parts = split ? full.batch * (full.headsKV / split.kvHeads) : 1;
     const { d, dv } = sequenceSizes(shape);
     const inputs = {
       q: fill(shape.batch * shape.headsQ * d, 1),
@@ -135,6 +139,10 @@ export async function runDecodeBench(
         call.destroy();
       }
       const ms = median(samples) * parts;
+      // The same cache in pages of PAGE_SIZE keys, the table a shuffled permutation.
+      const pagedMs = parts === 1
+        ? median(await pagedSamples(rt, entry.pattern, shape, inputs, o)) * parts
+        : undefined;
       const allowedKeys = allowedKeysAtLast(entry.pattern, nk);
       const kvBytes = full.batch * full.headsKV * allowedKeys * (d + dv) * 2;
       const bytesPerSecond = kvBytes / (ms / 1e3);
@@ -150,6 +158,7 @@ export async function runDecodeBench(
         bytesPerSecond,
         bandwidthShare: bytesPerSecond / H200_BYTES_PER_SECOND,
         samples,
+        ...(pagedMs === undefined ? {} : { pagedMs }),
         ...(peer("flex_attention") ? { flexMs: peer("flex_attention")!.ms } : {}),
         ...(peer("flex_attention")?.mask_ms
           ? { flexMaskMs: peer("flex_attention")!.mask_ms! }
@@ -161,6 +170,62 @@ export async function runDecodeBench(
     }
   }
   return rows;
+}
+
+/** Keys per page of the paged rows: vLLM's default block size. */
+export const PAGE_SIZE = 16;
+
+/** Times a decode step with the inputs' K and V cut into pages and the pages shuffled. */
+async function pagedSamples(
+  rt: Runtime,
+  pattern: Pattern,
+  shape: AttentionShape,
+  inputs: { q: Float16Array; k: Float16Array; v: Float16Array },
+  o: { reps: number; warmup: number },
+): Promise<number[]> {
+  const { nk, d, dv } = sequenceSizes(shape);
+  const perBatch = Math.ceil(nk / PAGE_SIZE), pages = shape.batch * perBatch;
+  // Page j of the pool holds batch b's columns c where order[b * perBatch + c] = j.
+  const order = Array.from({ length: pages }, (_, i) => i);
+  let seed = 7;
+  for (let i = pages - 1; i > 0; i--) {
+    seed = (seed * 1103515245 + 12345) >>> 0;
+    const j = seed % (i + 1);
+    [order[i], order[j]] = [order[j], order[i]];
+  }
+  const toPages = (x: Float16Array, width: number) => {
+    const out = new Float16Array(pages * shape.headsKV * PAGE_SIZE * width);
+    for (let b = 0; b < shape.batch; b++) {
+      for (let c = 0; c < perBatch; c++) {
+        const page = order[b * perBatch + c];
+        for (let h = 0; h < shape.headsKV; h++) {
+          const rows = Math.min(PAGE_SIZE, nk - c * PAGE_SIZE);
+          const from = ((b * shape.headsKV + h) * nk + c * PAGE_SIZE) * width;
+          out.set(
+            x.subarray(from, from + rows * width),
+            ((page * shape.headsKV + h) * PAGE_SIZE) * width,
+          );
+        }
+      }
+    }
+    return out;
+  };
+  const compiled = rt.compile(pattern, {
+    shape,
+    dtype: "f16",
+    paged: { pageSize: PAGE_SIZE, pages },
+  });
+  const call = await rt.prepare(compiled, {
+    q: inputs.q,
+    k: toPages(inputs.k, d),
+    v: toPages(inputs.v, dv),
+    blockTable: Int32Array.from(order),
+  });
+  try {
+    return await sustainedGpuTimes(call, o.reps, o.warmup);
+  } finally {
+    call.destroy();
+  }
 }
 
 /**
@@ -179,6 +244,7 @@ export function formatDecodeRow(r: DecodeRow): string {
     String(r.allowedKeys).padStart(8),
     (r.bytesPerSecond / 1e9).toFixed(0).padStart(7),
     `${(100 * r.bandwidthShare).toFixed(1)}%`.padStart(7),
+    (r.pagedMs === undefined ? "-" : (r.pagedMs / r.ms).toFixed(3)).padStart(7),
     peer(r.flexMs).padStart(9),
     peer(r.sdpaMs).padStart(9),
     ratio.padStart(7),
@@ -194,6 +260,7 @@ export const DECODE_HEADER = [
   "keys".padStart(8),
   "GB/s".padStart(7),
   "of BW".padStart(7),
+  "paged/".padStart(7),
   "Flex ms".padStart(9),
   "SDPA ms".padStart(9),
   "Flex/W".padStart(7),

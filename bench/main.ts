@@ -39,6 +39,7 @@ import { timeChart } from "./chart.ts";
 import { joinPeer, peerMarkdown, type PeerRow } from "./peer.ts";
 import { selectPatterns, SUITE, type SuiteEntry } from "./suite.ts";
 import { DECODE_HEADER, formatDecodeRow, runDecodeBench } from "./decode.ts";
+import { formatPackedRow, packedBatchRow } from "./packed_batch.ts";
 
 const USAGE = `Usage: deno task bench [options]
 
@@ -53,7 +54,8 @@ const USAGE = `Usage: deno task bench [options]
                     subgroup matrices where the GPU has them); default: WEFT_BACKEND, else native
   --decode          time one decoding step against a KV cache instead (B=4, Hq=32, Hkv=8,
                     D=128, f16; --nk, --patterns from dense, window4096, ring+stride64;
-                    --peer takes bench/peers/decode_peer.py's JSON)
+                    --peer takes bench/peers/decode_peer.py's JSON), then the packed-batch
+                    row: 8 causal sequences summing to 65536 packed, one by one, and dense
   --nk LIST         with --decode: key counts (default 16384,131072,1048576)
   --backward        also time the backward pass (backward ms, backward / forward, and the
                     backward's efficiency against dense's) where it covers the pattern
@@ -402,13 +404,23 @@ async function decodeBench(flags: ReturnType<typeof parse>): Promise<number> {
       warmup: positiveInt("warmup", flags.warmup, 3),
       peer: flags.peer,
     });
+    const packed = flags.patterns === undefined
+      ? await packedBatchRow(rt, { reps: positiveInt("reps", flags.reps, 10), warmup: 2 })
+      : undefined;
     console.log([DECODE_HEADER, ...rows.map(formatDecodeRow)].join("\n"));
+    if (packed) console.log(formatPackedRow(packed));
     if (flags.json) {
-      const device = rt.info.description;
+      const device = rt.info.description, backend = rt.info.webgpu;
       await Deno.writeTextFile(
         flags.json,
-        JSON.stringify(rows.map((r) => ({ device, backend: rt.info.webgpu, ...r })), null, 2) +
-          "\n",
+        JSON.stringify(
+          {
+            decode: rows.map((r) => ({ device, backend, ...r })),
+            ...(packed ? { packed: { device, backend, ...packed } } : {}),
+          },
+          null,
+          2,
+        ) + "\n",
       );
     }
     return 0;

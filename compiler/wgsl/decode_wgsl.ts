@@ -149,6 +149,30 @@ var<workgroup> share: array<vec4<f32>, ${DECODE_THREADS}>; // reductions: partia
     `aux offset of the query rows of the ${g.tiles.length} listed tile(s), ${g.slots} slot(s) each`,
   );
 
+  // K's vec4s of one stage: invocation lid loads vec4s lid, lid + THREADS, ... of its rows.
+  const perThread = Math.ceil((stageKeys * d4) / DECODE_THREADS);
+  const stageSlots = Array.from({ length: perThread }, (_, i) => i);
+  const loadStage = (base: string) =>
+    stageSlots.map((i) =>
+      `    {
+      let e = lid + ${i * DECODE_THREADS}u;
+      let key = ${base} + e / D4;
+      let position = stepPosition[min(key, STEP_KEYS - 1u)];
+      next${i} = vec4<${T}>(0.0);
+      if (e < STAGE_KEYS * D4 && key < keys && position >= 0) {
+        next${i} = kIn[${row("u32(position)", "D4")} + e % D4];
+      }
+    }`
+    ).join("\n");
+  const storeStage = stageSlots.map((i) =>
+    `      {
+        let e = lid + ${i * DECODE_THREADS}u;
+        if (e < STAGE_KEYS * D4) { kStage[(e / D4) * STAGE_STRIDE + e % D4] = next${i}; }
+      }`
+  ).join("\n");
+  // P·V keys whose V loads are in flight together.
+  const UNROLL = 8;
+  const unrolled = Array.from({ length: UNROLL }, (_, u) => u);
   const rowsOfLane = Array.from({ length: rowsPerLane }, (_, j) => j);
 
   return m.render(`
@@ -212,6 +236,7 @@ ${reader.lines.join("\n")}
   let rowLane = lane % LANE_ROWS;
   let pvLive = lane < LANES && slice < KEY_SLICES;
 ${rowsOfLane.map((j) => `  var acc${j} = vec4<f32>(0.0);`).join("\n")}
+${stageSlots.map((i) => `  var next${i} = vec4<${T}>(0.0); // K of the next stage`).join("\n")}
   // Reductions: invocation = (row, part); PER_ROW parts per row.
   let redRow = min(lid / PER_ROW, ROWS - 1u);
   let part = lid % PER_ROW;
@@ -239,19 +264,16 @@ ${rowsOfLane.map((j) => `  var acc${j} = vec4<f32>(0.0);`).join("\n")}
       if (kk < keys) { position = ${kPos}((stepTiles[kk / TILE_K] >> 1u) * TILE_K + kk % TILE_K); }
       stepPosition[kk] = position;
     }
-    // Scores, STAGE_KEYS keys at a time: K staged with coalesced loads, then one invocation per
+    // Scores, STAGE_KEYS keys at a time: K loaded coalesced into registers one stage ahead (its
+    // loads in flight while the stage before is scored), staged, then one invocation per
     // (row, key); FULL tiles allow every pair.
+    workgroupBarrier();               // positions written
+${loadStage("0u")}
     for (var base = 0u; base < keys; base += STAGE_KEYS) {
-      workgroupBarrier();             // positions written; the last stage's K read
-      for (var e = lid; e < STAGE_KEYS * D4; e += THREADS) {
-        let position = stepPosition[min(base + e / D4, STEP_KEYS - 1u)];
-        var value = vec4<${T}>(0.0);
-        if (base + e / D4 < keys && position >= 0) { value = kIn[${
-    row("u32(position)", "D4")
-  } + e % D4]; }
-        kStage[(e / D4) * STAGE_STRIDE + e % D4] = value;
-      }
+      workgroupBarrier();             // the last stage's K read
+${storeStage}
       workgroupBarrier();
+${loadStage("base + STAGE_KEYS")}
       let j = lid % STAGE_KEYS;
       let kk = base + j;
       let position = stepPosition[min(kk, STEP_KEYS - 1u)];
@@ -301,7 +323,7 @@ ${rowsOfLane.map((j) => `  var acc${j} = vec4<f32>(0.0);`).join("\n")}
       rowSum[lid] = rowSum[lid] * rowScale[lid] + stepSum;
     }
 
-    // P·V over the step's keys: each V vec4 loaded once per lane for all its rows, four keys
+    // P·V over the step's keys: each V vec4 loaded once per lane for all its rows, eight keys
     // in flight; keys without a position have P = 0 and read row 0.
     if (pvLive) {
 ${
@@ -311,9 +333,9 @@ ${
     ).join("\n")
   }
       var kk = slice;
-      for (; kk + 3u * KEY_SLICES < keys; kk += 4u * KEY_SLICES) {
+      for (; kk + ${UNROLL - 1}u * KEY_SLICES < keys; kk += ${UNROLL}u * KEY_SLICES) {
 ${
-    [0, 1, 2, 3].map((u) =>
+    unrolled.map((u) =>
       `        let v${u} = vec4<f32>(vIn[${
         row(`u32(max(stepPosition[kk + ${u}u * KEY_SLICES], 0))`, "DV4")
       } + dd]);`
@@ -321,8 +343,9 @@ ${
   }
 ${
     rowsOfLane.map((j) =>
-      `        acc${j} += scores[r${j} * STEP_KEYS + kk] * v0 + scores[r${j} * STEP_KEYS + kk + KEY_SLICES] * v1 +
-          scores[r${j} * STEP_KEYS + kk + 2u * KEY_SLICES] * v2 + scores[r${j} * STEP_KEYS + kk + 3u * KEY_SLICES] * v3;`
+      unrolled.map((u) =>
+        `        acc${j} += scores[r${j} * STEP_KEYS + kk + ${u}u * KEY_SLICES] * v${u};`
+      ).join("\n")
     ).join("\n")
   }
       }

@@ -1,0 +1,82 @@
+/**
+ * The decode kernel (compiler/decode.ts) against the float64 reference: the geometry's corners
+ * that serving_shape_cases.json does not reach at its sizes. Key tiles cut into several chunks
+ * (merged by the decode combine), a group too large for one workgroup (row blocks), a residue
+ * layout whose tile holds several queries (slots), and a call with the decode kernel turned off
+ * giving the same answer. O within 1e-4, LSE within 1e-4 of max(1, |LSE|).
+ */
+import assert from "node:assert/strict";
+import type { AttentionShape, CompileOptions } from "../../compiler/mod.ts";
+import type { Pattern } from "../../dsl/schema.ts";
+import { reference } from "../../runtime/reference/mod.ts";
+import { createRuntime } from "../../runtime/runtime.ts";
+import { normalTensor } from "../../runtime/seeded_random.ts";
+import { maxAbsError, maxLseError } from "../../cli/_common.ts";
+import { sequenceSizes } from "../../core/shape.ts";
+
+const rt = await createRuntime({ autotune: false });
+addEventListener("unload", () => rt.destroy());
+
+/** Runs a decoding call and its reference; returns the errors and the decode kernels. */
+async function decodeError(
+  pattern: Pattern,
+  shape: AttentionShape,
+  options: Omit<CompileOptions, "shape"> = {},
+) {
+  const compiled = rt.compile(pattern, { shape, ...options });
+  const { nq, nk, d, dv } = sequenceSizes(shape);
+  const q = normalTensor(shape.batch * shape.headsQ * nq * d, 1);
+  const k = normalTensor(shape.batch * shape.headsKV * nk * d, 2);
+  const v = normalTensor(shape.batch * shape.headsKV * nk * dv, 3);
+  const got = await rt.run(compiled, { q, k, v });
+  const want = reference({ pattern, shape, q, k, v, queryOffset: options.queryOffset });
+  return {
+    o: maxAbsError(got.o, want.o),
+    lse: maxLseError(got.lse, want.lse),
+    decodes: compiled.kernelPlan.kernels.flatMap((x) => x.kind === "decode" ? [x] : []),
+  };
+}
+
+function assertClose(err: { o: number; lse: number }, label: string) {
+  assert.ok(err.o <= 1e-4, `${label}: max |O - reference| ${err.o}`);
+  assert.ok(err.lse <= 1e-4, `${label}: max LSE error ${err.lse}`);
+}
+
+Deno.test("decode: a long key row in several chunks, merged by the combine", async () => {
+  const shape = { batch: 2, headsQ: 4, headsKV: 2, seqLen: 1, headDim: 16, kvSeqLen: 300 };
+  const err = await decodeError({ kind: "causal" }, shape, { tiles: { tileQ: 8, tileK: 8 } });
+  assertClose(err, "causal");
+  assert.equal(err.decodes.length, 1);
+  assert.ok(err.decodes[0].geometry.chunks >= 4, `chunks ${err.decodes[0].geometry.chunks}`);
+  assert.deepEqual(err.decodes[0].workgroups, [err.decodes[0].geometry.chunks, 4]);
+});
+
+Deno.test("decode: a group past one workgroup's rows runs in row blocks", async () => {
+  // 32 query heads of one key/value head x 3 queries (in one or two tiles): two blocks or more.
+  const shape = { batch: 1, headsQ: 32, headsKV: 1, seqLen: 3, headDim: 16, kvSeqLen: 90 };
+  const err = await decodeError({ kind: "window", left: 20, right: 5 }, shape);
+  assertClose(err, "window");
+  assert.ok(err.decodes[0].geometry.rowBlocks >= 2, `${err.decodes[0].geometry.rowBlocks}`);
+});
+
+Deno.test("decode: residue order with several queries in one tile, and an offset", async () => {
+  // stride(3): queries 40..49 fall in the three residue classes, several per class's tiles.
+  const shape = { batch: 1, headsQ: 2, headsKV: 1, seqLen: 10, headDim: 16, kvSeqLen: 80 };
+  const pattern: Pattern = {
+    kind: "union",
+    of: [{ kind: "stride", period: 3 }, { kind: "ring", radius: 4 }],
+  };
+  const err = await decodeError(pattern, shape, { queryOffset: 40 });
+  assertClose(err, "stride ∪ ring");
+  assert.ok(err.decodes.some((k) => k.geometry.slots > 1), "a tile with several queries");
+});
+
+Deno.test("decode: decode: false runs the attention kernel to the same answer", async () => {
+  const shape = { batch: 1, headsQ: 4, headsKV: 2, seqLen: 2, headDim: 16, kvSeqLen: 70 };
+  const on = await decodeError({ kind: "dense" }, shape);
+  const off = await decodeError({ kind: "dense" }, shape, { decode: false });
+  assertClose(on, "decode kernel");
+  assertClose(off, "attention kernel");
+  assert.equal(on.decodes.length, 1);
+  assert.equal(off.decodes.length, 0);
+});
