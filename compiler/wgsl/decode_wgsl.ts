@@ -124,6 +124,7 @@ var<workgroup> rowPosition: array<i32, ${rows}>;         // each row's query pos
 var<workgroup> rowHead: array<u32, ${rows}>;             // each row's batch * HQ + head
 var<workgroup> scores: array<f32, ${rows * o.stepKeys}>;  // a step's scores, then its P
 var<workgroup> stepPosition: array<i32, ${o.stepKeys}>;  // a step's key positions, -1: none
+var<workgroup> stepRow: array<u32, ${o.stepKeys}>;       // their rows of K and V (row 0: none)
 var<workgroup> stepTiles: array<u32, ${
       o.stepKeys / tileK
     }>;  // a step's key tiles: tile << 1 | partial
@@ -135,10 +136,10 @@ var<workgroup> share: array<vec4<f32>, ${DECODE_THREADS}>; // reductions: partia
   const negInf = declareNegativeInfinity(m);
   if (o.paged) declareKvRow(m, o.paged);
   // Row `position` of the workgroup's key/value head in K (width D4) or V (DV4), as a vec4 index.
-  const row = (position: string, width: "D4" | "DV4") =>
-    o.paged
-      ? `kvRow(kvHead, ${position}) * ${width}`
-      : `${width === "D4" ? "kvBase" : "vBase"} + ${position} * ${width}`;
+  // The row of K and V (in rows of D, or Dv, values) of the workgroup's key/value head at a
+  // position: found once per key of a step, so the loads of K and V read it from memory.
+  const rowOf = (position: string) =>
+    o.paged ? `kvRow(kvHead, ${position})` : `kvHead * N + ${position}`;
   const kPos = declareLayout(m, c.kLayout, o.n, o.params);
   declareAllowed(m, { atoms: c.atoms, exclusions: c.exclusions, n: o.n, params: o.params });
   const reader = new ParamReader(m, o.params);
@@ -157,10 +158,9 @@ var<workgroup> share: array<vec4<f32>, ${DECODE_THREADS}>; // reductions: partia
       `    {
       let e = lid + ${i * DECODE_THREADS}u;
       let key = ${base} + e / D4;
-      let position = stepPosition[min(key, STEP_KEYS - 1u)];
       next${i} = vec4<${T}>(0.0);
-      if (e < STAGE_KEYS * D4 && key < keys && position >= 0) {
-        next${i} = kIn[${row("u32(position)", "D4")} + e % D4];
+      if (e < STAGE_KEYS * D4 && key < keys && stepPosition[key] >= 0) {
+        next${i} = kIn[stepRow[key] * D4 + e % D4];
       }
     }`
     ).join("\n");
@@ -183,9 +183,7 @@ ${reader.lines.join("\n")}
   let block = (wg.x / chunks) % ROW_BLOCKS;
   let listed = wg.x / (chunks * ROW_BLOCKS);   // which listed tile: its schedule row
   let kvHead = wg.y;                   // batch * HKV + key/value head
-  let batch = kvHead / HKV;${
-    o.paged ? "" : "\n  let kvBase = kvHead * N * D4;\n  let vBase = kvHead * N * DV4;"
-  }
+  let batch = kvHead / HKV;
 
   // The rows: head kvHead * GROUP + R / SLOTS of the group, the query in slot R % SLOTS.
   for (var r = lid; r < ROWS; r += THREADS) {
@@ -263,6 +261,7 @@ ${stageSlots.map((i) => `  var next${i} = vec4<${T}>(0.0); // K of the next stag
       var position = -1;
       if (kk < keys) { position = ${kPos}((stepTiles[kk / TILE_K] >> 1u) * TILE_K + kk % TILE_K); }
       stepPosition[kk] = position;
+      stepRow[kk] = select(0u, ${rowOf("u32(max(position, 0))")}, position >= 0);
     }
     // Scores, STAGE_KEYS keys at a time: K loaded coalesced into registers one stage ahead (its
     // loads in flight while the stage before is scored), staged, then one invocation per
@@ -324,7 +323,7 @@ ${loadStage("base + STAGE_KEYS")}
     }
 
     // P·V over the step's keys: each V vec4 loaded once per lane for all its rows, eight keys
-    // in flight; keys without a position have P = 0 and read row 0.
+    // in flight; keys without a position have P = 0 and read row 0 of V.
     if (pvLive) {
 ${
     rowsOfLane.map((j) =>
@@ -336,9 +335,7 @@ ${
       for (; kk + ${UNROLL - 1}u * KEY_SLICES < keys; kk += ${UNROLL}u * KEY_SLICES) {
 ${
     unrolled.map((u) =>
-      `        let v${u} = vec4<f32>(vIn[${
-        row(`u32(max(stepPosition[kk + ${u}u * KEY_SLICES], 0))`, "DV4")
-      } + dd]);`
+      `        let v${u} = vec4<f32>(vIn[${"stepRow[kk + " + u + "u * KEY_SLICES] * DV4"} + dd]);`
     ).join("\n")
   }
 ${
@@ -350,7 +347,7 @@ ${
   }
       }
       for (; kk < keys; kk += KEY_SLICES) {
-        let v = vec4<f32>(vIn[${row("u32(max(stepPosition[kk], 0))", "DV4")} + dd]);
+        let v = vec4<f32>(vIn[stepRow[kk] * DV4 + dd]);
 ${rowsOfLane.map((j) => `        acc${j} += scores[r${j} * STEP_KEYS + kk] * v;`).join("\n")}
       }
     }

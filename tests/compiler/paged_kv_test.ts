@@ -59,7 +59,7 @@ function addressLinesOnly(contiguous: string, paged: string, label: string): voi
     assert.match(line, /kvRow\(/, `${label}: line ${i} differs but reads no row:\n${line}`);
     assert.match(
       contiguousLines[i],
-      /kvBase \+ |vBase \+ |\(head \* N \+ row\)|\(\(row - ROWS_Q\) \* N \+ position\)/,
+      /kvBase \+ |vBase \+ |\(head \* N \+ row\)|\(\(row - ROWS_Q\) \* N \+ position\)|kvHead \* N \+ /,
       `${label}: line ${i}, contiguous:\n${contiguousLines[i]}\npaged:\n${line}`,
     );
   });

@@ -17,7 +17,7 @@ import { ShapeError } from "../../core/errors.ts";
 import { sequenceSizes } from "../../core/shape.ts";
 import type { Pattern } from "../../dsl/schema.ts";
 import { reference, referenceGradients } from "../../runtime/reference/mod.ts";
-import { createRuntime, type Runtime } from "../../runtime/runtime.ts";
+import { createRuntime, FALLBACK_TILES, type Runtime } from "../../runtime/runtime.ts";
 import { normalTensor } from "../../runtime/seeded_random.ts";
 import { maxAbsError, maxLseError } from "../../cli/_common.ts";
 
@@ -123,7 +123,8 @@ async function packedError(runtime: Runtime, pattern: Pattern, l: Lengths, heads
   headsKV: number;
 }) {
   const shape = shapeOf(l, heads);
-  const compiled = runtime.compile(pattern, { shape, packed: true });
+  // The fallback adapter's tiles on every device: the FULL-tile check below counts at them.
+  const compiled = runtime.compile(pattern, { shape, packed: true, tiles: FALLBACK_TILES });
   const x = inputsOf(shape);
   const got = await runtime.run(compiled, { ...x, ...l });
   const want = reference({ pattern, shape, ...x, ...l });
