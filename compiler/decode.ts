@@ -177,7 +177,7 @@ export interface DecodeSteps {
 }
 
 /**
- * A decode kernel's steps: K staged in blocks that take at most a third of the workgroup
+ * A decode kernel's steps: K staged in blocks that take at most 40% of the workgroup
  * memory, and steps as long as the rest holds (their float32 scores for every row and key
  * positions, beside the query rows, row statistics and the P·V reduction), at most 16 key
  * tiles, at least one.
@@ -195,7 +195,7 @@ export function decodeSteps(
 ): DecodeSteps {
   const stageRow = (o.headDim / 4 + 1) * 4 * o.element;
   let stageKeys = 64;
-  while (stageKeys > 1 && stageKeys * stageRow > o.bytes / 3) stageKeys /= 2;
+  while (stageKeys > 1 && stageKeys * stageRow > o.bytes * 0.4) stageKeys /= 2;
   // Fixed: the query rows (float32), the row statistics, the P·V reduction (a vec4 per thread).
   const fixed = o.rows * o.headDim * 4 + o.rows * 4 * 4 + DECODE_THREADS * 16 +
     stageKeys * stageRow;

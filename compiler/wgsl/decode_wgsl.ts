@@ -278,10 +278,20 @@ ${loadStage("base + STAGE_KEYS")}
       let position = stepPosition[min(kk, STEP_KEYS - 1u)];
       let partial = kk < keys && (stepTiles[kk / TILE_K] & 1u) == 1u;
       for (var r = lid / STAGE_KEYS; r < ROWS; r += THREADS / STAGE_KEYS) {
-        var s = 0.0;
-        for (var d = 0u; d < D4; d++) {
-          s += dot(qRows[r * D4 + d], vec4<f32>(kStage[j * STAGE_STRIDE + d]));
+        // Four partial sums: four independent chains of products instead of one long one.
+        var parts = vec4<f32>(0.0);
+        for (var d = 0u; d + 3u < D4; d += 4u) {
+          parts += vec4<f32>(
+            dot(qRows[r * D4 + d], vec4<f32>(kStage[j * STAGE_STRIDE + d])),
+            dot(qRows[r * D4 + d + 1u], vec4<f32>(kStage[j * STAGE_STRIDE + d + 1u])),
+            dot(qRows[r * D4 + d + 2u], vec4<f32>(kStage[j * STAGE_STRIDE + d + 2u])),
+            dot(qRows[r * D4 + d + 3u], vec4<f32>(kStage[j * STAGE_STRIDE + d + 3u])),
+          );
         }
+        for (var d = D4 - D4 % 4u; d < D4; d++) {
+          parts.x += dot(qRows[r * D4 + d], vec4<f32>(kStage[j * STAGE_STRIDE + d]));
+        }
+        let s = parts.x + parts.y + parts.z + parts.w;
         let live = kk < keys && position >= 0 && rowPosition[r] >= 0 &&
           (!partial || ${allowedCall(readsHead)});
         if (kk < keys) { scores[r * STEP_KEYS + kk] = select(NO_SCORE, s, live); }
