@@ -108,13 +108,19 @@ export interface DecodeGeometry {
  * const plan = planPattern({ kind: "dense" }, 4096, { tileQ: 64, tileK: 64 }, { queries });
  * const shape = { batch: 1, headsQ: 8, headsKV: 2, seqLen: 1, headDim: 64, kvSeqLen: 4096 };
  * const c = plan.branches[0].components[0];
- * const g = decodeGeometry(c, { n: 4096, queries, shape, workgroupBytes: 16384 });
+ * const g = decodeGeometry(c, { n: 4096, queries, shape, workgroupBytes: 16384, element: 4 });
  * console.log(g.tiles, g.slotRows, g.rows, g.chunks); // [63] [0] 4 8
  * ```
  */
 export function decodeGeometry(
   c: Component,
-  o: { n: number; queries: QueryRange; shape: AttentionShape; workgroupBytes: number },
+  o: {
+    n: number;
+    queries: QueryRange;
+    shape: AttentionShape;
+    workgroupBytes: number;
+    element: number;
+  },
 ): DecodeGeometry {
   const { tileQ } = c.mask;
   const { offset, count } = o.queries;
@@ -140,9 +146,13 @@ export function decodeGeometry(
   });
   const group = o.shape.headsQ / o.shape.headsKV;
   const wanted = group * slots;
-  // The rows' float32 queries take at most half the workgroup memory; scores need the rest.
-  const fit = Math.floor(o.workgroupBytes / 2 / (o.shape.headDim * 4 + 16));
-  const rowBlocks = Math.ceil(wanted / Math.max(1, Math.min(DECODE_MAX_ROWS, fit)));
+  // As many rows as leave room for one key tile per step and a few staged keys.
+  let fit = DECODE_MAX_ROWS;
+  const least = (rows: number) =>
+    fixedBytes({ rows, headDim: o.shape.headDim, element: o.element, stageKeys: 8 }) +
+    keyBytes(rows) * c.mask.tileK;
+  while (fit > 1 && least(fit) > o.workgroupBytes) fit--;
+  const rowBlocks = Math.ceil(wanted / fit);
   const rows = Math.ceil(wanted / rowBlocks);
   let longest = 0;
   for (const t of tiles) longest = Math.max(longest, rowTiles(c, t));
@@ -167,6 +177,9 @@ function rowTiles(c: Component, t: number): number {
   for (let r = c.mask.offsets[t]; r < c.mask.offsets[t + 1]; r++) tiles += c.mask.kvLength[r];
   return tiles;
 }
+
+/** A decode step scores at most this many key tiles. */
+const MAX_STEP_TILES = 16;
 
 /** How a decode workgroup walks its chunk: keys per softmax step, keys of K staged at a time. */
 export interface DecodeSteps {
@@ -193,13 +206,32 @@ export interface DecodeSteps {
 export function decodeSteps(
   o: { rows: number; headDim: number; element: number; tileK: number; bytes: number },
 ): DecodeSteps {
-  const stageRow = (o.headDim / 4 + 1) * 4 * o.element;
   let stageKeys = 64;
-  while (stageKeys > 1 && stageKeys * stageRow > o.bytes * 0.4) stageKeys /= 2;
-  // Fixed: the query rows (float32), the row statistics, the P·V reduction (a vec4 per thread).
-  const fixed = o.rows * o.headDim * 4 + o.rows * 4 * 4 + DECODE_THREADS * 16 +
-    stageKeys * stageRow;
-  const perKey = o.rows * 4 + 4; // a score per row, and the key's position
-  const tiles = Math.floor((o.bytes - fixed) / (perKey * o.tileK));
-  return { stepKeys: Math.max(1, Math.min(tiles, 16)) * o.tileK, stageKeys };
+  const stageRow = (o.headDim / 4 + 1) * 4 * o.element;
+  const room = () => o.bytes - fixedBytes({ ...o, stageKeys });
+  while (
+    stageKeys > 1 && (stageKeys * stageRow > o.bytes * 0.4 || room() < keyBytes(o.rows) * o.tileK)
+  ) {
+    stageKeys /= 2;
+  }
+  const tiles = Math.floor(room() / (keyBytes(o.rows) * o.tileK));
+  return { stepKeys: Math.max(1, Math.min(tiles, MAX_STEP_TILES)) * o.tileK, stageKeys };
+}
+
+/**
+ * Workgroup memory of a decode kernel besides its step's keys: the query rows (float32), five
+ * words per row (position, head, maximum, sum, rescale), the P·V reduction (a vec4 per
+ * invocation), the staged K and the step's tile list.
+ */
+function fixedBytes(
+  o: { rows: number; headDim: number; element: number; stageKeys: number },
+): number {
+  const stageRow = (o.headDim / 4 + 1) * 4 * o.element;
+  return o.rows * o.headDim * 4 + o.rows * 5 * 4 + DECODE_THREADS * 16 +
+    o.stageKeys * stageRow + MAX_STEP_TILES * 4;
+}
+
+/** Workgroup memory per key of a step: a score per row, its position and its row of K and V. */
+function keyBytes(rows: number): number {
+  return rows * 4 + 8;
 }

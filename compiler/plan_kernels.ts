@@ -141,7 +141,13 @@ export function planKernels(plan: Plan, tiles: KernelShape, call: CheckedCall): 
   const decodeGeometries = plan.branches.map((b, i) =>
     b.components.map((c, j) =>
       decodes[i][j]
-        ? decodeGeometry(c, { n: plan.n, queries: plan.queries!, shape, workgroupBytes })
+        ? decodeGeometry(c, {
+          n: plan.n,
+          queries: plan.queries!,
+          shape,
+          workgroupBytes,
+          element: dtype === "f16" ? 2 : 4,
+        })
         : undefined
     )
   );
