@@ -157,7 +157,6 @@ export function checkCall(pattern: unknown, options: CompileOptions): CheckedCal
     );
   }
   const backward = options.backward ?? false;
-  if (backward) checkSquare(shape, "the backward pass (backward: true)");
   const branches = parsed.kind === "gated" ? parsed.branches.length : 1;
   if (options.limits) checkBufferSizes(shape, dtype, branches, options.limits);
   const gated = parsed.kind === "gated";
@@ -191,13 +190,13 @@ function checkSquare(shape: AttentionShape, what: string): void {
   if (nk !== nq) {
     throw new ShapeError(
       `Bad options: ${what} needs kvSeqLen == seqLen, got kvSeqLen ${nk} and seqLen ${nq}; ` +
-        "run the forward pass alone for queries against a longer key sequence",
+        "leave it unset: register tiles run queries against a longer key sequence",
     );
   }
   if (dv !== d) {
     throw new ShapeError(
       `Bad options: ${what} needs valueDim == headDim, got valueDim ${dv} and headDim ${d}; ` +
-        "run the forward pass alone for a value head dim of its own",
+        "leave it unset: register tiles run a value head dim of its own",
     );
   }
 }

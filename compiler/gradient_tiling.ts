@@ -48,15 +48,29 @@ function divisorAtMost(n: number, cap: number): number {
   return 1;
 }
 
+/** The head dims a gradient tile kernel stages: Q and K rows of D, V and dO rows of Dv. */
+export interface GradientDims {
+  headDim: number;
+  valueDim: number;
+}
+
 /**
  * Workgroup memory of one tiling: the own side's two input tiles (Q and dO, or K and V) and the
  * chunk's two, in the input's type with rows padded by one vec4 (no bank conflicts when
  * invocations read different rows), two float32 pair tiles (P and dS; dScore and the score for
- * learnable constants), and per-row words (positions, LSE, gate, Δ).
+ * learnable constants), and per-row words (positions, LSE, gate, Δ). Q and K rows hold D
+ * elements, V and dO rows Dv.
  */
-function tilingBytes(own: number, chunk: number, headDim: number, dtype: Dtype): number {
-  const row = (headDim / 4 + 1) * 4 * (dtype === "f16" ? 2 : 4);
-  return 2 * own * row + 2 * chunk * row + 2 * 4 * chunk * (own + 1) + 4 * 4 * (own + chunk);
+function tilingBytes(own: number, chunk: number, dims: GradientDims, dtype: Dtype): number {
+  const element = dtype === "f16" ? 2 : 4;
+  const row = (dims.headDim / 4 + 1) * 4 * element;
+  const valueRow = (dims.valueDim / 4 + 1) * 4 * element;
+  return (own + chunk) * (row + valueRow) + 2 * 4 * chunk * (own + 1) + 4 * 4 * (own + chunk);
+}
+
+/** The greatest common divisor of two positive integers. */
+function gcd(a: number, b: number): number {
+  return b === 0 ? a : gcd(b, a % b);
 }
 
 /**
@@ -64,7 +78,7 @@ function tilingBytes(own: number, chunk: number, headDim: number, dtype: Dtype):
  * the largest chunk, that fit the device's workgroup memory, preferring chunks of at least 16.
  * @param kind gradQuery (own rows = query tile, chunks of key tiles) or gradKey
  * @param tiles the BlockMask's tile sizes
- * @param headDim D
+ * @param dims D and Dv
  * @param dtype the inputs' type
  * @param workgroupBytes the device's maxComputeWorkgroupStorageSize, if known
  * @returns the tiling
@@ -73,7 +87,7 @@ function tilingBytes(own: number, chunk: number, headDim: number, dtype: Dtype):
 export function gradientTiling(
   kind: "gradQuery" | "gradKey",
   tiles: { tileQ: number; tileK: number },
-  headDim: number,
+  dims: GradientDims,
   dtype: Dtype,
   workgroupBytes = DEFAULT_WORKGROUP_BYTES,
 ): GradientTiling {
@@ -89,22 +103,28 @@ export function gradientTiling(
     for (const own of halves(ownTile)) {
       for (const chunk of halves(otherTile)) {
         if (chunk < minChunk) break;
-        const bytes = tilingBytes(own, chunk, headDim, dtype);
+        const bytes = tilingBytes(own, chunk, dims, dtype);
         if (bytes > workgroupBytes) continue;
         const pairCols = divisorAtMost(kind === "gradQuery" ? chunk : own, 8);
         const pairRows = divisorAtMost(
           kind === "gradQuery" ? own : chunk,
           GRADIENT_TILE_THREADS / pairCols,
         );
-        const outCols = divisorAtMost(headDim / 4, 8);
+        // gradQuery's product columns are dQ's (D); gradKey's are dK's (D) and dV's (Dv) alike.
+        const columns = kind === "gradQuery"
+          ? dims.headDim / 4
+          : gcd(dims.headDim / 4, dims.valueDim / 4);
+        const outCols = divisorAtMost(columns, 8);
         const outRows = divisorAtMost(own, GRADIENT_TILE_THREADS / outCols);
         return { split: ownTile / own, own, chunk, pairRows, pairCols, outRows, outCols, bytes };
       }
     }
   }
+  const dimsText = `D=${dims.headDim}` +
+    (dims.valueDim === dims.headDim ? "" : ` and Dv=${dims.valueDim}`);
   throw new PlanError(
-    `Cannot compile the backward pass: tile ${tiles.tileQ}x${tiles.tileK} at D=${headDim} ` +
-      `needs ${tilingBytes(1, 1, headDim, dtype)} bytes of workgroup memory for one row of its ` +
+    `Cannot compile the backward pass: tile ${tiles.tileQ}x${tiles.tileK} at ${dimsText} ` +
+      `needs ${tilingBytes(1, 1, dims, dtype)} bytes of workgroup memory for one row of its ` +
       `gradient kernels; this device allows ${workgroupBytes}`,
   );
 }
