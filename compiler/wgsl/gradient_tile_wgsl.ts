@@ -417,7 +417,7 @@ function stageKeys(
   kvRow: string,
 ): string {
   const T = o.dtype;
-  const own = valueWidths(o).vec4s === "DV4";
+  const ownValue = valueWidths(o).vec4s === "DV4";
   return `for (var i = lid; i < ${count} * D4; i += THREADS) {
   let j = i / D4;
   let d = i % D4;
@@ -425,7 +425,7 @@ function stageKeys(
   if (d == 0u) { kPosition[j] = kp; }
   let src = (${kvRow} * KV_ROWS + u32(max(kp, 0))) * D4 + d;
   kT[j * ROW4 + d] = select(vec4<${T}>(0.0), kIn[src], kp >= 0);${
-    own
+    ownValue
       ? `
 }
 for (var i = lid; i < ${count} * DV4; i += THREADS) {
