@@ -5,9 +5,9 @@
  * differences in tests/reference/serving_shapes_test.ts): dQ `[B, Hq, Nq, D]`, dK
  * `[B, Hkv, Nk, D]`, dV `[B, Hkv, Nk, Dv]` and the runtime gates' gradient within 1e-4 of the
  * largest gradient (float32). The cases cover natural, residue, bucket and landmark layouts, a
- * union, a gated pattern, MHA, GQA and MQA; the kernels run only the query tiles that hold
- * queries and the key tiles those visit, and two runs give the same bits. llvmpipe compiles
- * each case's gradient kernels afresh, so the cases are few and small.
+ * union, a gated pattern, MHA, GQA and MQA; two runs give the same bits; float16 runs where the
+ * adapter has shader-f16 (within 1e-2). llvmpipe compiles each case's gradient kernels afresh,
+ * so the cases are few and small.
  */
 import assert from "node:assert/strict";
 import type { AttentionShape } from "../../compiler/mod.ts";
@@ -162,6 +162,41 @@ for (const c of CASES) {
     }
   });
 }
+
+// Float16 needs the adapter's shader-f16 (llvmpipe's GL path has none): inputs and dO in
+// float16, sums in float32, within 1e-2 of the largest gradient of the reference on the same
+// float16-rounded values.
+Deno.test({
+  name: "backward on serving shapes in float16 matches the reference within 1e-2",
+  ignore: !rt.info.shaderF16,
+  fn: async () => {
+    for (const c of CASES) {
+      const x = inputsOf(c);
+      const [q, k, v, dO] = [x.q, x.k, x.v, x.dO].map((t) => Float16Array.from(t));
+      const compiled = rt.compile(c.pattern, {
+        shape: c.shape,
+        queryOffset: c.queryOffset,
+        gatesPerPosition: c.gates === "position",
+        dtype: "f16",
+        backward: true,
+      });
+      const out = await rt.run(compiled, { q, k, v, dO, gates: x.gates?.data });
+      const want = referenceGradients({
+        pattern: c.pattern,
+        shape: c.shape,
+        queryOffset: c.queryOffset,
+        q,
+        k,
+        v,
+        dO,
+        gates: x.gates,
+        hashCodes: out.hashCodes,
+      });
+      const { worst, largest } = gradientError(out.gradients!, want);
+      assert.ok(worst <= 1e-2 * largest, `${c.name}: max |GPU - reference| ${worst} of ${largest}`);
+    }
+  },
+});
 
 Deno.test("backward on serving shapes: the same bits on a rerun", async () => {
   const first = await backwardError(CASES[3]);
