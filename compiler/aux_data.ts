@@ -64,8 +64,8 @@ export class AuxData {
   }
 
   /**
-   * Data offset of the tiles a kernel runs, one per workgroup x (or per `split` of them): the
-   * query tiles that hold the call's queries (query_tiles.ts), or a gradient kernel's own tiles.
+   * Data offset of the tiles a kernel runs, in workgroup order: the query tiles that hold the
+   * call's queries (query_tiles.ts), or a gradient kernel's own tiles (plan_gradients.ts).
    */
   tileList(tiles: readonly number[]): number {
     return this.#add(`queryTiles:${tiles.join(",")}`, () => tiles);
