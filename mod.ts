@@ -47,6 +47,7 @@ export {
   type Layout,
   type MatrixConfig,
   type ModuleEntry,
+  type PackedCallData,
   type Pass,
   type Plan,
   planSummary,
@@ -58,6 +59,8 @@ export {
   type RandomTables,
   type TileShape,
 } from "./compiler/mod.ts";
+// Paged K and V: the compile option's layout, and the gather a caller checks a paged call with.
+export { gatherPages, MAX_PAGE_SIZE, type PagedKv } from "./core/paged_kv.ts";
 export {
   createRuntime,
   type Runtime,

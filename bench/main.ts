@@ -38,6 +38,7 @@ import {
 import { timeChart } from "./chart.ts";
 import { joinPeer, peerMarkdown, type PeerRow } from "./peer.ts";
 import { selectPatterns, SUITE, type SuiteEntry } from "./suite.ts";
+import { DECODE_HEADER, formatDecodeRow, runDecodeBench } from "./decode.ts";
 
 const USAGE = `Usage: deno task bench [options]
 
@@ -50,6 +51,10 @@ const USAGE = `Usage: deno task bench [options]
   --warmup W        untimed submissions first
   --backend LIST    WebGPU implementations, one table: native (Deno's own), dawn (npm webgpu,
                     subgroup matrices where the GPU has them); default: WEFT_BACKEND, else native
+  --decode          time one decoding step against a KV cache instead (B=4, Hq=32, Hkv=8,
+                    D=128, f16; --nk, --patterns from dense, window4096, ring+stride64;
+                    --peer takes bench/peers/decode_peer.py's JSON)
+  --nk LIST         with --decode: key counts (default 16384,131072,1048576)
   --backward        also time the backward pass (backward ms, backward / forward, and the
                     backward's efficiency against dense's) where it covers the pattern
   --no-tune         use the untuned default tile shapes (no timing of candidates, and
@@ -135,6 +140,8 @@ function parse(args: string[]) {
     "no-tune": { type: "boolean" },
     backend: { type: "string" },
     backward: { type: "boolean" },
+    decode: { type: "boolean" },
+    nk: { type: "string" },
     help: { type: "boolean" },
   });
   return values;
@@ -248,6 +255,7 @@ async function main(args: string[]): Promise<number> {
     return 0;
   }
   if (flags.from) return await report(JSON.parse(await Deno.readTextFile(flags.from)), flags);
+  if (flags.decode) return await decodeBench(flags);
   const entries = selectPatterns(flags.patterns?.split(",").map((s) => s.trim()));
   const backends = (flags.backend ?? resolveBackend()).split(",").map((b) =>
     resolveBackend(b.trim())
@@ -373,6 +381,40 @@ async function benchBackend(
   await writeChart(rows, flags);
   rt.destroy();
   return { rows, status };
+}
+
+/** `--decode`: the decode table, and its rows as JSON with --json. */
+async function decodeBench(flags: ReturnType<typeof parse>): Promise<number> {
+  const rt = await createRuntime({ autotune: false, backend: flags.backend });
+  try {
+    console.error(
+      styleText(
+        "bold",
+        `Weft decode bench on ${rt.info.description} [${rt.info.webgpu}]: B=4 Hq=32 Hkv=8 ` +
+          "D=128 f16, one query row per head at the last position; GPU timestamps",
+      ),
+    );
+    console.error(DECODE_HEADER);
+    const rows = await runDecodeBench(rt, {
+      nks: flags.nk === undefined ? [16384, 131072, 1048576] : positiveInts("nk", flags.nk),
+      patterns: flags.patterns?.split(",").map((s) => s.trim()),
+      reps: positiveInt("reps", flags.reps, 10),
+      warmup: positiveInt("warmup", flags.warmup, 3),
+      peer: flags.peer,
+    });
+    console.log([DECODE_HEADER, ...rows.map(formatDecodeRow)].join("\n"));
+    if (flags.json) {
+      const device = rt.info.description;
+      await Deno.writeTextFile(
+        flags.json,
+        JSON.stringify(rows.map((r) => ({ device, backend: rt.info.webgpu, ...r })), null, 2) +
+          "\n",
+      );
+    }
+    return 0;
+  } finally {
+    rt.destroy();
+  }
 }
 
 async function writeChart(rows: readonly BenchRow[], flags: ReturnType<typeof parse>) {

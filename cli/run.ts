@@ -3,26 +3,34 @@
  *
  * ```sh
  * deno task run --pattern P --q q.npy --k k.npy --v v.npy [--gates g.npy] [--scale s] \
- *   [--dtype f32|f16] [--query-offset N] --out o.npy [--lse lse.npy] [--verify]
+ *   [--dtype f32|f16] [--query-offset N | --seq-lens a,b,c [--kv-seq-lens a,b,c]] \
+ *   [--block-table bt.npy --kv-seq-len Nk] \
+ *   --out o.npy [--lse lse.npy] [--verify]
  * ```
  *
  * `P` is a JSON file, JSON text or an example's name (`pi_attention`, ...). The shape comes from
  * the tensors: Q `[B, Hq, Nq, D]`, K `[B, Hkv, Nk, D]` and V `[B, Hkv, Nk, Dv]` with `Nq <= Nk`
  * (query row `i` at key position `offset + i`, the offset `Nk - Nq` unless `--query-offset`
- * says), gates `[B, Hq, branches]` or `[B, Hq, Nq, branches]`; O is `[B, Hq, Nq, Dv]`. Tensors
+ * says), gates `[B, Hq, branches]` or `[B, Hq, Nq, branches]`; O is `[B, Hq, Nq, Dv]`. With
+ * `--block-table`, K and V are pages `[pages, Hkv, pageSize, D]` read through the table (paged
+ * K and V, `_paged.ts`), and `--kv-seq-len` says Nk. With
+ * `--seq-lens` (and `--kv-seq-lens` where keys are longer), batch 1 holds packed sequences laid
+ * end to end, each attending only to its own keys (DESIGN §1). Tensors
  * are float32 or float16 `.npy` files; `--dtype f16` (which needs
  * an adapter with shader-f16, checked first) rounds float32 ones to float16 and writes O as
  * float16, `--dtype f32` (the default) widens float16 ones exactly; LSE is float32 either way.
- * `--verify` checks O and LSE against the float64 reference of the inputs the GPU got (DESIGN
+ * `--verify` checks O and LSE against the float64 reference of the inputs the GPU got, paged K
+ * and V gathered into the contiguous layout (DESIGN
  * §4: O within 1e-4 absolute in float32, 5e-3 in float16; LSE within that times
  * max(1, |LSE_ref|)) and exits 1 past it. Bad input of any kind, an output path that cannot be
  * written among it, prints one line `error: ...` and exits 2 before the GPU is touched.
  * @module
  */
 import type { AttentionShape, CompiledAttention, Dtype } from "../compiler/mod.ts";
-import { checkAttentionShape, planSummary } from "../compiler/mod.ts";
+import { checkAttentionShape, packedPlan, planSummary } from "../compiler/mod.ts";
 import { ShapeError } from "../core/errors.ts";
 import { queryOffsetOf, sequenceSizes } from "../core/shape.ts";
+import { packedSequences } from "../core/packed_sequences.ts";
 import type { Pattern } from "../dsl/schema.ts";
 import { hashCodeMismatches, reference, referenceGradients } from "../runtime/reference/mod.ts";
 import type { DeviceInfo } from "../runtime/device.ts";
@@ -32,6 +40,7 @@ import { resolveBackend } from "../runtime/device.ts";
 import type { HashCodes } from "../dsl/hash_bucket.ts";
 import { learnableConstants } from "../dsl/expression_check.ts";
 import { checkShape } from "../core/input_shapes.ts";
+import { checkPagedFlags, gatheredKv, pagedLine, pagedShapeOf, readBlockTable } from "./_paged.ts";
 import { resolve } from "node:path";
 import {
   adapterLine,
@@ -61,7 +70,8 @@ const TOLERANCE: Record<Dtype, number> = { f32: 1e-4, f16: 5e-3 };
 const GRADIENT_TOLERANCE = { f32: 1e-4, f16: 1e-2 };
 
 const USAGE = `Usage: deno task run --pattern P --q q.npy --k k.npy --v v.npy [--gates g.npy]
-       [--scale s] [--dtype f32|f16] [--query-offset N] --out o.npy [--lse lse.npy] [--verify]
+       [--scale s] [--dtype f32|f16] [--query-offset N | --seq-lens a,b,c [--kv-seq-lens a,b,c]]
+       [--block-table bt.npy --kv-seq-len Nk] --out o.npy [--lse lse.npy] [--verify]
        [--backend B] [--grad-out dO.npy --dq dq.npy --dk dk.npy --dv dv.npy
        [--dgates dg.npy] [--dconstants dc.json]]
 
@@ -76,6 +86,19 @@ const USAGE = `Usage: deno task run --pattern P --q q.npy --k k.npy --v v.npy [-
   --query-offset N
                  query row i is key position N + i, N in [0, Nk - Nq] (default Nk - Nq: the
                  queries are the last positions, a prefill chunk or a decoding step)
+  --block-table bt.npy
+                 paged K and V: bt.npy is [B, maxPages] int32 or uint32 page indices, and
+                 k and v are pages [pages, Hkv, pageSize, D] and [pages, Hkv, pageSize, Dv];
+                 key position p of batch b is row p % pageSize of page bt[b, p / pageSize]
+                 (pageSize a power of two); forward only
+  --kv-seq-len Nk
+                 with --block-table: the keys per sequence (Nq <= Nk <= maxPages * pageSize)
+  --seq-lens a,b,c
+                 packed sequences (batch 1): the query rows of each, laid end to end and summing
+                 to Nq; each sequence attends only to its own keys, with positions from its start
+  --kv-seq-lens a,b,c
+                 the key rows of each packed sequence, summing to Nk (default --seq-lens); a
+                 sequence's queries are its last positions
   --out o.npy    where to write O [B, Hq, Nq, Dv] (its directory must exist)
   --lse lse.npy  where to write LSE [B, Hq, Nq] ([branches, B, Hq, Nq] when gated), float32
   --verify       compare with the float64 CPU reference; exit 1 past the tolerance: O within
@@ -98,6 +121,10 @@ const FLAGS = {
   scale: { type: "string" },
   dtype: { type: "string" },
   "query-offset": { type: "string" },
+  "block-table": { type: "string" },
+  "kv-seq-len": { type: "string" },
+  "seq-lens": { type: "string" },
+  "kv-seq-lens": { type: "string" },
   out: { type: "string" },
   lse: { type: "string" },
   verify: { type: "boolean" },
@@ -135,6 +162,15 @@ export async function main(args: string[]): Promise<number> {
   const backend = resolveBackend(values.backend);
   const scale = parseScale(values.scale);
   const offsetFlag = integerFlag(values["query-offset"], "query-offset", { min: 0 });
+  const tablePath = values["block-table"];
+  const kvSeqLen = checkPagedFlags(values, tablePath);
+  const lengthFlags = packedFlags(values["seq-lens"], values["kv-seq-lens"], offsetFlag);
+  if (tablePath !== undefined && lengthFlags) {
+    throw new UsageError(
+      "--block-table and --seq-lens do not go together: paged K and V hold one sequence per " +
+        "batch; give packed sequences contiguous K and V",
+    );
+  }
   const spec = required(values.pattern, "pattern", "JSON, file or example");
   const paths = (["q", "k", "v"] as const).map((f) =>
     required(values[f], f, `the ${f} tensor, a float32 or float16 .npy file`)
@@ -167,9 +203,13 @@ export async function main(args: string[]): Promise<number> {
       : await readTensor(values.gates, "gates");
     // Gates are float32 in both dtypes (float16 ones widen exactly).
     const gates = gatesRead && inDtype(gatesRead, "f32", "gates");
-    const shape = shapeOf(q, k, v);
+    const table = tablePath === undefined ? undefined : await readBlockTable(tablePath);
+    const { shape, paged } = table
+      ? pagedShapeOf(q, k, v, table, kvSeqLen!)
+      : { shape: shapeOf(q, k, v), paged: undefined };
     checkAttentionShape(shape);
-    const queryOffset = offsetOf(shape, offsetFlag);
+    const lengths = lengthFlags && checkLengths(shape, lengthFlags);
+    const queryOffset = lengths ? 0 : offsetOf(shape, offsetFlag);
     const { nq: N, nk: Nk, dv: Dv } = sequenceSizes(shape);
     const { batch: B, headsQ: Hq } = shape;
     const oShape = [B, Hq, N, Dv];
@@ -191,7 +231,15 @@ export async function main(args: string[]): Promise<number> {
       );
     }
     const branches = pattern.kind === "gated" ? pattern.branches.length : undefined;
-    checkShape(shape, { q: q.data, k: k.data, v: v.data, gates, branches });
+    checkShape(shape, {
+      q: q.data,
+      k: k.data,
+      v: v.data,
+      gates,
+      branches,
+      paged,
+      blockTable: table?.data,
+    });
 
     rt ??= await createRuntime({ backend });
     console.log(adapterLine(rt.info));
@@ -201,19 +249,35 @@ export async function main(args: string[]): Promise<number> {
     }
     const compiled = rt.compile(pattern, {
       shape,
-      queryOffset,
+      ...(lengths ? { packed: true } : { queryOffset }),
       scale,
       dtype,
       gatesPerPosition: gates?.shape.length === 4,
       backward: dO !== undefined,
+      paged,
     });
     // The plan's branch lines would show the JSON gates even where --gates replaces them: the
-    // gates line below says which gates the call uses.
-    console.log(planSummary({ ...compiled.plan, gates: undefined }));
+    // gates line below says which gates the call uses. Packed sequences: the tiles of these
+    // lengths, which the call runs.
+    const plan = lengths
+      ? packedPlan(
+        compiled.plan,
+        packedSequences(shape, lengths.seqLens, lengths.kvSeqLens),
+        shape,
+      )
+      : compiled.plan;
+    console.log(planSummary({ ...plan, gates: undefined }));
     const gatesText = gatesLine(compiled, gates && { path: values.gates!, tensor: gates });
     if (gatesText) console.log(gatesText);
+    if (paged) console.log(pagedLine(paged, tablePath!, table!));
     console.log(`compile: ${formatMs(compiled.compileMs)} (${dtype})`);
-    const out = await runOnGpu(rt, compiled, { q, k, v, gates, dO });
+    if (lengths) console.log(packedLine(lengths));
+    const out = await runOnGpu(
+      rt,
+      compiled,
+      { q, k, v, gates, dO, blockTable: table?.data },
+      lengths,
+    );
 
     await writeTensor(outPath, "out", { shape: oShape, data: out.o });
     console.log(`wrote ${outPath} [${oShape.join(", ")}] ${dtypeName(out.o)}`);
@@ -249,13 +313,14 @@ export async function main(args: string[]): Promise<number> {
       }
     }
     if (!values.verify) return 0;
+    // The reference takes contiguous K and V: paged ones gathered out of their pages.
+    const keys = paged ? gatheredKv(shape, paged, table!, k, v) : { k, v };
     const status = verify({
       pattern,
       shape,
-      queryOffset,
+      ...(lengths ? lengths : { queryOffset }),
       q,
-      k,
-      v,
+      ...keys,
       gates,
       scale: compiled.scale,
       dtype,
@@ -267,7 +332,7 @@ export async function main(args: string[]): Promise<number> {
       verifyGradients({
         pattern,
         shape,
-        queryOffset,
+        ...(lengths ? lengths : { queryOffset }),
         q,
         k,
         v,
@@ -287,7 +352,15 @@ export async function main(args: string[]): Promise<number> {
 async function runOnGpu(
   rt: Runtime,
   compiled: CompiledAttention,
-  inputs: { q: Tensor; k: Tensor; v: Tensor; gates?: Tensor; dO?: Tensor },
+  inputs: {
+    q: Tensor;
+    k: Tensor;
+    v: Tensor;
+    gates?: Tensor;
+    dO?: Tensor;
+    blockTable?: Int32Array | Uint32Array;
+  },
+  lengths?: PackedLengths,
 ): Promise<
   {
     o: Float32Array | Float16Array;
@@ -302,6 +375,8 @@ async function runOnGpu(
     v: inputs.v.data,
     gates: inputs.gates?.data as Float32Array | undefined,
     dO: inputs.dO?.data,
+    blockTable: inputs.blockTable,
+    ...lengths,
   };
   if (compiled.split) {
     // Past one storage binding the runtime runs the call in parts of whole heads, once.
@@ -446,6 +521,74 @@ function shapeOf(q: Tensor, k: Tensor, v: Tensor): AttentionShape {
   };
 }
 
+/** Packed sequences' lengths from `--seq-lens` and `--kv-seq-lens`. */
+interface PackedLengths {
+  seqLens: number[];
+  kvSeqLens?: number[];
+}
+
+/**
+ * `--seq-lens` and `--kv-seq-lens` as lists of integers, before any file is read: the key
+ * lengths need the query lengths, and packed sequences take no `--query-offset` (each one's
+ * queries are its last positions).
+ */
+function packedFlags(
+  seqLens: string | undefined,
+  kvSeqLens: string | undefined,
+  offset: number | undefined,
+): PackedLengths | undefined {
+  if (seqLens === undefined) {
+    if (kvSeqLens !== undefined) {
+      throw new UsageError("--kv-seq-lens needs --seq-lens: the packed sequences' query rows");
+    }
+    return undefined;
+  }
+  if (offset !== undefined) {
+    throw new UsageError(
+      "--query-offset does not apply with --seq-lens: each packed sequence's queries are its " +
+        "last positions",
+    );
+  }
+  const list = (text: string, flag: string, min: number) => {
+    const items = text.split(",").map((x) => x.trim());
+    if (items.some((x) => x === "" || !Number.isInteger(Number(x)) || Number(x) < min)) {
+      throw new UsageError(
+        `--${flag} must be comma-separated integers >= ${min} (e.g. 5,1,13), got ` +
+          JSON.stringify(text),
+      );
+    }
+    return items.map(Number);
+  };
+  return {
+    seqLens: list(seqLens, "seq-lens", 0),
+    ...(kvSeqLens === undefined ? {} : { kvSeqLens: list(kvSeqLens, "kv-seq-lens", 1) }),
+  };
+}
+
+/** The lengths checked against the tensors: batch 1, one key length per query length, sums. */
+function checkLengths(shape: AttentionShape, lengths: PackedLengths): PackedLengths {
+  try {
+    packedSequences(shape, lengths.seqLens, lengths.kvSeqLens);
+  } catch (e) {
+    if (!(e instanceof ShapeError)) throw e;
+    const { nq, nk } = sequenceSizes(shape);
+    throw new UsageError(
+      `--seq-lens ${lengths.seqLens.join(",")}` +
+        (lengths.kvSeqLens ? ` --kv-seq-lens ${lengths.kvSeqLens.join(",")}` : "") +
+        ` do not fit these tensors (batch ${shape.batch}, Nq ${nq}, Nk ${nk}): ` +
+        e.message.replace(/^Bad (input|shape): /, ""),
+    );
+  }
+  return lengths;
+}
+
+/** What the call's packed sequences are, for the report. */
+function packedLine(lengths: PackedLengths): string {
+  const keys = lengths.kvSeqLens ?? lengths.seqLens;
+  return `packed: ${lengths.seqLens.length} sequence(s), query rows ` +
+    `${lengths.seqLens.join(", ")}; key rows ${keys.join(", ")}`;
+}
+
 /** `--query-offset`, checked against the shape (default Nk - Nq). */
 function offsetOf(shape: AttentionShape, flag: number | undefined): number {
   try {
@@ -475,7 +618,9 @@ function gpuLine(ms: number | undefined, firstWallMs: number): string {
 function verify(o: {
   pattern: Pattern;
   shape: AttentionShape;
-  queryOffset: number;
+  queryOffset?: number;
+  seqLens?: number[];
+  kvSeqLens?: number[];
   q: Tensor;
   k: Tensor;
   v: Tensor;
@@ -495,6 +640,8 @@ function verify(o: {
     gates: o.gates,
     scale: o.scale,
     queryOffset: o.queryOffset,
+    seqLens: o.seqLens,
+    kvSeqLens: o.kvSeqLens,
     // hashBucket: the allowed set the kernels used (a projection within rounding of a plane
     // may fall on the other side in float32 or float16 than in float64).
     hashCodes: o.out.hashCodes,
@@ -557,7 +704,9 @@ async function checkGradientFlags(
 function verifyGradients(o: {
   pattern: Pattern;
   shape: AttentionShape;
-  queryOffset: number;
+  queryOffset?: number;
+  seqLens?: number[];
+  kvSeqLens?: number[];
   q: Tensor;
   k: Tensor;
   v: Tensor;
@@ -579,6 +728,8 @@ function verifyGradients(o: {
     gates: o.gates,
     dO: o.dO.data,
     scale: o.scale,
+    seqLens: o.seqLens,
+    kvSeqLens: o.kvSeqLens,
     hashCodes: o.out.hashCodes,
   });
   const { worst, largest } = gradientError(o.out.gradients!, want);

@@ -6,6 +6,7 @@
  */
 import { DeviceError } from "../core/errors.ts";
 import { type AttentionShape, type Dtype, sequenceSizes } from "../core/shape.ts";
+import { type PagedKv, tableColumns } from "../core/paged_kv.ts";
 import type { BufferName, KernelPlanResult } from "./kernel_plan.ts";
 
 /** One buffer of a compiled call. */
@@ -14,8 +15,11 @@ export interface BufferSpec {
   name: BufferName;
   /** Its size in bytes. */
   bytes: number;
-  /** The caller's tensor it is filled from (gates: the default gates when none are given). */
-  input?: "q" | "k" | "v" | "gates" | "dO";
+  /**
+   * The caller's tensor it is filled from (gates: the default gates when none are given;
+   * blockTable: its first `ceil(Nk / pageSize)` columns, as u32).
+   */
+  input?: "q" | "k" | "v" | "gates" | "dO" | "blockTable";
   /** Words the compiler wrote (the schedule, the aux parameters and data). */
   data?: Uint32Array;
 }
@@ -23,7 +27,7 @@ export interface BufferSpec {
 /**
  * Sizes the buffers a kernel plan binds.
  * @param planned the kernel plan and its layouts
- * @param o the shape, dtype, branches, gate layout and the aux words
+ * @param o the shape, dtype, branches, gate layout, the aux words, and paged K/V's layout
  * @returns one entry per bound buffer, in order of first binding
  * @example
  * ```ts ignore
@@ -39,13 +43,17 @@ export function bufferTable(
     branches: number;
     gatesPerPosition: boolean;
     aux: Uint32Array;
+    paged?: PagedKv;
   },
 ): BufferSpec[] {
-  const { shape } = o;
+  const { shape, paged } = o;
   const { nq, nk, d, dv } = sequenceSizes(shape);
   const rows = shape.batch * shape.headsQ * nq;
   const element = o.dtype === "f16" ? 2 : 4;
-  const keyRows = shape.batch * shape.headsKV * nk;
+  // Paged K and V are their pools: every page of every key/value head.
+  const keyRows = paged
+    ? paged.pages * shape.headsKV * paged.pageSize
+    : shape.batch * shape.headsKV * nk;
   const keys = keyRows * d * element;
   const gates = rows / nq * (o.gatesPerPosition ? nq : 1) * o.branches * 4;
   const sizes: Partial<Record<BufferName, Omit<BufferSpec, "name">>> = {
@@ -76,6 +84,12 @@ export function bufferTable(
     dConstRows: { bytes: rows * planned.learned.length * 4 },
     dConstants: { bytes: planned.learned.length * 4 },
     learned: { bytes: planned.learned.byteLength, data: new Uint32Array(planned.learned.buffer) },
+    blockTable: {
+      bytes: paged ? shape.batch * tableColumns(shape, paged.pageSize) * 4 : 0,
+      input: "blockTable",
+    },
+    // Packed sequences: each one's first query and key row (a call's lengths replace them).
+    sequences: { bytes: planned.sequences.byteLength, data: planned.sequences },
   };
   // lowRank landmarks: K [B, Hkv, count, D] and V [B, Hkv, count, Dv] per rank, written by the
   // pooling pre-pass.

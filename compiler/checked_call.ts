@@ -13,11 +13,13 @@ import {
   queryOffsetOf,
   sequenceSizes,
 } from "../core/shape.ts";
+import { checkPagedKv, type PagedKv } from "../core/paged_kv.ts";
 import { checkExpressionDomain } from "../dsl/expression_domain.ts";
 import { parsePattern, type Pattern } from "../dsl/schema.ts";
 import { checkBufferSizes } from "./device_checks.ts";
 import type { EdgePairForm } from "./edge_pairs.ts";
 import { MAX_KEY_SPLITS } from "./key_split.ts";
+import { checkPackable } from "./packed_patterns.ts";
 import type { TileShape } from "./plan.ts";
 import { type DeviceLimits, type KernelShape, matrixShape } from "./tiles.ts";
 
@@ -82,6 +84,26 @@ export interface CompileOptions {
    * the runtime gates' gradient) after O.
    */
   backward?: boolean;
+  /**
+   * Decoding calls (at most 64 queries among longer keys, forward) run their components whose
+   * keys are positions of K on the decode kernel (DESIGN §7); false keeps the attention kernel
+   * for every component (default true).
+   */
+  decode?: boolean;
+  /**
+   * K and V in pages, read through a block table given with each call (DESIGN §1): K
+   * `[pages, Hkv, pageSize, D]`, V `[pages, Hkv, pageSize, Dv]`. The page size is compiled in;
+   * the table and the pool's contents are data, and the page count changes no WGSL. Forward
+   * only: not with `backward`.
+   */
+  paged?: PagedKv;
+  /**
+   * The rows are packed sequences (DESIGN §1; batch 1): each call gives their lengths
+   * (`AttentionInputs.seqLens`, `kvSeqLens`), and new lengths run on the same pipelines, the
+   * schedules rebuilt for them (packed_mask.ts), forward and backward. Every component walks
+   * natural order; random, hashBucket and lowRank leaves are refused (packed_patterns.ts).
+   */
+  packed?: boolean;
 }
 
 /** A compile's input after the door: the parsed pattern and every option checked. */
@@ -102,6 +124,12 @@ export interface CheckedCall {
   globalQuery?: boolean;
   edgePairs?: boolean | EdgePairForm;
   backward: boolean;
+  /** K and V in pages: the page size and the pool's page count. */
+  paged?: PagedKv;
+  /** The rows are packed sequences whose lengths come with each call. */
+  packed: boolean;
+  /** Whether decoding calls may use the decode kernel. */
+  decode: boolean;
 }
 
 /**
@@ -109,7 +137,8 @@ export interface CheckedCall {
  * @param pattern a pattern object or JSON value
  * @param options shape and options
  * @returns the checked call
- * @throws {PatternError} bad pattern; {ShapeError} bad shape, query offset or option;
+ * @throws {PatternError} bad pattern; {ShapeError} bad shape, query offset or option (among
+ *   them `paged`);
  *   {PlanError} an expression that leaves i32 at this shape; {DeviceError} tensors past the
  *   binding limit
  * @example
@@ -125,11 +154,14 @@ export function checkCall(pattern: unknown, options: CompileOptions): CheckedCal
   const parsed = parsePattern(pattern);
   const shape = options.shape;
   checkAttentionShape(shape);
-  const queryOffset = queryOffsetOf(shape, options.queryOffset);
+  const packed = options.packed ?? false;
+  if (packed) checkPacked(parsed, options);
+  // Packed rows' queries are rows 0 .. Nq - 1 of the plan; their positions come per sequence.
+  const queryOffset = queryOffsetOf(shape, packed ? 0 : options.queryOffset);
   // TypeScript predicates and scores must stay in i32 and never divide by 0 at this shape, with
-  // n the key count.
+  // n the key count (for packed rows, at each call's sequences' key counts instead).
   const n = sequenceSizes(shape).nk;
-  checkExpressionDomain(parsed, { n, batch: shape.batch, headsQ: shape.headsQ });
+  if (!packed) checkExpressionDomain(parsed, { n, batch: shape.batch, headsQ: shape.headsQ });
   const scale = options.scale ?? 1 / Math.sqrt(shape.headDim);
   if (!Number.isFinite(scale) || scale === 0) {
     throw new ShapeError(`Bad options: scale must be a finite nonzero number, got ${scale}`);
@@ -157,8 +189,36 @@ export function checkCall(pattern: unknown, options: CompileOptions): CheckedCal
     );
   }
   const backward = options.backward ?? false;
+  // Packed gradients walk each sequence's keys from its queries' own positions: a packed
+  // backward pass needs each sequence's queries to be all its positions.
+  if (backward && packed && sequenceSizes(shape).nk !== shape.seqLen) {
+    throw new ShapeError(
+      "Bad options: the backward pass (backward: true) of packed sequences (packed: true) needs " +
+        `kvSeqLen == seqLen (so each call's seqLens == kvSeqLens), got kvSeqLen ` +
+        `${sequenceSizes(shape).nk} and seqLen ${shape.seqLen}; run the forward pass alone for ` +
+        "packed queries against longer keys, or compile without packed (a queryOffset per " +
+        "sequence)",
+    );
+  }
+  const paged = options.paged;
+  if (paged) {
+    checkPagedKv(paged);
+    if (backward) {
+      throw new ShapeError(
+        "Bad options: paged K and V are read by the forward pass only; the backward pass " +
+          "(backward: true) takes contiguous K and V: gather the pages (gatherPages) and " +
+          "compile without paged",
+      );
+    }
+    if (packed) {
+      throw new ShapeError(
+        "Bad options: paged K and V hold one sequence per batch; packed sequences (packed: " +
+          "true) take contiguous K and V: compile without paged",
+      );
+    }
+  }
   const branches = parsed.kind === "gated" ? parsed.branches.length : 1;
-  if (options.limits) checkBufferSizes(shape, dtype, branches, options.limits);
+  if (options.limits) checkBufferSizes(shape, dtype, branches, options.limits, paged);
   const gated = parsed.kind === "gated";
   return {
     pattern: parsed,
@@ -176,7 +236,37 @@ export function checkCall(pattern: unknown, options: CompileOptions): CheckedCal
     globalQuery: options.globalQuery,
     edgePairs: options.edgePairs,
     backward,
+    decode: options.decode ?? true,
+    ...(paged ? { paged: { pageSize: paged.pageSize, pages: paged.pages } } : {}),
+    packed,
   };
+}
+
+/**
+ * Packed sequences: batch 1, no query offset (each sequence's queries are its last positions),
+ * register tiles, and a pattern packing runs. The backward pass needs seqLens == kvSeqLens
+ * (checkCall); V may have a head dim of its own.
+ */
+function checkPacked(pattern: Pattern, options: CompileOptions): void {
+  const fix = "lay the sequences end to end in one batch and give their lengths with each call";
+  if (options.shape.batch !== 1) {
+    throw new ShapeError(
+      `Bad options: packed sequences need batch = 1, got ${options.shape.batch}; ${fix}`,
+    );
+  }
+  if (options.queryOffset !== undefined) {
+    throw new ShapeError(
+      "Bad options: queryOffset does not apply to packed sequences (sequence s's queries are " +
+        "its last seqLens[s] positions); leave it unset",
+    );
+  }
+  if (options.tiles?.matrix) {
+    throw new ShapeError(
+      "Bad options: tiles.matrix (subgroup matrices) runs unpacked calls only; leave tiles.matrix " +
+        "unset for packed sequences",
+    );
+  }
+  checkPackable(pattern);
 }
 
 /**

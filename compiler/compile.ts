@@ -14,8 +14,11 @@ import { renderKernels } from "./render.ts";
 import { chooseTiles, type KernelShape, kernelShape, mayStageQuery } from "./tiles.ts";
 import type { HashLayout } from "./hash_layout.ts";
 import { queryRange } from "./query_tiles.ts";
+import { packedPlan } from "./packed_call.ts";
+import { wholeSequence } from "../core/packed_sequences.ts";
 import { learnableConstants } from "../dsl/expression_check.ts";
 import type { Pattern } from "../dsl/schema.ts";
+import type { PagedKv } from "../core/paged_kv.ts";
 
 export type { CompileOptions } from "./checked_call.ts";
 export type { Binding, BufferName } from "./kernel_plan.ts";
@@ -51,8 +54,17 @@ export interface CompiledAttention {
   buffers: BufferSpec[];
   /** The shape it was compiled for (one part of `split.full` when split). */
   shape: AttentionShape;
-  /** Where query row 0 sits among the keys: row `i` is key position `queryOffset + i`. */
+  /**
+   * Where query row 0 sits among the keys: row `i` is key position `queryOffset + i` (0 for
+   * packed sequences, whose rows' positions come per sequence).
+   */
   queryOffset: number;
+  /**
+   * The rows are packed sequences (`CompileOptions.packed`): each call gives their lengths, and
+   * its schedule and sequences words are rebuilt for them (packed_call.ts). The plan and the
+   * buffer table hold those of one sequence of every row.
+   */
+  packed: boolean;
   /** Element type of Q, K, V and O. */
   dtype: Dtype;
   /** The softmax scale applied to `Q·K`. */
@@ -75,6 +87,8 @@ export interface CompiledAttention {
   hash: HashLayout;
   /** The backward pass follows the forward: a call takes dO and returns the gradients. */
   backward: boolean;
+  /** K and V are pages read through a block table given with each call (DESIGN §1). */
+  paged?: PagedKv;
   /**
    * With `backward`: the score modifiers' learnable constants, in the order of their entries
    * in the `dConstants` buffer (`scalar`: a number, else an array of `size`).
@@ -131,10 +145,14 @@ export function compileChecked(call: CheckedCall): CompiledAttention {
   checkQueryTiles(nk, tiles);
   // 2. Plan over the Nk key positions: branches of disjoint components, each with layouts and a
   //    BlockMask; the queries are Nq of the positions where they are fewer (query_tiles.ts).
-  const plan = planPattern(call.pattern, nk, tiles, {
+  //    Packed sequences: every component in natural order, its BlockMask that of one sequence
+  //    of every row until a call gives lengths (packed_mask.ts).
+  const natural = planPattern(call.pattern, nk, tiles, {
     domain: { batch: shape.batch, headsQ: shape.headsQ },
     queries: queryRange(shape, call.queryOffset),
+    packed: call.packed,
   });
+  const plan = call.packed ? packedPlan(natural, [wholeSequence(shape)], shape) : natural;
   // 3. Kernel plan: every dispatch and its variants, each picked by a rule of kernel_rules.ts.
   const planned = planKernels(plan, tiles, call);
   // 4. What the device must hold: tiles in workgroup memory, hash sorts per dispatch.
@@ -163,6 +181,7 @@ export function compileChecked(call: CheckedCall): CompiledAttention {
     buffers,
     shape,
     queryOffset: call.queryOffset,
+    packed: call.packed,
     dtype,
     scale: call.scale,
     branches,
@@ -174,6 +193,7 @@ export function compileChecked(call: CheckedCall): CompiledAttention {
     compileMs: performance.now() - started,
     hash: planned.hash,
     backward: call.backward,
+    ...(call.paged ? { paged: call.paged } : {}),
     learnable: call.backward ? learnableLayout(call.pattern) : [],
   };
 }
@@ -184,16 +204,19 @@ export function compileChecked(call: CheckedCall): CompiledAttention {
  * is staged; `checkDevice` checks the fit again once the kernel plan knows.
  */
 function kernelTiles(call: CheckedCall): KernelShape {
-  const { tiles, shape } = call;
+  const { shape } = call;
+  // The autotuner keys a packed call as the unpacked one: a subgroup-matrix shape it stored
+  // there is not for packed rows, which run register tiles (the door refuses a caller's).
+  const tiles = call.packed && call.tiles?.matrix ? undefined : call.tiles;
   const { nq, nk, d, dv } = sequenceSizes(shape);
   if (tiles) {
     return tiles.threads ? tiles as KernelShape : kernelShape(tiles.tileQ, tiles.tileK, 2, dv / 4)!;
   }
   const staged = call.globalQuery === undefined ? mayStageQuery(call.dtype) : !call.globalQuery;
   // The backward kernels walk register tiles: its forward does too, on the same masks. So do
-  // calls with queries among longer keys or a value head dim of its own.
+  // calls with queries among longer keys, a value head dim of its own or packed sequences.
   const square = nq === nk && dv === d;
-  const limits = (call.backward || !square) && call.limits
+  const limits = (call.backward || call.packed || !square) && call.limits
     ? { ...call.limits, matrices: undefined }
     : call.limits;
   return chooseTiles(d, limits, call.dtype, staged, dv);

@@ -14,6 +14,7 @@ import {
 import { DeviceError, PlanError } from "../core/errors.ts";
 import type { HashLayout } from "./hash_layout.ts";
 import type { Dtype } from "../core/shape.ts";
+import type { PagedKv } from "../core/paged_kv.ts";
 import { MAX_WORKGROUPS_X, sortCount } from "./dispatch_sizes.ts";
 
 /**
@@ -52,22 +53,25 @@ export function checkKernelFits(
 /**
  * Every tensor must fit one storage binding. Refused here, before any allocation, with the
  * tensor's name and the numbers; splitting over (batch, head) is the caller's way out today.
+ * Paged K and V are their pools of pages.
  */
 export function checkBufferSizes(
   shape: AttentionShape,
   dtype: Dtype,
   branches: number,
   limits: DeviceLimits,
+  paged?: PagedKv,
 ): void {
   const limit = limits.maxStorageBufferBindingSize;
   if (limit === undefined) return;
   const { batch: b, headsQ, headsKV } = shape;
   const { nq, nk, d, dv } = sequenceSizes(shape);
   const element = dtype === "f16" ? 2 : 4;
+  const keyRows = paged ? paged.pages * headsKV * paged.pageSize : b * headsKV * nk;
   const sizes: [string, number][] = [
     ["q", b * headsQ * nq * d * element],
-    ["k", b * headsKV * nk * d * element],
-    ["v", b * headsKV * nk * dv * element],
+    ["k", keyRows * d * element],
+    ["v", keyRows * dv * element],
     ["o (float32 accumulator)", b * headsQ * nq * dv * 4],
     ["lse", b * headsQ * nq * branches * 4],
   ];

@@ -58,14 +58,19 @@ export interface GradientDims {
  * Workgroup memory of one tiling: the own side's two input tiles (Q and dO, or K and V) and the
  * chunk's two, in the input's type with rows padded by one vec4 (no bank conflicts when
  * invocations read different rows), two float32 pair tiles (P and dS; dScore and the score for
- * learnable constants), and per-row words (positions, LSE, gate, Δ). Q and K rows hold D
- * elements, V and dO rows Dv.
+ * learnable constants), per-row words (positions, LSE, gate, Δ), and for packed sequences each
+ * query row's sequence (four words). Q and K rows hold D elements, V and dO rows Dv.
  */
-function tilingBytes(own: number, chunk: number, dims: GradientDims, dtype: Dtype): number {
-  const element = dtype === "f16" ? 2 : 4;
-  const row = (dims.headDim / 4 + 1) * 4 * element;
-  const valueRow = (dims.valueDim / 4 + 1) * 4 * element;
-  return (own + chunk) * (row + valueRow) + 2 * 4 * chunk * (own + 1) + 4 * 4 * (own + chunk);
+function tilingBytes(
+  own: number,
+  chunk: number,
+  o: { dims: GradientDims; dtype: Dtype; queryRows: number },
+): number {
+  const element = o.dtype === "f16" ? 2 : 4;
+  const row = (o.dims.headDim / 4 + 1) * 4 * element;
+  const valueRow = (o.dims.valueDim / 4 + 1) * 4 * element;
+  return (own + chunk) * (row + valueRow) + 2 * 4 * chunk * (own + 1) + 4 * 4 * (own + chunk) +
+    4 * 4 * o.queryRows;
 }
 
 /** The greatest common divisor of two positive integers. */
@@ -81,6 +86,7 @@ function gcd(a: number, b: number): number {
  * @param dims D and Dv
  * @param dtype the inputs' type
  * @param workgroupBytes the device's maxComputeWorkgroupStorageSize, if known
+ * @param packed packed sequences: each staged query row's sequence takes workgroup memory too
  * @returns the tiling
  * @throws {PlanError} when not even one row of each fits
  */
@@ -90,7 +96,14 @@ export function gradientTiling(
   dims: GradientDims,
   dtype: Dtype,
   workgroupBytes = DEFAULT_WORKGROUP_BYTES,
+  packed = false,
 ): GradientTiling {
+  const bytesOf = (own: number, chunk: number) =>
+    tilingBytes(own, chunk, {
+      dims,
+      dtype,
+      queryRows: packed ? (kind === "gradQuery" ? own : chunk) : 0,
+    });
   const [ownTile, otherTile] = kind === "gradQuery"
     ? [tiles.tileQ, tiles.tileK]
     : [tiles.tileK, tiles.tileQ];
@@ -103,7 +116,7 @@ export function gradientTiling(
     for (const own of halves(ownTile)) {
       for (const chunk of halves(otherTile)) {
         if (chunk < minChunk) break;
-        const bytes = tilingBytes(own, chunk, dims, dtype);
+        const bytes = bytesOf(own, chunk);
         if (bytes > workgroupBytes) continue;
         const pairCols = divisorAtMost(kind === "gradQuery" ? chunk : own, 8);
         const pairRows = divisorAtMost(
@@ -124,7 +137,7 @@ export function gradientTiling(
     (dims.valueDim === dims.headDim ? "" : ` and Dv=${dims.valueDim}`);
   throw new PlanError(
     `Cannot compile the backward pass: tile ${tiles.tileQ}x${tiles.tileK} at ${dimsText} ` +
-      `needs ${tilingBytes(1, 1, dims, dtype)} bytes of workgroup memory for one row of its ` +
+      `needs ${bytesOf(1, 1)} bytes of workgroup memory for one row of its ` +
       `gradient kernels; this device allows ${workgroupBytes}`,
   );
 }

@@ -14,6 +14,7 @@ import type { EdgePairForm } from "./edge_pairs.ts";
 import type { HashLayout } from "./hash_layout.ts";
 import type { KernelShape } from "./tiles.ts";
 import type { GradientTiling } from "./gradient_tiling.ts";
+import type { DecodeGeometry } from "./decode.ts";
 
 /** The buffers a kernel can bind, by name; the buffer table sizes each (buffer_table.ts). */
 export type BufferName =
@@ -42,7 +43,9 @@ export type BufferName =
   | "dgates"
   | "dConstRows"
   | "dConstants"
-  | "learned";
+  | "learned"
+  | "blockTable"
+  | "sequences";
 
 /** A storage binding: which buffer, and whether the kernel writes it. */
 export interface Binding {
@@ -96,11 +99,57 @@ export interface AttentionKernel extends Dispatch {
    * other tile is dispatched. Absent: every query tile, workgroup x runs tile x.
    */
   queryTiles?: number[];
+  /**
+   * Its rows are packed sequences (DESIGN §5): the mask tests that query and key share a
+   * sequence and the pattern at their positions within it, reading each query row's sequence
+   * from the `sequences` buffer. Absent: every row is of one sequence.
+   */
+  packed?: true;
   /** Its slot in the schedule buffer's header. */
   scheduleSlot: number;
   /** Offset of its branch's slice of O, in vec4s. */
   oBase: number;
   /** Offset of its branch's slice of LSE, in elements. */
+  lseBase: number;
+}
+
+/**
+ * A decode kernel (decode.ts): the call's few queries of one query tile for every query head
+ * of a key/value head, over one chunk of the tile's key tiles; one workgroup per (listed tile,
+ * row block, key chunk) and batch·key/value head. It writes partial rows for a decode combine.
+ */
+export interface DecodeKernel extends Dispatch {
+  /** Which kind of dispatch this is (`Kernel` is a union on it). */
+  kind: "decode";
+  /** The branch (softmax) it serves. */
+  branch: number;
+  /** The component it walks. */
+  component: number;
+  /** Its geometry: listed tiles, their query rows, rows per workgroup, key chunks. */
+  geometry: DecodeGeometry;
+  /** Keys scored per step (decodeSteps). */
+  stepKeys: number;
+  /** Keys of K staged in workgroup memory at a time (decodeSteps). */
+  stageKeys: number;
+  /** Its slot in the schedule buffer's header. */
+  scheduleSlot: number;
+}
+
+/** Merges a decode kernel's key chunks by log-sum-exp into O and LSE. */
+export interface DecodeCombineKernel extends Dispatch {
+  /** Which kind of dispatch this is (`Kernel` is a union on it). */
+  kind: "decodeCombine";
+  /** The branch whose O and LSE it merges into. */
+  branch: number;
+  /** The component whose decode kernel wrote the chunks. */
+  component: number;
+  /** Key chunks per query row. */
+  chunks: number;
+  /** The query rows the decode kernel covered: its geometry's `slotRows`. */
+  slotRows: number[];
+  /** Offset of the branch's slice of O, in vec4s. */
+  oBase: number;
+  /** Offset of the branch's slice of LSE, in elements. */
   lseBase: number;
 }
 
@@ -209,6 +258,8 @@ export type Kernel =
   | AttentionKernel
   | ClearKernel
   | CombineKernel
+  | DecodeKernel
+  | DecodeCombineKernel
   | PoolKernel
   | HashKernel
   | BlendKernel
@@ -238,6 +289,12 @@ export interface KernelPlan {
   unroll: boolean;
   /** The pattern's numbers baked into the WGSL, or read from the aux buffer. */
   constantParams: boolean;
+  /**
+   * K and V in pages (DESIGN §1): every kernel that binds `k` and `v` also binds `blockTable`,
+   * last, and reads each row through it. `columns` is the table's row length as uploaded,
+   * `ceil(N / pageSize)`. Absent where K and V are contiguous.
+   */
+  paged?: { pageSize: number; columns: number };
   /** Every dispatch, in the order they run. */
   kernels: Kernel[];
   /** The WGSL modules the kernels' pipelines are built from. */
@@ -263,6 +320,11 @@ export interface KernelPlanResult {
    * `learned` buffer's float32 values, which kernels read them from; empty when none.
    */
   learned: Float32Array;
+  /**
+   * Packed sequences (`CompileOptions.packed`): the `sequences` buffer's words for one sequence
+   * of every row, which a call with lengths replaces (packed_call.ts); empty otherwise.
+   */
+  sequences: Uint32Array;
 }
 
 /**

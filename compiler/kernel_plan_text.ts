@@ -33,7 +33,8 @@ export function kernelPlanText(
     `kernel plan: ${kernels.kernels.length} dispatch(es), ${kernels.modules.length} module(s); ` +
     `${kernels.dtype}, tiles ${kernelShapeName(kernels.kernel, headDim)}, ` +
     `${kernels.unroll ? "unrolled" : "loop bounds from the schedule"}, ` +
-    `numbers ${kernels.constantParams ? "baked in" : "from aux"}`,
+    `numbers ${kernels.constantParams ? "baked in" : "from aux"}` +
+    (kernels.paged ? `, K and V in pages of ${kernels.paged.pageSize} positions` : ""),
   ];
   kernels.kernels.forEach((k, i) => {
     const module = kernels.modules[k.module];
@@ -67,10 +68,21 @@ function variants(k: Kernel): string {
         `output ${k.output}`,
         ...(k.split ? [`${k.split.chunks} key chunks`] : []),
         ...(k.queryTiles ? [`${k.queryTiles.length} query tile(s) holding the queries`] : []),
+        ...(k.packed ? ["packed sequences"] : []),
         `schedule slot ${k.scheduleSlot}`,
       ].join(", ");
     case "combine":
+    case "decodeCombine":
       return `${k.chunks} chunks of branch ${k.branch} component ${k.component}`;
+    case "decode":
+      return [
+        `component ${k.component} of branch ${k.branch}`,
+        `${k.geometry.tiles.length} query tile(s) holding the queries`,
+        `${k.geometry.rows} rows per workgroup in ${k.geometry.rowBlocks} block(s)`,
+        `${k.geometry.chunks} key chunks`,
+        `steps of ${k.stepKeys} keys`,
+        `schedule slot ${k.scheduleSlot}`,
+      ].join(", ");
     case "pool":
       return `${k.count} landmarks of ${k.segment} rows`;
     case "blend":

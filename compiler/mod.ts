@@ -59,5 +59,8 @@ export {
 } from "./tiles.ts";
 export { type Layout, layoutPositions } from "./layout.ts";
 export type { QueryRange } from "./query_tiles.ts";
+export { type PackedCallData, packedCallData, packedPlan, sequenceWords } from "./packed_call.ts";
+export { packedBlockMask, type PackedMaskOptions } from "./packed_mask.ts";
+export { checkPackable, checkPackedLengths, PACKED_KINDS } from "./packed_patterns.ts";
 export { type Atom, Coverage } from "./atoms.ts";
 export { pipelineKey } from "./render.ts";

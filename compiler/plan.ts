@@ -68,6 +68,11 @@ export interface Plan {
    * position is a query.
    */
   queries?: QueryRange;
+  /**
+   * The rows are packed sequences whose lengths come with each call (packed_mask.ts): every
+   * component walks natural order, and its BlockMask is rebuilt for each call's lengths.
+   */
+  packed?: true;
   /** The tile shape every component's BlockMask is built for. */
   tiles: TileShape;
   /** One per softmax: one per gated branch, else one. */
@@ -87,7 +92,8 @@ export interface Plan {
  * @param tiles the tile shape
  * @param options `domain`: the heads and batches the schedules serve (predicates may read `h`
  *   and `b`; without it, any the GPU grid can hold); `queries`: the call's query rows, where
- *   they are some of the positions
+ *   they are some of the positions; `packed`: the rows are packed sequences, so every
+ *   component walks natural order
  * @returns the plan
  * @throws {PlanError} when the pattern cannot be planned at this N
  * @example
@@ -101,7 +107,7 @@ export function planPattern(
   pattern: Pattern,
   n: number,
   tiles: TileShape,
-  options: { domain?: HeadBatchRange; queries?: QueryRange } = {},
+  options: { domain?: HeadBatchRange; queries?: QueryRange; packed?: boolean } = {},
 ): Plan {
   const random = new RandomTables(n);
   checkLowRankPlacement(pattern);
@@ -117,7 +123,7 @@ export function planPattern(
     const components: Component[] = [];
     for (const atoms of terms) {
       const exclusions = components.map((c) => c.atoms);
-      const context = { n, tiles, random, domain: options.domain };
+      const context = { n, tiles, random, domain: options.domain, packed: options.packed };
       components.push(bestComponent(atoms, exclusions, context));
     }
     for (const atoms of b.terms.filter(hashed)) {
@@ -135,7 +141,16 @@ export function planPattern(
   });
   const gates = pattern.kind === "gated" ? pattern.gates : undefined;
   const queries = options.queries;
-  return { pattern, n, ...(queries ? { queries } : {}), tiles, branches, gates, random };
+  return {
+    pattern,
+    n,
+    ...(queries ? { queries } : {}),
+    ...(options.packed ? { packed: true as const } : {}),
+    tiles,
+    branches,
+    gates,
+    random,
+  };
 }
 
 /** Band-like terms first: their tiles are cheap to exclude in any other layout. */
@@ -156,13 +171,23 @@ function orderTerms(terms: Term[]): Term[] {
 function bestComponent(
   atoms: Atom[],
   exclusions: Atom[][],
-  context: { n: number; tiles: TileShape; random: RandomTables; domain?: HeadBatchRange },
+  context: {
+    n: number;
+    tiles: TileShape;
+    random: RandomTables;
+    domain?: HeadBatchRange;
+    packed?: boolean;
+  },
 ): Component {
   const { n, tiles, random, domain } = context;
   let best: Component | undefined;
   // Specialised layouts come first, so a worse candidate stops early instead of listing, say,
-  // every tile of stride(16) in natural order.
-  for (const [qLayout, kLayout] of layoutCandidates(atoms, n, tiles.tileK).reverse()) {
+  // every tile of stride(16) in natural order. Packed sequences are ranges of rows only in
+  // natural order.
+  const candidates: [Layout, Layout][] = context.packed
+    ? [[{ kind: "identity" }, { kind: "identity" }]]
+    : layoutCandidates(atoms, n, tiles.tileK).reverse();
+  for (const [qLayout, kLayout] of candidates) {
     const maxVisited = best ? cost(best.mask) : undefined; // a cost is at least its visited count
     const mask = buildBlockMask({
       atoms,
@@ -326,7 +351,12 @@ export function planSummary(plan: Plan): string {
         : ""),
   );
   const q = plan.queries;
-  if (q) {
+  if (plan.packed) {
+    lines.push(
+      `packed sequences: ${q?.count ?? plan.n} query rows and ${plan.n} key rows hold ` +
+        "sequences laid end to end; the tiles are built for each call's lengths",
+    );
+  } else if (q) {
     lines.push(
       `queries: ${q.count} row(s) at positions ${q.offset}..${q.offset + q.count - 1} of the ` +
         `${plan.n} keys; each component runs only its query tiles that hold them`,

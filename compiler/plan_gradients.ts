@@ -69,7 +69,8 @@ export function planGradients(
   const { nq, nk, d, dv } = sequenceSizes(shape);
   const rows = shape.batch * shape.headsQ * nq;
   const keys = shape.batch * shape.headsKV * nk;
-  const slots: RowMask[] = [];
+  const walked = gradientWalks(plan);
+  let slots = 0;
   // Learnable constants: every query row has a slot of all their entries (`dConstRows`).
   const learnable = [...o.learnable.values()].reduce((sum, c) => sum + c.size, 0);
   if (learnable > MAX_WORKGROUPS_X) {
@@ -123,16 +124,25 @@ export function planGradients(
         read("gradSchedule"),
         read("aux"),
       ];
-      const walks = componentWalks(c, plan);
+      const walks = walked[b][j];
       // None of its query tiles holds a query (global rows elsewhere): it adds nothing.
-      if (walks.queryTiles?.length === 0) return;
+      if (!walks) return;
       const qTiles = walks.queryTiles?.length ?? c.mask.qTiles;
       const kTiles = walks.keyTiles?.length ?? c.mask.kTiles;
       const dims = { headDim: d, valueDim: dv };
       const tiling = {
-        query: gradientTiling("gradQuery", plan.tiles, dims, o.dtype, o.workgroupBytes),
-        key: gradientTiling("gradKey", plan.tiles, dims, o.dtype, o.workgroupBytes),
+        query: gradientTiling(
+          "gradQuery",
+          plan.tiles,
+          dims,
+          o.dtype,
+          o.workgroupBytes,
+          plan.packed,
+        ),
+        key: gradientTiling("gradKey", plan.tiles, dims, o.dtype, o.workgroupBytes, plan.packed),
       };
+      // Packed sequences: the tile kernels find each query row's sequence there.
+      const sequences = plan.packed ? [read("sequences")] : [];
       for (const what of ["query", "key"] as const) {
         const groups = (what === "query" ? qTiles : kTiles) * tiling[what].split;
         if (groups > MAX_WORKGROUPS_X) {
@@ -142,8 +152,8 @@ export function planGradients(
           );
         }
       }
-      const qSlot = slots.push(walks.queryRows) - 1;
-      const kSlot = slots.push(walks.keyRows) - 1;
+      // Its two slots, in gradientSchedule's order: its rows, then their transpose.
+      const qSlot = slots++, kSlot = slots++;
       const hash = readsHash(c) ? [read("hash")] : [];
       kernels.push({
         kind: "gradQuery",
@@ -155,6 +165,7 @@ export function planGradients(
           written("dq"),
           ...hash,
           ...(learns.has(b) ? [...constantRows, read("learned")] : []),
+          ...sequences,
         ],
         workgroups: [qTiles * tiling.query.split, shape.batch * shape.headsQ],
         branch: b,
@@ -172,6 +183,7 @@ export function planGradients(
           written(landmarks ? `dLandmark${landmarks.rank}` : "dkv"),
           ...hash,
           ...(learns.has(b) ? [read("learned")] : []),
+          ...sequences,
         ],
         workgroups: [kTiles * tiling.key.split, shape.batch * shape.headsKV],
         branch: b,
@@ -219,7 +231,41 @@ export function planGradients(
       scheduleSlot: 0,
     });
   }
-  return { kernels, schedule: packRows(slots) };
+  return { kernels, schedule: gradientSchedule(plan) };
+}
+
+/**
+ * The gradient schedule's words: per component that runs, in branch order, its gradQuery rows,
+ * then its gradKey rows (componentWalks; no rows for a bucket-ordered component, whose tiles
+ * come from its codes). Packed sequences rebuild it for each call's masks (packed_call.ts),
+ * into the same slots.
+ * @param plan the plan, its components' BlockMasks the ones the kernels walk
+ * @returns the words of the `gradSchedule` buffer
+ * @example
+ * ```ts
+ * import { planPattern } from "./plan.ts";
+ * import { gradientSchedule } from "./plan_gradients.ts";
+ * const plan = planPattern({ kind: "causal" }, 16, { tileQ: 8, tileK: 8 });
+ * gradientSchedule(plan).length; // 20
+ * ```
+ */
+export function gradientSchedule(plan: Plan): Uint32Array {
+  return packRows(
+    gradientWalks(plan).flat().flatMap((w) => w ? [w.queryRows, w.keyRows] : []),
+  );
+}
+
+/**
+ * Every component's gradient walks, per branch; undefined for a component none of whose query
+ * tiles holds a query (it runs no gradient kernels and takes no slots).
+ */
+function gradientWalks(plan: Plan): (ComponentWalks | undefined)[][] {
+  return plan.branches.map((b) =>
+    b.components.map((c) => {
+      const walks = componentWalks(c, plan);
+      return walks.queryTiles?.length === 0 ? undefined : walks;
+    })
+  );
 }
 
 /** Workgroups of GRADIENT_ROWS_WORKGROUP invocations covering `count` items (x, then y). */

@@ -6,9 +6,23 @@
  */
 import { PlanError } from "../core/errors.ts";
 import { type AttentionShape, sequenceSizes } from "../core/shape.ts";
+import { tableColumns } from "../core/paged_kv.ts";
 import type { CheckedCall } from "./checked_call.ts";
 import { readsHash } from "./component_reads.ts";
-import { elementwiseWorkgroups, MAX_WORKGROUPS_X } from "./dispatch_sizes.ts";
+import {
+  ELEMENTWISE_WORKGROUP,
+  elementwiseWorkgroups,
+  MAX_WORKGROUPS_X,
+} from "./dispatch_sizes.ts";
+import {
+  callDecodes,
+  componentDecodes,
+  DECODE_DEFAULT_WORKGROUP_BYTES as DEFAULT_WORKGROUP_BYTES,
+  type DecodeGeometry,
+  decodeGeometry,
+  type DecodeSteps,
+  decodeSteps,
+} from "./decode.ts";
 import { type EdgePairForm, edgePairRuns, walksEdgePairs } from "./edge_pairs.ts";
 import { hashLayout } from "./hash_layout.ts";
 import { kernelGroups } from "./kernel_groups.ts";
@@ -39,6 +53,8 @@ import {
   written,
 } from "./support_kernels.ts";
 import { packSchedules } from "./schedule_buffer.ts";
+import { sequenceWords } from "./packed_call.ts";
+import { wholeSequence } from "../core/packed_sequences.ts";
 import { type KernelShape, prefetches } from "./tiles.ts";
 import { branchLearns, planGradients } from "./plan_gradients.ts";
 import { learnableConstants } from "../dsl/expression_check.ts";
@@ -77,20 +93,37 @@ export function planKernels(plan: Plan, tiles: KernelShape, call: CheckedCall): 
   const { d, dv } = sequenceSizes(shape);
   const heads = shape.batch * shape.headsQ;
   const constants = call.constantParams;
+  // A decoding call's components that take the decode kernel (decode.ts): each walks its own
+  // schedule rows, unsplit and unfused.
+  const decoding = callDecodes(plan, call);
+  const decodes = plan.branches.map((b) =>
+    b.components.map((c) => decoding && componentDecodes(c, b))
+  );
   // Key chunks per component, and the components each pass walks (run fusion).
-  const chunks = plan.branches.map((b) =>
-    b.components.map((c) => keyChunks(c, { heads, valueDim: dv, asked: call.keySplits }))
+  const chunks = plan.branches.map((b, i) =>
+    b.components.map((c, j) =>
+      decodes[i][j] ? 0 : keyChunks(c, { heads, valueDim: dv, asked: call.keySplits })
+    )
   );
   const groups = plan.branches.map((b, i) =>
     fusionGroups(
       b.components,
-      (j) => fusionKey(b.components[j], { branch: b, chunks: chunks[i][j], constants }),
+      (j) =>
+        decodes[i][j]
+          ? undefined
+          : fusionKey(b.components[j], { branch: b, chunks: chunks[i][j], constants }),
     )
   );
   const prefetch = call.prefetch ?? prefetches(tiles, d, dv);
   // Subgroup matrices load the query tile from workgroup memory: it is always staged.
   const fromMemory = !tiles.matrix && (call.globalQuery ?? queryFromMemoryPays(plan, dtype));
-  const pairs = pairChoices(plan, tiles, call, { chunks, groups, prefetch, fromMemory });
+  const pairs = pairChoices(plan, tiles, call, {
+    chunks,
+    groups,
+    prefetch,
+    fromMemory,
+    decodes,
+  });
   // Queries that are some of the positions: each component runs the query tiles holding some.
   const queries = plan.queries;
   const runTiles = queries &&
@@ -100,8 +133,18 @@ export function planKernels(plan: Plan, tiles: KernelShape, call: CheckedCall): 
   const schedule = packSchedules(plan, shape.headDim, chunks, groups, pairs.runs, runTiles);
   const hash = hashLayout(plan, shape);
   const landmarks = landmarkSets(plan);
-  // The backward pass reads the float32 O (Δ = dO·O): no float16 O written directly.
-  const outputF16 = !call.backward && writesF16Directly(plan, dtype, call.pattern.kind === "gated");
+  // The backward pass reads the float32 O (Δ = dO·O), and decode combines merge float32 rows:
+  // no float16 O written directly.
+  const outputF16 = !call.backward && !decoding &&
+    writesF16Directly(plan, dtype, call.pattern.kind === "gated");
+  const workgroupBytes = call.limits?.maxComputeWorkgroupStorageSize ?? DEFAULT_WORKGROUP_BYTES;
+  const decodeGeometries = plan.branches.map((b, i) =>
+    b.components.map((c, j) =>
+      decodes[i][j]
+        ? decodeGeometry(c, { n: plan.n, queries: plan.queries!, shape, workgroupBytes })
+        : undefined
+    )
+  );
 
   const kernels: Kernel[] = [
     ...landmarks.map((l) => poolKernel(shape, l)),
@@ -114,6 +157,15 @@ export function planKernels(plan: Plan, tiles: KernelShape, call: CheckedCall): 
       chunks: chunks[b],
       groups: groups[b],
       runTiles: runTiles?.[b],
+      decode: decodeGeometries[b],
+      steps: (rows) =>
+        decodeSteps({
+          rows,
+          headDim: d,
+          element: dtype === "f16" ? 2 : 4,
+          tileK: tiles.tileK,
+          bytes: workgroupBytes,
+        }),
       pairForms: pairs.forms[b],
       outputF16,
       gated: call.pattern.kind === "gated",
@@ -135,6 +187,12 @@ export function planKernels(plan: Plan, tiles: KernelShape, call: CheckedCall): 
     })
     : undefined;
   if (gradients) kernels.push(...gradients.kernels);
+  // Paged K and V: a kernel that reads them reads the block table too, bound after the rest.
+  if (call.paged) {
+    for (const k of kernels) {
+      if (k.bindings.some((b) => b.buffer === "k")) k.bindings.push(read("blockTable"));
+    }
+  }
 
   return {
     kernels: {
@@ -142,6 +200,14 @@ export function planKernels(plan: Plan, tiles: KernelShape, call: CheckedCall): 
       kernel: tiles,
       unroll: call.unroll,
       constantParams: constants,
+      ...(call.paged
+        ? {
+          paged: {
+            pageSize: call.paged.pageSize,
+            columns: tableColumns(shape, call.paged.pageSize),
+          },
+        }
+        : {}),
       kernels,
       modules: assignModules(
         kernels,
@@ -159,13 +225,16 @@ export function planKernels(plan: Plan, tiles: KernelShape, call: CheckedCall): 
     splitRows: Math.max(
       0,
       ...plan.branches.flatMap((branch, b) =>
-        branch.components.map((c, j) => chunks[b][j] * heads * c.mask.qTiles * c.mask.tileQ)
+        branch.components.map((c, j) =>
+          decodeGeometries[b][j]?.partialRows ?? chunks[b][j] * heads * c.mask.qTiles * c.mask.tileQ
+        )
       ),
     ),
     landmarks,
     hash,
     gradSchedule: gradients?.schedule ?? new Uint32Array(0),
     learned: Float32Array.from([...learnable.values()].flatMap((c) => c.values)),
+    sequences: plan.packed ? sequenceWords([wholeSequence(shape)]) : new Uint32Array(0),
   };
 }
 
@@ -174,11 +243,18 @@ function pairChoices(
   plan: Plan,
   tiles: KernelShape,
   call: CheckedCall,
-  o: { chunks: number[][]; groups: number[][][]; prefetch: boolean; fromMemory: boolean },
+  o: {
+    chunks: number[][];
+    groups: number[][][];
+    prefetch: boolean;
+    fromMemory: boolean;
+    decodes: boolean[][];
+  },
 ) {
   const { shape, dtype } = call;
   // The pair step is written for register tiles; subgroup-matrix kernels walk single tiles.
-  const asked = tiles.matrix ? false : call.edgePairs ?? pairsPay(plan, dtype);
+  // Packed sequences' bands restart at every sequence: no fixed corner tiles to pair.
+  const asked = tiles.matrix || plan.packed ? false : call.edgePairs ?? pairsPay(plan, dtype);
   const form = asked === false ? "wide" : edgePairForm(asked, dtype);
   const fit = edgePairsFit({
     tiles,
@@ -196,7 +272,7 @@ function pairChoices(
   };
   const walks = plan.branches.map((b, i) =>
     b.components.map((c, j) =>
-      asked !== false && fit && walksEdgePairs(c, {
+      asked !== false && fit && !o.decodes[i][j] && walksEdgePairs(c, {
         n: plan.n,
         allRows: plan.queries === undefined,
         rowsPerThread: tiles.rowsPerThread,
@@ -226,6 +302,10 @@ function branchKernels(plan: Plan, b: number, o: {
   groups: number[][];
   /** Per component, the query tiles it runs, where the queries are some of the positions. */
   runTiles?: number[][];
+  /** Per component, its decode geometry where it takes the decode kernel. */
+  decode: (DecodeGeometry | undefined)[];
+  /** A decode workgroup's steps, for a workgroup of this many rows. */
+  steps: (rows: number) => DecodeSteps;
   pairForms: (EdgePairForm | undefined)[];
   outputF16: boolean;
   gated: boolean;
@@ -238,7 +318,8 @@ function branchKernels(plan: Plan, b: number, o: {
   const oBase = b * rows * (sequenceSizes(shape).dv / 4), lseBase = b * rows;
   const oName = o.outputF16 ? "o16" : o.gated ? "branchO" : "o";
   const components = plan.branches[b].components;
-  const clear = branchNeedsClear(plan.branches[b]);
+  // Decode combines always merge, so a branch that starts with one is cleared first.
+  const clear = branchNeedsClear(plan.branches[b]) || o.decode[0] !== undefined;
   const learns = branchLearns(plan.branches[b]); // reads learnable constants
   const kernels: Kernel[] = [];
   if (clear) {
@@ -255,6 +336,20 @@ function branchKernels(plan: Plan, b: number, o: {
   }
   for (const group of o.groups) {
     const j = group[0], component = components[j];
+    const decode = o.decode[j];
+    // No listed tile holds a query (global rows elsewhere): nothing to add.
+    if (decode?.tiles.length === 0) continue;
+    if (decode) {
+      kernels.push(...decodeKernels(b, j, decode, {
+        shape,
+        slot: o.slots[j],
+        steps: o.steps(decode.rows),
+        oName,
+        oBase,
+        lseBase,
+      }));
+      continue;
+    }
     const label = group.length > 1
       ? `branch ${b} components ${group.join("+")}`
       : `branch ${b} component ${j}`;
@@ -279,6 +374,7 @@ function branchKernels(plan: Plan, b: number, o: {
         written(split ? "splitLse" : "lse"),
         ...(readsHash(component) ? [read("hash")] : []),
         ...(learns ? [read("learned")] : []),
+        ...(plan.packed ? [read("sequences")] : []),
       ],
       workgroups: [dispatched * Math.max(chunks, 1), heads],
       branch: b,
@@ -289,6 +385,7 @@ function branchKernels(plan: Plan, b: number, o: {
       output: split ? "split" : o.outputF16 ? "o16" : j > 0 || clear ? "merge" : "write",
       ...(split ? { split } : {}),
       ...(runTiles ? { queryTiles: runTiles } : {}),
+      ...(plan.packed ? { packed: true as const } : {}),
       scheduleSlot: o.slots[j],
       oBase,
       lseBase,
@@ -309,6 +406,60 @@ function branchKernels(plan: Plan, b: number, o: {
     });
   }
   return kernels;
+}
+
+/** A decoding component's two kernels: its chunks' partial rows, then their combine. */
+function decodeKernels(
+  b: number,
+  j: number,
+  geometry: DecodeGeometry,
+  o: {
+    shape: AttentionShape;
+    slot: number;
+    steps: DecodeSteps;
+    oName: BufferName;
+    oBase: number;
+    lseBase: number;
+  },
+): Kernel[] {
+  const label = `branch ${b} component ${j}`;
+  const { chunks, rowBlocks, tiles } = geometry;
+  const entries = o.shape.batch * o.shape.headsQ * geometry.slotRows.length;
+  checkWorkgroups(`${label} (decode)`, tiles.length * rowBlocks, chunks);
+  const dv4 = sequenceSizes(o.shape).dv / 4;
+  const rowsPerGroup = Math.floor(ELEMENTWISE_WORKGROUP / dv4);
+  return [{
+    kind: "decode",
+    label: `${label}: decode, ${geometry.rows} rows per workgroup, keys in ${chunks} chunks`,
+    ...own,
+    bindings: [
+      read("q"),
+      read("k"),
+      read("v"),
+      read("schedule"),
+      read("aux"),
+      written("splitO"),
+      written("splitLse"),
+    ],
+    workgroups: [tiles.length * rowBlocks * chunks, o.shape.batch * o.shape.headsKV],
+    branch: b,
+    component: j,
+    geometry,
+    ...o.steps,
+    scheduleSlot: o.slot,
+  }, {
+    kind: "decodeCombine",
+    label: `${label}: combine ${chunks} chunks`,
+    ...own,
+    bindings: [read("splitO"), read("splitLse"), read("aux"), written(o.oName), written("lse")],
+    workgroups: elementwiseWorkgroups(Math.ceil(entries / rowsPerGroup) * ELEMENTWISE_WORKGROUP),
+    branch: b,
+    component: j,
+    chunks,
+    slotRows: geometry.slotRows,
+    oBase: o.oBase,
+    lseBase: o.lseBase,
+  }];
 }
 
 /** WebGPU allows at most 65535 workgroups per dimension. */

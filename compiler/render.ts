@@ -23,7 +23,10 @@ import {
   hashCodesKernel,
 } from "./wgsl/hash_sort_wgsl.ts";
 import { poolingKernel } from "./wgsl/pooling_wgsl.ts";
+import type { PagedRows } from "./wgsl/kv_row_wgsl.ts";
 import { splitCombineKernel } from "./wgsl/split_combine_wgsl.ts";
+import { decodeKernel } from "./wgsl/decode_wgsl.ts";
+import { decodeCombineKernel } from "./wgsl/decode_combine_wgsl.ts";
 import { gradientKernel } from "./wgsl/gradient_wgsl.ts";
 import { learnableConstants, learnableOffsets } from "../dsl/expression_check.ts";
 import { branchLearns } from "./plan_gradients.ts";
@@ -102,6 +105,7 @@ function attentionOptions(k: AttentionKernel, o: RenderContext): ComponentKernel
     n: o.plan.n,
     ...(o.plan.queries ? { queries: o.plan.queries } : {}),
     ...(k.queryTiles ? { queryTiles: k.queryTiles } : {}),
+    ...(k.packed ? { packed: true } : {}),
     scale: o.call.scale,
     aux: o.aux,
     scheduleSlot: k.scheduleSlot,
@@ -126,8 +130,21 @@ function attentionOptions(k: AttentionKernel, o: RenderContext): ComponentKernel
     ...(kernel.matrix
       ? { matrix: kernel.matrix, matrixMajorness: o.call.limits?.matrixMajorness }
       : {}),
+    ...pagedRows(k, o),
     label: `${branch.label}, ${k.label}`,
   };
+}
+
+/**
+ * A kernel's paged K and V reads: the page size, the table's columns and where the kernel plan
+ * bound the table; nothing for a kernel that does not bind it (contiguous K and V, or pooled
+ * landmarks).
+ */
+function pagedRows(k: Kernel, o: RenderContext): { paged?: PagedRows } {
+  const paged = o.planned.kernels.paged;
+  const binding = k.bindings.findIndex((b) => b.buffer === "blockTable");
+  if (!paged || binding < 0) return {};
+  return { paged: { ...paged, headsKV: o.call.shape.headsKV, binding } };
 }
 
 /** The WGSL of a kernel other than attention: each kind has its writer. */
@@ -168,6 +185,37 @@ function renderOther(k: Exclude<Kernel, AttentionKernel>, o: RenderContext): str
         label: `${branch.label}, ${label}`,
       });
     }
+    case "decode": {
+      const branch = o.plan.branches[k.branch];
+      return decodeKernel({
+        component: branch.components[k.component],
+        geometry: k.geometry,
+        shape,
+        n: o.plan.n,
+        queries: o.plan.queries!,
+        dtype,
+        scale: o.call.scale,
+        stepKeys: k.stepKeys,
+        stageKeys: k.stageKeys,
+        scheduleSlot: k.scheduleSlot,
+        params: o.aux.paramBlock(),
+        ...pagedRows(k, o),
+        label: `${branch.label}, branch ${k.branch} component ${k.component}`,
+      });
+    }
+    case "decodeCombine":
+      return decodeCombineKernel({
+        n: o.plan.n,
+        queries: o.plan.queries!,
+        dv4,
+        heads: shape.batch * shape.headsQ,
+        chunks: k.chunks,
+        slotRows: k.slotRows,
+        oBase: k.oBase,
+        lseBase: k.lseBase,
+        params: o.aux.paramBlock(),
+        label: `${o.plan.branches[k.branch].label}, branch ${k.branch} component ${k.component}`,
+      });
     case "pool":
       return poolingKernel({
         heads: shape.batch * shape.headsKV,
@@ -178,9 +226,10 @@ function renderOther(k: Exclude<Kernel, AttentionKernel>, o: RenderContext): str
         count: k.count,
         dtype,
         groupsX: k.workgroups[0],
+        ...pagedRows(k, o),
       });
     case "hashCodes":
-      return hashCodesKernel({ ...sort(k.set), d4, dtype });
+      return hashCodesKernel({ ...sort(k.set), d4, dtype, ...pagedRows(k, o) });
     case "bucketCounts":
       return bucketHistogramKernel(sort(k.set));
     case "bucketScan":
@@ -225,6 +274,7 @@ function renderOther(k: Exclude<Kernel, AttentionKernel>, o: RenderContext): str
         params: o.aux.paramBlock(),
         hash: o.planned.hash,
         learnable: learnableConstants(o.call.pattern),
+        ...(o.plan.packed ? { packed: true } : {}),
       });
     }
   }

@@ -1,12 +1,14 @@
 /**
  * Shape checks for one attention call (DESIGN §1): Q `[B, Hq, Nq, D]`, K `[B, Hkv, Nk, D]` and V
- * `[B, Hkv, Nk, Dv]` (Q, K and V `[B, H, N, D]` for a square call).
+ * `[B, Hkv, Nk, Dv]` (Q, K and V `[B, H, N, D]` for a square call), or K and V in pages with a
+ * block table (paged_kv.ts).
  * Shared by the CPU reference and the GPU runtime so both refuse the same inputs with the same
  * one-line messages. Kernel-only limits (head dim a multiple of 4, ...) stay in the compiler.
  * @module
  */
 import { ShapeError } from "./errors.ts";
 import { type AttentionShape, checkSizes, sequenceSizes } from "./shape.ts";
+import { checkPagedInputs, type PagedKv } from "./paged_kv.ts";
 
 /** Gates with an explicit shape, as read from a `.npy` file. */
 export interface ShapedGates {
@@ -23,6 +25,10 @@ export interface ShapeInputs {
   gates?: ArrayLike<number> | ShapedGates;
   /** The gated pattern's branch count; `undefined` when the pattern is not gated. */
   branches?: number;
+  /** K and V are pages through `blockTable` (paged_kv.ts), as the call was compiled. */
+  paged?: PagedKv;
+  /** Paged K and V: `[B, maxPages]` page indices. */
+  blockTable?: ArrayLike<number>;
 }
 
 /**
@@ -35,7 +41,8 @@ export type GateLayout = "none" | "head" | "position";
  * Checks the sizes and that every tensor has the element count they imply.
  *
  * @param shape the sizes
- * @param inputs q, k, v, optional gates, and the branch count when the pattern is gated
+ * @param inputs q, k, v, optional gates, the branch count when the pattern is gated, and for
+ *   paged K and V their layout and block table
  * @returns the gates' layout
  * @throws {ShapeError} one line naming the field, what was expected and what came
  * @example
@@ -55,8 +62,18 @@ export function checkShape(shape: AttentionShape, inputs: ShapeInputs): GateLayo
   const [Q, K] = shape.kvSeqLen === undefined ? ["N", "N"] : ["Nq", "Nk"];
   const V = shape.valueDim === undefined ? "D" : "Dv";
   checkLength("q", inputs.q.length, `B*Hq*${Q}*D`, B * Hq * nq * d);
-  checkLength("k", inputs.k.length, `B*Hkv*${K}*D`, B * Hkv * nk * d);
-  checkLength("v", inputs.v.length, `B*Hkv*${K}*${V}`, B * Hkv * nk * dv);
+  if (inputs.paged) {
+    checkPagedInputs(shape, inputs.paged, inputs);
+  } else {
+    if (inputs.blockTable !== undefined) {
+      throw new ShapeError(
+        "Bad input: blockTable was given but the call was not compiled with paged K and V; " +
+          "drop it or compile with the paged option",
+      );
+    }
+    checkLength("k", inputs.k.length, `B*Hkv*${K}*D`, B * Hkv * nk * d);
+    checkLength("v", inputs.v.length, `B*Hkv*${K}*${V}`, B * Hkv * nk * dv);
+  }
   return checkGates(shape, inputs.gates, inputs.branches);
 }
 

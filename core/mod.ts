@@ -8,4 +8,5 @@
 export * from "./errors.ts";
 export * from "./shape.ts";
 export * from "./input_shapes.ts";
+export * from "./paged_kv.ts";
 export * from "./hash.ts";

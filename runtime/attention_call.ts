@@ -4,10 +4,16 @@
  * with `timestamp-query` where the device has it. Nothing is read back until `read`.
  * @module
  */
-import { type BufferName, checkBufferTable, type CompiledAttention } from "../compiler/mod.ts";
+import {
+  type BufferName,
+  checkBufferTable,
+  type CompiledAttention,
+  type PackedCallData,
+} from "../compiler/mod.ts";
 import { DeviceError, DeviceLostError, ShapeError } from "../core/errors.ts";
 import type { HashCodes } from "../dsl/hash_bucket.ts";
 import { sequenceSizes } from "../core/shape.ts";
+import { compactBlockTable } from "../core/paged_kv.ts";
 import type { PipelineCache } from "./pipeline_cache.ts";
 import { gpuWait } from "./gpu_wait.ts";
 
@@ -19,14 +25,31 @@ import { gpuWait } from "./gpu_wait.ts";
 export interface AttentionInputs {
   /** Queries `[B, Hq, Nq, D]`. */
   q: Float32Array | Float16Array;
-  /** Keys `[B, Hkv, Nk, D]`. */
+  /** Keys `[B, Hkv, Nk, D]`, or paged `[pages, Hkv, pageSize, D]` (see `blockTable`). */
   k: Float32Array | Float16Array;
-  /** Values `[B, Hkv, Nk, Dv]`. */
+  /** Values `[B, Hkv, Nk, Dv]`, or paged `[pages, Hkv, pageSize, Dv]`. */
   v: Float32Array | Float16Array;
   /** Gated patterns: per-call gates (default: the pattern's JSON gates, else 1/branches). */
   gates?: Float32Array;
   /** ∂loss/∂O `[B, Hq, Nq, Dv]`: required by a call compiled with `backward`, else unused. */
   dO?: Float32Array | Float16Array;
+  /**
+   * A call compiled with `paged`: `[B, maxPages]` page indices, row-major, with
+   * `maxPages >= ceil(Nk / pageSize)`; key position `p` of batch `b` is row `p % pageSize` of
+   * page `blockTable[b, floor(p / pageSize)]` of K and V, which are then
+   * `[pages, Hkv, pageSize, D]` and `[pages, Hkv, pageSize, Dv]`. Required there, refused
+   * elsewhere.
+   */
+  blockTable?: Int32Array | Uint32Array;
+  /**
+   * Packed sequences (a pattern compiled with `packed`, batch 1): the query rows of each
+   * sequence, laid end to end and summing to Nq. Each sequence attends only to its own keys,
+   * with positions from its start, `n` its key count and its queries its last positions.
+   * Default: one sequence of every row.
+   */
+  seqLens?: readonly number[];
+  /** The key rows of each packed sequence, summing to Nk (default `seqLens`). */
+  kvSeqLens?: readonly number[];
 }
 
 /** ∂loss/∂ of the inputs, float32, from a call compiled with `backward` (DESIGN §6). */
@@ -113,6 +136,8 @@ export class AttentionCall {
    * @param compiled the compiled pattern
    * @param inputs q, k, v (and gates) as float32
    * @param timestamps whether to time submissions with timestamp-query
+   * @param packed a packed call's schedule, gradient schedule and sequences words for its
+   *   lengths (packed_call.ts), which replace the compiled ones
    * @returns a call ready to submit
    */
   static async create(
@@ -121,9 +146,10 @@ export class AttentionCall {
     compiled: CompiledAttention,
     inputs: AttentionInputs,
     timestamps: boolean,
+    packed?: PackedCallData,
   ): Promise<AttentionCall> {
     const call = new AttentionCall(device, compiled);
-    call.#allocate(inputs);
+    call.#allocate(inputs, packed);
     for (const pass of compiled.passes) {
       const pipeline = await cache.get(pass);
       device.pushErrorScope("validation");
@@ -155,8 +181,11 @@ export class AttentionCall {
     return call;
   }
 
-  /** Allocates every buffer of the compiled buffer table and fills those with first contents. */
-  #allocate(inputs: AttentionInputs): void {
+  /**
+   * Allocates every buffer of the compiled buffer table and fills those with first contents: a
+   * packed call's own schedule and sequences words where given (their sizes follow the lengths).
+   */
+  #allocate(inputs: AttentionInputs, packed?: PackedCallData): void {
     const { gated, buffers } = this.compiled;
     const half = this.compiled.dtype === "f16";
     const asDtype = (x: Float32Array | Float16Array) =>
@@ -169,18 +198,30 @@ export class AttentionCall {
       v: asDtype(inputs.v),
       gates: gated ? inputs.gates ?? this.#defaultGates() : new Float32Array(1),
       dO: this.compiled.backward ? asDtype(this.#dO(inputs)) : new Float32Array(1),
+      // The columns the kernels read, so their row stride is the compiled one.
+      blockTable: this.compiled.paged
+        ? compactBlockTable(this.compiled.shape, this.compiled.paged.pageSize, inputs.blockTable!)
+        : new Uint32Array(1),
     };
     checkBufferTable(buffers, this.device.limits.maxStorageBufferBindingSize);
+    const perCall: Partial<Record<BufferName, Uint32Array>> = packed
+      ? {
+        schedule: packed.schedule,
+        sequences: packed.sequences,
+        ...(this.compiled.backward ? { gradSchedule: packed.gradSchedule } : {}),
+      }
+      : {};
     for (const spec of buffers) {
+      const words = perCall[spec.name];
       const buffer = this.device.createBuffer({
         label: spec.name,
-        size: align4(spec.bytes),
+        size: align4(words?.byteLength ?? spec.bytes),
         usage: STORAGE,
       });
       this.#buffers.set(spec.name, buffer);
       // Written whole, as bytes: offsets and sizes of a typed array would count elements, and
       // Dawn's binding knows no Float16Array (its element size reads as 0: SIGFPE).
-      const data = spec.input ? tensors[spec.input] : spec.data;
+      const data = spec.input ? tensors[spec.input] : words ?? spec.data;
       if (data) this.device.queue.writeBuffer(buffer, 0, bytesOf(data));
     }
   }

@@ -7,11 +7,15 @@
  */
 import { DataError } from "../core/errors.ts";
 import type { AttentionInputs } from "./attention_call.ts";
+import { firstNonFiniteRead, type PagedKv } from "../core/paged_kv.ts";
+import { type AttentionShape, sequenceSizes } from "../core/shape.ts";
 
 /**
- * Throws on the first NaN or infinite entry of q, k, v or gates.
+ * Throws on the first NaN or infinite entry of q, k, v or gates. Of paged K and V only the rows
+ * the call reads count: a pool's other pages may hold anything.
  *
- * @param inputs the tensors of one call
+ * @param inputs the tensors of one call (with its block table where K and V are paged)
+ * @param paged the call's shape and page layout where K and V are paged
  * @throws {DataError} naming the tensor, the flat index and the value
  * @example
  * ```ts
@@ -20,19 +24,35 @@ import type { AttentionInputs } from "./attention_call.ts";
  * checkFinite({ q: ok, k: ok, v: ok }); // fine
  * ```
  */
-export function checkFinite(inputs: AttentionInputs): void {
+export function checkFinite(
+  inputs: AttentionInputs,
+  paged?: PagedKv & { shape: AttentionShape },
+): void {
   for (const name of ["q", "k", "v", "gates"] as const) {
     const data = inputs[name];
     if (!data) continue;
-    for (let i = 0; i < data.length; i++) {
-      const x = data[i];
-      // x - x is NaN exactly when x is NaN or infinite: one compare per entry.
-      if (x - x !== 0) {
-        throw new DataError(
-          `Bad input: ${name}[${i}] is ${x}; Q, K, V and gates must be finite (a NaN or ` +
-            `infinite entry would turn whole output rows into NaN)`,
-        );
-      }
+    const keys = name === "k" || name === "v";
+    const i = paged && keys
+      ? firstNonFiniteRead(data, inputs.blockTable!, {
+        ...paged,
+        width: name === "k" ? paged.shape.headDim : sequenceSizes(paged.shape).dv,
+      })
+      : firstNonFinite(data);
+    if (i >= 0) {
+      throw new DataError(
+        `Bad input: ${name}[${i}] is ${data[i]}; Q, K, V and gates must be finite (a NaN or ` +
+          `infinite entry would turn whole output rows into NaN)`,
+      );
     }
   }
+}
+
+/** The index of the first NaN or infinite entry, or -1. */
+function firstNonFinite(data: ArrayLike<number>): number {
+  for (let i = 0; i < data.length; i++) {
+    const x = data[i];
+    // x - x is NaN exactly when x is NaN or infinite: one compare per entry.
+    if (x - x !== 0) return i;
+  }
+  return -1;
 }

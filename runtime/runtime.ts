@@ -10,7 +10,10 @@ import {
   type CompiledAttention,
   type CompileOptions,
   kernelShape,
+  type PackedCallData,
+  packedCallData,
 } from "../compiler/mod.ts";
+import { packedSequences, wholeSequence } from "../core/packed_sequences.ts";
 import { AttentionCall, type AttentionInputs, type AttentionOutputs } from "./attention_call.ts";
 import { Autotuner, type TuneOptions, type TuneResult } from "./autotune.ts";
 import { compileLimits, type DeviceInfo, openDevice } from "./device.ts";
@@ -119,6 +122,7 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
     const gates = checkShape(compiled.shape, {
       ...inputs,
       branches: compiled.gated ? compiled.branches : undefined,
+      paged: compiled.paged,
     });
     // The blend kernel indexes gates by its compiled layout: a mismatch would read wrong gates.
     const n = compiled.shape.seqLen; // at N = 1 both layouts are the same bytes
@@ -131,9 +135,17 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
           `compile with gatesPerPosition: ${gates === "position"}`,
       );
     }
-    checkFinite(inputs);
+    const packed = packedData(compiled, inputs);
+    checkFinite(inputs, compiled.paged && { shape: compiled.shape, ...compiled.paged });
     const s = await current();
-    return await AttentionCall.create(s.device, s.pipelines, compiled, inputs, s.info.timestamps);
+    return await AttentionCall.create(
+      s.device,
+      s.pipelines,
+      compiled,
+      inputs,
+      s.info.timestamps,
+      packed,
+    );
   };
   const runOnce = async (compiled: CompiledAttention, inputs: AttentionInputs) => {
     const call = await prepare(compiled, inputs);
@@ -199,6 +211,44 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
   };
 }
 
+/** A paged call whose buffers one binding cannot hold: it cannot run in parts. */
+function refusePagedPastBinding(compiled: CompiledAttention, limit: number): void {
+  const over = compiled.buffers.find((b) => b.bytes > limit);
+  if (!over) return;
+  throw new DeviceError(
+    `Cannot run paged K and V at this shape: buffer ${over.name} needs ${over.bytes} bytes, ` +
+      `over the ${limit} one binding may hold, and a paged call does not run in parts (each ` +
+      `part would bind the whole pool); use fewer pages, batches or heads per call`,
+  );
+}
+
+/**
+ * A packed call's schedule and sequences words for its lengths (one sequence of every row when
+ * it gives none); undefined for a call compiled without `packed`, which may give no lengths.
+ */
+function packedData(
+  compiled: CompiledAttention,
+  inputs: AttentionInputs,
+): PackedCallData | undefined {
+  const { seqLens, kvSeqLens } = inputs;
+  if (!compiled.packed) {
+    if (seqLens === undefined && kvSeqLens === undefined) return undefined;
+    throw new ShapeError(
+      `Bad input: ${
+        seqLens ? "seqLens" : "kvSeqLens"
+      } gives packed sequences, but the pattern was compiled ` +
+        "without packed: true; compile with packed: true (batch 1) to run them",
+    );
+  }
+  if (seqLens === undefined && kvSeqLens !== undefined) {
+    throw new ShapeError("Bad input: kvSeqLens needs seqLens (the packed sequences' query rows)");
+  }
+  const sequences = seqLens === undefined
+    ? [wholeSequence(compiled.shape)]
+    : packedSequences(compiled.shape, seqLens, kvSeqLens);
+  return packedCallData(compiled, sequences);
+}
+
 function partCount(split: Split): number {
   return split.full.batch * (split.full.headsKV / split.kvHeads);
 }
@@ -240,14 +290,17 @@ async function openSession(runtimeOptions: RuntimeOptions): Promise<Session> {
       // one call binds (the buffer table, in compileChecked).
       const call = checkCall(pattern, { ...options, limits: undefined });
       const branches = call.pattern.kind === "gated" ? call.pattern.branches.length : 1;
-      const split = chooseSplit(
+      const bindingLimit = Math.min(
+        runtimeOptions.maxBindingBytes ?? Infinity,
+        device.limits.maxStorageBufferBindingSize,
+      );
+      // Paged K and V are one pool that every batch and head reads through the table: a paged
+      // call runs whole, and one past a binding is refused below.
+      const split = call.paged ? undefined : chooseSplit(
         call.shape,
         call.dtype,
         branches,
-        Math.min(
-          runtimeOptions.maxBindingBytes ?? Infinity,
-          device.limits.maxStorageBufferBindingSize,
-        ),
+        bindingLimit,
       );
       if (split && call.backward) {
         throw new DeviceError(
@@ -266,6 +319,7 @@ async function openSession(runtimeOptions: RuntimeOptions): Promise<Session> {
           autotuner.cached(call.pattern, shape, call.dtype) ??
           (info.isFallback ? FALLBACK_TILES : undefined),
       });
+      if (call.paged) refusePagedPastBinding(compiled, bindingLimit);
       return split ? { ...compiled, split } : compiled;
     },
   };

@@ -115,6 +115,9 @@ export async function runSplit(
         k: inputs.k.subarray(k0 * Nk * D, (k0 + split.kvHeads) * Nk * D),
         v: inputs.v.subarray(k0 * Nk * Dv, (k0 + split.kvHeads) * Nk * Dv),
         gates: inputs.gates?.subarray(h0 * gateCount, (h0 + partQ) * gateCount),
+        // Packed sequences split the rows, the same in every head.
+        seqLens: inputs.seqLens,
+        kvSeqLens: inputs.kvSeqLens,
       });
       o.set(out.o as typeof o, h0 * N * Dv);
       // LSE is [B, Hq, N], or [branches, B, Hq, N] when gated: place each branch's slice.

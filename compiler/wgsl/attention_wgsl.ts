@@ -51,6 +51,8 @@ import {
 import { bucketOffsets, prefetchedTileLoop, schedule, tileLoop } from "./key_loop_wgsl.ts";
 import { declareEdgePair, edgePairStep } from "./edge_pair_wgsl.ts";
 import { ParamReader } from "./params_wgsl.ts";
+import type { PagedRows } from "./kv_row_wgsl.ts";
+import { SEQUENCE_N } from "./sequence_wgsl.ts";
 import { queryStaging } from "./query_tile_wgsl.ts";
 import { f32, type ShaderModule } from "./shader_module.ts";
 import { gridOf, maskedTiles, tileMask } from "./tile_mask_wgsl.ts";
@@ -81,6 +83,12 @@ export interface ComponentKernelOptions {
   queries?: QueryRange;
   /** With `queries`: the query tiles this kernel runs, tile `queryTiles[x]` at workgroup x. */
   queryTiles?: readonly number[];
+  /**
+   * The rows are packed sequences (sequence_wgsl.ts): positions are rows, each query row's
+   * sequence is read from the `sequences` buffer, and the mask and score modifier see
+   * positions within it and its key count.
+   */
+  packed?: boolean;
   scale: number;
   aux: AuxData;
   /** This component's slot in the schedule header, which holds its row and run offsets. */
@@ -144,6 +152,11 @@ export interface ComponentKernelOptions {
   matrix?: MatrixConfig;
   /** How the device's WGSL spells a matrix load's majorness (tiles.ts, DeviceLimits). */
   matrixMajorness?: "template" | "argument";
+  /**
+   * K and V in pages, every row read through the block table (`kvRow`, kv_row_wgsl.ts); absent
+   * where they are contiguous, and for landmark keys, which the pooling pass writes contiguous.
+   */
+  paged?: PagedRows;
   label: string;
 }
 
@@ -172,7 +185,7 @@ export function componentKernel(o: ComponentKernelOptions): string {
   declareCodeStaging(m, o);
   if (o.edgePairs) declareEdgePair(m, o.edgePairs);
   if (o.score) {
-    declareScoreModifier(m, o.score, o.n, o.learned);
+    declareScoreModifier(m, o.score, o.packed ? SEQUENCE_N : o.n, o.learned);
     if (o.learned) {
       // After the hash buffer where there is one (plan_kernels.ts binds in this order).
       m.declare(
@@ -243,6 +256,10 @@ export function sharedKernel(
   const firstMember = kernels.map((k) => members.findIndex((x) => x.kernel === k));
   // Edge pairs are a setting (PAIRS) where only some kernels walk them, in the module's form.
   const o = { ...kernels[0], edgePairs: pairs };
+  assert(
+    kernels.every((k) => k.paged?.binding === o.paged?.binding),
+    "the kernels of a shared module bind the block table alike",
+  );
   const anySplit = kernels.some((x) => x.split);
   const anyFused = kernels.some((x) => x.fused);
   const m = kernelModule(o, [
@@ -345,7 +362,10 @@ export function sharedKernel(
     }
     : undefined;
   const signature = [
-    ...allowedReadsHeadOrBatch(o.component) ? ["q", "k", "h", "b"] : ["q", "k"],
+    "q",
+    "k",
+    ...o.packed ? [SEQUENCE_N] : [],
+    ...allowedReadsHeadOrBatch(o.component) ? ["h", "b"] : [],
     ...staged ? ["qc", "kc"] : [],
   ];
   const codeCalls = staged
@@ -481,9 +501,10 @@ ${signature}
   ${loopBounds(o.unroll)}
 ${workgroupTile(refs)}
   let bh = wg.y;                      // batch * HQ + query head
-  let kvHead = (bh / HQ) * HKV + (bh % HQ) / GROUP;
-  let kvBase = kvHead * KV_ROWS * D4;${
-    valueWidth(o) === "DV4"
+  let kvHead = (bh / HQ) * HKV + (bh % HQ) / GROUP;${
+    o.paged ? "" : "\n  let kvBase = kvHead * KV_ROWS * D4;"
+  }${
+    valueWidth(o) === "DV4" && !o.paged
       ? "\n  let vBase = kvHead * KV_ROWS * DV4;  // V's rows are DV4 vec4s"
       : ""
   }${
@@ -506,6 +527,11 @@ ${queryTile.loads}${schedule(o, refs)}
 ${pair ? pair.loads + "\n" : keyLoop.prologue}
 ${queryTile.stores}${matrix ? matrixQueryLoads(o) : ""}${
     each((r) => `  let q${r} = ${queryAt(`qTileIndex * TILE_Q + firstRow + ${r}u`)};`)
+  }${
+    o.packed
+      ? "\n  // Each row's packed sequence: its keys, and its positions within it.\n" +
+        each((r) => `  let seq${r} = sequenceOf(q${r});`)
+      : ""
   }${staged ? "\n" + each((r) => `  let qCodes${r} = ${queryCodes(`max(q${r}, 0)`)};`) : ""}${
     o.globalQuery && !o.uniform
       ? "\n" +
@@ -531,7 +557,7 @@ ${
       ? scoresF16(R, J, g.cols, query)
       : scoresF32(R, J, g.cols, query)
   }
-${o.score ? scoreModifierLines(R, J) : ""}    // This column's share of each row's max.
+${o.score ? scoreModifierLines(R, J, o.packed) : ""}    // This column's share of each row's max.
 ${
     onlyIfMasked(
       maskedTiles(grid),

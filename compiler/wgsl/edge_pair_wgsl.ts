@@ -12,6 +12,7 @@
  */
 import { RUN_WORDS } from "../schedule_buffer.ts";
 import { tileSlots } from "./key_loop_wgsl.ts";
+import { kvSource } from "./kv_row_wgsl.ts";
 import type { EdgePairForm } from "../edge_pairs.ts";
 import type { ComponentKernelOptions } from "./attention_wgsl.ts";
 import { kernelGeometry, type MemberRefs, range } from "./kernel_refs.ts";
@@ -87,8 +88,8 @@ ${registers}
 ${
       slots((l) => [
         `let j = i / D4;`,
-        `let srcA = kvBase + (pairA + j) * D4 + i % D4;`,
-        `let srcB = kvBase + (pairB + j) * D4 + i % D4;`,
+        `let srcA = ${kvSource(!!o.paged, "(pairA + j)", "i % D4")};`,
+        `let srcB = ${kvSource(!!o.paged, "(pairB + j)", "i % D4")};`,
         wide
           ? `vTile[j * QK_STRIDE + i % D4] = kIn[srcA];`
           : `kpTile[j * QK_STRIDE + i % D4] = kIn[srcA];`,

@@ -12,15 +12,15 @@ import { type Expr, learnableReads, type Program } from "../../dsl/expression.ts
 import { scoreProgram } from "../../dsl/expression_check.ts";
 import type { ScoreModifier } from "../../dsl/schema.ts";
 import { integerPower } from "../../dsl/expression_intervals.ts";
-import { Emitter, safe } from "./expression_wgsl.ts";
+import { Emitter, type ProgramN, safe } from "./expression_wgsl.ts";
 import type { ShaderModule } from "./shader_module.ts";
 
 /**
  * Declares `fn scoreModifierSlope(s: f32, q: i32, k: i32, h: i32, b: i32) -> f32`: ∂score/∂s
- * of a scored branch's modifier.
+ * of a scored branch's modifier (`n: i32` last where N is a runtime value).
  * @param m the module being built
  * @param score the modifier
- * @param n N (the source's `n`)
+ * @param n N (the source's `n`): a number, or the name of a runtime i32 (`ProgramN`)
  * @param learned where its learnable constants start in the `learned` buffer (read there)
  * @returns the function name
  * @example
@@ -33,7 +33,7 @@ import type { ShaderModule } from "./shader_module.ts";
 export function declareScoreSlope(
   m: ShaderModule,
   score: ScoreModifier,
-  n: number,
+  n: ProgramN,
   learned?: ReadonlyMap<string, number>,
 ): string {
   const program = scoreProgram(score);
@@ -51,7 +51,7 @@ export function declareScoreSlope(
     `
 // The derivative in s of the score modifier:
 ${source.join("\n")}
-fn scoreModifierSlope(s: f32, q: i32, k: i32, h: i32, b: i32) -> f32 {
+fn scoreModifierSlope(s: f32, q: i32, k: i32, h: i32, b: i32${runtimeN(n)}) -> f32 {
 ${[...lines, `  return ${slope.emit(program.result)};`].join("\n")}
 }`,
   );
@@ -65,7 +65,7 @@ ${[...lines, `  return ${slope.emit(program.result)};`].join("\n")}
  * `dConstRows` (`row * LEARNABLE` plus the constant's offset and the entry).
  * @param m the module being built
  * @param score the modifier
- * @param n N
+ * @param n N: a number, or the name of a runtime i32 (`ProgramN`), which the statements pass
  * @param offsets each learnable constant's first entry in a row's slot, and in `learned`
  * @returns the statements, or "" when the modifier reads nothing learnable
  * @example
@@ -79,7 +79,7 @@ ${[...lines, `  return ${slope.emit(program.result)};`].join("\n")}
 export function declareConstantReads(
   m: ShaderModule,
   score: ScoreModifier,
-  n: number,
+  n: ProgramN,
   offsets: ReadonlyMap<string, number>,
 ): string {
   const program = scoreProgram(score);
@@ -109,14 +109,20 @@ struct ConstantRead { index: i32, slope: f32 }`,
         read.origin.text.replace(/\s+/g, " ")
       }") in the score modifier:
 ${source.join("\n")}
-fn scoreConstantRead${r}(s: f32, q: i32, k: i32, h: i32, b: i32) -> ConstantRead {
+fn scoreConstantRead${r}(s: f32, q: i32, k: i32, h: i32, b: i32${runtimeN(n)}) -> ConstantRead {
 ${lines.join("\n")}
   return ConstantRead(${values.emit(read.index)}, ${slope.emit(program.result)});
 }`,
     );
     const at = `row * LEARNABLE + ${offsets.get(read.array)}u + u32(c${r}.index)`;
-    return `          { let c${r} = ${name}(s, q, k, h, b); dConstRows[${at}] += dScore * c${r}.slope; }`;
+    const args = `s, q, k, h, b${typeof n === "string" ? `, ${n}` : ""}`;
+    return `          { let c${r} = ${name}(${args}); dConstRows[${at}] += dScore * c${r}.slope; }`;
   }).join("\n");
+}
+
+/** The parameter list's `n: i32` where N is a runtime value. */
+function runtimeN(n: ProgramN): string {
+  return typeof n === "string" ? `, ${n}: i32` : "";
 }
 
 const ZERO = "0.0";

@@ -19,11 +19,22 @@ import { readsHeadOrBatch } from "../component_reads.ts";
 type PredicateAtom = Extract<Atom, { kind: "predicate" }>;
 
 /**
+ * N as a program sees it: a number baked into the WGSL, or the name of an i32 the function takes
+ * as a parameter (packed sequences, whose `n` is each sequence's key count).
+ */
+export type ProgramN = number | string;
+
+/** The parameter list's `n`, where N is a runtime value. */
+function nParams(n: ProgramN): string[] {
+  return typeof n === "string" ? [n] : [];
+}
+
+/**
  * Declares a predicate atom's function and returns the call for pair `(q, k)`.
  * @param m the module being built
  * @param atom the predicate
- * @param n N (the source's `n`)
- * @returns a boolean WGSL expression in `q`, `k` (and `h`, `b` when it reads them)
+ * @param n N (the source's `n`): a number, or the name of a runtime i32 (`ProgramN`)
+ * @returns a boolean WGSL expression in `q`, `k` (and `n`, `h`, `b` where it takes them)
  * @example
  * ```ts
  * import { ShaderModule } from "./shader_module.ts";
@@ -32,10 +43,10 @@ type PredicateAtom = Extract<Atom, { kind: "predicate" }>;
  * // "predicate_xxxxxx(q, k)", and the module declares floorMod and predicate_xxxxxx
  * ```
  */
-export function predicateCall(m: ShaderModule, atom: PredicateAtom, n: number): string {
+export function predicateCall(m: ShaderModule, atom: PredicateAtom, n: ProgramN): string {
   const program = predicateProgram(atom);
   const name = `predicate_${programHash(program)}`;
-  const params = readsHeadOrBatch(atom) ? ["q", "k", "h", "b"] : ["q", "k"];
+  const params = ["q", "k", ...nParams(n), ...(readsHeadOrBatch(atom) ? ["h", "b"] : [])];
   declareProgram(m, program, n, {
     name,
     signature: `${params.map((p) => `${p}: i32`).join(", ")}) -> bool`,
@@ -46,10 +57,11 @@ export function predicateCall(m: ShaderModule, atom: PredicateAtom, n: number): 
 
 /**
  * Declares `fn scoreModifier(s: f32, q: i32, k: i32, h: i32, b: i32) -> f32` for a scored
- * branch: the raw score `s = scale * q·k` in, the score the softmax uses out.
+ * branch: the raw score `s = scale * q·k` in, the score the softmax uses out (`n: i32` last
+ * where N is a runtime value).
  * @param m the module being built
  * @param score the modifier
- * @param n N (the source's `n`)
+ * @param n N (the source's `n`): a number, or the name of a runtime i32 (`ProgramN`)
  * @param learned where its learnable constants start in the `learned` buffer (read there)
  * @returns the function name
  * @example
@@ -62,12 +74,13 @@ export function predicateCall(m: ShaderModule, atom: PredicateAtom, n: number): 
 export function declareScoreModifier(
   m: ShaderModule,
   score: ScoreModifier,
-  n: number,
+  n: ProgramN,
   learned?: ReadonlyMap<string, number>,
 ): string {
+  const runtimeN = nParams(n).map((p) => `, ${p}: i32`).join("");
   return declareProgram(m, scoreProgram(score), n, {
     name: "scoreModifier",
-    signature: "s: f32, q: i32, k: i32, h: i32, b: i32) -> f32",
+    signature: `s: f32, q: i32, k: i32, h: i32, b: i32${runtimeN}) -> f32`,
     what: "Score modifier written in TypeScript (s = scale * q·k)",
   }, learned);
 }
@@ -75,7 +88,7 @@ export function declareScoreModifier(
 function declareProgram(
   m: ShaderModule,
   program: Program,
-  n: number,
+  n: ProgramN,
   o: { name: string; signature: string; what: string },
   learned?: ReadonlyMap<string, number>,
 ): string {
@@ -101,14 +114,14 @@ export class Emitter {
   /**
    * @param m the module
    * @param program the checked program
-   * @param n N
+   * @param n N: a number, or the name of the runtime i32 that holds it (`ProgramN`)
    * @param learned where each learnable constant starts in the `learned` buffer; their reads
    *   come from there, so new values need no new WGSL
    */
   constructor(
     readonly m: ShaderModule,
     readonly program: Program,
-    readonly n: number,
+    readonly n: ProgramN,
     readonly learned: ReadonlyMap<string, number> = new Map(),
   ) {}
 

@@ -37,6 +37,11 @@ export interface GradientKernelOptions {
   hash: HashLayout;
   /** The learnable constants, in the order of their entries in a row's slot. */
   learnable: ReadonlyMap<string, LearnableConstant>;
+  /**
+   * The rows are packed sequences (sequence_wgsl.ts): the tile kernels stage each query row's
+   * sequence, and masks and score modifiers see positions within it and its key count.
+   */
+  packed?: boolean;
 }
 
 /**

@@ -46,6 +46,12 @@ import {
   rowsPerHead,
   valueWidths,
 } from "./gradient_common_wgsl.ts";
+import {
+  declareSequences,
+  pairInSequence,
+  positionsInSequence,
+  SEQUENCE_N,
+} from "./sequence_wgsl.ts";
 
 const range = (n: number) => [...Array(n).keys()];
 
@@ -109,23 +115,27 @@ const KV_ROWS = ${keyRows}u; // key rows per key/value head${
     n: nk,
     ...(q ? { queries: q } : {}),
     hash: o.hash,
+    packed: o.packed,
   } as unknown as ComponentKernelOptions;
   const { qPos, kPos } = declareMember(m, member, o.params, "allowed");
   const codes = declareCodeStaging(m, member);
-  const allowed = `allowed(q, k${allowedReadsHeadOrBatch(c) ? ", h, b" : ""}${
-    codes ? `, ${codes.queryCodes}(q), ${codes.keyCodes}(k)` : ""
-  })`;
+  const hb = allowedReadsHeadOrBatch(c) ? ", h, b" : "";
+  // Packed sequences: the key lies in the query row's sequence (staged with the row), and the
+  // pattern allows their positions within it.
+  const allowed = o.packed
+    ? pairInSequence("q", "k", "qSequence[ri]", (q, k, n) => `allowed(${q}, ${k}, ${n}${hb})`)
+    : `allowed(q, k${hb}${codes ? `, ${codes.queryCodes}(q), ${codes.keyCodes}(k)` : ""})`;
   // A branch that reads learnable constants reads them from the learned buffer, and its
   // query-major pass adds each row's share of their gradients into dConstRows.
   const learns = branchLearns(branch);
   const offsets = learns ? learnableOffsets(o.learnable) : undefined;
+  const n = o.packed ? SEQUENCE_N : nk;
   if (branch.score) {
-    declareScoreModifier(m, branch.score, nk, offsets);
-    declareScoreSlope(m, branch.score, nk, offsets);
+    declareScoreModifier(m, branch.score, n, offsets);
+    declareScoreSlope(m, branch.score, n, offsets);
   }
-  const constantReads = queryMajor && offsets
-    ? declareConstantReads(m, branch.score!, nk, offsets)
-    : "";
+  const reads = queryMajor && offsets ? declareConstantReads(m, branch.score!, n, offsets) : "";
+  const constantReads = o.packed && reads ? readsInSequence(reads) : reads;
   if (learns) {
     const next = hashed ? 9 : 8;
     m.declare(
@@ -138,11 +148,18 @@ const KV_ROWS = ${keyRows}u; // key rows per key/value head${
 @group(0) @binding(${next}) var<storage, read> learned: array<f32>; // learnable constants`,
     );
   }
+  if (o.packed) {
+    // The last binding, after dq or dkv, the hash buffer and the learnable constants' buffers.
+    const learned = learns ? (queryMajor ? 2 : 1) : 0;
+    declareSequences(m, 8 + Number(hashed) + learned);
+  }
+  const [sq, sk] = o.packed ? positionsInSequence("q", "k", "qSequence[ri]") : ["q", "k"];
+  const args = `s, ${sq}, ${sk}, h, b${o.packed ? ", qSequence[ri].n" : ""}`;
   const scored = branch.uniform
     ? "// Uniform weights (the ANNA estimator): every score is 0, whatever Q and K.\n" +
       "      let sm = 0.0;\n      let slope = 0.0;"
     : branch.score
-    ? "let sm = scoreModifier(s, q, k, h, b);\n      let slope = scoreModifierSlope(s, q, k, h, b);"
+    ? `let sm = scoreModifier(${args});\n      let slope = scoreModifierSlope(${args});`
     : "let sm = s;\n      let slope = 1.0;";
   const tiling = tilingConstants(o, t, queryMajor);
   const owner = ownTile(m, o, queryMajor);
@@ -274,6 +291,32 @@ ${body}
   }`;
 }
 
+/** Packed sequences: the staged query rows' sequences (gradient_tiling.ts counts them). */
+function querySequences(o: GradientKernelOptions, rows: number): string {
+  return o.packed ? `\nvar<workgroup> qSequence: array<Sequence, ${rows}>;` : "";
+}
+
+/**
+ * A learnable constant's reads for a packed pair: the row's `q` and the key's `k` become their
+ * positions within the row's sequence (`r`), and `n` its key count, in a block of their own.
+ */
+function readsInSequence(reads: string): string {
+  const [q, k] = positionsInSequence("q", "k", "qSequence[r]");
+  const inner = reads.split("\n").map((line) => `            ${line.trimStart()}`);
+  return [
+    "        {",
+    "          // Positions within the row's sequence and its key count, as the modifier reads them.",
+    `          let within = vec3<i32>(${q}, ${k}, qSequence[r].n);`,
+    "          {",
+    "            let q = within.x;",
+    "            let k = within.y;",
+    `            let ${SEQUENCE_N} = within.z;`,
+    ...inner,
+    "          }",
+    "        }",
+  ].join("\n");
+}
+
 /** The loop over a tile's chunks; one block, `c0` = 0, when one chunk is the whole tile. */
 function chunkLoop(chunk: number, tile: number, name: string): string {
   return chunk === tile
@@ -365,8 +408,9 @@ ${"    "}WRITES
 
 /**
  * Stages `count` query rows from layout index `first`: their positions, statistics (LSE, gate,
- * Δ of branch `b`), Q and dO; rows past the layout or outside the call's queries (position -1)
- * are zeros. dO rows of V's own head dim are staged in a loop of their own.
+ * Δ of branch `b`), Q and dO (and, packed, their sequences); rows past the layout or outside
+ * the call's queries (position -1) are zeros. dO rows of V's own head dim are staged in a loop
+ * of their own.
  */
 function stageQueries(
   o: GradientKernelOptions,
@@ -385,7 +429,7 @@ function stageQueries(
   let qp = ${qPos}(${first} + r); ${padding}
   let row = ${row};
   if (d == 0u) {
-    qPosition[r] = qp;
+    qPosition[r] = qp;${o.packed ? "\n    qSequence[r] = sequenceOf(qp);" : ""}
     let stats = (${b}u * ROWS + row) * 4u;
     lseT[r] = gradStats[stats];
     gateT[r] = gradStats[stats + 1u];
@@ -523,7 +567,7 @@ var<workgroup> vT: array<vec4<${T}>, ${t.chunk * (dv4 + 1)}>;
 var<workgroup> dsT: array<f32, ${t.own * (t.chunk + 1)}>;${
     learns ? `\nvar<workgroup> dScoreT: array<f32, ${t.own * (t.chunk + 1)}>;` : ""
   }
-var<workgroup> qPosition: array<i32, ${t.own}>;
+var<workgroup> qPosition: array<i32, ${t.own}>;${querySequences(o, t.own)}
 var<workgroup> lseT: array<f32, ${t.own}>;
 var<workgroup> gateT: array<f32, ${t.own}>;
 var<workgroup> deltaT: array<f32, ${t.own}>;
@@ -633,7 +677,7 @@ var<workgroup> dOT: array<vec4<${T}>, ${t.chunk * (dv4 + 1)}>;
 var<workgroup> pgT: array<f32, ${t.chunk * (t.own + 1)}>; // g P, per query row of the chunk
 var<workgroup> dsT: array<f32, ${t.chunk * (t.own + 1)}>;
 var<workgroup> kPosition: array<i32, ${t.own}>;
-var<workgroup> qPosition: array<i32, ${t.chunk}>;
+var<workgroup> qPosition: array<i32, ${t.chunk}>;${querySequences(o, t.chunk)}
 var<workgroup> lseT: array<f32, ${t.chunk}>;
 var<workgroup> gateT: array<f32, ${t.chunk}>;
 var<workgroup> deltaT: array<f32, ${t.chunk}>;

@@ -18,6 +18,7 @@ import { SORT_CHUNK } from "../hash_layout.ts";
 import type { QueryRange } from "../query_tiles.ts";
 import { ShaderModule } from "./shader_module.ts";
 import { codeRows, CODES_WORKGROUP } from "../dispatch_sizes.ts";
+import { declareKvRow, type PagedRows } from "./kv_row_wgsl.ts";
 
 /** One code set's pass: the set, N (the key positions) and the queries among them. */
 export interface SortOptions {
@@ -84,10 +85,12 @@ const COUNTS = ${set.counts}u;      // word offset into the hashCounts buffer`;
 
 /**
  * Codes of every (round, row, position) of one set.
- * @param o the set, N, D/4, dtype
+ * @param o the set, N, D/4, dtype, and paged K's layout where K is paged
  * @returns the module text; dispatch `[ceil(N / 64), sortCount(set)]`
  */
-export function hashCodesKernel(o: SortOptions & { d4: number; dtype: "f32" | "f16" }): string {
+export function hashCodesKernel(
+  o: SortOptions & { d4: number; dtype: "f32" | "f16"; paged?: PagedRows },
+): string {
   const { set, n, d4 } = o;
   const T = o.dtype;
   const m = header(set, n, "bucket codes of Q and K");
@@ -117,13 +120,16 @@ fn lowbias32(v: u32) -> u32 {
   const span = sortSpan(m, o);
   // Q's rows: its positions, or where the queries are some of them, query row position - offset.
   const queryRow = o.queries ? "row * NQ + position - QUERY_OFFSET" : "row * N + position";
+  // K's rows: contiguous, or through the block table where K is paged.
+  if (o.paged) declareKvRow(m, o.paged);
+  const keyRow = o.paged ? "kvRow(row - ROWS_Q, position)" : "((row - ROWS_Q) * N + position)";
   m.declare(
     "rowVector",
     `
 // vec4 d of the query (row < ROWS_Q) or key row's vector at a position, in float32.
 fn rowVector(row: u32, position: u32, d: u32) -> vec4<f32> {
   if (row < ROWS_Q) { return vec4<f32>(qIn[(${queryRow}) * D4 + d]); }
-  return vec4<f32>(kIn[((row - ROWS_Q) * N + position) * D4 + d]);
+  return vec4<f32>(kIn[${keyRow} * D4 + d]);
 }`,
   );
   return m.render(`${constants(set, n)}

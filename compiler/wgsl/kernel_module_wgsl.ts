@@ -17,6 +17,8 @@ import { declareNegativeInfinity, f32, ShaderModule } from "./shader_module.ts";
 import { readsHash, stagedCodes } from "../component_reads.ts";
 import { MATRIX_PAD } from "../tiles.ts";
 import { declareMatrixTiles } from "./matrix_math_wgsl.ts";
+import { declareKvRow } from "./kv_row_wgsl.ts";
+import { declareSequences } from "./sequence_wgsl.ts";
 
 /**
  * `fn name(member, args) -> type` that calls that member's function, and how to call it from
@@ -41,6 +43,7 @@ export function declareDispatch(
     k: "i32",
     h: "i32",
     b: "i32",
+    n: "i32",
     qc: "vec4<u32>",
     kc: "vec4<u32>",
   };
@@ -85,7 +88,12 @@ export function kernelModule(
   for (const line of header) m.comment(line);
   m.comment(
     `tile ${tileQ}x${tileK}, workgroup ${kernelGeometry(o).threads}, N=${n}, ` +
-      (q ? `Nq=${q.count} from position ${q.offset}, ` : "") + `D=${shape.headDim}, ` +
+      (o.packed
+        ? `Nq=${q?.count ?? n} in packed sequences, `
+        : q
+        ? `Nq=${q.count} from position ${q.offset}, `
+        : "") +
+      `D=${shape.headDim}, ` +
       (ownValueDim ? `Dv=${4 * dv4}, ` : "") +
       `Hq=${shape.headsQ}, Hkv=${shape.headsKV}, ${
         o.matrix
@@ -96,6 +104,7 @@ export function kernelModule(
           : "float32"
       }`,
   );
+  if (o.paged) m.comment(`K and V in pages of ${o.paged.pageSize} positions (kvRow)`);
   const T = o.dtype; // element type of Q, K, V and their workgroup tiles
   const kvRows = c.kLayout.kind === "landmarks" ? c.kLayout.count : n;
   if (T === "f16") m.enable("f16");
@@ -114,15 +123,22 @@ export function kernelModule(
         : ""
     }`,
   );
+  if (o.packed) {
+    // The last binding, after the hash buffer and the learnable constants (plan_kernels.ts).
+    const learned = o.score !== undefined && o.learned !== undefined;
+    declareSequences(m, 7 + Number(readsHash(c)) + Number(learned));
+  }
   const g = kernelGeometry(o);
   // Subgroup matrices want 16-byte aligned rows: two vec4s of float16 padding (tiles.ts).
   const pad4 = o.matrix ? MATRIX_PAD / 4 : 1;
   m.declare(
     "constants",
     `
-const N = ${n}u;${queriesConstants(q)}
+const N = ${n}u;${queriesConstants(q)}${
+      o.paged ? "" : `
 const KV_ROWS = ${kvRows}u;     // rows per key/value head in the bound K and V${
-      c.kLayout.kind === "landmarks" ? " (landmarks)" : ""
+        c.kLayout.kind === "landmarks" ? " (landmarks)" : ""
+      }`
     }
 const D4 = ${d4}u;          // head dim / 4: rows are read as vec4${
       ownValueDim ? `\nconst DV4 = ${dv4}u;         // value head dim / 4: V's and O's rows` : ""
@@ -147,6 +163,7 @@ const LN2 = ${f32(Math.LN2)};${
       split ? `\nconst BH = ${shape.batch * shape.headsQ}u;         // batch * query heads` : ""
     }`,
   );
+  if (o.paged) declareKvRow(m, o.paged);
   if (o.matrix) {
     declareMatrixTiles(m, o);
     declareNegativeInfinity(m);
@@ -193,6 +210,7 @@ export function declareMember(
     hash: o.hash,
     stagedCodes: stagedCodes(c),
     name: allowedName,
+    packed: o.packed,
   });
   return { qPos, kPos };
 }

@@ -21,6 +21,7 @@ import {
 import { type Grid, sourceRow } from "./tile_mask_wgsl.ts";
 import { stagedCodes } from "../component_reads.ts";
 import { tileStore, vIndex } from "./matrix_math_wgsl.ts";
+import { kvSource } from "./kv_row_wgsl.ts";
 
 /**
  * Move to the next run when the current one is done (reads only uniform values). Tagged runs
@@ -66,10 +67,11 @@ export function tileLoop(
 ): string {
   // V rows as wide as K's load with them; a value head dim of its own loads in a loop of its own.
   const withK = (line: string) => valueWidth(o) === "D4" ? `\n      ${line}` : "";
+  const paged = o.paged !== undefined;
   const load = grid.naturalK
-    ? `      let src = kvBase + (${
-      sourceRow(grid, "k", kPos, "kTileStart + i / D4")
-    }) * D4 + i % D4;
+    ? `      let src = ${
+      kvSource(paged, `(${sourceRow(grid, "k", kPos, "kTileStart + i / D4")})`, "i % D4")
+    };
       ${tileStore(o, "k", "(i / D4) * QK_STRIDE + i % D4", "kIn[src]")}${
       withK(tileStore(o, "v", vIndex(o, "(i / D4)", "i"), "vIn[src]"))
     }`
@@ -77,7 +79,7 @@ export function tileLoop(
     ? `      let j = i / D4;
       let k = ${kPos("kTileStart + j")};
       if (i % D4 == 0u) { kPosition[j] = k; }
-      let src = kvBase + ${grid.complete ? "u32(k)" : "u32(max(k, 0))"} * D4 + i % D4;
+      let src = ${kvSource(paged, grid.complete ? "u32(k)" : "u32(max(k, 0))", "i % D4")};
       ${tileStore(o, "k", "j * QK_STRIDE + i % D4", "kIn[src]")}${
       withK(tileStore(o, "v", vIndex(o, "j", "i"), "vIn[src]"))
     }`
@@ -86,7 +88,7 @@ export function tileLoop(
       if (i % D4 == 0u) { kPosition[j] = k;${
       stagedCodes(o.component).length ? ` kCodeTile[j] = ${keyCodes("max(k, 0)")};` : ""
     } }
-      let src = kvBase + u32(max(k, 0)) * D4 + i % D4;
+      let src = ${kvSource(paged, "u32(max(k, 0))", "i % D4")};
       ${
       tileStore(o, "k", "j * QK_STRIDE + i % D4", `select(vec4<${o.dtype}>(0.0), kIn[src], k >= 0)`)
     }${
@@ -115,11 +117,21 @@ ${load}
  * after the barrier).
  */
 function valueTileLoads(o: ComponentKernelOptions, kPos: Call, grid: Grid): string {
+  const paged = o.paged !== undefined;
   const load = grid.naturalK
-    ? [`let src = vBase + (${sourceRow(grid, "k", kPos, "kTileStart + i / DV4")}) * DV4 + i % DV4;`]
+    ? [`let src = ${
+      kvSource(
+        paged,
+        `(${sourceRow(grid, "k", kPos, "kTileStart + i / DV4")})`,
+        "i % DV4",
+        "DV4",
+      )
+    };`]
     : [
       `let k = ${kPos("kTileStart + i / DV4")};`,
-      `let src = vBase + ${grid.complete ? "u32(k)" : "u32(max(k, 0))"} * DV4 + i % DV4;`,
+      `let src = ${
+        kvSource(paged, grid.complete ? "u32(k)" : "u32(max(k, 0))", "i % DV4", "DV4")
+      };`,
     ];
   const value = grid.naturalK || grid.complete || grid.padded
     ? "vIn[src]"
@@ -166,6 +178,7 @@ export function prefetchedTileLoop(
   const { L, slot } = tileSlots(o);
   const codes = stagedCodes(o.component).length > 0;
   const T = o.dtype;
+  const paged = o.paged !== undefined;
   const fetch = (indent: string) =>
     L.map((l) =>
       slot(
@@ -173,23 +186,23 @@ export function prefetchedTileLoop(
         indent,
         grid.naturalK
           ? [
-            `let src = kvBase + (${
-              sourceRow(grid, "k", kPos, "nextStart + i / D4")
-            }) * D4 + i % D4;`,
+            `let src = ${
+              kvSource(paged, `(${sourceRow(grid, "k", kPos, "nextStart + i / D4")})`, "i % D4")
+            };`,
             `nextK${l} = kIn[src];`,
             `nextV${l} = vIn[src];`,
           ]
           : grid.complete || grid.padded
           ? [
             `let k = ${kPos("nextStart + i / D4")};`,
-            `let src = kvBase + ${grid.complete ? "u32(k)" : "u32(max(k, 0))"} * D4 + i % D4;`,
+            `let src = ${kvSource(paged, grid.complete ? "u32(k)" : "u32(max(k, 0))", "i % D4")};`,
             `nextK${l} = kIn[src];`,
             `nextV${l} = vIn[src];`,
             `nextPos${l} = k;`,
           ]
           : [
             `let k = ${kPos("nextStart + i / D4")};`,
-            `let src = kvBase + u32(max(k, 0)) * D4 + i % D4;`,
+            `let src = ${kvSource(paged, "u32(max(k, 0))", "i % D4")};`,
             `nextK${l} = select(vec4<${T}>(0.0), kIn[src], k >= 0);`,
             `nextV${l} = select(vec4<${T}>(0.0), vIn[src], k >= 0);`,
             `nextPos${l} = k;`,

@@ -1,17 +1,19 @@
 /**
  * WGSL of the lowRank pre-pass: landmark j of each (batch, key/value head) is the mean of K (and
  * V) over rows `[j·segment, min(N, (j+1)·segment))`, summed in float32 whatever the dtype. One
- * invocation per landmark vec4; the segment loop reads consecutive rows.
+ * invocation per landmark vec4; the segment loop reads consecutive rows, through the block
+ * table where K and V are paged. The landmarks it writes are contiguous either way.
  * @module
  */
 import { ShaderModule } from "./shader_module.ts";
 import { linearIndex } from "./elementwise_wgsl.ts";
 import { ELEMENTWISE_WORKGROUP } from "../dispatch_sizes.ts";
+import { declareKvRow, type PagedRows } from "./kv_row_wgsl.ts";
 
 /**
  * The pooling kernel for one rank.
  * @param o K/V heads (B·Hkv), N, D/4 and Dv/4 (K's and V's rows), segment length and landmark
- *   count, dtype, x workgroups
+ *   count, dtype, x workgroups, and paged K and V's layout where they are paged
  * @returns the module text
  * @example
  * ```ts
@@ -28,6 +30,7 @@ export function poolingKernel(o: {
   count: number;
   dtype: "f32" | "f16";
   groupsX: number;
+  paged?: PagedRows;
 }): string {
   const T = o.dtype;
   const m = new ShaderModule().comment(
@@ -44,6 +47,7 @@ export function poolingKernel(o: {
 @group(0) @binding(3) var<storage, read_write> vOut: array<vec4<${T}>>;`,
   );
   linearIndex(m);
+  if (o.paged) declareKvRow(m, o.paged);
   if (o.dv4 !== o.d4) return m.render(pooledApart(o));
   return m.render(`
 const N = ${o.n}u;
@@ -63,7 +67,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   var k = vec4<f32>(0.0);
   var v = vec4<f32>(0.0);
   for (var row = first; row < end; row++) {
-    let src = (head * N + row) * D4 + d;
+    let src = ${keyValueRow(o)} * D4 + d;
     k += vec4<f32>(kIn[src]);
     v += vec4<f32>(vIn[src]);
   }
@@ -100,13 +104,18 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   let rows = f32(end - first);
   if (d < D4) {
     var k = vec4<f32>(0.0);
-    for (var row = first; row < end; row++) { k += vec4<f32>(kIn[(head * N + row) * D4 + d]); }
+    for (var row = first; row < end; row++) { k += vec4<f32>(kIn[${keyValueRow(o)} * D4 + d]); }
     kOut[(head * COUNT + j) * D4 + d] = vec4<${T}>(k / rows);
   }
   if (d < DV4) {
     var v = vec4<f32>(0.0);
-    for (var row = first; row < end; row++) { v += vec4<f32>(vIn[(head * N + row) * DV4 + d]); }
+    for (var row = first; row < end; row++) { v += vec4<f32>(vIn[${keyValueRow(o)} * DV4 + d]); }
     vOut[(head * COUNT + j) * DV4 + d] = vec4<${T}>(v / rows);
   }
 }`;
+}
+
+/** The row of K and V that the segment loop reads: contiguous, or through the block table. */
+function keyValueRow(o: { paged?: PagedRows }): string {
+  return o.paged ? "kvRow(head, row)" : "(head * N + row)";
 }

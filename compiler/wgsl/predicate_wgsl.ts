@@ -12,6 +12,7 @@ import { predicateCall } from "./expression_wgsl.ts";
 import { ParamReader } from "./params_wgsl.ts";
 import type { ShaderModule } from "./shader_module.ts";
 import { allowedReadsHeadOrBatch, codeRef } from "../component_reads.ts";
+import { SEQUENCE_N } from "./sequence_wgsl.ts";
 
 /**
  * The WGSL expression for one atom, declaring any helper it calls. Its numbers (window, radius,
@@ -19,6 +20,11 @@ import { allowedReadsHeadOrBatch, codeRef } from "../component_reads.ts";
  * @param reader collects the `let`s of the function the expression goes in
  * @param atom the atom
  * @param n N
+ * @param hash where hashBucket codes live (hashRound atoms)
+ * @param stagedCodes the hashBucket rounds whose codes the kernel stages
+ * @param sequenceN packed sequences: the WGSL name of the sequence's key count, which a ring's
+ *   wrap and a predicate's `n` read instead of N (numbers past it are clamped to N, which
+ *   allows what the sequence's count allows)
  * @returns a boolean WGSL expression in `q` and `k`
  * @example
  * ```ts
@@ -38,6 +44,7 @@ export function atomExpression(
   n: number,
   hash?: HashLayout,
   stagedCodes?: readonly string[],
+  sequenceN?: string,
 ): string {
   const { m } = reader;
   const aux = reader.params.aux;
@@ -56,6 +63,19 @@ export function atomExpression(
       return `(k >= q - ${left} && k <= q + ${right})`;
     }
     case "ring": {
+      const radius = () => reader.signed("radius", clamp(atom.radius), label);
+      if (sequenceN !== undefined) {
+        m.declare(
+          "ringDistanceIn",
+          `
+// Distance on a circle of n positions: a packed sequence's ring wraps at its own ends.
+fn ringDistanceIn(q: i32, k: i32, n: i32) -> i32 {
+  let d = abs(q - k);
+  return min(d, n - d);
+}`,
+        );
+        return `ringDistanceIn(q, k, ${sequenceN}) <= ${radius()}`;
+      }
       m.declare(
         "ringDistance",
         `
@@ -65,7 +85,7 @@ fn ringDistance(q: i32, k: i32) -> i32 {
   return min(d, ${n} - d);
 }`,
       );
-      return `ringDistance(q, k) <= ${reader.signed("radius", clamp(atom.radius), label)}`;
+      return `ringDistance(q, k) <= ${radius()}`;
     }
     case "stride":
       // Unsigned remainder of |q - k|: signed % on negative operands was miscompiled on
@@ -119,7 +139,7 @@ fn sameBucket(codes: u32, q: i32, k: i32) -> bool {
       // Only in landmark components, where k is a landmark index and every one of the rank counts.
       return "true";
     case "predicate":
-      return predicateCall(m, atom, n);
+      return predicateCall(m, atom, sequenceN ?? n);
   }
 }
 
@@ -182,6 +202,11 @@ export function declareAllowed(
     stagedCodes?: readonly string[];
     /** The function's name (default `allowed`; kernels sharing a module name one per member). */
     name?: string;
+    /**
+     * Packed sequences: `allowed(q, k, n, ...)` takes positions within a sequence and its key
+     * count `n`, which a ring's wrap and the predicates read.
+     */
+    packed?: boolean;
   },
 ): string {
   const reader = new ParamReader(m, options.params, true);
@@ -191,7 +216,14 @@ export function declareAllowed(
     segment !== undefined && a.kind === "causal"
       // DESIGN §2: under causal, landmark k only once its last row is <= q.
       ? `min(${options.n}, (k + 1) * ${segment}) - 1 <= q`
-      : atomExpression(reader, a, options.n, options.hash, options.stagedCodes);
+      : atomExpression(
+        reader,
+        a,
+        options.n,
+        options.hash,
+        options.stagedCodes,
+        options.packed ? SEQUENCE_N : undefined,
+      );
   const conj = (atoms: readonly Atom[]) => atoms.map(expression).join(" && ");
   const lines = [`  let own = ${conj(options.atoms)};`];
   options.exclusions.forEach((e, i) => {
@@ -202,9 +234,9 @@ export function declareAllowed(
   return m.declare(
     name,
     `
-fn ${name}(q: i32, k: i32${allowedReadsHeadOrBatch(options) ? ", h: i32, b: i32" : ""}${
-      options.stagedCodes?.length ? ", qCodes: vec4<u32>, kCodes: vec4<u32>" : ""
-    }) -> bool {
+fn ${name}(q: i32, k: i32${options.packed ? `, ${SEQUENCE_N}: i32` : ""}${
+      allowedReadsHeadOrBatch(options) ? ", h: i32, b: i32" : ""
+    }${options.stagedCodes?.length ? ", qCodes: vec4<u32>, kCodes: vec4<u32>" : ""}) -> bool {
 ${[...reader.lines, ...lines].join("\n")}
   return own${excluded};
 }`,

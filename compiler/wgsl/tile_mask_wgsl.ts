@@ -9,6 +9,7 @@ import type { Component } from "../plan.ts";
 import type { ComponentKernelOptions } from "./attention_wgsl.ts";
 import { type Call, kernelGeometry, type MemberRefs, range } from "./kernel_refs.ts";
 import { allowedReadsHeadOrBatch, stagedCodes } from "../component_reads.ts";
+import { pairInSequence } from "./sequence_wgsl.ts";
 
 /** What a kernel knows of the positions of its tiles (`gridOf`). */
 export interface Grid {
@@ -77,6 +78,16 @@ export function tileMask(
   const eachRJ = (f: (r: number, j: number) => string) =>
     R.flatMap((r) => J.map((j) => f(r, j))).join("\n");
   const hb = allowedReadsHeadOrBatch(o.component) ? ", head, batch" : "";
+  // Packed sequences: the key lies in the row's sequence, and the pattern allows the pair there.
+  const allowedPair = (r: number, j: number, codes = "") =>
+    o.packed
+      ? pairInSequence(
+        `q${r}`,
+        `k${j}`,
+        `seq${r}`,
+        (q, k, n) => refs.allowed(`${q}, ${k}, ${n}${hb}`),
+      )
+      : refs.allowed(`q${r}, k${j}${hb}${codes}`);
   const positions = (indent: string) =>
     J.map((j) => `${indent}let k${j} = kPosition[col + ${j * g.cols}u];`).join("\n");
   const masked = maskedTiles(grid);
@@ -88,7 +99,7 @@ export function tileMask(
       ).join("\n")
       : positions("      ");
     const pair = (r: number, j: number) => {
-      const allowed = refs.allowed(`q${r}, k${j}${hb}`);
+      const allowed = allowedPair(r, j);
       return grid.complete ? allowed : `q${r} >= 0 && k${j} >= 0 && (!isPartial || ${allowed})`;
     };
     return `    // ${
@@ -112,7 +123,7 @@ ${positions("    ")}${codes}
 ${
     eachRJ((r, j) =>
       `    let m${r}_${j} = q${r} >= 0 && k${j} >= 0 && (!isPartial || ${
-        refs.allowed(`q${r}, k${j}${hb}${staged ? `, qCodes${r}, kc${j}` : ""}`)
+        allowedPair(r, j, staged ? `, qCodes${r}, kc${j}` : "")
       });`
     )
   }`;

@@ -4,6 +4,7 @@
  * @module
  */
 import { onlyIf } from "./kernel_refs.ts";
+import { positionsInSequence } from "./sequence_wgsl.ts";
 
 /**
  * Float16 products are summed in float16 for at most this many vec4 steps (64 terms per score
@@ -197,11 +198,16 @@ ${rd((r, d) => `      acc${r}_${d} += vec4<f32>(pv${r}_${d});`)}
  * Rows and keys past N (position -1) are masked out below; they are clamped only so the
  * modifier sees positions it was checked for.
  */
-export function scoreModifierLines(R: number[], J: number[]): string {
+export function scoreModifierLines(R: number[], J: number[], packed = false): string {
   const lines = R.flatMap((r) =>
-    J.map((j) =>
-      `    s${r}_${j} = scoreModifier(s${r}_${j} * LN2, max(q${r}, 0), max(k${j}, 0), head, batch) * LOG2E;`
-    )
+    J.map((j) => {
+      // Packed sequences: positions within row r's sequence, and its key count.
+      const [q, k] = packed
+        ? positionsInSequence(`q${r}`, `k${j}`, `seq${r}`)
+        : [`max(q${r}, 0)`, `max(k${j}, 0)`];
+      const n = packed ? `, seq${r}.n` : "";
+      return `    s${r}_${j} = scoreModifier(s${r}_${j} * LN2, ${q}, ${k}, head, batch${n}) * LOG2E;`;
+    })
   );
   return onlyIf("anyAllowed", lines.join("\n")) + "\n";
 }

@@ -7,6 +7,7 @@
 import { parsePattern, type Pattern } from "../../dsl/schema.ts";
 import { ShapeError } from "../../core/errors.ts";
 import { checkShape, type GateLayout } from "../../core/input_shapes.ts";
+import { packedSequences, type Sequence } from "../../core/packed_sequences.ts";
 import { type AttentionShape, queryOffsetOf, sequenceSizes } from "../../core/shape.ts";
 import { checkExpressionDomain } from "../../dsl/expression_domain.ts";
 import { allowedSetUsesHeadOrBatch, scoreProgram } from "../../dsl/expression_check.ts";
@@ -29,6 +30,7 @@ import {
 } from "./expression_eval.ts";
 
 export type { AttentionShape } from "../../core/shape.ts";
+export type { Sequence } from "../../core/packed_sequences.ts";
 
 /** Everything one reference call needs; tensors are row-major in DESIGN §1 layout. */
 export interface ReferenceInput {
@@ -127,18 +129,6 @@ export function reference(input: ReferenceInput): ReferenceOutput {
 }
 
 /**
- * One sequence of a call (DESIGN §1): its query and key rows, and the position of its first
- * query among its keys. An unpacked call is one sequence.
- */
-export interface Sequence {
-  qStart: number;
-  qLen: number;
-  kStart: number;
-  kLen: number;
-  offset: number;
-}
-
-/**
  * The sequences of a call: the packed ones (`seqLens`, `kvSeqLens`), else one of all Nq query
  * rows at `queryOffset` (default `Nk - Nq`) among all Nk keys.
  * @param input the call
@@ -163,45 +153,13 @@ export function sequencesOf(
     const offset = queryOffsetOf(input.shape, input.queryOffset);
     return [{ qStart: 0, qLen: nq, kStart: 0, kLen: nk, offset }];
   }
-  if (input.shape.batch !== 1) {
-    throw new ShapeError(
-      `Bad shape: packed sequences (seqLens) need batch = 1, got ${input.shape.batch}`,
-    );
-  }
   if (input.queryOffset !== undefined) {
     throw new ShapeError(
       "Bad input: queryOffset does not apply to packed sequences (sequence s's queries are " +
         "its last seqLens[s] positions)",
     );
   }
-  const qs = input.seqLens, ks = input.kvSeqLens ?? qs;
-  if (qs.length === 0 || ks.length !== qs.length) {
-    throw new ShapeError(
-      `Bad input: seqLens and kvSeqLens must list the same sequences (at least one), got ` +
-        `${qs.length} and ${ks.length}`,
-    );
-  }
-  const out: Sequence[] = [];
-  let qStart = 0, kStart = 0;
-  qs.forEach((qLen, s) => {
-    const kLen = ks[s];
-    if (!Number.isInteger(qLen) || qLen < 0 || !Number.isInteger(kLen) || kLen < 1 || qLen > kLen) {
-      throw new ShapeError(
-        `Bad input: sequence ${s} has seqLens ${qLen} and kvSeqLens ${kLen}; each needs ` +
-          "integers with 0 <= seqLens[s] <= kvSeqLens[s] and kvSeqLens[s] >= 1",
-      );
-    }
-    out.push({ qStart, qLen, kStart, kLen, offset: kLen - qLen });
-    qStart += qLen;
-    kStart += kLen;
-  });
-  if (qStart !== nq || kStart !== nk) {
-    throw new ShapeError(
-      `Bad input: seqLens sum to ${qStart} and kvSeqLens to ${kStart}; the shape has ` +
-        `seqLen ${nq} and kvSeqLen ${nk}`,
-    );
-  }
-  return out;
+  return packedSequences(input.shape, input.seqLens, input.kvSeqLens);
 }
 
 /** One branch's softmax inputs, as the reference and its gradients read them. */

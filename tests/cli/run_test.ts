@@ -434,3 +434,47 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "run.ts --seq-lens: packed sequences run and verify; bad lengths are one line",
+  ignore: !adapter,
+  fn: async () => {
+    const i = await inputs();
+    try {
+      const out = join(i.dir, "o.npy");
+      const pattern: Pattern = { kind: "causal" };
+      const r = await run([
+        ...["--pattern", JSON.stringify(pattern), ...i.args, "--out", out],
+        ...["--seq-lens", "20,1,30,13", "--verify"],
+      ]);
+      assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
+      assert.match(r.stdout, /packed sequences: 64 query rows and 64 key rows/);
+      assert.match(r.stdout, /packed: 4 sequence\(s\), query rows 20, 1, 30, 13/);
+      assert.match(r.stdout, /verify \(float64 reference.*: ok/);
+      const want = reference({
+        pattern,
+        shape: SHAPE,
+        q: i.q,
+        k: i.k,
+        v: i.v,
+        seqLens: [20, 1, 30, 13],
+      });
+      assert.ok(maxAbsError((await readNpyFile(out)).data, want.o) < 1e-4, "O per sequence");
+      const base = ["--pattern", JSON.stringify(pattern), ...i.args, "--out", out];
+      assertOneLineError(
+        await run([...base, "--seq-lens", "20,1,30"]),
+        /--seq-lens 20,1,30 do not fit these tensors \(batch 1, Nq 64, Nk 64\): seqLens sum to 51/,
+      );
+      assertOneLineError(
+        await run([...base, "--kv-seq-lens", "64"]),
+        /--kv-seq-lens needs --seq-lens/,
+      );
+      assertOneLineError(
+        await run([...base, "--seq-lens", "32,x"]),
+        /--seq-lens must be comma-separated integers >= 0 \(e\.g\. 5,1,13\), got "32,x"/,
+      );
+    } finally {
+      await Deno.remove(i.dir, { recursive: true });
+    }
+  },
+});

@@ -92,12 +92,32 @@ const KINDS: Pattern[] = [
 Deno.test("decoding: one query tile per head for every kind, whatever Nk is", () => {
   const shape = { batch: 2, headsQ: 4, headsKV: 2, seqLen: 1, headDim: 64, kvSeqLen: 4096 };
   for (const pattern of KINDS) {
-    const c = compile(pattern, { shape });
-    const attention = c.kernelPlan.kernels.filter((k) => k.kind === "attention");
-    assert.ok(attention.length > 0, pattern.kind);
-    for (const k of attention) {
-      assert.deepEqual(k.queryTiles?.length, 1, `${pattern.kind}, ${k.label}: one query tile`);
-      assert.deepEqual(k.workgroups, [k.split?.chunks ?? 1, 8], `${pattern.kind}, ${k.label}`);
+    for (const decode of [true, false]) {
+      const c = compile(pattern, { shape, decode });
+      const kernels = c.kernelPlan.kernels;
+      const walking = kernels.filter((k) => k.kind === "attention" || k.kind === "decode");
+      assert.ok(walking.length > 0, pattern.kind);
+      for (const k of walking) {
+        const label = `${pattern.kind}, ${k.label}`;
+        if (k.kind === "decode") {
+          // The group's heads share a workgroup: one per key chunk and batch·key/value head.
+          assert.ok(decode, `${label}: decode kernels only where asked`);
+          assert.deepEqual(k.geometry.tiles.length, 1, `${label}: one query tile`);
+          assert.deepEqual(k.geometry.rows, 2, `${label}: the group's two query heads`);
+          assert.deepEqual(k.workgroups, [k.geometry.chunks, 4], label);
+        } else {
+          assert.deepEqual(k.queryTiles?.length, 1, `${label}: one query tile`);
+          assert.deepEqual(k.workgroups, [k.split?.chunks ?? 1, 8], label);
+        }
+      }
+      // Components with keys at positions of K decode: not hashBucket's bucket order, not a
+      // score modifier's (lowRank's landmarks keep the attention kernel beside a decoded window).
+      const decoded = kernels.some((k) => k.kind === "decode");
+      assert.equal(decoded, decode && !/hashBucket|scored/.test(JSON.stringify(pattern)));
+      const landmarks = kernels.some((k) =>
+        k.kind === "attention" && k.bindings.some((b) => b.buffer.startsWith("landmarkK"))
+      );
+      assert.equal(landmarks || !/lowRank/.test(JSON.stringify(pattern)), true);
     }
   }
   // The square call at Nk runs every query tile.
@@ -107,7 +127,7 @@ Deno.test("decoding: one query tile per head for every kind, whatever Nk is", ()
   });
   assert.deepEqual(square.passes[0].workgroups, [64, 8]);
   // Global rows that are not the query run nothing at all.
-  const global = compile({ kind: "global", tokens: [0, 7] }, { shape });
+  const global = compile({ kind: "global", tokens: [0, 7] }, { shape, decode: false });
   assert.deepEqual(global.kernelPlan.kernels.map((k) => k.label), [
     "branch 0 component 0",
   ]);
@@ -122,7 +142,12 @@ Deno.test("fused components run the query tiles of their natural order together"
     ],
   };
   const shape = { batch: 1, headsQ: 2, headsKV: 1, seqLen: 11, headDim: 16, kvSeqLen: 37 };
-  const c = compile(pattern, { shape, queryOffset: 3, tiles: { tileQ: 8, tileK: 8 } });
+  const c = compile(pattern, {
+    shape,
+    queryOffset: 3,
+    tiles: { tileQ: 8, tileK: 8 },
+    decode: false,
+  });
   const attention = c.kernelPlan.kernels.filter((k) => k.kind === "attention");
   assert.deepEqual(attention.map((k) => [k.members, k.queryTiles, k.workgroups]), [
     [[0, 1], [0, 1], [2, 2]], // positions 3..13: query tiles 0 and 1
@@ -154,7 +179,7 @@ Deno.test("every serving case compiles in float16, naming the queries and Dv", a
       keySplits: c.keySplits,
       gatesPerPosition: c.gates === "position",
     });
-    const kernels = compiled.modules.filter((m) => /Weft attention kernel/.test(m));
+    const kernels = compiled.modules.filter((m) => /Weft (attention kernel|decode:)/.test(m));
     assert.ok(kernels.length > 0, c.name);
     for (const wgsl of kernels) {
       assert.match(wgsl, /^enable f16;/m, c.name);

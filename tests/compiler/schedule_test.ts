@@ -5,55 +5,13 @@
  * the component allows. Together these are what the kernel needs to be exact.
  */
 import assert from "node:assert/strict";
-import type { Atom } from "../../compiler/atoms.ts";
 import { forEachKeyTile } from "../../compiler/block_mask.ts";
 import { layoutPositions } from "../../compiler/layout.ts";
 import { type Component, planPattern, planTileCounts } from "../../compiler/plan.ts";
 import type { Pattern } from "../../dsl/schema.ts";
 import { allowedMask } from "../../runtime/reference/mod.ts";
-import { lowbias32 } from "../../core/hash.ts";
 import { mulberry32 } from "../../runtime/seeded_random.ts";
-
-/** Element truth of one atom, written from DESIGN §2 independently of the compiler. */
-function atomAllows(a: Atom, q: number, k: number, n: number): boolean {
-  const mod = (x: number, m: number) => ((x % m) + m) % m;
-  switch (a.kind) {
-    case "dense":
-      return true;
-    case "causal":
-      return k <= q;
-    case "window":
-      return q - a.left <= k && k <= q + a.right;
-    case "ring":
-      return Math.min(Math.abs(q - k), n - Math.abs(q - k)) <= a.radius;
-    case "stride":
-      return mod(q - k, a.period) === 0;
-    case "globalRows":
-      return a.tokens.includes(q);
-    case "globalCols":
-      return a.tokens.includes(k);
-    case "random": {
-      const nkb = Math.ceil(n / a.blockSize), qb = Math.floor(q / a.blockSize);
-      const kb = Math.floor(k / a.blockSize);
-      for (let j = 0; j < a.blocks; j++) {
-        const h = lowbias32((a.seed + lowbias32((qb + lowbias32(j)) >>> 0)) >>> 0);
-        if (h % nkb === kb) return true;
-      }
-      return false;
-    }
-    case "lowRank":
-      throw new Error("lowRank atoms are over landmark keys, not token pairs");
-    case "hashRound":
-      throw new Error("hashBucket rounds depend on the data: their schedule is built on the GPU");
-    case "predicate": // the source is the definition; the reference's interpreter runs it
-      return allowedMask(a, n)(q, k);
-  }
-}
-
-function componentAllows(c: Component, q: number, k: number, n: number): boolean {
-  return c.atoms.every((a) => atomAllows(a, q, k, n)) &&
-    !c.exclusions.some((e) => e.every((a) => atomAllows(a, q, k, n)));
-}
+import { componentAllows } from "./_element_truth.ts";
 
 /** Checks invariants (1)-(3) for one pattern at one N and tile shape. */
 function checkSchedules(pattern: Pattern, n: number, tileQ: number, tileK: number): void {

@@ -5,7 +5,8 @@
  */
 import assert from "node:assert/strict";
 import { main as explain } from "../../cli/explain.ts";
-import { compile } from "../../compiler/mod.ts";
+import { compile, packedCallData } from "../../compiler/mod.ts";
+import { packedSequences } from "../../core/packed_sequences.ts";
 import { DataError, DeviceError, PatternError, PlanError, ShapeError } from "../../core/errors.ts";
 import { UsageError } from "../../cli/_common.ts";
 import { reference } from "../../runtime/reference/mod.ts";
@@ -481,6 +482,19 @@ const SHAPES: Case[] = [
       /8 columns; the columns must be a whole number dividing tileK \(16\) and valueDim \/ 4 \(2\)/,
   },
   {
+    name: "paged K and V in pages of 12 positions",
+    run: () => compile({ kind: "causal" }, { shape, paged: { pageSize: 12, pages: 8 } }),
+    error: ShapeError,
+    says: /paged\.pageSize must be a power of two from 1 to 65536 .*got 12/,
+  },
+  {
+    name: "backward with paged K and V",
+    run: () =>
+      compile({ kind: "causal" }, { shape, paged: { pageSize: 16, pages: 8 }, backward: true }),
+    error: ShapeError,
+    says: /paged K and V are read by the forward pass only; the backward pass/,
+  },
+  {
     name: "scale infinite (reference)",
     run: () =>
       reference({
@@ -590,6 +604,91 @@ const SHAPES: Case[] = [
   },
 ];
 
+const packedShape = { batch: 1, headsQ: 2, headsKV: 2, seqLen: 12, headDim: 16 };
+const packed = (pattern: unknown, changes: Record<string, unknown> = {}) => () =>
+  compile(pattern, { shape: packedShape, packed: true, ...changes });
+const lengths =
+  (seqLens: number[], kvSeqLens?: number[], pattern: unknown = { kind: "causal" }) => () =>
+    packedCallData(
+      compile(pattern, { shape: packedShape, packed: true }),
+      packedSequences(packedShape, seqLens, kvSeqLens),
+    );
+
+const PACKED: Case[] = [
+  {
+    name: "packed with batch 2",
+    run: packed({ kind: "causal" }, { shape: { ...packedShape, batch: 2 } }),
+    error: ShapeError,
+    says: /packed sequences need batch = 1, got 2; lay the sequences end to end in one batch/,
+  },
+  {
+    name: "packed with a query offset",
+    run: packed({ kind: "causal" }, { queryOffset: 0 }),
+    error: ShapeError,
+    says: /queryOffset does not apply to packed sequences .*leave it unset/,
+  },
+  {
+    name: "packed backward with keys longer than queries",
+    run: packed({ kind: "causal" }, { backward: true, shape: { ...packedShape, kvSeqLen: 20 } }),
+    error: ShapeError,
+    says:
+      /backward pass \(backward: true\) of packed sequences \(packed: true\) needs kvSeqLen == seqLen \(so each call's seqLens == kvSeqLens\), got kvSeqLen 20 and seqLen 12; run the forward pass alone/,
+  },
+
+  {
+    name: "packed random",
+    run: packed({
+      kind: "union",
+      of: [{ kind: "causal" }, { kind: "random", blocks: 1, blockSize: 4, seed: 0 }],
+    }),
+    error: PlanError,
+    says:
+      /packed sequences: pattern\.of\[1\] is random, .*; packing runs dense, causal, window, ring, stride, global and predicate leaves/,
+  },
+  {
+    name: "packed hashBucket",
+    run: packed({ kind: "hashBucket", buckets: 4, rounds: 1, seed: 0 }),
+    error: PlanError,
+    says: /pattern is hashBucket, whose bucket order sorts whole heads/,
+  },
+  {
+    name: "packed lowRank in a gated branch",
+    run: packed({ kind: "gated", branches: [{ kind: "causal" }, { kind: "lowRank", rank: 2 }] }),
+    error: PlanError,
+    says: /pattern\.branches\[1\] is lowRank, whose landmarks are pooled over each sequence/,
+  },
+  {
+    name: "packed lengths that do not sum to the shape",
+    run: lengths([5, 6]),
+    error: ShapeError,
+    says: /seqLens sum to 11 and kvSeqLens to 11; the shape has seqLen 12 and kvSeqLen 12/,
+  },
+  {
+    name: "packed lengths of two counts",
+    run: lengths([6, 6], [12]),
+    error: ShapeError,
+    says: /seqLens and kvSeqLens must list the same sequences \(at least one\), got 2 and 1/,
+  },
+  {
+    name: "packed sequence with more queries than keys",
+    run: lengths([8, 4], [6, 6]),
+    error: ShapeError,
+    says: /sequence 0 has seqLens 8 and kvSeqLens 6; .*0 <= seqLens\[s\] <= kvSeqLens\[s\]/,
+  },
+  {
+    name: "packed sequence of no keys",
+    run: lengths([0, 12], [0, 12]),
+    error: ShapeError,
+    says: /sequence 0 has seqLens 0 and kvSeqLens 0; .*kvSeqLens\[s\] >= 1/,
+  },
+  {
+    name: "packed global token past a sequence's keys",
+    run: lengths([9, 3], undefined, { kind: "global", tokens: [4] }),
+    error: PlanError,
+    says: /pattern\.tokens\[0\]: global token must be < N \(3\), got 4: packed sequence 1/,
+  },
+];
+
 const CLI: Case[] = [
   {
     name: "explain without --seq-len",
@@ -634,6 +733,7 @@ for (
     ["pattern", PATTERNS],
     ["TypeScript predicates and lowRank", PREDICATES],
     ["shape and options", SHAPES],
+    ["packed sequences", PACKED],
     ["command line", CLI],
   ] as const
 ) {

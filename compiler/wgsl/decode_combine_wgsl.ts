@@ -1,0 +1,122 @@
+/**
+ * The decode combine pass (compiler/decode.ts): per head, query row and value vec4, the key
+ * chunks' partial results merge by log-sum-exp, `lse = log Σ e^lse_s` and
+ * `O = Σ e^(lse_s - lse) O_s`, then into what earlier components of the branch wrote (a clear
+ * pass always runs first). One invocation per output vec4, so a decoding step's few rows still
+ * spread over the GPU.
+ * @module
+ */
+import { queriesConstants } from "./kernel_refs.ts";
+import type { QueryRange } from "../query_tiles.ts";
+import { ParamReader } from "./params_wgsl.ts";
+import type { ParamBlock } from "../aux_data.ts";
+import { declareNegativeInfinity, ShaderModule } from "./shader_module.ts";
+import { ELEMENTWISE_WORKGROUP } from "../dispatch_sizes.ts";
+import { NO_QUERY_ROW } from "../decode.ts";
+
+/** What one decode combine merges and where the result goes. */
+export interface DecodeCombineOptions {
+  /** N, the key positions. */
+  n: number;
+  queries: QueryRange;
+  /** O's row in vec4s (Dv / 4). */
+  dv4: number;
+  /** Batch × query heads. */
+  heads: number;
+  chunks: number;
+  /**
+   * The query rows the decode kernel covered (its geometry's `slotRows`, NO_QUERY_ROW padding):
+   * only these rows merge, since the partial buffers hold other components' rows too.
+   */
+  slotRows: readonly number[];
+  /** Element offsets of the branch's O and LSE slices. */
+  oBase: number;
+  lseBase: number;
+  params: ParamBlock;
+  label: string;
+}
+
+/**
+ * WGSL of a decode combine pass.
+ * @param o the sizes, offsets and chunk count
+ * @returns the module text
+ * @example
+ * ```ts ignore
+ * const wgsl = decodeCombineKernel({ n: 4096, queries, dv4: 32, heads: 32, chunks: 64, ... });
+ * ```
+ */
+export function decodeCombineKernel(o: DecodeCombineOptions): string {
+  const m = new ShaderModule()
+    .comment(`Weft decode combine: ${o.label}`)
+    .comment("each query row's key chunks merged by log-sum-exp, one invocation per O vec4");
+  m.declare(
+    "bindings",
+    `
+@group(0) @binding(0) var<storage, read> splitO: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> splitLse: array<f32>;
+@group(0) @binding(2) var<storage, read> aux: array<u32>;
+@group(0) @binding(3) var<storage, read_write> oOut: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> lseOut: array<f32>;`,
+  );
+  m.declare(
+    "constants",
+    `
+const N = ${o.n}u;${queriesConstants(o.queries)}
+const DV4 = ${o.dv4}u;
+const BH = ${o.heads}u;
+const SLOT_ENTRIES = ${o.slotRows.length}u; // query slots of the listed tiles
+const NO_QUERY = ${NO_QUERY_ROW}u;`,
+  );
+  const negInf = declareNegativeInfinity(m);
+  const reader = new ParamReader(m, o.params);
+  reader.unsigned("chunks", o.chunks, "key chunks per query row");
+  const slotRows = reader.dataOffset(
+    "slotRows",
+    o.params.aux.tileList(o.slotRows),
+    `aux offset of the ${o.slotRows.length} query slot(s) the decode kernel covered`,
+  );
+  return m.render(`
+@compute @workgroup_size(${ELEMENTWISE_WORKGROUP})
+fn main(
+  @builtin(workgroup_id) wg: vec3<u32>,
+  @builtin(local_invocation_index) lid: u32,
+  @builtin(num_workgroups) groups: vec3<u32>,
+) {
+${reader.lines.join("\n")}
+  // A row's DV4 invocations share a workgroup: each reads the earlier LSE before a barrier,
+  // and only then does one of them write the merged one.
+  let rowsPerGroup = ${ELEMENTWISE_WORKGROUP}u / DV4;
+  // Entry e = (slot, head): the slot's query row, for every batch·head.
+  let entry = (wg.y * groups.x + wg.x) * rowsPerGroup + lid / DV4;
+  let dd = lid % DV4;
+  var live = lid < rowsPerGroup * DV4 && entry < SLOT_ENTRIES * BH;
+  let bh = entry % BH;
+  var i = NO_QUERY;
+  if (live) { i = aux[${slotRows} + entry / BH]; }
+  live = live && i != NO_QUERY;
+  let row = bh * NQ + i;
+  var most = ${negInf}();
+  var earlier = ${negInf}();
+  if (live) {
+    for (var s = 0u; s < chunks; s++) { most = max(most, splitLse[(s * BH + bh) * NQ + i]); }
+    earlier = lseOut[${o.lseBase}u + row];
+  }
+  workgroupBarrier();
+  // No chunk allowed anything: keep the earlier rows.
+  if (!live || most == ${negInf}()) { return; }
+  var sum = 0.0;
+  var acc = vec4<f32>(0.0);
+  for (var s = 0u; s < chunks; s++) {
+    let part = (s * BH + bh) * NQ + i;
+    let w = exp(splitLse[part] - most);
+    sum += w;
+    acc += w * splitO[part * DV4 + dd];
+  }
+  let lse = most + log(sum);
+  // Merge with what earlier components wrote: weight 0 for -inf on either side.
+  let merged = max(earlier, lse) + log(1.0 + exp(-abs(earlier - lse)));
+  let at = ${o.oBase}u + row * DV4 + dd;
+  oOut[at] = exp(earlier - merged) * oOut[at] + exp(lse - merged) * (acc / sum);
+  if (dd == 0u) { lseOut[${o.lseBase}u + row] = merged; }
+}`);
+}
