@@ -105,8 +105,9 @@ const USAGE = `Usage: deno task run --pattern P --q q.npy --k k.npy --v v.npy [-
                  ${TOLERANCE.f32} (f32) or ${TOLERANCE.f16} (f16), LSE within that x max(1, |LSE|)
   --backend B    native (Deno's WebGPU) or dawn (npm webgpu: subgroup matrices where the GPU
                  has them); default: WEFT_BACKEND, else native
-  --grad-out g   the backward pass: g.npy is ∂loss/∂O [B, Hq, N, D]; --dq, --dk, --dv (and
-                 --dgates for runtime gates) say where to write the gradients, float32;
+  --grad-out g   the backward pass: g.npy is ∂loss/∂O [B, Hq, Nq, Dv]; --dq, --dk, --dv (and
+                 --dgates for runtime gates) say where to write the gradients, float32:
+                 dq [B, Hq, Nq, D], dk [B, Hkv, Nk, D], dv [B, Hkv, Nk, Dv];
                  --dconstants writes the learnable score constants' gradients as JSON;
                  --verify checks them against the float64 reference: within ${GRADIENT_TOLERANCE.f32} (f32)
                  or ${GRADIENT_TOLERANCE.f16} (f16) of the largest gradient`;
@@ -286,14 +287,13 @@ export async function main(args: string[]): Promise<number> {
       console.log(`wrote ${values.lse} [${lseShape.join(", ")}] float32`);
     }
     if (gradientPaths && out.gradients) {
-      // The backward pass runs square calls only (compile refuses others): Nk = N, Dv = D.
+      // Each gradient has its input's shape.
       const g = out.gradients, D = shape.headDim;
-      const kv = [B, shape.headsKV, Nk, D];
       for (
         const [flag, path, data, dims] of [
           ["dq", gradientPaths.dq, g.dq, [B, Hq, N, D]],
-          ["dk", gradientPaths.dk, g.dk, kv],
-          ["dv", gradientPaths.dv, g.dv, kv],
+          ["dk", gradientPaths.dk, g.dk, [B, shape.headsKV, Nk, D]],
+          ["dv", gradientPaths.dv, g.dv, [B, shape.headsKV, Nk, Dv]],
           ["dgates", gradientPaths.dgates, g.dgates, gates?.shape],
         ] as const
       ) {
@@ -332,7 +332,7 @@ export async function main(args: string[]): Promise<number> {
       verifyGradients({
         pattern,
         shape,
-        ...lengths,
+        ...(lengths ? lengths : { queryOffset }),
         q,
         k,
         v,
@@ -704,6 +704,7 @@ async function checkGradientFlags(
 function verifyGradients(o: {
   pattern: Pattern;
   shape: AttentionShape;
+  queryOffset?: number;
   seqLens?: number[];
   kvSeqLens?: number[];
   q: Tensor;
@@ -720,6 +721,7 @@ function verifyGradients(o: {
   const want = referenceGradients({
     pattern: o.pattern,
     shape: o.shape,
+    queryOffset: o.queryOffset,
     q: o.q.data,
     k: o.k.data,
     v: o.v.data,

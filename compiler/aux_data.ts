@@ -63,7 +63,10 @@ export class AuxData {
     return this.#add(`tokens:${tokens.join(",")}`, () => tokens);
   }
 
-  /** Data offset of the query tiles a kernel runs (query_tiles.ts), one per workgroup x. */
+  /**
+   * Data offset of the tiles a kernel runs, in workgroup order: the query tiles that hold the
+   * call's queries (query_tiles.ts), or a gradient kernel's own tiles (plan_gradients.ts).
+   */
   tileList(tiles: readonly number[]): number {
     return this.#add(`queryTiles:${tiles.join(",")}`, () => tiles);
   }

@@ -74,11 +74,11 @@ export function bufferTable(
     splitO: { bytes: planned.splitRows * dv * 4 },
     splitLse: { bytes: planned.splitRows * 4 },
     // The backward pass (plan_gradients.ts): dO in, float32 gradients out.
-    dO: { bytes: rows * shape.headDim * element, input: "dO" },
+    dO: { bytes: rows * dv * element, input: "dO" },
     gradStats: { bytes: rows * o.branches * 4 * 4 },
     gradSchedule: { bytes: planned.gradSchedule.byteLength, data: planned.gradSchedule },
-    dq: { bytes: rows * shape.headDim * 4 },
-    dkv: { bytes: 2 * keys / element * 4 },
+    dq: { bytes: rows * d * 4 },
+    dkv: { bytes: keyRows * (d + dv) * 4 }, // float32 dK [B, Hkv, Nk, D], then dV (Dv)
     dgates: { bytes: gates },
     // Learnable constants: each query row's share of their gradients, then the sums.
     dConstRows: { bytes: rows * planned.learned.length * 4 },
@@ -97,7 +97,8 @@ export function bufferTable(
     const bytes = shape.batch * shape.headsKV * l.count * d * element;
     sizes[`landmarkK${l.rank}`] = { bytes };
     sizes[`landmarkV${l.rank}`] = { bytes: bytes / d * dv };
-    sizes[`dLandmark${l.rank}`] = { bytes: 2 * bytes / element * 4 }; // float32 dK, then dV
+    // float32 dK, then dV
+    sizes[`dLandmark${l.rank}`] = { bytes: shape.batch * shape.headsKV * l.count * (d + dv) * 4 };
   }
   const bound = [
     ...new Set(planned.kernels.kernels.flatMap((k) => k.bindings.map((b) => b.buffer))),

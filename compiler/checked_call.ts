@@ -189,7 +189,17 @@ export function checkCall(pattern: unknown, options: CompileOptions): CheckedCal
     );
   }
   const backward = options.backward ?? false;
-  if (backward) checkSquare(shape, "the backward pass (backward: true)");
+  // Packed gradients walk each sequence's keys from its queries' own positions: a packed
+  // backward pass needs each sequence's queries to be all its positions.
+  if (backward && packed && sequenceSizes(shape).nk !== shape.seqLen) {
+    throw new ShapeError(
+      "Bad options: the backward pass (backward: true) of packed sequences (packed: true) needs " +
+        `kvSeqLen == seqLen (so each call's seqLens == kvSeqLens), got kvSeqLen ` +
+        `${sequenceSizes(shape).nk} and seqLen ${shape.seqLen}; run the forward pass alone for ` +
+        "packed queries against longer keys, or compile without packed (a queryOffset per " +
+        "sequence)",
+    );
+  }
   const paged = options.paged;
   if (paged) {
     checkPagedKv(paged);
@@ -234,8 +244,8 @@ export function checkCall(pattern: unknown, options: CompileOptions): CheckedCal
 
 /**
  * Packed sequences: batch 1, no query offset (each sequence's queries are its last positions),
- * register tiles, and a pattern packing runs. The backward pass needs a square call, as ever:
- * seqLens == kvSeqLens.
+ * register tiles, and a pattern packing runs. The backward pass needs seqLens == kvSeqLens
+ * (checkCall); V may have a head dim of its own.
  */
 function checkPacked(pattern: Pattern, options: CompileOptions): void {
   const fix = "lay the sequences end to end in one batch and give their lengths with each call";
@@ -270,13 +280,13 @@ function checkSquare(shape: AttentionShape, what: string): void {
   if (nk !== nq) {
     throw new ShapeError(
       `Bad options: ${what} needs kvSeqLen == seqLen, got kvSeqLen ${nk} and seqLen ${nq}; ` +
-        "run the forward pass alone for queries against a longer key sequence",
+        "leave it unset: register tiles run queries against a longer key sequence",
     );
   }
   if (dv !== d) {
     throw new ShapeError(
       `Bad options: ${what} needs valueDim == headDim, got valueDim ${dv} and headDim ${d}; ` +
-        "run the forward pass alone for a value head dim of its own",
+        "leave it unset: register tiles run a value head dim of its own",
     );
   }
 }

@@ -48,21 +48,34 @@ function divisorAtMost(n: number, cap: number): number {
   return 1;
 }
 
+/** The head dims a gradient tile kernel stages: Q and K rows of D, V and dO rows of Dv. */
+export interface GradientDims {
+  headDim: number;
+  valueDim: number;
+}
+
 /**
  * Workgroup memory of one tiling: the own side's two input tiles (Q and dO, or K and V) and the
  * chunk's two, in the input's type with rows padded by one vec4 (no bank conflicts when
  * invocations read different rows), two float32 pair tiles (P and dS; dScore and the score for
  * learnable constants), per-row words (positions, LSE, gate, Δ), and for packed sequences each
- * query row's sequence (four words).
+ * query row's sequence (four words). Q and K rows hold D elements, V and dO rows Dv.
  */
 function tilingBytes(
   own: number,
   chunk: number,
-  o: { headDim: number; dtype: Dtype; queryRows: number },
+  o: { dims: GradientDims; dtype: Dtype; queryRows: number },
 ): number {
-  const row = (o.headDim / 4 + 1) * 4 * (o.dtype === "f16" ? 2 : 4);
-  return 2 * own * row + 2 * chunk * row + 2 * 4 * chunk * (own + 1) + 4 * 4 * (own + chunk) +
+  const element = o.dtype === "f16" ? 2 : 4;
+  const row = (o.dims.headDim / 4 + 1) * 4 * element;
+  const valueRow = (o.dims.valueDim / 4 + 1) * 4 * element;
+  return (own + chunk) * (row + valueRow) + 2 * 4 * chunk * (own + 1) + 4 * 4 * (own + chunk) +
     4 * 4 * o.queryRows;
+}
+
+/** The greatest common divisor of two positive integers. */
+function gcd(a: number, b: number): number {
+  return b === 0 ? a : gcd(b, a % b);
 }
 
 /**
@@ -70,7 +83,7 @@ function tilingBytes(
  * the largest chunk, that fit the device's workgroup memory, preferring chunks of at least 16.
  * @param kind gradQuery (own rows = query tile, chunks of key tiles) or gradKey
  * @param tiles the BlockMask's tile sizes
- * @param headDim D
+ * @param dims D and Dv
  * @param dtype the inputs' type
  * @param workgroupBytes the device's maxComputeWorkgroupStorageSize, if known
  * @param packed packed sequences: each staged query row's sequence takes workgroup memory too
@@ -80,14 +93,14 @@ function tilingBytes(
 export function gradientTiling(
   kind: "gradQuery" | "gradKey",
   tiles: { tileQ: number; tileK: number },
-  headDim: number,
+  dims: GradientDims,
   dtype: Dtype,
   workgroupBytes = DEFAULT_WORKGROUP_BYTES,
   packed = false,
 ): GradientTiling {
   const bytesOf = (own: number, chunk: number) =>
     tilingBytes(own, chunk, {
-      headDim,
+      dims,
       dtype,
       queryRows: packed ? (kind === "gradQuery" ? own : chunk) : 0,
     });
@@ -110,14 +123,20 @@ export function gradientTiling(
           kind === "gradQuery" ? own : chunk,
           GRADIENT_TILE_THREADS / pairCols,
         );
-        const outCols = divisorAtMost(headDim / 4, 8);
+        // gradQuery's product columns are dQ's (D); gradKey's are dK's (D) and dV's (Dv) alike.
+        const columns = kind === "gradQuery"
+          ? dims.headDim / 4
+          : gcd(dims.headDim / 4, dims.valueDim / 4);
+        const outCols = divisorAtMost(columns, 8);
         const outRows = divisorAtMost(own, GRADIENT_TILE_THREADS / outCols);
         return { split: ownTile / own, own, chunk, pairRows, pairCols, outRows, outCols, bytes };
       }
     }
   }
+  const dimsText = `D=${dims.headDim}` +
+    (dims.valueDim === dims.headDim ? "" : ` and Dv=${dims.valueDim}`);
   throw new PlanError(
-    `Cannot compile the backward pass: tile ${tiles.tileQ}x${tiles.tileK} at D=${headDim} ` +
+    `Cannot compile the backward pass: tile ${tiles.tileQ}x${tiles.tileK} at ${dimsText} ` +
       `needs ${bytesOf(1, 1)} bytes of workgroup memory for one row of its ` +
       `gradient kernels; this device allows ${workgroupBytes}`,
   );

@@ -245,6 +245,12 @@ export interface GradientKernel extends Dispatch {
   scheduleSlot: number;
   /** gradQuery and gradKey: how a workgroup splits its tile and stages the other side's. */
   tiling?: GradientTiling;
+  /**
+   * gradQuery and gradKey where the queries are some of the positions (plan_gradients.ts): the
+   * tiles it runs, ascending, tile `ownTiles[x / split]` at workgroup x (its schedule slot holds
+   * their rows, in this order). Absent: every tile runs, tile `x / split`.
+   */
+  ownTiles?: number[];
 }
 
 /** Every kind of dispatch. */

@@ -89,6 +89,13 @@ function variants(k: Kernel): string {
       return `${k.branches} branches, gates per ${k.perPosition ? "position" : "head"}`;
     case "clear":
       return `${k.rows} rows`;
+    case "gradQuery":
+    case "gradKey":
+      if (!k.ownTiles) return "";
+      return `${k.ownTiles.length} ` +
+        (k.kind === "gradQuery"
+          ? "query tile(s) holding the queries"
+          : "key tile(s) the queries visit");
     default:
       return "";
   }

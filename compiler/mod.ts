@@ -19,6 +19,8 @@ export type {
   CastKernel,
   ClearKernel,
   CombineKernel,
+  DecodeCombineKernel,
+  DecodeKernel,
   Dispatch,
   GradientKernel,
   HashKernel,
@@ -27,6 +29,7 @@ export type {
   ModuleEntry,
   PoolKernel,
 } from "./kernel_plan.ts";
+export type { DecodeGeometry } from "./decode.ts";
 export type { GradientTiling } from "./gradient_tiling.ts";
 export type { HashCodeSet, HashLayout } from "./hash_layout.ts";
 export type { EdgePairForm } from "./edge_pairs.ts";

@@ -119,9 +119,7 @@ export function packedCallData(
   for (const k of kernels) {
     assert(slots[k.branch][k.members[0]] === k.scheduleSlot, "packed schedule slots moved");
   }
-  const gradSchedule = compiled.backward
-    ? gradientSchedule(packed.branches.flatMap((b) => b.components))
-    : new Uint32Array(0);
+  const gradSchedule = compiled.backward ? gradientSchedule(packed) : new Uint32Array(0);
   return { schedule: words, gradSchedule, sequences: sequenceWords(sequences) };
 }
 

@@ -19,12 +19,20 @@
  *
  * The gradient schedule holds, per component, two slots in the forward schedule's format
  * (schedule_buffer.ts): its BlockMask's rows, and their transpose (none for bucket order).
+ *
+ * Where the call's queries are some of the key positions (query_tiles.ts), only what touches
+ * them runs: `gradQuery` the query tiles that hold some (as the forward does), and `gradKey`,
+ * over the mask transposed from those tiles alone, the key tiles they visit (for keys that are
+ * positions; a bucket order's or landmarks' key tiles all run). Each kernel reads which tile a
+ * workgroup owns from its list in aux, and its schedule slot keeps the listed tiles' rows only,
+ * in list order. Query positions outside the call's are padding in both walks.
  * @module
  */
 import { PlanError } from "../core/errors.ts";
-import type { AttentionShape, Dtype } from "../core/shape.ts";
+import { type AttentionShape, type Dtype, sequenceSizes } from "../core/shape.ts";
 import { gradientTiling } from "./gradient_tiling.ts";
 import type { BlockMask } from "./block_mask.ts";
+import { queryTiles } from "./query_tiles.ts";
 import { elementwiseWorkgroups, MAX_WORKGROUPS_X } from "./dispatch_sizes.ts";
 import type { AttentionKernel, GradientKernel, Kernel } from "./kernel_plan.ts";
 import type { Branch, Component, Plan } from "./plan.ts";
@@ -58,9 +66,11 @@ export function planGradients(
     workgroupBytes?: number;
   },
 ): { kernels: GradientKernel[]; schedule: Uint32Array } {
-  const rows = shape.batch * shape.headsQ * shape.seqLen;
-  const keys = shape.batch * shape.headsKV * shape.seqLen;
-  const slots: Component[] = []; // each component's two slots: its rows and their transpose
+  const { nq, nk, d, dv } = sequenceSizes(shape);
+  const rows = shape.batch * shape.headsQ * nq;
+  const keys = shape.batch * shape.headsKV * nk;
+  const walked = gradientWalks(plan);
+  let slots = 0;
   // Learnable constants: every query row has a slot of all their entries (`dConstRows`).
   const learnable = [...o.learnable.values()].reduce((sum, c) => sum + c.size, 0);
   if (learnable > MAX_WORKGROUPS_X) {
@@ -77,7 +87,7 @@ export function planGradients(
     ...own,
     bindings: [written("dq"), written("dkv"), ...constantRows],
     workgroups: elementwiseWorkgroups(
-      Math.max(Math.max(rows, 2 * keys) * shape.headDim / 4, rows * learnable),
+      Math.max(rows * d / 4, keys * (d + dv) / 4, rows * learnable),
     ),
     branch: 0,
     component: 0,
@@ -114,24 +124,22 @@ export function planGradients(
         read("gradSchedule"),
         read("aux"),
       ];
-      const qTiles = c.mask.qTiles, kTiles = c.mask.kTiles;
+      const walks = walked[b][j];
+      // None of its query tiles holds a query (global rows elsewhere): it adds nothing.
+      if (!walks) return;
+      const qTiles = walks.queryTiles?.length ?? c.mask.qTiles;
+      const kTiles = walks.keyTiles?.length ?? c.mask.kTiles;
+      const dims = { headDim: d, valueDim: dv };
       const tiling = {
         query: gradientTiling(
           "gradQuery",
           plan.tiles,
-          shape.headDim,
+          dims,
           o.dtype,
           o.workgroupBytes,
           plan.packed,
         ),
-        key: gradientTiling(
-          "gradKey",
-          plan.tiles,
-          shape.headDim,
-          o.dtype,
-          o.workgroupBytes,
-          plan.packed,
-        ),
+        key: gradientTiling("gradKey", plan.tiles, dims, o.dtype, o.workgroupBytes, plan.packed),
       };
       // Packed sequences: the tile kernels find each query row's sequence there.
       const sequences = plan.packed ? [read("sequences")] : [];
@@ -144,10 +152,8 @@ export function planGradients(
           );
         }
       }
-      // A bucket-ordered component's tiles come from the codes at run time: its backward reads
-      // its bucket ranges there (gradient_wgsl.ts, `bucketWalk`) and has no schedule rows.
-      const qSlot = 2 * slots.length, kSlot = qSlot + 1;
-      slots.push(c);
+      // Its two slots, in gradientSchedule's order: its rows, then their transpose.
+      const qSlot = slots++, kSlot = slots++;
       const hash = readsHash(c) ? [read("hash")] : [];
       kernels.push({
         kind: "gradQuery",
@@ -166,6 +172,7 @@ export function planGradients(
         component: j,
         scheduleSlot: qSlot,
         tiling: tiling.query,
+        ...(walks.queryTiles ? { ownTiles: walks.queryTiles } : {}),
       }, {
         kind: "gradKey",
         label: `gradients: branch ${b} component ${j}, dK and dV (key-major)`,
@@ -183,6 +190,7 @@ export function planGradients(
         component: j,
         scheduleSlot: kSlot,
         tiling: tiling.key,
+        ...(walks.keyTiles ? { ownTiles: walks.keyTiles } : {}),
       });
       if (landmarks) {
         kernels.push({
@@ -223,28 +231,41 @@ export function planGradients(
       scheduleSlot: 0,
     });
   }
-  return { kernels, schedule: gradientSchedule(slots) };
+  return { kernels, schedule: gradientSchedule(plan) };
 }
 
 /**
- * The gradient schedule's words: per component, in branch order, its BlockMask's rows, then
- * their transpose (no rows for a bucket-ordered component, whose tiles come from its codes).
- * Packed sequences rebuild it for each call's masks (packed_call.ts).
- * @param components every component of the plan, branch by branch
+ * The gradient schedule's words: per component that runs, in branch order, its gradQuery rows,
+ * then its gradKey rows (componentWalks; no rows for a bucket-ordered component, whose tiles
+ * come from its codes). Packed sequences rebuild it for each call's masks (packed_call.ts),
+ * into the same slots.
+ * @param plan the plan, its components' BlockMasks the ones the kernels walk
  * @returns the words of the `gradSchedule` buffer
  * @example
  * ```ts
  * import { planPattern } from "./plan.ts";
  * import { gradientSchedule } from "./plan_gradients.ts";
  * const plan = planPattern({ kind: "causal" }, 16, { tileQ: 8, tileK: 8 });
- * gradientSchedule(plan.branches.flatMap((b) => b.components)).length; // 20
+ * gradientSchedule(plan).length; // 20
  * ```
  */
-export function gradientSchedule(components: readonly Component[]): Uint32Array {
-  return packRows(components.flatMap((c) => {
-    const sorted = c.qLayout.kind === "sorted";
-    return [sorted ? NO_ROWS : maskRows(c.mask), sorted ? NO_ROWS : transposeMask(c.mask)];
-  }));
+export function gradientSchedule(plan: Plan): Uint32Array {
+  return packRows(
+    gradientWalks(plan).flat().flatMap((w) => w ? [w.queryRows, w.keyRows] : []),
+  );
+}
+
+/**
+ * Every component's gradient walks, per branch; undefined for a component none of whose query
+ * tiles holds a query (it runs no gradient kernels and takes no slots).
+ */
+function gradientWalks(plan: Plan): (ComponentWalks | undefined)[][] {
+  return plan.branches.map((b) =>
+    b.components.map((c) => {
+      const walks = componentWalks(c, plan);
+      return walks.queryTiles?.length === 0 ? undefined : walks;
+    })
+  );
 }
 
 /** Workgroups of GRADIENT_ROWS_WORKGROUP invocations covering `count` items (x, then y). */
@@ -264,27 +285,79 @@ interface RowMask {
 /** A slot with no rows (a bucket-ordered component's tiles come from its codes). */
 const NO_ROWS: RowMask = { rows: 0, runs: [] };
 
-function maskRows(mask: BlockMask): RowMask {
+/** What a component's two gradient walks run: their schedule rows and, where listed, tiles. */
+interface ComponentWalks {
+  /** gradQuery's rows: one per query tile it runs, in order. */
+  queryRows: RowMask;
+  /** gradKey's rows: one per key tile it runs, the query tiles that visit it. */
+  keyRows: RowMask;
+  /** Where the queries are some of the positions: the query tiles that hold some, ascending. */
+  queryTiles?: number[];
+  /** With `queryTiles`, for keys that are positions: the key tiles those query tiles visit. */
+  keyTiles?: number[];
+}
+
+/**
+ * The tiles and schedule rows of a component's gradQuery and gradKey. A square call runs every
+ * tile. Where the queries are some of the positions, gradQuery runs the query tiles that hold
+ * some, and gradKey walks the mask transposed from those tiles alone: a bucket order's key
+ * tiles all run (their query ranges come from the codes, over the sorted queries only), and a
+ * landmark component's too (gradKey writes every landmark's dK and dV, which gradUnpool reads);
+ * other key tiles run where some listed query tile visits them.
+ */
+function componentWalks(c: Component, plan: Plan): ComponentWalks {
+  // A bucket-ordered component's tiles come from the codes at run time: its backward reads its
+  // bucket ranges there (gradient_tile_wgsl.ts, `bucketWalk`) and has no schedule rows.
+  const sorted = c.qLayout.kind === "sorted";
+  if (!plan.queries) {
+    return {
+      queryRows: sorted ? NO_ROWS : maskRows(c.mask),
+      keyRows: sorted ? NO_ROWS : transposeMask(c.mask),
+    };
+  }
+  const listed = queryTiles(c.qLayout, plan.n, c.mask.tileQ, plan.queries);
+  if (sorted) return { queryRows: NO_ROWS, keyRows: NO_ROWS, queryTiles: listed };
+  const transposed = transposeMask(c.mask, listed);
+  if (c.kLayout.kind === "landmarks") {
+    return { queryRows: maskRows(c.mask, listed), keyRows: transposed, queryTiles: listed };
+  }
+  const keyTiles = transposed.runs.flatMap((row, t) => row.length ? [t] : []);
+  return {
+    queryRows: maskRows(c.mask, listed),
+    keyRows: { rows: keyTiles.length, runs: keyTiles.map((t) => transposed.runs[t]) },
+    queryTiles: listed,
+    keyTiles,
+  };
+}
+
+/**
+ * A BlockMask's rows of runs, of every query tile or of the listed ones in list order.
+ * @param mask a component's BlockMask
+ * @param tiles the query tiles whose rows to keep (default: all)
+ * @returns rows of runs
+ */
+function maskRows(mask: BlockMask, tiles?: readonly number[]): RowMask {
   const runs: [number, number, boolean][][] = [];
-  for (let t = 0; t < mask.qTiles; t++) {
+  for (const t of tiles ?? Array.from({ length: mask.qTiles }, (_, t) => t)) {
     const row: [number, number, boolean][] = [];
     for (let r = mask.offsets[t]; r < mask.offsets[t + 1]; r++) {
       row.push([mask.kvStart[r], mask.kvLength[r], mask.partial[r] === 1]);
     }
     runs.push(row);
   }
-  return { rows: mask.qTiles, runs };
+  return { rows: runs.length, runs };
 }
 
 /**
  * The BlockMask transposed: per key tile, the query tiles that visit it, in order, as runs of
  * consecutive tiles of one kind.
  * @param mask a component's BlockMask
+ * @param tiles the query tiles whose visits count (default: all)
  * @returns rows of runs, one row per key tile
  */
-export function transposeMask(mask: BlockMask): RowMask {
+export function transposeMask(mask: BlockMask, tiles?: readonly number[]): RowMask {
   const visits: [number, boolean][][] = Array.from({ length: mask.kTiles }, () => []);
-  for (let t = 0; t < mask.qTiles; t++) {
+  for (const t of tiles ?? Array.from({ length: mask.qTiles }, (_, t) => t)) {
     for (let r = mask.offsets[t]; r < mask.offsets[t + 1]; r++) {
       for (let kt = mask.kvStart[r]; kt < mask.kvStart[r] + mask.kvLength[r]; kt++) {
         visits[kt].push([t, mask.partial[r] === 1]);

@@ -263,6 +263,7 @@ function renderOther(k: Exclude<Kernel, AttentionKernel>, o: RenderContext): str
       return gradientKernel({
         kernel: k,
         shape,
+        ...(o.plan.queries ? { queries: o.plan.queries } : {}),
         dtype,
         scale: o.call.scale,
         branches: o.plan.branches,

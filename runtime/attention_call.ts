@@ -31,7 +31,7 @@ export interface AttentionInputs {
   v: Float32Array | Float16Array;
   /** Gated patterns: per-call gates (default: the pattern's JSON gates, else 1/branches). */
   gates?: Float32Array;
-  /** ∂loss/∂O `[B, Hq, N, D]`: required by a call compiled with `backward`, else unused. */
+  /** ∂loss/∂O `[B, Hq, Nq, Dv]`: required by a call compiled with `backward`, else unused. */
   dO?: Float32Array | Float16Array;
   /**
    * A call compiled with `paged`: `[B, maxPages]` page indices, row-major, with
@@ -54,11 +54,11 @@ export interface AttentionInputs {
 
 /** ∂loss/∂ of the inputs, float32, from a call compiled with `backward` (DESIGN §6). */
 export interface AttentionGradients {
-  /** `[B, Hq, N, D]` */
+  /** `[B, Hq, Nq, D]` */
   dq: Float32Array;
-  /** `[B, Hkv, N, D]` */
+  /** `[B, Hkv, Nk, D]` */
   dk: Float32Array;
-  /** `[B, Hkv, N, D]` */
+  /** `[B, Hkv, Nk, Dv]` */
   dv: Float32Array;
   /** Gated patterns: the gates' gradient, in the compiled gate layout. */
   dgates?: Float32Array;
@@ -228,17 +228,21 @@ export class AttentionCall {
 
   /** dO of a backward call: given, and shaped as O. */
   #dO(inputs: AttentionInputs): Float32Array | Float16Array {
-    const { batch, headsQ, seqLen, headDim } = this.compiled.shape;
-    const count = batch * headsQ * seqLen * headDim;
+    const shape = this.compiled.shape;
+    const { nq, dv } = sequenceSizes(shape);
+    const count = shape.batch * shape.headsQ * nq * dv;
+    // The formula names Nq and Dv only where the shape has them, as the inputs' checks do.
+    const formula = `B*Hq*${shape.kvSeqLen === undefined ? "N" : "Nq"}*` +
+      (shape.valueDim === undefined ? "D" : "Dv");
     if (!inputs.dO) {
       throw new ShapeError(
         "Bad input: dO is required: the call was compiled with backward (dO is ∂loss/∂O, " +
-          `[B, Hq, N, D] = ${count} elements)`,
+          `${formula} = ${count} elements)`,
       );
     }
     if (inputs.dO.length !== count) {
       throw new ShapeError(
-        `Bad input: dO has ${inputs.dO.length} elements, expected B*Hq*N*D = ${count}`,
+        `Bad input: dO has ${inputs.dO.length} elements, expected ${formula} = ${count}`,
       );
     }
     return inputs.dO;
@@ -325,6 +329,9 @@ export class AttentionCall {
       learnt ? this.#readBuffer("dConstants") : undefined,
     ]);
     const keys = dkv ? new Float32Array(dkv) : undefined;
+    // dkv holds dK [B, Hkv, Nk, D], then dV.
+    const { nk, d } = sequenceSizes(this.compiled.shape);
+    const dkLength = this.compiled.shape.batch * this.compiled.shape.headsKV * nk * d;
     return {
       o: half ? new Float16Array(o) : new Float32Array(o),
       lse: new Float32Array(lse),
@@ -333,8 +340,8 @@ export class AttentionCall {
         ? {
           gradients: {
             dq: new Float32Array(dq),
-            dk: keys.slice(0, keys.length / 2),
-            dv: keys.slice(keys.length / 2),
+            dk: keys.slice(0, dkLength),
+            dv: keys.slice(dkLength),
             ...(dgates ? { dgates: new Float32Array(dgates) } : {}),
             ...(dConstants ? { dConstants: this.#constants(new Float32Array(dConstants)) } : {}),
           },

@@ -15,9 +15,16 @@
  * functions; the modifier's slope is written from the same program (expression_slope_wgsl.ts).
  * Sums are float32; each gradient element has one owner, which adds it into the output once,
  * so the result does not depend on timing.
+ *
+ * Where the call's queries are some of the N = Nk key positions, a workgroup reads the tile it
+ * owns from the kernel's list in aux (its schedule row is its place in the list), query
+ * positions outside the call's are padding (never loaded, never scored, never stored), and a
+ * query's Q, dO, dQ and statistics row is its position minus the offset. V, dO and dV rows are
+ * Dv long (DV4 vec4s, staged with a padded stride of their own) where V has a head dim of its own.
  * @module
  */
 import { assert } from "../../core/errors.ts";
+import { sequenceSizes } from "../../core/shape.ts";
 import { codeSetOf } from "../hash_layout.ts";
 import { branchLearns } from "../plan_gradients.ts";
 import { GRADIENT_TILE_THREADS, type GradientTiling } from "../gradient_tiling.ts";
@@ -31,7 +38,14 @@ import { declareMember } from "./kernel_module_wgsl.ts";
 import { declareCodeStaging } from "./code_staging_wgsl.ts";
 import { declareHashRows } from "./predicate_wgsl.ts";
 import { ShaderModule } from "./shader_module.ts";
-import { gradientConstants, type GradientKernelOptions } from "./gradient_common_wgsl.ts";
+import { ParamReader } from "./params_wgsl.ts";
+import { queryRowOf } from "./kernel_refs.ts";
+import {
+  gradientConstants,
+  type GradientKernelOptions,
+  rowsPerHead,
+  valueWidths,
+} from "./gradient_common_wgsl.ts";
 import {
   declareSequences,
   pairInSequence,
@@ -52,9 +66,12 @@ export function gradientTileKernel(o: GradientKernelOptions): string {
     `Weft gradients: branch ${k.branch} component ${k.component}, ` +
       (queryMajor ? "dQ, query-major" : "dK and dV, key-major over the transposed mask"),
   );
+  const { nk, dv } = sequenceSizes(o.shape);
+  const q = o.queries;
   m.comment(
     `tile ${o.tileQ}x${o.tileK}, ${t.own} ${queryMajor ? "rows" : "keys"} per workgroup, ` +
-      `chunks of ${t.chunk}, N=${o.shape.seqLen}, D=${o.shape.headDim}, ${o.dtype}`,
+      `chunks of ${t.chunk}, N=${nk}, ` + (q ? `Nq=${q.count} from position ${q.offset}, ` : "") +
+      `D=${o.shape.headDim}, ` + (dv === o.shape.headDim ? "" : `Dv=${dv}, `) + o.dtype,
   );
   if (o.dtype === "f16") m.enable("f16");
   gradientConstants(m, o);
@@ -72,7 +89,7 @@ export function gradientTileKernel(o: GradientKernelOptions): string {
       queryMajor ? "" : `// dK, then dV, per ${landmarks ? "landmark" : "key row"}`
     }`,
   );
-  const keyRows = landmarks ? landmarks.count : o.shape.seqLen;
+  const keyRows = landmarks ? landmarks.count : nk;
   m.declare(
     "keyRows",
     `
@@ -90,10 +107,13 @@ const KV_ROWS = ${keyRows}u; // key rows per key/value head${
     );
     declareHashRows(m);
   }
+  // Layouts and masks over the N = Nk key positions; where the queries are some of them, the
+  // query layout's other positions are padding (declareMember).
   const member = {
     component: c,
     shape: o.shape,
-    n: o.shape.seqLen, // the backward pass runs square calls only: every position is a query
+    n: nk,
+    ...(q ? { queries: q } : {}),
     hash: o.hash,
     packed: o.packed,
   } as unknown as ComponentKernelOptions;
@@ -109,7 +129,7 @@ const KV_ROWS = ${keyRows}u; // key rows per key/value head${
   // query-major pass adds each row's share of their gradients into dConstRows.
   const learns = branchLearns(branch);
   const offsets = learns ? learnableOffsets(o.learnable) : undefined;
-  const n = o.packed ? SEQUENCE_N : o.shape.seqLen;
+  const n = o.packed ? SEQUENCE_N : nk;
   if (branch.score) {
     declareScoreModifier(m, branch.score, n, offsets);
     declareScoreSlope(m, branch.score, n, offsets);
@@ -142,11 +162,12 @@ const KV_ROWS = ${keyRows}u; // key rows per key/value head${
     ? `let sm = scoreModifier(${args});\n      let slope = scoreModifierSlope(${args});`
     : "let sm = s;\n      let slope = 1.0;";
   const tiling = tilingConstants(o, t, queryMajor);
+  const owner = ownTile(m, o, queryMajor);
   return m.render(
     tiling +
       (queryMajor
-        ? queryKernel(o, t, qPos, kPos, hashed, constantReads)
-        : keyKernel(o, t, qPos, kPos, hashed)),
+        ? queryKernel(o, t, { qPos, kPos, hashed, owner }, constantReads)
+        : keyKernel(o, t, { qPos, kPos, hashed, owner })),
   )
     .replaceAll("ALLOWED", allowed)
     .replaceAll("SCORED", scored);
@@ -161,7 +182,11 @@ const THREADS = ${GRADIENT_TILE_THREADS}u;
 const SPLIT = ${t.split}u;  // workgroups per ${queryMajor ? "query" : "key"} tile
 const OWN = ${t.own}u;      // ${own} this workgroup owns
 const CHUNK = ${t.chunk}u;  // ${other} staged at a time
-const ROW4 = D4 + 1u;   // a staged row's vec4s, padded against bank conflicts
+const ROW4 = D4 + 1u;   // a staged row's vec4s, padded against bank conflicts${
+    valueWidths(o).vec4s === "D4"
+      ? ""
+      : "\nconst ROWV4 = DV4 + 1u; // a staged V or dO row's vec4s, padded the same way"
+  }
 const PAIR_STRIDE = ${queryMajor ? "CHUNK" : "OWN"} + 1u; // a pair tile's row (one per query row)
 const PAIR_ROWS = ${t.pairRows}u; // the pair step's invocations: PAIR_ROWS x PAIR_COLS
 const PAIR_COLS = ${t.pairCols}u;
@@ -170,13 +195,46 @@ const OUT_COLS = ${t.outCols}u;
 `;
 }
 
+/** Which tile a workgroup owns, and its row of the gradient schedule. */
+interface Owner {
+  /** The `let` lines that set `ownTile` (and `scheduleRow` where they differ). */
+  lines: string;
+  /** The WGSL naming the workgroup's row of the gradient schedule. */
+  row: string;
+}
+
+/**
+ * The tile a workgroup owns: tile `wg.x / SPLIT`, or where the kernel runs a list of tiles
+ * (`ownTiles`, the queries some of the positions), entry `wg.x / SPLIT` of that list in aux,
+ * whose schedule rows are in list order.
+ */
+function ownTile(m: ShaderModule, o: GradientKernelOptions, queryMajor: boolean): Owner {
+  const tiles = o.kernel.ownTiles;
+  if (!tiles) return { lines: "  let ownTile = wg.x / SPLIT;", row: "ownTile" };
+  const reader = new ParamReader(m, o.params);
+  const what = queryMajor
+    ? "query tile(s) that hold the call's queries"
+    : "key tile(s) the queries visit";
+  const list = reader.dataOffset(
+    "ownTiles",
+    o.params.aux.tileList(tiles),
+    `aux offset of the ${tiles.length} ${what}`,
+  );
+  return {
+    lines: `${reader.lines.join("\n")}
+  let scheduleRow = wg.x / SPLIT;     // this tile's row of the gradient schedule
+  let ownTile = aux[${list} + scheduleRow]; // one of the ${what}`,
+    row: "scheduleRow",
+  };
+}
+
 /**
  * The tiles a workgroup walks: a bucket-ordered (hashBucket) component's bucket range, else the
  * runs of its row of the gradient schedule.
  */
-function walk(o: GradientKernelOptions, queryMajor: boolean, body: string): string {
+function walk(o: GradientKernelOptions, queryMajor: boolean, body: string, row: string): string {
   const c = o.branches[o.kernel.branch].components[o.kernel.component];
-  return c.kLayout.kind === "sorted" ? bucketWalk(o, queryMajor, body) : runs(o, body);
+  return c.kLayout.kind === "sorted" ? bucketWalk(o, queryMajor, body) : runs(o, body, row);
 }
 
 /**
@@ -191,12 +249,13 @@ function bucketWalk(o: GradientKernelOptions, queryMajor: boolean, body: string)
   const l = o.branches[o.kernel.branch].components[o.kernel.component].kLayout;
   assert(l.kind === "sorted", "a bucket walk of a static mask");
   const set = codeSetOf(o.hash, l);
-  const n = o.shape.seqLen, rows = set.rowsQ + set.rowsK, starts = set.buckets + 1;
+  const n = sequenceSizes(o.shape).nk, rows = set.rowsQ + set.rowsK, starts = set.buckets + 1;
   const round = l.round * rows;
-  // This side's sorts: query rows first in a round, then key rows.
+  // This side's sorts: query rows first in a round, then key rows. A query sort holds the
+  // call's queries only (NQ of them, where they are some of the positions).
   const mine = queryMajor
-    ? { row: "bh", first: round }
-    : { row: "kvRow", first: round + set.rowsQ };
+    ? { row: "bh", first: round, count: rowsPerHead(o) }
+    : { row: "kvRow", first: round + set.rowsQ, count: "N" };
   const other = queryMajor
     ? { row: "kvHead", first: round + set.rowsQ, tile: "TILE_K" }
     : { row: "bh", first: round, tile: "TILE_Q" };
@@ -205,7 +264,7 @@ function bucketWalk(o: GradientKernelOptions, queryMajor: boolean, body: string)
   // side's rows of those buckets are one range of its bucket order, every tile PARTIAL.
   let orderAt = ${set.order + mine.first * n}u + ${mine.row} * N;
   let firstRow = hash[orderAt + ownTile * ${tile}];
-  let lastRow = hash[orderAt + min(N, ownTile * ${tile} + ${tile}) - 1u];
+  let lastRow = hash[orderAt + min(${mine.count}, ownTile * ${tile} + ${tile}) - 1u];
   let codesAt = ${set.codes + mine.first * n}u + ${mine.row} * N;
   let firstBucket = hash[codesAt + firstRow];
   let lastBucket = hash[codesAt + lastRow];
@@ -217,13 +276,13 @@ ${body}
   }`;
 }
 
-/** The walk over one schedule row's runs, each tile `tile` with `partial` set. */
-function runs(o: GradientKernelOptions, body: string): string {
+/** The walk over schedule row `row`'s runs, each tile `tile` with `partial` set. */
+function runs(o: GradientKernelOptions, body: string, row: string): string {
   return `  // The runs of this tile's row of the gradient schedule (slot ${o.kernel.scheduleSlot}).
   let slot = ${HEADER_WORDS}u + ${SLOT_WORDS}u * ${o.kernel.scheduleSlot}u;
   let rowsAt = schedule[slot];
   let runsAt = schedule[slot + 1u];
-  for (var run = schedule[rowsAt + ownTile]; run < schedule[rowsAt + ownTile + 1u]; run++) {
+  for (var run = schedule[rowsAt + ${row}]; run < schedule[rowsAt + ${row} + 1u]; run++) {
     let head = schedule[runsAt + ${RUN_WORDS}u * run]; // start << 1 | partial
     let partial = (head & 1u) == 1u;
     for (var tile = head >> 1u; tile < (head >> 1u) + schedule[runsAt + ${RUN_WORDS}u * run + 1u]; tile++) {
@@ -275,40 +334,57 @@ function indent(text: string, by: number): string {
  * The pair step: a register tile of scores and dO·Vᵀ, rows `pairRow + i PAIR_ROWS` (query rows of
  * qT, dOT) and columns `pairCol + j PAIR_COLS` (keys of kT, vT); then each pair's mask and `body`,
  * which sees `q`, `k`, `s` (the scaled score), `dp` (dO·V), `ri`, `kj` (the pair's row and key
- * in the tiles), `sm` and `slope`, and writes the pair tiles.
+ * in the tiles), `sm` and `slope`, and writes the pair tiles. With V's own head dim (`ownValue`)
+ * the scores sum over D4 and dO·V over DV4, in two loops; otherwise one loop does both.
  */
-function pairStep(rowsOf: number, colsOf: number, defaults: string, body: string): string {
+function pairStep(
+  rowsOf: number,
+  colsOf: number,
+  defaults: string,
+  body: string,
+  ownValue: boolean,
+): string {
   const I = range(rowsOf), J = range(colsOf);
   const grid = (f: (i: number, j: number) => string) =>
     I.flatMap((i) => J.map((j) => f(i, j))).join("\n");
-  return `if (pairLive) {
-${grid((i, j) => `  var s${i}_${j} = 0.0;\n  var dp${i}_${j} = 0.0;`)}
-  for (var d = 0u; d < D4; d++) {
-${
+  const row4 = ownValue ? "ROWV4" : "ROW4";
+  const scoreLoads = [
     I.map((i) => `    let qv${i} = vec4<f32>(qT[(pairRow + ${i}u * PAIR_ROWS) * ROW4 + d]);`).join(
       "\n",
-    )
-  }
-${
-    I.map((i) => `    let dov${i} = vec4<f32>(dOT[(pairRow + ${i}u * PAIR_ROWS) * ROW4 + d]);`)
-      .join("\n")
-  }
-${
+    ),
     J.map((j) => `    let kv${j} = vec4<f32>(kT[(pairCol + ${j}u * PAIR_COLS) * ROW4 + d]);`).join(
       "\n",
-    )
+    ),
+  ];
+  const valueLoads = [
+    I.map((i) => `    let dov${i} = vec4<f32>(dOT[(pairRow + ${i}u * PAIR_ROWS) * ${row4} + d]);`)
+      .join("\n"),
+    J.map((j) => `    let vv${j} = vec4<f32>(vT[(pairCol + ${j}u * PAIR_COLS) * ${row4} + d]);`)
+      .join("\n"),
+  ];
+  const loops = ownValue
+    ? `  for (var d = 0u; d < D4; d++) {
+${scoreLoads.join("\n")}
+${grid((i, j) => `    s${i}_${j} += dot(qv${i}, kv${j});`)}
   }
+  for (var d = 0u; d < DV4; d++) {
+${valueLoads.join("\n")}
+${grid((i, j) => `    dp${i}_${j} += dot(dov${i}, vv${j});`)}
+  }`
+    : `  for (var d = 0u; d < D4; d++) {
+${scoreLoads[0]}
+${valueLoads[0]}
+${scoreLoads[1]}
+${valueLoads[1]}
 ${
-    J.map((j) => `    let vv${j} = vec4<f32>(vT[(pairCol + ${j}u * PAIR_COLS) * ROW4 + d]);`).join(
-      "\n",
-    )
-  }
-${
-    grid((i, j) =>
-      `    s${i}_${j} += dot(qv${i}, kv${j});\n    dp${i}_${j} += dot(dov${i}, vv${j});`
-    )
-  }
-  }
+      grid((i, j) =>
+        `    s${i}_${j} += dot(qv${i}, kv${j});\n    dp${i}_${j} += dot(dov${i}, vv${j});`
+      )
+    }
+  }`;
+  return `if (pairLive) {
+${grid((i, j) => `  var s${i}_${j} = 0.0;\n  var dp${i}_${j} = 0.0;`)}
+${loops}
 ${
     grid((i, j) =>
       `  {
@@ -332,59 +408,100 @@ ${"    "}WRITES
 
 /**
  * Stages `count` query rows from layout index `first`: their positions, statistics (LSE, gate,
- * Δ of branch `b`), Q and dO (and, packed, their sequences); rows past the layout (position -1)
- * are zeros.
+ * Δ of branch `b`), Q and dO (and, packed, their sequences); rows past the layout or outside
+ * the call's queries (position -1) are zeros. dO rows of V's own head dim are staged in a loop
+ * of their own.
  */
 function stageQueries(
-  T: string,
-  b: number,
+  o: GradientKernelOptions,
   qPos: string,
   count: string,
   first: string,
-  packed = false,
 ): string {
+  const T = o.dtype, b = o.kernel.branch, V = valueWidths(o).vec4s;
+  const padding = `// -1 past the end of the layout${o.queries ? " or outside the queries" : ""}`;
+  const row = queryRowOf(o, "qp", true);
+  const dO = (stride: string) =>
+    `dOT[r * ${stride} + d] = select(vec4<${T}>(0.0), dO[row * ${V} + d], qp >= 0);`;
   return `for (var i = lid; i < ${count} * D4; i += THREADS) {
   let r = i / D4;
   let d = i % D4;
-  let qp = ${qPos}(${first} + r); // -1 past the end of the layout
-  let row = bh * N + u32(max(qp, 0));
+  let qp = ${qPos}(${first} + r); ${padding}
+  let row = ${row};
   if (d == 0u) {
-    qPosition[r] = qp;${packed ? "\n    qSequence[r] = sequenceOf(qp);" : ""}
+    qPosition[r] = qp;${o.packed ? "\n    qSequence[r] = sequenceOf(qp);" : ""}
     let stats = (${b}u * ROWS + row) * 4u;
     lseT[r] = gradStats[stats];
     gateT[r] = gradStats[stats + 1u];
     deltaT[r] = gradStats[stats + 2u];
   }
-  qT[r * ROW4 + d] = select(vec4<${T}>(0.0), qIn[row * D4 + d], qp >= 0);
-  dOT[r * ROW4 + d] = select(vec4<${T}>(0.0), dO[row * D4 + d], qp >= 0);
-}`;
+  qT[r * ROW4 + d] = select(vec4<${T}>(0.0), qIn[row * D4 + d], qp >= 0);${
+    V === "D4" ? `\n  ${dO("ROW4")}\n}` : `
+}
+for (var i = lid; i < ${count} * DV4; i += THREADS) {
+  let r = i / DV4;
+  let d = i % DV4;
+  let qp = ${qPos}(${first} + r);
+  let row = ${row};
+  ${dO("ROWV4")}
+}`
+  }`;
 }
 
 /**
  * Stages `count` keys from layout index `first` of key/value head row `kvRow`: their positions,
- * K and V; keys past the layout (position -1) are zeros.
+ * K and V; keys past the layout (position -1) are zeros. V rows of their own head dim are
+ * staged in a loop of their own.
  */
-function stageKeys(T: string, kPos: string, count: string, first: string, kvRow: string): string {
+function stageKeys(
+  o: GradientKernelOptions,
+  kPos: string,
+  count: string,
+  first: string,
+  kvRow: string,
+): string {
+  const T = o.dtype;
+  const ownValue = valueWidths(o).vec4s === "DV4";
   return `for (var i = lid; i < ${count} * D4; i += THREADS) {
   let j = i / D4;
   let d = i % D4;
   let kp = ${kPos}(${first} + j); // -1 past the end of the layout
   if (d == 0u) { kPosition[j] = kp; }
   let src = (${kvRow} * KV_ROWS + u32(max(kp, 0))) * D4 + d;
-  kT[j * ROW4 + d] = select(vec4<${T}>(0.0), kIn[src], kp >= 0);
+  kT[j * ROW4 + d] = select(vec4<${T}>(0.0), kIn[src], kp >= 0);${
+    ownValue
+      ? `
+}
+for (var i = lid; i < ${count} * DV4; i += THREADS) {
+  let j = i / DV4;
+  let d = i % DV4;
+  let kp = ${kPos}(${first} + j);
+  let src = (${kvRow} * KV_ROWS + u32(max(kp, 0))) * DV4 + d;
+  vT[j * ROWV4 + d] = select(vec4<${T}>(0.0), vIn[src], kp >= 0);
+}`
+      : `
   vT[j * ROW4 + d] = select(vec4<${T}>(0.0), vIn[src], kp >= 0);
-}`;
+}`
+  }`;
+}
+
+/** How a tile kernel names its member's layouts, whether it reads codes, and its tile. */
+interface TileRefs {
+  qPos: string;
+  kPos: string;
+  hashed: boolean;
+  owner: Owner;
 }
 
 function queryKernel(
   o: GradientKernelOptions,
   t: GradientTiling,
-  qPos: string,
-  kPos: string,
-  hashed: boolean,
+  refs: TileRefs,
   constantReads: string,
 ): string {
-  const b = o.kernel.branch, T = o.dtype;
+  const { qPos, kPos, hashed, owner } = refs;
+  const T = o.dtype;
+  const d4 = o.shape.headDim / 4, dv4 = sequenceSizes(o.shape).dv / 4;
   const rowsOf = t.own / t.pairRows, colsOf = t.chunk / t.pairCols;
   const BI = range(t.own / t.outRows), CI = range(o.shape.headDim / 4 / t.outCols);
   const learns = constantReads !== "";
@@ -394,6 +511,7 @@ function queryKernel(
     `    var ds = 0.0;${learns ? "\n    var dScore = 0.0;" : ""}`,
     `      ${learns ? "dScore" : "let dScore"} = exp(sm - lseT[ri]) * (gateT[ri] * dp - deltaT[ri]);
       ds = dScore * slope;`,
+    dv4 !== d4,
   ).replaceAll(
     "WRITES",
     `dsT[ri * PAIR_STRIDE + kj] = ds;${learns ? " dScoreT[ri * PAIR_STRIDE + kj] = dScore;" : ""}`,
@@ -404,7 +522,7 @@ function queryKernel(
       // Each row's share of the learnable constants' gradients, added by its one owner.
       for (var r = lid; r < OWN; r += THREADS) {
         let q = qPosition[r];
-        let row = bh * N + u32(max(q, 0));
+        let row = ${queryRowOf(o, "q", true)};
         for (var kj = 0u; kj < CHUNK; kj++) {
           let dScore = dScoreT[r * PAIR_STRIDE + kj];
           if (dScore != 0.0) {
@@ -422,7 +540,7 @@ ${indent(constantReads, 4)}
     : "";
   const body = `      ${chunkLoop(t.chunk, o.tileK, "TILE_K")}
         workgroupBarrier();           // every read of the previous chunk is done
-${indent(stageKeys(T, kPos, "CHUNK", "tile * TILE_K + c0", "kvHead"), 8)}
+${indent(stageKeys(o, kPos, "CHUNK", "tile * TILE_K + c0", "kvHead"), 8)}
         workgroupBarrier();
 ${indent(pairs, 8)}
         workgroupBarrier();${constants}
@@ -442,10 +560,10 @@ ${BI.flatMap((i) => CI.map((c) => `            acc${i}_${c} += ds${i} * kv${c};`
         }
       }`;
   return `
-var<workgroup> qT: array<vec4<${T}>, ${t.own * (o.shape.headDim / 4 + 1)}>;
-var<workgroup> dOT: array<vec4<${T}>, ${t.own * (o.shape.headDim / 4 + 1)}>;
-var<workgroup> kT: array<vec4<${T}>, ${t.chunk * (o.shape.headDim / 4 + 1)}>;
-var<workgroup> vT: array<vec4<${T}>, ${t.chunk * (o.shape.headDim / 4 + 1)}>;
+var<workgroup> qT: array<vec4<${T}>, ${t.own * (d4 + 1)}>;
+var<workgroup> dOT: array<vec4<${T}>, ${t.own * (dv4 + 1)}>;
+var<workgroup> kT: array<vec4<${T}>, ${t.chunk * (d4 + 1)}>;
+var<workgroup> vT: array<vec4<${T}>, ${t.chunk * (dv4 + 1)}>;
 var<workgroup> dsT: array<f32, ${t.own * (t.chunk + 1)}>;${
     learns ? `\nvar<workgroup> dScoreT: array<f32, ${t.own * (t.chunk + 1)}>;` : ""
   }
@@ -465,9 +583,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
       ? "\n  queryRow = bh;                     // whose codes and bucket order to read\n  keyRow = kvHead;"
       : ""
   }
-  let ownTile = wg.x / SPLIT;
+${owner.lines}
   let first = ownTile * TILE_Q + (wg.x % SPLIT) * OWN; // this workgroup's first query index
-${indent(stageQueries(T, b, qPos, "OWN", "first", o.packed), 2)}
+${indent(stageQueries(o, qPos, "OWN", "first"), 2)}
   let pairRow = lid / PAIR_COLS;
   let pairCol = lid % PAIR_COLS;
   let pairLive = lid < PAIR_ROWS * PAIR_COLS;
@@ -475,14 +593,14 @@ ${indent(stageQueries(T, b, qPos, "OWN", "first", o.packed), 2)}
   let outCol = lid % OUT_COLS;
   let outLive = lid < OUT_ROWS * OUT_COLS;
 ${BI.flatMap((i) => CI.map((c) => `  var acc${i}_${c} = vec4<f32>(0.0);`)).join("\n")}
-${walk(o, true, body)}
+${walk(o, true, body, owner.row)}
   if (!outLive) { return; }
 ${
     BI.map((i) =>
       `  {
     let q = qPosition[outRow + ${i}u * OUT_ROWS];
     if (q >= 0) {
-      let row = bh * N + u32(q);
+      let row = ${queryRowOf(o, "q")};
 ${
         CI.map((c) => `      dq[row * D4 + outCol + ${c}u * OUT_COLS] += SCALE * acc${i}_${c};`)
           .join("\n")
@@ -494,17 +612,16 @@ ${
 }`;
 }
 
-function keyKernel(
-  o: GradientKernelOptions,
-  t: GradientTiling,
-  qPos: string,
-  kPos: string,
-  hashed: boolean,
-): string {
+function keyKernel(o: GradientKernelOptions, t: GradientTiling, refs: TileRefs): string {
+  const { qPos, kPos, hashed, owner } = refs;
   const b = o.kernel.branch, T = o.dtype;
   const LAND = o.branches[b].components[o.kernel.component].kLayout.kind === "landmarks" ? "" : "+";
+  const d4 = o.shape.headDim / 4, dv4 = sequenceSizes(o.shape).dv / 4;
+  const ownValue = dv4 !== d4, row4 = ownValue ? "ROWV4" : "ROW4";
   const rowsOf = t.chunk / t.pairRows, colsOf = t.own / t.pairCols;
-  const BI = range(t.own / t.outRows), CI = range(o.shape.headDim / 4 / t.outCols);
+  // dK's vec4 columns (CK of them per invocation) and dV's (CV); the same where Dv = D.
+  const BI = range(t.own / t.outRows), CK = d4 / t.outCols, CV = dv4 / t.outCols;
+  const CI = range(Math.max(CK, CV));
   const pairs = pairStep(
     rowsOf,
     colsOf,
@@ -512,10 +629,11 @@ function keyKernel(
     `      let p = exp(sm - lseT[ri]);
       pg = p * gateT[ri];
       ds = p * (gateT[ri] * dp - deltaT[ri]) * slope;`,
+    ownValue,
   ).replaceAll("WRITES", "pgT[ri * PAIR_STRIDE + kj] = pg; dsT[ri * PAIR_STRIDE + kj] = ds;");
   const body = `      ${chunkLoop(t.chunk, o.tileQ, "TILE_Q")}
         workgroupBarrier();           // every read of the previous chunk is done
-${indent(stageQueries(T, b, qPos, "CHUNK", "tile * TILE_Q + c0", o.packed), 8)}
+${indent(stageQueries(o, qPos, "CHUNK", "tile * TILE_Q + c0"), 8)}
         workgroupBarrier();
 ${indent(pairs, 8)}
         workgroupBarrier();
@@ -523,12 +641,14 @@ ${indent(pairs, 8)}
           // dV += Pᵀ g dO, dK += dSᵀ Q: keys outRow + i OUT_ROWS, vec4 columns outCol + c OUT_COLS.
           for (var r = 0u; r < CHUNK; r++) {
 ${
-    CI.map((c) => `            let qv${c} = vec4<f32>(qT[r * ROW4 + outCol + ${c}u * OUT_COLS]);`)
-      .join("\n")
+    range(CK).map((c) =>
+      `            let qv${c} = vec4<f32>(qT[r * ROW4 + outCol + ${c}u * OUT_COLS]);`
+    ).join("\n")
   }
 ${
-    CI.map((c) => `            let dov${c} = vec4<f32>(dOT[r * ROW4 + outCol + ${c}u * OUT_COLS]);`)
-      .join("\n")
+    range(CV).map((c) =>
+      `            let dov${c} = vec4<f32>(dOT[r * ${row4} + outCol + ${c}u * OUT_COLS]);`
+    ).join("\n")
   }
 ${
     BI.map((i) => `            let pg${i} = pgT[r * PAIR_STRIDE + outRow + ${i}u * OUT_ROWS];`)
@@ -540,19 +660,20 @@ ${
   }
 ${
     BI.flatMap((i) =>
-      CI.map((c) =>
-        `            dv${i}_${c} += pg${i} * dov${c};\n            dk${i}_${c} += ds${i} * qv${c};`
-      )
+      CI.flatMap((c) => [
+        ...(c < CV ? [`            dv${i}_${c} += pg${i} * dov${c};`] : []),
+        ...(c < CK ? [`            dk${i}_${c} += ds${i} * qv${c};`] : []),
+      ])
     ).join("\n")
   }
           }
         }
       }`;
   return `
-var<workgroup> kT: array<vec4<${T}>, ${t.own * (o.shape.headDim / 4 + 1)}>;
-var<workgroup> vT: array<vec4<${T}>, ${t.own * (o.shape.headDim / 4 + 1)}>;
-var<workgroup> qT: array<vec4<${T}>, ${t.chunk * (o.shape.headDim / 4 + 1)}>;
-var<workgroup> dOT: array<vec4<${T}>, ${t.chunk * (o.shape.headDim / 4 + 1)}>;
+var<workgroup> kT: array<vec4<${T}>, ${t.own * (d4 + 1)}>;
+var<workgroup> vT: array<vec4<${T}>, ${t.own * (dv4 + 1)}>;
+var<workgroup> qT: array<vec4<${T}>, ${t.chunk * (d4 + 1)}>;
+var<workgroup> dOT: array<vec4<${T}>, ${t.chunk * (dv4 + 1)}>;
 var<workgroup> pgT: array<f32, ${t.chunk * (t.own + 1)}>; // g P, per query row of the chunk
 var<workgroup> dsT: array<f32, ${t.chunk * (t.own + 1)}>;
 var<workgroup> kPosition: array<i32, ${t.own}>;
@@ -567,9 +688,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   let b = i32(kvRow / HKV);${
     hashed ? "\n  keyRow = kvRow;                    // whose codes and bucket order to read" : ""
   }
-  let ownTile = wg.x / SPLIT;
+${owner.lines}
   let first = ownTile * TILE_K + (wg.x % SPLIT) * OWN; // this workgroup's first key index
-${indent(stageKeys(T, kPos, "OWN", "first", "kvRow"), 2)}
+${indent(stageKeys(o, kPos, "OWN", "first", "kvRow"), 2)}
   let pairRow = lid / PAIR_COLS;
   let pairCol = lid % PAIR_COLS;
   let pairLive = lid < PAIR_ROWS * PAIR_COLS;
@@ -578,17 +699,22 @@ ${indent(stageKeys(T, kPos, "OWN", "first", "kvRow"), 2)}
   let outLive = lid < OUT_ROWS * OUT_COLS;
 ${
     BI.flatMap((i) =>
-      CI.map((c) => `  var dk${i}_${c} = vec4<f32>(0.0);\n  var dv${i}_${c} = vec4<f32>(0.0);`)
+      CI.flatMap((c) => [
+        ...(c < CK ? [`  var dk${i}_${c} = vec4<f32>(0.0);`] : []),
+        ...(c < CV ? [`  var dv${i}_${c} = vec4<f32>(0.0);`] : []),
+      ])
     ).join("\n")
   }
   // Every query head of this key/value head, one after another: their sums add here.
   for (var group = 0u; group < GROUP; group++) {
     let bh = (kvRow / HKV) * HQ + (kvRow % HKV) * GROUP + group;
     let h = i32(bh % HQ);${hashed ? "\n    queryRow = bh;" : ""}
-${indent(walk(o, false, body), 2)}
+${indent(walk(o, false, body, owner.row), 2)}
   }
   if (!outLive) { return; }
-  // Landmarks are written (gradUnpool adds them to their rows next); key rows add.
+  // Landmarks are written (gradUnpool adds them to their rows next); key rows add.${
+    ownValue ? " dV's rows\n  // (DV4 vec4s each) follow every row of dK." : ""
+  }
   let rows = (KEY_ROWS / N) * KV_ROWS;
 ${
     BI.map((i) =>
@@ -597,10 +723,18 @@ ${
     if (k >= 0) {
       let row = kvRow * KV_ROWS + u32(k);
 ${
-        CI.map((c) =>
-          `      dkv[row * D4 + outCol + ${c}u * OUT_COLS] ${LAND}= SCALE * dk${i}_${c};
-      dkv[(rows + row) * D4 + outCol + ${c}u * OUT_COLS] ${LAND}= dv${i}_${c};`
-        ).join("\n")
+        CI.flatMap((c) => [
+          ...(c < CK
+            ? [`      dkv[row * D4 + outCol + ${c}u * OUT_COLS] ${LAND}= SCALE * dk${i}_${c};`]
+            : []),
+          ...(c < CV
+            ? [
+              ownValue
+                ? `      dkv[rows * D4 + row * DV4 + outCol + ${c}u * OUT_COLS] ${LAND}= dv${i}_${c};`
+                : `      dkv[(rows + row) * D4 + outCol + ${c}u * OUT_COLS] ${LAND}= dv${i}_${c};`,
+            ]
+            : []),
+        ]).join("\n")
       }
     }
   }`

@@ -13,7 +13,12 @@ import { GRADIENT_ROWS_WORKGROUP } from "../plan_gradients.ts";
 import { ELEMENTWISE_WORKGROUP } from "../dispatch_sizes.ts";
 import { linearIndex } from "./elementwise_wgsl.ts";
 import { ShaderModule } from "./shader_module.ts";
-import { gradientConstants, type GradientKernelOptions } from "./gradient_common_wgsl.ts";
+import {
+  gradientConstants,
+  type GradientKernelOptions,
+  rowsPerHead,
+  valueWidths,
+} from "./gradient_common_wgsl.ts";
 import { gradientTileKernel } from "./gradient_tile_wgsl.ts";
 
 export type { GradientKernelOptions };
@@ -72,9 +77,19 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   let j = (row % N) / SEGMENT;
   let landmark = (row / N) * COUNT + j;
   let share = 1.0 / f32(min(N, (j + 1u) * SEGMENT) - j * SEGMENT);
-  for (var d = 0u; d < D; d++) {
+${
+    valueWidths(o).dim === "D"
+      ? `  for (var d = 0u; d < D; d++) {
     dkv[row * D + d] += share * dLandmark[landmark * D + d];
     dkv[(KEY_ROWS + row) * D + d] += share * dLandmark[(LANDMARK_ROWS + landmark) * D + d];
+  }`
+      : `  for (var d = 0u; d < D; d++) {
+    dkv[row * D + d] += share * dLandmark[landmark * D + d];
+  }
+  // dV's rows are DV long, after every row of dK.
+  for (var d = 0u; d < DV; d++) {
+    dkv[KEY_ROWS * D + row * DV + d] += share * dLandmark[LANDMARK_ROWS * D + landmark * DV + d];
+  }`
   }
 }`);
 }
@@ -134,17 +149,19 @@ function clearKernel(o: GradientKernelOptions): string {
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let i = linearIndex(wg, lid, ${o.kernel.workgroups[0]}u);
   if (i < ROWS * D / 4u) { dq[i] = vec4<f32>(0.0); }
-  if (i < 2u * KEY_ROWS * D / 4u) { dkv[i] = vec4<f32>(0.0); }${
+  if (i < ${
+    valueWidths(o).dim === "D" ? "2u * KEY_ROWS * D / 4u" : "KEY_ROWS * (D + DV) / 4u"
+  }) { dkv[i] = vec4<f32>(0.0); }${
     o.learnable.size ? "\n  if (i < ROWS * LEARNABLE) { dConstRows[i] = 0.0; }" : ""
   }
 }`);
 }
 
-/** The gate of branch `i` at (bh, q) as WGSL, or 1 where not gated. */
-function gateRead(o: GradientKernelOptions, bh: string, q: string, i: string): string {
+/** The gate of branch `i` at (bh, query row) as WGSL, or 1 where not gated. */
+function gateRead(o: GradientKernelOptions, bh: string, row: string, i: string): string {
   if (!o.gates) return "1.0";
   return o.gates.perPosition
-    ? `gates[(${bh} * N + ${q}) * BRANCHES + ${i}]`
+    ? `gates[(${bh} * ${rowsPerHead(o)} + ${row}) * BRANCHES + ${i}]`
     : `gates[${bh} * BRANCHES + ${i}]`;
 }
 
@@ -152,7 +169,7 @@ function gateRead(o: GradientKernelOptions, bh: string, q: string, i: string): s
  * Per row of branch b: its LSE, gate and Δ = g dO·O_b, at `gradStats[(b * ROWS + row) * 4]`.
  */
 function statsKernel(o: GradientKernelOptions): string {
-  const b = o.kernel.branch;
+  const b = o.kernel.branch, V = valueWidths(o).dim;
   const m = new ShaderModule().comment(
     `Weft gradients: branch ${b} row statistics (LSE, gate, Δ = g dO·O)`,
   );
@@ -177,10 +194,10 @@ function statsKernel(o: GradientKernelOptions): string {
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let row = (wg.y * ${o.kernel.workgroups[0]}u + wg.x) * ${GRADIENT_ROWS_WORKGROUP}u + lid;
   if (row >= ROWS) { return; }
-  let g = ${gateRead(o, "(row / N)", "(row % N)", `${b}u`)};
+  let g = ${gateRead(o, `(row / ${rowsPerHead(o)})`, `(row % ${rowsPerHead(o)})`, `${b}u`)};
   var dot = 0.0;
-  for (var d = 0u; d < D; d++) {
-    dot += f32(dO[row * D + d]) * oBranch[${o.oOffset}u + row * D + d];
+  for (var d = 0u; d < ${V}; d++) {
+    dot += f32(dO[row * ${V} + d]) * oBranch[${o.oOffset}u + row * ${V} + d];
   }
   let at = (${b}u * ROWS + row) * 4u;
   gradStats[at] = lse[${b}u * ROWS + row];
@@ -191,7 +208,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
 
 /** dgates: `dO·O_i` per (row, branch), or summed over the rows of a head. */
 function gatesKernel(o: GradientKernelOptions): string {
-  const perPosition = o.gates!.perPosition;
+  const perPosition = o.gates!.perPosition, V = valueWidths(o).dim;
   const m = new ShaderModule().comment(
     `Weft gradients: gates, dO·O_i ${perPosition ? "per position" : "summed per head"}`,
   );
@@ -201,21 +218,23 @@ function gatesKernel(o: GradientKernelOptions): string {
     "bindings",
     `
 @group(0) @binding(0) var<storage, read> dO: array<${o.dtype}>;
-@group(0) @binding(1) var<storage, read> branchO: array<f32>; // [branches, B, Hq, N, D]
+@group(0) @binding(1) var<storage, read> branchO: array<f32>; // [branches, B, Hq, ${
+      rowsPerHead(o)
+    }, ${V}]
 @group(0) @binding(2) var<storage, read_write> dgates: array<f32>;`,
   );
-  const rows = perPosition ? "1u" : "N";
+  const rows = perPosition ? "1u" : rowsPerHead(o);
   return m.render(`
 @compute @workgroup_size(${GRADIENT_ROWS_WORKGROUP})
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let item = (wg.y * ${o.kernel.workgroups[0]}u + wg.x) * ${GRADIENT_ROWS_WORKGROUP}u + lid;
-  if (item >= ${perPosition ? "ROWS" : "ROWS / N"} * BRANCHES) { return; }
+  if (item >= ${perPosition ? "ROWS" : `ROWS / ${rowsPerHead(o)}`} * BRANCHES) { return; }
   let i = item % BRANCHES;             // the branch
   let first = (item / BRANCHES) * ${rows}; // its first row
   var sum = 0.0;
   for (var r = first; r < first + ${rows}; r++) {
-    for (var d = 0u; d < D; d++) {
-      sum += f32(dO[r * D + d]) * branchO[(i * ROWS + r) * D + d];
+    for (var d = 0u; d < ${V}; d++) {
+      sum += f32(dO[r * ${V} + d]) * branchO[(i * ROWS + r) * ${V} + d];
     }
   }
   dgates[item] = sum;

@@ -368,38 +368,53 @@ Deno.test({
 });
 
 Deno.test({
-  name: "run.ts: queries against a longer key sequence with a value head dim of their own",
+  name: "run.ts: queries against a longer key sequence with a value head dim of their own, " +
+    "forward and backward",
   ignore: !adapter,
   fn: async () => {
     const i = await inputs();
     try {
       // Three query rows at positions 40..42 of the 64 keys; V (and O) 16 wide, Q and K 32.
       const q = normalTensor(2 * 3 * 32, 5), v = normalTensor(2 * 64 * 16, 6);
-      const [qPath, vPath] = [join(i.dir, "q3.npy"), join(i.dir, "v16.npy")];
+      const grad = normalTensor(2 * 3 * 16, 7);
+      const [qPath, vPath, dOPath] = ["q3", "v16", "do"].map((f) => join(i.dir, `${f}.npy`));
       await writeNpyFile(qPath, { dtype: "f4", shape: [1, 2, 3, 32], data: q });
       await writeNpyFile(vPath, { dtype: "f4", shape: [1, 2, 64, 16], data: v });
+      await writeNpyFile(dOPath, { dtype: "f4", shape: [1, 2, 3, 16], data: grad });
       const args = ["--q", qPath, "--k", i.args[3], "--v", vPath];
       const out = join(i.dir, "o.npy"), lse = join(i.dir, "lse.npy");
+      const gradOut = (name: string) => join(i.dir, `${name}.npy`);
       const r = await run([
         ...["--pattern", JSON.stringify(RING), ...args, "--query-offset", "40"],
-        ...["--out", out, "--lse", lse, "--verify"],
+        ...["--out", out, "--lse", lse, "--verify", "--grad-out", dOPath],
+        ...["--dq", gradOut("dq"), "--dk", gradOut("dk"), "--dv", gradOut("dv")],
       ]);
       assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
       assert.match(r.stdout, /queries: 3 row\(s\) at positions 40\.\.42 of the 64 keys/);
       assert.match(r.stdout, /wrote .*o\.npy \[1, 2, 3, 16\] float32/);
       assert.match(r.stdout, /wrote .*lse\.npy \[1, 2, 3\] float32/);
       assert.match(r.stdout, /verify \(float64 reference.*: ok/);
-      const want = reference({
-        pattern: RING,
-        shape: { ...SHAPE, seqLen: 3, kvSeqLen: 64, valueDim: 16 },
-        q,
-        k: i.k,
-        v,
-        queryOffset: 40,
-      });
+      // Each gradient has its input's shape: dq [B, Hq, Nq, D], dk [.., Nk, D], dv [.., Nk, Dv].
+      assert.match(r.stdout, /wrote .*dq\.npy \[1, 2, 3, 32\] float32/);
+      assert.match(r.stdout, /wrote .*dk\.npy \[1, 2, 64, 32\] float32/);
+      assert.match(r.stdout, /wrote .*dv\.npy \[1, 2, 64, 16\] float32/);
+      assert.match(r.stdout, /verify gradients .*tolerance 0\.0001 \(f32\): ok/);
+      const shape = { ...SHAPE, seqLen: 3, kvSeqLen: 64, valueDim: 16 };
+      const want = reference({ pattern: RING, shape, q, k: i.k, v, queryOffset: 40 });
       const got = await readNpyFile(out);
       assert.deepEqual(got.shape, [1, 2, 3, 16]);
       assert.ok(maxAbsError(got.data, want.o) < 1e-4, "O against the reference at offset 40");
+      const wantDv = referenceGradients({
+        pattern: RING,
+        shape,
+        q,
+        k: i.k,
+        v,
+        dO: grad,
+        queryOffset: 40,
+      }).dv;
+      const dv = await readNpyFile(gradOut("dv"));
+      assert.ok(maxAbsError(dv.data, wantDv) < 1e-4, "dV against the reference at offset 40");
       // An offset past Nk - Nq: one line naming the range, before the GPU starts.
       const bad = await run([
         ...["--pattern", JSON.stringify(RING), ...args, "--query-offset", "62"],

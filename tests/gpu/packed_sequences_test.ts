@@ -5,8 +5,9 @@
  * causal, window, ring (whose wrap must be each sequence's n), stride, a union with global
  * tokens, an intersection, a predicate and a score modifier that read n, and a gated pattern:
  * O within 1e-4, LSE within 1e-4 of max(1, |LSE|). The backward pass on packed sequences
- * (square: seqLens == kvSeqLens) matches the reference's gradients within 1e-4 of the largest,
- * learnable score constants that read n included. New lengths on a compiled pattern build no
+ * (seqLens == kvSeqLens; V of D's head dim or its own, below and above) matches the
+ * reference's gradients within 1e-4 of the largest, learnable score constants that read n
+ * included. New lengths on a compiled pattern build no
  * pipeline, forward or backward; a call past one binding runs in parts with its lengths; the
  * runtime refuses lengths that do not fit, naming the field.
  */
@@ -109,11 +110,11 @@ function shapeOf(l: Lengths, heads = { headsQ: 2, headsKV: 1 }): AttentionShape 
 }
 
 function inputsOf(shape: AttentionShape, seed = 1) {
-  const { nq, nk } = sequenceSizes(shape);
+  const { nq, nk, dv } = sequenceSizes(shape);
   return {
     q: normalTensor(shape.headsQ * nq * HEAD_DIM, seed),
     k: normalTensor(shape.headsKV * nk * HEAD_DIM, seed + 1),
-    v: normalTensor(shape.headsKV * nk * HEAD_DIM, seed + 2),
+    v: normalTensor(shape.headsKV * nk * dv, seed + 2),
   };
 }
 
@@ -211,9 +212,12 @@ Deno.test("packed sequences: new lengths run on the compiled pipelines", async (
 });
 
 Deno.test("packed sequences: the backward pass matches the reference's gradients", async () => {
-  const cases: { pattern: Pattern; lengths: Lengths[] }[] = [
+  const cases: { pattern: Pattern; lengths: Lengths[]; valueDim?: number }[] = [
     // Training on packed documents: new lengths reuse the backward's pipelines too.
     { pattern: { kind: "causal" }, lengths: [SQUARE, { seqLens: [2, 15, 6, 1] }] },
+    // V and dO rows of their own head dim, below and above D.
+    { pattern: { kind: "causal" }, lengths: [SQUARE], valueDim: 8 },
+    { pattern: { kind: "window", left: 3, right: 1 }, lengths: [PADDED], valueDim: 32 },
     {
       pattern: {
         kind: "scored",
@@ -231,8 +235,9 @@ Deno.test("packed sequences: the backward pass matches the reference's gradients
     },
   ];
   for (const c of cases) {
-    const shape = shapeOf(c.lengths[0]), x = inputsOf(shape);
-    const dO = normalTensor(shape.headsQ * shape.seqLen * HEAD_DIM, 9);
+    const shape = { ...shapeOf(c.lengths[0]), ...(c.valueDim ? { valueDim: c.valueDim } : {}) };
+    const x = inputsOf(shape);
+    const dO = normalTensor(shape.headsQ * shape.seqLen * sequenceSizes(shape).dv, 9);
     const compiled = rt.compile(c.pattern, { shape, packed: true, backward: true });
     let misses: number | undefined;
     for (const l of c.lengths) {

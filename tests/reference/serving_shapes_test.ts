@@ -179,28 +179,44 @@ Deno.test("packed sequences are their sequences run one by one", () => {
   }
 });
 
-/** Largest |analytic - central difference| of every input, and the largest gradient. */
+/**
+ * Largest |analytic - central difference| of every input (and of runtime gates, when given per
+ * position), and the largest gradient. hashBucket codes are fixed by the first forward.
+ */
 function finiteDifferences(
   pattern: Pattern,
   shape: AttentionShape,
-  extra: Pick<ReferenceInput, "queryOffset" | "seqLens" | "kvSeqLens">,
+  extra: Pick<ReferenceInput, "queryOffset" | "seqLens" | "kvSeqLens"> & {
+    gatesPerPosition?: boolean;
+  },
 ) {
+  const { gatesPerPosition, ...call } = extra;
   const { nq, nk, dv } = sequenceSizes(shape);
+  const branches = pattern.kind === "gated" ? pattern.branches.length : 0;
+  const gateShape = [shape.batch, shape.headsQ, nq, branches];
+  const gateData = gatesPerPosition
+    ? Float64Array.from(normalTensor(gateShape.reduce((a, x) => a * x), 15), (x) => 0.5 + 0.2 * x)
+    : undefined;
   const x = {
     q: Float64Array.from(normalTensor(shape.batch * shape.headsQ * nq * shape.headDim, 11)),
     k: Float64Array.from(normalTensor(shape.batch * shape.headsKV * nk * shape.headDim, 12)),
     v: Float64Array.from(normalTensor(shape.batch * shape.headsKV * nk * dv, 13)),
+    ...(gateData ? { gates: { data: gateData, shape: gateShape } } : {}),
   };
+  const { hashCodes } = reference({ pattern, shape, ...x, ...call });
   const dO = normalTensor(shape.batch * shape.headsQ * nq * dv, 14);
   const loss = () => {
-    const { o } = reference({ pattern, shape, ...x, ...extra });
+    const { o } = reference({ pattern, shape, ...x, ...call, hashCodes });
     let sum = 0;
     for (let i = 0; i < o.length; i++) sum += dO[i] * o[i];
     return sum;
   };
-  const g = referenceGradients({ pattern, shape, ...x, dO, ...extra });
+  const g = referenceGradients({ pattern, shape, ...x, dO, ...call, hashCodes });
+  assert.equal(g.dgates !== undefined, gateData !== undefined, "dgates exactly for runtime gates");
   let worst = 0, largest = 0;
-  for (const [t, grad] of [[x.q, g.dq], [x.k, g.dk], [x.v, g.dv]] as const) {
+  const inputs: [Float64Array, Float64Array][] = [[x.q, g.dq], [x.k, g.dk], [x.v, g.dv]];
+  if (gateData) inputs.push([gateData, g.dgates!]);
+  for (const [t, grad] of inputs) {
     assert.equal(grad.length, t.length);
     for (let i = 0; i < t.length; i++) {
       const saved = t[i];
@@ -228,6 +244,24 @@ Deno.test("gradients on serving shapes match finite differences", () => {
       { kind: "union", of: [{ kind: "lowRank", rank: 3 }, { kind: "window", left: 1, right: 1 }] },
       { batch: 1, headsQ: 2, headsKV: 1, seqLen: 3, headDim: 2, kvSeqLen: 9, valueDim: 6 },
       { queryOffset: 4 },
+    ],
+    [
+      "a decoding step (Nq 1 of Nk 7), Dv 8, gated stride and scored, gates per position, MQA",
+      {
+        kind: "gated",
+        branches: [
+          { kind: "stride", period: 3 },
+          { kind: "scored", pattern: { kind: "causal" }, score: { expr: "-Math.abs(s)" } },
+        ],
+      },
+      { batch: 1, headsQ: 2, headsKV: 1, seqLen: 1, headDim: 4, kvSeqLen: 7, valueDim: 8 },
+      { gatesPerPosition: true },
+    ],
+    [
+      "a chunk at the default offset (Nq 4 of Nk 9), Dv 2, hashBucket (codes fixed), GQA",
+      { kind: "hashBucket", buckets: 2, rounds: 2, seed: 4 },
+      { batch: 2, headsQ: 2, headsKV: 1, seqLen: 4, headDim: 3, kvSeqLen: 9, valueDim: 2 },
+      {},
     ],
     [
       "packed: three sequences, causal ∪ lowRank",
