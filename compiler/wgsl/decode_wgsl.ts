@@ -138,6 +138,15 @@ var<workgroup> share: array<vec4<f32>, ${DECODE_THREADS}>; // reductions: partia
   // Row `position` of the workgroup's key/value head in K (width D4) or V (DV4), as a vec4 index.
   // The row of K and V (in rows of D, or Dv, values) of the workgroup's key/value head at a
   // position: found once per key of a step, so the loads of K and V read it from memory.
+  m.declare(
+    "vKey",
+    `
+// Vec4 dd of the V row of step key kk; zero for a key without a position (its P is 0, and a
+// page the table does not name may hold anything, NaN included).
+fn vKey(kk: u32, dd: u32) -> vec4<f32> {
+  return select(vec4<f32>(0.0), vec4<f32>(vIn[stepRow[kk] * DV4 + dd]), stepPosition[kk] >= 0);
+}`,
+  );
   const rowOf = (position: string) =>
     o.paged ? `kvRow(kvHead, ${position})` : `kvHead * N + ${position}`;
   const kPos = declareLayout(m, c.kLayout, o.n, o.params);
@@ -333,7 +342,7 @@ ${loadStage("base + STAGE_KEYS")}
     }
 
     // P·V over the step's keys: each V vec4 loaded once per lane for all its rows, eight keys
-    // in flight; keys without a position have P = 0 and read row 0 of V.
+    // in flight.
     if (pvLive) {
 ${
     rowsOfLane.map((j) =>
@@ -343,11 +352,7 @@ ${
   }
       var kk = slice;
       for (; kk + ${UNROLL - 1}u * KEY_SLICES < keys; kk += ${UNROLL}u * KEY_SLICES) {
-${
-    unrolled.map((u) =>
-      `        let v${u} = vec4<f32>(vIn[${"stepRow[kk + " + u + "u * KEY_SLICES] * DV4"} + dd]);`
-    ).join("\n")
-  }
+${unrolled.map((u) => `        let v${u} = vKey(kk + ${u}u * KEY_SLICES, dd);`).join("\n")}
 ${
     rowsOfLane.map((j) =>
       unrolled.map((u) =>
@@ -357,7 +362,7 @@ ${
   }
       }
       for (; kk < keys; kk += KEY_SLICES) {
-        let v = vec4<f32>(vIn[stepRow[kk] * DV4 + dd]);
+        let v = vKey(kk, dd);
 ${rowsOfLane.map((j) => `        acc${j} += scores[r${j} * STEP_KEYS + kk] * v;`).join("\n")}
       }
     }
