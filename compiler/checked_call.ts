@@ -86,8 +86,10 @@ export interface CompileOptions {
   backward?: boolean;
   /**
    * Decoding calls (at most 64 queries among longer keys, forward) run their components whose
-   * keys are positions of K on the decode kernel (DESIGN §7); false keeps the attention kernel
-   * for every component (default true).
+   * keys are positions of K on the decode kernel (DESIGN §7). true: always; false: never (the
+   * attention kernel); default: where loops are unrolled (`unroll`, so not on software adapters,
+   * whose JIT takes about a minute over a decode kernel against a second for the attention
+   * kernel).
    */
   decode?: boolean;
   /**
@@ -128,7 +130,7 @@ export interface CheckedCall {
   paged?: PagedKv;
   /** The rows are packed sequences whose lengths come with each call. */
   packed: boolean;
-  /** Whether decoding calls may use the decode kernel. */
+  /** Whether decoding calls use the decode kernel. */
   decode: boolean;
 }
 
@@ -236,7 +238,7 @@ export function checkCall(pattern: unknown, options: CompileOptions): CheckedCal
     globalQuery: options.globalQuery,
     edgePairs: options.edgePairs,
     backward,
-    decode: options.decode ?? true,
+    decode: options.decode ?? (options.unroll ?? true),
     ...(paged ? { paged: { pageSize: paged.pageSize, pages: paged.pages } } : {}),
     packed,
   };

@@ -197,6 +197,7 @@ function renderOther(k: Exclude<Kernel, AttentionKernel>, o: RenderContext): str
         scale: o.call.scale,
         stepKeys: k.stepKeys,
         stageKeys: k.stageKeys,
+        unroll: o.planned.kernels.unroll,
         scheduleSlot: k.scheduleSlot,
         params: o.aux.paramBlock(),
         ...pagedRows(k, o),

@@ -41,6 +41,11 @@ export interface DecodeKernelOptions {
   params: ParamBlock;
   /** K and V in pages (DESIGN §1): rows read through the block table. */
   paged?: PagedRows;
+  /**
+   * Unrolled P·V (eight keys' loads in flight, up to eight rows per lane), or compact loops for
+   * software adapters, whose JIT takes minutes over the unrolled text.
+   */
+  unroll: boolean;
   label: string;
 }
 
@@ -59,8 +64,9 @@ export function decodeKernel(o: DecodeKernelOptions): string {
   const d4 = o.shape.headDim / 4, dv4 = sequenceSizes(o.shape).dv / 4;
   const rows = g.rows;
   const lanes = Math.floor(DECODE_THREADS / dv4); // P·V invocations per value vec4
-  // A P·V lane holds up to 8 rows' sums, so each V vec4 it loads serves them all.
-  const rowsPerLane = Math.min(rows, 8);
+  // A P·V lane holds up to 8 rows' sums (2 in compact form), so each V vec4 it loads serves
+  // them all; at least enough that the lanes cover every row.
+  const rowsPerLane = Math.max(Math.ceil(rows / lanes), Math.min(rows, o.unroll ? 8 : 2));
   const laneRows = Math.ceil(rows / rowsPerLane);
   const keySlices = Math.max(1, Math.floor(lanes / laneRows));
   const stageKeys = o.stageKeys;
@@ -180,7 +186,7 @@ fn vKey(kk: u32, dd: u32) -> vec4<f32> {
       }`
   ).join("\n");
   // P·V keys whose V loads are in flight together.
-  const UNROLL = 8;
+  const UNROLL = o.unroll ? 8 : 1;
   const unrolled = Array.from({ length: UNROLL }, (_, u) => u);
   const rowsOfLane = Array.from({ length: rowsPerLane }, (_, j) => j);
 
@@ -351,16 +357,21 @@ ${
     ).join("\n")
   }
       var kk = slice;
-      for (; kk + ${UNROLL - 1}u * KEY_SLICES < keys; kk += ${UNROLL}u * KEY_SLICES) {
+${
+    UNROLL === 1
+      ? ""
+      : `      for (; kk + ${UNROLL - 1}u * KEY_SLICES < keys; kk += ${UNROLL}u * KEY_SLICES) {
 ${unrolled.map((u) => `        let v${u} = vKey(kk + ${u}u * KEY_SLICES, dd);`).join("\n")}
 ${
-    rowsOfLane.map((j) =>
-      unrolled.map((u) =>
-        `        acc${j} += scores[r${j} * STEP_KEYS + kk + ${u}u * KEY_SLICES] * v${u};`
-      ).join("\n")
-    ).join("\n")
-  }
+        rowsOfLane.map((j) =>
+          unrolled.map((u) =>
+            `        acc${j} += scores[r${j} * STEP_KEYS + kk + ${u}u * KEY_SLICES] * v${u};`
+          ).join("\n")
+        ).join("\n")
       }
+      }
+`
+  }
       for (; kk < keys; kk += KEY_SLICES) {
         let v = vKey(kk, dd);
 ${rowsOfLane.map((j) => `        acc${j} += scores[r${j} * STEP_KEYS + kk] * v;`).join("\n")}
