@@ -260,6 +260,24 @@ export interface Tensor {
 }
 
 /**
+ * The bytes of a file a flag names.
+ * @param path the file
+ * @param flag the flag, for the message
+ * @returns its bytes
+ * @throws {UsageError} `--flag path: cannot read: why`, one line
+ */
+export async function readFlagFile(path: string, flag: string): Promise<Uint8Array> {
+  try {
+    return await Deno.readFile(path);
+  } catch (error) {
+    const why = error instanceof Deno.errors.NotFound
+      ? "no such file"
+      : (error as Error).message.split("\n")[0];
+    throw new UsageError(`--${flag} ${path}: cannot read: ${why}`);
+  }
+}
+
+/**
  * Reads a float32 (`<f4`) or float16 (`<f2`) `.npy` file for a flag.
  *
  * @param path the file
@@ -273,15 +291,7 @@ export interface Tensor {
  * ```
  */
 export async function readTensor(path: string, flag: string): Promise<Tensor> {
-  let bytes: Uint8Array;
-  try {
-    bytes = await Deno.readFile(path);
-  } catch (error) {
-    const why = error instanceof Deno.errors.NotFound
-      ? "no such file"
-      : (error as Error).message.split("\n")[0];
-    throw new UsageError(`--${flag} ${path}: cannot read: ${why}`);
-  }
+  const bytes = await readFlagFile(path, flag);
   let array;
   try {
     array = readNpy(bytes);

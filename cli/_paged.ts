@@ -10,7 +10,7 @@ import { ShapeError } from "../core/errors.ts";
 import { checkPagedKv, gatherPages, type PagedKv, tableColumns } from "../core/paged_kv.ts";
 import { sequenceSizes } from "../core/shape.ts";
 import { readNpy } from "./npy.ts";
-import { integerFlag, type Tensor, UsageError } from "./_common.ts";
+import { integerFlag, readFlagFile, type Tensor, UsageError } from "./_common.ts";
 
 /** A block table as read: its `[B, maxPages]` shape and its entries. */
 export interface BlockTable {
@@ -30,15 +30,7 @@ export interface BlockTable {
  * ```
  */
 export async function readBlockTable(path: string): Promise<BlockTable> {
-  let bytes: Uint8Array;
-  try {
-    bytes = await Deno.readFile(path);
-  } catch (error) {
-    const why = error instanceof Deno.errors.NotFound
-      ? "no such file"
-      : (error as Error).message.split("\n")[0];
-    throw new UsageError(`--block-table ${path}: cannot read: ${why}`);
-  }
+  const bytes = await readFlagFile(path, "block-table");
   let array;
   try {
     array = readNpy(bytes);

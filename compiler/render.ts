@@ -206,7 +206,6 @@ function renderOther(k: Exclude<Kernel, AttentionKernel>, o: RenderContext): str
     }
     case "decodeCombine":
       return decodeCombineKernel({
-        n: o.plan.n,
         queries: o.plan.queries!,
         dv4,
         heads: shape.batch * shape.headsQ,

@@ -11,13 +11,12 @@ import type { QueryRange } from "../query_tiles.ts";
 import { ParamReader } from "./params_wgsl.ts";
 import type { ParamBlock } from "../aux_data.ts";
 import { declareNegativeInfinity, ShaderModule } from "./shader_module.ts";
+import { declareCombineBindings } from "./split_combine_wgsl.ts";
 import { ELEMENTWISE_WORKGROUP } from "../dispatch_sizes.ts";
 import { NO_QUERY_ROW } from "../decode.ts";
 
 /** What one decode combine merges and where the result goes. */
 export interface DecodeCombineOptions {
-  /** N, the key positions. */
-  n: number;
   queries: QueryRange;
   /** O's row in vec4s (Dv / 4). */
   dv4: number;
@@ -42,26 +41,17 @@ export interface DecodeCombineOptions {
  * @returns the module text
  * @example
  * ```ts ignore
- * const wgsl = decodeCombineKernel({ n: 4096, queries, dv4: 32, heads: 32, chunks: 64, ... });
+ * const wgsl = decodeCombineKernel({ queries, dv4: 32, heads: 32, chunks: 64, ... });
  * ```
  */
 export function decodeCombineKernel(o: DecodeCombineOptions): string {
   const m = new ShaderModule()
     .comment(`Weft decode combine: ${o.label}`)
     .comment("each query row's key chunks merged by log-sum-exp, one invocation per O vec4");
-  m.declare(
-    "bindings",
-    `
-@group(0) @binding(0) var<storage, read> splitO: array<vec4<f32>>;
-@group(0) @binding(1) var<storage, read> splitLse: array<f32>;
-@group(0) @binding(2) var<storage, read> aux: array<u32>;
-@group(0) @binding(3) var<storage, read_write> oOut: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read_write> lseOut: array<f32>;`,
-  );
+  declareCombineBindings(m);
   m.declare(
     "constants",
-    `
-const N = ${o.n}u;${queriesConstants(o.queries)}
+    `${queriesConstants(o.queries)}
 const DV4 = ${o.dv4}u;
 const BH = ${o.heads}u;
 const SLOT_ENTRIES = ${o.slotRows.length}u; // query slots of the listed tiles

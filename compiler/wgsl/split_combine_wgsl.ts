@@ -39,6 +39,23 @@ export interface SplitCombineOptions {
 }
 
 /**
+ * The bindings of a pass that merges key chunks' partial rows (this one, and the decode
+ * combine): the partial O and LSE, aux, and the O and LSE it merges into.
+ * @param m the module
+ */
+export function declareCombineBindings(m: ShaderModule): void {
+  m.declare(
+    "bindings",
+    `
+@group(0) @binding(0) var<storage, read> splitO: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> splitLse: array<f32>;
+@group(0) @binding(2) var<storage, read> aux: array<u32>;
+@group(0) @binding(3) var<storage, read_write> oOut: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> lseOut: array<f32>;`,
+  );
+}
+
+/**
  * WGSL of a combine pass.
  * @param o the layout, sizes, offsets and merge mode
  * @returns the module text
@@ -51,15 +68,7 @@ export function splitCombineKernel(o: SplitCombineOptions): string {
   const m = new ShaderModule()
     .comment(`Weft split-K combine: ${o.label}`)
     .comment("each query row's key chunks merged by log-sum-exp");
-  m.declare(
-    "bindings",
-    `
-@group(0) @binding(0) var<storage, read> splitO: array<vec4<f32>>;
-@group(0) @binding(1) var<storage, read> splitLse: array<f32>;
-@group(0) @binding(2) var<storage, read> aux: array<u32>;
-@group(0) @binding(3) var<storage, read_write> oOut: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read_write> lseOut: array<f32>;`,
-  );
+  declareCombineBindings(m);
   m.declare(
     "constants",
     `
