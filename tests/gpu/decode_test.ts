@@ -14,6 +14,7 @@ import { createRuntime } from "../../runtime/runtime.ts";
 import { normalTensor } from "../../runtime/seeded_random.ts";
 import { maxAbsError, maxLseError } from "../../cli/_common.ts";
 import { sequenceSizes } from "../../core/shape.ts";
+import { isSoftwareAdapter } from "../../bench/measure.ts";
 
 const rt = await createRuntime({ autotune: false });
 addEventListener("unload", () => rt.destroy());
@@ -54,7 +55,7 @@ Deno.test("decode: a long key row in several chunks, merged by the combine", asy
 
 // On a software adapter each decode kernel's JIT takes about a minute: two cases run there, the
 // others on GPUs (the runtime itself decodes on the attention kernel there).
-const software = rt.info.isFallback || /llvmpipe|lavapipe|swiftshader/i.test(rt.info.description);
+const software = isSoftwareAdapter(rt.info);
 
 Deno.test({
   name: "decode: a group past one workgroup's rows runs in row blocks",
