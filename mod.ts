@@ -35,6 +35,7 @@ export {
   type DecodeCombineKernel,
   type DecodeGeometry,
   type DecodeKernel,
+  type DecodeLanes,
   type DeviceLimits,
   type Dispatch,
   type Dtype,
@@ -60,6 +61,7 @@ export {
   type RandomAtom,
   type RandomTable,
   type RandomTables,
+  type SubgroupLimits,
   type TileShape,
 } from "./compiler/mod.ts";
 // Paged K and V: the compile option's layout, and the gather a caller checks a paged call with.

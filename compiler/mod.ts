@@ -29,7 +29,7 @@ export type {
   ModuleEntry,
   PoolKernel,
 } from "./kernel_plan.ts";
-export type { DecodeGeometry } from "./decode.ts";
+export type { DecodeGeometry, DecodeLanes } from "./decode.ts";
 export type { GradientTiling } from "./gradient_tiling.ts";
 export type { HashCodeSet, HashLayout } from "./hash_layout.ts";
 export type { EdgePairForm } from "./edge_pairs.ts";
@@ -58,6 +58,7 @@ export {
   kernelShapeName,
   type MatrixConfig,
   parseKernelShapeName,
+  type SubgroupLimits,
   tuningCandidates,
 } from "./tiles.ts";
 export { type Layout, layoutPositions } from "./layout.ts";

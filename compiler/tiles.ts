@@ -31,6 +31,19 @@ export interface DeviceLimits {
    * call). Default `argument`.
    */
   matrixMajorness?: "template" | "argument";
+  /**
+   * Subgroups, where the device was created with them: the decode kernel then sums a key's
+   * dot products across lanes by shuffles instead of staging K (decode_lanes_wgsl.ts).
+   */
+  subgroups?: SubgroupLimits;
+}
+
+/** The subgroups a device offers kernels. */
+export interface SubgroupLimits {
+  /** The smallest subgroup size the device runs (a power of two). */
+  size: number;
+  /** Whether its WGSL wants `enable subgroups;` (Tint does; naga refuses the line). */
+  directive: boolean;
 }
 
 /** One subgroup-matrix shape: an M x K by K x N product, accumulated as M x N. */

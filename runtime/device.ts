@@ -12,7 +12,7 @@
  */
 import { DeviceError } from "../core/errors.ts";
 import { currentHost } from "../core/host.ts";
-import type { DeviceLimits, MatrixConfig } from "../compiler/mod.ts";
+import type { DeviceLimits, MatrixConfig, SubgroupLimits } from "../compiler/mod.ts";
 import { gpuWait, guardWaits } from "./gpu_wait.ts";
 
 /** The WebGPU implementations Weft runs on. */
@@ -59,6 +59,11 @@ export interface DeviceInfo {
   matrices: MatrixConfig[];
   /** How this device's WGSL spells a matrix load's majorness (compiler/tiles.ts). */
   matrixMajorness?: "template" | "argument";
+  /**
+   * The device's subgroups where it was created with them: the smallest size it runs and
+   * whether its WGSL wants `enable subgroups;` (Tint does, naga refuses the line).
+   */
+  subgroups?: SubgroupLimits;
 }
 
 /**
@@ -175,7 +180,7 @@ export async function openDevice(
   const wanted = optional.filter((f) => adapter.features.has(f));
   const requiredLimits: Record<string, number> = {};
   for (const name of RAISED_LIMITS) requiredLimits[name] = adapter.limits[name];
-  const device = await adapter.requestDevice({ requiredFeatures: wanted, requiredLimits });
+  const device = await requestWithSubgroups(adapter, wanted, requiredLimits);
   adapterOf.set(device, adapter);
   if (chosen === "dawn") guardWaits(device);
   const matrices = matricesOf(adapter, device);
@@ -198,8 +203,48 @@ export async function openDevice(
       webgpu: chosen === "native" ? currentHost().name : `dawn (npm ${DAWN_PACKAGE})`,
       matrices,
       ...(matrices.length ? { matrixMajorness: await majornessOf(device, matrices[0]) } : {}),
+      ...subgroupsOf(adapter, device, chosen === "dawn" || currentHost().kind === "browser"),
     },
   };
+}
+
+/**
+ * Creates the device, with `subgroups` where the implementation grants it. wgpu (Deno's own
+ * WebGPU) grants it on Vulkan though `adapter.features` leaves it out, so it is asked for and,
+ * where refused (wgpu's GL backend), the device is created without it.
+ */
+async function requestWithSubgroups(
+  adapter: GPUAdapter,
+  wanted: GPUFeatureName[],
+  requiredLimits: Record<string, number>,
+): Promise<GPUDevice> {
+  const subgroups = "subgroups" as GPUFeatureName;
+  if (!wanted.includes(subgroups)) {
+    try {
+      return await adapter.requestDevice({
+        requiredFeatures: [...wanted, subgroups],
+        requiredLimits,
+      });
+    } catch {
+      // Not granted: the device below has no subgroups, and the kernels use none.
+    }
+  }
+  return await adapter.requestDevice({ requiredFeatures: wanted, requiredLimits });
+}
+
+/**
+ * The subgroups a device was created with, for the compiler: the adapter's smallest subgroup
+ * size (a power of two dividing the decode kernel's workgroup), else none.
+ */
+function subgroupsOf(
+  adapter: GPUAdapter,
+  device: GPUDevice,
+  directive: boolean,
+): { subgroups?: SubgroupLimits } {
+  if (!device.features.has("subgroups" as GPUFeatureName)) return {};
+  const size = (adapter.info as { subgroupMinSize?: number }).subgroupMinSize;
+  if (!size || (size & (size - 1)) !== 0 || size > 256) return {};
+  return { subgroups: { size, directive } };
 }
 
 /**
@@ -283,5 +328,6 @@ export function compileLimits(device: GPUDevice, info?: DeviceInfo): DeviceLimit
     ...(info?.matrices.length
       ? { matrices: info.matrices, matrixMajorness: info.matrixMajorness }
       : {}),
+    ...(info?.subgroups ? { subgroups: info.subgroups } : {}),
   };
 }
