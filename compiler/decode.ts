@@ -15,6 +15,7 @@ import { layoutPositions } from "./layout.ts";
 import type { Branch, Component, Plan } from "./plan.ts";
 import type { QueryRange } from "./query_tiles.ts";
 import { readsHash, stagedCodes } from "./component_reads.ts";
+import type { SubgroupLimits } from "./tiles.ts";
 
 /** A call decodes when its queries are at most this many rows (and not every position). */
 export const DECODE_MAX_QUERIES = 64;
@@ -26,7 +27,7 @@ export const DECODE_THREADS = 256;
 export const DECODE_MAX_ROWS = 32;
 
 /** Split a tile's keys until the dispatch has about this many workgroups (H200: 132 SMs). */
-export const DECODE_TARGET_WORKGROUPS = 2048;
+export const DECODE_TARGET_WORKGROUPS = 1024;
 
 /** A chunk keeps at least this many key tiles, so its fixed cost stays small. */
 export const DECODE_MIN_TILES = 8;
@@ -36,6 +37,21 @@ export const DECODE_MAX_PARTIAL_BYTES = 64 * 1024 * 1024;
 
 /** Workgroup memory a decode kernel sizes itself for without a device: WebGPU's default. */
 export const DECODE_DEFAULT_WORKGROUP_BYTES = 16384;
+
+/**
+ * Query rows a subgroup-form decode workgroup holds (decode_lanes_wgsl.ts): every lane keeps
+ * its share of their queries and O rows in registers.
+ */
+export const DECODE_LANE_ROWS = 8;
+
+/** Vec4s of a K row each lane of the subgroup form loads, where the row is long enough. */
+const LANE_VEC4S = 2;
+
+/** Invocations of a subgroup-form decode workgroup (128 measured faster than 256 and 512). */
+export const DECODE_LANE_THREADS = 128;
+
+/** Key tiles a subgroup-form decode step lists (the only barriers are one pair per step). */
+export const DECODE_LANE_STEP_TILES = 64;
 
 /** Marks a query slot of a tile that holds no query (the slot list is padded to `slots`). */
 export const NO_QUERY_ROW = 0xffffffff;
@@ -120,6 +136,8 @@ export function decodeGeometry(
     shape: AttentionShape;
     workgroupBytes: number;
     element: number;
+    /** Rows per workgroup at most (default DECODE_MAX_ROWS; the subgroup form holds fewer). */
+    maxRows?: number;
   },
 ): DecodeGeometry {
   const { tileQ } = c.mask;
@@ -147,7 +165,7 @@ export function decodeGeometry(
   const group = o.shape.headsQ / o.shape.headsKV;
   const wanted = group * slots;
   // As many rows as leave room for one key tile per step and a few staged keys.
-  let fit = DECODE_MAX_ROWS;
+  let fit = o.maxRows ?? DECODE_MAX_ROWS;
   const least = (rows: number) =>
     fixedBytes({ rows, headDim: o.shape.headDim, element: o.element, stageKeys: 8 }) +
     keyBytes(rows) * c.mask.tileK;
@@ -234,4 +252,67 @@ function fixedBytes(
 /** Workgroup memory per key of a step: a score per row, its position and its row of K and V. */
 function keyBytes(rows: number): number {
   return rows * 4 + 8;
+}
+
+/** How a subgroup-form decode workgroup splits its keys (decode_lanes_wgsl.ts). */
+export interface DecodeLanes {
+  /** Lanes sharing one key's K and V rows: a power of two dividing D/4 and Dv/4. */
+  lanes: number;
+  /** Keys a group of lanes loads at once. */
+  keys: number;
+  /** Float16 rows read 16 bytes per lane (two vec4<f16> in a vec4<u32>). */
+  wide: boolean;
+  /** Key tiles per step. */
+  stepTiles: number;
+  /** The device's smallest subgroup size. */
+  subgroupSize: number;
+  /** Whether the WGSL enables subgroups. */
+  directive: boolean;
+}
+
+/**
+ * The subgroup form's split, where the device has subgroups: about two vec4s of each K row per
+ * lane (so a row of D = 128 in float16 is 16 lanes, 8 bytes each, one coalesced load), at most a
+ * subgroup of lanes; four keys loaded at once per group for up to four rows, two for more (the
+ * registers hold each key's K and V), one where loops are not unrolled (software adapters).
+ * @param o the head dims, rows per workgroup, unrolling, the device's subgroups
+ * @returns the split, or undefined without subgroups
+ * @example
+ * ```ts
+ * import { decodeLanes } from "./decode.ts";
+ * decodeLanes({
+ *   headDim: 128, valueDim: 128, rows: 4, element: 2, unroll: true,
+ *   subgroups: { size: 32, directive: false },
+ * });
+ * // { lanes: 16, keys: 4, wide: true, stepTiles: 64, subgroupSize: 32, directive: false }
+ * ```
+ */
+export function decodeLanes(o: {
+  headDim: number;
+  valueDim: number;
+  rows: number;
+  /** Bytes per element of K and V. */
+  element: number;
+  unroll: boolean;
+  subgroups?: SubgroupLimits;
+}): DecodeLanes | undefined {
+  const sg = o.subgroups;
+  if (!sg || sg.size < 1 || DECODE_LANE_THREADS % sg.size !== 0) return undefined;
+  const d4 = o.headDim / 4, dv4 = o.valueDim / 4;
+  let lanes = 1;
+  while (
+    lanes * 2 <= sg.size && lanes * 2 <= Math.max(1, d4 / LANE_VEC4S) &&
+    d4 % (lanes * 2) === 0 &&
+    dv4 % (lanes * 2) === 0
+  ) lanes *= 2;
+  const keys = o.unroll ? 2 : 1;
+  const wide = o.element === 2 && (d4 / lanes) % 2 === 0 && (dv4 / lanes) % 2 === 0;
+  return {
+    lanes,
+    keys,
+    wide,
+    stepTiles: DECODE_LANE_STEP_TILES,
+    subgroupSize: sg.size,
+    directive: sg.directive,
+  };
 }

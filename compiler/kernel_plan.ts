@@ -14,7 +14,7 @@ import type { EdgePairForm } from "./edge_pairs.ts";
 import type { HashLayout } from "./hash_layout.ts";
 import type { KernelShape } from "./tiles.ts";
 import type { GradientTiling } from "./gradient_tiling.ts";
-import type { DecodeGeometry } from "./decode.ts";
+import type { DecodeGeometry, DecodeLanes } from "./decode.ts";
 
 /** The buffers a kernel can bind, by name; the buffer table sizes each (buffer_table.ts). */
 export type BufferName =
@@ -131,6 +131,11 @@ export interface DecodeKernel extends Dispatch {
   stepKeys: number;
   /** Keys of K staged in workgroup memory at a time (decodeSteps). */
   stageKeys: number;
+  /**
+   * The subgroup form (decodeLanes): groups of lanes load keys straight into registers and sum
+   * their scores by shuffles; `stepKeys` and `stageKeys` are then unused. Absent: K is staged.
+   */
+  lanes?: DecodeLanes;
   /** Its slot in the schedule buffer's header. */
   scheduleSlot: number;
 }

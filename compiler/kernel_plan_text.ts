@@ -80,7 +80,9 @@ function variants(k: Kernel): string {
         `${k.geometry.tiles.length} query tile(s) holding the queries`,
         `${k.geometry.rows} rows per workgroup in ${k.geometry.rowBlocks} block(s)`,
         `${k.geometry.chunks} key chunks`,
-        `steps of ${k.stepKeys} keys`,
+        k.lanes
+          ? `groups of ${k.lanes.lanes} subgroup lanes taking ${k.lanes.keys} key(s) at a time`
+          : `steps of ${k.stepKeys} keys`,
         `schedule slot ${k.scheduleSlot}`,
       ].join(", ");
     case "pool":

@@ -18,8 +18,11 @@ import {
   callDecodes,
   componentDecodes,
   DECODE_DEFAULT_WORKGROUP_BYTES as DEFAULT_WORKGROUP_BYTES,
+  DECODE_LANE_ROWS,
   type DecodeGeometry,
   decodeGeometry,
+  type DecodeLanes,
+  decodeLanes,
   type DecodeSteps,
   decodeSteps,
 } from "./decode.ts";
@@ -147,6 +150,7 @@ export function planKernels(plan: Plan, tiles: KernelShape, call: CheckedCall): 
           shape,
           workgroupBytes,
           element: dtype === "f16" ? 2 : 4,
+          ...(call.limits?.subgroups ? { maxRows: DECODE_LANE_ROWS } : {}),
         })
         : undefined
     )
@@ -171,6 +175,15 @@ export function planKernels(plan: Plan, tiles: KernelShape, call: CheckedCall): 
           element: dtype === "f16" ? 2 : 4,
           tileK: tiles.tileK,
           bytes: workgroupBytes,
+        }),
+      lanes: (rows) =>
+        decodeLanes({
+          headDim: d,
+          valueDim: dv,
+          rows,
+          element: dtype === "f16" ? 2 : 4,
+          unroll: call.unroll,
+          subgroups: call.limits?.subgroups,
         }),
       pairForms: pairs.forms[b],
       outputF16,
@@ -312,6 +325,8 @@ function branchKernels(plan: Plan, b: number, o: {
   decode: (DecodeGeometry | undefined)[];
   /** A decode workgroup's steps, for a workgroup of this many rows. */
   steps: (rows: number) => DecodeSteps;
+  /** The subgroup form's split for a workgroup of this many rows, where the device has one. */
+  lanes: (rows: number) => DecodeLanes | undefined;
   pairForms: (EdgePairForm | undefined)[];
   outputF16: boolean;
   gated: boolean;
@@ -350,6 +365,7 @@ function branchKernels(plan: Plan, b: number, o: {
         shape,
         slot: o.slots[j],
         steps: o.steps(decode.rows),
+        lanes: o.lanes(decode.rows),
         oName,
         oBase,
         lseBase,
@@ -423,6 +439,7 @@ function decodeKernels(
     shape: AttentionShape;
     slot: number;
     steps: DecodeSteps;
+    lanes?: DecodeLanes;
     oName: BufferName;
     oBase: number;
     lseBase: number;
@@ -436,7 +453,8 @@ function decodeKernels(
   const rowsPerGroup = Math.floor(ELEMENTWISE_WORKGROUP / dv4);
   return [{
     kind: "decode",
-    label: `${label}: decode, ${geometry.rows} rows per workgroup, keys in ${chunks} chunks`,
+    label: `${label}: decode${o.lanes ? " (subgroup lanes)" : ""}, ${geometry.rows} rows per ` +
+      `workgroup, keys in ${chunks} chunks`,
     ...own,
     bindings: [
       read("q"),
@@ -452,6 +470,7 @@ function decodeKernels(
     component: j,
     geometry,
     ...o.steps,
+    ...(o.lanes ? { lanes: o.lanes } : {}),
     scheduleSlot: o.slot,
   }, {
     kind: "decodeCombine",

@@ -26,6 +26,7 @@ import { poolingKernel } from "./wgsl/pooling_wgsl.ts";
 import type { PagedRows } from "./wgsl/kv_row_wgsl.ts";
 import { splitCombineKernel } from "./wgsl/split_combine_wgsl.ts";
 import { decodeKernel } from "./wgsl/decode_wgsl.ts";
+import { decodeLanesKernel } from "./wgsl/decode_lanes_wgsl.ts";
 import { decodeCombineKernel } from "./wgsl/decode_combine_wgsl.ts";
 import { gradientKernel } from "./wgsl/gradient_wgsl.ts";
 import { learnableConstants, learnableOffsets } from "../dsl/expression_check.ts";
@@ -187,6 +188,27 @@ function renderOther(k: Exclude<Kernel, AttentionKernel>, o: RenderContext): str
     }
     case "decode": {
       const branch = o.plan.branches[k.branch];
+      if (k.lanes) {
+        return decodeLanesKernel({
+          component: branch.components[k.component],
+          geometry: k.geometry,
+          shape,
+          n: o.plan.n,
+          queries: o.plan.queries!,
+          dtype,
+          scale: o.call.scale,
+          stepTiles: k.lanes.stepTiles,
+          lanes: k.lanes.lanes,
+          keys: k.lanes.keys,
+          wide: k.lanes.wide,
+          subgroupSize: k.lanes.subgroupSize,
+          subgroupDirective: k.lanes.directive,
+          scheduleSlot: k.scheduleSlot,
+          params: o.aux.paramBlock(),
+          ...pagedRows(k, o),
+          label: `${branch.label}, branch ${k.branch} component ${k.component}`,
+        });
+      }
       return decodeKernel({
         component: branch.components[k.component],
         geometry: k.geometry,

@@ -17,11 +17,19 @@ function workgroupBytes(wgsl: string): number {
   return bytes;
 }
 
+/** Both element types, with and without subgroups (the subgroup form, the staged form). */
+const DEVICES = [
+  ["f32", undefined],
+  ["f16", undefined],
+  ["f32", { size: 32, directive: false }],
+  ["f16", { size: 8, directive: true }],
+] as const;
+
 Deno.test("decode kernels fit the workgroup memory they are compiled for", () => {
   for (const limit of [16384, 32768, 49152]) {
     for (const headDim of [16, 64, 128, 256]) {
       for (const [headsQ, seqLen] of [[1, 1], [8, 1], [4, 10], [32, 3], [8, 64]]) {
-        for (const dtype of ["f32", "f16"] as const) {
+        for (const [dtype, subgroups] of DEVICES) {
           const shape = { batch: 1, headsQ, headsKV: 1, seqLen, headDim, kvSeqLen: 4096 };
           const c = compile({ kind: "window", left: 300, right: 0 }, {
             shape,
@@ -30,10 +38,15 @@ Deno.test("decode kernels fit the workgroup memory they are compiled for", () =>
               maxComputeWorkgroupStorageSize: limit,
               maxComputeInvocationsPerWorkgroup: 256,
               maxStorageBufferBindingSize: 2 ** 31,
+              ...(subgroups ? { subgroups } : {}),
             },
           });
-          const decode = c.passes.filter((p) => /Weft decode:/.test(p.wgsl));
-          assert.equal(decode.length, 1, `${JSON.stringify(shape)} ${dtype}: one decode kernel`);
+          const decode = c.passes.filter((p) => /Weft decode( \(subgroup lanes\))?:/.test(p.wgsl));
+          assert.equal(
+            decode.length,
+            1,
+            `${JSON.stringify(shape)} ${dtype} ${subgroups?.size}: one decode kernel`,
+          );
           const used = workgroupBytes(decode[0].wgsl);
           assert.ok(
             used <= limit,

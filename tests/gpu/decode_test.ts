@@ -94,3 +94,36 @@ Deno.test("decode: decode: false runs the attention kernel to the same answer", 
   assert.equal(on.decodes.length, 1);
   assert.equal(off.decodes.length, 0);
 });
+
+Deno.test("decode: a rolling paged cache, columns no query reaches sharing one junk page", async () => {
+  // window(40) over 300 keys: the query at 299 reads positions 259..299, pages 32..37 of 8
+  // keys; every other column of the table names page 0, which holds large junk values.
+  const shape = { batch: 2, headsQ: 4, headsKV: 2, seqLen: 1, headDim: 16, kvSeqLen: 300 };
+  const pattern: Pattern = { kind: "window", left: 40, right: 0 };
+  const pageSize = 8, columns = Math.ceil(300 / pageSize), held = [32, 33, 34, 35, 36, 37];
+  const pages = 1 + shape.batch * held.length;
+  const { d } = sequenceSizes(shape);
+  const q = normalTensor(shape.batch * shape.headsQ * d, 1);
+  const k = normalTensor(shape.batch * shape.headsKV * 300 * d, 2);
+  const v = normalTensor(shape.batch * shape.headsKV * 300 * d, 3);
+  const table = new Int32Array(shape.batch * columns);
+  const pool = (x: Float32Array) => {
+    const out = new Float32Array(pages * shape.headsKV * pageSize * d).fill(3e4);
+    for (let b = 0; b < shape.batch; b++) {
+      held.forEach((c, i) => {
+        const page = 1 + b * held.length + i;
+        table[b * columns + c] = page;
+        for (let h = 0; h < shape.headsKV; h++) {
+          const rows = Math.min(pageSize, 300 - c * pageSize);
+          const from = ((b * shape.headsKV + h) * 300 + c * pageSize) * d;
+          out.set(x.subarray(from, from + rows * d), (page * shape.headsKV + h) * pageSize * d);
+        }
+      });
+    }
+    return out;
+  };
+  const compiled = rt.compile(pattern, { shape, decode: true, paged: { pageSize, pages } });
+  const got = await rt.run(compiled, { q, k: pool(k), v: pool(v), blockTable: table });
+  const want = reference({ pattern, shape, q, k, v });
+  assertClose({ o: maxAbsError(got.o, want.o), lse: maxLseError(got.lse, want.lse) }, "rolling");
+});

@@ -1,0 +1,412 @@
+/**
+ * The decode kernel's subgroup form (compiler/decode.ts), for devices with subgroups: the same
+ * workgroups, chunks and partial rows as the staged form (decode_wgsl.ts), but no key passes
+ * through workgroup memory. The workgroup's invocations form groups of LANES consecutive
+ * lanes of one subgroup; a group takes KEYS consecutive keys at a time, each lane loading its
+ * vec4s of their K and V rows straight into registers, so every load of a step is in flight at
+ * once and the only barriers are one per step of key tiles. A key's score for each query row
+ * is the lanes' partial dot products summed by a butterfly of `subgroupShuffleXor` (every lane
+ * ends with the same bits), and each group keeps its own running maximum, sum and O rows in
+ * registers. At the end the groups merge by log-sum-exp: within a subgroup by shuffles, then
+ * across subgroups in a fixed order through workgroup memory, so results are bitwise the same
+ * from run to run.
+ * @module
+ */
+import { sequenceSizes } from "../../core/shape.ts";
+import type { AttentionShape, Dtype } from "../../core/shape.ts";
+import type { ParamBlock } from "../aux_data.ts";
+import { DECODE_LANE_THREADS, type DecodeGeometry, NO_QUERY_ROW } from "../decode.ts";
+import type { Component } from "../plan.ts";
+import type { QueryRange } from "../query_tiles.ts";
+import { allowedReadsHeadOrBatch } from "../component_reads.ts";
+import { queriesConstants } from "./kernel_refs.ts";
+import { declareLayout } from "./layout_wgsl.ts";
+import { ParamReader } from "./params_wgsl.ts";
+import { declareAllowed } from "./predicate_wgsl.ts";
+import { declareNegativeInfinity, f32, ShaderModule } from "./shader_module.ts";
+import { declareKvRow, type PagedRows } from "./kv_row_wgsl.ts";
+
+/** What one subgroup-form decode kernel walks and where it writes. */
+export interface DecodeLanesKernelOptions {
+  component: Component;
+  geometry: DecodeGeometry;
+  shape: AttentionShape;
+  /** N, the key positions. */
+  n: number;
+  queries: QueryRange;
+  dtype: Dtype;
+  scale: number;
+  /** Key tiles listed per step (one barrier pair each). */
+  stepTiles: number;
+  /** Lanes that share one key's row (a power of two, at most `subgroupSize`). */
+  lanes: number;
+  /** Keys a group loads at once. */
+  keys: number;
+  /**
+   * Float16 K and V read 16 bytes per lane (a vec4<u32> of eight halves, unpacked in pairs):
+   * lane l holds
+   * vec4s 2l, 2l + 1, 2(l + LANES), ... of its rows. Needs an even number of vec4s per lane.
+   */
+  wide: boolean;
+  /** The device's smallest subgroup size: groups within it merge by shuffles. */
+  subgroupSize: number;
+  /** Whether the WGSL needs `enable subgroups;` (Tint does; naga refuses the line). */
+  subgroupDirective: boolean;
+  /** The component's slot in the schedule buffer's header. */
+  scheduleSlot: number;
+  params: ParamBlock;
+  /** K and V in pages (DESIGN §1): rows read through the block table. */
+  paged?: PagedRows;
+  label: string;
+}
+
+/**
+ * WGSL of a subgroup-form decode kernel.
+ * @param o the component, its geometry, the call's sizes, the lanes and keys per group
+ * @returns the module text
+ * @example
+ * ```ts ignore
+ * const wgsl = decodeLanesKernel({ component, geometry, lanes: 16, keys: 4, ... });
+ * ```
+ */
+export function decodeLanesKernel(o: DecodeLanesKernelOptions): string {
+  const c = o.component, g = o.geometry, T = o.dtype;
+  const { tileK } = c.mask;
+  const d4 = o.shape.headDim / 4, dv4 = sequenceSizes(o.shape).dv / 4;
+  const kv = d4 / o.lanes, vv = dv4 / o.lanes; // vec4s of a K row and a V row per lane
+  const rows = g.rows;
+  const blocks = DECODE_LANE_THREADS / o.subgroupSize; // merge units: one subgroup's groups each
+  const readsHead = allowedReadsHeadOrBatch(c);
+  const R = range(rows), J = range(o.keys), KV = range(kv), VV = range(vv);
+  // The row vec4 a lane's slot v holds.
+  const slot = (v: number) =>
+    o.wide ? `2u * (lane + ${Math.floor(v / 2) * o.lanes}u) + ${v % 2}u` : `lane + ${v * o.lanes}u`;
+  const KT = o.wide ? "u32" : T; // element type K and V are read as
+  const load = (name: string, j: number, width: string, count: number) =>
+    o.wide
+      ? range(count / 2).map((p) =>
+        `      let ${name}w${j}_${p} = ${name}In[row${j} * (${width} / 2u) + lane + ${
+          p * o.lanes
+        }u];
+      let ${name}${j}_${
+          2 * p
+        } = vec4<f32>(unpack2x16float(${name}w${j}_${p}.x), unpack2x16float(${name}w${j}_${p}.y));
+      let ${name}${j}_${
+          2 * p + 1
+        } = vec4<f32>(unpack2x16float(${name}w${j}_${p}.z), unpack2x16float(${name}w${j}_${p}.w));`
+      ).join("\n")
+      : range(count).map((v) =>
+        `      let ${name}${j}_${v} = vec4<f32>(${name}In[row${j} * ${width} + lane + ${
+          v * o.lanes
+        }u]);`
+      ).join("\n");
+
+  const m = new ShaderModule()
+    .comment(`Weft decode (subgroup lanes): ${o.label}`)
+    .comment(
+      `${rows} query rows (heads x query slots) per workgroup, groups of ${o.lanes} lanes ` +
+        `taking ${o.keys} keys at a time, steps of ${o.stepTiles} key tiles of ${tileK}, ` +
+        `N=${o.n}, Nq=${o.queries.count} from position ${o.queries.offset}, ` +
+        `D=${o.shape.headDim}, Dv=${dv4 * 4}, Hq=${o.shape.headsQ}, Hkv=${o.shape.headsKV}, ` +
+        `${T === "f16" ? "float16 inputs, " : ""}float32 math`,
+    );
+  if (T === "f16") m.enable("f16");
+  if (o.subgroupDirective) m.enable("subgroups");
+  m.declare(
+    "bindings",
+    `
+@group(0) @binding(0) var<storage, read> qIn: array<vec4<${T}>>;
+@group(0) @binding(1) var<storage, read> kIn: array<vec4<${KT}>>;
+@group(0) @binding(2) var<storage, read> vIn: array<vec4<${KT}>>;
+@group(0) @binding(3) var<storage, read> schedule: array<u32>;
+@group(0) @binding(4) var<storage, read> aux: array<u32>;
+@group(0) @binding(5) var<storage, read_write> splitO: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read_write> splitLse: array<f32>;`,
+  );
+  m.declare(
+    "constants",
+    `
+const N = ${o.n}u;${queriesConstants(o.queries)}
+const D4 = ${d4}u;          // head dim / 4: Q and K rows are read as vec4
+const DV4 = ${dv4}u;         // value head dim / 4: V's and O's rows
+const HQ = ${o.shape.headsQ}u;
+const HKV = ${o.shape.headsKV}u;
+const GROUP = ${o.shape.headsQ / o.shape.headsKV}u; // query heads per key/value head
+const BH = ${o.shape.batch * o.shape.headsQ}u;       // batch * query heads
+const TILE_K = ${tileK}u;
+const SLOTS = ${g.slots}u;        // query slots per listed tile
+const ROWS = ${rows}u;         // query rows per workgroup: row R of the tile is head R / SLOTS, slot R % SLOTS
+const ROW_BLOCKS = ${g.rowBlocks}u;
+const STEP_TILES = ${o.stepTiles}u;  // key tiles per step
+const THREADS = ${DECODE_LANE_THREADS}u;
+const LANES = ${o.lanes}u;        // lanes sharing a key: lane l holds vec4s l, l + LANES, ... of its rows
+const GROUPS = ${DECODE_LANE_THREADS / o.lanes}u;      // groups of LANES lanes per workgroup
+const KEYS = ${o.keys}u;         // keys a group loads at once
+const SUBGROUP = ${o.subgroupSize}u;     // the device's smallest subgroup: its groups merge by shuffles
+const BLOCKS = ${blocks}u;       // subgroup-sized blocks, merged in order through workgroup memory
+const NO_QUERY = ${NO_QUERY_ROW}u;
+const SCORE_SCALE = ${f32(o.scale * Math.LOG2E)}; // scale * log2(e): scores live in the exp2 domain
+const NO_SCORE = -1.0e30;   // below any real score; never reaches exp2 unguarded
+const LN2 = ${f32(Math.LN2)};`,
+  );
+  m.declare(
+    "workgroupMemory",
+    `
+var<workgroup> stepTiles: array<u32, ${o.stepTiles}>;  // a step's key tiles: tile << 1 | partial
+var<workgroup> blockMax: array<f32, ${blocks * rows}>;  // each block's running maxima, by row
+var<workgroup> blockSum: array<f32, ${blocks * rows}>;  // and sums
+var<workgroup> outRows: array<vec4<f32>, ${rows * dv4}>; // the blocks' O rows, added in order`,
+  );
+  const negInf = declareNegativeInfinity(m);
+  if (o.paged) declareKvRow(m, o.paged);
+  const rowOf = (position: string) =>
+    o.paged ? `kvRow(kvHead, ${position})` : `kvHead * N + ${position}`;
+  const kPos = declareLayout(m, c.kLayout, o.n, o.params);
+  declareAllowed(m, { atoms: c.atoms, exclusions: c.exclusions, n: o.n, params: o.params });
+  const reader = new ParamReader(m, o.params);
+  reader.unsigned("chunks", g.chunks, "key chunks per listed tile and row block");
+  const slotRows = reader.dataOffset(
+    "slotRows",
+    o.params.aux.tileList(g.slotRows),
+    `aux offset of the query rows of the ${g.tiles.length} listed tile(s), ${g.slots} slot(s) each`,
+  );
+  const allowed = (r: number, j: number) =>
+    readsHead
+      ? `allowed(pos${r}, key${j}, i32(head${r} % HQ), i32(head${r} / HQ))`
+      : `allowed(pos${r}, key${j})`;
+  // Butterfly masks: within a key's lanes (the score), then across the groups of a subgroup.
+  const laneMasks = masks(1, o.lanes);
+  const groupMasks = masks(o.lanes, o.subgroupSize);
+  const each = <T>(xs: T[], f: (x: T) => string, sep = "\n") => xs.map(f).join(sep);
+
+  return m.render(`
+@compute @workgroup_size(${DECODE_LANE_THREADS})
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+${reader.lines.join("\n")}
+  let chunk = wg.x % chunks;
+  let block = (wg.x / chunks) % ROW_BLOCKS;
+  let listed = wg.x / (chunks * ROW_BLOCKS);   // which listed tile: its schedule row
+  let kvHead = wg.y;                   // batch * HKV + key/value head
+  let batch = kvHead / HKV;
+  let lane = lid % LANES;
+  let group = lid / LANES;
+
+  // The rows, in every lane's registers: head kvHead * GROUP + R / SLOTS of the group, the query
+  // in slot R % SLOTS; the lane's vec4s of each query, scaled.
+${
+    each(R, (r) =>
+      `  let tileRow${r} = block * ROWS + ${r}u;
+  var query${r} = NO_QUERY;
+  if (tileRow${r} < GROUP * SLOTS) { query${r} = aux[${slotRows} + listed * SLOTS + tileRow${r} % SLOTS]; }
+  let head${r} = batch * HQ + (kvHead % HKV) * GROUP + min(tileRow${r} / SLOTS, GROUP - 1u);
+  let pos${r} = select(-1, QUERY_OFFSET + i32(query${r}), query${r} != NO_QUERY);
+  let qRow${r} = (head${r} * NQ + u32(max(pos${r} - QUERY_OFFSET, 0))) * D4;
+${
+        each(KV, (v) =>
+          `  let q${r}_${v} = select(vec4<f32>(0.0), vec4<f32>(qIn[qRow${r} + ${
+            slot(v)
+          }]) * SCORE_SCALE, pos${r} >= 0);`)
+      }
+  var max${r} = NO_SCORE;
+  var sum${r} = 0.0;
+${each(VV, (w) => `  var acc${r}_${w} = vec4<f32>(0.0);`)}`)
+  }
+
+  // This chunk's share of the tile's key tiles: the schedule row's runs, cut in equal parts.
+  let rowsAt = schedule[${o.scheduleSlot * 2 + 2}u];
+  let runsAt = schedule[${o.scheduleSlot * 2 + 3}u];
+  let firstRun = schedule[rowsAt + listed];
+  let lastRun = schedule[rowsAt + listed + 1u];
+  var total = 0u;
+  for (var run = firstRun; run < lastRun; run++) { total += schedule[runsAt + 2u * run + 1u]; }
+  let per = (total + chunks - 1u) / chunks;
+  let begin = min(total, chunk * per);
+  let end = min(total, begin + per);
+  // Invocation 0 walks the runs and lists each step's tiles for the others.
+  var run = firstRun;
+  var used = 0u;                       // tiles of \`run\` before the cursor
+  if (lid == 0u) {
+    var skip = begin;
+    while (run < lastRun && skip >= schedule[runsAt + 2u * run + 1u] - used) {
+      skip -= schedule[runsAt + 2u * run + 1u] - used;
+      used = 0u;
+      run++;
+    }
+    used += skip;
+  }
+
+  for (var done = begin; done < end; done += STEP_TILES) {
+    let count = min(STEP_TILES, end - done);
+    let keys = count * TILE_K;
+    if (lid == 0u) {
+      for (var t = 0u; t < count; t++) {
+        let head = schedule[runsAt + 2u * run];   // kvStart << 1 | partial
+        stepTiles[t] = (((head >> 1u) + used) << 1u) | (head & 1u);
+        used++;
+        if (used == schedule[runsAt + 2u * run + 1u]) {
+          used = 0u;
+          run++;
+        }
+      }
+    }
+    workgroupBarrier();
+    // Group g takes keys (i * GROUPS + g) * KEYS .. + KEYS - 1 of the step, all lanes the same
+    // trip count (the shuffles need every lane); keys past the step have no position.
+    let rounds = (keys + GROUPS * KEYS - 1u) / (GROUPS * KEYS);
+    for (var i = 0u; i < rounds; i++) {
+      let first = (i * GROUPS + group) * KEYS;
+${
+    each(J, (j) =>
+      `      let kk${j} = first + ${j}u;
+      let tile${j} = stepTiles[min(kk${j} / TILE_K, STEP_TILES - 1u)];
+      let key${j} = select(-1, ${kPos}((tile${j} >> 1u) * TILE_K + kk${j} % TILE_K), kk${j} < keys);
+      let partial${j} = (tile${j} & 1u) == 1u;
+      let row${j} = select(0u, ${rowOf(`u32(max(key${j}, 0))`)}, key${j} >= 0);
+${load("k", j, "D4", kv)}
+${load("v", j, "DV4", vv)}`)
+  }
+      // Scores: the lanes' partial dot products, summed across the key's lanes.
+${
+    each(R, (r) =>
+      each(J, (j) =>
+        `      var s${r}_${j} = ${
+          each(KV, (v) =>
+            `dot(q${r}_${v}, k${j}_${v})`, " + ")
+        };
+${each(laneMasks, (mask) => `      s${r}_${j} += subgroupShuffleXor(s${r}_${j}, ${mask}u);`)}
+      s${r}_${j} = select(NO_SCORE, s${r}_${j}, key${j} >= 0 && pos${r} >= 0 && (!partial${j} || ${
+          allowed(r, j)
+        }));`))
+  }
+      // A key no row sees adds nothing, whatever its V holds (a shared page of a rolling cache).
+${
+    each(J, (j) =>
+      each(VV, (w) =>
+        `      let pv${j}_${w} = select(vec4<f32>(0.0), v${j}_${w}, ${
+          R.map((r) =>
+            `s${r}_${j} > NO_SCORE`
+          ).join(" || ")
+        });`))
+  }
+      // Each row's running maximum, sum and O: rescaled once per KEYS keys.
+${
+    each(R, (r) =>
+      `      {
+        let most = max(max${r}, ${maxOf(J.map((j) => `s${r}_${j}`))});
+        let rescale = exp2(max${r} - most);   // 1 while the row has seen nothing
+        max${r} = most;
+${
+        each(J, (j) =>
+          `        let p${j} = select(0.0, exp2(s${r}_${j} - most), s${r}_${j} > NO_SCORE);`)
+      }
+        sum${r} = sum${r} * rescale + ${
+        J.map((j) => `p${j}`).join(" + ")
+      };
+${
+        each(VV, (w) =>
+          `        acc${r}_${w} = acc${r}_${w} * rescale + ${
+            J.map((j) => `p${j} * pv${j}_${w}`).join(" + ")
+          };`)
+      }
+      }`)
+  }
+    }
+    workgroupBarrier();               // the next step overwrites the tiles
+  }
+
+  // The groups of a subgroup merge by log-sum-exp through shuffles (partners end equal).
+${
+    each(groupMasks, (mask) =>
+      each(R, (r) =>
+        `  {
+    let otherMax = subgroupShuffleXor(max${r}, ${mask}u);
+    let otherSum = subgroupShuffleXor(sum${r}, ${mask}u);
+    let most = max(max${r}, otherMax);
+    let mine = exp2(max${r} - most);
+    let theirs = exp2(otherMax - most);
+    sum${r} = sum${r} * mine + otherSum * theirs;
+${
+          each(
+            VV,
+            (w) =>
+              `    acc${r}_${w} = acc${r}_${w} * mine + subgroupShuffleXor(acc${r}_${w}, ${mask}u) * theirs;`,
+          )
+        }
+    max${r} = most;
+  }`))
+  }
+  // Then the blocks, in order: their statistics, the common maximum and sum, and the O rows added
+  // one block after another.
+  let unit = lid / SUBGROUP;
+  let leads = lid % SUBGROUP < LANES;  // the first group of a block speaks for it
+  if (lid % SUBGROUP == 0u) {
+${
+    each(R, (r) =>
+      `    blockMax[unit * ROWS + ${r}u] = max${r};\n    blockSum[unit * ROWS + ${r}u] = sum${r};`)
+  }
+  }
+  workgroupBarrier();
+${
+    each(R, (r) =>
+      `  var most${r} = NO_SCORE;
+  for (var b = 0u; b < BLOCKS; b++) { most${r} = max(most${r}, blockMax[b * ROWS + ${r}u]); }
+  var total${r} = 0.0;
+  for (var b = 0u; b < BLOCKS; b++) {
+    total${r} += blockSum[b * ROWS + ${r}u] * exp2(blockMax[b * ROWS + ${r}u] - most${r});
+  }
+  let mine${r} = exp2(max${r} - most${r});`)
+  }
+  for (var b = 0u; b < BLOCKS; b++) {
+    if (unit == b && leads) {
+${
+    each(R, (r) =>
+      each(VV, (w) =>
+        `      {
+        let at = ${r}u * DV4 + ${slot(w)};
+        let mine = acc${r}_${w} * mine${r};
+        outRows[at] = select(outRows[at] + mine, mine, b == 0u);
+      }`))
+  }
+    }
+    workgroupBarrier();
+  }
+
+  // The chunk's normalised partial rows, for the decode combine.
+  for (var e = lid; e < ROWS * DV4; e += THREADS) {
+    let r = e / DV4;
+    let dd = e % DV4;
+    var pos = -1;
+    var head = 0u;
+    var most = NO_SCORE;
+    var total = 0.0;
+${
+    each(R, (r) =>
+      `    if (r == ${r}u) { pos = pos${r}; head = head${r}; most = most${r}; total = total${r}; }`)
+  }
+    if (pos >= 0) {
+      let at = (chunk * BH + head) * NQ + u32(pos - QUERY_OFFSET);
+      splitO[at * DV4 + dd] = select(vec4<f32>(0.0), outRows[e] / total, total > 0.0);
+      if (dd == 0u) {
+        splitLse[at] = select(${negInf}(), (most + log2(total)) * LN2, total > 0.0);
+      }
+    }
+  }
+}`);
+}
+
+/** 0 .. n - 1. */
+function range(n: number): number[] {
+  return Array.from({ length: n }, (_, i) => i);
+}
+
+/** Powers of two from `from` up to (not including) `below`: a butterfly's xor masks. */
+function masks(from: number, below: number): number[] {
+  const out: number[] = [];
+  for (let mask = from; mask < below; mask *= 2) out.push(mask);
+  return out;
+}
+
+/** WGSL max of one or more f32 expressions. */
+function maxOf(xs: string[]): string {
+  return xs.reduce((a, b) => `max(${a}, ${b})`);
+}
