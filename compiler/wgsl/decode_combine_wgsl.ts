@@ -87,8 +87,19 @@ ${reader.lines.join("\n")}
   let row = bh * NQ + i;
   var most = ${negInf}();
   var earlier = ${negInf}();
+  // Chunks four at a time: their loads in flight together.
   if (live) {
-    for (var s = 0u; s < chunks; s++) { most = max(most, splitLse[(s * BH + bh) * NQ + i]); }
+    var s = 0u;
+    for (; s + 3u < chunks; s += 4u) {
+      most = max(
+        most,
+        max(
+          max(splitLse[(s * BH + bh) * NQ + i], splitLse[((s + 1u) * BH + bh) * NQ + i]),
+          max(splitLse[((s + 2u) * BH + bh) * NQ + i], splitLse[((s + 3u) * BH + bh) * NQ + i]),
+        ),
+      );
+    }
+    for (; s < chunks; s++) { most = max(most, splitLse[(s * BH + bh) * NQ + i]); }
     earlier = lseOut[${o.lseBase}u + row];
   }
   workgroupBarrier();
@@ -96,7 +107,21 @@ ${reader.lines.join("\n")}
   if (!live || most == ${negInf}()) { return; }
   var sum = 0.0;
   var acc = vec4<f32>(0.0);
-  for (var s = 0u; s < chunks; s++) {
+  var s = 0u;
+  for (; s + 3u < chunks; s += 4u) {
+    let part0 = (s * BH + bh) * NQ + i;
+    let part1 = part0 + BH * NQ;
+    let part2 = part1 + BH * NQ;
+    let part3 = part2 + BH * NQ;
+    let w0 = exp(splitLse[part0] - most);
+    let w1 = exp(splitLse[part1] - most);
+    let w2 = exp(splitLse[part2] - most);
+    let w3 = exp(splitLse[part3] - most);
+    sum += (w0 + w1) + (w2 + w3);
+    acc += (w0 * splitO[part0 * DV4 + dd] + w1 * splitO[part1 * DV4 + dd]) +
+      (w2 * splitO[part2 * DV4 + dd] + w3 * splitO[part3 * DV4 + dd]);
+  }
+  for (; s < chunks; s++) {
     let part = (s * BH + bh) * NQ + i;
     let w = exp(splitLse[part] - most);
     sum += w;
