@@ -60,6 +60,14 @@ export interface DecodeRow {
   samples: number[];
   /** The same step with K and V in pages of PAGE_SIZE keys (a cache within one binding). */
   pagedMs?: number;
+  /**
+   * The same step on a rolling paged cache: a pool holding only the pages of the keys the
+   * pattern allows at the last position (a sliding window's cache), every other table column
+   * naming one shared page; where that pool fits one binding and the contiguous cache does not.
+   */
+  rollingMs?: number;
+  /** Pages in the rolling pool. */
+  rollingPages?: number;
   flexMs?: number;
   sdpaMs?: number;
   flexMaskMs?: number;
@@ -81,10 +89,15 @@ interface DecodePeerRow {
  * @returns the count
  */
 export function allowedKeysAtLast(pattern: Pattern, nk: number): number {
+  return allowedAtLast(pattern, nk).length;
+}
+
+/** The key positions allowed for the query at position Nk - 1, ascending. */
+function allowedAtLast(pattern: Pattern, nk: number): number[] {
   const allowed = allowedMask(pattern, nk);
-  let count = 0;
-  for (let k = 0; k < nk; k++) if (allowed(nk - 1, k)) count++;
-  return count;
+  const keys: number[] = [];
+  for (let k = 0; k < nk; k++) if (allowed(nk - 1, k)) keys.push(k);
+  return keys;
 }
 
 /** Float16 values for `length` elements: a seeded block repeated (timing ignores the values). */
@@ -144,6 +157,9 @@ export async function runDecodeBench(
         ? median(await pagedSamples(rt, entry.pattern, shape, inputs, o)) * parts
         : undefined;
       const allowedKeys = allowedKeysAtLast(entry.pattern, nk);
+      const rolling = parts > 1
+        ? await rollingSamples(rt, entry.pattern, full, { ...o, limit })
+        : undefined;
       const kvBytes = full.batch * full.headsKV * allowedKeys * (d + dv) * 2;
       const bytesPerSecond = kvBytes / (ms / 1e3);
       const peer = (impl: DecodePeerRow["impl"]) =>
@@ -159,6 +175,7 @@ export async function runDecodeBench(
         bandwidthShare: bytesPerSecond / H200_BYTES_PER_SECOND,
         samples,
         ...(pagedMs === undefined ? {} : { pagedMs }),
+        ...(rolling ? { rollingMs: median(rolling.samples), rollingPages: rolling.pages } : {}),
         ...(peer("flex_attention") ? { flexMs: peer("flex_attention")!.ms } : {}),
         ...(peer("flex_attention")?.mask_ms
           ? { flexMaskMs: peer("flex_attention")!.mask_ms! }
@@ -229,6 +246,44 @@ async function pagedSamples(
 }
 
 /**
+ * Times a decoding step of the whole batch on a rolling paged cache: the pool holds page 0,
+ * shared by every table column whose positions the pattern never allows at the last position,
+ * then each sequence's pages of allowed keys. Undefined where that pool exceeds one binding.
+ */
+async function rollingSamples(
+  rt: Runtime,
+  pattern: Pattern,
+  shape: AttentionShape,
+  o: { reps: number; warmup: number; limit: number },
+): Promise<{ samples: number[]; pages: number } | undefined> {
+  const { nk, d, dv } = sequenceSizes(shape);
+  const columns = Math.ceil(nk / PAGE_SIZE);
+  const held = [...new Set(allowedAtLast(pattern, nk).map((k) => Math.floor(k / PAGE_SIZE)))];
+  const pages = 1 + shape.batch * held.length;
+  if (pages * shape.headsKV * PAGE_SIZE * Math.max(d, dv) * 2 > o.limit) return undefined;
+  const table = new Int32Array(shape.batch * columns);
+  for (let b = 0; b < shape.batch; b++) {
+    held.forEach((c, i) => table[b * columns + c] = 1 + b * held.length + i);
+  }
+  const compiled = rt.compile(pattern, {
+    shape,
+    dtype: "f16",
+    paged: { pageSize: PAGE_SIZE, pages },
+  });
+  const call = await rt.prepare(compiled, {
+    q: fill(shape.batch * shape.headsQ * d, 1),
+    k: fill(pages * shape.headsKV * PAGE_SIZE * d, 2),
+    v: fill(pages * shape.headsKV * PAGE_SIZE * dv, 3),
+    blockTable: table,
+  });
+  try {
+    return { samples: await sustainedGpuTimes(call, o.reps, o.warmup), pages };
+  } finally {
+    call.destroy();
+  }
+}
+
+/**
  * One row as a line of the table.
  * @param r the row
  * @returns the line
@@ -248,6 +303,7 @@ export function formatDecodeRow(r: DecodeRow): string {
     peer(r.flexMs).padStart(9),
     peer(r.sdpaMs).padStart(9),
     ratio.padStart(7),
+    peer(r.rollingMs).padStart(9),
   ].join("  ");
 }
 
@@ -264,4 +320,5 @@ export const DECODE_HEADER = [
   "Flex ms".padStart(9),
   "SDPA ms".padStart(9),
   "Flex/W".padStart(7),
+  "rolling".padStart(9),
 ].join("  ");
