@@ -10,11 +10,14 @@
  * pool reuses the pipeline, as in the forward kernels.
  * @module
  */
-import { ELEMENTWISE_WORKGROUP } from "../dispatch_sizes.ts";
-import { gradientConstants, type GradientKernelOptions } from "./gradient_common_wgsl.ts";
-import { ShaderModule } from "./shader_module.ts";
 import { assert } from "../../core/errors.ts";
-import { sequenceSizes } from "../../core/shape.ts";
+import { ELEMENTWISE_WORKGROUP } from "../dispatch_sizes.ts";
+import {
+  gradientConstants,
+  type GradientKernelOptions,
+  valueWidths,
+} from "./gradient_common_wgsl.ts";
+import { ShaderModule } from "./shader_module.ts";
 
 /**
  * The WGSL of `gradPages`.
@@ -24,7 +27,7 @@ import { sequenceSizes } from "../../core/shape.ts";
 export function pagesKernel(o: GradientKernelOptions): string {
   assert(o.pool !== undefined, "gradPages without paged K and V");
   const { pageSize, columns } = o.pool;
-  const own = sequenceSizes(o.shape).dv !== o.shape.headDim;
+  const V4 = valueWidths(o).vec4s; // D4, or DV4 where V has a head dim of its own
   const m = new ShaderModule().comment(
     `Weft gradients: dK and dV summed into pages of ${pageSize} through the inverted block table`,
   );
@@ -38,9 +41,9 @@ export function pagesKernel(o: GradientKernelOptions): string {
   );
   return m.render(`
 const PAGE_SIZE = ${pageSize}u;
-const COLUMNS = ${columns}u;          // ceil(N / PAGE_SIZE): table entries per sequence
-const REFS = ${o.shape.batch * columns}u;            // B * COLUMNS: where the starts begin
-const ROW_VEC4S = D4 + ${own ? "DV4" : "D4"}; // a row of dK and of dV
+const COLUMNS = ${columns}u; // ceil(N / PAGE_SIZE): table entries per sequence
+const REFS = ${o.shape.batch * columns}u; // B * COLUMNS refs, then each page's first ref
+const ROW_VEC4S = D4 + ${V4}; // a row of dK and one of dV
 
 @compute @workgroup_size(${ELEMENTWISE_WORKGROUP})
 fn main(
@@ -54,7 +57,7 @@ fn main(
   if (i >= poolRows * ROW_VEC4S) { return; }
   // dK's pool first, then dV's; in dkv, dV's rows start after KEY_ROWS rows of dK.
   let isV = i >= poolRows * D4;
-  let width = select(D4, ${own ? "DV4" : "D4"}, isV);
+  let width = select(D4, ${V4}, isV);
   let at = select(i, i - poolRows * D4, isV);
   let base = select(0u, KEY_ROWS * D4, isV);
   let row = at / width;
