@@ -65,7 +65,7 @@ export {
   type TileShape,
 } from "./compiler/mod.ts";
 // Paged K and V: the compile option's layout, and the gather a caller checks a paged call with.
-export { gatherPages, MAX_PAGE_SIZE, type PagedKv } from "./core/paged_kv.ts";
+export { gatherPages, MAX_PAGE_SIZE, type PagedKv, scatterPages } from "./core/paged_kv.ts";
 export {
   createRuntime,
   type Runtime,

@@ -155,7 +155,7 @@ export function gatheredKv(
 }
 
 /**
- * `--kv-seq-len` with `--block-table`, both or neither; a paged call runs forward only.
+ * `--kv-seq-len` with `--block-table`, both or neither.
  * @returns Nk for a paged call
  */
 export function checkPagedFlags(
@@ -178,12 +178,6 @@ export function checkPagedFlags(
     throw new UsageError(
       `--block-table needs --kv-seq-len: the pages hold up to maxPages * pageSize keys per ` +
         `sequence; say how many the sequences have`,
-    );
-  }
-  if (values["grad-out"] !== undefined) {
-    throw new UsageError(
-      "--grad-out with --block-table: the backward pass takes contiguous K and V; give k and " +
-        "v as [B, Hkv, Nk, D] without a block table",
     );
   }
   return kvSeqLen;

@@ -13,7 +13,8 @@
  * (query row `i` at key position `offset + i`, the offset `Nk - Nq` unless `--query-offset`
  * says), gates `[B, Hq, branches]` or `[B, Hq, Nq, branches]`; O is `[B, Hq, Nq, Dv]`. With
  * `--block-table`, K and V are pages `[pages, Hkv, pageSize, D]` read through the table (paged
- * K and V, `_paged.ts`), and `--kv-seq-len` says Nk. With
+ * K and V, `_paged.ts`), `--kv-seq-len` says Nk, and the backward pass's dk and dv are pages
+ * too, each row summed over the positions the table puts there. With
  * `--seq-lens` (and `--kv-seq-lens` where keys are longer), batch 1 holds packed sequences laid
  * end to end, each attending only to its own keys (DESIGN §1). Tensors
  * are float32 or float16 `.npy` files; `--dtype f16` (which needs
@@ -41,6 +42,7 @@ import type { HashCodes } from "../dsl/hash_bucket.ts";
 import { learnableConstants } from "../dsl/expression_check.ts";
 import { checkShape } from "../core/input_shapes.ts";
 import { checkPagedFlags, gatheredKv, pagedLine, pagedShapeOf, readBlockTable } from "./_paged.ts";
+import { type PagedKv, scatterPages } from "../core/paged_kv.ts";
 import { resolve } from "node:path";
 import {
   adapterLine,
@@ -90,7 +92,8 @@ const USAGE = `Usage: deno task run --pattern P --q q.npy --k k.npy --v v.npy [-
                  paged K and V: bt.npy is [B, maxPages] int32 or uint32 page indices, and
                  k and v are pages [pages, Hkv, pageSize, D] and [pages, Hkv, pageSize, Dv];
                  key position p of batch b is row p % pageSize of page bt[b, p / pageSize]
-                 (pageSize a power of two); forward only
+                 (pageSize a power of two); with --grad-out, dk and dv are in the
+                 pages' shape, each row summed over the positions the table puts there
   --kv-seq-len Nk
                  with --block-table: the keys per sequence (Nq <= Nk <= maxPages * pageSize)
   --seq-lens a,b,c
@@ -107,7 +110,8 @@ const USAGE = `Usage: deno task run --pattern P --q q.npy --k k.npy --v v.npy [-
                  has them); default: WEFT_BACKEND, else native
   --grad-out g   the backward pass: g.npy is ∂loss/∂O [B, Hq, Nq, Dv]; --dq, --dk, --dv (and
                  --dgates for runtime gates) say where to write the gradients, float32:
-                 dq [B, Hq, Nq, D], dk [B, Hkv, Nk, D], dv [B, Hkv, Nk, Dv];
+                 dq [B, Hq, Nq, D], dk [B, Hkv, Nk, D], dv [B, Hkv, Nk, Dv] (paged:
+                 dk [pages, Hkv, pageSize, D], dv [pages, Hkv, pageSize, Dv]);
                  --dconstants writes the learnable score constants' gradients as JSON;
                  --verify checks them against the float64 reference: within ${GRADIENT_TOLERANCE.f32} (f32)
                  or ${GRADIENT_TOLERANCE.f16} (f16) of the largest gradient`;
@@ -287,13 +291,14 @@ export async function main(args: string[]): Promise<number> {
       console.log(`wrote ${values.lse} [${lseShape.join(", ")}] float32`);
     }
     if (gradientPaths && out.gradients) {
-      // Each gradient has its input's shape.
+      // Each gradient has its input's shape: paged K's and V's are pools of pages.
       const g = out.gradients, D = shape.headDim;
+      const keyDims = paged ? [paged.pages, shape.headsKV, paged.pageSize] : [B, shape.headsKV, Nk];
       for (
         const [flag, path, data, dims] of [
           ["dq", gradientPaths.dq, g.dq, [B, Hq, N, D]],
-          ["dk", gradientPaths.dk, g.dk, [B, shape.headsKV, Nk, D]],
-          ["dv", gradientPaths.dv, g.dv, [B, shape.headsKV, Nk, Dv]],
+          ["dk", gradientPaths.dk, g.dk, [...keyDims, D]],
+          ["dv", gradientPaths.dv, g.dv, [...keyDims, Dv]],
           ["dgates", gradientPaths.dgates, g.dgates, gates?.shape],
         ] as const
       ) {
@@ -334,13 +339,13 @@ export async function main(args: string[]): Promise<number> {
         shape,
         ...(lengths ? lengths : { queryOffset }),
         q,
-        k,
-        v,
+        ...keys,
         gates,
         dO,
         scale: compiled.scale,
         dtype,
         out,
+        ...(paged ? { pool: { paged, blockTable: table!.data } } : {}),
       }),
     );
   } finally {
@@ -715,10 +720,12 @@ function verifyGradients(o: {
   scale: number;
   dtype: Dtype;
   out: { gradients?: AttentionGradients; hashCodes?: HashCodes };
+  /** Paged K and V: the GPU's dK and dV are pools, the reference's summed into them. */
+  pool?: { paged: PagedKv; blockTable: ArrayLike<number> };
 }): number {
   const started = performance.now();
   // At the call's scale, on the codes the kernels used (checked by `verify` before this).
-  const want = referenceGradients({
+  const gradients = referenceGradients({
     pattern: o.pattern,
     shape: o.shape,
     queryOffset: o.queryOffset,
@@ -732,6 +739,7 @@ function verifyGradients(o: {
     kvSeqLens: o.kvSeqLens,
     hashCodes: o.out.hashCodes,
   });
+  const want = o.pool ? pooledGradients(gradients, o.shape, o.pool) : gradients;
   const { worst, largest } = gradientError(o.out.gradients!, want);
   const relative = worst / Math.max(largest, Number.MIN_VALUE);
   const tolerance = GRADIENT_TOLERANCE[o.dtype];
@@ -754,6 +762,21 @@ function verifyGradients(o: {
     );
   }
   return ok ? 0 : EXIT_FAILURE;
+}
+
+/** The reference's dK and dV of the gathered K and V, summed into the pool's pages. */
+function pooledGradients<T extends { dk: ArrayLike<number>; dv: ArrayLike<number> }>(
+  want: T,
+  shape: AttentionShape,
+  pool: { paged: PagedKv; blockTable: ArrayLike<number> },
+): T {
+  const { d, dv } = sequenceSizes(shape);
+  const o = { shape, ...pool.paged };
+  return {
+    ...want,
+    dk: scatterPages(want.dk, pool.blockTable, { ...o, width: d }),
+    dv: scatterPages(want.dv, pool.blockTable, { ...o, width: dv }),
+  };
 }
 
 if (import.meta.main) await runMain(() => main(Deno.args));

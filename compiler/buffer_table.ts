@@ -17,9 +17,10 @@ export interface BufferSpec {
   bytes: number;
   /**
    * The caller's tensor it is filled from (gates: the default gates when none are given;
-   * blockTable: its first `ceil(Nk / pageSize)` columns, as u32).
+   * blockTable: its first `ceil(Nk / pageSize)` columns, as u32; pageRefs: the table inverted,
+   * `pageReferences`).
    */
-  input?: "q" | "k" | "v" | "gates" | "dO" | "blockTable";
+  input?: "q" | "k" | "v" | "gates" | "dO" | "blockTable" | "pageRefs";
   /** Words the compiler wrote (the schedule, the aux parameters and data). */
   data?: Uint32Array;
 }
@@ -55,6 +56,8 @@ export function bufferTable(
     ? paged.pages * shape.headsKV * paged.pageSize
     : shape.batch * shape.headsKV * nk;
   const keys = keyRows * d * element;
+  // The backward pass's dK and dV rows, per position of each sequence, paged or not.
+  const gradientRows = shape.batch * shape.headsKV * nk;
   const gates = rows / nq * (o.gatesPerPosition ? nq : 1) * o.branches * 4;
   const sizes: Partial<Record<BufferName, Omit<BufferSpec, "name">>> = {
     q: { bytes: rows * d * element, input: "q" },
@@ -78,7 +81,14 @@ export function bufferTable(
     gradStats: { bytes: rows * o.branches * 4 * 4 },
     gradSchedule: { bytes: planned.gradSchedule.byteLength, data: planned.gradSchedule },
     dq: { bytes: rows * d * 4 },
-    dkv: { bytes: keyRows * (d + dv) * 4 }, // float32 dK [B, Hkv, Nk, D], then dV (Dv)
+    dkv: { bytes: gradientRows * (d + dv) * 4 }, // float32 dK [B, Hkv, Nk, D], then dV (Dv)
+    // Paged K and V: dK and dV in the pool's shape, and the inverted block table they are
+    // summed by (pageReferences: B * columns refs, then pages + 1 starts).
+    dkvPages: { bytes: keyRows * (d + dv) * 4 },
+    pageRefs: {
+      bytes: paged ? (shape.batch * tableColumns(shape, paged.pageSize) + paged.pages + 1) * 4 : 0,
+      input: "pageRefs",
+    },
     dgates: { bytes: gates },
     // Learnable constants: each query row's share of their gradients, then the sums.
     dConstRows: { bytes: rows * planned.learned.length * 4 },

@@ -95,8 +95,9 @@ export interface CompileOptions {
   /**
    * K and V in pages, read through a block table given with each call (DESIGN §1): K
    * `[pages, Hkv, pageSize, D]`, V `[pages, Hkv, pageSize, Dv]`. The page size is compiled in;
-   * the table and the pool's contents are data, and the page count changes no WGSL. Forward
-   * only: not with `backward`.
+   * the table and the pool's contents are data, and the page count changes no WGSL. With
+   * `backward`, dK and dV come in the pool's shape, summed over the positions that name each
+   * page (DESIGN §6). Not with `packed`.
    */
   paged?: PagedKv;
   /**
@@ -205,13 +206,6 @@ export function checkCall(pattern: unknown, options: CompileOptions): CheckedCal
   const paged = options.paged;
   if (paged) {
     checkPagedKv(paged);
-    if (backward) {
-      throw new ShapeError(
-        "Bad options: paged K and V are read by the forward pass only; the backward pass " +
-          "(backward: true) takes contiguous K and V: gather the pages (gatherPages) and " +
-          "compile without paged",
-      );
-    }
     if (packed) {
       throw new ShapeError(
         "Bad options: paged K and V hold one sequence per batch; packed sequences (packed: " +

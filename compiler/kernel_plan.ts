@@ -40,6 +40,8 @@ export type BufferName =
   | "gradSchedule"
   | "dq"
   | "dkv"
+  | "dkvPages"
+  | "pageRefs"
   | "dgates"
   | "dConstRows"
   | "dConstants"
@@ -230,7 +232,9 @@ export interface CastKernel extends Dispatch {
  * component's BlockMask rows (query-major) into dQ; `gradKey` walks them transposed (key-major)
  * into dK and dV (a landmark component's into its landmarks', which `gradUnpool` then shares
  * among their segments' rows); `gradGates` writes the runtime gates' gradient; `gradConstants`
- * sums the rows' shares of the learnable constants' gradients (gradQuery writes them per row).
+ * sums the rows' shares of the learnable constants' gradients (gradQuery writes them per row);
+ * with paged K and V, `gradPages` sums dK and dV into the pool's shape through the inverted
+ * block table (DESIGN §6).
  */
 export interface GradientKernel extends Dispatch {
   /** Which kind of dispatch this is (`Kernel` is a union on it). */
@@ -241,8 +245,9 @@ export interface GradientKernel extends Dispatch {
     | "gradKey"
     | "gradUnpool"
     | "gradGates"
-    | "gradConstants";
-  /** The branch (0 for gradClear, gradGates and gradConstants). */
+    | "gradConstants"
+    | "gradPages";
+  /** The branch (0 for gradClear, gradGates, gradConstants and gradPages). */
   branch: number;
   /** The component of the branch (gradQuery and gradKey; else 0). */
   component: number;

@@ -17,6 +17,13 @@
  * `dO·O_i` (summed over positions for per-head gates); `gradConstants` sums the learnable
  * constants' gradients, which `gradQuery` writes per query row.
  *
+ * Paged K and V: the tile kernels read K and V through the block table (`kvRow`, as the
+ * forward does) and add dK and dV into contiguous rows as for contiguous K and V; last,
+ * `gradPages` sums those rows into the pool's shape, one invocation per vec4 of the pool, over
+ * the references to its page in the inverted table (`pageReferences`, core/paged_kv.ts), in
+ * ascending order, so a page that several sequences share gets the same bits on every run and
+ * a page no position names gets 0.
+ *
  * The gradient schedule holds, per component, two slots in the forward schedule's format
  * (schedule_buffer.ts): its BlockMask's rows, and their transpose (none for bucket order).
  *
@@ -30,6 +37,7 @@
  */
 import { PlanError } from "../core/errors.ts";
 import { type AttentionShape, type Dtype, sequenceSizes } from "../core/shape.ts";
+import type { PagedKv } from "../core/paged_kv.ts";
 import { gradientTiling } from "./gradient_tiling.ts";
 import type { BlockMask } from "./block_mask.ts";
 import { queryTiles } from "./query_tiles.ts";
@@ -64,6 +72,8 @@ export function planGradients(
     /** The tile kernels' inputs' type and the device's workgroup memory (tiling). */
     dtype: Dtype;
     workgroupBytes?: number;
+    /** Paged K and V: dK and dV are summed into the pool's shape last (`gradPages`). */
+    paged?: PagedKv;
   },
 ): { kernels: GradientKernel[]; schedule: Uint32Array } {
   const { nq, nk, d, dv } = sequenceSizes(shape);
@@ -226,6 +236,19 @@ export function planGradients(
       ...own,
       bindings: [read("dConstRows"), written("dConstants")],
       workgroups: [learnable, 1],
+      branch: 0,
+      component: 0,
+      scheduleSlot: 0,
+    });
+  }
+  if (o.paged) {
+    const poolRows = o.paged.pages * shape.headsKV * o.paged.pageSize;
+    kernels.push({
+      kind: "gradPages",
+      label: `gradients: dK and dV summed into ${o.paged.pages} pages of ${o.paged.pageSize}`,
+      ...own,
+      bindings: [read("dkv"), read("pageRefs"), written("dkvPages")],
+      workgroups: elementwiseWorkgroups(poolRows * (d + dv) / 4),
       branch: 0,
       component: 0,
       scheduleSlot: 0,

@@ -203,6 +203,7 @@ export function planKernels(plan: Plan, tiles: KernelShape, call: CheckedCall): 
       learnable,
       dtype,
       workgroupBytes: call.limits?.maxComputeWorkgroupStorageSize,
+      paged: call.paged,
     })
     : undefined;
   if (gradients) kernels.push(...gradients.kernels);

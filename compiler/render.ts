@@ -276,7 +276,8 @@ function renderOther(k: Exclude<Kernel, AttentionKernel>, o: RenderContext): str
     case "gradKey":
     case "gradUnpool":
     case "gradGates":
-    case "gradConstants": {
+    case "gradConstants":
+    case "gradPages": {
       // The branch's normalised O: where its first attention kernel writes it (vec4 offset).
       const first = o.planned.kernels.kernels.find((x): x is AttentionKernel =>
         x.kind === "attention" && x.branch === k.branch
@@ -297,6 +298,8 @@ function renderOther(k: Exclude<Kernel, AttentionKernel>, o: RenderContext): str
         hash: o.planned.hash,
         learnable: learnableConstants(o.call.pattern),
         ...(o.plan.packed ? { packed: true } : {}),
+        ...pagedRows(k, o),
+        ...(k.kind === "gradPages" ? { pool: o.planned.kernels.paged } : {}),
       });
     }
   }

@@ -258,3 +258,73 @@ export function firstNonFiniteRead(
   });
   return found;
 }
+
+/**
+ * The block table inverted, for the backward pass's gradients with respect to the pool (DESIGN
+ * §6): which (batch, column) entries name each page. Words `[B * columns refs, pages + 1
+ * starts]`, `columns = ceil(Nk / pageSize)`: page `g`'s references are
+ * `refs[starts[g] .. starts[g + 1] - 1]`, each the flat entry `b * columns + c`, ascending, so
+ * a page that several sequences share is summed in one fixed order. The refs come first so that
+ * their offset depends on the call's shape only, not on the pool's page count. Built by one
+ * counting pass over the entries a call reads: linear in the table and the pool.
+ * @param shape the call's sizes
+ * @param paged the page size and the pool's page count
+ * @param blockTable `[B, maxPages]`, row-major (checked by `checkPagedInputs`)
+ * @returns the words of the `pageRefs` buffer
+ * @example
+ * ```ts
+ * import { pageReferences } from "./paged_kv.ts";
+ * const shape = { batch: 2, headsQ: 1, headsKV: 1, seqLen: 1, headDim: 4, kvSeqLen: 5 };
+ * // Both sequences start with page 2; page 1 is named by no one.
+ * pageReferences(shape, { pageSize: 4, pages: 4 }, [2, 0, 2, 3]);
+ * // Uint32Array [1, 0, 2, 3, 0, 1, 1, 3, 4] (refs 1 | 0, 2 | 3; starts 0, 1, 1, 3, 4)
+ * ```
+ */
+export function pageReferences(
+  shape: AttentionShape,
+  paged: PagedKv,
+  blockTable: ArrayLike<number>,
+): Uint32Array {
+  const columns = tableColumns(shape, paged.pageSize);
+  const entries = shape.batch * columns;
+  const table = compactBlockTable(shape, paged.pageSize, blockTable);
+  const words = new Uint32Array(entries + paged.pages + 1);
+  const starts = words.subarray(entries);
+  for (const page of table) starts[page + 1]++;
+  for (let g = 0; g < paged.pages; g++) starts[g + 1] += starts[g];
+  // Entries in ascending order, each at its page's next free slot.
+  const next = starts.slice(0, paged.pages);
+  table.forEach((page, entry) => words[next[page]++] = entry);
+  return words;
+}
+
+/**
+ * Sums contiguous rows `[B, Hkv, Nk, width]` into a pool `[pages, Hkv, pageSize, width]` by the
+ * table, the inverse of `gatherPages` for gradients: row `p % pageSize` of page
+ * `table[b, floor(p / pageSize)]` gets the sum of every (batch, position) that names it, and
+ * rows no position names are 0. Float64 by default: what a paged backward pass's dK and dV are
+ * compared with, from the reference's gradients of the gathered K and V.
+ * @param rows `[B, Hkv, Nk, width]`
+ * @param blockTable `[B, maxPages]` (checked by `checkPagedInputs`)
+ * @param o the call's shape, the page size, the pool's page count and the row width
+ * @returns a new Float64Array `[pages, Hkv, pageSize, width]`
+ * @example
+ * ```ts
+ * import { scatterPages } from "./paged_kv.ts";
+ * const shape = { batch: 2, headsQ: 1, headsKV: 1, seqLen: 1, headDim: 1, kvSeqLen: 2 };
+ * // Both sequences' two positions are page 1.
+ * scatterPages([1, 2, 10, 20], [1, 1], { shape, pageSize: 2, pages: 2, width: 1 });
+ * // Float64Array [0, 0, 11, 22]
+ * ```
+ */
+export function scatterPages(
+  rows: ArrayLike<number>,
+  blockTable: ArrayLike<number>,
+  o: { shape: AttentionShape; pageSize: number; pages: number; width: number },
+): Float64Array {
+  const out = new Float64Array(o.pages * o.shape.headsKV * o.pageSize * o.width);
+  forEachReadRange(o.shape, o.pageSize, blockTable, o.width, (from, to, source) => {
+    for (let i = from; i < to; i++) out[i] += rows[source + i - from];
+  });
+  return out;
+}

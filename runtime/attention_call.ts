@@ -13,7 +13,7 @@ import {
 import { DeviceError, DeviceLostError, ShapeError } from "../core/errors.ts";
 import type { HashCodes } from "../dsl/hash_bucket.ts";
 import { sequenceSizes } from "../core/shape.ts";
-import { compactBlockTable } from "../core/paged_kv.ts";
+import { compactBlockTable, pageReferences } from "../core/paged_kv.ts";
 import type { PipelineCache } from "./pipeline_cache.ts";
 import { gpuWait } from "./gpu_wait.ts";
 
@@ -56,9 +56,12 @@ export interface AttentionInputs {
 export interface AttentionGradients {
   /** `[B, Hq, Nq, D]` */
   dq: Float32Array;
-  /** `[B, Hkv, Nk, D]` */
+  /**
+   * `[B, Hkv, Nk, D]`; paged K and V: the pool's `[pages, Hkv, pageSize, D]`, each row the sum
+   * over every (batch, position) the block table places there, 0 where none does.
+   */
   dk: Float32Array;
-  /** `[B, Hkv, Nk, Dv]` */
+  /** `[B, Hkv, Nk, Dv]`; paged: `[pages, Hkv, pageSize, Dv]`, as dK. */
   dv: Float32Array;
   /** Gated patterns: the gates' gradient, in the compiled gate layout. */
   dgates?: Float32Array;
@@ -202,6 +205,10 @@ export class AttentionCall {
       blockTable: this.compiled.paged
         ? compactBlockTable(this.compiled.shape, this.compiled.paged.pageSize, inputs.blockTable!)
         : new Uint32Array(1),
+      // A paged backward pass sums dK and dV into the pool through the table inverted.
+      pageRefs: this.compiled.paged && this.compiled.backward
+        ? pageReferences(this.compiled.shape, this.compiled.paged, inputs.blockTable!)
+        : new Uint32Array(1),
     };
     checkBufferTable(buffers, this.device.limits.maxStorageBufferBindingSize);
     const perCall: Partial<Record<BufferName, Uint32Array>> = packed
@@ -324,14 +331,16 @@ export class AttentionCall {
       this.#readBuffer("lse"),
       hashed ? this.#readBuffer("hash") : undefined,
       backward ? this.#readBuffer("dq") : undefined,
-      backward ? this.#readBuffer("dkv") : undefined,
+      backward ? this.#readBuffer(this.compiled.paged ? "dkvPages" : "dkv") : undefined,
       backward && this.#buffers.has("dgates") ? this.#readBuffer("dgates") : undefined,
       learnt ? this.#readBuffer("dConstants") : undefined,
     ]);
     const keys = dkv ? new Float32Array(dkv) : undefined;
-    // dkv holds dK [B, Hkv, Nk, D], then dV.
-    const { nk, d } = sequenceSizes(this.compiled.shape);
-    const dkLength = this.compiled.shape.batch * this.compiled.shape.headsKV * nk * d;
+    // dK [B, Hkv, Nk, D], then dV; paged, the pools [pages, Hkv, pageSize, D], then dV's.
+    const { shape, paged } = this.compiled;
+    const { nk, d } = sequenceSizes(shape);
+    const keyRows = paged ? paged.pages * paged.pageSize : shape.batch * nk;
+    const dkLength = keyRows * shape.headsKV * d;
     return {
       o: half ? new Float16Array(o) : new Float32Array(o),
       lse: new Float32Array(lse),

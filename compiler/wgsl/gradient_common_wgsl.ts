@@ -11,6 +11,7 @@ import type { QueryRange } from "../query_tiles.ts";
 import type { LearnableConstant } from "../../dsl/expression_check.ts";
 import { queriesConstants } from "./kernel_refs.ts";
 import { f32, type ShaderModule } from "./shader_module.ts";
+import type { PagedRows } from "./kv_row_wgsl.ts";
 
 /** What a gradient kernel's WGSL depends on. */
 export interface GradientKernelOptions {
@@ -42,6 +43,16 @@ export interface GradientKernelOptions {
    * sequence, and masks and score modifiers see positions within it and its key count.
    */
   packed?: boolean;
+  /**
+   * Paged K and V (DESIGN §1): a tile kernel that binds the block table reads K and V rows
+   * through `kvRow` (kv_row_wgsl.ts).
+   */
+  paged?: PagedRows;
+  /**
+   * Paged K and V, for `gradPages`: the page size and the table's columns the inverted table
+   * counts in. The pool's page count is not in the WGSL, as in the forward kernels.
+   */
+  pool?: { pageSize: number; columns: number };
 }
 
 /**

@@ -38,6 +38,7 @@ import { declareMember } from "./kernel_module_wgsl.ts";
 import { declareCodeStaging } from "./code_staging_wgsl.ts";
 import { declareHashRows } from "./predicate_wgsl.ts";
 import { ShaderModule } from "./shader_module.ts";
+import { declareKvRow } from "./kv_row_wgsl.ts";
 import { ParamReader } from "./params_wgsl.ts";
 import { queryRowOf } from "./kernel_refs.ts";
 import {
@@ -97,6 +98,8 @@ const KV_ROWS = ${keyRows}u; // key rows per key/value head${
       landmarks ? ` (the pooled landmarks of lowRank(${landmarks.rank}))` : ""
     }`,
   );
+  // Paged K and V: rows of K and V through the block table, bound last (the kernel plan's).
+  if (o.paged) declareKvRow(m, o.paged);
   const hashed = readsHash(c);
   if (hashed) {
     // Bucket order and same-bucket masks read the codes of this head's rows (queryRow, keyRow).
@@ -255,7 +258,7 @@ function bucketWalk(o: GradientKernelOptions, queryMajor: boolean, body: string)
   // call's queries only (NQ of them, where they are some of the positions).
   const mine = queryMajor
     ? { row: "bh", first: round, count: rowsPerHead(o) }
-    : { row: "kvRow", first: round + set.rowsQ, count: "N" };
+    : { row: "kvHead", first: round + set.rowsQ, count: "N" };
   const other = queryMajor
     ? { row: "kvHead", first: round + set.rowsQ, tile: "TILE_K" }
     : { row: "bh", first: round, tile: "TILE_Q" };
@@ -449,25 +452,29 @@ for (var i = lid; i < ${count} * DV4; i += THREADS) {
 }
 
 /**
- * Stages `count` keys from layout index `first` of key/value head row `kvRow`: their positions,
- * K and V; keys past the layout (position -1) are zeros. V rows of their own head dim are
- * staged in a loop of their own.
+ * Stages `count` keys from layout index `first` of key/value head `kvHead` (batch · Hkv +
+ * head): their positions, K and V; keys past the layout (position -1) are zeros. V rows of
+ * their own head dim are staged in a loop of their own. Paged K and V are read through the
+ * block table (`kvRow`); landmarks and contiguous K and V by the head's rows.
  */
 function stageKeys(
   o: GradientKernelOptions,
   kPos: string,
   count: string,
   first: string,
-  kvRow: string,
+  kvHead: string,
 ): string {
   const T = o.dtype;
   const ownValue = valueWidths(o).vec4s === "DV4";
+  const row = o.paged
+    ? `kvRow(${kvHead}, u32(max(kp, 0)))`
+    : `(${kvHead} * KV_ROWS + u32(max(kp, 0)))`;
   return `for (var i = lid; i < ${count} * D4; i += THREADS) {
   let j = i / D4;
   let d = i % D4;
   let kp = ${kPos}(${first} + j); // -1 past the end of the layout
   if (d == 0u) { kPosition[j] = kp; }
-  let src = (${kvRow} * KV_ROWS + u32(max(kp, 0))) * D4 + d;
+  let src = ${row} * D4 + d;
   kT[j * ROW4 + d] = select(vec4<${T}>(0.0), kIn[src], kp >= 0);${
     ownValue
       ? `
@@ -476,7 +483,7 @@ for (var i = lid; i < ${count} * DV4; i += THREADS) {
   let j = i / DV4;
   let d = i % DV4;
   let kp = ${kPos}(${first} + j);
-  let src = (${kvRow} * KV_ROWS + u32(max(kp, 0))) * DV4 + d;
+  let src = ${row} * DV4 + d;
   vT[j * ROWV4 + d] = select(vec4<${T}>(0.0), vIn[src], kp >= 0);
 }`
       : `
@@ -684,13 +691,13 @@ var<workgroup> deltaT: array<f32, ${t.chunk}>;
 
 @compute @workgroup_size(${GRADIENT_TILE_THREADS})
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let kvRow = wg.y;                   // batch * HKV + key/value head
-  let b = i32(kvRow / HKV);${
-    hashed ? "\n  keyRow = kvRow;                    // whose codes and bucket order to read" : ""
+  let kvHead = wg.y;                  // batch * HKV + key/value head
+  let b = i32(kvHead / HKV);${
+    hashed ? "\n  keyRow = kvHead;                   // whose codes and bucket order to read" : ""
   }
 ${owner.lines}
   let first = ownTile * TILE_K + (wg.x % SPLIT) * OWN; // this workgroup's first key index
-${indent(stageKeys(o, kPos, "OWN", "first", "kvRow"), 2)}
+${indent(stageKeys(o, kPos, "OWN", "first", "kvHead"), 2)}
   let pairRow = lid / PAIR_COLS;
   let pairCol = lid % PAIR_COLS;
   let pairLive = lid < PAIR_ROWS * PAIR_COLS;
@@ -707,7 +714,7 @@ ${
   }
   // Every query head of this key/value head, one after another: their sums add here.
   for (var group = 0u; group < GROUP; group++) {
-    let bh = (kvRow / HKV) * HQ + (kvRow % HKV) * GROUP + group;
+    let bh = (kvHead / HKV) * HQ + (kvHead % HKV) * GROUP + group;
     let h = i32(bh % HQ);${hashed ? "\n    queryRow = bh;" : ""}
 ${indent(walk(o, false, body, owner.row), 2)}
   }
@@ -721,7 +728,7 @@ ${
       `  {
     let k = kPosition[outRow + ${i}u * OUT_ROWS];
     if (k >= 0) {
-      let row = kvRow * KV_ROWS + u32(k);
+      let row = kvHead * KV_ROWS + u32(k);
 ${
         CI.flatMap((c) => [
           ...(c < CK

@@ -4,8 +4,9 @@
  *
  *   dV_k += P dO_i,   dS = P (dO_i·V_k - Δ) f'(s),   dQ_q += scale dS K_k,   dK_k += scale dS Q_q.
  *
- * The tile kernels, gradQuery and gradKey, are in gradient_tile_wgsl.ts; here are the row
- * kernels around them (clear, statistics, gates, landmarks, learnable constants). Sums are
+ * The tile kernels, gradQuery and gradKey, are in gradient_tile_wgsl.ts, and paged K and V's
+ * sum into the pool in gradient_pages_wgsl.ts; here are the row kernels around them (clear,
+ * statistics, gates, landmarks, learnable constants). Sums are
  * float32, in a fixed order, so the result does not depend on timing.
  * @module
  */
@@ -20,6 +21,7 @@ import {
   valueWidths,
 } from "./gradient_common_wgsl.ts";
 import { gradientTileKernel } from "./gradient_tile_wgsl.ts";
+import { pagesKernel } from "./gradient_pages_wgsl.ts";
 
 export type { GradientKernelOptions };
 
@@ -43,6 +45,8 @@ export function gradientKernel(o: GradientKernelOptions): string {
       return unpoolKernel(o);
     case "gradConstants":
       return constantsKernel(o);
+    case "gradPages":
+      return pagesKernel(o);
   }
 }
 

@@ -3,7 +3,9 @@
  * and V binds the block table last and reads their rows through `kvRow`, and its WGSL differs
  * from the contiguous kernel's only in those addresses (the arithmetic is the same text); the
  * pool's page count is in no pipeline; K and V's buffers are the pool; bad `paged` options and
- * a paged backward pass are refused naming the field.
+ * paged packed sequences are refused naming the field. The backward pass's tile kernels read K
+ * and V the same way, and its last kernel, `gradPages`, sums dK and dV into the pool's shape
+ * from contiguous rows; its pipelines too are the same for any pool.
  */
 import assert from "node:assert/strict";
 import { compile, type CompileOptions, pipelineKey } from "../../compiler/mod.ts";
@@ -139,9 +141,91 @@ Deno.test("paged K/V: bad options are refused naming the field", () => {
     refused({ pageSize, pages: 4 }, /paged\.pageSize must be a power of two from 1 to 65536/);
   }
   for (const pages of [0, -1, 2.5]) refused({ pageSize: 16, pages }, /paged\.pages must be/);
-  refused({ pageSize: 16, pages: 4 }, /backward pass .*contiguous K and V/, { backward: true });
+  refused({ pageSize: 16, pages: 4 }, /packed sequences .*contiguous K and V/, { packed: true });
   // The extremes of the range compile.
   for (const pageSize of [1, 65536]) {
     compile({ kind: "causal" }, { shape, paged: { pageSize, pages: 1 } });
   }
+});
+
+Deno.test("paged K/V backward: the tile kernels read K and V through kvRow; gradPages sums into pages", () => {
+  for (const shape of SHAPES) {
+    for (const pattern of PATTERNS) {
+      const options = { shape, limits: LIMITS, backward: true };
+      const plain = compile(pattern, options);
+      const paged = compile(pattern, { ...options, paged: { pageSize: 16, pages: 40 } });
+      const label = `${JSON.stringify(pattern)} at ${JSON.stringify(shape)}`;
+      // The same kernels, and one more: gradPages, last.
+      assert.equal(paged.passes.length, plain.passes.length + 1, label);
+      const last = paged.kernelPlan.kernels.at(-1)!;
+      assert.equal(last.kind, "gradPages", label);
+      assert.deepEqual(last.bindings.map((b) => [b.buffer, b.writable]), [
+        ["dkv", false],
+        ["pageRefs", false],
+        ["dkvPages", true],
+      ]);
+      plain.passes.forEach((contiguous, i) => {
+        const pass = paged.passes[i];
+        if (!pass.label.startsWith("gradients: ") || pass.wgsl === contiguous.wgsl) return;
+        // A tile kernel over keys that are positions: it reads K and V through the table.
+        const names = pass.bindings.map((b) => b.buffer);
+        assert.deepEqual(names, [...contiguous.bindings.map((b) => b.buffer), "blockTable"]);
+        const lines = (wgsl: string) =>
+          wgsl.replace(/\n\/\/ Paged K and V[\s\S]*?\nfn kvRow[\s\S]*?\n\}\n/, "\n")
+            .split("\n").filter((line) =>
+              line !== "" && !/var<storage, read> blockTable/.test(line)
+            );
+        const a = lines(contiguous.wgsl), b = lines(pass.wgsl);
+        assert.equal(a.length, b.length, `${label}: ${pass.label}`);
+        let reads = 0;
+        a.forEach((line, j) => {
+          if (line === b[j]) return;
+          reads++;
+          assert.match(
+            line,
+            /let src = \(kvHead \* KV_ROWS \+ u32\(max\(kp, 0\)\)\) \* DV?4 \+ d;/,
+          );
+          assert.match(b[j], /let src = kvRow\(kvHead, u32\(max\(kp, 0\)\)\) \* DV?4 \+ d;/);
+        });
+        assert.ok(reads > 0, `${label}: ${pass.label} reads no K row`);
+      });
+    }
+  }
+});
+
+Deno.test("paged K/V backward: gradients' buffers, and no pool size in a pipeline", () => {
+  const shape = {
+    batch: 3,
+    headsQ: 4,
+    headsKV: 2,
+    seqLen: 5,
+    headDim: 16,
+    kvSeqLen: 100,
+    valueDim: 8,
+  };
+  const pattern: Pattern = {
+    kind: "union",
+    of: [{ kind: "causal" }, { kind: "lowRank", rank: 4 }],
+  };
+  const small = compile(pattern, { shape, backward: true, paged: { pageSize: 8, pages: 40 } });
+  const large = compile(pattern, { shape, backward: true, paged: { pageSize: 8, pages: 5000 } });
+  assert.deepEqual(
+    small.passes.map((p) => pipelineKey(p.wgsl)),
+    large.passes.map((p) => pipelineKey(p.wgsl)),
+  );
+  const bytes = (name: string) => small.buffers.find((b) => b.name === name)?.bytes;
+  // Contiguous rows per sequence position, then the pools; the table inverted: B * 13 refs and
+  // pages + 1 starts.
+  assert.equal(bytes("dkv"), 3 * 2 * 100 * (16 + 8) * 4);
+  assert.equal(bytes("dkvPages"), 40 * 2 * 8 * (16 + 8) * 4);
+  assert.deepEqual(small.buffers.find((b) => b.name === "pageRefs"), {
+    name: "pageRefs",
+    bytes: (3 * 13 + 41) * 4,
+    input: "pageRefs",
+  });
+  // One invocation per vec4 of the pools.
+  assert.deepEqual(small.kernelPlan.kernels.at(-1)!.workgroups, [
+    Math.ceil(40 * 2 * 8 * (4 + 2) / 256),
+    1,
+  ]);
 });

@@ -488,11 +488,11 @@ const SHAPES: Case[] = [
     says: /paged\.pageSize must be a power of two from 1 to 65536 .*got 12/,
   },
   {
-    name: "backward with paged K and V",
+    name: "packed sequences with paged K and V",
     run: () =>
-      compile({ kind: "causal" }, { shape, paged: { pageSize: 16, pages: 8 }, backward: true }),
+      compile({ kind: "causal" }, { shape, paged: { pageSize: 16, pages: 8 }, packed: true }),
     error: ShapeError,
-    says: /paged K and V are read by the forward pass only; the backward pass/,
+    says: /paged K and V hold one sequence per batch; packed sequences .*compile without paged/,
   },
   {
     name: "scale infinite (reference)",
