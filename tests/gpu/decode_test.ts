@@ -94,3 +94,15 @@ Deno.test("decode: decode: false runs the attention kernel to the same answer", 
   assert.equal(on.decodes.length, 1);
   assert.equal(off.decodes.length, 0);
 });
+
+Deno.test("decode: the runtime takes the decode kernel by default only where loops unroll", () => {
+  // Software adapters (llvmpipe) JIT a decode kernel for about a minute: they keep the
+  // attention kernel unless asked (DESIGN §7).
+  const shape = { batch: 1, headsQ: 4, headsKV: 2, seqLen: 1, headDim: 16, kvSeqLen: 70 };
+  const decodes = (options: { unroll?: boolean }) =>
+    rt.compile({ kind: "causal" }, { shape, ...options }).kernelPlan.kernels
+      .some((k) => k.kind === "decode");
+  assert.equal(decodes({}), !rt.info.isFallback, `isFallback ${rt.info.isFallback}`);
+  assert.equal(decodes({ unroll: true }), true);
+  assert.equal(decodes({ unroll: false }), false);
+});
