@@ -287,8 +287,10 @@ async function openSession(runtimeOptions: RuntimeOptions): Promise<Session> {
     autotuner,
     compile: (pattern, options) => {
       // The door, once, at the caller's shape; the binding limit is checked on the part that
-      // one call binds (the buffer table, in compileChecked).
-      const call = checkCall(pattern, { ...options, limits: undefined });
+      // one call binds (the buffer table, in compileChecked). The device's unroll goes in
+      // here, since the door settles the options that default to it (decode).
+      const unroll = options.unroll ?? !info.isFallback;
+      const call = checkCall(pattern, { ...options, unroll, limits: undefined });
       const branches = call.pattern.kind === "gated" ? call.pattern.branches.length : 1;
       const bindingLimit = Math.min(
         runtimeOptions.maxBindingBytes ?? Infinity,
@@ -314,7 +316,7 @@ async function openSession(runtimeOptions: RuntimeOptions): Promise<Session> {
         ...call,
         shape,
         limits,
-        unroll: options.unroll ?? !info.isFallback,
+        unroll,
         tiles: options.tiles ??
           autotuner.cached(call.pattern, shape, call.dtype) ??
           (info.isFallback ? FALLBACK_TILES : undefined),

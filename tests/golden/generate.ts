@@ -4,18 +4,21 @@
  * a seeded PRNG, rounds them to float32, runs `reference` on exactly those float32 values, and
  * writes `<name>.{q,k,v,gates,o,lse}.npy` plus `manifest.json`; cases of at most
  * GRADIENT_ELEMENTS query elements also get a seeded dO and the reference's gradients,
- * `<name>.{do,dq,dk,dv,dgates}.npy`. Reruns give identical bytes.
+ * `<name>.{do,dq,dk,dv,dgates}.npy`. Serving cases (DESIGN §1) have keys past the queries
+ * (`kvSeqLen`, `queryOffset`), a value head dim of their own (`valueDim`) or packed sequences
+ * (`seqLens`, `kvSeqLens`); `paged` asks the golden test to run the case's K and V from pages
+ * as well. Reruns give identical bytes.
  * @module
  */
 import { parsePattern, type Pattern } from "../../dsl/schema.ts";
 import { writeNpy } from "../../cli/npy.ts";
 import { reference, referenceGradients } from "../../runtime/reference/mod.ts";
-import type { AttentionShape } from "../../core/shape.ts";
+import { type AttentionShape, sequenceSizes } from "../../core/shape.ts";
 import { mulberry32, normals } from "../../runtime/seeded_random.ts";
 
 /**
  * Where a gated case's gates come from: a runtime tensor `[B, Hq, branches]` ("runtime") or
- * `[B, Hq, N, branches]` ("runtime_position"), the pattern's JSON gates, or `1 / branches`.
+ * `[B, Hq, Nq, branches]` ("runtime_position"), the pattern's JSON gates, or `1 / branches`.
  */
 export type GateSource = "runtime" | "runtime_position" | "json" | "default";
 
@@ -27,12 +30,23 @@ export interface GoldenCase extends AttentionShape {
   seed: number;
   /** q and k are unit normals times this (fuzz regressions with large scores); default 1. */
   magnitude?: number;
+  /** Query row 0's key position; default `Nk - Nq` (the queries are the last positions). */
+  queryOffset?: number;
+  /** Packed sequences (batch 1): each sequence's query rows, summing to `seqLen`. */
+  seqLens?: number[];
+  /** Packed sequences' key rows, summing to `kvSeqLen` (default `seqLens`). */
+  kvSeqLens?: number[];
+  /**
+   * The golden test also runs the case with K and V cut into pages of this size under a
+   * shuffled block table (DESIGN §1): the goldens are the contiguous call's.
+   */
+  paged?: { pageSize: number };
 }
 
 /** The golden files hold only so much: they live in git. */
 const MAX_TOTAL_BYTES = 8_500_000;
 
-/** Cases with at most this many query elements (B·Hq·N·D) get gradient goldens too. */
+/** Cases with at most this many query elements (B·Hq·Nq·D) get gradient goldens too. */
 export const GRADIENT_ELEMENTS = 4096;
 
 const dir = new URL("./", import.meta.url);
@@ -71,9 +85,11 @@ export async function generate(): Promise<void> {
   const text = JSON.stringify(
     {
       generator: "tests/golden/generate.ts (deno task golden) from the float64 CPU reference",
-      layout: "q [B,Hq,N,D], k/v [B,Hkv,N,D], o [B,Hq,N,D], lse [B,Hq,N] or " +
-        "[branches,B,Hq,N] when gated; do, dq [B,Hq,N,D], dk/dv [B,Hkv,N,D], dgates as " +
-        "gates (small cases); all float32, little-endian, C order",
+      layout: "q [B,Hq,Nq,D], k [B,Hkv,Nk,D], v [B,Hkv,Nk,Dv], o [B,Hq,Nq,Dv], lse " +
+        "[B,Hq,Nq] or [branches,B,Hq,Nq] when gated; do [B,Hq,Nq,Dv], dq [B,Hq,Nq,D], dk " +
+        "[B,Hkv,Nk,D], dv [B,Hkv,Nk,Dv], dgates as gates (small cases); Nq = shape.seqLen, " +
+        "Nk = shape.kvSeqLen, Dv = shape.valueDim (defaults seqLen and headDim); all " +
+        "float32, little-endian, C order",
       cases: manifest,
     },
     null,
@@ -91,8 +107,22 @@ function buildCase(c: GoldenCase) {
     headsKV: c.headsKV,
     seqLen: c.seqLen,
     headDim: c.headDim,
+    ...(c.kvSeqLen !== undefined ? { kvSeqLen: c.kvSeqLen } : {}),
+    ...(c.valueDim !== undefined ? { valueDim: c.valueDim } : {}),
   };
-  const { batch: B, headsQ: Hq, headsKV: Hkv, seqLen: N, headDim: D } = shape;
+  const { batch: B, headsQ: Hq, headsKV: Hkv } = shape;
+  const { nq: Nq, nk: Nk, d: D, dv: Dv } = sequenceSizes(shape);
+  // Where the queries sit: an offset, or packed sequences' lengths (each its own offset).
+  const serving = {
+    ...(c.queryOffset !== undefined ? { queryOffset: c.queryOffset } : {}),
+    ...(c.seqLens ? { seqLens: c.seqLens } : {}),
+    ...(c.kvSeqLens ? { kvSeqLens: c.kvSeqLens } : {}),
+  };
+  if (c.paged && c.seqLens) {
+    throw new Error(
+      `cases.json: case "${c.name}": "paged" holds one sequence per batch, not seqLens`,
+    );
+  }
   const gateSource = c.gates ?? (pattern.kind === "gated" ? "json" : undefined);
   if ((pattern.kind === "gated") !== (gateSource !== undefined)) {
     throw new Error(`cases.json: case "${c.name}": "gates" is for gated patterns only`);
@@ -104,35 +134,35 @@ function buildCase(c: GoldenCase) {
   // Inputs are rounded to float32 first: the kernels see float32, so the oracle must too.
   const next = normals(c.seed);
   const m = c.magnitude ?? 1;
-  const q = Float32Array.from({ length: B * Hq * N * D }, () => m * next());
-  const k = Float32Array.from({ length: B * Hkv * N * D }, () => m * next());
-  const v = Float32Array.from({ length: B * Hkv * N * D }, next);
+  const q = Float32Array.from({ length: B * Hq * Nq * D }, () => m * next());
+  const k = Float32Array.from({ length: B * Hkv * Nk * D }, () => m * next());
+  const v = Float32Array.from({ length: B * Hkv * Nk * Dv }, next);
   const branches = pattern.kind === "gated" ? pattern.branches.length : 0;
   const gateShape = gateSource === "runtime"
     ? [B, Hq, branches]
     : gateSource === "runtime_position"
-    ? [B, Hq, N, branches]
+    ? [B, Hq, Nq, branches]
     : undefined;
   const gates = gateShape && {
     data: Float32Array.from({ length: gateShape.reduce((a, b) => a * b, 1) }, mulberry32(~c.seed)),
     shape: gateShape,
   };
 
-  const { o, lse, hashCodes } = reference({ pattern, shape, q, k, v, gates });
+  const { o, lse, hashCodes } = reference({ pattern, shape, ...serving, q, k, v, gates });
   // hashBucket cases keep the reference's own codes: [rounds, B, H, N] per code key.
   const hashKeys = [...hashCodes.keys()];
 
   const file = (part: string) => `${c.name}.${part}.npy`;
   const npy = new Map<string, Uint8Array>([
-    [file("q"), writeNpy({ dtype: "f4", shape: [B, Hq, N, D], data: q })],
-    [file("k"), writeNpy({ dtype: "f4", shape: [B, Hkv, N, D], data: k })],
-    [file("v"), writeNpy({ dtype: "f4", shape: [B, Hkv, N, D], data: v })],
-    [file("o"), writeNpy({ dtype: "f4", shape: [B, Hq, N, D], data: Float32Array.from(o) })],
+    [file("q"), writeNpy({ dtype: "f4", shape: [B, Hq, Nq, D], data: q })],
+    [file("k"), writeNpy({ dtype: "f4", shape: [B, Hkv, Nk, D], data: k })],
+    [file("v"), writeNpy({ dtype: "f4", shape: [B, Hkv, Nk, Dv], data: v })],
+    [file("o"), writeNpy({ dtype: "f4", shape: [B, Hq, Nq, Dv], data: Float32Array.from(o) })],
     [
       file("lse"),
       writeNpy({
         dtype: "f4",
-        shape: branches ? [branches, B, Hq, N] : [B, Hq, N],
+        shape: branches ? [branches, B, Hq, Nq] : [B, Hq, Nq],
         data: Float32Array.from(lse), // -Infinity (empty rows) survives the rounding
       }),
     ],
@@ -145,26 +175,29 @@ function buildCase(c: GoldenCase) {
     const codes = hashCodes.get(key)!;
     npy.set(
       file(`hashq${i}`),
-      writeNpy({ dtype: "u4", shape: [codes.rounds, B, Hq, N], data: codes.q }),
+      writeNpy({ dtype: "u4", shape: [codes.rounds, B, Hq, Nq], data: codes.q }),
     );
     npy.set(
       file(`hashk${i}`),
-      writeNpy({ dtype: "u4", shape: [codes.rounds, B, Hkv, N], data: codes.k }),
+      writeNpy({ dtype: "u4", shape: [codes.rounds, B, Hkv, Nk], data: codes.k }),
     );
     hashFiles[`hashq${i}`] = file(`hashq${i}`);
     hashFiles[`hashk${i}`] = file(`hashk${i}`);
   });
 
-  // Gradients of the small cases: dO drawn after the inputs, the reference's own codes.
+  // Gradients of the small cases: dO drawn after the inputs, the reference's own codes. The
+  // kernels' backward pass takes packed sequences only where each one's queries are all its
+  // positions (DESIGN §5), so packed cases with longer keys get none.
   const gradientFiles: Record<string, string> = {};
-  if (B * Hq * N * D <= GRADIENT_ELEMENTS) {
-    const dO = Float32Array.from({ length: B * Hq * N * D }, next);
-    const g = referenceGradients({ pattern, shape, q, k, v, gates, dO, hashCodes });
+  const backward = !c.kvSeqLens || c.kvSeqLens.every((n, i) => n === c.seqLens?.[i]);
+  if (B * Hq * Nq * D <= GRADIENT_ELEMENTS && backward) {
+    const dO = Float32Array.from({ length: B * Hq * Nq * Dv }, next);
+    const g = referenceGradients({ pattern, shape, ...serving, q, k, v, gates, dO, hashCodes });
     const parts: [string, number[], ArrayLike<number> | undefined][] = [
-      ["do", [B, Hq, N, D], dO],
-      ["dq", [B, Hq, N, D], g.dq],
-      ["dk", [B, Hkv, N, D], g.dk],
-      ["dv", [B, Hkv, N, D], g.dv],
+      ["do", [B, Hq, Nq, Dv], dO],
+      ["dq", [B, Hq, Nq, D], g.dq],
+      ["dk", [B, Hkv, Nk, D], g.dk],
+      ["dv", [B, Hkv, Nk, Dv], g.dv],
       ["dgates", gates?.shape ?? [], g.dgates],
     ];
     for (const [part, dims, data] of parts) {
@@ -181,6 +214,8 @@ function buildCase(c: GoldenCase) {
     name: c.name,
     pattern,
     shape,
+    ...serving,
+    ...(c.paged ? { paged: { pageSize: c.paged.pageSize } } : {}),
     gates: gateSource ?? null,
     ...(c.magnitude ? { magnitude: c.magnitude } : {}),
     seed: c.seed,

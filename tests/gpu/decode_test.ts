@@ -127,3 +127,15 @@ Deno.test("decode: a rolling paged cache, columns no query reaches sharing one j
   const want = reference({ pattern, shape, q, k, v });
   assertClose({ o: maxAbsError(got.o, want.o), lse: maxLseError(got.lse, want.lse) }, "rolling");
 });
+
+Deno.test("decode: the runtime takes the decode kernel by default only where loops unroll", () => {
+  // Software adapters (llvmpipe) JIT a decode kernel for about a minute: they keep the
+  // attention kernel unless asked (DESIGN §7).
+  const shape = { batch: 1, headsQ: 4, headsKV: 2, seqLen: 1, headDim: 16, kvSeqLen: 70 };
+  const decodes = (options: { unroll?: boolean }) =>
+    rt.compile({ kind: "causal" }, { shape, ...options }).kernelPlan.kernels
+      .some((k) => k.kind === "decode");
+  assert.equal(decodes({}), !rt.info.isFallback, `isFallback ${rt.info.isFallback}`);
+  assert.equal(decodes({ unroll: true }), true);
+  assert.equal(decodes({ unroll: false }), false);
+});

@@ -6,12 +6,22 @@
  * partial tiles and residue-class seams); a few also run with 16x16 tiles. Both shapes split
  * each row over several invocations, as the GPU shapes do. The CPU schedule tests cover tile
  * shapes exhaustively; each extra kernel costs seconds of llvmpipe compile time in CI.
+ *
+ * Serving cases (DESIGN §1) run at their query offset or with their packed sequences' lengths.
+ * A decoding call (a step or a short chunk) also runs on the kernel the runtime does not pick
+ * by default, where that one compiles quickly (DECODE_OTHER). A case marked `paged` also runs
+ * with its K and V cut into pages under a seeded shuffled block table, NaN in every row the
+ * table does not name, and must give the contiguous call's O and LSE bit for bit.
  */
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import type { AttentionShape } from "../../compiler/mod.ts";
 import { readNpyFile } from "../../cli/npy.ts";
-import { createRuntime } from "../../runtime/runtime.ts";
+import { createRuntime, type RuntimeCompileOptions } from "../../runtime/runtime.ts";
+import type { AttentionInputs, AttentionOutputs } from "../../runtime/attention_call.ts";
+import { sequenceSizes } from "../../core/shape.ts";
+import { isSoftwareAdapter } from "../../bench/measure.ts";
+import { shuffledLayout, toPages } from "./_paged_inputs.ts";
 import { hashCodeMismatches, reference } from "../../runtime/reference/mod.ts";
 import type { HashCodes } from "../../dsl/hash_bucket.ts";
 import { parsePattern } from "../../dsl/schema.ts";
@@ -41,6 +51,14 @@ interface GoldenCase {
   magnitude?: number;
   /** hashBucket cases: the code keys of files `hashq{i}` / `hashk{i}` (the reference's codes). */
   hashKeys?: string[];
+  /** Query row 0's key position; default `Nk - Nq`. */
+  queryOffset?: number;
+  /** Packed sequences' query rows (compiled with `packed: true`) and key rows. */
+  seqLens?: number[];
+  kvSeqLens?: number[];
+  /** Also run with K and V in pages of this size. */
+  paged?: { pageSize: number };
+  seed: number;
 }
 
 const manifest: { cases: GoldenCase[] } = JSON.parse(
@@ -66,6 +84,44 @@ export function maxAbsError(actual: ArrayLike<number>, expected: ArrayLike<numbe
 const rt = await createRuntime();
 addEventListener("unload", () => rt.destroy());
 
+/** One run of a case: a tile shape, the kernel a decoding step takes, or K and V in pages. */
+interface Variant {
+  label: string;
+  tiles?: typeof SECOND_TILES;
+  /** Set: the decode kernel on (true) or off, the other of the runtime's default. */
+  decode?: boolean;
+  paged?: { pageSize: number };
+}
+
+/**
+ * A decoding call's forward (at most 64 queries among longer keys) runs on the decode kernel
+ * by default where loops unroll (GPUs) and on the attention kernel elsewhere (DESIGN §7); the
+ * other one runs too, except a decode kernel on a software adapter: llvmpipe takes 40-55 s
+ * over each one.
+ */
+const DECODE_OTHER = rt.info.isFallback && isSoftwareAdapter(rt.info)
+  ? undefined
+  : rt.info.isFallback;
+
+function variantsOf(c: GoldenCase): Variant[] {
+  const variants: Variant[] = [{ label: "device tiles" }];
+  if (SMALL_TILE_CASES.has(c.name)) variants.push({ label: "tiles 16x16", tiles: SECOND_TILES });
+  if (DECODE_OTHER !== undefined && decodes(c)) {
+    const label = DECODE_OTHER ? "decode kernel" : "attention kernel";
+    variants.push({ label, decode: DECODE_OTHER });
+  }
+  if (c.paged) variants.push({ label: `pages of ${c.paged.pageSize}`, paged: c.paged });
+  return variants;
+}
+
+/** Whether some component of a case's forward takes the decode kernel when it is on. */
+function decodes(c: GoldenCase): boolean {
+  const { nq, nk } = sequenceSizes(c.shape);
+  if (nq === nk || c.seqLens) return false;
+  const options = { shape: c.shape, queryOffset: c.queryOffset, decode: true };
+  return rt.compile(c.pattern, options).kernelPlan.kernels.some((k) => k.kind === "decode");
+}
+
 /** Runs every golden case in `dtype` and checks O and LSE within `tolerance`. */
 async function checkGolden(t: Deno.TestContext, dtype: "f32" | "f16", tolerance: number) {
   // WEFT_GOLDEN=text runs only the cases whose name holds it (a quicker loop while debugging).
@@ -76,22 +132,35 @@ async function checkGolden(t: Deno.TestContext, dtype: "f32" | "f16", tolerance:
     const [q, k, v, o, lse, gates] = await Promise.all(
       ["q", "k", "v", "o", "lse", "gates"].map(load),
     );
-    const shapes = SMALL_TILE_CASES.has(c.name) ? [undefined, SECOND_TILES] : [undefined];
-    for (const tiles of shapes) {
-      const label = `${c.name} ${dtype} (${tiles ? "tiles 16x16" : "device tiles"})`;
+    // Serving cases: where the queries sit among the keys, or the packed sequences' lengths.
+    const serving = { queryOffset: c.queryOffset, seqLens: c.seqLens, kvSeqLens: c.kvSeqLens };
+    for (const variant of variantsOf(c)) {
+      const label = `${c.name} ${dtype} (${variant.label})`;
       await t.step(label, async () => {
-        const compiled = rt.compile(c.pattern, {
+        const options = {
           shape: c.shape,
           dtype,
-          tiles,
+          tiles: variant.tiles,
           gatesPerPosition: gates?.shape.length === 4,
-        });
-        const out = await rt.run(compiled, {
+          queryOffset: c.queryOffset,
+          packed: c.seqLens !== undefined,
+          decode: variant.decode,
+        };
+        const compiled = rt.compile(c.pattern, options);
+        if (variant.decode !== undefined) {
+          const decodes = compiled.kernelPlan.kernels.some((k) => k.kind === "decode");
+          assert.equal(decodes, variant.decode, "a decode kernel in the plan");
+        }
+        const inputs = {
           q: q!.data as Float32Array,
           k: k!.data as Float32Array,
           v: v!.data as Float32Array,
           gates: gates?.data as Float32Array | undefined,
-        });
+          seqLens: c.seqLens,
+          kvSeqLens: c.kvSeqLens,
+        };
+        let out: AttentionOutputs = await rt.run(compiled, inputs);
+        if (variant.paged) out = await checkPaged(c, options, inputs, variant.paged, out);
         // hashBucket: the GPU's codes must agree with the reference's wherever the sign is
         // clear; where a near-zero projection went the other way, the reference is rerun on
         // the GPU's codes, so O is always checked on the allowed set the kernel used.
@@ -102,6 +171,7 @@ async function checkGolden(t: Deno.TestContext, dtype: "f32" | "f16", tolerance:
             expected = reference({
               pattern: parsePattern(c.pattern),
               shape: c.shape,
+              ...serving,
               q: q!.data,
               k: k!.data,
               v: v!.data,
@@ -117,6 +187,40 @@ async function checkGolden(t: Deno.TestContext, dtype: "f32" | "f16", tolerance:
       });
     }
   }
+}
+
+/**
+ * Runs a case with its K and V laid into a pool of pages by a shuffled block table (spare
+ * pages, table padding and rows past Nk hold NaN) and checks the same bits as the contiguous
+ * run, O and LSE (DESIGN §1).
+ * @returns the paged run's output
+ */
+async function checkPaged(
+  c: GoldenCase,
+  options: RuntimeCompileOptions,
+  inputs: AttentionInputs & { k: Float32Array; v: Float32Array },
+  paged: { pageSize: number },
+  contiguous: AttentionOutputs,
+): Promise<AttentionOutputs> {
+  const layout = shuffledLayout(c.shape, { ...paged, spare: 3, padding: 2, seed: c.seed });
+  const { d, dv } = sequenceSizes(c.shape);
+  const compiled = rt.compile(c.pattern, {
+    ...options,
+    paged: { pageSize: layout.pageSize, pages: layout.pages },
+  });
+  const out = await rt.run(compiled, {
+    ...inputs,
+    k: toPages(inputs.k, c.shape, layout, d),
+    v: toPages(inputs.v, c.shape, layout, dv),
+    blockTable: layout.blockTable,
+  });
+  for (const part of ["o", "lse"] as const) {
+    const [a, b] = [contiguous[part], out[part]];
+    assert.equal(b.length, a.length, `paged ${part}: length`);
+    const i = Array.from(a).findIndex((x, j) => !Object.is(x, b[j]));
+    assert.equal(i, -1, `paged ${part}[${i}] = ${b[i]}, contiguous ${a[i]}`);
+  }
+  return out;
 }
 
 /**
