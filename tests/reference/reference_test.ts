@@ -442,6 +442,10 @@ Deno.test("golden files hold exactly what the reference computes from their inpu
       k: k.data,
       v: v.data,
       gates: gates && { data: gates.data, shape: gates.shape },
+      // Serving cases: where the queries sit among the keys, or packed sequences' lengths.
+      queryOffset: c.queryOffset,
+      seqLens: c.seqLens,
+      kvSeqLens: c.kvSeqLens,
     });
     // Stored as float32: the float64 result rounded once, so the match is exact.
     assert.deepEqual(o.data, Float32Array.from(out.o), `${c.name}: o`);
