@@ -11,15 +11,20 @@
 import { sequenceSizes } from "../../core/shape.ts";
 import type { AttentionShape, Dtype } from "../../core/shape.ts";
 import type { ParamBlock } from "../aux_data.ts";
-import { DECODE_THREADS, type DecodeGeometry, NO_QUERY_ROW } from "../decode.ts";
+import { DECODE_THREADS, type DecodeGeometry } from "../decode.ts";
 import type { Component } from "../plan.ts";
 import type { QueryRange } from "../query_tiles.ts";
 import { allowedReadsHeadOrBatch } from "../component_reads.ts";
-import { queriesConstants } from "./kernel_refs.ts";
+import {
+  declareDecodeBindings,
+  declareDecodeConstants,
+  decodeChunkWalk,
+  decodeStepTiles,
+} from "./decode_parts_wgsl.ts";
 import { declareLayout } from "./layout_wgsl.ts";
 import { ParamReader } from "./params_wgsl.ts";
 import { declareAllowed } from "./predicate_wgsl.ts";
-import { declareNegativeInfinity, f32, ShaderModule } from "./shader_module.ts";
+import { declareNegativeInfinity, ShaderModule } from "./shader_module.ts";
 import { declareKvRow, type PagedRows } from "./kv_row_wgsl.ts";
 
 /** What one decode kernel walks and where it writes. */
@@ -82,31 +87,19 @@ export function decodeKernel(o: DecodeKernelOptions): string {
         `Hkv=${o.shape.headsKV}, ${T === "f16" ? "float16 inputs, " : ""}float32 math`,
     );
   if (T === "f16") m.enable("f16");
-  m.declare(
-    "bindings",
-    `
-@group(0) @binding(0) var<storage, read> qIn: array<vec4<${T}>>;
-@group(0) @binding(1) var<storage, read> kIn: array<vec4<${T}>>;
-@group(0) @binding(2) var<storage, read> vIn: array<vec4<${T}>>;
-@group(0) @binding(3) var<storage, read> schedule: array<u32>;
-@group(0) @binding(4) var<storage, read> aux: array<u32>;
-@group(0) @binding(5) var<storage, read_write> splitO: array<vec4<f32>>;
-@group(0) @binding(6) var<storage, read_write> splitLse: array<f32>;`,
-  );
-  m.declare(
-    "constants",
-    `
-const N = ${o.n}u;${queriesConstants(o.queries)}
-const D4 = ${d4}u;          // head dim / 4: Q and K rows are read as vec4
-const DV4 = ${dv4}u;         // value head dim / 4: V's and O's rows
-const HQ = ${o.shape.headsQ}u;
-const HKV = ${o.shape.headsKV}u;
-const GROUP = ${o.shape.headsQ / o.shape.headsKV}u; // query heads per key/value head
-const BH = ${o.shape.batch * o.shape.headsQ}u;       // batch * query heads
-const TILE_K = ${tileK}u;
-const SLOTS = ${g.slots}u;        // query slots per listed tile
-const ROWS = ${rows}u;         // query rows per workgroup: row R of the tile is head R / SLOTS, slot R % SLOTS
-const ROW_BLOCKS = ${g.rowBlocks}u;
+  declareDecodeBindings(m, T, T);
+  declareDecodeConstants(m, {
+    n: o.n,
+    queries: o.queries,
+    shape: o.shape,
+    d4,
+    dv4,
+    tileK,
+    slots: g.slots,
+    rows,
+    rowBlocks: g.rowBlocks,
+    scale: o.scale,
+    extra: `
 const STEP_KEYS = ${o.stepKeys}u;   // keys scored per step
 const STEP_TILES = ${o.stepKeys / tileK}u;
 const THREADS = ${DECODE_THREADS}u;
@@ -115,12 +108,8 @@ const LANES = ${lanes}u;        // P·V: invocations per value vec4
 const KEY_SLICES = ${keySlices}u;   // P·V: lanes of a row split its keys this many ways
 const LANE_ROWS = ${laneRows}u;    // P·V: lanes side by side in one key slice, rows r, r + LANE_ROWS, ...
 const STAGE_KEYS = ${stageKeys}u;   // keys of K staged at a time, read coalesced
-const STAGE_STRIDE = ${d4 + 1}u;   // padded row stride of the staged K: spreads banks
-const NO_QUERY = ${NO_QUERY_ROW}u;
-const SCORE_SCALE = ${f32(o.scale * Math.LOG2E)}; // scale * log2(e): scores live in the exp2 domain
-const NO_SCORE = -1.0e30;   // below any real score; never reaches exp2 unguarded
-const LN2 = ${f32(Math.LN2)};`,
-  );
+const STAGE_STRIDE = ${d4 + 1}u;   // padded row stride of the staged K: spreads banks`,
+  });
   m.declare(
     "workgroupMemory",
     `
@@ -219,28 +208,7 @@ ${reader.lines.join("\n")}
     qRows[e] = select(vec4<f32>(0.0), vec4<f32>(qIn[row * D4 + e % D4]) * SCORE_SCALE, live);
   }
 
-  // This chunk's share of the tile's key tiles: the schedule row's runs, cut in equal parts.
-  let rowsAt = schedule[${o.scheduleSlot * 2 + 2}u];
-  let runsAt = schedule[${o.scheduleSlot * 2 + 3}u];
-  let firstRun = schedule[rowsAt + listed];
-  let lastRun = schedule[rowsAt + listed + 1u];
-  var total = 0u;
-  for (var run = firstRun; run < lastRun; run++) { total += schedule[runsAt + 2u * run + 1u]; }
-  let per = (total + chunks - 1u) / chunks;
-  let begin = min(total, chunk * per);
-  let end = min(total, begin + per);
-  // Invocation 0 walks the runs and lists each step's tiles for the others.
-  var run = firstRun;
-  var used = 0u;                       // tiles of \`run\` before the cursor
-  if (lid == 0u) {
-    var skip = begin;
-    while (run < lastRun && skip >= schedule[runsAt + 2u * run + 1u] - used) {
-      skip -= schedule[runsAt + 2u * run + 1u] - used;
-      used = 0u;
-      run++;
-    }
-    used += skip;
-  }
+${decodeChunkWalk(o.scheduleSlot)}
 
   // P·V: invocation = (lane, value vec4); a lane's rows are rowLane, rowLane + LANE_ROWS, ...
   let dd = lid % DV4;
@@ -258,17 +226,7 @@ ${stageSlots.map((i) => `  var next${i} = vec4<${T}>(0.0); // K of the next stag
   for (var done = begin; done < end; done += STEP_TILES) {
     let count = min(STEP_TILES, end - done);
     let keys = count * TILE_K;
-    if (lid == 0u) {
-      for (var t = 0u; t < count; t++) {
-        let head = schedule[runsAt + 2u * run];   // kvStart << 1 | partial
-        stepTiles[t] = (((head >> 1u) + used) << 1u) | (head & 1u);
-        used++;
-        if (used == schedule[runsAt + 2u * run + 1u]) {
-          used = 0u;
-          run++;
-        }
-      }
-    }
+${decodeStepTiles()}
     workgroupBarrier();
 
     // The step's key positions, one invocation per key.
