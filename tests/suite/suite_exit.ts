@@ -1,14 +1,15 @@
 /**
  * How `deno task test` judges the test process's exit.
  *
- * On Mesa's GL driver (the CPU-only machines' llvmpipe adapter) `deno test` sometimes aborts
- * while the process exits, after it has printed its final summary: glibc reports "double free or
- * corruption" or "corrupted size vs. prev_size" from a worker thread's thread-local destructors
- * while the main thread runs the libraries' exit handlers. Twenty lines of plain WebGPU with no
- * Weft code reproduce it (docs/TESTING.md); `deno run` and terminated Workers never do. Every
- * result has been reported by then, so a run whose summary says nothing failed is a pass, said
- * out loud. Anything else keeps its status: a crash before the summary, a failed test, an exit
- * code that is not a signal.
+ * On Mesa's software drivers (llvmpipe through GL on the CPU-only machines, and lavapipe,
+ * llvmpipe through Vulkan) `deno test` sometimes aborts while the process exits, after it has
+ * printed its final summary: glibc reports "double free or corruption", "corrupted size vs.
+ * prev_size" or "malloc_consolidate(): invalid chunk size" from a worker thread's thread-local
+ * destructors while the main thread runs the libraries' exit handlers. Twenty lines of plain
+ * WebGPU with no Weft code reproduce it (docs/TESTING.md); `deno run` and terminated Workers
+ * never do. Every result has been reported by then, so a run whose summary says nothing failed
+ * is a pass, said out loud. Anything else keeps its status: a crash before the summary, a failed
+ * test, an exit code that is not a signal.
  */
 
 /** Deno's last line: "ok | 201 passed (173 steps) | 0 failed | 1 ignored (31s)". */
@@ -56,7 +57,7 @@ export function suiteVerdict(
     code: 0,
     warning: `warning: deno test ended with ${status.signal} while exiting, after its summary ` +
       `(${summary.passed} passed, 0 failed): the results above are complete. This is the exit ` +
-      `race of Mesa's GL driver in deno test's worker threads, not a test failure ` +
+      `race of Mesa's software drivers in deno test's worker threads, not a test failure ` +
       `(docs/TESTING.md).`,
   };
 }
