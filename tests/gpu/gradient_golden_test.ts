@@ -54,9 +54,14 @@ const SOFTWARE_CASES = new Set([
   "serving_decode_causal_mqa_n45",
   "serving_gated_gqa_dv24_n48",
   "serving_packed_window_global_n45",
+  "mla_causal_mqa_d192_dv128_n10",
+  "mla_decode_window_stride_mqa_d192_dv128_n40",
 ]);
 const all = manifest.cases.filter((c) => c.files.dq);
 const cases = isSoftwareAdapter(rt.info) ? all.filter((c) => SOFTWARE_CASES.has(c.name)) : all;
+/** WEFT_GOLDEN=part runs only the cases whose names contain it (as golden_test.ts does). */
+const only = Deno.env.get("WEFT_GOLDEN");
+const chosen = (c: GoldenCase) => !only || c.name.includes(only);
 
 /** Keys past the queries, a value head dim of its own, or packed sequences (DESIGN §1). */
 function isServing(c: GoldenCase): boolean {
@@ -131,7 +136,7 @@ async function gradientErrorOf(c: GoldenCase, dtype: "f32" | "f16") {
 Deno.test("gradient goldens: the backward pass matches the stored reference gradients", async (t) => {
   assert.ok(all.length >= 20, `${all.length} cases with gradient files`);
   assert.equal(cases.length, isSoftwareAdapter(rt.info) ? SOFTWARE_CASES.size : all.length);
-  for (const c of cases) {
+  for (const c of cases.filter(chosen)) {
     await t.step(c.name, async () => {
       const { worst, largest } = await gradientErrorOf(c, "f32");
       const tolerance = 1e-4 * Math.max(1, (c.magnitude ?? 1) ** 2);
@@ -151,7 +156,7 @@ Deno.test({
   fn: async (t) => {
     const serving = all.filter(isServing);
     assert.ok(serving.length >= 5, `${serving.length} serving cases with gradient files`);
-    for (const c of serving) {
+    for (const c of serving.filter(chosen)) {
       await t.step(c.name, async () => {
         const { worst, largest } = await gradientErrorOf(c, "f16");
         assert.ok(worst <= 1e-2 * largest, `max |GPU - golden| ${worst}, largest ${largest}`);
