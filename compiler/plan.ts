@@ -9,7 +9,7 @@
  * @module
  */
 import { predicateProgram } from "../dsl/expression_check.ts";
-import type { Pattern, ScoreModifier } from "../dsl/schema.ts";
+import type { LinearPattern, Pattern, ScoreModifier } from "../dsl/schema.ts";
 import { type Atom, atomLabel } from "./atoms.ts";
 import { constantDivisors } from "../dsl/expression_intervals.ts";
 import { type BlockMask, blockMaskCounts, buildBlockMask } from "./block_mask.ts";
@@ -46,6 +46,11 @@ export interface Branch {
   score?: ScoreModifier;
   /** Uniform hashBucket weights: every allowed score of this softmax is 0 (the ANNA estimator). */
   uniform?: boolean;
+  /**
+   * A linear branch (DESIGN §2): no softmax and no components; its own kernels compute it
+   * (plan_linear.ts).
+   */
+  linear?: LinearPattern;
 }
 
 /** The tile shape the kernels and schedules share. */
@@ -137,6 +142,7 @@ export function planPattern(
       components,
       ...(b.score ? { score: b.score } : {}),
       ...(uniform[i] ? { uniform: true } : {}),
+      ...(linearOf(pattern, i) ? { linear: linearOf(pattern, i) } : {}),
     };
   });
   const gates = pattern.kind === "gated" ? pattern.gates : undefined;
@@ -151,6 +157,12 @@ export function planPattern(
     gates,
     random,
   };
+}
+
+/** Branch i's linear pattern, if it is one. */
+function linearOf(pattern: Pattern, i: number): LinearPattern | undefined {
+  const branch = pattern.kind === "gated" ? pattern.branches[i] : pattern;
+  return branch.kind === "linear" ? branch : undefined;
 }
 
 /** Band-like terms first: their tiles are cheap to exclude in any other layout. */
