@@ -377,7 +377,13 @@ export function planSummary(plan: Plan): string {
   plan.branches.forEach((b, i) => {
     const gate = plan.gates ? ` gate ${plan.gates[i]}` : "";
     lines.push(`branch ${i}: ${b.label}${gate}`);
-    if (b.components.length === 0) lines.push("  (allows nothing)");
+    if (b.linear) {
+      lines.push(
+        `  not a softmax: φ(Q)ᵀS / φ(Q)ᵀz over ${
+          b.linear.causal ? "keys k <= q" : "every key"
+        }, as chunk sums, a scan over chunks and a pass per query row (no tiles; linear in N)`,
+      );
+    } else if (b.components.length === 0) lines.push("  (allows nothing)");
     b.components.forEach((c, j) => {
       const { visited, partial } = blockMaskCounts(c.mask);
       const excl = c.exclusions.length ? ` minus components 0..${c.exclusions.length - 1}` : "";

@@ -106,21 +106,21 @@ function constants(o: LinearKernelOptions): string {
   return `
 const HQ = ${s.headsQ}u;
 const HKV = ${s.headsKV}u;
-const GROUP = ${s.headsQ / s.headsKV}u;     // query heads per key/value head
+const GROUP = ${s.headsQ / s.headsKV}u;  // query heads per key/value head
 const NQ = ${nq}u;
 const NK = ${nk}u;
-const OFFSET = ${o.queryOffset}u;           // query row i is key position OFFSET + i
+const OFFSET = ${o.queryOffset}u;  // query row i is key position OFFSET + i
 const D4 = ${d / 4}u;
 const DV = ${dv}u;
 const DV4 = ${dv / 4}u;
-const M = ${k.features}u;                 // features per row
+const M = ${k.features}u;  // features per row
 const CAUSAL = ${k.causal};
-const CHUNK = ${k.chunk}u;                // positions per chunk
+const CHUNK = ${k.chunk}u;  // positions per chunk
 const CHUNKS = ${k.chunks}u;
-const SLOTS = ${k.chunks + 1}u;           // each chunk's sums, then the total
+const SLOTS = ${k.chunks + 1}u;  // each chunk's sums, then the total
 const STATE = ${k.features * (dv + 1)}u;  // M * (DV + 1)
 const QROWS = ${rowsQ}u;
-const KEY_PHI = ${rowsQ * k.features}u;   // φ of K rows follow φ of Q rows
+const KEY_PHI = ${rowsQ * k.features}u;  // φ of K rows follow φ of Q rows
 const ROOT = ${f32(Math.sqrt(o.scale))};  // favor: x' = x * sqrt(scale)
 const NORM = ${f32(1 / Math.sqrt(k.features))};  // favor: 1 / sqrt(M)
 const O_BASE = ${k.oBase}u;
