@@ -139,3 +139,24 @@ Deno.test("linear attention refuses packed sequences and paged K and V by name",
     (e) => e instanceof ShapeError && /pattern\.branches\[1\] is linear/.test(e.message),
   );
 });
+
+Deno.test("a linear call whose sums pass one binding runs in parts by key/value head", async () => {
+  // φ of every row takes (800 + 400) x 32 x 4 = 153600 bytes whole, 38400 per (batch, kv head).
+  const small = await createRuntime({ autotune: false, maxBindingBytes: 40000 });
+  try {
+    const shape = { batch: 2, headsQ: 4, headsKV: 2, seqLen: 100, headDim: 8 };
+    const pattern: Pattern = { kind: "linear", featureMap: "favor", features: 32, causal: true };
+    const compiled = small.compile(pattern, { shape });
+    assert.equal(compiled.split?.kvHeads, 1, "one key/value head per part");
+    const q = normalTensor(800 * 8, 1), k = normalTensor(400 * 8, 2), v = normalTensor(400 * 8, 3);
+    const got = await small.run(compiled, { q, k, v });
+    const want = reference({ pattern, shape, q, k, v });
+    assert.ok(
+      maxAbsError(got.o, want.o) <= 1e-4,
+      `max |O - reference| ${maxAbsError(got.o, want.o)}`,
+    );
+    assert.ok(maxLseError(got.lse, want.lse) <= 1e-4);
+  } finally {
+    small.destroy();
+  }
+});
