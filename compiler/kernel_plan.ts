@@ -293,13 +293,15 @@ export interface LinearKernel extends Dispatch {
     | "gradKey";
   /** The branch it computes. */
   branch: number;
-  /** The feature map and its features per row (D for elu1). */
+  /** The feature map. */
   featureMap: "elu1" | "favor";
+  /** Its features per row (D for elu1). */
   features: number;
   /** Keys `k <= q` only (chunked scan), or every key (one total). */
   causal: boolean;
-  /** Positions per chunk (linearChunk), and chunks over the Nk positions. */
+  /** Positions per chunk (linearChunk). */
   chunk: number;
+  /** Chunks over the Nk positions. */
   chunks: number;
   /** Offset of its branch's slice of O, in vec4s. */
   oBase: number;
