@@ -49,6 +49,7 @@ export {
   type KernelPlan,
   type KernelShape,
   type Layout,
+  type LinearKernel,
   type MatrixConfig,
   type ModuleEntry,
   type PackedCallData,

@@ -40,6 +40,7 @@ import { joinPeer, peerMarkdown, type PeerRow } from "./peer.ts";
 import { selectPatterns, SUITE, type SuiteEntry } from "./suite.ts";
 import { DECODE_HEADER, formatDecodeRow, runDecodeBench } from "./decode.ts";
 import { formatPackedRow, packedBatchRow } from "./packed_batch.ts";
+import { formatLinearRow, LINEAR_HEADER, type LinearRow, runLinearBench } from "./linear.ts";
 
 const USAGE = `Usage: deno task bench [options]
 
@@ -57,6 +58,10 @@ const USAGE = `Usage: deno task bench [options]
                     --peer takes bench/peers/decode_peer.py's JSON), then the packed-batch
                     row: 8 causal sequences summing to 65536 packed, one by one, and dense
   --nk LIST         with --decode: key counts (default 16384,131072,1048576)
+  --linear          time linear attention against N instead: time and ns per position (B=1,
+                    --heads (8), --head-dim (64), --n (16384,65536,262144), --dtype (f16 where
+                    the adapter has it), --feature-map elu1 or favor:M (elu1), causal unless
+                    --not-causal)
   --backward        also time the backward pass (backward ms, backward / forward, and the
                     backward's efficiency against dense's) where it covers the pattern
   --no-tune         use the untuned default tile shapes (no timing of candidates, and
@@ -144,6 +149,9 @@ function parse(args: string[]) {
     backward: { type: "boolean" },
     decode: { type: "boolean" },
     nk: { type: "string" },
+    linear: { type: "boolean" },
+    "feature-map": { type: "string" },
+    "not-causal": { type: "boolean" },
     help: { type: "boolean" },
   });
   return values;
@@ -258,6 +266,7 @@ async function main(args: string[]): Promise<number> {
   }
   if (flags.from) return await report(JSON.parse(await Deno.readTextFile(flags.from)), flags);
   if (flags.decode) return await decodeBench(flags);
+  if (flags.linear) return await linearBench(flags);
   const entries = selectPatterns(flags.patterns?.split(",").map((s) => s.trim()));
   const backends = (flags.backend ?? resolveBackend()).split(",").map((b) =>
     resolveBackend(b.trim())
@@ -421,6 +430,54 @@ async function decodeBench(flags: ReturnType<typeof parse>): Promise<number> {
           null,
           2,
         ) + "\n",
+      );
+    }
+    return 0;
+  } finally {
+    rt.destroy();
+  }
+}
+
+/** `--linear`: linear attention's time and time per position against N. */
+async function linearBench(flags: ReturnType<typeof parse>): Promise<number> {
+  const rt = await createRuntime({ autotune: false, backend: flags.backend });
+  try {
+    const software = isSoftwareAdapter(rt.info);
+    const dtypes = flags.dtype === undefined
+      ? [rt.info.shaderF16 ? "f16" as const : "f32" as const]
+      : dtypeList(flags.dtype, rt.info.shaderF16);
+    const heads = positiveInt("heads", flags.heads, software ? 2 : 8);
+    console.error(
+      styleText(
+        "bold",
+        `Weft linear bench on ${rt.info.description} [${rt.info.webgpu}]: B=1 H=${heads} ` +
+          `D=${positiveInt("head-dim", flags["head-dim"], 64)}, forward pass`,
+      ),
+    );
+    if (software) console.error(styleText("yellow", `note: ${softwareNote(rt.info.description)}`));
+    const rows: LinearRow[] = [];
+    for (const dtype of dtypes) {
+      rows.push(
+        ...await runLinearBench(rt, {
+          ns: flags.n === undefined
+            ? (software ? [1024, 4096] : [16384, 65536, 262144])
+            : positiveInts("n", flags.n),
+          heads,
+          headDim: positiveInt("head-dim", flags["head-dim"], 64),
+          dtype,
+          featureMap: flags["feature-map"] ?? "elu1",
+          causal: !flags["not-causal"],
+          reps: positiveInt("reps", flags.reps, software ? 3 : 10),
+          warmup: positiveInt("warmup", flags.warmup, software ? 1 : 3),
+        }),
+      );
+    }
+    console.log([LINEAR_HEADER, ...rows.map(formatLinearRow)].join("\n"));
+    if (flags.json) {
+      const device = rt.info.description, backend = rt.info.webgpu;
+      await Deno.writeTextFile(
+        flags.json,
+        JSON.stringify({ linear: rows.map((r) => ({ device, backend, ...r })) }, null, 2) + "\n",
       );
     }
     return 0;

@@ -188,6 +188,13 @@ export async function main(args: string[]): Promise<number> {
     );
     console.log(`\ndensity (allowed (q, k) pairs of N² = ${seqLen * seqLen}):`);
     masks.forEach((m, i) => {
+      const linear = compiled.plan.branches[i].linear;
+      if (linear) {
+        // Linear attention sums over its keys without tiles: nothing is skipped or pictured.
+        const share = linear.causal ? "keys k <= q, about half of N²" : "every key, all of N²";
+        console.log(`  ${labels[i]}: not a softmax; sums over ${share}, in time linear in N`);
+        return;
+      }
       console.log(`  ${labels[i]}: ${densityLine(m, seqLen)}`);
       // lowRank landmarks are keys of their own: counted here, not in the pairs or the picture.
       for (const c of compiled.plan.branches[i].components) {
@@ -204,6 +211,7 @@ export async function main(args: string[]): Promise<number> {
     console.log(`  (measured from the tile schedule in ${formatMs(performance.now() - started)})`);
 
     masks.forEach((m, i) => {
+      if (compiled.plan.branches[i].linear) return;
       const scale = m.cellSize === 1
         ? "element-level"
         : `tile-level: a cell is ${m.cellSize}x${m.cellSize} positions`;
@@ -229,17 +237,23 @@ export async function main(args: string[]): Promise<number> {
       for (const { label, colour } of image.legend) console.log(`  ${colour} ${label}`);
     }
 
-    const searched = performance.now();
-    const r = reach(compiled.plan);
-    const scope = r.cellSize === 1 ? "exact" : `on cells of ${r.cellSize} positions, a lower bound`;
-    console.log(
-      `\nreach (${scope}; ${formatMs(performance.now() - searched)}): ` +
-        (r.hops !== undefined
-          ? `every position hears from every other within ${r.hops} attention hop(s)`
-          : `never: ${r.unreachable} of ${r.nodes * r.nodes} ordered pairs of ${r.nodes} nodes ` +
-            `stay apart however many layers are stacked`),
-    );
-    for (const line of strideClasses(compiled.plan)) console.log(`  ${line}`);
+    if (compiled.plan.branches.some((b) => b.linear)) {
+      console.log("\nreach: not measured, since a linear branch has no tile schedule to walk");
+    } else {
+      const searched = performance.now();
+      const r = reach(compiled.plan);
+      const scope = r.cellSize === 1
+        ? "exact"
+        : `on cells of ${r.cellSize} positions, a lower bound`;
+      console.log(
+        `\nreach (${scope}; ${formatMs(performance.now() - searched)}): ` +
+          (r.hops !== undefined
+            ? `every position hears from every other within ${r.hops} attention hop(s)`
+            : `never: ${r.unreachable} of ${r.nodes * r.nodes} ordered pairs of ${r.nodes} ` +
+              `nodes stay apart however many layers are stacked`),
+      );
+      for (const line of strideClasses(compiled.plan)) console.log(`  ${line}`);
+    }
   }
 
   if (values.wgsl !== undefined) {

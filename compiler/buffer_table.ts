@@ -110,6 +110,21 @@ export function bufferTable(
     // float32 dK, then dV
     sizes[`dLandmark${l.rank}`] = { bytes: shape.batch * shape.headsKV * l.count * (d + dv) * 4 };
   }
+  // Linear branches: favor's projection, φ of Q and K rows, and per key/value head the chunks'
+  // sums plus the total (forward and backward), and two numbers per query row.
+  for (const l of planned.linear) {
+    const state = shape.batch * shape.headsKV * (l.chunks + 1) * l.features * (dv + 1) * 4;
+    sizes[`linearW${l.branch}`] = {
+      bytes: l.projection.byteLength,
+      data: new Uint32Array(l.projection.buffer),
+    };
+    sizes[`linearPhi${l.branch}`] = {
+      bytes: (rows + shape.batch * shape.headsKV * nk) * l.features * 4,
+    };
+    sizes[`linearState${l.branch}`] = { bytes: state };
+    sizes[`linearGradState${l.branch}`] = { bytes: state };
+    sizes[`linearRows${l.branch}`] = { bytes: rows * 2 * 4 };
+  }
   const bound = [
     ...new Set(planned.kernels.kernels.flatMap((k) => k.bindings.map((b) => b.buffer))),
   ];

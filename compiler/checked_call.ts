@@ -20,6 +20,7 @@ import { checkBufferSizes } from "./device_checks.ts";
 import type { EdgePairForm } from "./edge_pairs.ts";
 import { MAX_KEY_SPLITS } from "./key_split.ts";
 import { checkPackable } from "./packed_patterns.ts";
+import { linearBranches } from "../dsl/linear.ts";
 import type { TileShape } from "./plan.ts";
 import { type DeviceLimits, type KernelShape, matrixShape } from "./tiles.ts";
 
@@ -210,6 +211,14 @@ export function checkCall(pattern: unknown, options: CompileOptions): CheckedCal
       throw new ShapeError(
         "Bad options: paged K and V hold one sequence per batch; packed sequences (packed: " +
           "true) take contiguous K and V: compile without paged",
+      );
+    }
+    const [linear] = linearBranches(parsed);
+    if (linear) {
+      const where = parsed.kind === "gated" ? `pattern.branches[${linear[0]}]` : "pattern";
+      throw new ShapeError(
+        `Bad options: paged K and V: ${where} is linear, whose kernels read contiguous K and V; ` +
+          "gather the pages (gatherPages) and compile without paged",
       );
     }
   }

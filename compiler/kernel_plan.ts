@@ -21,6 +21,11 @@ export type BufferName =
   | `landmarkK${number}`
   | `landmarkV${number}`
   | `dLandmark${number}`
+  | `linearW${number}`
+  | `linearPhi${number}`
+  | `linearState${number}`
+  | `linearRows${number}`
+  | `linearGradState${number}`
   | "q"
   | "k"
   | "v"
@@ -263,6 +268,47 @@ export interface GradientKernel extends Dispatch {
   ownTiles?: number[];
 }
 
+/**
+ * One step of a linear branch (DESIGN §2, plan_linear.ts): `features` writes φ of every Q and K
+ * row; `chunkSums` each key chunk's `Σ φ(K) Vᵀ` and `Σ φ(K)`; `scan` turns them into exclusive
+ * prefixes over chunks and the total; `output` each query row's O and LSE from its chunk's
+ * prefix plus its own chunk's keys directly. The backward: `gradRows` each query row's
+ * `r = g / den` and `β = -g dO·O / den`; `gradChunkSums` each query chunk's `Σ φ(Q) r dOᵀ` and
+ * `Σ β φ(Q)` over the key/value head's query heads; `gradScan` their suffixes; `gradQuery` and
+ * `gradKey` add dQ, and dK and dV, one invocation per row.
+ */
+export interface LinearKernel extends Dispatch {
+  /** Which kind of dispatch this is (`Kernel` is a union on it). */
+  kind: "linear";
+  /** Which step of the linear branch. */
+  step:
+    | "features"
+    | "chunkSums"
+    | "scan"
+    | "output"
+    | "gradRows"
+    | "gradChunkSums"
+    | "gradScan"
+    | "gradQuery"
+    | "gradKey";
+  /** The branch it computes. */
+  branch: number;
+  /** The feature map. */
+  featureMap: "elu1" | "favor";
+  /** Its features per row (D for elu1). */
+  features: number;
+  /** Keys `k <= q` only (chunked scan), or every key (one total). */
+  causal: boolean;
+  /** Positions per chunk (linearChunk). */
+  chunk: number;
+  /** Chunks over the Nk positions. */
+  chunks: number;
+  /** Offset of its branch's slice of O, in vec4s. */
+  oBase: number;
+  /** Offset of its branch's slice of LSE, in elements. */
+  lseBase: number;
+}
+
 /** Every kind of dispatch. */
 export type Kernel =
   | AttentionKernel
@@ -274,7 +320,8 @@ export type Kernel =
   | HashKernel
   | BlendKernel
   | CastKernel
-  | GradientKernel;
+  | GradientKernel
+  | LinearKernel;
 
 /**
  * One WGSL module: the kernels whose pipelines it holds (indices into `kernels`). Attention
@@ -322,6 +369,11 @@ export interface KernelPlanResult {
   splitRows: number;
   /** lowRank landmarks per rank. */
   landmarks: { rank: number; segment: number; count: number }[];
+  /**
+   * Per linear branch: its feature count, chunks, and favor's projection rounded to float32
+   * (the `linearW{branch}` buffer; empty for elu1).
+   */
+  linear: { branch: number; features: number; chunks: number; projection: Float32Array }[];
   hash: HashLayout;
   /** The gradient schedule's words (plan_gradients.ts), empty without a backward pass. */
   gradSchedule: Uint32Array;

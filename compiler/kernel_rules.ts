@@ -161,3 +161,15 @@ export function moduleKey(
     c.kLayout.kind === "sorted" ? ["bucket range", codeSetOf(o.hash, c.kLayout).buckets] : "runs",
   ]);
 }
+
+/**
+ * Positions per chunk of a linear branch's scan (plan_linear.ts): 64, so the scan is Nk / 64
+ * steps and a row's direct part at most 64 keys; fewer where a key/value head serves many query
+ * heads, since the backward's key kernel keeps a weight per (query head, chunk position) in
+ * invocation memory (at most 512).
+ */
+export function linearChunk(group: number): number {
+  let chunk = 64;
+  while (chunk > 8 && group * chunk > 512) chunk /= 2;
+  return chunk;
+}

@@ -26,6 +26,7 @@ export type {
   HashKernel,
   Kernel,
   KernelPlan,
+  LinearKernel,
   ModuleEntry,
   PoolKernel,
 } from "./kernel_plan.ts";

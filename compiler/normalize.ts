@@ -90,6 +90,8 @@ function termsOf(p: Pattern, n: number, where: string): Term[] {
       });
       return acc;
     }
+    case "linear": // no softmax terms: a linear branch runs kernels of its own (plan.ts)
+      return [];
     case "gated":
       throw new PlanError(`Cannot plan pattern: ${where}: gated may only be the outermost pattern`);
     case "scored":
@@ -170,6 +172,10 @@ export function describe(p: Pattern): string {
       })`;
     case "predicate":
       return predicateLabel(p.expr);
+    case "linear":
+      return `linear(${p.featureMap === "favor" ? `favor ${p.features}` : "elu1"}${
+        p.causal ? ", causal" : ""
+      })`;
     case "scored":
       return `scored(${describe(p.pattern)})`;
     case "union":

@@ -31,7 +31,9 @@ export const PACKED_KINDS = "dense, causal, window, ring, stride, global and pre
  */
 export function checkPackable(pattern: Pattern): void {
   visit(pattern, "pattern", (p, where) => {
-    if (p.kind !== "random" && p.kind !== "hashBucket" && p.kind !== "lowRank") return;
+    if (
+      p.kind !== "random" && p.kind !== "hashBucket" && p.kind !== "lowRank" && p.kind !== "linear"
+    ) return;
     throw new PlanError(
       `Cannot plan pattern for packed sequences: ${where} is ${p.kind}, ${WHY[p.kind]}; ` +
         `packing runs ${PACKED_KINDS} leaves in any union, intersection, gated or scored pattern`,
@@ -43,6 +45,7 @@ const WHY = {
   random: "whose blocks are drawn over each sequence's key blocks",
   hashBucket: "whose bucket order sorts whole heads, not one sequence at a time",
   lowRank: "whose landmarks are pooled over each sequence's keys",
+  linear: "whose chunked sums run over whole heads, not one sequence at a time",
 };
 
 /**

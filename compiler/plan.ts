@@ -9,7 +9,7 @@
  * @module
  */
 import { predicateProgram } from "../dsl/expression_check.ts";
-import type { Pattern, ScoreModifier } from "../dsl/schema.ts";
+import type { LinearPattern, Pattern, ScoreModifier } from "../dsl/schema.ts";
 import { type Atom, atomLabel } from "./atoms.ts";
 import { constantDivisors } from "../dsl/expression_intervals.ts";
 import { type BlockMask, blockMaskCounts, buildBlockMask } from "./block_mask.ts";
@@ -46,6 +46,11 @@ export interface Branch {
   score?: ScoreModifier;
   /** Uniform hashBucket weights: every allowed score of this softmax is 0 (the ANNA estimator). */
   uniform?: boolean;
+  /**
+   * A linear branch (DESIGN §2): no softmax and no components; its own kernels compute it
+   * (plan_linear.ts).
+   */
+  linear?: LinearPattern;
 }
 
 /** The tile shape the kernels and schedules share. */
@@ -137,6 +142,7 @@ export function planPattern(
       components,
       ...(b.score ? { score: b.score } : {}),
       ...(uniform[i] ? { uniform: true } : {}),
+      ...(linearOf(pattern, i) ? { linear: linearOf(pattern, i) } : {}),
     };
   });
   const gates = pattern.kind === "gated" ? pattern.gates : undefined;
@@ -151,6 +157,12 @@ export function planPattern(
     gates,
     random,
   };
+}
+
+/** Branch i's linear pattern, if it is one. */
+function linearOf(pattern: Pattern, i: number): LinearPattern | undefined {
+  const branch = pattern.kind === "gated" ? pattern.branches[i] : pattern;
+  return branch.kind === "linear" ? branch : undefined;
 }
 
 /** Band-like terms first: their tiles are cheap to exclude in any other layout. */
@@ -365,7 +377,13 @@ export function planSummary(plan: Plan): string {
   plan.branches.forEach((b, i) => {
     const gate = plan.gates ? ` gate ${plan.gates[i]}` : "";
     lines.push(`branch ${i}: ${b.label}${gate}`);
-    if (b.components.length === 0) lines.push("  (allows nothing)");
+    if (b.linear) {
+      lines.push(
+        `  not a softmax: φ(Q)ᵀS / φ(Q)ᵀz over ${
+          b.linear.causal ? "keys k <= q" : "every key"
+        }, as chunk sums, a scan over chunks and a pass per query row (no tiles; linear in N)`,
+      );
+    } else if (b.components.length === 0) lines.push("  (allows nothing)");
     b.components.forEach((c, j) => {
       const { visited, partial } = blockMaskCounts(c.mask);
       const excl = c.exclusions.length ? ` minus components 0..${c.exclusions.length - 1}` : "";

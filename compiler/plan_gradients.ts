@@ -42,7 +42,8 @@ import { gradientTiling } from "./gradient_tiling.ts";
 import type { BlockMask } from "./block_mask.ts";
 import { queryTiles } from "./query_tiles.ts";
 import { elementwiseWorkgroups, MAX_WORKGROUPS_X } from "./dispatch_sizes.ts";
-import type { AttentionKernel, GradientKernel, Kernel } from "./kernel_plan.ts";
+import type { AttentionKernel, GradientKernel, Kernel, LinearKernel } from "./kernel_plan.ts";
+import { linearGradientKernels } from "./plan_linear.ts";
 import type { Branch, Component, Plan } from "./plan.ts";
 import { own, read, written } from "./support_kernels.ts";
 import { readsHash } from "./component_reads.ts";
@@ -75,7 +76,7 @@ export function planGradients(
     /** Paged K and V: dK and dV are summed into the pool's shape last (`gradPages`). */
     paged?: PagedKv;
   },
-): { kernels: GradientKernel[]; schedule: Uint32Array } {
+): { kernels: (GradientKernel | LinearKernel)[]; schedule: Uint32Array } {
   const { nq, nk, d, dv } = sequenceSizes(shape);
   const rows = shape.batch * shape.headsQ * nq;
   const keys = shape.batch * shape.headsKV * nk;
@@ -91,7 +92,8 @@ export function planGradients(
   }
   const learns = new Set(plan.branches.flatMap((branch, b) => branchLearns(branch) ? [b] : []));
   const constantRows = learnable ? [written("dConstRows")] : [];
-  const kernels: GradientKernel[] = [{
+  const linear: LinearKernel[] = [];
+  const kernels: (GradientKernel | LinearKernel)[] = [{
     kind: "gradClear",
     label: `gradients: clear dQ, dK, dV${learnable ? " and the constants' row shares" : ""}`,
     ...own,
@@ -104,6 +106,14 @@ export function planGradients(
     scheduleSlot: 0,
   }];
   plan.branches.forEach((branch, b) => {
+    if (branch.linear) {
+      const features = forward.find((k): k is LinearKernel =>
+        k.kind === "linear" && k.branch === b
+      )!.features;
+      const oName = o.gated ? "branchO" : "o";
+      linear.push(...linearGradientKernels(b, branch.linear, { shape, features, oName, ...o }));
+      return;
+    }
     const first = forward.find((k): k is AttentionKernel =>
       k.kind === "attention" && k.branch === b
     )!;
@@ -216,6 +226,8 @@ export function planGradients(
       }
     });
   });
+  // Linear branches after the softmax ones: each adds into dQ, dK and dV.
+  kernels.push(...linear);
   if (o.gated) {
     const perRow = o.gatesPerPosition ? rows : shape.batch * shape.headsQ;
     kernels.push({

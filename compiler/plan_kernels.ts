@@ -60,6 +60,7 @@ import { sequenceWords } from "./packed_call.ts";
 import { wholeSequence } from "../core/packed_sequences.ts";
 import { type KernelShape, prefetches } from "./tiles.ts";
 import { branchLearns, planGradients } from "./plan_gradients.ts";
+import { linearKernels, linearSets } from "./plan_linear.ts";
 import { learnableConstants } from "../dsl/expression_check.ts";
 
 import type {
@@ -160,7 +161,16 @@ export function planKernels(plan: Plan, tiles: KernelShape, call: CheckedCall): 
     ...landmarks.map((l) => poolKernel(shape, l)),
     ...hash.sets.flatMap((set, i) => hashKernels(set, i, { shape, n: plan.n })),
   ];
-  plan.branches.forEach((_, b) => {
+  const linear = linearSets(plan, shape);
+  const gated = call.pattern.kind === "gated";
+  plan.branches.forEach((branch, b) => {
+    // A linear branch's kernels are sums and scans of their own (plan_linear.ts).
+    if (branch.linear) {
+      const features = linear.find((l) => l.branch === b)!.features;
+      const oName = gated ? "branchO" : "o";
+      kernels.push(...linearKernels(b, branch.linear, { shape, features, oName }));
+      return;
+    }
     kernels.push(...branchKernels(plan, b, {
       shape,
       slots: schedule.slots[b],
@@ -192,7 +202,6 @@ export function planKernels(plan: Plan, tiles: KernelShape, call: CheckedCall): 
       keyLoop: prefetch ? "prefetched" : "plain",
     }));
   });
-  const gated = call.pattern.kind === "gated";
   if (gated) kernels.push(blendKernel(shape, plan.branches.length, call.gatesPerPosition));
   if (dtype === "f16" && !outputF16) kernels.push(castKernel(shape));
   const learnable = learnableConstants(call.pattern);
@@ -251,6 +260,7 @@ export function planKernels(plan: Plan, tiles: KernelShape, call: CheckedCall): 
       ),
     ),
     landmarks,
+    linear,
     hash,
     gradSchedule: gradients?.schedule ?? new Uint32Array(0),
     learned: Float32Array.from([...learnable.values()].flatMap((c) => c.values)),

@@ -29,6 +29,7 @@ import { decodeKernel } from "./wgsl/decode_wgsl.ts";
 import { decodeLanesKernel } from "./wgsl/decode_lanes_wgsl.ts";
 import { decodeCombineKernel } from "./wgsl/decode_combine_wgsl.ts";
 import { gradientKernel } from "./wgsl/gradient_wgsl.ts";
+import { linearKernel } from "./wgsl/linear_wgsl.ts";
 import { learnableConstants, learnableOffsets } from "../dsl/expression_check.ts";
 import { branchLearns } from "./plan_gradients.ts";
 import { outputVec4s } from "./support_kernels.ts";
@@ -269,6 +270,20 @@ function renderOther(k: Exclude<Kernel, AttentionKernel>, o: RenderContext): str
       return castKernel({
         count: outputVec4s(shape),
         groupsX: k.workgroups[0],
+      });
+    case "linear":
+      return linearKernel({
+        kernel: k,
+        shape,
+        dtype,
+        scale: o.call.scale,
+        queryOffset: o.call.queryOffset,
+        ...(o.call.pattern.kind === "gated"
+          ? {
+            gates: { branches: o.plan.branches.length, perPosition: o.call.gatesPerPosition },
+          }
+          : {}),
+        label: o.plan.branches[k.branch].label,
       });
     case "gradClear":
     case "gradStats":

@@ -146,6 +146,29 @@ export function hashBucket(options: {
 }
 
 /**
+ * Linear attention (DESIGN §2): `out[q] = φ(Q_q)ᵀ S / φ(Q_q)ᵀ z` with `S = Σ_k φ(K_k) V_kᵀ`
+ * and `z = Σ_k φ(K_k)` over every key, or keys `k <= q` with `causal`. `"elu1"` maps a row to
+ * `elu(x) + 1` (D features); `"favor"` to Performer's `features` positive random features, the
+ * projection drawn from `seed`. Not a softmax: use it alone or as a branch of `gated`.
+ * @param options the feature map, favor's feature count and seed (default 0), and `causal`
+ * @returns the linear pattern
+ * @example
+ * ```ts
+ * import { gated, linear, window } from "./builders.ts";
+ * linear({ featureMap: "favor", features: 64, seed: 1, causal: true }); // Performer, causal
+ * gated([window(64, 0), linear({ featureMap: "elu1", causal: true })]); // a hybrid
+ * ```
+ */
+export function linear(options: {
+  featureMap: "elu1" | "favor";
+  features?: number;
+  seed?: number;
+  causal?: boolean;
+}): Pattern {
+  return parsePattern({ kind: "linear", ...options });
+}
+
+/**
  * One softmax over the union of the members' allowed sets.
  * @param members patterns (at least one)
  * @returns the union pattern

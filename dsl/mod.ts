@@ -13,6 +13,8 @@ export {
   KINDS,
   LEAF_KINDS,
   type LeafPattern,
+  LINEAR_FEATURES_MAX,
+  type LinearPattern,
   type LowRankPattern,
   parsePattern,
   type Pattern,

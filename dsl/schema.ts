@@ -115,6 +115,29 @@ export const ScoreSchema = z.strictObject({
   ).optional(),
 });
 
+/** The most random features a `favor` linear attention may draw (DESIGN §2, linear attention). */
+export const LINEAR_FEATURES_MAX = 1024;
+/**
+ * Linear attention (DESIGN §2): not a softmax but `φ(Q)ᵀ S / φ(Q)ᵀ z` over every key, or over
+ * `k <= q` with `causal`. `features` is favor's `m` (elu1 has D features); `seed` draws favor's
+ * projection. Outermost or a gated branch only (`parsePattern` checks the place).
+ */
+export const LinearSchema = z.strictObject({
+  kind: z.literal("linear"),
+  featureMap: z.enum(["elu1", "favor"], {
+    error: (i) => `linear featureMap must be "elu1" or "favor", got ${show(i.input)}`,
+  }),
+  features: integer("linear features", 1, LINEAR_FEATURES_MAX).optional(),
+  seed: integer("linear seed", 0, U32_MAX).optional(),
+  causal: z.boolean({
+    error: (i) => `linear causal must be true or false, got ${show(i.input)}`,
+  }).optional(),
+}).refine((p) => p.featureMap !== "favor" || p.features !== undefined, {
+  error:
+    `linear features must be an integer in [1, ${LINEAR_FEATURES_MAX}] for "favor", got nothing`,
+  path: ["features"],
+});
+
 /** The leaf kinds: each is one allowed-set rule from DESIGN §2. */
 export const LEAF_KINDS = [
   "dense",
@@ -129,7 +152,7 @@ export const LEAF_KINDS = [
   "predicate",
 ] as const;
 /** Every kind the schema accepts. */
-export const KINDS = [...LEAF_KINDS, "union", "intersect", "gated", "scored"] as const;
+export const KINDS = [...LEAF_KINDS, "linear", "union", "intersect", "gated", "scored"] as const;
 
 function patternList(what: string) {
   return z.array(z.lazy(() => PatternSchema), {
@@ -173,7 +196,13 @@ export const ScoredSchema = z.strictObject({
 });
 
 /** A sparse attention pattern in its JSON form (DESIGN §2). */
-export type Pattern = LeafPattern | UnionPattern | IntersectPattern | GatedPattern | ScoredPattern;
+export type Pattern =
+  | LeafPattern
+  | LinearPattern
+  | UnionPattern
+  | IntersectPattern
+  | GatedPattern
+  | ScoredPattern;
 /** The allowed set of `pattern`, its scores passed through `score`. */
 export interface ScoredPattern {
   /** The JSON tag that selects this combinator (DESIGN §2). */
@@ -236,6 +265,7 @@ export const PatternSchema: z.ZodType<Pattern> = z.discriminatedUnion("kind", [
   RandomSchema,
   LowRankSchema,
   HashBucketSchema,
+  LinearSchema,
   UnionSchema,
   IntersectSchema,
   GatedSchema,
@@ -332,6 +362,24 @@ export interface HashBucketPattern {
   /** `"softmax"` (default), or `"uniform"`: every allowed score of its softmax is 0 (ANNA). */
   weights?: "softmax" | "uniform";
 }
+/**
+ * Linear attention (Katharopoulos et al.'s elu+1, Performer's FAVOR+): `out[q] = φ(Q_q)ᵀ S /
+ * φ(Q_q)ᵀ z` with `S = Σ_k φ(K_k) V_kᵀ` and `z = Σ_k φ(K_k)` over every key, or `k <= q` when
+ * `causal` (DESIGN §2). Not a softmax: the outermost pattern or a gated branch only.
+ */
+export interface LinearPattern {
+  /** The JSON tag that selects this kind (DESIGN §2). */
+  kind: "linear";
+  /** `"elu1"`: `φ(x) = elu(x) + 1`; `"favor"`: positive random features (DESIGN §2). */
+  featureMap: "elu1" | "favor";
+  /** favor's random features `m`, 1 to 1024 (`LINEAR_FEATURES_MAX`); elu1: D, if given. */
+  features?: number;
+  /** favor's projection seed, a u32 (default 0). */
+  seed?: number;
+  /** Keys `k <= q` only (default false: every key). */
+  causal?: boolean;
+}
+
 /** A predicate written in TypeScript (`PredicateSchema` and dsl/expression.ts say what it may hold). */
 export interface PredicatePattern extends ExpressionSource {
   /** The JSON tag that selects this rule (DESIGN §2). */
@@ -349,6 +397,7 @@ type _LeavesMatchSchemas = [
   Expect<SameType<LowRankPattern, z.infer<typeof LowRankSchema>>>,
   Expect<SameType<HashBucketPattern, z.infer<typeof HashBucketSchema>>>,
   Expect<SameType<PredicatePattern, z.infer<typeof PredicateSchema>>>,
+  Expect<SameType<LinearPattern, z.infer<typeof LinearSchema>>>,
   Expect<SameType<ScoreModifier, z.infer<typeof ScoreSchema>>>,
 ];
 /** A pattern that is not a combinator. */
@@ -386,6 +435,7 @@ export function parsePattern(input: unknown): Pattern {
     throw new PatternError(`Cannot compile pattern: ${where}: ${oneLine(issue)}`);
   }
   rejectNestedGated(result.data, "pattern", true);
+  rejectNestedLinear(result.data, "pattern", true);
   checkExpressions(result.data);
   return result.data;
 }
@@ -405,6 +455,22 @@ function rejectNestedGated(p: Pattern, where: string, top: boolean): void {
     ? [[p.pattern, `${where}.pattern`] as const]
     : [];
   for (const [child, path] of children) rejectNestedGated(child, path, false);
+}
+
+/** Linear attention is no allowed set: it stands alone or as a gated branch (DESIGN §2). */
+function rejectNestedLinear(p: Pattern, where: string, place: boolean): void {
+  if (p.kind === "linear" && !place) {
+    throw new PatternError(
+      `Cannot compile pattern: ${where}: "linear" may only be the outermost pattern or a gated ` +
+        `branch (it is not a softmax, so it cannot join a union, an intersection or a score); ` +
+        `blend it with softmax patterns as a branch of "gated"`,
+    );
+  }
+  if (p.kind === "gated") {
+    p.branches.forEach((c, i) => rejectNestedLinear(c, `${where}.branches[${i}]`, true));
+  } else if (p.kind === "union" || p.kind === "intersect") {
+    p.of.forEach((c, i) => rejectNestedLinear(c, `${where}.of[${i}]`, false));
+  } else if (p.kind === "scored") rejectNestedLinear(p.pattern, `${where}.pattern`, false);
 }
 
 type Issue = z.core.$ZodIssue;

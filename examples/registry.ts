@@ -25,6 +25,7 @@ const EXAMPLES: Record<string, () => Promise<ExampleModule>> = {
   custom_pattern: () => import("./custom_pattern.ts"),
   reformer: () => import("./reformer.ts"),
   anna: () => import("./anna.ts"),
+  performer: () => import("./performer.ts"),
 };
 
 /**

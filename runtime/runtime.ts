@@ -21,6 +21,7 @@ import { PipelineCache } from "./pipeline_cache.ts";
 import { checkShape } from "../core/input_shapes.ts";
 import { DeviceError, DeviceLostError, ShapeError } from "../core/errors.ts";
 import { chooseSplit, runSplit, type Split } from "./split_run.ts";
+import { linearBranches, linearFeatureCount } from "../dsl/linear.ts";
 import { checkFinite } from "./finite_check.ts";
 
 /**
@@ -303,6 +304,12 @@ async function openSession(runtimeOptions: RuntimeOptions): Promise<Session> {
         call.dtype,
         branches,
         bindingLimit,
+        Math.max(
+          0,
+          ...linearBranches(call.pattern).map(([i, p]) =>
+            linearFeatureCount(p, call.shape.headDim, `pattern.branches[${i}]`)
+          ),
+        ),
       );
       if (split && call.backward) {
         throw new DeviceError(

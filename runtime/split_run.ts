@@ -9,6 +9,7 @@
 import type { AttentionShape, CompiledAttention, Dtype } from "../compiler/mod.ts";
 import { sequenceSizes } from "../core/shape.ts";
 import { DeviceError } from "../core/errors.ts";
+import { linearChunk } from "../compiler/kernel_rules.ts";
 import type { AttentionInputs, AttentionOutputs } from "./attention_call.ts";
 import type { HashCodes } from "../dsl/hash_bucket.ts";
 
@@ -26,6 +27,7 @@ export interface Split {
  * @param shape the sizes
  * @param dtype element type of Q, K, V
  * @param branches softmax branches (gated patterns keep one O per branch)
+ * @param linearFeatures the most features of a linear branch (0 without one)
  * @returns the biggest single buffer
  * @example
  * ```ts
@@ -33,12 +35,21 @@ export interface Split {
  * largestBinding({ batch: 1, headsQ: 8, headsKV: 8, seqLen: 1024, headDim: 64 }, "f32", 1); // 2097152
  * ```
  */
-export function largestBinding(shape: AttentionShape, dtype: Dtype, branches: number): number {
+export function largestBinding(
+  shape: AttentionShape,
+  dtype: Dtype,
+  branches: number,
+  linearFeatures = 0,
+): number {
   const { batch, headsQ, headsKV } = shape;
   const { nq, nk, d, dv } = sequenceSizes(shape);
   const rows = batch * headsQ * nq;
   const element = dtype === "f16" ? 2 : 4;
+  // A linear branch's φ of every Q and K row, and its chunks' sums per key/value head.
+  const chunks = Math.ceil(nk / linearChunk(headsQ / headsKV)) + 1;
   return Math.max(
+    (rows + batch * headsKV * nk) * linearFeatures * 4,
+    batch * headsKV * chunks * linearFeatures * (dv + 1) * 4,
     rows * Math.max(d, dv) * 4, // float32 O (and q in f32)
     batch * headsKV * nk * Math.max(d, dv) * element,
     branches > 1 ? rows * dv * 4 * branches : 0,
@@ -47,7 +58,8 @@ export function largestBinding(shape: AttentionShape, dtype: Dtype, branches: nu
 }
 
 /**
- * Chooses the parts for a shape whose tensors exceed `limit` bytes per binding: as many key/value
+ * Chooses the parts for a shape whose tensors (and linear branches' sums, of `linearFeatures`
+ * features at most) exceed `limit` bytes per binding: as many key/value
  * heads per part as fit (a divisor of Hkv, so every part has the same shape), one batch per part.
  * @returns the split, or undefined when the whole call fits
  * @throws {DeviceError} when even one key/value head of one batch does not fit
@@ -57,20 +69,20 @@ export function chooseSplit(
   dtype: Dtype,
   branches: number,
   limit: number,
+  linearFeatures = 0,
 ): Split | undefined {
-  if (largestBinding(shape, dtype, branches) <= limit) return undefined;
+  const bytes = (s: AttentionShape) => largestBinding(s, dtype, branches, linearFeatures);
+  if (bytes(shape) <= limit) return undefined;
   const group = shape.headsQ / shape.headsKV;
   for (let kvHeads = shape.headsKV; kvHeads >= 1; kvHeads--) {
     if (shape.headsKV % kvHeads !== 0) continue;
     const part = { ...shape, batch: 1, headsKV: kvHeads, headsQ: kvHeads * group };
-    if (largestBinding(part, dtype, branches) <= limit) return { full: shape, part, kvHeads };
+    if (bytes(part) <= limit) return { full: shape, part, kvHeads };
   }
   const one = { ...shape, batch: 1, headsKV: 1, headsQ: group };
   throw new DeviceError(
     `Cannot run at this shape: one batch of one key/value head (${group} query heads) at ` +
-      `N=${sequenceSizes(shape).nk}, D=${shape.headDim} needs a ${
-        largestBinding(one, dtype, branches)
-      }-byte ` +
+      `N=${sequenceSizes(shape).nk}, D=${shape.headDim} needs a ${bytes(one)}-byte ` +
       `buffer, over maxStorageBufferBindingSize (${limit}); use a shorter sequence`,
   );
 }

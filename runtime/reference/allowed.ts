@@ -126,6 +126,8 @@ function build(p: Pattern, n: number, where: string, at: HeadBatch): AllowedFn {
     case "predicate":
       // The expression from the pattern itself, run by the interpreter (same program as the kernel's).
       return predicateFunction(predicateProgram(p, `${where}.expr`), n, at.head, at.batch);
+    case "linear": // the keys its sums run over (DESIGN §2); its weights are no softmax's
+      return p.causal ? (q, k) => k <= q : () => true;
     case "scored": // a score modifier changes weights, not the allowed set
       return build(p.pattern, n, `${where}.pattern`, at);
     case "gated":

@@ -8,7 +8,8 @@
  *
  * where dO_i = g_i dO for a gated branch i (and dg_i = dO · O_i). Landmarks are means of their
  * segment's K and V rows, so a landmark's gradient is shared equally by those rows; hashBucket
- * codes are fixed by the forward (the allowed set does not move with the inputs); query heads
+ * codes are fixed by the forward (the allowed set does not move with the inputs); a linear
+ * branch's rows go through linear.ts; query heads
  * of a group add into their key/value head. Loops, not speed: it is the oracle the GPU's
  * backward and the finite differences are checked against.
  * @module
@@ -110,22 +111,23 @@ export function referenceGradients(input: GradientInput): ReferenceGradients {
     for (let d = 0; d < Dv; d++) dORow[d] = g * input.dO[dOAt + d];
     const branch = setup.branches[i];
     const targets = sources.map((s) => s.landmarks ? pooledOf(i, s.landmarks) : { dk, dv });
-    softmaxRowBackward({
-      q: input.q,
-      qRow,
-      sources,
-      targets,
-      D,
-      Dv,
-      scale: setup.scale,
-      score: branch.score(b, h, q),
-      slope: branch.scoreSlope(b, h, q),
-      constantSlopes: branch.scoreConstantSlopes(b, h, q),
-      dConstants: dConstantSums,
-      dO: dORow,
-      dq,
-      o: oRow,
-    });
+    if (branch.linear) branch.linear.backward(b, h, q, { dO: dORow, dq, dv, out: oRow });
+    else {softmaxRowBackward({
+        q: input.q,
+        qRow,
+        sources,
+        targets,
+        D,
+        Dv,
+        scale: setup.scale,
+        score: branch.score(b, h, q),
+        slope: branch.scoreSlope(b, h, q),
+        constantSlopes: branch.scoreConstantSlopes(b, h, q),
+        dConstants: dConstantSums,
+        dO: dORow,
+        dq,
+        o: oRow,
+      });}
     if (dgates) {
       // O = Σ_i g_i O_i: ∂loss/∂g_i = dO · O_i.
       let dot = 0;
@@ -136,6 +138,8 @@ export function referenceGradients(input: GradientInput): ReferenceGradients {
       dgates[at] += dot;
     }
   });
+  // A linear branch's keys: their φ gradients through the feature map.
+  for (const branch of setup.branches) branch.linear?.finish(dk);
   // A landmark is the mean of its segment's rows: each row gets its share of the gradient.
   for (const l of pooled.values()) {
     const seq = setup.sequences[l.sequence];

@@ -20,6 +20,7 @@ import {
   hashCodeKey,
   type HashCodes,
 } from "../../dsl/hash_bucket.ts";
+import { type LinearRows, linearRows } from "./linear.ts";
 import { landmarkAllows, landmarkRanks, poolLandmarks } from "./landmarks.ts";
 import { checkLowRankPlacement, landmarkGeometry } from "../../dsl/low_rank.ts";
 import {
@@ -110,7 +111,8 @@ export function reference(input: ReferenceInput): ReferenceOutput {
   const lse = new Float64Array(branches * B * Hq * N);
   const row = new Float64Array(Dv);
   setup.forEachRow((b, h, q, qRow, i, sources) => {
-    const lseRow = softmaxRow({
+    const linear = setup.branches[i].linear;
+    const lseRow = linear ? linear.row(b, h, q, row) : softmaxRow({
       q: input.q,
       qRow,
       sources,
@@ -179,6 +181,8 @@ export interface BranchSetup {
     h: number,
     q: number,
   ): ((s: number, k: number) => ConstantSlope[]) | undefined;
+  /** A linear branch (DESIGN §2): its rows, computed without a softmax; it has no sources. */
+  linear?: LinearRows;
 }
 
 /** What a reference call is computed from, once its input is checked (DESIGN §1-§2, §4). */
@@ -237,6 +241,17 @@ export function referenceSetup(input: ReferenceInput): ReferenceSetup {
   const uniform = checkHashPlacement(pattern);
   const hashCodes = input.hashCodes ?? referenceHashCodes(pattern, shape, input.q, input.k);
   const setups: BranchSetup[] = branches.map((branch, i) => {
+    if (branch.kind === "linear") {
+      const rows = linearRows(branch, { ...input, shape, scale, sequences, sequenceOf });
+      const none = () => undefined;
+      return {
+        sources: () => [],
+        score: none,
+        scoreSlope: none,
+        scoreConstantSlopes: none,
+        linear: rows,
+      };
+    }
     // A(q) depends on batch and head only through predicates that read b or h; otherwise each
     // branch's keys per query are listed once per sequence.
     const perHead = allowedSetUsesHeadOrBatch(branch) || hashBucketsOf(branch).length > 0;

@@ -38,6 +38,17 @@ const VALID: { json: unknown; built: () => Pattern }[] = [
     json: { kind: "gated", branches: [{ kind: "dense" }] },
     built: () => w.gated([w.dense()]),
   },
+  {
+    json: { kind: "linear", featureMap: "favor", features: 1024, seed: 7, causal: true },
+    built: () => w.linear({ featureMap: "favor", features: 1024, seed: 7, causal: true }),
+  },
+  {
+    json: {
+      kind: "gated",
+      branches: [{ kind: "window", left: 4, right: 0 }, { kind: "linear", featureMap: "elu1" }],
+    },
+    built: () => w.gated([w.window(4, 0), w.linear({ featureMap: "elu1" })]),
+  },
 ];
 
 /** Bad input and the text the one-line PatternError must contain (the field's path first). */
@@ -109,6 +120,43 @@ const INVALID: { why: string; input: unknown; message: RegExp }[] = [
     why: "seed past u32",
     input: { kind: "random", blocks: 1, blockSize: 32, seed: 2 ** 32 },
     message: /pattern\.seed: random seed must be an integer in \[0, 4294967295\]/,
+  },
+  {
+    why: "unknown feature map",
+    input: { kind: "linear", featureMap: "relu" },
+    message: /pattern\.featureMap: linear featureMap must be "elu1" or "favor", got "relu"/,
+  },
+  {
+    why: "favor without features",
+    input: { kind: "linear", featureMap: "favor", seed: 1 },
+    message: /pattern\.features: linear features must be an integer in \[1, 1024\] for "favor"/,
+  },
+  {
+    why: "favor features past the range",
+    input: { kind: "linear", featureMap: "favor", features: 1025 },
+    message: /pattern\.features: linear features must be an integer in \[1, 1024\], got 1025/,
+  },
+  {
+    why: "linear inside a union",
+    input: { kind: "union", of: [{ kind: "causal" }, { kind: "linear", featureMap: "elu1" }] },
+    message: /pattern\.of\[1\]: "linear" may only be the outermost pattern or a gated branch/,
+  },
+  {
+    why: "linear inside an intersection of a gated branch",
+    input: {
+      kind: "gated",
+      branches: [{ kind: "intersect", of: [{ kind: "linear", featureMap: "elu1" }] }],
+    },
+    message: /pattern\.branches\[0\]\.of\[0\]: "linear" may only be the outermost/,
+  },
+  {
+    why: "linear under a score",
+    input: {
+      kind: "scored",
+      pattern: { kind: "linear", featureMap: "elu1" },
+      score: { expr: "s" },
+    },
+    message: /pattern\.pattern: "linear" may only be the outermost pattern/,
   },
   {
     why: "non-finite gate",

@@ -42,6 +42,36 @@ const PATTERNS: Case[] = [
   },
   { name: "a string", run: bad("dense"), error: PatternError, says: /must be an object/ },
   {
+    name: "linear feature map unknown",
+    run: bad({ kind: "linear", featureMap: "relu" }),
+    error: PatternError,
+    says: /pattern\.featureMap: linear featureMap must be "elu1" or "favor", got "relu"/,
+  },
+  {
+    name: "favor with 0 features",
+    run: bad({ kind: "linear", featureMap: "favor", features: 0 }),
+    error: PatternError,
+    says: /pattern\.features: linear features must be an integer in \[1, 1024\], got 0/,
+  },
+  {
+    name: "linear in a union",
+    run: bad({
+      kind: "union",
+      of: [{ kind: "window", left: 4, right: 0 }, {
+        kind: "linear",
+        featureMap: "elu1",
+      }],
+    }),
+    error: PatternError,
+    says: /pattern\.of\[1\]: "linear" may only be the outermost pattern or a gated branch/,
+  },
+  {
+    name: "elu1 with features other than D",
+    run: bad({ kind: "linear", featureMap: "elu1", features: 8 }),
+    error: PlanError,
+    says: /pattern\.features: elu1 maps each row to its own D = 16 features, got 8/,
+  },
+  {
     name: "window left < 0",
     run: bad({ kind: "window", left: -1, right: 2 }),
     error: PatternError,
@@ -495,6 +525,16 @@ const SHAPES: Case[] = [
     says: /paged K and V hold one sequence per batch; packed sequences .*compile without paged/,
   },
   {
+    name: "linear attention with paged K and V",
+    run: () =>
+      compile({ kind: "linear", featureMap: "elu1" }, {
+        shape,
+        paged: { pageSize: 16, pages: 8 },
+      }),
+    error: ShapeError,
+    says: /paged K and V: pattern is linear, whose kernels read contiguous K and V/,
+  },
+  {
     name: "scale infinite (reference)",
     run: () =>
       reference({
@@ -615,6 +655,19 @@ const lengths =
     );
 
 const PACKED: Case[] = [
+  {
+    name: "packed linear attention",
+    run: packed({
+      kind: "gated",
+      branches: [{ kind: "causal" }, {
+        kind: "linear",
+        featureMap: "elu1",
+        causal: true,
+      }],
+    }),
+    error: PlanError,
+    says: /pattern\.branches\[1\] is linear, whose chunked sums run over whole heads/,
+  },
   {
     name: "packed with batch 2",
     run: packed({ kind: "causal" }, { shape: { ...packedShape, batch: 2 } }),

@@ -18,7 +18,8 @@ export type Skeleton =
       | "lowRankCausal"
       | "predicate"
       | "hashBucket"
-      | "hashUniform";
+      | "hashUniform"
+      | "linear";
   }
   | { kind: "scored"; pattern: Skeleton }
   | { kind: "union" | "intersect"; of: Skeleton[] }
@@ -41,10 +42,16 @@ export function randomSkeleton(rng: Rng, depth = 3): Skeleton {
   if (rng() < 0.1) return { kind: "scored", pattern: inner(rng, depth - 1, true) };
   // Uniform hashBucket weights only where every pair of the softmax is theirs.
   const uniformOr = (s: Skeleton): Skeleton => rng() < 0.06 ? { kind: "hashUniform" } : s;
+  // A gated branch may also be linear attention (never a union or intersect member). The same
+  // draw decides both, so the skeletons after it stay those of the seed.
+  const branchOf = (s: Skeleton): Skeleton => {
+    const r = rng();
+    return r < 0.06 ? { kind: "hashUniform" } : r >= 0.84 ? { kind: "linear" } : s;
+  };
   if (rng() < 0.25) {
     const branches = Array.from(
       { length: int(rng, 2, 3) },
-      () => uniformOr(inner(rng, depth - 1)),
+      () => branchOf(inner(rng, depth - 1)),
     );
     return { kind: "gated", branches, jsonGates: rng() < 0.5 };
   }
@@ -124,6 +131,11 @@ export function fillPattern(s: Skeleton, n: number, rng: Rng): Pattern {
         seed: pick(rng, [0, 1, 2]),
         ...(s.kind === "hashUniform" ? { weights: "uniform" as const } : {}),
       };
+    case "linear":
+      // elu1, causal or not, drawn from N so the stream of numbers stays the seed's. favor's
+      // exp(W x' - |x'|²/2) underflows float32 at the fuzzer's large magnitudes (tests/gpu has
+      // it at unit scale).
+      return { kind: "linear", featureMap: "elu1", causal: n % 2 === 1 };
     case "predicate":
       // Predicates bake their constants into the WGSL: a few templates and values keep the
       // number of kernels bounded; negative operands of % and floor division included.

@@ -5,7 +5,7 @@
  * of the largest (times the scores' growth for large-input cases). hashBucket cases whose GPU
  * codes differ from the stored ones, where a projection is within rounding of a plane, are
  * checked against the reference on the GPU's codes instead, as the output goldens are. A
- * software adapter runs a few of them (SOFTWARE_CASES), the serving cases among them.
+ * software adapter runs a few of them (SOFTWARE_CASES), the serving and linear cases among them.
  *
  * Serving cases (DESIGN §1: keys past the queries at the default or a given offset, a value
  * head dim of its own, packed sequences) run at their offset or lengths; in float16, where the
@@ -49,6 +49,8 @@ addEventListener("unload", () => rt.destroy());
 const SOFTWARE_CASES = new Set([
   "gqa_union_lowrank_n61",
   "mqa_batch2_causal_hash_n64",
+  "linear_favor_causal_gqa_n80",
+  "gated_window_linear_elu1_causal_n48",
   "serving_chunk_window_lowrank_gqa_n70",
   "serving_offset_window_stride_n61",
   "serving_decode_causal_mqa_n45",

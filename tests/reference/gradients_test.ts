@@ -158,6 +158,20 @@ const CASES: [string, Pattern, Shape, { perPosition: boolean }?][] = [
     MQA,
     { perPosition: true },
   ],
+  ["linear, elu1, causal (GQA)", { kind: "linear", featureMap: "elu1", causal: true }, GQA],
+  ["linear, favor", { kind: "linear", featureMap: "favor", features: 5, seed: 3 }, MQA],
+  [
+    "gated window and causal favor, runtime gates per position",
+    {
+      kind: "gated",
+      branches: [
+        { kind: "window", left: 2, right: 0 },
+        { kind: "linear", featureMap: "favor", features: 6, seed: 1, causal: true },
+      ],
+    },
+    GQA,
+    { perPosition: true },
+  ],
 ];
 
 for (const [name, pattern, shape, gates] of CASES) {
