@@ -5,7 +5,8 @@
  * of the largest (times the scores' growth for large-input cases). hashBucket cases whose GPU
  * codes differ from the stored ones, where a projection is within rounding of a plane, are
  * checked against the reference on the GPU's codes instead, as the output goldens are. A
- * software adapter runs a few of them (SOFTWARE_CASES), the serving and linear cases among them.
+ * software adapter runs a few of them (SOFTWARE_CASES), the serving, linear and MLA cases among
+ * them (MLA's only on lavapipe: _software_gl.ts).
  *
  * Serving cases (DESIGN §1: keys past the queries at the default or a given offset, a value
  * head dim of its own, packed sequences) run at their offset or lengths; in float16, where the
@@ -19,6 +20,7 @@ import { createRuntime } from "../../runtime/runtime.ts";
 import { hashCodeMismatches, referenceGradients } from "../../runtime/reference/mod.ts";
 import { parsePattern } from "../../dsl/schema.ts";
 import { isSoftwareAdapter } from "../../bench/measure.ts";
+import { skippedOnSoftwareGl } from "./_software_gl.ts";
 import { gradientError, type GradientSet } from "../../cli/_common.ts";
 
 interface GoldenCase {
@@ -60,7 +62,9 @@ const SOFTWARE_CASES = new Set([
   "mla_decode_window_stride_mqa_d192_dv128_n40",
 ]);
 const all = manifest.cases.filter((c) => c.files.dq);
-const cases = isSoftwareAdapter(rt.info) ? all.filter((c) => SOFTWARE_CASES.has(c.name)) : all;
+const cases = isSoftwareAdapter(rt.info)
+  ? all.filter((c) => SOFTWARE_CASES.has(c.name) && !skippedOnSoftwareGl(c.shape, rt.info))
+  : all;
 /** WEFT_GOLDEN=part runs only the cases whose names contain it (as golden_test.ts does). */
 const only = Deno.env.get("WEFT_GOLDEN");
 const chosen = (c: GoldenCase) => !only || c.name.includes(only);
