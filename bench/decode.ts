@@ -1,7 +1,9 @@
 /**
  * `deno task bench --decode`: one decoding step against a KV cache. B = 4, Hq = 32, Hkv = 8
  * (a Llama-style GQA cache), D = 128, float16, one query row per head at the last position,
- * Nk in {16384, 131072, 1048576}; dense, window(4096) and ring(128) ∪ stride(64). Each row has
+ * Nk in {16384, 131072, 1048576}; dense, window(4096) and ring(128) ∪ stride(64); and multi-head
+ * latent attention's cache (`mla` rows: Hkv = 1, the shared latent head, with D = 192 for keys,
+ * 128 latent and 64 rotary, and Dv = 128), dense and window(4096). Each row has
  * the GPU time (median of sustained samples), the K and V bytes the pattern's allowed keys
  * hold, those bytes per second and their share of the GPU's memory bandwidth, and with
  * `--peer` FlexAttention's and SDPA's time on the same cache (bench/peers/decode_peer.py).
@@ -19,22 +21,42 @@ import { normalTensor } from "../runtime/seeded_random.ts";
 import { isSoftwareAdapter, median, sustainedGpuTimes } from "./measure.ts";
 import { chooseSplit } from "../runtime/split_run.ts";
 
-/** The decode suite: name and pattern. */
-export const DECODE_SUITE: readonly { name: string; pattern: Pattern }[] = [
-  { name: "dense", pattern: { kind: "dense" } },
-  { name: "window4096", pattern: { kind: "window", left: 4096, right: 4096 } },
+/** The caches of the decode bench: a GQA cache, or MLA's one latent head (decodeShape). */
+export type DecodeCache = "gqa" | "mla";
+
+/** A decode suite entry: name, pattern and the cache it decodes against. */
+export interface DecodeEntry {
+  name: string;
+  pattern: Pattern;
+  cache: DecodeCache;
+}
+
+const WINDOW_4096: Pattern = { kind: "window", left: 4096, right: 4096 };
+
+/** The decode suite. */
+export const DECODE_SUITE: readonly DecodeEntry[] = [
+  { name: "dense", pattern: { kind: "dense" }, cache: "gqa" },
+  { name: "window4096", pattern: WINDOW_4096, cache: "gqa" },
   {
     name: "ring+stride64",
     pattern: {
       kind: "union",
       of: [{ kind: "ring", radius: 128 }, { kind: "stride", period: 64 }],
     },
+    cache: "gqa",
   },
+  { name: "mla", pattern: { kind: "dense" }, cache: "mla" },
+  { name: "mla+window4096", pattern: WINDOW_4096, cache: "mla" },
 ];
 
-/** The cache shape of the decode bench at Nk keys. */
-export function decodeShape(nk: number, batch = 4): AttentionShape {
-  return { batch, headsQ: 32, headsKV: 8, seqLen: 1, kvSeqLen: nk, headDim: 128 };
+/**
+ * The cache shape of the decode bench at Nk keys: Hq = 32 query heads on 8 key/value heads of
+ * D = 128 (GQA), or on one shared head with D = 192 and Dv = 128 (MLA, examples/mla.ts).
+ */
+export function decodeShape(nk: number, batch = 4, cache: DecodeCache = "gqa"): AttentionShape {
+  return cache === "mla"
+    ? { batch, headsQ: 32, headsKV: 1, seqLen: 1, kvSeqLen: nk, headDim: 192, valueDim: 128 }
+    : { batch, headsQ: 32, headsKV: 8, seqLen: 1, kvSeqLen: nk, headDim: 128 };
 }
 
 /** NVIDIA H200's HBM3e bandwidth (its data sheet), bytes per second. */
@@ -129,62 +151,77 @@ export async function runDecodeBench(
   const peers: DecodePeerRow[] = o.peer ? JSON.parse(await Deno.readTextFile(o.peer)) : [];
   const suite = DECODE_SUITE.filter((e) => !o.patterns || o.patterns.includes(e.name));
   const rows: DecodeRow[] = [];
-  const limit = rt.device.limits.maxStorageBufferBindingSize;
   for (const nk of o.nks) {
-    const full = decodeShape(nk);
-    // Past one binding the runtime runs parts of one batch and some key/value heads.
-    const split = chooseSplit(full, "f16", 1, limit);
-    const shape = split?.part ?? full;
-    const parts = split ? full.batch * (full.headsKV / split.kvHeads) : 1;
-    const { d, dv } = sequenceSizes(shape);
-    const inputs = {
-      q: fill(shape.batch * shape.headsQ * d, 1),
-      k: fill(shape.batch * shape.headsKV * nk * d, 2),
-      v: fill(shape.batch * shape.headsKV * nk * dv, 3),
-    };
-    for (const entry of suite) {
-      const compiled = rt.compile(entry.pattern, { shape, dtype: "f16" });
-      const call = await rt.prepare(compiled, inputs);
-      let samples: number[];
-      try {
-        samples = await sustainedGpuTimes(call, o.reps, o.warmup);
-      } finally {
-        call.destroy();
-      }
-      const ms = median(samples) * parts;
-      // The same cache in pages of PAGE_SIZE keys, the table a shuffled permutation.
-      const pagedMs = parts === 1
-        ? median(await pagedSamples(rt, entry.pattern, shape, inputs, o)) * parts
-        : undefined;
-      const allowedKeys = allowedKeysAtLast(entry.pattern, nk);
-      const rolling = parts > 1
-        ? await rollingSamples(rt, entry.pattern, full, { ...o, limit })
-        : undefined;
-      const kvBytes = full.batch * full.headsKV * allowedKeys * (d + dv) * 2;
-      const bytesPerSecond = kvBytes / (ms / 1e3);
-      const peer = (impl: DecodePeerRow["impl"]) =>
-        peers.find((p) => p.pattern === entry.name && p.nk === nk && p.impl === impl);
-      const row: DecodeRow = {
-        pattern: entry.name,
-        nk,
-        ms,
-        parts,
-        allowedKeys,
-        kvBytes,
-        bytesPerSecond,
-        bandwidthShare: bytesPerSecond / H200_BYTES_PER_SECOND,
-        samples,
-        ...(pagedMs === undefined ? {} : { pagedMs }),
-        ...(rolling ? { rollingMs: median(rolling.samples), rollingPages: rolling.pages } : {}),
-        ...(peer("flex_attention") ? { flexMs: peer("flex_attention")!.ms } : {}),
-        ...(peer("flex_attention")?.mask_ms
-          ? { flexMaskMs: peer("flex_attention")!.mask_ms! }
-          : {}),
-        ...(peer("sdpa") ? { sdpaMs: peer("sdpa")!.ms } : {}),
-      };
-      rows.push(row);
-      console.error(formatDecodeRow(row));
+    for (const cache of ["gqa", "mla"] as const) {
+      const entries = suite.filter((e) => e.cache === cache);
+      if (entries.length > 0) rows.push(...await cacheRows(rt, nk, cache, entries, peers, o));
     }
+  }
+  return rows;
+}
+
+/** The rows of the entries that decode against one cache at Nk keys. */
+async function cacheRows(
+  rt: Runtime,
+  nk: number,
+  cache: DecodeCache,
+  entries: readonly DecodeEntry[],
+  peers: readonly DecodePeerRow[],
+  o: { reps: number; warmup: number },
+): Promise<DecodeRow[]> {
+  const rows: DecodeRow[] = [];
+  const limit = rt.device.limits.maxStorageBufferBindingSize;
+  const full = decodeShape(nk, 4, cache);
+  // Past one binding the runtime runs parts of one batch and some key/value heads.
+  const split = chooseSplit(full, "f16", 1, limit);
+  const shape = split?.part ?? full;
+  const parts = split ? full.batch * (full.headsKV / split.kvHeads) : 1;
+  const { d, dv } = sequenceSizes(shape);
+  const inputs = {
+    q: fill(shape.batch * shape.headsQ * d, 1),
+    k: fill(shape.batch * shape.headsKV * nk * d, 2),
+    v: fill(shape.batch * shape.headsKV * nk * dv, 3),
+  };
+  for (const entry of entries) {
+    const compiled = rt.compile(entry.pattern, { shape, dtype: "f16" });
+    const call = await rt.prepare(compiled, inputs);
+    let samples: number[];
+    try {
+      samples = await sustainedGpuTimes(call, o.reps, o.warmup);
+    } finally {
+      call.destroy();
+    }
+    const ms = median(samples) * parts;
+    // The same cache in pages of PAGE_SIZE keys, the table a shuffled permutation.
+    const pagedMs = parts === 1
+      ? median(await pagedSamples(rt, entry.pattern, shape, inputs, o)) * parts
+      : undefined;
+    const allowedKeys = allowedKeysAtLast(entry.pattern, nk);
+    const rolling = parts > 1
+      ? await rollingSamples(rt, entry.pattern, full, { ...o, limit })
+      : undefined;
+    const kvBytes = full.batch * full.headsKV * allowedKeys * (d + dv) * 2;
+    const bytesPerSecond = kvBytes / (ms / 1e3);
+    const peer = (impl: DecodePeerRow["impl"]) =>
+      peers.find((p) => p.pattern === entry.name && p.nk === nk && p.impl === impl);
+    const row: DecodeRow = {
+      pattern: entry.name,
+      nk,
+      ms,
+      parts,
+      allowedKeys,
+      kvBytes,
+      bytesPerSecond,
+      bandwidthShare: bytesPerSecond / H200_BYTES_PER_SECOND,
+      samples,
+      ...(pagedMs === undefined ? {} : { pagedMs }),
+      ...(rolling ? { rollingMs: median(rolling.samples), rollingPages: rolling.pages } : {}),
+      ...(peer("flex_attention") ? { flexMs: peer("flex_attention")!.ms } : {}),
+      ...(peer("flex_attention")?.mask_ms ? { flexMaskMs: peer("flex_attention")!.mask_ms! } : {}),
+      ...(peer("sdpa") ? { sdpaMs: peer("sdpa")!.ms } : {}),
+    };
+    rows.push(row);
+    console.error(formatDecodeRow(row));
   }
   return rows;
 }

@@ -54,9 +54,10 @@ const USAGE = `Usage: deno task bench [options]
   --backend LIST    WebGPU implementations, one table: native (Deno's own), dawn (npm webgpu,
                     subgroup matrices where the GPU has them); default: WEFT_BACKEND, else native
   --decode          time one decoding step against a KV cache instead (B=4, Hq=32, Hkv=8,
-                    D=128, f16; --nk, --patterns from dense, window4096, ring+stride64;
-                    --peer takes bench/peers/decode_peer.py's JSON), then the packed-batch
-                    row: 8 causal sequences summing to 65536 packed, one by one, and dense
+                    D=128, f16; MLA's cache: Hkv=1, D=192, Dv=128; --nk, --patterns from
+                    dense, window4096, ring+stride64, mla, mla+window4096; --peer takes
+                    bench/peers/decode_peer.py's JSON), then the packed-batch row: 8 causal
+                    sequences summing to 65536 packed, one by one, and dense
   --nk LIST         with --decode: key counts (default 16384,131072,1048576)
   --linear          time linear attention against N instead: time and ns per position (B=1,
                     --heads (8), --head-dim (64), --n (16384,65536,262144), --dtype (f16 where
@@ -402,7 +403,8 @@ async function decodeBench(flags: ReturnType<typeof parse>): Promise<number> {
       styleText(
         "bold",
         `Weft decode bench on ${rt.info.description} [${rt.info.webgpu}]: B=4 Hq=32 Hkv=8 ` +
-          "D=128 f16, one query row per head at the last position; GPU timestamps",
+          "D=128 f16 (mla rows: Hkv=1 D=192 Dv=128), one query row per head at the last " +
+          "position; GPU timestamps",
       ),
     );
     console.error(DECODE_HEADER);

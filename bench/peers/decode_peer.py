@@ -1,10 +1,13 @@
 """Decoding peers for `deno task bench --decode`: PyTorch FlexAttention (its decoding kernel,
 which flex_attention picks for short queries) and F.scaled_dot_product_attention, each decoding
 one query row per head against the same KV cache Weft decodes: B = 4, Hq = 32, Hkv = 8 (GQA,
-`enable_gqa=True`), D = 128, float16, the query at the last position (offset Nk - 1).
+`enable_gqa=True`), D = 128, float16, the query at the last position (offset Nk - 1). The `mla`
+patterns decode multi-head latent attention's cache: Hkv = 1 (the shared latent head), D = 192
+for queries and keys, Dv = 128 for values.
 
     python3 bench/peers/decode_peer.py --out decode_peer.json \
-        [--nk 16384,131072,1048576] [--patterns dense,window4096,ring+stride64] \
+        [--nk 16384,131072,1048576] \
+        [--patterns dense,window4096,ring+stride64,mla,mla+window4096] \
         [--batch-calls 20] [--repeats 5]
 
 Each pattern's mask_mod is the exact allowed set of DESIGN §2 on absolute positions (the query
@@ -29,7 +32,13 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 
-B, HQ, HKV, D = 4, 32, 8, 128
+B, HQ = 4, 32
+# (key/value heads, D, Dv) of each cache: Llama-style GQA, and MLA's one latent head.
+CACHES = {"gqa": (8, 128, 128), "mla": (1, 192, 128)}
+
+
+def cache_of(pattern):
+    return "mla" if pattern.startswith("mla") else "gqa"
 
 
 def mask_mod_of(pattern, nk):
@@ -46,7 +55,8 @@ def mask_mod_of(pattern, nk):
         ring = torch.minimum(dist, nk - dist) <= 128
         return ring | ((p - kv_idx) % 64 == 0)
 
-    return {"dense": None, "window4096": window, "ring+stride64": ring_stride}[pattern]
+    return {"dense": None, "window4096": window, "ring+stride64": ring_stride, "mla": None,
+            "mla+window4096": window}[pattern]
 
 
 def time_calls(fn, calls, repeats):
@@ -93,7 +103,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
     ap.add_argument("--nk", default="16384,131072,1048576")
-    ap.add_argument("--patterns", default="dense,window4096,ring+stride64")
+    ap.add_argument("--patterns", default="dense,window4096,ring+stride64,mla,mla+window4096")
     ap.add_argument("--batch-calls", type=int, default=20)
     ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args()
@@ -101,10 +111,11 @@ def main():
     flex = torch.compile(flex_attention, fullgraph=True)
     rows = []
     for nk in [int(x) for x in args.nk.split(",")]:
-        q = torch.randn(B, HQ, 1, D, device="cuda", dtype=torch.float16)
-        k = torch.randn(B, HKV, nk, D, device="cuda", dtype=torch.float16)
-        v = torch.randn(B, HKV, nk, D, device="cuda", dtype=torch.float16)
         for pattern in args.patterns.split(","):
+            hkv, d, dv = CACHES[cache_of(pattern)]
+            q = torch.randn(B, HQ, 1, d, device="cuda", dtype=torch.float16)
+            k = torch.randn(B, hkv, nk, d, device="cuda", dtype=torch.float16)
+            v = torch.randn(B, hkv, nk, dv, device="cuda", dtype=torch.float16)
             mask_mod = mask_mod_of(pattern, nk)
             mask_ms = None
             block_mask = None
@@ -146,8 +157,8 @@ def main():
                     print(f"sdpa {pattern} nk={nk} failed: {e}", file=sys.stderr)
             with open(args.out, "w") as f:
                 json.dump(rows, f, indent=1)
-        del q, k, v
-        torch.cuda.empty_cache()
+            del q, k, v
+            torch.cuda.empty_cache()
 
 
 if __name__ == "__main__":
