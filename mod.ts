@@ -61,6 +61,8 @@ export {
   type RandomAtom,
   type RandomTable,
   type RandomTables,
+  type SelectGeometry,
+  type SelectKernel,
   type SubgroupLimits,
   type TileShape,
 } from "./compiler/mod.ts";
@@ -94,4 +96,8 @@ export {
   referenceHashCodes,
   type ReferenceInput,
   type ReferenceOutput,
+  referenceSelections,
+  type SelectedBlocks,
+  selectionDisagreements,
+  type SelectLookup,
 } from "./runtime/reference/mod.ts";

@@ -4,6 +4,7 @@
  * allocates and fills buffers from this table alone.
  * @module
  */
+import { selectBuffers } from "./select_attention.ts";
 import { DeviceError } from "../core/errors.ts";
 import { type AttentionShape, type Dtype, sequenceSizes } from "../core/shape.ts";
 import { type PagedKv, tableColumns } from "../core/paged_kv.ts";
@@ -109,6 +110,11 @@ export function bufferTable(
     sizes[`landmarkV${l.rank}`] = { bytes: bytes / d * dv };
     // float32 dK, then dV
     sizes[`dLandmark${l.rank}`] = { bytes: shape.batch * shape.headsKV * l.count * (d + dv) * 4 };
+  }
+  for (const k of planned.kernels.kernels) {
+    if (k.kind === "selectBlocks") {
+      for (const [name, bytes] of selectBuffers(k)) sizes[name] = { bytes };
+    }
   }
   const bound = [
     ...new Set(planned.kernels.kernels.flatMap((k) => k.bindings.map((b) => b.buffer))),

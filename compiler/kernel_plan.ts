@@ -15,12 +15,15 @@ import type { HashLayout } from "./hash_layout.ts";
 import type { KernelShape } from "./tiles.ts";
 import type { GradientTiling } from "./gradient_tiling.ts";
 import type { DecodeGeometry, DecodeLanes } from "./decode.ts";
+import type { SelectGeometry } from "./select_attention.ts";
 
 /** The buffers a kernel can bind, by name; the buffer table sizes each (buffer_table.ts). */
 export type BufferName =
   | `landmarkK${number}`
   | `landmarkV${number}`
   | `dLandmark${number}`
+  | `selectMeans${number}`
+  | `selection${number}`
   | "q"
   | "k"
   | "v"
@@ -210,6 +213,26 @@ export interface HashKernel extends Dispatch {
   set: number;
 }
 
+/**
+ * A select branch's kernels (DESIGN §2, select_attention.ts): `selectMeans` writes the block
+ * means of K, `selectBlocks` each position's kept blocks, `selectAttention` the branch's O and
+ * LSE over them.
+ */
+export interface SelectKernel extends Dispatch {
+  /** Which step of the branch. */
+  kind: "selectMeans" | "selectBlocks" | "selectAttention";
+  /** The select's branch: its buffers are `selectMeans{branch}` and `selection{branch}`. */
+  branch: number;
+  /** What the kernels are specialised on. */
+  geometry: SelectGeometry;
+  /** selectAttention: keys per staged tile. */
+  tileK: number;
+  /** Offset of the branch's slice of O, in vec4s. */
+  oBase: number;
+  /** Offset of the branch's slice of LSE, in elements. */
+  lseBase: number;
+}
+
 /** Blends a gated pattern's branches by their gates. */
 export interface BlendKernel extends Dispatch {
   /** Which kind of dispatch this is (`Kernel` is a union on it). */
@@ -272,6 +295,7 @@ export type Kernel =
   | DecodeCombineKernel
   | PoolKernel
   | HashKernel
+  | SelectKernel
   | BlendKernel
   | CastKernel
   | GradientKernel;
@@ -357,4 +381,6 @@ const PRE_PASSES = new Set<Kernel["kind"]>([
   "bucketCounts",
   "bucketScan",
   "bucketScatter",
+  "selectMeans",
+  "selectBlocks",
 ]);

@@ -23,6 +23,8 @@ import {
   hashCodesKernel,
 } from "./wgsl/hash_sort_wgsl.ts";
 import { poolingKernel } from "./wgsl/pooling_wgsl.ts";
+import { blockMeansKernel, selectBlocksKernel } from "./wgsl/select_wgsl.ts";
+import { selectAttentionKernel } from "./wgsl/select_attention_wgsl.ts";
 import type { PagedRows } from "./wgsl/kv_row_wgsl.ts";
 import { splitCombineKernel } from "./wgsl/split_combine_wgsl.ts";
 import { decodeKernel } from "./wgsl/decode_wgsl.ts";
@@ -258,6 +260,18 @@ function renderOther(k: Exclude<Kernel, AttentionKernel>, o: RenderContext): str
       return bucketScanKernel(sort(k.set));
     case "bucketScatter":
       return bucketScatterKernel(sort(k.set));
+    case "selectMeans":
+      return blockMeansKernel(k.geometry, k.workgroups[0]);
+    case "selectBlocks":
+      return selectBlocksKernel(k.geometry, { scale: o.call.scale, groupsX: k.workgroups[0] });
+    case "selectAttention":
+      return selectAttentionKernel(k.geometry, {
+        scale: o.call.scale,
+        tileK: k.tileK,
+        groupsX: k.workgroups[0],
+        oBase: k.oBase,
+        lseBase: k.lseBase,
+      });
     case "blend":
       return blendKernel({
         shape,

@@ -23,6 +23,12 @@ import {
 import { landmarkAllows, landmarkRanks, poolLandmarks } from "./landmarks.ts";
 import { checkLowRankPlacement, landmarkGeometry } from "../../dsl/low_rank.ts";
 import {
+  referenceSelections,
+  selectBranchesAt,
+  type SelectedBlocks,
+  selectLookup,
+} from "./selection.ts";
+import {
   type ConstantSlope,
   scoreConstantSlopesFunction,
   scoreDerivativeFunction,
@@ -55,6 +61,12 @@ export interface ReferenceInput {
    */
   hashCodes?: HashCodes;
   /**
+   * The blocks each select kept (the GPU's, from `Runtime.run`), so that two blocks whose
+   * importances round the other way do not change the allowed set; default: chosen here in
+   * float64 (selection.ts).
+   */
+  selectedBlocks?: SelectedBlocks[];
+  /**
    * Where query row 0 sits among the keys (DESIGN §1): query row `i` is position
    * `queryOffset + i`; default `Nk - Nq` (the last Nq positions: a prefill chunk or decoding).
    */
@@ -76,6 +88,8 @@ export interface ReferenceOutput {
   lse: Float64Array;
   /** The hashBucket codes the allowed sets were built from (empty without hashBuckets). */
   hashCodes: HashCodes;
+  /** The blocks each select kept, as the allowed sets used them (empty without selects). */
+  selectedBlocks: SelectedBlocks[];
 }
 
 /**
@@ -125,7 +139,7 @@ export function reference(input: ReferenceInput): ReferenceOutput {
     const oRow = ((b * Hq + h) * N + q) * Dv;
     for (let d = 0; d < Dv; d++) o[oRow + d] += g * row[d];
   });
-  return { o, lse, hashCodes: setup.hashCodes };
+  return { o, lse, hashCodes: setup.hashCodes, selectedBlocks: setup.selectedBlocks };
 }
 
 /**
@@ -191,6 +205,7 @@ export interface ReferenceSetup {
   /** Where the gates come from: a runtime tensor per head or per position, or fixed. */
   gateLayout: GateLayout | "fixed";
   hashCodes: HashCodes;
+  selectedBlocks: SelectedBlocks[];
   /** Every (batch, query head, query row, branch) with its Q row offset and key sources. */
   forEachRow(
     visit: (b: number, h: number, q: number, qRow: number, i: number, sources: KeySource[]) => void,
@@ -236,10 +251,15 @@ export function referenceSetup(input: ReferenceInput): ReferenceSetup {
   // A uniform hashBucket's softmax gives every allowed key score 0 (the ANNA estimator).
   const uniform = checkHashPlacement(pattern);
   const hashCodes = input.hashCodes ?? referenceHashCodes(pattern, shape, input.q, input.k);
+  const selects = selectBranchesAt(pattern, shape, input);
+  const selectedBlocks = selects.some((s) => s)
+    ? input.selectedBlocks ?? referenceSelections(pattern, shape, input.q, input.k, scale)
+    : [];
   const setups: BranchSetup[] = branches.map((branch, i) => {
     // A(q) depends on batch and head only through predicates that read b or h; otherwise each
     // branch's keys per query are listed once per sequence.
-    const perHead = allowedSetUsesHeadOrBatch(branch) || hashBucketsOf(branch).length > 0;
+    const perHead = allowedSetUsesHeadOrBatch(branch) || hashBucketsOf(branch).length > 0 ||
+      selects[i] !== undefined;
     const cache = new Map<string, number[][]>();
     const keys = (b: number, h: number, s: number) => {
       const at = `${perHead ? b * Hq + h : 0}/${s}`;
@@ -251,6 +271,7 @@ export function referenceSetup(input: ReferenceInput): ReferenceSetup {
           head: h,
           batch: b,
           hash: hashLookup(hashCodes, shape, b, h, seq),
+          ...(selects[i] ? { select: selectLookup(selectedBlocks, i, shape, b, h) } : {}),
         });
         list = Array.from(
           { length: seq.qLen },
@@ -340,6 +361,7 @@ export function referenceSetup(input: ReferenceInput): ReferenceSetup {
     gate: gated ? gate : () => 1,
     gateLayout: gated && input.gates ? layout : "fixed",
     hashCodes,
+    selectedBlocks,
     forEachRow(visit) {
       for (let b = 0; b < B; b++) {
         for (let h = 0; h < Hq; h++) {
