@@ -5,6 +5,7 @@
  * @module
  */
 import { selectBuffers } from "./select_attention.ts";
+import { selectBitsBuffer } from "./select_gradients.ts";
 import { DeviceError } from "../core/errors.ts";
 import { type AttentionShape, type Dtype, sequenceSizes } from "../core/shape.ts";
 import { type PagedKv, tableColumns } from "../core/paged_kv.ts";
@@ -114,6 +115,10 @@ export function bufferTable(
   for (const k of planned.kernels.kernels) {
     if (k.kind === "selectBlocks") {
       for (const [name, bytes] of selectBuffers(k)) sizes[name] = { bytes };
+    }
+    if (k.kind === "selectBits") {
+      const [name, bytes] = selectBitsBuffer(k);
+      sizes[name] = { bytes };
     }
   }
   const bound = [

@@ -24,6 +24,7 @@ export type BufferName =
   | `dLandmark${number}`
   | `selectMeans${number}`
   | `selection${number}`
+  | `selectBits${number}`
   | "q"
   | "k"
   | "v"
@@ -233,6 +234,25 @@ export interface SelectKernel extends Dispatch {
   lseBase: number;
 }
 
+/**
+ * A select branch's backward kernels (select_gradients.ts, DESIGN §6), over the blocks the
+ * forward kept: `selectBits` marks each position's kept blocks in a bitset, `selectGradQuery`
+ * walks each position's kept blocks (query-major) into dQ, and `selectGradKey` walks each key
+ * block's positions that kept it (key-major, testing the bitset) into dK and dV.
+ */
+export interface SelectGradientKernel extends Dispatch {
+  /** Which step of the branch's backward pass. */
+  kind: "selectBits" | "selectGradQuery" | "selectGradKey";
+  /** The select's branch: it reads `selection{branch}` and `selectBits{branch}`. */
+  branch: number;
+  /** What the kernels are specialised on (the forward's). */
+  geometry: SelectGeometry;
+  /** selectGradQuery and selectGradKey: keys per staged tile. */
+  tileK: number;
+  /** selectGradKey: (position, query head) rows staged per step; else 0. */
+  rows: number;
+}
+
 /** Blends a gated pattern's branches by their gates. */
 export interface BlendKernel extends Dispatch {
   /** Which kind of dispatch this is (`Kernel` is a union on it). */
@@ -296,6 +316,7 @@ export type Kernel =
   | PoolKernel
   | HashKernel
   | SelectKernel
+  | SelectGradientKernel
   | BlendKernel
   | CastKernel
   | GradientKernel;

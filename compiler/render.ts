@@ -32,7 +32,12 @@ import { decodeLanesKernel } from "./wgsl/decode_lanes_wgsl.ts";
 import { decodeCombineKernel } from "./wgsl/decode_combine_wgsl.ts";
 import { gradientKernel } from "./wgsl/gradient_wgsl.ts";
 import { learnableConstants, learnableOffsets } from "../dsl/expression_check.ts";
-import { branchLearns } from "./plan_gradients.ts";
+import { branchFirstKernel, branchLearns } from "./plan_gradients.ts";
+import {
+  selectBitsKernel,
+  selectGradKeyKernel,
+  selectGradQueryKernel,
+} from "./wgsl/select_gradient_wgsl.ts";
 import { outputVec4s } from "./support_kernels.ts";
 
 export { pipelineKey } from "./wgsl/shader_module.ts";
@@ -272,6 +277,22 @@ function renderOther(k: Exclude<Kernel, AttentionKernel>, o: RenderContext): str
         oBase: k.oBase,
         lseBase: k.lseBase,
       });
+    case "selectBits":
+      return selectBitsKernel(k.geometry, k.workgroups[0]);
+    case "selectGradQuery":
+    case "selectGradKey": {
+      const options = {
+        scale: o.call.scale,
+        tileK: k.tileK,
+        rows: k.rows,
+        groupsX: k.workgroups[0],
+        branch: k.branch,
+        queryRows: shape.batch * shape.headsQ * shape.seqLen,
+      };
+      return k.kind === "selectGradQuery"
+        ? selectGradQueryKernel(k.geometry, options)
+        : selectGradKeyKernel(k.geometry, options);
+    }
     case "blend":
       return blendKernel({
         shape,
@@ -292,10 +313,8 @@ function renderOther(k: Exclude<Kernel, AttentionKernel>, o: RenderContext): str
     case "gradGates":
     case "gradConstants":
     case "gradPages": {
-      // The branch's normalised O: where its first attention kernel writes it (vec4 offset).
-      const first = o.planned.kernels.kernels.find((x): x is AttentionKernel =>
-        x.kind === "attention" && x.branch === k.branch
-      );
+      // The branch's normalised O: where its first kernel writes it (vec4 offset).
+      const first = branchFirstKernel(o.planned.kernels.kernels, k.branch);
       const gated = o.call.pattern.kind === "gated";
       return gradientKernel({
         kernel: k,

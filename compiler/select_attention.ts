@@ -65,7 +65,6 @@ export function checkSelectCall(
     packed?: boolean;
     paged?: unknown;
     queryOffset?: number;
-    backward?: boolean;
   },
 ): void {
   const at = selectBranches(pattern).find((b) => b)?.path;
@@ -81,8 +80,6 @@ export function checkSelectCall(
     ? `queryOffset (${options.queryOffset})`
     : dv !== d
     ? `shape.valueDim (${dv}, not headDim ${d})`
-    : options.backward
-    ? "backward (the backward pass through a select is not built yet)"
     : undefined;
   if (bad) {
     throw new ShapeError(

@@ -53,9 +53,8 @@ export const SEQ_LENS = [1, 2, 3, 7, 16, 31, 64, 97, 131, 200];
 export async function fuzz(rt: Runtime, o: FuzzOptions): Promise<FuzzSummary> {
   const rng: Rng = mulberry32(o.seed);
   const skeletons = Array.from({ length: o.skeletons }, () => randomSkeleton(rng, 3));
-  // One select skeleton more, from a stream of its own so that the others stay as they were;
-  // its backward pass is not built, so not with grad.
-  if (!o.grad) skeletons.push(selectSkeleton(mulberry32(o.seed ^ 0x5e1ec7)));
+  // One select skeleton more, from a stream of its own so that the others stay as they were.
+  skeletons.push(selectSkeleton(mulberry32(o.seed ^ 0x5e1ec7)));
   const shapes = Array.from({ length: o.shapes }, () => randomShape(rng, o));
   const summary: FuzzSummary = { ok: 0, mismatches: [], refused: 0, kinds: [] };
   const kinds = new Set<string>();

@@ -17,6 +17,7 @@ import {
   selectionDisagreements,
 } from "../../runtime/reference/mod.ts";
 import type { AttentionGradients } from "../../runtime/attention_call.ts";
+import type { SelectedBlocks } from "../../runtime/reference/mod.ts";
 import { constantGradientError, gradientError } from "../../cli/_common.ts";
 import type { Runtime } from "../../runtime/runtime.ts";
 import { mulberry32, normals } from "../../runtime/seeded_random.ts";
@@ -137,7 +138,7 @@ export async function checkCase(
     selectedBlocks: out.selectedBlocks,
   });
   const errO = maxError(out.o, want.o), errLse = maxError(out.lse, want.lse);
-  const errGrad = dO ? gradientErrorOf(c, inputs, dO, out.gradients, gates, out.hashCodes) : 0;
+  const errGrad = dO ? gradientErrorOf(c, inputs, dO, out.gradients, gates, out) : 0;
   const gradTol = tol * (dtype === "f16" ? 2 : 1);
   const ok = errO <= tol && errLse <= tol && errGrad <= gradTol;
   return {
@@ -164,16 +165,18 @@ function gradientErrorOf(
   dO: Float32Array,
   got: AttentionGradients | undefined,
   gates: { data: Float32Array; shape: number[] } | undefined,
-  hashCodes: HashCodes | undefined,
+  chosen: { hashCodes?: HashCodes; selectedBlocks?: SelectedBlocks[] },
 ): number {
   if (!got) return Infinity;
+  // hashBucket codes and select blocks: the allowed set the forward used.
   const want = referenceGradients({
     pattern: c.pattern,
     shape: c.shape,
     ...inputs,
     dO,
     gates,
-    hashCodes,
+    hashCodes: chosen.hashCodes,
+    selectedBlocks: chosen.selectedBlocks,
   });
   const { worst, largest } = gradientError(got, want);
   const relative = largest === 0 ? worst : worst / largest;

@@ -114,7 +114,6 @@ Deno.test("select: calls its kernels do not run are refused, naming the field", 
   refused({ shape: { ...shape, batch: 1 }, packed: true }, /drop packed/);
   refused({ paged: { pageSize: 8, pages: 4 } }, /drop paged/);
   refused({ shape: { ...shape, valueDim: 4 } }, /drop shape\.valueDim/);
-  refused({ backward: true }, /drop backward/);
   assert.throws(
     () => rt.compile({ kind: "union", of: [{ kind: "causal" }, p] }, { shape }),
     (e) =>
