@@ -5,6 +5,7 @@
  */
 export { type AllowedFn, allowedMask, type HashLookup, type SelectLookup } from "./allowed.ts";
 export {
+  keptBlocksAt,
   referenceSelections,
   type SelectedBlocks,
   selectionDisagreements,

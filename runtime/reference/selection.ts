@@ -89,6 +89,42 @@ function importances(
 }
 
 /**
+ * One select branch's kept blocks at a few positions, in float64: what `referenceSelections`
+ * keeps there, without choosing for every position (explain draws samples at any N).
+ * @param branch the select branch
+ * @param shape the call's shape (square)
+ * @param q queries `[B, Hq, N, D]`
+ * @param k keys `[B, Hkv, N, D]`
+ * @param at the (batch, key/value head, position) triples
+ * @param scale the score scale (default `1 / sqrt(D)`)
+ * @returns per triple, the kept blocks (ascending) and every block's importance
+ * @example
+ * ```ts
+ * import { keptBlocksAt } from "./selection.ts";
+ * const select = { kind: "select" as const, blockSize: 2, blocks: 1 };
+ * const shape = { batch: 1, headsQ: 1, headsKV: 1, seqLen: 4, headDim: 1 };
+ * keptBlocksAt({ select, causal: false, path: "pattern" }, shape, [1, 1, 1, 1], [0, 0, 1, 1], [
+ *   { b: 0, kvHead: 0, pos: 3 },
+ * ])[0].kept; // [1]
+ * ```
+ */
+export function keptBlocksAt(
+  branch: SelectBranch,
+  shape: AttentionShape,
+  q: ArrayLike<number>,
+  k: ArrayLike<number>,
+  at: { b: number; kvHead: number; pos: number }[],
+  scale = 1 / Math.sqrt(shape.headDim),
+): { kept: number[]; importance: Float64Array }[] {
+  const { nk: N } = sequenceSizes(shape);
+  const score = importances(branch, shape, q, k, scale);
+  return at.map(({ b, kvHead, pos }) => {
+    const importance = score(b, kvHead, pos);
+    return { kept: chooseBlocks(branch, N, pos, (j) => importance[j]), importance };
+  });
+}
+
+/**
  * Checks that a pattern's selects can run at this shape: queries are every key position (no
  * chunks, decoding or packed sequences).
  * @param pattern a parsed pattern
