@@ -228,6 +228,11 @@ export interface SelectKernel extends Dispatch {
   geometry: SelectGeometry;
   /** selectAttention: keys per staged tile. */
   tileK: number;
+  /**
+   * selectBlocks: query heads whose logits one pass over the block means computes (each mean
+   * read once for all of them), as many of the group as fit the workgroup memory.
+   */
+  logitHeads: number;
   /** Offset of the branch's slice of O, in vec4s. */
   oBase: number;
   /** Offset of the branch's slice of LSE, in elements. */

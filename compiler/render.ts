@@ -268,7 +268,11 @@ function renderOther(k: Exclude<Kernel, AttentionKernel>, o: RenderContext): str
     case "selectMeans":
       return blockMeansKernel(k.geometry, k.workgroups[0]);
     case "selectBlocks":
-      return selectBlocksKernel(k.geometry, { scale: o.call.scale, groupsX: k.workgroups[0] });
+      return selectBlocksKernel(k.geometry, {
+        scale: o.call.scale,
+        groupsX: k.workgroups[0],
+        logitHeads: k.logitHeads,
+      });
     case "selectAttention":
       return selectAttentionKernel(k.geometry, {
         scale: o.call.scale,

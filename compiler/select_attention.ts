@@ -142,7 +142,8 @@ export function selectKernels(
     );
   }
   const bytes = o.workgroupBytes ?? DEFAULT_WORKGROUP_BYTES;
-  const choosing = selectBlocksBytes(geometry);
+  const logitHeads = selectLogitHeads(geometry, bytes);
+  const choosing = selectBlocksBytes(geometry, 1);
   if (choosing > bytes) {
     throw new PlanError(
       `Cannot plan ${branch.path}: choosing among ${geometry.count} blocks of ${s.blockSize} ` +
@@ -159,7 +160,15 @@ export function selectKernels(
   }
   const positions: [number, number] = [Math.min(n, MAX_WORKGROUPS_X), geometry.heads];
   const means: BufferName = `selectMeans${b}`, kept: BufferName = `selection${b}`;
-  const common = { ...own, branch: b, geometry, tileK, oBase: o.oBase, lseBase: o.lseBase };
+  const common = {
+    ...own,
+    branch: b,
+    geometry,
+    tileK,
+    logitHeads,
+    oBase: o.oBase,
+    lseBase: o.lseBase,
+  };
   return [
     {
       kind: "selectMeans",
@@ -203,9 +212,36 @@ export function selectBuffers(k: SelectKernel): [BufferName, number][] {
   ];
 }
 
-/** Workgroup memory of the selection kernel: Q rows, logits and importances, reductions. */
-function selectBlocksBytes(g: SelectGeometry): number {
-  return 16 * g.group * g.d4 + 8 * g.count + 8 * 64 + 4 * g.blocks;
+/**
+ * Workgroup memory of the selection kernel: Q rows, the logits of `heads` query heads and the
+ * importances, reductions, the chosen blocks.
+ */
+function selectBlocksBytes(g: SelectGeometry, heads: number): number {
+  return 16 * g.group * g.d4 + 4 * g.count * (heads + 1) + 8 * 64 + 4 * g.blocks;
+}
+
+/**
+ * The query heads whose logits the selection kernel computes in one pass over the block means
+ * (each mean read once for all of them): the whole group where their logits fit the workgroup
+ * memory, else the most that do (at least 1).
+ * @param g the geometry
+ * @param workgroupBytes the device's workgroup storage
+ * @returns heads per pass
+ * @example
+ * ```ts
+ * import { selectLogitHeads } from "./select_attention.ts";
+ * const g = { group: 8, d4: 16, count: 1024, blocks: 16 };
+ * [selectLogitHeads(g, 49152), selectLogitHeads(g, 16384)]; // [8, 1]
+ * ```
+ */
+export function selectLogitHeads(
+  g: Pick<SelectGeometry, "group" | "d4" | "count" | "blocks">,
+  workgroupBytes: number,
+): number {
+  for (let heads = g.group; heads > 1; heads--) {
+    if (selectBlocksBytes(g as SelectGeometry, heads) <= workgroupBytes) return heads;
+  }
+  return 1;
 }
 
 /**

@@ -124,35 +124,36 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
           p[i] = s;
         }
         workgroupBarrier();
+        // Each head's new running maximum (a short serial scan per head), then every
+        // invocation exponentiates its own (head, key) scores: the exp2s run in parallel.
         if (t < GROUP) {
           let old = rowMax[t];
           var top = old;
           for (var k = 0u; k < TK; k++) { top = max(top, p[t * TK + k]); }
-          var factor = 1.0;
-          var added = 0.0;
-          if (top != negativeInfinity()) {
-            factor = exp2(old - top);
-            for (var k = 0u; k < TK; k++) {
-              let e = exp2(p[t * TK + k] - top);
-              p[t * TK + k] = e;
-              added += e;
-            }
-          } else {
-            for (var k = 0u; k < TK; k++) { p[t * TK + k] = 0.0; }
-          }
           rowMax[t] = top;
-          rowSum[t] = rowSum[t] * factor + added;
-          rowScale[t] = factor;
+          rowScale[t] = select(1.0, exp2(old - top), top != negativeInfinity());
         }
         workgroupBarrier();
+        for (var i = t; i < GROUP * TK; i += W) {
+          let top = rowMax[i / TK];
+          p[i] = select(0.0, exp2(p[i] - top), top != negativeInfinity());
+        }
+        workgroupBarrier();
+        // P·V into O; the invocation of a head's first vec4 also carries its running sum.
         for (var i = 0u; i < OWN; i++) {
           let pair = t + i * W;
           if (pair < PAIRS) {
             let h = pair / D4;
             let d = pair % D4;
             var a = acc[i] * rowScale[h];
-            for (var k = 0u; k < TK; k++) { a += p[h * TK + k] * vs[k * D4 + d]; }
+            var added = 0.0;
+            for (var k = 0u; k < TK; k++) {
+              let e = p[h * TK + k];
+              a += e * vs[k * D4 + d];
+              added += e;
+            }
             acc[i] = a;
+            if (d == 0u) { rowSum[h] = rowSum[h] * rowScale[h] + added; }
           }
         }
         workgroupBarrier();

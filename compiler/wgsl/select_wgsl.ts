@@ -76,14 +76,16 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
  */
 export function selectBlocksKernel(
   g: SelectGeometry,
-  o: { scale: number; groupsX: number },
+  o: { scale: number; groupsX: number; logitHeads?: number },
 ): string {
   const T = g.dtype;
   const W = SELECT_WORKGROUP;
+  const HC = o.logitHeads ?? 1;
   const m = new ShaderModule().comment(
     `Weft select: ${g.blocks} of ${g.count} blocks of ${g.blockSize} rows per position ` +
       `(N=${g.n}, ${g.initial} initial, ${g.local} local${g.causal ? ", causal" : ""}), ` +
-      `importance summed over ${g.group} query heads; workgroup ${W}`,
+      `importance summed over ${g.group} query heads, logits of ${HC} per pass over the means; ` +
+      `workgroup ${W}`,
   );
   if (T === "f16") m.enable("f16");
   m.declare(
@@ -104,9 +106,10 @@ const BLOCKS = ${g.blocks}u;
 const W = ${W}u;
 const GRID_X = ${o.groupsX}u;
 const QSCALE = ${f32(o.scale * Math.LOG2E)}; // scale * log2(e): logits in base 2
+const HC = ${HC}u; // query heads whose logits one pass over the means computes
 
 var<workgroup> qs: array<vec4<f32>, ${g.group * g.d4}>;
-var<workgroup> logit: array<f32, ${g.count}>;
+var<workgroup> logit: array<f32, ${HC * g.count}>; // [head of the pass, block]
 var<workgroup> importance: array<f32, ${g.count}>;
 var<workgroup> best: array<f32, ${W}>;
 var<workgroup> bestBlock: array<u32, ${W}>;
@@ -154,38 +157,50 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
       for (var d = t; d < D4; d += W) { qs[h * D4 + d] = vec4<f32>(qIn[qRow + d]) * QSCALE; }
     }
     workgroupBarrier();
-    for (var h = 0u; h < GROUP; h++) {
-      var top = negativeInfinity();
+    for (var h0 = 0u; h0 < GROUP; h0 += HC) {
+      // The logits of heads h0.. of the pass: each block's mean is read once for all of them.
       for (var j = t; j < COUNT; j += W) {
-        var x = negativeInfinity();
+        var acc: array<f32, HC>;
+        for (var c = 0u; c < HC; c++) { acc[c] = 0.0; }
         if (competes(j, pos)) {
-          var acc = 0.0;
-          for (var d = 0u; d < D4; d++) { acc += dot(qs[h * D4 + d], means[(head * COUNT + j) * D4 + d]); }
-          x = acc;
+          for (var d = 0u; d < D4; d++) {
+            let mean = means[(head * COUNT + j) * D4 + d];
+            for (var c = 0u; c < HC; c++) {
+              acc[c] += dot(qs[min(h0 + c, GROUP - 1u) * D4 + d], mean);
+            }
+          }
         }
-        logit[j] = x;
-        top = max(top, x);
+        for (var c = 0u; c < HC; c++) {
+          logit[c * COUNT + j] = select(negativeInfinity(), acc[c], competes(j, pos));
+        }
       }
-      best[t] = top;
       workgroupBarrier();
-      reduceMax(t);
-      let rowMax = best[0];
-      workgroupBarrier();
-      var part = 0.0;
-      for (var j = t; j < COUNT; j += W) {
-        if (competes(j, pos)) { part += exp2(logit[j] - rowMax); }
-      }
-      best[t] = part;
-      workgroupBarrier();
-      reduceSum(t);
-      let total = best[0];
-      workgroupBarrier();
-      if (total > 0.0) {
+      for (var c = 0u; c < HC; c++) {
+        if (h0 + c >= GROUP) { break; }
+        let at = c * COUNT; // this head's logits
+        var top = negativeInfinity();
+        for (var j = t; j < COUNT; j += W) { top = max(top, logit[at + j]); }
+        best[t] = top;
+        workgroupBarrier();
+        reduceMax(t);
+        let rowMax = best[0];
+        workgroupBarrier();
+        var part = 0.0;
         for (var j = t; j < COUNT; j += W) {
-          if (competes(j, pos)) { importance[j] += exp2(logit[j] - rowMax) / total; }
+          if (competes(j, pos)) { part += exp2(logit[at + j] - rowMax); }
         }
+        best[t] = part;
+        workgroupBarrier();
+        reduceSum(t);
+        let total = best[0];
+        workgroupBarrier();
+        if (total > 0.0) {
+          for (var j = t; j < COUNT; j += W) {
+            if (competes(j, pos)) { importance[j] += exp2(logit[at + j] - rowMax) / total; }
+          }
+        }
+        workgroupBarrier();
       }
-      workgroupBarrier();
     }
     // Forced blocks take the first slots.
     var taken = 0u;

@@ -648,7 +648,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
 
 
 // ==== module 3 ====
-// Weft select: 16 of 64 blocks of 64 rows per position (N=4096, 1 initial, 2 local, causal), importance summed over 1 query heads; workgroup 64
+// Weft select: 16 of 64 blocks of 64 rows per position (N=4096, 1 initial, 2 local, causal), importance summed over 1 query heads, logits of 1 per pass over the means; workgroup 64
 enable f16;
 
 @group(0) @binding(0) var<storage, read> qIn: array<vec4<f16>>;
@@ -681,9 +681,10 @@ const BLOCKS = 16u;
 const W = 64u;
 const GRID_X = 4096u;
 const QSCALE = 0.18033688011112042; // scale * log2(e): logits in base 2
+const HC = 1u; // query heads whose logits one pass over the means computes
 
 var<workgroup> qs: array<vec4<f32>, 16>;
-var<workgroup> logit: array<f32, 64>;
+var<workgroup> logit: array<f32, 64>; // [head of the pass, block]
 var<workgroup> importance: array<f32, 64>;
 var<workgroup> best: array<f32, 64>;
 var<workgroup> bestBlock: array<u32, 64>;
@@ -731,38 +732,50 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
       for (var d = t; d < D4; d += W) { qs[h * D4 + d] = vec4<f32>(qIn[qRow + d]) * QSCALE; }
     }
     workgroupBarrier();
-    for (var h = 0u; h < GROUP; h++) {
-      var top = negativeInfinity();
+    for (var h0 = 0u; h0 < GROUP; h0 += HC) {
+      // The logits of heads h0.. of the pass: each block's mean is read once for all of them.
       for (var j = t; j < COUNT; j += W) {
-        var x = negativeInfinity();
+        var acc: array<f32, HC>;
+        for (var c = 0u; c < HC; c++) { acc[c] = 0.0; }
         if (competes(j, pos)) {
-          var acc = 0.0;
-          for (var d = 0u; d < D4; d++) { acc += dot(qs[h * D4 + d], means[(head * COUNT + j) * D4 + d]); }
-          x = acc;
+          for (var d = 0u; d < D4; d++) {
+            let mean = means[(head * COUNT + j) * D4 + d];
+            for (var c = 0u; c < HC; c++) {
+              acc[c] += dot(qs[min(h0 + c, GROUP - 1u) * D4 + d], mean);
+            }
+          }
         }
-        logit[j] = x;
-        top = max(top, x);
+        for (var c = 0u; c < HC; c++) {
+          logit[c * COUNT + j] = select(negativeInfinity(), acc[c], competes(j, pos));
+        }
       }
-      best[t] = top;
       workgroupBarrier();
-      reduceMax(t);
-      let rowMax = best[0];
-      workgroupBarrier();
-      var part = 0.0;
-      for (var j = t; j < COUNT; j += W) {
-        if (competes(j, pos)) { part += exp2(logit[j] - rowMax); }
-      }
-      best[t] = part;
-      workgroupBarrier();
-      reduceSum(t);
-      let total = best[0];
-      workgroupBarrier();
-      if (total > 0.0) {
+      for (var c = 0u; c < HC; c++) {
+        if (h0 + c >= GROUP) { break; }
+        let at = c * COUNT; // this head's logits
+        var top = negativeInfinity();
+        for (var j = t; j < COUNT; j += W) { top = max(top, logit[at + j]); }
+        best[t] = top;
+        workgroupBarrier();
+        reduceMax(t);
+        let rowMax = best[0];
+        workgroupBarrier();
+        var part = 0.0;
         for (var j = t; j < COUNT; j += W) {
-          if (competes(j, pos)) { importance[j] += exp2(logit[j] - rowMax) / total; }
+          if (competes(j, pos)) { part += exp2(logit[at + j] - rowMax); }
         }
+        best[t] = part;
+        workgroupBarrier();
+        reduceSum(t);
+        let total = best[0];
+        workgroupBarrier();
+        if (total > 0.0) {
+          for (var j = t; j < COUNT; j += W) {
+            if (competes(j, pos)) { importance[j] += exp2(logit[at + j] - rowMax) / total; }
+          }
+        }
+        workgroupBarrier();
       }
-      workgroupBarrier();
     }
     // Forced blocks take the first slots.
     var taken = 0u;
@@ -910,35 +923,36 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
           p[i] = s;
         }
         workgroupBarrier();
+        // Each head's new running maximum (a short serial scan per head), then every
+        // invocation exponentiates its own (head, key) scores: the exp2s run in parallel.
         if (t < GROUP) {
           let old = rowMax[t];
           var top = old;
           for (var k = 0u; k < TK; k++) { top = max(top, p[t * TK + k]); }
-          var factor = 1.0;
-          var added = 0.0;
-          if (top != negativeInfinity()) {
-            factor = exp2(old - top);
-            for (var k = 0u; k < TK; k++) {
-              let e = exp2(p[t * TK + k] - top);
-              p[t * TK + k] = e;
-              added += e;
-            }
-          } else {
-            for (var k = 0u; k < TK; k++) { p[t * TK + k] = 0.0; }
-          }
           rowMax[t] = top;
-          rowSum[t] = rowSum[t] * factor + added;
-          rowScale[t] = factor;
+          rowScale[t] = select(1.0, exp2(old - top), top != negativeInfinity());
         }
         workgroupBarrier();
+        for (var i = t; i < GROUP * TK; i += W) {
+          let top = rowMax[i / TK];
+          p[i] = select(0.0, exp2(p[i] - top), top != negativeInfinity());
+        }
+        workgroupBarrier();
+        // P·V into O; the invocation of a head's first vec4 also carries its running sum.
         for (var i = 0u; i < OWN; i++) {
           let pair = t + i * W;
           if (pair < PAIRS) {
             let h = pair / D4;
             let d = pair % D4;
             var a = acc[i] * rowScale[h];
-            for (var k = 0u; k < TK; k++) { a += p[h * TK + k] * vs[k * D4 + d]; }
+            var added = 0.0;
+            for (var k = 0u; k < TK; k++) {
+              let e = p[h * TK + k];
+              a += e * vs[k * D4 + d];
+              added += e;
+            }
             acc[i] = a;
+            if (d == 0u) { rowSum[h] = rowSum[h] * rowScale[h] + added; }
           }
         }
         workgroupBarrier();
