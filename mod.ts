@@ -62,6 +62,7 @@ export {
   type RandomTable,
   type RandomTables,
   type SelectGeometry,
+  type SelectGradientKernel,
   type SelectKernel,
   type SubgroupLimits,
   type TileShape,

@@ -28,6 +28,7 @@ export type {
   KernelPlan,
   ModuleEntry,
   PoolKernel,
+  SelectGradientKernel,
   SelectKernel,
 } from "./kernel_plan.ts";
 export type { DecodeGeometry, DecodeLanes } from "./decode.ts";
