@@ -86,7 +86,6 @@ export function decodeLanesKernel(o: DecodeLanesKernelOptions): string {
   // The row vec4 a lane's slot v holds.
   const slot = (v: number) =>
     o.wide ? `2u * (lane + ${Math.floor(v / 2) * o.lanes}u) + ${v % 2}u` : `lane + ${v * o.lanes}u`;
-  const KT = o.wide ? "u32" : T; // element type K and V are read as
   const load = (name: string, j: number, width: string, count: number) =>
     o.wide
       ? range(count / 2).map((p) =>
