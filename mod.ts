@@ -62,6 +62,9 @@ export {
   type RandomAtom,
   type RandomTable,
   type RandomTables,
+  type SelectGeometry,
+  type SelectGradientKernel,
+  type SelectKernel,
   type SubgroupLimits,
   type TileShape,
 } from "./compiler/mod.ts";
@@ -95,4 +98,8 @@ export {
   referenceHashCodes,
   type ReferenceInput,
   type ReferenceOutput,
+  referenceSelections,
+  type SelectedBlocks,
+  selectionDisagreements,
+  type SelectLookup,
 } from "./runtime/reference/mod.ts";

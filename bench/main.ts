@@ -41,6 +41,7 @@ import { selectPatterns, SUITE, type SuiteEntry } from "./suite.ts";
 import { DECODE_HEADER, formatDecodeRow, runDecodeBench } from "./decode.ts";
 import { formatPackedRow, packedBatchRow } from "./packed_batch.ts";
 import { formatLinearRow, LINEAR_HEADER, type LinearRow, runLinearBench } from "./linear.ts";
+import { runNsaBench } from "./nsa.ts";
 
 const USAGE = `Usage: deno task bench [options]
 
@@ -63,6 +64,15 @@ const USAGE = `Usage: deno task bench [options]
                     --heads (8), --head-dim (64), --n (16384,65536,262144), --dtype (f16 where
                     the adapter has it), --feature-map elu1 or favor:M (elu1), causal unless
                     --not-causal)
+  --nsa             time NSA (examples/nsa.ts) instead: B=1 Hq=8 Hkv=1 (one selection per
+                    GQA group) D=64, f16 (f32 without shader-f16), --n one length (default
+                    65536); the total, the selection passes and their share, the selected
+                    branch's attention; then the FlexAttention peer (bench/peers/nsa_peer.py)
+                    on Weft's kept blocks, skipped with a note without python3, torch or CUDA
+  --no-peer         with --nsa: do not run the peer
+  --python P        with --nsa: the peer's interpreter (default python3)
+  --out-dir DIR     with --nsa: where the kept blocks and the peer's JSON go (default: a
+                    temporary folder)
   --backward        also time the backward pass (backward ms, backward / forward, and the
                     backward's efficiency against dense's) where it covers the pattern
   --no-tune         use the untuned default tile shapes (no timing of candidates, and
@@ -153,6 +163,10 @@ function parse(args: string[]) {
     linear: { type: "boolean" },
     "feature-map": { type: "string" },
     "not-causal": { type: "boolean" },
+    nsa: { type: "boolean" },
+    "no-peer": { type: "boolean" },
+    python: { type: "string" },
+    "out-dir": { type: "string" },
     help: { type: "boolean" },
   });
   return values;
@@ -268,6 +282,7 @@ async function main(args: string[]): Promise<number> {
   if (flags.from) return await report(JSON.parse(await Deno.readTextFile(flags.from)), flags);
   if (flags.decode) return await decodeBench(flags);
   if (flags.linear) return await linearBench(flags);
+  if (flags.nsa) return await nsaBench(flags);
   const entries = selectPatterns(flags.patterns?.split(",").map((s) => s.trim()));
   const backends = (flags.backend ?? resolveBackend()).split(",").map((b) =>
     resolveBackend(b.trim())
@@ -482,6 +497,25 @@ async function linearBench(flags: ReturnType<typeof parse>): Promise<number> {
         JSON.stringify({ linear: rows.map((r) => ({ device, backend, ...r })) }, null, 2) + "\n",
       );
     }
+    return 0;
+  } finally {
+    rt.destroy();
+  }
+}
+
+/** `--nsa`: NSA's account at one N, and the FlexAttention peer on the same kept blocks. */
+async function nsaBench(flags: ReturnType<typeof parse>): Promise<number> {
+  const rt = await createRuntime({ autotune: false, backend: flags.backend });
+  try {
+    await runNsaBench(rt, {
+      n: positiveInt("n", flags.n, 65536),
+      reps: positiveInt("reps", flags.reps, 10),
+      warmup: positiveInt("warmup", flags.warmup, 2),
+      peer: !flags["no-peer"],
+      python: flags.python ?? "python3",
+      dir: flags["out-dir"],
+      json: flags.json,
+    });
     return 0;
   } finally {
     rt.destroy();

@@ -24,7 +24,7 @@
  * minutes: explain says so on stderr first, and `--no-picture` skips them.
  * @module
  */
-import { compile } from "../compiler/mod.ts";
+import { compile, type CompiledAttention } from "../compiler/mod.ts";
 import { kernelPlanText, MAX_WORKGROUPS_X, planSummary } from "../compiler/mod.ts";
 import {
   adapterLine,
@@ -43,6 +43,7 @@ import { encodePng } from "./_png.ts";
 import { reach, strideClasses } from "./_reach.ts";
 import { allWgsl, componentLabels, densityLine, hashDensityLine } from "./_explain_text.ts";
 import { hashBucketsOf } from "../dsl/hash_bucket.ts";
+import { selectionLines } from "./_select_picture.ts";
 import { createRuntime } from "../runtime/runtime.ts";
 import { resolveBackend } from "../runtime/device.ts";
 
@@ -195,6 +196,17 @@ export async function main(args: string[]): Promise<number> {
         console.log(`  ${labels[i]}: not a softmax; sums over ${share}, in time linear in N`);
         return;
       }
+      const select = compiled.plan.branches[i].select?.select;
+      if (select) {
+        // Its allowed set depends on Q and K: its bound, and below a drawing on seeded inputs.
+        const most = Math.min(seqLen, select.blocks * select.blockSize);
+        console.log(
+          `  ${labels[i]}: depends on Q and K (select): at most ${select.blocks} blocks of ` +
+            `${select.blockSize} = ${most} keys per query (${(100 * most / seqLen).toFixed(2)}% ` +
+            `of N)`,
+        );
+        return;
+      }
       console.log(`  ${labels[i]}: ${densityLine(m, seqLen)}`);
       // lowRank landmarks are keys of their own: counted here, not in the pairs or the picture.
       for (const c of compiled.plan.branches[i].components) {
@@ -212,6 +224,12 @@ export async function main(args: string[]): Promise<number> {
 
     masks.forEach((m, i) => {
       if (compiled.plan.branches[i].linear) return;
+      const select = compiled.plan.branches[i].select;
+      if (select) {
+        console.log(`\nselection of ${labels[i]}:`);
+        console.log(indent(selectionLines(select, { seqLen, headDim }).join("\n")));
+        return;
+      }
       const scale = m.cellSize === 1
         ? "element-level"
         : `tile-level: a cell is ${m.cellSize}x${m.cellSize} positions`;
@@ -239,20 +257,10 @@ export async function main(args: string[]): Promise<number> {
 
     if (compiled.plan.branches.some((b) => b.linear)) {
       console.log("\nreach: not measured, since a linear branch has no tile schedule to walk");
+    } else if (compiled.plan.branches.some((b) => b.select)) {
+      console.log("\nreach: not computed, since a select's allowed set depends on Q and K");
     } else {
-      const searched = performance.now();
-      const r = reach(compiled.plan);
-      const scope = r.cellSize === 1
-        ? "exact"
-        : `on cells of ${r.cellSize} positions, a lower bound`;
-      console.log(
-        `\nreach (${scope}; ${formatMs(performance.now() - searched)}): ` +
-          (r.hops !== undefined
-            ? `every position hears from every other within ${r.hops} attention hop(s)`
-            : `never: ${r.unreachable} of ${r.nodes * r.nodes} ordered pairs of ${r.nodes} ` +
-              `nodes stay apart however many layers are stacked`),
-      );
-      for (const line of strideClasses(compiled.plan)) console.log(`  ${line}`);
+      printReach(compiled.plan);
     }
   }
 
@@ -271,6 +279,21 @@ export async function main(args: string[]): Promise<number> {
     }
   }
   return 0;
+}
+
+/** How many attention hops until every position has heard from every other. */
+function printReach(plan: CompiledAttention["plan"]): void {
+  const searched = performance.now();
+  const r = reach(plan);
+  const scope = r.cellSize === 1 ? "exact" : `on cells of ${r.cellSize} positions, a lower bound`;
+  console.log(
+    `\nreach (${scope}; ${formatMs(performance.now() - searched)}): ` +
+      (r.hops !== undefined
+        ? `every position hears from every other within ${r.hops} attention hop(s)`
+        : `never: ${r.unreachable} of ${r.nodes * r.nodes} ordered pairs of ${r.nodes} nodes ` +
+          `stay apart however many layers are stacked`),
+  );
+  for (const line of strideClasses(plan)) console.log(`  ${line}`);
 }
 
 /** Tile visits plus partial pairs past which the picture part warns it will take minutes. */

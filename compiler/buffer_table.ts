@@ -4,6 +4,8 @@
  * allocates and fills buffers from this table alone.
  * @module
  */
+import { selectBuffers } from "./select_attention.ts";
+import { selectBitsBuffer } from "./select_gradients.ts";
 import { DeviceError } from "../core/errors.ts";
 import { type AttentionShape, type Dtype, sequenceSizes } from "../core/shape.ts";
 import { type PagedKv, tableColumns } from "../core/paged_kv.ts";
@@ -124,6 +126,15 @@ export function bufferTable(
     sizes[`linearState${l.branch}`] = { bytes: state };
     sizes[`linearGradState${l.branch}`] = { bytes: state };
     sizes[`linearRows${l.branch}`] = { bytes: rows * 2 * 4 };
+  }
+  for (const k of planned.kernels.kernels) {
+    if (k.kind === "selectBlocks") {
+      for (const [name, bytes] of selectBuffers(k)) sizes[name] = { bytes };
+    }
+    if (k.kind === "selectBits") {
+      const [name, bytes] = selectBitsBuffer(k);
+      sizes[name] = { bytes };
+    }
   }
   const bound = [
     ...new Set(planned.kernels.kernels.flatMap((k) => k.bindings.map((b) => b.buffer))),

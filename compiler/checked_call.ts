@@ -21,6 +21,7 @@ import type { EdgePairForm } from "./edge_pairs.ts";
 import { MAX_KEY_SPLITS } from "./key_split.ts";
 import { checkPackable } from "./packed_patterns.ts";
 import { linearBranches } from "../dsl/linear.ts";
+import { checkSelectCall } from "./select_attention.ts";
 import type { TileShape } from "./plan.ts";
 import { type DeviceLimits, type KernelShape, matrixShape } from "./tiles.ts";
 
@@ -159,6 +160,7 @@ export function checkCall(pattern: unknown, options: CompileOptions): CheckedCal
   const shape = options.shape;
   checkAttentionShape(shape);
   const packed = options.packed ?? false;
+  checkSelectCall(parsed, options);
   if (packed) checkPacked(parsed, options);
   // Packed rows' queries are rows 0 .. Nq - 1 of the plan; their positions come per sequence.
   const queryOffset = queryOffsetOf(shape, packed ? 0 : options.queryOffset);

@@ -27,6 +27,9 @@ export function elementwiseWorkgroups(count: number): [number, number] {
   return [Math.ceil(groups / y), y];
 }
 
+/** Invocations of a select's workgroups: one workgroup per (position, key/value head). */
+export const SELECT_WORKGROUP = 64;
+
 /** Invocations of the codes kernel per workgroup (rows). */
 export const CODES_WORKGROUP = 64;
 

@@ -15,6 +15,7 @@ import type { HashLayout } from "./hash_layout.ts";
 import type { KernelShape } from "./tiles.ts";
 import type { GradientTiling } from "./gradient_tiling.ts";
 import type { DecodeGeometry, DecodeLanes } from "./decode.ts";
+import type { SelectGeometry } from "./select_attention.ts";
 
 /** The buffers a kernel can bind, by name; the buffer table sizes each (buffer_table.ts). */
 export type BufferName =
@@ -26,6 +27,9 @@ export type BufferName =
   | `linearState${number}`
   | `linearRows${number}`
   | `linearGradState${number}`
+  | `selectMeans${number}`
+  | `selection${number}`
+  | `selectBits${number}`
   | "q"
   | "k"
   | "v"
@@ -215,6 +219,50 @@ export interface HashKernel extends Dispatch {
   set: number;
 }
 
+/**
+ * A select branch's kernels (DESIGN §2, select_attention.ts): `selectMeans` writes the block
+ * means of K, `selectBlocks` each position's kept blocks, `selectAttention` the branch's O and
+ * LSE over them.
+ */
+export interface SelectKernel extends Dispatch {
+  /** Which step of the branch. */
+  kind: "selectMeans" | "selectBlocks" | "selectAttention";
+  /** The select's branch: its buffers are `selectMeans{branch}` and `selection{branch}`. */
+  branch: number;
+  /** What the kernels are specialised on. */
+  geometry: SelectGeometry;
+  /** selectAttention: keys per staged tile. */
+  tileK: number;
+  /**
+   * selectBlocks: query heads whose logits one pass over the block means computes (each mean
+   * read once for all of them), as many of the group as fit the workgroup memory.
+   */
+  logitHeads: number;
+  /** Offset of the branch's slice of O, in vec4s. */
+  oBase: number;
+  /** Offset of the branch's slice of LSE, in elements. */
+  lseBase: number;
+}
+
+/**
+ * A select branch's backward kernels (select_gradients.ts, DESIGN §6), over the blocks the
+ * forward kept: `selectBits` marks each position's kept blocks in a bitset, `selectGradQuery`
+ * walks each position's kept blocks (query-major) into dQ, and `selectGradKey` walks each key
+ * block's positions that kept it (key-major, testing the bitset) into dK and dV.
+ */
+export interface SelectGradientKernel extends Dispatch {
+  /** Which step of the branch's backward pass. */
+  kind: "selectBits" | "selectGradQuery" | "selectGradKey";
+  /** The select's branch: it reads `selection{branch}` and `selectBits{branch}`. */
+  branch: number;
+  /** What the kernels are specialised on (the forward's). */
+  geometry: SelectGeometry;
+  /** selectGradQuery and selectGradKey: keys per staged tile. */
+  tileK: number;
+  /** selectGradKey: (position, query head) rows staged per step; else 0. */
+  rows: number;
+}
+
 /** Blends a gated pattern's branches by their gates. */
 export interface BlendKernel extends Dispatch {
   /** Which kind of dispatch this is (`Kernel` is a union on it). */
@@ -318,6 +366,8 @@ export type Kernel =
   | DecodeCombineKernel
   | PoolKernel
   | HashKernel
+  | SelectKernel
+  | SelectGradientKernel
   | BlendKernel
   | CastKernel
   | GradientKernel
@@ -409,4 +459,6 @@ const PRE_PASSES = new Set<Kernel["kind"]>([
   "bucketCounts",
   "bucketScan",
   "bucketScatter",
+  "selectMeans",
+  "selectBlocks",
 ]);

@@ -7,6 +7,7 @@
 import type { Pattern, ScoreModifier } from "../dsl/schema.ts";
 import { PlanError } from "../core/errors.ts";
 import { type Atom, atomKey, predicateLabel } from "./atoms.ts";
+import { type SelectBranch, selectBranches } from "../dsl/select.ts";
 
 /** A conjunction of atoms: the pairs every atom allows. An empty list allows nothing. */
 export type Term = Atom[];
@@ -20,6 +21,8 @@ export interface NormalBranch {
   label: string;
   /** The branch's score modifier (a `scored` pattern), applied to every term's scores. */
   score?: ScoreModifier;
+  /** A select's softmax (dsl/select.ts): its own kernels, no terms. */
+  select?: SelectBranch;
 }
 
 /**
@@ -38,7 +41,10 @@ export interface NormalBranch {
  */
 export function normalize(pattern: Pattern, seqLen: number): NormalBranch[] {
   const branches = pattern.kind === "gated" ? pattern.branches : [pattern];
+  const selects = selectBranches(pattern);
   return branches.map((branch, i) => {
+    const select = selects[i];
+    if (select) return { terms: [], label: describe(branch), select };
     const where = pattern.kind === "gated" ? `pattern.branches[${i}]` : "pattern";
     const p = branch.kind === "scored" ? branch.pattern : branch;
     const inner = branch.kind === "scored" ? `${where}.pattern` : where;
@@ -94,6 +100,9 @@ function termsOf(p: Pattern, n: number, where: string): Term[] {
       return [];
     case "gated":
       throw new PlanError(`Cannot plan pattern: ${where}: gated may only be the outermost pattern`);
+    case "select":
+      // selectBranches placed every select in a branch of its own before terms are made.
+      throw new Error(`Bug in Weft: ${where}: a select reached the terms`);
     case "scored":
       throw new PlanError(
         `Cannot plan pattern: ${where}: scored may only be the outermost pattern or a gated branch`,
@@ -170,6 +179,11 @@ export function describe(p: Pattern): string {
       return `hashBucket(${p.buckets} buckets x ${p.rounds} rounds${
         p.weights === "uniform" ? ", uniform" : ""
       })`;
+    case "select": {
+      const forced = [p.initial ? `${p.initial} initial` : "", p.local ? `${p.local} local` : ""]
+        .filter((x) => x);
+      return `select(${p.blocks}x${p.blockSize}${forced.length ? `, ${forced.join(", ")}` : ""})`;
+    }
     case "predicate":
       return predicateLabel(p.expr);
     case "linear":

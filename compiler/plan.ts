@@ -21,6 +21,7 @@ import { landmarkBlockMask } from "./landmark_mask.ts";
 import { checkLowRankPlacement, landmarkGeometry } from "../dsl/low_rank.ts";
 import { checkHashPlacement } from "../dsl/hash_bucket.ts";
 import { type QueryRange, queryTiles } from "./query_tiles.ts";
+import type { SelectBranch } from "../dsl/select.ts";
 
 /** One disjoint piece of a branch. */
 export interface Component {
@@ -51,6 +52,8 @@ export interface Branch {
    * (plan_linear.ts).
    */
   linear?: LinearPattern;
+  /** A select's softmax: no components; its own kernels choose blocks and attend (DESIGN §2). */
+  select?: SelectBranch;
 }
 
 /** The tile shape the kernels and schedules share. */
@@ -143,6 +146,7 @@ export function planPattern(
       ...(b.score ? { score: b.score } : {}),
       ...(uniform[i] ? { uniform: true } : {}),
       ...(linearOf(pattern, i) ? { linear: linearOf(pattern, i) } : {}),
+      ...(b.select ? { select: b.select } : {}),
     };
   });
   const gates = pattern.kind === "gated" ? pattern.gates : undefined;

@@ -42,8 +42,17 @@ import { gradientTiling } from "./gradient_tiling.ts";
 import type { BlockMask } from "./block_mask.ts";
 import { queryTiles } from "./query_tiles.ts";
 import { elementwiseWorkgroups, MAX_WORKGROUPS_X } from "./dispatch_sizes.ts";
-import type { AttentionKernel, GradientKernel, Kernel, LinearKernel } from "./kernel_plan.ts";
+import type {
+  AttentionKernel,
+  BufferName,
+  GradientKernel,
+  Kernel,
+  LinearKernel,
+  SelectGradientKernel,
+  SelectKernel,
+} from "./kernel_plan.ts";
 import { linearGradientKernels } from "./plan_linear.ts";
+import { selectGradientKernels } from "./select_gradients.ts";
 import type { Branch, Component, Plan } from "./plan.ts";
 import { own, read, written } from "./support_kernels.ts";
 import { readsHash } from "./component_reads.ts";
@@ -76,7 +85,7 @@ export function planGradients(
     /** Paged K and V: dK and dV are summed into the pool's shape last (`gradPages`). */
     paged?: PagedKv;
   },
-): { kernels: (GradientKernel | LinearKernel)[]; schedule: Uint32Array } {
+): { kernels: (GradientKernel | LinearKernel | SelectGradientKernel)[]; schedule: Uint32Array } {
   const { nq, nk, d, dv } = sequenceSizes(shape);
   const rows = shape.batch * shape.headsQ * nq;
   const keys = shape.batch * shape.headsKV * nk;
@@ -93,7 +102,7 @@ export function planGradients(
   const learns = new Set(plan.branches.flatMap((branch, b) => branchLearns(branch) ? [b] : []));
   const constantRows = learnable ? [written("dConstRows")] : [];
   const linear: LinearKernel[] = [];
-  const kernels: (GradientKernel | LinearKernel)[] = [{
+  const kernels: (GradientKernel | LinearKernel | SelectGradientKernel)[] = [{
     kind: "gradClear",
     label: `gradients: clear dQ, dK, dV${learnable ? " and the constants' row shares" : ""}`,
     ...own,
@@ -114,16 +123,14 @@ export function planGradients(
       linear.push(...linearGradientKernels(b, branch.linear, { shape, features, oName, ...o }));
       return;
     }
-    const first = forward.find((k): k is AttentionKernel =>
-      k.kind === "attention" && k.branch === b
-    )!;
+    const output = branchOutput(forward, b);
     kernels.push({
       kind: "gradStats",
       label: `gradients: branch ${b} row statistics`,
       ...own,
       bindings: [
         read("dO"),
-        read(first.bindings[5].buffer),
+        read(output),
         read("lse"),
         ...(o.gated ? [read("gates")] : []),
         written("gradStats"),
@@ -133,6 +140,13 @@ export function planGradients(
       component: 0,
       scheduleSlot: 0,
     });
+    // A select branch has no components: its own kernels walk the kept blocks.
+    const select = forward.find((k): k is SelectKernel =>
+      k.kind === "selectAttention" && k.branch === b
+    );
+    if (select) {
+      kernels.push(...selectGradientKernels(select, { workgroupBytes: o.workgroupBytes }));
+    }
     branch.components.forEach((c, j) => {
       // A landmark component's keys are the pooled landmarks: its dK and dV are theirs first.
       const landmarks = c.kLayout.kind === "landmarks" ? c.kLayout : undefined;
@@ -267,6 +281,33 @@ export function planGradients(
     });
   }
   return { kernels, schedule: gradientSchedule(plan) };
+}
+
+/**
+ * Where a branch's forward writes its normalised O (`o`, `branchO` or `o16`): its first
+ * attention kernel's or its select attention kernel's output binding.
+ * @param forward the forward kernels
+ * @param b the branch
+ * @returns the output buffer's name
+ */
+export function branchOutput(forward: readonly Kernel[], b: number): BufferName {
+  const first = branchFirstKernel(forward, b);
+  return first.bindings[first.kind === "attention" ? 5 : 4].buffer;
+}
+
+/**
+ * A branch's first kernel that writes its O: an attention kernel, or its select attention.
+ * @param forward the forward kernels
+ * @param b the branch
+ * @returns the kernel, whose `oBase` is the branch's slice of O
+ */
+export function branchFirstKernel(
+  forward: readonly Kernel[],
+  b: number,
+): AttentionKernel | SelectKernel {
+  return forward.find((k): k is AttentionKernel | SelectKernel =>
+    (k.kind === "attention" || k.kind === "selectAttention") && k.branch === b
+  )!;
 }
 
 /**

@@ -5,7 +5,7 @@
  * @module
  */
 import { PlanError } from "../core/errors.ts";
-import { type AttentionShape, sequenceSizes } from "../core/shape.ts";
+import { type AttentionShape, type Dtype, sequenceSizes } from "../core/shape.ts";
 import { tableColumns } from "../core/paged_kv.ts";
 import type { CheckedCall } from "./checked_call.ts";
 import { readsHash } from "./component_reads.ts";
@@ -62,6 +62,7 @@ import { type KernelShape, prefetches } from "./tiles.ts";
 import { branchLearns, planGradients } from "./plan_gradients.ts";
 import { linearKernels, linearSets } from "./plan_linear.ts";
 import { learnableConstants } from "../dsl/expression_check.ts";
+import { selectKernels } from "./select_attention.ts";
 
 import type {
   AttentionKernel,
@@ -196,6 +197,8 @@ export function planKernels(plan: Plan, tiles: KernelShape, call: CheckedCall): 
           subgroups: call.limits?.subgroups,
         }),
       pairForms: pairs.forms[b],
+      dtype,
+      workgroupBytes: call.limits?.maxComputeWorkgroupStorageSize,
       outputF16,
       gated: call.pattern.kind === "gated",
       querySource: fromMemory ? "memory" : "tile",
@@ -339,6 +342,8 @@ function branchKernels(plan: Plan, b: number, o: {
   /** The subgroup form's split for a workgroup of this many rows, where the device has one. */
   lanes: (rows: number) => DecodeLanes | undefined;
   pairForms: (EdgePairForm | undefined)[];
+  dtype: Dtype;
+  workgroupBytes?: number;
   outputF16: boolean;
   gated: boolean;
   querySource: AttentionKernel["querySource"];
@@ -349,6 +354,10 @@ function branchKernels(plan: Plan, b: number, o: {
   const rows = heads * shape.seqLen;
   const oBase = b * rows * (sequenceSizes(shape).dv / 4), lseBase = b * rows;
   const oName = o.outputF16 ? "o16" : o.gated ? "branchO" : "o";
+  const select = plan.branches[b].select;
+  if (select) {
+    return selectKernels(select, b, { ...o, oName, oBase, lseBase });
+  }
   const components = plan.branches[b].components;
   // Decode combines always merge, so a branch that starts with one is cleared first.
   const clear = branchNeedsClear(plan.branches[b]) || o.decode[0] !== undefined;

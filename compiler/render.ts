@@ -23,6 +23,8 @@ import {
   hashCodesKernel,
 } from "./wgsl/hash_sort_wgsl.ts";
 import { poolingKernel } from "./wgsl/pooling_wgsl.ts";
+import { blockMeansKernel, selectBlocksKernel } from "./wgsl/select_wgsl.ts";
+import { selectAttentionKernel } from "./wgsl/select_attention_wgsl.ts";
 import type { PagedRows } from "./wgsl/kv_row_wgsl.ts";
 import { splitCombineKernel } from "./wgsl/split_combine_wgsl.ts";
 import { decodeKernel } from "./wgsl/decode_wgsl.ts";
@@ -31,7 +33,12 @@ import { decodeCombineKernel } from "./wgsl/decode_combine_wgsl.ts";
 import { gradientKernel } from "./wgsl/gradient_wgsl.ts";
 import { linearKernel } from "./wgsl/linear_wgsl.ts";
 import { learnableConstants, learnableOffsets } from "../dsl/expression_check.ts";
-import { branchLearns } from "./plan_gradients.ts";
+import { branchFirstKernel, branchLearns } from "./plan_gradients.ts";
+import {
+  selectBitsKernel,
+  selectGradKeyKernel,
+  selectGradQueryKernel,
+} from "./wgsl/select_gradient_wgsl.ts";
 import { outputVec4s } from "./support_kernels.ts";
 
 export { pipelineKey } from "./wgsl/shader_module.ts";
@@ -259,6 +266,38 @@ function renderOther(k: Exclude<Kernel, AttentionKernel>, o: RenderContext): str
       return bucketScanKernel(sort(k.set));
     case "bucketScatter":
       return bucketScatterKernel(sort(k.set));
+    case "selectMeans":
+      return blockMeansKernel(k.geometry, k.workgroups[0]);
+    case "selectBlocks":
+      return selectBlocksKernel(k.geometry, {
+        scale: o.call.scale,
+        groupsX: k.workgroups[0],
+        logitHeads: k.logitHeads,
+      });
+    case "selectAttention":
+      return selectAttentionKernel(k.geometry, {
+        scale: o.call.scale,
+        tileK: k.tileK,
+        groupsX: k.workgroups[0],
+        oBase: k.oBase,
+        lseBase: k.lseBase,
+      });
+    case "selectBits":
+      return selectBitsKernel(k.geometry, k.workgroups[0]);
+    case "selectGradQuery":
+    case "selectGradKey": {
+      const options = {
+        scale: o.call.scale,
+        tileK: k.tileK,
+        rows: k.rows,
+        groupsX: k.workgroups[0],
+        branch: k.branch,
+        queryRows: shape.batch * shape.headsQ * shape.seqLen,
+      };
+      return k.kind === "selectGradQuery"
+        ? selectGradQueryKernel(k.geometry, options)
+        : selectGradKeyKernel(k.geometry, options);
+    }
     case "blend":
       return blendKernel({
         shape,
@@ -293,10 +332,8 @@ function renderOther(k: Exclude<Kernel, AttentionKernel>, o: RenderContext): str
     case "gradGates":
     case "gradConstants":
     case "gradPages": {
-      // The branch's normalised O: where its first attention kernel writes it (vec4 offset).
-      const first = o.planned.kernels.kernels.find((x): x is AttentionKernel =>
-        x.kind === "attention" && x.branch === k.branch
-      );
+      // The branch's normalised O: where its first kernel writes it (vec4 offset).
+      const first = branchFirstKernel(o.planned.kernels.kernels, k.branch);
       const gated = o.call.pattern.kind === "gated";
       return gradientKernel({
         kernel: k,

@@ -169,6 +169,27 @@ export function linear(options: {
 }
 
 /**
+ * NSA's selected blocks (DESIGN §2): key blocks of `blockSize`; each query keeps the keys of the
+ * `blocks` blocks its key/value group's query heads find most important against the blocks'
+ * mean keys, the first `initial` blocks and the `local` blocks ending at its own always among
+ * them. Intersect it with `causal` for NSA's causal form: only whole blocks at or before the
+ * query then compete. The GPU's choice comes back with O (`selectedBlocks`).
+ * @param options `blockSize` (>= 1), `blocks` (1 to 64), `initial` and `local` (default 0,
+ *   together at most `blocks`)
+ * @returns the select pattern
+ * @example
+ * ```ts
+ * import { causal, intersect, select } from "./builders.ts";
+ * intersect(causal(), select({ blockSize: 64, blocks: 16, initial: 1, local: 2 }));
+ * ```
+ */
+export function select(
+  options: { blockSize: number; blocks: number; initial?: number; local?: number },
+): Pattern {
+  return parsePattern({ kind: "select", ...options });
+}
+
+/**
  * One softmax over the union of the members' allowed sets.
  * @param members patterns (at least one)
  * @returns the union pattern

@@ -23,6 +23,8 @@ export {
   type RingPattern,
   type ScoredPattern,
   type ScoreModifier,
+  SELECT_BLOCKS_MAX,
+  type SelectPattern,
   type StridePattern,
   type UnionPattern,
   type WindowPattern,
@@ -33,3 +35,4 @@ export * from "../core/errors.ts";
 export * from "./low_rank.ts";
 export type { Constants } from "./expression.ts";
 export * from "./hash_bucket.ts";
+export * from "./select.ts";

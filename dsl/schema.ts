@@ -59,6 +59,22 @@ export const LowRankSchema = z.strictObject({
   kind: z.literal("lowRank"),
   rank: integer("lowRank rank", 1),
 });
+/** The most blocks a `select` may choose per query (its selection kernel keeps them in registers). */
+export const SELECT_BLOCKS_MAX = 64;
+export const SelectSchema = z.strictObject({
+  kind: z.literal("select"),
+  blockSize: integer("select blockSize", 1),
+  blocks: integer("select blocks", 1, SELECT_BLOCKS_MAX),
+  initial: integer("select initial", 0, SELECT_BLOCKS_MAX).optional(),
+  local: integer("select local", 0, SELECT_BLOCKS_MAX).optional(),
+}).refine((p) => (p.initial ?? 0) + (p.local ?? 0) <= p.blocks, {
+  error: (i) => {
+    const p = i.input as { blocks: number; initial?: number; local?: number };
+    return `select initial + local must be at most select blocks (${p.blocks}), got ` +
+      `${p.initial ?? 0} + ${p.local ?? 0}; the forced blocks take slots of the ${p.blocks}`;
+  },
+  path: ["local"],
+});
 /** The bucket counts hashBucket accepts: powers of two, one GPU histogram per 256 rows each. */
 export const HASH_BUCKETS_MAX = 1024;
 export const HASH_ROUNDS_MAX = 8;
@@ -149,6 +165,7 @@ export const LEAF_KINDS = [
   "random",
   "lowRank",
   "hashBucket",
+  "select",
   "predicate",
 ] as const;
 /** Every kind the schema accepts. */
@@ -266,6 +283,7 @@ export const PatternSchema: z.ZodType<Pattern> = z.discriminatedUnion("kind", [
   LowRankSchema,
   HashBucketSchema,
   LinearSchema,
+  SelectSchema,
   UnionSchema,
   IntersectSchema,
   GatedSchema,
@@ -380,6 +398,23 @@ export interface LinearPattern {
   causal?: boolean;
 }
 
+/**
+ * NSA's selected blocks: key blocks `[j s, (j + 1) s)`; each query keeps the keys of the
+ * `blocks` blocks most important to its key/value group, scored against the blocks' mean keys
+ * (DESIGN §2). The allowed set depends on the data.
+ */
+export interface SelectPattern {
+  /** The JSON tag that selects this rule (DESIGN §2). */
+  kind: "select";
+  /** Positions per key block `s`, an integer >= 1 (the last block may be shorter). */
+  blockSize: number;
+  /** Blocks kept per query, 1 to 64 (`SELECT_BLOCKS_MAX`), the forced ones included. */
+  blocks: number;
+  /** The first `initial` blocks are always kept (default 0). */
+  initial?: number;
+  /** The `local` blocks ending at the query's own block are always kept (default 0). */
+  local?: number;
+}
 /** A predicate written in TypeScript (`PredicateSchema` and dsl/expression.ts say what it may hold). */
 export interface PredicatePattern extends ExpressionSource {
   /** The JSON tag that selects this rule (DESIGN §2). */
@@ -396,6 +431,7 @@ type _LeavesMatchSchemas = [
   Expect<SameType<RandomPattern, z.infer<typeof RandomSchema>>>,
   Expect<SameType<LowRankPattern, z.infer<typeof LowRankSchema>>>,
   Expect<SameType<HashBucketPattern, z.infer<typeof HashBucketSchema>>>,
+  Expect<SameType<SelectPattern, z.infer<typeof SelectSchema>>>,
   Expect<SameType<PredicatePattern, z.infer<typeof PredicateSchema>>>,
   Expect<SameType<LinearPattern, z.infer<typeof LinearSchema>>>,
   Expect<SameType<ScoreModifier, z.infer<typeof ScoreSchema>>>,
@@ -411,6 +447,7 @@ export type LeafPattern =
   | RandomPattern
   | LowRankPattern
   | HashBucketPattern
+  | SelectPattern
   | PredicatePattern;
 
 /**

@@ -21,6 +21,7 @@ const EXAMPLES: Record<string, () => Promise<ExampleModule>> = {
   sparse_transformer: () => import("./sparse_transformer.ts"),
   linformer_like: () => import("./linformer_like.ts"),
   nsa_like: () => import("./nsa_like.ts"),
+  nsa: () => import("./nsa.ts"),
   pi_attention_flash: () => import("./pi_attention_flash.ts"),
   custom_pattern: () => import("./custom_pattern.ts"),
   reformer: () => import("./reformer.ts"),

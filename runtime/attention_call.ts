@@ -12,6 +12,7 @@ import {
 } from "../compiler/mod.ts";
 import { DeviceError, DeviceLostError, ShapeError } from "../core/errors.ts";
 import type { HashCodes } from "../dsl/hash_bucket.ts";
+import type { SelectedBlocks } from "./reference/selection.ts";
 import { sequenceSizes } from "../core/shape.ts";
 import { compactBlockTable, pageReferences } from "../core/paged_kv.ts";
 import type { PipelineCache } from "./pipeline_cache.ts";
@@ -86,6 +87,12 @@ export interface AttentionOutputs {
    * `k` `[rounds][B][Hkv][Nk]`; give them to `reference` to check O on the same allowed sets.
    */
   hashCodes?: HashCodes;
+  /**
+   * The blocks each select branch kept, `[B, Hkv, N, blocks]` ascending with -1 past the kept
+   * ones; give them to `reference` (`selectedBlocks`) to check O on the same allowed sets, and
+   * to `selectionDisagreements` to check the choice itself.
+   */
+  selectedBlocks?: SelectedBlocks[];
   /** A call compiled with `backward`: the gradients for the dO it was given. */
   gradients?: AttentionGradients;
 }
@@ -335,6 +342,7 @@ export class AttentionCall {
       backward && this.#buffers.has("dgates") ? this.#readBuffer("dgates") : undefined,
       learnt ? this.#readBuffer("dConstants") : undefined,
     ]);
+    const selectedBlocks = await this.#selectedBlocks();
     const keys = dkv ? new Float32Array(dkv) : undefined;
     // dK [B, Hkv, Nk, D], then dV; paged, the pools [pages, Hkv, pageSize, D], then dV's.
     const { shape, paged } = this.compiled;
@@ -345,6 +353,7 @@ export class AttentionCall {
       o: half ? new Float16Array(o) : new Float32Array(o),
       lse: new Float32Array(lse),
       ...(hash ? { hashCodes: this.#hashCodes(new Uint32Array(hash)) } : {}),
+      ...(selectedBlocks.length ? { selectedBlocks } : {}),
       ...(dq && keys
         ? {
           gradients: {
@@ -357,6 +366,17 @@ export class AttentionCall {
         }
         : {}),
     };
+  }
+
+  /** Each select branch's kept blocks, its `0xffffffff` padding read as -1. */
+  async #selectedBlocks(): Promise<SelectedBlocks[]> {
+    const chosen = this.compiled.kernelPlan.kernels.flatMap((k) =>
+      k.kind === "selectBlocks" ? [{ branch: k.branch, blocks: k.geometry.blocks }] : []
+    );
+    return await Promise.all(chosen.map(async (s) => ({
+      ...s,
+      chosen: new Int32Array(await this.#readBuffer(`selection${s.branch}`)),
+    })));
   }
 
   /** The learnable constants' gradients by name, from their entries in `dConstants`. */

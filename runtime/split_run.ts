@@ -12,6 +12,7 @@ import { DeviceError } from "../core/errors.ts";
 import { linearChunk } from "../compiler/kernel_rules.ts";
 import type { AttentionInputs, AttentionOutputs } from "./attention_call.ts";
 import type { HashCodes } from "../dsl/hash_bucket.ts";
+import type { SelectedBlocks } from "./reference/selection.ts";
 
 /** How a call is cut: `kvHeads` key/value heads (and their query heads) of one batch per part. */
 export interface Split {
@@ -118,6 +119,7 @@ export async function runSplit(
   const lse = new Float32Array(branches * B * Hq * N);
   let gpuMs: number | undefined = 0, peakBufferBytes = 0;
   const hashCodes: HashCodes = new Map();
+  const selectedBlocks: SelectedBlocks[] = [];
   for (let b = 0; b < B; b++) {
     for (let kv0 = 0; kv0 < Hkv; kv0 += split.kvHeads) {
       const h0 = b * Hq + kv0 * group; // first query row-block of this part
@@ -138,6 +140,15 @@ export async function runSplit(
           out.lse.subarray(i * partQ * N, (i + 1) * partQ * N),
           ((i * B + b) * Hq + kv0 * group) * N,
         );
+      }
+      // Kept blocks are [B, Hkv, N, blocks]: this part's heads are one slice.
+      for (const part of out.selectedBlocks ?? []) {
+        let full = selectedBlocks.find((s) => s.branch === part.branch);
+        if (!full) {
+          const chosen = new Int32Array(B * Hkv * Nk * part.blocks);
+          selectedBlocks.push(full = { branch: part.branch, blocks: part.blocks, chosen });
+        }
+        full.chosen.set(part.chosen, k0 * Nk * part.blocks);
       }
       // Codes are [rounds][B][Hq][N] and [rounds][B][Hkv][Nk]: each round's rows of this part
       // go to their heads.
@@ -167,5 +178,12 @@ export async function runSplit(
       peakBufferBytes = Math.max(peakBufferBytes, out.bufferBytes);
     }
   }
-  return { o, lse, gpuMs, peakBufferBytes, ...(hashCodes.size ? { hashCodes } : {}) };
+  return {
+    o,
+    lse,
+    gpuMs,
+    peakBufferBytes,
+    ...(hashCodes.size ? { hashCodes } : {}),
+    ...(selectedBlocks.length ? { selectedBlocks } : {}),
+  };
 }

@@ -7,7 +7,7 @@
 import { PlanError } from "../../core/errors.ts";
 import { randomKeyBlocks } from "../../core/hash.ts";
 import { predicateProgram } from "../../dsl/expression_check.ts";
-import type { HashBucketPattern, Pattern } from "../../dsl/schema.ts";
+import type { HashBucketPattern, Pattern, SelectPattern } from "../../dsl/schema.ts";
 import { predicateFunction } from "./expression_eval.ts";
 
 /** `true` when key `k` is allowed for query `q`; both in `[0, n)`. */
@@ -23,6 +23,12 @@ export type HashLookup = (p: HashBucketPattern) => {
 };
 
 /**
+ * The blocks a select kept for one query position of one (batch, query head): the GPU's, or
+ * the reference's own (selection.ts). `p` is the select leaf asking.
+ */
+export type SelectLookup = (p: SelectPattern) => (q: number) => readonly number[];
+
+/**
  * Builds the element predicate of a (non-gated) pattern for sequence length `n`.
  *
  * @param pattern a parsed pattern; `gated` is refused because each branch is its own softmax
@@ -31,7 +37,8 @@ export type HashLookup = (p: HashBucketPattern) => {
  * @param options `path`: where this pattern sits in the caller's pattern, for error messages
  *   (default `"pattern"`; the reference passes `"pattern.branches[i]"` for a gated branch);
  *   `head` and `batch`: the `h` and `b` a predicate sees (default 0); `hash`: the bucket
- *   codes of that head (a hashBucket's allowed set depends on the data)
+ *   codes of that head (a hashBucket's allowed set depends on the data); `select`: the blocks
+ *   a select kept for each query of that head (likewise)
  * @returns `(q, k) => boolean`, O(1) per call
  * @throws {PlanError} for `gated`, or a global token `>= n`
  * @example
@@ -44,9 +51,20 @@ export type HashLookup = (p: HashBucketPattern) => {
 export function allowedMask(
   pattern: Pattern,
   n: number,
-  options: { path?: string; head?: number; batch?: number; hash?: HashLookup } = {},
+  options: {
+    path?: string;
+    head?: number;
+    batch?: number;
+    hash?: HashLookup;
+    select?: SelectLookup;
+  } = {},
 ): AllowedFn {
-  const at = { head: options.head ?? 0, batch: options.batch ?? 0, hash: options.hash };
+  const at = {
+    head: options.head ?? 0,
+    batch: options.batch ?? 0,
+    hash: options.hash,
+    select: options.select,
+  };
   return build(pattern, n, options.path ?? "pattern", at);
 }
 
@@ -55,6 +73,7 @@ interface HeadBatch {
   head: number;
   batch: number;
   hash?: HashLookup;
+  select?: SelectLookup;
 }
 
 /** Mathematical modulo: the result is in `[0, m)` even when `a` is negative. */
@@ -110,6 +129,21 @@ function build(p: Pattern, n: number, where: string, at: HeadBatch): AllowedFn {
       return (q, k) => {
         for (let t = 0; t < p.rounds; t++) if (codes.q(t, q) === codes.k(t, k)) return true;
         return false;
+      };
+    }
+    case "select": {
+      if (!at.select) {
+        throw new PlanError(
+          `Cannot evaluate ${where}: a select's allowed set depends on Q and K; pass the blocks ` +
+            `it kept (options.select)`,
+        );
+      }
+      const kept = at.select(p), s = p.blockSize;
+      // Pairs come row by row: look a row's blocks up once.
+      let row = -1, blocks: readonly number[] = [];
+      return (q, k) => {
+        if (q !== row) [row, blocks] = [q, kept(q)];
+        return blocks.includes(Math.floor(k / s));
       };
     }
     case "lowRank":

@@ -3,7 +3,14 @@
  * against. `allowedMask` is a pattern's allowed set, `reference` the attention it implies.
  * @module
  */
-export { type AllowedFn, allowedMask, type HashLookup } from "./allowed.ts";
+export { type AllowedFn, allowedMask, type HashLookup, type SelectLookup } from "./allowed.ts";
+export {
+  keptBlocksAt,
+  referenceSelections,
+  type SelectedBlocks,
+  selectionDisagreements,
+  selectLookup,
+} from "./selection.ts";
 export { referenceRows, type SampledRow } from "./sampled_rows.ts";
 export {
   type AttentionShape,

@@ -24,6 +24,12 @@ import { type LinearRows, linearRows } from "./linear.ts";
 import { landmarkAllows, landmarkRanks, poolLandmarks } from "./landmarks.ts";
 import { checkLowRankPlacement, landmarkGeometry } from "../../dsl/low_rank.ts";
 import {
+  referenceSelections,
+  selectBranchesAt,
+  type SelectedBlocks,
+  selectLookup,
+} from "./selection.ts";
+import {
   type ConstantSlope,
   scoreConstantSlopesFunction,
   scoreDerivativeFunction,
@@ -56,6 +62,12 @@ export interface ReferenceInput {
    */
   hashCodes?: HashCodes;
   /**
+   * The blocks each select kept (the GPU's, from `Runtime.run`), so that two blocks whose
+   * importances round the other way do not change the allowed set; default: chosen here in
+   * float64 (selection.ts).
+   */
+  selectedBlocks?: SelectedBlocks[];
+  /**
    * Where query row 0 sits among the keys (DESIGN §1): query row `i` is position
    * `queryOffset + i`; default `Nk - Nq` (the last Nq positions: a prefill chunk or decoding).
    */
@@ -77,6 +89,8 @@ export interface ReferenceOutput {
   lse: Float64Array;
   /** The hashBucket codes the allowed sets were built from (empty without hashBuckets). */
   hashCodes: HashCodes;
+  /** The blocks each select kept, as the allowed sets used them (empty without selects). */
+  selectedBlocks: SelectedBlocks[];
 }
 
 /**
@@ -127,7 +141,7 @@ export function reference(input: ReferenceInput): ReferenceOutput {
     const oRow = ((b * Hq + h) * N + q) * Dv;
     for (let d = 0; d < Dv; d++) o[oRow + d] += g * row[d];
   });
-  return { o, lse, hashCodes: setup.hashCodes };
+  return { o, lse, hashCodes: setup.hashCodes, selectedBlocks: setup.selectedBlocks };
 }
 
 /**
@@ -195,6 +209,7 @@ export interface ReferenceSetup {
   /** Where the gates come from: a runtime tensor per head or per position, or fixed. */
   gateLayout: GateLayout | "fixed";
   hashCodes: HashCodes;
+  selectedBlocks: SelectedBlocks[];
   /** Every (batch, query head, query row, branch) with its Q row offset and key sources. */
   forEachRow(
     visit: (b: number, h: number, q: number, qRow: number, i: number, sources: KeySource[]) => void,
@@ -240,6 +255,10 @@ export function referenceSetup(input: ReferenceInput): ReferenceSetup {
   // A uniform hashBucket's softmax gives every allowed key score 0 (the ANNA estimator).
   const uniform = checkHashPlacement(pattern);
   const hashCodes = input.hashCodes ?? referenceHashCodes(pattern, shape, input.q, input.k);
+  const selects = selectBranchesAt(pattern, shape, input);
+  const selectedBlocks = selects.some((s) => s)
+    ? input.selectedBlocks ?? referenceSelections(pattern, shape, input.q, input.k, scale)
+    : [];
   const setups: BranchSetup[] = branches.map((branch, i) => {
     if (branch.kind === "linear") {
       const rows = linearRows(branch, { ...input, shape, scale, sequences, sequenceOf });
@@ -254,7 +273,8 @@ export function referenceSetup(input: ReferenceInput): ReferenceSetup {
     }
     // A(q) depends on batch and head only through predicates that read b or h; otherwise each
     // branch's keys per query are listed once per sequence.
-    const perHead = allowedSetUsesHeadOrBatch(branch) || hashBucketsOf(branch).length > 0;
+    const perHead = allowedSetUsesHeadOrBatch(branch) || hashBucketsOf(branch).length > 0 ||
+      selects[i] !== undefined;
     const cache = new Map<string, number[][]>();
     const keys = (b: number, h: number, s: number) => {
       const at = `${perHead ? b * Hq + h : 0}/${s}`;
@@ -266,6 +286,7 @@ export function referenceSetup(input: ReferenceInput): ReferenceSetup {
           head: h,
           batch: b,
           hash: hashLookup(hashCodes, shape, b, h, seq),
+          ...(selects[i] ? { select: selectLookup(selectedBlocks, i, shape, b, h) } : {}),
         });
         list = Array.from(
           { length: seq.qLen },
@@ -355,6 +376,7 @@ export function referenceSetup(input: ReferenceInput): ReferenceSetup {
     gate: gated ? gate : () => 1,
     gateLayout: gated && input.gates ? layout : "fixed",
     hashCodes,
+    selectedBlocks,
     forEachRow(visit) {
       for (let b = 0; b < B; b++) {
         for (let h = 0; h < Hq; h++) {

@@ -72,8 +72,9 @@ Deno.test("explain's density and picture match allowedMask on all N² pairs", ()
 Deno.test("explain's density and picture match allowedMask for every example", async () => {
   for (const name of exampleNames()) {
     const pattern = (await examplePattern(name))!;
-    // A hashBucket's allowed set depends on the data: explain draws no mask for it.
-    if (JSON.stringify(pattern).includes('"hashBucket"')) continue;
+    // A hashBucket's or a select's allowed set depends on the data: explain draws no mask for
+    // it (a select's sample choice: tests/cli/select_picture_test.ts).
+    if (/"(hashBucket|select)"/.test(JSON.stringify(pattern))) continue;
     // Linear attention has no tile schedule: explain draws no mask for it either.
     if (JSON.stringify(pattern).includes('"linear"')) continue;
     for (const n of [64, 300]) check(pattern, n, { tileQ: 64, tileK: 16 });

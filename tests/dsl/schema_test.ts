@@ -16,6 +16,14 @@ const VALID: { json: unknown; built: () => Pattern }[] = [
     built: () => w.random({ blocks: 3, blockSize: 24, seed: 4294967295 }),
   },
   {
+    json: { kind: "select", blockSize: 64, blocks: 16, initial: 1, local: 2 },
+    built: () => w.select({ blockSize: 64, blocks: 16, initial: 1, local: 2 }),
+  },
+  {
+    json: { kind: "select", blockSize: 1, blocks: 64 },
+    built: () => w.select({ blockSize: 1, blocks: 64 }),
+  },
+  {
     json: { kind: "union", of: [{ kind: "ring", radius: 8 }, { kind: "stride", period: 16 }] },
     built: () => w.union(w.ring(8), w.stride(16)),
   },
@@ -75,6 +83,27 @@ const INVALID: { why: string; input: unknown; message: RegExp }[] = [
     why: "missing field",
     input: { kind: "window", left: 1 },
     message: /pattern\.right: window right .*got nothing/,
+  },
+  {
+    why: "select blocks 0",
+    input: { kind: "select", blockSize: 64, blocks: 0 },
+    message: /pattern\.blocks: select blocks must be an integer in \[1, 64\], got 0/,
+  },
+  {
+    why: "select blocks past 64",
+    input: { kind: "select", blockSize: 64, blocks: 65 },
+    message: /pattern\.blocks: select blocks must be an integer in \[1, 64\], got 65/,
+  },
+  {
+    why: "select blockSize 0",
+    input: { kind: "select", blockSize: 0, blocks: 4 },
+    message: /pattern\.blockSize: select blockSize must be an integer in \[1, 2147483647\], got 0/,
+  },
+  {
+    why: "select forced blocks past its blocks",
+    input: { kind: "select", blockSize: 8, blocks: 2, initial: 1, local: 2 },
+    message:
+      /pattern\.local: select initial \+ local must be at most select blocks \(2\), got 1 \+ 2/,
   },
   {
     why: "missing seed",

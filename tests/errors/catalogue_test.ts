@@ -258,6 +258,39 @@ const PREDICATES: Case[] = [
     says: /pattern\.of\[0\]: window is intersected with pattern\.of\[1\] \(lowRank\)/,
   },
   {
+    name: "select blocks past 64",
+    run: bad({ kind: "select", blockSize: 16, blocks: 65 }),
+    error: PatternError,
+    says: /pattern\.blocks: select blocks must be an integer in \[1, 64\], got 65/,
+  },
+  {
+    name: "select inside a union",
+    run: bad({
+      kind: "union",
+      of: [{ kind: "causal" }, { kind: "select", blockSize: 16, blocks: 2 }],
+    }),
+    error: PlanError,
+    says: /pattern\.of\[1\]: select inside union is not supported/,
+  },
+  {
+    name: "select intersected with a window",
+    run: bad({
+      kind: "intersect",
+      of: [{ kind: "window", left: 1, right: 1 }, { kind: "select", blockSize: 16, blocks: 2 }],
+    }),
+    error: PlanError,
+    says: /pattern\.of\[0\]: window is intersected with pattern\.of\[1\] \(select\)/,
+  },
+  {
+    name: "select on a decoding step",
+    run: () =>
+      compile({ kind: "select", blockSize: 16, blocks: 2 }, {
+        shape: { ...shape, seqLen: 1, kvSeqLen: 64 },
+      }),
+    error: ShapeError,
+    says: /pattern \(select\) runs on square calls only.*drop shape\.kvSeqLen/,
+  },
+  {
     name: "hashBucket buckets not a power of two",
     run: bad({ kind: "hashBucket", buckets: 12, rounds: 1, seed: 0 }),
     error: PatternError,

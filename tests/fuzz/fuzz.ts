@@ -8,7 +8,7 @@ import type { AttentionShape } from "../../compiler/mod.ts";
 import type { Runtime } from "../../runtime/runtime.ts";
 import { mulberry32 } from "../../runtime/seeded_random.ts";
 import { type CaseResult, checkCase, type FuzzCase, shrinkCase } from "./fuzz_case.ts";
-import { fillPattern, randomSkeleton, type Rng } from "./random_pattern.ts";
+import { fillPattern, randomSkeleton, type Rng, selectSkeleton } from "./random_pattern.ts";
 
 export interface FuzzOptions {
   cases: number;
@@ -53,6 +53,8 @@ export const SEQ_LENS = [1, 2, 3, 7, 16, 31, 64, 97, 131, 200];
 export async function fuzz(rt: Runtime, o: FuzzOptions): Promise<FuzzSummary> {
   const rng: Rng = mulberry32(o.seed);
   const skeletons = Array.from({ length: o.skeletons }, () => randomSkeleton(rng, 3));
+  // One select skeleton more, from a stream of its own so that the others stay as they were.
+  skeletons.push(selectSkeleton(mulberry32(o.seed ^ 0x5e1ec7)));
   const shapes = Array.from({ length: o.shapes }, () => randomShape(rng, o));
   const summary: FuzzSummary = { ok: 0, mismatches: [], refused: 0, kinds: [] };
   const kinds = new Set<string>();

@@ -10,8 +10,14 @@ import { PlanError } from "../../core/errors.ts";
 import type { Pattern } from "../../dsl/schema.ts";
 import type { HashCodes } from "../../dsl/hash_bucket.ts";
 import { parsePattern } from "../../dsl/schema.ts";
-import { hashCodeMismatches, reference, referenceGradients } from "../../runtime/reference/mod.ts";
+import {
+  hashCodeMismatches,
+  reference,
+  referenceGradients,
+  selectionDisagreements,
+} from "../../runtime/reference/mod.ts";
 import type { AttentionGradients } from "../../runtime/attention_call.ts";
+import type { SelectedBlocks } from "../../runtime/reference/mod.ts";
 import { constantGradientError, gradientError } from "../../cli/_common.ts";
 import type { Runtime } from "../../runtime/runtime.ts";
 import { mulberry32, normals } from "../../runtime/seeded_random.ts";
@@ -112,15 +118,27 @@ export async function checkCase(
   if (badCodes) {
     return { status: "mismatch", errO: NaN, errLse: NaN, tolerance: tol, detail: badCodes };
   }
+  // select: the GPU's kept blocks must be the top-n of the float64 importances up to ties
+  // (widened with the scores, as O's tolerance is); O is checked on those blocks.
+  const badBlocks = out.selectedBlocks &&
+    selectionDisagreements(c.pattern, c.shape, inputs.q, inputs.k, out.selectedBlocks, {
+      tolerance: tol,
+    }).find((d) => d.positions > 0);
+  if (badBlocks) {
+    const detail = `select branch ${badBlocks.branch}: ${badBlocks.positions} positions keep ` +
+      `other blocks than the reference's (${badBlocks.first})`;
+    return { status: "mismatch", errO: NaN, errLse: NaN, tolerance: tol, detail };
+  }
   const want = reference({
     pattern: c.pattern,
     shape: c.shape,
     ...inputs,
     gates,
     hashCodes: out.hashCodes,
+    selectedBlocks: out.selectedBlocks,
   });
   const errO = maxError(out.o, want.o), errLse = maxError(out.lse, want.lse);
-  const errGrad = dO ? gradientErrorOf(c, inputs, dO, out.gradients, gates, out.hashCodes) : 0;
+  const errGrad = dO ? gradientErrorOf(c, inputs, dO, out.gradients, gates, out) : 0;
   const gradTol = tol * (dtype === "f16" ? 2 : 1);
   const ok = errO <= tol && errLse <= tol && errGrad <= gradTol;
   return {
@@ -147,16 +165,18 @@ function gradientErrorOf(
   dO: Float32Array,
   got: AttentionGradients | undefined,
   gates: { data: Float32Array; shape: number[] } | undefined,
-  hashCodes: HashCodes | undefined,
+  chosen: { hashCodes?: HashCodes; selectedBlocks?: SelectedBlocks[] },
 ): number {
   if (!got) return Infinity;
+  // hashBucket codes and select blocks: the allowed set the forward used.
   const want = referenceGradients({
     pattern: c.pattern,
     shape: c.shape,
     ...inputs,
     dO,
     gates,
-    hashCodes,
+    hashCodes: chosen.hashCodes,
+    selectedBlocks: chosen.selectedBlocks,
   });
   const { worst, largest } = gradientError(got, want);
   const relative = largest === 0 ? worst : worst / largest;

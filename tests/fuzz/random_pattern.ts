@@ -19,7 +19,9 @@ export type Skeleton =
       | "predicate"
       | "hashBucket"
       | "hashUniform"
-      | "linear";
+      | "linear"
+      | "select"
+      | "selectCausal";
   }
   | { kind: "scored"; pattern: Skeleton }
   | { kind: "union" | "intersect"; of: Skeleton[] }
@@ -56,6 +58,18 @@ export function randomSkeleton(rng: Rng, depth = 3): Skeleton {
     return { kind: "gated", branches, jsonGates: rng() < 0.5 };
   }
   return uniformOr(inner(rng, depth));
+}
+
+/**
+ * A skeleton with a select (a whole softmax, DESIGN §2): alone, under causal, or as a gated
+ * branch beside a window (NSA's selected and sliding branches).
+ * @param rng uniform [0, 1) source
+ * @returns the skeleton
+ */
+export function selectSkeleton(rng: Rng): Skeleton {
+  const select: Skeleton = { kind: rng() < 0.5 ? "select" : "selectCausal" };
+  if (rng() < 0.6) return select;
+  return { kind: "gated", branches: [select, { kind: "window" }], jsonGates: rng() < 0.5 };
 }
 
 function inner(rng: Rng, depth: number, underIntersect = false): Skeleton {
@@ -136,6 +150,21 @@ export function fillPattern(s: Skeleton, n: number, rng: Rng): Pattern {
       // exp(W x' - |x'|²/2) underflows float32 at the fuzzer's large magnitudes (tests/gpu has
       // it at unit scale).
       return { kind: "linear", featureMap: "elu1", causal: n % 2 === 1 };
+    case "select":
+    case "selectCausal": {
+      // Block sizes 1, small, N and past N; more slots than blocks; forced blocks.
+      const blocks = pick(rng, [1, 2, 3, 64]);
+      const initial = int(rng, 0, Math.min(1, blocks));
+      const local = int(rng, 0, Math.min(2, blocks - initial));
+      const p: Pattern = {
+        kind: "select",
+        blockSize: pick(rng, [1, 2, 3, 8, n, n + 1]),
+        blocks,
+        ...(initial ? { initial } : {}),
+        ...(local ? { local } : {}),
+      };
+      return s.kind === "select" ? p : { kind: "intersect", of: [{ kind: "causal" }, p] };
+    }
     case "predicate":
       // Predicates bake their constants into the WGSL: a few templates and values keep the
       // number of kernels bounded; negative operands of % and floor division included.

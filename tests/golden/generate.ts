@@ -4,7 +4,8 @@
  * a seeded PRNG, rounds them to float32, runs `reference` on exactly those float32 values, and
  * writes `<name>.{q,k,v,gates,o,lse}.npy` plus `manifest.json`; cases of at most
  * GRADIENT_ELEMENTS query elements also get a seeded dO and the reference's gradients,
- * `<name>.{do,dq,dk,dv,dgates}.npy`. Serving cases (DESIGN §1) have keys past the queries
+ * `<name>.{do,dq,dk,dv,dgates}.npy`; select cases keep the reference's kept blocks,
+ * `<name>.sel{i}.npy`. Serving cases (DESIGN §1) have keys past the queries
  * (`kvSeqLen`, `queryOffset`), a value head dim of their own (`valueDim`) or packed sequences
  * (`seqLens`, `kvSeqLens`); `paged` asks the golden test to run the case's K and V from pages
  * as well. Reruns give identical bytes.
@@ -148,7 +149,15 @@ function buildCase(c: GoldenCase) {
     shape: gateShape,
   };
 
-  const { o, lse, hashCodes } = reference({ pattern, shape, ...serving, q, k, v, gates });
+  const { o, lse, hashCodes, selectedBlocks } = reference({
+    pattern,
+    shape,
+    ...serving,
+    q,
+    k,
+    v,
+    gates,
+  });
   // hashBucket cases keep the reference's own codes: [rounds, B, H, N] per code key.
   const hashKeys = [...hashCodes.keys()];
 
@@ -183,6 +192,17 @@ function buildCase(c: GoldenCase) {
     );
     hashFiles[`hashq${i}`] = file(`hashq${i}`);
     hashFiles[`hashk${i}`] = file(`hashk${i}`);
+  });
+
+  // select cases keep the reference's own kept blocks: [B, Hkv, N, blocks] per select branch,
+  // ascending, -1 past the kept.
+  const selectFiles: Record<string, string> = {};
+  selectedBlocks.forEach((s, i) => {
+    npy.set(
+      file(`sel${i}`),
+      writeNpy({ dtype: "i4", shape: [B, Hkv, Nk, s.blocks], data: s.chosen }),
+    );
+    selectFiles[`sel${i}`] = file(`sel${i}`);
   });
 
   // Gradients of the small cases: dO drawn after the inputs, the reference's own codes. The
@@ -227,9 +247,11 @@ function buildCase(c: GoldenCase) {
       o: file("o"),
       lse: file("lse"),
       ...hashFiles,
+      ...selectFiles,
       ...gradientFiles,
     },
     ...(hashKeys.length ? { hashKeys } : {}),
+    ...(selectedBlocks.length ? { selectBranches: selectedBlocks.map((s) => s.branch) } : {}),
     maxAbsO,
     emptyRows,
   };

@@ -23,7 +23,11 @@ import { sequenceSizes } from "../../core/shape.ts";
 import { isSoftwareAdapter } from "../../bench/measure.ts";
 import { skippedOnSoftwareGl } from "./_software_gl.ts";
 import { shuffledLayout, toPages } from "./_paged_inputs.ts";
-import { hashCodeMismatches, reference } from "../../runtime/reference/mod.ts";
+import {
+  hashCodeMismatches,
+  reference,
+  selectionDisagreements,
+} from "../../runtime/reference/mod.ts";
 import type { HashCodes } from "../../dsl/hash_bucket.ts";
 import { parsePattern } from "../../dsl/schema.ts";
 
@@ -52,6 +56,8 @@ interface GoldenCase {
   magnitude?: number;
   /** hashBucket cases: the code keys of files `hashq{i}` / `hashk{i}` (the reference's codes). */
   hashKeys?: string[];
+  /** select cases: the branch of each file `sel{i}` (the reference's kept blocks). */
+  selectBranches?: number[];
   /** Query row 0's key position; default `Nk - Nq`. */
   queryOffset?: number;
   /** Packed sequences' query rows (compiled with `packed: true`) and key rows. */
@@ -182,6 +188,19 @@ async function checkGolden(t: Deno.TestContext, dtype: "f32" | "f16", tolerance:
             });
           }
         }
+        // select: the GPU's kept blocks must be the reference's up to float ties; where a
+        // near tie went the other way, O is checked on the blocks the kernel kept.
+        if (c.selectBranches && !(await checkSelection(c, dtype, out, q!.data, k!.data))) {
+          expected = reference({
+            pattern: parsePattern(c.pattern),
+            shape: c.shape,
+            q: q!.data,
+            k: k!.data,
+            v: v!.data,
+            gates: gates && { data: gates.data, shape: gates.shape },
+            selectedBlocks: out.selectedBlocks,
+          });
+        }
         const errO = maxAbsError(out.o, expected.o);
         const errLse = maxAbsError(out.lse, expected.lse);
         const allowed = tolerance * Math.max(1, (c.magnitude ?? 1) ** 2);
@@ -257,6 +276,33 @@ async function checkHashCodes(
     same &&= equal(codes.q, goldenQ.data) && equal(codes.k, goldenK.data);
   }
   return same;
+}
+
+/**
+ * Checks a run's kept blocks against the golden (reference) ones: any difference must be a
+ * float tie of the importances on the inputs the GPU saw (`selectionDisagreements`).
+ * @returns whether they are identical (then the golden O applies as it is)
+ */
+async function checkSelection(
+  c: GoldenCase,
+  dtype: "f32" | "f16",
+  out: AttentionOutputs,
+  q: ArrayLike<number>,
+  k: ArrayLike<number>,
+): Promise<boolean> {
+  const seen = (x: ArrayLike<number>) => dtype === "f16" ? Float16Array.from(x) : x;
+  const gpu = out.selectedBlocks ?? [];
+  assert.deepEqual(gpu.map((s) => s.branch), c.selectBranches, `${c.name}: select branches`);
+  for (const d of selectionDisagreements(parsePattern(c.pattern), c.shape, seen(q), seen(k), gpu)) {
+    assert.equal(d.positions, 0, `${c.name}: select branch ${d.branch}: ${d.first}`);
+  }
+  const stored = await Promise.all(
+    c.selectBranches!.map((_, i) => readNpyFile(dir + c.files[`sel${i}`])),
+  );
+  return gpu.every((s, i) =>
+    s.chosen.length === stored[i].data.length &&
+    s.chosen.every((x, j) => x === stored[i].data[j])
+  );
 }
 
 Deno.test("golden kernels match the float64 reference (float32)", async (t) => {

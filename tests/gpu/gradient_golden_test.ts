@@ -4,20 +4,26 @@
  * its dQ, dK, dV (and dgates) must match the float64 reference's stored gradients within 1e-4
  * of the largest (times the scores' growth for large-input cases). hashBucket cases whose GPU
  * codes differ from the stored ones, where a projection is within rounding of a plane, are
- * checked against the reference on the GPU's codes instead, as the output goldens are. A
- * software adapter runs a few of them (SOFTWARE_CASES), the serving, linear and MLA cases among
- * them (MLA's only on lavapipe: _software_gl.ts).
+ * checked against the reference on the GPU's codes instead, as the output goldens are, and
+ * select cases whose kept blocks differ by a float tie on the GPU's blocks. A software adapter
+ * runs a few of them (SOFTWARE_CASES), the serving, linear, select and MLA cases among them
+ * (MLA's only on lavapipe: _software_gl.ts).
  *
  * Serving cases (DESIGN §1: keys past the queries at the default or a given offset, a value
  * head dim of its own, packed sequences) run at their offset or lengths; in float16, where the
- * adapter has shader-f16, they match the same goldens within 1e-2 of the largest gradient.
+ * adapter has shader-f16, they and the select cases match the same goldens within 1e-2 of the
+ * largest gradient.
  */
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import type { AttentionShape } from "../../compiler/mod.ts";
 import { readNpyFile } from "../../cli/npy.ts";
 import { createRuntime } from "../../runtime/runtime.ts";
-import { hashCodeMismatches, referenceGradients } from "../../runtime/reference/mod.ts";
+import {
+  hashCodeMismatches,
+  referenceGradients,
+  selectionDisagreements,
+} from "../../runtime/reference/mod.ts";
 import { parsePattern } from "../../dsl/schema.ts";
 import { isSoftwareAdapter } from "../../bench/measure.ts";
 import { skippedOnSoftwareGl } from "./_software_gl.ts";
@@ -30,6 +36,8 @@ interface GoldenCase {
   files: Record<string, string>;
   magnitude?: number;
   hashKeys?: string[];
+  /** select cases: the branch of each file `sel{i}` (the reference's kept blocks). */
+  selectBranches?: number[];
   queryOffset?: number;
   seqLens?: number[];
   kvSeqLens?: number[];
@@ -60,6 +68,7 @@ const SOFTWARE_CASES = new Set([
   "serving_packed_window_global_n45",
   "mla_causal_mqa_d192_dv128_n10",
   "mla_decode_window_stride_mqa_d192_dv128_n40",
+  "gated_nsa_three_branches_n32",
 ]);
 const all = manifest.cases.filter((c) => c.files.dq);
 const cases = isSoftwareAdapter(rt.info)
@@ -135,6 +144,36 @@ async function gradientErrorOf(c: GoldenCase, dtype: "f32" | "f16") {
       });
     }
   }
+  // select: where the GPU kept other blocks than the reference (a float tie, which
+  // selectionDisagreements allows), the gradients are the reference's on the GPU's blocks.
+  if (c.selectBranches && out.selectedBlocks) {
+    const pattern = parsePattern(c.pattern);
+    const stored = await Promise.all(c.selectBranches.map((_, i) => load(`sel${i}`)));
+    const same = out.selectedBlocks.every((s, i) =>
+      s.chosen.every((x, j) => x === stored[i]!.data[j])
+    );
+    if (!same) {
+      const seen = (x: Float32Array) => dtype === "f16" ? Float16Array.from(x) : x;
+      const bad = selectionDisagreements(
+        pattern,
+        c.shape,
+        seen(f32(q)),
+        seen(f32(k)),
+        out.selectedBlocks,
+      ).reduce((n, d) => n + d.positions, 0);
+      assert.equal(bad, 0, "GPU kept blocks contradict the float64 importances");
+      want = referenceGradients({
+        pattern,
+        shape: c.shape,
+        q: f32(q),
+        k: f32(k),
+        v: f32(v),
+        dO: f32(dO),
+        gates: gates && { data: f32(gates), shape: gates.shape },
+        selectedBlocks: out.selectedBlocks,
+      });
+    }
+  }
   // A missing gradient, a length mismatch or a NaN is an infinite error.
   return gradientError(out.gradients!, want);
 }
@@ -163,12 +202,13 @@ Deno.test("gradient goldens: the backward pass matches the stored reference grad
 // Float16 needs the adapter's shader-f16 (llvmpipe's GL path has none): inputs and dO rounded
 // to float16 on upload, sums in float32, within 1e-2 of the largest golden gradient.
 Deno.test({
-  name: "gradient goldens in float16: serving cases within 1e-2 of the largest gradient",
+  name: "gradient goldens in float16: serving and select cases within 1e-2 of the largest",
   ignore: !rt.info.shaderF16,
   fn: async (t) => {
     const serving = all.filter(isServing);
     assert.ok(serving.length >= 5, `${serving.length} serving cases with gradient files`);
-    for (const c of serving.filter(chosen)) {
+    // And the select cases: their backward kernels are select's own.
+    for (const c of [...serving, ...all.filter((c) => c.selectBranches)].filter(chosen)) {
       await t.step(c.name, async () => {
         const { worst, largest } = await gradientErrorOf(c, "f16");
         assert.ok(worst <= 1e-2 * largest, `max |GPU - golden| ${worst}, largest ${largest}`);

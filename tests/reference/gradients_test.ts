@@ -29,8 +29,9 @@ function gradientCheck(
   const g = gates
     ? Float64Array.from(normalTensor(gateShape.reduce((a, x) => a * x), 5), (x) => 0.5 + 0.2 * x)
     : undefined;
-  // hashBucket codes are fixed by the forward: every nudged call uses the original ones.
-  const { hashCodes } = reference({ pattern, shape, q, k, v });
+  // hashBucket codes and select blocks are fixed by the forward: every nudged call uses the
+  // original ones.
+  const { hashCodes, selectedBlocks } = reference({ pattern, shape, q, k, v });
   const loss = () => {
     const { o } = reference({
       pattern,
@@ -39,6 +40,7 @@ function gradientCheck(
       k,
       v,
       hashCodes,
+      selectedBlocks,
       gates: g && { data: g, shape: gateShape },
     });
     let sum = 0;
@@ -53,6 +55,7 @@ function gradientCheck(
     v,
     dO,
     hashCodes,
+    selectedBlocks,
     gates: g && { data: g, shape: gateShape },
   });
   assert.equal(analytic.dgates !== undefined, g !== undefined, "dgates exactly for runtime gates");
@@ -107,6 +110,15 @@ const CASES: [string, Pattern, Shape, { perPosition: boolean }?][] = [
     MHA,
   ],
   ["predicate", { kind: "predicate", expr: "(q + 2 * k) % 3 != 1" }, MQA],
+  ["select (blocks fixed)", { kind: "select", blockSize: 2, blocks: 2 }, MHA],
+  [
+    "select ∩ causal, forced blocks (GQA, blocks fixed)",
+    {
+      kind: "intersect",
+      of: [{ kind: "causal" }, { kind: "select", blockSize: 2, blocks: 3, initial: 1, local: 1 }],
+    },
+    GQA,
+  ],
   [
     "scored (derivative of the checked program)",
     {

@@ -1,0 +1,269 @@
+/**
+ * A select branch's kernels (DESIGN §2, NSA's selected branch): the block means of K, the kept
+ * blocks per position, then attention over them, writing the branch's O and LSE. A select is a
+ * whole softmax (dsl/select.ts), so its branch has no components: these three kernels are the
+ * branch. The calls it takes are square (every key position a query) with contiguous K and V
+ * of the same head dim; the rest are refused at the door, naming the field.
+ * @module
+ */
+import { PlanError, ShapeError } from "../core/errors.ts";
+import { type AttentionShape, type Dtype, sequenceSizes } from "../core/shape.ts";
+import type { SelectBranch } from "../dsl/select.ts";
+import { selectBlockCount, selectBranches } from "../dsl/select.ts";
+import type { Pattern } from "../dsl/schema.ts";
+import { elementwiseWorkgroups, MAX_WORKGROUPS_X } from "./dispatch_sizes.ts";
+import type { BufferName, SelectKernel } from "./kernel_plan.ts";
+import { own, read, written } from "./support_kernels.ts";
+
+/** What a select branch's kernels are specialised on. */
+export interface SelectGeometry {
+  /** Key/value heads of every batch, `B·Hkv`. */
+  heads: number;
+  /** Query heads per key/value head. */
+  group: number;
+  /** N, the positions (queries and keys). */
+  n: number;
+  /** D / 4. */
+  d4: number;
+  /** Rows per block `s`. */
+  blockSize: number;
+  /** Blocks `ceil(N / s)`. */
+  count: number;
+  /** Blocks kept per position. */
+  blocks: number;
+  /** Forced leading blocks. */
+  initial: number;
+  /** Forced blocks ending at the position's own. */
+  local: number;
+  /** Only whole blocks at or before the position compete. */
+  causal: boolean;
+  /** Element type of Q and K. */
+  dtype: Dtype;
+}
+
+/** WebGPU's guaranteed workgroup storage, where the call brings no device limits. */
+const DEFAULT_WORKGROUP_BYTES = 16384;
+
+/**
+ * Refuses what a select's kernels do not run, naming the option or field: packed sequences,
+ * paged K and V, queries among longer keys or at an offset, a value head dim of its own.
+ * @param pattern the parsed pattern
+ * @param options the call's options
+ * @throws {ShapeError} naming the option that a select does not take
+ * @example
+ * ```ts
+ * import { checkSelectCall } from "./select_attention.ts";
+ * checkSelectCall({ kind: "select", blockSize: 4, blocks: 2 }, {
+ *   shape: { batch: 1, headsQ: 1, headsKV: 1, seqLen: 16, headDim: 8 },
+ * }); // fine
+ * ```
+ */
+export function checkSelectCall(
+  pattern: Pattern,
+  options: {
+    shape: AttentionShape;
+    packed?: boolean;
+    paged?: unknown;
+    queryOffset?: number;
+  },
+): void {
+  const at = selectBranches(pattern).find((b) => b)?.path;
+  if (at === undefined) return;
+  const { nq, nk, d, dv } = sequenceSizes(options.shape);
+  const bad = options.packed
+    ? "packed (packed sequences)"
+    : options.paged
+    ? "paged (paged K and V)"
+    : nq !== nk
+    ? `shape.kvSeqLen (${nk} keys for ${nq} queries: a prefill chunk or decoding)`
+    : options.queryOffset
+    ? `queryOffset (${options.queryOffset})`
+    : dv !== d
+    ? `shape.valueDim (${dv}, not headDim ${d})`
+    : undefined;
+  if (bad) {
+    throw new ShapeError(
+      `Bad options: ${at} (select) runs on square calls only (every key position a query, ` +
+        `contiguous K and V, valueDim == headDim); drop ${bad}`,
+    );
+  }
+}
+
+/**
+ * The kernels of one select branch.
+ * @param branch the branch's select
+ * @param b the branch's index
+ * @param o the call's shape, dtype and scale, the device's workgroup storage, and where the
+ *   branch's O (`oName`, from `oBase` vec4s) and LSE (from `lseBase`) lie
+ * @returns selectMeans, selectBlocks and selectAttention
+ * @throws {PlanError} where the blocks or a tile do not fit the device's workgroup memory
+ * @example
+ * ```ts
+ * import { selectKernels } from "./select_attention.ts";
+ * const select = { kind: "select" as const, blockSize: 16, blocks: 2 };
+ * selectKernels({ select, causal: true, path: "pattern" }, 0, {
+ *   shape: { batch: 1, headsQ: 2, headsKV: 1, seqLen: 64, headDim: 8 },
+ *   dtype: "f32", oName: "o", oBase: 0, lseBase: 0,
+ * }).map((k) => k.kind); // ["selectMeans", "selectBlocks", "selectAttention"]
+ * ```
+ */
+export function selectKernels(
+  branch: SelectBranch,
+  b: number,
+  o: {
+    shape: AttentionShape;
+    dtype: Dtype;
+    workgroupBytes?: number;
+    oName: BufferName;
+    oBase: number;
+    lseBase: number;
+  },
+): SelectKernel[] {
+  const { shape } = o;
+  const { nk: n, d } = sequenceSizes(shape);
+  const s = branch.select;
+  const geometry: SelectGeometry = {
+    heads: shape.batch * shape.headsKV,
+    group: shape.headsQ / shape.headsKV,
+    n,
+    d4: d / 4,
+    blockSize: s.blockSize,
+    count: selectBlockCount(n, s.blockSize),
+    blocks: s.blocks,
+    initial: s.initial ?? 0,
+    local: s.local ?? 0,
+    causal: branch.causal,
+    dtype: o.dtype,
+  };
+  if (geometry.group > 64) {
+    throw new PlanError(
+      `Cannot plan ${branch.path}: a select's workgroup holds at most 64 query heads per ` +
+        `key/value head, got ${geometry.group} (headsQ / headsKV)`,
+    );
+  }
+  const bytes = o.workgroupBytes ?? DEFAULT_WORKGROUP_BYTES;
+  const logitHeads = selectLogitHeads(geometry, bytes);
+  const choosing = selectBlocksBytes(geometry, 1);
+  if (choosing > bytes) {
+    throw new PlanError(
+      `Cannot plan ${branch.path}: choosing among ${geometry.count} blocks of ${s.blockSize} ` +
+        `needs ${choosing} bytes of workgroup memory, over the device's ${bytes}; use a larger ` +
+        `select blockSize`,
+    );
+  }
+  const tileK = selectTileK(geometry, bytes);
+  if (tileK === 0) {
+    throw new PlanError(
+      `Cannot plan ${branch.path}: ${geometry.group} query heads of D = ${d} per key/value ` +
+        `head do not fit the device's ${bytes} bytes of workgroup memory`,
+    );
+  }
+  const positions: [number, number] = [Math.min(n, MAX_WORKGROUPS_X), geometry.heads];
+  const means: BufferName = `selectMeans${b}`, kept: BufferName = `selection${b}`;
+  const common = {
+    ...own,
+    branch: b,
+    geometry,
+    tileK,
+    logitHeads,
+    oBase: o.oBase,
+    lseBase: o.lseBase,
+  };
+  return [
+    {
+      kind: "selectMeans",
+      label: `branch ${b}: select, means of K over ${geometry.count} blocks`,
+      bindings: [read("k"), written(means)],
+      workgroups: elementwiseWorkgroups(geometry.heads * geometry.count * geometry.d4),
+      ...common,
+    },
+    {
+      kind: "selectBlocks",
+      label: `branch ${b}: select, ${s.blocks} of ${geometry.count} blocks per position`,
+      bindings: [read("q"), read(means), written(kept)],
+      workgroups: positions,
+      ...common,
+    },
+    {
+      kind: "selectAttention",
+      label: `branch ${b}: select, attention over the kept blocks (key tiles of ${tileK})`,
+      bindings: [read("q"), read("k"), read("v"), read(kept), written(o.oName), written("lse")],
+      workgroups: positions,
+      ...common,
+    },
+  ];
+}
+
+/**
+ * The sizes of a select branch's buffers: the float32 block means `[B·Hkv, count, D]` and the
+ * kept blocks `[B·Hkv, N, blocks]` (u32).
+ * @param k the branch's selectBlocks kernel
+ * @returns the two buffers' names and bytes
+ * @example
+ * ```ts ignore
+ * selectBuffers(kernel); // [["selectMeans0", ...], ["selection0", ...]]
+ * ```
+ */
+export function selectBuffers(k: SelectKernel): [BufferName, number][] {
+  const g = k.geometry;
+  return [
+    [`selectMeans${k.branch}`, g.heads * g.count * g.d4 * 16],
+    [`selection${k.branch}`, g.heads * g.n * g.blocks * 4],
+  ];
+}
+
+/**
+ * Workgroup memory of the selection kernel: Q rows, the logits of `heads` query heads and the
+ * importances, reductions, the chosen blocks.
+ */
+function selectBlocksBytes(g: SelectGeometry, heads: number): number {
+  return 16 * g.group * g.d4 + 4 * g.count * (heads + 1) + 8 * 64 + 4 * g.blocks;
+}
+
+/**
+ * The query heads whose logits the selection kernel computes in one pass over the block means
+ * (each mean read once for all of them): the whole group where their logits fit the workgroup
+ * memory, else the most that do (at least 1).
+ * @param g the geometry
+ * @param workgroupBytes the device's workgroup storage
+ * @returns heads per pass
+ * @example
+ * ```ts
+ * import { selectLogitHeads } from "./select_attention.ts";
+ * const g = { group: 8, d4: 16, count: 1024, blocks: 16 };
+ * [selectLogitHeads(g, 49152), selectLogitHeads(g, 16384)]; // [8, 1]
+ * ```
+ */
+export function selectLogitHeads(
+  g: Pick<SelectGeometry, "group" | "d4" | "count" | "blocks">,
+  workgroupBytes: number,
+): number {
+  for (let heads = g.group; heads > 1; heads--) {
+    if (selectBlocksBytes(g as SelectGeometry, heads) <= workgroupBytes) return heads;
+  }
+  return 1;
+}
+
+/**
+ * The keys per staged tile of a select's attention kernel: up to 32 (never more than a block
+ * holds), halved until the workgroup's memory fits.
+ * @param g the geometry
+ * @param workgroupBytes the device's workgroup storage
+ * @returns keys per tile, or 0 when even one key does not fit
+ * @example
+ * ```ts
+ * import { selectTileK } from "./select_attention.ts";
+ * selectTileK({ group: 4, d4: 32, blockSize: 64 }, 16384); // 8
+ * ```
+ */
+export function selectTileK(
+  g: Pick<SelectGeometry, "group" | "d4" | "blockSize">,
+  workgroupBytes: number,
+): number {
+  for (let tile = Math.min(32, g.blockSize); tile >= 1; tile = Math.floor(tile / 2)) {
+    const bytes = 16 * (g.group * g.d4 + 2 * tile * g.d4) + 4 * (g.group * tile + 3 * g.group) +
+      4 * 64;
+    if (bytes <= workgroupBytes) return tile;
+  }
+  return 0;
+}

@@ -1,0 +1,122 @@
+/**
+ * `select` (NSA's selected blocks, DESIGN §2) on the device: the kept blocks the GPU returns
+ * must agree with the float64 importances up to float ties (`selectionDisagreements`), and O
+ * and LSE must match the reference computed from those blocks: float32 within 1e-4, float16
+ * (where the adapter has shader-f16) within 5e-3 of the reference on the float16-rounded
+ * inputs. Sizes stay small: each case compiles three kernels on llvmpipe.
+ */
+import assert from "node:assert/strict";
+import type { AttentionShape } from "../../core/shape.ts";
+import type { Pattern } from "../../dsl/schema.ts";
+import { PlanError, ShapeError } from "../../core/errors.ts";
+import { reference, selectionDisagreements } from "../../runtime/reference/mod.ts";
+import { createRuntime } from "../../runtime/runtime.ts";
+import { normalTensor } from "../../runtime/seeded_random.ts";
+
+const rt = await createRuntime({ autotune: false });
+
+const causalSelect = (s: number, n: number, initial = 0, local = 0): Pattern => ({
+  kind: "intersect",
+  of: [{ kind: "causal" }, { kind: "select", blockSize: s, blocks: n, initial, local }],
+});
+
+const CASES: [string, Pattern, AttentionShape][] = [
+  [
+    "causal, forced blocks, GQA, a short last block",
+    causalSelect(8, 3, 1, 1),
+    { batch: 1, headsQ: 4, headsKV: 2, seqLen: 45, headDim: 16 },
+  ],
+  [
+    "dense, MHA, two batches, blocks past the candidates",
+    { kind: "select", blockSize: 5, blocks: 9 },
+    { batch: 2, headsQ: 2, headsKV: 2, seqLen: 33, headDim: 8 },
+  ],
+  [
+    "gated with a window (NSA's form), MQA",
+    {
+      kind: "gated",
+      branches: [causalSelect(4, 2, 1, 1), { kind: "window", left: 6, right: 0 }],
+      gates: [0.6, 0.4],
+    },
+    { batch: 1, headsQ: 3, headsKV: 1, seqLen: 29, headDim: 8 },
+  ],
+];
+
+/** Largest error of O and LSE (LSE relative to its size; -inf must match exactly). */
+function errors(
+  got: { o: ArrayLike<number>; lse: ArrayLike<number> },
+  want: { o: Float64Array; lse: Float64Array },
+) {
+  let o = 0, lse = 0;
+  for (let i = 0; i < want.o.length; i++) o = Math.max(o, Math.abs(Number(got.o[i]) - want.o[i]));
+  for (let i = 0; i < want.lse.length; i++) {
+    const w = want.lse[i], g = got.lse[i];
+    const e = w === -Infinity ? (g === -Infinity ? 0 : Infinity) : Math.abs(g - w);
+    lse = Math.max(lse, e / Math.max(1, Math.abs(w)));
+  }
+  return { o, lse };
+}
+
+async function check(pattern: Pattern, shape: AttentionShape, dtype: "f32" | "f16") {
+  const { batch: B, headsQ: Hq, headsKV: Hkv, seqLen: N, headDim: D } = shape;
+  const round = (x: Float32Array) => dtype === "f16" ? Float32Array.from(Float16Array.from(x)) : x;
+  const q = round(normalTensor(B * Hq * N * D, 1)), k = round(normalTensor(B * Hkv * N * D, 2));
+  const v = round(normalTensor(B * Hkv * N * D, 3));
+  const out = await rt.run(rt.compile(pattern, { shape, dtype }), { q, k, v });
+  assert.ok(out.selectedBlocks?.length, "the kept blocks come back");
+  for (const d of selectionDisagreements(pattern, shape, q, k, out.selectedBlocks!)) {
+    assert.equal(d.positions, 0, `branch ${d.branch}: ${d.first}`);
+  }
+  const want = reference({ pattern, shape, q, k, v, selectedBlocks: out.selectedBlocks });
+  return errors(out, want);
+}
+
+for (const [name, pattern, shape] of CASES) {
+  Deno.test(`select on the GPU, float32: ${name}`, async () => {
+    const { o, lse } = await check(pattern, shape, "f32");
+    assert.ok(o <= 1e-4 && lse <= 1e-4, `max |O - ref| ${o}, LSE ${lse}`);
+  });
+}
+
+Deno.test({
+  name: "select on the GPU, float16: every case within 5e-3",
+  ignore: !rt.info.shaderF16,
+  fn: async () => {
+    for (const [name, pattern, shape] of CASES) {
+      const { o, lse } = await check(pattern, shape, "f16");
+      assert.ok(o <= 5e-3 && lse <= 5e-3, `${name}: max |O - ref| ${o}, LSE ${lse}`);
+    }
+  },
+});
+
+Deno.test("select: the kept blocks agree with the reference's own on untied data", async () => {
+  // Unit-normal data has no near-ties at this size: the GPU's choice is the float64 one.
+  const [, pattern, shape] = CASES[0];
+  const { batch: B, headsQ: Hq, headsKV: Hkv, seqLen: N, headDim: D } = shape;
+  const q = normalTensor(B * Hq * N * D, 1), k = normalTensor(B * Hkv * N * D, 2);
+  const v = normalTensor(B * Hkv * N * D, 3);
+  const out = await rt.run(rt.compile(pattern, { shape }), { q, k, v });
+  const own = reference({ pattern, shape, q, k, v });
+  assert.deepEqual(out.selectedBlocks![0].chosen, own.selectedBlocks[0].chosen);
+  assert.ok(errors(out, own).o <= 1e-4);
+});
+
+Deno.test("select: calls its kernels do not run are refused, naming the field", () => {
+  const shape = { batch: 1, headsQ: 2, headsKV: 1, seqLen: 32, headDim: 8 };
+  const p = causalSelect(8, 2);
+  const refused = (options: Record<string, unknown>, says: RegExp) =>
+    assert.throws(
+      () => rt.compile(p, { shape, ...options }),
+      (e) => e instanceof ShapeError && says.test(e.message),
+    );
+  refused({ shape: { ...shape, kvSeqLen: 64 } }, /pattern\.of\[1\] \(select\).*shape\.kvSeqLen/);
+  refused({ queryOffset: 0, shape: { ...shape, seqLen: 1, kvSeqLen: 32 } }, /shape\.kvSeqLen/);
+  refused({ shape: { ...shape, batch: 1 }, packed: true }, /drop packed/);
+  refused({ paged: { pageSize: 8, pages: 4 } }, /drop paged/);
+  refused({ shape: { ...shape, valueDim: 4 } }, /drop shape\.valueDim/);
+  assert.throws(
+    () => rt.compile({ kind: "union", of: [{ kind: "causal" }, p] }, { shape }),
+    (e) =>
+      e instanceof PlanError && /pattern\.of\[1\]\.of\[1\]: select inside union/.test(e.message),
+  );
+});
