@@ -27,6 +27,7 @@ export type {
   Kernel,
   KernelPlan,
   LinearKernel,
+  LinearTile,
   ModuleEntry,
   PoolKernel,
 } from "./kernel_plan.ts";
