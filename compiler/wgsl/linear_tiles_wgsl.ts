@@ -2,8 +2,9 @@
  * WGSL of a linear branch's cooperative steps (plan_linear.ts): a workgroup owns one chunk and
  * stages it in workgroup memory. `chunkSums` sums `φ(K)ᵀ V` and `Σ φ(K)` of a chunk; `output`
  * computes a chunk's rows of O and LSE as `(φ(Q) S + mask(φ(Q) φ(K)ᵀ) V) / den`. Each invocation
- * owns a few rows × 4 adjacent columns (`tx + 16 g` in vec4s): small arrays indexed by loops of
- * constant bounds, which GPU compilers unroll into registers.
+ * owns a few rows × 4 adjacent columns (`tx + 16 g` in vec4s), unrolled into scalars: WGSL
+ * compilers leave loop-indexed private arrays in local memory (20x slower on the H100, see
+ * attention_wgsl.ts).
  * @module
  */
 import { sequenceSizes } from "../../core/shape.ts";
@@ -79,13 +80,33 @@ fn seenVec4(kvHead: u32, chunk: u32, e: u32) -> vec4<f32> {
   );
 }
 
+/** 0 .. n - 1. */
+function range(n: number): number[] {
+  return Array.from({ length: n }, (_, i) => i);
+}
+
+/** An invocation's register tile: rows, vec4 column groups and (output) score keys. */
+function registers(t: LinearTile, chunk = 0) {
+  return {
+    R: range(t.rows / Math.min(COLUMN_GROUPS, t.rows)),
+    G: range(t.valueTile / 64),
+    J: range(Math.ceil(chunk / COLUMN_GROUPS)),
+  };
+}
+
+/** Column `16 g + tx` of a tile, in WGSL. */
+function column(g: number): string {
+  return g ? `${16 * g}u + tx` : "tx";
+}
+
 /**
  * A chunk's `S = φ(K)ᵀ V` (ROWS features × TILE_V4 vec4 columns of a workgroup) and `z = Σ φ(K)`:
- * BLOCK keys of φ(K) and V staged a step.
+ * BLOCK keys of φ(K) and V staged a step. The register tile is scalars (`sums{r}_{g}`, `z{r}`).
  */
 export function chunkSumsMain(m: ShaderModule, o: LinearKernelOptions): string {
   const t = o.kernel.tile!;
   const { dv } = sequenceSizes(o.shape);
+  const { R, G } = registers(t);
   declareReads(m, false);
   const valueTiles = Math.ceil(dv / t.valueTile);
   const stateTiles = Math.ceil(o.kernel.features / t.rows) * valueTiles;
@@ -96,6 +117,28 @@ export function chunkSumsMain(m: ShaderModule, o: LinearKernelOptions): string {
       `\nconst VALUE_TILES = ${valueTiles}u;\nconst STATE_TILES = ${stateTiles}u;  // per chunk`,
     ),
   );
+  m.declare(
+    "storeSums",
+    `
+// Feature f's sums at vec4 columns c4 + 16 g, and its z from the workgroup's first column.
+fn storeSums(kvHead: u32, chunk: u32, f: u32, c4: u32, sums: array<vec4<f32>, GROUPS>, z: f32) {
+  if (f >= M) { return; }
+  let out = stateAt(kvHead, chunk);
+  for (var g = 0u; g < GROUPS; g++) {
+    if (c4 + 16u * g >= DV4) { break; }
+    let at = out + f * DV + 4u * (c4 + 16u * g);
+    let s = sums[g];
+    state[at] = s.x;
+    state[at + 1u] = s.y;
+    state[at + 2u] = s.z;
+    state[at + 3u] = s.w;
+  }
+  if (c4 == 0u) { state[out + M * DV + f] = z; }
+}`,
+  );
+  const accumulate = R.map((r) => `
+      let a${r} = phiTile[k * ROWS + ty * ROWS_EACH + ${r}u];
+      z${r} += a${r};${G.map((g) => ` sums${r}_${g} += a${r} * v${g};`).join("")}`).join("");
   return `
 // The chunk's φ(K) (BLOCK keys × ROWS features) and V (BLOCK keys × TILE_V4).
 var<workgroup> phiTile: array<f32, ${t.block * t.rows}>;
@@ -112,8 +155,11 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   let keys = min(CHUNK, NK - start);
   let ty = lid / 16u;
   let tx = lid % 16u;
-  var sums: array<array<vec4<f32>, GROUPS>, ROWS_EACH>;
-  var z: array<f32, ROWS_EACH>;
+${
+    R.map((r) =>
+      `  var z${r} = 0.0;${G.map((g) => ` var sums${r}_${g} = vec4<f32>(0.0);`).join("")}`
+    ).join("\n")
+  }
   for (var k0 = 0u; k0 < keys; k0 += BLOCK) {
     for (var i = lid; i < BLOCK * ROWS; i += INVOCATIONS) {
       phiTile[i] = keyPhi(kvHead, start + k0 + i / ROWS, f0 + i % ROWS);
@@ -123,31 +169,15 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     }
     workgroupBarrier();
     for (var k = 0u; k < BLOCK; k++) {
-      for (var r = 0u; r < ROWS_EACH; r++) {
-        let a = phiTile[k * ROWS + ty * ROWS_EACH + r];
-        z[r] += a;
-        for (var g = 0u; g < GROUPS; g++) {
-          sums[r][g] += a * valueTile[k * TILE_V4 + 16u * g + tx];
-        }
-      }
+     ${G.map((g) => ` let v${g} = valueTile[k * TILE_V4 + ${column(g)}];`).join("")}${accumulate}
     }
     workgroupBarrier();
-  }
-  let out = stateAt(kvHead, chunk);
-  for (var r = 0u; r < ROWS_EACH; r++) {
-    let f = f0 + ty * ROWS_EACH + r;
-    if (f >= M) { continue; }
-    for (var g = 0u; g < GROUPS; g++) {
-      let c4 = c0 + 16u * g + tx;
-      if (c4 >= DV4) { continue; }
-      let at = out + f * DV + 4u * c4;
-      let s = sums[r][g];
-      state[at] = s.x;
-      state[at + 1u] = s.y;
-      state[at + 2u] = s.z;
-      state[at + 3u] = s.w;
-    }
-    if (c0 == 0u && tx == 0u) { state[out + M * DV + f] = z[r]; }
+  }${
+    R.map((r) =>
+      `\n  storeSums(kvHead, chunk, f0 + ty * ROWS_EACH + ${r}u, c0 + tx, array(${
+        G.map((g) => `sums${r}_${g}`).join(", ")
+      }), z${r});`
+    ).join("")
   }
 }`;
 }
@@ -155,12 +185,14 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
 /**
  * ROWS query positions of a chunk, for one query head and TILE_V4 vec4 columns: `φ(Q) S`,
  * `φ(Q)·z` and (causal) the scores `φ(Q) φ(K)ᵀ` over BLOCK features a step, then the masked
- * scores times V over BLOCK keys a step; O and LSE from their sums.
+ * scores times V over BLOCK keys a step; O and LSE from their sums. The register tile is
+ * scalars: `acc{r}_{g}` (O's numerator), `den{r}` and `dot{r}_{j}` (scores).
  */
 export function outputMain(m: ShaderModule, o: LinearKernelOptions): string {
   const k = o.kernel, t = k.tile!;
   const { dv } = sequenceSizes(o.shape);
   const keySpan = COLUMN_GROUPS * Math.ceil(k.chunk / COLUMN_GROUPS);
+  const { R, G, J } = registers(t, k.causal ? k.chunk : 0);
   declareReads(m, true);
   declareSeenSums(m);
   m.declare(
@@ -171,9 +203,7 @@ export function outputMain(m: ShaderModule, o: LinearKernelOptions): string {
 const VALUE_TILES = ${Math.ceil(dv / t.valueTile)}u;
 const FIRST_CHUNK = ${Math.floor(o.queryOffset / k.chunk)}u;  // the first chunk with a query` +
         (k.causal
-          ? `
-const KEYS_EACH = ${keySpan / COLUMN_GROUPS}u;  // an invocation's scores: keys tx + 16 j
-const KEY_SPAN = ${keySpan}u;`
+          ? `\nconst KEY_SPAN = ${keySpan}u;  // keys tx + 16 j, past CHUNK when it is 8`
           : ""),
     ),
   );
@@ -191,6 +221,31 @@ fn seenZ(kvHead: u32, chunk: u32, f: u32) -> f32 {
   return seenSums(kvHead, chunk, M * DV + f);
 }`,
   );
+  m.declare(
+    "writeRow",
+    `
+// Query position p's O at vec4 columns c4 + 16 g, and its LSE from the first column.
+fn writeRow(bh: u32, p: u32, c4: u32, acc: array<vec4<f32>, GROUPS>, den: f32) {
+  if (p < OFFSET || p >= OFFSET + NQ) { return; }
+  let row = bh * NQ + p - OFFSET;
+  for (var g = 0u; g < GROUPS; g++) {
+    if (c4 + 16u * g >= DV4) { break; }
+    oRows[O_BASE + row * DV4 + c4 + 16u * g] = acc[g] / den;
+  }
+  if (c4 == 0u) { lse[LSE_BASE + row] = log(den); }
+}`,
+  );
+  if (k.causal) {
+    m.declare(
+      "keepScore",
+      `
+// A row's score of the chunk's key, kept for a key at or before the row's query position.
+fn keepScore(row: u32, key: u32, score: f32, start: u32, first: u32) {
+  if (key < CHUNK) { scores[row * CHUNK + key] = select(0.0, score, start + key <= first + row); }
+}`,
+    );
+  }
+  const row = (r: number) => `ty * ROWS_EACH + ${r}u`;
   const causalTiles = `
 var<workgroup> keyTile: array<f32, ${t.block * keySpan}>;  // φ(K), BLOCK features × KEY_SPAN keys
 var<workgroup> scores: array<f32, ${t.rows * k.chunk}>;  // masked φ(Q) φ(K)ᵀ, ROWS × CHUNK`;
@@ -199,18 +254,20 @@ var<workgroup> scores: array<f32, ${t.rows * k.chunk}>;  // masked φ(Q) φ(K)�
       // read along a key's features, store feature-major for the score loop
       keyTile[(i % BLOCK) * KEY_SPAN + i / BLOCK] = keyPhi(kvHead, start + i / BLOCK, f0 + i % BLOCK);
     }`;
-  const dots = `
-        for (var j = 0u; j < KEYS_EACH; j++) { dots[r][j] += a * keyTile[f * KEY_SPAN + 16u * j + tx]; }`;
+  const featureStep = `
+      let z = zTile[f];${
+    G.map((g) => ` let s${g} = valueTile[f * TILE_V4 + ${column(g)}];`).join("")
+  }${J.map((j) => `\n      let phiK${j} = keyTile[f * KEY_SPAN + ${column(j)}];`).join("")}` +
+    R.map((r) => `
+      let a${r} = queryTile[(${row(r)}) * BLOCK + f];
+      den${r} += a${r} * z;${G.map((g) => ` acc${r}_${g} += a${r} * s${g};`).join("")}${
+      J.length ? `\n     ${J.map((j) => ` dot${r}_${j} += a${r} * phiK${j};`).join("")}` : ""
+    }`).join("");
   const scoresTimesV = `
-  // The scores of keys at or before each query position, then their sum with V.
-  for (var r = 0u; r < ROWS_EACH; r++) {
-    for (var j = 0u; j < KEYS_EACH; j++) {
-      let key = 16u * j + tx;
-      if (key < CHUNK) {
-        let seen = start + key <= first + ty * ROWS_EACH + r;
-        scores[(ty * ROWS_EACH + r) * CHUNK + key] = select(0.0, dots[r][j], seen);
-      }
-    }
+  // The scores of keys at or before each query position, then their sum with V.${
+    R.map((r) =>
+      J.map((j) => `\n  keepScore(${row(r)}, ${column(j)}, dot${r}_${j}, start, first);`).join("")
+    ).join("")
   }
   workgroupBarrier();
   let keys = first + ROWS - start;  // up to the workgroup's last query position
@@ -220,13 +277,11 @@ var<workgroup> scores: array<f32, ${t.rows * k.chunk}>;  // masked φ(Q) φ(K)�
     }
     workgroupBarrier();
     for (var key = 0u; key < BLOCK; key++) {
-      for (var r = 0u; r < ROWS_EACH; r++) {
-        let w = scores[(ty * ROWS_EACH + r) * CHUNK + k0 + key];
-        den[r] += w;
-        for (var g = 0u; g < GROUPS; g++) {
-          acc[r][g] += w * valueTile[key * TILE_V4 + 16u * g + tx];
-        }
-      }
+     ${G.map((g) => ` let v${g} = valueTile[key * TILE_V4 + ${column(g)}];`).join("")}${
+    R.map((r) => `
+      let w${r} = scores[(${row(r)}) * CHUNK + k0 + key];
+      den${r} += w${r};${G.map((g) => ` acc${r}_${g} += w${r} * v${g};`).join("")}`).join("")
+  }
     }
     workgroupBarrier();
   }`;
@@ -246,9 +301,12 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   let first = start + (block % (CHUNK / ROWS)) * ROWS;  // the workgroup's first query position
   let ty = lid / 16u;
   let tx = lid % 16u;
-  var acc: array<array<vec4<f32>, GROUPS>, ROWS_EACH>;
-  var den: array<f32, ROWS_EACH>;${
-    k.causal ? "\n  var dots: array<array<f32, KEYS_EACH>, ROWS_EACH>;" : ""
+${
+    R.map((r) =>
+      `  var den${r} = 0.0;${G.map((g) => ` var acc${r}_${g} = vec4<f32>(0.0);`).join("")}${
+        J.map((j) => ` var dot${r}_${j} = 0.0;`).join("")
+      }`
+    ).join("\n")
   }
   for (var f0 = 0u; f0 < M; f0 += BLOCK) {
     for (var i = lid; i < ROWS * BLOCK; i += INVOCATIONS) {
@@ -259,26 +317,15 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     }
     if (lid < BLOCK) { zTile[lid] = seenZ(kvHead, chunk, f0 + lid); }
     workgroupBarrier();
-    for (var f = 0u; f < BLOCK; f++) {
-      for (var r = 0u; r < ROWS_EACH; r++) {
-        let a = queryTile[(ty * ROWS_EACH + r) * BLOCK + f];
-        den[r] += a * zTile[f];
-        for (var g = 0u; g < GROUPS; g++) {
-          acc[r][g] += a * valueTile[f * TILE_V4 + 16u * g + tx];
-        }${k.causal ? dots : ""}
-      }
+    for (var f = 0u; f < BLOCK; f++) {${featureStep}
     }
     workgroupBarrier();
-  }${k.causal ? scoresTimesV : ""}
-  for (var r = 0u; r < ROWS_EACH; r++) {
-    let p = first + ty * ROWS_EACH + r;
-    if (p < OFFSET || p >= OFFSET + NQ) { continue; }
-    let row = bh * NQ + p - OFFSET;
-    for (var g = 0u; g < GROUPS; g++) {
-      let c4 = c0 + 16u * g + tx;
-      if (c4 < DV4) { oRows[O_BASE + row * DV4 + c4] = acc[r][g] / den[r]; }
-    }
-    if (c0 == 0u && tx == 0u) { lse[LSE_BASE + row] = log(den[r]); }
+  }${k.causal ? scoresTimesV : ""}${
+    R.map((r) =>
+      `\n  writeRow(bh, first + ${row(r)}, c0 + tx, array(${
+        G.map((g) => `acc${r}_${g}`).join(", ")
+      }), den${r});`
+    ).join("")
   }
 }`;
 }

@@ -124,6 +124,22 @@ const INVOCATIONS = 256u;
 const VALUE_TILES = 1u;
 const STATE_TILES = 1u;  // per chunk
 
+// Feature f's sums at vec4 columns c4 + 16 g, and its z from the workgroup's first column.
+fn storeSums(kvHead: u32, chunk: u32, f: u32, c4: u32, sums: array<vec4<f32>, GROUPS>, z: f32) {
+  if (f >= M) { return; }
+  let out = stateAt(kvHead, chunk);
+  for (var g = 0u; g < GROUPS; g++) {
+    if (c4 + 16u * g >= DV4) { break; }
+    let at = out + f * DV + 4u * (c4 + 16u * g);
+    let s = sums[g];
+    state[at] = s.x;
+    state[at + 1u] = s.y;
+    state[at + 2u] = s.z;
+    state[at + 3u] = s.w;
+  }
+  if (c4 == 0u) { state[out + M * DV + f] = z; }
+}
+
 // The chunk's φ(K) (BLOCK keys × ROWS features) and V (BLOCK keys × TILE_V4).
 var<workgroup> phiTile: array<f32, 1024>;
 var<workgroup> valueTile: array<vec4<f32>, 256>;
@@ -139,8 +155,10 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   let keys = min(CHUNK, NK - start);
   let ty = lid / 16u;
   let tx = lid % 16u;
-  var sums: array<array<vec4<f32>, GROUPS>, ROWS_EACH>;
-  var z: array<f32, ROWS_EACH>;
+  var z0 = 0.0; var sums0_0 = vec4<f32>(0.0);
+  var z1 = 0.0; var sums1_0 = vec4<f32>(0.0);
+  var z2 = 0.0; var sums2_0 = vec4<f32>(0.0);
+  var z3 = 0.0; var sums3_0 = vec4<f32>(0.0);
   for (var k0 = 0u; k0 < keys; k0 += BLOCK) {
     for (var i = lid; i < BLOCK * ROWS; i += INVOCATIONS) {
       phiTile[i] = keyPhi(kvHead, start + k0 + i / ROWS, f0 + i % ROWS);
@@ -150,32 +168,22 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     }
     workgroupBarrier();
     for (var k = 0u; k < BLOCK; k++) {
-      for (var r = 0u; r < ROWS_EACH; r++) {
-        let a = phiTile[k * ROWS + ty * ROWS_EACH + r];
-        z[r] += a;
-        for (var g = 0u; g < GROUPS; g++) {
-          sums[r][g] += a * valueTile[k * TILE_V4 + 16u * g + tx];
-        }
-      }
+      let v0 = valueTile[k * TILE_V4 + tx];
+      let a0 = phiTile[k * ROWS + ty * ROWS_EACH + 0u];
+      z0 += a0; sums0_0 += a0 * v0;
+      let a1 = phiTile[k * ROWS + ty * ROWS_EACH + 1u];
+      z1 += a1; sums1_0 += a1 * v0;
+      let a2 = phiTile[k * ROWS + ty * ROWS_EACH + 2u];
+      z2 += a2; sums2_0 += a2 * v0;
+      let a3 = phiTile[k * ROWS + ty * ROWS_EACH + 3u];
+      z3 += a3; sums3_0 += a3 * v0;
     }
     workgroupBarrier();
   }
-  let out = stateAt(kvHead, chunk);
-  for (var r = 0u; r < ROWS_EACH; r++) {
-    let f = f0 + ty * ROWS_EACH + r;
-    if (f >= M) { continue; }
-    for (var g = 0u; g < GROUPS; g++) {
-      let c4 = c0 + 16u * g + tx;
-      if (c4 >= DV4) { continue; }
-      let at = out + f * DV + 4u * c4;
-      let s = sums[r][g];
-      state[at] = s.x;
-      state[at + 1u] = s.y;
-      state[at + 2u] = s.z;
-      state[at + 3u] = s.w;
-    }
-    if (c0 == 0u && tx == 0u) { state[out + M * DV + f] = z[r]; }
-  }
+  storeSums(kvHead, chunk, f0 + ty * ROWS_EACH + 0u, c0 + tx, array(sums0_0), z0);
+  storeSums(kvHead, chunk, f0 + ty * ROWS_EACH + 1u, c0 + tx, array(sums1_0), z1);
+  storeSums(kvHead, chunk, f0 + ty * ROWS_EACH + 2u, c0 + tx, array(sums2_0), z2);
+  storeSums(kvHead, chunk, f0 + ty * ROWS_EACH + 3u, c0 + tx, array(sums3_0), z3);
 }
 
 
@@ -365,8 +373,7 @@ const GROUPS = 1u;  // an invocation's vec4 columns: tx + 16 g
 const INVOCATIONS = 256u;
 const VALUE_TILES = 1u;
 const FIRST_CHUNK = 0u;  // the first chunk with a query
-const KEYS_EACH = 4u;  // an invocation's scores: keys tx + 16 j
-const KEY_SPAN = 64u;
+const KEY_SPAN = 64u;  // keys tx + 16 j, past CHUNK when it is 8
 
 // Row f, vec4 column c4 of the S a query of the chunk sees (0 past M or Dv), and z[f].
 fn seenState(kvHead: u32, chunk: u32, f: u32, c4: u32) -> vec4<f32> {
@@ -377,6 +384,22 @@ fn seenState(kvHead: u32, chunk: u32, f: u32, c4: u32) -> vec4<f32> {
 fn seenZ(kvHead: u32, chunk: u32, f: u32) -> f32 {
   if (f >= M) { return 0.0; }
   return seenSums(kvHead, chunk, M * DV + f);
+}
+
+// Query position p's O at vec4 columns c4 + 16 g, and its LSE from the first column.
+fn writeRow(bh: u32, p: u32, c4: u32, acc: array<vec4<f32>, GROUPS>, den: f32) {
+  if (p < OFFSET || p >= OFFSET + NQ) { return; }
+  let row = bh * NQ + p - OFFSET;
+  for (var g = 0u; g < GROUPS; g++) {
+    if (c4 + 16u * g >= DV4) { break; }
+    oRows[O_BASE + row * DV4 + c4 + 16u * g] = acc[g] / den;
+  }
+  if (c4 == 0u) { lse[LSE_BASE + row] = log(den); }
+}
+
+// A row's score of the chunk's key, kept for a key at or before the row's query position.
+fn keepScore(row: u32, key: u32, score: f32, start: u32, first: u32) {
+  if (key < CHUNK) { scores[row * CHUNK + key] = select(0.0, score, start + key <= first + row); }
 }
 
 var<workgroup> queryTile: array<f32, 1024>;  // φ(Q), ROWS × BLOCK features
@@ -396,9 +419,10 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   let first = start + (block % (CHUNK / ROWS)) * ROWS;  // the workgroup's first query position
   let ty = lid / 16u;
   let tx = lid % 16u;
-  var acc: array<array<vec4<f32>, GROUPS>, ROWS_EACH>;
-  var den: array<f32, ROWS_EACH>;
-  var dots: array<array<f32, KEYS_EACH>, ROWS_EACH>;
+  var den0 = 0.0; var acc0_0 = vec4<f32>(0.0); var dot0_0 = 0.0; var dot0_1 = 0.0; var dot0_2 = 0.0; var dot0_3 = 0.0;
+  var den1 = 0.0; var acc1_0 = vec4<f32>(0.0); var dot1_0 = 0.0; var dot1_1 = 0.0; var dot1_2 = 0.0; var dot1_3 = 0.0;
+  var den2 = 0.0; var acc2_0 = vec4<f32>(0.0); var dot2_0 = 0.0; var dot2_1 = 0.0; var dot2_2 = 0.0; var dot2_3 = 0.0;
+  var den3 = 0.0; var acc3_0 = vec4<f32>(0.0); var dot3_0 = 0.0; var dot3_1 = 0.0; var dot3_2 = 0.0; var dot3_3 = 0.0;
   for (var f0 = 0u; f0 < M; f0 += BLOCK) {
     for (var i = lid; i < ROWS * BLOCK; i += INVOCATIONS) {
       queryTile[i] = queryPhi(bh, first + i / BLOCK, f0 + i % BLOCK);
@@ -413,27 +437,43 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     if (lid < BLOCK) { zTile[lid] = seenZ(kvHead, chunk, f0 + lid); }
     workgroupBarrier();
     for (var f = 0u; f < BLOCK; f++) {
-      for (var r = 0u; r < ROWS_EACH; r++) {
-        let a = queryTile[(ty * ROWS_EACH + r) * BLOCK + f];
-        den[r] += a * zTile[f];
-        for (var g = 0u; g < GROUPS; g++) {
-          acc[r][g] += a * valueTile[f * TILE_V4 + 16u * g + tx];
-        }
-        for (var j = 0u; j < KEYS_EACH; j++) { dots[r][j] += a * keyTile[f * KEY_SPAN + 16u * j + tx]; }
-      }
+      let z = zTile[f]; let s0 = valueTile[f * TILE_V4 + tx];
+      let phiK0 = keyTile[f * KEY_SPAN + tx];
+      let phiK1 = keyTile[f * KEY_SPAN + 16u + tx];
+      let phiK2 = keyTile[f * KEY_SPAN + 32u + tx];
+      let phiK3 = keyTile[f * KEY_SPAN + 48u + tx];
+      let a0 = queryTile[(ty * ROWS_EACH + 0u) * BLOCK + f];
+      den0 += a0 * z; acc0_0 += a0 * s0;
+      dot0_0 += a0 * phiK0; dot0_1 += a0 * phiK1; dot0_2 += a0 * phiK2; dot0_3 += a0 * phiK3;
+      let a1 = queryTile[(ty * ROWS_EACH + 1u) * BLOCK + f];
+      den1 += a1 * z; acc1_0 += a1 * s0;
+      dot1_0 += a1 * phiK0; dot1_1 += a1 * phiK1; dot1_2 += a1 * phiK2; dot1_3 += a1 * phiK3;
+      let a2 = queryTile[(ty * ROWS_EACH + 2u) * BLOCK + f];
+      den2 += a2 * z; acc2_0 += a2 * s0;
+      dot2_0 += a2 * phiK0; dot2_1 += a2 * phiK1; dot2_2 += a2 * phiK2; dot2_3 += a2 * phiK3;
+      let a3 = queryTile[(ty * ROWS_EACH + 3u) * BLOCK + f];
+      den3 += a3 * z; acc3_0 += a3 * s0;
+      dot3_0 += a3 * phiK0; dot3_1 += a3 * phiK1; dot3_2 += a3 * phiK2; dot3_3 += a3 * phiK3;
     }
     workgroupBarrier();
   }
   // The scores of keys at or before each query position, then their sum with V.
-  for (var r = 0u; r < ROWS_EACH; r++) {
-    for (var j = 0u; j < KEYS_EACH; j++) {
-      let key = 16u * j + tx;
-      if (key < CHUNK) {
-        let seen = start + key <= first + ty * ROWS_EACH + r;
-        scores[(ty * ROWS_EACH + r) * CHUNK + key] = select(0.0, dots[r][j], seen);
-      }
-    }
-  }
+  keepScore(ty * ROWS_EACH + 0u, tx, dot0_0, start, first);
+  keepScore(ty * ROWS_EACH + 0u, 16u + tx, dot0_1, start, first);
+  keepScore(ty * ROWS_EACH + 0u, 32u + tx, dot0_2, start, first);
+  keepScore(ty * ROWS_EACH + 0u, 48u + tx, dot0_3, start, first);
+  keepScore(ty * ROWS_EACH + 1u, tx, dot1_0, start, first);
+  keepScore(ty * ROWS_EACH + 1u, 16u + tx, dot1_1, start, first);
+  keepScore(ty * ROWS_EACH + 1u, 32u + tx, dot1_2, start, first);
+  keepScore(ty * ROWS_EACH + 1u, 48u + tx, dot1_3, start, first);
+  keepScore(ty * ROWS_EACH + 2u, tx, dot2_0, start, first);
+  keepScore(ty * ROWS_EACH + 2u, 16u + tx, dot2_1, start, first);
+  keepScore(ty * ROWS_EACH + 2u, 32u + tx, dot2_2, start, first);
+  keepScore(ty * ROWS_EACH + 2u, 48u + tx, dot2_3, start, first);
+  keepScore(ty * ROWS_EACH + 3u, tx, dot3_0, start, first);
+  keepScore(ty * ROWS_EACH + 3u, 16u + tx, dot3_1, start, first);
+  keepScore(ty * ROWS_EACH + 3u, 32u + tx, dot3_2, start, first);
+  keepScore(ty * ROWS_EACH + 3u, 48u + tx, dot3_3, start, first);
   workgroupBarrier();
   let keys = first + ROWS - start;  // up to the workgroup's last query position
   for (var k0 = 0u; k0 < keys; k0 += BLOCK) {
@@ -442,25 +482,21 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     }
     workgroupBarrier();
     for (var key = 0u; key < BLOCK; key++) {
-      for (var r = 0u; r < ROWS_EACH; r++) {
-        let w = scores[(ty * ROWS_EACH + r) * CHUNK + k0 + key];
-        den[r] += w;
-        for (var g = 0u; g < GROUPS; g++) {
-          acc[r][g] += w * valueTile[key * TILE_V4 + 16u * g + tx];
-        }
-      }
+      let v0 = valueTile[key * TILE_V4 + tx];
+      let w0 = scores[(ty * ROWS_EACH + 0u) * CHUNK + k0 + key];
+      den0 += w0; acc0_0 += w0 * v0;
+      let w1 = scores[(ty * ROWS_EACH + 1u) * CHUNK + k0 + key];
+      den1 += w1; acc1_0 += w1 * v0;
+      let w2 = scores[(ty * ROWS_EACH + 2u) * CHUNK + k0 + key];
+      den2 += w2; acc2_0 += w2 * v0;
+      let w3 = scores[(ty * ROWS_EACH + 3u) * CHUNK + k0 + key];
+      den3 += w3; acc3_0 += w3 * v0;
     }
     workgroupBarrier();
   }
-  for (var r = 0u; r < ROWS_EACH; r++) {
-    let p = first + ty * ROWS_EACH + r;
-    if (p < OFFSET || p >= OFFSET + NQ) { continue; }
-    let row = bh * NQ + p - OFFSET;
-    for (var g = 0u; g < GROUPS; g++) {
-      let c4 = c0 + 16u * g + tx;
-      if (c4 < DV4) { oRows[O_BASE + row * DV4 + c4] = acc[r][g] / den[r]; }
-    }
-    if (c0 == 0u && tx == 0u) { lse[LSE_BASE + row] = log(den[r]); }
-  }
+  writeRow(bh, first + ty * ROWS_EACH + 0u, c0 + tx, array(acc0_0), den0);
+  writeRow(bh, first + ty * ROWS_EACH + 1u, c0 + tx, array(acc1_0), den1);
+  writeRow(bh, first + ty * ROWS_EACH + 2u, c0 + tx, array(acc2_0), den2);
+  writeRow(bh, first + ty * ROWS_EACH + 3u, c0 + tx, array(acc3_0), den3);
 }
 
