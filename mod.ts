@@ -50,6 +50,7 @@ export {
   type KernelShape,
   type Layout,
   type LinearKernel,
+  type LinearTile,
   type MatrixConfig,
   type ModuleEntry,
   type PackedCallData,

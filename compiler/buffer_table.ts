@@ -10,6 +10,7 @@ import { DeviceError } from "../core/errors.ts";
 import { type AttentionShape, type Dtype, sequenceSizes } from "../core/shape.ts";
 import { type PagedKv, tableColumns } from "../core/paged_kv.ts";
 import type { BufferName, KernelPlanResult } from "./kernel_plan.ts";
+import { linearSlots } from "./plan_linear.ts";
 
 /** One buffer of a compiled call. */
 export interface BufferSpec {
@@ -113,9 +114,9 @@ export function bufferTable(
     sizes[`dLandmark${l.rank}`] = { bytes: shape.batch * shape.headsKV * l.count * (d + dv) * 4 };
   }
   // Linear branches: favor's projection, φ of Q and K rows, and per key/value head the chunks'
-  // sums plus the total (forward and backward), and two numbers per query row.
+  // and scan segments' sums plus the total (forward and backward), and two numbers per query row.
   for (const l of planned.linear) {
-    const state = shape.batch * shape.headsKV * (l.chunks + 1) * l.features * (dv + 1) * 4;
+    const state = shape.batch * shape.headsKV * linearSlots(l.chunks) * l.features * (dv + 1) * 4;
     sizes[`linearW${l.branch}`] = {
       bytes: l.projection.byteLength,
       data: new Uint32Array(l.projection.buffer),

@@ -317,13 +317,34 @@ export interface GradientKernel extends Dispatch {
 }
 
 /**
+ * How a cooperative linear workgroup cuts its work (`chunkSums`, `gradChunkSums`, `output`):
+ * 16 invocations across `valueTile` columns of V (4 adjacent each, `valueTile / 64` groups of
+ * them), `invocations / 16` across its `rows`.
+ */
+export interface LinearTile {
+  /** Rows it owns: features of the sums (chunk sums) or query positions of a chunk (output). */
+  rows: number;
+  /** Columns of V (or dO) it owns, a multiple of 64; `ceil(Dv / valueTile)` tiles cover Dv. */
+  valueTile: number;
+  /** Depth staged in workgroup memory per step: keys (chunk sums), features then keys (output). */
+  block: number;
+  /** Invocations per workgroup. */
+  invocations: number;
+  /** Bytes of workgroup memory it declares. */
+  bytes: number;
+}
+
+/**
  * One step of a linear branch (DESIGN §2, plan_linear.ts): `features` writes φ of every Q and K
- * row; `chunkSums` each key chunk's `Σ φ(K) Vᵀ` and `Σ φ(K)`; `scan` turns them into exclusive
- * prefixes over chunks and the total; `output` each query row's O and LSE from its chunk's
- * prefix plus its own chunk's keys directly. The backward: `gradRows` each query row's
- * `r = g / den` and `β = -g dO·O / den`; `gradChunkSums` each query chunk's `Σ φ(Q) r dOᵀ` and
- * `Σ β φ(Q)` over the key/value head's query heads; `gradScan` their suffixes; `gradQuery` and
- * `gradKey` add dQ, and dK and dV, one invocation per row.
+ * row; `chunkSums` each key chunk's `Σ φ(K) Vᵀ` and `Σ φ(K)`, a workgroup per chunk; `scan`
+ * turns them into exclusive prefixes within segments of `segment` chunks and `scanSegments`
+ * scans the segments' totals, leaving the total last; `output` each chunk's O and LSE, a
+ * workgroup per (chunk, query head), from the chunk's prefix plus its own keys as a masked
+ * matrix product (one invocation per query row, without `tile`, on software adapters). The
+ * backward: `gradRows` each query row's `r = g / den` and `β = -g dO·O / den`; `gradChunkSums`
+ * each query chunk's `Σ φ(Q) r dOᵀ` and `Σ β φ(Q)` over the key/value head's query heads;
+ * `gradScan` and `gradScanSegments` their suffixes; `gradQuery` and `gradKey` add dQ, and dK
+ * and dV, one invocation per row.
  */
 export interface LinearKernel extends Dispatch {
   /** Which kind of dispatch this is (`Kernel` is a union on it). */
@@ -333,10 +354,12 @@ export interface LinearKernel extends Dispatch {
     | "features"
     | "chunkSums"
     | "scan"
+    | "scanSegments"
     | "output"
     | "gradRows"
     | "gradChunkSums"
     | "gradScan"
+    | "gradScanSegments"
     | "gradQuery"
     | "gradKey";
   /** The branch it computes. */
@@ -351,6 +374,10 @@ export interface LinearKernel extends Dispatch {
   chunk: number;
   /** Chunks over the Nk positions. */
   chunks: number;
+  /** Chunks per segment of the two-level scan (linearSegment). */
+  segment: number;
+  /** How a cooperative step's workgroup cuts its work; absent for one invocation per item. */
+  tile?: LinearTile;
   /** Offset of its branch's slice of O, in vec4s. */
   oBase: number;
   /** Offset of its branch's slice of LSE, in elements. */

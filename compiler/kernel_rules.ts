@@ -173,3 +173,22 @@ export function linearChunk(group: number): number {
   while (chunk > 8 && group * chunk > 512) chunk /= 2;
   return chunk;
 }
+
+/**
+ * Chunks per segment of a linear branch's two-level scan: about √chunks, so both levels (within
+ * segments, then over the segments' totals) are about √chunks sequential steps per state entry
+ * (64 each at N = 262144) while the first level keeps √chunks times more invocations busy.
+ */
+export function linearSegment(chunks: number): number {
+  return Math.max(1, Math.ceil(Math.sqrt(chunks)));
+}
+
+/**
+ * A linear branch's output runs cooperative tiles (a workgroup per chunk and query head,
+ * plan_linear.ts) where loops are unrolled, that is on GPUs; software adapters keep one
+ * invocation per query row: llvmpipe's GL path took minutes to compile the tiled causal output
+ * (lavapipe under a second), and on a CPU the tiles gain nothing.
+ */
+export function linearOutputTiles(unroll: boolean): boolean {
+  return unroll;
+}

@@ -27,6 +27,7 @@ export type {
   Kernel,
   KernelPlan,
   LinearKernel,
+  LinearTile,
   ModuleEntry,
   PoolKernel,
   SelectGradientKernel,

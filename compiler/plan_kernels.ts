@@ -169,7 +169,16 @@ export function planKernels(plan: Plan, tiles: KernelShape, call: CheckedCall): 
     if (branch.linear) {
       const features = linear.find((l) => l.branch === b)!.features;
       const oName = gated ? "branchO" : "o";
-      kernels.push(...linearKernels(b, branch.linear, { shape, features, oName }));
+      kernels.push(
+        ...linearKernels(b, branch.linear, {
+          shape,
+          features,
+          oName,
+          queryOffset: call.queryOffset,
+          workgroupBytes,
+          unroll: call.unroll,
+        }),
+      );
       return;
     }
     kernels.push(...branchKernels(plan, b, {

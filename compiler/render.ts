@@ -317,6 +317,7 @@ function renderOther(k: Exclude<Kernel, AttentionKernel>, o: RenderContext): str
         dtype,
         scale: o.call.scale,
         queryOffset: o.call.queryOffset,
+        unroll: o.planned.kernels.unroll,
         ...(o.call.pattern.kind === "gated"
           ? {
             gates: { branches: o.plan.branches.length, perPosition: o.call.gatesPerPosition },

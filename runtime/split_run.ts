@@ -10,6 +10,7 @@ import type { AttentionShape, CompiledAttention, Dtype } from "../compiler/mod.t
 import { sequenceSizes } from "../core/shape.ts";
 import { DeviceError } from "../core/errors.ts";
 import { linearChunk } from "../compiler/kernel_rules.ts";
+import { linearSlots } from "../compiler/plan_linear.ts";
 import type { AttentionInputs, AttentionOutputs } from "./attention_call.ts";
 import type { HashCodes } from "../dsl/hash_bucket.ts";
 import type { SelectedBlocks } from "./reference/selection.ts";
@@ -47,7 +48,7 @@ export function largestBinding(
   const rows = batch * headsQ * nq;
   const element = dtype === "f16" ? 2 : 4;
   // A linear branch's φ of every Q and K row, and its chunks' sums per key/value head.
-  const chunks = Math.ceil(nk / linearChunk(headsQ / headsKV)) + 1;
+  const chunks = linearSlots(Math.ceil(nk / linearChunk(headsQ / headsKV)));
   return Math.max(
     (rows + batch * headsKV * nk) * linearFeatures * 4,
     batch * headsKV * chunks * linearFeatures * (dv + 1) * 4,

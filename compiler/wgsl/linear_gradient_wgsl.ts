@@ -11,6 +11,7 @@ import { ELEMENTWISE_WORKGROUP } from "../dispatch_sizes.ts";
 import { LINEAR_WORKGROUP } from "../plan_linear.ts";
 import type { LinearKernelOptions } from "./linear_wgsl.ts";
 import type { ShaderModule } from "./shader_module.ts";
+import { declareSeenSums } from "./linear_tiles_wgsl.ts";
 
 /**
  * The entry point of a backward step (gradRows, gradChunkSums, gradQuery or gradKey).
@@ -29,9 +30,11 @@ export function linearGradientMain(m: ShaderModule, o: LinearKernelOptions): str
       m.declare("dOAt", DO_AT);
       return chunkSumsMain();
     case "gradQuery":
+      declareSeenSums(m);
       m.declare("pullback", pullback(o, arrays.D4));
       return queryMain(o, arrays);
     case "gradKey":
+      declareSeenSums(m);
       m.declare("pullback", pullback(o, arrays.D4));
       return keyMain(o, arrays);
     default:
@@ -165,7 +168,6 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   let kvHead = (bh / HQ) * HKV + (bh % HQ) / GROUP;
   let slot = select(CHUNKS, p / CHUNK, CAUSAL);
   let first = slot * CHUNK;
-  let s = stateAt(kvHead, slot);
   let beta = rowStats[2u * row + 1u];
   var a: array<vec4<f32>, ${a.DV4}>;
   for (var e = 0u; e < DV4; e++) { a[e] = rowStats[2u * row] * vec4<f32>(dOIn[row * DV4 + e]); }${pairs}
@@ -173,10 +175,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   var total = 0.0;
   for (var f = 0u; f < M; f++) {
     // ∂loss/∂φ(Q)_f = Σ_e S[f, e] a[e] + β z[f] (+ this chunk's keys)
-    var g = beta * state[s + M * DV + f];
+    var g = beta * seenSums(kvHead, slot, M * DV + f);
     for (var e = 0u; e < DV4; e++) {
-      let at = s + f * DV + 4u * e;
-      g += dot(vec4<f32>(state[at], state[at + 1u], state[at + 2u], state[at + 3u]), a[e]);
+      g += dot(seenVec4(kvHead, slot, f * DV + 4u * e), a[e]);
     }${direct}
     pullback(${elementOf(o, "qIn", "row")}, f, g, phi[row * M + f], &grad, &total);
   }
@@ -233,7 +234,6 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   let heads = (kvHead / HKV) * HQ + (kvHead % HKV) * GROUP;  // its first query head
   let slot = select(CHUNKS, key / CHUNK, CAUSAL);
   let first = slot * CHUNK;
-  let s = stateAt(kvHead, slot);
   var values: array<vec4<f32>, ${a.DV4}>;
   for (var e = 0u; e < DV4; e++) { values[e] = vec4<f32>(vIn[kRow * DV4 + e]); }
   var dv: array<vec4<f32>, ${a.DV4}>;${pairs}
@@ -242,10 +242,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   for (var f = 0u; f < M; f++) {
     // ∂loss/∂φ(K)_f = Σ_e U[f, e] V[e] + y[f] (+ this chunk's queries); dV += φ(K)_f U[f, :]
     let phiF = phi[KEY_PHI + kRow * M + f];
-    var g2 = state[s + M * DV + f];
+    var g2 = seenSums(kvHead, slot, M * DV + f);
     for (var e = 0u; e < DV4; e++) {
-      let at = s + f * DV + 4u * e;
-      let sums = vec4<f32>(state[at], state[at + 1u], state[at + 2u], state[at + 3u]);
+      let sums = seenVec4(kvHead, slot, f * DV + 4u * e);
       g2 += dot(sums, values[e]);
       dv[e] += phiF * sums;
     }${direct}

@@ -1,16 +1,18 @@
 /**
- * WGSL of a linear branch's forward steps (DESIGN §2, plan_linear.ts): φ of every row, each key
- * chunk's sums, the scan over chunks (forward or reversed, shared with the backward), and each
- * query row's output. Sums are float32 whatever the inputs' type.
+ * WGSL of a linear branch's steps (DESIGN §2, plan_linear.ts): the module's bindings and
+ * constants, φ of every row, and the two-level scan over chunks (forward, or reversed for the
+ * backward); the cooperative chunk sums and output are in linear_tiles_wgsl.ts, the backward's
+ * other steps in linear_gradient_wgsl.ts. Sums are float32 whatever the inputs' type.
  * @module
  */
 import { type AttentionShape, type Dtype, sequenceSizes } from "../../core/shape.ts";
 import { ELEMENTWISE_WORKGROUP } from "../dispatch_sizes.ts";
 import type { BufferName, LinearKernel } from "../kernel_plan.ts";
-import { LINEAR_WORKGROUP } from "../plan_linear.ts";
+import { LINEAR_WORKGROUP, linearSlots } from "../plan_linear.ts";
 import { linearIndex } from "./elementwise_wgsl.ts";
 import { f32, ShaderModule } from "./shader_module.ts";
 import { linearGradientMain } from "./linear_gradient_wgsl.ts";
+import { chunkSumsMain, declareSeenSums, outputMain } from "./linear_tiles_wgsl.ts";
 
 /** What a linear step's writer needs besides the kernel. */
 export interface LinearKernelOptions {
@@ -20,6 +22,8 @@ export interface LinearKernelOptions {
   scale: number;
   /** Query row `i` is key position `queryOffset + i`. */
   queryOffset: number;
+  /** Constant step bounds (GPUs unroll them); false hides them from the compiler (llvmpipe). */
+  unroll?: boolean;
   /** A gated call's branch count and gate layout (gradRows reads its gate). */
   gates?: { branches: number; perPosition: boolean };
   /** The branch's pattern in short, for the header. */
@@ -43,13 +47,20 @@ export function linearKernel(o: LinearKernelOptions): string {
       `${k.features} features, ${k.causal ? "causal" : "every key"}, chunks of ${k.chunk} ` +
         `positions (${k.chunks}), ${o.dtype} inputs, float32 sums`,
     );
+  const t = k.tile;
+  if (t) {
+    m.comment(
+      `tile: ${t.rows} rows x ${t.valueTile} columns, ${t.block} a step, ` +
+        `${t.invocations} invocations, ${t.bytes} bytes of workgroup memory`,
+    );
+  }
   if (o.dtype === "f16") m.enable("f16");
   m.declare("bindings", bindings(k.bindings, o.dtype));
   m.declare("constants", constants(o));
   m.declare(
     "stateAt",
     `
-// A chunk's sums, per (batch, key/value head) and slot (chunk c, or CHUNKS for the total):
+// A chunk's sums, per (batch, key/value head) and slot (chunk c, CHUNKS + segment s, or TOTAL):
 // S = Σ φ(K) Vᵀ as M rows of DV, then z = Σ φ(K) as M values.
 fn stateAt(kvHead: u32, slot: u32) -> u32 {
   return (kvHead * SLOTS + slot) * STATE;
@@ -59,13 +70,15 @@ fn stateAt(kvHead: u32, slot: u32) -> u32 {
     case "features":
       return m.render(featuresMain(m, o));
     case "chunkSums":
-      return m.render(chunkSumsMain());
+      return m.render(chunkSumsMain(m, o));
     case "scan":
     case "gradScan":
-      return m.render(scanMain(k.step === "gradScan"));
+      return m.render(scanMain({ segments: false, reverse: k.step === "gradScan" }));
+    case "scanSegments":
+    case "gradScanSegments":
+      return m.render(scanMain({ segments: true, reverse: k.step === "gradScanSegments" }));
     case "output":
-      linearIndex(m);
-      return m.render(outputMain(o));
+      return m.render(k.tile ? outputMain(m, o) : rowOutputMain(m, o));
     default:
       linearIndex(m);
       return m.render(linearGradientMain(m, o));
@@ -117,7 +130,10 @@ const M = ${k.features}u;  // features per row
 const CAUSAL = ${k.causal};
 const CHUNK = ${k.chunk}u;  // positions per chunk
 const CHUNKS = ${k.chunks}u;
-const SLOTS = ${k.chunks + 1}u;  // each chunk's sums, then the total
+const SEGMENT = ${k.segment}u;  // chunks per scan segment
+const SEGMENTS = ${Math.ceil(k.chunks / k.segment)}u;
+const TOTAL = ${k.chunks + Math.ceil(k.chunks / k.segment)}u;  // the slot of every chunk's sums
+const SLOTS = ${linearSlots(k.chunks)}u;  // each chunk's sums, each segment's, the total
 const STATE = ${k.features * (dv + 1)}u;  // M * (DV + 1)
 const QROWS = ${rowsQ}u;
 const KEY_PHI = ${rowsQ * k.features}u;  // φ of K rows follow φ of Q rows
@@ -166,66 +182,50 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
 }`;
 }
 
-/** Each key chunk's S and z: one workgroup per (chunk, key/value head), an invocation per entry. */
-function chunkSumsMain(): string {
-  return `
-fn valueAt(row: u32, e: u32) -> f32 {
-  return f32(vIn[row * DV4 + e / 4u][e % 4u]);
-}
-
-@compute @workgroup_size(${LINEAR_WORKGROUP})
-fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let chunk = wg.x;
-  let kvHead = wg.y;
-  let first = chunk * CHUNK;
-  let end = min(first + CHUNK, NK);
-  let out = stateAt(kvHead, chunk);
-  for (var e = lid; e < STATE; e += ${LINEAR_WORKGROUP}u) {
-    var sum = 0.0;
-    if (e < M * DV) {
-      let f = e / DV;
-      for (var key = first; key < end; key++) {
-        let row = kvHead * NK + key;
-        sum += phi[KEY_PHI + row * M + f] * valueAt(row, e % DV);
-      }
-    } else {
-      for (var key = first; key < end; key++) {
-        sum += phi[KEY_PHI + (kvHead * NK + key) * M + e - M * DV];
-      }
-    }
-    state[out + e] = sum;
-  }
-}`;
-}
-
 /**
- * Exclusive sums over chunks, in place, and the total in slot CHUNKS: a prefix (chunks before
- * each, what a query sees) or, reversed, a suffix (chunks after each, what a key is seen by).
+ * One level of the exclusive scan over chunks, in place, an invocation per state entry: within
+ * each segment of SEGMENT chunks, leaving the segment's total in its slot, or over those
+ * segments' totals, leaving the total in TOTAL. In order it is a prefix (the chunks before each,
+ * what a query sees); reversed, a suffix (the chunks after each, what a key is seen by).
  */
-function scanMain(reverse: boolean): string {
+function scanMain(o: { segments: boolean; reverse: boolean }): string {
+  const [first, count, last, head] = o.segments ? ["CHUNKS", "SEGMENTS", "TOTAL", "wg.y"] : [
+    "(wg.y % SEGMENTS) * SEGMENT",
+    "min(SEGMENT, CHUNKS - first)",
+    "CHUNKS + wg.y % SEGMENTS",
+    "wg.y / SEGMENTS",
+  ];
   return `
 @compute @workgroup_size(${LINEAR_WORKGROUP})
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let e = wg.x * ${LINEAR_WORKGROUP}u + lid;
   if (e >= STATE) { return; }
-  let kvHead = wg.y;
+  let kvHead = ${head};
+  let first = ${first};  // the first slot scanned
+  let count = ${count};
   var running = 0.0;
-  for (var step = 0u; step < CHUNKS; step++) {
-    let at = stateAt(kvHead, ${reverse ? "CHUNKS - 1u - step" : "step"}) + e;
-    let chunk = state[at];
+  for (var step = 0u; step < count; step++) {
+    let at = stateAt(kvHead, first + ${o.reverse ? "count - 1u - step" : "step"}) + e;
+    let sums = state[at];
     state[at] = running;
-    running += chunk;
+    running += sums;
   }
-  state[stateAt(kvHead, CHUNKS) + e] = running;
+  state[stateAt(kvHead, ${last}) + e] = running;
 }`;
 }
 
-/** Each query row: its chunk's prefix (or the total), then its own chunk's keys directly. */
-function outputMain(o: LinearKernelOptions): string {
+/**
+ * The output without a tile (software adapters, kernel_rules.ts's `linearOutputTiles`): one
+ * invocation per query row reads its chunk's prefix (or the total), then its own chunk's keys
+ * directly.
+ */
+function rowOutputMain(m: ShaderModule, o: LinearKernelOptions): string {
+  linearIndex(m);
+  declareSeenSums(m);
   const direct = o.kernel.causal
     ? `
   // This chunk's keys up to the query, pair by pair.
-  for (var key = slot * CHUNK; key <= p; key++) {
+  for (var key = chunk * CHUNK; key <= p; key++) {
     let kRow = kvHead * NK + key;
     var w = 0.0;
     for (var f = 0u; f < M; f++) { w += phi[row * M + f] * phi[KEY_PHI + kRow * M + f]; }
@@ -241,17 +241,13 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   let bh = row / NQ;
   let p = OFFSET + row % NQ;                 // the query's key position
   let kvHead = (bh / HQ) * HKV + (bh % HQ) / GROUP;
-  let slot = select(CHUNKS, p / CHUNK, CAUSAL);
-  let s = stateAt(kvHead, slot);
+  let chunk = p / CHUNK;
   var acc: array<vec4<f32>, ${sequenceSizes(o.shape).dv / 4}>;
   var den = 0.0;
   for (var f = 0u; f < M; f++) {
     let a = phi[row * M + f];
-    den += a * state[s + M * DV + f];
-    for (var e = 0u; e < DV4; e++) {
-      let at = s + f * DV + 4u * e;
-      acc[e] += a * vec4<f32>(state[at], state[at + 1u], state[at + 2u], state[at + 3u]);
-    }
+    den += a * seenSums(kvHead, chunk, M * DV + f);
+    for (var e = 0u; e < DV4; e++) { acc[e] += a * seenVec4(kvHead, chunk, f * DV + 4u * e); }
   }${direct}
   lse[LSE_BASE + row] = log(den);
   for (var e = 0u; e < DV4; e++) { oRows[O_BASE + row * DV4 + e] = acc[e] / den; }

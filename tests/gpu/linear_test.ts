@@ -3,7 +3,9 @@
  * reference: O and LSE within 1e-4 (float32) and dQ, dK, dV and the gates' gradient within 1e-4
  * of the largest gradient, for elu1 and favor, causal (a chunked scan over several chunks, the
  * last partial) and not, MHA, GQA with two batches and MQA, Dv apart from D, queries among longer
- * keys, and a gated mix with a softmax branch; float16 where the adapter has shader-f16.
+ * keys, and a gated mix with a softmax branch; float16 where the adapter has shader-f16. The
+ * cooperative output tiles (what GPUs run) are checked over the same cases and one of several
+ * chunks, a partial last chunk and two value tiles, with `unroll` forcing that form.
  */
 import assert from "node:assert/strict";
 import { PlanError, ShapeError } from "../../core/errors.ts";
@@ -56,8 +58,11 @@ const CASES: LinearCase[] = [
   },
 ];
 
-/** The kernels' O, LSE and gradients against the reference's, in the call's dtype. */
-async function linearError(c: LinearCase, dtype: "f32" | "f16") {
+/**
+ * The kernels' O, LSE and gradients against the reference's, in the call's dtype; `unroll`
+ * true picks the GPU form (cooperative output tiles) on a software adapter too.
+ */
+async function linearError(c: LinearCase, dtype: "f32" | "f16", unroll?: boolean) {
   const { shape } = c;
   const { nq, nk, d, dv } = sequenceSizes(shape);
   const { batch: B, headsQ: Hq, headsKV: Hkv } = shape;
@@ -76,6 +81,7 @@ async function linearError(c: LinearCase, dtype: "f32" | "f16") {
     backward: true,
     queryOffset: c.queryOffset,
     gatesPerPosition: c.gates === "position",
+    unroll,
   });
   const got = await rt.run(compiled, { q, k, v, dO, gates });
   const input = {
@@ -121,6 +127,30 @@ Deno.test({
         `f16 ${c.name}: O ${err.o.toExponential(1)}, grads ${err.gradients.toExponential(1)}`,
       );
     }
+  },
+});
+
+/** Several chunks with a partial last one (200 of 4 × 64), GQA, and Dv 136: two value tiles. */
+const TILED: LinearCase = {
+  name: "causal elu1, GQA, 200 positions, Dv 136",
+  pattern: { kind: "linear", featureMap: "elu1", causal: true },
+  shape: { batch: 1, headsQ: 4, headsKV: 2, seqLen: 200, headDim: 8, valueDim: 136 },
+};
+
+Deno.test({
+  // llvmpipe's GL path (no shader-f16) takes minutes to compile the tiled causal output.
+  name: "linear attention's cooperative output tiles (the GPU form) against the reference",
+  ignore: rt.info.isFallback && !rt.info.shaderF16,
+  fn: async () => {
+    for (const c of [TILED, ...CASES]) {
+      const err = await linearError(c, "f32", true);
+      assert.ok(err.o <= 1e-4, `${c.name}: max |O - reference| ${err.o}`);
+      assert.ok(err.lse <= 1e-4, `${c.name}: max LSE error ${err.lse}`);
+      assert.ok(err.gradients <= 1e-4, `${c.name}: gradients ${err.gradients}`);
+    }
+    const err = await linearError(TILED, "f16", true);
+    assert.ok(err.o <= 5e-3 && err.lse <= 5e-3, `f16: O ${err.o}, LSE ${err.lse}`);
+    assert.ok(err.gradients <= 1e-2, `f16: gradients ${err.gradients}`);
   },
 });
 
