@@ -113,7 +113,13 @@ def torch_backend(torch, dev):
             return torch.arange(n, device=dev)
 
         where = staticmethod(torch.where)
-        minimum = staticmethod(torch.minimum)
+
+        @staticmethod
+        def minimum(a, b):
+            # torch.minimum takes two tensors; the tile bounds mix tensors and ints.
+            if not torch.is_tensor(b):
+                return a.clamp(max=b)
+            return torch.minimum(a, b)
 
         @staticmethod
         def expand(x, slots):
