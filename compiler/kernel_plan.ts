@@ -234,6 +234,11 @@ export interface SelectKernel extends Dispatch {
   /** selectAttention: keys per staged tile. */
   tileK: number;
   /**
+   * selectAttention: the subgroup form's split (select_lanes_wgsl.ts), where the device has
+   * subgroups and the group's rows fit the lanes' registers; absent: the staged form.
+   */
+  lanes?: DecodeLanes;
+  /**
    * selectBlocks: query heads whose logits one pass over the block means computes (each mean
    * read once for all of them), as many of the group as fit the workgroup memory.
    */

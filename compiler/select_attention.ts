@@ -13,6 +13,8 @@ import { selectBlockCount, selectBranches } from "../dsl/select.ts";
 import type { Pattern } from "../dsl/schema.ts";
 import { elementwiseWorkgroups, MAX_WORKGROUPS_X } from "./dispatch_sizes.ts";
 import type { BufferName, SelectKernel } from "./kernel_plan.ts";
+import { DECODE_LANE_ROWS, type DecodeLanes, decodeLanes } from "./decode.ts";
+import type { SubgroupLimits } from "./tiles.ts";
 import { own, read, written } from "./support_kernels.ts";
 
 /** What a select branch's kernels are specialised on. */
@@ -93,8 +95,8 @@ export function checkSelectCall(
  * The kernels of one select branch.
  * @param branch the branch's select
  * @param b the branch's index
- * @param o the call's shape, dtype and scale, the device's workgroup storage, and where the
- *   branch's O (`oName`, from `oBase` vec4s) and LSE (from `lseBase`) lie
+ * @param o the call's shape, dtype and scale, the device's workgroup storage, subgroups and
+ *   unrolling, and where the branch's O (`oName`, from `oBase` vec4s) and LSE (from `lseBase`) lie
  * @returns selectMeans, selectBlocks and selectAttention
  * @throws {PlanError} where the blocks or a tile do not fit the device's workgroup memory
  * @example
@@ -114,6 +116,8 @@ export function selectKernels(
     shape: AttentionShape;
     dtype: Dtype;
     workgroupBytes?: number;
+    subgroups?: SubgroupLimits;
+    unroll?: boolean;
     oName: BufferName;
     oBase: number;
     lseBase: number;
@@ -158,6 +162,7 @@ export function selectKernels(
         `head do not fit the device's ${bytes} bytes of workgroup memory`,
     );
   }
+  const lanes = selectLanes(geometry, { element: o.dtype === "f16" ? 2 : 4, ...o });
   const positions: [number, number] = [Math.min(n, MAX_WORKGROUPS_X), geometry.heads];
   const means: BufferName = `selectMeans${b}`, kept: BufferName = `selection${b}`;
   const common = {
@@ -186,12 +191,45 @@ export function selectKernels(
     },
     {
       kind: "selectAttention",
-      label: `branch ${b}: select, attention over the kept blocks (key tiles of ${tileK})`,
+      label: `branch ${b}: select, attention over the kept blocks ` +
+        (lanes ? `(subgroup lanes of ${lanes.lanes})` : `(key tiles of ${tileK})`),
+      ...(lanes ? { lanes } : {}),
       bindings: [read("q"), read("k"), read("v"), read(kept), written(o.oName), written("lse")],
       workgroups: positions,
       ...common,
     },
   ];
+}
+
+/**
+ * The subgroup form of the attention kernel (select_lanes_wgsl.ts), where the device has
+ * subgroups: the decode kernel's split of a key row into lanes, since a select position is a
+ * decode query of its group's heads over its kept keys. Its lanes hold every row's share of Q
+ * and O in registers, so only groups of at most DECODE_LANE_ROWS query heads take it.
+ * @param g the geometry
+ * @param o bytes per element of K and V, unrolling, the device's subgroups
+ * @returns the split, or undefined for the staged form
+ * @example
+ * ```ts
+ * import { selectLanes } from "./select_attention.ts";
+ * selectLanes({ group: 8, d4: 16 }, {
+ *   element: 2, unroll: true, subgroups: { size: 32, directive: false },
+ * }); // 8 lanes of a K row, 2 keys at a time, wide float16 loads
+ * ```
+ */
+export function selectLanes(
+  g: Pick<SelectGeometry, "group" | "d4">,
+  o: { element: number; unroll?: boolean; subgroups?: SubgroupLimits },
+): DecodeLanes | undefined {
+  if (g.group > DECODE_LANE_ROWS) return undefined;
+  return decodeLanes({
+    headDim: g.d4 * 4,
+    valueDim: g.d4 * 4,
+    rows: g.group,
+    element: o.element,
+    unroll: o.unroll ?? true,
+    subgroups: o.subgroups,
+  });
 }
 
 /**
