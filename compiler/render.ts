@@ -273,7 +273,7 @@ function renderOther(k: Exclude<Kernel, AttentionKernel>, o: RenderContext): str
       return selectBlocksKernel(k.geometry, {
         scale: o.call.scale,
         groupsX: k.workgroups[0],
-        logitHeads: k.logitHeads,
+        ...k.choice,
       });
     case "selectAttention":
       if (k.lanes) {
