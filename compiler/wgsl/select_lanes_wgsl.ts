@@ -121,9 +121,7 @@ ${each(V, (v) => `    var acc${r}_${v} = vec4<f32>(0.0);`)}`)
   }
     workgroupBarrier();
     // Group g takes kept keys (i * GROUPS + g) * KEYS .. + KEYS - 1, all lanes the same trip
-    // count (the shuffles need every lane); an empty slot, or a key past N${
-    g.causal ? " or the position" : ""
-  }, scores nothing.
+    // count (the shuffles need every lane); an empty slot or a key not seen scores nothing.
     for (var i = 0u; i < ROUNDS; i++) {
       let first = (i * GROUPS + group) * KEYS;
 ${
