@@ -30,6 +30,19 @@ export function elementwiseWorkgroups(count: number): [number, number] {
 /** Invocations of a select's workgroups: one workgroup per (position, key/value head). */
 export const SELECT_WORKGROUP = 64;
 
+/**
+ * Invocations of a select's choice of blocks (one workgroup per tile of positions and key/value
+ * head): enough that a tile's (position, query head) rows, 64 at the bench's 8 positions of 8
+ * heads, each get an invocation per block lane.
+ */
+export const SELECT_CHOICE_WORKGROUP = 256;
+
+/**
+ * The choice's invocations where loops are not unrolled (software adapters): llvmpipe's compile
+ * time grows with the workgroup, 8 s at 256 and 1.5 s at 64 for a test-sized kernel.
+ */
+export const SELECT_CHOICE_WORKGROUP_SOFTWARE = 64;
+
 /** Invocations of the codes kernel per workgroup (rows). */
 export const CODES_WORKGROUP = 64;
 

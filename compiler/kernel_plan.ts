@@ -15,7 +15,7 @@ import type { HashLayout } from "./hash_layout.ts";
 import type { KernelShape } from "./tiles.ts";
 import type { GradientTiling } from "./gradient_tiling.ts";
 import type { DecodeGeometry, DecodeLanes } from "./decode.ts";
-import type { SelectGeometry } from "./select_attention.ts";
+import type { SelectChoice, SelectGeometry } from "./select_attention.ts";
 
 /** The buffers a kernel can bind, by name; the buffer table sizes each (buffer_table.ts). */
 export type BufferName =
@@ -234,10 +234,16 @@ export interface SelectKernel extends Dispatch {
   /** selectAttention: keys per staged tile. */
   tileK: number;
   /**
-   * selectBlocks: query heads whose logits one pass over the block means computes (each mean
-   * read once for all of them), as many of the group as fit the workgroup memory.
+   * selectAttention: the subgroup form's split (select_lanes_wgsl.ts), where the device has
+   * subgroups and the group's rows fit the lanes' registers; absent: the staged form.
    */
-  logitHeads: number;
+  lanes?: DecodeLanes;
+  /**
+   * selectBlocks: invocations per workgroup, positions per workgroup tile (the block means are
+   * read once per tile) and blocks each invocation scores per chunk of the second pass, as many
+   * as fit the workgroup memory.
+   */
+  choice: SelectChoice;
   /** Offset of the branch's slice of O, in vec4s. */
   oBase: number;
   /** Offset of the branch's slice of LSE, in elements. */

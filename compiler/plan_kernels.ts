@@ -58,7 +58,7 @@ import {
 import { packSchedules } from "./schedule_buffer.ts";
 import { sequenceWords } from "./packed_call.ts";
 import { wholeSequence } from "../core/packed_sequences.ts";
-import { type KernelShape, prefetches } from "./tiles.ts";
+import { type KernelShape, prefetches, type SubgroupLimits } from "./tiles.ts";
 import { branchLearns, planGradients } from "./plan_gradients.ts";
 import { linearKernels, linearSets } from "./plan_linear.ts";
 import { learnableConstants } from "../dsl/expression_check.ts";
@@ -208,6 +208,8 @@ export function planKernels(plan: Plan, tiles: KernelShape, call: CheckedCall): 
       pairForms: pairs.forms[b],
       dtype,
       workgroupBytes: call.limits?.maxComputeWorkgroupStorageSize,
+      subgroups: call.limits?.subgroups,
+      unroll: call.unroll,
       outputF16,
       gated: call.pattern.kind === "gated",
       querySource: fromMemory ? "memory" : "tile",
@@ -353,6 +355,9 @@ function branchKernels(plan: Plan, b: number, o: {
   pairForms: (EdgePairForm | undefined)[];
   dtype: Dtype;
   workgroupBytes?: number;
+  /** The device's subgroups and unrolling, for a select branch's attention form. */
+  subgroups?: SubgroupLimits;
+  unroll: boolean;
   outputF16: boolean;
   gated: boolean;
   querySource: AttentionKernel["querySource"];

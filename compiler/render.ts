@@ -25,6 +25,7 @@ import {
 import { poolingKernel } from "./wgsl/pooling_wgsl.ts";
 import { blockMeansKernel, selectBlocksKernel } from "./wgsl/select_wgsl.ts";
 import { selectAttentionKernel } from "./wgsl/select_attention_wgsl.ts";
+import { selectLanesKernel } from "./wgsl/select_lanes_wgsl.ts";
 import type { PagedRows } from "./wgsl/kv_row_wgsl.ts";
 import { splitCombineKernel } from "./wgsl/split_combine_wgsl.ts";
 import { decodeKernel } from "./wgsl/decode_wgsl.ts";
@@ -272,9 +273,18 @@ function renderOther(k: Exclude<Kernel, AttentionKernel>, o: RenderContext): str
       return selectBlocksKernel(k.geometry, {
         scale: o.call.scale,
         groupsX: k.workgroups[0],
-        logitHeads: k.logitHeads,
+        ...k.choice,
       });
     case "selectAttention":
+      if (k.lanes) {
+        return selectLanesKernel(k.geometry, {
+          scale: o.call.scale,
+          groupsX: k.workgroups[0],
+          oBase: k.oBase,
+          lseBase: k.lseBase,
+          lanes: k.lanes,
+        });
+      }
       return selectAttentionKernel(k.geometry, {
         scale: o.call.scale,
         tileK: k.tileK,

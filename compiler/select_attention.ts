@@ -11,8 +11,15 @@ import { type AttentionShape, type Dtype, sequenceSizes } from "../core/shape.ts
 import type { SelectBranch } from "../dsl/select.ts";
 import { selectBlockCount, selectBranches } from "../dsl/select.ts";
 import type { Pattern } from "../dsl/schema.ts";
-import { elementwiseWorkgroups, MAX_WORKGROUPS_X } from "./dispatch_sizes.ts";
+import {
+  elementwiseWorkgroups,
+  MAX_WORKGROUPS_X,
+  SELECT_CHOICE_WORKGROUP,
+  SELECT_CHOICE_WORKGROUP_SOFTWARE,
+} from "./dispatch_sizes.ts";
 import type { BufferName, SelectKernel } from "./kernel_plan.ts";
+import { DECODE_LANE_ROWS, type DecodeLanes, decodeLanes } from "./decode.ts";
+import type { SubgroupLimits } from "./tiles.ts";
 import { own, read, written } from "./support_kernels.ts";
 
 /** What a select branch's kernels are specialised on. */
@@ -93,8 +100,8 @@ export function checkSelectCall(
  * The kernels of one select branch.
  * @param branch the branch's select
  * @param b the branch's index
- * @param o the call's shape, dtype and scale, the device's workgroup storage, and where the
- *   branch's O (`oName`, from `oBase` vec4s) and LSE (from `lseBase`) lie
+ * @param o the call's shape, dtype and scale, the device's workgroup storage, subgroups and
+ *   unrolling, and where the branch's O (`oName`, from `oBase` vec4s) and LSE (from `lseBase`) lie
  * @returns selectMeans, selectBlocks and selectAttention
  * @throws {PlanError} where the blocks or a tile do not fit the device's workgroup memory
  * @example
@@ -114,6 +121,8 @@ export function selectKernels(
     shape: AttentionShape;
     dtype: Dtype;
     workgroupBytes?: number;
+    subgroups?: SubgroupLimits;
+    unroll?: boolean;
     oName: BufferName;
     oBase: number;
     lseBase: number;
@@ -142,13 +151,18 @@ export function selectKernels(
     );
   }
   const bytes = o.workgroupBytes ?? DEFAULT_WORKGROUP_BYTES;
-  const logitHeads = selectLogitHeads(geometry, bytes);
-  const choosing = selectBlocksBytes(geometry, 1);
-  if (choosing > bytes) {
+  const choice = selectChoiceTile(geometry, { workgroupBytes: bytes, unroll: o.unroll ?? true });
+  if (!choice) {
     throw new PlanError(
       `Cannot plan ${branch.path}: choosing among ${geometry.count} blocks of ${s.blockSize} ` +
-        `needs ${choosing} bytes of workgroup memory, over the device's ${bytes}; use a larger ` +
-        `select blockSize`,
+        `needs ${
+          selectChoiceBytes(geometry, {
+            invocations: SELECT_CHOICE_WORKGROUP_SOFTWARE,
+            positions: 1,
+            chunk: 1,
+          })
+        } bytes of workgroup memory, over the ` +
+        `device's ${bytes}; use a larger select blockSize`,
     );
   }
   const tileK = selectTileK(geometry, bytes);
@@ -158,6 +172,7 @@ export function selectKernels(
         `head do not fit the device's ${bytes} bytes of workgroup memory`,
     );
   }
+  const lanes = selectLanes(geometry, { element: o.dtype === "f16" ? 2 : 4, ...o });
   const positions: [number, number] = [Math.min(n, MAX_WORKGROUPS_X), geometry.heads];
   const means: BufferName = `selectMeans${b}`, kept: BufferName = `selection${b}`;
   const common = {
@@ -165,7 +180,7 @@ export function selectKernels(
     branch: b,
     geometry,
     tileK,
-    logitHeads,
+    choice,
     oBase: o.oBase,
     lseBase: o.lseBase,
   };
@@ -179,19 +194,53 @@ export function selectKernels(
     },
     {
       kind: "selectBlocks",
-      label: `branch ${b}: select, ${s.blocks} of ${geometry.count} blocks per position`,
+      label: `branch ${b}: select, ${s.blocks} of ${geometry.count} blocks per position ` +
+        `(tiles of ${choice.positions} positions)`,
       bindings: [read("q"), read(means), written(kept)],
-      workgroups: positions,
+      workgroups: [Math.min(Math.ceil(n / choice.positions), MAX_WORKGROUPS_X), geometry.heads],
       ...common,
     },
     {
       kind: "selectAttention",
-      label: `branch ${b}: select, attention over the kept blocks (key tiles of ${tileK})`,
+      label: `branch ${b}: select, attention over the kept blocks ` +
+        (lanes ? `(subgroup lanes of ${lanes.lanes})` : `(key tiles of ${tileK})`),
+      ...(lanes ? { lanes } : {}),
       bindings: [read("q"), read("k"), read("v"), read(kept), written(o.oName), written("lse")],
       workgroups: positions,
       ...common,
     },
   ];
+}
+
+/**
+ * The subgroup form of the attention kernel (select_lanes_wgsl.ts), where the device has
+ * subgroups: the decode kernel's split of a key row into lanes, since a select position is a
+ * decode query of its group's heads over its kept keys. Its lanes hold every row's share of Q
+ * and O in registers, so only groups of at most DECODE_LANE_ROWS query heads take it.
+ * @param g the geometry
+ * @param o bytes per element of K and V, unrolling, the device's subgroups
+ * @returns the split, or undefined for the staged form
+ * @example
+ * ```ts
+ * import { selectLanes } from "./select_attention.ts";
+ * selectLanes({ group: 8, d4: 16 }, {
+ *   element: 2, unroll: true, subgroups: { size: 32, directive: false },
+ * }); // 8 lanes of a K row, 2 keys at a time, wide float16 loads
+ * ```
+ */
+export function selectLanes(
+  g: Pick<SelectGeometry, "group" | "d4">,
+  o: { element: number; unroll?: boolean; subgroups?: SubgroupLimits },
+): DecodeLanes | undefined {
+  if (g.group > DECODE_LANE_ROWS) return undefined;
+  return decodeLanes({
+    headDim: g.d4 * 4,
+    valueDim: g.d4 * 4,
+    rows: g.group,
+    element: o.element,
+    unroll: o.unroll ?? true,
+    subgroups: o.subgroups,
+  });
 }
 
 /**
@@ -212,36 +261,71 @@ export function selectBuffers(k: SelectKernel): [BufferName, number][] {
   ];
 }
 
+/** Most positions per tile of the choice: each keeps W / TP >= 16 invocations for its argmax. */
+const SELECT_TILE_POSITIONS = 16;
+
 /**
- * Workgroup memory of the selection kernel: Q rows, the logits of `heads` query heads and the
- * importances, reductions, the chosen blocks.
+ * Blocks each invocation scores per chunk of the choice's second pass, a barrier pair each. Where
+ * loops are not unrolled, one: llvmpipe unrolls the chunk's loop all the same, and compiles a
+ * chunk of 8 in about 5 times as long.
  */
-function selectBlocksBytes(g: SelectGeometry, heads: number): number {
-  return 16 * g.group * g.d4 + 4 * g.count * (heads + 1) + 8 * 64 + 4 * g.blocks;
+const SELECT_CHUNKS = [8, 4, 2, 1];
+
+/** The choice's tile (select_wgsl.ts): invocations, positions, blocks per invocation of a chunk. */
+export interface SelectChoice {
+  invocations: number;
+  positions: number;
+  chunk: number;
 }
 
 /**
- * The query heads whose logits the selection kernel computes in one pass over the block means
- * (each mean read once for all of them): the whole group where their logits fit the workgroup
- * memory, else the most that do (at least 1).
+ * Workgroup memory of the choice (select_wgsl.ts): the tile's importances, the scratch that
+ * holds the lanes' row statistics, a chunk's probabilities (rows padded by one) or the argmax,
+ * the argmax's blocks, the rows' statistics, the chosen blocks and their counts.
  * @param g the geometry
- * @param workgroupBytes the device's workgroup storage
- * @returns heads per pass
+ * @param c the tile
+ * @returns bytes
+ */
+function selectChoiceBytes(
+  g: Pick<SelectGeometry, "group" | "count" | "blocks">,
+  c: SelectChoice,
+): number {
+  const { invocations: W, positions, chunk } = c;
+  const R = positions * g.group, C = Math.floor(W / R);
+  const scratch = Math.max(2 * C * R, R * (C * chunk + 1), W);
+  return 4 * (positions * g.count + scratch + W + 2 * R + positions * (g.blocks + 1));
+}
+
+/**
+ * The choice's tile (select_wgsl.ts): SELECT_CHOICE_WORKGROUP invocations (fewer where loops
+ * are not unrolled), the most positions per workgroup (a power of two, up to 16, whose rows of
+ * query heads the invocations hold) whose importances fit the workgroup memory, since the block
+ * means are read once per tile; then the longest chunks that fit.
+ * @param g the geometry
+ * @param o the device's workgroup storage, and whether loops are unrolled (not on software
+ *   adapters)
+ * @returns the tile, or undefined where even one position does not fit
  * @example
  * ```ts
- * import { selectLogitHeads } from "./select_attention.ts";
- * const g = { group: 8, d4: 16, count: 1024, blocks: 16 };
- * [selectLogitHeads(g, 49152), selectLogitHeads(g, 16384)]; // [8, 1]
+ * import { selectChoiceTile } from "./select_attention.ts";
+ * const g = { group: 8, count: 1024, blocks: 16 };
+ * selectChoiceTile(g, { workgroupBytes: 49152, unroll: true });
+ * // { invocations: 256, positions: 8, chunk: 8 }
  * ```
  */
-export function selectLogitHeads(
-  g: Pick<SelectGeometry, "group" | "d4" | "count" | "blocks">,
-  workgroupBytes: number,
-): number {
-  for (let heads = g.group; heads > 1; heads--) {
-    if (selectBlocksBytes(g as SelectGeometry, heads) <= workgroupBytes) return heads;
+export function selectChoiceTile(
+  g: Pick<SelectGeometry, "group" | "count" | "blocks">,
+  o: { workgroupBytes: number; unroll: boolean },
+): SelectChoice | undefined {
+  const invocations = o.unroll ? SELECT_CHOICE_WORKGROUP : SELECT_CHOICE_WORKGROUP_SOFTWARE;
+  for (let positions = SELECT_TILE_POSITIONS; positions >= 1; positions /= 2) {
+    if (positions * g.group > invocations) continue;
+    for (const chunk of o.unroll ? SELECT_CHUNKS : [1]) {
+      const c = { invocations, positions, chunk };
+      if (selectChoiceBytes(g, c) <= o.workgroupBytes) return c;
+    }
   }
-  return 1;
+  return undefined;
 }
 
 /**

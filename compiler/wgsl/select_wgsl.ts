@@ -7,9 +7,8 @@
  */
 import { ELEMENTWISE_WORKGROUP } from "../dispatch_sizes.ts";
 import { linearIndex } from "./elementwise_wgsl.ts";
-import { declareNegativeInfinity, f32, ShaderModule } from "./shader_module.ts";
-import { SELECT_WORKGROUP } from "../dispatch_sizes.ts";
-import type { SelectGeometry } from "../select_attention.ts";
+import { f32, ShaderModule } from "./shader_module.ts";
+import type { SelectChoice, SelectGeometry } from "../select_attention.ts";
 
 /**
  * The block means of K, float32 `[B·Hkv, count, D]`: one invocation per vec4 of a mean.
@@ -58,34 +57,42 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
 }
 
 /**
- * Each position's kept blocks, `[B·Hkv, N, blocks]` u32: one workgroup per (position, key/value
- * head). Per query head of the group, the block logits (base 2), their maximum and sum by tree
- * reductions, and each block's probability added to its importance in workgroup memory; then
- * the forced blocks, and rounds of an argmax (ties to the lower block) over the other
- * candidates. The workgroup walks positions `x, x + gridX, ...` since N may pass WebGPU's
- * 65535 workgroups per dimension.
+ * Each position's kept blocks, `[B·Hkv, N, blocks]` u32: one workgroup per tile of TP
+ * consecutive positions and key/value head, so the block means are read once per tile for all
+ * its rows, (position, query head) pairs. Invocation t holds row `t % R` (R = TP·GROUP) in
+ * registers, its Q pre-scaled, and takes the blocks `t / R, t / R + C, ...` (C = W / R block
+ * lanes): consecutive invocations read the same block mean, one load for a whole subgroup. Two
+ * passes over the logits (base 2), which are recomputed rather than stored: the first keeps
+ * each row's running maximum and sum, merged over the block lanes in order; the second writes
+ * each row's probabilities of a chunk of blocks to workgroup memory, where one invocation per
+ * (position, block) adds its heads in order into the importance. Then each position's forced
+ * blocks, and rounds of an argmax (ties to the lower block) by the position's W / TP
+ * invocations over its other candidates. Every sum has a fixed order: the same bits every run.
+ * The workgroup walks tiles `x, x + gridX, ...` since N / TP may pass WebGPU's 65535
+ * workgroups per dimension.
  * @param g the geometry
- * @param o the softmax scale and the x workgroups of the dispatch
+ * @param o the softmax scale, the x workgroups of the dispatch, and the tile: invocations,
+ *   positions, blocks per invocation of a chunk
  * @returns the module text
  * @example
  * ```ts
  * import { selectBlocksKernel } from "./select_wgsl.ts";
  * selectBlocksKernel({ heads: 1, group: 2, n: 100, d4: 4, blockSize: 16, count: 7, blocks: 2,
- *   initial: 1, local: 1, causal: true, dtype: "f32" }, { scale: 0.25, groupsX: 100 });
+ *   initial: 1, local: 1, causal: true, dtype: "f32" },
+ *   { scale: 0.25, groupsX: 13, invocations: 256, positions: 8, chunk: 8 });
  * ```
  */
 export function selectBlocksKernel(
   g: SelectGeometry,
-  o: { scale: number; groupsX: number; logitHeads?: number },
+  o: { scale: number; groupsX: number } & SelectChoice,
 ): string {
-  const T = g.dtype;
-  const W = SELECT_WORKGROUP;
-  const HC = o.logitHeads ?? 1;
+  const T = g.dtype, W = o.invocations, TP = o.positions;
+  const R = TP * g.group, C = Math.floor(W / R), CB = C * o.chunk;
   const m = new ShaderModule().comment(
     `Weft select: ${g.blocks} of ${g.count} blocks of ${g.blockSize} rows per position ` +
       `(N=${g.n}, ${g.initial} initial, ${g.local} local${g.causal ? ", causal" : ""}), ` +
-      `importance summed over ${g.group} query heads, logits of ${HC} per pass over the means; ` +
-      `workgroup ${W}`,
+      `importance summed over ${g.group} query heads; tiles of ${TP} positions, ${R} rows x ` +
+      `${C} block lanes, chunks of ${CB} blocks; workgroup ${W}`,
   );
   if (T === "f16") m.enable("f16");
   m.declare(
@@ -95,8 +102,25 @@ export function selectBlocksKernel(
 @group(0) @binding(1) var<storage, read> means: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> kept: array<u32>;`,
   );
-  declareNegativeInfinity(m);
   declareBlockRule(m, g);
+  const D = Array.from({ length: g.d4 }, (_, d) => d);
+  // Four interleaved partial sums, so the dot products do not wait on one another, added in a
+  // fixed order. Constant indices keep the private Q row in registers.
+  const ways = Math.min(4, g.d4);
+  const partial = (w: number) =>
+    D.filter((d) => d % ways === w).map((d) => `dot(q[${d}], means[at + ${d}u])`).join(" + ");
+  m.declare(
+    "blockLogit",
+    `
+var<private> q: array<vec4<f32>, ${g.d4}>;  // the invocation's row of Q, scaled
+
+/** The logit (base 2) of the invocation's row against the mean of block j of head. */
+fn blockLogit(head: u32, j: u32) -> f32 {
+  let at = (head * ${g.count}u + j) * ${g.d4}u;
+${D.slice(0, ways).map((w) => `  let part${w} = ${partial(w)};`).join("\n")}
+  return ${D.slice(0, ways).map((w) => `part${w}`).join(" + ")};
+}`,
+  );
   return m.render(`
 const N = ${g.n}u;
 const D4 = ${g.d4}u;
@@ -104,177 +128,190 @@ const GROUP = ${g.group}u;
 const COUNT = ${g.count}u;
 const BLOCKS = ${g.blocks}u;
 const W = ${W}u;
+const TP = ${TP}u;  // positions per tile
+const R = ${R}u;  // rows of a tile: (position, query head), position-major
+const C = ${C}u;  // block lanes: invocation t takes row t % R, blocks t / R + C i
+const CB = ${CB}u;  // blocks per chunk of the second pass: ${o.chunk} per invocation
+const PW = ${W / TP}u;  // invocations choosing each position's blocks
+const ROUNDS = ${
+    g.blocks - Math.min(g.initial, g.count)
+  }u;  // argmax rounds: slots past the initial blocks
 const GRID_X = ${o.groupsX}u;
 const QSCALE = ${f32(o.scale * Math.LOG2E)}; // scale * log2(e): logits in base 2
-const HC = ${HC}u; // query heads whose logits one pass over the means computes
+const NO_SCORE = -1.0e30;  // below any real logit; never reaches exp2 unguarded
+const EMPTY = 0xffffffffu;
 
-var<workgroup> qs: array<vec4<f32>, ${g.group * g.d4}>;
-var<workgroup> logit: array<f32, ${HC * g.count}>; // [head of the pass, block]
-var<workgroup> importance: array<f32, ${g.count}>;
-var<workgroup> best: array<f32, ${W}>;
+var<workgroup> importance: array<f32, ${
+    TP * g.count
+  }>;  // [position, block]: -1 not competing, -2 kept
+// Per-lane row statistics (2 C R), the second pass's probabilities (R rows of CB + 1, the
+// padding keeps both their writers and their readers on distinct banks), the argmax (W).
+var<workgroup> scratch: array<f32, ${Math.max(2 * C * R, R * (CB + 1), W)}>;
 var<workgroup> bestBlock: array<u32, ${W}>;
-var<workgroup> chosen: array<u32, ${g.blocks}>;
-
-/** Tree reduction of best[] (max) into best[0]; every invocation takes part. */
-fn reduceMax(t: u32) {
-  for (var stride = W / 2u; stride > 0u; stride = stride / 2u) {
-    if (t < stride) { best[t] = max(best[t], best[t + stride]); }
-    workgroupBarrier();
-  }
-}
-
-/** Tree reduction of best[] (sum) into best[0]. */
-fn reduceSum(t: u32) {
-  for (var stride = W / 2u; stride > 0u; stride = stride / 2u) {
-    if (t < stride) { best[t] = best[t] + best[t + stride]; }
-    workgroupBarrier();
-  }
-}
-
-/** Argmax of (best, bestBlock) into slot 0: the higher importance, then the lower block. */
-fn reduceArgmax(t: u32) {
-  for (var stride = W / 2u; stride > 0u; stride = stride / 2u) {
-    if (t < stride) {
-      let a = best[t];
-      let b = best[t + stride];
-      if (b > a || (b == a && bestBlock[t + stride] < bestBlock[t])) {
-        best[t] = b;
-        bestBlock[t] = bestBlock[t + stride];
-      }
-    }
-    workgroupBarrier();
-  }
-}
+var<workgroup> rowMax: array<f32, ${R}>;
+var<workgroup> rowSum: array<f32, ${R}>;
+var<workgroup> chosen: array<u32, ${TP * g.blocks}>;
+var<workgroup> chosenCount: array<u32, ${TP}>;
 
 @compute @workgroup_size(${W})
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t: u32) {
   let head = wg.y; // batch * Hkv + key/value head
-  for (var pos = wg.x; pos < N; pos += GRID_X) {
-    for (var j = t; j < COUNT; j += W) { importance[j] = 0.0; }
-    for (var h = 0u; h < GROUP; h++) {
-      // Query head (kv head * GROUP + h) of the same batch: its Q row, pre-scaled.
-      let qRow = ((head * GROUP + h) * N + pos) * D4;
-      for (var d = t; d < D4; d += W) { qs[h * D4 + d] = vec4<f32>(qIn[qRow + d]) * QSCALE; }
+  let r = t % R;
+  let lane = t / R;  // C or more: no row, only barriers in the logit passes
+  let h = r % GROUP;
+  for (var tile = wg.x; tile * TP < N; tile += GRID_X) {
+    let first = tile * TP;
+    let pos = min(first + r / GROUP, N - 1u);  // a row past N repeats the last and is not written
+    let rowEnd = competingBlocks(pos);
+    // Blocks that compete for some position of the tile: the rest are never scored.
+    let end = competingBlocks(min(first + TP, N) - 1u);
+    for (var e = t; e < TP * COUNT; e += W) { importance[e] = -1.0; }
+    // The row's query, scaled, in registers.
+    let qRow = ((head * GROUP + h) * N + pos) * D4;
+${D.map((d) => `    q[${d}] = vec4<f32>(qIn[qRow + ${d}u]) * QSCALE;`).join("\n")}
+    // Pass 1: the row's running maximum and sum over this lane's blocks.
+    var most = NO_SCORE;
+    var total = 0.0;
+    if (lane < C) {
+      for (var j = lane; j < rowEnd; j += C) {
+        let logit = blockLogit(head, j);
+        let top = max(most, logit);
+        total = total * exp2(most - top) + exp2(logit - top);
+        most = top;
+      }
+      scratch[lane * R + r] = most;
+      scratch[(C + lane) * R + r] = total;
     }
     workgroupBarrier();
-    for (var h0 = 0u; h0 < GROUP; h0 += HC) {
-      // The logits of heads h0.. of the pass: each block's mean is read once for all of them.
-      for (var j = t; j < COUNT; j += W) {
-        var acc: array<f32, HC>;
-        for (var c = 0u; c < HC; c++) { acc[c] = 0.0; }
-        if (competes(j, pos)) {
-          for (var d = 0u; d < D4; d++) {
-            let mean = means[(head * COUNT + j) * D4 + d];
-            for (var c = 0u; c < HC; c++) {
-              acc[c] += dot(qs[min(h0 + c, GROUP - 1u) * D4 + d], mean);
-            }
+    if (t < R) {
+      // The lanes' statistics merged in lane order.
+      var top = NO_SCORE;
+      for (var c = 0u; c < C; c++) { top = max(top, scratch[c * R + t]); }
+      var sum = 0.0;
+      for (var c = 0u; c < C; c++) { sum += scratch[(C + c) * R + t] * exp2(scratch[c * R + t] - top); }
+      rowMax[t] = top;
+      rowSum[t] = sum;
+    }
+    workgroupBarrier();
+    // Pass 2: a chunk's probabilities by row, then each (position, block)'s heads in order.
+    for (var base = 0u; base < end; base += CB) {
+      if (lane < C) {
+        let top = rowMax[r];
+        let sum = rowSum[r];
+        for (var i = 0u; i < CB; i += C) {
+          let j = base + i + lane;
+          var prob = 0.0;
+          if (j < rowEnd && sum > 0.0) {
+            prob = exp2(blockLogit(head, j) - top) / sum;
           }
-        }
-        for (var c = 0u; c < HC; c++) {
-          logit[c * COUNT + j] = select(negativeInfinity(), acc[c], competes(j, pos));
+          scratch[r * (CB + 1u) + i + lane] = prob;
         }
       }
       workgroupBarrier();
-      for (var c = 0u; c < HC; c++) {
-        if (h0 + c >= GROUP) { break; }
-        let at = c * COUNT; // this head's logits
-        var top = negativeInfinity();
-        for (var j = t; j < COUNT; j += W) { top = max(top, logit[at + j]); }
-        best[t] = top;
-        workgroupBarrier();
-        reduceMax(t);
-        let rowMax = best[0];
-        workgroupBarrier();
-        var part = 0.0;
-        for (var j = t; j < COUNT; j += W) {
-          if (competes(j, pos)) { part += exp2(logit[at + j] - rowMax); }
+      for (var e = t; e < TP * CB; e += W) {
+        let p = e / CB;
+        let j = base + e % CB;
+        if (first + p < N && j < competingBlocks(first + p)) {
+          var added = 0.0;
+          for (var k = 0u; k < GROUP; k++) { added += scratch[(p * GROUP + k) * (CB + 1u) + e % CB]; }
+          importance[p * COUNT + j] = added;
         }
-        best[t] = part;
-        workgroupBarrier();
-        reduceSum(t);
-        let total = best[0];
-        workgroupBarrier();
-        if (total > 0.0) {
-          for (var j = t; j < COUNT; j += W) {
-            if (competes(j, pos)) { importance[j] += exp2(logit[at + j] - rowMax) / total; }
-          }
-        }
-        workgroupBarrier();
       }
+      workgroupBarrier();
     }
-    // Forced blocks take the first slots.
-    var taken = 0u;
-    for (var j = 0u; j < COUNT; j++) {
-      if (forced(j, pos)) {
-        if (t == 0u) { chosen[taken] = j; }
+    // Forced blocks take the first slots: the initial ones, then the local ones after them.
+    if (t < TP && first + t < N) {
+      let own = (first + t) / ${g.blockSize}u;
+      var taken = 0u;
+      for (var j = 0u; j < min(${g.initial}u, COUNT); j++) {
+        chosen[t * BLOCKS + taken] = j;
+        importance[t * COUNT + j] = -2.0;
         taken++;
       }
+      for (var j = max(${g.initial}u, own + 1u - min(own + 1u, ${g.local}u)); j <= own; j++) {
+        chosen[t * BLOCKS + taken] = j;
+        importance[t * COUNT + j] = -2.0;
+        taken++;
+      }
+      chosenCount[t] = taken;
     }
-    // The most important of the other candidates, one per round (importances are >= 0, taken
-    // ones -2). Every round runs, so that the barriers stay in uniform control flow.
-    var count = taken;
-    for (var round = taken; round < BLOCKS; round++) {
+    workgroupBarrier();
+    // The most important of the other candidates, one per round, by the position's PW
+    // invocations (importances of candidates are >= 0). Every round runs, so that the barriers
+    // stay in uniform control flow.
+    let p = t / PW;
+    let pl = t % PW;
+    for (var round = 0u; round < ROUNDS; round++) {
       var mine = -1.0;
       var mineBlock = COUNT;
-      for (var j = t; j < COUNT; j += W) {
-        if (competes(j, pos) && !forced(j, pos) && importance[j] > mine) {
-          mine = importance[j];
+      for (var j = pl; j < end; j += PW) {
+        let x = importance[p * COUNT + j];
+        if (x > mine) {
+          mine = x;
           mineBlock = j;
         }
       }
-      best[t] = mine;
+      scratch[t] = mine;
       bestBlock[t] = mineBlock;
       workgroupBarrier();
-      reduceArgmax(t);
-      let winner = bestBlock[0];
-      let found = best[0] >= 0.0;
-      workgroupBarrier();
-      if (found) {
-        if (t == 0u) {
-          chosen[count] = winner;
-          importance[winner] = -2.0;
+      for (var stride = PW / 2u; stride > 0u; stride = stride / 2u) {
+        if (pl < stride) {
+          let a = scratch[t];
+          let b = scratch[t + stride];
+          if (b > a || (b == a && bestBlock[t + stride] < bestBlock[t])) {
+            scratch[t] = b;
+            bestBlock[t] = bestBlock[t + stride];
+          }
         }
-        count++;
+        workgroupBarrier();
+      }
+      if (pl == 0u && first + p < N && scratch[t] >= 0.0 && chosenCount[p] < BLOCKS) {
+        chosen[p * BLOCKS + chosenCount[p]] = bestBlock[t];
+        importance[p * COUNT + bestBlock[t]] = -2.0;
+        chosenCount[p] += 1u;
       }
       workgroupBarrier();
     }
-    workgroupBarrier();
-    if (t == 0u) {
-      // Ascending order for the attention kernel and the caller; insertion sort of <= 64.
-      for (var a = 1u; a < count; a++) {
-        let x = chosen[a];
-        var b = a;
-        while (b > 0u && chosen[b - 1u] > x) {
-          chosen[b] = chosen[b - 1u];
-          b--;
+    // Ascending order for the attention kernel and the caller: each kept block's rank among
+    // its position's (they are distinct), empty slots last.
+    for (var e = t; e < TP * BLOCKS; e += W) {
+      let p = e / BLOCKS;
+      let s = e % BLOCKS;
+      if (first + p < N) {
+        let count = chosenCount[p];
+        let out = (head * N + first + p) * BLOCKS;
+        if (s < count) {
+          let x = chosen[p * BLOCKS + s];
+          var rank = 0u;
+          for (var k = 0u; k < count; k++) { rank += select(0u, 1u, chosen[p * BLOCKS + k] < x); }
+          kept[out + rank] = x;
+        } else {
+          kept[out + s] = EMPTY;
         }
-        chosen[b] = x;
       }
-      let out = (head * N + pos) * BLOCKS;
-      for (var s = 0u; s < BLOCKS; s++) { kept[out + s] = select(0xffffffffu, chosen[s], s < count); }
     }
-    workgroupBarrier();
+    workgroupBarrier();  // the next tile overwrites the importances and the choice
   }
 }`);
 }
 
-/** `competes(j, pos)` and `forced(j, pos)`: the rule of dsl/select.ts `selectRule`. */
+/**
+ * `competingBlocks(pos)`, the rule of dsl/select.ts `selectRule`: block j competes for pos
+ * where j < competingBlocks(pos) (under causal, once its last row is <= pos).
+ */
 function declareBlockRule(m: ShaderModule, g: SelectGeometry): void {
-  const lastRow = `min(${g.n}u, (j + 1u) * ${g.blockSize}u) - 1u`;
   m.declare(
     "blockRule",
     `
-/** Block j competes for position pos${
-      g.causal ? ": under causal, once its last row is <= pos" : ""
+/** How many blocks compete for position pos: 0 .. the result - 1${
+      g.causal ? ", those whose last row is <= pos" : ""
     }. */
-fn competes(j: u32, pos: u32) -> bool {
-  return ${g.causal ? `${lastRow} <= pos` : "j < " + g.count + "u"};
-}
-
-/** Block j is always kept: one of the first ${g.initial}, or of the ${g.local} ending at pos's. */
-fn forced(j: u32, pos: u32) -> bool {
-  let own = pos / ${g.blockSize}u;
-  return j < ${g.initial}u || (j <= own && j + ${g.local}u > own);
+fn competingBlocks(pos: u32) -> u32 {
+  return ${
+      g.causal
+        ? `select((pos + 1u) / ${g.blockSize}u, ${g.count}u, pos + 1u >= ${g.n}u)`
+        : `${g.count}u`
+    };
 }`,
   );
 }

@@ -422,28 +422,27 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
 
 
 // ==== module 3 ====
-// Weft select: 16 of 64 blocks of 64 rows per position (N=4096, 1 initial, 2 local, causal), importance summed over 1 query heads, logits of 1 per pass over the means; workgroup 64
+// Weft select: 16 of 64 blocks of 64 rows per position (N=4096, 1 initial, 2 local, causal), importance summed over 1 query heads; tiles of 16 positions, 16 rows x 16 block lanes, chunks of 128 blocks; workgroup 256
 
 @group(0) @binding(0) var<storage, read> qIn: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read> means: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> kept: array<u32>;
 
-// WGSL has no infinity literal; LSE of an empty row is -inf (DESIGN §1). The bits are a
-// `let`: Tint (Dawn) refuses a constant expression whose value is infinite.
-fn negativeInfinity() -> f32 {
-  let bits = 0xff800000u;
-  return bitcast<f32>(bits);
+/** How many blocks compete for position pos: 0 .. the result - 1, those whose last row is <= pos. */
+fn competingBlocks(pos: u32) -> u32 {
+  return select((pos + 1u) / 64u, 64u, pos + 1u >= 4096u);
 }
 
-/** Block j competes for position pos: under causal, once its last row is <= pos. */
-fn competes(j: u32, pos: u32) -> bool {
-  return min(4096u, (j + 1u) * 64u) - 1u <= pos;
-}
+var<private> q: array<vec4<f32>, 16>;  // the invocation's row of Q, scaled
 
-/** Block j is always kept: one of the first 1, or of the 2 ending at pos's. */
-fn forced(j: u32, pos: u32) -> bool {
-  let own = pos / 64u;
-  return j < 1u || (j <= own && j + 2u > own);
+/** The logit (base 2) of the invocation's row against the mean of block j of head. */
+fn blockLogit(head: u32, j: u32) -> f32 {
+  let at = (head * 64u + j) * 16u;
+  let part0 = dot(q[0], means[at + 0u]) + dot(q[4], means[at + 4u]) + dot(q[8], means[at + 8u]) + dot(q[12], means[at + 12u]);
+  let part1 = dot(q[1], means[at + 1u]) + dot(q[5], means[at + 5u]) + dot(q[9], means[at + 9u]) + dot(q[13], means[at + 13u]);
+  let part2 = dot(q[2], means[at + 2u]) + dot(q[6], means[at + 6u]) + dot(q[10], means[at + 10u]) + dot(q[14], means[at + 14u]);
+  let part3 = dot(q[3], means[at + 3u]) + dot(q[7], means[at + 7u]) + dot(q[11], means[at + 11u]) + dot(q[15], means[at + 15u]);
+  return part0 + part1 + part2 + part3;
 }
 
 const N = 4096u;
@@ -451,157 +450,181 @@ const D4 = 16u;
 const GROUP = 1u;
 const COUNT = 64u;
 const BLOCKS = 16u;
-const W = 64u;
-const GRID_X = 4096u;
+const W = 256u;
+const TP = 16u;  // positions per tile
+const R = 16u;  // rows of a tile: (position, query head), position-major
+const C = 16u;  // block lanes: invocation t takes row t % R, blocks t / R + C i
+const CB = 128u;  // blocks per chunk of the second pass: 8 per invocation
+const PW = 16u;  // invocations choosing each position's blocks
+const ROUNDS = 15u;  // argmax rounds: slots past the initial blocks
+const GRID_X = 256u;
 const QSCALE = 0.18033688011112042; // scale * log2(e): logits in base 2
-const HC = 1u; // query heads whose logits one pass over the means computes
+const NO_SCORE = -1.0e30;  // below any real logit; never reaches exp2 unguarded
+const EMPTY = 0xffffffffu;
 
-var<workgroup> qs: array<vec4<f32>, 16>;
-var<workgroup> logit: array<f32, 64>; // [head of the pass, block]
-var<workgroup> importance: array<f32, 64>;
-var<workgroup> best: array<f32, 64>;
-var<workgroup> bestBlock: array<u32, 64>;
-var<workgroup> chosen: array<u32, 16>;
+var<workgroup> importance: array<f32, 1024>;  // [position, block]: -1 not competing, -2 kept
+// Per-lane row statistics (2 C R), the second pass's probabilities (R rows of CB + 1, the
+// padding keeps both their writers and their readers on distinct banks), the argmax (W).
+var<workgroup> scratch: array<f32, 2064>;
+var<workgroup> bestBlock: array<u32, 256>;
+var<workgroup> rowMax: array<f32, 16>;
+var<workgroup> rowSum: array<f32, 16>;
+var<workgroup> chosen: array<u32, 256>;
+var<workgroup> chosenCount: array<u32, 16>;
 
-/** Tree reduction of best[] (max) into best[0]; every invocation takes part. */
-fn reduceMax(t: u32) {
-  for (var stride = W / 2u; stride > 0u; stride = stride / 2u) {
-    if (t < stride) { best[t] = max(best[t], best[t + stride]); }
-    workgroupBarrier();
-  }
-}
-
-/** Tree reduction of best[] (sum) into best[0]. */
-fn reduceSum(t: u32) {
-  for (var stride = W / 2u; stride > 0u; stride = stride / 2u) {
-    if (t < stride) { best[t] = best[t] + best[t + stride]; }
-    workgroupBarrier();
-  }
-}
-
-/** Argmax of (best, bestBlock) into slot 0: the higher importance, then the lower block. */
-fn reduceArgmax(t: u32) {
-  for (var stride = W / 2u; stride > 0u; stride = stride / 2u) {
-    if (t < stride) {
-      let a = best[t];
-      let b = best[t + stride];
-      if (b > a || (b == a && bestBlock[t + stride] < bestBlock[t])) {
-        best[t] = b;
-        bestBlock[t] = bestBlock[t + stride];
-      }
-    }
-    workgroupBarrier();
-  }
-}
-
-@compute @workgroup_size(64)
+@compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t: u32) {
   let head = wg.y; // batch * Hkv + key/value head
-  for (var pos = wg.x; pos < N; pos += GRID_X) {
-    for (var j = t; j < COUNT; j += W) { importance[j] = 0.0; }
-    for (var h = 0u; h < GROUP; h++) {
-      // Query head (kv head * GROUP + h) of the same batch: its Q row, pre-scaled.
-      let qRow = ((head * GROUP + h) * N + pos) * D4;
-      for (var d = t; d < D4; d += W) { qs[h * D4 + d] = vec4<f32>(qIn[qRow + d]) * QSCALE; }
+  let r = t % R;
+  let lane = t / R;  // C or more: no row, only barriers in the logit passes
+  let h = r % GROUP;
+  for (var tile = wg.x; tile * TP < N; tile += GRID_X) {
+    let first = tile * TP;
+    let pos = min(first + r / GROUP, N - 1u);  // a row past N repeats the last and is not written
+    let rowEnd = competingBlocks(pos);
+    // Blocks that compete for some position of the tile: the rest are never scored.
+    let end = competingBlocks(min(first + TP, N) - 1u);
+    for (var e = t; e < TP * COUNT; e += W) { importance[e] = -1.0; }
+    // The row's query, scaled, in registers.
+    let qRow = ((head * GROUP + h) * N + pos) * D4;
+    q[0] = vec4<f32>(qIn[qRow + 0u]) * QSCALE;
+    q[1] = vec4<f32>(qIn[qRow + 1u]) * QSCALE;
+    q[2] = vec4<f32>(qIn[qRow + 2u]) * QSCALE;
+    q[3] = vec4<f32>(qIn[qRow + 3u]) * QSCALE;
+    q[4] = vec4<f32>(qIn[qRow + 4u]) * QSCALE;
+    q[5] = vec4<f32>(qIn[qRow + 5u]) * QSCALE;
+    q[6] = vec4<f32>(qIn[qRow + 6u]) * QSCALE;
+    q[7] = vec4<f32>(qIn[qRow + 7u]) * QSCALE;
+    q[8] = vec4<f32>(qIn[qRow + 8u]) * QSCALE;
+    q[9] = vec4<f32>(qIn[qRow + 9u]) * QSCALE;
+    q[10] = vec4<f32>(qIn[qRow + 10u]) * QSCALE;
+    q[11] = vec4<f32>(qIn[qRow + 11u]) * QSCALE;
+    q[12] = vec4<f32>(qIn[qRow + 12u]) * QSCALE;
+    q[13] = vec4<f32>(qIn[qRow + 13u]) * QSCALE;
+    q[14] = vec4<f32>(qIn[qRow + 14u]) * QSCALE;
+    q[15] = vec4<f32>(qIn[qRow + 15u]) * QSCALE;
+    // Pass 1: the row's running maximum and sum over this lane's blocks.
+    var most = NO_SCORE;
+    var total = 0.0;
+    if (lane < C) {
+      for (var j = lane; j < rowEnd; j += C) {
+        let logit = blockLogit(head, j);
+        let top = max(most, logit);
+        total = total * exp2(most - top) + exp2(logit - top);
+        most = top;
+      }
+      scratch[lane * R + r] = most;
+      scratch[(C + lane) * R + r] = total;
     }
     workgroupBarrier();
-    for (var h0 = 0u; h0 < GROUP; h0 += HC) {
-      // The logits of heads h0.. of the pass: each block's mean is read once for all of them.
-      for (var j = t; j < COUNT; j += W) {
-        var acc: array<f32, HC>;
-        for (var c = 0u; c < HC; c++) { acc[c] = 0.0; }
-        if (competes(j, pos)) {
-          for (var d = 0u; d < D4; d++) {
-            let mean = means[(head * COUNT + j) * D4 + d];
-            for (var c = 0u; c < HC; c++) {
-              acc[c] += dot(qs[min(h0 + c, GROUP - 1u) * D4 + d], mean);
-            }
+    if (t < R) {
+      // The lanes' statistics merged in lane order.
+      var top = NO_SCORE;
+      for (var c = 0u; c < C; c++) { top = max(top, scratch[c * R + t]); }
+      var sum = 0.0;
+      for (var c = 0u; c < C; c++) { sum += scratch[(C + c) * R + t] * exp2(scratch[c * R + t] - top); }
+      rowMax[t] = top;
+      rowSum[t] = sum;
+    }
+    workgroupBarrier();
+    // Pass 2: a chunk's probabilities by row, then each (position, block)'s heads in order.
+    for (var base = 0u; base < end; base += CB) {
+      if (lane < C) {
+        let top = rowMax[r];
+        let sum = rowSum[r];
+        for (var i = 0u; i < CB; i += C) {
+          let j = base + i + lane;
+          var prob = 0.0;
+          if (j < rowEnd && sum > 0.0) {
+            prob = exp2(blockLogit(head, j) - top) / sum;
           }
-        }
-        for (var c = 0u; c < HC; c++) {
-          logit[c * COUNT + j] = select(negativeInfinity(), acc[c], competes(j, pos));
+          scratch[r * (CB + 1u) + i + lane] = prob;
         }
       }
       workgroupBarrier();
-      for (var c = 0u; c < HC; c++) {
-        if (h0 + c >= GROUP) { break; }
-        let at = c * COUNT; // this head's logits
-        var top = negativeInfinity();
-        for (var j = t; j < COUNT; j += W) { top = max(top, logit[at + j]); }
-        best[t] = top;
-        workgroupBarrier();
-        reduceMax(t);
-        let rowMax = best[0];
-        workgroupBarrier();
-        var part = 0.0;
-        for (var j = t; j < COUNT; j += W) {
-          if (competes(j, pos)) { part += exp2(logit[at + j] - rowMax); }
+      for (var e = t; e < TP * CB; e += W) {
+        let p = e / CB;
+        let j = base + e % CB;
+        if (first + p < N && j < competingBlocks(first + p)) {
+          var added = 0.0;
+          for (var k = 0u; k < GROUP; k++) { added += scratch[(p * GROUP + k) * (CB + 1u) + e % CB]; }
+          importance[p * COUNT + j] = added;
         }
-        best[t] = part;
-        workgroupBarrier();
-        reduceSum(t);
-        let total = best[0];
-        workgroupBarrier();
-        if (total > 0.0) {
-          for (var j = t; j < COUNT; j += W) {
-            if (competes(j, pos)) { importance[j] += exp2(logit[at + j] - rowMax) / total; }
-          }
-        }
-        workgroupBarrier();
       }
+      workgroupBarrier();
     }
-    // Forced blocks take the first slots.
-    var taken = 0u;
-    for (var j = 0u; j < COUNT; j++) {
-      if (forced(j, pos)) {
-        if (t == 0u) { chosen[taken] = j; }
+    // Forced blocks take the first slots: the initial ones, then the local ones after them.
+    if (t < TP && first + t < N) {
+      let own = (first + t) / 64u;
+      var taken = 0u;
+      for (var j = 0u; j < min(1u, COUNT); j++) {
+        chosen[t * BLOCKS + taken] = j;
+        importance[t * COUNT + j] = -2.0;
         taken++;
       }
+      for (var j = max(1u, own + 1u - min(own + 1u, 2u)); j <= own; j++) {
+        chosen[t * BLOCKS + taken] = j;
+        importance[t * COUNT + j] = -2.0;
+        taken++;
+      }
+      chosenCount[t] = taken;
     }
-    // The most important of the other candidates, one per round (importances are >= 0, taken
-    // ones -2). Every round runs, so that the barriers stay in uniform control flow.
-    var count = taken;
-    for (var round = taken; round < BLOCKS; round++) {
+    workgroupBarrier();
+    // The most important of the other candidates, one per round, by the position's PW
+    // invocations (importances of candidates are >= 0). Every round runs, so that the barriers
+    // stay in uniform control flow.
+    let p = t / PW;
+    let pl = t % PW;
+    for (var round = 0u; round < ROUNDS; round++) {
       var mine = -1.0;
       var mineBlock = COUNT;
-      for (var j = t; j < COUNT; j += W) {
-        if (competes(j, pos) && !forced(j, pos) && importance[j] > mine) {
-          mine = importance[j];
+      for (var j = pl; j < end; j += PW) {
+        let x = importance[p * COUNT + j];
+        if (x > mine) {
+          mine = x;
           mineBlock = j;
         }
       }
-      best[t] = mine;
+      scratch[t] = mine;
       bestBlock[t] = mineBlock;
       workgroupBarrier();
-      reduceArgmax(t);
-      let winner = bestBlock[0];
-      let found = best[0] >= 0.0;
-      workgroupBarrier();
-      if (found) {
-        if (t == 0u) {
-          chosen[count] = winner;
-          importance[winner] = -2.0;
+      for (var stride = PW / 2u; stride > 0u; stride = stride / 2u) {
+        if (pl < stride) {
+          let a = scratch[t];
+          let b = scratch[t + stride];
+          if (b > a || (b == a && bestBlock[t + stride] < bestBlock[t])) {
+            scratch[t] = b;
+            bestBlock[t] = bestBlock[t + stride];
+          }
         }
-        count++;
+        workgroupBarrier();
+      }
+      if (pl == 0u && first + p < N && scratch[t] >= 0.0 && chosenCount[p] < BLOCKS) {
+        chosen[p * BLOCKS + chosenCount[p]] = bestBlock[t];
+        importance[p * COUNT + bestBlock[t]] = -2.0;
+        chosenCount[p] += 1u;
       }
       workgroupBarrier();
     }
-    workgroupBarrier();
-    if (t == 0u) {
-      // Ascending order for the attention kernel and the caller; insertion sort of <= 64.
-      for (var a = 1u; a < count; a++) {
-        let x = chosen[a];
-        var b = a;
-        while (b > 0u && chosen[b - 1u] > x) {
-          chosen[b] = chosen[b - 1u];
-          b--;
+    // Ascending order for the attention kernel and the caller: each kept block's rank among
+    // its position's (they are distinct), empty slots last.
+    for (var e = t; e < TP * BLOCKS; e += W) {
+      let p = e / BLOCKS;
+      let s = e % BLOCKS;
+      if (first + p < N) {
+        let count = chosenCount[p];
+        let out = (head * N + first + p) * BLOCKS;
+        if (s < count) {
+          let x = chosen[p * BLOCKS + s];
+          var rank = 0u;
+          for (var k = 0u; k < count; k++) { rank += select(0u, 1u, chosen[p * BLOCKS + k] < x); }
+          kept[out + rank] = x;
+        } else {
+          kept[out + s] = EMPTY;
         }
-        chosen[b] = x;
       }
-      let out = (head * N + pos) * BLOCKS;
-      for (var s = 0u; s < BLOCKS; s++) { kept[out + s] = select(0xffffffffu, chosen[s], s < count); }
     }
-    workgroupBarrier();
+    workgroupBarrier();  // the next tile overwrites the importances and the choice
   }
 }
 
