@@ -2,11 +2,13 @@
  * One fuzz case: a pattern, a shape, an input magnitude and a data seed. `checkCase` runs it on
  * the GPU and compares with the float64 reference; `shrinkCase` makes a failing case smaller
  * (shorter N, fewer heads and batches, smaller D, magnitude 1, a combinator replaced by one of
- * its members) for as long as it still fails, so what gets saved is small enough to read.
+ * its members) for as long as it still fails, so what gets saved is small enough to read. V, O
+ * and dO have the shape's value head dim Dv (`valueDim`, default D; DESIGN §1).
  * @module
  */
 import type { AttentionShape } from "../../compiler/mod.ts";
 import { PlanError } from "../../core/errors.ts";
+import { sequenceSizes } from "../../core/shape.ts";
 import type { Pattern } from "../../dsl/schema.ts";
 import type { HashCodes } from "../../dsl/hash_bucket.ts";
 import { parsePattern } from "../../dsl/schema.ts";
@@ -54,13 +56,14 @@ export function tolerance(magnitude: number, dtype: "f32" | "f16" = "f32"): numb
   return (dtype === "f16" ? 5e-3 : 1e-4) * Math.max(1, magnitude * magnitude);
 }
 
-/** The case's inputs, rounded to float32 as the kernels see them. */
+/** The case's inputs, rounded to float32 as the kernels see them: V `[B, Hkv, N, Dv]`. */
 export function caseInputs(c: FuzzCase) {
-  const { batch: B, headsQ: Hq, headsKV: Hkv, seqLen: N, headDim: D } = c.shape;
+  const { batch: B, headsQ: Hq, headsKV: Hkv, seqLen: N } = c.shape;
+  const { d: D, dv: Dv } = sequenceSizes(c.shape);
   const next = normals(c.seed);
   const q = Float32Array.from({ length: B * Hq * N * D }, () => c.magnitude * next());
   const k = Float32Array.from({ length: B * Hkv * N * D }, () => c.magnitude * next());
-  const v = Float32Array.from({ length: B * Hkv * N * D }, next);
+  const v = Float32Array.from({ length: B * Hkv * N * Dv }, next);
   const branches = c.pattern.kind === "gated" ? c.pattern.branches.length : 0;
   const gates = branches && c.runtimeGates
     ? Float32Array.from({ length: B * Hq * branches }, mulberry32(c.seed ^ 0x5bd1e995))
@@ -151,11 +154,11 @@ export async function checkCase(
   };
 }
 
-/** dO of a case: unit normals from its seed. */
+/** dO of a case, shaped as O `[B, Hq, N, Dv]`: unit normals from its seed. */
 function dOValues(c: FuzzCase): number[] {
-  const { batch: B, headsQ: Hq, seqLen: N, headDim: D } = c.shape;
+  const { batch: B, headsQ: Hq, seqLen: N } = c.shape;
   const next = normals(c.seed ^ 0x2545f491);
-  return Array.from({ length: B * Hq * N * D }, next);
+  return Array.from({ length: B * Hq * N * sequenceSizes(c.shape).dv }, next);
 }
 
 /** Largest |GPU - reference| of the gradients, relative to the largest reference gradient. */
@@ -247,13 +250,28 @@ export async function shrinkCase(
   return best;
 }
 
+/**
+ * A shape with V's head dim set to `dv`: `valueDim` is left out when it equals the head dim, so
+ * that a shape square in D is the one drawn without it (the same goldens and pipelines).
+ * @param s the shape
+ * @param dv Dv
+ * @returns the shape with Dv
+ */
+export function withValueDim(s: AttentionShape, dv: number): AttentionShape {
+  const { valueDim: _, ...square } = s;
+  return dv === s.headDim ? square : { ...square, valueDim: dv };
+}
+
 function* smaller(c: FuzzCase): Generator<FuzzCase> {
   const s = c.shape;
   const shapes: AttentionShape[] = [];
   if (s.batch > 1) shapes.push({ ...s, batch: 1 });
   if (s.headsKV > 1) shapes.push({ ...s, headsKV: 1, headsQ: s.headsQ / s.headsKV });
   if (s.headsQ > s.headsKV) shapes.push({ ...s, headsQ: s.headsKV });
-  if (s.headDim > 4) shapes.push({ ...s, headDim: 4 });
+  // D and Dv to 4 each (Dv left out once it equals D, as the fuzzer draws it), or Dv to D.
+  if (s.headDim > 4) shapes.push(withValueDim({ ...s, headDim: 4 }, s.valueDim ?? 4));
+  if (s.valueDim !== undefined && s.valueDim > 4) shapes.push(withValueDim(s, 4));
+  if (s.valueDim !== undefined && s.valueDim > s.headDim) shapes.push(withValueDim(s, s.headDim));
   for (const n of [Math.ceil(s.seqLen / 2), s.seqLen - 1]) {
     if (n >= 1 && n < s.seqLen) shapes.push({ ...s, seqLen: n });
   }

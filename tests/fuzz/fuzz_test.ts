@@ -35,3 +35,29 @@ Deno.test("fuzz: 500 random cases match the float64 reference", async () => {
     rt.destroy();
   }
 });
+
+Deno.test("fuzz: 60 cases with a value head dim of its own match, gradients too", async () => {
+  const rt = await createRuntime();
+  try {
+    // Dv of 4 and 12 against D = 8: MLA's shapes in small (this seed's shapes all have one
+    // key/value head). Small dims and a pool of about 100 kernels keep llvmpipe near 30 s.
+    const summary = await fuzz(rt, {
+      cases: 60,
+      seed: 21,
+      skeletons: 2,
+      shapes: 2,
+      seqLens: SEQ_LENS,
+      headDims: [8],
+      valueDims: [4, 12],
+      grad: true,
+    });
+    const failures = summary.mismatches.map((m) =>
+      `${JSON.stringify(m.shrunk)}: ${m.result.detail}`
+    );
+    assert.deepEqual(failures, []);
+    assert.equal(summary.ok + summary.refused, 60);
+    assert.ok(summary.ownValueDim > 0, "no case had valueDim != headDim");
+  } finally {
+    rt.destroy();
+  }
+});

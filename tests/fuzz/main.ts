@@ -2,16 +2,19 @@
  * `deno task fuzz --cases N --seed S`: random patterns (every kind; union, intersect and gated
  * nested to depth 3), shapes (N including 1 and primes, GQA and MQA, several batches), edge
  * parameters and large inputs, each run on the GPU and compared with the float64 reference.
+ * `--value-dims` gives V and O a head dim of their own (multi-head latent attention's shapes:
+ * `--head-dims 192 --value-dims 128`, with one key/value head among the drawn shapes).
  * A mismatch is shrunk and saved as a regression golden (tests/golden/cases.json, then
  * `deno task golden` rewrites the .npy files); the exit status is 1 when any case mismatched.
  *
  * ```sh
  * deno task fuzz --cases 10000 --seed 1 [--skeletons 60] [--shapes 8] [--head-dims 4,8,16,32,64]
- *   [--tiles 16x16] [--no-save]
+ *   [--value-dims 4,12] [--tiles 16x16] [--no-save]
  * ```
  * @module
  */
 import { EXIT_USER_ERROR, parseFlags, UsageError } from "../../cli/_common.ts";
+import { MAX_HEAD_DIM } from "../../core/shape.ts";
 import { createRuntime } from "../../runtime/runtime.ts";
 import { fuzz, SEQ_LENS } from "./fuzz.ts";
 import type { FuzzCase } from "./fuzz_case.ts";
@@ -23,6 +26,8 @@ const USAGE = `Usage: deno task fuzz [options]
   --skeletons K      pattern trees drawn, each reused with new numbers (default 40)
   --shapes M         shapes per skeleton (default 6)
   --head-dims LIST   head dims to draw from (default 4,8,16,32,64)
+  --value-dims LIST  value head dims (Dv of V and O) to draw from, multiples of 4 in [4, 256]
+                     (default: Dv = the head dim)
   --tiles QxK        force a tile shape (default: the runtime's choice)
   --dtype T          f32 (default) or f16 (needs shader-f16; subgroup matrices on dawn)
   --grad             also check the backward pass's gradients (dQ, dK, dV, dgates)
@@ -38,6 +43,7 @@ const { values } = (() => {
       skeletons: { type: "string", default: "40" },
       shapes: { type: "string", default: "6" },
       "head-dims": { type: "string", default: "4,8,16,32,64" },
+      "value-dims": { type: "string" },
       "no-save": { type: "boolean", default: false },
       tiles: { type: "string" },
       dtype: { type: "string", default: "f32" },
@@ -71,6 +77,7 @@ const workers = count("workers", values.workers);
 const skeletons = count("skeletons", values.skeletons);
 const shapes = count("shapes", values.shapes);
 const headDims = values["head-dims"].split(",").map((d) => count("head-dims", d));
+const valueDims = values["value-dims"]?.split(",").map(valueDimFlag);
 const tiles = values.tiles === undefined ? undefined : tileFlag(values.tiles);
 if (values.dtype !== "f32" && values.dtype !== "f16") {
   console.error(`fuzz: --dtype must be f32 or f16, got ${JSON.stringify(values.dtype)}`);
@@ -89,6 +96,7 @@ const summary = await fuzz(rt, {
   shapes,
   seqLens: SEQ_LENS,
   headDims,
+  valueDims,
   tiles,
   dtype,
   grad: values.grad,
@@ -112,6 +120,7 @@ console.log(JSON.stringify({
   refused: summary.refused,
   mismatches: summary.mismatches.length,
   kinds: summary.kinds,
+  ...(valueDims ? { ownValueDim: summary.ownValueDim } : {}),
   seconds: Number(seconds),
   dtype,
   device: rt.info.description,
@@ -121,6 +130,19 @@ for (const m of summary.mismatches) {
   console.log(`shrunk: ${JSON.stringify(m.shrunk)} -> ${m.result.detail}`);
 }
 Deno.exit(summary.mismatches.length ? 1 : 0);
+
+/** One entry of `--value-dims`: the kernels read V's rows as vec4s and keep them in registers. */
+function valueDimFlag(text: string): number {
+  const x = Number(text);
+  if (!Number.isInteger(x) || x < 4 || x > MAX_HEAD_DIM || x % 4 !== 0) {
+    console.error(
+      `fuzz: --value-dims must list multiples of 4 in [4, ${MAX_HEAD_DIM}], e.g. 128 or 4,12, ` +
+        `got ${JSON.stringify(text)}`,
+    );
+    Deno.exit(EXIT_USER_ERROR);
+  }
+  return x;
+}
 
 /** `--tiles QxK`: two positive integers. */
 function tileFlag(text: string): { tileQ: number; tileK: number } {

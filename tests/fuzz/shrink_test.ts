@@ -62,3 +62,17 @@ Deno.test("a failing case shrinks to its smallest failing part", async () => {
   };
   assert.equal((await checkCase(brokenOnStride, fine)).status, "ok");
 });
+
+Deno.test("shrinking keeps a value head dim the kernels take", async () => {
+  const big: FuzzCase = {
+    pattern: { kind: "union", of: [{ kind: "causal" }, { kind: "stride", period: 3 }] },
+    shape: { batch: 2, headsQ: 4, headsKV: 1, seqLen: 16, headDim: 192, valueDim: 128 },
+    magnitude: 1,
+    seed: 3,
+    runtimeGates: false,
+  };
+  assert.equal((await checkCase(brokenOnStride, big)).status, "mismatch");
+  // D and Dv both reach 4, and Dv then equals D, so it is left out.
+  const small = await shrinkCase(brokenOnStride, big);
+  assert.deepEqual(small.shape, { batch: 1, headsQ: 1, headsKV: 1, seqLen: 1, headDim: 4 });
+});
