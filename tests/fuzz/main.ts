@@ -25,7 +25,7 @@ const USAGE = `Usage: deno task fuzz [options]
   --seed S           seed of the case generator (default 1)
   --skeletons K      pattern trees drawn, each reused with new numbers (default 40)
   --shapes M         shapes per skeleton (default 6)
-  --head-dims LIST   head dims to draw from (default 4,8,16,32,64)
+  --head-dims LIST   head dims to draw from, multiples of 4 in [4, 256] (default 4,8,16,32,64)
   --value-dims LIST  value head dims (Dv of V and O) to draw from, multiples of 4 in [4, 256]
                      (default: Dv = the head dim)
   --tiles QxK        force a tile shape (default: the runtime's choice)
@@ -76,8 +76,8 @@ const seed = count("seed", values.seed);
 const workers = count("workers", values.workers);
 const skeletons = count("skeletons", values.skeletons);
 const shapes = count("shapes", values.shapes);
-const headDims = values["head-dims"].split(",").map((d) => count("head-dims", d));
-const valueDims = values["value-dims"]?.split(",").map(valueDimFlag);
+const headDims = values["head-dims"].split(",").map((d) => headDimFlag("head-dims", d));
+const valueDims = values["value-dims"]?.split(",").map((d) => headDimFlag("value-dims", d));
 const tiles = values.tiles === undefined ? undefined : tileFlag(values.tiles);
 if (values.dtype !== "f32" && values.dtype !== "f16") {
   console.error(`fuzz: --dtype must be f32 or f16, got ${JSON.stringify(values.dtype)}`);
@@ -131,12 +131,15 @@ for (const m of summary.mismatches) {
 }
 Deno.exit(summary.mismatches.length ? 1 : 0);
 
-/** One entry of `--value-dims`: the kernels read V's rows as vec4s and keep them in registers. */
-function valueDimFlag(text: string): number {
+/**
+ * One entry of `--head-dims` or `--value-dims`: what the compiler takes (core/shape.ts), since
+ * the kernels read rows as vec4s and keep them in registers.
+ */
+function headDimFlag(name: string, text: string): number {
   const x = Number(text);
   if (!Number.isInteger(x) || x < 4 || x > MAX_HEAD_DIM || x % 4 !== 0) {
     console.error(
-      `fuzz: --value-dims must list multiples of 4 in [4, ${MAX_HEAD_DIM}], e.g. 128 or 4,12, ` +
+      `fuzz: --${name} must list multiples of 4 in [4, ${MAX_HEAD_DIM}], e.g. 128 or 4,12, ` +
         `got ${JSON.stringify(text)}`,
     );
     Deno.exit(EXIT_USER_ERROR);
