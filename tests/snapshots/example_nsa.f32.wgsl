@@ -456,7 +456,7 @@ const R = 16u;  // rows of a tile: (position, query head), position-major
 const C = 16u;  // block lanes: invocation t takes row t % R, blocks t / R + C i
 const CB = 128u;  // blocks per chunk of the second pass: 8 per invocation
 const PW = 16u;  // invocations choosing each position's blocks
-const ROUNDS = 15u;  // argmax rounds: slots past the initial blocks
+const ROUNDS = 15u;  // slots past the initial blocks, one pick each
 const GRID_X = 256u;
 const QSCALE = 0.18033688011112042; // scale * log2(e): logits in base 2
 const NO_SCORE = -1.0e30;  // below any real logit; never reaches exp2 unguarded
@@ -508,10 +508,12 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
     var total = 0.0;
     if (lane < C) {
       for (var j = lane; j < rowEnd; j += C) {
+        // total * exp2(most - top) + exp2(logit - top) with one exp2: one of the two is 1.
         let logit = blockLogit(head, j);
-        let top = max(most, logit);
-        total = total * exp2(most - top) + exp2(logit - top);
-        most = top;
+        let gap = logit - most;
+        let e = exp2(-abs(gap));
+        total = select(total + e, total * e + 1.0, gap > 0.0);
+        most = max(most, logit);
       }
       scratch[lane * R + r] = most;
       scratch[(C + lane) * R + r] = total;
