@@ -4,17 +4,21 @@
  * causal; float16 where the adapter has shader-f16) with each form of the choice kernel
  * (`SelectPick`, compiler/select_attention.ts), one line per variant with its median time:
  *
- * - `means`: the block means pass alone;
- * - `rounds`: means + the choice picking by workgroup argmax rounds (the form without subgroups);
- * - `forced`: means + the choice keeping the forced blocks only (timing only: the logits and
- *   importances without any picking, so `rounds - forced` is what the rounds cost);
- * - `lanes`: means + the choice picking by subgroup lanes (the form where the device has
- *   subgroups), where the adapter has them.
+ * - `means`: the block means pass alone; every other line is means + the choice kernel;
+ * - `a`: the Q row in a `var<private>` array, picking by workgroup argmax rounds;
+ * - `b`: as `a`, keeping the forced blocks only (timing only: the logits and importances
+ *   without any picking, so `a - b` is what the rounds cost);
+ * - `value`, `value-b`: as `a` and `b` with the Q row a value passed to the logit;
+ * - `lanes`: as `a`, picking by subgroup lanes; `c`: the Q row a value, picking by subgroup
+ *   lanes, the form planned where the device has subgroups (both only where the adapter has
+ *   subgroups).
  *
  * Each is a call of those passes alone (`{ ...compiled, passes }`), as bench/nsa.ts times the
  * selection passes: warmed up, then samples of calls encoded back to back, GPU timestamps on a
  * GPU, the wall clock on a software adapter. Then every picking variant runs the whole call
- * once and its kept blocks are compared with `rounds`' (they must be the same bits).
+ * once and its kept blocks are compared with `a`'s: a pick alone changes no bit, so `lanes`
+ * must keep the same blocks as `a`; where the Q row lives may change how the driver contracts
+ * the dot products, so `value` and `c` may differ from `a` at a near tie (the count is printed).
  *
  * ```sh
  * deno run -A bench/select_variants.ts --n 65536 --reps 10
@@ -25,7 +29,7 @@ import { styleText } from "node:util";
 import { parseFlags } from "../cli/_common.ts";
 import type { CompiledAttention } from "../compiler/mod.ts";
 import type { SelectKernel } from "../compiler/kernel_plan.ts";
-import type { SelectPick } from "../compiler/select_attention.ts";
+import type { SelectChoice, SelectPick } from "../compiler/select_attention.ts";
 import { selectBlocksKernel } from "../compiler/wgsl/select_wgsl.ts";
 import { NSA_SIZES, nsaGates, nsaPattern } from "../examples/nsa.ts";
 import type { AttentionInputs } from "../runtime/attention_call.ts";
@@ -55,30 +59,33 @@ const choiceKernel = kernels[at] as SelectKernel;
 const { positions, invocations } = choiceKernel.choice;
 const sg = rt.info.subgroups;
 
-/** The variants: a name, its pick, and what it is. */
-const variants: [string, SelectPick, string][] = [
-  ["rounds", { kind: "rounds" }, "argmax rounds through workgroup memory"],
-  ["forced", { kind: "forced" }, "forced blocks only: logits and importances, no picking"],
-  ...(sg
-    ? [[
-      "lanes",
-      {
-        kind: "lanes",
-        lanes: Math.min(invocations / positions, sg.size),
-        directive: sg.directive,
-      },
-      "picking by subgroup lanes, shuffles, no barriers",
-    ] as [string, SelectPick, string]]
+const rounds: SelectPick = { kind: "rounds" }, forced: SelectPick = { kind: "forced" };
+const lanes: SelectPick | undefined = sg && {
+  kind: "lanes",
+  lanes: Math.min(invocations / positions, sg.size),
+  directive: sg.directive,
+};
+/** The variants: a name, the choice's form, and what it is. */
+const variants: [string, Pick<SelectChoice, "rowQ" | "pick">, string][] = [
+  ["a", { rowQ: "private", pick: rounds }, "Q row in a private array, argmax rounds"],
+  ["b", { rowQ: "private", pick: forced }, "Q row in a private array, forced blocks only"],
+  ["value", { rowQ: "value", pick: rounds }, "Q row a value, argmax rounds"],
+  ["value-b", { rowQ: "value", pick: forced }, "Q row a value, forced blocks only"],
+  ...(lanes
+    ? [
+      ["lanes", { rowQ: "private", pick: lanes }, "Q row in a private array, subgroup lanes"],
+      ["c", { rowQ: "value", pick: lanes }, "Q row a value, subgroup lanes (planned)"],
+    ] as typeof variants
     : []),
 ];
 
-/** The whole call with the choice kernel of this pick. */
-function withPick(pick: SelectPick): CompiledAttention {
+/** The whole call with the choice kernel of this form. */
+function withForm(form: Pick<SelectChoice, "rowQ" | "pick">): CompiledAttention {
   const wgsl = selectBlocksKernel(choiceKernel.geometry, {
     scale: compiled.scale,
     groupsX: choiceKernel.workgroups[0],
     ...choiceKernel.choice,
-    pick,
+    ...form,
   });
   return { ...compiled, passes: compiled.passes.map((p, i) => i === at ? { ...p, wgsl } : p) };
 }
@@ -141,15 +148,24 @@ console.log(
   } ${unit}: block means pass alone`,
 );
 let base: Int32Array | undefined;
-for (const [name, pick, what] of variants) {
-  const c = withPick(pick);
+for (const [name, form, what] of variants) {
+  const c = withForm(form);
   const ms = await time(rt, c, [means, at]);
   let check = "";
-  if (pick.kind !== "forced") {
+  if (form.pick.kind !== "forced") {
     const blocks = await kept(c);
     base ??= blocks;
-    const same = blocks.length === base.length && blocks.every((x, i) => x === base![i]);
-    check = same ? ", kept blocks = rounds'" : ", KEPT BLOCKS DIFFER from rounds'";
+    const slots = NSA_SIZES.blocks;
+    let differ = 0;
+    for (let p = 0; p < n; p++) {
+      for (let s = 0; s < slots; s++) {
+        if (blocks[p * slots + s] !== base[p * slots + s]) {
+          differ++;
+          break;
+        }
+      }
+    }
+    check = differ ? `, kept blocks differ from a's at ${differ} positions` : ", kept blocks = a's";
   }
   console.log(`${pad(name)} ${ms.toFixed(3)} ${unit}: means + choice, ${what}${check}`);
 }

@@ -164,6 +164,7 @@ export function selectKernels(
             invocations: SELECT_CHOICE_WORKGROUP_SOFTWARE,
             positions: 1,
             chunk: 1,
+            rowQ: "value",
             pick: { kind: "rounds" },
           })
         } bytes of workgroup memory, over the ` +
@@ -292,12 +293,18 @@ export type SelectPick =
 
 /**
  * The choice's tile (select_wgsl.ts): invocations, positions, blocks per invocation of a chunk,
- * and how the blocks are picked.
+ * where each invocation's scaled row of Q lives, and how the blocks are picked.
  */
 export interface SelectChoice {
   invocations: number;
   positions: number;
   chunk: number;
+  /**
+   * `value`: a `let` array passed to the logit, read at constant indices (SSA values: registers);
+   * `private`: a module-scope `var<private>` array, in registers only where the driver promotes
+   * it (a timing variant, bench/select_variants.ts; never planned). The same arithmetic.
+   */
+  rowQ: "value" | "private";
   pick: SelectPick;
 }
 
@@ -344,7 +351,7 @@ function selectChoiceBytes(
  * import { selectChoiceTile } from "./select_attention.ts";
  * const g = { group: 8, count: 1024, blocks: 16 };
  * selectChoiceTile(g, { workgroupBytes: 49152, unroll: true });
- * // { invocations: 256, positions: 8, chunk: 8, pick: { kind: "rounds" } }
+ * // { invocations: 256, positions: 8, chunk: 8, rowQ: "value", pick: { kind: "rounds" } }
  * ```
  */
 export function selectChoiceTile(
@@ -363,7 +370,7 @@ export function selectChoiceTile(
       }
       : { kind: "rounds" };
     for (const chunk of o.unroll ? SELECT_CHUNKS : [1]) {
-      const c = { invocations, positions, chunk, pick };
+      const c: SelectChoice = { invocations, positions, chunk, rowQ: "value", pick };
       if (selectChoiceBytes(g, c) <= o.workgroupBytes) return c;
     }
   }

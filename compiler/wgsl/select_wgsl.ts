@@ -73,14 +73,15 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
  * workgroups per dimension.
  * @param g the geometry
  * @param o the softmax scale, the x workgroups of the dispatch, and the tile: invocations,
- *   positions, blocks per invocation of a chunk, how the blocks are picked
+ *   positions, blocks per invocation of a chunk, where the Q row lives, how the blocks are
+ *   picked
  * @returns the module text
  * @example
  * ```ts
  * import { selectBlocksKernel } from "./select_wgsl.ts";
  * selectBlocksKernel({ heads: 1, group: 2, n: 100, d4: 4, blockSize: 16, count: 7, blocks: 2,
  *   initial: 1, local: 1, causal: true, dtype: "f32" },
- *   { scale: 0.25, groupsX: 13, invocations: 256, positions: 8, chunk: 8,
+ *   { scale: 0.25, groupsX: 13, invocations: 256, positions: 8, chunk: 8, rowQ: "value",
  *     pick: { kind: "lanes", lanes: 32, directive: false } });
  * ```
  */
@@ -107,22 +108,34 @@ export function selectBlocksKernel(
   declareBlockRule(m, g);
   const D = Array.from({ length: g.d4 }, (_, d) => d);
   // Four interleaved partial sums, so the dot products do not wait on one another, added in a
-  // fixed order. Constant indices keep the private Q row in registers.
+  // fixed order. Constant indices keep the Q row in registers: a value (SSA) certainly, a
+  // private array where the driver promotes it.
   const ways = Math.min(4, g.d4);
   const partial = (w: number) =>
     D.filter((d) => d % ways === w).map((d) => `dot(q[${d}], means[at + ${d}u])`).join(" + ");
+  const byValue = o.rowQ === "value";
   m.declare(
     "blockLogit",
-    `
+    `${
+      byValue ? "" : `
 var<private> q: array<vec4<f32>, ${g.d4}>;  // the invocation's row of Q, scaled
-
-/** The logit (base 2) of the invocation's row against the mean of block j of head. */
-fn blockLogit(head: u32, j: u32) -> f32 {
+`
+    }
+/** The logit (base 2) of the invocation's row${
+      byValue ? " q" : ""
+    } against the mean of block j of head. */
+fn blockLogit(head: u32, j: u32${byValue ? `, q: array<vec4<f32>, ${g.d4}>` : ""}) -> f32 {
   let at = (head * ${g.count}u + j) * ${g.d4}u;
 ${D.slice(0, ways).map((w) => `  let part${w} = ${partial(w)};`).join("\n")}
   return ${D.slice(0, ways).map((w) => `part${w}`).join(" + ")};
 }`,
   );
+  const qArg = byValue ? ", q" : "";
+  const loadQ = byValue
+    ? `    let q = array<vec4<f32>, ${g.d4}>(
+${D.map((d) => `      vec4<f32>(qIn[qRow + ${d}u]) * QSCALE,`).join("\n")}
+    );`
+    : D.map((d) => `    q[${d}] = vec4<f32>(qIn[qRow + ${d}u]) * QSCALE;`).join("\n");
   const pick = pickBlocks(m, o.pick);
   return m.render(`
 const N = ${g.n}u;
@@ -174,14 +187,14 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
     for (var e = t; e < TP * COUNT; e += W) { importance[e] = -1.0; }
     // The row's query, scaled, in registers.
     let qRow = ((head * GROUP + h) * N + pos) * D4;
-${D.map((d) => `    q[${d}] = vec4<f32>(qIn[qRow + ${d}u]) * QSCALE;`).join("\n")}
+${loadQ}
     // Pass 1: the row's running maximum and sum over this lane's blocks.
     var most = NO_SCORE;
     var total = 0.0;
     if (lane < C) {
       for (var j = lane; j < rowEnd; j += C) {
         // total * exp2(most - top) + exp2(logit - top) with one exp2: one of the two is 1.
-        let logit = blockLogit(head, j);
+        let logit = blockLogit(head, j${qArg});
         let gap = logit - most;
         let e = exp2(-abs(gap));
         total = select(total + e, total * e + 1.0, gap > 0.0);
@@ -210,7 +223,7 @@ ${D.map((d) => `    q[${d}] = vec4<f32>(qIn[qRow + ${d}u]) * QSCALE;`).join("\n"
           let j = base + i + lane;
           var prob = 0.0;
           if (j < rowEnd && sum > 0.0) {
-            prob = exp2(blockLogit(head, j) - top) / sum;
+            prob = exp2(blockLogit(head, j${qArg}) - top) / sum;
           }
           scratch[r * (CB + 1u) + i + lane] = prob;
         }
