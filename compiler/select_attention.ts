@@ -151,7 +151,11 @@ export function selectKernels(
     );
   }
   const bytes = o.workgroupBytes ?? DEFAULT_WORKGROUP_BYTES;
-  const choice = selectChoiceTile(geometry, { workgroupBytes: bytes, unroll: o.unroll ?? true });
+  const choice = selectChoiceTile(geometry, {
+    workgroupBytes: bytes,
+    unroll: o.unroll ?? true,
+    subgroups: o.subgroups,
+  });
   if (!choice) {
     throw new PlanError(
       `Cannot plan ${branch.path}: choosing among ${geometry.count} blocks of ${s.blockSize} ` +
@@ -160,6 +164,8 @@ export function selectKernels(
             invocations: SELECT_CHOICE_WORKGROUP_SOFTWARE,
             positions: 1,
             chunk: 1,
+            rowQ: "value",
+            pick: { kind: "rounds" },
           })
         } bytes of workgroup memory, over the ` +
         `device's ${bytes}; use a larger select blockSize`,
@@ -195,7 +201,7 @@ export function selectKernels(
     {
       kind: "selectBlocks",
       label: `branch ${b}: select, ${s.blocks} of ${geometry.count} blocks per position ` +
-        `(tiles of ${choice.positions} positions)`,
+        `(tiles of ${choice.positions} positions, ${pickName(choice.pick)})`,
       bindings: [read("q"), read(means), written(kept)],
       workgroups: [Math.min(Math.ceil(n / choice.positions), MAX_WORKGROUPS_X), geometry.heads],
       ...common,
@@ -271,11 +277,44 @@ const SELECT_TILE_POSITIONS = 16;
  */
 const SELECT_CHUNKS = [8, 4, 2, 1];
 
-/** The choice's tile (select_wgsl.ts): invocations, positions, blocks per invocation of a chunk. */
+/**
+ * How the choice picks each position's blocks past the forced ones (select_wgsl.ts), from its
+ * W / TP invocations: `rounds`, one workgroup argmax (a tree through workgroup memory, a barrier
+ * per step) per slot; `lanes`, `lanes` invocations of one subgroup, each keeping the best of its
+ * slice of the blocks in registers, a slot's winner found by a butterfly of
+ * `subgroupShuffleXor` with no barrier, and only its owner rescanning its slice; `forced`, the
+ * forced blocks alone, a timing variant (bench/select_variants.ts) that leaves the other slots
+ * empty and is never planned.
+ */
+export type SelectPick =
+  | { kind: "rounds" }
+  | { kind: "lanes"; lanes: number; directive: boolean }
+  | { kind: "forced" };
+
+/**
+ * The choice's tile (select_wgsl.ts): invocations, positions, blocks per invocation of a chunk,
+ * where each invocation's scaled row of Q lives, and how the blocks are picked.
+ */
 export interface SelectChoice {
   invocations: number;
   positions: number;
   chunk: number;
+  /**
+   * `value`: a `let` array passed to the logit, read at constant indices (SSA values: registers);
+   * `private`: a module-scope `var<private>` array, in registers only where the driver promotes
+   * it (a timing variant, bench/select_variants.ts; never planned). The same arithmetic.
+   */
+  rowQ: "value" | "private";
+  pick: SelectPick;
+}
+
+/** A pick's words for a kernel's label. */
+function pickName(pick: SelectPick): string {
+  return pick.kind === "lanes"
+    ? `picked by subgroup lanes of ${pick.lanes}`
+    : pick.kind === "rounds"
+    ? "picked by workgroup rounds"
+    : "forced blocks only";
 }
 
 /**
@@ -300,28 +339,38 @@ function selectChoiceBytes(
  * The choice's tile (select_wgsl.ts): SELECT_CHOICE_WORKGROUP invocations (fewer where loops
  * are not unrolled), the most positions per workgroup (a power of two, up to 16, whose rows of
  * query heads the invocations hold) whose importances fit the workgroup memory, since the block
- * means are read once per tile; then the longest chunks that fit.
+ * means are read once per tile; then the longest chunks that fit. Where the device has
+ * subgroups the blocks are picked by subgroup lanes (as many as the position's invocations, at
+ * most the smallest subgroup): no barrier per slot; elsewhere by workgroup rounds.
  * @param g the geometry
- * @param o the device's workgroup storage, and whether loops are unrolled (not on software
- *   adapters)
+ * @param o the device's workgroup storage, whether loops are unrolled (not on software
+ *   adapters), and its subgroups
  * @returns the tile, or undefined where even one position does not fit
  * @example
  * ```ts
  * import { selectChoiceTile } from "./select_attention.ts";
  * const g = { group: 8, count: 1024, blocks: 16 };
  * selectChoiceTile(g, { workgroupBytes: 49152, unroll: true });
- * // { invocations: 256, positions: 8, chunk: 8 }
+ * // { invocations: 256, positions: 8, chunk: 8, rowQ: "value", pick: { kind: "rounds" } }
  * ```
  */
 export function selectChoiceTile(
   g: Pick<SelectGeometry, "group" | "count" | "blocks">,
-  o: { workgroupBytes: number; unroll: boolean },
+  o: { workgroupBytes: number; unroll: boolean; subgroups?: SubgroupLimits },
 ): SelectChoice | undefined {
   const invocations = o.unroll ? SELECT_CHOICE_WORKGROUP : SELECT_CHOICE_WORKGROUP_SOFTWARE;
   for (let positions = SELECT_TILE_POSITIONS; positions >= 1; positions /= 2) {
     if (positions * g.group > invocations) continue;
+    const sg = o.subgroups;
+    const pick: SelectPick = sg
+      ? {
+        kind: "lanes",
+        lanes: Math.min(invocations / positions, sg.size),
+        directive: sg.directive,
+      }
+      : { kind: "rounds" };
     for (const chunk of o.unroll ? SELECT_CHUNKS : [1]) {
-      const c = { invocations, positions, chunk };
+      const c: SelectChoice = { invocations, positions, chunk, rowQ: "value", pick };
       if (selectChoiceBytes(g, c) <= o.workgroupBytes) return c;
     }
   }

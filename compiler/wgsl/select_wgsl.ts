@@ -8,7 +8,7 @@
 import { ELEMENTWISE_WORKGROUP } from "../dispatch_sizes.ts";
 import { linearIndex } from "./elementwise_wgsl.ts";
 import { f32, ShaderModule } from "./shader_module.ts";
-import type { SelectChoice, SelectGeometry } from "../select_attention.ts";
+import type { SelectChoice, SelectGeometry, SelectPick } from "../select_attention.ts";
 
 /**
  * The block means of K, float32 `[B·Hkv, count, D]`: one invocation per vec4 of a mean.
@@ -66,20 +66,23 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
  * each row's running maximum and sum, merged over the block lanes in order; the second writes
  * each row's probabilities of a chunk of blocks to workgroup memory, where one invocation per
  * (position, block) adds its heads in order into the importance. Then each position's forced
- * blocks, and rounds of an argmax (ties to the lower block) by the position's W / TP
- * invocations over its other candidates. Every sum has a fixed order: the same bits every run.
+ * blocks, and its other candidates picked most important first (ties to the lower block) by
+ * its W / TP invocations, as `pick` says (SelectPick). Every sum has a fixed order: the same
+ * bits every run.
  * The workgroup walks tiles `x, x + gridX, ...` since N / TP may pass WebGPU's 65535
  * workgroups per dimension.
  * @param g the geometry
  * @param o the softmax scale, the x workgroups of the dispatch, and the tile: invocations,
- *   positions, blocks per invocation of a chunk
+ *   positions, blocks per invocation of a chunk, where the Q row lives, how the blocks are
+ *   picked
  * @returns the module text
  * @example
  * ```ts
  * import { selectBlocksKernel } from "./select_wgsl.ts";
  * selectBlocksKernel({ heads: 1, group: 2, n: 100, d4: 4, blockSize: 16, count: 7, blocks: 2,
  *   initial: 1, local: 1, causal: true, dtype: "f32" },
- *   { scale: 0.25, groupsX: 13, invocations: 256, positions: 8, chunk: 8 });
+ *   { scale: 0.25, groupsX: 13, invocations: 256, positions: 8, chunk: 8, rowQ: "value",
+ *     pick: { kind: "lanes", lanes: 32, directive: false } });
  * ```
  */
 export function selectBlocksKernel(
@@ -105,22 +108,35 @@ export function selectBlocksKernel(
   declareBlockRule(m, g);
   const D = Array.from({ length: g.d4 }, (_, d) => d);
   // Four interleaved partial sums, so the dot products do not wait on one another, added in a
-  // fixed order. Constant indices keep the private Q row in registers.
+  // fixed order. Constant indices keep the Q row in registers: a value (SSA) certainly, a
+  // private array where the driver promotes it.
   const ways = Math.min(4, g.d4);
   const partial = (w: number) =>
     D.filter((d) => d % ways === w).map((d) => `dot(q[${d}], means[at + ${d}u])`).join(" + ");
+  const byValue = o.rowQ === "value";
   m.declare(
     "blockLogit",
-    `
+    `${
+      byValue ? "" : `
 var<private> q: array<vec4<f32>, ${g.d4}>;  // the invocation's row of Q, scaled
-
-/** The logit (base 2) of the invocation's row against the mean of block j of head. */
-fn blockLogit(head: u32, j: u32) -> f32 {
+`
+    }
+/** The logit (base 2) of the invocation's row${
+      byValue ? " q" : ""
+    } against the mean of block j of head. */
+fn blockLogit(head: u32, j: u32${byValue ? `, q: array<vec4<f32>, ${g.d4}>` : ""}) -> f32 {
   let at = (head * ${g.count}u + j) * ${g.d4}u;
 ${D.slice(0, ways).map((w) => `  let part${w} = ${partial(w)};`).join("\n")}
   return ${D.slice(0, ways).map((w) => `part${w}`).join(" + ")};
 }`,
   );
+  const qArg = byValue ? ", q" : "";
+  const loadQ = byValue
+    ? `    let q = array<vec4<f32>, ${g.d4}>(
+${D.map((d) => `      vec4<f32>(qIn[qRow + ${d}u]) * QSCALE,`).join("\n")}
+    );`
+    : D.map((d) => `    q[${d}] = vec4<f32>(qIn[qRow + ${d}u]) * QSCALE;`).join("\n");
+  const pick = pickBlocks(m, o.pick);
   return m.render(`
 const N = ${g.n}u;
 const D4 = ${g.d4}u;
@@ -135,7 +151,7 @@ const CB = ${CB}u;  // blocks per chunk of the second pass: ${o.chunk} per invoc
 const PW = ${W / TP}u;  // invocations choosing each position's blocks
 const ROUNDS = ${
     g.blocks - Math.min(g.initial, g.count)
-  }u;  // argmax rounds: slots past the initial blocks
+  }u;  // slots past the initial blocks, one pick each
 const GRID_X = ${o.groupsX}u;
 const QSCALE = ${f32(o.scale * Math.LOG2E)}; // scale * log2(e): logits in base 2
 const NO_SCORE = -1.0e30;  // below any real logit; never reaches exp2 unguarded
@@ -147,8 +163,11 @@ var<workgroup> importance: array<f32, ${
 // Per-lane row statistics (2 C R), the second pass's probabilities (R rows of CB + 1, the
 // padding keeps both their writers and their readers on distinct banks), the argmax (W).
 var<workgroup> scratch: array<f32, ${Math.max(2 * C * R, R * (CB + 1), W)}>;
-var<workgroup> bestBlock: array<u32, ${W}>;
-var<workgroup> rowMax: array<f32, ${R}>;
+${
+    o.pick.kind === "rounds"
+      ? `var<workgroup> bestBlock: array<u32, ${W}>;\n`
+      : ""
+  }var<workgroup> rowMax: array<f32, ${R}>;
 var<workgroup> rowSum: array<f32, ${R}>;
 var<workgroup> chosen: array<u32, ${TP * g.blocks}>;
 var<workgroup> chosenCount: array<u32, ${TP}>;
@@ -168,16 +187,18 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
     for (var e = t; e < TP * COUNT; e += W) { importance[e] = -1.0; }
     // The row's query, scaled, in registers.
     let qRow = ((head * GROUP + h) * N + pos) * D4;
-${D.map((d) => `    q[${d}] = vec4<f32>(qIn[qRow + ${d}u]) * QSCALE;`).join("\n")}
+${loadQ}
     // Pass 1: the row's running maximum and sum over this lane's blocks.
     var most = NO_SCORE;
     var total = 0.0;
     if (lane < C) {
       for (var j = lane; j < rowEnd; j += C) {
-        let logit = blockLogit(head, j);
-        let top = max(most, logit);
-        total = total * exp2(most - top) + exp2(logit - top);
-        most = top;
+        // total * exp2(most - top) + exp2(logit - top) with one exp2: one of the two is 1.
+        let logit = blockLogit(head, j${qArg});
+        let gap = logit - most;
+        let e = exp2(-abs(gap));
+        total = select(total + e, total * e + 1.0, gap > 0.0);
+        most = max(most, logit);
       }
       scratch[lane * R + r] = most;
       scratch[(C + lane) * R + r] = total;
@@ -202,7 +223,7 @@ ${D.map((d) => `    q[${d}] = vec4<f32>(qIn[qRow + ${d}u]) * QSCALE;`).join("\n"
           let j = base + i + lane;
           var prob = 0.0;
           if (j < rowEnd && sum > 0.0) {
-            prob = exp2(blockLogit(head, j) - top) / sum;
+            prob = exp2(blockLogit(head, j${qArg}) - top) / sum;
           }
           scratch[r * (CB + 1u) + i + lane] = prob;
         }
@@ -236,7 +257,39 @@ ${D.map((d) => `    q[${d}] = vec4<f32>(qIn[qRow + ${d}u]) * QSCALE;`).join("\n"
       chosenCount[t] = taken;
     }
     workgroupBarrier();
-    // The most important of the other candidates, one per round, by the position's PW
+${pick}
+    // Ascending order for the attention kernel and the caller: each kept block's rank among
+    // its position's (they are distinct), empty slots last.
+    for (var e = t; e < TP * BLOCKS; e += W) {
+      let p = e / BLOCKS;
+      let s = e % BLOCKS;
+      if (first + p < N) {
+        let count = chosenCount[p];
+        let out = (head * N + first + p) * BLOCKS;
+        if (s < count) {
+          let x = chosen[p * BLOCKS + s];
+          var rank = 0u;
+          for (var k = 0u; k < count; k++) { rank += select(0u, 1u, chosen[p * BLOCKS + k] < x); }
+          kept[out + rank] = x;
+        } else {
+          kept[out + s] = EMPTY;
+        }
+      }
+    }
+    workgroupBarrier();  // the next tile overwrites the importances and the choice
+  }
+}`);
+}
+
+/**
+ * WGSL that picks each position's blocks past the forced ones (SelectPick), reading the tile's
+ * importances (candidates >= 0, the forced -2) and appending to `chosen` after the
+ * `chosenCount` forced ones. Position p's invocations are `p PW .. p PW + PW - 1`.
+ */
+function pickBlocks(m: ShaderModule, pick: SelectPick): string {
+  if (pick.kind === "forced") return "    // Timing variant: the forced blocks only.";
+  if (pick.kind === "rounds") {
+    return `    // The most important of the other candidates, one per round, by the position's PW
     // invocations (importances of candidates are >= 0). Every round runs, so that the barriers
     // stay in uniform control flow.
     let p = t / PW;
@@ -271,28 +324,65 @@ ${D.map((d) => `    q[${d}] = vec4<f32>(qIn[qRow + ${d}u]) * QSCALE;`).join("\n"
         chosenCount[p] += 1u;
       }
       workgroupBarrier();
-    }
-    // Ascending order for the attention kernel and the caller: each kept block's rank among
-    // its position's (they are distinct), empty slots last.
-    for (var e = t; e < TP * BLOCKS; e += W) {
-      let p = e / BLOCKS;
-      let s = e % BLOCKS;
-      if (first + p < N) {
-        let count = chosenCount[p];
-        let out = (head * N + first + p) * BLOCKS;
-        if (s < count) {
-          let x = chosen[p * BLOCKS + s];
-          var rank = 0u;
-          for (var k = 0u; k < count; k++) { rank += select(0u, 1u, chosen[p * BLOCKS + k] < x); }
-          kept[out + rank] = x;
-        } else {
-          kept[out + s] = EMPTY;
+    }`;
+  }
+  if (pick.directive) m.enable("subgroups");
+  m.declare(
+    "pickLanes",
+    `
+const LANES = ${pick.lanes}u;  // a position's picking lanes, within one subgroup
+
+/** A candidate block and its importance; the greater wins, ties to the lower block. */
+struct Candidate { value: f32, block: u32 }
+
+fn beats(a: Candidate, b: Candidate) -> bool {
+  return a.value > b.value || (a.value == b.value && a.block < b.block);
+}
+
+/** The best candidate of blocks start, start + LANES, ... below end of position p, if any. */
+fn bestOfSlice(p: u32, start: u32, end: u32) -> Candidate {
+  var best = Candidate(-1.0, COUNT);
+  for (var j = start; j < end; j += LANES) {
+    let x = importance[p * COUNT + j];
+    if (x > best.value) { best = Candidate(x, j); }
+  }
+  return best;
+}`,
+  );
+  const masks: number[] = [];
+  for (let mask = 1; mask < pick.lanes; mask *= 2) masks.push(mask);
+  return `    // The most important of the other candidates, one per slot, by the position's first LANES
+    // invocations, one subgroup's: each keeps the best of its slice (blocks pl + LANES i) in
+    // registers; a butterfly gives every lane the slot's winner (the greater, ties to the lower
+    // block: one total order, so every lane ends with the same); its owner marks it taken and
+    // rescans. No barrier: each importance is read and written by its owner lane only. The
+    // position's other invocations (PW > LANES) have empty slices. Every slot's butterfly runs,
+    // keeping the shuffles in uniform control flow.
+    let p = t / PW;
+    let pl = t % PW;
+    let lanesEnd = select(0u, end, pl < LANES && first + p < N);
+    var taken = select(0u, chosenCount[p], first + p < N);
+    var mine = bestOfSlice(p, pl, lanesEnd);
+    for (var round = 0u; round < ROUNDS; round++) {
+      var win = mine;
+${
+    masks.map((mask) =>
+      `      let other${mask} = Candidate(subgroupShuffleXor(win.value, ${mask}u), ` +
+      `subgroupShuffleXor(win.block, ${mask}u));
+      if (beats(other${mask}, win)) { win = other${mask}; }`
+    ).join("\n")
+  }
+      if (win.value >= 0.0 && taken < BLOCKS) {
+        if (pl == 0u) { chosen[p * BLOCKS + taken] = win.block; }
+        taken++;
+        if (win.block % LANES == pl) {
+          importance[p * COUNT + win.block] = -2.0;
+          mine = bestOfSlice(p, pl, lanesEnd);
         }
       }
     }
-    workgroupBarrier();  // the next tile overwrites the importances and the choice
-  }
-}`);
+    if (pl == 0u && first + p < N) { chosenCount[p] = taken; }
+    workgroupBarrier();`;
 }
 
 /**

@@ -136,6 +136,26 @@ Deno.test("select: the kept blocks agree with the reference's own on untied data
   assert.ok(errors(out, own).o <= 1e-4);
 });
 
+Deno.test("select: exact ties go to the lower block, as in the reference", async () => {
+  // K = 0 makes every block mean 0: all competing blocks tie at every position, so the kept
+  // blocks past the forced ones are the lowest. The picking's tie-break (a subgroup butterfly
+  // where the adapter has subgroups; unrolled too there, since llvmpipe compiles that slowly)
+  // against the float64 choice.
+  const pattern = causalSelect(4, 6, 1, 2);
+  const shape = { batch: 1, headsQ: 8, headsKV: 1, seqLen: 150, headDim: 64 };
+  const q = normalTensor(8 * 150 * 64, 1), k = new Float32Array(150 * 64);
+  const v = normalTensor(150 * 64, 3);
+  const own = reference({ pattern, shape, q, k, v });
+  for (const unroll of rt.info.subgroups ? [false, true] : [false]) {
+    const out = await rt.run(rt.compile(pattern, { shape, unroll }), { q, k, v });
+    assert.deepEqual(
+      out.selectedBlocks![0].chosen,
+      own.selectedBlocks[0].chosen,
+      `unroll ${unroll}`,
+    );
+  }
+});
+
 Deno.test("select: calls its kernels do not run are refused, naming the field", () => {
   const shape = { batch: 1, headsQ: 2, headsKV: 1, seqLen: 32, headDim: 8 };
   const p = causalSelect(8, 2);

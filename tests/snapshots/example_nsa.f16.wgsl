@@ -660,10 +660,8 @@ fn competingBlocks(pos: u32) -> u32 {
   return select((pos + 1u) / 64u, 64u, pos + 1u >= 4096u);
 }
 
-var<private> q: array<vec4<f32>, 16>;  // the invocation's row of Q, scaled
-
-/** The logit (base 2) of the invocation's row against the mean of block j of head. */
-fn blockLogit(head: u32, j: u32) -> f32 {
+/** The logit (base 2) of the invocation's row q against the mean of block j of head. */
+fn blockLogit(head: u32, j: u32, q: array<vec4<f32>, 16>) -> f32 {
   let at = (head * 64u + j) * 16u;
   let part0 = dot(q[0], means[at + 0u]) + dot(q[4], means[at + 4u]) + dot(q[8], means[at + 8u]) + dot(q[12], means[at + 12u]);
   let part1 = dot(q[1], means[at + 1u]) + dot(q[5], means[at + 5u]) + dot(q[9], means[at + 9u]) + dot(q[13], means[at + 13u]);
@@ -683,7 +681,7 @@ const R = 16u;  // rows of a tile: (position, query head), position-major
 const C = 16u;  // block lanes: invocation t takes row t % R, blocks t / R + C i
 const CB = 128u;  // blocks per chunk of the second pass: 8 per invocation
 const PW = 16u;  // invocations choosing each position's blocks
-const ROUNDS = 15u;  // argmax rounds: slots past the initial blocks
+const ROUNDS = 15u;  // slots past the initial blocks, one pick each
 const GRID_X = 256u;
 const QSCALE = 0.18033688011112042; // scale * log2(e): logits in base 2
 const NO_SCORE = -1.0e30;  // below any real logit; never reaches exp2 unguarded
@@ -714,31 +712,35 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
     for (var e = t; e < TP * COUNT; e += W) { importance[e] = -1.0; }
     // The row's query, scaled, in registers.
     let qRow = ((head * GROUP + h) * N + pos) * D4;
-    q[0] = vec4<f32>(qIn[qRow + 0u]) * QSCALE;
-    q[1] = vec4<f32>(qIn[qRow + 1u]) * QSCALE;
-    q[2] = vec4<f32>(qIn[qRow + 2u]) * QSCALE;
-    q[3] = vec4<f32>(qIn[qRow + 3u]) * QSCALE;
-    q[4] = vec4<f32>(qIn[qRow + 4u]) * QSCALE;
-    q[5] = vec4<f32>(qIn[qRow + 5u]) * QSCALE;
-    q[6] = vec4<f32>(qIn[qRow + 6u]) * QSCALE;
-    q[7] = vec4<f32>(qIn[qRow + 7u]) * QSCALE;
-    q[8] = vec4<f32>(qIn[qRow + 8u]) * QSCALE;
-    q[9] = vec4<f32>(qIn[qRow + 9u]) * QSCALE;
-    q[10] = vec4<f32>(qIn[qRow + 10u]) * QSCALE;
-    q[11] = vec4<f32>(qIn[qRow + 11u]) * QSCALE;
-    q[12] = vec4<f32>(qIn[qRow + 12u]) * QSCALE;
-    q[13] = vec4<f32>(qIn[qRow + 13u]) * QSCALE;
-    q[14] = vec4<f32>(qIn[qRow + 14u]) * QSCALE;
-    q[15] = vec4<f32>(qIn[qRow + 15u]) * QSCALE;
+    let q = array<vec4<f32>, 16>(
+      vec4<f32>(qIn[qRow + 0u]) * QSCALE,
+      vec4<f32>(qIn[qRow + 1u]) * QSCALE,
+      vec4<f32>(qIn[qRow + 2u]) * QSCALE,
+      vec4<f32>(qIn[qRow + 3u]) * QSCALE,
+      vec4<f32>(qIn[qRow + 4u]) * QSCALE,
+      vec4<f32>(qIn[qRow + 5u]) * QSCALE,
+      vec4<f32>(qIn[qRow + 6u]) * QSCALE,
+      vec4<f32>(qIn[qRow + 7u]) * QSCALE,
+      vec4<f32>(qIn[qRow + 8u]) * QSCALE,
+      vec4<f32>(qIn[qRow + 9u]) * QSCALE,
+      vec4<f32>(qIn[qRow + 10u]) * QSCALE,
+      vec4<f32>(qIn[qRow + 11u]) * QSCALE,
+      vec4<f32>(qIn[qRow + 12u]) * QSCALE,
+      vec4<f32>(qIn[qRow + 13u]) * QSCALE,
+      vec4<f32>(qIn[qRow + 14u]) * QSCALE,
+      vec4<f32>(qIn[qRow + 15u]) * QSCALE,
+    );
     // Pass 1: the row's running maximum and sum over this lane's blocks.
     var most = NO_SCORE;
     var total = 0.0;
     if (lane < C) {
       for (var j = lane; j < rowEnd; j += C) {
-        let logit = blockLogit(head, j);
-        let top = max(most, logit);
-        total = total * exp2(most - top) + exp2(logit - top);
-        most = top;
+        // total * exp2(most - top) + exp2(logit - top) with one exp2: one of the two is 1.
+        let logit = blockLogit(head, j, q);
+        let gap = logit - most;
+        let e = exp2(-abs(gap));
+        total = select(total + e, total * e + 1.0, gap > 0.0);
+        most = max(most, logit);
       }
       scratch[lane * R + r] = most;
       scratch[(C + lane) * R + r] = total;
@@ -763,7 +765,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
           let j = base + i + lane;
           var prob = 0.0;
           if (j < rowEnd && sum > 0.0) {
-            prob = exp2(blockLogit(head, j) - top) / sum;
+            prob = exp2(blockLogit(head, j, q) - top) / sum;
           }
           scratch[r * (CB + 1u) + i + lane] = prob;
         }
