@@ -63,9 +63,11 @@ export {
   type RandomAtom,
   type RandomTable,
   type RandomTables,
+  type SelectChoice,
   type SelectGeometry,
   type SelectGradientKernel,
   type SelectKernel,
+  type SelectPick,
   type SubgroupLimits,
   type TileShape,
 } from "./compiler/mod.ts";

@@ -296,8 +296,11 @@ export type SelectPick =
  * where each invocation's scaled row of Q lives, and how the blocks are picked.
  */
 export interface SelectChoice {
+  /** Invocations of a workgroup. */
   invocations: number;
+  /** Positions of a tile (one workgroup). */
   positions: number;
+  /** Blocks per invocation of a chunk. */
   chunk: number;
   /**
    * `value`: a `let` array passed to the logit, read at constant indices (SSA values: registers);
@@ -305,6 +308,7 @@ export interface SelectChoice {
    * it (a timing variant, bench/select_variants.ts; never planned). The same arithmetic.
    */
   rowQ: "value" | "private";
+  /** How a position's blocks are picked. */
   pick: SelectPick;
 }
 
