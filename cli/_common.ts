@@ -427,31 +427,34 @@ export type ConstantGradients = Record<string, number | ArrayLike<number>>;
 
 /**
  * The learnable constants' gradients against the reference's: the largest |actual - expected|
- * and the largest |expected|, apart from dQ, dK and dV since they sum over every row and have a
- * scale of their own.
+ * and the scale to judge it by, apart from dQ, dK and dV since they sum over every row and have
+ * a scale of their own: the largest |expected|, or where the reference gives it, the largest of
+ * that and the rounding scale (`dConstantsScale`: a sum whose terms cancel is only as exact as
+ * the terms' magnitudes allow).
  * @param actual the GPU's `dConstants`
  * @param expected the reference's
+ * @param scale the reference's `dConstantsScale`, if any
  * @returns the worst absolute error (Infinity on a NaN, a missing name or a length mismatch)
- *   and the largest |expected|; both 0 when nothing is learnable
+ *   and the scale; both 0 when nothing is learnable
  * @example
  * ```ts
  * import { constantGradientError } from "./_common.ts";
  * constantGradientError({ c: 2, m: [1, 3] }, { c: 2.5, m: [1, 3] }); // { worst: 0.5, largest: 3 }
+ * constantGradientError({ c: 1e-7 }, { c: 0 }, { c: 2 }); // { worst: 1e-7, largest: 2 }
  * ```
  */
 export function constantGradientError(
   actual: ConstantGradients | undefined,
   expected: ConstantGradients | undefined,
+  scale?: ConstantGradients,
 ): { worst: number; largest: number } {
+  const entries = (x: number | ArrayLike<number>): ArrayLike<number> =>
+    typeof x === "number" ? [x] : x;
   let worst = 0, largest = 0;
   for (const [name, e] of Object.entries(expected ?? {})) {
     const a = actual?.[name];
-    const es: ArrayLike<number> = typeof e === "number" ? [e] : e;
-    const as: ArrayLike<number> | undefined = a === undefined
-      ? undefined
-      : typeof a === "number"
-      ? [a]
-      : a;
+    const es = entries(e);
+    const as = a === undefined ? undefined : entries(a);
     if (!as || as.length !== es.length || (typeof a === "number") !== (typeof e === "number")) {
       return { worst: Infinity, largest };
     }
@@ -460,6 +463,8 @@ export function constantGradientError(
       worst = Number.isNaN(d) ? Infinity : Math.max(worst, d);
       largest = Math.max(largest, Math.abs(es[i]));
     }
+    const s = scale?.[name];
+    if (s !== undefined) { for (const x of Array.from(entries(s))) largest = Math.max(largest, x); }
   }
   return { worst, largest };
 }

@@ -750,8 +750,12 @@ function verifyGradients(o: {
       `gradient; tolerance ${tolerance} (${o.dtype}): ${ok ? "ok" : "FAILED"}`,
   );
   if (want.dConstants) {
-    // They sum over every row: relative to their own largest.
-    const c = constantGradientError(o.out.gradients!.dConstants, want.dConstants);
+    // They sum over every row: relative to their own largest, or their terms' where those cancel.
+    const c = constantGradientError(
+      o.out.gradients!.dConstants,
+      want.dConstants,
+      want.dConstantsScale,
+    );
     const constantRelative = c.worst / Math.max(c.largest, Number.MIN_VALUE);
     const constantsOk = constantRelative <= tolerance;
     ok &&= constantsOk;

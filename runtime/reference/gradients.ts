@@ -46,6 +46,13 @@ export interface ReferenceGradients {
    * number for a number and an array of its length for an array.
    */
   dConstants?: Record<string, number | Float64Array>;
+  /**
+   * What each learnable constant's gradient's rounding grows with: Σ p (|dP| + |Δ|) |∂score/∂c|
+   * over the entries it sums, in `dConstants`' layout. The gradient itself may be far smaller
+   * (the terms cancel; under a near one-hot softmax it is a rounding residue), so a float32
+   * result is judged against this, not against its own size.
+   */
+  dConstantsScale?: Record<string, number | Float64Array>;
 }
 
 /**
@@ -103,7 +110,11 @@ export function referenceGradients(input: GradientInput): ReferenceGradients {
   };
   const learnable = learnableConstants(input.pattern as Pattern);
   const dConstantSums: Record<string, Float64Array> = {};
-  for (const [name, c] of learnable) dConstantSums[name] = new Float64Array(c.size);
+  const dConstantScales: Record<string, Float64Array> = {};
+  for (const [name, c] of learnable) {
+    dConstantSums[name] = new Float64Array(c.size);
+    dConstantScales[name] = new Float64Array(c.size);
+  }
   const dORow = new Float64Array(Dv), oRow = new Float64Array(Dv);
   setup.forEachRow((b, h, q, qRow, i, sources) => {
     const g = setup.gate(b, h, q, i);
@@ -124,6 +135,7 @@ export function referenceGradients(input: GradientInput): ReferenceGradients {
         slope: branch.scoreSlope(b, h, q),
         constantSlopes: branch.scoreConstantSlopes(b, h, q),
         dConstants: dConstantSums,
+        dConstantsScale: dConstantScales,
         dO: dORow,
         dq,
         o: oRow,
@@ -159,14 +171,19 @@ export function referenceGradients(input: GradientInput): ReferenceGradients {
       }
     }
   }
-  const dConstants = learnable.size
-    ? Object.fromEntries(
-      [...learnable].map((
-        [name, c],
-      ) => [name, c.scalar ? dConstantSums[name][0] : dConstantSums[name]]),
-    )
-    : undefined;
-  return { dq, dk, dv, ...(dgates ? { dgates } : {}), ...(dConstants ? { dConstants } : {}) };
+  const byName = (sums: Record<string, Float64Array>) =>
+    Object.fromEntries(
+      [...learnable].map(([name, c]) => [name, c.scalar ? sums[name][0] : sums[name]]),
+    );
+  return {
+    dq,
+    dk,
+    dv,
+    ...(dgates ? { dgates } : {}),
+    ...(learnable.size
+      ? { dConstants: byName(dConstantSums), dConstantsScale: byName(dConstantScales) }
+      : {}),
+  };
 }
 
 /**
@@ -188,6 +205,8 @@ function softmaxRowBackward(args: {
   /** The score's derivatives in learnable entries, and where their gradients add up. */
   constantSlopes?: (s: number, k: number) => ConstantSlope[];
   dConstants: Record<string, Float64Array>;
+  /** And what their rounding grows with (ReferenceGradients.dConstantsScale). */
+  dConstantsScale: Record<string, Float64Array>;
   /** ∂loss/∂(this branch's O row): dO times the branch's gate. */
   dO: Float64Array;
   dq: Float64Array;
@@ -233,6 +252,8 @@ function softmaxRowBackward(args: {
       if (constantSlopes) {
         for (const t of constantSlopes(raw[i][j], k)) {
           args.dConstants[t.name][t.index] += dScore * t.slope;
+          args.dConstantsScale[t.name][t.index] += p[i][j] *
+            (Math.abs(dP[i][j]) + Math.abs(delta)) * Math.abs(t.slope);
         }
       }
       const kAt = s.kBase + k * D, vAt = s.vBase + k * Dv;

@@ -183,8 +183,9 @@ function gradientErrorOf(
   });
   const { worst, largest } = gradientError(got, want);
   const relative = largest === 0 ? worst : worst / largest;
-  // Learnable constants' gradients sum over every row: measured against their own largest.
-  const constants = constantGradientError(got.dConstants, want.dConstants);
+  // Learnable constants' gradients sum over every row: measured against their own largest, or
+  // their terms' magnitudes where those cancel.
+  const constants = constantGradientError(got.dConstants, want.dConstants, want.dConstantsScale);
   return Math.max(
     relative,
     constants.largest === 0 ? constants.worst : constants.worst / constants.largest,
