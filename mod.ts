@@ -67,6 +67,7 @@ export {
   type SelectGeometry,
   type SelectGradientKernel,
   type SelectKernel,
+  type SelectLogits,
   type SelectPick,
   type SubgroupLimits,
   type TileShape,

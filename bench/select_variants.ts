@@ -5,20 +5,20 @@
  * (`SelectPick`, compiler/select_attention.ts), one line per variant with its median time:
  *
  * - `means`: the block means pass alone; every other line is means + the choice kernel;
- * - `a`: the Q row in a `var<private>` array, picking by workgroup argmax rounds;
- * - `b`: as `a`, keeping the forced blocks only (timing only: the logits and importances
- *   without any picking, so `a - b` is what the rounds cost);
- * - `value`, `value-b`: as `a` and `b` with the Q row a value passed to the logit;
- * - `lanes`: as `a`, picking by subgroup lanes; `c`: the Q row a value, picking by subgroup
- *   lanes, the form planned where the device has subgroups (both only where the adapter has
- *   subgroups).
+ * - `planned`: the choice as the compiler plans it on this adapter;
+ * - `rounds`: as planned, picking by workgroup argmax rounds;
+ * - `forced`: as planned, keeping the forced blocks only (timing only: the logits and
+ *   importances without any picking, so `planned - forced` is what the picking costs);
+ * - `held-1`, `held-1-f`: the held form with tiles of one position (where the plan has more),
+ *   picking as planned and forced only;
+ * - `recomp`, `recomp-f`: the recomputed form, picking as planned and forced only.
  *
  * Each is a call of those passes alone (`{ ...compiled, passes }`), as bench/nsa.ts times the
  * selection passes: warmed up, then samples of calls encoded back to back, GPU timestamps on a
  * GPU, the wall clock on a software adapter. Then every picking variant runs the whole call
- * once and its kept blocks are compared with `a`'s: a pick alone changes no bit, so `lanes`
- * must keep the same blocks as `a`; where the Q row lives may change how the driver contracts
- * the dot products, so `value` and `c` may differ from `a` at a near tie (the count is printed).
+ * once and its kept blocks are compared with the planned ones: a pick alone changes no bit, so
+ * `rounds` must keep the same blocks; the forms add the logits' products in other orders, so
+ * they may differ at a near tie (the count is printed).
  *
  * ```sh
  * deno run -A bench/select_variants.ts --n 65536 --reps 10
@@ -29,7 +29,12 @@ import { styleText } from "node:util";
 import { parseFlags } from "../cli/_common.ts";
 import type { CompiledAttention } from "../compiler/mod.ts";
 import type { SelectKernel } from "../compiler/kernel_plan.ts";
-import type { SelectChoice, SelectPick } from "../compiler/select_attention.ts";
+import {
+  type SelectChoice,
+  selectChoiceTile,
+  type SelectPick,
+} from "../compiler/select_attention.ts";
+import { MAX_WORKGROUPS_X } from "../compiler/dispatch_sizes.ts";
 import { selectBlocksKernel } from "../compiler/wgsl/select_wgsl.ts";
 import { NSA_SIZES, nsaGates, nsaPattern } from "../examples/nsa.ts";
 import type { AttentionInputs } from "../runtime/attention_call.ts";
@@ -60,34 +65,50 @@ const { positions, invocations } = choiceKernel.choice;
 const sg = rt.info.subgroups;
 
 const rounds: SelectPick = { kind: "rounds" }, forced: SelectPick = { kind: "forced" };
-const lanes: SelectPick | undefined = sg && {
-  kind: "lanes",
-  lanes: Math.min(invocations / positions, sg.size),
-  directive: sg.directive,
+const laneCount = (tp: number) => sg && Math.min(invocations / tp, sg.size);
+const lanes = (tp: number): SelectPick =>
+  sg ? { kind: "lanes", lanes: laneCount(tp)!, directive: sg.directive } : rounds;
+const device = {
+  workgroupBytes: rt.device.limits.maxComputeWorkgroupStorageSize,
+  unroll: true,
+  subgroups: sg,
 };
+const recomputed = selectChoiceTile(choiceKernel.geometry, { ...device, logits: "recomputed" });
+const heldOne: SelectChoice | undefined = choiceKernel.choice.logits.kind === "held" &&
+    choiceKernel.choice.positions > 1
+  ? { ...choiceKernel.choice, positions: 1, pick: lanes(1) }
+  : undefined;
 /** The variants: a name, the choice's form, and what it is. */
-const variants: [string, Pick<SelectChoice, "rowQ" | "pick">, string][] = [
-  ["a", { rowQ: "private", pick: rounds }, "Q row in a private array, argmax rounds"],
-  ["b", { rowQ: "private", pick: forced }, "Q row in a private array, forced blocks only"],
-  ["value", { rowQ: "value", pick: rounds }, "Q row a value, argmax rounds"],
-  ["value-b", { rowQ: "value", pick: forced }, "Q row a value, forced blocks only"],
-  ...(lanes
+const variants: [string, SelectChoice, string][] = [
+  ["planned", choiceKernel.choice, "as planned"],
+  ["rounds", { ...choiceKernel.choice, pick: rounds }, "as planned, argmax rounds"],
+  ["forced", { ...choiceKernel.choice, pick: forced }, "as planned, forced blocks only"],
+  ...(heldOne
     ? [
-      ["lanes", { rowQ: "private", pick: lanes }, "Q row in a private array, subgroup lanes"],
-      ["c", { rowQ: "value", pick: lanes }, "Q row a value, subgroup lanes (planned)"],
+      ["held-1", heldOne, "logits held, tiles of 1 position"],
+      ["held-1-f", { ...heldOne, pick: forced }, "logits held, tiles of 1, forced blocks only"],
+    ] as typeof variants
+    : []),
+  ...(recomputed
+    ? [
+      ["recomp", recomputed, "logits recomputed (the other form)"],
+      ["recomp-f", { ...recomputed, pick: forced }, "logits recomputed, forced blocks only"],
     ] as typeof variants
     : []),
 ];
 
 /** The whole call with the choice kernel of this form. */
-function withForm(form: Pick<SelectChoice, "rowQ" | "pick">): CompiledAttention {
+function withForm(choice: SelectChoice): CompiledAttention {
+  const groupsX = Math.min(Math.ceil(n / choice.positions), MAX_WORKGROUPS_X);
   const wgsl = selectBlocksKernel(choiceKernel.geometry, {
     scale: compiled.scale,
-    groupsX: choiceKernel.workgroups[0],
-    ...choiceKernel.choice,
-    ...form,
+    groupsX,
+    ...choice,
   });
-  return { ...compiled, passes: compiled.passes.map((p, i) => i === at ? { ...p, wgsl } : p) };
+  const passes = compiled.passes.map((p, i) =>
+    i === at ? { ...p, wgsl, workgroups: [groupsX, p.workgroups[1]] as [number, number] } : p
+  );
+  return { ...compiled, passes };
 }
 
 const make = (count: number, seed: number) => {
@@ -165,7 +186,9 @@ for (const [name, form, what] of variants) {
         }
       }
     }
-    check = differ ? `, kept blocks differ from a's at ${differ} positions` : ", kept blocks = a's";
+    check = differ
+      ? `, kept blocks differ from the planned at ${differ} positions`
+      : ", kept blocks = the planned";
   }
   console.log(`${pad(name)} ${ms.toFixed(3)} ${unit}: means + choice, ${what}${check}`);
 }

@@ -34,7 +34,7 @@ export type {
   SelectKernel,
 } from "./kernel_plan.ts";
 export type { DecodeGeometry, DecodeLanes } from "./decode.ts";
-export type { SelectChoice, SelectGeometry, SelectPick } from "./select_attention.ts";
+export type { SelectChoice, SelectGeometry, SelectLogits, SelectPick } from "./select_attention.ts";
 export type { GradientTiling } from "./gradient_tiling.ts";
 export type { HashCodeSet, HashLayout } from "./hash_layout.ts";
 export type { EdgePairForm } from "./edge_pairs.ts";

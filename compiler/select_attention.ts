@@ -163,8 +163,7 @@ export function selectKernels(
           selectChoiceBytes(geometry, {
             invocations: SELECT_CHOICE_WORKGROUP_SOFTWARE,
             positions: 1,
-            chunk: 1,
-            rowQ: "value",
+            logits: { kind: "recomputed", chunk: 1, rowQ: "value" },
             pick: { kind: "rounds" },
           })
         } bytes of workgroup memory, over the ` +
@@ -201,7 +200,7 @@ export function selectKernels(
     {
       kind: "selectBlocks",
       label: `branch ${b}: select, ${s.blocks} of ${geometry.count} blocks per position ` +
-        `(tiles of ${choice.positions} positions, ${pickName(choice.pick)})`,
+        `(${choiceName(choice)})`,
       bindings: [read("q"), read(means), written(kept)],
       workgroups: [Math.min(Math.ceil(n / choice.positions), MAX_WORKGROUPS_X), geometry.heads],
       ...common,
@@ -250,8 +249,8 @@ export function selectLanes(
 }
 
 /**
- * The sizes of a select branch's buffers: the float32 block means `[B·Hkv, count, D]` and the
- * kept blocks `[B·Hkv, N, blocks]` (u32).
+ * The sizes of a select branch's buffers: the float32 block means `[B·Hkv, D / 4, count]`
+ * (vec4s) and the kept blocks `[B·Hkv, N, blocks]` (u32).
  * @param k the branch's selectBlocks kernel
  * @returns the two buffers' names and bytes
  * @example
@@ -271,9 +270,23 @@ export function selectBuffers(k: SelectKernel): [BufferName, number][] {
 const SELECT_TILE_POSITIONS = 16;
 
 /**
- * Blocks each invocation scores per chunk of the choice's second pass, a barrier pair each. Where
- * loops are not unrolled, one: llvmpipe unrolls the chunk's loop all the same, and compiles a
- * chunk of 8 in about 5 times as long.
+ * Most logits an invocation of the `held` form keeps in registers (rows x slots): the bench's
+ * 2 positions x 8 heads x 4 slots. Beyond it the registers spill; the `recomputed` form takes
+ * those geometries.
+ */
+const SELECT_HELD_LOGITS = 64;
+
+/**
+ * Most positions per tile of the held form, where loops are unrolled and where not: its
+ * logits live across six barriers, and llvmpipe's compile time grows steeply with them (1.4 s
+ * at one position of 3 query heads, 10 s at 4, 123 s at 16).
+ */
+const SELECT_HELD_POSITIONS = { unrolled: 2, software: 1 };
+
+/**
+ * Blocks each invocation scores per chunk of the recomputed form's second pass, a barrier pair
+ * each. Where loops are not unrolled, one: llvmpipe unrolls the chunk's loop all the same, and
+ * compiles a chunk of 8 in about 5 times as long.
  */
 const SELECT_CHUNKS = [8, 4, 2, 1];
 
@@ -292,89 +305,132 @@ export type SelectPick =
   | { kind: "forced" };
 
 /**
- * The choice's tile (select_wgsl.ts): invocations, positions, blocks per invocation of a chunk,
- * where each invocation's scaled row of Q lives, and how the blocks are picked.
+ * How the choice computes its logits (select_logits_wgsl.ts). `held`: each invocation scores
+ * `slots` blocks against every row of the tile and keeps those logits in registers, so each is
+ * computed once; planned wherever `rows x slots` stays within SELECT_HELD_LOGITS. `recomputed`:
+ * each invocation holds one row of Q and walks its blocks twice (maximum and sum, then
+ * probabilities), in chunks of `chunk` blocks per invocation; its row of Q a `value` (a `let`
+ * array read at constant indices: registers) or `private` (a module-scope array, in registers
+ * only where the driver promotes it: a timing variant, never planned).
  */
+export type SelectLogits =
+  | { kind: "held"; slots: number }
+  | { kind: "recomputed"; chunk: number; rowQ: "value" | "private" };
+
+/** The choice's tile (select_wgsl.ts): invocations, positions, the logits' form, the pick. */
 export interface SelectChoice {
   /** Invocations of a workgroup. */
   invocations: number;
   /** Positions of a tile (one workgroup). */
   positions: number;
-  /** Blocks per invocation of a chunk. */
-  chunk: number;
-  /**
-   * `value`: a `let` array passed to the logit, read at constant indices (SSA values: registers);
-   * `private`: a module-scope `var<private>` array, in registers only where the driver promotes
-   * it (a timing variant, bench/select_variants.ts; never planned). The same arithmetic.
-   */
-  rowQ: "value" | "private";
+  /** How the logits are computed. */
+  logits: SelectLogits;
   /** How a position's blocks are picked. */
   pick: SelectPick;
 }
 
-/** A pick's words for a kernel's label. */
-function pickName(pick: SelectPick): string {
-  return pick.kind === "lanes"
-    ? `picked by subgroup lanes of ${pick.lanes}`
-    : pick.kind === "rounds"
+/** A choice's words for a kernel's label. */
+function choiceName(c: SelectChoice): string {
+  const logits = c.logits.kind === "held"
+    ? `logits held, ${c.logits.slots} slots`
+    : "logits recomputed";
+  const pick = c.pick.kind === "lanes"
+    ? `picked by subgroup lanes of ${c.pick.lanes}`
+    : c.pick.kind === "rounds"
     ? "picked by workgroup rounds"
     : "forced blocks only";
+  return `tiles of ${c.positions} positions, ${logits}, ${pick}`;
 }
 
 /**
- * Workgroup memory of the choice (select_wgsl.ts): the tile's importances, the scratch that
- * holds the lanes' row statistics, a chunk's probabilities (rows padded by one) or the argmax,
- * the argmax's blocks, the rows' statistics, the chosen blocks and their counts.
+ * Workgroup memory of the choice (select_wgsl.ts, select_logits_wgsl.ts): the tile's
+ * importances, the scratch (the held form's partials by row and invocation; the recomputed
+ * form's lanes' row statistics or a chunk's probabilities, rows padded by one; the argmax), the
+ * argmax's blocks, the rows' statistics, the held form's rows of Q, the chosen blocks and their
+ * counts.
  * @param g the geometry
  * @param c the tile
  * @returns bytes
  */
 function selectChoiceBytes(
-  g: Pick<SelectGeometry, "group" | "count" | "blocks">,
+  g: Pick<SelectGeometry, "group" | "count" | "blocks" | "d4">,
   c: SelectChoice,
 ): number {
-  const { invocations: W, positions, chunk } = c;
+  const { invocations: W, positions } = c;
   const R = positions * g.group, C = Math.floor(W / R);
-  const scratch = Math.max(2 * C * R, R * (C * chunk + 1), W);
-  return 4 * (positions * g.count + scratch + W + 2 * R + positions * (g.blocks + 1));
+  const phase = c.logits.kind === "held"
+    ? R * W
+    : Math.max(2 * C * R, R * (C * c.logits.chunk + 1));
+  const scratch = Math.max(phase, c.pick.kind === "rounds" ? W : 1);
+  const argmax = c.pick.kind === "rounds" ? W : 0;
+  const qTile = c.logits.kind === "held" ? 4 * R * g.d4 : 0;
+  return 4 *
+    (positions * g.count + scratch + argmax + 2 * R + qTile + positions * (g.blocks + 1));
 }
 
 /**
  * The choice's tile (select_wgsl.ts): SELECT_CHOICE_WORKGROUP invocations (fewer where loops
- * are not unrolled), the most positions per workgroup (a power of two, up to 16, whose rows of
- * query heads the invocations hold) whose importances fit the workgroup memory, since the block
- * means are read once per tile; then the longest chunks that fit. Where the device has
- * subgroups the blocks are picked by subgroup lanes (as many as the position's invocations, at
- * most the smallest subgroup): no barrier per slot; elsewhere by workgroup rounds.
+ * are not unrolled). The held form where its logits fit the registers (slots of W blocks to
+ * cover every block, rows x slots within SELECT_HELD_LOGITS), with the most positions per tile
+ * that allows up to SELECT_HELD_POSITIONS, since the block means are read once per tile;
+ * otherwise the recomputed form with
+ * the most positions (a power of two, up to 16, whose rows the invocations hold) whose
+ * importances fit, then the longest chunks that fit. Where the device has subgroups the blocks
+ * are picked by subgroup lanes (as many as the position's invocations, at most the smallest
+ * subgroup): no barrier per slot; elsewhere by workgroup rounds.
  * @param g the geometry
  * @param o the device's workgroup storage, whether loops are unrolled (not on software
- *   adapters), and its subgroups
+ *   adapters), its subgroups, and `logits` to consider that form only (tests and the variants
+ *   bench run the recomputed form where the held one would be planned)
  * @returns the tile, or undefined where even one position does not fit
  * @example
  * ```ts
  * import { selectChoiceTile } from "./select_attention.ts";
- * const g = { group: 8, count: 1024, blocks: 16 };
+ * const g = { group: 8, count: 1024, blocks: 16, d4: 16 };
  * selectChoiceTile(g, { workgroupBytes: 49152, unroll: true });
- * // { invocations: 256, positions: 8, chunk: 8, rowQ: "value", pick: { kind: "rounds" } }
+ * // { invocations: 256, positions: 2, logits: { kind: "held", slots: 4 },
+ * //   pick: { kind: "rounds" } }
  * ```
  */
 export function selectChoiceTile(
-  g: Pick<SelectGeometry, "group" | "count" | "blocks">,
-  o: { workgroupBytes: number; unroll: boolean; subgroups?: SubgroupLimits },
+  g: Pick<SelectGeometry, "group" | "count" | "blocks" | "d4">,
+  o: {
+    workgroupBytes: number;
+    unroll: boolean;
+    subgroups?: SubgroupLimits;
+    logits?: SelectLogits["kind"];
+  },
 ): SelectChoice | undefined {
   const invocations = o.unroll ? SELECT_CHOICE_WORKGROUP : SELECT_CHOICE_WORKGROUP_SOFTWARE;
-  for (let positions = SELECT_TILE_POSITIONS; positions >= 1; positions /= 2) {
-    if (positions * g.group > invocations) continue;
-    const sg = o.subgroups;
-    const pick: SelectPick = sg
+  const pickFor = (positions: number): SelectPick =>
+    o.subgroups
       ? {
         kind: "lanes",
-        lanes: Math.min(invocations / positions, sg.size),
-        directive: sg.directive,
+        lanes: Math.min(invocations / positions, o.subgroups.size),
+        directive: o.subgroups.directive,
       }
       : { kind: "rounds" };
+  const slots = Math.ceil(g.count / invocations);
+  const most = SELECT_HELD_POSITIONS[o.unroll ? "unrolled" : "software"];
+  for (let positions = most; positions >= 1; positions /= 2) {
+    if (o.logits === "recomputed" || positions * g.group * slots > SELECT_HELD_LOGITS) continue;
+    const c: SelectChoice = {
+      invocations,
+      positions,
+      logits: { kind: "held", slots },
+      pick: pickFor(positions),
+    };
+    if (selectChoiceBytes(g, c) <= o.workgroupBytes) return c;
+  }
+  for (let positions = SELECT_TILE_POSITIONS; positions >= 1; positions /= 2) {
+    if (o.logits === "held" || positions * g.group > invocations) continue;
     for (const chunk of o.unroll ? SELECT_CHUNKS : [1]) {
-      const c: SelectChoice = { invocations, positions, chunk, rowQ: "value", pick };
+      const c: SelectChoice = {
+        invocations,
+        positions,
+        logits: { kind: "recomputed", chunk, rowQ: "value" },
+        pick: pickFor(positions),
+      };
       if (selectChoiceBytes(g, c) <= o.workgroupBytes) return c;
     }
   }

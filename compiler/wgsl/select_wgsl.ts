@@ -8,10 +8,13 @@
 import { ELEMENTWISE_WORKGROUP } from "../dispatch_sizes.ts";
 import { linearIndex } from "./elementwise_wgsl.ts";
 import { f32, ShaderModule } from "./shader_module.ts";
+import { importancePhase } from "./select_logits_wgsl.ts";
 import type { SelectChoice, SelectGeometry, SelectPick } from "../select_attention.ts";
 
 /**
- * The block means of K, float32 `[B·Hkv, count, D]`: one invocation per vec4 of a mean.
+ * The block means of K, float32 vec4s `[B·Hkv, D / 4, count]`: one invocation per vec4 of a
+ * mean; a vec4 of the head dim is contiguous over the blocks, so the choice's invocations, which
+ * take consecutive blocks, read it coalesced.
  * @param g the geometry
  * @param groupsX x workgroups of the dispatch
  * @returns the module text
@@ -43,10 +46,10 @@ const COUNT = ${g.count}u;
 
 @compute @workgroup_size(${ELEMENTWISE_WORKGROUP})
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let i = linearIndex(wg, lid, ${groupsX}u); // (head, block, vec4) of the means
+  let i = linearIndex(wg, lid, ${groupsX}u); // (head, vec4, block) of the means
   if (i >= ${g.heads * g.count * g.d4}u) { return; }
-  let d = i % D4;
-  let j = (i / D4) % COUNT;
+  let j = i % COUNT;
+  let d = (i / COUNT) % D4;
   let head = i / (D4 * COUNT);
   let first = j * BLOCK;
   let end = min(N, first + BLOCK);
@@ -59,30 +62,23 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
 /**
  * Each position's kept blocks, `[B·Hkv, N, blocks]` u32: one workgroup per tile of TP
  * consecutive positions and key/value head, so the block means are read once per tile for all
- * its rows, (position, query head) pairs. Invocation t holds row `t % R` (R = TP·GROUP) in
- * registers, its Q pre-scaled, and takes the blocks `t / R, t / R + C, ...` (C = W / R block
- * lanes): consecutive invocations read the same block mean, one load for a whole subgroup. Two
- * passes over the logits (base 2), which are recomputed rather than stored: the first keeps
- * each row's running maximum and sum, merged over the block lanes in order; the second writes
- * each row's probabilities of a chunk of blocks to workgroup memory, where one invocation per
- * (position, block) adds its heads in order into the importance. Then each position's forced
- * blocks, and its other candidates picked most important first (ties to the lower block) by
- * its W / TP invocations, as `pick` says (SelectPick). Every sum has a fixed order: the same
- * bits every run.
- * The workgroup walks tiles `x, x + gridX, ...` since N / TP may pass WebGPU's 65535
+ * its rows, (position, query head) pairs. First each position's importance of its competing
+ * blocks, computed as the choice's `logits` form says (select_logits_wgsl.ts); then its forced
+ * blocks, and its other candidates picked most important first (ties to the lower block) by its
+ * W / TP invocations, as `pick` says (SelectPick). Every sum has a fixed order: the same bits
+ * every run. The workgroup walks tiles `x, x + gridX, ...` since N / TP may pass WebGPU's 65535
  * workgroups per dimension.
  * @param g the geometry
  * @param o the softmax scale, the x workgroups of the dispatch, and the tile: invocations,
- *   positions, blocks per invocation of a chunk, where the Q row lives, how the blocks are
- *   picked
+ *   positions, how the logits are computed, how the blocks are picked
  * @returns the module text
  * @example
  * ```ts
  * import { selectBlocksKernel } from "./select_wgsl.ts";
  * selectBlocksKernel({ heads: 1, group: 2, n: 100, d4: 4, blockSize: 16, count: 7, blocks: 2,
  *   initial: 1, local: 1, causal: true, dtype: "f32" },
- *   { scale: 0.25, groupsX: 13, invocations: 256, positions: 8, chunk: 8, rowQ: "value",
- *     pick: { kind: "lanes", lanes: 32, directive: false } });
+ *   { scale: 0.25, groupsX: 13, invocations: 64, positions: 8,
+ *     logits: { kind: "held", slots: 1 }, pick: { kind: "lanes", lanes: 8, directive: false } });
  * ```
  */
 export function selectBlocksKernel(
@@ -90,12 +86,14 @@ export function selectBlocksKernel(
   o: { scale: number; groupsX: number } & SelectChoice,
 ): string {
   const T = g.dtype, W = o.invocations, TP = o.positions;
-  const R = TP * g.group, C = Math.floor(W / R), CB = C * o.chunk;
+  const form = o.logits.kind === "held"
+    ? `${o.logits.slots} block slots per invocation, logits held in registers`
+    : `logits recomputed in two passes, chunks of ${o.logits.chunk} blocks`;
   const m = new ShaderModule().comment(
     `Weft select: ${g.blocks} of ${g.count} blocks of ${g.blockSize} rows per position ` +
       `(N=${g.n}, ${g.initial} initial, ${g.local} local${g.causal ? ", causal" : ""}), ` +
-      `importance summed over ${g.group} query heads; tiles of ${TP} positions, ${R} rows x ` +
-      `${C} block lanes, chunks of ${CB} blocks; workgroup ${W}`,
+      `importance summed over ${g.group} query heads; tiles of ${TP} positions, ${form}; ` +
+      `workgroup ${W}`,
   );
   if (T === "f16") m.enable("f16");
   m.declare(
@@ -106,36 +104,7 @@ export function selectBlocksKernel(
 @group(0) @binding(2) var<storage, read_write> kept: array<u32>;`,
   );
   declareBlockRule(m, g);
-  const D = Array.from({ length: g.d4 }, (_, d) => d);
-  // Four interleaved partial sums, so the dot products do not wait on one another, added in a
-  // fixed order. Constant indices keep the Q row in registers: a value (SSA) certainly, a
-  // private array where the driver promotes it.
-  const ways = Math.min(4, g.d4);
-  const partial = (w: number) =>
-    D.filter((d) => d % ways === w).map((d) => `dot(q[${d}], means[at + ${d}u])`).join(" + ");
-  const byValue = o.rowQ === "value";
-  m.declare(
-    "blockLogit",
-    `${
-      byValue ? "" : `
-var<private> q: array<vec4<f32>, ${g.d4}>;  // the invocation's row of Q, scaled
-`
-    }
-/** The logit (base 2) of the invocation's row${
-      byValue ? " q" : ""
-    } against the mean of block j of head. */
-fn blockLogit(head: u32, j: u32${byValue ? `, q: array<vec4<f32>, ${g.d4}>` : ""}) -> f32 {
-  let at = (head * ${g.count}u + j) * ${g.d4}u;
-${D.slice(0, ways).map((w) => `  let part${w} = ${partial(w)};`).join("\n")}
-  return ${D.slice(0, ways).map((w) => `part${w}`).join(" + ")};
-}`,
-  );
-  const qArg = byValue ? ", q" : "";
-  const loadQ = byValue
-    ? `    let q = array<vec4<f32>, ${g.d4}>(
-${D.map((d) => `      vec4<f32>(qIn[qRow + ${d}u]) * QSCALE,`).join("\n")}
-    );`
-    : D.map((d) => `    q[${d}] = vec4<f32>(qIn[qRow + ${d}u]) * QSCALE;`).join("\n");
+  const phase = importancePhase(m, g, o);
   const pick = pickBlocks(m, o.pick);
   return m.render(`
 const N = ${g.n}u;
@@ -145,9 +114,6 @@ const COUNT = ${g.count}u;
 const BLOCKS = ${g.blocks}u;
 const W = ${W}u;
 const TP = ${TP}u;  // positions per tile
-const R = ${R}u;  // rows of a tile: (position, query head), position-major
-const C = ${C}u;  // block lanes: invocation t takes row t % R, blocks t / R + C i
-const CB = ${CB}u;  // blocks per chunk of the second pass: ${o.chunk} per invocation
 const PW = ${W / TP}u;  // invocations choosing each position's blocks
 const ROUNDS = ${
     g.blocks - Math.min(g.initial, g.count)
@@ -156,90 +122,31 @@ const GRID_X = ${o.groupsX}u;
 const QSCALE = ${f32(o.scale * Math.LOG2E)}; // scale * log2(e): logits in base 2
 const NO_SCORE = -1.0e30;  // below any real logit; never reaches exp2 unguarded
 const EMPTY = 0xffffffffu;
+${phase.constants}
 
 var<workgroup> importance: array<f32, ${
     TP * g.count
   }>;  // [position, block]: -1 not competing, -2 kept
-// Per-lane row statistics (2 C R), the second pass's probabilities (R rows of CB + 1, the
-// padding keeps both their writers and their readers on distinct banks), the argmax (W).
-var<workgroup> scratch: array<f32, ${Math.max(2 * C * R, R * (CB + 1), W)}>;
+// The importance phase's scratch${o.pick.kind === "rounds" ? ", then the argmax (W)" : ""}.
+var<workgroup> scratch: array<f32, ${Math.max(phase.scratch, o.pick.kind === "rounds" ? W : 1)}>;
 ${
     o.pick.kind === "rounds"
-      ? `var<workgroup> bestBlock: array<u32, ${W}>;\n`
+      ? `var<workgroup> bestBlock: array<u32, ${W}>;
+`
       : ""
-  }var<workgroup> rowMax: array<f32, ${R}>;
-var<workgroup> rowSum: array<f32, ${R}>;
+  }${phase.workgroup}
 var<workgroup> chosen: array<u32, ${TP * g.blocks}>;
 var<workgroup> chosenCount: array<u32, ${TP}>;
 
 @compute @workgroup_size(${W})
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t: u32) {
   let head = wg.y; // batch * Hkv + key/value head
-  let r = t % R;
-  let lane = t / R;  // C or more: no row, only barriers in the logit passes
-  let h = r % GROUP;
   for (var tile = wg.x; tile * TP < N; tile += GRID_X) {
     let first = tile * TP;
-    let pos = min(first + r / GROUP, N - 1u);  // a row past N repeats the last and is not written
-    let rowEnd = competingBlocks(pos);
     // Blocks that compete for some position of the tile: the rest are never scored.
     let end = competingBlocks(min(first + TP, N) - 1u);
     for (var e = t; e < TP * COUNT; e += W) { importance[e] = -1.0; }
-    // The row's query, scaled, in registers.
-    let qRow = ((head * GROUP + h) * N + pos) * D4;
-${loadQ}
-    // Pass 1: the row's running maximum and sum over this lane's blocks.
-    var most = NO_SCORE;
-    var total = 0.0;
-    if (lane < C) {
-      for (var j = lane; j < rowEnd; j += C) {
-        // total * exp2(most - top) + exp2(logit - top) with one exp2: one of the two is 1.
-        let logit = blockLogit(head, j${qArg});
-        let gap = logit - most;
-        let e = exp2(-abs(gap));
-        total = select(total + e, total * e + 1.0, gap > 0.0);
-        most = max(most, logit);
-      }
-      scratch[lane * R + r] = most;
-      scratch[(C + lane) * R + r] = total;
-    }
-    workgroupBarrier();
-    if (t < R) {
-      // The lanes' statistics merged in lane order.
-      var top = NO_SCORE;
-      for (var c = 0u; c < C; c++) { top = max(top, scratch[c * R + t]); }
-      var sum = 0.0;
-      for (var c = 0u; c < C; c++) { sum += scratch[(C + c) * R + t] * exp2(scratch[c * R + t] - top); }
-      rowMax[t] = top;
-      rowSum[t] = sum;
-    }
-    workgroupBarrier();
-    // Pass 2: a chunk's probabilities by row, then each (position, block)'s heads in order.
-    for (var base = 0u; base < end; base += CB) {
-      if (lane < C) {
-        let top = rowMax[r];
-        let sum = rowSum[r];
-        for (var i = 0u; i < CB; i += C) {
-          let j = base + i + lane;
-          var prob = 0.0;
-          if (j < rowEnd && sum > 0.0) {
-            prob = exp2(blockLogit(head, j${qArg}) - top) / sum;
-          }
-          scratch[r * (CB + 1u) + i + lane] = prob;
-        }
-      }
-      workgroupBarrier();
-      for (var e = t; e < TP * CB; e += W) {
-        let p = e / CB;
-        let j = base + e % CB;
-        if (first + p < N && j < competingBlocks(first + p)) {
-          var added = 0.0;
-          for (var k = 0u; k < GROUP; k++) { added += scratch[(p * GROUP + k) * (CB + 1u) + e % CB]; }
-          importance[p * COUNT + j] = added;
-        }
-      }
-      workgroupBarrier();
-    }
+${phase.body}
     // Forced blocks take the first slots: the initial ones, then the local ones after them.
     if (t < TP && first + t < N) {
       let own = (first + t) / ${g.blockSize}u;
@@ -339,32 +246,44 @@ fn beats(a: Candidate, b: Candidate) -> bool {
   return a.value > b.value || (a.value == b.value && a.block < b.block);
 }
 
-/** The best candidate of blocks start, start + LANES, ... below end of position p, if any. */
-fn bestOfSlice(p: u32, start: u32, end: u32) -> Candidate {
-  var best = Candidate(-1.0, COUNT);
+const NONE = Candidate(-1.0, COUNT);  // no candidate: loses to every competing block
+
+/** A lane's best untaken candidates of its slice, best first (NONE past the slice's). */
+struct Cached { c0: Candidate, c1: Candidate, c2: Candidate, c3: Candidate }
+
+/** The four best competing, untaken blocks of start, start + LANES, ... below end of p. */
+fn bestOfSlice(p: u32, start: u32, end: u32) -> Cached {
+  var c = Cached(NONE, NONE, NONE, NONE);
   for (var j = start; j < end; j += LANES) {
-    let x = importance[p * COUNT + j];
-    if (x > best.value) { best = Candidate(x, j); }
+    var x = Candidate(importance[p * COUNT + j], j);
+    if (x.value < 0.0) { continue; }  // not competing (-1) or already kept (-2)
+    // Insertion into the sorted four: x sinks past every entry it does not beat.
+    if (beats(x, c.c0)) { let y = c.c0; c.c0 = x; x = y; }
+    if (beats(x, c.c1)) { let y = c.c1; c.c1 = x; x = y; }
+    if (beats(x, c.c2)) { let y = c.c2; c.c2 = x; x = y; }
+    if (beats(x, c.c3)) { c.c3 = x; }
   }
-  return best;
+  return c;
 }`,
   );
   const masks: number[] = [];
   for (let mask = 1; mask < pick.lanes; mask *= 2) masks.push(mask);
   return `    // The most important of the other candidates, one per slot, by the position's first LANES
-    // invocations, one subgroup's: each keeps the best of its slice (blocks pl + LANES i) in
-    // registers; a butterfly gives every lane the slot's winner (the greater, ties to the lower
-    // block: one total order, so every lane ends with the same); its owner marks it taken and
-    // rescans. No barrier: each importance is read and written by its owner lane only. The
-    // position's other invocations (PW > LANES) have empty slices. Every slot's butterfly runs,
-    // keeping the shuffles in uniform control flow.
+    // invocations, one subgroup's: each keeps the best four of its slice (blocks pl + LANES i)
+    // in registers; a butterfly gives every lane the slot's winner (the greater, ties to the
+    // lower block: one total order, so every lane ends with the same); its owner marks it
+    // taken and moves up its next best, rescanning its slice only once all four are taken. No
+    // barrier: each importance is read and written by its owner lane only. The position's other
+    // invocations (PW > LANES) have empty slices. Every slot's butterfly runs, keeping the
+    // shuffles in uniform control flow.
     let p = t / PW;
     let pl = t % PW;
     let lanesEnd = select(0u, end, pl < LANES && first + p < N);
     var taken = select(0u, chosenCount[p], first + p < N);
     var mine = bestOfSlice(p, pl, lanesEnd);
+    var cached = 4u;  // of mine's entries not yet taken
     for (var round = 0u; round < ROUNDS; round++) {
-      var win = mine;
+      var win = mine.c0;
 ${
     masks.map((mask) =>
       `      let other${mask} = Candidate(subgroupShuffleXor(win.value, ${mask}u), ` +
@@ -377,7 +296,12 @@ ${
         taken++;
         if (win.block % LANES == pl) {
           importance[p * COUNT + win.block] = -2.0;
-          mine = bestOfSlice(p, pl, lanesEnd);
+          mine = Cached(mine.c1, mine.c2, mine.c3, NONE);
+          cached--;
+          if (cached == 0u) {
+            mine = bestOfSlice(p, pl, lanesEnd);
+            cached = 4u;
+          }
         }
       }
     }

@@ -9,6 +9,10 @@ import assert from "node:assert/strict";
 import type { AttentionShape } from "../../core/shape.ts";
 import type { Pattern } from "../../dsl/schema.ts";
 import { PlanError, ShapeError } from "../../core/errors.ts";
+import type { CompiledAttention } from "../../compiler/mod.ts";
+import { MAX_WORKGROUPS_X } from "../../compiler/dispatch_sizes.ts";
+import { selectChoiceTile } from "../../compiler/select_attention.ts";
+import { selectBlocksKernel } from "../../compiler/wgsl/select_wgsl.ts";
 import { reference, selectionDisagreements } from "../../runtime/reference/mod.ts";
 import { createRuntime } from "../../runtime/runtime.ts";
 import { normalTensor } from "../../runtime/seeded_random.ts";
@@ -57,17 +61,41 @@ function errors(
   return { o, lse };
 }
 
+/**
+ * The call with its choice kernels in the recomputed form (SelectLogits), which the planner
+ * takes only where the held form's logits do not fit, as for larger N than tests run.
+ */
+function recomputed(compiled: CompiledAttention, unroll: boolean): CompiledAttention {
+  const passes = compiled.passes.map((pass, i) => {
+    const k = compiled.kernelPlan.kernels[i];
+    if (k.kind !== "selectBlocks") return pass;
+    const choice = selectChoiceTile(k.geometry, {
+      workgroupBytes: rt.device.limits.maxComputeWorkgroupStorageSize,
+      unroll,
+      subgroups: rt.info.subgroups,
+      logits: "recomputed",
+    })!;
+    const groupsX = Math.min(Math.ceil(k.geometry.n / choice.positions), MAX_WORKGROUPS_X);
+    const wgsl = selectBlocksKernel(k.geometry, { scale: compiled.scale, groupsX, ...choice });
+    return { ...pass, wgsl, workgroups: [groupsX, pass.workgroups[1]] as [number, number] };
+  });
+  return { ...compiled, passes };
+}
+
 async function check(
   pattern: Pattern,
   shape: AttentionShape,
   dtype: "f32" | "f16",
-  options: { unroll?: boolean; form?: RegExp; twice?: boolean } = {},
+  options: { unroll?: boolean; form?: RegExp; twice?: boolean; recompute?: boolean } = {},
 ) {
   const { batch: B, headsQ: Hq, headsKV: Hkv, seqLen: N, headDim: D } = shape;
   const round = (x: Float32Array) => dtype === "f16" ? Float32Array.from(Float16Array.from(x)) : x;
   const q = round(normalTensor(B * Hq * N * D, 1)), k = round(normalTensor(B * Hkv * N * D, 2));
   const v = round(normalTensor(B * Hkv * N * D, 3));
-  const compiled = rt.compile(pattern, { shape, dtype, unroll: options.unroll });
+  const planned = rt.compile(pattern, { shape, dtype, unroll: options.unroll });
+  const compiled = options.recompute
+    ? recomputed(planned, options.unroll ?? !rt.info.isFallback)
+    : planned;
   if (options.form) {
     const labels = compiled.kernelPlan.kernels.map((k) => k.label);
     assert.ok(labels.some((l) => options.form!.test(l)), labels.join("; "));
@@ -89,10 +117,17 @@ async function check(
 
 for (const [name, pattern, shape] of CASES) {
   Deno.test(`select on the GPU, float32: ${name}`, async () => {
-    const { o, lse } = await check(pattern, shape, "f32");
+    const { o, lse } = await check(pattern, shape, "f32", { form: /logits held/ });
     assert.ok(o <= 1e-4 && lse <= 1e-4, `max |O - ref| ${o}, LSE ${lse}`);
   });
 }
+
+Deno.test("select with the logits recomputed (the choice's other form): every case", async () => {
+  for (const [name, pattern, shape] of CASES) {
+    const { o, lse } = await check(pattern, shape, "f32", { recompute: true });
+    assert.ok(o <= 1e-4 && lse <= 1e-4, `${name}: max |O - ref| ${o}, LSE ${lse}`);
+  }
+});
 
 Deno.test({
   name: "select on the GPU, float16: every case within 5e-3",
@@ -106,8 +141,9 @@ Deno.test({
 });
 
 Deno.test({
-  // The kernels as a GPU compiles them (unrolled): the choice's tiles of 256 invocations with
-  // chunks of 8 blocks each (several chunks per tile, a part tile at the end), the attention's
+  // The kernels as a GPU compiles them (unrolled): the choice's tiles of 256 invocations, its
+  // logits held and, in a second run, recomputed in chunks of 8 blocks each (several chunks per
+  // tile, a part tile at the end), the attention's
   // subgroup form with two keys per group and float16 rows read wide; the bench's eight query
   // heads of D = 64 on one key/value head; two runs give the same bits. llvmpipe compiles these
   // slowly, and has no subgroups.
@@ -118,6 +154,12 @@ Deno.test({
     const form = /subgroup lanes/, twice = true;
     const f32 = await check(causalSelect(4, 6, 1, 2), shape, "f32", { unroll: true, form, twice });
     assert.ok(f32.o <= 1e-4 && f32.lse <= 1e-4, `max |O - ref| ${f32.o}, LSE ${f32.lse}`);
+    const other = await check(causalSelect(4, 6, 1, 2), shape, "f32", {
+      unroll: true,
+      twice,
+      recompute: true,
+    });
+    assert.ok(other.o <= 1e-4 && other.lse <= 1e-4, `recomputed: ${other.o}, LSE ${other.lse}`);
     if (!rt.info.shaderF16) return;
     const f16 = await check(causalSelect(4, 6, 1, 2), shape, "f16", { unroll: true, form, twice });
     assert.ok(f16.o <= 5e-3 && f16.lse <= 5e-3, `max |O - ref| ${f16.o}, LSE ${f16.lse}`);
@@ -145,6 +187,31 @@ Deno.test("select: exact ties go to the lower block, as in the reference", async
   const shape = { batch: 1, headsQ: 8, headsKV: 1, seqLen: 150, headDim: 64 };
   const q = normalTensor(8 * 150 * 64, 1), k = new Float32Array(150 * 64);
   const v = normalTensor(150 * 64, 3);
+  const own = reference({ pattern, shape, q, k, v });
+  for (const unroll of rt.info.subgroups ? [false, true] : [false]) {
+    const out = await rt.run(rt.compile(pattern, { shape, unroll }), { q, k, v });
+    assert.deepEqual(
+      out.selectedBlocks![0].chosen,
+      own.selectedBlocks[0].chosen,
+      `unroll ${unroll}`,
+    );
+  }
+});
+
+Deno.test("select: one picking lane holding more winners than it caches", async () => {
+  // Blocks 0, 32, 64, 96, 128 (one slice of the subgroup pick, whose lanes take blocks
+  // l + 32 i or, with smaller subgroups, l + 8 i) have the largest means along Q; every other
+  // block's mean is 0, an exact tie. The late positions keep all five, so their slice's lane
+  // takes more than the four it caches and rescans; the rest go to the lowest tied blocks.
+  const pattern = causalSelect(4, 8, 0, 1);
+  const N = 640, D = 8;
+  const shape = { batch: 1, headsQ: 1, headsKV: 1, seqLen: N, headDim: D };
+  const q = new Float32Array(N * D).fill(0.5), k = new Float32Array(N * D);
+  for (let row = 0; row < N; row++) {
+    const block = Math.floor(row / 4);
+    if (block % 32 === 0) k.fill(1 + block / 1000, row * D, (row + 1) * D);
+  }
+  const v = normalTensor(N * D, 3);
   const own = reference({ pattern, shape, q, k, v });
   for (const unroll of rt.info.subgroups ? [false, true] : [false]) {
     const out = await rt.run(rt.compile(pattern, { shape, unroll }), { q, k, v });

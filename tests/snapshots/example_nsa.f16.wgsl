@@ -634,10 +634,10 @@ const COUNT = 64u;
 
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let i = linearIndex(wg, lid, 16u); // (head, block, vec4) of the means
+  let i = linearIndex(wg, lid, 16u); // (head, vec4, block) of the means
   if (i >= 4096u) { return; }
-  let d = i % D4;
-  let j = (i / D4) % COUNT;
+  let j = i % COUNT;
+  let d = (i / COUNT) % D4;
   let head = i / (D4 * COUNT);
   let first = j * BLOCK;
   let end = min(N, first + BLOCK);
@@ -648,7 +648,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
 
 
 // ==== module 3 ====
-// Weft select: 16 of 64 blocks of 64 rows per position (N=4096, 1 initial, 2 local, causal), importance summed over 1 query heads; tiles of 16 positions, 16 rows x 16 block lanes, chunks of 128 blocks; workgroup 256
+// Weft select: 16 of 64 blocks of 64 rows per position (N=4096, 1 initial, 2 local, causal), importance summed over 1 query heads; tiles of 2 positions, 1 block slots per invocation, logits held in registers; workgroup 256
 enable f16;
 
 @group(0) @binding(0) var<storage, read> qIn: array<vec4<f16>>;
@@ -660,15 +660,7 @@ fn competingBlocks(pos: u32) -> u32 {
   return select((pos + 1u) / 64u, 64u, pos + 1u >= 4096u);
 }
 
-/** The logit (base 2) of the invocation's row q against the mean of block j of head. */
-fn blockLogit(head: u32, j: u32, q: array<vec4<f32>, 16>) -> f32 {
-  let at = (head * 64u + j) * 16u;
-  let part0 = dot(q[0], means[at + 0u]) + dot(q[4], means[at + 4u]) + dot(q[8], means[at + 8u]) + dot(q[12], means[at + 12u]);
-  let part1 = dot(q[1], means[at + 1u]) + dot(q[5], means[at + 5u]) + dot(q[9], means[at + 9u]) + dot(q[13], means[at + 13u]);
-  let part2 = dot(q[2], means[at + 2u]) + dot(q[6], means[at + 6u]) + dot(q[10], means[at + 10u]) + dot(q[14], means[at + 14u]);
-  let part3 = dot(q[3], means[at + 3u]) + dot(q[7], means[at + 7u]) + dot(q[11], means[at + 11u]) + dot(q[15], means[at + 15u]);
-  return part0 + part1 + part2 + part3;
-}
+fn add(a: f32, b: f32) -> f32 { return a + b; }
 
 const N = 4096u;
 const D4 = 16u;
@@ -676,112 +668,103 @@ const GROUP = 1u;
 const COUNT = 64u;
 const BLOCKS = 16u;
 const W = 256u;
-const TP = 16u;  // positions per tile
-const R = 16u;  // rows of a tile: (position, query head), position-major
-const C = 16u;  // block lanes: invocation t takes row t % R, blocks t / R + C i
-const CB = 128u;  // blocks per chunk of the second pass: 8 per invocation
-const PW = 16u;  // invocations choosing each position's blocks
+const TP = 2u;  // positions per tile
+const PW = 128u;  // invocations choosing each position's blocks
 const ROUNDS = 15u;  // slots past the initial blocks, one pick each
-const GRID_X = 256u;
+const GRID_X = 2048u;
 const QSCALE = 0.18033688011112042; // scale * log2(e): logits in base 2
 const NO_SCORE = -1.0e30;  // below any real logit; never reaches exp2 unguarded
 const EMPTY = 0xffffffffu;
+const R = 2u;  // rows of a tile: (position, query head), position-major
+const SLOTS = 1u;  // blocks t + W s, s < SLOTS, per invocation
+const PARTS = 128u;  // invocations per row folding its W partials
 
-var<workgroup> importance: array<f32, 1024>;  // [position, block]: -1 not competing, -2 kept
-// Per-lane row statistics (2 C R), the second pass's probabilities (R rows of CB + 1, the
-// padding keeps both their writers and their readers on distinct banks), the argmax (W).
-var<workgroup> scratch: array<f32, 2064>;
+var<workgroup> importance: array<f32, 128>;  // [position, block]: -1 not competing, -2 kept
+// The importance phase's scratch, then the argmax (W).
+var<workgroup> scratch: array<f32, 512>;
 var<workgroup> bestBlock: array<u32, 256>;
-var<workgroup> rowMax: array<f32, 16>;
-var<workgroup> rowSum: array<f32, 16>;
-var<workgroup> chosen: array<u32, 256>;
-var<workgroup> chosenCount: array<u32, 16>;
+var<workgroup> qTile: array<vec4<f32>, 32>;  // the tile's rows of Q, scaled
+var<workgroup> rowMax: array<f32, 2>;
+var<workgroup> rowSum: array<f32, 2>;
+var<workgroup> chosen: array<u32, 32>;
+var<workgroup> chosenCount: array<u32, 2>;
 
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t: u32) {
   let head = wg.y; // batch * Hkv + key/value head
-  let r = t % R;
-  let lane = t / R;  // C or more: no row, only barriers in the logit passes
-  let h = r % GROUP;
   for (var tile = wg.x; tile * TP < N; tile += GRID_X) {
     let first = tile * TP;
-    let pos = min(first + r / GROUP, N - 1u);  // a row past N repeats the last and is not written
-    let rowEnd = competingBlocks(pos);
     // Blocks that compete for some position of the tile: the rest are never scored.
     let end = competingBlocks(min(first + TP, N) - 1u);
     for (var e = t; e < TP * COUNT; e += W) { importance[e] = -1.0; }
-    // The row's query, scaled, in registers.
-    let qRow = ((head * GROUP + h) * N + pos) * D4;
-    let q = array<vec4<f32>, 16>(
-      vec4<f32>(qIn[qRow + 0u]) * QSCALE,
-      vec4<f32>(qIn[qRow + 1u]) * QSCALE,
-      vec4<f32>(qIn[qRow + 2u]) * QSCALE,
-      vec4<f32>(qIn[qRow + 3u]) * QSCALE,
-      vec4<f32>(qIn[qRow + 4u]) * QSCALE,
-      vec4<f32>(qIn[qRow + 5u]) * QSCALE,
-      vec4<f32>(qIn[qRow + 6u]) * QSCALE,
-      vec4<f32>(qIn[qRow + 7u]) * QSCALE,
-      vec4<f32>(qIn[qRow + 8u]) * QSCALE,
-      vec4<f32>(qIn[qRow + 9u]) * QSCALE,
-      vec4<f32>(qIn[qRow + 10u]) * QSCALE,
-      vec4<f32>(qIn[qRow + 11u]) * QSCALE,
-      vec4<f32>(qIn[qRow + 12u]) * QSCALE,
-      vec4<f32>(qIn[qRow + 13u]) * QSCALE,
-      vec4<f32>(qIn[qRow + 14u]) * QSCALE,
-      vec4<f32>(qIn[qRow + 15u]) * QSCALE,
-    );
-    // Pass 1: the row's running maximum and sum over this lane's blocks.
-    var most = NO_SCORE;
-    var total = 0.0;
-    if (lane < C) {
-      for (var j = lane; j < rowEnd; j += C) {
-        // total * exp2(most - top) + exp2(logit - top) with one exp2: one of the two is 1.
-        let logit = blockLogit(head, j, q);
-        let gap = logit - most;
-        let e = exp2(-abs(gap));
-        total = select(total + e, total * e + 1.0, gap > 0.0);
-        most = max(most, logit);
+    // Competing blocks of each position of the tile (none past N).
+    let end0 = select(0u, competingBlocks(first + 0u), first + 0u < N);
+    let end1 = select(0u, competingBlocks(first + 1u), first + 1u < N);
+    for (var e = t; e < R * D4; e += W) {
+      let r = e / D4;
+      let pos = min(first + r / GROUP, N - 1u);
+      qTile[e] = vec4<f32>(qIn[((head * GROUP + r % GROUP) * N + pos) * D4 + e % D4]) * QSCALE;
+    }
+    workgroupBarrier();
+    // Logits (base 2) of blocks t + W s against every row, held in registers: only the slots
+    // that hold a competing block for some position of the tile are scored.
+    var l0_0 = 0.0;
+    var l1_0 = 0.0;
+    switch min(SLOTS, (end + W - 1u) / W) {
+      case 1u: {
+        for (var d = 0u; d < D4; d++) {
+          let m0 = means[(head * D4 + d) * COUNT + min(t + 0u, COUNT - 1u)];
+          { let x = qTile[0u * D4 + d]; l0_0 += dot(x, m0); }
+          { let x = qTile[1u * D4 + d]; l1_0 += dot(x, m0); }
+        }
       }
-      scratch[lane * R + r] = most;
-      scratch[(C + lane) * R + r] = total;
+      default: {}
+    }
+    // Each row's maximum, then its sum of exp2(logit - maximum), over its competing blocks.
+    scratch[0u * W + t] = max(NO_SCORE, select(NO_SCORE, l0_0, t + 0u < end0));
+    scratch[1u * W + t] = max(NO_SCORE, select(NO_SCORE, l1_0, t + 0u < end1));
+    workgroupBarrier();
+    if (t < R * PARTS) {
+      let base = (t / PARTS) * W;
+      var x = scratch[base + t % PARTS];
+      for (var i = t % PARTS + PARTS; i < W; i += PARTS) { x = max(x, scratch[base + i]); }
+      scratch[base + t % PARTS] = x;
     }
     workgroupBarrier();
     if (t < R) {
-      // The lanes' statistics merged in lane order.
-      var top = NO_SCORE;
-      for (var c = 0u; c < C; c++) { top = max(top, scratch[c * R + t]); }
-      var sum = 0.0;
-      for (var c = 0u; c < C; c++) { sum += scratch[(C + c) * R + t] * exp2(scratch[c * R + t] - top); }
-      rowMax[t] = top;
-      rowSum[t] = sum;
+      var x = scratch[t * W];
+      for (var i = 1u; i < PARTS; i++) { x = max(x, scratch[t * W + i]); }
+      rowMax[t] = x;
     }
     workgroupBarrier();
-    // Pass 2: a chunk's probabilities by row, then each (position, block)'s heads in order.
-    for (var base = 0u; base < end; base += CB) {
-      if (lane < C) {
-        let top = rowMax[r];
-        let sum = rowSum[r];
-        for (var i = 0u; i < CB; i += C) {
-          let j = base + i + lane;
-          var prob = 0.0;
-          if (j < rowEnd && sum > 0.0) {
-            prob = exp2(blockLogit(head, j, q) - top) / sum;
-          }
-          scratch[r * (CB + 1u) + i + lane] = prob;
-        }
-      }
-      workgroupBarrier();
-      for (var e = t; e < TP * CB; e += W) {
-        let p = e / CB;
-        let j = base + e % CB;
-        if (first + p < N && j < competingBlocks(first + p)) {
-          var added = 0.0;
-          for (var k = 0u; k < GROUP; k++) { added += scratch[(p * GROUP + k) * (CB + 1u) + e % CB]; }
-          importance[p * COUNT + j] = added;
-        }
-      }
-      workgroupBarrier();
+    // The logits become exp2(logit - maximum), 0 where not competing: the sums' terms and,
+    // divided by the sums, the probabilities.
+    l0_0 = select(0.0, exp2(l0_0 - rowMax[0]), t + 0u < end0);
+    scratch[0u * W + t] = l0_0;
+    l1_0 = select(0.0, exp2(l1_0 - rowMax[1]), t + 0u < end1);
+    scratch[1u * W + t] = l1_0;
+    workgroupBarrier();
+    if (t < R * PARTS) {
+      let base = (t / PARTS) * W;
+      var x = scratch[base + t % PARTS];
+      for (var i = t % PARTS + PARTS; i < W; i += PARTS) { x = add(x, scratch[base + i]); }
+      scratch[base + t % PARTS] = x;
     }
+    workgroupBarrier();
+    if (t < R) {
+      var x = scratch[t * W];
+      for (var i = 1u; i < PARTS; i++) { x = add(x, scratch[t * W + i]); }
+      rowSum[t] = x;
+    }
+    workgroupBarrier();
+    // Each competing block's importance: its probabilities under the position's heads, in order.
+    if (t + 0u < end0) {
+      importance[0u * COUNT + t + 0u] = l0_0 / rowSum[0];
+    }
+    if (t + 0u < end1) {
+      importance[1u * COUNT + t + 0u] = l1_0 / rowSum[1];
+    }
+    workgroupBarrier();
     // Forced blocks take the first slots: the initial ones, then the local ones after them.
     if (t < TP && first + t < N) {
       let own = (first + t) / 64u;
