@@ -60,7 +60,7 @@ export interface NsaBenchResult {
   peer: Record<string, unknown>;
 }
 
-const SELECTION = new Set(["selectMeans", "selectBlocks"]);
+const SELECTION = new Set(["selectMeans", "selectBlocks", "selectPick"]);
 
 /**
  * Runs the NSA bench and prints its account.

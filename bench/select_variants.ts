@@ -2,22 +2,23 @@
  * `deno run -A bench/select_variants.ts`: the selection passes of the NSA bench (bench/nsa.ts:
  * B=1, Hq=8, Hkv=1, D=64, N=65536 by default, 16 selected blocks of 64, 1 initial, 2 local,
  * causal; float16 where the adapter has shader-f16) with each form of the choice kernel
- * (`SelectPick`, compiler/select_attention.ts), one line per variant with its median time:
+ * (`SelectChoice`, compiler/select_attention.ts), one line per variant with its median time:
  *
- * - `means`: the block means pass alone; every other line is means + the choice kernel;
+ * - `means`: the block means pass alone; every other line is all the selection passes;
  * - `planned`: the choice as the compiler plans it on this adapter;
- * - `rounds`: as planned, picking by workgroup argmax rounds;
- * - `forced`: as planned, keeping the forced blocks only (timing only: the logits and
- *   importances without any picking, so `planned - forced` is what the picking costs);
- * - `held-1`, `held-1-f`: the held form with tiles of one position (where the plan has more),
- *   picking as planned and forced only;
- * - `recomp`, `recomp-f`: the recomputed form, picking as planned and forced only.
+ * - `scores`: where the plan writes the importances to a buffer, the passes without the pick
+ *   (so `planned - scores` is what the selectPick kernel costs);
+ * - `held-1`: as planned with tiles of one position (where the plan has more);
+ * - `fused`, `fused-f`: the held logits with the importances in the choice kernel's workgroup
+ *   memory, picked there by subgroup lanes or keeping the forced blocks only (timing only);
+ * - `rounds`: as fused, picking by workgroup argmax rounds;
+ * - `recomp`, `recomp-f`: the logits recomputed in two passes, picking as fused and forced only.
  *
  * Each is a call of those passes alone (`{ ...compiled, passes }`), as bench/nsa.ts times the
  * selection passes: warmed up, then samples of calls encoded back to back, GPU timestamps on a
  * GPU, the wall clock on a software adapter. Then every picking variant runs the whole call
  * once and its kept blocks are compared with the planned ones: a pick alone changes no bit, so
- * `rounds` must keep the same blocks; the forms add the logits' products in other orders, so
+ * `rounds` keeps fused's blocks; the forms add the logits' products in other orders, so
  * they may differ at a near tie (the count is printed).
  *
  * ```sh
@@ -34,8 +35,7 @@ import {
   selectChoiceTile,
   type SelectPick,
 } from "../compiler/select_attention.ts";
-import { MAX_WORKGROUPS_X } from "../compiler/dispatch_sizes.ts";
-import { selectBlocksKernel } from "../compiler/wgsl/select_wgsl.ts";
+import { withSelectChoice } from "../compiler/select_forms.ts";
 import { NSA_SIZES, nsaGates, nsaPattern } from "../examples/nsa.ts";
 import type { AttentionInputs } from "../runtime/attention_call.ts";
 import { createRuntime, type Runtime } from "../runtime/runtime.ts";
@@ -58,58 +58,65 @@ const gpuTimer = rt.info.timestamps && !software;
 const shape = { batch: 1, headsQ: 8, headsKV: 1, seqLen: n, headDim: 64 };
 const compiled = rt.compile(nsaPattern(n), { shape, dtype });
 const kernels = compiled.kernelPlan.kernels;
-const at = kernels.findIndex((k) => k.kind === "selectBlocks");
-const means = kernels.findIndex((k) => k.kind === "selectMeans");
-const choiceKernel = kernels[at] as SelectKernel;
-const { positions, invocations } = choiceKernel.choice;
+const choiceKernel = kernels.find((k) => k.kind === "selectBlocks") as SelectKernel;
+const planned = choiceKernel.choice;
+const { positions, invocations } = planned;
 const sg = rt.info.subgroups;
 
 const rounds: SelectPick = { kind: "rounds" }, forced: SelectPick = { kind: "forced" };
-const laneCount = (tp: number) => sg && Math.min(invocations / tp, sg.size);
 const lanes = (tp: number): SelectPick =>
-  sg ? { kind: "lanes", lanes: laneCount(tp)!, directive: sg.directive } : rounds;
+  sg
+    ? { kind: "lanes", lanes: Math.min(invocations / tp, sg.size), directive: sg.directive }
+    : rounds;
 const device = {
   workgroupBytes: rt.device.limits.maxComputeWorkgroupStorageSize,
   unroll: true,
   subgroups: sg,
 };
+const fused = selectChoiceTile(choiceKernel.geometry, { ...device, logits: "held" });
 const recomputed = selectChoiceTile(choiceKernel.geometry, { ...device, logits: "recomputed" });
-const heldOne: SelectChoice | undefined = choiceKernel.choice.logits.kind === "held" &&
-    choiceKernel.choice.positions > 1
-  ? { ...choiceKernel.choice, positions: 1, pick: lanes(1) }
-  : undefined;
-/** The variants: a name, the choice's form, and what it is. */
-const variants: [string, SelectChoice, string][] = [
-  ["planned", choiceKernel.choice, "as planned"],
-  ["rounds", { ...choiceKernel.choice, pick: rounds }, "as planned, argmax rounds"],
-  ["forced", { ...choiceKernel.choice, pick: forced }, "as planned, forced blocks only"],
-  ...(heldOne
+const buffered = planned.importance === "buffer";
+/** The variants: a name, the choice's form, whether the pick runs, and what it is. */
+const variants: [string, SelectChoice, boolean, string][] = [
+  ["planned", planned, true, "as planned"],
+  ...(buffered
+    ? [["scores", planned, false, "as planned, the importances alone (no pick)"]] as typeof variants
+    : []),
+  ...(planned.positions > 1
+    ? [[
+      "held-1",
+      { ...planned, positions: 1, ...(buffered ? {} : { pick: lanes(1) }) },
+      true,
+      "as planned, tiles of 1 position",
+    ]] as typeof variants
+    : []),
+  ...(fused && buffered
     ? [
-      ["held-1", heldOne, "logits held, tiles of 1 position"],
-      ["held-1-f", { ...heldOne, pick: forced }, "logits held, tiles of 1, forced blocks only"],
+      ["fused", fused, true, "importances in workgroup memory, picked there"],
+      ["fused-f", { ...fused, pick: forced }, true, "as fused, forced blocks only"],
     ] as typeof variants
+    : []),
+  ...(fused
+    ? [["rounds", { ...fused, pick: rounds }, true, "as fused, argmax rounds"]] as typeof variants
     : []),
   ...(recomputed
     ? [
-      ["recomp", recomputed, "logits recomputed (the other form)"],
-      ["recomp-f", { ...recomputed, pick: forced }, "logits recomputed, forced blocks only"],
+      ["recomp", recomputed, true, "logits recomputed (in two passes)"],
+      ["recomp-f", { ...recomputed, pick: forced }, true, "as recomp, forced blocks only"],
     ] as typeof variants
     : []),
 ];
 
-/** The whole call with the choice kernel of this form. */
-function withForm(choice: SelectChoice): CompiledAttention {
-  const groupsX = Math.min(Math.ceil(n / choice.positions), MAX_WORKGROUPS_X);
-  const wgsl = selectBlocksKernel(choiceKernel.geometry, {
-    scale: compiled.scale,
-    groupsX,
-    ...choice,
-  });
-  const passes = compiled.passes.map((p, i) =>
-    i === at ? { ...p, wgsl, workgroups: [groupsX, p.workgroups[1]] as [number, number] } : p
+/** Indices of the call's selection passes: block means, choice, and pick unless left out. */
+function selection(c: CompiledAttention, pick: boolean): number[] {
+  return c.passes.flatMap((p, i) =>
+    p.label.includes(": select,") && !p.label.includes("attention") &&
+      (pick || !p.label.includes("from the importances"))
+      ? [i]
+      : []
   );
-  return { ...compiled, passes };
 }
+const meansPass = compiled.passes.findIndex((p) => p.label.includes("select, means"));
 
 const make = (count: number, seed: number) => {
   const x = normalTensor(count, seed);
@@ -165,15 +172,15 @@ const unit = gpuTimer ? "ms (GPU)" : "ms (wall clock)";
 const pad = (s: string) => s.padEnd(8);
 console.log(
   `${pad("means")} ${
-    (await time(rt, compiled, [means])).toFixed(3)
+    (await time(rt, compiled, [meansPass])).toFixed(3)
   } ${unit}: block means pass alone`,
 );
 let base: Int32Array | undefined;
-for (const [name, form, what] of variants) {
-  const c = withForm(form);
-  const ms = await time(rt, c, [means, at]);
+for (const [name, form, pick, what] of variants) {
+  const c = form === planned ? compiled : withSelectChoice(compiled, form);
+  const ms = await time(rt, c, selection(c, pick));
   let check = "";
-  if (form.pick.kind !== "forced") {
+  if (form.pick.kind !== "forced" && pick) {
     const blocks = await kept(c);
     base ??= blocks;
     const slots = NSA_SIZES.blocks;
@@ -190,5 +197,5 @@ for (const [name, form, what] of variants) {
       ? `, kept blocks differ from the planned at ${differ} positions`
       : ", kept blocks = the planned";
   }
-  console.log(`${pad(name)} ${ms.toFixed(3)} ${unit}: means + choice, ${what}${check}`);
+  console.log(`${pad(name)} ${ms.toFixed(3)} ${unit}: selection passes, ${what}${check}`);
 }

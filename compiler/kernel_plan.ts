@@ -28,6 +28,7 @@ export type BufferName =
   | `linearRows${number}`
   | `linearGradState${number}`
   | `selectMeans${number}`
+  | `selectImportance${number}`
   | `selection${number}`
   | `selectBits${number}`
   | "q"
@@ -221,12 +222,13 @@ export interface HashKernel extends Dispatch {
 
 /**
  * A select branch's kernels (DESIGN §2, select_attention.ts): `selectMeans` writes the block
- * means of K, `selectBlocks` each position's kept blocks, `selectAttention` the branch's O and
- * LSE over them.
+ * means of K, `selectBlocks` each position's kept blocks (or, where the choice keeps the
+ * importances in a buffer, their importances, and `selectPick` the kept blocks from them),
+ * `selectAttention` the branch's O and LSE over them.
  */
 export interface SelectKernel extends Dispatch {
   /** Which step of the branch. */
-  kind: "selectMeans" | "selectBlocks" | "selectAttention";
+  kind: "selectMeans" | "selectBlocks" | "selectPick" | "selectAttention";
   /** The select's branch: its buffers are `selectMeans{branch}` and `selection{branch}`. */
   branch: number;
   /** What the kernels are specialised on. */
@@ -494,4 +496,5 @@ const PRE_PASSES = new Set<Kernel["kind"]>([
   "bucketScatter",
   "selectMeans",
   "selectBlocks",
+  "selectPick",
 ]);

@@ -208,6 +208,7 @@ export function planKernels(plan: Plan, tiles: KernelShape, call: CheckedCall): 
       pairForms: pairs.forms[b],
       dtype,
       workgroupBytes: call.limits?.maxComputeWorkgroupStorageSize,
+      bindingBytes: call.limits?.maxStorageBufferBindingSize,
       subgroups: call.limits?.subgroups,
       unroll: call.unroll,
       outputF16,
@@ -355,6 +356,8 @@ function branchKernels(plan: Plan, b: number, o: {
   pairForms: (EdgePairForm | undefined)[];
   dtype: Dtype;
   workgroupBytes?: number;
+  /** The device's largest storage binding, for a select branch's importances. */
+  bindingBytes?: number;
   /** The device's subgroups and unrolling, for a select branch's attention form. */
   subgroups?: SubgroupLimits;
   unroll: boolean;

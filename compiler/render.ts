@@ -24,7 +24,9 @@ import {
 } from "./wgsl/hash_sort_wgsl.ts";
 import { poolingKernel } from "./wgsl/pooling_wgsl.ts";
 import { blockMeansKernel, selectBlocksKernel } from "./wgsl/select_wgsl.ts";
+import { selectPickKernel } from "./wgsl/select_pick_wgsl.ts";
 import { selectAttentionKernel } from "./wgsl/select_attention_wgsl.ts";
+import { SELECT_PICK_WORKGROUP } from "./select_attention.ts";
 import { selectLanesKernel } from "./wgsl/select_lanes_wgsl.ts";
 import type { PagedRows } from "./wgsl/kv_row_wgsl.ts";
 import { splitCombineKernel } from "./wgsl/split_combine_wgsl.ts";
@@ -274,6 +276,15 @@ function renderOther(k: Exclude<Kernel, AttentionKernel>, o: RenderContext): str
         scale: o.call.scale,
         groupsX: k.workgroups[0],
         ...k.choice,
+      });
+    case "selectPick":
+      if (k.choice.pick.kind !== "lanes") {
+        throw new Error("Weft internal error: selectPick picks by subgroup lanes only");
+      }
+      return selectPickKernel(k.geometry, {
+        groupsX: k.workgroups[0],
+        invocations: SELECT_PICK_WORKGROUP,
+        pick: k.choice.pick,
       });
     case "selectAttention":
       if (k.lanes) {

@@ -100,9 +100,10 @@ export function checkSelectCall(
  * The kernels of one select branch.
  * @param branch the branch's select
  * @param b the branch's index
- * @param o the call's shape, dtype and scale, the device's workgroup storage, subgroups and
- *   unrolling, and where the branch's O (`oName`, from `oBase` vec4s) and LSE (from `lseBase`) lie
- * @returns selectMeans, selectBlocks and selectAttention
+ * @param o the call's shape, dtype and scale, the device's workgroup storage, largest binding,
+ *   subgroups and unrolling, and where the branch's O (`oName`, from `oBase` vec4s) and LSE (from `lseBase`) lie
+ * @returns selectMeans, selectBlocks, selectPick where the importances go to a buffer, and
+ *   selectAttention
  * @throws {PlanError} where the blocks or a tile do not fit the device's workgroup memory
  * @example
  * ```ts
@@ -121,6 +122,7 @@ export function selectKernels(
     shape: AttentionShape;
     dtype: Dtype;
     workgroupBytes?: number;
+    bindingBytes?: number;
     subgroups?: SubgroupLimits;
     unroll?: boolean;
     oName: BufferName;
@@ -155,6 +157,7 @@ export function selectKernels(
     workgroupBytes: bytes,
     unroll: o.unroll ?? true,
     subgroups: o.subgroups,
+    bindingBytes: o.bindingBytes,
   });
   if (!choice) {
     throw new PlanError(
@@ -164,6 +167,7 @@ export function selectKernels(
             invocations: SELECT_CHOICE_WORKGROUP_SOFTWARE,
             positions: 1,
             logits: { kind: "recomputed", chunk: 1, rowQ: "value" },
+            importance: "workgroup",
             pick: { kind: "rounds" },
           })
         } bytes of workgroup memory, over the ` +
@@ -180,6 +184,7 @@ export function selectKernels(
   const lanes = selectLanes(geometry, { element: o.dtype === "f16" ? 2 : 4, ...o });
   const positions: [number, number] = [Math.min(n, MAX_WORKGROUPS_X), geometry.heads];
   const means: BufferName = `selectMeans${b}`, kept: BufferName = `selection${b}`;
+  const importance: BufferName = `selectImportance${b}`;
   const common = {
     ...own,
     branch: b,
@@ -189,6 +194,9 @@ export function selectKernels(
     oBase: o.oBase,
     lseBase: o.lseBase,
   };
+  const buffered = choice.importance === "buffer";
+  const pickPositions = SELECT_PICK_WORKGROUP /
+    (choice.pick.kind === "lanes" ? choice.pick.lanes : 1);
   return [
     {
       kind: "selectMeans",
@@ -199,12 +207,28 @@ export function selectKernels(
     },
     {
       kind: "selectBlocks",
-      label: `branch ${b}: select, ${s.blocks} of ${geometry.count} blocks per position ` +
-        `(${choiceName(choice)})`,
-      bindings: [read("q"), read(means), written(kept)],
+      label: buffered
+        ? `branch ${b}: select, importance of ${geometry.count} blocks per position ` +
+          `(${choiceName(choice)})`
+        : `branch ${b}: select, ${s.blocks} of ${geometry.count} blocks per position ` +
+          `(${choiceName(choice)})`,
+      bindings: [read("q"), read(means), written(buffered ? importance : kept)],
       workgroups: [Math.min(Math.ceil(n / choice.positions), MAX_WORKGROUPS_X), geometry.heads],
       ...common,
     },
+    ...(buffered
+      ? [{
+        kind: "selectPick" as const,
+        label: `branch ${b}: select, ${s.blocks} of ${geometry.count} blocks per position ` +
+          `from the importances (${SELECT_PICK_WORKGROUP / pickPositions} lanes per position)`,
+        bindings: [written(importance), written(kept)],
+        workgroups: [
+          Math.min(Math.ceil(n / pickPositions), MAX_WORKGROUPS_X),
+          geometry.heads,
+        ] as [number, number],
+        ...common,
+      }]
+      : []),
     {
       kind: "selectAttention",
       label: `branch ${b}: select, attention over the kept blocks ` +
@@ -250,7 +274,8 @@ export function selectLanes(
 
 /**
  * The sizes of a select branch's buffers: the float32 block means `[B·Hkv, D / 4, count]`
- * (vec4s) and the kept blocks `[B·Hkv, N, blocks]` (u32).
+ * (vec4s), the kept blocks `[B·Hkv, N, blocks]` (u32), and where the choice writes them, the
+ * importances `[B·Hkv, N, count]` (float32).
  * @param k the branch's selectBlocks kernel
  * @returns the two buffers' names and bytes
  * @example
@@ -263,6 +288,9 @@ export function selectBuffers(k: SelectKernel): [BufferName, number][] {
   return [
     [`selectMeans${k.branch}`, g.heads * g.count * g.d4 * 16],
     [`selection${k.branch}`, g.heads * g.n * g.blocks * 4],
+    ...(k.choice.importance === "buffer"
+      ? [[`selectImportance${k.branch}`, g.heads * g.n * g.count * 4] as [BufferName, number]]
+      : []),
   ];
 }
 
@@ -325,21 +353,35 @@ export interface SelectChoice {
   positions: number;
   /** How the logits are computed. */
   logits: SelectLogits;
+  /**
+   * Where the importances wait for the pick: `workgroup`, in the choice kernel's workgroup
+   * memory, picked by the same workgroup; `buffer`, written to `selectImportance{branch}`
+   * (`[B·Hkv, N, count]` float32) and picked by the selectPick kernel, one subgroup per
+   * position, so the picking's rounds of shuffles overlap across many positions instead of
+   * holding the scoring workgroup at a barrier.
+   */
+  importance: "workgroup" | "buffer";
   /** How a position's blocks are picked. */
   pick: SelectPick;
 }
 
+/** Invocations of a selectPick workgroup: one subgroup of lanes per position. */
+export const SELECT_PICK_WORKGROUP = 256;
+
 /** A choice's words for a kernel's label. */
 function choiceName(c: SelectChoice): string {
+  const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? "" : "s"}`;
   const logits = c.logits.kind === "held"
-    ? `logits held, ${c.logits.slots} slots`
+    ? `logits held, ${plural(c.logits.slots, "slot")}`
     : "logits recomputed";
-  const pick = c.pick.kind === "lanes"
+  const then = c.importance === "buffer"
+    ? "importances to a buffer"
+    : c.pick.kind === "lanes"
     ? `picked by subgroup lanes of ${c.pick.lanes}`
     : c.pick.kind === "rounds"
     ? "picked by workgroup rounds"
     : "forced blocks only";
-  return `tiles of ${c.positions} positions, ${logits}, ${pick}`;
+  return `tiles of ${plural(c.positions, "position")}, ${logits}, ${then}`;
 }
 
 /**
@@ -361,9 +403,10 @@ function selectChoiceBytes(
   const phase = c.logits.kind === "held"
     ? R * W
     : Math.max(2 * C * R, R * (C * c.logits.chunk + 1));
+  const qTile = c.logits.kind === "held" ? 4 * R * g.d4 : 0;
+  if (c.importance === "buffer") return 4 * (phase + 2 * R + qTile);
   const scratch = Math.max(phase, c.pick.kind === "rounds" ? W : 1);
   const argmax = c.pick.kind === "rounds" ? W : 0;
-  const qTile = c.logits.kind === "held" ? 4 * R * g.d4 : 0;
   return 4 *
     (positions * g.count + scratch + argmax + 2 * R + qTile + positions * (g.blocks + 1));
 }
@@ -373,32 +416,33 @@ function selectChoiceBytes(
  * are not unrolled). The held form where its logits fit the registers (slots of W blocks to
  * cover every block, rows x slots within SELECT_HELD_LOGITS), with the most positions per tile
  * that allows up to SELECT_HELD_POSITIONS, since the block means are read once per tile;
- * otherwise the recomputed form with
- * the most positions (a power of two, up to 16, whose rows the invocations hold) whose
- * importances fit, then the longest chunks that fit. Where the device has subgroups the blocks
- * are picked by subgroup lanes (as many as the position's invocations, at most the smallest
- * subgroup): no barrier per slot; elsewhere by workgroup rounds.
+ * otherwise the recomputed form with the most positions (a power of two, up to 16, whose rows
+ * the invocations hold) whose importances fit, then the longest chunks that fit. Where the
+ * device has subgroups the blocks are picked by subgroup lanes (no barrier per slot), and the
+ * held form writes the importances to a buffer for the selectPick kernel where that buffer
+ * binds; elsewhere the workgroup picks by argmax rounds.
  * @param g the geometry
  * @param o the device's workgroup storage, whether loops are unrolled (not on software
- *   adapters), its subgroups, and `logits` to consider that form only (tests and the variants
- *   bench run the recomputed form where the held one would be planned)
+ *   adapters), its subgroups, its largest storage binding, and `logits` to consider that form
+ *   only (tests and the variants bench run the recomputed form where the held one is planned)
  * @returns the tile, or undefined where even one position does not fit
  * @example
  * ```ts
  * import { selectChoiceTile } from "./select_attention.ts";
- * const g = { group: 8, count: 1024, blocks: 16, d4: 16 };
+ * const g = { heads: 1, n: 65536, group: 8, count: 1024, blocks: 16, d4: 16 };
  * selectChoiceTile(g, { workgroupBytes: 49152, unroll: true });
  * // { invocations: 256, positions: 2, logits: { kind: "held", slots: 4 },
- * //   pick: { kind: "rounds" } }
+ * //   importance: "workgroup", pick: { kind: "rounds" } }
  * ```
  */
 export function selectChoiceTile(
-  g: Pick<SelectGeometry, "group" | "count" | "blocks" | "d4">,
+  g: Pick<SelectGeometry, "heads" | "n" | "group" | "count" | "blocks" | "d4">,
   o: {
     workgroupBytes: number;
     unroll: boolean;
     subgroups?: SubgroupLimits;
     logits?: SelectLogits["kind"];
+    bindingBytes?: number;
   },
 ): SelectChoice | undefined {
   const invocations = o.unroll ? SELECT_CHOICE_WORKGROUP : SELECT_CHOICE_WORKGROUP_SOFTWARE;
@@ -410,6 +454,10 @@ export function selectChoiceTile(
         directive: o.subgroups.directive,
       }
       : { kind: "rounds" };
+  // The importances to a buffer where the pick has subgroups and the buffer binds.
+  const importanceBytes = g.heads * g.n * g.count * 4;
+  const buffered = o.subgroups !== undefined && o.bindingBytes !== undefined &&
+    importanceBytes <= o.bindingBytes;
   const slots = Math.ceil(g.count / invocations);
   const most = SELECT_HELD_POSITIONS[o.unroll ? "unrolled" : "software"];
   for (let positions = most; positions >= 1; positions /= 2) {
@@ -418,7 +466,14 @@ export function selectChoiceTile(
       invocations,
       positions,
       logits: { kind: "held", slots },
-      pick: pickFor(positions),
+      importance: buffered ? "buffer" : "workgroup",
+      pick: buffered
+        ? {
+          kind: "lanes",
+          lanes: Math.min(SELECT_PICK_WORKGROUP, o.subgroups!.size),
+          directive: o.subgroups!.directive,
+        }
+        : pickFor(positions),
     };
     if (selectChoiceBytes(g, c) <= o.workgroupBytes) return c;
   }
@@ -429,6 +484,7 @@ export function selectChoiceTile(
         invocations,
         positions,
         logits: { kind: "recomputed", chunk, rowQ: "value" },
+        importance: "workgroup",
         pick: pickFor(positions),
       };
       if (selectChoiceBytes(g, c) <= o.workgroupBytes) return c;

@@ -3,8 +3,9 @@
  * (`SelectLogits`): from a tile's rows of Q, (position, query head) pairs position-major, and
  * the block means, each position's importance of every competing block: the softmax of each
  * row's logits over its competing blocks, summed over the position's query heads in order.
- * Both forms leave `importance[p * COUNT + j]` set for the competing blocks and untouched
- * (-1) elsewhere; every sum has a fixed order, so the bits are the same every run.
+ * Both forms set position p's importances of its competing blocks (the workgroup's
+ * `importance[p * COUNT + j]`, or the held form's rows of the importance buffer) and leave the
+ * others untouched; every sum has a fixed order, so the bits are the same every run.
  *
  * - `recomputed`: invocation t holds row `t % R` of Q in registers and takes the blocks
  *   `t / R, t / R + C, ...`; the logits are computed twice, once for each row's maximum and
@@ -35,6 +36,8 @@ export interface ImportancePhase {
  * @param m the module (for helper declarations)
  * @param g the geometry
  * @param c the choice
+ * @param row where position p's importances start, as WGSL: the workgroup's `importance`
+ *   array by default, or the importance buffer's row
  * @returns the phase
  * @example
  * ```ts
@@ -43,15 +46,22 @@ export interface ImportancePhase {
  * importancePhase(new ShaderModule(), { heads: 1, group: 2, n: 100, d4: 4, blockSize: 16,
  *   count: 7, blocks: 2, initial: 0, local: 0, causal: true, dtype: "f32" },
  *   { invocations: 64, positions: 4, logits: { kind: "held", slots: 1 },
- *     pick: { kind: "rounds" } }).scratch; // 512: 8 rows of 64 partials
+ *     importance: "workgroup", pick: { kind: "rounds" } }).scratch; // 512: 8 rows of 64 partials
  * ```
  */
 export function importancePhase(
   m: ShaderModule,
   g: SelectGeometry,
   c: SelectChoice,
+  row: (p: string) => string = (p) => `${p} * COUNT`,
 ): ImportancePhase {
-  return c.logits.kind === "held" ? held(m, g, c, c.logits.slots) : recomputed(m, g, c, c.logits);
+  if (c.logits.kind === "held") return held(m, g, c, c.logits.slots, row);
+  if (c.importance === "buffer") {
+    throw new Error(
+      "Weft internal error: the recomputed form keeps its importances in workgroup memory",
+    );
+  }
+  return recomputed(m, g, c, c.logits);
 }
 
 /** 0 .. n - 1. */
@@ -65,6 +75,7 @@ function held(
   g: SelectGeometry,
   c: SelectChoice,
   slots: number,
+  row: (p: string) => string,
 ): ImportancePhase {
   m.declare("add", "fn add(a: f32, b: f32) -> f32 { return a + b; }");
   const W = c.invocations, TP = c.positions, R = TP * g.group;
@@ -166,7 +177,7 @@ ${
         P.map((p) => {
           const heads = range(g.group).map((h) => p * g.group + h);
           return `    if (${seen(p * g.group, s)}) {
-      importance[${p}u * COUNT + t + ${s * W}u] = ${
+      importance[${row(`${p}u`)} + t + ${s * W}u] = ${
             heads.map((r) => `${logit(r, s)} / rowSum[${r}]`).join(" + ")
           };
     }`;

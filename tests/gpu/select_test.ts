@@ -9,10 +9,9 @@ import assert from "node:assert/strict";
 import type { AttentionShape } from "../../core/shape.ts";
 import type { Pattern } from "../../dsl/schema.ts";
 import { PlanError, ShapeError } from "../../core/errors.ts";
-import type { CompiledAttention } from "../../compiler/mod.ts";
-import { MAX_WORKGROUPS_X } from "../../compiler/dispatch_sizes.ts";
-import { selectChoiceTile } from "../../compiler/select_attention.ts";
-import { selectBlocksKernel } from "../../compiler/wgsl/select_wgsl.ts";
+import type { CompiledAttention, SelectKernel } from "../../compiler/mod.ts";
+import { selectChoiceTile, type SelectLogits } from "../../compiler/select_attention.ts";
+import { withSelectChoice } from "../../compiler/select_forms.ts";
 import { reference, selectionDisagreements } from "../../runtime/reference/mod.ts";
 import { createRuntime } from "../../runtime/runtime.ts";
 import { normalTensor } from "../../runtime/seeded_random.ts";
@@ -62,39 +61,45 @@ function errors(
 }
 
 /**
- * The call with its choice kernels in the recomputed form (SelectLogits), which the planner
- * takes only where the held form's logits do not fit, as for larger N than tests run.
+ * The call with its choice kernels in another form than the planner's: the logits
+ * `recomputed`, which it takes only where the held form's logits do not fit, as for larger N
+ * than tests run; or held with the importances kept in the `workgroup`, which it takes where
+ * the device has no subgroups or the importance buffer would not bind.
  */
-function recomputed(compiled: CompiledAttention, unroll: boolean): CompiledAttention {
-  const passes = compiled.passes.map((pass, i) => {
-    const k = compiled.kernelPlan.kernels[i];
-    if (k.kind !== "selectBlocks") return pass;
-    const choice = selectChoiceTile(k.geometry, {
-      workgroupBytes: rt.device.limits.maxComputeWorkgroupStorageSize,
-      unroll,
-      subgroups: rt.info.subgroups,
-      logits: "recomputed",
-    })!;
-    const groupsX = Math.min(Math.ceil(k.geometry.n / choice.positions), MAX_WORKGROUPS_X);
-    const wgsl = selectBlocksKernel(k.geometry, { scale: compiled.scale, groupsX, ...choice });
-    return { ...pass, wgsl, workgroups: [groupsX, pass.workgroups[1]] as [number, number] };
-  });
-  return { ...compiled, passes };
+function otherForm(
+  compiled: CompiledAttention,
+  unroll: boolean,
+  logits: SelectLogits["kind"],
+): CompiledAttention {
+  const k = compiled.kernelPlan.kernels.find((k) => k.kind === "selectBlocks") as SelectKernel;
+  const choice = selectChoiceTile(k.geometry, {
+    workgroupBytes: rt.device.limits.maxComputeWorkgroupStorageSize,
+    unroll,
+    subgroups: rt.info.subgroups,
+    logits,
+  })!;
+  assert.equal(choice.importance, "workgroup");
+  return withSelectChoice(compiled, choice);
 }
 
 async function check(
   pattern: Pattern,
   shape: AttentionShape,
   dtype: "f32" | "f16",
-  options: { unroll?: boolean; form?: RegExp; twice?: boolean; recompute?: boolean } = {},
+  options: {
+    unroll?: boolean;
+    form?: RegExp;
+    twice?: boolean;
+    other?: SelectLogits["kind"];
+  } = {},
 ) {
   const { batch: B, headsQ: Hq, headsKV: Hkv, seqLen: N, headDim: D } = shape;
   const round = (x: Float32Array) => dtype === "f16" ? Float32Array.from(Float16Array.from(x)) : x;
   const q = round(normalTensor(B * Hq * N * D, 1)), k = round(normalTensor(B * Hkv * N * D, 2));
   const v = round(normalTensor(B * Hkv * N * D, 3));
   const planned = rt.compile(pattern, { shape, dtype, unroll: options.unroll });
-  const compiled = options.recompute
-    ? recomputed(planned, options.unroll ?? !rt.info.isFallback)
+  const compiled = options.other
+    ? otherForm(planned, options.unroll ?? !rt.info.isFallback, options.other)
     : planned;
   if (options.form) {
     const labels = compiled.kernelPlan.kernels.map((k) => k.label);
@@ -122,10 +127,12 @@ for (const [name, pattern, shape] of CASES) {
   });
 }
 
-Deno.test("select with the logits recomputed (the choice's other form): every case", async () => {
+Deno.test("select in the choice's other forms (workgroup importances): every case", async () => {
   for (const [name, pattern, shape] of CASES) {
-    const { o, lse } = await check(pattern, shape, "f32", { recompute: true });
-    assert.ok(o <= 1e-4 && lse <= 1e-4, `${name}: max |O - ref| ${o}, LSE ${lse}`);
+    for (const other of ["recomputed", "held"] as const) {
+      const { o, lse } = await check(pattern, shape, "f32", { other });
+      assert.ok(o <= 1e-4 && lse <= 1e-4, `${name}, ${other}: max |O - ref| ${o}, LSE ${lse}`);
+    }
   }
 });
 
@@ -157,7 +164,7 @@ Deno.test({
     const other = await check(causalSelect(4, 6, 1, 2), shape, "f32", {
       unroll: true,
       twice,
-      recompute: true,
+      other: "recomputed",
     });
     assert.ok(other.o <= 1e-4 && other.lse <= 1e-4, `recomputed: ${other.o}, LSE ${other.lse}`);
     if (!rt.info.shaderF16) return;

@@ -555,6 +555,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
       chosenCount[t] = taken;
     }
     workgroupBarrier();
+
     // The most important of the other candidates, one per round, by the position's PW
     // invocations (importances of candidates are >= 0). Every round runs, so that the barriers
     // stay in uniform control flow.
@@ -591,8 +592,6 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
       }
       workgroupBarrier();
     }
-    // Ascending order for the attention kernel and the caller: each kept block's rank among
-    // its position's (they are distinct), empty slots last.
     for (var e = t; e < TP * BLOCKS; e += W) {
       let p = e / BLOCKS;
       let s = e % BLOCKS;
@@ -609,7 +608,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
         }
       }
     }
-    workgroupBarrier();  // the next tile overwrites the importances and the choice
+
+    workgroupBarrier();  // the next tile overwrites the tile's rows, importances and choice
   }
 }
 
