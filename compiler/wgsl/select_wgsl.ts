@@ -10,7 +10,7 @@ import { linearIndex } from "./elementwise_wgsl.ts";
 import { f32, ShaderModule } from "./shader_module.ts";
 import { importancePhase } from "./select_logits_wgsl.ts";
 import { declareBlockRule, forcedBlocks, keptInOrder, pickBlocks } from "./select_pick_wgsl.ts";
-import type { SelectChoice, SelectGeometry, SelectPick } from "../select_attention.ts";
+import type { SelectChoice, SelectGeometry } from "../select_attention.ts";
 
 /**
  * The block means of K, float32 vec4s `[B·Hkv, D / 4, count]`: one invocation per vec4 of a
