@@ -28,6 +28,7 @@ import {
 import { declareLayout } from "./layout_wgsl.ts";
 import { ParamReader } from "./params_wgsl.ts";
 import { declareAllowed } from "./predicate_wgsl.ts";
+import { laneMerge, laneMergeMemory } from "./lane_merge_wgsl.ts";
 import { declareNegativeInfinity, ShaderModule } from "./shader_module.ts";
 import { declareKvRow, type PagedRows } from "./kv_row_wgsl.ts";
 
@@ -135,15 +136,13 @@ const LANES = ${o.lanes}u;        // lanes sharing a key: lane l holds vec4s l, 
 const GROUPS = ${DECODE_LANE_THREADS / o.lanes}u;      // groups of LANES lanes per workgroup
 const KEYS = ${o.keys}u;         // keys a group loads at once
 const SUBGROUP = ${o.subgroupSize}u;     // the device's smallest subgroup: its groups merge by shuffles
-const BLOCKS = ${blocks}u;       // subgroup-sized blocks, merged in order through workgroup memory`,
+const UNITS = ${blocks}u;        // subgroup-sized units, merged in order through workgroup memory`,
   });
   m.declare(
     "workgroupMemory",
     `
 var<workgroup> stepTiles: array<u32, ${o.stepTiles}>;  // a step's key tiles: tile << 1 | partial
-var<workgroup> blockMax: array<f32, ${blocks * rows}>;  // each block's running maxima, by row
-var<workgroup> blockSum: array<f32, ${blocks * rows}>;  // and sums
-var<workgroup> outRows: array<vec4<f32>, ${rows * dv4}>; // the blocks' O rows, added in order`,
+${laneMergeMemory(blocks, rows, dv4)}`,
   );
   const negInf = declareNegativeInfinity(m);
   if (o.paged) declareKvRow(m, o.paged);
@@ -271,61 +270,16 @@ ${
     workgroupBarrier();               // the next step overwrites the tiles
   }
 
-  // The groups of a subgroup merge by log-sum-exp through shuffles (partners end equal).
 ${
-    each(groupMasks, (mask) =>
-      each(R, (r) =>
-        `  {
-    let otherMax = subgroupShuffleXor(max${r}, ${mask}u);
-    let otherSum = subgroupShuffleXor(sum${r}, ${mask}u);
-    let most = max(max${r}, otherMax);
-    let mine = exp2(max${r} - most);
-    let theirs = exp2(otherMax - most);
-    sum${r} = sum${r} * mine + otherSum * theirs;
-${
-          each(
-            VV,
-            (w) =>
-              `    acc${r}_${w} = acc${r}_${w} * mine + subgroupShuffleXor(acc${r}_${w}, ${mask}u) * theirs;`,
-          )
-        }
-    max${r} = most;
-  }`))
-  }
-  // Then the blocks, in order: their statistics, the common maximum and sum, and the O rows added
-  // one block after another.
-  let unit = lid / SUBGROUP;
-  let leads = lid % SUBGROUP < LANES;  // the first group of a block speaks for it
-  if (lid % SUBGROUP == 0u) {
-${
-    each(R, (r) =>
-      `    blockMax[unit * ROWS + ${r}u] = max${r};\n    blockSum[unit * ROWS + ${r}u] = sum${r};`)
-  }
-  }
-  workgroupBarrier();
-${
-    each(R, (r) =>
-      `  var most${r} = NO_SCORE;
-  for (var b = 0u; b < BLOCKS; b++) { most${r} = max(most${r}, blockMax[b * ROWS + ${r}u]); }
-  var total${r} = 0.0;
-  for (var b = 0u; b < BLOCKS; b++) {
-    total${r} += blockSum[b * ROWS + ${r}u] * exp2(blockMax[b * ROWS + ${r}u] - most${r});
-  }
-  let mine${r} = exp2(max${r} - most${r});`)
-  }
-  for (var b = 0u; b < BLOCKS; b++) {
-    if (unit == b && leads) {
-${
-    each(R, (r) =>
-      each(VV, (w) =>
-        `      {
-        let at = ${r}u * DV4 + ${slot(w)};
-        let mine = acc${r}_${w} * mine${r};
-        outRows[at] = select(outRows[at] + mine, mine, b == 0u);
-      }`))
-  }
-    }
-    workgroupBarrier();
+    laneMerge({
+      rows,
+      slots: vv,
+      rowsName: "ROWS",
+      width: "DV4",
+      slot,
+      masks: groupMasks,
+      indent: "  ",
+    })
   }
 
   // The chunk's normalised partial rows, for the decode combine.

@@ -15,6 +15,7 @@
 import type { DecodeLanes } from "../decode.ts";
 import { DECODE_LANE_THREADS } from "../decode.ts";
 import type { SelectGeometry } from "../select_attention.ts";
+import { laneMerge, laneMergeMemory } from "./lane_merge_wgsl.ts";
 import { declareNegativeInfinity, f32, ShaderModule } from "./shader_module.ts";
 
 /**
@@ -99,9 +100,7 @@ const NO_SCORE = -1.0e30;  // below any real score; never reaches exp2 unguarded
 const EMPTY = 0xffffffffu;  // a kept slot past the kept blocks
 
 var<workgroup> blockList: array<u32, ${g.blocks}>;
-var<workgroup> unitMax: array<f32, ${units * rows}>;  // each unit's running maxima, by row
-var<workgroup> unitSum: array<f32, ${units * rows}>;  // and sums
-var<workgroup> outRows: array<vec4<f32>, ${rows * g.d4}>;  // the units' O rows, added in order
+${laneMergeMemory(units, rows, g.d4)}
 
 @compute @workgroup_size(${DECODE_LANE_THREADS})
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -166,62 +165,17 @@ ${
   }
     }
 
-    // The groups of a subgroup merge by log-sum-exp through shuffles (partners end equal).
 ${
-    each(groupMasks, (mask) =>
-      each(R, (r) =>
-        `    {
-      let otherMax = subgroupShuffleXor(max${r}, ${mask}u);
-      let otherSum = subgroupShuffleXor(sum${r}, ${mask}u);
-      let most = max(max${r}, otherMax);
-      let mine = exp2(max${r} - most);
-      let theirs = exp2(otherMax - most);
-      sum${r} = sum${r} * mine + otherSum * theirs;
-${
-          each(
-            V,
-            (v) =>
-              `      acc${r}_${v} = acc${r}_${v} * mine + subgroupShuffleXor(acc${r}_${v}, ${mask}u) * theirs;`,
-          )
-        }
-      max${r} = most;
-    }`))
+    laneMerge({
+      rows,
+      slots: per,
+      rowsName: "GROUP",
+      width: "D4",
+      slot,
+      masks: groupMasks,
+      indent: "    ",
+    })
   }
-    // Then the units, in order: their statistics, the common maximum and sum, and the O rows
-    // added one unit after another.
-    let unit = lid / SUBGROUP;
-    let leads = lid % SUBGROUP < LANES;  // the first group of a unit speaks for it
-    if (lid % SUBGROUP == 0u) {
-${
-    each(R, (r) =>
-      `      unitMax[unit * GROUP + ${r}u] = max${r};\n      unitSum[unit * GROUP + ${r}u] = sum${r};`)
-  }
-    }
-    workgroupBarrier();
-${
-    each(R, (r) =>
-      `    var most${r} = NO_SCORE;
-    for (var u = 0u; u < UNITS; u++) { most${r} = max(most${r}, unitMax[u * GROUP + ${r}u]); }
-    var total${r} = 0.0;
-    for (var u = 0u; u < UNITS; u++) {
-      total${r} += unitSum[u * GROUP + ${r}u] * exp2(unitMax[u * GROUP + ${r}u] - most${r});
-    }
-    let mine${r} = exp2(max${r} - most${r});`)
-  }
-    for (var u = 0u; u < UNITS; u++) {
-      if (unit == u && leads) {
-${
-    each(R, (r) =>
-      each(V, (v) =>
-        `        {
-          let at = ${r}u * D4 + ${slot(v)};
-          let mine = acc${r}_${v} * mine${r};
-          outRows[at] = select(outRows[at] + mine, mine, u == 0u);
-        }`))
-  }
-      }
-      workgroupBarrier();
-    }
     // The position's rows, normalised, and their LSE.
     for (var e = lid; e < GROUP * D4; e += THREADS) {
       let r = e / D4;
