@@ -273,8 +273,9 @@ export interface DecodeLanes {
 /**
  * The subgroup form's split, where the device has subgroups: about two vec4s of each K row per
  * lane (so a row of D = 128 in float16 is 16 lanes, 8 bytes each, one coalesced load), at most a
- * subgroup of lanes; four keys loaded at once per group for up to four rows, two for more (the
- * registers hold each key's K and V), one where loops are not unrolled (software adapters).
+ * subgroup of lanes; two keys loaded at once per group (the registers hold each key's K and V;
+ * on the H200 one was 25% slower at Nk = 131072, four and eight no steadier gain, and eight
+ * slower for window(4096)), one where loops are not unrolled (software adapters).
  * @param o the head dims, rows per workgroup, unrolling, the device's subgroups
  * @returns the split, or undefined without subgroups
  * @example
@@ -284,7 +285,7 @@ export interface DecodeLanes {
  *   headDim: 128, valueDim: 128, rows: 4, element: 2, unroll: true,
  *   subgroups: { size: 32, directive: false },
  * });
- * // { lanes: 16, keys: 4, wide: true, stepTiles: 64, subgroupSize: 32, directive: false }
+ * // { lanes: 16, keys: 2, wide: true, stepTiles: 64, subgroupSize: 32, directive: false }
  * ```
  */
 export function decodeLanes(o: {
