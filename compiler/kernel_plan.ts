@@ -229,7 +229,10 @@ export interface HashKernel extends Dispatch {
 export interface SelectKernel extends Dispatch {
   /** Which step of the branch. */
   kind: "selectMeans" | "selectBlocks" | "selectPick" | "selectAttention";
-  /** The select's branch: its buffers are `selectMeans{branch}` and `selection{branch}`. */
+  /**
+   * The select's branch: its buffers are `selectMeans{branch}`, `selection{branch}` and, where
+   * the choice writes them, `selectImportance{branch}`.
+   */
   branch: number;
   /** What the kernels are specialised on. */
   geometry: SelectGeometry;
@@ -241,9 +244,8 @@ export interface SelectKernel extends Dispatch {
    */
   lanes?: DecodeLanes;
   /**
-   * selectBlocks: invocations per workgroup, positions per workgroup tile (the block means are
-   * read once per tile) and blocks each invocation scores per chunk of the second pass, as many
-   * as fit the workgroup memory.
+   * selectBlocks and selectPick: the choice's form (invocations, positions per tile, how the
+   * logits are computed, where the importances wait, how the blocks are picked).
    */
   choice: SelectChoice;
   /** Offset of the branch's slice of O, in vec4s. */

@@ -8,7 +8,7 @@
 import { type AttentionShape, sequenceSizes } from "../core/shape.ts";
 import { AuxData } from "./aux_data.ts";
 import type { CheckedCall } from "./checked_call.ts";
-import type { AttentionKernel, Kernel, KernelPlanResult } from "./kernel_plan.ts";
+import type { AttentionKernel, Kernel, KernelPlanResult, SelectKernel } from "./kernel_plan.ts";
 import type { Plan } from "./plan.ts";
 import {
   componentKernel,
@@ -272,20 +272,8 @@ function renderOther(k: Exclude<Kernel, AttentionKernel>, o: RenderContext): str
     case "selectMeans":
       return blockMeansKernel(k.geometry, k.workgroups[0]);
     case "selectBlocks":
-      return selectBlocksKernel(k.geometry, {
-        scale: o.call.scale,
-        groupsX: k.workgroups[0],
-        ...k.choice,
-      });
     case "selectPick":
-      if (k.choice.pick.kind !== "lanes") {
-        throw new Error("Weft internal error: selectPick picks by subgroup lanes only");
-      }
-      return selectPickKernel(k.geometry, {
-        groupsX: k.workgroups[0],
-        invocations: SELECT_PICK_WORKGROUP,
-        pick: k.choice.pick,
-      });
+      return renderChoiceKernel(k, o.call.scale);
     case "selectAttention":
       if (k.lanes) {
         return selectLanesKernel(k.geometry, {
@@ -377,4 +365,30 @@ function renderOther(k: Exclude<Kernel, AttentionKernel>, o: RenderContext): str
       });
     }
   }
+}
+
+/**
+ * The WGSL of a select branch's choice kernel (selectBlocks or selectPick), which needs only the
+ * kernel and the softmax scale: compiler/select_forms.ts renders other forms with it.
+ * @param k the kernel
+ * @param scale the call's softmax scale
+ * @returns the module text
+ * @throws {Error} for another kind, or a selectPick whose pick is not subgroup lanes (a bug)
+ * @example
+ * ```ts ignore
+ * renderChoiceKernel(kernel, 0.125);
+ * ```
+ */
+export function renderChoiceKernel(k: SelectKernel, scale: number): string {
+  if (k.kind === "selectBlocks") {
+    return selectBlocksKernel(k.geometry, { scale, groupsX: k.workgroups[0], ...k.choice });
+  }
+  if (k.kind !== "selectPick" || k.choice.pick.kind !== "lanes") {
+    throw new Error(`Weft internal error: ${k.kind} is not a choice kernel picking by lanes`);
+  }
+  return selectPickKernel(k.geometry, {
+    groupsX: k.workgroups[0],
+    invocations: SELECT_PICK_WORKGROUP,
+    pick: k.choice.pick,
+  });
 }

@@ -184,7 +184,6 @@ export function selectKernels(
   const lanes = selectLanes(geometry, { element: o.dtype === "f16" ? 2 : 4, ...o });
   const positions: [number, number] = [Math.min(n, MAX_WORKGROUPS_X), geometry.heads];
   const means: BufferName = `selectMeans${b}`, kept: BufferName = `selection${b}`;
-  const importance: BufferName = `selectImportance${b}`;
   const common = {
     ...own,
     branch: b,
@@ -194,9 +193,6 @@ export function selectKernels(
     oBase: o.oBase,
     lseBase: o.lseBase,
   };
-  const buffered = choice.importance === "buffer";
-  const pickPositions = SELECT_PICK_WORKGROUP /
-    (choice.pick.kind === "lanes" ? choice.pick.lanes : 1);
   return [
     {
       kind: "selectMeans",
@@ -205,30 +201,7 @@ export function selectKernels(
       workgroups: elementwiseWorkgroups(geometry.heads * geometry.count * geometry.d4),
       ...common,
     },
-    {
-      kind: "selectBlocks",
-      label: buffered
-        ? `branch ${b}: select, importance of ${geometry.count} blocks per position ` +
-          `(${choiceName(choice)})`
-        : `branch ${b}: select, ${s.blocks} of ${geometry.count} blocks per position ` +
-          `(${choiceName(choice)})`,
-      bindings: [read("q"), read(means), written(buffered ? importance : kept)],
-      workgroups: [Math.min(Math.ceil(n / choice.positions), MAX_WORKGROUPS_X), geometry.heads],
-      ...common,
-    },
-    ...(buffered
-      ? [{
-        kind: "selectPick" as const,
-        label: `branch ${b}: select, ${s.blocks} of ${geometry.count} blocks per position ` +
-          `from the importances (${SELECT_PICK_WORKGROUP / pickPositions} lanes per position)`,
-        bindings: [written(importance), written(kept)],
-        workgroups: [
-          Math.min(Math.ceil(n / pickPositions), MAX_WORKGROUPS_X),
-          geometry.heads,
-        ] as [number, number],
-        ...common,
-      }]
-      : []),
+    ...choiceKernels(common),
     {
       kind: "selectAttention",
       label: `branch ${b}: select, attention over the kept blocks ` +
@@ -239,6 +212,48 @@ export function selectKernels(
       ...common,
     },
   ];
+}
+
+/**
+ * The kernels that keep a select branch's blocks, in its choice's form: selectBlocks, and where
+ * the importances go to a buffer, selectPick after it.
+ * @param k what every kernel of the branch shares: its branch, geometry, choice, tile and slices
+ * @returns the kernels
+ * @example
+ * ```ts ignore
+ * choiceKernels({ ...own, branch: 0, geometry, choice, tileK: 8, oBase: 0, lseBase: 0 });
+ * ```
+ */
+export function choiceKernels(
+  k: Omit<SelectKernel, "kind" | "label" | "bindings" | "workgroups" | "lanes">,
+): SelectKernel[] {
+  const { branch: b, geometry: g, choice } = k;
+  const means: BufferName = `selectMeans${b}`, keptBuffer: BufferName = `selection${b}`;
+  const importance: BufferName = `selectImportance${b}`;
+  const kept = `${g.blocks} of ${g.count} blocks`;
+  const blocks: SelectKernel = {
+    kind: "selectBlocks",
+    label: `branch ${b}: select, ` +
+      (choice.importance === "buffer" ? `importance of ${g.count} blocks` : kept) +
+      ` per position (${choiceName(choice)})`,
+    bindings: [
+      read("q"),
+      read(means),
+      written(choice.importance === "buffer" ? importance : keptBuffer),
+    ],
+    workgroups: [Math.min(Math.ceil(g.n / choice.positions), MAX_WORKGROUPS_X), g.heads],
+    ...k,
+  };
+  if (choice.importance !== "buffer" || choice.pick.kind !== "lanes") return [blocks];
+  const positions = SELECT_PICK_WORKGROUP / choice.pick.lanes;
+  return [blocks, {
+    kind: "selectPick",
+    label: `branch ${b}: select, ${kept} per position from the importances ` +
+      `(${choice.pick.lanes} lanes per position)`,
+    bindings: [written(importance), written(keptBuffer)],
+    workgroups: [Math.min(Math.ceil(g.n / positions), MAX_WORKGROUPS_X), g.heads],
+    ...k,
+  }];
 }
 
 /**

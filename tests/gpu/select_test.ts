@@ -185,6 +185,26 @@ Deno.test("select: the kept blocks agree with the reference's own on untied data
   assert.ok(errors(out, own).o <= 1e-4);
 });
 
+/**
+ * Asserts the GPU keeps exactly the float64 reference's blocks, with the kernels as a software
+ * adapter compiles them and, where the adapter has subgroups, unrolled as a GPU does.
+ */
+async function keepsTheReferenceBlocks(
+  pattern: Pattern,
+  shape: AttentionShape,
+  inputs: { q: Float32Array; k: Float32Array; v: Float32Array },
+) {
+  const own = reference({ pattern, shape, ...inputs });
+  for (const unroll of rt.info.subgroups ? [false, true] : [false]) {
+    const out = await rt.run(rt.compile(pattern, { shape, unroll }), inputs);
+    assert.deepEqual(
+      out.selectedBlocks![0].chosen,
+      own.selectedBlocks[0].chosen,
+      `unroll ${unroll}`,
+    );
+  }
+}
+
 Deno.test("select: exact ties go to the lower block, as in the reference", async () => {
   // K = 0 makes every block mean 0: all competing blocks tie at every position, so the kept
   // blocks past the forced ones are the lowest. The picking's tie-break (a subgroup butterfly
@@ -194,15 +214,7 @@ Deno.test("select: exact ties go to the lower block, as in the reference", async
   const shape = { batch: 1, headsQ: 8, headsKV: 1, seqLen: 150, headDim: 64 };
   const q = normalTensor(8 * 150 * 64, 1), k = new Float32Array(150 * 64);
   const v = normalTensor(150 * 64, 3);
-  const own = reference({ pattern, shape, q, k, v });
-  for (const unroll of rt.info.subgroups ? [false, true] : [false]) {
-    const out = await rt.run(rt.compile(pattern, { shape, unroll }), { q, k, v });
-    assert.deepEqual(
-      out.selectedBlocks![0].chosen,
-      own.selectedBlocks[0].chosen,
-      `unroll ${unroll}`,
-    );
-  }
+  await keepsTheReferenceBlocks(pattern, shape, { q, k, v });
 });
 
 Deno.test("select: one picking lane holding more winners than it caches", async () => {
@@ -219,15 +231,7 @@ Deno.test("select: one picking lane holding more winners than it caches", async 
     if (block % 32 === 0) k.fill(1 + block / 1000, row * D, (row + 1) * D);
   }
   const v = normalTensor(N * D, 3);
-  const own = reference({ pattern, shape, q, k, v });
-  for (const unroll of rt.info.subgroups ? [false, true] : [false]) {
-    const out = await rt.run(rt.compile(pattern, { shape, unroll }), { q, k, v });
-    assert.deepEqual(
-      out.selectedBlocks![0].chosen,
-      own.selectedBlocks[0].chosen,
-      `unroll ${unroll}`,
-    );
-  }
+  await keepsTheReferenceBlocks(pattern, shape, { q, k, v });
 });
 
 Deno.test("select: calls its kernels do not run are refused, naming the field", () => {
