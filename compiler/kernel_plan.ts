@@ -164,6 +164,12 @@ export interface DecodeCombineKernel extends Dispatch {
   chunks: number;
   /** The query rows the decode kernel covered: its geometry's `slotRows`. */
   slotRows: number[];
+  /**
+   * `merge` into what a clear or earlier components wrote; `write` the rows outright (the
+   * branch's first kernel, its rows every query row: no clear runs); `o16` the same as float16
+   * into the call's O (the call's only kernel writing O: no cast runs).
+   */
+  output: "merge" | "write" | "o16";
   /** Offset of the branch's slice of O, in vec4s. */
   oBase: number;
   /** Offset of the branch's slice of LSE, in elements. */

@@ -42,8 +42,8 @@ import {
   writesF16Directly,
 } from "./kernel_rules.ts";
 import { layoutCount } from "./layout.ts";
-import { queryTiles } from "./query_tiles.ts";
-import type { Component, Plan } from "./plan.ts";
+import { type QueryRange, queryTiles } from "./query_tiles.ts";
+import type { Branch, Component, Plan } from "./plan.ts";
 import { fusionGroups } from "./run_fusion.ts";
 import {
   blendKernel,
@@ -67,6 +67,7 @@ import { selectKernels } from "./select_attention.ts";
 import type {
   AttentionKernel,
   BufferName,
+  DecodeCombineKernel,
   Kernel,
   KernelPlanResult,
   ModuleEntry,
@@ -157,6 +158,11 @@ export function planKernels(plan: Plan, tiles: KernelShape, call: CheckedCall): 
         : undefined
     )
   );
+  // One branch of one decoding component whose combine writes every query row: it writes
+  // float16 O itself, and no cast runs.
+  const decodeWritesF16 = dtype === "f16" && !call.backward && plan.branches.length === 1 &&
+    plan.branches[0].components.length === 1 &&
+    combineWrites(plan.branches[0], decodeGeometries[0][0], plan.queries);
 
   const kernels: Kernel[] = [
     ...landmarks.map((l) => poolKernel(shape, l)),
@@ -211,14 +217,14 @@ export function planKernels(plan: Plan, tiles: KernelShape, call: CheckedCall): 
       bindingBytes: call.limits?.maxStorageBufferBindingSize,
       subgroups: call.limits?.subgroups,
       unroll: call.unroll,
-      outputF16,
+      outputF16: outputF16 || decodeWritesF16,
       gated: call.pattern.kind === "gated",
       querySource: fromMemory ? "memory" : "tile",
       keyLoop: prefetch ? "prefetched" : "plain",
     }));
   });
   if (gated) kernels.push(blendKernel(shape, plan.branches.length, call.gatesPerPosition));
-  if (dtype === "f16" && !outputF16) kernels.push(castKernel(shape));
+  if (dtype === "f16" && !outputF16 && !decodeWritesF16) kernels.push(castKernel(shape));
   const learnable = learnableConstants(call.pattern);
   const gradients = call.backward
     ? planGradients(plan, shape, kernels, {
@@ -376,8 +382,10 @@ function branchKernels(plan: Plan, b: number, o: {
     return selectKernels(select, b, { ...o, oName, oBase, lseBase });
   }
   const components = plan.branches[b].components;
-  // Decode combines always merge, so a branch that starts with one is cleared first.
-  const clear = branchNeedsClear(plan.branches[b]) || o.decode[0] !== undefined;
+  // A decode combine merges, so a branch that starts with one is cleared first, unless that
+  // combine writes every query row itself.
+  const firstWrites = combineWrites(plan.branches[b], o.decode[0], plan.queries);
+  const clear = branchNeedsClear(plan.branches[b]) || (o.decode[0] !== undefined && !firstWrites);
   const learns = branchLearns(plan.branches[b]); // reads learnable constants
   const kernels: Kernel[] = [];
   if (clear) {
@@ -404,6 +412,7 @@ function branchKernels(plan: Plan, b: number, o: {
         steps: o.steps(decode.rows),
         lanes: o.lanes(decode.rows),
         oName,
+        output: j === 0 && firstWrites ? (o.outputF16 ? "o16" : "write") : "merge",
         oBase,
         lseBase,
       }));
@@ -478,6 +487,7 @@ function decodeKernels(
     steps: DecodeSteps;
     lanes?: DecodeLanes;
     oName: BufferName;
+    output: DecodeCombineKernel["output"];
     oBase: number;
     lseBase: number;
   },
@@ -519,9 +529,25 @@ function decodeKernels(
     component: j,
     chunks,
     slotRows: geometry.slotRows,
+    output: o.output,
     oBase: o.oBase,
     lseBase: o.lseBase,
   }];
+}
+
+/**
+ * Whether a branch's first component decodes and its combine can write the branch's rows
+ * outright: its rows are positions (not gathered) and its listed slots hold every query.
+ */
+function combineWrites(
+  branch: Branch,
+  first: DecodeGeometry | undefined,
+  queries: QueryRange | undefined,
+): boolean {
+  if (!first || !queries || branchNeedsClear(branch)) return false;
+  const held = new Set(first.slotRows);
+  for (let i = 0; i < queries.count; i++) if (!held.has(i)) return false;
+  return true;
 }
 
 /** WebGPU allows at most 65535 workgroups per dimension. */

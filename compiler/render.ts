@@ -244,6 +244,7 @@ function renderOther(k: Exclude<Kernel, AttentionKernel>, o: RenderContext): str
         heads: shape.batch * shape.headsQ,
         chunks: k.chunks,
         slotRows: k.slotRows,
+        output: k.output,
         oBase: k.oBase,
         lseBase: k.lseBase,
         params: o.aux.paramBlock(),

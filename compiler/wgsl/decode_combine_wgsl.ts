@@ -28,6 +28,8 @@ export interface DecodeCombineOptions {
    * only these rows merge, since the partial buffers hold other components' rows too.
    */
   slotRows: readonly number[];
+  /** Merge into the branch's rows, write them outright, or write float16 O (kernel_plan.ts). */
+  output: "merge" | "write" | "o16";
   /** Element offsets of the branch's O and LSE slices. */
   oBase: number;
   lseBase: number;
@@ -45,10 +47,15 @@ export interface DecodeCombineOptions {
  * ```
  */
 export function decodeCombineKernel(o: DecodeCombineOptions): string {
+  const merges = o.output === "merge";
   const m = new ShaderModule()
     .comment(`Weft decode combine: ${o.label}`)
-    .comment("each query row's key chunks merged by log-sum-exp, one invocation per O vec4");
-  declareCombineBindings(m);
+    .comment(
+      "each query row's key chunks merged by log-sum-exp, one invocation per O vec4" +
+        (merges ? "" : o.output === "o16" ? ", written as float16 O" : ", written outright"),
+    );
+  if (o.output === "o16") m.enable("f16");
+  declareCombineBindings(m, o.output === "o16" ? "f16" : "f32");
   m.declare(
     "constants",
     `${queriesConstants(o.queries)}
@@ -85,8 +92,12 @@ ${reader.lines.join("\n")}
   if (live) { i = aux[${slotRows} + entry / BH]; }
   live = live && i != NO_QUERY;
   let row = bh * NQ + i;
-  var most = ${negInf}();
-  var earlier = ${negInf}();
+  var most = ${negInf}();${
+    merges
+      ? `
+  var earlier = ${negInf}();`
+      : ""
+  }
   // Chunks four at a time: their loads in flight together.
   if (live) {
     var s = 0u;
@@ -100,11 +111,25 @@ ${reader.lines.join("\n")}
       );
     }
     for (; s < chunks; s++) { most = max(most, splitLse[(s * BH + bh) * NQ + i]); }
-    earlier = lseOut[${o.lseBase}u + row];
-  }
-  workgroupBarrier();
+${
+    merges
+      ? `    earlier = lseOut[${o.lseBase}u + row];
+`
+      : ""
+  }  }
+${
+    merges
+      ? `  workgroupBarrier();
   // No chunk allowed anything: keep the earlier rows.
-  if (!live || most == ${negInf}()) { return; }
+  if (!live || most == ${negInf}()) { return; }`
+      : `  if (!live) { return; }
+  // No chunk allowed anything: the row is empty (O = 0, LSE = -inf).
+  if (most == ${negInf}()) {
+    oOut[${o.oBase}u + row * DV4 + dd] = ${o.output === "o16" ? "vec4<f16>" : "vec4<f32>"}(0.0);
+    if (dd == 0u) { lseOut[${o.lseBase}u + row] = most; }
+    return;
+  }`
+  }
   var sum = 0.0;
   var acc = vec4<f32>(0.0);
   var s = 0u;
@@ -128,10 +153,15 @@ ${reader.lines.join("\n")}
     acc += w * splitO[part * DV4 + dd];
   }
   let lse = most + log(sum);
-  // Merge with what earlier components wrote: weight 0 for -inf on either side.
-  let merged = max(earlier, lse) + log(1.0 + exp(-abs(earlier - lse)));
   let at = ${o.oBase}u + row * DV4 + dd;
+${
+    merges
+      ? `  // Merge with what earlier components wrote: weight 0 for -inf on either side.
+  let merged = max(earlier, lse) + log(1.0 + exp(-abs(earlier - lse)));
   oOut[at] = exp(earlier - merged) * oOut[at] + exp(lse - merged) * (acc / sum);
-  if (dd == 0u) { lseOut[${o.lseBase}u + row] = merged; }
+  if (dd == 0u) { lseOut[${o.lseBase}u + row] = merged; }`
+      : `  oOut[at] = ${o.output === "o16" ? "vec4<f16>(acc / sum)" : "acc / sum"};
+  if (dd == 0u) { lseOut[${o.lseBase}u + row] = lse; }`
+  }
 }`);
 }

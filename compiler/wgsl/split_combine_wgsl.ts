@@ -42,15 +42,16 @@ export interface SplitCombineOptions {
  * The bindings of a pass that merges key chunks' partial rows (this one, and the decode
  * combine): the partial O and LSE, aux, and the O and LSE it merges into.
  * @param m the module
+ * @param o O's element type (the decode combine may write float16 O directly)
  */
-export function declareCombineBindings(m: ShaderModule): void {
+export function declareCombineBindings(m: ShaderModule, o: "f32" | "f16" = "f32"): void {
   m.declare(
     "bindings",
     `
 @group(0) @binding(0) var<storage, read> splitO: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read> splitLse: array<f32>;
 @group(0) @binding(2) var<storage, read> aux: array<u32>;
-@group(0) @binding(3) var<storage, read_write> oOut: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> oOut: array<vec4<${o}>>;
 @group(0) @binding(4) var<storage, read_write> lseOut: array<f32>;`,
   );
 }

@@ -139,3 +139,43 @@ Deno.test("decode: the runtime takes the decode kernel by default only where loo
   assert.equal(decodes({ unroll: true }), true);
   assert.equal(decodes({ unroll: false }), false);
 });
+
+Deno.test({
+  name: "decode: a lone decoding component writes O itself: no clear, no float16 cast",
+  ignore: !rt.info.shaderF16,
+  fn: async () => {
+    // One branch of one component covering every query: its combine writes float16 O and LSE.
+    const shape = { batch: 2, headsQ: 4, headsKV: 2, seqLen: 2, headDim: 16, kvSeqLen: 300 };
+    const half = await decodeError({ kind: "window", left: 50, right: 0 }, shape, {
+      dtype: "f16",
+      tiles: { tileQ: 8, tileK: 8 },
+    });
+    assert.ok(half.o <= 5e-3 && half.lse <= 5e-3, `float16: O ${half.o}, LSE ${half.lse}`);
+    const kinds = rt.compile({ kind: "window", left: 50, right: 0 }, {
+      shape,
+      dtype: "f16",
+      decode: true,
+      tiles: { tileQ: 8, tileK: 8 },
+    }).kernelPlan.kernels.map((k) => k.kind === "decodeCombine" ? `${k.kind}:${k.output}` : k.kind);
+    assert.deepEqual(kinds, ["decode", "decodeCombine:o16"]);
+    // A second component merges into the first's rows; the first still writes them (no clear).
+    const pattern: Pattern = {
+      kind: "union",
+      of: [{ kind: "window", left: 20, right: 0 }, { kind: "stride", period: 16 }],
+    };
+    const union = await decodeError(pattern, shape, { tiles: { tileQ: 8, tileK: 8 } });
+    assertClose(union, "window ∪ stride");
+    const outputs = union.decodes.map((k) => k.component);
+    assert.deepEqual(outputs, [0, 1]);
+    const kernels = rt.compile(pattern, {
+      shape,
+      decode: true,
+      tiles: { tileQ: 8, tileK: 8 },
+    }).kernelPlan.kernels;
+    assert.deepEqual(
+      kernels.flatMap((k) => k.kind === "decodeCombine" ? [k.output] : []),
+      ["write", "merge"],
+    );
+    assert.equal(kernels.some((k) => k.kind === "clear"), false);
+  },
+});
