@@ -212,6 +212,7 @@ function renderOther(k: Exclude<Kernel, AttentionKernel>, o: RenderContext): str
           lanes: k.lanes.lanes,
           keys: k.lanes.keys,
           wide: k.lanes.wide,
+          prefetch: k.lanes.prefetch,
           subgroupSize: k.lanes.subgroupSize,
           subgroupDirective: k.lanes.directive,
           scheduleSlot: k.scheduleSlot,

@@ -54,6 +54,11 @@ export interface DecodeLanesKernelOptions {
    * vec4s 2l, 2l + 1, 2(l + LANES), ... of its rows. Needs an even number of vec4s per lane.
    */
   wide: boolean;
+  /**
+   * Load each round's K and V words one round ahead, so a group's loads stay in flight while
+   * it scores the keys it holds (more bytes in flight than the memory's latency needs).
+   */
+  prefetch: boolean;
   /** The device's smallest subgroup size: groups within it merge by shuffles. */
   subgroupSize: number;
   /** Whether the WGSL needs `enable subgroups;` (Tint does; naga refuses the line). */
@@ -81,30 +86,36 @@ export function decodeLanesKernel(o: DecodeLanesKernelOptions): string {
   const d4 = o.shape.headDim / 4, dv4 = sequenceSizes(o.shape).dv / 4;
   const kv = d4 / o.lanes, vv = dv4 / o.lanes; // vec4s of a K row and a V row per lane
   const rows = g.rows;
+  const stepTiles = o.stepTiles;
+  // Keys a group takes together share one step tile where KEYS divides the tile.
+  const shareTile = tileK % o.keys === 0;
+  const partialOf = (j: number) => shareTile ? "partial" : `partial${j}`;
   const blocks = DECODE_LANE_THREADS / o.subgroupSize; // merge units: one subgroup's groups each
   const readsHead = allowedReadsHeadOrBatch(c);
   const R = range(rows), J = range(o.keys), KV = range(kv), VV = range(vv);
+  const each = <T>(xs: T[], f: (x: T) => string, sep = "\n") => xs.map(f).join(sep);
   // The row vec4 a lane's slot v holds.
   const slot = (v: number) =>
     o.wide ? `2u * (lane + ${Math.floor(v / 2) * o.lanes}u) + ${v % 2}u` : `lane + ${v * o.lanes}u`;
-  const load = (name: string, j: number, width: string, count: number) =>
+  // A K or V row's words a lane loads: vec4<u32>s of eight halves (wide) or vec4s.
+  const words = (count: number) => range(o.wide ? count / 2 : count);
+  const wordType = o.wide ? "vec4<u32>" : `vec4<${T}>`;
+  const wordAt = (name: string, j: number, width: string, p: number) =>
     o.wide
-      ? range(count / 2).map((p) =>
-        `      let ${name}w${j}_${p} = ${name}In[row${j} * (${width} / 2u) + lane + ${
-          p * o.lanes
-        }u];
-      let ${name}${j}_${
+      ? `${name}In[row${j} * (${width} / 2u) + lane + ${p * o.lanes}u]`
+      : `${name}In[row${j} * ${width} + lane + ${p * o.lanes}u]`;
+  // The round's words as float32 vec4s k{j}_{v} / v{j}_{v}.
+  const unpack = (name: string, j: number, count: number) =>
+    words(count).map((p) =>
+      o.wide
+        ? `      let ${name}${j}_${
           2 * p
-        } = vec4<f32>(unpack2x16float(${name}w${j}_${p}.x), unpack2x16float(${name}w${j}_${p}.y));
+        } = vec4<f32>(unpack2x16float(round.${name}w${j}_${p}.x), unpack2x16float(round.${name}w${j}_${p}.y));
       let ${name}${j}_${
           2 * p + 1
-        } = vec4<f32>(unpack2x16float(${name}w${j}_${p}.z), unpack2x16float(${name}w${j}_${p}.w));`
-      ).join("\n")
-      : range(count).map((v) =>
-        `      let ${name}${j}_${v} = vec4<f32>(${name}In[row${j} * ${width} + lane + ${
-          v * o.lanes
-        }u]);`
-      ).join("\n");
+        } = vec4<f32>(unpack2x16float(round.${name}w${j}_${p}.z), unpack2x16float(round.${name}w${j}_${p}.w));`
+        : `      let ${name}${j}_${p} = vec4<f32>(round.${name}w${j}_${p});`
+    ).join("\n");
 
   const m = new ShaderModule()
     .comment(`Weft decode (subgroup lanes): ${o.label}`)
@@ -130,7 +141,7 @@ export function decodeLanesKernel(o: DecodeLanesKernelOptions): string {
     rowBlocks: g.rowBlocks,
     scale: o.scale,
     extra: `
-const STEP_TILES = ${o.stepTiles}u;  // key tiles per step
+const STEP_TILES = ${stepTiles}u;  // key tiles per step
 const THREADS = ${DECODE_LANE_THREADS}u;
 const LANES = ${o.lanes}u;        // lanes sharing a key: lane l holds vec4s l, l + LANES, ... of its rows
 const GROUPS = ${DECODE_LANE_THREADS / o.lanes}u;      // groups of LANES lanes per workgroup
@@ -141,7 +152,7 @@ const UNITS = ${blocks}u;        // subgroup-sized units, merged in order throug
   m.declare(
     "workgroupMemory",
     `
-var<workgroup> stepTiles: array<u32, ${o.stepTiles}>;  // a step's key tiles: tile << 1 | partial
+var<workgroup> stepTiles: array<u32, ${stepTiles}>;  // a step's key tiles: tile << 1 | partial
 ${laneMergeMemory(blocks, rows, dv4)}`,
   );
   const negInf = declareNegativeInfinity(m);
@@ -150,6 +161,50 @@ ${laneMergeMemory(blocks, rows, dv4)}`,
     o.paged ? `kvRow(kvHead, ${position})` : `kvHead * N + ${position}`;
   const kPos = declareLayout(m, c.kLayout, o.n, o.params);
   declareAllowed(m, { atoms: c.atoms, exclusions: c.exclusions, n: o.n, params: o.params });
+  // A group's round: KEYS consecutive keys of the step from `first`, their positions (-1 past
+  // the step), whether their tiles are partial, and the lane's words of their K and V rows.
+  const partials = shareTile ? ["partial"] : J.map((j) => `partial${j}`);
+  const fields = [
+    ...J.map((j) => `key${j}: i32`),
+    ...partials.map((name) => `${name}: bool`),
+    ...J.flatMap((j) => [
+      ...words(kv).map((p) => `kw${j}_${p}: ${wordType}`),
+      ...words(vv).map((p) => `vw${j}_${p}: ${wordType}`),
+    ]),
+  ];
+  const fetchKey = (j: number) =>
+    `  let row${j} = select(0u, ${rowOf(`u32(max(r.key${j}, 0))`)}, r.key${j} >= 0);
+${each(words(kv), (p) => `  r.kw${j}_${p} = ${wordAt("k", j, "D4", p)};`)}
+${each(words(vv), (p) => `  r.vw${j}_${p} = ${wordAt("v", j, "DV4", p)};`)}`;
+  m.declare(
+    "roundKeys",
+    `
+struct RoundKeys {
+${fields.map((f) => `  ${f},`).join("\n")}
+}
+
+// Keys past the step read row 0 (always there) and have no position.
+fn roundKeys(first: u32, keys: u32, kvHead: u32, lane: u32) -> RoundKeys {
+  var r: RoundKeys;
+${
+      shareTile
+        ? `  // KEYS divides TILE_K: the round's keys lie in one tile of the step, or past it.
+  let tile = stepTiles[min(first / TILE_K, STEP_TILES - 1u)];
+  r.partial = (tile & 1u) == 1u;
+${
+          each(J, (j) =>
+            `  r.key${j} = select(-1, ${kPos}((tile >> 1u) * TILE_K + first % TILE_K + ${j}u), first < keys);
+${fetchKey(j)}`)
+        }`
+        : each(J, (j) =>
+          `  let tile${j} = stepTiles[min((first + ${j}u) / TILE_K, STEP_TILES - 1u)];
+  r.partial${j} = (tile${j} & 1u) == 1u;
+  r.key${j} = select(-1, ${kPos}((tile${j} >> 1u) * TILE_K + (first + ${j}u) % TILE_K), first + ${j}u < keys);
+${fetchKey(j)}`)
+    }
+  return r;
+}`,
+  );
   const reader = new ParamReader(m, o.params);
   reader.unsigned("chunks", g.chunks, "key chunks per listed tile and row block");
   const slotRows = reader.dataOffset(
@@ -164,8 +219,30 @@ ${laneMergeMemory(blocks, rows, dv4)}`,
   // Butterfly masks: within a key's lanes (the score), then across the groups of a subgroup.
   const laneMasks = masks(1, o.lanes);
   const groupMasks = masks(o.lanes, o.subgroupSize);
-  const each = <T>(xs: T[], f: (x: T) => string, sep = "\n") => xs.map(f).join(sep);
-
+  const probabilities = (r: number, most: string) =>
+    each(
+      J,
+      (j) => `        let p${j} = select(0.0, exp2(s${r}_${j} - ${most}), s${r}_${j} > NO_SCORE);`,
+    );
+  // Each row's running maximum, sum and O, rescaled every round.
+  const eagerUpdate = () =>
+    `      // Each row's running maximum, sum and O: rescaled once per KEYS keys.
+${
+      each(R, (r) =>
+        `      {
+        let most = max(max${r}, ${maxOf(J.map((j) => `s${r}_${j}`))});
+        let rescale = exp2(max${r} - most);   // 1 while the row has seen nothing
+        max${r} = most;
+${probabilities(r, "most")}
+        sum${r} = sum${r} * rescale + ${J.map((j) => `p${j}`).join(" + ")};
+${
+          each(VV, (w) =>
+            `        acc${r}_${w} = acc${r}_${w} * rescale + ${
+              J.map((j) => `p${j} * pv${j}_${w}`).join(" + ")
+            };`)
+        }
+      }`)
+    }`;
   return m.render(`
 @compute @workgroup_size(${DECODE_LANE_THREADS})
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -209,17 +286,22 @@ ${decodeStepTiles()}
     // Group g takes keys (i * GROUPS + g) * KEYS .. + KEYS - 1 of the step, all lanes the same
     // trip count (the shuffles need every lane); keys past the step have no position.
     let rounds = (keys + GROUPS * KEYS - 1u) / (GROUPS * KEYS);
+${
+    o.prefetch
+      ? `    // Each round holds its words, loaded a round ahead, and loads the next round's.
+    var ahead = roundKeys(group * KEYS, keys, kvHead, lane);
     for (var i = 0u; i < rounds; i++) {
-      let first = (i * GROUPS + group) * KEYS;
+      let round = ahead;
+      ahead = roundKeys(((i + 1u) * GROUPS + group) * KEYS, keys, kvHead, lane);`
+      : `    for (var i = 0u; i < rounds; i++) {
+      let round = roundKeys((i * GROUPS + group) * KEYS, keys, kvHead, lane);`
+  }
+${each(partials, (name) => `      let ${name} = round.${name};`)}
 ${
     each(J, (j) =>
-      `      let kk${j} = first + ${j}u;
-      let tile${j} = stepTiles[min(kk${j} / TILE_K, STEP_TILES - 1u)];
-      let key${j} = select(-1, ${kPos}((tile${j} >> 1u) * TILE_K + kk${j} % TILE_K), kk${j} < keys);
-      let partial${j} = (tile${j} & 1u) == 1u;
-      let row${j} = select(0u, ${rowOf(`u32(max(key${j}, 0))`)}, key${j} >= 0);
-${load("k", j, "D4", kv)}
-${load("v", j, "DV4", vv)}`)
+      `      let key${j} = round.key${j};
+${unpack("k", j, kv)}
+${unpack("v", j, vv)}`)
   }
       // Scores: the lanes' partial dot products, summed across the key's lanes.
 ${
@@ -230,42 +312,23 @@ ${
             `dot(q${r}_${v}, k${j}_${v})`, " + ")
         };
 ${each(laneMasks, (mask) => `      s${r}_${j} += subgroupShuffleXor(s${r}_${j}, ${mask}u);`)}
-      s${r}_${j} = select(NO_SCORE, s${r}_${j}, key${j} >= 0 && pos${r} >= 0 && (!partial${j} || ${
-          allowed(r, j)
-        }));`))
+      s${r}_${j} = select(NO_SCORE, s${r}_${j}, key${j} >= 0 && pos${r} >= 0 && (!${
+          partialOf(j)
+        } || ${allowed(r, j)}));`))
   }
-      // A key no row sees adds nothing, whatever its V holds (a shared page of a rolling cache).
+      // A key past the step (row 0 of the pool) or one in a partial tile that no row sees may
+      // hold anything (a rolling cache's shared page): its V must add nothing, not 0 * inf.
+      // Full tiles' keys skip the test.
 ${
     each(J, (j) =>
-      each(VV, (w) =>
-        `      let pv${j}_${w} = select(vec4<f32>(0.0), v${j}_${w}, ${
-          R.map((r) =>
-            `s${r}_${j} > NO_SCORE`
-          ).join(" || ")
-        });`))
-  }
-      // Each row's running maximum, sum and O: rescaled once per KEYS keys.
-${
-    each(R, (r) =>
-      `      {
-        let most = max(max${r}, ${maxOf(J.map((j) => `s${r}_${j}`))});
-        let rescale = exp2(max${r} - most);   // 1 while the row has seen nothing
-        max${r} = most;
-${
-        each(J, (j) =>
-          `        let p${j} = select(0.0, exp2(s${r}_${j} - most), s${r}_${j} > NO_SCORE);`)
-      }
-        sum${r} = sum${r} * rescale + ${
-        J.map((j) => `p${j}`).join(" + ")
-      };
-${
-        each(VV, (w) =>
-          `        acc${r}_${w} = acc${r}_${w} * rescale + ${
-            J.map((j) => `p${j} * pv${j}_${w}`).join(" + ")
-          };`)
-      }
+      `${each(VV, (w) => `      var pv${j}_${w} = v${j}_${w};`)}
+      if ((${partialOf(j)} || key${j} < 0) && !(${
+        R.map((r) => `s${r}_${j} > NO_SCORE`).join(" || ")
+      })) {
+${each(VV, (w) => `        pv${j}_${w} = vec4<f32>(0.0);`)}
       }`)
   }
+${eagerUpdate()}
     }
     workgroupBarrier();               // the next step overwrites the tiles
   }

@@ -105,19 +105,33 @@ function assertSameBits(a: ArrayLike<number>, b: ArrayLike<number>, what: string
   }
 }
 
-for (const c of CASES) {
-  Deno.test(`paged K/V: ${c.name}, bit for bit the contiguous call`, async () => {
+// Each case runs in the kernels the device picks, and again with the decode kernel asked for
+// where it applies (a GPU picks it by default; a software adapter would not test it otherwise):
+// Nq of at most 64 and keys that are positions of K, not bucket order.
+const RUNS = CASES.flatMap((c) => [
+  { c, decode: undefined },
+  ...(sequenceSizes(c.shape).nq <= 64 && !c.form && c.pattern.kind !== "hashBucket"
+    ? [{ c, decode: true }]
+    : []),
+]);
+
+for (const { c, decode } of RUNS) {
+  const kernel = decode ? ", decode kernel" : "";
+  Deno.test(`paged K/V: ${c.name}${kernel}, bit for bit the contiguous call`, async () => {
     const layout = shuffledLayout(c.shape, { pageSize: c.pageSize, spare: 3, padding: 2, seed: 9 });
     const x = inputsOf(c.shape, layout, 11);
     // Residue order is the layout of the fewest tiles at small tiles; on a GPU's larger default
     // tiles natural order can win, so this case names the tiles.
     const tiles = c.form === "residue order" ? { tiles: { tileQ: 8, tileK: 8 } } : {};
-    const options = { shape: c.shape, queryOffset: c.queryOffset, ...tiles };
+    const options = { shape: c.shape, queryOffset: c.queryOffset, decode, ...tiles };
     const contiguous = await rt.run(rt.compile(c.pattern, options), { q: x.q, k: x.k, v: x.v });
     const compiled = rt.compile(c.pattern, {
       ...options,
       paged: { pageSize: layout.pageSize, pages: layout.pages },
     });
+    if (decode) {
+      assert.ok(compiled.kernelPlan.kernels.some((k) => k.kind === "decode"), "a decode kernel");
+    }
     if (c.form === "edge pairs") {
       assert.ok(
         compiled.kernelPlan.kernels.some((k) => k.kind === "attention" && k.edgePairs !== "none"),
