@@ -44,8 +44,15 @@ export const DECODE_DEFAULT_WORKGROUP_BYTES = 16384;
  */
 export const DECODE_LANE_ROWS = 8;
 
-/** Vec4s of a K row each lane of the subgroup form loads, where the row is long enough. */
-const LANE_VEC4S = 2;
+/** Vec4s of a K row each lane of the subgroup form loads at most. */
+const LANE_VEC4S = 4;
+
+/**
+ * Vec4s of queries and O rows a lane of the subgroup form keeps in registers at most: past it
+ * the kernel spills (MLA's 8 rows of D = 192, Dv = 128 on 8 lanes, 80 vec4s a lane, decoded
+ * 3.6x slower on the H200 than on 16 lanes).
+ */
+const LANE_REGISTER_VEC4S = 32;
 
 /** Invocations of a subgroup-form decode workgroup (128 measured faster than 256 and 512). */
 export const DECODE_LANE_THREADS = 128;
@@ -273,11 +280,14 @@ export interface DecodeLanes {
 }
 
 /**
- * The subgroup form's split, where the device has subgroups: about two vec4s of each K row per
- * lane (so a row of D = 128 in float16 is 16 lanes, 16 bytes each, one coalesced load), at most a
- * subgroup of lanes; four keys loaded at once per group, the next four loaded while these are
- * scored (on the H200 at Nk = 131072, dense: 621 µs, against 712 for two keys and 656 for four
- * without loading ahead); one key where loops are not unrolled (software adapters).
+ * The subgroup form's split, where the device has subgroups: the fewest lanes per key that
+ * leave each lane at most LANE_VEC4S vec4s of a K row and LANE_REGISTER_VEC4S vec4s of queries
+ * and O rows, within a subgroup and dividing both head dims. Fewer lanes per key mean more keys
+ * at once and fewer shuffles: a float16 row of D = 128 under 4 query rows takes 8 lanes, 32
+ * bytes each (on the H200, GQA at Nk = 131072, dense: 584 µs against 603 on 16 lanes); 8 rows
+ * take 16. Four keys are loaded at once per group, the next four while these are scored (621
+ * µs against 712 for two keys and 656 for four without loading ahead, on 16 lanes); one key
+ * where loops are not unrolled (software adapters).
  * @param o the head dims, rows per workgroup, unrolling, the device's subgroups
  * @returns the split, or undefined without subgroups
  * @example
@@ -287,7 +297,7 @@ export interface DecodeLanes {
  *   headDim: 128, valueDim: 128, rows: 4, element: 2, unroll: true,
  *   subgroups: { size: 32, directive: false },
  * });
- * // { lanes: 16, keys: 4, wide: true, stepTiles: 64, subgroupSize: 32, directive: false,
+ * // { lanes: 8, keys: 4, wide: true, stepTiles: 64, subgroupSize: 32, directive: false,
  * //   prefetch: true }
  * ```
  */
@@ -303,11 +313,11 @@ export function decodeLanes(o: {
   const sg = o.subgroups;
   if (!sg || sg.size < 1 || DECODE_LANE_THREADS % sg.size !== 0) return undefined;
   const d4 = o.headDim / 4, dv4 = o.valueDim / 4;
+  const overloaded = (lanes: number) =>
+    d4 / lanes > LANE_VEC4S || o.rows * (d4 + dv4) / lanes > LANE_REGISTER_VEC4S;
   let lanes = 1;
   while (
-    lanes * 2 <= sg.size && lanes * 2 <= Math.max(1, d4 / LANE_VEC4S) &&
-    d4 % (lanes * 2) === 0 &&
-    dv4 % (lanes * 2) === 0
+    overloaded(lanes) && lanes * 2 <= sg.size && d4 % (lanes * 2) === 0 && dv4 % (lanes * 2) === 0
   ) lanes *= 2;
   const keys = o.unroll ? 4 : 1;
   const wide = o.element === 2 && (d4 / lanes) % 2 === 0 && (dv4 / lanes) % 2 === 0;

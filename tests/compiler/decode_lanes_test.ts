@@ -14,22 +14,25 @@ const LIMITS: DeviceLimits = {
   maxStorageBufferBindingSize: 2 ** 31,
 };
 
-Deno.test("decodeLanes: two vec4s of a row per lane, within a subgroup and both head dims", () => {
-  const lanes = (headDim: number, valueDim: number, size: number) =>
+Deno.test("decodeLanes: at most four vec4s of K and 32 of queries and O a lane, within a subgroup", () => {
+  const lanes = (headDim: number, valueDim: number, size: number, rows = 4) =>
     decodeLanes({
       headDim,
       valueDim,
-      rows: 4,
+      rows,
       element: 2,
       unroll: true,
       subgroups: { size, directive: false },
     });
-  assert.equal(lanes(128, 128, 32)?.lanes, 16);
+  assert.equal(lanes(128, 128, 32)?.lanes, 8); // four vec4s of K, 4 × 64 / 8 = 32 of Q and O
   assert.equal(lanes(128, 128, 32)?.wide, true);
-  assert.equal(lanes(128, 128, 8)?.lanes, 8); // a subgroup of 8 (llvmpipe on Vulkan)
-  assert.equal(lanes(64, 64, 32)?.lanes, 8);
-  assert.equal(lanes(16, 16, 32)?.lanes, 2);
+  assert.equal(lanes(128, 128, 32, 8)?.lanes, 16); // 8 rows: 64 vec4s on 8 lanes is too many
+  assert.equal(lanes(128, 128, 32, 1)?.lanes, 8);
+  assert.equal(lanes(128, 128, 4)?.lanes, 4); // no more lanes than a subgroup
+  assert.equal(lanes(64, 64, 32)?.lanes, 4);
+  assert.equal(lanes(16, 16, 32)?.lanes, 1);
   assert.equal(lanes(192, 128, 32)?.lanes, 16); // MLA: D = 192, Dv = 128
+  assert.equal(lanes(192, 128, 32, 8)?.lanes, 16); // 40 vec4s, but 32 lanes do not divide 48
   assert.equal(lanes(192, 128, 32)?.wide, false); // three vec4s of K per lane
   assert.equal(lanes(128, 24, 32)?.lanes, 2); // Dv / 4 = 6
   assert.equal(lanes(20, 20, 32)?.lanes, 1); // D / 4 = 5: one lane per key, no shuffles
@@ -58,7 +61,7 @@ Deno.test("decoding calls take the subgroup form where the device has subgroups"
   };
   const native = decodeKernels({ ...LIMITS, subgroups: { size: 32, directive: false } });
   assert.equal(native.kernels.length, 1);
-  assert.deepEqual(native.kernels[0].lanes?.lanes, 16);
+  assert.deepEqual(native.kernels[0].lanes?.lanes, 8);
   assert.match(native.wgsl[0], /subgroupShuffleXor/);
   assert.doesNotMatch(native.wgsl[0], /enable subgroups;/);
   assert.doesNotMatch(native.wgsl[0], /var<workgroup> kStage/);
