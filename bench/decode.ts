@@ -16,9 +16,10 @@
 import { type AttentionShape, sequenceSizes } from "../core/shape.ts";
 import type { Pattern } from "../dsl/schema.ts";
 import { allowedMask } from "../runtime/reference/mod.ts";
+import type { AttentionCall } from "../runtime/attention_call.ts";
 import type { Runtime } from "../runtime/runtime.ts";
 import { normalTensor } from "../runtime/seeded_random.ts";
-import { isSoftwareAdapter, median, sustainedGpuTimes } from "./measure.ts";
+import { interleavedGpuTimes, isSoftwareAdapter, median } from "./measure.ts";
 import { chooseSplit } from "../runtime/split_run.ts";
 
 /** The caches of the decode bench: a GQA cache, or MLA's one latent head (decodeShape). */
@@ -183,23 +184,28 @@ async function cacheRows(
     v: fill(shape.batch * shape.headsKV * nk * dv, 3),
   };
   for (const entry of entries) {
-    const compiled = rt.compile(entry.pattern, { shape, dtype: "f16" });
-    const call = await rt.prepare(compiled, inputs);
-    let samples: number[];
+    // The contiguous step and its paged (or rolling) counterpart, sampled in turn.
+    const call = await rt.prepare(rt.compile(entry.pattern, { shape, dtype: "f16" }), inputs);
+    let paged: AttentionCall | undefined;
+    let rolling: { call: AttentionCall; pages: number } | undefined;
+    let samples: number[], otherSamples: number[] | undefined;
     try {
-      samples = await sustainedGpuTimes(call, o.reps, o.warmup);
+      if (parts === 1) paged = await pagedCall(rt, entry.pattern, shape, inputs);
+      else rolling = await rollingCall(rt, entry.pattern, full, limit);
+      const other = paged ?? rolling?.call;
+      [samples, otherSamples] = await interleavedGpuTimes(
+        other ? [call, other] : [call],
+        o.reps,
+        o.warmup,
+      );
     } finally {
       call.destroy();
+      paged?.destroy();
+      rolling?.call.destroy();
     }
     const ms = median(samples) * parts;
-    // The same cache in pages of PAGE_SIZE keys, the table a shuffled permutation.
-    const pagedMs = parts === 1
-      ? median(await pagedSamples(rt, entry.pattern, shape, inputs, o)) * parts
-      : undefined;
+    const pagedMs = paged ? median(otherSamples!) : undefined;
     const allowedKeys = allowedKeysAtLast(entry.pattern, nk);
-    const rolling = parts > 1
-      ? await rollingSamples(rt, entry.pattern, full, { ...o, limit })
-      : undefined;
     const kvBytes = full.batch * full.headsKV * allowedKeys * (d + dv) * 2;
     const bytesPerSecond = kvBytes / (ms / 1e3);
     const peer = (impl: DecodePeerRow["impl"]) =>
@@ -215,7 +221,7 @@ async function cacheRows(
       bandwidthShare: bytesPerSecond / H200_BYTES_PER_SECOND,
       samples,
       ...(pagedMs === undefined ? {} : { pagedMs }),
-      ...(rolling ? { rollingMs: median(rolling.samples), rollingPages: rolling.pages } : {}),
+      ...(rolling ? { rollingMs: median(otherSamples!), rollingPages: rolling.pages } : {}),
       ...(peer("flex_attention") ? { flexMs: peer("flex_attention")!.ms } : {}),
       ...(peer("flex_attention")?.mask_ms ? { flexMaskMs: peer("flex_attention")!.mask_ms! } : {}),
       ...(peer("sdpa") ? { sdpaMs: peer("sdpa")!.ms } : {}),
@@ -229,14 +235,13 @@ async function cacheRows(
 /** Keys per page of the paged rows: vLLM's default block size. */
 export const PAGE_SIZE = 16;
 
-/** Times a decode step with the inputs' K and V cut into pages and the pages shuffled. */
-async function pagedSamples(
+/** A decode step with the inputs' K and V cut into pages of PAGE_SIZE keys, the pages shuffled. */
+function pagedCall(
   rt: Runtime,
   pattern: Pattern,
   shape: AttentionShape,
   inputs: { q: Float16Array; k: Float16Array; v: Float16Array },
-  o: { reps: number; warmup: number },
-): Promise<number[]> {
+): Promise<AttentionCall> {
   const { nk, d, dv } = sequenceSizes(shape);
   const perBatch = Math.ceil(nk / PAGE_SIZE), pages = shape.batch * perBatch;
   // Page j of the pool holds batch b's columns c where order[b * perBatch + c] = j.
@@ -269,35 +274,30 @@ async function pagedSamples(
     dtype: "f16",
     paged: { pageSize: PAGE_SIZE, pages },
   });
-  const call = await rt.prepare(compiled, {
+  return rt.prepare(compiled, {
     q: inputs.q,
     k: toPages(inputs.k, d),
     v: toPages(inputs.v, dv),
     blockTable: Int32Array.from(order),
   });
-  try {
-    return await sustainedGpuTimes(call, o.reps, o.warmup);
-  } finally {
-    call.destroy();
-  }
 }
 
 /**
- * Times a decoding step of the whole batch on a rolling paged cache: the pool holds page 0,
- * shared by every table column whose positions the pattern never allows at the last position,
- * then each sequence's pages of allowed keys. Undefined where that pool exceeds one binding.
+ * A decoding step of the whole batch on a rolling paged cache: the pool holds page 0, shared
+ * by every table column whose positions the pattern never allows at the last position, then
+ * each sequence's pages of allowed keys. Undefined where that pool exceeds one binding.
  */
-async function rollingSamples(
+async function rollingCall(
   rt: Runtime,
   pattern: Pattern,
   shape: AttentionShape,
-  o: { reps: number; warmup: number; limit: number },
-): Promise<{ samples: number[]; pages: number } | undefined> {
+  limit: number,
+): Promise<{ call: AttentionCall; pages: number } | undefined> {
   const { nk, d, dv } = sequenceSizes(shape);
   const columns = Math.ceil(nk / PAGE_SIZE);
   const held = [...new Set(allowedAtLast(pattern, nk).map((k) => Math.floor(k / PAGE_SIZE)))];
   const pages = 1 + shape.batch * held.length;
-  if (pages * shape.headsKV * PAGE_SIZE * Math.max(d, dv) * 2 > o.limit) return undefined;
+  if (pages * shape.headsKV * PAGE_SIZE * Math.max(d, dv) * 2 > limit) return undefined;
   const table = new Int32Array(shape.batch * columns);
   for (let b = 0; b < shape.batch; b++) {
     held.forEach((c, i) => table[b * columns + c] = 1 + b * held.length + i);
@@ -313,11 +313,7 @@ async function rollingSamples(
     v: fill(pages * shape.headsKV * PAGE_SIZE * dv, 3),
     blockTable: table,
   });
-  try {
-    return { samples: await sustainedGpuTimes(call, o.reps, o.warmup), pages };
-  } finally {
-    call.destroy();
-  }
+  return { call, pages };
 }
 
 /**

@@ -248,11 +248,40 @@ export async function sustainedGpuTimes(
   warmup: number,
   sustained = true,
 ): Promise<number[]> {
-  const { repeat } = await warmUp(call, warmup, sustained);
-  const times: number[] = [];
+  return (await interleavedGpuTimes([call], samples, warmup, sustained))[0];
+}
+
+/**
+ * Several prepared calls' sustained GPU times, sampled in turn (a sample of each, then the next
+ * round), so that their ratios compare the calls under one GPU state: on the H200 a decoding
+ * step of about 0.1 ms timed on its own read up to 2x slower or faster depending on what the
+ * process had run before it.
+ * @param calls the calls (left alive: the caller destroys them)
+ * @param samples timed submissions of each
+ * @param warmup untimed submissions of each at least (`warmUp`)
+ * @param sustained false on software adapters: no sustained warm-up
+ * @returns each call's GPU times, in the calls' order
+ * @example
+ * ```ts
+ * import { interleavedGpuTimes } from "./measure.ts";
+ * const fake = (ms: number) => ({ submit: (repeat = 1) => Promise.resolve(ms + 0 * repeat) });
+ * await interleavedGpuTimes([fake(5), fake(2)], 2, 1); // [[5, 5], [2, 2]]
+ * ```
+ */
+export async function interleavedGpuTimes(
+  calls: readonly Submittable[],
+  samples: number,
+  warmup: number,
+  sustained = true,
+): Promise<number[][]> {
+  const repeats: number[] = [];
+  for (const call of calls) repeats.push((await warmUp(call, warmup, sustained)).repeat);
+  const times = calls.map((): number[] => []);
   for (let i = 0; i < samples; i++) {
-    const ms = await call.submit(repeat);
-    if (ms !== undefined && !Number.isNaN(ms)) times.push(ms);
+    for (const [j, call] of calls.entries()) {
+      const ms = await call.submit(repeats[j]);
+      if (ms !== undefined && !Number.isNaN(ms)) times[j].push(ms);
+    }
   }
   return times;
 }
