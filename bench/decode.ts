@@ -60,8 +60,25 @@ export function decodeShape(nk: number, batch = 4, cache: DecodeCache = "gqa"): 
     : { batch, headsQ: 32, headsKV: 8, seqLen: 1, kvSeqLen: nk, headDim: 128 };
 }
 
-/** NVIDIA H200's HBM3e bandwidth (its data sheet), bytes per second. */
-export const H200_BYTES_PER_SECOND = 4.8e12;
+/** Memory bandwidth of the GPUs the bench has run on (their data sheets), bytes per second. */
+const MEMORY_BANDWIDTH: readonly [RegExp, number][] = [
+  [/\bH200\b/, 4.8e12], // HBM3e
+  [/\bH100 80GB HBM3\b/, 3.35e12], // the SXM5 board
+];
+
+/**
+ * The memory bandwidth of the GPU an adapter describes, where the bench knows it.
+ * @param description the adapter's description (`RuntimeInfo.description`)
+ * @returns bytes per second, or undefined for a GPU not in the table
+ * @example
+ * ```ts
+ * import { memoryBandwidth } from "./decode.ts";
+ * memoryBandwidth("NVIDIA H100 80GB HBM3"); // 3.35e12
+ * ```
+ */
+export function memoryBandwidth(description: string): number | undefined {
+  return MEMORY_BANDWIDTH.find(([name]) => name.test(description))?.[1];
+}
 
 /** One decode row. */
 export interface DecodeRow {
@@ -77,8 +94,8 @@ export interface DecodeRow {
   kvBytes: number;
   /** kvBytes per second. */
   bytesPerSecond: number;
-  /** bytesPerSecond over the H200's bandwidth. */
-  bandwidthShare: number;
+  /** bytesPerSecond over the GPU's memory bandwidth (memoryBandwidth), where known. */
+  bandwidthShare?: number;
   /** Timestamp samples, ms per step of one part. */
   samples: number[];
   /** The same step with K and V in pages of PAGE_SIZE keys (a cache within one binding). */
@@ -172,6 +189,7 @@ async function cacheRows(
 ): Promise<DecodeRow[]> {
   const rows: DecodeRow[] = [];
   const limit = rt.device.limits.maxStorageBufferBindingSize;
+  const bandwidth = memoryBandwidth(rt.info.description);
   const full = decodeShape(nk, 4, cache);
   // Past one binding the runtime runs parts of one batch and some key/value heads.
   const split = chooseSplit(full, "f16", 1, limit);
@@ -197,6 +215,8 @@ async function cacheRows(
         other ? [call, other] : [call],
         o.reps,
         o.warmup,
+        true,
+        DECODE_MAX_REPEAT,
       );
     } finally {
       call.destroy();
@@ -218,7 +238,7 @@ async function cacheRows(
       allowedKeys,
       kvBytes,
       bytesPerSecond,
-      bandwidthShare: bytesPerSecond / H200_BYTES_PER_SECOND,
+      ...(bandwidth ? { bandwidthShare: bytesPerSecond / bandwidth } : {}),
       samples,
       ...(pagedMs === undefined ? {} : { pagedMs }),
       ...(rolling ? { rollingMs: median(otherSamples!), rollingPages: rolling.pages } : {}),
@@ -231,6 +251,15 @@ async function cacheRows(
   }
   return rows;
 }
+
+/**
+ * Repetitions a sample may take: enough for 40 ms samples of the shortest steps (about 0.05
+ * ms). With the bench's usual 64, a sample of such a step was 3 ms of work between read-backs,
+ * and the H200's clock governor held the SMs near 700 MHz instead of 1980 (nvidia-smi), which
+ * made those steps 2.5-3x slower than a GPU kept busy (as a serving loop keeps it, and as
+ * FlexAttention's CUDA-graph replays are timed).
+ */
+export const DECODE_MAX_REPEAT = 1024;
 
 /** Keys per page of the paged rows: vLLM's default block size. */
 export const PAGE_SIZE = 16;
@@ -331,7 +360,8 @@ export function formatDecodeRow(r: DecodeRow): string {
     (r.parts > 1 ? `${r.parts} parts` : "").padStart(8),
     String(r.allowedKeys).padStart(8),
     (r.bytesPerSecond / 1e9).toFixed(0).padStart(7),
-    `${(100 * r.bandwidthShare).toFixed(1)}%`.padStart(7),
+    (r.bandwidthShare === undefined ? "-" : `${(100 * r.bandwidthShare).toFixed(1)}%`)
+      .padStart(7),
     (r.pagedMs === undefined ? "-" : (r.pagedMs / r.ms).toFixed(3)).padStart(7),
     peer(r.flexMs).padStart(9),
     peer(r.sdpaMs).padStart(9),

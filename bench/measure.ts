@@ -13,7 +13,7 @@ import { planDensity } from "./density.ts";
 import { hashBranchDensity, needsCodes } from "./hash_density.ts";
 import type { CompiledAttention } from "../compiler/mod.ts";
 import type { AttentionCall } from "../runtime/attention_call.ts";
-import { type Submittable, warmUp } from "../runtime/sustained_timing.ts";
+import { MAX_REPEAT, type Submittable, warmUp } from "../runtime/sustained_timing.ts";
 import { normalTensor } from "../runtime/seeded_random.ts";
 
 /** Software rasterisers' adapter names: Mesa's llvmpipe, softpipe, lavapipe; SwiftShader; WARP. */
@@ -260,6 +260,7 @@ export async function sustainedGpuTimes(
  * @param samples timed submissions of each
  * @param warmup untimed submissions of each at least (`warmUp`)
  * @param sustained false on software adapters: no sustained warm-up
+ * @param maxRepeat the most repetitions per sample (`sustainedRepeat`)
  * @returns each call's GPU times, in the calls' order
  * @example
  * ```ts
@@ -273,9 +274,12 @@ export async function interleavedGpuTimes(
   samples: number,
   warmup: number,
   sustained = true,
+  maxRepeat = MAX_REPEAT,
 ): Promise<number[][]> {
   const repeats: number[] = [];
-  for (const call of calls) repeats.push((await warmUp(call, warmup, sustained)).repeat);
+  for (const call of calls) {
+    repeats.push((await warmUp(call, warmup, sustained, maxRepeat)).repeat);
+  }
   const times = calls.map((): number[] => []);
   for (let i = 0; i < samples; i++) {
     for (const [j, call] of calls.entries()) {

@@ -11,22 +11,23 @@
 export const SAMPLE_TARGET_MS = 40;
 /** GPU time to spend warming up before the first sample. */
 export const WARMUP_TARGET_MS = 250;
-/** At most this many repetitions per sample. */
+/** At most this many repetitions per sample, unless the caller allows more. */
 export const MAX_REPEAT = 64;
 
 /**
  * Repetitions per sample for a call that took `ms` once.
  * @param ms GPU milliseconds of one repetition (undefined: no GPU timer, time one at a time)
- * @returns repetitions in [1, MAX_REPEAT]
+ * @param maxRepeat the most repetitions
+ * @returns repetitions in [1, maxRepeat]
  * @example
  * ```ts
  * import { sustainedRepeat } from "./sustained_timing.ts";
  * sustainedRepeat(3.5); // 12
  * ```
  */
-export function sustainedRepeat(ms: number | undefined): number {
+export function sustainedRepeat(ms: number | undefined, maxRepeat = MAX_REPEAT): number {
   if (ms === undefined || !(ms > 0)) return 1;
-  return Math.min(MAX_REPEAT, Math.max(1, Math.ceil(SAMPLE_TARGET_MS / ms)));
+  return Math.min(maxRepeat, Math.max(1, Math.ceil(SAMPLE_TARGET_MS / ms)));
 }
 
 /** Anything submitted like an `AttentionCall`: GPU ms per repetition, or undefined. */
@@ -41,6 +42,7 @@ export interface Submittable {
  * @param minSubmissions submissions to make whatever the timer says
  * @param sustained false: only the `minSubmissions`, one repetition each (software adapters,
  *   whose timestamps mean nothing)
+ * @param maxRepeat the most repetitions per submission (`sustainedRepeat`)
  * @returns repetitions per timed sample (1 without GPU times) and the first submission's wall ms
  * @example
  * ```ts
@@ -53,6 +55,7 @@ export async function warmUp(
   call: Submittable,
   minSubmissions = 0,
   sustained = true,
+  maxRepeat = MAX_REPEAT,
 ): Promise<{ repeat: number; firstSubmitMs: number }> {
   let repeat = 1, warmMs = 0, firstSubmitMs = NaN, gpuTimes = sustained;
   for (let i = 0; i < minSubmissions || (gpuTimes && warmMs < WARMUP_TARGET_MS && i < 100); i++) {
@@ -65,7 +68,7 @@ export async function warmUp(
       continue;
     }
     warmMs += ms * repeat;
-    repeat = sustainedRepeat(ms);
+    repeat = sustainedRepeat(ms, maxRepeat);
   }
   return { repeat, firstSubmitMs };
 }

@@ -22,6 +22,15 @@ Deno.test("warmUp keeps submitting until the GPU has worked the warm-up target",
   assert.deepEqual(call.repeats.slice(0, 2), [1, 8]);
 });
 
+Deno.test("warmUp repeats a short call up to the cap it is given", async () => {
+  const short = fakeCall(0.05);
+  assert.equal((await warmUp(short, 1)).repeat, 64);
+  const capped = fakeCall(0.05);
+  assert.equal((await warmUp(capped, 1, true, 4096)).repeat, 800); // 40 ms of 0.05 ms calls
+  const work = capped.repeats.reduce((sum, r) => sum + 0.05 * r, 0);
+  assert.ok(work >= WARMUP_TARGET_MS, `warm-up work ${work} ms`);
+});
+
 Deno.test("warmUp without GPU times, or not sustained, makes only the minimum submissions", async () => {
   const untimed = fakeCall(undefined);
   assert.equal((await warmUp(untimed, 3)).repeat, 1);
