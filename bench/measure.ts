@@ -253,9 +253,9 @@ export async function sustainedGpuTimes(
 
 /**
  * Several prepared calls' sustained GPU times, sampled in turn (a sample of each, then the next
- * round), so that their ratios compare the calls under one GPU state: on the H200 a decoding
- * step of about 0.1 ms timed on its own read up to 2x slower or faster depending on what the
- * process had run before it.
+ * round), so that their ratios compare the calls under one GPU state: the clock governor moves
+ * a GPU's clocks with its recent load (the H200's SMs ran 700 to 1980 MHz within one bench), and
+ * calls timed one after the other can meet different clocks.
  * @param calls the calls (left alive: the caller destroys them)
  * @param samples timed submissions of each
  * @param warmup untimed submissions of each at least (`warmUp`)
