@@ -62,6 +62,9 @@ import { learnableReads } from "../dsl/expression.ts";
 /** Invocations of the gradient kernels' row loops (gradStats, gradGates, gradClear). */
 export const GRADIENT_ROWS_WORKGROUP = 64;
 
+/** Invocations summing one per-head gate's gradient (gradGates). */
+export const GATE_SUM_WORKGROUP = 256;
+
 /**
  * The backward kernels and their schedule, after the forward ones.
  * @param plan the plan
@@ -249,7 +252,10 @@ export function planGradients(
       label: `gradients: gates (${o.gatesPerPosition ? "per position" : "per head"})`,
       ...own,
       bindings: [read("dO"), read("branchO"), written("dgates")],
-      workgroups: rowWorkgroups(perRow * plan.branches.length),
+      // Per position, an invocation per (row, branch); per head, a workgroup per (head, branch).
+      workgroups: o.gatesPerPosition
+        ? rowWorkgroups(perRow * plan.branches.length)
+        : gridOf(perRow * plan.branches.length),
       branch: 0,
       component: 0,
       scheduleSlot: 0,
@@ -346,9 +352,13 @@ function gradientWalks(plan: Plan): (ComponentWalks | undefined)[][] {
 
 /** Workgroups of GRADIENT_ROWS_WORKGROUP invocations covering `count` items (x, then y). */
 function rowWorkgroups(count: number): [number, number] {
-  const groups = Math.max(1, Math.ceil(count / GRADIENT_ROWS_WORKGROUP));
-  const y = Math.ceil(groups / MAX_WORKGROUPS_X);
-  return [Math.ceil(groups / y), y];
+  return gridOf(Math.ceil(count / GRADIENT_ROWS_WORKGROUP));
+}
+
+/** `groups` workgroups as x by y, x within WebGPU's limit. */
+function gridOf(groups: number): [number, number] {
+  const y = Math.ceil(Math.max(1, groups) / MAX_WORKGROUPS_X);
+  return [Math.ceil(Math.max(1, groups) / y), y];
 }
 
 /** Rows of runs: per row, runs of consecutive tiles of one kind (FULL or PARTIAL). */

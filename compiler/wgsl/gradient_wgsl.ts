@@ -10,7 +10,7 @@
  * float32, in a fixed order, so the result does not depend on timing.
  * @module
  */
-import { GRADIENT_ROWS_WORKGROUP } from "../plan_gradients.ts";
+import { GATE_SUM_WORKGROUP, GRADIENT_ROWS_WORKGROUP } from "../plan_gradients.ts";
 import { ELEMENTWISE_WORKGROUP } from "../dispatch_sizes.ts";
 import { linearIndex } from "./elementwise_wgsl.ts";
 import { ShaderModule } from "./shader_module.ts";
@@ -227,20 +227,51 @@ function gatesKernel(o: GradientKernelOptions): string {
     }, ${V}]
 @group(0) @binding(2) var<storage, read_write> dgates: array<f32>;`,
   );
-  const rows = perPosition ? "1u" : rowsPerHead(o);
+  if (!perPosition) return headGatesKernel(o, m, V);
   return m.render(`
 @compute @workgroup_size(${GRADIENT_ROWS_WORKGROUP})
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let item = (wg.y * ${o.kernel.workgroups[0]}u + wg.x) * ${GRADIENT_ROWS_WORKGROUP}u + lid;
-  if (item >= ${perPosition ? "ROWS" : `ROWS / ${rowsPerHead(o)}`} * BRANCHES) { return; }
+  if (item >= ROWS * BRANCHES) { return; }
   let i = item % BRANCHES;             // the branch
-  let first = (item / BRANCHES) * ${rows}; // its first row
+  let r = item / BRANCHES;             // the row
   var sum = 0.0;
-  for (var r = first; r < first + ${rows}; r++) {
-    for (var d = 0u; d < ${V}; d++) {
-      sum += f32(dO[r * ${V} + d]) * branchO[(i * ROWS + r) * ${V} + d];
-    }
+  for (var d = 0u; d < ${V}; d++) {
+    sum += f32(dO[r * ${V} + d]) * branchO[(i * ROWS + r) * ${V} + d];
   }
   dgates[item] = sum;
+}`);
+}
+
+/**
+ * A per-head gate's gradient is one dot product of a head's dO with its branch's O, both
+ * contiguous (rows x value dim): a workgroup per (head, branch), its invocations striding the
+ * elements (coalesced), then a tree over workgroup memory. The order is fixed, so the bits are.
+ */
+function headGatesKernel(o: GradientKernelOptions, m: ShaderModule, V: string): string {
+  const rows = rowsPerHead(o);
+  return m.render(`
+var<workgroup> partial: array<f32, ${GATE_SUM_WORKGROUP}>;
+
+@compute @workgroup_size(${GATE_SUM_WORKGROUP})
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let item = wg.y * ${o.kernel.workgroups[0]}u + wg.x; // (batch, head) * BRANCHES + branch
+  if (item >= ROWS / ${rows} * BRANCHES) { return; }    // the whole workgroup returns
+  let i = item % BRANCHES;             // the branch
+  let head = item / BRANCHES;          // batch * Hq + query head
+  let count = ${rows} * ${V};             // the head's elements
+  let dOFirst = head * count;
+  let oFirst = (i * ROWS + head * ${rows}) * ${V};
+  var sum = 0.0;
+  for (var e = lid; e < count; e += ${GATE_SUM_WORKGROUP}u) {
+    sum += f32(dO[dOFirst + e]) * branchO[oFirst + e];
+  }
+  partial[lid] = sum;
+  workgroupBarrier();
+  for (var half = ${GATE_SUM_WORKGROUP / 2}u; half > 0u; half /= 2u) {
+    if (lid < half) { partial[lid] += partial[lid + half]; }
+    workgroupBarrier();
+  }
+  if (lid == 0u) { dgates[item] = partial[0]; }
 }`);
 }
