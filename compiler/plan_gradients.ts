@@ -62,8 +62,8 @@ import { learnableReads } from "../dsl/expression.ts";
 /** Invocations of the gradient kernels' row loops (gradStats, gradGates, gradClear). */
 export const GRADIENT_ROWS_WORKGROUP = 64;
 
-/** Invocations summing one per-head gate's gradient (gradGates). */
-export const GATE_SUM_WORKGROUP = 256;
+/** Invocations summing one long vector: a per-head gate's gradient, a learnable constant's. */
+export const SUM_WORKGROUP = 256;
 
 /**
  * The backward kernels and their schedule, after the forward ones.

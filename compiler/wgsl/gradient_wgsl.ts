@@ -10,7 +10,7 @@
  * float32, in a fixed order, so the result does not depend on timing.
  * @module
  */
-import { GATE_SUM_WORKGROUP, GRADIENT_ROWS_WORKGROUP } from "../plan_gradients.ts";
+import { GRADIENT_ROWS_WORKGROUP, SUM_WORKGROUP } from "../plan_gradients.ts";
 import { ELEMENTWISE_WORKGROUP } from "../dispatch_sizes.ts";
 import { linearIndex } from "./elementwise_wgsl.ts";
 import { ShaderModule } from "./shader_module.ts";
@@ -114,23 +114,31 @@ function constantsKernel(o: GradientKernelOptions): string {
 @group(0) @binding(1) var<storage, read_write> dConstants: array<f32>;`,
   );
   return m.render(`
-var<workgroup> partial: array<f32, ${GRADIENT_ROWS_WORKGROUP}>;
+var<workgroup> partial: array<f32, ${SUM_WORKGROUP}>;
 
-@compute @workgroup_size(${GRADIENT_ROWS_WORKGROUP})
+@compute @workgroup_size(${SUM_WORKGROUP})
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let entry = wg.x;
   var sum = 0.0;
-  for (var row = lid; row < ROWS; row += ${GRADIENT_ROWS_WORKGROUP}u) {
+  for (var row = lid; row < ROWS; row += ${SUM_WORKGROUP}u) {
     sum += dConstRows[row * LEARNABLE + entry];
   }
-  partial[lid] = sum;
+${treeSum("dConstants[entry]")}
+}`);
+}
+
+/**
+ * Each invocation's `sum` added in a tree over workgroup memory (`partial`, SUM_WORKGROUP
+ * wide): a fixed order, so the same bits on every run. Invocation 0 writes the total.
+ */
+function treeSum(target: string): string {
+  return `  partial[lid] = sum;
   workgroupBarrier();
-  for (var half = ${GRADIENT_ROWS_WORKGROUP / 2}u; half > 0u; half /= 2u) {
+  for (var half = ${SUM_WORKGROUP / 2}u; half > 0u; half /= 2u) {
     if (lid < half) { partial[lid] += partial[lid + half]; }
     workgroupBarrier();
   }
-  if (lid == 0u) { dConstants[entry] = partial[0]; }
-}`);
+  if (lid == 0u) { ${target} = partial[0]; }`;
 }
 
 /** dQ and dK/dV to zero, as vec4s. */
@@ -251,9 +259,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
 function headGatesKernel(o: GradientKernelOptions, m: ShaderModule, V: string): string {
   const rows = rowsPerHead(o);
   return m.render(`
-var<workgroup> partial: array<f32, ${GATE_SUM_WORKGROUP}>;
+var<workgroup> partial: array<f32, ${SUM_WORKGROUP}>;
 
-@compute @workgroup_size(${GATE_SUM_WORKGROUP})
+@compute @workgroup_size(${SUM_WORKGROUP})
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let item = wg.y * ${o.kernel.workgroups[0]}u + wg.x; // (batch, head) * BRANCHES + branch
   if (item >= ROWS / ${rows} * BRANCHES) { return; }    // the whole workgroup returns
@@ -263,15 +271,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   let dOFirst = head * count;
   let oFirst = (i * ROWS + head * ${rows}) * ${V};
   var sum = 0.0;
-  for (var e = lid; e < count; e += ${GATE_SUM_WORKGROUP}u) {
+  for (var e = lid; e < count; e += ${SUM_WORKGROUP}u) {
     sum += f32(dO[dOFirst + e]) * branchO[oFirst + e];
   }
-  partial[lid] = sum;
-  workgroupBarrier();
-  for (var half = ${GATE_SUM_WORKGROUP / 2}u; half > 0u; half /= 2u) {
-    if (lid < half) { partial[lid] += partial[lid + half]; }
-    workgroupBarrier();
-  }
-  if (lid == 0u) { dgates[item] = partial[0]; }
+${treeSum("dgates[item]")}
 }`);
 }
