@@ -22,9 +22,22 @@ export const MAX_WORKGROUPS_X = 65535;
  * ```
  */
 export function elementwiseWorkgroups(count: number): [number, number] {
-  const groups = Math.max(1, Math.ceil(count / ELEMENTWISE_WORKGROUP));
-  const y = Math.ceil(groups / MAX_WORKGROUPS_X);
-  return [Math.ceil(groups / y), y];
+  return workgroupGrid(Math.ceil(count / ELEMENTWISE_WORKGROUP));
+}
+
+/**
+ * `groups` workgroups (at least one) as x by y, x within WebGPU's limit per dimension.
+ * @param groups workgroups wanted
+ * @returns the dispatch's x and y
+ * @example
+ * ```ts
+ * import { workgroupGrid } from "./dispatch_sizes.ts";
+ * workgroupGrid(70000); // [35000, 2]
+ * ```
+ */
+export function workgroupGrid(groups: number): [number, number] {
+  const y = Math.ceil(Math.max(1, groups) / MAX_WORKGROUPS_X);
+  return [Math.ceil(Math.max(1, groups) / y), y];
 }
 
 /** Invocations of a select's workgroups: one workgroup per (position, key/value head). */

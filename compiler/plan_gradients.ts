@@ -41,7 +41,7 @@ import type { PagedKv } from "../core/paged_kv.ts";
 import { gradientTiling } from "./gradient_tiling.ts";
 import type { BlockMask } from "./block_mask.ts";
 import { queryTiles } from "./query_tiles.ts";
-import { elementwiseWorkgroups, MAX_WORKGROUPS_X } from "./dispatch_sizes.ts";
+import { elementwiseWorkgroups, MAX_WORKGROUPS_X, workgroupGrid } from "./dispatch_sizes.ts";
 import type {
   AttentionKernel,
   BufferName,
@@ -59,7 +59,7 @@ import { readsHash } from "./component_reads.ts";
 import { type LearnableConstant, scoreProgram } from "../dsl/expression_check.ts";
 import { learnableReads } from "../dsl/expression.ts";
 
-/** Invocations of the gradient kernels' row loops (gradStats, gradGates, gradClear). */
+/** Invocations of the gradient kernels' row loops (gradStats, gradClear, per-position gradGates). */
 export const GRADIENT_ROWS_WORKGROUP = 64;
 
 /** Invocations summing one long vector: a per-head gate's gradient, a learnable constant's. */
@@ -255,7 +255,7 @@ export function planGradients(
       // Per position, an invocation per (row, branch); per head, a workgroup per (head, branch).
       workgroups: o.gatesPerPosition
         ? rowWorkgroups(perRow * plan.branches.length)
-        : gridOf(perRow * plan.branches.length),
+        : workgroupGrid(perRow * plan.branches.length),
       branch: 0,
       component: 0,
       scheduleSlot: 0,
@@ -352,13 +352,7 @@ function gradientWalks(plan: Plan): (ComponentWalks | undefined)[][] {
 
 /** Workgroups of GRADIENT_ROWS_WORKGROUP invocations covering `count` items (x, then y). */
 function rowWorkgroups(count: number): [number, number] {
-  return gridOf(Math.ceil(count / GRADIENT_ROWS_WORKGROUP));
-}
-
-/** `groups` workgroups as x by y, x within WebGPU's limit. */
-function gridOf(groups: number): [number, number] {
-  const y = Math.ceil(Math.max(1, groups) / MAX_WORKGROUPS_X);
-  return [Math.ceil(Math.max(1, groups) / y), y];
+  return workgroupGrid(Math.ceil(count / GRADIENT_ROWS_WORKGROUP));
 }
 
 /** Rows of runs: per row, runs of consecutive tiles of one kind (FULL or PARTIAL). */
