@@ -246,16 +246,15 @@ export function planGradients(
   // Linear branches after the softmax ones: each adds into dQ, dK and dV.
   kernels.push(...linear);
   if (o.gated) {
-    const perRow = o.gatesPerPosition ? rows : shape.batch * shape.headsQ;
+    // One gate per (row, branch) or per (head, branch).
+    const gates = (o.gatesPerPosition ? rows : shape.batch * shape.headsQ) * plan.branches.length;
     kernels.push({
       kind: "gradGates",
       label: `gradients: gates (${o.gatesPerPosition ? "per position" : "per head"})`,
       ...own,
       bindings: [read("dO"), read("branchO"), written("dgates")],
       // Per position, an invocation per (row, branch); per head, a workgroup per (head, branch).
-      workgroups: o.gatesPerPosition
-        ? rowWorkgroups(perRow * plan.branches.length)
-        : workgroupGrid(perRow * plan.branches.length),
+      workgroups: o.gatesPerPosition ? rowWorkgroups(gates) : workgroupGrid(gates),
       branch: 0,
       component: 0,
       scheduleSlot: 0,
