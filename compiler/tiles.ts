@@ -215,14 +215,36 @@ export const MATRIX_PAD = 8;
 export const MATRIX_OUT_PAD = 4;
 
 /**
+ * Columns of the float32 array the matrices store into: a tile of scores (tileK), and O, which
+ * passes through it only when rows are rescaled and once at the end, in D / tileK passes of
+ * tileK columns where tileK is narrower than D and each invocation's vec4 columns (4 * cols
+ * apart) fall whole into a pass; else in one pass of D.
+ * @param tileK keys per tile
+ * @param headDim D
+ * @param cols invocations sharing a row
+ * @returns the columns and the passes O takes
+ */
+export function matrixOutColumns(
+  tileK: number,
+  headDim: number,
+  cols: number,
+): { columns: number; passes: number } {
+  const passes = tileK < headDim && headDim % tileK === 0 && tileK % (4 * cols) === 0
+    ? headDim / tileK
+    : 1;
+  return { columns: passes > 1 ? tileK : Math.max(tileK, headDim), passes };
+}
+
+/**
  * Workgroup memory of a subgroup-matrix kernel: the query tile, then K, then P, in one float16
- * array; V; the matrices' float32 results (S, then P·V); row shares and key positions.
+ * array; V; the matrices' float32 results (S, then O, `matrixOutColumns`); row shares and key
+ * positions.
  */
 function matrixStorageBytes(s: KernelShape, headDim: number, cols: number): number {
   const qk = headDim + MATRIX_PAD, p = s.tileK + MATRIX_PAD;
   const kp = Math.max(s.tileQ * qk, s.tileK * qk, s.tileQ * p);
   const v = s.tileK * qk;
-  const out = s.tileQ * (Math.max(s.tileK, headDim) + MATRIX_OUT_PAD);
+  const out = s.tileQ * (matrixOutColumns(s.tileK, headDim, cols).columns + MATRIX_OUT_PAD);
   return 2 * (kp + v) + 4 * out + 4 * (s.tileQ * cols + s.tileK);
 }
 

@@ -56,7 +56,13 @@ import { SEQUENCE_N } from "./sequence_wgsl.ts";
 import { queryStaging } from "./query_tile_wgsl.ts";
 import { f32, type ShaderModule } from "./shader_module.ts";
 import { gridOf, maskedTiles, tileMask } from "./tile_mask_wgsl.ts";
-import { matrixProduct, matrixQueryLoads, matrixScores } from "./matrix_math_wgsl.ts";
+import {
+  matrixProduct,
+  matrixQueryLoads,
+  matrixResults,
+  matrixRowMaxima,
+  matrixScores,
+} from "./matrix_math_wgsl.ts";
 import {
   maxOf,
   productF16,
@@ -565,15 +571,21 @@ ${
     )
   }
 ${
-    each((r) =>
-      `    rowShare[(firstRow + ${r}u) * COLS + col] = ${maxOf(J.map((j) => `s${r}_${j}`))};`
-    )
+    matrix
+      ? matrixRowMaxima(R, J)
+      : each((r) =>
+        `    rowShare[(firstRow + ${r}u) * COLS + col] = ${maxOf(J.map((j) => `s${r}_${j}`))};`
+      ) + "\n    workgroupBarrier();"
   }
-    workgroupBarrier();
     // Online softmax: rescale by the new row max, write P for the P·V product.
-    var rowsLive = false;             // does any of this invocation's rows see this tile?
-${each((r) => softmaxRow(r, J, Dd, g.cols, o.dtype, matrix))}
-    workgroupBarrier();
+    var rowsLive = false;             // does any of this invocation's rows see this tile?${
+    matrix
+      ? "\n" + each((r) => `    var alpha${r} = 1.0;                // what O's row ${r} takes`)
+      : ""
+  }
+${each((r) => softmaxRow(r, J, Dd, g.cols, o.dtype, matrix))}${
+    matrix ? "" : "\n    workgroupBarrier();"
+  }
 ${
     matrix
       ? matrixProduct(o, R, Dd)
@@ -582,7 +594,7 @@ ${
       : productF32(R, Dd, g.cols, undefined, valueWidth(o))
   }
   }
-
+${matrix ? matrixResults(o, R, Dd) : ""}
   // Each row's sum is spread over its COLS invocations: add the shares.
   workgroupBarrier();
 ${each((r) => `  rowShare[(firstRow + ${r}u) * COLS + col] = rowSum${r};`)}

@@ -48,8 +48,8 @@ function nextRun(indent: string, tagged: boolean): string {
 
 /**
  * The barrier before a tile's K and V overwrite the previous tile's. The matrix path needs
- * none: its P·V ends with a barrier before the invocations read the product, after which
- * nothing reads the staged tiles (matrix_math_wgsl.ts).
+ * none here: its P·V ends with one, after the last read of the staged tiles
+ * (matrix_math_wgsl.ts).
  */
 function previousTileDone(o: { matrix?: unknown }): string {
   return o.matrix

@@ -4,17 +4,24 @@
  * a band of the query tile's rows: its Q is loaded into left matrices once, before the key
  * loop; each key tile's K is read as Kᵀ (K loaded column-major, so no transpose is stored).
  *
- * A matrix's elements are opaque to the invocations, and the online softmax rescales each row
- * of O by its own factor, which no matrix operation does. So the scores go through workgroup
+ * A matrix's elements are opaque to the invocations, so the scores go through workgroup
  * memory (`mmaOut`), where the invocations' softmax reads them in the register-tile split
- * (masks, score modifiers and row maxima unchanged), and each tile's P·V goes through it again
- * into the invocations' float32 accumulators, already rescaled by the softmax.
+ * (masks, score modifiers and row maxima unchanged). P·V accumulates in result matrices. The
+ * online softmax rescales a row of O by its own factor, which no matrix operation does, so the
+ * rescaling is lazy: a row keeps its reference max until a tile's max passes it by more than
+ * 2^RESCALE_LOG2 (P stays below that, well inside float16's range), and only the tiles where
+ * some row's does take the matrices through workgroup memory into the invocations' float32
+ * accumulators, rescaled there, after which the matrices restart from zero. O passes through
+ * `mmaOut` in D / tileK passes where the key tile is narrower than D, so that `mmaOut` holds one
+ * tile of scores (tiles.ts, `matrixOutColumns`): that is what lets 128-row tiles fit. After the loop the
+ * matrices are added into the accumulators once, and the epilogue normalises and writes O.
  * @module
  */
 import type { ShaderModule } from "./shader_module.ts";
+import { maxOf } from "./tile_math_wgsl.ts";
 import type { ComponentKernelOptions } from "./attention_wgsl.ts";
 import { kernelGeometry, range } from "./kernel_refs.ts";
-import { MATRIX_OUT_PAD, MATRIX_PAD, type MatrixConfig } from "../tiles.ts";
+import { MATRIX_OUT_PAD, MATRIX_PAD, type MatrixConfig, matrixOutColumns } from "../tiles.ts";
 
 /** How the subgroups split the tile, in matrices. */
 interface MatrixGeometry {
@@ -92,7 +99,7 @@ export function declareMatrixTiles(m: ShaderModule, o: ComponentKernelOptions): 
   const { tileQ, tileK } = o.component.mask;
   const d = o.shape.headDim, g = kernelGeometry(o), mg = matrixGeometry(o);
   const qkRow = d + MATRIX_PAD, pRow = tileK + MATRIX_PAD;
-  const outRow = Math.max(tileK, d) + MATRIX_OUT_PAD;
+  const outRow = matrixOutColumns(tileK, d, g.cols).columns + MATRIX_OUT_PAD;
   m.enable("f16").enable("subgroups").enable("chromium_experimental_subgroup_matrix");
   m.declare(
     "matrixConstants",
@@ -101,8 +108,11 @@ const QK_ROW = ${qkRow}u;       // padded float16 row of the Q and K tiles (QK_S
 const P_ROW = ${pRow}u;        // padded float16 row of the P tile (P_STRIDE4 vec4s)
 const V_STRIDE4 = ${qkRow / 4}u;    // padded row of the V tile, in vec4s
 const V_ROW = ${qkRow}u;        // the same, in float16 elements
-const OUT_ROW = ${outRow}u;      // float32 row of the matrices' results (S, then P·V)
-const BAND_ROWS = ${mg.bandRows}u;   // query rows per subgroup: ${mg.rowBlocks.length} block(s) of ${mg.config.m}`,
+const OUT_ROW = ${outRow}u;      // float32 row of the matrices' results (S, then O${
+      oPasses(o) > 1 ? ` in ${oPasses(o)} passes` : ""
+    })
+const BAND_ROWS = ${mg.bandRows}u;   // query rows per subgroup: ${mg.rowBlocks.length} block(s) of ${mg.config.m}
+const RESCALE_LOG2 = 8.0;  // a row's max may grow this much (log2) before O is rescaled`,
   );
   m.declare(
     "workgroupMemory",
@@ -114,7 +124,10 @@ var<workgroup> vTile: array<f16, ${tileK * qkRow}>;
 // The matrices' float32 results, read by the invocations: this tile's scores, then its P·V.
 var<workgroup> mmaOut: array<f32, ${tileQ * outRow}>;
 var<workgroup> rowShare: array<f32, ${tileQ * g.cols}>; // per-column row maxima, then row sums
-var<workgroup> kPosition: array<i32, ${tileK}>;`,
+var<workgroup> kPosition: array<i32, ${tileK}>;
+// [0]: some row's max grew past its reference this tile. 16 bytes, as every workgroup variable
+// here: the matrices load float16 tiles in 16-byte rows, wherever the driver places them.
+var<workgroup> rescaleFlag: array<u32, 4>;`,
   );
   const put = (name: string, tile: string) => `
 fn ${name}(at4: u32, x: vec4<f16>) {
@@ -156,7 +169,14 @@ export function vIndex(o: { matrix?: MatrixConfig }, row: string, plain: string)
 export function matrixQueryLoads(o: ComponentKernelOptions): string {
   const mg = matrixGeometry(o), c = mg.config;
   const sp = { majorness: o.matrixMajorness };
-  const band = "  let band = sg * BAND_ROWS;           // this subgroup's first query row\n";
+  const outputs = mg.rowBlocks.flatMap((a) =>
+    mg.dimBlocks.map((b) => `  var o${a}_${b} = ${result(c)}();`)
+  );
+  const band = `  let band = sg * BAND_ROWS;           // this subgroup's first query row
+  if (lid == 0u) { rescaleFlag[0] = 0u; }
+  // This subgroup's band of P·V since the last rescaling, in result matrices.
+${outputs.join("\n")}
+`;
   // A uniform softmax scores nothing: only P·V reads the band.
   if (o.uniform) return band;
   const loads = mg.rowBlocks.flatMap((a) =>
@@ -213,12 +233,34 @@ ${reads.join("\n")}`;
 }
 
 /**
- * O += P·V: this subgroup's band of P (float16, written by the softmax) times V on matrices,
- * stored in `mmaOut`, then added by each invocation to its accumulators.
+ * Each row's max over the tile, in `tileMax{r}`: the row's COLS invocations' shares meet in
+ * workgroup memory (`rowShare`).
+ */
+export function matrixRowMaxima(R: number[], J: number[]): string {
+  const shares = R.map((r) =>
+    `    rowShare[(firstRow + ${r}u) * COLS + col] = ${maxOf(J.map((j) => `s${r}_${j}`))};`
+  );
+  const maxima = R.map((r) =>
+    `    var tileMax${r} = NO_SCORE;
+    for (var c = 0u; c < COLS; c++) { tileMax${r} = max(tileMax${r}, rowShare[(firstRow + ${r}u) * COLS + c]); }`
+  );
+  return `${shares.join("\n")}
+    workgroupBarrier();
+${maxima.join("\n")}`;
+}
+
+/**
+ * O += P·V for this subgroup's band, into its result matrices. First, where the softmax found
+ * some row's max grown past its reference (`rescaleFlag`, read uniformly, which is also the
+ * barrier that makes P visible), every band's matrices go through `mmaOut` into the
+ * invocations' accumulators, which take their rows' `alpha`, and restart from zero: O is the
+ * accumulators plus the matrices, and no result matrix is ever loaded back.
  */
 export function matrixProduct(o: ComponentKernelOptions, R: number[], Dd: number[]): string {
-  const mg = matrixGeometry(o), c = mg.config, cols = kernelGeometry(o).cols;
+  const mg = matrixGeometry(o), c = mg.config;
   const sp = { majorness: o.matrixMajorness };
+  const each = (f: (a: number, b: number) => string) =>
+    mg.rowBlocks.flatMap((a) => mg.dimBlocks.map((b) => f(a, b))).join("\n");
   const pLoads = mg.rowBlocks.flatMap((a) =>
     mg.keySteps.map((t) =>
       `    let pm${a}_${t} = ${
@@ -232,32 +274,96 @@ export function matrixProduct(o: ComponentKernelOptions, R: number[], Dd: number
         load(sp, right(c), "vTile", `${t * c.k}u * V_ROW + ${b * c.n}u`, false, "V_ROW")
       };`
     );
-    const products = mg.rowBlocks.map((a) =>
-      [
-        `      var pv${a} = ${result(c)}();`,
-        ...mg.keySteps.map((t) =>
-          `      pv${a} = subgroupMatrixMultiplyAccumulate(pm${a}_${t}, vm${t}, pv${a});`
-        ),
-        `      ${
-          store(sp, "mmaOut", `(band + ${a * c.m}u) * OUT_ROW + ${b * c.n}u`, `pv${a}`, "OUT_ROW")
-        }`,
-      ].join("\n")
+    const products = mg.rowBlocks.flatMap((a) =>
+      mg.keySteps.map((t) =>
+        `      o${a}_${b} = subgroupMatrixMultiplyAccumulate(pm${a}_${t}, vm${t}, o${a}_${b});`
+      )
     );
     return `    {                                 // dims ${b * c.n}..${b * c.n + c.n - 1}
 ${vm.join("\n")}
 ${products.join("\n")}
     }`;
   });
-  const adds = R.flatMap((r) =>
-    Dd.map((d) => {
-      const at = `(firstRow + ${r}u) * OUT_ROW + (col + ${d * cols}u) * 4u`;
-      return `    { let at = ${at}; acc${r}_${d} += vec4<f32>(mmaOut[at], mmaOut[at + 1u], mmaOut[at + 2u], mmaOut[at + 3u]); }`;
-    })
-  );
-  return `    // O += P·V on subgroup matrices: this subgroup's band of P times the V tile, float32
-    // sums, through workgroup memory into the invocations' (rescaled) accumulators.
+  return `    // Lazy rescaling: only where some row's max passed its reference by 2^RESCALE_LOG2, the
+    // matrices' O is added into the accumulators and both are rescaled; the matrices restart.
+    if (workgroupUniformLoad(&rescaleFlag[0]) != 0u) {
+${oThroughOut(o, R, Dd, "      ", (acc, value, r) => `${acc} = (${acc} + ${value}) * alpha${r};`)}
+${each((a, b) => `      o${a}_${b} = ${result(c)}();`)}
+    }
+    if (lid == 0u) { rescaleFlag[0] = 0u; }  // every invocation has read it
+    // O += P·V on subgroup matrices: this subgroup's band of P times the V tile.
 ${pLoads.join("\n")}
 ${blocks.join("\n")}
-    workgroupBarrier();
-${adds.join("\n")}`;
+    workgroupBarrier();                 // P and V read: the next tile may be staged`;
+}
+
+/**
+ * After the key loop: the band's O matrices through `mmaOut`, added to the invocations'
+ * accumulators (O up to the last rescaling), which the epilogue normalises and writes.
+ */
+export function matrixResults(o: ComponentKernelOptions, R: number[], Dd: number[]): string {
+  return `  // O from the result matrices into the accumulators.
+  workgroupBarrier();
+${oThroughOut(o, R, Dd, "  ", (acc, value) => `${acc} += ${value};`)}
+`;
+}
+
+/** The float32 columns of `mmaOut` and the passes O takes through them (tiles.ts). */
+function outColumns(o: ComponentKernelOptions): { columns: number; passes: number } {
+  return matrixOutColumns(o.component.mask.tileK, o.shape.headDim, kernelGeometry(o).cols);
+}
+
+/** Passes O takes through `mmaOut`. */
+function oPasses(o: ComponentKernelOptions): number {
+  return outColumns(o).passes;
+}
+
+/**
+ * The band's O matrices through `mmaOut` into the invocations' accumulators, pass by pass:
+ * each pass's dim blocks stored, a barrier, each invocation's vec4 columns of that pass read
+ * and `update`d, and a barrier before the next pass overwrites them. A subgroup reads and
+ * writes only its band's rows, so no barrier is needed before the first pass's stores once the
+ * scores there are read.
+ */
+function oThroughOut(
+  o: ComponentKernelOptions,
+  R: number[],
+  Dd: number[],
+  indent: string,
+  update: (acc: string, value: string, r: number) => string,
+): string {
+  const mg = matrixGeometry(o), c = mg.config, cols = kernelGeometry(o).cols;
+  const sp = { majorness: o.matrixMajorness };
+  const { columns, passes } = outColumns(o);
+  return range(passes).map((p) => {
+    const stores = mg.rowBlocks.flatMap((a) =>
+      mg.dimBlocks.filter((b) => Math.floor((b * c.n) / columns) === p).map((b) =>
+        `${indent}${
+          store(
+            sp,
+            "mmaOut",
+            `(band + ${a * c.m}u) * OUT_ROW + ${b * c.n - p * columns}u`,
+            `o${a}_${b}`,
+            "OUT_ROW",
+          )
+        }`
+      )
+    );
+    const reads = R.flatMap((r) =>
+      Dd.filter((d) => Math.floor((d * cols * 4) / columns) === p).map((d) => {
+        const at = `(firstRow + ${r}u) * OUT_ROW + (col + ${d * cols - (p * columns) / 4}u) * 4u`;
+        const value = "vec4<f32>(mmaOut[i], mmaOut[i + 1u], mmaOut[i + 2u], mmaOut[i + 3u])";
+        return `${indent}{ let i = ${at}; ${update(`acc${r}_${d}`, value, r)} }`;
+      })
+    );
+    return [
+      ...(passes > 1 ? [`${indent}// O's dims ${p * columns}..${(p + 1) * columns - 1}`] : []),
+      ...stores,
+      `${indent}workgroupBarrier();`,
+      ...reads,
+      ...(p < passes - 1
+        ? [`${indent}workgroupBarrier();           // read: the next pass may store`]
+        : []),
+    ].join("\n");
+  }).join("\n");
 }

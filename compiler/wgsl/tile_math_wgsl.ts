@@ -232,6 +232,7 @@ export function softmaxRow(
       : `      kpTile[(firstRow + ${r}u) * P_STRIDE4 + (col + ${j * cols}u) / 4u][(col + ${
         j * cols
       }u) % 4u] = ${store(`p${j}`)};`;
+  if (matrix) return lazySoftmaxRow(r, J, pStore);
   return `    {
       var tileMax = NO_SCORE;
       for (var c = 0u; c < COLS; c++) { tileMax = max(tileMax, rowShare[(firstRow + ${r}u) * COLS + c]); }
@@ -245,6 +246,35 @@ ${
   }
       rowSum${r} = rowSum${r} * rescale + ${J.map((j) => `p${j}`).join(" + ")};
 ${Dd.map((d) => `      acc${r}_${d} *= rescale;`).join("\n")}
+${J.map(pStore).join("\n")}
+    }`;
+}
+
+/**
+ * The matrix path's softmax of row r (its O lives in result matrices, matrix_math_wgsl.ts),
+ * from the row's tile max `tileMax{r}` (`matrixRowMaxima`): the row's reference max moves only when the tile's max passes it by more than
+ * 2^RESCALE_LOG2; then `alpha` is the factor O must take and the tile raises `rescaleFlag`.
+ */
+function lazySoftmaxRow(
+  r: number,
+  J: number[],
+  pStore: (j: number) => string,
+): string {
+  return `    {
+      let tileMax = tileMax${r};
+      rowsLive = rowsLive || tileMax > NO_SCORE;
+      if (tileMax > rowMax${r} + RESCALE_LOG2) {
+        alpha${r} = exp2(rowMax${r} - tileMax); // 0 while the row has seen nothing
+        rowMax${r} = tileMax;
+        rescaleFlag[0] = 1u;
+      }
+${
+    J.map((j) =>
+      `      let p${j} = select(0.0, exp2(s${r}_${j} - rowMax${r}), s${r}_${j} > NO_SCORE);`
+    )
+      .join("\n")
+  }
+      rowSum${r} = rowSum${r} * alpha${r} + ${J.map((j) => `p${j}`).join(" + ")};
 ${J.map(pStore).join("\n")}
     }`;
 }

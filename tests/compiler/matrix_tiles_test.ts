@@ -183,3 +183,42 @@ Deno.test("matrix tiles the call cannot use are refused, naming the field", () =
   );
   assert.match(refusal({ shape: shape(256, 40) }), /D multiples of 16/);
 });
+
+/** Bytes of a WGSL workgroup declaration's type (the types the matrix kernels declare). */
+function declarationBytes(type: string): number {
+  const scalar: Record<string, number> = { f16: 2, f32: 4, i32: 4, u32: 4 };
+  const array = /^array<(.+), (\d+)>$/.exec(type);
+  if (array) return declarationBytes(array[1]) * Number(array[2]);
+  const vector = /^vec(\d)<(\w+)>$/.exec(type);
+  if (vector) return Number(vector[1]) * scalar[vector[2]];
+  if (type in scalar) return scalar[type];
+  throw new Error(`unknown workgroup type ${type}`);
+}
+
+Deno.test("a matrix kernel's workgroup variables are multiples of 16 bytes", () => {
+  const patterns = [
+    { kind: "dense" },
+    { kind: "ring", radius: 40 },
+    { kind: "global", tokens: [0, 5, 9] },
+    { kind: "gated", branches: [{ kind: "ring", radius: 32 }, { kind: "stride", period: 8 }] },
+  ];
+  for (const p of patterns) {
+    for (const tiles of ["64x64x2c4.mma16x16x16s32", "128x32x4c4.mma16x16x16s32"]) {
+      const c = compile(p, {
+        shape: shape(4096),
+        dtype: "f16",
+        limits: H200_DAWN,
+        tiles: parseKernelShapeName(tiles, 64)!,
+      });
+      const kernels = c.passes.filter((x) => x.wgsl.includes("subgroupMatrixLoad"));
+      assert.ok(kernels.length > 0, JSON.stringify(p));
+      for (const k of kernels) {
+        const declarations = [...k.wgsl.matchAll(/var<workgroup> (\w+): ([^;]+);/g)];
+        assert.ok(declarations.length > 0);
+        for (const [, name, type] of declarations) {
+          assert.equal(declarationBytes(type) % 16, 0, `${k.label}: ${name}: ${type}`);
+        }
+      }
+    }
+  }
+});

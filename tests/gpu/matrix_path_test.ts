@@ -125,3 +125,39 @@ Deno.test({
     assert.ok(worst <= 5e-3 * 16, `max |O - ref| ${worst}`);
   },
 });
+
+Deno.test({
+  name: "rising maxima: O in matrices is rescaled whenever a row's max grows past 2^8",
+  ignore,
+  fn: async () => {
+    // Keys grow along the sequence, so most rows' maxima rise tile after tile by more than the
+    // lazy rescaling's margin (and by less, in between).
+    const n = 1024, d = 64;
+    const shape = { batch: 1, headsQ: 2, headsKV: 1, seqLen: n, headDim: d };
+    const q = Float16Array.from(normalTensor(2 * n * d, 31), (v) => 2 * v);
+    const k = Float16Array.from(
+      normalTensor(n * d, 32),
+      (v, i) => v * (1 + 6 * Math.floor(i / d) / n),
+    );
+    const v = Float16Array.from(normalTensor(n * d, 33));
+    for (
+      const pattern of [{ kind: "dense" }, { kind: "window", left: 200, right: 0 }] as Pattern[]
+    ) {
+      const compiled = rt.compile(pattern, { shape, dtype: "f16" });
+      assert.ok(compiled.kernel.matrix);
+      const got = await rt.run(compiled, { q, k, v });
+      const want = reference({ pattern, shape, q, k, v });
+      let o = 0, lse = 0;
+      for (let i = 0; i < want.o.length; i++) {
+        o = Math.max(o, Math.abs(Number(got.o[i]) - want.o[i]));
+      }
+      for (let i = 0; i < want.lse.length; i++) {
+        lse = Math.max(lse, Math.abs(got.lse[i] - want.lse[i]));
+      }
+      assert.ok(
+        o <= 5e-3 && lse <= 5e-3,
+        `${pattern.kind}: max |O - ref| ${o}, |LSE - ref| ${lse}`,
+      );
+    }
+  },
+});
