@@ -46,10 +46,10 @@ Deno.test("float16 on a device with float32-result matrices gets the matrix path
   assert.deepEqual(matrixConfig(H200_DAWN), configs("f32")[0]);
   const names = tuningCandidates(64, H200_DAWN, "f16", 4).map((s) => kernelShapeName(s, 64));
   assert.deepEqual(names, [
+    "128x32x4c4.mma16x16x16s32",
     "64x64x2c4.mma16x16x16s32",
     "64x32x2c4.mma16x16x16s32",
     "64x64x2c2.mma16x16x16s32",
-    "32x64x2c4.mma16x16x16s32",
   ]);
   // float32 calls, devices without matrices, and f16-result-only devices keep register tiles.
   assert.ok(tuningCandidates(64, H200_DAWN, "f32").every((s) => !s.matrix));
@@ -100,7 +100,7 @@ Deno.test("the matrix kernel stages Q, multiplies on subgroup matrices and walks
       "subgroupMatrixMultiplyAccumulate(qm0_0, kt0, s0)",
       "subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>>(&kpTile, 16u * QK_ROW + 0u, true",
       "subgroupMatrixStore(&mmaOut",
-      "var<workgroup> mmaOut: array<f32, 4352>;",
+      "var<workgroup> mmaOut: array<f32, 4608>;", // 128 rows of 32 + 4
     ]
   ) {
     assert.ok(wgsl.includes(needle), needle);
