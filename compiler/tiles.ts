@@ -115,6 +115,7 @@ const CANDIDATES_F16: [number, number, number, number?][] = [[64, 32, 2, 4], ...
  * results.
  */
 const MATRIX_CANDIDATES: [number, number, number, number][] = [
+  [128, 32, 8, 2],
   [128, 32, 4, 4],
   [64, 64, 4, 2],
   [64, 32, 4, 2],

@@ -57,6 +57,7 @@ import { queryStaging } from "./query_tile_wgsl.ts";
 import { f32, type ShaderModule } from "./shader_module.ts";
 import { gridOf, maskedTiles, tileMask } from "./tile_mask_wgsl.ts";
 import {
+  MATRIX_BUILTINS,
   matrixProduct,
   matrixQueryLoads,
   matrixResults,
@@ -394,13 +395,13 @@ export function sharedKernel(
   const entryPoints = kernels.map((_, i) => `kernel${i}`);
   const builtins =
     "@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32" +
-    (o.matrix ? ", @builtin(subgroup_id) sg: u32" : "");
+    (o.matrix ? `, ${MATRIX_BUILTINS}` : "");
   const wrappers = entryPoints.map((name, i) => {
     const args = settings.map((v) => literal(v.type, v.values[i])).join(", ");
     return `
 @compute @workgroup_size(${kernelGeometry(o).threads})
 fn ${name}(${builtins}) {
-  attention(wg, lid, ${o.matrix ? "sg, " : ""}${args});
+  attention(wg, lid, ${o.matrix ? "sg, sgi, " : ""}${args});
 }`;
   });
   const body = kernelFunction(o, {
@@ -495,12 +496,12 @@ function kernelFunction(o: ComponentKernelOptions, refs: MemberRefs): string {
   const eachRD = (f: (r: number, d: number) => string) =>
     R.flatMap((r) => Dd.map((d) => f(r, d))).join("\n");
   const matrix = o.matrix !== undefined;
-  const sg = matrix ? ", @builtin(subgroup_id) sg: u32" : "";
+  const sg = matrix ? `, ${MATRIX_BUILTINS}` : "";
   const signature = refs.bodyParams === undefined
     ? `@compute @workgroup_size(${g.threads})
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32${sg}) {`
     : `// The kernel body every kernel's entry point runs (see those at the end).
-fn attention(wg: vec3<u32>, lid: u32,${matrix ? " sg: u32," : ""}${refs.bodyParams}
+fn attention(wg: vec3<u32>, lid: u32,${matrix ? " sg: u32, sgi: u32," : ""}${refs.bodyParams}
 ) {`;
   return `
 ${signature}
@@ -525,9 +526,18 @@ ${workgroupTile(refs)}
       : ""
   }
   // Invocation = (row group, column): COLS consecutive invocations share ROWS query rows; for
-  // scores a column owns keys col, col + COLS, ...; for O it owns vec4 dims col, col + COLS, ...
+  // scores a column owns keys col, col + COLS, ...; for O it owns vec4 dims col, col + COLS, ...${
+    matrix
+      ? `
+  // Counted by subgroup lane, so that a row's COLS invocations are neighbouring lanes of one
+  // subgroup (the row maxima are shuffled between them).
+  let lane = sg * ${o.matrix!.subgroupSize}u + sgi;
+  let col = lane % COLS;
+  let firstRow = (lane / COLS) * ROWS;`
+      : `
   let col = lid % COLS;
-  let firstRow = (lid / COLS) * ROWS;
+  let firstRow = (lid / COLS) * ROWS;`
+  }
 
 ${queryTile.loads}${schedule(o, refs)}
 ${pair ? pair.loads + "\n" : keyLoop.prologue}
@@ -572,7 +582,7 @@ ${
   }
 ${
     matrix
-      ? matrixRowMaxima(R, J)
+      ? matrixRowMaxima(R, J, g.cols)
       : each((r) =>
         `    rowShare[(firstRow + ${r}u) * COLS + col] = ${maxOf(J.map((j) => `s${r}_${j}`))};`
       ) + "\n    workgroupBarrier();"

@@ -6,17 +6,21 @@
  *
  * A matrix's elements are opaque to the invocations, so the scores go through workgroup
  * memory (`mmaOut`), where the invocations' softmax reads them in the register-tile split
- * (masks, score modifiers and row maxima unchanged). P·V accumulates in result matrices. The
- * online softmax rescales a row of O by its own factor, which no matrix operation does, so the
- * rescaling is lazy: a row keeps its reference max until a tile's max passes it by more than
- * 2^RESCALE_LOG2 (P stays below that, well inside float16's range), and only the tiles where
- * some row's does take the matrices through workgroup memory into the invocations' float32
- * accumulators, rescaled there, after which the matrices restart from zero. O passes through
- * `mmaOut` in D / tileK passes where the key tile is narrower than D, so that `mmaOut` holds one
- * tile of scores (tiles.ts, `matrixOutColumns`): that is what lets 128-row tiles fit. After the loop the
- * matrices are added into the accumulators once, and the epilogue normalises and writes O.
+ * (masks and score modifiers unchanged; a row's maxima meet by subgroup shuffles, its COLS
+ * invocations being neighbouring lanes). P·V accumulates in result matrices, which hold the
+ * band's O for the whole key loop. The online softmax rescales a row of O by its own factor,
+ * which no matrix operation does, so the rescaling is lazy: a row keeps its reference max until
+ * a tile's max passes it by more than 2^RESCALE_LOG2 (P stays below that, well inside
+ * float16's range), and only on the tiles where some row's does are the matrices stored to
+ * `mmaOut`, their rows scaled there by the invocations and loaded back. O passes through
+ * `mmaOut` in D / tileK passes where the key tile is narrower than D, so that `mmaOut` holds
+ * one tile of scores (tiles.ts, `matrixOutColumns`): that is what lets 128-row tiles fit.
+ * Keeping O out of the invocations' registers during the loop is what lets those tiles run
+ * fast. After the loop the matrices go to the accumulators once, and the epilogue normalises
+ * and writes O.
  * @module
  */
+import { assert } from "../../core/errors.ts";
 import type { ShaderModule } from "./shader_module.ts";
 import { maxOf } from "./tile_math_wgsl.ts";
 import type { ComponentKernelOptions } from "./attention_wgsl.ts";
@@ -233,28 +237,31 @@ ${reads.join("\n")}`;
 }
 
 /**
- * Each row's max over the tile, in `tileMax{r}`: the row's COLS invocations' shares meet in
- * workgroup memory (`rowShare`).
+ * The matrix kernels' builtins beyond the workgroup and invocation: the subgroup and the lane,
+ * from which the invocations' rows are counted (attention_wgsl.ts).
  */
-export function matrixRowMaxima(R: number[], J: number[]): string {
-  const shares = R.map((r) =>
-    `    rowShare[(firstRow + ${r}u) * COLS + col] = ${maxOf(J.map((j) => `s${r}_${j}`))};`
-  );
-  const maxima = R.map((r) =>
-    `    var tileMax${r} = NO_SCORE;
-    for (var c = 0u; c < COLS; c++) { tileMax${r} = max(tileMax${r}, rowShare[(firstRow + ${r}u) * COLS + c]); }`
-  );
-  return `${shares.join("\n")}
-    workgroupBarrier();
-${maxima.join("\n")}`;
+export const MATRIX_BUILTINS =
+  "@builtin(subgroup_id) sg: u32, @builtin(subgroup_invocation_id) sgi: u32";
+
+/**
+ * Each row's max over the tile, in `tileMax{r}`: a row's COLS invocations are neighbouring
+ * lanes of one subgroup, so their shares meet by shuffles, with no workgroup barrier.
+ */
+export function matrixRowMaxima(R: number[], J: number[], cols: number): string {
+  assert(Number.isInteger(Math.log2(cols)), `matrix kernels need a power-of-two COLS, got ${cols}`);
+  const shuffles = (r: number) =>
+    range(Math.log2(cols)).map((b) =>
+      `\n    tileMax${r} = max(tileMax${r}, subgroupShuffleXor(tileMax${r}, ${1 << b}u));`
+    ).join("");
+  return R.map((r) => `    var tileMax${r} = ${maxOf(J.map((j) => `s${r}_${j}`))};${shuffles(r)}`)
+    .join("\n");
 }
 
 /**
  * O += P·V for this subgroup's band, into its result matrices. First, where the softmax found
  * some row's max grown past its reference (`rescaleFlag`, read uniformly, which is also the
- * barrier that makes P visible), every band's matrices go through `mmaOut` into the
- * invocations' accumulators, which take their rows' `alpha`, and restart from zero: O is the
- * accumulators plus the matrices, and no result matrix is ever loaded back.
+ * barrier that makes P visible), every band's matrices go through `mmaOut`, where the
+ * invocations scale their rows by `alpha`, and are loaded back.
  */
 export function matrixProduct(o: ComponentKernelOptions, R: number[], Dd: number[]): string {
   const mg = matrixGeometry(o), c = mg.config;
@@ -284,11 +291,10 @@ ${vm.join("\n")}
 ${products.join("\n")}
     }`;
   });
-  return `    // Lazy rescaling: only where some row's max passed its reference by 2^RESCALE_LOG2, the
-    // matrices' O is added into the accumulators and both are rescaled; the matrices restart.
+  return `    // Lazy rescaling: only where some row's max passed its reference by 2^RESCALE_LOG2 are
+    // the matrices' rows scaled, through workgroup memory.
     if (workgroupUniformLoad(&rescaleFlag[0]) != 0u) {
-${oThroughOut(o, R, Dd, "      ", (acc, value, r) => `${acc} = (${acc} + ${value}) * alpha${r};`)}
-${each((a, b) => `      o${a}_${b} = ${result(c)}();`)}
+${oThroughOut(o, R, Dd, "      ", "rescale")}
     }
     if (lid == 0u) { rescaleFlag[0] = 0u; }  // every invocation has read it
     // O += P·V on subgroup matrices: this subgroup's band of P times the V tile.
@@ -298,13 +304,13 @@ ${blocks.join("\n")}
 }
 
 /**
- * After the key loop: the band's O matrices through `mmaOut`, added to the invocations'
- * accumulators (O up to the last rescaling), which the epilogue normalises and writes.
+ * After the key loop: the band's O matrices through `mmaOut` into the invocations'
+ * accumulators, which the epilogue normalises and writes.
  */
 export function matrixResults(o: ComponentKernelOptions, R: number[], Dd: number[]): string {
   return `  // O from the result matrices into the accumulators.
   workgroupBarrier();
-${oThroughOut(o, R, Dd, "  ", (acc, value) => `${acc} += ${value};`)}
+${oThroughOut(o, R, Dd, "  ", "collect")}
 `;
 }
 
@@ -319,48 +325,55 @@ function oPasses(o: ComponentKernelOptions): number {
 }
 
 /**
- * The band's O matrices through `mmaOut` into the invocations' accumulators, pass by pass:
- * each pass's dim blocks stored, a barrier, each invocation's vec4 columns of that pass read
- * and `update`d, and a barrier before the next pass overwrites them. A subgroup reads and
- * writes only its band's rows, so no barrier is needed before the first pass's stores once the
- * scores there are read.
+ * The band's O matrices through `mmaOut`, pass by pass: each pass's dim blocks stored, a
+ * barrier, then each invocation's vec4 columns of that pass either scaled in place by their
+ * rows' `alpha` and, after a barrier, loaded back into the matrices (`rescale`, inside the key
+ * loop), or added to its accumulators (`collect`, after it); a barrier before the next pass
+ * overwrites them. A subgroup reads and writes only its band's rows, so no barrier is needed
+ * before the first pass's stores once the scores there are read.
  */
 function oThroughOut(
   o: ComponentKernelOptions,
   R: number[],
   Dd: number[],
   indent: string,
-  update: (acc: string, value: string, r: number) => string,
+  mode: "rescale" | "collect",
 ): string {
   const mg = matrixGeometry(o), c = mg.config, cols = kernelGeometry(o).cols;
   const sp = { majorness: o.matrixMajorness };
   const { columns, passes } = outColumns(o);
   return range(passes).map((p) => {
-    const stores = mg.rowBlocks.flatMap((a) =>
-      mg.dimBlocks.filter((b) => Math.floor((b * c.n) / columns) === p).map((b) =>
-        `${indent}${
-          store(
-            sp,
-            "mmaOut",
-            `(band + ${a * c.m}u) * OUT_ROW + ${b * c.n - p * columns}u`,
-            `o${a}_${b}`,
-            "OUT_ROW",
-          )
-        }`
-      )
+    const blocks = mg.rowBlocks.flatMap((a) =>
+      mg.dimBlocks.filter((b) => Math.floor((b * c.n) / columns) === p).map((b) => ({
+        name: `o${a}_${b}`,
+        at: `(band + ${a * c.m}u) * OUT_ROW + ${b * c.n - p * columns}u`,
+      }))
     );
-    const reads = R.flatMap((r) =>
+    const stores = blocks.map((m) => `${indent}${store(sp, "mmaOut", m.at, m.name, "OUT_ROW")}`);
+    const own = R.flatMap((r) =>
       Dd.filter((d) => Math.floor((d * cols * 4) / columns) === p).map((d) => {
         const at = `(firstRow + ${r}u) * OUT_ROW + (col + ${d * cols - (p * columns) / 4}u) * 4u`;
-        const value = "vec4<f32>(mmaOut[i], mmaOut[i + 1u], mmaOut[i + 2u], mmaOut[i + 3u])";
-        return `${indent}{ let i = ${at}; ${update(`acc${r}_${d}`, value, r)} }`;
+        return `${indent}{ let i = ${at}; ${
+          mode === "rescale"
+            ? range(4).map((e) => `mmaOut[i${e ? ` + ${e}u` : ""}] *= alpha${r};`).join(" ")
+            : `acc${r}_${d} += vec4<f32>(mmaOut[i], mmaOut[i + 1u], mmaOut[i + 2u], mmaOut[i + 3u]);`
+        } }`;
       })
     );
+    const reloads = mode === "rescale"
+      ? [
+        `${indent}workgroupBarrier();           // rows scaled`,
+        ...blocks.map((m) =>
+          `${indent}${m.name} = ${load(sp, result(c), "mmaOut", m.at, false, "OUT_ROW")};`
+        ),
+      ]
+      : [];
     return [
       ...(passes > 1 ? [`${indent}// O's dims ${p * columns}..${(p + 1) * columns - 1}`] : []),
       ...stores,
       `${indent}workgroupBarrier();`,
-      ...reads,
+      ...own,
+      ...reloads,
       ...(p < passes - 1
         ? [`${indent}workgroupBarrier();           // read: the next pass may store`]
         : []),

@@ -46,10 +46,10 @@ Deno.test("float16 on a device with float32-result matrices gets the matrix path
   assert.deepEqual(matrixConfig(H200_DAWN), configs("f32")[0]);
   const names = tuningCandidates(64, H200_DAWN, "f16", 4).map((s) => kernelShapeName(s, 64));
   assert.deepEqual(names, [
+    "128x32x2c4.mma16x16x16s32",
     "128x32x4c4.mma16x16x16s32",
     "64x64x2c4.mma16x16x16s32",
     "64x32x2c4.mma16x16x16s32",
-    "64x64x2c2.mma16x16x16s32",
   ]);
   // float32 calls, devices without matrices, and f16-result-only devices keep register tiles.
   assert.ok(tuningCandidates(64, H200_DAWN, "f32").every((s) => !s.matrix));
