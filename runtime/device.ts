@@ -26,8 +26,9 @@ export const BACKEND_ENV = "WEFT_BACKEND";
 /** What Weft knows about the device it runs on. */
 export interface DeviceInfo {
   /**
-   * The adapter's description (else its device id, else vendor and architecture, as Chrome
-   * reports SwiftShader: "google swiftshader"), e.g. "NVIDIA H100 80GB HBM3".
+   * The adapter's name: its description on Deno's WebGPU, its device on Dawn (whose description
+   * is the driver's), else the other, else vendor and architecture (as Chrome reports
+   * SwiftShader: "google swiftshader"), e.g. "NVIDIA H100 80GB HBM3".
    */
   description: string;
   /** The adapter's vendor as WebGPU reports it (may be empty). */
@@ -141,6 +142,31 @@ const RAISED_LIMITS = [
 ] as const;
 
 /**
+ * What to call an adapter. Deno's WebGPU puts the GPU's name in `description`; Dawn puts the
+ * driver's there ("NVIDIA: 580.159.04 580.159.4.0") and the GPU's name in `device`.
+ * @param info the adapter's info
+ * @param backend the implementation that reported it
+ * @returns the GPU's name, else whichever is given, else vendor and architecture
+ * @example
+ * ```ts
+ * import { adapterName } from "./device.ts";
+ * const info = { vendor: "nvidia", architecture: "hopper", device: "NVIDIA H100 80GB HBM3",
+ *   description: "NVIDIA: 580.159.04 580.159.4.0" };
+ * adapterName(info, "dawn"); // "NVIDIA H100 80GB HBM3"
+ * ```
+ */
+export function adapterName(
+  info: Pick<GPUAdapterInfo, "vendor" | "architecture" | "device" | "description">,
+  backend: Backend,
+): string {
+  const named = backend === "dawn"
+    ? info.device || info.description
+    : info.description || info.device;
+  return named || [info.vendor, info.architecture].filter(Boolean).join(" ") ||
+    "unknown adapter";
+}
+
+/**
  * Requests the high-performance adapter (a fallback adapter is accepted and reported) and a
  * device with its real limits and the `timestamp-query` and `shader-f16` features when offered
  * (on Dawn also `subgroups` and subgroup matrices).
@@ -188,8 +214,7 @@ export async function openDevice(
   return {
     device,
     info: {
-      description: info.description || info.device ||
-        [info.vendor, info.architecture].filter(Boolean).join(" ") || "unknown adapter",
+      description: adapterName(info, chosen),
       vendor: info.vendor,
       architecture: info.architecture,
       deviceId: info.device,
