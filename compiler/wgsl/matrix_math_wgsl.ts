@@ -266,8 +266,6 @@ export function matrixRowMaxima(R: number[], J: number[], cols: number): string 
 export function matrixProduct(o: ComponentKernelOptions, R: number[], Dd: number[]): string {
   const mg = matrixGeometry(o), c = mg.config;
   const sp = { majorness: o.matrixMajorness };
-  const each = (f: (a: number, b: number) => string) =>
-    mg.rowBlocks.flatMap((a) => mg.dimBlocks.map((b) => f(a, b))).join("\n");
   const pLoads = mg.rowBlocks.flatMap((a) =>
     mg.keySteps.map((t) =>
       `    let pm${a}_${t} = ${
