@@ -81,7 +81,17 @@ export function joinPeer(rows: readonly BenchRow[], peer: readonly PeerRow[]): R
     }
   }
   const backward = peer.some((p) => p.ms_fwd_bwd !== undefined);
-  return rows.map((r) => {
+  return rows.map((withOld) => {
+    // Rows re-read with --from may carry an earlier join's columns: this join replaces them.
+    const {
+      peer_ms: _ms,
+      peer_mode: _mode,
+      sdpa_ms: _sdpa,
+      peer_ratio: _ratio,
+      peer_fwd_bwd_ms: _fwdBwdMs,
+      peer_fwd_bwd_mode: _fwdBwdMode,
+      ...r
+    } = withOld as RowWithPeer;
     let best: PeerRow | undefined, fwdBwd: PeerRow | undefined, fwdBwdMs: number | null = null;
     for (const p of flex.get(key(r.pattern, r.n, r.dtype))?.values() ?? []) {
       if (!best || p.ms < best.ms) best = p;

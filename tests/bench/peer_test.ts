@@ -116,3 +116,18 @@ Deno.test("joinPeer: forward + backward from a named non-default mode is noted",
   assert.equal(ring.peer_fwd_bwd_mode, "max-autotune-no-cudagraphs");
   assert.match(peerMarkdown([ring]).split("\n")[2], /\| 3\.00 \(max-autotune-no-cudagraphs\) \|/);
 });
+
+Deno.test("joinPeer: an earlier join's columns are replaced, not left behind", () => {
+  const peer: PeerRow[] = [
+    { pattern: "ring", n: 4096, dtype: "f16", ms: 2, impl: "flex_attention_max_autotune" },
+  ];
+  const [joined] = joinPeer([row("ring", 4096, 0.5)], peer);
+  assert.equal(joined.peer_mode, "max-autotune-no-cudagraphs");
+  const [again] = joinPeer([joined], []);
+  assert.equal(again.peer_ms, null);
+  assert.ok(!("peer_mode" in again), "no mode without the time it belonged to");
+  assert.equal(
+    peerMarkdown([again]).split("\n")[2],
+    "| ring | 4096 | f16 | 0.500 |  |  |  |  |  |  |",
+  );
+});
