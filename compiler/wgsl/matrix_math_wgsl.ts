@@ -125,9 +125,10 @@ const RESCALE_LOG2 = 8.0;  // a row's max may grow this much (log2) before O is 
 // float16; barriers separate each use from the next.
 var<workgroup> kpTile: array<f16, ${Math.max(tileQ * qkRow, tileK * qkRow, tileQ * pRow)}>;
 var<workgroup> vTile: array<f16, ${tileK * qkRow}>;
-// The matrices' float32 results, read by the invocations: this tile's scores, then its P·V.
+// The matrices' float32 results, read by the invocations: each tile's scores, and O where
+// rows are rescaled and once at the end.
 var<workgroup> mmaOut: array<f32, ${tileQ * outRow}>;
-var<workgroup> rowShare: array<f32, ${tileQ * g.cols}>; // per-column row maxima, then row sums
+var<workgroup> rowShare: array<f32, ${tileQ * g.cols}>; // per-column row sums, added at the end
 var<workgroup> kPosition: array<i32, ${tileK}>;
 // [0]: some row's max grew past its reference this tile. 16 bytes, as every workgroup variable
 // here: the matrices load float16 tiles in 16-byte rows, wherever the driver places them.
