@@ -113,7 +113,7 @@ const P_ROW = ${pRow}u;        // padded float16 row of the P tile (P_STRIDE4 ve
 const V_STRIDE4 = ${qkRow / 4}u;    // padded row of the V tile, in vec4s
 const V_ROW = ${qkRow}u;        // the same, in float16 elements
 const OUT_ROW = ${outRow}u;      // float32 row of the matrices' results (S, then O${
-      oPasses(o) > 1 ? ` in ${oPasses(o)} passes` : ""
+      outColumns(o).passes > 1 ? ` in ${outColumns(o).passes} passes` : ""
     })
 const BAND_ROWS = ${mg.bandRows}u;   // query rows per subgroup: ${mg.rowBlocks.length} block(s) of ${mg.config.m}
 const RESCALE_LOG2 = 8.0;  // a row's max may grow this much (log2) before O is rescaled`,
@@ -316,11 +316,6 @@ ${oThroughOut(o, R, Dd, "  ", "collect")}
 /** The float32 columns of `mmaOut` and the passes O takes through them (tiles.ts). */
 function outColumns(o: ComponentKernelOptions): { columns: number; passes: number } {
   return matrixOutColumns(o.component.mask.tileK, o.shape.headDim, kernelGeometry(o).cols);
-}
-
-/** Passes O takes through `mmaOut`. */
-function oPasses(o: ComponentKernelOptions): number {
-  return outColumns(o).passes;
 }
 
 /**

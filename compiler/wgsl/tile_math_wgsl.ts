@@ -252,8 +252,9 @@ ${J.map(pStore).join("\n")}
 
 /**
  * The matrix path's softmax of row r (its O lives in result matrices, matrix_math_wgsl.ts),
- * from the row's tile max `tileMax{r}` (`matrixRowMaxima`): the row's reference max moves only when the tile's max passes it by more than
- * 2^RESCALE_LOG2; then `alpha` is the factor O must take and the tile raises `rescaleFlag`.
+ * from the row's tile max `tileMax{r}` (`matrixRowMaxima`): the row's reference max moves only
+ * when the tile's max passes it by more than 2^RESCALE_LOG2; then `alpha` is the factor O must
+ * take and the tile raises `rescaleFlag`.
  */
 function lazySoftmaxRow(
   r: number,

@@ -60,10 +60,18 @@ async function errors(
   const v = h(normalTensor(n * headDim, 13));
   const got = await rt.run(compiled, { q, k, v });
   const want = reference({ pattern, shape, q, k, v, hashCodes: got.hashCodes });
+  return { ...largestErrors(got, want), matrix: compiled.kernel.matrix !== undefined };
+}
+
+/** Largest |O - ref| and |LSE - ref|. */
+function largestErrors(
+  got: { o: ArrayLike<number | bigint>; lse: ArrayLike<number> },
+  want: { o: ArrayLike<number>; lse: ArrayLike<number> },
+) {
   let o = 0, lse = 0;
   for (let i = 0; i < want.o.length; i++) o = Math.max(o, Math.abs(Number(got.o[i]) - want.o[i]));
   for (let i = 0; i < want.lse.length; i++) lse = Math.max(lse, Math.abs(got.lse[i] - want.lse[i]));
-  return { o, lse, matrix: compiled.kernel.matrix !== undefined };
+  return { o, lse };
 }
 
 Deno.test({
@@ -118,10 +126,7 @@ Deno.test({
     assert.ok(compiled.kernel.matrix);
     const got = await rt.run(compiled, { q, k, v });
     const want = reference({ pattern: { kind: "causal" }, shape, q, k, v });
-    let worst = 0;
-    for (let i = 0; i < want.o.length; i++) {
-      worst = Math.max(worst, Math.abs(Number(got.o[i]) - want.o[i]));
-    }
+    const worst = largestErrors(got, want).o;
     assert.ok(worst <= 5e-3 * 16, `max |O - ref| ${worst}`);
   },
 });
@@ -165,14 +170,7 @@ Deno.test({
       const compiled = rt.compile(pattern, { shape, dtype: "f16" });
       assert.ok(compiled.kernel.matrix);
       const got = await rt.run(compiled, { q, k, v });
-      const want = reference({ pattern, shape, q: qRef, k, v });
-      let o = 0, lse = 0;
-      for (let i = 0; i < want.o.length; i++) {
-        o = Math.max(o, Math.abs(Number(got.o[i]) - want.o[i]));
-      }
-      for (let i = 0; i < want.lse.length; i++) {
-        lse = Math.max(lse, Math.abs(got.lse[i] - want.lse[i]));
-      }
+      const { o, lse } = largestErrors(got, reference({ pattern, shape, q: qRef, k, v }));
       assert.ok(
         o <= 5e-3 && lse <= 5e-3,
         `${pattern.kind}: max |O - ref| ${o}, |LSE - ref| ${lse}`,
