@@ -185,6 +185,12 @@ export function checkCall(pattern: unknown, options: CompileOptions): CheckedCal
   if (dtype !== "f32" && dtype !== "f16") {
     throw new ShapeError(`Bad options: dtype must be "f32" or "f16", got ${JSON.stringify(dtype)}`);
   }
+  if (options.tiles?.queryParts !== undefined && !options.tiles.matrix) {
+    throw new ShapeError(
+      "Bad options: tiles.queryParts applies to subgroup-matrix tiles only (tiles.matrix); " +
+        "leave it unset",
+    );
+  }
   if (options.tiles?.matrix) checkMatrixTiles(options.tiles, { ...options, dtype });
   else if (options.tiles?.threads !== undefined) checkTileColumns(options.tiles, shape);
   if (options.prefetch && sequenceSizes(shape).dv !== shape.headDim) {
@@ -339,6 +345,13 @@ function checkMatrixTiles(
         `(subgroup size ${m.subgroupSize}) at D = ${o.shape.headDim}: threads must be a ` +
         `multiple of the subgroup size, each subgroup's rows a multiple of ${m.m}, tileK and ` +
         `D multiples of ${m.n} and ${m.k}`,
+    );
+  }
+  const parts = tiles.queryParts ?? 1;
+  if (!matrixShape(tiles.tileQ, tiles.tileK, subgroups, rows, o.shape.headDim, m, parts)) {
+    throw new ShapeError(
+      `Bad options: tiles.queryParts must be 1, 2 or 4 and split D = ${o.shape.headDim} into ` +
+        `parts that are multiples of ${m.k} (the matrices' K) and of 4, got ${parts}`,
     );
   }
 }

@@ -140,7 +140,11 @@ function attentionOptions(k: AttentionKernel, o: RenderContext): ComponentKernel
     threads: kernel.threads,
     rowsPerThread: kernel.rowsPerThread,
     ...(kernel.matrix
-      ? { matrix: kernel.matrix, matrixMajorness: o.call.limits?.matrixMajorness }
+      ? {
+        matrix: kernel.matrix,
+        matrixMajorness: o.call.limits?.matrixMajorness,
+        queryParts: kernel.queryParts,
+      }
       : {}),
     ...pagedRows(k, o),
     label: `${branch.label}, ${k.label}`,

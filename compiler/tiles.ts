@@ -80,6 +80,12 @@ export interface KernelShape extends TileShape {
    * tiles on the CUDA cores. The softmax keeps the invocations' split either way.
    */
   matrix?: MatrixConfig;
+  /**
+   * Matrix kernels only: the query tile goes through workgroup memory in this many parts of
+   * D / queryParts dims each, every part's left matrices loaded before the next is staged, so
+   * that a tile of long rows (D = 128) needs only a part of its bytes at once. Absent: 1.
+   */
+  queryParts?: number;
 }
 
 /**
@@ -157,6 +163,7 @@ export function matrixShape(
   rowsPerThread: number,
   headDim: number,
   config: MatrixConfig,
+  queryParts = 1,
 ): KernelShape | undefined {
   const threads = subgroups * config.subgroupSize;
   const rowGroups = tileQ / rowsPerThread;
@@ -165,8 +172,16 @@ export function matrixShape(
   const fits = Number.isInteger(rowGroups) && Number.isInteger(cols) && cols >= 1 &&
     tileK % cols === 0 && d4 % cols === 0 && (tileQ / subgroups) % config.m === 0 &&
     tileK % config.n === 0 && tileK % config.k === 0 && headDim % config.n === 0 &&
-    headDim % config.k === 0;
-  return fits ? { tileQ, tileK, threads, rowsPerThread, matrix: config } : undefined;
+    headDim % config.k === 0 && queryPartFits(headDim, queryParts, config);
+  if (!fits) return undefined;
+  const shape: KernelShape = { tileQ, tileK, threads, rowsPerThread, matrix: config };
+  return queryParts > 1 ? { ...shape, queryParts } : shape;
+}
+
+/** Whether the query tile splits into `parts` of whole matrix steps (1, 2 or 4 parts). */
+function queryPartFits(headDim: number, parts: number, config: MatrixConfig): boolean {
+  return [1, 2, 4].includes(parts) && (headDim / parts) % config.k === 0 &&
+    (headDim / parts) % 4 === 0;
 }
 
 /**
@@ -238,17 +253,30 @@ export function matrixOutColumns(
 }
 
 /**
- * Workgroup memory of a subgroup-matrix kernel: the query tile, then K, then P, in one float16
- * array; V; the matrices' float32 results (S, then O, `matrixOutColumns`); row shares and key
- * positions.
+ * The padded float16 row of one part of a matrix kernel's query tile (`queryParts`).
+ * @param headDim D
+ * @param queryParts the parts the tile is staged in (default 1)
+ * @returns D / queryParts + MATRIX_PAD
+ */
+export function matrixQueryRow(headDim: number, queryParts = 1): number {
+  return headDim / queryParts + MATRIX_PAD;
+}
+
+/**
+ * Workgroup memory of a subgroup-matrix kernel: the query tile (or a part of it), then K, then
+ * P, in one float16 array; V; the matrices' float32 results (S, then O, `matrixOutColumns`); row
+ * shares, key positions and the rescaling flag.
  */
 function matrixStorageBytes(s: KernelShape, headDim: number, cols: number): number {
   const qk = headDim + MATRIX_PAD, p = s.tileK + MATRIX_PAD;
-  const kp = Math.max(s.tileQ * qk, s.tileK * qk, s.tileQ * p);
+  const kp = Math.max(s.tileQ * matrixQueryRow(headDim, s.queryParts), s.tileK * qk, s.tileQ * p);
   const v = s.tileK * qk;
   const out = s.tileQ * (matrixOutColumns(s.tileK, headDim, cols).columns + MATRIX_OUT_PAD);
-  return 2 * (kp + v) + 4 * out + 4 * (s.tileQ * cols + s.tileK);
+  return 2 * (kp + v) + 4 * out + 4 * (s.tileQ * cols + s.tileK) + RESCALE_FLAG_BYTES;
 }
+
+/** The matrix kernels' rescaling flag: 16 bytes, as all their workgroup variables. */
+const RESCALE_FLAG_BYTES = 16;
 
 /**
  * Whether a kernel may stage its query tile, where the caller has not said (no pattern yet):
@@ -390,7 +418,9 @@ export function kernelFits(
 /**
  * A kernel shape's short name, `tileQ x tileK x rowsPerThread`, with `c` and the column count
  * when the columns are not `kernelShape`'s widest split (the invocation count follows from
- * these and the output head dim): how reports and the autotune cache write it.
+ * these and the output head dim): how reports and the autotune cache write it. Matrix shapes add
+ * `.mma` with the matrix and subgroup size, and `q` with the query tile's parts where it has more
+ * than one (`128x32x2c4.mma16x16x16s32q2`).
  * @param s the kernel shape
  * @param headDim the output head dim (Dv, which is D unless V has one of its own), which the
  *   widest split depends on
@@ -406,13 +436,14 @@ export function kernelShapeName(s: KernelShape, headDim: number): string {
   const base = `${s.tileQ}x${s.tileK}x${s.rowsPerThread}`;
   const cols = s.threads / (s.tileQ / s.rowsPerThread);
   const m = s.matrix;
-  if (m) return `${base}c${cols}.mma${m.m}x${m.n}x${m.k}s${m.subgroupSize}`;
+  const parts = (s.queryParts ?? 1) > 1 ? `q${s.queryParts}` : "";
+  if (m) return `${base}c${cols}.mma${m.m}x${m.n}x${m.k}s${m.subgroupSize}${parts}`;
   return cols === widestColumns(s.tileK, headDim / 4) ? base : `${base}c${cols}`;
 }
 
 /**
  * The kernel shape a `kernelShapeName` names, at a head dim.
- * @param name e.g. "64x32x2" or "64x32x2c4"
+ * @param name e.g. "64x32x2", "64x32x2c4" or "128x32x2c4.mma16x16x16s32q2"
  * @param headDim the output head dim (Dv; a multiple of 4)
  * @returns the shape, or undefined when the name is malformed, rowsPerThread does not divide
  *   tileQ, or the columns do not divide tileK and D / 4
@@ -424,7 +455,9 @@ export function kernelShapeName(s: KernelShape, headDim: number): string {
  * ```
  */
 export function parseKernelShapeName(name: string, headDim: number): KernelShape | undefined {
-  const m = /^(\d+)x(\d+)x(\d+)(?:c(\d+))?(?:\.mma(\d+)x(\d+)x(\d+)s(\d+))?$/.exec(name);
+  const m = /^(\d+)x(\d+)x(\d+)(?:c(\d+))?(?:\.mma(\d+)x(\d+)x(\d+)s(\d+)(?:q(\d+))?)?$/.exec(
+    name,
+  );
   if (!m) return undefined;
   const [tileQ, tileK, rows] = [Number(m[1]), Number(m[2]), Number(m[3])];
   const cols = m[4] === undefined ? undefined : Number(m[4]);
@@ -435,7 +468,9 @@ export function parseKernelShapeName(name: string, headDim: number): KernelShape
     const config: MatrixConfig = { input: "f16", result: "f32", m: mm, n, k, subgroupSize: size };
     const subgroups = (tileQ / rows) * cols / size;
     if (!Number.isInteger(subgroups)) return undefined;
-    return matrixShape(tileQ, tileK, subgroups, rows, headDim, config);
+    const parts = m[9] === undefined ? 1 : Number(m[9]);
+    if (parts === 1 && m[9] !== undefined) return undefined; // one name per shape
+    return matrixShape(tileQ, tileK, subgroups, rows, headDim, config, parts);
   }
   return kernelShape(tileQ, tileK, rows, headDim / 4, cols);
 }

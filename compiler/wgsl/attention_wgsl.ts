@@ -53,7 +53,7 @@ import { declareEdgePair, edgePairStep } from "./edge_pair_wgsl.ts";
 import { ParamReader } from "./params_wgsl.ts";
 import type { PagedRows } from "./kv_row_wgsl.ts";
 import { SEQUENCE_N } from "./sequence_wgsl.ts";
-import { queryStaging } from "./query_tile_wgsl.ts";
+import { queryPart, queryStaging } from "./query_tile_wgsl.ts";
 import { f32, type ShaderModule } from "./shader_module.ts";
 import { gridOf, maskedTiles, tileMask } from "./tile_mask_wgsl.ts";
 import {
@@ -159,6 +159,8 @@ export interface ComponentKernelOptions {
   matrix?: MatrixConfig;
   /** How the device's WGSL spells a matrix load's majorness (tiles.ts, DeviceLimits). */
   matrixMajorness?: "template" | "argument";
+  /** The parts the query tile is staged in on the matrix path (tiles.ts, KernelShape). */
+  queryParts?: number;
   /**
    * K and V in pages, every row read through the block table (`kvRow`, kv_row_wgsl.ts); absent
    * where they are contiguous, and for landmark keys, which the pooling pass writes contiguous.
@@ -541,7 +543,7 @@ ${workgroupTile(refs)}
 
 ${queryTile.loads}${schedule(o, refs)}
 ${pair ? pair.loads + "\n" : keyLoop.prologue}
-${queryTile.stores}${matrix ? matrixQueryLoads(o) : ""}${
+${queryTile.stores}${matrix ? matrixQueryLoads(o, (part) => queryPart(o, qPos, grid, part)) : ""}${
     each((r) => `  let q${r} = ${queryAt(`qTileIndex * TILE_Q + firstRow + ${r}u`)};`)
   }${
     o.packed

@@ -25,7 +25,13 @@ import type { ShaderModule } from "./shader_module.ts";
 import { maxOf } from "./tile_math_wgsl.ts";
 import type { ComponentKernelOptions } from "./attention_wgsl.ts";
 import { kernelGeometry, range } from "./kernel_refs.ts";
-import { MATRIX_OUT_PAD, MATRIX_PAD, type MatrixConfig, matrixOutColumns } from "../tiles.ts";
+import {
+  MATRIX_OUT_PAD,
+  MATRIX_PAD,
+  type MatrixConfig,
+  matrixOutColumns,
+  matrixQueryRow,
+} from "../tiles.ts";
 
 /** How the subgroups split the tile, in matrices. */
 interface MatrixGeometry {
@@ -103,6 +109,7 @@ export function declareMatrixTiles(m: ShaderModule, o: ComponentKernelOptions): 
   const { tileQ, tileK } = o.component.mask;
   const d = o.shape.headDim, g = kernelGeometry(o), mg = matrixGeometry(o);
   const qkRow = d + MATRIX_PAD, pRow = tileK + MATRIX_PAD;
+  const parts = o.queryParts ?? 1, qRow = matrixQueryRow(d, parts);
   const outRow = matrixOutColumns(tileK, d, g.cols).columns + MATRIX_OUT_PAD;
   m.enable("f16").enable("subgroups").enable("chromium_experimental_subgroup_matrix");
   m.declare(
@@ -115,15 +122,26 @@ const V_ROW = ${qkRow}u;        // the same, in float16 elements
 const OUT_ROW = ${outRow}u;      // float32 row of the matrices' results (S, then O${
       outColumns(o).passes > 1 ? ` in ${outColumns(o).passes} passes` : ""
     })
-const BAND_ROWS = ${mg.bandRows}u;   // query rows per subgroup: ${mg.rowBlocks.length} block(s) of ${mg.config.m}
+const BAND_ROWS = ${mg.bandRows}u;   // query rows per subgroup: ${mg.rowBlocks.length} block(s) of ${mg.config.m}${
+      parts > 1
+        ? `
+const Q_PART4 = ${
+          d / 4 / parts
+        }u;      // vec4s of a query row per part (the tile is staged in ${parts})
+const Q_ROW = ${qRow}u;        // padded float16 row of a part of the query tile
+const Q_STRIDE4 = ${qRow / 4}u;    // the same, in vec4s`
+        : ""
+    }
 const RESCALE_LOG2 = 8.0;  // a row's max may grow this much (log2) before O is rescaled`,
   );
   m.declare(
     "workgroupMemory",
     `
-// The query tile (until its matrices are loaded), then K for QKᵀ, then P for P·V, in
+// The query tile (${
+      parts > 1 ? `part by part, ` : ""
+    }until its matrices are loaded), then K for QKᵀ, then P for P·V, in
 // float16; barriers separate each use from the next.
-var<workgroup> kpTile: array<f16, ${Math.max(tileQ * qkRow, tileK * qkRow, tileQ * pRow)}>;
+var<workgroup> kpTile: array<f16, ${Math.max(tileQ * qRow, tileK * qkRow, tileQ * pRow)}>;
 var<workgroup> vTile: array<f16, ${tileK * qkRow}>;
 // The matrices' float32 results, read by the invocations: each tile's scores, and O where
 // rows are rescaled and once at the end.
@@ -169,11 +187,17 @@ export function vIndex(o: { matrix?: MatrixConfig }, row: string, plain: string)
 
 /**
  * After the query tile is staged: this subgroup's band of Q as left matrices, held in
- * registers for the whole key loop, then a barrier before K overwrites the staged tile.
+ * registers for the whole key loop, then a barrier before K overwrites the staged tile. Where
+ * the tile is staged in parts (`queryParts`), each part is staged (`stagePart`, query_tile_wgsl.ts),
+ * its matrices loaded, and a barrier passed before the next part overwrites it.
  */
-export function matrixQueryLoads(o: ComponentKernelOptions): string {
+export function matrixQueryLoads(
+  o: ComponentKernelOptions,
+  stagePart: (part: number) => string,
+): string {
   const mg = matrixGeometry(o), c = mg.config;
   const sp = { majorness: o.matrixMajorness };
+  const parts = o.queryParts ?? 1;
   const outputs = mg.rowBlocks.flatMap((a) =>
     mg.dimBlocks.map((b) => `  var o${a}_${b} = ${result(c)}();`)
   );
@@ -184,18 +208,43 @@ ${outputs.join("\n")}
 `;
   // A uniform softmax scores nothing: only P·V reads the band.
   if (o.uniform) return band;
-  const loads = mg.rowBlocks.flatMap((a) =>
-    mg.dimSteps.map((t) =>
-      `  let qm${a}_${t} = ${
-        load(sp, left(c), "kpTile", `(band + ${a * c.m}u) * QK_ROW + ${t * c.k}u`, false, "QK_ROW")
-      };`
-    )
-  );
-  return `  workgroupBarrier();                 // the query tile is staged
+  const loads = (steps: number[], row: string, first: number) =>
+    mg.rowBlocks.flatMap((a) =>
+      steps.map((t) =>
+        `  let qm${a}_${t} = ${
+          load(
+            sp,
+            left(c),
+            "kpTile",
+            `(band + ${a * c.m}u) * ${row} + ${t * c.k - first}u`,
+            false,
+            row,
+          )
+        };`
+      )
+    ).join("\n");
+  if (parts === 1) {
+    return `  workgroupBarrier();                 // the query tile is staged
 ${band}  // This subgroup's band of Q as left matrices, for every key tile.
-${loads.join("\n")}
+${loads(mg.dimSteps, "QK_ROW", 0)}
   workgroupBarrier();                 // K may now overwrite the staged query tile
 `;
+  }
+  const steps = mg.dimSteps.length / parts, dims = o.shape.headDim / parts;
+  const staged = range(parts).map((p) =>
+    `  // Q's dims ${p * dims}..${
+      (p + 1) * dims - 1
+    }, pre-scaled, then this subgroup's band of them.
+${stagePart(p)}  workgroupBarrier();
+${loads(mg.dimSteps.slice(p * steps, (p + 1) * steps), "Q_ROW", p * dims)}
+  workgroupBarrier();                 // read: ${
+      p < parts - 1 ? "the next part" : "K"
+    } may overwrite it
+`
+  );
+  return `${band}  // The query tile in ${parts} parts through workgroup memory; this subgroup's band of Q as left
+  // matrices, for every key tile.
+${staged.join("")}`;
 }
 
 /**

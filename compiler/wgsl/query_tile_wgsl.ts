@@ -21,7 +21,8 @@ export function queryStaging(
   qPos: Call,
   grid: Grid,
 ): { loads: string; stores: string } {
-  if (o.globalQuery) return { loads: "", stores: "" };
+  // Staged part by part between the matrix loads (queryPart, matrixQueryLoads).
+  if (o.globalQuery || (o.queryParts ?? 1) > 1) return { loads: "", stores: "" };
   const g = kernelGeometry(o);
   const total = o.component.mask.tileQ * o.shape.headDim / 4;
   const slots = total / g.threads;
@@ -107,3 +108,35 @@ ${
  * gained nothing, so those keep the loop.
  */
 const MAX_QUERY_SLOTS = 4;
+
+/**
+ * One part of a matrix kernel's query tile (`queryParts` > 1), pre-scaled, into workgroup
+ * memory: its Q_PART4 vec4s of every row, rows Q_STRIDE4 vec4s apart.
+ * @param o the kernel's options
+ * @param qPos the query positions of the tile's rows
+ * @param grid the kernel's grid
+ * @param part which part: dims part * D / queryParts onwards
+ * @returns the staging loop
+ */
+export function queryPart(o: ComponentKernelOptions, qPos: Call, grid: Grid, part: number): string {
+  const T = o.dtype;
+  const first = part * o.shape.headDim / 4 / (o.queryParts ?? 1);
+  const dims = `${first ? `${first}u + ` : ""}i % Q_PART4`;
+  const at = "r * Q_STRIDE4 + i % Q_PART4";
+  const store = grid.complete || grid.padded
+    ? tileStore(
+      o,
+      "q",
+      at,
+      `qIn[(bh * N + ${sourceRow(grid, "q", qPos, "qTileIndex * TILE_Q + r")}) * D4 + ${dims}] * ` +
+        "SCORE_SCALE",
+    )
+    : `let q = ${qPos("qTileIndex * TILE_Q + r")};
+    let src = (${queryRowOf(o, "q", true)}) * D4 + ${dims};
+    ${tileStore(o, "q", at, `select(vec4<${T}>(0.0), qIn[src] * SCORE_SCALE, q >= 0)`)}`;
+  return `  for (var i = lid; i < TILE_Q * Q_PART4; i += THREADS) {
+    let r = i / Q_PART4;
+    ${store}
+  }
+`;
+}

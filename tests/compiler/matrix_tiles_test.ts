@@ -12,7 +12,7 @@ import {
   parseKernelShapeName,
   tuningCandidates,
 } from "../../compiler/mod.ts";
-import { kernelStorageBytes, matrixConfig } from "../../compiler/tiles.ts";
+import { kernelStorageBytes, matrixConfig, prefetches } from "../../compiler/tiles.ts";
 import { ShapeError } from "../../core/errors.ts";
 
 /** What Dawn reports for the H200: f16 inputs with f32 (and f16) results, subgroups of 32. */
@@ -203,13 +203,16 @@ Deno.test("a matrix kernel's workgroup variables are multiples of 16 bytes", () 
     { kind: "gated", branches: [{ kind: "ring", radius: 32 }, { kind: "stride", period: 8 }] },
   ];
   for (const p of patterns) {
-    for (const tiles of ["64x64x2c4.mma16x16x16s32", "128x32x4c4.mma16x16x16s32"]) {
-      const c = compile(p, {
-        shape: shape(4096),
-        dtype: "f16",
-        limits: H200_DAWN,
-        tiles: parseKernelShapeName(tiles, 64)!,
-      });
+    for (
+      const [name, d] of [
+        ["64x64x2c4.mma16x16x16s32", 64],
+        ["128x32x4c4.mma16x16x16s32", 64],
+        ["128x32x2c4.mma16x16x16s32q4", 64],
+        ["128x32x2c4.mma16x16x16s32q2", 128],
+      ] as const
+    ) {
+      const tiles = parseKernelShapeName(name, d)!;
+      const c = compile(p, { shape: shape(4096, d), dtype: "f16", limits: H200_DAWN, tiles });
       const kernels = c.passes.filter((x) => x.wgsl.includes("subgroupMatrixLoad"));
       assert.ok(kernels.length > 0, JSON.stringify(p));
       for (const k of kernels) {
@@ -218,7 +221,73 @@ Deno.test("a matrix kernel's workgroup variables are multiples of 16 bytes", () 
         for (const [, name, type] of declarations) {
           assert.equal(declarationBytes(type) % 16, 0, `${k.label}: ${name}: ${type}`);
         }
+        // What the fit checks count is what the kernel declares.
+        const declared = declarations.reduce((sum, [, , type]) => sum + declarationBytes(type), 0);
+        assert.equal(declared, kernelStorageBytes(tiles, d, "f16"), `${name}, ${k.label}`);
       }
     }
   }
+});
+
+Deno.test("the query tile staged in parts lets 128-row tiles prefetch at D = 128", () => {
+  const whole = parseKernelShapeName("128x32x2c4.mma16x16x16s32", 128)!;
+  const halves = parseKernelShapeName("128x32x2c4.mma16x16x16s32q2", 128)!;
+  assert.equal(halves.queryParts, 2);
+  assert.equal(kernelShapeName(halves, 128), "128x32x2c4.mma16x16x16s32q2");
+  assert.ok(!kernelFits(whole, 128, "f16", H200_DAWN), "the whole query tile needs 64 KiB");
+  assert.ok(kernelFits(halves, 128, "f16", H200_DAWN));
+  assert.ok(prefetches(halves, 128), "4 vec4s of K and V per invocation");
+  // One name per shape, and parts of whole matrix steps only.
+  assert.equal(parseKernelShapeName("128x32x2c4.mma16x16x16s32q1", 128), undefined);
+  assert.equal(parseKernelShapeName("128x32x2c4.mma16x16x16s32q3", 128), undefined);
+  assert.equal(parseKernelShapeName("128x32x2c4.mma16x16x16s32q4", 32), undefined);
+  // Not offered by the tuner (yet): the candidates keep a whole query tile.
+  assert.ok(tuningCandidates(128, H200_DAWN, "f16", 12).every((s) => !s.queryParts));
+
+  const wgsl = compile({ kind: "ring", radius: 40 }, {
+    shape: shape(1024, 128),
+    dtype: "f16",
+    limits: H200_DAWN,
+    tiles: halves,
+  }).passes[0].wgsl;
+  // Two staging loops, each followed by its part's loads: dims 0..63 then 64..127 of Q, each
+  // read from the part's own row (Q_ROW) at offsets 0..48 within the part.
+  assert.equal((wgsl.match(/i < TILE_Q \* Q_PART4/g) ?? []).length, 2);
+  const loads = [
+    ...wgsl.matchAll(
+      /let qm0_(\d) = subgroupMatrixLoad[^(]*\(&kpTile, \(band \+ 0u\) \* Q_ROW \+ (\d+)u, (?:false, )?Q_ROW\)/g,
+    ),
+  ];
+  assert.deepEqual(loads.map((m) => [Number(m[1]), Number(m[2])]), [
+    [0, 0],
+    [1, 16],
+    [2, 32],
+    [3, 48],
+    [4, 0],
+    [5, 16],
+    [6, 32],
+    [7, 48],
+  ]);
+  const secondPart = wgsl.indexOf("D4 + 16u + i % Q_PART4");
+  assert.ok(secondPart > wgsl.indexOf("let qm0_3") && secondPart < wgsl.indexOf("let qm0_4"));
+  assert.match(wgsl, /const Q_ROW = 72u;/);
+  assert.match(wgsl, /var nextK3 = /, "the next K/V tile is prefetched");
+});
+
+Deno.test("queryParts the matrices cannot take are refused, naming the field", () => {
+  const tiles = parseKernelShapeName("128x32x2c4.mma16x16x16s32", 64)!;
+  const compileWith = (t: Record<string, unknown>) => () =>
+    compile({ kind: "dense" }, {
+      shape: shape(256),
+      dtype: "f16",
+      limits: H200_DAWN,
+      tiles: t as never,
+    });
+  assert.throws(compileWith({ ...tiles, queryParts: 3 }), /tiles\.queryParts must be 1, 2 or 4/);
+  assert.throws(compileWith({ ...tiles, queryParts: 8 }), /got 8/);
+  const registers = tuningCandidates(64, H200_NATIVE, "f16", 1)[0];
+  assert.throws(
+    compileWith({ ...registers, queryParts: 2 }),
+    /applies to subgroup-matrix tiles only/,
+  );
 });

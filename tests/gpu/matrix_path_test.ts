@@ -2,12 +2,17 @@
  * The subgroup-matrix path (QKᵀ and P·V on the matrix units) against the float64 reference, on
  * every kind of layout and kernel: residue order, bucket order, gathered rows, landmarks,
  * split-K, fused runs, shared modules, predicates, score modifiers, gates; every matrix shape
- * the device offers at several head dims; padded and complete grids; with and without the
- * prefetched key loop. Runs where the device has subgroup matrices (Dawn, `WEFT_BACKEND=dawn`,
+ * the device offers at several head dims; query tiles staged in parts; padded and complete
+ * grids; with and without the prefetched key loop. Runs where the device has subgroup matrices (Dawn, `WEFT_BACKEND=dawn`,
  * on a GPU that lists them); elsewhere the tests are ignored.
  */
 import assert from "node:assert/strict";
-import { kernelShapeName, tuningCandidates } from "../../compiler/mod.ts";
+import {
+  kernelFits,
+  kernelShapeName,
+  parseKernelShapeName,
+  tuningCandidates,
+} from "../../compiler/mod.ts";
 import type { Pattern } from "../../dsl/schema.ts";
 import { compileLimits } from "../../runtime/device.ts";
 import { reference } from "../../runtime/reference/mod.ts";
@@ -104,6 +109,47 @@ Deno.test({
         for (const prefetch of [false, true]) {
           await t.step(`D = ${d}, ${kernelShapeName(tiles, d)}, prefetch ${prefetch}`, async () => {
             const e = await errors(pattern, 300, d, { tiles, prefetch });
+            assert.ok(e.matrix);
+            assert.ok(e.o <= 5e-3 && e.lse <= 5e-3, `max |O - ref| ${e.o}, |LSE - ref| ${e.lse}`);
+          });
+        }
+      }
+    }
+  },
+});
+
+Deno.test({
+  name: "the query tile staged in parts: q2 and q4 at D = 64, q2 at D = 128 (prefetched)",
+  ignore,
+  fn: async (t) => {
+    const limits = compileLimits(rt.device, rt.info);
+    const patterns: [string, Pattern][] = [
+      ["dense", { kind: "dense" }],
+      ["ring (wraps)", { kind: "ring", radius: 40 }],
+      [
+        "window ∪ stride (residue order)",
+        {
+          kind: "union",
+          of: [{ kind: "window", left: 50, right: 50 }, { kind: "stride", period: 6 }],
+        },
+      ],
+      ["global (gathered rows)", { kind: "global", tokens: [0, 3, 100, 101] }],
+      ["hashBucket (bucket order)", { kind: "hashBucket", buckets: 8, rounds: 2, seed: 3 }],
+    ];
+    for (
+      const [name, d] of [
+        ["128x32x2c4.mma16x16x16s32q2", 64],
+        ["128x32x2c4.mma16x16x16s32q4", 64],
+        ["128x32x2c4.mma16x16x16s32q2", 128],
+        ["64x32x2c4.mma16x16x16s32q2", 128],
+      ] as const
+    ) {
+      const tiles = parseKernelShapeName(name, d)!;
+      if (!kernelFits(tiles, d, "f16", limits)) continue; // another GPU's matrices
+      for (const [label, pattern] of patterns) {
+        for (const n of [333, 1024]) {
+          await t.step(`D = ${d}, ${name}, ${label}, N = ${n}`, async () => {
+            const e = await errors(pattern, n, d, { tiles });
             assert.ok(e.matrix);
             assert.ok(e.o <= 5e-3 && e.lse <= 5e-3, `max |O - ref| ${e.o}, |LSE - ref| ${e.lse}`);
           });
