@@ -51,3 +51,17 @@ Deno.test("WEFT_GPU_WAIT_S sets the limit and is checked", () => {
     else Deno.env.set("WEFT_GPU_WAIT_S", before);
   }
 });
+
+Deno.test("a slow guarded wait says so, and says how long it took when it ends", async () => {
+  const lines: string[] = [];
+  const notice = { afterS: 0.02, say: (line: string) => lines.push(line) };
+  const late = new Promise((resolve) => setTimeout(() => resolve("built"), 120));
+  assert.equal(await gpuWait(dawnLike, "building the pipeline of ring", late, 5, notice), "built");
+  assert.equal(lines.length, 2, lines.join("\n"));
+  assert.match(lines[0], /building the pipeline of ring is still waiting after 0.02 s/);
+  assert.match(lines[0], /fails after 5 s, WEFT_GPU_WAIT_S/);
+  assert.match(lines[1], /^weft: building the pipeline of ring ended after \d+\.\d s$/);
+  // A quick wait says nothing.
+  await gpuWait(dawnLike, "a read-back", Promise.resolve(1), 5, notice);
+  assert.equal(lines.length, 2);
+});
