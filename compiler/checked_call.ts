@@ -185,11 +185,13 @@ export function checkCall(pattern: unknown, options: CompileOptions): CheckedCal
   if (dtype !== "f32" && dtype !== "f16") {
     throw new ShapeError(`Bad options: dtype must be "f32" or "f16", got ${JSON.stringify(dtype)}`);
   }
-  if (options.tiles?.queryParts !== undefined && !options.tiles.matrix) {
-    throw new ShapeError(
-      "Bad options: tiles.queryParts applies to subgroup-matrix tiles only (tiles.matrix); " +
-        "leave it unset",
-    );
+  for (const field of ["queryParts", "bandSplit"] as const) {
+    if (options.tiles?.[field] !== undefined && !options.tiles.matrix) {
+      throw new ShapeError(
+        `Bad options: tiles.${field} applies to subgroup-matrix tiles only (tiles.matrix); ` +
+          "leave it unset",
+      );
+    }
   }
   if (options.tiles?.matrix) checkMatrixTiles(options.tiles, { ...options, dtype });
   else if (options.tiles?.threads !== undefined) checkTileColumns(options.tiles, shape);
@@ -335,20 +337,36 @@ function checkMatrixTiles(
   }
   const threads = tiles.threads ?? 0, rows = tiles.rowsPerThread ?? 0;
   const subgroups = threads / m.subgroupSize;
-  const shape = Number.isInteger(subgroups) && rows > 0
-    ? matrixShape(tiles.tileQ, tiles.tileK, subgroups, rows, o.shape.headDim, m)
-    : undefined;
-  if (!shape) {
+  const parts = tiles.queryParts ?? 1, split = tiles.bandSplit ?? 1;
+  const tiled = (queryParts: number, bandSplit: number) =>
+    Number.isInteger(subgroups) && rows > 0 &&
+    matrixShape(
+        tiles.tileQ,
+        tiles.tileK,
+        subgroups,
+        rows,
+        o.shape.headDim,
+        m,
+        queryParts,
+        bandSplit,
+      ) !== undefined;
+  if (!tiled(1, 1) && !tiled(1, split)) {
     throw new ShapeError(
       `Bad options: tiles ${tiles.tileQ}x${tiles.tileK} with ${threads} threads and ` +
         `${rows} rows per thread do not tile into ${m.m}x${m.n}x${m.k} subgroup matrices ` +
         `(subgroup size ${m.subgroupSize}) at D = ${o.shape.headDim}: threads must be a ` +
-        `multiple of the subgroup size, each subgroup's rows a multiple of ${m.m}, tileK and ` +
-        `D multiples of ${m.n} and ${m.k}`,
+        `multiple of the subgroup size, each subgroup's rows (each pair's, with bandSplit 2) a ` +
+        `multiple of ${m.m}, tileK and D multiples of ${m.n} and ${m.k}`,
     );
   }
-  const parts = tiles.queryParts ?? 1;
-  if (!matrixShape(tiles.tileQ, tiles.tileK, subgroups, rows, o.shape.headDim, m, parts)) {
+  if (!tiled(1, split)) {
+    throw new ShapeError(
+      `Bad options: tiles.bandSplit must be 1 or 2, and 2 needs an even number of subgroups and ` +
+        `the key tile's and D's ${m.n}-wide blocks in two equal halves (tileK ${tiles.tileK}, ` +
+        `D = ${o.shape.headDim}, ${subgroups} subgroups), got ${split}`,
+    );
+  }
+  if (!tiled(parts, split)) {
     throw new ShapeError(
       `Bad options: tiles.queryParts must be 1, 2 or 4 and split D = ${o.shape.headDim} into ` +
         `parts that are multiples of ${m.k} (the matrices' K) and of 4, got ${parts}`,

@@ -144,6 +144,7 @@ function attentionOptions(k: AttentionKernel, o: RenderContext): ComponentKernel
         matrix: kernel.matrix,
         matrixMajorness: o.call.limits?.matrixMajorness,
         queryParts: kernel.queryParts,
+        bandSplit: kernel.bandSplit,
       }
       : {}),
     ...pagedRows(k, o),

@@ -86,6 +86,12 @@ export interface KernelShape extends TileShape {
    * that a tile of long rows (D = 128) needs only a part of its bytes at once. Absent: 1.
    */
   queryParts?: number;
+  /**
+   * Matrix kernels only: two subgroups share each band of query rows (2), one scoring the first
+   * half of the key tile's N-blocks and holding O for the first half of D's, the other the
+   * second halves, so each loads half of K and V as matrices (Q is held by both). Absent: 1.
+   */
+  bandSplit?: number;
 }
 
 /**
@@ -164,18 +170,52 @@ export function matrixShape(
   headDim: number,
   config: MatrixConfig,
   queryParts = 1,
+  bandSplit = 1,
 ): KernelShape | undefined {
   const threads = subgroups * config.subgroupSize;
   const rowGroups = tileQ / rowsPerThread;
   const cols = threads / rowGroups;
   const d4 = headDim / 4;
   const fits = Number.isInteger(rowGroups) && Number.isInteger(cols) && cols >= 1 &&
-    tileK % cols === 0 && d4 % cols === 0 && (tileQ / subgroups) % config.m === 0 &&
+    tileK % cols === 0 && d4 % cols === 0 && ((tileQ * bandSplit) / subgroups) % config.m === 0 &&
     tileK % config.n === 0 && tileK % config.k === 0 && headDim % config.n === 0 &&
-    headDim % config.k === 0 && queryPartFits(headDim, queryParts, config);
+    headDim % config.k === 0 && queryPartFits(headDim, queryParts, config) &&
+    bandSplitFits(tileQ, tileK, subgroups, headDim, config, cols, bandSplit);
   if (!fits) return undefined;
-  const shape: KernelShape = { tileQ, tileK, threads, rowsPerThread, matrix: config };
-  return queryParts > 1 ? { ...shape, queryParts } : shape;
+  return {
+    tileQ,
+    tileK,
+    threads,
+    rowsPerThread,
+    matrix: config,
+    ...(queryParts > 1 ? { queryParts } : {}),
+    ...(bandSplit > 1 ? { bandSplit } : {}),
+  };
+}
+
+/**
+ * Whether two subgroups can share each band (`bandSplit` 2; matrixShape checks that bands are
+ * whole M-row blocks): pairs of subgroups, the key tile's and D's N-blocks in two equal halves,
+ * and O's passes through the
+ * matrices' results (`matrixOutColumns`) holding half a pass of each half's dims, in whole
+ * N-blocks and whole runs of a row's vec4 columns (4 * cols dims).
+ */
+function bandSplitFits(
+  tileQ: number,
+  tileK: number,
+  subgroups: number,
+  headDim: number,
+  config: MatrixConfig,
+  cols: number,
+  split: number,
+): boolean {
+  if (split === 1) return true;
+  if (split !== 2 || subgroups % 2 !== 0) return false;
+  const { columns, passes } = matrixOutColumns(tileK, headDim, cols);
+  const half = (passes > 1 ? columns : headDim) / 2;
+  return (tileK / config.n) % 2 === 0 &&
+    (headDim / config.n) % 2 === 0 && half % config.n === 0 && half % (4 * cols) === 0 &&
+    (headDim / 2) % (4 * cols) === 0;
 }
 
 /** Whether the query tile splits into `parts` of whole matrix steps (1, 2 or 4 parts). */
@@ -419,8 +459,8 @@ export function kernelFits(
  * A kernel shape's short name, `tileQ x tileK x rowsPerThread`, with `c` and the column count
  * when the columns are not `kernelShape`'s widest split (the invocation count follows from
  * these and the output head dim): how reports and the autotune cache write it. Matrix shapes add
- * `.mma` with the matrix and subgroup size, and `q` with the query tile's parts where it has more
- * than one (`128x32x2c4.mma16x16x16s32q2`).
+ * `.mma` with the matrix and subgroup size, `q` with the query tile's parts where it has more than
+ * one, and `h` where subgroups share bands (`128x32x2c4.mma16x16x16s32q2h2`).
  * @param s the kernel shape
  * @param headDim the output head dim (Dv, which is D unless V has one of its own), which the
  *   widest split depends on
@@ -437,7 +477,8 @@ export function kernelShapeName(s: KernelShape, headDim: number): string {
   const cols = s.threads / (s.tileQ / s.rowsPerThread);
   const m = s.matrix;
   const parts = (s.queryParts ?? 1) > 1 ? `q${s.queryParts}` : "";
-  if (m) return `${base}c${cols}.mma${m.m}x${m.n}x${m.k}s${m.subgroupSize}${parts}`;
+  const split = (s.bandSplit ?? 1) > 1 ? `h${s.bandSplit}` : "";
+  if (m) return `${base}c${cols}.mma${m.m}x${m.n}x${m.k}s${m.subgroupSize}${parts}${split}`;
   return cols === widestColumns(s.tileK, headDim / 4) ? base : `${base}c${cols}`;
 }
 
@@ -455,9 +496,10 @@ export function kernelShapeName(s: KernelShape, headDim: number): string {
  * ```
  */
 export function parseKernelShapeName(name: string, headDim: number): KernelShape | undefined {
-  const m = /^(\d+)x(\d+)x(\d+)(?:c(\d+))?(?:\.mma(\d+)x(\d+)x(\d+)s(\d+)(?:q(\d+))?)?$/.exec(
-    name,
-  );
+  const m = /^(\d+)x(\d+)x(\d+)(?:c(\d+))?(?:\.mma(\d+)x(\d+)x(\d+)s(\d+)(?:q(\d+))?(?:h(\d+))?)?$/
+    .exec(
+      name,
+    );
   if (!m) return undefined;
   const [tileQ, tileK, rows] = [Number(m[1]), Number(m[2]), Number(m[3])];
   const cols = m[4] === undefined ? undefined : Number(m[4]);
@@ -469,8 +511,9 @@ export function parseKernelShapeName(name: string, headDim: number): KernelShape
     const subgroups = (tileQ / rows) * cols / size;
     if (!Number.isInteger(subgroups)) return undefined;
     const parts = m[9] === undefined ? 1 : Number(m[9]);
-    if (parts === 1 && m[9] !== undefined) return undefined; // one name per shape
-    return matrixShape(tileQ, tileK, subgroups, rows, headDim, config, parts);
+    const split = m[10] === undefined ? 1 : Number(m[10]);
+    if (m[9] === "1" || m[10] === "1") return undefined; // one name per shape
+    return matrixShape(tileQ, tileK, subgroups, rows, headDim, config, parts, split);
   }
   return kernelShape(tileQ, tileK, rows, headDim / 4, cols);
 }

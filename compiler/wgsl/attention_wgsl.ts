@@ -161,6 +161,8 @@ export interface ComponentKernelOptions {
   matrixMajorness?: "template" | "argument";
   /** The parts the query tile is staged in on the matrix path (tiles.ts, KernelShape). */
   queryParts?: number;
+  /** Subgroups per band of query rows on the matrix path (tiles.ts, KernelShape). */
+  bandSplit?: number;
   /**
    * K and V in pages, every row read through the block table (`kvRow`, kv_row_wgsl.ts); absent
    * where they are contiguous, and for landmark keys, which the pooling pass writes contiguous.

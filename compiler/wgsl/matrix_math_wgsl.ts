@@ -47,6 +47,13 @@ interface MatrixGeometry {
   dimBlocks: number[];
   /** K-wide blocks of the key tile (the reduction of P·V). */
   keySteps: number[];
+  /**
+   * Subgroups per band (`bandSplit`): with 2, keyBlocks and dimBlocks are this subgroup's half,
+   * counted from `partKeys` and `partDims` (WGSL), which these prefix its offsets with.
+   */
+  split: number;
+  keysFrom: string;
+  dimsFrom: string;
 }
 
 function matrixGeometry(o: ComponentKernelOptions): MatrixGeometry {
@@ -54,15 +61,19 @@ function matrixGeometry(o: ComponentKernelOptions): MatrixGeometry {
   const { tileQ, tileK } = o.component.mask;
   const d = o.shape.headDim;
   const subgroups = o.threads / config.subgroupSize;
-  const bandRows = tileQ / subgroups;
+  const split = o.bandSplit ?? 1;
+  const bandRows = (tileQ * split) / subgroups;
   return {
     config,
     bandRows,
     rowBlocks: range(bandRows / config.m),
     dimSteps: range(d / config.k),
-    keyBlocks: range(tileK / config.n),
-    dimBlocks: range(d / config.n),
+    keyBlocks: range(tileK / config.n / split),
+    dimBlocks: range(d / config.n / split),
     keySteps: range(tileK / config.k),
+    split,
+    keysFrom: split > 1 ? "partKeys + " : "",
+    dimsFrom: split > 1 ? "partDims + " : "",
   };
 }
 
@@ -122,7 +133,9 @@ const V_ROW = ${qkRow}u;        // the same, in float16 elements
 const OUT_ROW = ${outRow}u;      // float32 row of the matrices' results (S, then O${
       outColumns(o).passes > 1 ? ` in ${outColumns(o).passes} passes` : ""
     })
-const BAND_ROWS = ${mg.bandRows}u;   // query rows per subgroup: ${mg.rowBlocks.length} block(s) of ${mg.config.m}${
+const BAND_ROWS = ${mg.bandRows}u;   // query rows per ${
+      mg.split > 1 ? "pair of subgroups" : "subgroup"
+    }: ${mg.rowBlocks.length} block(s) of ${mg.config.m}${
       parts > 1
         ? `
 const Q_PART4 = ${
@@ -201,8 +214,18 @@ export function matrixQueryLoads(
   const outputs = mg.rowBlocks.flatMap((a) =>
     mg.dimBlocks.map((b) => `  var o${a}_${b} = ${result(c)}();`)
   );
-  const band = `  let band = sg * BAND_ROWS;           // this subgroup's first query row
-  if (lid == 0u) { rescaleFlag[0] = 0u; }
+  const band = `${
+    mg.split > 1
+      ? `  // Two subgroups share each band: part 0 scores the first half of the key tile and holds O's
+  // first half of the dims, part 1 the second halves.
+  let band = (sg / 2u) * BAND_ROWS;    // this pair's first query row
+  let part = sg % 2u;
+  let partKeys = part * ${o.component.mask.tileK / 2}u;      // this part's first key of the tile
+  let partDims = part * ${o.shape.headDim / 2}u;      // and first dim of O
+`
+      : `  let band = sg * BAND_ROWS;           // this subgroup's first query row
+`
+  }  if (lid == 0u) { rescaleFlag[0] = 0u; }
   // This subgroup's band of P·V since the last rescaling, in result matrices.
 ${outputs.join("\n")}
 `;
@@ -255,9 +278,10 @@ export function matrixScores(o: ComponentKernelOptions, R: number[], J: number[]
   const mg = matrixGeometry(o), c = mg.config, cols = kernelGeometry(o).cols;
   const sp = { majorness: o.matrixMajorness };
   const blocks = mg.keyBlocks.map((b) => {
+    const keyRow = mg.split > 1 ? `(partKeys + ${b * c.n}u)` : `${b * c.n}u`;
     const kt = mg.dimSteps.map((t) =>
       `      let kt${t} = ${
-        load(sp, right(c), "kpTile", `${b * c.n}u * QK_ROW + ${t * c.k}u`, true, "QK_ROW")
+        load(sp, right(c), "kpTile", `${keyRow} * QK_ROW + ${t * c.k}u`, true, "QK_ROW")
       };`
     );
     const products = mg.rowBlocks.map((a) =>
@@ -267,11 +291,19 @@ export function matrixScores(o: ComponentKernelOptions, R: number[], J: number[]
           `      s${a} = subgroupMatrixMultiplyAccumulate(qm${a}_${t}, kt${t}, s${a});`
         ),
         `      ${
-          store(sp, "mmaOut", `(band + ${a * c.m}u) * OUT_ROW + ${b * c.n}u`, `s${a}`, "OUT_ROW")
+          store(
+            sp,
+            "mmaOut",
+            `(band + ${a * c.m}u) * OUT_ROW + ${mg.keysFrom}${b * c.n}u`,
+            `s${a}`,
+            "OUT_ROW",
+          )
         }`,
       ].join("\n")
     );
-    return `    {                                 // keys ${b * c.n}..${b * c.n + c.n - 1}
+    return `    {                                 // keys ${mg.keysFrom}${b * c.n}..${
+      b * c.n + c.n - 1
+    }
 ${kt.join("\n")}
 ${products.join("\n")}
     }`;
@@ -326,7 +358,14 @@ export function matrixProduct(o: ComponentKernelOptions, R: number[], Dd: number
   const blocks = mg.dimBlocks.map((b) => {
     const vm = mg.keySteps.map((t) =>
       `      let vm${t} = ${
-        load(sp, right(c), "vTile", `${t * c.k}u * V_ROW + ${b * c.n}u`, false, "V_ROW")
+        load(
+          sp,
+          right(c),
+          "vTile",
+          `${t * c.k}u * V_ROW + ${mg.dimsFrom}${b * c.n}u`,
+          false,
+          "V_ROW",
+        )
       };`
     );
     const products = mg.rowBlocks.flatMap((a) =>
@@ -334,7 +373,9 @@ export function matrixProduct(o: ComponentKernelOptions, R: number[], Dd: number
         `      o${a}_${b} = subgroupMatrixMultiplyAccumulate(pm${a}_${t}, vm${t}, o${a}_${b});`
       )
     );
-    return `    {                                 // dims ${b * c.n}..${b * c.n + c.n - 1}
+    return `    {                                 // dims ${mg.dimsFrom}${b * c.n}..${
+      b * c.n + c.n - 1
+    }
 ${vm.join("\n")}
 ${products.join("\n")}
     }`;
@@ -368,12 +409,37 @@ function outColumns(o: ComponentKernelOptions): { columns: number; passes: numbe
 }
 
 /**
+ * Where O's dims sit in `mmaOut` as O passes through it: in `passes` passes of `width` columns;
+ * a pass holds `width / split` consecutive dims of each part's half of D (all of D's in one
+ * part where bands are not split), side by side. `columnOf` places a dim that is static but for
+ * its part's offset.
+ */
+function oPassLayout(o: ComponentKernelOptions) {
+  const { columns, passes } = outColumns(o);
+  const d = o.shape.headDim, split = o.bandSplit ?? 1;
+  const width = passes > 1 ? columns : d;
+  const half = width / split, partDims = d / split;
+  return {
+    passes,
+    width,
+    half,
+    /** The pass and column of dim `dim` of part `part`'s half (dim counted within the half). */
+    place: (part: number, dim: number) => {
+      const pass = Math.floor(dim / half);
+      return { pass, column: part * half + dim - pass * half };
+    },
+    partDims,
+  };
+}
+
+/**
  * The band's O matrices through `mmaOut`, pass by pass: each pass's dim blocks stored, a
  * barrier, then each invocation's vec4 columns of that pass either scaled in place by their
  * rows' `alpha` and, after a barrier, loaded back into the matrices (`rescale`, inside the key
  * loop), or added to its accumulators (`collect`, after it); a barrier before the next pass
  * overwrites them. A subgroup reads and writes only its band's rows, so no barrier is needed
- * before the first pass's stores once the scores there are read.
+ * before the first pass's stores once the scores there are read. Where two subgroups share a
+ * band, each stores its half's blocks at its part's place in the pass (`oPassLayout`).
  */
 function oThroughOut(
   o: ComponentKernelOptions,
@@ -384,18 +450,24 @@ function oThroughOut(
 ): string {
   const mg = matrixGeometry(o), c = mg.config, cols = kernelGeometry(o).cols;
   const sp = { majorness: o.matrixMajorness };
-  const { columns, passes } = outColumns(o);
-  return range(passes).map((p) => {
+  const layout = oPassLayout(o);
+  const partColumn = mg.split > 1 ? `part * ${layout.half}u + ` : "";
+  return range(layout.passes).map((p) => {
     const blocks = mg.rowBlocks.flatMap((a) =>
-      mg.dimBlocks.filter((b) => Math.floor((b * c.n) / columns) === p).map((b) => ({
+      mg.dimBlocks.filter((b) => layout.place(0, b * c.n).pass === p).map((b) => ({
         name: `o${a}_${b}`,
-        at: `(band + ${a * c.m}u) * OUT_ROW + ${b * c.n - p * columns}u`,
+        at: `(band + ${a * c.m}u) * OUT_ROW + ${partColumn}${layout.place(0, b * c.n).column}u`,
       }))
     );
     const stores = blocks.map((m) => `${indent}${store(sp, "mmaOut", m.at, m.name, "OUT_ROW")}`);
+    // An invocation's vec4 column col + d * cols: its part and pass do not depend on col.
+    const placeOf = (d: number) => {
+      const dim = 4 * d * cols, part = Math.floor(dim / layout.partDims);
+      return layout.place(part, dim - part * layout.partDims);
+    };
     const own = R.flatMap((r) =>
-      Dd.filter((d) => Math.floor((d * cols * 4) / columns) === p).map((d) => {
-        const at = `(firstRow + ${r}u) * OUT_ROW + (col + ${d * cols - (p * columns) / 4}u) * 4u`;
+      Dd.filter((d) => placeOf(d).pass === p).map((d) => {
+        const at = `(firstRow + ${r}u) * OUT_ROW + (col + ${placeOf(d).column / 4}u) * 4u`;
         return `${indent}{ let i = ${at}; ${
           mode === "rescale"
             ? range(4).map((e) => `mmaOut[i${e ? ` + ${e}u` : ""}] *= alpha${r};`).join(" ")
@@ -411,13 +483,16 @@ function oThroughOut(
         ),
       ]
       : [];
+    const dims = mg.split > 1
+      ? `${indent}// O's dims ${p * layout.half}..${(p + 1) * layout.half - 1} of each half`
+      : `${indent}// O's dims ${p * layout.width}..${(p + 1) * layout.width - 1}`;
     return [
-      ...(passes > 1 ? [`${indent}// O's dims ${p * columns}..${(p + 1) * columns - 1}`] : []),
+      ...(layout.passes > 1 ? [dims] : []),
       ...stores,
       `${indent}workgroupBarrier();`,
       ...own,
       ...reloads,
-      ...(p < passes - 1
+      ...(p < layout.passes - 1
         ? [`${indent}workgroupBarrier();           // read: the next pass may store`]
         : []),
     ].join("\n");

@@ -291,3 +291,95 @@ Deno.test("queryParts the matrices cannot take are refused, naming the field", (
     /applies to subgroup-matrix tiles only/,
   );
 });
+
+/**
+ * Checks, from a matrix kernel's text, that every accumulator slot of the collection after the
+ * key loop reads the dims that the result matrices stored at its columns: the layout of O's
+ * passes through `mmaOut`, worked out for both parts of a split band.
+ */
+function checkCollectLayout(wgsl: string, cols: number, n: number, split: number): number {
+  const collect = wgsl.slice(
+    wgsl.indexOf("// O from the result matrices"),
+    wgsl.indexOf("// Each row's sum"),
+  );
+  const partDims = Number(/let partDims = part \* (\d+)u;/.exec(wgsl)?.[1] ?? 0);
+  const passes = collect.split(/workgroupBarrier\(\);\s+\/\/ read: the next pass may store/);
+  let checked = 0;
+  for (const pass of passes) {
+    // Column -> dim, per part, from the stores of this pass.
+    const dimAt = [new Map<number, number>(), new Map<number, number>()];
+    const stores = pass.matchAll(
+      /subgroupMatrixStore<row_major>\(&mmaOut, \(band \+ \d+u\) \* OUT_ROW \+ (part \* (\d+)u \+ )?(\d+)u, o\d+_(\d+), OUT_ROW\)/g,
+    );
+    for (const [, , half, column, block] of stores) {
+      for (let part = 0; part < split; part++) {
+        const at = part * Number(half ?? 0) + Number(column);
+        for (let e = 0; e < n; e++) {
+          dimAt[part].set(at + e, part * partDims + Number(block) * n + e);
+        }
+      }
+    }
+    const reads = pass.matchAll(/\(col \+ (\d+)u\) \* 4u; acc\d+_(\d+) \+=/g);
+    for (const [, offset, d] of reads) {
+      for (let col = 0; col < cols; col++) {
+        const column = 4 * (col + Number(offset)), dim = 4 * (col + Number(d) * cols);
+        // Some part's matrices stored the dims this slot adds, at the columns it reads.
+        const found = dimAt.some((m) => [0, 1, 2, 3].every((e) => m.get(column + e) === dim + e));
+        assert.ok(found, `acc _${d} at column ${column} (col ${col}) reads dims ${dim}..`);
+        checked++;
+      }
+    }
+  }
+  return checked;
+}
+
+Deno.test("bands split between two subgroups: each loads half of K and V, O's layout holds", () => {
+  const limits = { ...H200_DAWN, matrixMajorness: "template" as const };
+  for (
+    const [name, d, passes] of [
+      ["128x32x2c4.mma16x16x16s32h2", 64, 2],
+      ["128x32x4c4.mma16x16x16s32h2", 64, 2],
+      ["64x32x1c4.mma16x16x16s32h2", 128, 4],
+      ["128x32x2c4.mma16x16x16s32q2h2", 128, 4],
+      ["128x32x2c4.mma16x16x16s32", 64, 2],
+    ] as const
+  ) {
+    const tiles = parseKernelShapeName(name, d)!;
+    assert.equal(kernelShapeName(tiles, d), name);
+    assert.ok(kernelFits(tiles, d, "f16", limits), name);
+    const split = tiles.bandSplit ?? 1;
+    const wgsl = compile({ kind: "dense" }, { shape: shape(1024, d), dtype: "f16", limits, tiles })
+      .passes[0].wgsl;
+    const cols = tiles.threads / (tiles.tileQ / tiles.rowsPerThread);
+    // Every (row, vec4 column) slot of O is read once, from where its dims were stored.
+    const slots = tiles.rowsPerThread * (d / 4 / cols) * cols;
+    assert.equal(checkCollectLayout(wgsl, cols, 16, split), slots, name);
+    assert.equal((wgsl.match(/\/\/ O's dims/g) ?? []).length, 2 * passes, name); // rescale, collect
+    // K and V as matrices: each subgroup loads its half of the key tile's and of D's blocks.
+    const kLoads = (wgsl.match(/let kt\d+ = /g) ?? []).length;
+    const vLoads = (wgsl.match(/let vm\d+ = /g) ?? []).length;
+    assert.equal(kLoads, (tiles.tileK / 16 / split) * (d / 16), name);
+    assert.equal(vLoads, (d / 16 / split) * (tiles.tileK / 16), name);
+  }
+  // The check fails where the part's offset is dropped from O's stores.
+  const tiles = parseKernelShapeName("128x32x2c4.mma16x16x16s32h2", 64)!;
+  const wgsl = compile({ kind: "dense" }, { shape: shape(1024), dtype: "f16", limits, tiles })
+    .passes[0].wgsl.replaceAll("part * 16u + ", "");
+  assert.throws(() => checkCollectLayout(wgsl, 4, 16, 2), /reads dims/);
+});
+
+Deno.test("bandSplit the tiles cannot take is refused, naming the field", () => {
+  const limits = H200_DAWN;
+  const compileWith = (t: Record<string, unknown>, d = 64) => () =>
+    compile({ kind: "dense" }, { shape: shape(256, d), dtype: "f16", limits, tiles: t as never });
+  const tiles = parseKernelShapeName("128x32x2c4.mma16x16x16s32", 64)!;
+  assert.throws(compileWith({ ...tiles, bandSplit: 3 }), /tiles\.bandSplit must be 1 or 2/);
+  // D = 16 has one block of 16 dims: it cannot be halved.
+  const narrow = parseKernelShapeName("128x32x2c4.mma16x16x16s32", 16)!;
+  assert.throws(compileWith({ ...narrow, bandSplit: 2 }, 16), /bandSplit must be 1 or 2, and 2/);
+  assert.equal(parseKernelShapeName("128x32x2c4.mma16x16x16s32h2", 16), undefined);
+  assert.equal(parseKernelShapeName("128x32x2c4.mma16x16x16s32h1", 64), undefined);
+  const registers = tuningCandidates(64, H200_NATIVE, "f16", 1)[0];
+  assert.throws(compileWith({ ...registers, bandSplit: 2 }), /applies to subgroup-matrix tiles/);
+  assert.ok(tuningCandidates(64, H200_DAWN, "f16", 12).every((s) => !s.bandSplit));
+});

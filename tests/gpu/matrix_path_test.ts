@@ -2,8 +2,8 @@
  * The subgroup-matrix path (QKᵀ and P·V on the matrix units) against the float64 reference, on
  * every kind of layout and kernel: residue order, bucket order, gathered rows, landmarks,
  * split-K, fused runs, shared modules, predicates, score modifiers, gates; every matrix shape
- * the device offers at several head dims; query tiles staged in parts; padded and complete
- * grids; with and without the prefetched key loop. Runs where the device has subgroup matrices (Dawn, `WEFT_BACKEND=dawn`,
+ * the device offers at several head dims; query tiles staged in parts and bands split between
+ * two subgroups; padded and complete grids; with and without the prefetched key loop. Runs where the device has subgroup matrices (Dawn, `WEFT_BACKEND=dawn`,
  * on a GPU that lists them); elsewhere the tests are ignored.
  */
 import assert from "node:assert/strict";
@@ -119,7 +119,7 @@ Deno.test({
 });
 
 Deno.test({
-  name: "the query tile staged in parts: q2 and q4 at D = 64, q2 at D = 128 (prefetched)",
+  name: "shapes the tuner does not offer yet: query tiles in parts (q), bands split (h)",
   ignore,
   fn: async (t) => {
     const limits = compileLimits(rt.device, rt.info);
@@ -142,6 +142,10 @@ Deno.test({
         ["128x32x2c4.mma16x16x16s32q4", 64],
         ["128x32x2c4.mma16x16x16s32q2", 128],
         ["64x32x2c4.mma16x16x16s32q2", 128],
+        ["128x32x2c4.mma16x16x16s32h2", 64],
+        ["128x32x4c4.mma16x16x16s32h2", 64],
+        ["64x32x1c4.mma16x16x16s32h2", 128],
+        ["128x32x2c4.mma16x16x16s32q2h2", 128],
       ] as const
     ) {
       const tiles = parseKernelShapeName(name, d)!;
@@ -210,17 +214,22 @@ Deno.test({
       if (all > first + 8) rising++;
     }
     assert.ok(rising > n, `${rising} of ${2 * n} rows rise past their first tile by 2^8`);
-    for (
-      const pattern of [{ kind: "dense" }, { kind: "window", left: 200, right: 0 }] as Pattern[]
-    ) {
-      const compiled = rt.compile(pattern, { shape, dtype: "f16" });
-      assert.ok(compiled.kernel.matrix);
-      const got = await rt.run(compiled, { q, k, v });
-      const { o, lse } = largestErrors(got, reference({ pattern, shape, q: qRef, k, v }));
-      assert.ok(
-        o <= 5e-3 && lse <= 5e-3,
-        `${pattern.kind}: max |O - ref| ${o}, |LSE - ref| ${lse}`,
-      );
+    // The default shape, and bands split between two subgroups (O rescaled in its split layout).
+    const limits = compileLimits(rt.device, rt.info);
+    const split = parseKernelShapeName("128x32x2c4.mma16x16x16s32h2", d)!;
+    for (const tiles of [undefined, ...(kernelFits(split, d, "f16", limits) ? [split] : [])]) {
+      for (
+        const pattern of [{ kind: "dense" }, { kind: "window", left: 200, right: 0 }] as Pattern[]
+      ) {
+        const compiled = rt.compile(pattern, { shape, dtype: "f16", ...(tiles ? { tiles } : {}) });
+        assert.ok(compiled.kernel.matrix);
+        const got = await rt.run(compiled, { q, k, v });
+        const { o, lse } = largestErrors(got, reference({ pattern, shape, q: qRef, k, v }));
+        assert.ok(
+          o <= 5e-3 && lse <= 5e-3,
+          `${pattern.kind} ${tiles ? "h2" : ""}: max |O - ref| ${o}, |LSE - ref| ${lse}`,
+        );
+      }
     }
   },
 });
