@@ -180,7 +180,7 @@ export function matrixShape(
     tileK % cols === 0 && d4 % cols === 0 && ((tileQ * bandSplit) / subgroups) % config.m === 0 &&
     tileK % config.n === 0 && tileK % config.k === 0 && headDim % config.n === 0 &&
     headDim % config.k === 0 && queryPartFits(headDim, queryParts, config) &&
-    bandSplitFits(tileQ, tileK, subgroups, headDim, config, cols, bandSplit);
+    bandSplitFits(tileK, subgroups, headDim, config, cols, bandSplit);
   if (!fits) return undefined;
   return {
     tileQ,
@@ -201,7 +201,6 @@ export function matrixShape(
  * N-blocks and whole runs of a row's vec4 columns (4 * cols dims).
  */
 function bandSplitFits(
-  tileQ: number,
   tileK: number,
   subgroups: number,
   headDim: number,
