@@ -123,35 +123,35 @@ Deno.test({
   ignore,
   fn: async (t) => {
     const limits = compileLimits(rt.device, rt.info);
-    const patterns: [string, Pattern][] = [
-      ["dense", { kind: "dense" }],
-      ["ring (wraps)", { kind: "ring", radius: 40 }],
+    // Padded grids (N = 333) for every layout; complete ones (N = 1024, the bench's kind) for the
+    // natural-order patterns. Each kernel is a cold pipeline build on the GPU: the list is short.
+    const patterns: [string, Pattern, number[]][] = [
+      ["dense", { kind: "dense" }, [333, 1024]],
+      ["ring (wraps)", { kind: "ring", radius: 40 }, [333, 1024]],
       [
         "window ∪ stride (residue order)",
         {
           kind: "union",
           of: [{ kind: "window", left: 50, right: 50 }, { kind: "stride", period: 6 }],
         },
+        [333],
       ],
-      ["global (gathered rows)", { kind: "global", tokens: [0, 3, 100, 101] }],
-      ["hashBucket (bucket order)", { kind: "hashBucket", buckets: 8, rounds: 2, seed: 3 }],
+      ["global (gathered rows)", { kind: "global", tokens: [0, 3, 100, 101] }, [333]],
+      ["hashBucket (bucket order)", { kind: "hashBucket", buckets: 8, rounds: 2, seed: 3 }, [333]],
     ];
     for (
       const [name, d] of [
-        ["128x32x2c4.mma16x16x16s32q2", 64],
         ["128x32x2c4.mma16x16x16s32q4", 64],
         ["128x32x2c4.mma16x16x16s32q2", 128],
-        ["64x32x2c4.mma16x16x16s32q2", 128],
         ["128x32x2c4.mma16x16x16s32h2", 64],
-        ["128x32x4c4.mma16x16x16s32h2", 64],
         ["64x32x1c4.mma16x16x16s32h2", 128],
         ["128x32x2c4.mma16x16x16s32q2h2", 128],
       ] as const
     ) {
       const tiles = parseKernelShapeName(name, d)!;
       if (!kernelFits(tiles, d, "f16", limits)) continue; // another GPU's matrices
-      for (const [label, pattern] of patterns) {
-        for (const n of [333, 1024]) {
+      for (const [label, pattern, lengths] of patterns) {
+        for (const n of lengths) {
           await t.step(`D = ${d}, ${name}, ${label}, N = ${n}`, async () => {
             const e = await errors(pattern, n, d, { tiles });
             assert.ok(e.matrix);
