@@ -1,7 +1,8 @@
 /**
  * Kernel shapes side by side on this adapter: each shape is first checked against the float64
  * reference (dense, a ring, a window-and-stride union; GQA 2:1), then timed on dense and on band
- * and stride patterns, sustained (as the bench), with its cold pipeline creation. This is how the
+ * and stride patterns, sustained (as the bench) and sampled in turn with the other shapes, so
+ * that their ratios hold under one GPU state, with its cold pipeline creation. This is how the
  * float16 column split was chosen, on the H200.
  *
  * ```sh
@@ -19,7 +20,7 @@ import type { Pattern } from "../dsl/schema.ts";
 import { reference } from "../runtime/reference/mod.ts";
 import { createRuntime } from "../runtime/runtime.ts";
 import { normalTensor } from "../runtime/seeded_random.ts";
-import { median, sustainedGpuTimes } from "./measure.ts";
+import { interleavedGpuTimes, median } from "./measure.ts";
 
 const USAGE = `Usage: deno run -A bench/kernel_variants.ts [options]
 
@@ -127,35 +128,43 @@ for (const dtype of dtypes) {
       );
       if (!ok) Deno.exitCode = 1;
     }
-    // 2. Timed: cold pipeline creation, then sustained GPU time (median of 7 samples). A software
-    // adapter's timings mean nothing (and N = 65536 would take hours there): checks only.
-    if (rt.info.isFallback) continue;
-    for (const job of jobs) {
-      const shape = { batch: 1, headsQ: 8, headsKV: 8, seqLen: job.n, headDim };
-      const count = 8 * job.n * headDim;
-      const inputs = {
-        q: normalTensor(count, 1),
-        k: normalTensor(count, 2),
-        v: normalTensor(count, 3),
-      };
-      const compiled = rt.compile(job.pattern, { shape, ...options(kernel, dtype) });
-      const t0 = performance.now();
-      await Promise.all(compiled.passes.map((p) => rt.pipelines.get(p)));
-      const pipelineMs = performance.now() - t0;
-      const call = await rt.prepare(compiled, inputs);
-      let samples: number[];
-      try {
-        samples = await sustainedGpuTimes(call, 7, 2, rt.info.timestamps && !rt.info.isFallback);
-      } finally {
-        call.destroy();
+  }
+  // 2. Timed: each job's shapes (of this dtype) sampled in turn, so that their ratios share one
+  // GPU state (timings move with clocks between runs); cold pipeline creation per shape. A
+  // software adapter's timings mean nothing (and N = 65536 would take hours there): checks only.
+  if (rt.info.isFallback) continue;
+  const timed = shapes.filter(({ kernel }) => !(kernel.matrix && dtype !== "f16"));
+  for (const job of jobs) {
+    const shape = { batch: 1, headsQ: 8, headsKV: 8, seqLen: job.n, headDim };
+    const count = 8 * job.n * headDim;
+    const inputs = {
+      q: normalTensor(count, 1),
+      k: normalTensor(count, 2),
+      v: normalTensor(count, 3),
+    };
+    const calls = [], pipelineMs: number[] = [];
+    try {
+      for (const { kernel } of timed) {
+        const compiled = rt.compile(job.pattern, { shape, ...options(kernel, dtype) });
+        const t0 = performance.now();
+        await Promise.all(compiled.passes.map((p) => rt.pipelines.get(p)));
+        pipelineMs.push(performance.now() - t0);
+        calls.push(await rt.prepare(compiled, inputs));
       }
-      const ms = median(samples);
-      const tflops = 4 * 8 * job.n * job.n * headDim / (ms * 1e-3) / 1e12;
-      console.log(
-        `time ${dtype} ${name.padEnd(10)} ${job.name.padEnd(9)} N=${job.n}: ${ms.toFixed(3)} ms ` +
-          `(dense-eq ${tflops.toFixed(1)} TFLOP/s), pipelines ${pipelineMs.toFixed(0)} ms, ` +
-          `samples ${Math.min(...samples).toFixed(3)}-${Math.max(...samples).toFixed(3)}`,
-      );
+      const samples = await interleavedGpuTimes(calls, 7, 2, rt.info.timestamps);
+      timed.forEach(({ name }, i) => {
+        const ms = median(samples[i]);
+        const tflops = 4 * 8 * job.n * job.n * headDim / (ms * 1e-3) / 1e12;
+        console.log(
+          `time ${dtype} ${name.padEnd(10)} ${job.name.padEnd(9)} N=${job.n}: ${
+            ms.toFixed(3)
+          } ms ` +
+            `(dense-eq ${tflops.toFixed(1)} TFLOP/s), pipelines ${pipelineMs[i].toFixed(0)} ms, ` +
+            `samples ${Math.min(...samples[i]).toFixed(3)}-${Math.max(...samples[i]).toFixed(3)}`,
+        );
+      });
+    } finally {
+      for (const call of calls) call.destroy();
     }
   }
 }
