@@ -196,9 +196,8 @@ export function matrixShape(
 /**
  * Whether two subgroups can share each band (`bandSplit` 2; matrixShape checks that bands are
  * whole M-row blocks): pairs of subgroups, the key tile's and D's N-blocks in two equal halves,
- * and O's passes through the
- * matrices' results (`matrixOutColumns`) holding half a pass of each half's dims, in whole
- * N-blocks and whole runs of a row's vec4 columns (4 * cols dims).
+ * and O's passes through the matrices' results (`matrixOutColumns`) holding half a pass of each
+ * half's dims, in whole N-blocks and whole runs of a row's vec4 columns (4 * cols dims).
  */
 function bandSplitFits(
   tileK: number,
@@ -481,6 +480,10 @@ export function kernelShapeName(s: KernelShape, headDim: number): string {
   return cols === widestColumns(s.tileK, headDim / 4) ? base : `${base}c${cols}`;
 }
 
+/** `tileQ x tileK x rows [c cols] [.mma M x N x K s size [q parts] [h split]]`. */
+const SHAPE_NAME =
+  /^(\d+)x(\d+)x(\d+)(?:c(\d+))?(?:\.mma(\d+)x(\d+)x(\d+)s(\d+)(?:q(\d+))?(?:h(\d+))?)?$/;
+
 /**
  * The kernel shape a `kernelShapeName` names, at a head dim.
  * @param name e.g. "64x32x2", "64x32x2c4" or "128x32x2c4.mma16x16x16s32q2"
@@ -495,10 +498,7 @@ export function kernelShapeName(s: KernelShape, headDim: number): string {
  * ```
  */
 export function parseKernelShapeName(name: string, headDim: number): KernelShape | undefined {
-  const m = /^(\d+)x(\d+)x(\d+)(?:c(\d+))?(?:\.mma(\d+)x(\d+)x(\d+)s(\d+)(?:q(\d+))?(?:h(\d+))?)?$/
-    .exec(
-      name,
-    );
+  const m = SHAPE_NAME.exec(name);
   if (!m) return undefined;
   const [tileQ, tileK, rows] = [Number(m[1]), Number(m[2]), Number(m[3])];
   const cols = m[4] === undefined ? undefined : Number(m[4]);

@@ -409,26 +409,25 @@ function outColumns(o: ComponentKernelOptions): { columns: number; passes: numbe
 }
 
 /**
- * Where O's dims sit in `mmaOut` as O passes through it: in `passes` passes of `width` columns;
- * a pass holds `width / split` consecutive dims of each part's half of D (all of D's in one
- * part where bands are not split), side by side. `columnOf` places a dim that is static but for
- * its part's offset.
+ * Where O's dims sit in `mmaOut` as O passes through it: in `passes` passes of `width` columns,
+ * each holding `share` consecutive dims of every part's `partDims` (one part, all of D, where
+ * bands are not split), side by side. `place` finds a dim's pass and column.
  */
 function oPassLayout(o: ComponentKernelOptions) {
   const { columns, passes } = outColumns(o);
   const d = o.shape.headDim, split = o.bandSplit ?? 1;
   const width = passes > 1 ? columns : d;
-  const half = width / split, partDims = d / split;
+  const share = width / split, partDims = d / split;
   return {
     passes,
     width,
-    half,
-    /** The pass and column of dim `dim` of part `part`'s half (dim counted within the half). */
-    place: (part: number, dim: number) => {
-      const pass = Math.floor(dim / half);
-      return { pass, column: part * half + dim - pass * half };
-    },
+    share,
     partDims,
+    /** The pass and column of dim `dim` (counted within its part's dims) of part `part`. */
+    place: (part: number, dim: number) => {
+      const pass = Math.floor(dim / share);
+      return { pass, column: part * share + dim - pass * share };
+    },
   };
 }
 
@@ -451,7 +450,7 @@ function oThroughOut(
   const mg = matrixGeometry(o), c = mg.config, cols = kernelGeometry(o).cols;
   const sp = { majorness: o.matrixMajorness };
   const layout = oPassLayout(o);
-  const partColumn = mg.split > 1 ? `part * ${layout.half}u + ` : "";
+  const partColumn = mg.split > 1 ? `part * ${layout.share}u + ` : "";
   return range(layout.passes).map((p) => {
     const blocks = mg.rowBlocks.flatMap((a) =>
       mg.dimBlocks.filter((b) => layout.place(0, b * c.n).pass === p).map((b) => ({
@@ -484,7 +483,7 @@ function oThroughOut(
       ]
       : [];
     const dims = mg.split > 1
-      ? `${indent}// O's dims ${p * layout.half}..${(p + 1) * layout.half - 1} of each half`
+      ? `${indent}// O's dims ${p * layout.share}..${(p + 1) * layout.share - 1} of each half`
       : `${indent}// O's dims ${p * layout.width}..${(p + 1) * layout.width - 1}`;
     return [
       ...(layout.passes > 1 ? [dims] : []),
